@@ -1,0 +1,242 @@
+"""Metadata records: the repository marker, the run sidecar with its sequence catalogue, and the
+compaction manifest. Frozen dataclasses with `to_json()` / `from_json()`; unknown keys are ignored
+on read, `format_version` is always written, and a newer version is refused with a clear error.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from aim_parquet.errors import CorruptFileError, FormatVersionError
+from aim_parquet.format.values import decode_json_value, encode_json_value
+
+FORMAT_VERSION = 1
+FORMAT_NAME = "aim_parquet"
+
+
+def check_format_version(data: dict[str, Any], what: str) -> None:
+    version = data.get("format_version")
+    if not isinstance(version, int):
+        raise CorruptFileError(f"{what}: missing or invalid 'format_version'.")
+    if version > FORMAT_VERSION:
+        raise FormatVersionError(
+            f"{what} was written by format version {version}, newer than this aim_parquet "
+            f"(reads up to {FORMAT_VERSION}). Upgrade aim_parquet: pip install -U aim_parquet."
+        )
+
+
+def _num(value: float | None) -> Any:
+    if value is None or math.isfinite(value):
+        return value
+    return encode_json_value(value)
+
+
+def _unnum(value: Any) -> float | None:
+    return None if value is None else float(decode_json_value(value))
+
+
+@dataclass(frozen=True)
+class RepoMarker:
+    """`.aim/aim_parquet.json`: marks the folder as an aim_parquet repository."""
+
+    format_version: int = FORMAT_VERSION
+    created_at: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT_NAME,
+            "format_version": self.format_version,
+            "created_at": self.created_at,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], what: str = "repository marker") -> RepoMarker:
+        check_format_version(data, what)
+        return cls(format_version=data["format_version"], created_at=data.get("created_at", 0.0))
+
+
+@dataclass(frozen=True)
+class SequenceInfo:
+    """One entry of a run's sequence catalogue: a (name, context) sequence and its summary."""
+
+    seq_id: str
+    name: str
+    context: dict[str, Any]
+    kind: str  # Aim dtype: 'int', 'float', 'number', 'aim.image', 'list(aim.image)', ...
+    count: int = 0  # points written (a step written twice counts twice)
+    first_step: int | None = None
+    last_step: int | None = None
+    first: Any = None  # value at first_step (numbers only)
+    last: Any = None  # value at last_step (numbers only)
+    min: float | None = None
+    max: float | None = None
+
+    @property
+    def is_metric(self) -> bool:
+        return self.kind in ("int", "float", "number")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "seq_id": self.seq_id,
+            "name": self.name,
+            "context": self.context,
+            "kind": self.kind,
+            "count": self.count,
+            "first_step": self.first_step,
+            "last_step": self.last_step,
+            "first": _num(self.first) if isinstance(self.first, float) else self.first,
+            "last": _num(self.last) if isinstance(self.last, float) else self.last,
+            "min": _num(self.min),
+            "max": _num(self.max),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SequenceInfo:
+        return cls(
+            seq_id=data["seq_id"],
+            name=data["name"],
+            context=data.get("context") or {},
+            kind=data["kind"],
+            count=int(data.get("count", 0)),
+            first_step=data.get("first_step"),
+            last_step=data.get("last_step"),
+            first=decode_json_value(data.get("first")),
+            last=decode_json_value(data.get("last")),
+            min=_unnum(data.get("min")),
+            max=_unnum(data.get("max")),
+        )
+
+
+@dataclass(frozen=True)
+class RunMeta:
+    """`runs/<hash>/run.json`: a run's properties, params and sequence catalogue."""
+
+    hash: str
+    creation_time: float
+    name: str | None = None
+    description: str | None = None
+    experiment: str = "default"
+    tags: tuple[str, ...] = ()
+    archived: bool = False
+    end_time: float | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    sequences: tuple[SequenceInfo, ...] = ()
+    updated_at: float = 0.0
+    format_version: int = FORMAT_VERSION
+
+    @property
+    def display_name(self) -> str:
+        return self.name if self.name is not None else f"Run: {self.hash}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT_NAME,
+            "format_version": self.format_version,
+            "hash": self.hash,
+            "name": self.name,
+            "description": self.description,
+            "experiment": self.experiment,
+            "tags": list(self.tags),
+            "archived": self.archived,
+            "creation_time": self.creation_time,
+            "end_time": self.end_time,
+            "updated_at": self.updated_at,
+            "params": encode_json_value(self.params),
+            "sequences": [s.to_json() for s in self.sequences],
+        }
+
+    def dumps(self) -> bytes:
+        return json.dumps(self.to_json(), ensure_ascii=False, allow_nan=False).encode(
+            "utf-8", "surrogatepass"
+        )
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], what: str = "run sidecar") -> RunMeta:
+        check_format_version(data, what)
+        try:
+            return cls(
+                hash=data["hash"],
+                creation_time=float(data["creation_time"]),
+                name=data.get("name"),
+                description=data.get("description"),
+                experiment=data.get("experiment") or "default",
+                tags=tuple(data.get("tags") or ()),
+                archived=bool(data.get("archived", False)),
+                end_time=data.get("end_time"),
+                params=decode_json_value(data.get("params") or {}),
+                sequences=tuple(SequenceInfo.from_json(s) for s in data.get("sequences") or ()),
+                updated_at=float(data.get("updated_at") or 0.0),
+                format_version=data["format_version"],
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CorruptFileError(f"{what}: invalid field ({exc!r}).") from exc
+
+    @classmethod
+    def loads(cls, raw: bytes, what: str) -> RunMeta:
+        try:
+            data = json.loads(raw.decode("utf-8", "surrogatepass"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise CorruptFileError(
+                f"{what} is not valid JSON ({exc}). Run `aim-parquet verify --repair` to rebuild it."
+            ) from exc
+        if not isinstance(data, dict):
+            raise CorruptFileError(f"{what} is not a JSON object.")
+        return cls.from_json(data, what)
+
+
+@dataclass(frozen=True)
+class CompactedFile:
+    """One Parquet file of a compaction generation."""
+
+    path: str  # relative to the run folder, e.g. "compacted/metrics-000001.parquet"
+    kind: str  # "metrics" or an object kind such as "aim.image"
+    rows: int
+    bytes: int
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """`runs/<hash>/compacted/manifest.json`: the commit point of compaction.
+
+    `segments` lists every segment (as "<seq_id>/<file name>") whose points the Parquet `files`
+    hold; readers read those from Parquet and every other segment from `seqs/`.
+    """
+
+    generation: int
+    files: tuple[CompactedFile, ...]
+    segments: frozenset[str]
+    created_at: float = 0.0
+    format_version: int = FORMAT_VERSION
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT_NAME,
+            "format_version": self.format_version,
+            "generation": self.generation,
+            "created_at": self.created_at,
+            "files": [
+                {"path": f.path, "kind": f.kind, "rows": f.rows, "bytes": f.bytes}
+                for f in self.files
+            ],
+            "segments": sorted(self.segments),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], what: str = "compaction manifest") -> Manifest:
+        check_format_version(data, what)
+        try:
+            return cls(
+                generation=int(data["generation"]),
+                files=tuple(
+                    CompactedFile(f["path"], f["kind"], int(f["rows"]), int(f["bytes"]))
+                    for f in data["files"]
+                ),
+                segments=frozenset(data["segments"]),
+                created_at=float(data.get("created_at") or 0.0),
+                format_version=data["format_version"],
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CorruptFileError(f"{what}: invalid field ({exc!r}).") from exc

@@ -1,0 +1,133 @@
+"""Where every file of a repository lives; the single source of the layout FORMAT.md describes.
+
+Nothing here touches the disk: these are pure path computations and validators, so a run hash or a
+sequence name can never become a path outside the repository.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import secrets
+from pathlib import Path
+from typing import Any
+
+from aim_parquet.errors import InvalidRunHashError
+
+REPO_DIRNAME = ".aim"
+MARKER_FILENAME = "aim_parquet.json"
+RUNS_DIRNAME = "runs"
+INDEX_DIRNAME = "index"
+TRASH_DIRNAME = "trash"
+SIDECAR_FILENAME = "run.json"
+LOCK_FILENAME = "lock"
+SEQS_DIRNAME = "seqs"
+COMPACTED_DIRNAME = "compacted"
+MANIFEST_FILENAME = "manifest.json"
+SEGMENT_SUFFIX = ".arrows"
+TEMP_PREFIX = ".tmp-"
+
+_HASH_RE = re.compile(r"[0-9a-f]{24}")
+_SEQ_ID_RE = re.compile(r"[0-9a-f]{20}")
+_SEGMENT_RE = re.compile(r"[0-9a-f]{16}-[0-9]+-[0-9a-f]{6}-[0-9]{6}\.arrows")
+
+
+def generate_run_hash() -> str:
+    """A new random run hash: 24 lowercase hex characters (as Aim's)."""
+    return secrets.token_hex(12)
+
+
+def validate_run_hash(run_hash: object) -> str:
+    """Return `run_hash` if it is 24 lowercase hex characters, else raise InvalidRunHashError."""
+    if not isinstance(run_hash, str) or _HASH_RE.fullmatch(run_hash) is None:
+        raise InvalidRunHashError(
+            f"Invalid run hash {run_hash!r}: a run hash is 24 lowercase hex characters "
+            "(as printed by `aim-parquet runs ls`)."
+        )
+    return run_hash
+
+
+def is_valid_run_hash(name: str) -> bool:
+    return _HASH_RE.fullmatch(name) is not None
+
+
+def is_valid_seq_id(name: str) -> bool:
+    return _SEQ_ID_RE.fullmatch(name) is not None
+
+
+def is_segment_name(name: str) -> bool:
+    return _SEGMENT_RE.fullmatch(name) is not None
+
+
+def canonical_context(context: dict[str, Any] | None) -> str:
+    """The canonical JSON text of a context: sorted keys, compact, so order never matters."""
+    return json.dumps(context or {}, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def sequence_id(name: str, context: dict[str, Any] | None) -> str:
+    """Stable id of the sequence (name, context): 20 hex chars of SHA-1 over its canonical form."""
+    text = json.dumps([name, canonical_context(context)], ensure_ascii=False)
+    return hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()[:20]
+
+
+def segment_name(session_ns: int, counter: int) -> str:
+    """Segment file name; lexicographic order is write order across sessions of one run.
+
+    `<session start, ns, 16 hex>-<pid>-<6 random hex>-<counter, 6 digits>.arrows`
+    """
+    return f"{session_ns:016x}-{os.getpid()}-{secrets.token_hex(3)}-{counter:06d}{SEGMENT_SUFFIX}"
+
+
+def resolve_repo_root(repo: str | os.PathLike[str] | None) -> Path:
+    """The folder that holds `.aim/` for a user-supplied `repo` argument (Aim's rules).
+
+    None: the nearest ancestor of the current directory holding `.aim`, else the current directory.
+    A trailing `/.aim` is accepted and `~` is expanded.
+    """
+    if repo is None:
+        cwd = Path.cwd()
+        for folder in (cwd, *cwd.parents):
+            if (folder / REPO_DIRNAME).is_dir():
+                return folder
+        return cwd
+    path = Path(os.path.expanduser(os.fspath(repo)))
+    if path.name == REPO_DIRNAME:
+        path = path.parent
+    return path.absolute()
+
+
+class RepoLayout:
+    """Paths inside one repository root (the folder holding `.aim`)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.aim_dir = root / REPO_DIRNAME
+        self.marker = self.aim_dir / MARKER_FILENAME
+        self.runs_dir = self.aim_dir / RUNS_DIRNAME
+        self.index_dir = self.aim_dir / INDEX_DIRNAME
+        self.trash_dir = self.aim_dir / TRASH_DIRNAME
+
+    def run_dir(self, run_hash: str) -> Path:
+        return self.runs_dir / validate_run_hash(run_hash)
+
+    def sidecar(self, run_hash: str) -> Path:
+        return self.run_dir(run_hash) / SIDECAR_FILENAME
+
+    def lock_file(self, run_hash: str) -> Path:
+        return self.run_dir(run_hash) / LOCK_FILENAME
+
+    def seqs_dir(self, run_hash: str) -> Path:
+        return self.run_dir(run_hash) / SEQS_DIRNAME
+
+    def seq_dir(self, run_hash: str, seq_id: str) -> Path:
+        if not is_valid_seq_id(seq_id):
+            raise ValueError(f"invalid sequence id {seq_id!r}")
+        return self.seqs_dir(run_hash) / seq_id
+
+    def compacted_dir(self, run_hash: str) -> Path:
+        return self.run_dir(run_hash) / COMPACTED_DIRNAME
+
+    def manifest(self, run_hash: str) -> Path:
+        return self.compacted_dir(run_hash) / MANIFEST_FILENAME

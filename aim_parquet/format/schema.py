@@ -1,0 +1,70 @@
+"""Arrow schemas of segment files (and of the compacted Parquet files built from them).
+
+A segment is an Arrow IPC *stream*: a schema message followed by record-batch messages, one per
+flush, with no end-of-stream marker (readers stop at end of file and skip a torn last message).
+The schema's metadata makes each segment self-describing (run, sequence name, context, kind).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pyarrow as pa
+
+META_RUN = b"aim_parquet.run"
+META_NAME = b"aim_parquet.name"
+META_CONTEXT = b"aim_parquet.context"
+META_KIND = b"aim_parquet.kind"
+META_FORMAT_VERSION = b"aim_parquet.format_version"
+
+METRIC_FIELDS = [
+    pa.field("step", pa.int64(), nullable=False),
+    pa.field("value", pa.float64(), nullable=False),
+    pa.field("epoch", pa.int64(), nullable=True),
+    pa.field("timestamp", pa.float64(), nullable=False),
+]
+
+OBJECT_FIELDS = [
+    pa.field("step", pa.int64(), nullable=False),
+    pa.field("index", pa.int32(), nullable=False),  # position within a list tracked at one step
+    pa.field("epoch", pa.int64(), nullable=True),
+    pa.field("timestamp", pa.float64(), nullable=False),
+    pa.field("payload", pa.large_binary(), nullable=False),
+    pa.field("meta", pa.string(), nullable=False),  # JSON object of the object's small fields
+]
+
+METRIC_SCHEMA = pa.schema(METRIC_FIELDS)
+OBJECT_SCHEMA = pa.schema(OBJECT_FIELDS)
+METRIC_KINDS = frozenset({"int", "float", "number"})
+
+
+def is_metric_kind(kind: str) -> bool:
+    return kind in METRIC_KINDS
+
+
+def segment_schema(
+    run_hash: str, name: str, context_json: str, kind: str, format_version: int
+) -> pa.Schema:
+    base = METRIC_SCHEMA if is_metric_kind(kind) else OBJECT_SCHEMA
+    return base.with_metadata(
+        {
+            META_RUN: run_hash.encode(),
+            META_NAME: name.encode("utf-8", "surrogatepass"),
+            META_CONTEXT: context_json.encode("utf-8", "surrogatepass"),
+            META_KIND: kind.encode(),
+            META_FORMAT_VERSION: str(format_version).encode(),
+        }
+    )
+
+
+def describe_segment_schema(schema: pa.Schema) -> dict[str, Any]:
+    """Decode a segment schema's metadata into run, name, context, kind and format_version."""
+    meta = schema.metadata or {}
+    return {
+        "run": meta.get(META_RUN, b"").decode(),
+        "name": meta.get(META_NAME, b"").decode("utf-8", "surrogatepass"),
+        "context": json.loads(meta.get(META_CONTEXT, b"{}").decode("utf-8", "surrogatepass")),
+        "kind": meta.get(META_KIND, b"").decode(),
+        "format_version": int(meta.get(META_FORMAT_VERSION, b"1")),
+    }

@@ -1,0 +1,154 @@
+"""Param values: normalisation of user input and their lossless JSON encoding.
+
+Params are stored as standard JSON (readable by any JSON reader). Values JSON cannot hold are
+tagged objects with the reserved key ``"$aim_parquet"``:
+
+- bytes            -> {"$aim_parquet": "bytes", "v": "<base64>"}
+- NaN, inf, -inf   -> {"$aim_parquet": "float", "v": "nan" | "inf" | "-inf"}
+- a dict that itself has the key "$aim_parquet" -> {"$aim_parquet": "dict", "v": {...}}
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from aim_parquet.errors import UnsupportedValueError
+
+TAG = "$aim_parquet"
+MAX_DEPTH = 200
+
+
+def _type_name(value: object) -> str:
+    t = type(value)
+    return t.__name__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
+
+
+def to_python_number(value: Any) -> int | float | bool | None:
+    """Convert numpy scalars, 0-d/size-1 arrays and tensors (anything with `.item()`) to Python.
+
+    Returns None when `value` is not number-like. Never imports numpy/torch.
+    """
+    t = type(value)
+    if t is float or t is int or t is bool:
+        return value  # type: ignore[no-any-return]
+    item = getattr(value, "item", None)
+    if item is None or isinstance(value, (str, bytes, dict, list, tuple)):
+        return None
+    size = getattr(value, "size", None)
+    if callable(size):  # torch: .size() is a method; numel gives the count
+        numel = getattr(value, "numel", None)
+        size = numel() if callable(numel) else None
+    if size is not None and size != 1:
+        return None
+    try:
+        out = item()
+    except (ValueError, TypeError, RuntimeError):
+        return None
+    if type(out) in (int, float, bool):
+        return out  # type: ignore[no-any-return]
+    return None
+
+
+def normalize_param(value: Any, key: str, _depth: int = 0) -> Any:
+    """Return a plain-Python copy of a param value, or raise UnsupportedValueError naming `key`.
+
+    Accepted: None, bool, int, float (NaN/inf kept), str, bytes, list, tuple (becomes list), dict with
+    str keys at any depth; numpy scalars and size-1 arrays become Python numbers.
+    """
+    if _depth > MAX_DEPTH:
+        raise UnsupportedValueError(
+            f"Param {key!r} is nested deeper than {MAX_DEPTH} levels; flatten it before storing."
+        )
+    if value is None or isinstance(value, (bool, int, float, str)):
+        if isinstance(value, str) and "\x00" in value:
+            return value  # NUL is valid in JSON strings
+        return value
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    if isinstance(value, (list, tuple)):
+        return [normalize_param(v, f"{key}[{i}]", _depth + 1) for i, v in enumerate(value)]
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise UnsupportedValueError(
+                    f"Param {key!r} has a dict key {k!r} of type {_type_name(k)}; "
+                    "only str keys can be stored. Convert the keys with str()."
+                )
+            out[k] = normalize_param(v, f"{key}.{k}", _depth + 1)
+        return out
+    number = to_python_number(value)
+    if number is not None:
+        return number
+    to_container = getattr(value, "_metadata", None)
+    if to_container is not None and type(value).__module__.startswith("omegaconf"):
+        from omegaconf import OmegaConf  # optional; only reached for OmegaConf objects
+
+        return normalize_param(OmegaConf.to_container(value, resolve=True), key, _depth)
+    raise UnsupportedValueError(
+        f"Cannot store param {key!r}: values of type {_type_name(value)} are not supported "
+        "(use None, bool, int, float, str, bytes, list, tuple or dict with str keys)."
+    )
+
+
+def encode_json_value(value: Any) -> Any:
+    """Encode a normalised param value into JSON-safe form (tagging bytes and non-finite floats)."""
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return value
+        return {TAG: "float", "v": "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")}
+    if isinstance(value, bytes):
+        return {TAG: "bytes", "v": base64.b64encode(value).decode("ascii")}
+    if isinstance(value, list):
+        return [encode_json_value(v) for v in value]
+    if isinstance(value, dict):
+        encoded = {k: encode_json_value(v) for k, v in value.items()}
+        return {TAG: "dict", "v": encoded} if TAG in value else encoded
+    return value
+
+
+def decode_json_value(value: Any) -> Any:
+    """Inverse of :func:`encode_json_value`."""
+    if isinstance(value, list):
+        return [decode_json_value(v) for v in value]
+    if isinstance(value, dict):
+        tag = value.get(TAG)
+        if tag is None:
+            return {k: decode_json_value(v) for k, v in value.items()}
+        if tag == "float":
+            return float(value["v"])
+        if tag == "bytes":
+            return base64.b64decode(value["v"])
+        if tag == "dict":
+            return {k: decode_json_value(v) for k, v in value["v"].items()}
+        return {k: decode_json_value(v) for k, v in value.items()}
+    return value
+
+
+def normalize_context(context: Any) -> dict[str, Any]:
+    """Validate a sequence context: a dict with str keys of JSON-like values (tuples become lists)."""
+    if context is None:
+        return {}
+    if not isinstance(context, Mapping):
+        raise UnsupportedValueError(
+            f"context must be a dict, not {_type_name(context)} (e.g. context={{'subset': 'train'}})."
+        )
+    out = normalize_param(context, "context")
+    _reject_non_json(out, "context")
+    return out  # type: ignore[no-any-return]
+
+
+def _reject_non_json(value: Any, where: str) -> None:
+    if isinstance(value, bytes):
+        raise UnsupportedValueError(f"{where} cannot hold bytes values; use str.")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise UnsupportedValueError(f"{where} cannot hold NaN or infinite floats.")
+    if isinstance(value, list):
+        for v in value:
+            _reject_non_json(v, where)
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _reject_non_json(v, f"{where}.{k}")

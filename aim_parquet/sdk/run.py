@@ -1,0 +1,372 @@
+"""`Run`: Aim's user-facing run object on our append-only store.
+
+The write hot path is `Run.track` for a Python number: it validates with `type(...) is` checks,
+finds the sequence buffer in a dict keyed by (name, context) and appends four values under one
+lock. Everything else (objects, dicts of metrics, conversions, errors) takes the slow path.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from aim_parquet.errors import (
+    IncompatibleSequenceError,
+    MissingRunError,
+    ReadOnlyRunError,
+    RunClosedError,
+    StorageError,
+    UnsupportedValueError,
+)
+from aim_parquet.format.meta import RunMeta
+from aim_parquet.format.paths import generate_run_hash, validate_run_hash
+from aim_parquet.format.schema import is_metric_kind
+from aim_parquet.format.values import normalize_context, normalize_param, to_python_number
+from aim_parquet.sdk import lifecycle
+from aim_parquet.sdk.params import ParamKey, del_path, get_path, key_path, set_path
+from aim_parquet.sdk.run_base import RunReadMixin, layout_for
+from aim_parquet.storage.lock import RunLock
+from aim_parquet.storage.run_reader import discover_sequences, load_run_meta
+from aim_parquet.storage.run_writer import SeqBuffer, RunWriter
+
+log = logging.getLogger(__name__)
+
+MAX_STEP = 2**63 - 1
+STRICT_ENV = "AIM_PARQUET_STRICT"
+_MISSING = object()
+
+
+def _bad_step(step: Any) -> int:
+    number = to_python_number(step)
+    if type(number) is not int or isinstance(step, float):
+        raise ValueError(f"step must be an int, got {step!r} ({type(step).__name__}).")
+    if not 0 <= number <= MAX_STEP:
+        raise ValueError(f"step must be between 0 and 2**63-1, got {number}.")
+    return number
+
+
+def _bad_epoch(epoch: Any) -> int:
+    number = to_python_number(epoch)
+    if type(number) is not int or isinstance(epoch, float):
+        raise ValueError(f"epoch must be an int or None, got {epoch!r}.")
+    if not -(2**63) <= number <= MAX_STEP:
+        raise ValueError(f"epoch must fit in int64, got {number}.")
+    return number
+
+
+class Run(RunReadMixin):
+    """A training run: properties, params and tracked sequences (Aim's `aim.Run`)."""
+
+    def __init__(
+        self,
+        run_hash: str | None = None,
+        *,
+        repo: Any = None,
+        read_only: bool = False,
+        experiment: str | None = None,
+        force_resume: bool = False,
+        system_tracking_interval: float | int | None = 10,
+        log_system_params: bool | None = False,
+        capture_terminal_logs: bool | None = True,
+    ) -> None:
+        self._writer: RunWriter | None = None
+        self._metric_seqs: dict[Any, SeqBuffer] = {}
+        self._last_context: dict[str, tuple[dict[str, Any], SeqBuffer]] = {}
+        self._extensions: list[Any] = []
+        self.read_only = bool(read_only)
+        self._is_strict = os.environ.get(STRICT_ENV, "") not in ("", "0")
+        if run_hash is not None:
+            validate_run_hash(run_hash)
+        if self.read_only:
+            if run_hash is None:
+                raise ValueError("Run(read_only=True) needs the run_hash of an existing run.")
+            self._layout = layout_for(repo, create=False)
+            self.hash = run_hash
+            self._meta_cache: RunMeta | None = load_run_meta(self._layout, run_hash)
+            return
+        from aim_parquet.system.resources import validate_interval
+
+        interval = validate_interval(system_tracking_interval)
+        self._layout = layout_for(repo, create=True)
+        self.hash = run_hash or generate_run_hash()
+        self._meta_cache = None
+        self._open_writer(is_new=run_hash is None, experiment=experiment, force=force_resume)
+        lifecycle.register(self)
+        from aim_parquet.sdk.run_extensions import start_extensions
+
+        self._extensions = start_extensions(
+            self,
+            interval_s=interval,
+            log_system_params=bool(log_system_params),
+            capture_terminal_logs=bool(capture_terminal_logs),
+        )
+
+    def _open_writer(self, *, is_new: bool, experiment: str | None, force: bool) -> None:
+        layout = self._layout
+        run_dir = layout.run_dir(self.hash)
+        if is_new:
+            run_dir.mkdir(parents=False, exist_ok=False)
+        elif not run_dir.is_dir():
+            raise MissingRunError(
+                f"No run {self.hash!r} in repository {layout.root}; pass run_hash=None to "
+                "start a new run."
+            )
+        lock = RunLock(layout.lock_file(self.hash), self.hash)
+        lock.acquire(force=force)
+        try:
+            if is_new:
+                meta = RunMeta(hash=self.hash, creation_time=time.time())
+            else:
+                meta = load_run_meta(layout, self.hash)
+                meta = RunMeta(**{**meta.__dict__, "end_time": None})
+                infos = discover_sequences(layout, self.hash, meta)
+                meta = RunMeta(**{**meta.__dict__, "sequences": tuple(infos)})
+            if experiment:
+                meta = RunMeta(**{**meta.__dict__, "experiment": str(experiment)})
+            writer = RunWriter(layout, meta, lock)
+            writer.update_meta()
+        except BaseException:
+            lock.release()
+            raise
+        for seq in writer.seqs.values():
+            if seq.is_metric:
+                self._cache_metric_seq(seq, seq.info.name, seq.info.context)
+        writer.start()
+        self._writer = writer
+
+    # -- state -----------------------------------------------------------------------------
+    @property
+    def _meta(self) -> RunMeta:
+        if self._writer is not None:
+            return self._writer.meta
+        if self._meta_cache is None:
+            self._meta_cache = load_run_meta(self._layout, self.hash)
+        return self._meta_cache
+
+    def _require_writer(self) -> RunWriter:
+        writer = self._writer
+        if writer is None:
+            if self.read_only:
+                raise ReadOnlyRunError(f"Run {self.hash} was opened with read_only=True.")
+            raise RunClosedError(f"Run {self.hash} is closed; resume it with Run(run_hash=...).")
+        if writer.error is not None and self._is_strict:
+            error, writer.error = writer.error, None
+            raise error
+        return writer
+
+    def _set_props(self, **changes: Any) -> None:
+        self._require_writer().update_meta(**changes)
+
+    # -- params ----------------------------------------------------------------------------
+    def __setitem__(self, key: ParamKey, value: Any) -> None:
+        self.set(key, value, strict=True)
+
+    def set(self, key: ParamKey, value: Any, strict: bool = True) -> None:
+        path = key_path(key)
+        try:
+            clean = normalize_param(value, ".".join(path) or "...")
+        except UnsupportedValueError:
+            if strict:
+                raise
+            clean = repr(value)
+        writer = self._require_writer()
+        writer.update_meta(params=set_path(writer.meta.params, path, clean))
+
+    def __getitem__(self, key: ParamKey) -> Any:
+        return get_path(self._meta.params, key_path(key))
+
+    def get(self, key: ParamKey, default: Any = None, strict: bool = True) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+    def __delitem__(self, key: ParamKey) -> None:
+        writer = self._require_writer()
+        writer.update_meta(params=del_path(writer.meta.params, key_path(key)))
+
+    # -- tracking --------------------------------------------------------------------------
+    def track(
+        self,
+        value: Any,
+        name: str | None = None,
+        step: int | None = None,
+        epoch: int | None = None,
+        *,
+        context: dict[str, Any] | None = None,
+    ) -> None:
+        """Track `value` in the sequence (name, context) at `step` (default: max step + 1)."""
+        writer = self._writer
+        tv = type(value)
+        if writer is None or writer.error is not None or (tv is not float and tv is not int):
+            self._track_slow(value, name, step, epoch, context)
+            return
+        if context:
+            last = self._last_context.get(name)
+            if last is not None and last[0] == context:
+                seq = last[1]
+            else:
+                try:
+                    seq = self._metric_seqs[(name, frozenset(context.items()))]
+                except (KeyError, TypeError):
+                    self._track_slow(value, name, step, epoch, context)
+                    return
+                self._last_context[name] = (context.copy(), seq)
+        else:
+            seq = self._metric_seqs.get(name)  # type: ignore[call-overload]
+            if seq is None:
+                self._track_slow(value, name, step, epoch, context)
+                return
+        if step is None:
+            step = seq.next_step
+        elif type(step) is not int or not 0 <= step <= MAX_STEP:
+            step = _bad_step(step)
+        if epoch is not None and type(epoch) is not int:
+            epoch = _bad_epoch(epoch)
+        if step >= seq.next_step:
+            seq.next_step = step + 1
+        points = seq.points
+        points.append((step, value, epoch, time.time()))
+        if len(points) >= writer.max_buffer_points:
+            writer.request_flush()
+
+    def _track_slow(
+        self, value: Any, name: Any, step: Any, epoch: Any, context: Any
+    ) -> None:
+        writer = self._require_writer()
+        if isinstance(value, dict):
+            if name is not None:
+                raise ValueError("track(dict, name=...): with a dict of values, name must be None.")
+            for key, item in value.items():
+                self._track_slow(item, key, step, epoch, context)
+            return
+        if not isinstance(name, str) or not name:
+            raise ValueError(
+                f"track() needs a non-empty str name for the sequence, got {name!r} "
+                "(e.g. run.track(0.5, name='loss'))."
+            )
+        if step is not None:
+            step = _bad_step(step) if type(step) is not int or not 0 <= step <= MAX_STEP else step
+        if epoch is not None:
+            epoch = _bad_epoch(epoch)
+        ctx = normalize_context(context)
+        number = to_python_number(value)
+        if number is not None:
+            kind = "float" if type(number) is float else "int"
+            rows: list[Any] = [number]
+        else:
+            kind, rows = self._object_rows(value, name)
+        seq = writer.open_sequence(name, ctx, kind)
+        self._check_kind(seq, kind, value, name)
+        if seq.is_metric:
+            self._cache_metric_seq(seq, name, context)
+        ts = time.time()
+        with writer.lock:
+            if step is None:
+                step = seq.next_step
+            if step >= seq.next_step:
+                seq.next_step = step + 1
+            if seq.is_metric:
+                seq.points.append((step, rows[0], epoch, ts))
+            else:
+                seq.points.extend(
+                    (step, index, epoch, ts, row[0], row[1]) for index, row in enumerate(rows)
+                )
+            if len(seq.points) >= writer.max_buffer_points:
+                writer.request_flush()
+
+    def _cache_metric_seq(self, seq: SeqBuffer, name: str, context: Any) -> None:
+        if not context:
+            self._metric_seqs[name] = seq
+            return
+        try:
+            self._metric_seqs[(name, frozenset(context.items()))] = seq
+        except TypeError:
+            pass  # unhashable context values: those calls take the slow path
+
+    @staticmethod
+    def _object_rows(value: Any, name: str) -> tuple[str, list[Any]]:
+        import json
+
+        from aim_parquet.objects import CustomObject, object_kind
+
+        kind = object_kind(value)
+        if kind is None:
+            raise ValueError(
+                f"Input type {type(value).__name__} is neither python number nor AimObject "
+                f"(tracking {name!r})."
+            )
+        items = value if isinstance(value, (list, tuple)) else [value]
+        rows = []
+        for item in items:
+            assert isinstance(item, CustomObject)
+            record = item.to_record()
+            rows.append((record.payload, json.dumps(record.meta, ensure_ascii=False)))
+        return kind, rows
+
+    @staticmethod
+    def _check_kind(seq: SeqBuffer, kind: str, value: Any, name: str) -> None:
+        have = seq.info.kind
+        if have == kind or (is_metric_kind(have) and is_metric_kind(kind)):
+            return
+        if kind == "list" and have.startswith("list("):
+            return
+        if have == "list" and kind.startswith("list(") and seq.info.count == 0:
+            from dataclasses import replace
+
+            seq.info = replace(seq.info, kind=kind)
+            return
+        shown = repr(value)
+        if len(shown) > 80:
+            shown = shown[:77] + "..."
+        raise IncompatibleSequenceError(
+            f"Cannot log value '{shown}' on sequence '{name}'. Incompatible data types."
+        )
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def flush(self) -> None:
+        """Write every buffered point now (normally the flusher does this every second)."""
+        self._require_writer().flush()
+
+    def close(self) -> None:
+        """Stop background work, flush all data durably, set `end_time`, release the lock."""
+        writer = self._writer
+        if writer is None:
+            return
+        for ext in reversed(self._extensions):
+            try:
+                ext.stop()
+            except Exception as exc:
+                log.error("aim_parquet: stopping %r failed: %s", ext, exc)
+        self._extensions = []
+        writer.close(end_time=time.time())
+        self._writer = None
+        self._meta_cache = writer.meta
+        lifecycle.unregister(self)
+        error = writer.error
+        if error is not None:
+            if self._is_strict:
+                raise error if isinstance(error, StorageError) else StorageError(str(error))
+            log.error(
+                "aim_parquet: run %s closed after a write error (%s); data written before it is "
+                "intact. Set AIM_PARQUET_STRICT=1 to make such errors raise.",
+                self.hash,
+                error,
+            )
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        mode = "read-only" if self.read_only else ("open" if self._writer else "closed")
+        return f"<Run {self.hash} ({mode}) in {self._layout.root}>"
+
+    def iter_params(self) -> Iterator[tuple[str, Any]]:
+        yield from self._meta.params.items()
+

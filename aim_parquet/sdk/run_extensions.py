@@ -1,0 +1,56 @@
+"""Wires the `system/` services (resource sampler, terminal capture, system params) to a Run."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
+
+LOGS_SEQUENCE = "logs"
+
+
+class Stoppable(Protocol):
+    def stop(self) -> None: ...
+
+
+def start_extensions(
+    run: Any, *, interval_s: float | None, log_system_params: bool, capture_terminal_logs: bool
+) -> list[Stoppable]:
+    """Start what the Run arguments ask for; return the services in start order."""
+    started: list[Stoppable] = []
+    if log_system_params:
+        from aim_parquet.system.params import collect_system_params
+
+        run["__system_params"] = collect_system_params()
+    if interval_s is not None:
+        from aim_parquet.system.resources import ResourceSampler
+
+        def emit(name: str, value: float, context: dict[str, Any]) -> None:
+            run.track(value, name=name, context=context)
+
+        sampler = ResourceSampler(interval_s, emit)
+        sampler.start()
+        started.append(sampler)
+    if capture_terminal_logs:
+        from aim_parquet.objects import LogLine
+        from aim_parquet.system.terminal import TerminalCapture
+
+        def on_lines(lines: list[tuple[int, str]]) -> None:
+            for line_no, text in lines:
+                run.track(LogLine(text), name=LOGS_SEQUENCE, step=line_no)
+
+        capture = TerminalCapture(on_lines)
+        capture.start(start_line=_next_log_line(run))
+        started.append(capture)
+    return started
+
+
+def _next_log_line(run: Any) -> int:
+    writer = run._writer
+    if writer is None:
+        return 0
+    for seq in writer.seqs.values():
+        if seq.info.name == LOGS_SEQUENCE and not seq.info.context:
+            return int(seq.next_step)
+    return 0

@@ -1,0 +1,56 @@
+"""Creating and opening repository folders (`.aim/` with its marker file)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from pathlib import Path
+
+from aim_parquet.errors import CorruptFileError, RepoNotFoundError
+from aim_parquet.format.meta import RepoMarker
+from aim_parquet.format.paths import RepoLayout, resolve_repo_root
+from aim_parquet.storage.atomic import atomic_write_json
+
+
+def _check_marker(layout: RepoLayout) -> None:
+    try:
+        data = json.loads(layout.marker.read_bytes())
+    except FileNotFoundError:
+        return
+    except json.JSONDecodeError as exc:
+        raise CorruptFileError(f"repository marker {layout.marker} is not valid JSON.") from exc
+    RepoMarker.from_json(data, f"repository marker {layout.marker}")
+
+
+def is_repo(root: Path) -> bool:
+    layout = RepoLayout(root)
+    return layout.marker.is_file() or layout.runs_dir.is_dir()
+
+
+def open_repo(repo: str | os.PathLike[str] | None) -> RepoLayout:
+    """The layout of an existing repository; RepoNotFoundError when there is none."""
+    root = resolve_repo_root(repo)
+    layout = RepoLayout(root)
+    if not is_repo(root):
+        raise RepoNotFoundError(
+            f"Cannot find an aim_parquet repository at {root} (no {layout.aim_dir}/ with runs). "
+            "Create one with `aim-parquet init --repo DIR` or by starting a Run there."
+        )
+    _check_marker(layout)
+    return layout
+
+
+def ensure_repo(repo: str | os.PathLike[str] | None) -> RepoLayout:
+    """The layout of the repository at `repo`, created if missing (idempotent, race-safe)."""
+    root = resolve_repo_root(repo)
+    layout = RepoLayout(root)
+    if layout.marker.is_file():
+        _check_marker(layout)
+        layout.runs_dir.mkdir(parents=True, exist_ok=True)
+        return layout
+    layout.runs_dir.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        atomic_write_json(layout.marker, RepoMarker(created_at=time.time()).to_json())
+    return layout

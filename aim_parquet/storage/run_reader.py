@@ -1,0 +1,223 @@
+"""The read side of one run: sidecar, sequence catalogue and the points of a sequence.
+
+Points come from the compacted Parquet files the manifest lists and from every segment the
+manifest does not cover, in write order; steps written twice keep the last value. Readers take no
+lock, tolerate a torn segment tail, and retry when compaction swaps files under them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from aim_parquet.errors import CorruptFileError, MissingRunError
+from aim_parquet.format.meta import Manifest, RunMeta, SequenceInfo
+from aim_parquet.format.paths import (
+    RepoLayout,
+    is_segment_name,
+    is_valid_run_hash,
+    is_valid_seq_id,
+)
+from aim_parquet.format.schema import (
+    METRIC_SCHEMA,
+    OBJECT_SCHEMA,
+    describe_segment_schema,
+    is_metric_kind,
+)
+from aim_parquet.storage.segments import read_segment
+
+log = logging.getLogger(__name__)
+
+MAX_SWAP_RETRIES = 8
+
+
+def list_run_hashes(layout: RepoLayout) -> list[str]:
+    """Hashes of every run folder (sorted); a run is visible as soon as its folder exists."""
+    try:
+        names = os.listdir(layout.runs_dir)
+    except FileNotFoundError:
+        return []
+    return sorted(n for n in names if is_valid_run_hash(n))
+
+
+def load_run_meta(layout: RepoLayout, run_hash: str) -> RunMeta:
+    path = layout.sidecar(run_hash)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        if layout.run_dir(run_hash).is_dir():
+            raise CorruptFileError(
+                f"run {run_hash} has no sidecar {path}. Run `aim-parquet verify --repair`."
+            ) from None
+        raise MissingRunError(f"No run {run_hash!r} in repository {layout.root}.") from None
+    return RunMeta.loads(raw, f"sidecar {path}")
+
+
+def load_manifest(layout: RepoLayout, run_hash: str) -> Manifest | None:
+    path = layout.manifest(run_hash)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise CorruptFileError(f"compaction manifest {path} is not valid JSON ({exc}).") from exc
+    return Manifest.from_json(data, f"compaction manifest {path}")
+
+
+def list_segments(seq_dir: Path) -> list[Path]:
+    """Segment files of one sequence folder in write order (temp files ignored)."""
+    try:
+        names = os.listdir(seq_dir)
+    except FileNotFoundError:
+        return []
+    return [seq_dir / n for n in sorted(names) if is_segment_name(n)]
+
+
+def discover_sequences(layout: RepoLayout, run_hash: str, meta: RunMeta) -> list[SequenceInfo]:
+    """The catalogue, plus sequences whose folders exist but are not catalogued yet (a writer
+    killed before its sidecar caught up); those get their name/context/kind from the segment."""
+    infos = {s.seq_id: s for s in meta.sequences}
+    try:
+        names = os.listdir(layout.seqs_dir(run_hash))
+    except FileNotFoundError:
+        names = []
+    for name in sorted(names):
+        if name in infos or not is_valid_seq_id(name):
+            continue
+        for seg in list_segments(layout.seq_dir(run_hash, name)):
+            with contextlib.suppress(CorruptFileError, FileNotFoundError):
+                data = read_segment(seg)
+                d = describe_segment_schema(data.schema)
+                info = SequenceInfo(seq_id=name, name=d["name"], context=d["context"], kind=d["kind"])
+                infos[name] = summarize_table(info, concat_batches(info, data.batches))
+                break
+    return list(infos.values())
+
+
+def concat_batches(info: SequenceInfo, batches: list[pa.RecordBatch]) -> pa.Table:
+    schema = METRIC_SCHEMA if is_metric_kind(info.kind) else OBJECT_SCHEMA
+    return pa.Table.from_batches(batches, schema=schema) if batches else schema.empty_table()
+
+
+def summarize_table(info: SequenceInfo, table: pa.Table) -> SequenceInfo:
+    from aim_parquet.storage.run_writer import summarize
+
+    for batch in table.to_batches():
+        info = summarize(info, batch)
+    return info
+
+
+def dedupe_steps(table: pa.Table, *, by_index: bool) -> pa.Table:
+    """Sort by step (then index for objects) keeping, for each key, the row written last."""
+    n = table.num_rows
+    if n == 0:
+        return table
+    steps = table.column("step").to_numpy()
+    if by_index:
+        index = table.column("index").to_numpy().astype(np.int64)
+        order = np.lexsort((np.arange(n), index, steps))
+        s, i = steps[order], index[order]
+        keep = np.ones(n, dtype=bool)
+        keep[:-1] = (s[1:] != s[:-1]) | (i[1:] != i[:-1])
+        return table.take(pa.array(order[keep]))
+    if n == 1 or bool(np.all(steps[1:] > steps[:-1])):
+        return table
+    order = np.lexsort((np.arange(n), steps))
+    s = steps[order]
+    keep = np.ones(n, dtype=bool)
+    keep[:-1] = s[1:] != s[:-1]
+    return table.take(pa.array(order[keep]))
+
+
+def _compacted_kind(info: SequenceInfo) -> str:
+    if is_metric_kind(info.kind):
+        return "metrics"
+    kind = info.kind
+    return kind[5:-1] if kind.startswith("list(") else kind
+
+
+def _read_compacted(
+    run_dir: Path, manifest: Manifest, info: SequenceInfo, columns: list[str]
+) -> list[pa.Table]:
+    kind = _compacted_kind(info)
+    tables = []
+    for f in manifest.files:
+        if f.kind != kind:
+            continue
+        path = run_dir / f.path
+        try:
+            pf = pq.ParquetFile(path, memory_map=True)
+        except FileNotFoundError:
+            raise
+        except (OSError, pa.ArrowInvalid) as exc:
+            raise CorruptFileError(f"compacted file {path} is unreadable ({exc}).") from exc
+        groups = _row_groups_for(pf, info.seq_id)
+        if groups:
+            t = pf.read_row_groups(groups, columns=["seq_id", *columns])
+            mask = pa.compute.equal(t.column("seq_id"), info.seq_id)
+            tables.append(t.filter(mask).select(columns))
+    return tables
+
+
+def _row_groups_for(pf: pq.ParquetFile, seq_id: str) -> list[int]:
+    md = pf.metadata
+    col = md.schema.to_arrow_schema().get_field_index("seq_id")
+    out = []
+    for g in range(md.num_row_groups):
+        stats = md.row_group(g).column(col).statistics
+        if stats is None or not stats.has_min_max or stats.min <= seq_id <= stats.max:
+            out.append(g)
+    return out
+
+
+def read_sequence(
+    layout: RepoLayout, run_hash: str, info: SequenceInfo, columns: list[str] | None = None
+) -> pa.Table:
+    """All points of one sequence, sorted by step (and index), last write winning per step."""
+    is_metric = is_metric_kind(info.kind)
+    schema = METRIC_SCHEMA if is_metric else OBJECT_SCHEMA
+    wanted = list(columns) if columns is not None else schema.names
+    for key in ("step", "index") if not is_metric else ("step",):
+        if key not in wanted:
+            wanted.append(key)
+    wanted = [c for c in schema.names if c in wanted]
+    run_dir = layout.run_dir(run_hash)
+    seq_dir = layout.seq_dir(run_hash, info.seq_id)
+    for _attempt in range(MAX_SWAP_RETRIES):
+        try:
+            manifest = load_manifest(layout, run_hash)
+            tables: list[pa.Table] = []
+            covered: frozenset[str] = frozenset()
+            if manifest is not None:
+                covered = manifest.segments
+                tables.extend(_read_compacted(run_dir, manifest, info, wanted))
+            for seg in list_segments(seq_dir):
+                if f"{info.seq_id}/{seg.name}" in covered:
+                    continue
+                data = read_segment(seg)
+                if data.batches:
+                    tables.append(pa.Table.from_batches(data.batches).select(wanted))
+            break
+        except FileNotFoundError:
+            continue  # compaction or gc swapped files under us: read the new state
+    else:
+        raise CorruptFileError(f"run {run_hash}: files kept changing while reading {info.name!r}.")
+    target = schema.empty_table().select(wanted).schema
+    tables = [t.cast(target) if t.schema != target else t for t in tables]
+    table = pa.concat_tables(tables) if tables else target.empty_table()
+    out = dedupe_steps(table, by_index=not is_metric)
+    if columns is not None:
+        out = out.select([c for c in wanted if c in columns or c == "step"])
+    return out
+
+

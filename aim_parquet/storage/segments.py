@@ -1,0 +1,151 @@
+"""Segment files: append-only Arrow IPC streams, one record batch per flush.
+
+Writing: the schema message is written when the file is created (O_EXCL), then every flush appends
+one complete record-batch message with a single `write`. A failed append is truncated back, so
+garbage never sits between good batches; if even that fails, the writer moves to a new segment.
+
+Reading: batches are read until end of file; an incomplete last message (a writer killed
+mid-write, or a batch still being written) is skipped and reported as a torn tail.
+
+File handles stay bounded: `FdCache` keeps at most `MAX_OPEN_SEGMENTS` descriptors open per
+process and reopens evicted segments in append mode on demand.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+
+from aim_parquet.errors import CorruptFileError, StorageError
+
+MAX_OPEN_SEGMENTS = 64
+
+
+class FdCache:
+    """A small LRU of append-mode file descriptors, shared by every writer of the process."""
+
+    def __init__(self, capacity: int = MAX_OPEN_SEGMENTS) -> None:
+        self.capacity = capacity
+        self._fds: OrderedDict[str, int] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, path: Path) -> int:
+        key = os.fspath(path)
+        with self._lock:
+            fd = self._fds.get(key)
+            if fd is not None:
+                self._fds.move_to_end(key)
+                return fd
+            while len(self._fds) >= self.capacity:
+                _, old = self._fds.popitem(last=False)
+                with contextlib.suppress(OSError):
+                    os.close(old)
+            fd = os.open(key, os.O_WRONLY | os.O_APPEND)
+            self._fds[key] = fd
+            return fd
+
+    def close(self, path: Path, *, sync: bool = False) -> None:
+        with self._lock:
+            fd = self._fds.pop(os.fspath(path), None)
+        if fd is not None:
+            if sync:
+                with contextlib.suppress(OSError):
+                    os.fsync(fd)
+            os.close(fd)
+
+    def open_count(self) -> int:
+        with self._lock:
+            return len(self._fds)
+
+
+FD_CACHE = FdCache()
+
+
+def _write_all(fd: int, data: bytes | memoryview) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+class SegmentFile:
+    """One segment being written. Not thread-safe: the run writer serialises flushes."""
+
+    def __init__(self, path: Path, schema: pa.Schema) -> None:
+        self.path = path
+        header = schema.serialize().to_pybytes()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            _write_all(fd, header)
+        except OSError:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            raise
+        os.close(fd)
+        self.size = len(header)
+        self.is_broken = False
+
+    def append(self, batch: pa.RecordBatch) -> None:
+        data = batch.serialize()
+        fd = FD_CACHE.get(self.path)
+        try:
+            _write_all(fd, data)
+        except OSError as exc:
+            try:
+                os.ftruncate(fd, self.size)
+            except OSError:
+                self.is_broken = True
+            raise StorageError(f"writing {self.path} failed: {exc}") from exc
+        self.size += data.size
+
+    def close(self, *, sync: bool) -> None:
+        FD_CACHE.close(self.path, sync=sync)
+
+
+@dataclass(frozen=True)
+class SegmentData:
+    schema: pa.Schema
+    batches: list[pa.RecordBatch]
+    is_torn: bool  # the file ends with an incomplete message that was skipped
+
+
+def read_segment(path: Path, *, memory_map: bool = True) -> SegmentData:
+    """Read every complete batch of a segment; a torn tail is skipped, never an error.
+
+    Raises FileNotFoundError if the file is gone and CorruptFileError if not even the schema can
+    be read (an empty or garbage file).
+    """
+    source: pa.NativeFile
+    source = pa.memory_map(os.fspath(path)) if memory_map else pa.OSFile(os.fspath(path))
+    try:
+        try:
+            reader = pa.ipc.open_stream(source)
+        except (pa.ArrowInvalid, OSError, ValueError) as exc:
+            if isinstance(exc, FileNotFoundError):
+                raise
+            raise CorruptFileError(
+                f"segment {path} has no readable Arrow schema ({exc}). "
+                "`aim-parquet verify --repair` quarantines it."
+            ) from exc
+        batches: list[pa.RecordBatch] = []
+        torn = False
+        while True:
+            try:
+                batch = reader.read_next_batch()
+            except StopIteration:
+                break
+            except (pa.ArrowInvalid, OSError, ValueError):
+                torn = True
+                break
+            batches.append(batch)
+        return SegmentData(reader.schema, batches, torn)
+    finally:
+        if not memory_map:
+            source.close()
