@@ -7,6 +7,7 @@ histogram is never silently wrong.
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Self
@@ -167,7 +168,7 @@ def _from_samples(samples: Any, bin_count: Any) -> tuple[_Weights, tuple[float, 
     if array.size == 0:
         raise InvalidObjectError("Distribution needs at least one sample; got none")
     low, high = array.min(), array.max()
-    if array.dtype.kind == "f" and not (np.isfinite(low) and np.isfinite(high)):
+    if array.dtype.kind == "f" and not (math.isfinite(low) and math.isfinite(high)):
         finite = np.isfinite(array)
         kept = int(np.count_nonzero(finite))
         if kept == 0:

@@ -35,7 +35,7 @@ class Text(CustomObject):
                 f"{type(self).__name__} takes a str, not {type(text).__name__}; "
                 "convert it first, e.g. str(value)"
             )
-        self._text = text
+        self._text = str(text)  # a str subclass (numpy.str_) becomes a plain str
 
     def to_record(self) -> ObjectRecord:
         return ObjectRecord(payload=self._text.encode(_ENCODING, _ERRORS), meta={})

@@ -204,22 +204,19 @@ class Run(RunReadMixin):
         if writer is None or writer.error is not None or (tv is not float and tv is not int):
             self._track_slow(value, name, step, epoch, context)
             return
-        if context:
-            last = self._last_context.get(name)
-            if last is not None and last[0] == context:
-                seq = last[1]
-            else:
-                try:
+        try:
+            if context:
+                last = self._last_context.get(name)
+                if last is not None and last[0] == context:
+                    seq = last[1]
+                else:
                     seq = self._metric_seqs[(name, frozenset(context.items()))]
-                except (KeyError, TypeError):
-                    self._track_slow(value, name, step, epoch, context)
-                    return
-                self._last_context[name] = (context.copy(), seq)
-        else:
-            seq = self._metric_seqs.get(name)  # type: ignore[call-overload]
-            if seq is None:
-                self._track_slow(value, name, step, epoch, context)
-                return
+                    self._last_context[name] = (context.copy(), seq)
+            else:
+                seq = self._metric_seqs[name]
+        except (KeyError, TypeError, AttributeError):
+            self._track_slow(value, name, step, epoch, context)
+            return
         if step is None:
             step = seq.next_step
         elif type(step) is not int or not 0 <= step <= MAX_STEP:

@@ -32,6 +32,7 @@ from aim_parquet.format.schema import (
     describe_segment_schema,
     is_metric_kind,
 )
+from aim_parquet.storage.columns import to_numpy
 from aim_parquet.storage.segments import read_segment
 
 log = logging.getLogger(__name__)
@@ -122,9 +123,9 @@ def dedupe_steps(table: pa.Table, *, by_index: bool) -> pa.Table:
     n = table.num_rows
     if n == 0:
         return table
-    steps = table.column("step").to_numpy()
+    steps = to_numpy(table.column("step"))
     if by_index:
-        index = table.column("index").to_numpy().astype(np.int64)
+        index = to_numpy(table.column("index")).astype(np.int64)
         order = np.lexsort((np.arange(n), index, steps))
         s, i = steps[order], index[order]
         keep = np.ones(n, dtype=bool)

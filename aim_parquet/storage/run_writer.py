@@ -29,6 +29,15 @@ from aim_parquet.format.meta import FORMAT_VERSION, RunMeta, SequenceInfo
 from aim_parquet.format.paths import RepoLayout, canonical_context, segment_name, sequence_id
 from aim_parquet.format.schema import METRIC_SCHEMA, OBJECT_SCHEMA, is_metric_kind, segment_schema
 from aim_parquet.storage.atomic import atomic_write
+from aim_parquet.storage.columns import (
+    float64_array,
+    int32_array,
+    int64_array,
+    large_binary_array,
+    nullable_int64_array,
+    to_numpy,
+    string_array,
+)
 from aim_parquet.storage.lock import RunLock
 from aim_parquet.storage.segments import SegmentFile
 
@@ -37,19 +46,6 @@ log = logging.getLogger(__name__)
 DEFAULT_FLUSH_INTERVAL_S = 1.0
 DEFAULT_MAX_BUFFER_POINTS = 200_000
 DEFAULT_MAX_SEGMENT_BYTES = 64 * 1024 * 1024
-
-
-def _to_float_list(values: list[Any]) -> pa.Array:
-    try:
-        return pa.array(values, pa.float64())
-    except (pa.ArrowInvalid, OverflowError, TypeError):
-        out = []
-        for v in values:
-            try:
-                out.append(float(v))
-            except OverflowError:
-                out.append(math.inf if v > 0 else -math.inf)
-        return pa.array(out, pa.float64())
 
 
 _ITEM0, _ITEM1, _ITEM2, _ITEM3, _ITEM4, _ITEM5 = (itemgetter(i) for i in range(6))
@@ -88,33 +84,33 @@ class SeqBuffer:
             if self.info.kind == "int" and any(type(v) is float for v in values):
                 self.info = replace(self.info, kind="number")
             arrays = [
-                pa.array(list(map(_ITEM0, chunk)), pa.int64()),
-                _to_float_list(values),
-                pa.array(list(map(_ITEM2, chunk)), pa.int64()),
-                pa.array(list(map(_ITEM3, chunk)), pa.float64()),
+                int64_array(list(map(_ITEM0, chunk))),
+                float64_array(values),
+                nullable_int64_array(list(map(_ITEM2, chunk))),
+                float64_array(list(map(_ITEM3, chunk))),
             ]
             return pa.record_batch(arrays, schema=METRIC_SCHEMA)
         arrays = [
-            pa.array(list(map(_ITEM0, chunk)), pa.int64()),
-            pa.array(list(map(_ITEM1, chunk)), pa.int32()),
-            pa.array(list(map(_ITEM2, chunk)), pa.int64()),
-            pa.array(list(map(_ITEM3, chunk)), pa.float64()),
-            pa.array(list(map(_ITEM4, chunk)), pa.large_binary()),
-            pa.array(list(map(_ITEM5, chunk)), pa.string()),
+            int64_array(list(map(_ITEM0, chunk))),
+            int32_array(list(map(_ITEM1, chunk))),
+            nullable_int64_array(list(map(_ITEM2, chunk))),
+            float64_array(list(map(_ITEM3, chunk))),
+            large_binary_array(list(map(_ITEM4, chunk))),
+            string_array(list(map(_ITEM5, chunk))),
         ]
         return pa.record_batch(arrays, schema=OBJECT_SCHEMA)
 
 
 def summarize(info: SequenceInfo, batch: pa.RecordBatch) -> SequenceInfo:
     """The catalogue entry after `batch` was written (count, first/last step and value, min/max)."""
-    steps = batch.column(0).to_numpy()
+    steps = to_numpy(batch.column(0))
     n = len(steps)
     if n == 0:
         return info
     hi = int(steps.max())
     lo = int(steps.min())
     changes: dict[str, Any] = {"count": info.count + n}
-    values = batch.column(1).to_numpy() if info.is_metric else None
+    values = to_numpy(batch.column(1)) if info.is_metric else None
     if info.last_step is None or hi >= info.last_step:
         changes["last_step"] = hi
         if values is not None:

@@ -139,7 +139,7 @@ class ResourceSampler:
     def start(self) -> None:
         """Start the sampler thread: one sample right away, then one every ``interval_s``."""
         if self._thread is not None or self._stop_event.is_set():
-            raise RuntimeError("ResourceSampler.start() may be called only once")
+            raise RuntimeError("a ResourceSampler starts once; create a new one after stop()")
         with self._sample_lock:
             self._ensure_process()
             if self._nvml is None:

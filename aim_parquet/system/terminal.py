@@ -185,7 +185,7 @@ class TerminalCapture:
     def start(self, start_line: int = 0) -> None:
         """Start teeing ``sys.stdout`` and ``sys.stderr``; lines are numbered from ``start_line``."""
         if self._started:
-            raise RuntimeError("TerminalCapture.start() may be called only once")
+            raise RuntimeError("a TerminalCapture starts once; create a new one after stop()")
         self._started = True
         self._next_line = int(start_line)
         self._is_recording = True

@@ -1,0 +1,97 @@
+"""Running a QueryPlan over a repository: runs newest first, pruned on metadata.
+
+`execute_plan` refreshes the run index (one `stat` per sidecar; only changed sidecars are read),
+orders the runs newest first, skips up to and including `offset`, evaluates the run part of the
+plan on each run's metadata and, for a sequence query, the sequence part on the catalogue of each
+surviving run. No sequence file is opened here: the caller reads the columns of the returned
+sequences when (and if) they are asked for.
+
+Damaged runs (a sidecar that is not valid JSON, a newer format, ...) are skipped with a
+`RuntimeWarning` naming the file, so one bad run never breaks a repo-wide query.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from aim_parquet.format.meta import RunMeta, SequenceInfo
+from aim_parquet.format.paths import RepoLayout
+from aim_parquet.query.planner import QueryPlan
+from aim_parquet.query.views import RunView
+from aim_parquet.storage.run_index import IndexSnapshot, RunIndex
+from aim_parquet.storage.run_reader import discover_sequences
+
+
+@dataclass(frozen=True)
+class RunMatch:
+    """A run that satisfies a query and, for a sequence query, its matching sequences."""
+
+    meta: RunMeta
+    sequences: tuple[SequenceInfo, ...] = ()
+
+
+@dataclass(frozen=True)
+class MatchStep:
+    """One candidate run of a query: `match` is None when the run did not satisfy it."""
+
+    match: RunMatch | None
+    position: int  # 1-based position among the candidate runs
+    total: int  # number of candidate runs
+
+
+def warn_damaged(snapshot: IndexSnapshot, *, stacklevel: int = 3) -> None:
+    """Warn once per damaged run of a snapshot (the run is left out of the results)."""
+    for bad in snapshot.damaged:
+        warnings.warn(
+            f"aim_parquet: skipping damaged run {bad.run_hash}: {bad.reason} (file {bad.path}). "
+            "Run `aim-parquet verify --repair` to repair or quarantine it.",
+            RuntimeWarning,
+            stacklevel=stacklevel,
+        )
+
+
+def newest_first(runs: dict[str, RunMeta]) -> list[RunMeta]:
+    """Runs ordered by creation time, newest first (ties by hash, for a stable order)."""
+    return sorted(runs.values(), key=lambda m: (m.creation_time, m.hash), reverse=True)
+
+
+def candidate_runs(index: RunIndex, offset: str | None = None) -> list[RunMeta]:
+    """Every readable run newest first, starting after the run `offset` when given."""
+    snapshot = index.refresh()
+    warn_damaged(snapshot, stacklevel=4)
+    ordered = newest_first(snapshot.runs)
+    if offset:
+        for i, meta in enumerate(ordered):
+            if meta.hash == offset:
+                return ordered[i + 1 :]
+    return ordered
+
+
+def execute_plan(
+    layout: RepoLayout, index: RunIndex, plan: QueryPlan, *, offset: str | None = None
+) -> Iterator[MatchStep]:
+    """Yield one MatchStep per candidate run, in result order (newest run first)."""
+    candidates = candidate_runs(index, offset)
+    total = len(candidates)
+    for position, meta in enumerate(candidates, 1):
+        view = RunView(meta, layout)
+        if not plan.matches_run(view):
+            yield MatchStep(None, position, total)
+            continue
+        if plan.seq_var is None:
+            yield MatchStep(RunMatch(meta), position, total)
+            continue
+        infos = discover_sequences(layout, meta.hash, meta)
+        matched = plan.matching_sequences(view, infos)
+        yield MatchStep(RunMatch(meta, tuple(matched)) if matched else None, position, total)
+
+
+def iter_matches(
+    layout: RepoLayout, index: RunIndex, plan: QueryPlan, *, offset: str | None = None
+) -> Iterator[RunMatch]:
+    """Only the matching runs of `execute_plan`."""
+    for step in execute_plan(layout, index, plan, offset=offset):
+        if step.match is not None:
+            yield step.match

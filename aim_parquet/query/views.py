@@ -1,0 +1,176 @@
+"""What a query sees: `run` (RunView) and `metric`/`images`/... (SequenceView).
+
+Both are read-only views over metadata only (a RunMeta and its SequenceInfo catalogue entries):
+evaluating a query never opens a sequence file. They implement the `QueryObject` protocol of
+`aim_parquet.query.lang`: `query_attr(name)` and `query_item(key)` return the value or `SafeNone`.
+
+`run.<name>` gives, in this order: a run property (`hash`, `name`, `description`, `experiment`,
+`tags`, `archived`, `creation_time`, `created_at`, `updated_at`, `end_time`, `finalized_at`,
+`active`, `duration`, `metrics`), else the top-level param `name`. `run["name"]` and
+`run["a", "b"]` always read params, so a param shadowed by a property stays reachable.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from aim_parquet.format.meta import RunMeta, SequenceInfo
+from aim_parquet.format.paths import RepoLayout, canonical_context
+from aim_parquet.query.lang import SafeNone
+from aim_parquet.storage.lock import is_run_locked
+
+
+def _utc_naive(timestamp: float | None) -> Any:
+    if timestamp is None:
+        return None
+    return datetime.fromtimestamp(timestamp, UTC).replace(tzinfo=None)
+
+
+def param_lookup(params: Any, key: Any) -> Any:
+    """`params[key]` for a str key or a tuple path of str keys; SafeNone when missing."""
+    path = key if isinstance(key, tuple) else (key,)
+    node = params
+    for part in path:
+        if not isinstance(node, dict) or not isinstance(part, str) or part not in node:
+            return SafeNone
+        node = node[part]
+    return node
+
+
+class RunView:
+    """`run` in a query: properties, params and `run.metrics[...]` of one RunMeta."""
+
+    __slots__ = ("meta", "layout", "_active")
+
+    def __init__(self, meta: RunMeta, layout: RepoLayout | None = None) -> None:
+        self.meta = meta
+        self.layout = layout
+        self._active: bool | None = None
+
+    def __repr__(self) -> str:
+        return f"<RunView {self.meta.hash}>"
+
+    @property
+    def active(self) -> bool:
+        """No end_time and a live lock holder (checked once, only when a query asks)."""
+        if self._active is None:
+            if self.meta.end_time is not None or self.layout is None:
+                self._active = False
+            else:
+                lock = self.layout.lock_file(self.meta.hash)
+                self._active = is_run_locked(lock) is not None
+        return self._active
+
+    def query_attr(self, name: str) -> Any:
+        getter = _RUN_FIELDS.get(name)
+        if getter is not None:
+            return getter(self)
+        return self.meta.params.get(name, SafeNone)
+
+    def query_item(self, key: Any) -> Any:
+        return param_lookup(self.meta.params, key)
+
+
+def _duration(view: RunView) -> float:
+    meta = view.meta
+    end = meta.end_time if meta.end_time is not None else time.time()
+    return end - meta.creation_time
+
+
+_RUN_FIELDS: dict[str, Callable[[RunView], Any]] = {
+    "hash": lambda v: v.meta.hash,
+    "name": lambda v: v.meta.display_name,
+    "description": lambda v: v.meta.description,
+    "experiment": lambda v: v.meta.experiment,
+    "tags": lambda v: list(v.meta.tags),
+    "archived": lambda v: v.meta.archived,
+    "creation_time": lambda v: v.meta.creation_time,
+    "created_at": lambda v: _utc_naive(v.meta.creation_time),
+    "updated_at": lambda v: _utc_naive(v.meta.updated_at or v.meta.creation_time),
+    "end_time": lambda v: v.meta.end_time,
+    "finalized_at": lambda v: _utc_naive(v.meta.end_time),
+    "active": lambda v: v.active,
+    "duration": _duration,
+    "metrics": lambda v: RunSequencesView(v.meta),
+}
+
+
+class RunSequencesView:
+    """`run.metrics`: `run.metrics["loss"]` or `run.metrics["loss", {"subset": "train"}]`."""
+
+    __slots__ = ("meta",)
+
+    def __init__(self, meta: RunMeta) -> None:
+        self.meta = meta
+
+    def find(self, name: Any, context: Any) -> SequenceInfo | None:
+        if not isinstance(name, str) or not isinstance(context, dict):
+            return None
+        wanted = canonical_context(context)
+        fallback = None
+        for info in self.meta.sequences:
+            if info.name == name and canonical_context(info.context) == wanted:
+                if info.is_metric:
+                    return info
+                fallback = fallback or info
+        return fallback
+
+    def query_item(self, key: Any) -> Any:
+        if isinstance(key, tuple):
+            if len(key) != 2:
+                return SafeNone
+            name, context = key
+        else:
+            name, context = key, {}
+        info = self.find(name, context)
+        return SafeNone if info is None else SequenceView(info)
+
+    def query_attr(self, name: str) -> Any:
+        return self.query_item(name)
+
+
+class SequenceView:
+    """`metric` (or `images`, `texts`, ...) in a query: one catalogue entry.
+
+    Fields: `name`, `context` (a dict: `.context.subset`, `.context["subset"]`), `dtype`, `count`,
+    `version`, and for metrics `first`, `last`, `first_step`, `last_step`, `min`, `max`.
+    `first_step`/`last_step`/`count` are also given for object sequences.
+    """
+
+    __slots__ = ("info",)
+
+    def __init__(self, info: SequenceInfo) -> None:
+        self.info = info
+
+    def __repr__(self) -> str:
+        return f"<SequenceView {self.info.name!r} {self.info.context!r}>"
+
+    def query_attr(self, name: str) -> Any:
+        info = self.info
+        if name == "name":
+            return info.name
+        if name == "context":
+            return info.context
+        if name in ("dtype", "kind"):
+            return info.kind
+        if name == "version":
+            return 2 if info.is_metric else 1
+        if name == "count":
+            return info.count
+        if name in ("first_step", "last_step"):
+            value = getattr(info, name)
+            return SafeNone if value is None else value
+        if info.is_metric and name in ("first", "last", "min", "max"):
+            value = getattr(info, name)
+            if value is None:
+                return SafeNone
+            if info.kind == "int" and isinstance(value, float) and value.is_integer():
+                return int(value)
+            return value
+        return SafeNone
+
+    def query_item(self, key: Any) -> Any:
+        return self.query_attr(key) if isinstance(key, str) else SafeNone

@@ -1,0 +1,84 @@
+"""Shared fixtures: cheap temp repos and an independent pyarrow reader of segment files."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def repo_root(tmp_path: Path) -> Path:
+    """An empty folder to use as `repo=` (the `.aim` inside is created on first use)."""
+    return tmp_path
+
+
+@pytest.fixture
+def make_run(repo_root: Path) -> Iterator[Any]:
+    """A factory for quiet runs (no system sampler, no stdout capture), closed at teardown."""
+    import aim_parquet as aim
+
+    runs: list[Any] = []
+
+    def factory(**kwargs: Any) -> Any:
+        kwargs.setdefault("repo", repo_root)
+        kwargs.setdefault("system_tracking_interval", None)
+        kwargs.setdefault("capture_terminal_logs", False)
+        run = aim.Run(**kwargs)
+        runs.append(run)
+        return run
+
+    yield factory
+    for run in runs:
+        run.close()
+
+
+def raw_points(root: Path, run_hash: str) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """Every point of a run read with plain pyarrow from the segment files (not our reader).
+
+    Returns {(name, canonical context JSON): [row dicts in write order]}; a torn last message
+    of a segment is skipped, as FORMAT.md tells readers to do.
+    """
+    out: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    seqs = root / ".aim" / "runs" / run_hash / "seqs"
+    if not seqs.is_dir():
+        return out
+    for seq_dir in sorted(seqs.iterdir()):
+        for seg in sorted(seq_dir.glob("*.arrows")):
+            with pa.OSFile(str(seg)) as f:
+                reader = pa.ipc.open_stream(f)
+                meta = reader.schema.metadata
+                key = (meta[b"aim_parquet.name"].decode(), meta[b"aim_parquet.context"].decode())
+                rows = out.setdefault(key, [])
+                while True:
+                    try:
+                        batch = reader.read_next_batch()
+                    except StopIteration:
+                        break
+                    except (pa.ArrowInvalid, OSError):
+                        break
+                    rows.extend(batch.to_pylist())
+    return out
+
+
+def sidecar(root: Path, run_hash: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((root / ".aim" / "runs" / run_hash / "run.json").read_text())
+    return data
+
+
+def python_env() -> dict[str, str]:
+    """Environment for subprocesses that import aim_parquet from this checkout."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+PYTHON = sys.executable
