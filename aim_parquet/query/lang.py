@@ -280,13 +280,12 @@ def _compile_cached(text: str, allowed_names: frozenset[str]) -> CompiledQuery:
     if "run" in allowed_names and not mentions_archived:
         nodes.insert(0, _parse_source(_DEFAULT_CONJUNCT))
     compiler = _Compiler(normalized, source, shift, allowed_names)
-    budget = rt.BUDGET
-    saved = budget.left
-    budget.left = rt.MAX_EVAL_SIZE
+    saved = rt.BUDGET.left
+    rt.BUDGET.left = rt.MAX_EVAL_SIZE  # constant folding shares one evaluation's budget
     try:
         conjuncts = tuple(compiler.conjunct(node) for node in nodes)
     finally:
-        budget.left = saved
+        rt.BUDGET.left = saved
     return CompiledQuery(normalized, conjuncts, mentions_archived=mentions_archived)
 
 
@@ -330,6 +329,8 @@ def _parse(text: str) -> tuple[ast.expr, str, int]:
             if not isinstance(root, ast.List) or not spans_all or len(root.elts) != 1:
                 raise _syntax_error(text, text, 0, plain_error) from None
             return root.elts[0], wrapped, 1
+    except QueryError:
+        raise
     except (RecursionError, MemoryError):
         raise QueryError(
             "query refused: it is nested too deeply to parse; simplify the expression"

@@ -7,6 +7,7 @@ lock. Everything else (objects, dicts of metrics, conversions, errors) takes the
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -30,7 +31,7 @@ from aim_parquet.sdk.params import ParamKey, del_path, get_path, key_path, set_p
 from aim_parquet.sdk.run_base import RunReadMixin, layout_for
 from aim_parquet.storage.lock import RunLock
 from aim_parquet.storage.run_reader import discover_sequences, load_run_meta
-from aim_parquet.storage.run_writer import SeqBuffer, RunWriter
+from aim_parquet.storage.run_writer import RunWriter, SeqBuffer
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ class Run(RunReadMixin):
     ) -> None:
         self._writer: RunWriter | None = None
         self._metric_seqs: dict[Any, SeqBuffer] = {}
-        self._last_context: dict[str, tuple[dict[str, Any], SeqBuffer]] = {}
+        self._last_context: dict[Any, tuple[dict[str, Any], SeqBuffer]] = {}
         self._extensions: list[Any] = []
         self.read_only = bool(read_only)
         self._is_strict = os.environ.get(STRICT_ENV, "") not in ("", "0")
@@ -230,9 +231,7 @@ class Run(RunReadMixin):
         if len(points) >= writer.max_buffer_points:
             writer.request_flush()
 
-    def _track_slow(
-        self, value: Any, name: Any, step: Any, epoch: Any, context: Any
-    ) -> None:
+    def _track_slow(self, value: Any, name: Any, step: Any, epoch: Any, context: Any) -> None:
         writer = self._require_writer()
         if isinstance(value, dict):
             if name is not None:
@@ -279,10 +278,8 @@ class Run(RunReadMixin):
         if not context:
             self._metric_seqs[name] = seq
             return
-        try:
+        with contextlib.suppress(TypeError):  # unhashable context values take the slow path
             self._metric_seqs[(name, frozenset(context.items()))] = seq
-        except TypeError:
-            pass  # unhashable context values: those calls take the slow path
 
     @staticmethod
     def _object_rows(value: Any, name: str) -> tuple[str, list[Any]]:
@@ -366,4 +363,3 @@ class Run(RunReadMixin):
 
     def iter_params(self) -> Iterator[tuple[str, Any]]:
         yield from self._meta.params.items()
-

@@ -121,7 +121,5 @@ class RunPropsMixin:
         return self._meta
 
 
-
-
 class RunReadMixin(RunPropsMixin, RunSequencesMixin):
     """Everything a read-only run offers: properties plus sequence access."""

@@ -12,7 +12,6 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -99,7 +98,9 @@ def discover_sequences(layout: RepoLayout, run_hash: str, meta: RunMeta) -> list
             with contextlib.suppress(CorruptFileError, FileNotFoundError):
                 data = read_segment(seg)
                 d = describe_segment_schema(data.schema)
-                info = SequenceInfo(seq_id=name, name=d["name"], context=d["context"], kind=d["kind"])
+                info = SequenceInfo(
+                    seq_id=name, name=d["name"], context=d["context"], kind=d["kind"]
+                )
                 infos[name] = summarize_table(info, concat_batches(info, data.batches))
                 break
     return list(infos.values())
@@ -220,5 +221,3 @@ def read_sequence(
     if columns is not None:
         out = out.select([c for c in wanted if c in columns or c == "step"])
     return out
-
-

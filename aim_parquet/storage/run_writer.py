@@ -35,8 +35,8 @@ from aim_parquet.storage.columns import (
     int64_array,
     large_binary_array,
     nullable_int64_array,
-    to_numpy,
     string_array,
+    to_numpy,
 )
 from aim_parquet.storage.lock import RunLock
 from aim_parquet.storage.segments import SegmentFile
@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 DEFAULT_FLUSH_INTERVAL_S = 1.0
 DEFAULT_MAX_BUFFER_POINTS = 200_000
 DEFAULT_MAX_SEGMENT_BYTES = 64 * 1024 * 1024
+MAX_PENDING_POINTS = 1_000_000
 
 
 _ITEM0, _ITEM1, _ITEM2, _ITEM3, _ITEM4, _ITEM5 = (itemgetter(i) for i in range(6))
@@ -229,6 +230,7 @@ class RunWriter:
                     self._write_batches(seq)
                 except (OSError, pa.ArrowException) as exc:
                     first_error = first_error or exc
+                    self._bound_failed(seq)
             if work or self._meta_dirty:
                 try:
                     self._write_sidecar(durable=durable)
@@ -257,6 +259,20 @@ class RunWriter:
             if segment.size >= self.max_segment_bytes:
                 segment.close(sync=False)
                 seq.segment = None
+
+    def _bound_failed(self, seq: SeqBuffer) -> None:
+        """Keep at most MAX_PENDING_POINTS unwritten points per sequence while writes fail."""
+        pending = sum(b.num_rows for b in seq.failed)
+        while pending > MAX_PENDING_POINTS and len(seq.failed) > 1:
+            dropped = seq.failed.pop(0)
+            pending -= dropped.num_rows
+            self.dropped_points += dropped.num_rows
+            log.error(
+                "aim_parquet: run %s: dropped %d unwritten points of %r (writes keep failing).",
+                self.run_hash,
+                dropped.num_rows,
+                seq.info.name,
+            )
 
     def _segment_for(self, seq: SeqBuffer) -> SegmentFile:
         if seq.segment is not None:

@@ -66,7 +66,9 @@ def close_pipes(proc: subprocess.Popen[str]) -> None:
             pipe.close()
 
 
-def check_after_kill(repo: Path, run_hash: str, reported: list[tuple[int, float]], killed_at: float) -> int:
+def check_after_kill(
+    repo: Path, run_hash: str, reported: list[tuple[int, float]], killed_at: float
+) -> int:
     """The run reads, has a hole-free prefix of steps with the right values, and every step
     reported more than one flush interval before the kill is there. Returns the point count."""
     layout = RepoLayout(repo)
@@ -96,7 +98,9 @@ def one_trial(repo: Path, rng: random.Random) -> None:
     killed_at = time.time()
     n = check_after_kill(repo, run_hash, reported, killed_at)
     # resumes at once by hash (the dead writer's lock is taken over) and continues the steps
-    with aim.Run(run_hash, repo=repo, system_tracking_interval=None, capture_terminal_logs=False) as run:
+    with aim.Run(
+        run_hash, repo=repo, system_tracking_interval=None, capture_terminal_logs=False
+    ) as run:
         run.track(float(n), name="m", context={"subset": "train"})
     layout = RepoLayout(repo)
     info = next(i for i in load_run_meta(layout, run_hash).sequences if i.name == "m")

@@ -33,7 +33,9 @@ def test_second_writer_is_refused_within_a_second_naming_the_holder(tmp_path: Pa
     try:
         started = time.monotonic()
         with pytest.raises(aim.RunLockedError, match=rf"process {holder.pid} on host") as info:
-            aim.Run(run_hash, repo=tmp_path, system_tracking_interval=None, capture_terminal_logs=False)
+            aim.Run(
+                run_hash, repo=tmp_path, system_tracking_interval=None, capture_terminal_logs=False
+            )
         assert time.monotonic() - started < 1.0
         assert isinstance(info.value, RuntimeError)
         # readers are never blocked
@@ -53,7 +55,9 @@ def test_dead_holder_is_taken_over_at_once(tmp_path: Path) -> None:
     close_pipes(holder)
     ro = aim.Run(run_hash, repo=tmp_path, read_only=True)
     assert ro.active is False  # a crashed writer's run is not "in progress" forever
-    with aim.Run(run_hash, repo=tmp_path, system_tracking_interval=None, capture_terminal_logs=False) as run:
+    with aim.Run(
+        run_hash, repo=tmp_path, system_tracking_interval=None, capture_terminal_logs=False
+    ) as run:
         run.track(2.0, name="m")
     assert [p["value"] for p in raw_points(tmp_path, run_hash)[("m", "{}")]] == [1.0, 2.0]
 

@@ -28,7 +28,9 @@ def test_new_run_creates_repo_and_visible_sidecar(repo_root: Path, make_run: Any
 
 def test_repo_path_with_trailing_dot_aim_and_tilde(tmp_path: Path, monkeypatch: Any) -> None:
     monkeypatch.setenv("HOME", str(tmp_path))
-    with aim.Run(repo="~/proj/.aim", system_tracking_interval=None, capture_terminal_logs=False) as run:
+    with aim.Run(
+        repo="~/proj/.aim", system_tracking_interval=None, capture_terminal_logs=False
+    ) as run:
         pass
     assert (tmp_path / "proj" / ".aim" / "runs" / run.hash / "run.json").is_file()
 
@@ -102,7 +104,9 @@ def test_track_metrics_steps_epochs_contexts(repo_root: Path, make_run: Any) -> 
     assert points[("a", "{}")][0]["step"] == 5
     assert points[("b", "{}")][0]["value"] == 2.0
     cat = {s["name"]: s for s in sidecar(repo_root, run.hash)["sequences"]}
-    assert cat["loss"]["kind"] == "int" and cat["loss"]["last"] == 90 and cat["loss"]["last_step"] == 9
+    assert (
+        cat["loss"]["kind"] == "int" and cat["loss"]["last"] == 90 and cat["loss"]["last_step"] == 9
+    )
     assert cat["acc"]["min"] == 1.5 and cat["acc"]["max"] == 3.5 and cat["acc"]["count"] == 3
     assert cat["b"]["kind"] == "float"
 
@@ -136,7 +140,9 @@ def test_int_and_float_mix_but_other_kinds_do_not(make_run: Any) -> None:
     run.track(1, name="m")
     run.track(1.5, name="m")
     run.track(aim.Text("hello"), name="t")
-    with pytest.raises(ValueError, match=r"Cannot log value 'hello' on sequence 'm'\. Incompatible"):
+    with pytest.raises(
+        ValueError, match=r"Cannot log value 'hello' on sequence 'm'\. Incompatible"
+    ):
         run.track(aim.Text("hello"), name="m")
     with pytest.raises(ValueError, match="Incompatible data types"):
         run.track(1.0, name="t")

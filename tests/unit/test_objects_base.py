@@ -114,7 +114,7 @@ def test_import_does_not_load_heavy_libraries() -> None:
 )
 def test_registry_maps_aim_names_to_classes(aim_name: str, cls: type[CustomObject]) -> None:
     assert object_class(aim_name) is cls
-    assert cls.AIM_NAME == aim_name
+    assert aim_name == cls.AIM_NAME
 
 
 def test_unknown_aim_name_is_a_clear_error() -> None:

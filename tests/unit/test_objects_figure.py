@@ -107,7 +107,7 @@ def test_real_plotly_figure_round_trip() -> None:
     record = figure.to_record()
     rebuilt = Figure.from_record(record.payload, record.meta).to_plotly_figure()
     assert isinstance(rebuilt, go.Figure)
-    assert rebuilt.to_json() == original.to_json()
+    assert json.loads(rebuilt.to_json()) == json.loads(original.to_json())
 
 
 def test_real_matplotlib_figure_is_converted_or_refused_clearly() -> None:

@@ -120,12 +120,8 @@ def test_float_arrays_are_clipped_and_nan_is_black() -> None:
 def test_other_integer_dtypes_are_clipped() -> None:
     array = np.array([[-5, 0, 100], [255, 256, 70000]], dtype=np.int64)
     np.testing.assert_array_equal(pixels(Image(array)), [[0, 0, 100], [255, 255, 255]])
-    np.testing.assert_array_equal(
-        pixels(Image(np.array([[-1, 7]], dtype=np.int8))), [[0, 7]]
-    )
-    np.testing.assert_array_equal(
-        pixels(Image(np.array([[3, 999]], dtype=np.uint16))), [[3, 255]]
-    )
+    np.testing.assert_array_equal(pixels(Image(np.array([[-1, 7]], dtype=np.int8))), [[0, 7]])
+    np.testing.assert_array_equal(pixels(Image(np.array([[3, 999]], dtype=np.uint16))), [[3, 255]])
 
 
 def test_bool_arrays_are_black_and_white() -> None:

@@ -1,0 +1,57 @@
+# aim_parquet developer commands. Every target sets up what it needs (a local .venv) itself.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+INTEGRATIONS_STAMP := $(VENV)/.installed-integrations
+PYTEST_FLAGS ?= -q -p no:cacheprovider
+
+.DEFAULT_GOAL := help
+.PHONY: help install demo test test-slow test-integrations test-all lint format bench bench-quick clean
+
+help: ## Show this help
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-18s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install aim_parquet with its dev tools
+
+demo: $(STAMP) ## Track a demo training run into ./.aim, compact it, query it, print a summary
+	$(PY) tools/demo.py
+
+test: $(STAMP) ## Run the test suite (without slow, integrations and gpu tests)
+	$(PY) -m pytest $(PYTEST_FLAGS) -m "not slow and not integrations and not gpu"
+
+test-slow: $(STAMP) ## Run the slow randomized crash/property trials
+	$(PY) -m pytest $(PYTEST_FLAGS) -m "slow and not integrations"
+
+$(INTEGRATIONS_STAMP): $(STAMP) requirements-integrations.txt
+	$(PY) -m pip install -q -r requirements-integrations.txt
+	@touch $(INTEGRATIONS_STAMP)
+
+test-integrations: $(INTEGRATIONS_STAMP) ## Train tiny Lightning/HF/Keras/XGBoost/LightGBM/Optuna models and check what landed
+	KERAS_BACKEND=torch HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest $(PYTEST_FLAGS) -m integrations tests/integrations
+
+test-all: test test-slow test-integrations ## Everything
+
+lint: $(STAMP) ## ruff (lint + format check) and mypy --strict
+	$(PY) -m ruff check aim_parquet tests tools
+	$(PY) -m ruff format --check aim_parquet tests tools
+	$(PY) -m mypy
+
+format: $(STAMP) ## Apply ruff formatting and autofixes
+	$(PY) -m ruff check --fix aim_parquet tests tools
+	$(PY) -m ruff format aim_parquet tests tools
+
+bench: $(STAMP) ## Full side-by-side benchmark against Aim 3.29 (writes BENCHMARKS.md)
+	$(PY) tools/bench.py
+
+bench-quick: $(STAMP) ## Quick benchmark (under two minutes)
+	$(PY) tools/bench.py --quick
+
+clean: ## Remove the virtualenvs, caches and the demo repo
+	rm -rf $(VENV) .venv-aim .aim .pytest_cache .mypy_cache .ruff_cache *.egg-info
