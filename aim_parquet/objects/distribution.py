@@ -38,7 +38,7 @@ class Distribution(CustomObject):
     def __init__(
         self,
         samples: Any = None,
-        bin_count: int = 64,
+        bin_count: int | np.integer[Any] = 64,
         *,
         hist: Any = None,
         bin_range: Any = None,
@@ -59,7 +59,7 @@ class Distribution(CustomObject):
             raise InvalidObjectError("Distribution needs samples, or hist= with bin_range=")
 
     @classmethod
-    def from_samples(cls, samples: Any, bin_count: int = 64) -> Self:
+    def from_samples(cls, samples: Any, bin_count: int | np.integer[Any] = 64) -> Self:
         """A histogram of ``samples`` with ``bin_count`` bins (``np.histogram``)."""
         return cls(samples, bin_count)
 
@@ -86,7 +86,7 @@ class Distribution(CustomObject):
                 f"expected {bin_count} float64 weights"
             )
         obj = cls.__new__(cls)
-        obj._weights = np.frombuffer(payload, dtype=_WEIGHT_DTYPE)
+        obj._weights = np.frombuffer(bytes(payload), dtype=_WEIGHT_DTYPE)
         obj._range = (float(start), float(end))
         return obj
 

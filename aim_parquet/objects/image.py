@@ -46,6 +46,7 @@ _JPEG_MODES = frozenset({"1", "L", "RGB", "CMYK"})
 _ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
 _ANIMATED_FORMATS = frozenset({"png", "gif", "webp", "tiff"})
 _QUALITY_FORMATS = frozenset({"jpeg", "webp"})
+_PNG_KEPT_MODES = frozenset({"1", "L", "LA", "I;16", "P", "RGB", "RGBA"})  # PNG stores these as is
 
 # (payload, format, width, height, mode)
 _Encoded = tuple[bytes, str, int, int, str]
@@ -85,7 +86,7 @@ class Image(CustomObject):
         image: Any,
         caption: str = "",
         format: str | None = None,
-        quality: int = 90,
+        quality: int | np.integer[Any] = 90,
         optimize: bool = False,
     ) -> None:
         self._caption = caption_text(caption)
@@ -292,7 +293,7 @@ def _save(img: Any, fmt: str, quality: int, optimize: bool) -> _Encoded:
     buffer = io.BytesIO()
     try:
         img.save(buffer, format=_FORMATS[fmt], **params)
-    except OSError:
+    except (OSError, ValueError):
         # A mode this format cannot hold: flatten on white and try once more, as Aim does.
         img = _flatten(img)
         params.pop("save_all", None)
@@ -303,7 +304,14 @@ def _save(img: Any, fmt: str, quality: int, optimize: bool) -> _Encoded:
             raise InvalidObjectError(
                 f"cannot encode a {img.mode} image as {fmt}: {exc}; try format='png'"
             ) from exc
-    return buffer.getvalue(), fmt, int(img.width), int(img.height), str(img.mode)
+    payload = buffer.getvalue()
+    mode = str(img.mode)
+    if fmt != "png" or mode not in _PNG_KEPT_MODES:
+        # The writer may have converted the mode (GIF -> P, JPEG 1 -> L): report what is stored.
+        from PIL import Image as PILImage
+
+        mode = str(PILImage.open(io.BytesIO(payload)).mode)
+    return payload, fmt, int(img.width), int(img.height), mode
 
 
 def _from_file(

@@ -83,7 +83,7 @@ class LogRecord(CustomObject):
     def __init__(
         self,
         message: str,
-        level: int,
+        level: int | np.integer[Any],
         timestamp: float,
         extra_args: Mapping[str, Any] | None = None,
         logger_info: tuple[str, int] | list[Any] | None = None,

@@ -61,6 +61,7 @@ _EMPTY_ENV: Final[Env] = MappingProxyType({})
 _SELECT_RE: Final = re.compile(r"select\b.*?\bif\b", re.IGNORECASE | re.DOTALL)
 _LINE_BREAK_RE: Final = re.compile(r"\r\n|\r|\n")
 _DEFAULT_CONJUNCT: Final = "run.archived == False"
+_BRACKET_WORDS: Final = ("parenthesis", "never closed", "unmatched")
 
 _REFUSED: Final[Mapping[type[ast.AST], str]] = {
     ast.Lambda: "lambda expressions",
@@ -315,19 +316,21 @@ def _parse(text: str) -> tuple[ast.expr, str, int]:
             return _parse_source(text), text, 0
         except SyntaxError as plain_error:
             if "\n" not in text and "\r" not in text:
-                raise _syntax_error(text, text, 0, plain_error) from None
+                raise _syntax_error(text, 0, plain_error) from None
             wrapped = f"[{text}\n]"
             try:
                 root = _parse_source(wrapped)
             except SyntaxError as wrapped_error:
-                raise _syntax_error(text, wrapped, 1, wrapped_error) from None
+                if any(word in str(wrapped_error.msg) for word in _BRACKET_WORDS):
+                    raise _syntax_error(text, 0, plain_error) from None  # the user's brackets
+                raise _syntax_error(text, 1, wrapped_error) from None
             lines = _LINE_BREAK_RE.split(wrapped)
             spans_all = (root.lineno, root.col_offset) == (1, 0) and (
                 root.end_lineno,
                 root.end_col_offset,
             ) == (len(lines), 1)
             if not isinstance(root, ast.List) or not spans_all or len(root.elts) != 1:
-                raise _syntax_error(text, text, 0, plain_error) from None
+                raise _syntax_error(text, 0, plain_error) from None
             return root.elts[0], wrapped, 1
     except QueryError:
         raise
@@ -339,15 +342,18 @@ def _parse(text: str) -> tuple[ast.expr, str, int]:
         raise _new_syntax_error(f"invalid query text: {exc}", None, None, None) from None
 
 
-def _syntax_error(text: str, source: str, shift: int, error: SyntaxError) -> QuerySyntaxError:
-    lineno = error.lineno or 1
-    col = error.offset or 1
-    if lineno == 1:
-        col -= shift
+def _syntax_error(text: str, shift: int, error: SyntaxError) -> QuerySyntaxError:
+    """A QuerySyntaxError located in `text` for `error`, raised while parsing `text` (shift 0) or
+    `text` in brackets (shift 1: one added character on line 1)."""
     text_lines = _LINE_BREAK_RE.split(text)
-    if lineno > len(text_lines):  # an error at the closing bracket the parser added
-        lineno, col = len(text_lines), len(text_lines[-1]) + 1
+    lineno, col = error.lineno or 1, error.offset or 0
     detail = error.msg or "invalid syntax"
+    at_end = lineno > len(text_lines) or (col == 0 and lineno == len(text_lines))
+    if at_end:  # the end of the query (Python reports offset 0, or the added closing bracket)
+        lineno, col = len(text_lines), len(text_lines[-1]) + 1
+        detail = "unexpected end of query" if detail == "invalid syntax" else detail
+    elif lineno == 1:
+        col -= shift
     message, line, col = _located(f"invalid query syntax: {detail}", text, lineno, col)
     return _new_syntax_error(message, lineno, col, line)
 

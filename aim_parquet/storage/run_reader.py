@@ -2,15 +2,20 @@
 
 Points come from the compacted Parquet files the manifest lists and from every segment the
 manifest does not cover, in write order; steps written twice keep the last value. Readers take no
-lock, tolerate a torn segment tail, and retry when compaction swaps files under them.
+lock, tolerate a torn segment tail, and retry when compaction swaps files under them: a file that
+vanished (ENOENT, or ESTALE on NFS), or a manifest that changed while the read was in progress
+(the compactor removes covered segments only after committing a new manifest, so a read that saw
+the old manifest must not trust its segment listing), restarts the read from the new manifest.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +41,7 @@ from aim_parquet.storage.segments import read_segment
 
 log = logging.getLogger(__name__)
 
-MAX_SWAP_RETRIES = 8
+MAX_SWAP_RETRIES = 12
 
 
 def list_run_hashes(layout: RepoLayout) -> list[str]:
@@ -62,16 +67,53 @@ def load_run_meta(layout: RepoLayout, run_hash: str) -> RunMeta:
 
 
 def load_manifest(layout: RepoLayout, run_hash: str) -> Manifest | None:
-    path = layout.manifest(run_hash)
+    return _load_manifest_state(layout, run_hash)[0]
+
+
+_FileIdentity = tuple[int, int, int] | None
+
+
+def _identity(st: os.stat_result) -> tuple[int, int, int]:
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+def _manifest_identity(layout: RepoLayout, run_hash: str) -> _FileIdentity:
     try:
-        raw = path.read_bytes()
+        return _identity(os.stat(layout.manifest(run_hash)))
     except FileNotFoundError:
         return None
+
+
+def _load_manifest_state(
+    layout: RepoLayout, run_hash: str
+) -> tuple[Manifest | None, _FileIdentity]:
+    """The manifest and the identity (inode, mtime, size) of the exact file it was read from."""
+    path = layout.manifest(run_hash)
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None, None
+    try:
+        ident = _identity(os.fstat(fd))
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            raw = f.read()
+    finally:
+        os.close(fd)
     try:
         data = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise CorruptFileError(f"compaction manifest {path} is not valid JSON ({exc}).") from exc
-    return Manifest.from_json(data, f"compaction manifest {path}")
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CorruptFileError(
+            f"compaction manifest {path} is not valid JSON ({exc}). "
+            "Run `aim-parquet verify --repair` to rebuild it."
+        ) from exc
+    if not isinstance(data, dict):
+        raise CorruptFileError(f"compaction manifest {path} is not a JSON object.")
+    return Manifest.from_json(data, f"compaction manifest {path}"), ident
+
+
+def _is_gone(exc: OSError) -> bool:
+    """A file removed or replaced under us: ENOENT, or ESTALE on a network filesystem."""
+    return isinstance(exc, FileNotFoundError) or exc.errno == errno.ESTALE
 
 
 def list_segments(seq_dir: Path) -> list[Path]:
@@ -159,9 +201,11 @@ def _read_compacted(
         path = run_dir / f.path
         try:
             pf = pq.ParquetFile(path, memory_map=True)
-        except FileNotFoundError:
-            raise
-        except (OSError, pa.ArrowInvalid) as exc:
+        except OSError as exc:
+            if _is_gone(exc):
+                raise
+            raise CorruptFileError(f"compacted file {path} is unreadable ({exc}).") from exc
+        except pa.ArrowInvalid as exc:
             raise CorruptFileError(f"compacted file {path} is unreadable ({exc}).") from exc
         groups = _row_groups_for(pf, info.seq_id)
         if groups:
@@ -195,9 +239,11 @@ def read_sequence(
     wanted = [c for c in schema.names if c in wanted]
     run_dir = layout.run_dir(run_hash)
     seq_dir = layout.seq_dir(run_hash, info.seq_id)
-    for _attempt in range(MAX_SWAP_RETRIES):
+    for attempt in range(MAX_SWAP_RETRIES):
+        if attempt > 1:
+            time.sleep(min(0.2, 0.005 * 2**attempt))  # let a compaction in progress finish
         try:
-            manifest = load_manifest(layout, run_hash)
+            manifest, ident = _load_manifest_state(layout, run_hash)
             tables: list[pa.Table] = []
             covered: frozenset[str] = frozenset()
             if manifest is not None:
@@ -209,9 +255,13 @@ def read_sequence(
                 data = read_segment(seg)
                 if data.batches:
                     tables.append(pa.Table.from_batches(data.batches).select(wanted))
+        except OSError as exc:
+            if _is_gone(exc):
+                continue  # compaction or gc swapped files under us: read the new state
+            raise
+        if _manifest_identity(layout, run_hash) == ident:
             break
-        except FileNotFoundError:
-            continue  # compaction or gc swapped files under us: read the new state
+        # a compaction committed while we read: segments we listed may have been removed
     else:
         raise CorruptFileError(f"run {run_hash}: files kept changing while reading {info.name!r}.")
     target = schema.empty_table().select(wanted).schema

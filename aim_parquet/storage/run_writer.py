@@ -44,7 +44,7 @@ from aim_parquet.storage.segments import SegmentFile
 log = logging.getLogger(__name__)
 
 DEFAULT_FLUSH_INTERVAL_S = 1.0
-DEFAULT_MAX_BUFFER_POINTS = 200_000
+DEFAULT_MAX_BUFFER_POINTS = 100_000
 DEFAULT_MAX_SEGMENT_BYTES = 64 * 1024 * 1024
 MAX_PENDING_POINTS = 1_000_000
 

@@ -268,6 +268,18 @@ def test_other_formats(name: str | None) -> None:
     assert image.to_pil_image().size == (6, 8)
 
 
+@pytest.mark.parametrize("fmt", ["png", "jpeg", "gif", "webp", "bmp", "tiff"])
+@pytest.mark.parametrize("mode", ["1", "L", "LA", "I", "I;16", "F", "P", "RGB", "RGBA", "CMYK"])
+def test_every_mode_encodes_in_every_format(mode: str, fmt: str) -> None:
+    source = PILImage.fromarray(rgb())
+    if mode in ("1", "LA", "I", "I;16", "F"):
+        source = source.convert("L")
+    image = Image(source.convert(mode), format=fmt)
+    decoded = round_trip(image).to_pil_image()
+    assert image.mode == decoded.mode  # meta reports the stored mode, not the input's
+    assert decoded.size == (6, 8)
+
+
 def test_unknown_format_is_a_clear_error() -> None:
     with pytest.raises(InvalidObjectError, match=r"unsupported image format 'svg'.*png, jpeg"):
         Image(rgb(), format="svg")

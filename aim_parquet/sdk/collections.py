@@ -1,0 +1,248 @@
+"""Query results: collections of runs and sequences (Aim's `*SequenceCollection` classes).
+
+- `QueryRunSequenceCollection` (`repo.query_runs(...)`): `.iter_runs()` yields one
+  `SingleRunSequenceCollection` per matching run (newest first) with the run at `.run`;
+  `.dataframe()` has one row per run.
+- `QuerySequenceCollection` (`repo.query_metrics(...)`, `query_images(...)`, ...): `.iter_runs()`
+  yields per-run collections of the matching sequences; `.iter()` / iteration flattens them;
+  `.dataframe()` is the long format of every matching sequence.
+- `SingleRunSequenceCollection`: the sequences of one run (`run.metrics()` returns one).
+
+The query is planned when the collection is made (a bad query raises at once); runs are matched
+lazily while iterating, and no sequence column is read until a sequence's values are asked for.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from aim_parquet.format.meta import RunMeta, SequenceInfo
+from aim_parquet.format.paths import RepoLayout
+from aim_parquet.query.executor import execute_plan
+from aim_parquet.query.planner import QueryPlan, plan_query
+from aim_parquet.query.views import RunView
+from aim_parquet.sdk import dataframes
+from aim_parquet.sdk.sequence import Sequence, make_sequence
+from aim_parquet.storage.run_index import RunIndex
+
+if TYPE_CHECKING:
+    import pandas
+    import polars
+
+
+class QueryReportMode(enum.Enum):
+    """Aim's `aim.sdk.types.QueryReportMode`.
+
+    PROGRESS_BAR is accepted and, without tqdm, behaves as DISABLED; PROGRESS_TUPLE makes
+    `iter_runs()` yield `(collection_or_None, (position, total))` for every candidate run.
+    """
+
+    DISABLED = 0
+    PROGRESS_BAR = 1
+    PROGRESS_TUPLE = 2
+
+
+def open_read_only_run(layout: RepoLayout, meta: RunMeta) -> Any:
+    """A read-only `Run` over metadata already read (what `Run(h, read_only=True)` builds,
+    without reading the sidecar a second time)."""
+    from aim_parquet.sdk.run import Run
+
+    run = Run.__new__(Run)
+    run._writer = None
+    run._metric_seqs = {}
+    run._last_context = {}
+    run._extensions = []
+    run.read_only = True
+    run._is_strict = False
+    run._layout = layout
+    run.hash = meta.hash
+    run._meta_cache = meta
+    return run
+
+
+class SequenceCollection:
+    """What every collection offers: iteration over sequences and DataFrames of them."""
+
+    seq_cls: type[Sequence] = Sequence
+
+    def iter(self) -> Iterator[Sequence]:
+        raise NotImplementedError
+
+    def iter_runs(self) -> Iterator[Any]:
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator[Sequence]:
+        return self.iter()
+
+    def _tables(self, only_last: bool, flags: dict[str, bool]) -> list[dict[str, Any]]:
+        return [dataframes.sequence_columns(s, only_last=only_last, **flags) for s in self.iter()]
+
+    def dataframe(
+        self,
+        only_last: bool = False,
+        include_run: bool = True,
+        include_name: bool = True,
+        include_context: bool = True,
+        include_props: bool = True,
+        include_params: bool = True,
+    ) -> pandas.DataFrame | None:
+        """Long-format pandas DataFrame of every sequence (None when there is none)."""
+        flags = dict(
+            include_run=include_run, include_name=include_name, include_context=include_context,
+            include_props=include_props, include_params=include_params,
+        )  # fmt: skip
+        tables = self._tables(only_last, flags)
+        return dataframes.to_pandas(tables) if tables else None
+
+    def to_polars(
+        self,
+        only_last: bool = False,
+        include_run: bool = True,
+        include_name: bool = True,
+        include_context: bool = True,
+        include_props: bool = True,
+        include_params: bool = True,
+    ) -> polars.DataFrame | None:
+        """The same table as `dataframe()`, as a polars DataFrame (None when empty)."""
+        flags = dict(
+            include_run=include_run, include_name=include_name, include_context=include_context,
+            include_props=include_props, include_params=include_params,
+        )  # fmt: skip
+        tables = self._tables(only_last, flags)
+        return dataframes.to_polars(tables) if tables else None
+
+
+class SingleRunSequenceCollection(SequenceCollection):
+    """The sequences of one run, optionally filtered by a query (Aim's class of that name).
+
+    `sequences` (catalogue entries) is given by a query result; otherwise the run's catalogue is
+    listed, keeping the kinds of `seq_cls` and, with a `query`, the sequences that satisfy it.
+    """
+
+    def __init__(
+        self,
+        run: Any,
+        seq_cls: type[Sequence] = Sequence,
+        query: str = "",
+        *,
+        sequences: tuple[SequenceInfo, ...] | list[SequenceInfo] | None = None,
+    ) -> None:
+        self.run = run
+        self.seq_cls = seq_cls
+        self.query = query
+        self._infos = None if sequences is None else tuple(sequences)
+        self._plan: QueryPlan | None = None
+        if query and sequences is None:
+            self._plan = plan_query(query, seq_cls.sequence_name())
+
+    def _sequence_infos(self) -> tuple[SequenceInfo, ...]:
+        if self._infos is not None:
+            return self._infos
+        meta, infos = self.run._catalogue()
+        infos = [i for i in infos if self.seq_cls.accepts(i.kind)]
+        if self._plan is not None:
+            view = RunView(meta, self.run._layout)
+            infos = self._plan.matching_sequences(view, infos) if self._plan.matches_run(view) else []
+        return tuple(infos)
+
+    def iter(self) -> Iterator[Sequence]:
+        layout = self.run._layout
+        for info in self._sequence_infos():
+            yield make_sequence(info, self.run, layout, self.seq_cls)
+
+    def iter_runs(self) -> Iterator[Any]:
+        """Empty, as in Aim: this collection is already one run's."""
+        return iter(())
+
+    def __len__(self) -> int:
+        return len(self._sequence_infos())
+
+    def __repr__(self) -> str:
+        return f"<SingleRunSequenceCollection of run {self.run.hash}>"
+
+
+class _QueryCollection(SequenceCollection):
+    """Common part of the two repo-wide query results."""
+
+    def __init__(
+        self,
+        layout: RepoLayout,
+        index: RunIndex,
+        plan: QueryPlan,
+        seq_cls: type[Sequence],
+        *,
+        offset: str | None = None,
+        report_mode: QueryReportMode | int = QueryReportMode.PROGRESS_BAR,
+    ) -> None:
+        self._layout = layout
+        self._index = index
+        self.plan = plan
+        self.query = plan.text
+        self.seq_cls = seq_cls
+        self.offset = offset
+        self.report_mode = QueryReportMode(report_mode)
+
+    def _collections(self) -> Iterator[tuple[SingleRunSequenceCollection | None, tuple[int, int]]]:
+        is_seq_query = self.plan.seq_var is not None
+        for step in execute_plan(self._layout, self._index, self.plan, offset=self.offset):
+            coll = None
+            if step.match is not None:
+                run = open_read_only_run(self._layout, step.match.meta)
+                sequences = step.match.sequences if is_seq_query else None
+                coll = SingleRunSequenceCollection(run, self.seq_cls, sequences=sequences)
+            yield coll, (step.position, step.total)
+
+    def iter_runs(self) -> Iterator[Any]:
+        """One collection per matching run, newest first (with PROGRESS_TUPLE:
+        `(collection_or_None, (position, total))` for every candidate run)."""
+        with_progress = self.report_mode is QueryReportMode.PROGRESS_TUPLE
+        for coll, progress in self._collections():
+            if with_progress:
+                yield coll, progress
+            elif coll is not None:
+                yield coll
+
+    def iter(self) -> Iterator[Sequence]:
+        for coll, _progress in self._collections():
+            if coll is not None:
+                yield from coll.iter()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.query!r}>"
+
+
+class QueryRunSequenceCollection(_QueryCollection):
+    """`repo.query_runs(query)`: the matching runs (their sequences on iteration)."""
+
+    def iter_run_objects(self) -> Iterator[Any]:
+        for coll, _progress in self._collections():
+            if coll is not None:
+                yield coll.run
+
+    def _run_rows(self, include_props: bool, include_params: bool) -> list[dict[str, Any]]:
+        return [
+            dataframes.run_row(run, include_props=include_props, include_params=include_params)
+            for run in self.iter_run_objects()
+        ]
+
+    def dataframe(  # type: ignore[override]
+        self, only_last: bool = False, include_props: bool = True, include_params: bool = True,
+        **_ignored: bool,
+    ) -> pandas.DataFrame | None:  # fmt: skip
+        """One row per matching run (Aim's `Run.dataframe()` rows); None when no run matches."""
+        rows = self._run_rows(include_props, include_params)
+        return dataframes.runs_to_pandas(rows) if rows else None
+
+    def to_polars(  # type: ignore[override]
+        self, only_last: bool = False, include_props: bool = True, include_params: bool = True,
+        **_ignored: bool,
+    ) -> polars.DataFrame | None:  # fmt: skip
+        """The same table as `dataframe()`, as a polars DataFrame."""
+        rows = self._run_rows(include_props, include_params)
+        return dataframes.runs_to_polars(rows) if rows else None
+
+
+class QuerySequenceCollection(_QueryCollection):
+    """`repo.query_metrics(query)` and friends: the matching sequences, grouped by run."""

@@ -1,0 +1,457 @@
+"""Read views of one tracked sequence: `Metric`, `Images`, `Texts`, ... and their `ArrayView`s.
+
+A sequence object holds only its catalogue entry (name, context, kind, summary); points are read
+on first access through `storage.run_reader.read_sequence` (which merges compacted Parquet with
+live segments and keeps the last write of a step), and only the columns asked for: `values` of a
+metric reads `step` + `value`, `epochs` reads `step` + `epoch`, and an image sequence reads its
+payload bytes only when its values are asked for. Arrays handed out are read-only views of the
+cached columns.
+
+Unlike Aim, every array view is keyed by the **real step**, in step order:
+`steps, values = metric.values.sparse_numpy()` is correct (Aim returns hashed keys there).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from aim_parquet.format.meta import SequenceInfo
+from aim_parquet.format.paths import RepoLayout, canonical_context
+from aim_parquet.format.schema import METRIC_KINDS, is_metric_kind
+from aim_parquet.storage.run_reader import read_sequence
+
+if TYPE_CHECKING:
+    import pandas
+    import polars
+
+Array = np.ndarray[Any, Any]
+_MAX_EXACT_INT = 2.0**53
+
+
+class Context(Mapping[str, Any]):
+    """A sequence context (immutable): `ctx["subset"]`, `ctx.subset`, `ctx.to_dict()`."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: Mapping[str, Any] | None = None) -> None:
+        self._data: dict[str, Any] = dict(data or {})
+
+    def to_dict(self) -> dict[str, Any]:
+        """A deep copy of the context as a plain dict."""
+        return json.loads(canonical_context(self._data))  # type: ignore[no-any-return]
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        try:
+            return self._data[name]
+        except KeyError:
+            raise AttributeError(f"context has no key {name!r}") from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __hash__(self) -> int:
+        return hash(canonical_context(self._data))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Mapping):
+            return canonical_context(self._data) == canonical_context(dict(other))
+        return NotImplemented
+
+    @property
+    def idx(self) -> str:
+        """A stable identity of the context (its canonical JSON)."""
+        return canonical_context(self._data)
+
+    def __repr__(self) -> str:
+        return f"<Context {self._data!r}>"
+
+
+def _readonly(array: Array) -> Array:
+    array.flags.writeable = False
+    return array
+
+
+def _step_starts(steps: Array) -> Array:
+    """Indices where a new step begins in a step-sorted array."""
+    if steps.size == 0:
+        return np.zeros(0, dtype=np.intp)
+    return np.flatnonzero(np.concatenate(([True], steps[1:] != steps[:-1])))
+
+
+def metric_values(values: Array, kind: str) -> Array:
+    """float64 values as int64 for an 'int' metric when every value is an exact integer."""
+    if kind != "int":
+        return values
+    if values.size == 0:
+        return values.astype(np.int64)
+    if np.all(np.isfinite(values)) and np.all(np.abs(values) <= _MAX_EXACT_INT):
+        ints = values.astype(np.int64)
+        if np.array_equal(ints, values):
+            return ints
+    return values
+
+
+class Sequence:
+    """One (name, context) sequence of a run; subclasses fix the kinds they accept."""
+
+    KINDS: ClassVar[frozenset[str] | None] = None  # None: any kind
+    SEQUENCE_NAME: ClassVar[str] = "sequence"
+
+    def __init__(self, info: SequenceInfo, run: Any, layout: RepoLayout | None = None) -> None:
+        self._info = info
+        self.run = run
+        self._layout: RepoLayout = layout if layout is not None else run._layout
+        self._columns: dict[str, tuple[Array, Any]] = {}
+
+    @classmethod
+    def sequence_name(cls) -> str:
+        return cls.SEQUENCE_NAME
+
+    @classmethod
+    def allowed_dtypes(cls) -> frozenset[str] | None:
+        return cls.KINDS
+
+    @classmethod
+    def accepts(cls, kind: str) -> bool:
+        return cls.KINDS is None or kind in cls.KINDS
+
+    # -- metadata --------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self._info.name
+
+    @property
+    def context(self) -> Context:
+        return Context(self._info.context)
+
+    @property
+    def dtype(self) -> str:
+        return self._info.kind
+
+    @property
+    def version(self) -> int:
+        return 2 if self.is_metric else 1
+
+    @property
+    def is_metric(self) -> bool:
+        return is_metric_kind(self._info.kind)
+
+    @property
+    def info(self) -> SequenceInfo:
+        """The catalogue entry: count, first/last step and value, min, max."""
+        return self._info
+
+    def first_step(self) -> int | None:
+        return self._info.first_step
+
+    def last_step(self) -> int | None:
+        return self._info.last_step
+
+    def __bool__(self) -> bool:
+        return True
+
+    def __repr__(self) -> str:
+        run_hash = getattr(self.run, "hash", "?")
+        return f"<{type(self).__name__} {self.name!r} {self._info.context!r} of run {run_hash}>"
+
+    # -- reading ---------------------------------------------------------------------------
+    def _read(self, columns: list[str]) -> None:
+        table = read_sequence(self._layout, self.run.hash, self._info, columns=columns)
+        steps = table.column("step").to_numpy()
+        if self.is_metric:
+            _readonly(steps)
+            for col in columns:
+                arr = table.column(col).to_numpy()
+                if col == "value":
+                    arr = metric_values(arr, self._info.kind)
+                self._columns[col] = (steps, _readonly(arr))
+            return
+        starts = _step_starts(steps)
+        step_keys = _readonly(steps[starts])
+        for col in columns:
+            if col == "payload":
+                self._columns["value"] = (step_keys, self._decode(table, steps, starts))
+            elif col in ("epoch", "timestamp"):
+                self._columns[col] = (step_keys, _readonly(table.column(col).to_numpy()[starts]))
+
+    def _decode(self, table: Any, steps: Array, starts: Array) -> list[Any]:
+        from aim_parquet.objects import object_class
+
+        kind = self._info.kind
+        is_list = kind.startswith("list(")
+        cls = object_class(kind[5:-1] if is_list else kind)
+        payloads = table.column("payload").to_pylist()
+        metas = table.column("meta").to_pylist()
+        objects = [cls.from_record(p, json.loads(m)) for p, m in zip(payloads, metas, strict=True)]
+        if not is_list:
+            return objects
+        bounds = [*starts.tolist(), len(objects)]
+        return [objects[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+    def _column(self, name: str) -> tuple[Array, Any]:
+        if name not in self._columns:
+            if name == "value":
+                self._read(["value"] if self.is_metric else ["payload", "meta"])
+            else:
+                self._read([name])
+        return self._columns[name]
+
+    def preload(self) -> None:
+        """Read every column now, in one consistent read."""
+        if self.is_metric:
+            self._read(["value", "epoch", "timestamp"])
+        else:
+            self._read(["epoch", "timestamp", "payload", "meta"])
+
+    @property
+    def values(self) -> ArrayView:
+        return ArrayView(self, "value")
+
+    @property
+    def epochs(self) -> ArrayView:
+        return ArrayView(self, "epoch")
+
+    @property
+    def timestamps(self) -> ArrayView:
+        return ArrayView(self, "timestamp")
+
+    @property
+    def data(self) -> SequenceData:
+        return SequenceData(self)
+
+    # -- dataframes ------------------------------------------------------------------------
+    def dataframe(
+        self,
+        include_name: bool = False,
+        include_context: bool = False,
+        include_run: bool = False,
+        only_last: bool = False,
+        include_props: bool = True,
+        include_params: bool = True,
+    ) -> pandas.DataFrame:
+        """Long-format pandas DataFrame: idx, step, value, epoch, timestamp, time (+ run/name/context)."""
+        from aim_parquet.sdk import dataframes
+
+        cols = dataframes.sequence_columns(
+            self, only_last=only_last, include_run=include_run, include_name=include_name,
+            include_context=include_context, include_props=include_props,
+            include_params=include_params,
+        )  # fmt: skip
+        return dataframes.to_pandas([cols])
+
+    def to_polars(
+        self,
+        include_name: bool = False,
+        include_context: bool = False,
+        include_run: bool = False,
+        only_last: bool = False,
+        include_props: bool = True,
+        include_params: bool = True,
+    ) -> polars.DataFrame:
+        """The same table as `dataframe()`, as a polars DataFrame."""
+        from aim_parquet.sdk import dataframes
+
+        cols = dataframes.sequence_columns(
+            self, only_last=only_last, include_run=include_run, include_name=include_name,
+            include_context=include_context, include_props=include_props,
+            include_params=include_params,
+        )  # fmt: skip
+        return dataframes.to_polars([cols])
+
+
+class ArrayView:
+    """One column of a sequence keyed by real step, in step order (read on first use)."""
+
+    __slots__ = ("_seq", "_col")
+
+    def __init__(self, seq: Sequence, column: str) -> None:
+        self._seq = seq
+        self._col = column
+
+    def _pair(self) -> tuple[Array, Any]:
+        return self._seq._column(self._col)
+
+    def sparse_numpy(self) -> tuple[Array, Array]:
+        """`(steps, values)`: int64 steps in increasing order and the values at those steps."""
+        return self.indices_numpy(), self.values_numpy()
+
+    def sparse_list(self) -> tuple[list[int], list[Any]]:
+        return self.indices_list(), self.values_list()
+
+    def indices_numpy(self) -> Array:
+        return self._pair()[0]
+
+    def values_numpy(self) -> Array:
+        values = self._pair()[1]
+        if isinstance(values, np.ndarray):
+            return values
+        out = np.empty(len(values), dtype=object)
+        for i, value in enumerate(values):
+            out[i] = value
+        return _readonly(out)
+
+    def indices_list(self) -> list[int]:
+        return self._pair()[0].tolist()  # type: ignore[no-any-return]
+
+    def values_list(self) -> list[Any]:
+        values = self._pair()[1]
+        return values.tolist() if isinstance(values, np.ndarray) else list(values)
+
+    def tolist(self) -> list[Any]:
+        return self.values_list()
+
+    def keys(self) -> Iterator[int]:
+        return iter(self.indices_list())
+
+    indices = keys
+
+    def values(self) -> Iterator[Any]:
+        return iter(self.values_list())
+
+    def items(self) -> Iterator[tuple[int, Any]]:
+        return zip(self.indices_list(), self.values_list(), strict=True)
+
+    def __iter__(self) -> Iterator[Any]:
+        return self.values()
+
+    def __len__(self) -> int:
+        return len(self._pair()[0])
+
+    def __getitem__(self, step: int) -> Any:
+        steps, values = self._pair()
+        pos = int(np.searchsorted(steps, step))
+        if pos >= len(steps) or steps[pos] != step:
+            raise KeyError(f"no point at step {step} in {self._seq.name!r}")
+        value = values[pos]
+        return value.item() if isinstance(value, np.generic) else value
+
+    def _at(self, pos: int) -> tuple[int, Any]:
+        steps, values = self._pair()
+        if len(steps) == 0:
+            raise IndexError(f"sequence {self._seq.name!r} has no points")
+        value = values[pos]
+        return int(steps[pos]), value.item() if isinstance(value, np.generic) else value
+
+    def first(self) -> tuple[int, Any]:
+        """`(step, value)` of the lowest step; IndexError when empty."""
+        return self._at(0)
+
+    def last(self) -> tuple[int, Any]:
+        """`(step, value)` of the highest step; IndexError when empty."""
+        return self._at(-1)
+
+    def first_idx(self) -> int:
+        return self.first()[0]
+
+    def first_value(self) -> Any:
+        return self.first()[1]
+
+    def last_idx(self) -> int:
+        return self.last()[0]
+
+    def last_value(self) -> Any:
+        return self.last()[1]
+
+
+class SequenceData:
+    """`seq.data`: all columns at once, step-ordered (Aim's `data.numpy()`/`items_list()`)."""
+
+    __slots__ = ("_seq",)
+
+    def __init__(self, seq: Sequence) -> None:
+        self._seq = seq
+
+    def numpy(self) -> tuple[Array, tuple[Array, Array, Array]]:
+        """`(steps, (values, epochs, timestamps))`; epochs are float64 with NaN for no epoch."""
+        seq = self._seq
+        seq.preload()
+        steps, values = seq._column("value")
+        epochs = seq._column("epoch")[1].astype(np.float64)
+        times = seq._column("timestamp")[1]
+        if not isinstance(values, np.ndarray):
+            values = ArrayView(seq, "value").values_numpy()
+        return steps, (values, epochs, times)
+
+    def items_list(self) -> tuple[list[int], list[list[Any]]]:
+        """`(steps, [values, epochs, timestamps])` as Python lists (epoch None when unset)."""
+        seq = self._seq
+        seq.preload()
+        epochs = seq._column("epoch")[1]
+        epoch_list = [None if e != e else int(e) for e in epochs.tolist()]
+        return (
+            ArrayView(seq, "value").indices_list(),
+            [ArrayView(seq, "value").values_list(), epoch_list, seq._column("timestamp")[1].tolist()],
+        )
+
+
+class Metric(Sequence):
+    KINDS = METRIC_KINDS
+    SEQUENCE_NAME = "metric"
+
+
+class Images(Sequence):
+    KINDS = frozenset({"aim.image", "list(aim.image)"})
+    SEQUENCE_NAME = "images"
+
+
+class Texts(Sequence):
+    KINDS = frozenset({"aim.text", "list(aim.text)"})
+    SEQUENCE_NAME = "texts"
+
+
+class Distributions(Sequence):
+    KINDS = frozenset({"aim.distribution", "list(aim.distribution)"})
+    SEQUENCE_NAME = "distributions"
+
+
+class Audios(Sequence):
+    KINDS = frozenset({"aim.audio", "list(aim.audio)"})
+    SEQUENCE_NAME = "audios"
+
+
+class Figures(Sequence):
+    KINDS = frozenset({"aim.figure", "list(aim.figure)"})
+    SEQUENCE_NAME = "figures"
+
+
+class LogLines(Sequence):
+    KINDS = frozenset({"aim.log_line"})
+    SEQUENCE_NAME = "logs"
+
+
+class LogRecords(Sequence):
+    KINDS = frozenset({"aim.log_record"})
+    SEQUENCE_NAME = "log_records"
+
+
+SEQUENCE_CLASSES: tuple[type[Sequence], ...] = (
+    Metric, Images, Texts, Distributions, Audios, Figures, LogLines, LogRecords,
+)  # fmt: skip
+
+
+def sequence_class_for(kind: str) -> type[Sequence]:
+    """The most specific sequence class for a dtype (Sequence for unknown kinds)."""
+    for cls in SEQUENCE_CLASSES:
+        if cls.accepts(kind):
+            return cls
+    return Sequence
+
+
+def make_sequence(
+    info: SequenceInfo, run: Any, layout: RepoLayout | None = None, seq_cls: type[Sequence] = Sequence
+) -> Sequence:
+    """A view of `info`: of `seq_cls`, or of the class matching its kind when that is `Sequence`."""
+    cls = sequence_class_for(info.kind) if seq_cls is Sequence else seq_cls
+    return cls(info, run, layout)
