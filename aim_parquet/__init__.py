@@ -9,8 +9,11 @@ from aim_parquet.errors import (
     CorruptFileError,
     FormatVersionError,
     IncompatibleSequenceError,
+    InvalidObjectError,
     InvalidRunHashError,
     MissingRunError,
+    ObjectFileNotFoundError,
+    OptionalDependencyError,
     QueryError,
     QuerySyntaxError,
     ReadOnlyRunError,
@@ -21,7 +24,9 @@ from aim_parquet.errors import (
     UnsupportedValueError,
 )
 from aim_parquet.objects import Audio, Distribution, Figure, Image, Text
+from aim_parquet.sdk.repo import Repo
 from aim_parquet.sdk.run import Run
+from aim_parquet.sdk.sequence import Audios, Distributions, Figures, Images, Metric, Texts
 
 RunLockingError = RunLockedError  # Aim's name
 
@@ -30,17 +35,26 @@ __version__ = "0.1.0"
 __all__ = [
     "AimParquetError",
     "Audio",
+    "Audios",
     "CorruptFileError",
     "Distribution",
+    "Distributions",
     "Figure",
+    "Figures",
     "FormatVersionError",
     "Image",
+    "Images",
     "IncompatibleSequenceError",
+    "InvalidObjectError",
     "InvalidRunHashError",
+    "Metric",
     "MissingRunError",
+    "ObjectFileNotFoundError",
+    "OptionalDependencyError",
     "QueryError",
     "QuerySyntaxError",
     "ReadOnlyRunError",
+    "Repo",
     "RepoNotFoundError",
     "Run",
     "RunClosedError",
@@ -48,6 +62,7 @@ __all__ = [
     "RunLockingError",
     "StorageError",
     "Text",
+    "Texts",
     "UnsupportedValueError",
     "__version__",
 ]

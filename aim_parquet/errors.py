@@ -11,6 +11,9 @@ exception means the same thing it is a second base, so code written for Aim keep
     ├── ReadOnlyRunError             (+ RuntimeError)   write call on a read-only run
     ├── RunClosedError               (+ RuntimeError)   write call after close()
     ├── UnsupportedValueError        (+ TypeError)      a param/context/track value of a type we cannot store
+    ├── InvalidObjectError           (+ ValueError)     an Image/Audio/... input whose content is unusable
+    │   └── ObjectFileNotFoundError  (+ FileNotFoundError) a file path given to Image/Audio is missing
+    ├── OptionalDependencyError      (+ ImportError)    an optional package (plotly, pandas, ...) is missing
     ├── IncompatibleSequenceError    (+ ValueError)     value kind differs from the sequence's kind
     ├── FormatVersionError           (+ RuntimeError)   file written by a newer format version
     ├── CorruptFileError             (+ OSError)        a file that cannot be decoded (names the path)
@@ -55,6 +58,18 @@ class RunClosedError(AimParquetError, RuntimeError):
 
 class UnsupportedValueError(AimParquetError, TypeError):
     """A value whose type aim_parquet cannot store."""
+
+
+class InvalidObjectError(AimParquetError, ValueError):
+    """A value of an accepted type whose content cannot become an object (shape, format, range)."""
+
+
+class ObjectFileNotFoundError(InvalidObjectError, FileNotFoundError):
+    """A file path given to `Image`/`Audio` that does not exist (Aim raises `ValueError`)."""
+
+
+class OptionalDependencyError(AimParquetError, ImportError):
+    """An optional package (plotly, matplotlib, pandas, polars) is needed but not installed."""
 
 
 class IncompatibleSequenceError(AimParquetError, ValueError):

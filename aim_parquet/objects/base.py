@@ -19,7 +19,12 @@ from typing import Any, ClassVar, Self
 
 import numpy as np
 
-from aim_parquet.errors import AimParquetError, UnsupportedValueError
+from aim_parquet.errors import (
+    InvalidObjectError,
+    ObjectFileNotFoundError,
+    OptionalDependencyError,
+    UnsupportedValueError,
+)
 
 __all__ = [
     "CustomObject",
@@ -30,18 +35,6 @@ __all__ = [
     "object_class",
     "object_kind",
 ]
-
-
-class InvalidObjectError(AimParquetError, ValueError):
-    """A value of an accepted type whose content cannot become an object (shape, format, range)."""
-
-
-class ObjectFileNotFoundError(InvalidObjectError, FileNotFoundError):
-    """A file path given to ``Image``/``Audio`` that does not exist (Aim raises ``ValueError``)."""
-
-
-class OptionalDependencyError(AimParquetError, ImportError):
-    """An optional package (plotly, matplotlib) is needed for this value but is not installed."""
 
 
 @dataclass(frozen=True)

@@ -80,7 +80,9 @@ def plan_query(text: str = "", seq_var: str | None = None) -> QueryPlan:
     Raises QuerySyntaxError (a SyntaxError) or QueryError at once for a bad query.
     """
     if seq_var is not None and seq_var not in SEQUENCE_KINDS:
-        raise ValueError(f"unknown sequence variable {seq_var!r}; use one of {sorted(SEQUENCE_KINDS)}")
+        raise ValueError(
+            f"unknown sequence variable {seq_var!r}; use one of {sorted(SEQUENCE_KINDS)}"
+        )
     names = frozenset({"run"} if seq_var is None else {"run", seq_var})
     query = compile_query(text or "", allowed_names=names)
     run_part, seq_part = query.split()

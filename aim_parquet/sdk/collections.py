@@ -144,7 +144,9 @@ class SingleRunSequenceCollection(SequenceCollection):
         infos = [i for i in infos if self.seq_cls.accepts(i.kind)]
         if self._plan is not None:
             view = RunView(meta, self.run._layout)
-            infos = self._plan.matching_sequences(view, infos) if self._plan.matches_run(view) else []
+            infos = (
+                self._plan.matching_sequences(view, infos) if self._plan.matches_run(view) else []
+            )
         return tuple(infos)
 
     def iter(self) -> Iterator[Sequence]:

@@ -52,7 +52,9 @@ class Repo:
 
     _pool: ClassVar[WeakValueDictionary[tuple[str, bool], Repo]] = WeakValueDictionary()
 
-    def __init__(self, path: PathLike, *, read_only: bool | None = None, init: bool = False) -> None:
+    def __init__(
+        self, path: PathLike, *, read_only: bool | None = None, init: bool = False
+    ) -> None:
         self.layout: RepoLayout = ensure_repo(path) if init else open_repo(path)
         self.root_path = str(self.layout.root)
         self.path = str(self.layout.aim_dir)
@@ -180,7 +182,9 @@ class Repo:
         repo._check_writable("copy runs into it")
         return repo
 
-    def copy_runs(self, run_hashes: Iterable[str], dest_repo: Repo | PathLike) -> tuple[bool, list[str]]:
+    def copy_runs(
+        self, run_hashes: Iterable[str], dest_repo: Repo | PathLike
+    ) -> tuple[bool, list[str]]:
         """Copy finished runs to `dest_repo`: `(all_copied, hashes_not_copied)`. Runs a live
         process is writing are refused (they stay in `hashes_not_copied`)."""
         dest = self._dest(dest_repo)
@@ -193,7 +197,9 @@ class Repo:
                 remaining.append(run_hash)
         return not remaining, remaining
 
-    def move_runs(self, run_hashes: Iterable[str], dest_repo: Repo | PathLike) -> tuple[bool, list[str]]:
+    def move_runs(
+        self, run_hashes: Iterable[str], dest_repo: Repo | PathLike
+    ) -> tuple[bool, list[str]]:
         """Copy, then delete, each run: `(all_moved, hashes_not_moved)`."""
         self._check_writable("move runs")
         dest = self._dest(dest_repo)

@@ -167,7 +167,9 @@ class RunSequencesMixin:
         return out
 
     # -- dataframes ------------------------------------------------------------------------
-    def dataframe(self, include_props: bool = True, include_params: bool = True) -> pandas.DataFrame:
+    def dataframe(
+        self, include_props: bool = True, include_params: bool = True
+    ) -> pandas.DataFrame:
         """One-row pandas DataFrame: hash, props, tags (JSON) and params as `a.b` columns."""
         from aim_parquet.sdk import dataframes
 

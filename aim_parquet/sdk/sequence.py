@@ -392,7 +392,11 @@ class SequenceData:
         epoch_list = [None if e != e else int(e) for e in epochs.tolist()]
         return (
             ArrayView(seq, "value").indices_list(),
-            [ArrayView(seq, "value").values_list(), epoch_list, seq._column("timestamp")[1].tolist()],
+            [
+                ArrayView(seq, "value").values_list(),
+                epoch_list,
+                seq._column("timestamp")[1].tolist(),
+            ],
         )
 
 
@@ -450,7 +454,10 @@ def sequence_class_for(kind: str) -> type[Sequence]:
 
 
 def make_sequence(
-    info: SequenceInfo, run: Any, layout: RepoLayout | None = None, seq_cls: type[Sequence] = Sequence
+    info: SequenceInfo,
+    run: Any,
+    layout: RepoLayout | None = None,
+    seq_cls: type[Sequence] = Sequence,
 ) -> Sequence:
     """A view of `info`: of `seq_cls`, or of the class matching its kind when that is `Sequence`."""
     cls = sequence_class_for(info.kind) if seq_cls is Sequence else seq_cls

@@ -282,7 +282,7 @@ class CompactedFileWriter:
         group: list[pa.Table] = []
         for i, (key, piece) in enumerate(self._pending):
             group.append(piece)
-            if i + 1 == len(self._pending) or self._pending[i + 1][0] != key:
+            if i + 1 == len(self._pending) or self._pending[i + 1][0].seq_id != key.seq_id:
                 seq_rows = _sorted_by_step(pa.concat_tables(group), is_metric=self.is_metric)
                 keys.append(key)
                 lengths.append(seq_rows.num_rows)

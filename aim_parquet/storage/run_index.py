@@ -251,4 +251,3 @@ class RunIndex:
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
         self._entries = None
-

@@ -99,4 +99,3 @@ def copy_run_folder(src: RepoLayout, dest: RepoLayout, run_hash: str) -> None:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-
