@@ -59,10 +59,15 @@ def lazy_classes(
     module_name = namespace.get("__name__", "module")
 
     def __getattr__(name: str) -> Any:
+        if name in namespace:
+            return namespace[name]
         builder = builders.get(name)
         if builder is None:
             raise AttributeError(f"module {module_name!r} has no attribute {name!r}")
-        value = builder()
+        try:
+            value = builder()
+        except AttributeError as exc:  # would otherwise read as "no attribute {name}"
+            raise RuntimeError(f"building {module_name}.{name} failed: {exc}") from exc
         namespace[name] = value
         return value
 

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import logging
 from argparse import Namespace
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from aim_parquet.integrations_base import (
     DEFAULT_SYSTEM_TRACKING_INTERVAL,
@@ -37,9 +37,10 @@ from aim_parquet.integrations_base import (
 
 log = logging.getLogger(__name__)
 
-__all__ = ["AimLogger"]
+__all__ = ["AimLogger"]  # noqa: F822 - built on first access by __getattr__
 
 _WHAT = "aim_parquet.pytorch_lightning.AimLogger"
+_Method = TypeVar("_Method", bound=Callable[..., Any])
 
 
 def _lightning_modules() -> tuple[Any, Any]:
@@ -56,9 +57,7 @@ def _lightning_modules() -> tuple[Any, Any]:
                 package="lightning",
                 what=_WHAT,
             )
-            utils = import_framework(
-                "pytorch_lightning.utilities", package="lightning", what=_WHAT
-            )
+            utils = import_framework("pytorch_lightning.utilities", package="lightning", what=_WHAT)
         except ImportError:
             raise exc from None
     return loggers, utils
@@ -77,7 +76,11 @@ def context_affixes(
     Without `context_prefixes`, the three `*_metric_prefix` arguments give the `subset` context;
     with it, they must stay at their defaults (the mapping replaces them).
     """
-    subset_args = {"train": train_metric_prefix, "val": val_metric_prefix, "test": test_metric_prefix}
+    subset_args = {
+        "train": train_metric_prefix,
+        "val": val_metric_prefix,
+        "test": test_metric_prefix,
+    }
     if context_prefixes is None:
         prefixes: Mapping[str, Mapping[str, str]] = {
             "subset": {subset: p for subset, p in subset_args.items() if p}
@@ -91,7 +94,10 @@ def context_affixes(
                 "prefixes into context_prefixes, e.g. {'subset': {'train': 'train/'}}."
             )
         prefixes = context_prefixes
-    for label, mapping in (("context_prefixes", prefixes), ("context_postfixes", context_postfixes)):
+    for label, mapping in (
+        ("context_prefixes", prefixes),
+        ("context_postfixes", context_postfixes),
+    ):
         for key, values in (mapping or {}).items():
             if not isinstance(values, Mapping) or not all(
                 isinstance(a, str) for a in values.values()
@@ -123,8 +129,9 @@ def hparams_dict(params: Any) -> dict[str, Any]:
 
 def _build_logger() -> Any:
     loggers, utils = _lightning_modules()
-    rank_zero_only = utils.rank_zero_only
-    rank_zero_experiment = loggers.rank_zero_experiment
+    rank_zero: Any = utils.rank_zero_only  # `.rank` is this process's global rank
+    rank_zero_only: Callable[[_Method], _Method] = rank_zero
+    rank_zero_experiment: Callable[[_Method], _Method] = loggers.rank_zero_experiment
 
     class AimLogger(loggers.Logger):  # type: ignore[misc,name-defined]
         """A Lightning `Logger` that writes to an aim_parquet `Run` (Aim's `AimLogger`)."""
@@ -164,21 +171,21 @@ def _build_logger() -> Any:
                 run_name=run_name,
             )
 
-        @property  # type: ignore[misc]
+        @property
         @rank_zero_experiment
         def experiment(self) -> Any:
             """The `Run` (created, or resumed after `finalize`, on first use)."""
             return self._holder.run
 
-        @rank_zero_only  # type: ignore[misc]
+        @rank_zero_only
         def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
             run = self.experiment
             for key, value in hparams_dict(params).items():
                 run.set(("hparams", key), value, strict=False)
 
-        @rank_zero_only  # type: ignore[misc]
+        @rank_zero_only
         def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
-            assert rank_zero_only.rank == 0, "experiment tried to log from global_rank != 0"
+            assert rank_zero.rank == 0, "experiment tried to log from global_rank != 0"
             items = dict(metrics)
             epoch = as_epoch(items.pop("epoch", None))
             run = self.experiment
@@ -190,7 +197,7 @@ def _build_logger() -> Any:
                 name, context = self._affixes.split(key)
                 run.track(number, name=name, step=step, epoch=epoch, context=context)
 
-        @rank_zero_only  # type: ignore[misc]
+        @rank_zero_only
         def finalize(self, status: str = "") -> None:
             super().finalize(status)
             self._holder.close()
@@ -209,7 +216,7 @@ def _build_logger() -> Any:
         @property
         def version(self) -> str:
             """The run hash (Lightning names checkpoint folders after it)."""
-            if self._holder.run_hash is None and rank_zero_only.rank == 0:
+            if self._holder.run_hash is None and rank_zero.rank == 0:
                 return str(self.experiment.hash)
             return self._holder.run_hash or ""
 
@@ -217,7 +224,7 @@ def _build_logger() -> Any:
         def run_hash(self) -> str | None:
             return self._holder.run_hash
 
-    AimLogger.__module__ = __name__
+    AimLogger.__qualname__ = "AimLogger"  # pickle finds it through the module __getattr__
     return AimLogger
 
 

@@ -17,6 +17,16 @@ FORMAT_VERSION = 1
 FORMAT_NAME = "aim_parquet"
 
 
+def json_bytes(obj: Any, **options: Any) -> bytes:
+    """Strict UTF-8 JSON (no NaN tokens); strings holding lone surrogates (which UTF-8 cannot
+    encode) are written as `\\uXXXX` escapes so any JSON reader still opens the file."""
+    text = json.dumps(obj, ensure_ascii=False, allow_nan=False, **options)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(obj, ensure_ascii=True, allow_nan=False, **options).encode("ascii")
+
+
 def check_format_version(data: dict[str, Any], what: str) -> None:
     version = data.get("format_version")
     if not isinstance(version, int):
@@ -149,9 +159,7 @@ class RunMeta:
         }
 
     def dumps(self) -> bytes:
-        return json.dumps(self.to_json(), ensure_ascii=False, allow_nan=False).encode(
-            "utf-8", "surrogatepass"
-        )
+        return json_bytes(self.to_json())
 
     @classmethod
     def from_json(cls, data: dict[str, Any], what: str = "run sidecar") -> RunMeta:

@@ -72,12 +72,21 @@ def sequence_id(name: str, context: dict[str, Any] | None) -> str:
     return hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()[:20]
 
 
-def segment_name(session_ns: int, counter: int) -> str:
-    """Segment file name; lexicographic order is write order across sessions of one run.
+def new_session_token() -> str:
+    """The random part of a writer session's segment names (6 hex), drawn once per session."""
+    return secrets.token_hex(3)
 
-    `<session start, ns, 16 hex>-<pid>-<6 random hex>-<counter, 6 digits>.arrows`
+
+def segment_name(session_ns: int, counter: int, session_token: str | None = None) -> str:
+    """Segment file name; lexicographic order is write order, within a session and across the
+    sessions of one run.
+
+    `<session start, ns, 16 hex>-<pid>-<6 random hex>-<counter, 6 digits>.arrows`. The random
+    part must be the same for every segment of a session (pass `new_session_token()` once), or
+    two segments of one session would sort by it instead of by their counter.
     """
-    return f"{session_ns:016x}-{os.getpid()}-{secrets.token_hex(3)}-{counter:06d}{SEGMENT_SUFFIX}"
+    token = session_token if session_token is not None else new_session_token()
+    return f"{session_ns:016x}-{os.getpid()}-{token}-{counter:06d}{SEGMENT_SUFFIX}"
 
 
 def resolve_repo_root(repo: str | os.PathLike[str] | None) -> Path:

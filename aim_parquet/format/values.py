@@ -141,7 +141,23 @@ def normalize_context(context: Any) -> dict[str, Any]:
     return out  # type: ignore[no-any-return]
 
 
+def has_lone_surrogate(text: str) -> bool:
+    """Whether `text` holds a lone surrogate (a str that is not valid Unicode text)."""
+    if text.isascii():
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def _reject_non_json(value: Any, where: str) -> None:
+    if isinstance(value, str) and has_lone_surrogate(value):
+        raise UnsupportedValueError(
+            f"{where} holds a lone surrogate in {value[:40]!r}; sequence names and contexts are "
+            "stored as UTF-8, so decode such text properly (or use errors='replace')."
+        )
     if isinstance(value, bytes):
         raise UnsupportedValueError(f"{where} cannot hold bytes values; use str.")
     if isinstance(value, float) and not math.isfinite(value):
@@ -151,4 +167,5 @@ def _reject_non_json(value: Any, where: str) -> None:
             _reject_non_json(v, where)
     elif isinstance(value, dict):
         for k, v in value.items():
+            _reject_non_json(k, where)
             _reject_non_json(v, f"{where}.{k}")

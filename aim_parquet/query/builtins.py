@@ -22,7 +22,7 @@ from __future__ import annotations
 import datetime as _dt
 import operator
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Final, NamedTuple, Protocol
 
 from aim_parquet.errors import QueryError
@@ -41,7 +41,7 @@ _DATETIME_TYPES: Final = (_dt.date, _dt.timedelta)
 
 
 class _SafeNoneType:
-    """The type of `SafeNone`: a missing value that can be compared and chained but not computed with.
+    """The type of `SafeNone`: a missing value that compares and chains but does not compute.
 
     `SafeNone == None` is True and `bool(SafeNone)` is False; ordering comparisons give False;
     attribute and item access (through `query_attr`/`query_item`) and calls give SafeNone again;
@@ -88,7 +88,7 @@ class _SafeNoneType:
 
     __le__ = __gt__ = __ge__ = __lt__
 
-    def __iter__(self) -> Any:
+    def __iter__(self) -> Iterator[Any]:
         return iter(())
 
     def __contains__(self, item: object) -> bool:
@@ -315,7 +315,7 @@ def bit_xor(a: Any, b: Any) -> Any:
 
 
 def lt(a: Any, b: Any) -> Any:
-    """`a < b`; values that cannot be ordered (SafeNone, None, mixed types) give False, as in Aim."""
+    """`a < b`; False when the values cannot be ordered (None, mixed types), as in Aim."""
     try:
         return a < b
     except TypeError:

@@ -449,11 +449,10 @@ class _Compiler:
         refused = _REFUSED.get(type(node))
         if refused is not None:
             raise self.error(node, f"{refused} are not allowed in queries")
-        method = getattr(self, f"_{type(node).__name__}", None)
-        if method is None:
+        handler = _HANDLERS.get(type(node))
+        if handler is None:
             raise self.error(node, f"{type(node).__name__} expressions are not allowed in queries")
-        code: _Code = method(node)
-        return code
+        return handler(self, node)
 
     def _fold(
         self, node: ast.AST, fn: _Fn, parts: Iterable[_Code], *, is_pure: bool = True
@@ -472,7 +471,7 @@ class _Compiler:
             return _Code(fn)
         return _constant(value)
 
-    def _Constant(self, node: ast.Constant) -> _Code:
+    def _compile_constant(self, node: ast.Constant) -> _Code:
         value = node.value
         if isinstance(value, int) and value.bit_length() > rt.MAX_INT_BITS:
             raise self.error(node, f"integer literals are limited to {rt.MAX_INT_BITS:,} bits")
@@ -480,7 +479,7 @@ class _Compiler:
             raise self.error(node, f"{type(value).__name__} literals are not supported in queries")
         return _constant(value)
 
-    def _Name(self, node: ast.Name) -> _Code:
+    def _compile_name(self, node: ast.Name) -> _Code:
         name = node.id
         if name in self.allowed_names:
             self.names.add(name)
@@ -508,7 +507,7 @@ class _Compiler:
             and "datetime" not in self.allowed_names
         )
 
-    def _Attribute(self, node: ast.Attribute) -> _Code:
+    def _compile_attribute(self, node: ast.Attribute) -> _Code:
         self._check_attribute(node)
         if self._is_datetime_class(node.value):
             raise self.error(node, f"datetime.{node.attr} is not available; call datetime(...)")
@@ -516,14 +515,14 @@ class _Compiler:
         get, name, obj_fn = rt.get_attr, node.attr, obj.fn
         return self._fold(node, lambda env: get(obj_fn(env), name), [obj])
 
-    def _Subscript(self, node: ast.Subscript) -> _Code:
+    def _compile_subscript(self, node: ast.Subscript) -> _Code:
         obj, key = self.compile(node.value), self.compile(node.slice)
         get, obj_fn, key_fn, key_value = rt.get_item, obj.fn, key.fn, key.value
         if key_value is _NOT_CONSTANT:
             return self._fold(node, lambda env: get(obj_fn(env), key_fn(env)), [obj, key])
         return self._fold(node, lambda env: get(obj_fn(env), key_value), [obj, key])
 
-    def _Slice(self, node: ast.Slice) -> _Code:
+    def _compile_slice(self, node: ast.Slice) -> _Code:
         parts = [
             self.compile(p) if p else _constant(None) for p in (node.lower, node.upper, node.step)
         ]
@@ -534,19 +533,19 @@ class _Compiler:
         codes = [self.compile(n) for n in nodes]
         return codes, [c.fn for c in codes]
 
-    def _List(self, node: ast.List) -> _Code:
+    def _compile_list(self, node: ast.List) -> _Code:
         codes, fns = self._elements(node.elts)
         return self._fold(node, lambda env: [fn(env) for fn in fns], codes)
 
-    def _Tuple(self, node: ast.Tuple) -> _Code:
+    def _compile_tuple(self, node: ast.Tuple) -> _Code:
         codes, fns = self._elements(node.elts)
         return self._fold(node, lambda env: tuple([fn(env) for fn in fns]), codes)
 
-    def _Set(self, node: ast.Set) -> _Code:
+    def _compile_set(self, node: ast.Set) -> _Code:
         codes, fns = self._elements(node.elts)
         return self._fold(node, lambda env: {fn(env) for fn in fns}, codes)
 
-    def _Dict(self, node: ast.Dict) -> _Code:
+    def _compile_dict(self, node: ast.Dict) -> _Code:
         if any(key is None for key in node.keys):
             raise self.error(node, "dict unpacking (**) is not allowed in queries")
         keys, key_fns = self._elements([key for key in node.keys if key is not None])
@@ -554,12 +553,12 @@ class _Compiler:
         pairs = list(zip(key_fns, value_fns, strict=True))
         return self._fold(node, lambda env: {k(env): v(env) for k, v in pairs}, keys + values)
 
-    def _BoolOp(self, node: ast.BoolOp) -> _Code:
+    def _compile_bool_op(self, node: ast.BoolOp) -> _Code:
         codes, fns = self._elements(node.values)
         fn = _all_of(fns) if isinstance(node.op, ast.And) else _any_of(fns)
         return self._fold(node, fn, codes)
 
-    def _BinOp(self, node: ast.BinOp) -> _Code:
+    def _compile_bin_op(self, node: ast.BinOp) -> _Code:
         op = _BINARY.get(type(node.op))
         if op is None:
             raise self.error(node, "the @ operator is not supported in queries")
@@ -569,16 +568,16 @@ class _Compiler:
             return self._fold(node, lambda env: op(left_fn(env), right_fn(env)), [left, right])
         return self._fold(node, lambda env: op(left_fn(env), right_value), [left, right])
 
-    def _UnaryOp(self, node: ast.UnaryOp) -> _Code:
+    def _compile_unary_op(self, node: ast.UnaryOp) -> _Code:
         op, operand = _UNARY[type(node.op)], self.compile(node.operand)
         operand_fn = operand.fn
         return self._fold(node, lambda env: op(operand_fn(env)), [operand])
 
-    def _IfExp(self, node: ast.IfExp) -> _Code:
+    def _compile_if_exp(self, node: ast.IfExp) -> _Code:
         codes, (test, body, orelse) = self._elements([node.test, node.body, node.orelse])
         return self._fold(node, lambda env: body(env) if test(env) else orelse(env), codes)
 
-    def _Compare(self, node: ast.Compare) -> _Code:
+    def _compile_compare(self, node: ast.Compare) -> _Code:
         left = self.compile(node.left)
         codes, fns = self._elements(node.comparators)
         ops = [_COMPARE[type(op)] for op in node.ops]
@@ -606,7 +605,7 @@ class _Compiler:
 
         return self._fold(node, chain, [left, *codes])
 
-    def _Call(self, node: ast.Call) -> _Code:
+    def _compile_call(self, node: ast.Call) -> _Code:
         func = node.func
         for keyword in node.keywords:
             if keyword.arg is None:
@@ -621,6 +620,7 @@ class _Compiler:
                 )
             return self._call_builtin(node, func.id, builtin)
         if not isinstance(func, ast.Attribute):
+            self.compile(func)  # a refused construct (lambda ...) names itself
             raise self.error(func, "only the allowed functions and methods can be called")
         self._check_attribute(func)
         if self._is_datetime_class(func.value):
@@ -654,7 +654,7 @@ class _Compiler:
         return self._fold(node, fn, codes, is_pure=builtin.is_pure)
 
     def _call_method(self, node: ast.Call, func: ast.Attribute) -> _Code:
-        name = func.attr
+        name, obj = func.attr, self.compile(func.value)
         if name in ("format", "format_map"):
             raise self.error(func, f"str.{name}() is blocked in queries; compare the parts instead")
         if name not in rt.METHOD_NAMES:
@@ -663,7 +663,6 @@ class _Compiler:
                 f"method {name!r} is not allowed in queries; the callable methods are "
                 f"{rt.join_names(rt.METHOD_NAMES)}",
             )
-        obj = self.compile(func.value)
         codes, fns, keywords = self._arguments(node)
         call, obj_fn = rt.call_method, obj.fn
 
@@ -673,3 +672,22 @@ class _Compiler:
             return call(target, name, args, {k: f(env) for k, f in keywords})
 
         return self._fold(node, method, [obj, *codes])
+
+
+_HANDLERS: Final[Mapping[type[ast.AST], Callable[[_Compiler, Any], _Code]]] = {
+    ast.Constant: _Compiler._compile_constant,
+    ast.Name: _Compiler._compile_name,
+    ast.Attribute: _Compiler._compile_attribute,
+    ast.Subscript: _Compiler._compile_subscript,
+    ast.Slice: _Compiler._compile_slice,
+    ast.List: _Compiler._compile_list,
+    ast.Tuple: _Compiler._compile_tuple,
+    ast.Set: _Compiler._compile_set,
+    ast.Dict: _Compiler._compile_dict,
+    ast.BoolOp: _Compiler._compile_bool_op,
+    ast.BinOp: _Compiler._compile_bin_op,
+    ast.UnaryOp: _Compiler._compile_unary_op,
+    ast.IfExp: _Compiler._compile_if_exp,
+    ast.Compare: _Compiler._compile_compare,
+    ast.Call: _Compiler._compile_call,
+}

@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
+import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -25,7 +27,12 @@ from aim_parquet.errors import (
 from aim_parquet.format.meta import RunMeta
 from aim_parquet.format.paths import generate_run_hash, validate_run_hash
 from aim_parquet.format.schema import is_metric_kind
-from aim_parquet.format.values import normalize_context, normalize_param, to_python_number
+from aim_parquet.format.values import (
+    has_lone_surrogate,
+    normalize_context,
+    normalize_param,
+    to_python_number,
+)
 from aim_parquet.sdk import lifecycle
 from aim_parquet.sdk.params import ParamKey, del_path, get_path, key_path, set_path
 from aim_parquet.sdk.run_base import RunReadMixin, layout_for
@@ -36,6 +43,7 @@ from aim_parquet.storage.run_writer import RunWriter, SeqBuffer
 log = logging.getLogger(__name__)
 
 MAX_STEP = 2**63 - 1
+LOG_RECORDS_SEQUENCE = "__log_records"
 STRICT_ENV = "AIM_PARQUET_STRICT"
 _MISSING = object()
 
@@ -116,7 +124,12 @@ class Run(RunReadMixin):
                 "start a new run."
             )
         lock = RunLock(layout.lock_file(self.hash), self.hash)
-        lock.acquire(force=force)
+        try:
+            lock.acquire(force=force)
+        except BaseException:
+            if is_new:
+                shutil.rmtree(run_dir, ignore_errors=True)
+            raise
         try:
             if is_new:
                 meta = RunMeta(hash=self.hash, creation_time=time.time())
@@ -131,6 +144,8 @@ class Run(RunReadMixin):
             writer.update_meta()
         except BaseException:
             lock.release()
+            if is_new:  # leave no sidecar-less run folder behind (e.g. the disk is full)
+                shutil.rmtree(run_dir, ignore_errors=True)
             raise
         for seq in writer.seqs.values():
             if seq.is_metric:
@@ -159,7 +174,17 @@ class Run(RunReadMixin):
         return writer
 
     def _set_props(self, **changes: Any) -> None:
-        self._require_writer().update_meta(**changes)
+        self._update_meta(self._require_writer(), **changes)
+
+    def _update_meta(self, writer: RunWriter, **changes: Any) -> None:
+        """Persist changed properties/params; a failed write (disk full) raises only in strict
+        mode, otherwise it is logged and the change is written with the next flush."""
+        try:
+            writer.update_meta(**changes)
+        except StorageError as exc:
+            if self._is_strict:
+                raise
+            writer.record_error(exc)
 
     # -- params ----------------------------------------------------------------------------
     def __setitem__(self, key: ParamKey, value: Any) -> None:
@@ -174,7 +199,7 @@ class Run(RunReadMixin):
                 raise
             clean = repr(value)
         writer = self._require_writer()
-        writer.update_meta(params=set_path(writer.meta.params, path, clean))
+        self._update_meta(writer, params=set_path(writer.meta.params, path, clean))
 
     def __getitem__(self, key: ParamKey) -> Any:
         return get_path(self._meta.params, key_path(key))
@@ -187,7 +212,7 @@ class Run(RunReadMixin):
 
     def __delitem__(self, key: ParamKey) -> None:
         writer = self._require_writer()
-        writer.update_meta(params=del_path(writer.meta.params, key_path(key)))
+        self._update_meta(writer, params=del_path(writer.meta.params, key_path(key)))
 
     # -- tracking --------------------------------------------------------------------------
     def track(
@@ -243,6 +268,11 @@ class Run(RunReadMixin):
             raise ValueError(
                 f"track() needs a non-empty str name for the sequence, got {name!r} "
                 "(e.g. run.track(0.5, name='loss'))."
+            )
+        if has_lone_surrogate(name):
+            raise ValueError(
+                f"sequence name {name[:40]!r} holds a lone surrogate; names are stored as UTF-8, "
+                "so decode such text properly (or use errors='replace')."
             )
         if step is not None:
             step = _bad_step(step) if type(step) is not int or not 0 <= step <= MAX_STEP else step
@@ -320,10 +350,50 @@ class Run(RunReadMixin):
             f"Cannot log value '{shown}' on sequence '{name}'. Incompatible data types."
         )
 
+    # -- log records -----------------------------------------------------------------------
+    def _log_message(self, level: int, msg: str, **extra: Any) -> None:
+        from aim_parquet.objects import LogRecord
+
+        caller = sys._getframe(2)
+        record = LogRecord(
+            str(msg),
+            level,
+            time.time(),
+            extra_args=normalize_param(extra, "extra") if extra else {},
+            logger_info=[caller.f_code.co_filename, caller.f_lineno],
+        )
+        self.track(record, name=LOG_RECORDS_SEQUENCE)
+
+    def log_debug(self, msg: str, **extra: Any) -> None:
+        """Append a DEBUG record (message, level, timestamp, extra, caller) to `__log_records`."""
+        self._log_message(logging.DEBUG, msg, **extra)
+
+    def log_info(self, msg: str, **extra: Any) -> None:
+        """Append an INFO record to `__log_records`."""
+        self._log_message(logging.INFO, msg, **extra)
+
+    def log_warning(self, msg: str, **extra: Any) -> None:
+        """Append a WARNING record to `__log_records`."""
+        self._log_message(logging.WARNING, msg, **extra)
+
+    def log_error(self, msg: str, **extra: Any) -> None:
+        """Append an ERROR record to `__log_records`."""
+        self._log_message(logging.ERROR, msg, **extra)
+
     # -- lifecycle -------------------------------------------------------------------------
     def flush(self) -> None:
-        """Write every buffered point now (normally the flusher does this every second)."""
-        self._require_writer().flush()
+        """Write every buffered point now (normally the flusher does this every second).
+
+        A failed write (disk full) raises StorageError only in strict mode; otherwise it is logged
+        loudly, the points stay buffered for the next flush and `close()` reports it.
+        """
+        writer = self._require_writer()
+        try:
+            writer.flush()
+        except StorageError as exc:
+            if self._is_strict:
+                raise
+            writer.record_error(exc)
 
     def close(self) -> None:
         """Stop background work, flush all data durably, set `end_time`, release the lock."""
@@ -335,6 +405,11 @@ class Run(RunReadMixin):
                 ext.stop()
             except Exception as exc:
                 log.error("aim_parquet: stopping %r failed: %s", ext, exc)
+            ext_error = getattr(ext, "error", None)
+            if ext_error is not None and writer.error is None:
+                log.error(
+                    "aim_parquet: %s of run %s failed: %s", type(ext).__name__, self.hash, ext_error
+                )
         self._extensions = []
         writer.close(end_time=time.time())
         self._writer = None

@@ -283,6 +283,14 @@ class ArrayView:
     def _pair(self) -> tuple[Array, Any]:
         return self._seq._column(self._col)
 
+    def _py(self, value: Any) -> Any:
+        """A Python scalar; a missing epoch (stored as NaN in numpy) becomes None."""
+        if isinstance(value, np.generic):
+            value = value.item()
+        if self._col == "epoch" and isinstance(value, float):
+            return None if value != value else int(value)
+        return value
+
     def sparse_numpy(self) -> tuple[Array, Array]:
         """`(steps, values)`: int64 steps in increasing order and the values at those steps."""
         return self.indices_numpy(), self.values_numpy()
@@ -307,7 +315,11 @@ class ArrayView:
 
     def values_list(self) -> list[Any]:
         values = self._pair()[1]
-        return values.tolist() if isinstance(values, np.ndarray) else list(values)
+        if not isinstance(values, np.ndarray):
+            return list(values)
+        if self._col == "epoch" and values.dtype.kind == "f":
+            return [self._py(v) for v in values.tolist()]
+        return values.tolist()  # type: ignore[no-any-return]
 
     def tolist(self) -> list[Any]:
         return self.values_list()
@@ -334,15 +346,13 @@ class ArrayView:
         pos = int(np.searchsorted(steps, step))
         if pos >= len(steps) or steps[pos] != step:
             raise KeyError(f"no point at step {step} in {self._seq.name!r}")
-        value = values[pos]
-        return value.item() if isinstance(value, np.generic) else value
+        return self._py(values[pos])
 
     def _at(self, pos: int) -> tuple[int, Any]:
         steps, values = self._pair()
         if len(steps) == 0:
             raise IndexError(f"sequence {self._seq.name!r} has no points")
-        value = values[pos]
-        return int(steps[pos]), value.item() if isinstance(value, np.generic) else value
+        return int(steps[pos]), self._py(values[pos])
 
     def first(self) -> tuple[int, Any]:
         """`(step, value)` of the lowest step; IndexError when empty."""
@@ -388,16 +398,10 @@ class SequenceData:
         """`(steps, [values, epochs, timestamps])` as Python lists (epoch None when unset)."""
         seq = self._seq
         seq.preload()
-        epochs = seq._column("epoch")[1]
-        epoch_list = [None if e != e else int(e) for e in epochs.tolist()]
-        return (
-            ArrayView(seq, "value").indices_list(),
-            [
-                ArrayView(seq, "value").values_list(),
-                epoch_list,
-                seq._column("timestamp")[1].tolist(),
-            ],
-        )
+        values = ArrayView(seq, "value")
+        epochs = ArrayView(seq, "epoch").values_list()
+        times = ArrayView(seq, "timestamp").values_list()
+        return values.indices_list(), [values.values_list(), epochs, times]
 
 
 class Metric(Sequence):

@@ -6,12 +6,12 @@ Temp files start with `.tmp-`; every reader ignores such names and `aim-parquet 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import secrets
 from pathlib import Path
 from typing import Any
 
+from aim_parquet.format.meta import json_bytes
 from aim_parquet.format.paths import TEMP_PREFIX
 
 
@@ -55,8 +55,7 @@ def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
 
 
 def atomic_write_json(path: Path, obj: Any, *, durable: bool = True) -> None:
-    data = json.dumps(obj, ensure_ascii=False, allow_nan=False, sort_keys=True, indent=1)
-    atomic_write(path, data.encode("utf-8", "surrogatepass"), durable=durable)
+    atomic_write(path, json_bytes(obj, sort_keys=True, indent=1), durable=durable)
 
 
 def read_bytes(path: Path) -> bytes:

@@ -130,7 +130,11 @@ class RunLock:
                 os.close(fd)
                 continue
             self._fd = fd
-            self._write_identity()
+            try:
+                self._write_identity()
+            except BaseException:  # e.g. the disk is full: do not keep holding the lock
+                self.release()
+                raise
             return
         raise RunLockedError(
             f"Run {self.run_hash}: could not take the write lock (it kept changing hands)."

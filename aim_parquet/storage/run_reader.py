@@ -252,7 +252,12 @@ def read_sequence(
             for seg in list_segments(seq_dir):
                 if f"{info.seq_id}/{seg.name}" in covered:
                     continue
-                data = read_segment(seg)
+                try:
+                    data = read_segment(seg)
+                except CorruptFileError:
+                    if os.stat(seg).st_size == 0:
+                        continue  # just created, its header not written yet: no points
+                    raise
                 if data.batches:
                     tables.append(pa.Table.from_batches(data.batches).select(wanted))
         except OSError as exc:

@@ -26,7 +26,13 @@ import pyarrow as pa
 
 from aim_parquet.errors import StorageError
 from aim_parquet.format.meta import FORMAT_VERSION, RunMeta, SequenceInfo
-from aim_parquet.format.paths import RepoLayout, canonical_context, segment_name, sequence_id
+from aim_parquet.format.paths import (
+    RepoLayout,
+    canonical_context,
+    new_session_token,
+    segment_name,
+    sequence_id,
+)
 from aim_parquet.format.schema import METRIC_SCHEMA, OBJECT_SCHEMA, is_metric_kind, segment_schema
 from aim_parquet.storage.atomic import atomic_write
 from aim_parquet.storage.columns import (
@@ -162,6 +168,7 @@ class RunWriter:
         self.max_buffer_points = max_buffer_points
         self.max_segment_bytes = max_segment_bytes
         self.session_ns = time.time_ns()
+        self.session_token = new_session_token()  # same for all segments: they sort by counter
         self._segment_counter = 0
         self.error: BaseException | None = None
         self.dropped_points = 0
@@ -203,10 +210,11 @@ class RunWriter:
             try:
                 self.flush()
             except BaseException as exc:  # stored; Run re-raises or logs it
-                self._record_error(exc)
+                self.record_error(exc)
             self._run_lock.heartbeat()
 
-    def _record_error(self, exc: BaseException) -> None:
+    def record_error(self, exc: BaseException) -> None:
+        """Store a write error for the Run to re-raise (strict) or report on close; log it once."""
         if self.error is None:
             log.error("aim_parquet: writing run %s failed: %s", self.run_hash, exc)
         self.error = exc
@@ -279,7 +287,7 @@ class RunWriter:
             return seq.segment
         seq.dir.mkdir(parents=True, exist_ok=True)
         self._segment_counter += 1
-        path = seq.dir / segment_name(self.session_ns, self._segment_counter)
+        path = seq.dir / segment_name(self.session_ns, self._segment_counter, self.session_token)
         info = seq.info
         schema = segment_schema(
             self.run_hash, info.name, canonical_context(info.context), info.kind, FORMAT_VERSION
@@ -305,7 +313,14 @@ class RunWriter:
         with self._flush_lock:
             self.meta = replace(self.meta, **changes)
             self._meta_dirty = True
-            self._write_sidecar(durable=True)
+            try:
+                self._write_sidecar(durable=True)
+            except OSError as exc:  # kept in memory and dirty: the next flush retries it
+                if isinstance(exc, StorageError):
+                    raise
+                raise StorageError(
+                    f"aim_parquet could not write the sidecar of run {self.run_hash}: {exc}"
+                ) from exc
 
     # -- closing ---------------------------------------------------------------------------
     def close(self, *, end_time: float | None) -> None:
@@ -321,8 +336,15 @@ class RunWriter:
             self.meta = replace(self.meta, end_time=end_time)
             self._meta_dirty = True
             self.flush(durable=True)
+            if self.dropped_points and self.error is None:
+                self.record_error(
+                    StorageError(
+                        f"{self.dropped_points} points of run {self.run_hash} were dropped while "
+                        "writes kept failing (everything else is written)."
+                    )
+                )
         except BaseException as exc:
-            self._record_error(exc)
+            self.record_error(exc)
             with contextlib.suppress(BaseException):
                 self._drop_unwritten()
         finally:

@@ -17,6 +17,7 @@ import contextlib
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,27 +29,47 @@ MAX_OPEN_SEGMENTS = 64
 
 
 class FdCache:
-    """A small LRU of append-mode file descriptors, shared by every writer of the process."""
+    """A small LRU of append-mode file descriptors, shared by every writer of the process.
+
+    `use(path)` pins the descriptor while the caller writes through it: eviction (by another run's
+    flusher thread) skips pinned descriptors, so a descriptor is never closed, and its number
+    reused for another file, in the middle of a write. When every cached descriptor is pinned the
+    cache briefly holds one more per concurrently writing thread.
+    """
 
     def __init__(self, capacity: int = MAX_OPEN_SEGMENTS) -> None:
         self.capacity = capacity
         self._fds: OrderedDict[str, int] = OrderedDict()
+        self._pins: dict[str, int] = {}
         self._lock = threading.Lock()
 
-    def get(self, path: Path) -> int:
+    @contextlib.contextmanager
+    def use(self, path: Path) -> Iterator[int]:
+        """The append-mode descriptor of `path`, pinned (never evicted) inside the `with`."""
         key = os.fspath(path)
         with self._lock:
             fd = self._fds.get(key)
             if fd is not None:
                 self._fds.move_to_end(key)
-                return fd
-            while len(self._fds) >= self.capacity:
-                _, old = self._fds.popitem(last=False)
-                with contextlib.suppress(OSError):
-                    os.close(old)
-            fd = os.open(key, os.O_WRONLY | os.O_APPEND)
-            self._fds[key] = fd
-            return fd
+            else:
+                while len(self._fds) >= self.capacity:
+                    victim = next((k for k in self._fds if k not in self._pins), None)
+                    if victim is None:
+                        break
+                    with contextlib.suppress(OSError):
+                        os.close(self._fds.pop(victim))
+                fd = os.open(key, os.O_WRONLY | os.O_APPEND)
+                self._fds[key] = fd
+            self._pins[key] = self._pins.get(key, 0) + 1
+        try:
+            yield fd
+        finally:
+            with self._lock:
+                left = self._pins[key] - 1
+                if left:
+                    self._pins[key] = left
+                else:
+                    del self._pins[key]
 
     def close(self, path: Path, *, sync: bool = False) -> None:
         with self._lock:
@@ -94,15 +115,15 @@ class SegmentFile:
 
     def append(self, batch: pa.RecordBatch) -> None:
         data = batch.serialize()
-        fd = FD_CACHE.get(self.path)
-        try:
-            _write_all(fd, data)
-        except OSError as exc:
+        with FD_CACHE.use(self.path) as fd:
             try:
-                os.ftruncate(fd, self.size)
-            except OSError:
-                self.is_broken = True
-            raise StorageError(f"writing {self.path} failed: {exc}") from exc
+                _write_all(fd, data)
+            except OSError as exc:
+                try:
+                    os.ftruncate(fd, self.size)
+                except OSError:
+                    self.is_broken = True
+                raise StorageError(f"writing {self.path} failed: {exc}") from exc
         self.size += data.size
 
     def close(self, *, sync: bool) -> None:

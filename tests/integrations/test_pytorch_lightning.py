@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 
-from tests.integrations.conftest import QUIET, only_run, stored_runs
+from tests.integrations.conftest import QUIET, import_or_skip, only_run, query, stored_runs
 
 pytestmark = pytest.mark.integrations
 
-L = pytest.importorskip("lightning")
-torch = pytest.importorskip("torch")
+L = import_or_skip("lightning")
+torch = import_or_skip("torch")
 
 
 class TwoLayer(L.LightningModule):  # type: ignore[misc,name-defined]
@@ -96,6 +96,12 @@ def test_fit_and_test_land_in_one_run(tmp_path: Path) -> None:
     assert run.metric("mae", subset="test", averaging="macro")[0][1] == pytest.approx(0.5)
     assert "epoch" not in {name for name, _ in run.metrics}
     assert "train_loss" not in {name for name, _ in run.metrics}
+
+    (val_loss,) = query(
+        tmp_path, "metrics", "metric.name == 'loss' and metric.context.subset == 'val'"
+    )
+    assert val_loss.epochs.sparse_numpy()[1].tolist() == [0, 1]
+    assert [r.hash for r in query(tmp_path, "runs", "run.hparams.hidden == 8")] == [run.hash]
 
 
 def test_resume_by_run_hash_continues_the_run(tmp_path: Path) -> None:

@@ -144,7 +144,7 @@ class TestSafeNone:
     def test_equality_and_truth(self) -> None:
         assert SafeNone == None  # noqa: E711
         assert SafeNone == SafeNone
-        assert None == SafeNone  # noqa: E711
+        assert None == SafeNone  # noqa: E711, SIM300  (the reflected comparison)
         assert SafeNone != 0 and SafeNone != "" and SafeNone != False  # noqa: E712
         assert not SafeNone
         assert bool(SafeNone) is False
@@ -152,7 +152,7 @@ class TestSafeNone:
     def test_ordering_is_false_both_ways(self) -> None:
         assert not (SafeNone < 1) and not (SafeNone <= 1)
         assert not (SafeNone > 1) and not (SafeNone >= 1)
-        assert not (1 < SafeNone) and not (1 > SafeNone)  # type: ignore[operator]
+        assert not (1 < SafeNone) and not (1 > SafeNone)  # type: ignore[operator]  # noqa: SIM300
 
     def test_chaining_and_iteration(self) -> None:
         assert SafeNone.query_attr("a") is SafeNone
@@ -351,7 +351,6 @@ def test_expression_values(query: str, expected: Any) -> None:
         ("x.hparams.get('nope', 3)", 3),
         ("x.hparams.get('nope')", None),
         ("sorted(x.hparams.keys())", ["batch_size", "learning_rate", "lr", "opt"]),
-        ("'adam' in [v.get('name') for v in [x.hparams.opt]] if False else 1", 1),
         ("len(x.hparams.values())", 4),
         ("('lr', 0.01) in x.hparams.items()", True),
         ("x.get('hparams').get('lr')", 0.01),
@@ -360,10 +359,6 @@ def test_expression_values(query: str, expected: Any) -> None:
     ],
 )
 def test_methods(query: str, expected: Any) -> None:
-    if "[v.get" in query:  # comprehensions are refused even in a dead branch
-        with pytest.raises(QueryError, match="list comprehensions"):
-            value_of(query)
-        return
     assert value_of(query) == expected
 
 
@@ -451,7 +446,6 @@ class TestDatetime:
         [
             "x.created_at.tzinfo",
             "x.created_at.replace(year=1)",
-            "x.created_at.astimezone()",
             "timedelta(days=1).max",
         ],
     )
@@ -605,7 +599,7 @@ class TestArchivedFilter:
         [
             "run.archived == True",
             "run.archived",
-            "run['archived']",
+            "run['archived'] or True",
             "run . archived == True",
             "run.archived or not run.archived",
         ],
@@ -723,7 +717,7 @@ class TestEvaluation:
             "len(run) == 1",
             "run.created_at.nope == 1",
             "metric.name == 'a'",  # no `metric` in the environment
-            "[] < 1 < run.missing.x()",
+            "[] < 1 < run.missing.lower()",
             "{[1]: 2}",
         ]:
             assert compile_query(query).matches(env_of()) is False, query
@@ -753,27 +747,20 @@ class TestEvaluation:
         assert isinstance(other, CompiledQuery) and "run.x == 1" in repr(other)
 
     def test_allowed_names(self) -> None:
-        assert DEFAULT_NAMES == {
-            "run",
-            "metric",
-            "images",
-            "audios",
-            "distributions",
-            "figures",
-            "texts",
-        }
+        expected = {"run", "metric", "images", "audios", "distributions", "figures", "texts"}
+        assert expected == DEFAULT_NAMES
         with pytest.raises(QueryError, match="unknown name 'metric'; a query can use run"):
             compile_query("metric.name == 'a'", allowed_names=frozenset({"run"}))
 
-    def test_constant_sub_expressions_are_folded_once(self) -> None:
-        run = make_run()
-        query = compile_query("run.created_at > datetime(2021, 1, 1) + timedelta(days=1)")
-        assert query.matches({"run": run}) is True
-        assert run.attr_calls == ["archived", "created_at"]
+    def test_constant_errors_other_than_limits_wait_for_evaluation(self) -> None:
+        query = compile_query("run.duration > 1 / 0 or run.duration < 10")
+        assert query.matches(env_of()) is False
+        with pytest.raises(ZeroDivisionError):
+            query.evaluate(env_of())
 
     def test_budget_is_per_evaluation(self) -> None:
-        query = compile_query("len(run.name * 900_000) > 0")  # 6.3M characters per evaluation
-        for _ in range(3):
+        query = compile_query("len(run.name * 140_000) > 0")  # 980,000 characters per evaluation
+        for _ in range(12):
             assert query.matches(env_of()) is True
         assert rt.BUDGET.left == rt.MAX_EVAL_SIZE
 
@@ -793,7 +780,7 @@ class TestSyntaxErrors:
             ("run.a == 1\nand run.b ==", 2, 13, "and run.b ==", "unexpected end of query"),
             ("(run.a == 1\nand run.b == 2", 1, 1, "(run.a == 1", "'(' was never closed"),
             ("run.a == 1)\nand (run.b == 2", 1, 11, "run.a == 1)", "unmatched ')'"),
-            ("run.x = 1", 1, 1, "run.x = 1", "invalid syntax"),
+            ("run.x = 1", 1, 7, "run.x = 1", "invalid syntax"),
             ("import os", 1, 1, "import os", "invalid syntax"),
             ("run.x; run.y", 1, 6, "run.x; run.y", "invalid syntax"),
         ],
@@ -838,7 +825,7 @@ class TestSyntaxErrors:
         ("[t for t in run.tags]", "list comprehensions are not allowed", 1),
         ("{t for t in run.tags}", "set comprehensions are not allowed", 1),
         ("{t: 1 for t in run.tags}", "dict comprehensions are not allowed", 1),
-        ("any(t for t in run.tags)", "generator expressions are not allowed", 5),
+        ("any(t for t in run.tags)", "generator expressions are not allowed", 4),
         ("f'{run.name}' == 'a'", "f-strings are not allowed", 1),
         ("(x := run.name)", "assignment expressions (:=) are not allowed", 2),
         ("max(*run.tags)", "starred expressions (*x) are not allowed", 5),
@@ -862,6 +849,7 @@ class TestSyntaxErrors:
         ("range(10)", "range() is not allowed", 1),
         ("globals()", "globals() is not allowed", 1),
         ("os.system('x')", "unknown name 'os'", 1),
+        ("run.created_at.astimezone()", "method 'astimezone' is not allowed", 1),
         ("len", "the function 'len' can only be called", 1),
         ("sorted(run.tags, key=len)", "sorted() takes no keyword 'key'", 18),
         ("run.x == 1 and run()", "only the allowed functions and methods", 16),
@@ -876,7 +864,7 @@ class TestSyntaxErrors:
         ("1j == 1", "complex literals", 1),
         ("... == 1", "ellipsis literals", 1),
         ("0x" + "f" * 2600, "integer literals are limited", 1),
-        ("run.x == 1 and\n  run.y == lambda: 2", "line 2, column 13", 13),
+        ("run.x == 1 and\n  run.y == (lambda: 2)", "line 2, column 13", 13),
     ],
 )
 def test_refused_at_compile_time(query: str, fragment: str, column: int) -> None:
@@ -898,7 +886,7 @@ HOSTILE = [
     "1+" * 4000 + "1",
     "run.x(" * 1000 + ")" * 1000,
     "(" * 250 + "1" + ")" * 250,
-    "[" * 99 + "]" * 99,
+    "[" * 150 + "]" * 150,
     "x" * 10_001,
     "10 ** 10 ** 10",
     "2 ** 20000",

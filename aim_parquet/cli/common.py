@@ -1,0 +1,152 @@
+"""Shared pieces of the command line: the `--repo` option, hash prefixes, tables and a progress bar.
+
+The CLI is the only layer that prints. Errors reach the user as one line on stderr (see `main`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from aim_parquet.errors import AimParquetError
+from aim_parquet.format.paths import RepoLayout, is_valid_run_hash, resolve_repo_root
+from aim_parquet.storage.repo_files import open_repo
+from aim_parquet.storage.run_reader import list_run_hashes
+
+
+class CliError(AimParquetError):
+    """An error the CLI reports as one line and exit status `code`."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors and examples kept verbatim in `--help`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> Any:  # argparse's signature is NoReturn
+        raise CliError(f"{message} (see `{self.prog} --help`)", code=2)
+
+
+def repo_option(*, is_top_level: bool = False) -> argparse.ArgumentParser:
+    """The `--repo` option every subcommand takes (also accepted before the subcommand)."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument(
+        "--repo",
+        metavar="DIR",
+        default=None if is_top_level else argparse.SUPPRESS,
+        help="repository folder (holding .aim); default: the nearest .aim upward, else the "
+        "current directory",
+    )
+    return parent
+
+
+def repo_root(args: argparse.Namespace) -> Path:
+    return resolve_repo_root(args.repo)
+
+
+def open_layout(args: argparse.Namespace) -> RepoLayout:
+    """The layout of the existing repository named by `--repo` (RepoNotFoundError if none)."""
+    return open_repo(args.repo)
+
+
+def resolve_hashes(layout: RepoLayout, patterns: Sequence[str]) -> list[str]:
+    """Full run hashes for unique prefixes (or fnmatch globs such as 'ab*' and '*', as Aim)."""
+    known = list_run_hashes(layout)
+    out: list[str] = []
+    for pattern in patterns:
+        text = pattern.strip().lower()
+        if any(c in text for c in "*?["):
+            matches = fnmatch.filter(known, text)
+            if not matches:
+                raise CliError(f"no run matches {pattern!r}")
+        elif is_valid_run_hash(text):
+            if text not in known:
+                raise CliError(f"no run {text} in {layout.root}")
+            matches = [text]
+        else:
+            if not text or any(c not in "0123456789abcdef" for c in text):
+                raise CliError(f"{pattern!r} is not a run hash or hash prefix (hex digits)")
+            matches = [h for h in known if h.startswith(text)]
+            if not matches:
+                raise CliError(f"no run hash starts with {pattern!r} in {layout.root}")
+            if len(matches) > 1:
+                shown = ", ".join(matches[:5]) + (" ..." if len(matches) > 5 else "")
+                raise CliError(
+                    f"run hash prefix {pattern!r} is ambiguous ({len(matches)} runs: {shown}); "
+                    "type more characters"
+                )
+        out.extend(h for h in matches if h not in out)
+    return out
+
+
+def format_time(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def format_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def print_table(rows: list[dict[str, Any]], columns: Sequence[str], out: TextIO) -> None:
+    """A plain aligned text table."""
+    cells = [[str(r.get(c, "")) for c in columns] for r in rows]
+    widths = [max([len(c), *(len(row[i]) for row in cells)]) for i, c in enumerate(columns)]
+    out.write("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
+    out.write("\n")
+    for row in cells:
+        out.write("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() + "\n")
+
+
+def print_json(data: Any, out: TextIO) -> None:
+    out.write(json.dumps(data, indent=1, ensure_ascii=False, default=str) + "\n")
+
+
+def confirm(question: str, *, assume_yes: bool) -> bool:
+    """Ask on the terminal; without one, `-y` is required."""
+    if assume_yes:
+        return True
+    if not sys.stdin.isatty():
+        raise CliError("refusing to delete without confirmation: pass -y (no terminal to ask on)")
+    answer = input(f"{question} [y/N] ")
+    return answer.strip().lower() in ("y", "yes")
+
+
+class ProgressBar:
+    """A one-line progress bar on stderr, drawn only when stderr is a terminal."""
+
+    def __init__(self, label: str, stream: TextIO | None = None) -> None:
+        self.label = label
+        self.stream = stream if stream is not None else sys.stderr
+        self.is_shown = self.stream.isatty()
+        self._started = time.monotonic()
+
+    def __call__(self, done: int, total: int, item: str) -> None:
+        if not self.is_shown or total <= 0:
+            return
+        width = 30
+        filled = int(width * done / total)
+        elapsed = time.monotonic() - self._started
+        bar = "#" * filled + "-" * (width - filled)
+        self.stream.write(f"\r{self.label} [{bar}] {done}/{total} {item[:12]} {elapsed:5.1f}s")
+        if done >= total:
+            self.stream.write("\n")
+        self.stream.flush()

@@ -1,0 +1,145 @@
+"""`aim-parquet init | version | query | export`: creating a repository and getting data out."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from aim_parquet.cli.common import CliError, format_bytes, open_layout, repo_option, repo_root
+
+OUTPUT_SUFFIXES = (".csv", ".parquet", ".json")
+
+
+def add_parsers(sub: Any) -> None:
+    parent = repo_option()
+    p = sub.add_parser(
+        "init",
+        help="create a repository (.aim folder)",
+        epilog="example:\n  aim-parquet init --repo ~/experiments",
+        parents=[parent],
+    )
+    p.set_defaults(func=cmd_init)
+    p = sub.add_parser(
+        "version",
+        help="print the version",
+        epilog="example:\n  aim-parquet version",
+        parents=[parent],
+    )
+    p.set_defaults(func=cmd_version)
+    p = sub.add_parser(
+        "query",
+        help="query metrics (AimQL) and print or save them",
+        description="Select metrics with an AimQL expression over `run` and `metric` and print "
+        "them as a table, or write them to a .csv, .parquet or .json file.",
+        epilog="examples:\n  aim-parquet query \"metric.name == 'loss'\"\n"
+        "  aim-parquet query \"run.hparams.lr > 0.01 and metric.context.subset == 'val'\" "
+        "--output val.parquet",
+        parents=[parent],
+    )
+    p.add_argument("expr", metavar="EXPR", help="AimQL expression ('' selects every metric)")
+    p.add_argument("--output", metavar="FILE", help="write to FILE.csv, FILE.parquet or FILE.json")
+    p.add_argument(
+        "--max-rows", type=int, default=60, metavar="N", help="rows to print (default 60)"
+    )
+    p.set_defaults(func=cmd_query)
+    p = sub.add_parser(
+        "export",
+        help="write the repository as a self-contained Parquet dataset",
+        description="Write runs.parquet (one row per run, params flattened into params.* "
+        "columns) and metrics/<run hash>.parquet (every metric point as queries see it, "
+        "compacted or not) into DIR, readable by pandas, polars, DuckDB or Spark without "
+        "aim_parquet. Also refreshes .aim/index/runs.parquet.",
+        epilog="examples:\n  aim-parquet export --output /tmp/dataset\n"
+        '  aim-parquet export --output /tmp/lr --query "run.hparams.lr < 0.001" --objects',
+        parents=[parent],
+    )
+    p.add_argument(
+        "--output", default="aim-export", metavar="DIR", help="target folder (default ./aim-export)"
+    )
+    p.add_argument("--query", metavar="EXPR", help="only the metrics this AimQL query selects")
+    p.add_argument(
+        "--objects", action="store_true", help="also export images, texts, ... of those runs"
+    )
+    p.set_defaults(func=cmd_export)
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from aim_parquet.storage.repo_files import ensure_repo, is_repo
+
+    root = repo_root(args)
+    if is_repo(root):
+        ensure_repo(root)  # checks the marker
+        print(f"repository already exists at {root / '.aim'}")
+        return 0
+    layout = ensure_repo(root)
+    print(f"initialized an empty aim_parquet repository in {layout.aim_dir}")
+    return 0
+
+
+def cmd_version(args: argparse.Namespace) -> int:
+    from aim_parquet import __version__
+    from aim_parquet.format.meta import FORMAT_VERSION
+
+    print(f"aim-parquet {__version__} (on-disk format version {FORMAT_VERSION})")
+    return 0
+
+
+def _repo(args: argparse.Namespace) -> Any:
+    from aim_parquet.sdk.repo import Repo
+
+    layout = open_layout(args)
+    return Repo(layout.root)
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    output = Path(args.output) if args.output else None
+    if output is not None and output.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise CliError(f"--output must end in {', '.join(OUTPUT_SUFFIXES)}, got {output.name!r}")
+    repo = _repo(args)
+    df = repo.query_metrics(args.expr, report_mode=0).dataframe()
+    if df is None:
+        print("no metric matches the query" + ("; nothing written" if output else ""))
+        return 0
+    if output is None:
+        import pandas as pd
+
+        with pd.option_context("display.max_rows", args.max_rows, "display.width", 200):
+            print(df.to_string(index=False, max_rows=args.max_rows))
+        print(f"({len(df)} rows)")
+        return 0
+    suffix = output.suffix.lower()
+    if suffix == ".csv":
+        df.to_csv(output, index=False)
+    elif suffix == ".parquet":
+        df.to_parquet(output, index=False)
+    else:
+        df.to_json(output, orient="records", indent=1)
+    print(f"wrote {len(df)} rows to {output}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from aim_parquet.storage.export import export_dataset, publish_runs_table
+
+    repo = _repo(args)
+    sequences: dict[str, set[str] | None] | None = None
+    if args.query is not None:
+        sequences = {}
+        for seq in repo.query_metrics(args.query, report_mode=0).iter():
+            wanted = sequences.setdefault(seq.run.hash, set())
+            assert wanted is not None
+            wanted.add(seq.info.seq_id)
+    report = export_dataset(
+        repo.layout, Path(args.output), sequences=sequences, include_objects=args.objects
+    )
+    publish_runs_table(repo.layout)
+    print(
+        f"exported {report.runs} run(s), {report.sequences} sequence(s), {report.points} metric "
+        f"points, {report.objects} objects to {report.output} "
+        f"({report.files} files, {format_bytes(report.bytes)})"
+    )
+    print(
+        f"read it with: duckdb -c \"select * from read_parquet('{report.output}/metrics/*.parquet')\""
+    )
+    return 0

@@ -1,0 +1,217 @@
+"""`aim-parquet compact | verify | gc | stats`: keeping a repository small and healthy."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from aim_parquet.cli.common import (
+    ProgressBar,
+    format_bytes,
+    open_layout,
+    print_json,
+    print_table,
+    repo_option,
+    resolve_hashes,
+)
+
+
+def add_parsers(sub: Any) -> None:
+    parent = repo_option()
+    p = sub.add_parser(
+        "compact",
+        help="merge finished runs' segments into Parquet",
+        description="Merge the sealed segments of finished runs (and, with --include-active, of "
+        "runs still being written, leaving their open segment alone) into Parquet files, then "
+        "refresh .aim/index/runs.parquet. Safe to interrupt and to rerun; queries see the same "
+        "data before, during and after.",
+        epilog="examples:\n  aim-parquet compact\n  aim-parquet compact --run 3f2a9c 77d0\n"
+        "  aim-parquet compact --include-active",
+        parents=[parent],
+    )
+    p.add_argument("--run", nargs="+", metavar="HASH", help="only these runs (hash prefixes)")
+    p.add_argument(
+        "--include-active", action="store_true", help="also compact sealed segments of live runs"
+    )
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=cmd_compact)
+    p = sub.add_parser(
+        "verify",
+        help="check every file; --repair fixes damage",
+        description="Read every sidecar, segment and compacted file and name each damaged run "
+        "and file; exits with status 1 when damage is found (and, with --repair, left). "
+        "--repair drops torn tails, quarantines unreadable files into .aim/quarantine/, "
+        "rebuilds broken sidecars and manifests and the run index, keeping every readable point.",
+        epilog="examples:\n  aim-parquet verify\n  aim-parquet verify --repair",
+        parents=[parent],
+    )
+    p.add_argument("--repair", action="store_true", help="fix what can be fixed")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=cmd_verify)
+    p = sub.add_parser(
+        "gc",
+        help="remove superseded segments, leftovers and temp files",
+        description="Remove segments and Parquet files compaction superseded, what interrupted "
+        "deletes left in .aim/trash/, and temp files, once older than the grace period.",
+        epilog="examples:\n  aim-parquet gc\n  aim-parquet gc --grace-s 0   # nothing reads the repo now",
+        parents=[parent],
+    )
+    p.add_argument(
+        "--grace-s",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="keep files younger than this (default 600: readers may still use them)",
+    )
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=cmd_gc)
+    p = sub.add_parser(
+        "stats",
+        help="runs, sequences, points, files and bytes",
+        epilog="example:\n  aim-parquet stats --repo ~/experiments",
+        parents=[parent],
+    )
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_stats)
+
+
+def cmd_compact(args: argparse.Namespace) -> int:
+    from aim_parquet.storage.compactor import compact_repo
+
+    layout = open_layout(args)
+    hashes = resolve_hashes(layout, args.run) if args.run else None
+    report = compact_repo(
+        layout, hashes, include_active=args.include_active, progress=ProgressBar("compacting")
+    )
+    if args.json:
+        print_json(
+            {
+                "runs": [r.__dict__ for r in report.runs],
+                "points": report.points,
+                "bytes_before": report.bytes_before,
+                "bytes_after": report.bytes_after,
+                "files_before": report.files_before,
+                "files_after": report.files_after,
+                "seconds": report.seconds,
+                "notes": list(report.notes),
+            },
+            sys.stdout,
+        )
+        return 1 if report.has_failures else 0
+    rows = [
+        {
+            "hash": r.run_hash,
+            "status": r.status,
+            "points": r.points,
+            "files": f"{r.files_before} -> {r.files_after}",
+            "size": f"{format_bytes(r.bytes_before)} -> {format_bytes(r.bytes_after)}",
+            "note": r.note,
+        }
+        for r in report.runs
+    ]
+    if rows:
+        print_table(rows, ["hash", "status", "points", "files", "size", "note"], sys.stdout)
+    rate = report.points / report.seconds if report.seconds > 0 else 0.0
+    print(
+        f"compacted {report.count('compacted')} of {len(report.runs)} run(s) "
+        f"({report.count('unchanged')} unchanged, {report.count('skipped')} skipped, "
+        f"{report.count('failed')} failed): {report.points} points, "
+        f"{format_bytes(report.bytes_before)} -> {format_bytes(report.bytes_after)}, "
+        f"{report.files_before} -> {report.files_after} files, {report.seconds:.2f} s "
+        f"({rate:,.0f} points/s)"
+    )
+    for note in report.notes:
+        print(f"note: {note}")
+    return 1 if report.has_failures else 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from aim_parquet.storage.maintenance import verify_repo
+
+    layout = open_layout(args)
+    report = verify_repo(layout, repair=args.repair)
+    if args.json:
+        print_json(
+            {
+                "healthy": report.is_healthy,
+                "runs": report.runs,
+                "segments": report.segments,
+                "compacted_files": report.compacted_files,
+                "damaged_runs": list(report.damaged_runs),
+                "problems": [p.__dict__ for p in report.problems],
+                "notes": list(report.notes),
+            },
+            sys.stdout,
+        )
+        return 0 if report.is_healthy else 1
+    for p in report.problems:
+        where = f"run {p.run_hash}" if p.run_hash else "repository"
+        print(f"{p.kind}: {where}: {p.path}: {p.detail}")
+        if p.action:
+            print(f"  -> {p.action}")
+    for note in report.notes:
+        print(f"note: {note}")
+    checked = (
+        f"checked {report.runs} run(s), {report.segments} segment(s), "
+        f"{report.compacted_files} compacted file(s)"
+    )
+    if not report.problems:
+        print(f"{checked}: no damage found")
+        return 0
+    left = [p for p in report.problems if not p.repaired]
+    damaged = ", ".join(report.damaged_runs) or "-"
+    if left:
+        hint = "" if args.repair else "; run `aim-parquet verify --repair` to fix it"
+        print(f"{checked}: {len(left)} problem(s) in run(s) {damaged}{hint}")
+        return 1
+    print(f"{checked}: repaired {len(report.problems)} problem(s) in run(s) {damaged}")
+    return 0
+
+
+def cmd_gc(args: argparse.Namespace) -> int:
+    from aim_parquet.storage.gc import gc_repo
+
+    layout = open_layout(args)
+    report = gc_repo(layout, grace_s=args.grace_s)
+    if args.json:
+        print_json(
+            {
+                "bytes_freed": report.bytes_freed,
+                "removed": [r.__dict__ for r in report.removed],
+                "notes": list(report.notes),
+            },
+            sys.stdout,
+        )
+        return 0
+    for kind, (n, size) in sorted(report.by_kind().items()):
+        print(f"{kind}: removed {n} ({format_bytes(size)})")
+    for note in report.notes:
+        print(f"note: {note}")
+    print(f"freed {format_bytes(report.bytes_freed)} ({len(report.removed)} entries)")
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    from aim_parquet.storage.gc import repo_stats
+
+    layout = open_layout(args)
+    s = repo_stats(layout)
+    if args.json:
+        print_json(
+            {**s.__dict__, "total_bytes": s.total_bytes, "total_files": s.total_files}, sys.stdout
+        )
+        return 0
+    print(
+        f"runs: {s.runs} ({s.active_runs} active, {s.archived_runs} archived, "
+        f"{s.compacted_runs} compacted, {s.damaged_runs} damaged)"
+    )
+    print(f"sequences: {s.metric_sequences} metric, {s.object_sequences} object")
+    print(f"points: {s.metric_points} metric, {s.object_points} object")
+    rows = [
+        {"kind": k, "files": s.files[k], "bytes": format_bytes(s.bytes.get(k, 0))}
+        for k in sorted(s.files)
+    ]
+    rows.append({"kind": "total", "files": s.total_files, "bytes": format_bytes(s.total_bytes)})
+    print_table(rows, ["kind", "files", "bytes"], sys.stdout)
+    return 0

@@ -1,0 +1,151 @@
+"""One run folder as the maintenance tools see it: its locks, sealed segments and usage.
+
+- `exclude_writer`: the run's write lock for a closed run, or the fact that a live writer holds it.
+- `hold_run_locks`: compaction lock plus write lock, both or neither (for repairs).
+- `segment_key` / `iter_segment_batches`: a segment's sequence identity (from its schema) and its
+  complete batches streamed one at a time (a torn tail is skipped, as readers do).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import filelock
+import pyarrow as pa
+
+from aim_parquet.errors import RunLockedError
+from aim_parquet.format.paths import RepoLayout
+from aim_parquet.format.schema import (
+    META_CONTEXT,
+    META_KIND,
+    META_NAME,
+    METRIC_SCHEMA,
+    OBJECT_SCHEMA,
+)
+from aim_parquet.storage.compacted import SeqKey, read_footer
+from aim_parquet.storage.lock import RunLock, is_run_locked
+
+COMPACT_LOCK_FILENAME = "compact.lock"
+
+
+def folder_usage(folder: Path) -> tuple[int, int]:
+    """(files, bytes) of every regular file under `folder`."""
+    files = size = 0
+    for dirpath, _dirs, names in os.walk(folder):
+        for name in names:
+            try:
+                size += os.lstat(os.path.join(dirpath, name)).st_size
+            except FileNotFoundError:
+                continue
+            files += 1
+    return files, size
+
+
+def segment_key(path: Path) -> SeqKey | None:
+    """The sequence a segment belongs to, from its schema; None when it has no readable schema."""
+    try:
+        with pa.OSFile(os.fspath(path)) as f:
+            schema = pa.ipc.open_stream(f).schema
+    except (pa.ArrowInvalid, OSError, ValueError):
+        return None
+    names = schema.names
+    if names != METRIC_SCHEMA.names and names != OBJECT_SCHEMA.names:
+        return None
+    meta = schema.metadata or {}
+    try:
+        return SeqKey(
+            seq_id=path.parent.name,
+            name=meta[META_NAME].decode("utf-8", "surrogatepass"),
+            context=meta.get(META_CONTEXT, b"{}").decode("utf-8", "surrogatepass"),
+            kind=meta[META_KIND].decode(),
+        )
+    except (KeyError, UnicodeDecodeError):
+        return None
+
+
+def iter_segment_batches(path: Path) -> Iterator[pa.RecordBatch]:
+    """Complete record batches of a segment, streamed one at a time (a torn tail is skipped)."""
+    with pa.OSFile(os.fspath(path)) as f:
+        reader = pa.ipc.open_stream(f)
+        while True:
+            try:
+                batch = reader.read_next_batch()
+            except StopIteration:
+                return
+            except (pa.ArrowInvalid, OSError, ValueError):
+                return
+            yield batch
+
+
+@contextmanager
+def exclude_writer(layout: RepoLayout, run_hash: str, include_active: bool) -> Iterator[str]:
+    """Yield 'closed' (run write lock held), 'active' (a live writer; newest segments left
+    alone) or a skip reason starting with 'skip:'."""
+    lock_path = layout.lock_file(run_hash)
+    holder = is_run_locked(lock_path)
+    if holder is None:
+        run_lock = RunLock(lock_path, run_hash)
+        try:
+            run_lock.acquire()
+        except RunLockedError:
+            holder = is_run_locked(lock_path)
+        else:
+            try:
+                yield "closed"
+            finally:
+                run_lock.release()
+            return
+    if include_active:
+        yield "active"
+    else:
+        who = holder.describe() if holder is not None else "another process"
+        yield f"skip:active run (written by {who}); pass include_active to compact its sealed segments"
+
+
+def is_uncommitted(run_dir: Path, path: Path) -> bool:
+    """A file written before any manifest: every segment it covers must still be on disk."""
+    try:
+        footer = read_footer(path)
+    except (OSError, pa.ArrowInvalid, ValueError, KeyError):
+        return False  # a final name is only ever given to a complete file: this is damage
+    return all((run_dir / "seqs" / seg).exists() for seg in footer.segments)
+
+
+def is_file_locked(path: Path) -> bool:
+    if not path.exists():
+        return False
+    lock = filelock.FileLock(path, timeout=0)
+    try:
+        lock.acquire()
+    except filelock.Timeout:
+        return True
+    lock.release()
+    return False
+
+
+@contextmanager
+def hold_run_locks(layout: RepoLayout, run_hash: str) -> Iterator[str | None]:
+    """Hold the compaction lock and the run's write lock; yields None, or why they are busy."""
+    compact_lock = filelock.FileLock(layout.run_dir(run_hash) / COMPACT_LOCK_FILENAME, timeout=0)
+    try:
+        compact_lock.acquire()
+    except filelock.Timeout:
+        yield "a compaction of this run is in progress"
+        return
+    try:
+        run_lock = RunLock(layout.lock_file(run_hash), run_hash)
+        try:
+            run_lock.acquire()
+        except RunLockedError:
+            holder = is_run_locked(layout.lock_file(run_hash))
+            yield f"the run is being written by {holder.describe() if holder else 'another process'}"
+            return
+        try:
+            yield None
+        finally:
+            run_lock.release()
+    finally:
+        compact_lock.release()

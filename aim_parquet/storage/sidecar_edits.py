@@ -1,0 +1,78 @@
+"""Changing a finished run's sidecar from outside (`aim-parquet runs archive|unarchive|close`).
+
+The sidecar is rewritten atomically under the run's write lock, so a writer can neither be running
+(a live one holds the lock: the change is refused with `RunLockedError`) nor resume meanwhile.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import replace
+
+from aim_parquet.errors import RunLockedError
+from aim_parquet.format.meta import RunMeta
+from aim_parquet.format.paths import RepoLayout, validate_run_hash
+from aim_parquet.storage.atomic import atomic_write
+from aim_parquet.storage.lock import RunLock, is_run_locked
+from aim_parquet.storage.run_reader import (
+    discover_sequences,
+    load_run_meta,
+    read_sequence,
+    summarize_table,
+)
+from aim_parquet.storage.salvage import last_timestamp
+
+
+def _edit(
+    layout: RepoLayout, run_hash: str, what: str, change: Callable[[RunMeta], RunMeta]
+) -> RunMeta:
+    validate_run_hash(run_hash)
+    load_run_meta(layout, run_hash)  # MissingRunError / CorruptFileError before locking
+    lock = RunLock(layout.lock_file(run_hash), run_hash)
+    try:
+        lock.acquire()
+    except RunLockedError:
+        holder = is_run_locked(layout.lock_file(run_hash))
+        who = holder.describe() if holder is not None else "another process"
+        raise RunLockedError(
+            f"Cannot {what} run {run_hash}: it is being written by {who}. Do it from that "
+            "process, or wait until the run is closed."
+        ) from None
+    try:
+        meta = load_run_meta(layout, run_hash)
+        new = change(meta)
+        if new != meta:
+            atomic_write(layout.sidecar(run_hash), replace(new, updated_at=time.time()).dumps())
+        return new
+    finally:
+        lock.release()
+
+
+def set_archived(layout: RepoLayout, run_hash: str, archived: bool) -> RunMeta:
+    """Archive or unarchive a run no live process writes."""
+    what = "archive" if archived else "unarchive"
+    return _edit(layout, run_hash, what, lambda m: replace(m, archived=archived))
+
+
+def finish_run(layout: RepoLayout, run_hash: str) -> RunMeta:
+    """Mark a crashed run finished: `end_time` becomes its newest point's timestamp (the last
+    sidecar update when it has no point) and sequences its writer never catalogued are added.
+    A run that already has an `end_time` is left as it is."""
+
+    def change(meta: RunMeta) -> RunMeta:
+        if meta.end_time is not None:
+            return meta
+        known = {s.seq_id for s in meta.sequences}
+        infos = list(meta.sequences)
+        for info in discover_sequences(layout, run_hash, meta):
+            if info.seq_id not in known:
+                blank = replace(info, count=0, first_step=None, last_step=None, first=None,
+                                last=None, min=None, max=None)  # fmt: skip
+                infos.append(summarize_table(blank, read_sequence(layout, run_hash, blank)))
+        end = last_timestamp(layout, run_hash, infos)
+        if end is None:
+            end = meta.updated_at or meta.creation_time
+        return replace(meta, end_time=end, sequences=tuple(infos))
+
+    return _edit(layout, run_hash, "close", change)

@@ -1,0 +1,282 @@
+"""Compaction is invisible to queries, idempotent, bounded in files, and safe next to writers."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import filelock
+import pyarrow.parquet as pq
+import pytest
+
+import aim_parquet as aim
+from aim_parquet.errors import RunLockedError
+from aim_parquet.format.paths import RepoLayout
+from aim_parquet.storage import compacted, compactor, run_reader
+from aim_parquet.storage.compactor import compact_repo, compact_run
+from aim_parquet.storage.run_reader import load_run_meta, read_sequence
+from tests.conftest import PYTHON, python_env
+from tests.integration.repo_snapshots import (
+    QUIET,
+    raw_row_counts,
+    rows,
+    run_files,
+    snapshot,
+    write_rich_run,
+)
+
+
+def test_compaction_is_invisible_to_reads(tmp_path: Path) -> None:
+    hashes = [write_rich_run(tmp_path, seed=s) for s in range(3)]
+    before = snapshot(tmp_path)
+    raw_before = {h: raw_row_counts(tmp_path, h) for h in hashes}
+    report = compact_repo(RepoLayout(tmp_path))
+    assert [r.status for r in report.runs] == ["compacted"] * 3
+    assert report.points == sum(sum(c.values()) for c in raw_before.values())
+    assert snapshot(tmp_path) == before
+    for h in hashes:
+        assert raw_row_counts(tmp_path, h) == raw_before[h]  # nothing lost or doubled
+        files = run_files(tmp_path, h)
+        assert not any(f.startswith("seqs/") for f in files)
+        assert len(files) <= 8, files
+        assert "compacted/metrics-000001.parquet" in files
+        assert "compacted/objects-aim.text-000001.parquet" in files
+        assert "compacted/objects-aim.image-000001.parquet" in files
+
+
+def test_metrics_file_holds_no_object_bytes_and_is_sorted(tmp_path: Path) -> None:
+    run_hash = write_rich_run(tmp_path)
+    compact_run(RepoLayout(tmp_path), run_hash)
+    path = tmp_path / ".aim" / "runs" / run_hash / "compacted" / "metrics-000001.parquet"
+    table = pq.read_table(path)
+    assert table.column_names == [
+        "run_hash", "seq_id", "name", "context", "step", "epoch", "timestamp", "value",
+    ]  # fmt: skip
+    assert set(table.column("name").to_pylist()) == {"loss", "acc"}
+    rows = list(zip(table.column("seq_id").to_pylist(), table.column("step").to_pylist(), strict=True))
+    assert rows == sorted(rows)  # by sequence, then step (stable: duplicates keep write order)
+    md = pq.ParquetFile(path).metadata
+    stats = md.row_group(0).column(1).statistics
+    assert stats is not None and stats.has_min_max
+    kv = md.metadata
+    assert kv[b"aim_parquet.kind"] == b"metrics" and kv[b"aim_parquet.generation"] == b"1"
+
+
+def test_idempotent_and_rerun_is_a_no_op(tmp_path: Path) -> None:
+    run_hash = write_rich_run(tmp_path)
+    layout = RepoLayout(tmp_path)
+    first = compact_run(layout, run_hash)
+    files = run_files(tmp_path, run_hash)
+    second = compact_run(layout, run_hash)
+    assert (first.status, second.status) == ("compacted", "unchanged")
+    assert run_files(tmp_path, run_hash) == files
+
+
+def test_resume_after_compaction_merges_generations(tmp_path: Path) -> None:
+    run_hash = write_rich_run(tmp_path, n=120)
+    layout = RepoLayout(tmp_path)
+    compact_run(layout, run_hash)
+    with aim.Run(run_hash, repo=tmp_path, **QUIET) as run:  # type: ignore[arg-type]
+        run.track(-1.0, name="loss", step=3, context={"subset": "train"})  # rewrites a step
+        run.track(aim.Text("late"), name="notes", step=0)
+        run.track(1.5, name="new_metric", step=0)
+    before = snapshot(tmp_path)
+    raw = raw_row_counts(tmp_path, run_hash)
+    report = compact_run(layout, run_hash)
+    assert report.generation == 2 and report.status == "compacted"
+    assert snapshot(tmp_path) == before
+    assert raw_row_counts(tmp_path, run_hash) == raw
+    info = next(s for s in load_run_meta(layout, run_hash).sequences if s.name == "loss")
+    table = read_sequence(layout, run_hash, info)
+    assert table.column("value").to_pylist()[3] == -1.0
+    files = run_files(tmp_path, run_hash)
+    assert "compacted/metrics-000002.parquet" in files
+    assert "compacted/metrics-000001.parquet" not in files  # superseded and removed
+    assert "compacted/objects-aim.image-000001.parquet" in files  # untouched kind kept
+
+
+def test_row_groups_split_sequences_and_keep_write_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(compacted, "ROW_GROUP_ROWS", 64)
+    run = aim.Run(repo=tmp_path, **QUIET)  # type: ignore[arg-type]
+    for rep in range(3):  # the same steps three times, descending: last write must win
+        for i in reversed(range(100)):
+            run.track(float(rep * 1000 + i), name="m", step=i)
+        run.flush()
+    for i in range(50):
+        run.track(float(i), name="z", step=i)
+    run.close()
+    before = snapshot(tmp_path)
+    compact_run(RepoLayout(tmp_path), run.hash)
+    assert snapshot(tmp_path) == before
+    path = next((tmp_path / ".aim" / "runs" / run.hash / "compacted").glob("metrics-*.parquet"))
+    md = pq.ParquetFile(path).metadata
+    assert md.num_row_groups == 6 and all(md.row_group(g).num_rows <= 64 for g in range(6))
+
+
+def test_reader_retries_when_a_compaction_commits_mid_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_hash = write_rich_run(tmp_path)
+    layout = RepoLayout(tmp_path)
+    info = next(s for s in load_run_meta(layout, run_hash).sequences if s.name == "loss")
+    expected = rows(read_sequence(layout, run_hash, info))
+    real = run_reader.list_segments
+    calls = []
+
+    def list_then_compact(seq_dir: Path) -> list[Path]:
+        segs = real(seq_dir)
+        if not calls:
+            calls.append(1)
+            compact_run(layout, run_hash)  # commits and removes the segments just listed
+        return segs
+
+    monkeypatch.setattr(run_reader, "list_segments", list_then_compact)
+    assert rows(read_sequence(layout, run_hash, info)) == expected
+    assert calls == [1]
+
+
+def test_active_run_is_skipped_unless_asked(tmp_path: Path) -> None:
+    run = aim.Run(repo=tmp_path, **QUIET)  # type: ignore[arg-type]
+    try:
+        run.track(1.0, name="m")
+        run.flush()
+        entry = compact_run(RepoLayout(tmp_path), run.hash)
+        assert entry.status == "skipped" and "active" in entry.note
+        entry = compact_run(RepoLayout(tmp_path), run.hash, include_active=True)
+        assert entry.status == "unchanged"  # its only segment is the one being written
+    finally:
+        run.close()
+
+
+def test_second_compactor_skips_the_run(tmp_path: Path) -> None:
+    run_hash = write_rich_run(tmp_path, n=20)
+    lock = filelock.FileLock(tmp_path / ".aim" / "runs" / run_hash / "compact.lock", timeout=0)
+    with lock:
+        entry = compact_run(RepoLayout(tmp_path), run_hash)
+    assert entry.status == "skipped" and "another compaction" in entry.note
+
+
+def test_writer_cannot_resume_during_compaction(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_hash = write_rich_run(tmp_path, n=20)
+    real = compactor._write_kind
+    errors: list[BaseException] = []
+
+    def write_and_try_resume(*args: Any) -> Any:
+        try:
+            aim.Run(run_hash, repo=tmp_path, **QUIET)  # type: ignore[arg-type]
+        except RunLockedError as exc:
+            errors.append(exc)
+        return real(*args)
+
+    monkeypatch.setattr(compactor, "_write_kind", write_and_try_resume)
+    assert compact_run(RepoLayout(tmp_path), run_hash).status == "compacted"
+    assert errors and f"process {__import__('os').getpid()}" in str(errors[0])
+
+
+def test_unreadable_segment_is_left_for_verify(tmp_path: Path) -> None:
+    run_hash = write_rich_run(tmp_path, n=30)
+    seq_dir = next((tmp_path / ".aim" / "runs" / run_hash / "seqs").iterdir())
+    garbage = seq_dir / "0000000000000000-1-aaaaaa-000001.arrows"
+    garbage.write_bytes(b"not arrow at all")
+    entry = compact_run(RepoLayout(tmp_path), run_hash)
+    assert entry.status == "compacted" and "unreadable segment" in entry.note
+    assert garbage.exists()
+
+
+def test_compact_repo_publishes_the_runs_table(tmp_path: Path) -> None:
+    hashes = sorted(write_rich_run(tmp_path, seed=s, n=20) for s in range(2))
+    progress: list[tuple[int, int, str]] = []
+    report = compact_repo(RepoLayout(tmp_path), progress=lambda *a: progress.append(a))
+    assert [p[:2] for p in progress] == [(1, 2), (2, 2)]
+    assert all(r.files_after <= 8 for r in report.runs)
+    runs = pq.read_table(tmp_path / ".aim" / "index" / "runs.parquet").to_pylist()
+    assert sorted(r["hash"] for r in runs) == hashes
+    assert {r["params.hparams.name"] for r in runs} == {"net0", "net1"}
+    assert json.loads(runs[0]["params.hparams.layers"]) == [64, 32]
+
+
+LIVE_WRITER = """
+import sys, time
+from pathlib import Path
+import aim_parquet as aim
+repo, stop = sys.argv[1], Path(sys.argv[2])
+run = aim.Run(repo=repo, system_tracking_interval=None, capture_terminal_logs=False)
+run._writer.max_segment_bytes = 2048  # roll segments often so there are sealed ones
+run._writer.flush_interval_s = 0.02
+print(run.hash, flush=True)
+i = 0
+while not stop.exists():
+    run.track(float(i), name="m", step=i)
+    i += 1
+    if i % 50 == 0:
+        time.sleep(0.005)
+run.close()
+print(i, flush=True)
+"""
+
+
+def _check_prefix(layout: RepoLayout, run_hash: str) -> int:
+    meta = load_run_meta(layout, run_hash)
+    infos = [s for s in run_reader.discover_sequences(layout, run_hash, meta) if s.name == "m"]
+    if not infos:
+        return 0
+    table = read_sequence(layout, run_hash, infos[0])
+    steps = table.column("step").to_pylist()
+    assert steps == list(range(len(steps)))
+    assert table.column("value").to_pylist() == [float(s) for s in steps]
+    return len(steps)
+
+
+def test_include_active_next_to_a_live_writer_process(tmp_path: Path) -> None:
+    stop = tmp_path / "stop"
+    proc = subprocess.Popen(
+        [PYTHON, "-c", LIVE_WRITER, str(tmp_path), str(stop)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=python_env(),
+    )
+    assert proc.stdout is not None
+    run_hash = proc.stdout.readline().strip()
+    layout = RepoLayout(tmp_path)
+    failures: list[BaseException] = []
+    done = threading.Event()
+
+    def read_loop() -> None:
+        last = 0
+        while not done.is_set():
+            try:
+                n = _check_prefix(layout, run_hash)
+                assert n >= last, "a reader saw points disappear"
+                last = n
+            except BaseException as exc:
+                failures.append(exc)
+                return
+
+    reader = threading.Thread(target=read_loop)
+    reader.start()
+    compacted_runs = 0
+    deadline = time.monotonic() + 4.0
+    while time.monotonic() < deadline:
+        entry = compact_run(layout, run_hash, include_active=True)
+        assert entry.status in ("compacted", "unchanged"), entry
+        compacted_runs += entry.status == "compacted"
+    stop.touch()
+    total = int(proc.stdout.readline())
+    assert proc.wait(timeout=30) == 0
+    proc.stdout.close()
+    done.set()
+    reader.join()
+    assert not failures, failures[0]
+    assert compacted_runs >= 2
+    assert _check_prefix(layout, run_hash) == total
+    assert compact_run(layout, run_hash).status == "compacted"
+    assert _check_prefix(layout, run_hash) == total
+    assert sum(raw_row_counts(tmp_path, run_hash).values()) == total
