@@ -7,7 +7,6 @@ lock. Everything else (objects, dicts of metrics, conversions, errors) takes the
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import shutil
@@ -43,6 +42,7 @@ from aim_parquet.storage.run_writer import RunWriter, SeqBuffer
 log = logging.getLogger(__name__)
 
 MAX_STEP = 2**63 - 1
+MIN_EPOCH = -(2**63)
 LOG_RECORDS_SEQUENCE = "__log_records"
 STRICT_ENV = "AIM_PARQUET_STRICT"
 _MISSING = object()
@@ -61,7 +61,7 @@ def _bad_epoch(epoch: Any) -> int:
     number = to_python_number(epoch)
     if type(number) is not int or isinstance(epoch, float):
         raise ValueError(f"epoch must be an int or None, got {epoch!r}.")
-    if not -(2**63) <= number <= MAX_STEP:
+    if not MIN_EPOCH <= number <= MAX_STEP:
         raise ValueError(f"epoch must fit in int64, got {number}.")
     return number
 
@@ -238,8 +238,10 @@ class Run(RunReadMixin):
                 else:
                     seq = self._metric_seqs[(name, frozenset(context.items()))]
                     self._last_context[name] = (context.copy(), seq)
-            else:
+            elif context is None or type(context) is dict:
                 seq = self._metric_seqs[name]
+            else:
+                raise KeyError(name)  # an empty non-dict context: the slow path refuses it
         except (KeyError, TypeError, AttributeError):
             self._track_slow(value, name, step, epoch, context)
             return
@@ -247,7 +249,7 @@ class Run(RunReadMixin):
             step = seq.next_step
         elif type(step) is not int or not 0 <= step <= MAX_STEP:
             step = _bad_step(step)
-        if epoch is not None and type(epoch) is not int:
+        if epoch is not None and (type(epoch) is not int or not MIN_EPOCH <= epoch <= MAX_STEP):
             epoch = _bad_epoch(epoch)
         if step >= seq.next_step:
             seq.next_step = step + 1
@@ -308,7 +310,10 @@ class Run(RunReadMixin):
         if not context:
             self._metric_seqs[name] = seq
             return
-        with contextlib.suppress(TypeError):  # unhashable context values take the slow path
+        # Only contexts with str values are cached: 1, 1.0 and True compare and hash equal but
+        # are different contexts ({"a": 1} and {"a": True} are two sequences), so contexts with
+        # other values always take the slow path, which tells them apart.
+        if all(type(v) is str for v in context.values()):
             self._metric_seqs[(name, frozenset(context.items()))] = seq
 
     @staticmethod

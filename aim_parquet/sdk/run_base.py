@@ -44,7 +44,7 @@ class RunPropsMixin:
 
     @name.setter
     def name(self, value: str) -> None:
-        self._set_props(name=str(value))
+        self._set_props(name=None if value is None else str(value))
 
     @property
     def description(self) -> str | None:

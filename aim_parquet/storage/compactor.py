@@ -259,6 +259,8 @@ def compact_run(
             **kw,
         )
 
+    if not layout.seqs_dir(run_hash).is_dir() and not layout.compacted_dir(run_hash).is_dir():
+        return result("unchanged", "nothing to compact")  # (no lock taken: it may be new)
     compact_lock = filelock.FileLock(run_dir / COMPACT_LOCK_FILENAME, timeout=0)
     try:
         compact_lock.acquire()

@@ -62,10 +62,11 @@ class VerifyReport:
 
 
 def _verify_run(layout: RepoLayout, run_hash: str, repair: bool) -> RunCheck:
-    if not repair:
-        check = RunCheck(layout, run_hash)
-        check.run()
+    check = RunCheck(layout, run_hash)
+    check.run()
+    if not repair or not check.found:
         return check
+    # damaged: take both locks (so no writer or compactor runs meanwhile), look again, fix
     with hold_run_locks(layout, run_hash) as busy:
         check = RunCheck(layout, run_hash, is_exclusive=busy is None)
         check.run()

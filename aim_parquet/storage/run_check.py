@@ -67,6 +67,7 @@ class RunCheck:
         self.holder = None if is_exclusive else is_run_locked(layout.lock_file(run_hash))
         self.manifest: Manifest | None = None
         self._files_fixed = False
+        self._footer_sequences: set[str] | None = None
 
     def add(self, path: Path, kind: str, detail: str, fix: Fix | None) -> None:
         self.found.append((Problem(self.run_hash, str(path), kind, detail), fix))
@@ -138,7 +139,7 @@ class RunCheck:
     def fix_lost_manifest(self) -> str:
         path = self.layout.manifest(self.run_hash)
         if path.exists():
-            salvage.quarantine(self.layout, path)
+            salvage.quarantine(self.layout, path, keep=True)
         manifest, redundant = salvage.rebuild_manifest(self.layout, self.run_hash)
         for name in redundant:
             salvage.quarantine(self.layout, self.layout.compacted_dir(self.run_hash) / name)
@@ -226,7 +227,8 @@ class RunCheck:
     def check_sidecar(self) -> None:
         path = self.layout.sidecar(self.run_hash)
         if not path.exists():
-            if self.holder is not None or _age(self.run_dir) < YOUNG_RUN_S:
+            is_new = not self.is_exclusive and _age(self.run_dir) < YOUNG_RUN_S
+            if self.holder is not None or is_new:
                 return  # a run being created
             self.add(path, "missing-sidecar", "the run has no run.json", self.fix_sidecar)
             return
@@ -257,20 +259,19 @@ class RunCheck:
     def has_data(self, seq_id: str) -> bool:
         if list_segments(self.layout.seqs_dir(self.run_hash) / seq_id):
             return True
-        cdir = self.layout.compacted_dir(self.run_hash)
-        files = self.manifest.files if self.manifest is not None else ()
-        for f in files:
-            try:
-                if seq_id in read_footer(cdir.parent / f.path).sequences:
-                    return True
-            except (OSError, pa.ArrowInvalid, ValueError, KeyError):
-                continue
-        return False
+        if self._footer_sequences is None:
+            cdir = self.layout.compacted_dir(self.run_hash)
+            footers = salvage.readable_footers(cdir)
+            if self.manifest is not None:  # only the files readers use
+                listed = {Path(f.path).name for f in self.manifest.files}
+                footers = {n: f for n, f in footers.items() if n in listed}
+            self._footer_sequences = {s for f in footers.values() for s in f.sequences}
+        return seq_id in self._footer_sequences
 
     def fix_sidecar(self) -> str:
         path = self.layout.sidecar(self.run_hash)
         moved = (
-            f"; the damaged file is in {salvage.quarantine(self.layout, path)}"
+            f"; the damaged file is in {salvage.quarantine(self.layout, path, keep=True)}"
             if path.exists()
             else ""
         )

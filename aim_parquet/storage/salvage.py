@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -44,8 +45,12 @@ def quarantine_dir(layout: RepoLayout) -> Path:
     return layout.aim_dir / QUARANTINE_DIRNAME
 
 
-def quarantine(layout: RepoLayout, path: Path) -> Path:
-    """Move `path` (inside `.aim/runs/` or `.aim/`) into the quarantine folder; returns the target."""
+def quarantine(layout: RepoLayout, path: Path, *, keep: bool = False) -> Path:
+    """Move `path` (inside `.aim/runs/` or `.aim/`) into the quarantine folder; returns the target.
+
+    `keep=True` copies instead, for a file the caller then replaces atomically (so a crash
+    in between leaves the damaged file in place, to be found and repaired again).
+    """
     try:
         rel = path.relative_to(layout.runs_dir)
     except ValueError:
@@ -54,6 +59,9 @@ def quarantine(layout: RepoLayout, path: Path) -> Path:
     if target.exists():
         target = target.with_name(f"{target.name}.{time.time_ns()}")
     target.parent.mkdir(parents=True, exist_ok=True)
+    if keep:
+        shutil.copy2(path, target)
+        return target
     os.rename(path, target)
     fsync_dir(path.parent)
     return target

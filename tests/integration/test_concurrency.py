@@ -31,13 +31,13 @@ from aim_parquet.storage.run_reader import (
 )
 from tests.conftest import PYTHON, python_env
 
-# argv: REPO N_POINTS PHASES. Tracks N points of `loss` (value == step) and every third step
+# argv: REPO N_POINTS PHASES PACE_S. Tracks N points of `loss` (value == step) and every third step
 # of `acc`; each phase is one session (new run, then resumes by hash). Small segments force
 # rollovers, so an active run always has sealed segments for the compactor to take.
 WRITER = r"""
 import sys, time
 import aim_parquet as aim
-repo, n, phases = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+repo, n, phases, pace_s = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
 run_hash, i = None, 0
 for phase in range(phases):
     run = aim.Run(run_hash, repo=repo, system_tracking_interval=None, capture_terminal_logs=False)
@@ -51,9 +51,9 @@ for phase in range(phases):
         if i % 3 == 0:
             run.track(i, name="acc", step=i)
         i += 1
-        if i % 250 == 0:
+        if i % 100 == 0:
             run.flush()
-            time.sleep(0.02)
+            time.sleep(pace_s)  # a training step's worth of work
     run.close()
 print("done", i, flush=True)
 """
@@ -165,13 +165,15 @@ def independent_steps(repo: Path, run_hash: str) -> dict[str, list[int]]:
     return out
 
 
-def run_everything(repo: Path, *, writers: int, points: int, phases: int) -> dict[str, Any]:
+def run_everything(
+    repo: Path, *, writers: int, points: int, phases: int, pace_s: float
+) -> dict[str, Any]:
     env = python_env()
     stop = repo / "stop-compactor"
     aim.Repo(str(repo), init=True)
     procs = [
         subprocess.Popen(
-            [PYTHON, "-c", WRITER, str(repo), str(points), str(phases)],
+            [PYTHON, "-c", WRITER, str(repo), str(points), str(phases), str(pace_s)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -231,13 +233,13 @@ def run_everything(repo: Path, *, writers: int, points: int, phases: int) -> dic
 
 @pytest.mark.skipif(not _has_compactor(), reason="aim_parquet.storage.compactor not built yet")
 def test_writers_reader_and_compactor_all_at_once(tmp_path: Path) -> None:
-    stats = run_everything(tmp_path, writers=8, points=3000, phases=1)
-    assert stats["reads"] > 0 and stats["queries"] > 0
+    stats = run_everything(tmp_path, writers=8, points=2000, phases=2, pace_s=0.05)
+    assert stats["reads"] > 8 * 2 and stats["queries"] > 0  # more than the final read
     assert stats["compactions"] > 0, stats  # the compactor really worked meanwhile
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not _has_compactor(), reason="aim_parquet.storage.compactor not built yet")
 def test_writers_resuming_with_reader_and_compactor_heavy(tmp_path: Path) -> None:
-    stats = run_everything(tmp_path, writers=8, points=30000, phases=3)
+    stats = run_everything(tmp_path, writers=8, points=30000, phases=6, pace_s=0.01)
     assert stats["compactions"] > 0, stats

@@ -97,7 +97,9 @@ def test_run_sequence_access(repo_root: Path, make_run: Any) -> None:
     assert ro.get_terminal_logs().values.last_value().data == "terminal line"
     assert ro.get_log_records().values.last_value().message == "careful"
     assert sorted(n for n, _, _ in ro.iter_metrics_info()) == ["acc", "loss"]
-    assert [(n, c.to_dict()) for n, c, _ in ro.iter_sequence_info_by_type("aim.text")] == [("notes", {})]
+    assert [(n, c.to_dict()) for n, c, _ in ro.iter_sequence_info_by_type("aim.text")] == [
+        ("notes", {})
+    ]
     info = ro.collect_sequence_info(["metric", "texts"])
     assert {i["name"] for i in info["metric"]} == {"acc", "loss"}
     acc = next(i for i in info["metric"] if i["name"] == "acc")
@@ -106,7 +108,10 @@ def test_run_sequence_access(repo_root: Path, make_run: Any) -> None:
     df = ro.dataframe()
     assert df.shape[0] == 1 and df.loc[0, "hash"] == run.hash
     assert df.loc[0, "hparams.lr"] == 0.01 and df.loc[0, "hparams.opt.name"] == "adam"
-    assert json.loads(df.loc[0, "tags"]) == ["best"] and df.loc[0, "hparams.opt.betas"] == "[0.9, 0.99]"
+    assert (
+        json.loads(df.loc[0, "tags"]) == ["best"]
+        and df.loc[0, "hparams.opt.betas"] == "[0.9, 0.99]"
+    )
 
 
 def test_writable_run_reads_its_own_points(make_run: Any) -> None:
@@ -156,7 +161,9 @@ def test_object_sequences_decode_lazily(repo_root: Path, make_run: Any) -> None:
     run = make_run()
     pixels = np.zeros((4, 4, 3), dtype=np.uint8)
     for step in (2, 0):
-        run.track([aim.Image(pixels, caption=f"s{step}-{i}") for i in range(3)], name="imgs", step=step)
+        run.track(
+            [aim.Image(pixels, caption=f"s{step}-{i}") for i in range(3)], name="imgs", step=step
+        )
     run.track(aim.Distribution([1, 2, 3]), name="dist", step=5)
     run.close()
     repo = aim.Repo(repo_root)
@@ -219,7 +226,13 @@ def test_copy_and_move_runs(tmp_path: Path, repo_root: Path, make_run: Any) -> N
     assert dest.list_all_runs() == [a.hash] and src.run_exists(a.hash)
     copied = dest.get_run(a.hash)
     assert copied["hparams"] == {"lr": 1}
-    assert copied.get_metric("loss", {"subset": "train"}).values.values_list() == [0, 0.5, 1, 1.5, 2]
+    assert copied.get_metric("loss", {"subset": "train"}).values.values_list() == [
+        0,
+        0.5,
+        1,
+        1.5,
+        2,
+    ]
     assert not (dest.layout.run_dir(a.hash) / "lock").exists()
     assert src.copy_runs([a.hash], dest) == (False, [a.hash])  # already there
     ok, remaining = src.move_runs([b.hash], tmp_path / "dest")

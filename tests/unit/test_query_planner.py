@@ -17,7 +17,9 @@ from aim_parquet.query.views import RunView, SequenceView, param_lookup
 T0 = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC
 
 
-def seq(name: str, context: dict[str, Any] | None = None, kind: str = "float", **kw: Any) -> SequenceInfo:
+def seq(
+    name: str, context: dict[str, Any] | None = None, kind: str = "float", **kw: Any
+) -> SequenceInfo:
     return SequenceInfo(seq_id="0" * 20, name=name, context=context or {}, kind=kind, **kw)
 
 
@@ -27,8 +29,20 @@ def meta(**kw: Any) -> RunMeta:
     return RunMeta(**base)
 
 
-LOSS = seq("loss", {"subset": "train"}, count=3, first_step=0, last_step=2, first=3.0, last=1.0, min=1.0, max=3.0)
-ACC = seq("acc", {}, kind="int", count=2, first_step=0, last_step=1, first=0, last=1, min=0.0, max=1.0)
+LOSS = seq(
+    "loss",
+    {"subset": "train"},
+    count=3,
+    first_step=0,
+    last_step=2,
+    first=3.0,
+    last=1.0,
+    min=1.0,
+    max=3.0,
+)
+ACC = seq(
+    "acc", {}, kind="int", count=2, first_step=0, last_step=1, first=0, last=1, min=0.0, max=1.0
+)
 IMG = seq("samples", {"subset": "val"}, kind="list(aim.image)", count=4, first_step=0, last_step=1)
 RUN = meta(
     name="Run # 2",
@@ -51,7 +65,9 @@ def seq_matches(text: str, info: SequenceInfo, var: str = "metric", m: RunMeta =
 
 
 def test_split_puts_run_only_conjuncts_first() -> None:
-    plan = plan_query("metric.name == 'loss' and run.hparams.lr < 0.01 and metric.last > 1", "metric")
+    plan = plan_query(
+        "metric.name == 'loss' and run.hparams.lr < 0.01 and metric.last > 1", "metric"
+    )
     assert plan.run_filter is not None and plan.seq_filter is not None
     assert "hparams" in plan.run_filter.text and "archived" in plan.run_filter.text
     assert "metric.name" in plan.seq_filter.text and "hparams" not in plan.seq_filter.text
