@@ -44,7 +44,7 @@ _Method = TypeVar("_Method", bound=Callable[..., Any])
 
 
 def _lightning_modules() -> tuple[Any, Any]:
-    """(`Logger` base class, the `rank_zero_*` helpers module) from lightning or pytorch_lightning."""
+    """The modules holding `Logger` and `rank_zero_only`: lightning, else pytorch_lightning."""
     try:
         loggers = import_framework(
             ("lightning", "lightning.pytorch.loggers.logger"), package="lightning", what=_WHAT

@@ -142,17 +142,25 @@ def main() -> None:
     b_files = max(v[0] for v in before.values())
     a_files = max(v[0] for v in after.values())
     kind = "float32-rounded" if args.float32 else "float64 noise"
-    print(f"workload: {n_runs} runs x {args.metrics} metrics x {args.steps} steps = {points:,} "
-          f"points ({kind}); tracked at {points / track_s:,.0f} points/s")  # fmt: skip
-    print(f"bytes/point: before {b_bytes / points:.2f} (segments), after {a_bytes / points:.2f} "
-          f"(Parquet), {b_bytes / max(a_bytes, 1):.1f}x smaller")  # fmt: skip
+    print(
+        f"workload: {n_runs} runs x {args.metrics} metrics x {args.steps} steps = {points:,} "
+        f"points ({kind}); tracked at {points / track_s:,.0f} points/s"
+    )
+    print(
+        f"bytes/point: before {b_bytes / points:.2f} (segments), after {a_bytes / points:.2f} "
+        f"(Parquet), {b_bytes / max(a_bytes, 1):.1f}x smaller"
+    )
     print(f"files/run (max over runs): before {b_files}, after {a_files}")
     for r in (single, result):
-        print(f"compaction, {r['workers']} worker(s) ({os.cpu_count()} CPUs): {r['points']:,} points "
-              f"in {r['seconds']:.2f} s = {r['points'] / r['seconds']:,.0f} points/s")  # fmt: skip
-    print(f"peak RSS: {result['peak_kib'] / 1024:.0f} MiB (after imports: "
-          f"{result['base_kib'] / 1024:.0f} MiB); largest run: "
-          f"{points // n_runs:,} points")  # fmt: skip
+        print(
+            f"compaction, {r['workers']} worker(s) ({os.cpu_count()} CPUs): {r['points']:,} points "
+            f"in {r['seconds']:.2f} s = {r['points'] / r['seconds']:,.0f} points/s"
+        )
+    print(
+        f"peak RSS: {result['peak_kib'] / 1024:.0f} MiB (after imports: "
+        f"{result['base_kib'] / 1024:.0f} MiB); largest run: "
+        f"{points // n_runs:,} points"
+    )
     print(f"statuses: {sorted(set(result['statuses']))}")
 
 

@@ -114,7 +114,7 @@ def cmd_query(args: argparse.Namespace) -> int:
     elif suffix == ".parquet":
         df.to_parquet(output, index=False)
     else:
-        df.to_json(output, orient="records", indent=1)
+        df.to_json(output, orient="records", indent=1, date_format="iso")
     print(f"wrote {len(df)} rows to {output}")
     return 0
 
@@ -139,7 +139,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         f"points, {report.objects} objects to {report.output} "
         f"({report.files} files, {format_bytes(report.bytes)})"
     )
-    print(
-        f"read it with: duckdb -c \"select * from read_parquet('{report.output}/metrics/*.parquet')\""
-    )
+    if report.points:
+        glob = f"{report.output}/metrics/*.parquet"
+        print(f"read it with: duckdb -c \"select * from read_parquet('{glob}')\"")
     return 0

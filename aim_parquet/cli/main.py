@@ -65,7 +65,9 @@ class _OneLineWarnings:
 
 
 def _error(message: str) -> None:
-    sys.stderr.write(f"aim-parquet: error: {message}\n")
+    """One line on stderr, even for a multi-line message (a query error with a caret line)."""
+    text = " ".join(line.strip() for line in message.splitlines() if line.strip())
+    sys.stderr.write(f"aim-parquet: error: {text}\n")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

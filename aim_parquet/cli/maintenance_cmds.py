@@ -112,15 +112,7 @@ def cmd_compact(args: argparse.Namespace) -> int:
     ]
     if rows:
         print_table(rows, ["hash", "status", "points", "files", "size", "note"], sys.stdout)
-    rate = report.points / report.seconds if report.seconds > 0 else 0.0
-    print(
-        f"compacted {report.count('compacted')} of {len(report.runs)} run(s) "
-        f"({report.count('unchanged')} unchanged, {report.count('skipped')} skipped, "
-        f"{report.count('failed')} failed): {report.points} points, "
-        f"{format_bytes(report.bytes_before)} -> {format_bytes(report.bytes_after)}, "
-        f"{report.files_before} -> {report.files_after} files, {report.seconds:.2f} s "
-        f"({rate:,.0f} points/s)"
-    )
+    print(report.summary())
     for note in report.notes:
         print(f"note: {note}")
     return 1 if report.has_failures else 0

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from aim_parquet.errors import CorruptFileError, FormatVersionError
+from aim_parquet.format.paths import COMPACTED_DIRNAME, is_segment_name, is_valid_seq_id
 from aim_parquet.format.values import decode_json_value, encode_json_value
 
 FORMAT_VERSION = 1
@@ -236,7 +238,7 @@ class Manifest:
     def from_json(cls, data: dict[str, Any], what: str = "compaction manifest") -> Manifest:
         check_format_version(data, what)
         try:
-            return cls(
+            manifest = cls(
                 generation=int(data["generation"]),
                 files=tuple(
                     CompactedFile(f["path"], f["kind"], int(f["rows"]), int(f["bytes"]))
@@ -248,3 +250,16 @@ class Manifest:
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise CorruptFileError(f"{what}: invalid field ({exc!r}).") from exc
+        # Readers open and the compactor deletes these paths: a damaged or hostile manifest must
+        # never name a file outside the run folder's `compacted/` and `seqs/`.
+        for f in manifest.files:
+            if not isinstance(f.path, str) or _COMPACTED_PATH_RE.fullmatch(f.path) is None:
+                raise CorruptFileError(f"{what}: unsafe compacted file path {f.path!r}.")
+        for seg in manifest.segments:
+            seq_id, _, name = seg.partition("/") if isinstance(seg, str) else ("", "", "")
+            if not (is_valid_seq_id(seq_id) and is_segment_name(name)):
+                raise CorruptFileError(f"{what}: unsafe segment entry {seg!r}.")
+        return manifest
+
+
+_COMPACTED_PATH_RE = re.compile(re.escape(COMPACTED_DIRNAME) + r"/[A-Za-z0-9_\-][A-Za-z0-9_.\-]*")

@@ -20,7 +20,7 @@ from aim_parquet.format.meta import RunMeta, SequenceInfo
 from aim_parquet.format.paths import RepoLayout
 from aim_parquet.query.planner import QueryPlan
 from aim_parquet.query.views import RunView
-from aim_parquet.storage.run_index import IndexSnapshot, RunIndex
+from aim_parquet.storage.run_index import IndexSnapshot, RunIndex, RunRecord
 from aim_parquet.storage.run_reader import discover_sequences
 
 
@@ -52,46 +52,48 @@ def warn_damaged(snapshot: IndexSnapshot, *, stacklevel: int = 3) -> None:
         )
 
 
-def newest_first(runs: dict[str, RunMeta]) -> list[RunMeta]:
-    """Runs ordered by creation time, newest first (ties by hash, for a stable order)."""
-    return sorted(runs.values(), key=lambda m: (m.creation_time, m.hash), reverse=True)
-
-
-def candidate_runs(index: RunIndex, offset: str | None = None) -> list[RunMeta]:
+def candidate_runs(index: RunIndex, offset: str | None = None) -> list[RunRecord]:
     """Every readable run newest first, starting after the run `offset` when given."""
     snapshot = index.refresh()
     warn_damaged(snapshot, stacklevel=4)
-    ordered = newest_first(snapshot.runs)
+    ordered = snapshot.newest_first
     if offset:
-        for i, meta in enumerate(ordered):
-            if meta.hash == offset:
+        for i, record in enumerate(ordered):
+            if record.hash == offset:
                 return ordered[i + 1 :]
     return ordered
 
 
 def execute_plan(
-    layout: RepoLayout, index: RunIndex, plan: QueryPlan, *, offset: str | None = None
+    layout: RepoLayout,
+    index: RunIndex,
+    plan: QueryPlan,
+    *,
+    offset: str | None = None,
+    with_misses: bool = True,
 ) -> Iterator[MatchStep]:
-    """Yield one MatchStep per candidate run, in result order (newest run first)."""
+    """One MatchStep per candidate run in result order (newest run first); with
+    `with_misses=False` only the matching runs' steps."""
     candidates = candidate_runs(index, offset)
     total = len(candidates)
-    for position, meta in enumerate(candidates, 1):
-        view = RunView(meta, layout)
-        if not plan.matches_run(view):
-            yield MatchStep(None, position, total)
-            continue
-        if plan.seq_var is None:
-            yield MatchStep(RunMatch(meta), position, total)
-            continue
-        infos = discover_sequences(layout, meta.hash, meta)
-        matched = plan.matching_sequences(view, infos)
-        yield MatchStep(RunMatch(meta, tuple(matched)) if matched else None, position, total)
+    for position, record in enumerate(candidates, 1):
+        view = RunView(record, layout)
+        match = None
+        if plan.matches_run(view):
+            if plan.seq_var is None:
+                match = RunMatch(record.meta)
+            else:
+                infos = discover_sequences(layout, record.hash, record.meta)
+                matched = plan.matching_sequences(view, infos)
+                match = RunMatch(record.meta, tuple(matched)) if matched else None
+        if match is not None or with_misses:
+            yield MatchStep(match, position, total)
 
 
 def iter_matches(
     layout: RepoLayout, index: RunIndex, plan: QueryPlan, *, offset: str | None = None
 ) -> Iterator[RunMatch]:
     """Only the matching runs of `execute_plan`."""
-    for step in execute_plan(layout, index, plan, offset=offset):
+    for step in execute_plan(layout, index, plan, offset=offset, with_misses=False):
         if step.match is not None:
             yield step.match

@@ -1,6 +1,7 @@
 """What a query sees: `run` (RunView) and `metric`/`images`/... (SequenceView).
 
-Both are read-only views over metadata only (a RunMeta and its SequenceInfo catalogue entries):
+Both are read-only views over metadata only (a RunMeta or the run index's RunRecord, and
+SequenceInfo catalogue entries):
 evaluating a query never opens a sequence file. They implement the `QueryObject` protocol of
 `aim_parquet.query.lang`: `query_attr(name)` and `query_item(key)` return the value or `SafeNone`.
 
@@ -21,6 +22,9 @@ from aim_parquet.format.meta import RunMeta, SequenceInfo
 from aim_parquet.format.paths import RepoLayout, canonical_context
 from aim_parquet.query.lang import SafeNone
 from aim_parquet.storage.lock import is_run_locked
+from aim_parquet.storage.run_index import RunRecord
+
+RunFields = RunMeta | RunRecord  # both have the run-level fields under the same names
 
 
 def _utc_naive(timestamp: float | None) -> Any:
@@ -41,11 +45,11 @@ def param_lookup(params: Any, key: Any) -> Any:
 
 
 class RunView:
-    """`run` in a query: properties, params and `run.metrics[...]` of one RunMeta."""
+    """`run` in a query: properties, params and `run.metrics[...]` of one run's metadata."""
 
     __slots__ = ("meta", "layout", "_active")
 
-    def __init__(self, meta: RunMeta, layout: RepoLayout | None = None) -> None:
+    def __init__(self, meta: RunFields, layout: RepoLayout | None = None) -> None:
         self.meta = meta
         self.layout = layout
         self._active: bool | None = None
@@ -103,7 +107,7 @@ class RunSequencesView:
 
     __slots__ = ("meta",)
 
-    def __init__(self, meta: RunMeta) -> None:
+    def __init__(self, meta: RunFields) -> None:
         self.meta = meta
 
     def find(self, name: Any, context: Any) -> SequenceInfo | None:

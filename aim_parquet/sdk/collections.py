@@ -186,9 +186,14 @@ class _QueryCollection(SequenceCollection):
         self.offset = offset
         self.report_mode = QueryReportMode(report_mode)
 
-    def _collections(self) -> Iterator[tuple[SingleRunSequenceCollection | None, tuple[int, int]]]:
+    def _collections(
+        self, with_misses: bool = False
+    ) -> Iterator[tuple[SingleRunSequenceCollection | None, tuple[int, int]]]:
         is_seq_query = self.plan.seq_var is not None
-        for step in execute_plan(self._layout, self._index, self.plan, offset=self.offset):
+        steps = execute_plan(
+            self._layout, self._index, self.plan, offset=self.offset, with_misses=with_misses
+        )
+        for step in steps:
             coll = None
             if step.match is not None:
                 run = open_read_only_run(self._layout, step.match.meta)
@@ -200,7 +205,7 @@ class _QueryCollection(SequenceCollection):
         """One collection per matching run, newest first (with PROGRESS_TUPLE:
         `(collection_or_None, (position, total))` for every candidate run)."""
         with_progress = self.report_mode is QueryReportMode.PROGRESS_TUPLE
-        for coll, progress in self._collections():
+        for coll, progress in self._collections(with_misses=with_progress):
             if with_progress:
                 yield coll, progress
             elif coll is not None:

@@ -202,7 +202,8 @@ def _polars_series(pl: Any, name: str, array: Array) -> Any:
 def to_polars(tables: Iterable[dict[str, Array]]) -> polars.DataFrame:
     pl = require_polars()
     cols = concat_columns(tables)
-    return pl.DataFrame([_polars_series(pl, name, arr) for name, arr in cols.items()])
+    frame: polars.DataFrame = pl.DataFrame([_polars_series(pl, n, a) for n, a in cols.items()])
+    return frame
 
 
 def runs_to_pandas(rows: list[dict[str, Any]]) -> pandas.DataFrame:
@@ -212,4 +213,5 @@ def runs_to_pandas(rows: list[dict[str, Any]]) -> pandas.DataFrame:
 
 def runs_to_polars(rows: list[dict[str, Any]]) -> polars.DataFrame:
     pl = require_polars()
-    return pl.from_dicts(rows, infer_schema_length=None, strict=False)
+    frame: polars.DataFrame = pl.from_dicts(rows, infer_schema_length=None, strict=False)
+    return frame

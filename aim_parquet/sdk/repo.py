@@ -17,7 +17,7 @@ from weakref import WeakValueDictionary
 
 from aim_parquet.errors import AimParquetError, MissingRunError
 from aim_parquet.format.paths import RepoLayout, is_valid_run_hash, resolve_repo_root
-from aim_parquet.query.executor import newest_first, warn_damaged
+from aim_parquet.query.executor import warn_damaged
 from aim_parquet.query.planner import SEQUENCE_KINDS, plan_query
 from aim_parquet.sdk.collections import (
     QueryReportMode,
@@ -106,8 +106,8 @@ class Repo:
 
     def iter_runs(self) -> Iterator[Any]:
         """A read-only Run for every readable run, newest first."""
-        for meta in newest_first(self._snapshot().runs):
-            yield open_read_only_run(self.layout, meta)
+        for record in self._snapshot().newest_first:
+            yield open_read_only_run(self.layout, record.meta)
 
     def get_run(self, run_hash: str) -> Any:
         """The read-only Run with this hash, or None (also for a malformed hash).
@@ -136,8 +136,8 @@ class Repo:
         """Hashes of runs a live process is writing now."""
         return [
             h
-            for h, meta in self._snapshot().runs.items()
-            if meta.end_time is None and is_run_locked(self.layout.lock_file(h)) is not None
+            for h, record in self._snapshot().records.items()
+            if record.end_time is None and is_run_locked(self.layout.lock_file(h)) is not None
         ]
 
     def list_corrupted_runs(self) -> list[str]:
@@ -229,8 +229,8 @@ class Repo:
                 )
         out: dict[str, dict[str, list[dict[str, Any]]]] = {t: {} for t in types}
         seen: set[tuple[str, str, str]] = set()
-        for meta in self._snapshot().runs.values():
-            for info in meta.sequences:
+        for record in self._snapshot().records.values():
+            for info in record.sequences:
                 for seq_type in types:
                     if info.kind not in SEQUENCE_KINDS[seq_type]:
                         continue
@@ -244,8 +244,8 @@ class Repo:
         """The params of every run merged into one tree; leaves are
         `{"__example_type__": "<class 'float'>"}` (as Aim)."""
         merged: dict[str, Any] = {}
-        for meta in self._snapshot().runs.values():
-            _merge_params(merged, meta.params)
+        for record in self._snapshot().records.values():
+            _merge_params(merged, record.params)
         return merged
 
     # -- queries ---------------------------------------------------------------------------

@@ -57,6 +57,12 @@ def _bad_step(step: Any) -> int:
     return number
 
 
+def _no_next_step(name: Any) -> None:
+    raise ValueError(
+        f"sequence {name!r} already has step 2**63-1, the largest step; pass step= explicitly."
+    )
+
+
 def _bad_epoch(epoch: Any) -> int:
     number = to_python_number(epoch)
     if type(number) is not int or isinstance(epoch, float):
@@ -247,6 +253,8 @@ class Run(RunReadMixin):
             return
         if step is None:
             step = seq.next_step
+            if step > MAX_STEP:
+                _no_next_step(name)
         elif type(step) is not int or not 0 <= step <= MAX_STEP:
             step = _bad_step(step)
         if epoch is not None and (type(epoch) is not int or not MIN_EPOCH <= epoch <= MAX_STEP):
@@ -295,6 +303,8 @@ class Run(RunReadMixin):
         with writer.lock:
             if step is None:
                 step = seq.next_step
+                if step > MAX_STEP:
+                    _no_next_step(name)
             if step >= seq.next_step:
                 seq.next_step = step + 1
             if seq.is_metric:

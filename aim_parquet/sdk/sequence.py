@@ -22,6 +22,7 @@ import numpy as np
 from aim_parquet.format.meta import SequenceInfo
 from aim_parquet.format.paths import RepoLayout, canonical_context
 from aim_parquet.format.schema import METRIC_KINDS, is_metric_kind
+from aim_parquet.storage.columns import to_numpy, validity
 from aim_parquet.storage.run_reader import read_sequence
 
 if TYPE_CHECKING:
@@ -80,6 +81,18 @@ class Context(Mapping[str, Any]):
 
 def _readonly(array: Array) -> Array:
     array.flags.writeable = False
+    return array
+
+
+def column_numpy(table: Any, name: str) -> Array:
+    """A fixed-width column as numpy without pyarrow's pandas import; an int column with nulls
+    (a missing epoch) becomes float64 with NaN there."""
+    column = table.column(name)
+    array = to_numpy(column)
+    if column.null_count:
+        valid = np.concatenate([validity(chunk) for chunk in column.chunks])
+        array = array.astype(np.float64)
+        array[~valid] = np.nan
     return array
 
 
@@ -169,11 +182,11 @@ class Sequence:
     # -- reading ---------------------------------------------------------------------------
     def _read(self, columns: list[str]) -> None:
         table = read_sequence(self._layout, self.run.hash, self._info, columns=columns)
-        steps = table.column("step").to_numpy()
+        steps = column_numpy(table, "step")
         if self.is_metric:
             _readonly(steps)
             for col in columns:
-                arr = table.column(col).to_numpy()
+                arr = column_numpy(table, col)
                 if col == "value":
                     arr = metric_values(arr, self._info.kind)
                 self._columns[col] = (steps, _readonly(arr))
@@ -184,7 +197,7 @@ class Sequence:
             if col == "payload":
                 self._columns["value"] = (step_keys, self._decode(table, steps, starts))
             elif col in ("epoch", "timestamp"):
-                self._columns[col] = (step_keys, _readonly(table.column(col).to_numpy()[starts]))
+                self._columns[col] = (step_keys, _readonly(column_numpy(table, col)[starts]))
 
     def _decode(self, table: Any, steps: Array, starts: Array) -> list[Any]:
         from aim_parquet.objects import object_class
@@ -241,34 +254,27 @@ class Sequence:
         include_props: bool = True,
         include_params: bool = True,
     ) -> pandas.DataFrame:
-        """Long-format pandas DataFrame: idx, step, value, epoch, timestamp, time (+ run/name/context)."""
+        """Long-format pandas DataFrame: idx, step, value, epoch, timestamp, time, plus the
+        run/name/context columns asked for (see `aim_parquet.sdk.dataframes`)."""
         from aim_parquet.sdk import dataframes
 
         cols = dataframes.sequence_columns(
-            self, only_last=only_last, include_run=include_run, include_name=include_name,
-            include_context=include_context, include_props=include_props,
+            self,
+            only_last=only_last,
+            include_run=include_run,
+            include_name=include_name,
+            include_context=include_context,
+            include_props=include_props,
             include_params=include_params,
-        )  # fmt: skip
+        )
         return dataframes.to_pandas([cols])
 
-    def to_polars(
-        self,
-        include_name: bool = False,
-        include_context: bool = False,
-        include_run: bool = False,
-        only_last: bool = False,
-        include_props: bool = True,
-        include_params: bool = True,
-    ) -> polars.DataFrame:
-        """The same table as `dataframe()`, as a polars DataFrame."""
+    def to_polars(self, **flags: bool) -> polars.DataFrame:
+        """`dataframe(**flags)` as a polars DataFrame (same defaults)."""
         from aim_parquet.sdk import dataframes
 
-        cols = dataframes.sequence_columns(
-            self, only_last=only_last, include_run=include_run, include_name=include_name,
-            include_context=include_context, include_props=include_props,
-            include_params=include_params,
-        )  # fmt: skip
-        return dataframes.to_polars([cols])
+        defaults = {"include_name": False, "include_context": False, "include_run": False}
+        return dataframes.to_polars([dataframes.sequence_columns(self, **{**defaults, **flags})])
 
 
 class ArrayView:

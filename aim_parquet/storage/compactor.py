@@ -53,7 +53,10 @@ from aim_parquet.storage.run_folder import (
     folder_usage,
     is_uncommitted,
     iter_segment_batches,
+    remove_empty_dirs,
+    remove_file,
     segment_key,
+    unreadable_listed_file,
 )
 from aim_parquet.storage.run_reader import list_run_hashes, list_segments, load_manifest
 
@@ -116,19 +119,23 @@ class CompactionReport:
     def has_failures(self) -> bool:
         return any(r.status == "failed" for r in self.runs)
 
+    def summary(self) -> str:
+        """One line: runs by status, points, bytes and files before and after, time, rate."""
+        rate = self.points / self.seconds if self.seconds > 0 else 0.0
+        return (
+            f"compacted {self.count('compacted')} of {len(self.runs)} run(s) "
+            f"({self.count('unchanged')} unchanged, {self.count('skipped')} skipped, "
+            f"{self.count('failed')} failed): {self.points:,} points, "
+            f"{self.bytes_before:,} -> {self.bytes_after:,} bytes, "
+            f"{self.files_before} -> {self.files_after} files, {self.seconds:.2f} s "
+            f"({rate:,.0f} points/s)"
+        )
+
 
 @dataclass
 class _SeqPlan:
     key: SeqKey
     segments: list[Path]
-
-
-def _remove(path: Path) -> bool:
-    try:
-        os.unlink(path)
-        return True
-    except FileNotFoundError:
-        return False
 
 
 def _clean_leftovers(layout: RepoLayout, run_hash: str, manifest: Manifest | None) -> None:
@@ -143,17 +150,23 @@ def _clean_leftovers(layout: RepoLayout, run_hash: str, manifest: Manifest | Non
     for name in names:
         path = cdir / name
         if name.startswith(TEMP_PREFIX):
-            _remove(path)
+            remove_file(path)
         elif is_compacted_name(name) and name not in referenced:
             if manifest is None and not is_uncommitted(run_dir, path):
                 raise AimParquetError(
                     f"run {run_hash}: compacted file {path} has no manifest and holds points "
                     "whose segments are gone. Run `aim-parquet verify --repair` first."
                 )
-            _remove(path)
+            remove_file(path)
     if manifest is not None:
+        bad = unreadable_listed_file(run_dir, manifest)
+        if bad is not None:
+            raise AimParquetError(
+                f"run {run_hash}: compacted file {run_dir / bad} is missing or unreadable. "
+                "Run `aim-parquet verify --repair` first."
+            )
         for seg in manifest.segments:
-            _remove(layout.seqs_dir(run_hash) / seg)
+            remove_file(layout.seqs_dir(run_hash) / seg)
 
 
 def _plan(layout: RepoLayout, run_hash: str, mode: str, notes: list[str]) -> list[_SeqPlan]:
@@ -237,8 +250,13 @@ def _write_kind(
 def compact_run(
     layout: RepoLayout, run_hash: str, *, include_active: bool = False
 ) -> RunCompaction:
-    """Compact one run (see module doc). Raises MissingRunError for an unknown run; problems
-    that leave the run as it was (locked, damaged) are returned as a skipped/failed entry."""
+    """Compact one run (see module doc).
+
+    A run that is locked (a live writer without `include_active`, another compactor) is
+    returned as skipped. Raises MissingRunError for an unknown run, and CorruptFileError or
+    AimParquetError, leaving the run as it was, when its compacted files are damaged (run
+    `aim-parquet verify --repair` first); `compact_repo` reports those as failed.
+    """
     started = time.perf_counter()
     run_dir = layout.run_dir(validate_run_hash(run_hash))
     if not run_dir.is_dir():
@@ -304,7 +322,7 @@ def _compact_locked(
             points += n
     except BaseException:
         for f in written.values():
-            _remove(run_dir / f.path)
+            remove_file(run_dir / f.path)
         raise
     new_segments = {f"{p.key.seq_id}/{s.name}" for p in plans for s in p.segments}
     still_there = {
@@ -321,13 +339,13 @@ def _compact_locked(
     atomic_write(layout.manifest(run_hash), data.encode("utf-8", "surrogatepass"))  # commit
     for plan in plans:
         for seg in plan.segments:
-            _remove(seg)
+            remove_file(seg)
     for kind in written:
         old = prev_files.get(kind)
         if old is not None and old.path != written[kind].path:
-            _remove(run_dir / old.path)
+            remove_file(run_dir / old.path)
     if mode == "closed":
-        _remove_empty_dirs(layout.seqs_dir(run_hash))
+        remove_empty_dirs(layout.seqs_dir(run_hash))
     rows = sum(f.rows for f in written.values())
     return result(
         "compacted",
@@ -337,22 +355,6 @@ def _compact_locked(
         points=points,
         rows=rows,
     )
-
-
-def _remove_empty_dirs(seqs_dir: Path) -> None:
-    try:
-        names = os.listdir(seqs_dir)
-    except FileNotFoundError:
-        return
-    for name in names:
-        try:
-            os.rmdir(seqs_dir / name)
-        except OSError:
-            continue
-    try:
-        os.rmdir(seqs_dir)
-    except OSError:
-        return
 
 
 def default_workers() -> int:

@@ -32,7 +32,13 @@ from aim_parquet.format.paths import (
 )
 from aim_parquet.storage.compacted import is_compacted_name
 from aim_parquet.storage.lock import is_run_locked
-from aim_parquet.storage.run_folder import COMPACT_LOCK_FILENAME, is_uncommitted
+from aim_parquet.storage.run_folder import (
+    COMPACT_LOCK_FILENAME,
+    is_uncommitted,
+    remove_empty_dirs,
+    try_run_lock,
+    unreadable_listed_file,
+)
 from aim_parquet.storage.run_reader import list_run_hashes, load_manifest, load_run_meta
 
 DEFAULT_GRACE_S = 600.0
@@ -129,6 +135,12 @@ def _gc_run(layout: RepoLayout, run_hash: str, grace_s: float, out: _Collector) 
             out.notes.append(f"run {run_hash}: compacted files kept, manifest unreadable ({exc})")
             return
         cdir = layout.compacted_dir(run_hash)
+        if manifest is not None and unreadable_listed_file(run_dir, manifest) is not None:
+            out.notes.append(
+                f"run {run_hash}: kept its files, one the manifest lists is damaged "
+                "(run `aim-parquet verify --repair`)"
+            )
+            return
         is_settled = manifest is None or _age(layout.manifest(run_hash), now) >= grace_s
         if manifest is not None and is_settled:
             for seg in sorted(manifest.segments):
@@ -146,24 +158,18 @@ def _gc_run(layout: RepoLayout, run_hash: str, grace_s: float, out: _Collector) 
                 )
             elif is_settled:
                 out.remove(path, "superseded-file")
-        if is_run_locked(layout.lock_file(run_hash)) is None:
-            _remove_empty_seq_dirs(layout, run_hash, out)
+        run_lock = try_run_lock(layout, run_hash)  # so no writer starts a segment meanwhile
+        if run_lock is not None:
+            try:
+                _remove_empty_seq_dirs(layout, run_hash, out)
+            finally:
+                run_lock.release()
     finally:
         lock.release()
 
 
 def _remove_empty_seq_dirs(layout: RepoLayout, run_hash: str, out: _Collector) -> None:
-    seqs = layout.seqs_dir(run_hash)
-    try:
-        names = os.listdir(seqs)
-    except FileNotFoundError:
-        return
-    for name in names:
-        path = seqs / name
-        try:
-            os.rmdir(path)
-        except OSError:
-            continue
+    for path in remove_empty_dirs(layout.seqs_dir(run_hash)):
         out.removed.append(Removed(str(path), "empty-folder", 0))
 
 

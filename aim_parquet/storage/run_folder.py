@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import filelock
 import pyarrow as pa
 
 from aim_parquet.errors import RunLockedError
+from aim_parquet.format.meta import Manifest
 from aim_parquet.format.paths import RepoLayout
 from aim_parquet.format.schema import (
     META_CONTEXT,
@@ -29,6 +30,33 @@ from aim_parquet.storage.compacted import SeqKey, read_footer
 from aim_parquet.storage.lock import RunLock, is_run_locked
 
 COMPACT_LOCK_FILENAME = "compact.lock"
+
+
+def remove_file(path: Path) -> bool:
+    """Unlink `path`; False when it was already gone."""
+    try:
+        os.unlink(path)
+        return True
+    except FileNotFoundError:
+        return False
+
+
+def remove_empty_dirs(seqs_dir: Path) -> list[Path]:
+    """Remove the empty sequence folders of `seqs_dir`, then it if empty; returns those removed."""
+    try:
+        names = os.listdir(seqs_dir)
+    except FileNotFoundError:
+        return []
+    removed = []
+    for name in names:
+        try:
+            os.rmdir(seqs_dir / name)
+        except OSError:
+            continue
+        removed.append(seqs_dir / name)
+    with suppress(OSError):
+        os.rmdir(seqs_dir)
+    return removed
 
 
 def folder_usage(folder: Path) -> tuple[int, int]:
@@ -112,6 +140,30 @@ def is_uncommitted(run_dir: Path, path: Path) -> bool:
     except (OSError, pa.ArrowInvalid, ValueError, KeyError):
         return False  # a final name is only ever given to a complete file: this is damage
     return all((run_dir / "seqs" / seg).exists() for seg in footer.segments)
+
+
+def unreadable_listed_file(run_dir: Path, manifest: Manifest) -> str | None:
+    """The first file the manifest lists whose footer cannot be read (None when all can).
+
+    Covered segments may only be removed while every listed file is readable: otherwise they
+    can be the last copy of those points (`verify --repair` falls back to them).
+    """
+    for f in manifest.files:
+        try:
+            read_footer(run_dir / f.path)
+        except (OSError, pa.ArrowInvalid, ValueError, KeyError):
+            return f.path
+    return None
+
+
+def try_run_lock(layout: RepoLayout, run_hash: str) -> RunLock | None:
+    """The run's write lock if it can be taken now (release it!), else None."""
+    lock = RunLock(layout.lock_file(run_hash), run_hash)
+    try:
+        lock.acquire()
+    except RunLockedError:
+        return None
+    return lock
 
 
 def is_file_locked(path: Path) -> bool:

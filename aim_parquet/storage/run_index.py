@@ -30,28 +30,32 @@ The index is only a cache, never a source of truth, and needs no re-index step:
   and a sidecar younger than `SETTLE_S`) do not trigger a write by themselves, so a live run that
   rewrites its sidecar every second does not make every query rewrite the index.
 - A missing, unreadable or corrupt index file is rebuilt from the sidecars.
-- A damaged sidecar (invalid JSON, a newer format) is reported by `refresh()` (the caller warns)
-  and never stored in the file.
+- A damaged sidecar (invalid JSON, a newer format) is reported by `refresh()` (the caller warns);
+  the file keeps the last good copy of it, which `aim-parquet verify --repair` can restore.
+
+In memory each run is a `RunRecord` over the sidecar's JSON object: a run predicate reads its fields
+straight from it, and `params`/`sequences`/`meta` are decoded only when first asked for, so a
+fresh process answers a run predicate over 10,000 runs without building 10,000 `RunMeta`s.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import filelock
 
-from aim_parquet.errors import AimParquetError
-from aim_parquet.format.meta import RunMeta
-from aim_parquet.format.paths import SIDECAR_FILENAME, RepoLayout
+from aim_parquet.errors import AimParquetError, CorruptFileError
+from aim_parquet.format.meta import RunMeta, SequenceInfo
+from aim_parquet.format.paths import SIDECAR_FILENAME, RepoLayout, is_valid_run_hash
+from aim_parquet.format.values import decode_json_value
 from aim_parquet.storage.atomic import atomic_write
 from aim_parquet.storage.lock import is_run_locked
-from aim_parquet.storage.run_reader import list_run_hashes
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +67,8 @@ LOCK_TIMEOUT_S = 0.05
 SETTLE_S = 60.0  # a changed sidecar of a run without end_time triggers a write once this old
 YOUNG_RUN_S = 30.0  # a run folder without sidecar this young is being created, not damaged
 
+StatKey = tuple[int, int, int]
+
 
 @dataclass(frozen=True)
 class DamagedRun:
@@ -73,30 +79,140 @@ class DamagedRun:
     reason: str
 
 
-class _Entry:
-    """One run in memory: the stat key of its sidecar, its JSON and the decoded RunMeta."""
+class RunRecord:
+    """The run-level fields of one run, read from its sidecar's JSON object on demand.
 
-    __slots__ = ("key", "data", "meta", "damaged")
+    Attribute names are RunMeta's (`hash`, `name`, `display_name`, `description`, `experiment`,
+    `tags`, `archived`, `creation_time`, `end_time`, `updated_at`, `params`, `sequences`), so a
+    query view reads either. `meta` is the full, validated RunMeta.
+    """
+
+    __slots__ = ("hash", "data", "_meta", "_params", "_sequences")
+
+    def __init__(self, run_hash: str, data: dict[str, Any], meta: RunMeta | None = None) -> None:
+        self.hash = run_hash
+        self.data = data
+        self._meta = meta
+        self._params: dict[str, Any] | None = None if meta is None else meta.params
+        self._sequences: tuple[SequenceInfo, ...] | None = None if meta is None else meta.sequences
+
+    @property
+    def meta(self) -> RunMeta:
+        if self._meta is None:
+            self._meta = RunMeta.from_json(self.data, f"run index entry of run {self.hash}")
+        return self._meta
+
+    @property
+    def name(self) -> str | None:
+        return self.data.get("name")
+
+    @property
+    def display_name(self) -> str:
+        name = self.data.get("name")
+        return name if name is not None else f"Run: {self.hash}"
+
+    @property
+    def description(self) -> str | None:
+        return self.data.get("description")
+
+    @property
+    def experiment(self) -> str:
+        return self.data.get("experiment") or "default"
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        return tuple(self.data.get("tags") or ())
+
+    @property
+    def archived(self) -> bool:
+        return bool(self.data.get("archived", False))
+
+    @property
+    def creation_time(self) -> float:
+        return float(self.data["creation_time"])
+
+    @property
+    def end_time(self) -> float | None:
+        return self.data.get("end_time")
+
+    @property
+    def updated_at(self) -> float:
+        return float(self.data.get("updated_at") or 0.0)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        if self._params is None:
+            self._params = decode_json_value(self.data.get("params") or {})
+        return self._params
+
+    @property
+    def sequences(self) -> tuple[SequenceInfo, ...]:
+        if self._sequences is None:
+            try:
+                items = self.data.get("sequences") or ()
+                self._sequences = tuple(SequenceInfo.from_json(s) for s in items)
+            except (KeyError, TypeError, ValueError) as exc:
+                raise CorruptFileError(
+                    f"run index entry of run {self.hash} is damaged ({exc!r}); "
+                    "run `aim-parquet verify --repair` to rebuild the index."
+                ) from exc
+        return self._sequences
+
+
+class _Entry:
+    """One run in memory: the stat key of its sidecar and its record (or why it is damaged).
+
+    `data` is what the index file stores for the run: the current sidecar JSON, or for a damaged
+    run the last good copy (None if there never was one).
+    """
+
+    __slots__ = ("key", "data", "record", "damaged")
 
     def __init__(
         self,
-        key: tuple[int, int, int],
+        key: StatKey,
         data: dict[str, Any] | None,
+        record: RunRecord | None,
         damaged: DamagedRun | None = None,
     ) -> None:
         self.key = key
         self.data = data
-        self.meta: RunMeta | None = None
+        self.record = record
         self.damaged = damaged
 
 
-@dataclass(frozen=True)
 class IndexSnapshot:
-    """The runs of a repository as of one refresh: readable runs and damaged ones."""
+    """The runs of a repository as of one refresh.
 
-    runs: dict[str, RunMeta]
-    damaged: tuple[DamagedRun, ...]
-    sidecars_read: int  # how many sidecars this refresh had to open (0 when all were cached)
+    `records` are the readable runs (cheap, lazily decoded); `runs` the same as RunMetas (built
+    on first access); `damaged` the runs skipped; `sidecars_read` how many sidecars this refresh
+    had to open (0 when the index was current).
+    """
+
+    def __init__(
+        self, records: dict[str, RunRecord], damaged: tuple[DamagedRun, ...], sidecars_read: int
+    ) -> None:
+        self.records = records
+        self.damaged = damaged
+        self.sidecars_read = sidecars_read
+
+    @cached_property
+    def runs(self) -> dict[str, RunMeta]:
+        return {h: r.meta for h, r in self.records.items()}
+
+    @cached_property
+    def newest_first(self) -> list[RunRecord]:
+        """Records ordered by creation time, newest first (ties by hash, for a stable order)."""
+        return sorted(self.records.values(), key=lambda r: (r.creation_time, r.hash), reverse=True)
+
+
+def _is_plausible(run_hash: str, data: Any) -> bool:
+    """A cheap check of an index entry (a bad one makes us read the sidecar instead)."""
+    return (
+        isinstance(data, dict)
+        and data.get("hash") == run_hash
+        and isinstance(data.get("creation_time"), (int, float))
+    )
 
 
 class RunIndex:
@@ -107,6 +223,7 @@ class RunIndex:
         self.path = layout.index_dir / INDEX_FILENAME
         self.lock_path = layout.index_dir / INDEX_LOCK_FILENAME
         self._entries: dict[str, _Entry] | None = None
+        self._snapshot: IndexSnapshot | None = None
 
     # -- reading ---------------------------------------------------------------------------
     def _load_file(self) -> tuple[dict[str, _Entry], bool]:
@@ -119,36 +236,34 @@ class RunIndex:
             log.warning("aim_parquet: cannot read run index %s (%s); rebuilding it", self.path, exc)
             return {}, False
         try:
-            data = json.loads(raw)
-            if data.get("format") != INDEX_FORMAT or data.get("format_version") != (
+            doc = json.loads(raw)
+            if doc.get("format") != INDEX_FORMAT or doc.get("format_version") != (
                 INDEX_FORMAT_VERSION
             ):
                 raise ValueError("unknown index format")
             entries = {}
-            for run_hash, item in data["runs"].items():
+            for run_hash, item in doc["runs"].items():
                 key = (int(item["mtime_ns"]), int(item["size"]), int(item["ino"]))
-                sidecar = item["sidecar"]
-                if not isinstance(sidecar, dict):
-                    raise ValueError("sidecar is not an object")
-                entries[run_hash] = _Entry(key, sidecar)
+                data = item["sidecar"]
+                record = RunRecord(run_hash, data) if _is_plausible(run_hash, data) else None
+                entries[run_hash] = _Entry(key, data if record else None, record)
             return entries, True
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             log.warning("aim_parquet: run index %s is damaged (%s); rebuilding it", self.path, exc)
             return {}, False
 
-    def _read_sidecar(self, run_hash: str, key: tuple[int, int, int]) -> _Entry:
+    def _read_sidecar(self, run_hash: str, key: StatKey) -> _Entry:
         path = self.layout.sidecar(run_hash)
         try:
             raw = path.read_bytes()
             data = json.loads(raw.decode("utf-8", "surrogatepass"))
             if not isinstance(data, dict):
                 raise ValueError("not a JSON object")
-            entry = _Entry(key, data)
-            entry.meta = RunMeta.from_json(data, f"sidecar {path}")
-            return entry
+            meta = RunMeta.from_json(data, f"sidecar {path}")
+            return _Entry(key, data, RunRecord(run_hash, data, meta))
         except (UnicodeDecodeError, ValueError, AimParquetError) as exc:
             reason = str(exc) if isinstance(exc, AimParquetError) else f"invalid JSON ({exc})"
-            return _Entry(key, None, DamagedRun(run_hash, str(path), reason))
+            return _Entry(key, None, None, DamagedRun(run_hash, str(path), reason))
 
     def _missing_sidecar(self, run_hash: str) -> DamagedRun | None:
         """A run folder without sidecar: being created (None) or damaged."""
@@ -169,15 +284,22 @@ class RunIndex:
             needs_write = not usable
         else:
             old, needs_write = self._entries, False
+        runs_dir = os.fspath(self.layout.runs_dir)
+        try:
+            names = os.listdir(runs_dir)
+        except FileNotFoundError:
+            names = []
         entries: dict[str, _Entry] = {}
+        records: dict[str, RunRecord] = {}
         damaged: list[DamagedRun] = []
-        runs: dict[str, RunMeta] = {}
         read = 0
-        now_ns = time.time_ns()
-        runs_dir = self.layout.runs_dir
-        for run_hash in list_run_hashes(self.layout):
+        settled_ns = time.time_ns() - int(SETTLE_S * 1e9)
+        stat = os.stat
+        for run_hash in names:
+            if not is_valid_run_hash(run_hash):
+                continue
             try:
-                st = os.stat(runs_dir / run_hash / SIDECAR_FILENAME)
+                st = stat(f"{runs_dir}/{run_hash}/{SIDECAR_FILENAME}")
             except FileNotFoundError:
                 missing = self._missing_sidecar(run_hash)
                 if missing is not None:
@@ -185,50 +307,38 @@ class RunIndex:
                 continue
             key = (st.st_mtime_ns, st.st_size, st.st_ino)
             entry = old.get(run_hash)
-            if entry is None or entry.key != key:
+            if entry is None or entry.key != key or entry.record is None:
+                previous = entry
                 entry = self._read_sidecar(run_hash, key)
                 read += 1
-                if entry.damaged is None and (
-                    entry.data is not None
-                    and (
-                        entry.data.get("end_time") is not None
-                        or now_ns - st.st_mtime_ns > SETTLE_S * 1e9
-                    )
-                ):
-                    needs_write = True
+                if entry.data is not None:
+                    if entry.data.get("end_time") is not None or st.st_mtime_ns < settled_ns:
+                        needs_write = True
+                elif previous is not None:
+                    entry.data = previous.data  # keep the last good copy for repairs
+            entries[run_hash] = entry
             if entry.damaged is not None:
                 damaged.append(entry.damaged)
-                entries[run_hash] = entry
-                continue
-            meta = entry.meta
-            if meta is None:
-                try:
-                    meta = entry.meta = RunMeta.from_json(entry.data or {}, f"indexed {run_hash}")
-                except AimParquetError:  # an index entry we cannot decode: read the sidecar
-                    entry = self._read_sidecar(run_hash, key)
-                    read += 1
-                    needs_write = True
-                    if entry.damaged is not None:
-                        damaged.append(entry.damaged)
-                        entries[run_hash] = entry
-                        continue
-                    assert entry.meta is not None
-                    meta = entry.meta
-            entries[run_hash] = entry
-            runs[run_hash] = meta
-        if any(h not in entries for h in old):
+            elif entry.record is not None:
+                records[run_hash] = entry.record
+        removed = any(h not in entries for h in old)
+        if removed:
             needs_write = True
+        unchanged = not read and not removed and not damaged and old is self._entries
+        if unchanged and self._snapshot is not None:
+            return self._snapshot  # nothing changed: keep the cached order and RunMetas
         self._entries = entries
-        if needs_write and (runs or self.path.exists()):
+        if needs_write and (records or self.path.exists()):
             self._write(entries)
-        return IndexSnapshot(runs, tuple(damaged), read)
+        self._snapshot = IndexSnapshot(records, tuple(damaged), read)
+        return self._snapshot
 
     # -- writing ---------------------------------------------------------------------------
     def _write(self, entries: dict[str, _Entry]) -> None:
         runs = {
             h: {"mtime_ns": e.key[0], "size": e.key[1], "ino": e.key[2], "sidecar": e.data}
             for h, e in entries.items()
-            if e.damaged is None and e.data is not None
+            if e.data is not None
         }
         doc = {"format": INDEX_FORMAT, "format_version": INDEX_FORMAT_VERSION, "runs": runs}
         try:
@@ -245,9 +355,9 @@ class RunIndex:
     def invalidate(self) -> None:
         """Forget the in-memory copy (the next refresh starts from the index file)."""
         self._entries = None
+        self._snapshot = None
 
     def remove_file(self) -> None:
         """Delete the index file (it is rebuilt on the next refresh)."""
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
-        self._entries = None
+        self.path.unlink(missing_ok=True)
+        self.invalidate()

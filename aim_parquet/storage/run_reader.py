@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from aim_parquet.errors import CorruptFileError, MissingRunError
@@ -210,7 +211,7 @@ def _read_compacted(
         groups = _row_groups_for(pf, info.seq_id)
         if groups:
             t = pf.read_row_groups(groups, columns=["seq_id", *columns])
-            mask = pa.compute.equal(t.column("seq_id"), info.seq_id)
+            mask = pc.equal(t.column("seq_id"), info.seq_id)
             tables.append(t.filter(mask).select(columns))
     return tables
 

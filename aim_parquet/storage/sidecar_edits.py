@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from aim_parquet.errors import RunLockedError
-from aim_parquet.format.meta import RunMeta
+from aim_parquet.format.meta import RunMeta, SequenceInfo
 from aim_parquet.format.paths import RepoLayout, validate_run_hash
 from aim_parquet.storage.atomic import atomic_write
 from aim_parquet.storage.lock import RunLock, is_run_locked
@@ -67,8 +67,7 @@ def finish_run(layout: RepoLayout, run_hash: str) -> RunMeta:
         infos = list(meta.sequences)
         for info in discover_sequences(layout, run_hash, meta):
             if info.seq_id not in known:
-                blank = replace(info, count=0, first_step=None, last_step=None, first=None,
-                                last=None, min=None, max=None)  # fmt: skip
+                blank = SequenceInfo(info.seq_id, info.name, info.context, info.kind)
                 infos.append(summarize_table(blank, read_sequence(layout, run_hash, blank)))
         end = last_timestamp(layout, run_hash, infos)
         if end is None:

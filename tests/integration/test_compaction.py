@@ -57,7 +57,9 @@ def test_metrics_file_holds_no_object_bytes_and_is_sorted(tmp_path: Path) -> Non
         "run_hash", "seq_id", "name", "context", "step", "epoch", "timestamp", "value",
     ]  # fmt: skip
     assert set(table.column("name").to_pylist()) == {"loss", "acc"}
-    rows = list(zip(table.column("seq_id").to_pylist(), table.column("step").to_pylist(), strict=True))
+    rows = list(
+        zip(table.column("seq_id").to_pylist(), table.column("step").to_pylist(), strict=True)
+    )
     assert rows == sorted(rows)  # by sequence, then step (stable: duplicates keep write order)
     md = pq.ParquetFile(path).metadata
     stats = md.row_group(0).column(1).statistics
@@ -280,3 +282,25 @@ def test_include_active_next_to_a_live_writer_process(tmp_path: Path) -> None:
     assert compact_run(layout, run_hash).status == "compacted"
     assert _check_prefix(layout, run_hash) == total
     assert sum(raw_row_counts(tmp_path, run_hash).values()) == total
+
+
+def test_compaction_never_deletes_the_last_copy_of_points(tmp_path: Path) -> None:
+    import shutil
+
+    from aim_parquet.errors import AimParquetError
+    from aim_parquet.storage.maintenance import verify_repo
+
+    run_hash = write_rich_run(tmp_path)
+    before = snapshot(tmp_path)
+    run_dir = tmp_path / ".aim" / "runs" / run_hash
+    shutil.copytree(run_dir / "seqs", tmp_path / "backup")
+    compact_run(RepoLayout(tmp_path), run_hash)
+    shutil.copytree(tmp_path / "backup", run_dir / "seqs", dirs_exist_ok=True)  # crash leftovers
+    next(run_dir.glob("compacted/metrics-*.parquet")).unlink()  # and then damage
+    with pytest.raises(AimParquetError, match="verify --repair"):
+        compact_run(RepoLayout(tmp_path), run_hash)
+    report = compact_repo(RepoLayout(tmp_path))
+    assert report.runs[0].status == "failed" and report.has_failures
+    assert list(run_dir.glob("seqs/*/*.arrows"))  # the covered segments were kept
+    assert verify_repo(RepoLayout(tmp_path), repair=True).is_healthy
+    assert snapshot(tmp_path) == before

@@ -134,7 +134,10 @@ def compaction_trial(template: Template, trial_dir: Path, rng: random.Random) ->
         if rows and "value" in rows[0]
     }
     expected_metric_rows = sum(
-        n for counts in template.raw.values() for seq_id, n in counts.items() if seq_id in metric_ids
+        n
+        for counts in template.raw.values()
+        for seq_id, n in counts.items()
+        if seq_id in metric_ids
     )
     assert _metric_rows_in_glob(trial_dir) == expected_metric_rows  # the open format: no doubles
     assert len(list_run_hashes(layout)) == len(template.raw)
@@ -193,3 +196,14 @@ def test_sigkill_during_repair_then_rerun(
     assert report.is_healthy, report.problems
     assert verify_repo(RepoLayout(trial)).problems == ()
     assert snapshot(trial) == repair_template.expected
+
+
+@pytest.mark.slow
+def test_sigkill_during_repair_randomized_trials(repair_template: Template, tmp_path: Path) -> None:
+    rng = random.Random(777)
+    for n in range(25):
+        trial = tmp_path / f"t{n}"
+        shutil.copytree(repair_template.root, trial)
+        _kill_during("repair", trial, rng.uniform(0.0, repair_template.seconds * 1.2))
+        assert verify_repo(RepoLayout(trial), repair=True).is_healthy
+        assert snapshot(trial) == repair_template.expected

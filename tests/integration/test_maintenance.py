@@ -37,7 +37,9 @@ def two_runs(tmp_path: Path) -> tuple[Path, str, str]:
     return tmp_path, victim, bystander
 
 
-def _only_bystander_unchanged(root: Path, bystander: str, before: dict[tuple[str, str], object]) -> None:
+def _only_bystander_unchanged(
+    root: Path, bystander: str, before: dict[tuple[str, str], object]
+) -> None:
     after = snapshot(root)
     assert {k: v for k, v in after.items() if k[0] == bystander} == {
         k: v for k, v in before.items() if k[0] == bystander
@@ -62,7 +64,9 @@ def test_invalid_sidecar_is_rebuilt_with_params_from_the_index(
     assert _kinds(report) == {"invalid-sidecar"} and report.damaged_runs == (victim,)
     assert report.problems[0].path == str(sidecar) and not report.is_healthy
     fixed = verify_repo(RepoLayout(root), repair=True)
-    assert fixed.is_healthy and "params and properties from the run index" in fixed.problems[0].action
+    assert (
+        fixed.is_healthy and "params and properties from the run index" in fixed.problems[0].action
+    )
     assert snapshot(root) == before  # every point kept
     assert load_run_meta(RepoLayout(root), victim).params["hparams"]["name"] == "net1"
     assert list((root / ".aim" / "quarantine" / victim).glob("run.json*"))

@@ -23,6 +23,7 @@ import random
 import subprocess
 import types
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -255,20 +256,23 @@ class FaultyOs(types.SimpleNamespace):
         return os.open(path, flags, mode)
 
 
-def _model_steps(model: dict[str, list[int]], name: str) -> list[int]:
-    return sorted(set(model[name]))
+@dataclass(frozen=True)
+class TrialResult:
+    faults: int  # injected write/truncate/open failures
+    points: int  # points tracked (metrics and texts)
+    lost: int  # tracked points missing afterwards
+    doubled: int  # points stored more than once
 
 
-def fault_trial(repo: Path, rng: random.Random, monkeypatch: pytest.MonkeyPatch) -> int:
+def fault_trial(repo: Path, rng: random.Random, monkeypatch: pytest.MonkeyPatch) -> TrialResult:
     """Track, flush and set params while the disk fills and frees at random; then free it and
-    close. Every point tracked must be there exactly once. Returns the faults injected."""
+    close. Every point tracked must be there exactly once."""
     fake = FaultyOs(rng)
     with monkeypatch.context() as patch:
         patch.setattr(segments, "os", fake)
         patch.setattr(atomic, "os", fake)
         run = aim.Run(repo=repo, system_tracking_interval=None, capture_terminal_logs=False)
         model: dict[str, list[int]] = {}
-        texts: list[int] = []
         params: dict[str, int] = {}
         for op in range(rng.randrange(20, 60)):
             choice = rng.random()
@@ -279,8 +283,9 @@ def fault_trial(repo: Path, rng: random.Random, monkeypatch: pytest.MonkeyPatch)
                     run.track(float(step), name=name, step=step)
                     model[name].append(step)
             elif choice < 0.7:
-                run.track(aim.Text(f"text {len(texts)}"), name="txt", step=len(texts))
-                texts.append(len(texts))
+                step = len(model.setdefault("txt", []))
+                run.track(aim.Text(f"text {step}"), name="txt", step=step)
+                model["txt"].append(step)
             elif choice < 0.8:
                 params[f"p{op}"] = op
                 run[f"p{op}"] = op  # never raises without strict mode
@@ -290,43 +295,50 @@ def fault_trial(repo: Path, rng: random.Random, monkeypatch: pytest.MonkeyPatch)
                 fake.is_full = not fake.is_full
         fake.is_full = False  # space comes back before the end
         run.close()
+    raw = raw_points(repo, run.hash)
+    stored = {name: [p["step"] for p in raw.get((name, "{}"), [])] for name in model}
+    result = TrialResult(
+        faults=fake.faults,
+        points=sum(len(steps) for steps in model.values()),
+        lost=sum(len(set(model[n]) - set(stored[n])) for n in model),
+        doubled=sum(len(stored[n]) - len(set(stored[n])) for n in model),
+    )
+    assert (result.lost, result.doubled) == (0, 0), result
     layout = RepoLayout(repo)
     meta = load_run_meta(layout, run.hash)
     assert meta.end_time is not None
-    assert {k: v for k, v in meta.params.items()} == params
+    assert dict(meta.params) == params
     infos = {i.name: i for i in discover_sequences(layout, run.hash, meta)}
-    raw = raw_points(repo, run.hash)
-    for name in model:
+    for name, steps in model.items():
+        assert stored[name] == steps, "write order changed"
         table = read_sequence(layout, run.hash, infos[name])
-        assert table.column("step").to_pylist() == _model_steps(model, name), name
-        assert [p["step"] for p in raw[(name, "{}")]] == model[name], "lost or doubled"
-    if texts:
-        assert [p["step"] for p in raw[("txt", "{}")]] == texts
+        assert table.column("step").to_pylist() == steps, name
     assert_no_temp_files(repo)
-    return fake.faults
+    return result
 
 
 FAST_TRIALS = 12
 SLOW_TRIALS = 400
 
 
-def run_fault_trials(root: Path, n: int, seed: int, monkeypatch: pytest.MonkeyPatch) -> int:
+def run_fault_trials(
+    root: Path, n: int, seed: int, monkeypatch: pytest.MonkeyPatch
+) -> list[TrialResult]:
     rng = random.Random(seed)
-    faults = 0
-    for trial in range(n):
-        faults += fault_trial(root / f"t{trial}", rng, monkeypatch)
-    return faults
+    return [fault_trial(root / f"t{trial}", rng, monkeypatch) for trial in range(n)]
 
 
 def test_random_enospc_faults_lose_and_double_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert run_fault_trials(tmp_path, FAST_TRIALS, 7, monkeypatch) > 0
+    results = run_fault_trials(tmp_path, FAST_TRIALS, 7, monkeypatch)
+    assert sum(r.faults for r in results) > 0
 
 
 @pytest.mark.slow
 def test_random_enospc_faults_many_trials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert run_fault_trials(tmp_path, SLOW_TRIALS, 2024, monkeypatch) > SLOW_TRIALS
+    results = run_fault_trials(tmp_path, SLOW_TRIALS, 2024, monkeypatch)
+    assert sum(r.faults for r in results) > SLOW_TRIALS
 
 
 def test_failed_new_run_leaves_no_half_made_run_folder(

@@ -1,6 +1,6 @@
 """Shared set-up for the framework tests (`pytest -m integrations tests/integrations`).
 
-Everything runs offline on the CPU: no hub downloads, Keras on its torch backend, no CUDA.
+Everything runs offline on the CPU: no hub downloads, Keras on its torch backend.
 `stored_runs` reads back what an adapter wrote through the query API (`Repo`), the way a user
 would look at it.
 """

@@ -15,6 +15,7 @@ from aim_parquet.format.paths import (
     canonical_context,
     generate_run_hash,
     is_segment_name,
+    new_session_token,
     resolve_repo_root,
     segment_name,
     sequence_id,
@@ -65,7 +66,8 @@ def test_context_identity_is_order_independent() -> None:
 
 
 def test_segment_names_sort_in_write_order() -> None:
-    names = [segment_name(1_000, 2), segment_name(1_000, 10), segment_name(2_000, 1)]
+    token = new_session_token()
+    names = [segment_name(1_000, 2, token), segment_name(1_000, 10, token), segment_name(2_000, 1)]
     assert all(is_segment_name(n) for n in names)
     assert sorted(names) == names
     assert not is_segment_name(".tmp-" + names[0])
@@ -153,5 +155,6 @@ def test_corrupt_sidecar_is_a_clear_error() -> None:
 def test_manifest_round_trip() -> None:
     from aim_parquet.format.meta import CompactedFile
 
-    m = Manifest(2, (CompactedFile("compacted/m.parquet", "metrics", 10, 100),), frozenset({"a/b"}))
+    seg = "a" * 20 + "/" + segment_name(5, 1)
+    m = Manifest(2, (CompactedFile("compacted/m.parquet", "metrics", 10, 100),), frozenset({seg}))
     assert Manifest.from_json(m.to_json()) == m

@@ -1,0 +1,247 @@
+"""Run the slow reliability trials and print the figures the README quotes.
+
+    .venv/bin/python tools/fault_report.py            # everything (several minutes)
+    .venv/bin/python tools/fault_report.py --quick    # a few trials of each kind (~1 minute)
+
+Figures: trials run, faults injected (ENOSPC/EFBIG write failures, SIGKILLs), inputs tried (bad
+input corpus, Hypothesis examples, hostile path strings) and data lost: points that were written
+(flushed, or tracked while the disk was full and then freed) but missing or doubled afterwards. The
+trials are the ones the test suite runs (tests/integration, tests/property), called directly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import pytest  # noqa: E402  (after the sys.path set-up: the trials live in tests/)
+
+from tests.integration import (  # noqa: E402
+    test_bad_input,
+    test_concurrency,
+    test_paths_security,
+    test_resource_faults,
+)
+
+
+@dataclass
+class Tally:
+    name: str
+    trials: int = 0
+    faults: int = 0
+    inputs: int = 0
+    points: int = 0
+    lost: int = 0
+    failures: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+@contextlib.contextmanager
+def timed(tally: Tally) -> Iterator[None]:
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        tally.seconds += time.perf_counter() - started
+
+
+def attempt(tally: Tally, what: str, fn: Callable[[], Any]) -> Any:
+    try:
+        return fn()
+    except (AssertionError, Exception) as exc:  # a failed trial is a figure, not a crash
+        tally.failures.append(f"{what}: {type(exc).__name__}: {str(exc)[:200]}")
+        return None
+
+
+def run_pytest(*args: str) -> int:
+    """Run pytest on some of the suite in a child process; its exit status."""
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args]
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, check=False).returncode
+
+
+def enospc_trials(n: int, base: Path) -> Tally:
+    tally = Tally("random ENOSPC faults (in process)")
+    rng = random.Random(2024)
+    with timed(tally), pytest.MonkeyPatch.context() as mp:
+        for i in range(n):
+            result = attempt(
+                tally,
+                f"trial {i}",
+                lambda i=i: test_resource_faults.fault_trial(base / f"enospc{i}", rng, mp),
+            )
+            tally.trials += 1
+            if result is None:
+                tally.lost += 1  # counted as a failure; see the listed reason
+                continue
+            tally.faults += result.faults
+            tally.points += result.points
+            tally.lost += result.lost + result.doubled
+    return tally
+
+
+def disk_full_scenarios(base: Path) -> Tally:
+    tally = Tally("disk full mid-run (subprocess, RLIMIT_FSIZE)")
+    with timed(tally):
+        for scenario, strict, before in (
+            ("default", False, 300),
+            ("recover", False, 601),
+            ("partial", False, 601),
+            ("strict", True, 300),
+        ):
+            repo = base / f"fsize-{scenario}"
+            out = attempt(
+                tally,
+                scenario,
+                lambda r=repo, s=scenario, t=strict: test_resource_faults.run_child(r, s, strict=t),
+            )
+            tally.trials += 1
+            if out is None:
+                continue
+            tally.faults += 1
+            tally.points += before
+            steps = attempt(
+                tally,
+                scenario,
+                lambda r=repo, h=out[0]["hash"]: test_resource_faults.metric_steps(r, h),
+            )
+            if steps is not None:
+                ours, raw = steps
+                tally.lost += before - len(set(ours) & set(range(before)))
+                tally.lost += len(raw) - len(set(raw))
+    return tally
+
+
+def crash_trials(n: int, base: Path) -> Tally:
+    tally = Tally("SIGKILL at random moments (subprocess)")
+    from tests.integration import test_crash
+
+    rng = random.Random(1234)
+    with timed(tally):
+        for i in range(n):
+            attempt(tally, f"trial {i}", lambda i=i: test_crash.one_trial(base / f"crash{i}", rng))
+            tally.trials += 1
+            tally.faults += 1
+    tally.lost = len(tally.failures)  # one_trial asserts that nothing flushed was lost
+    return tally
+
+
+def concurrency(base: Path, *, heavy: bool) -> Tally:
+    tally = Tally("8 writers + reader + compactor at once")
+    kwargs = {"writers": 8, "points": 30000 if heavy else 2000, "phases": 6 if heavy else 2}
+    with timed(tally):
+        stats = attempt(
+            tally,
+            "run",
+            lambda: test_concurrency.run_everything(
+                base / "concurrency", pace_s=0.01 if heavy else 0.05, **kwargs
+            ),
+        )
+    tally.trials = 1
+    n = kwargs["points"]
+    tally.points = kwargs["writers"] * (n + len(range(0, n, 3)))  # loss, and acc every 3rd step
+    if stats is not None:
+        tally.inputs = stats["reads"] + stats["queries"]  # reads racing writers and compactions
+        tally.name += f" ({stats['compactions']} compactions)"
+    tally.lost = len(tally.failures)
+    return tally
+
+
+def hypothesis_runs(quick: bool) -> Tally:
+    tally = Tally("Hypothesis round trips + state machine")
+    from hypothesis import settings
+    from hypothesis.stateful import run_state_machine_as_test
+
+    from tests.property import test_roundtrip, test_stateful
+
+    examples, steps = (20, 25) if quick else (300, 50)
+    with timed(tally):
+        attempt(
+            tally,
+            "state machine",
+            lambda: run_state_machine_as_test(
+                test_stateful.RepoMachine,
+                settings=settings(
+                    test_stateful.FAST, max_examples=examples, stateful_step_count=steps
+                ),
+            ),
+        )
+        marker = "not slow" if quick else "slow"
+        code = run_pytest("-m", marker, "tests/property/test_roundtrip.py")
+        if code != 0:
+            tally.failures.append(f"tests/property/test_roundtrip.py exited {code}")
+    tally.trials = examples
+    # examples requested: state machine steps, plus 6 fast / 3 slow round-trip tests
+    fast, slow = test_roundtrip.FAST.max_examples, test_roundtrip.SLOW.max_examples
+    tally.inputs = examples * steps + (6 * fast if quick else 3 * slow)
+    tally.lost = len(tally.failures)
+    return tally
+
+
+def corpus() -> Tally:
+    tally = Tally("bad input corpus + hostile path strings")
+    with timed(tally):
+        code = run_pytest(
+            "tests/integration/test_bad_input.py", "tests/integration/test_paths_security.py"
+        )
+    if code != 0:
+        tally.failures.append(f"bad input / path tests exited {code}")
+    sizes = test_bad_input.corpus_size()
+    paths = len(test_paths_security.HOSTILE) + len(test_paths_security.LAYOUT_LIKE)
+    tally.inputs = sum(sizes.values()) + paths * 14  # 14 entry points per hostile string
+    tally.trials = 1
+    tally.lost = len(tally.failures)
+    return tally
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a few trials of each kind")
+    parser.add_argument("--crash-trials", type=int, default=None, help="SIGKILL trials (50)")
+    parser.add_argument("--enospc-trials", type=int, default=None, help="ENOSPC trials (400)")
+    args = parser.parse_args()
+    crash_n = args.crash_trials if args.crash_trials is not None else (5 if args.quick else 50)
+    enospc_n = args.enospc_trials if args.enospc_trials is not None else (20 if args.quick else 400)
+    with tempfile.TemporaryDirectory(prefix="aim-parquet-faults-") as tmp:
+        base = Path(tmp)
+        tallies = [
+            crash_trials(crash_n, base),
+            enospc_trials(enospc_n, base),
+            disk_full_scenarios(base),
+            concurrency(base, heavy=not args.quick),
+            hypothesis_runs(args.quick),
+            corpus(),
+        ]
+    print(f"{'trial kind':48} {'trials':>7} {'faults':>8} {'inputs':>8} {'lost':>5} {'s':>6}")
+    for t in tallies:
+        print(f"{t.name:48} {t.trials:7d} {t.faults:8d} {t.inputs:8d} {t.lost:5d} {t.seconds:6.0f}")
+    total = Tally("total")
+    for t in tallies:
+        total.trials += t.trials
+        total.faults += t.faults
+        total.inputs += t.inputs
+        total.lost += t.lost
+        total.failures += [f"{t.name}: {f}" for f in t.failures]
+    print(f"{'TOTAL':48} {total.trials:7d} {total.faults:8d} {total.inputs:8d} {total.lost:5d}")
+    print(
+        f"\ntrials run: {total.trials}, faults injected: {total.faults}, inputs tried: "
+        f"{total.inputs}, data lost: {total.lost}"
+    )
+    for failure in total.failures:
+        print("FAILED", failure)
+    return 1 if total.failures or total.lost else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
