@@ -208,8 +208,9 @@ class ResourceSampler:
             )
             self._read(values, "__system__p_memory_percent", {}, process.memory_percent)
             self._read(values, "__system__disk_percent", {}, lambda: psutil.disk_usage("/").percent)
+        gpus = self._ensure_gpus()  # may load NVML: read self._nvml only after it
         nvml = self._nvml
-        for gpu in self._ensure_gpus():
+        for gpu in gpus:
             for name, read in _GPU_FIELDS:
                 if name not in gpu.unsupported:
                     self._read(values, name, gpu.context, partial(read, nvml, gpu.handle), gpu=gpu)

@@ -94,3 +94,25 @@ def test_thread_reports_every_gpu_and_stops(gpu_count: int) -> None:
     assert not sampler.is_running
     assert sampler.error is None
     check_gpu_values(emitted.snapshot(), gpu_count)
+
+
+def test_run_records_gpu_sequences_end_to_end(tmp_path: Any, gpu_count: int) -> None:
+    """A real Run with a short interval writes per-GPU sequences that plain pyarrow reads."""
+    import aim_parquet as aim
+    from tests.conftest import raw_points
+
+    run = aim.Run(repo=tmp_path, system_tracking_interval=0.2, capture_terminal_logs=False)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        run.flush()
+        names = {name for name, _ in raw_points(tmp_path, run.hash)}
+        if "__system__gpu" in names:
+            break
+        time.sleep(0.1)
+    run.close()
+    points = raw_points(tmp_path, run.hash)
+    for index in range(gpu_count):
+        rows = points[("__system__gpu", f'{{"gpu":{index}}}')]
+        assert rows and all(0.0 <= r["value"] <= 100.0 for r in rows)
+        memory = points[("__system__gpu_memory_percent", f'{{"gpu":{index}}}')]
+        assert all(0.0 <= r["value"] <= 100.0 for r in memory)

@@ -435,3 +435,17 @@ def test_import_has_no_side_effects() -> None:
     )
     root = Path(resources.__file__).parents[2]
     subprocess.run([sys.executable, "-W", "error", "-c", code], cwd=root, check=True, timeout=60)
+
+
+def test_first_direct_sample_includes_gpus_when_nvml_loads_lazily(monkeypatch: Any) -> None:
+    """Regression (seen on an H200): sample_once() before start() must use the NVML module it
+    loads in that same call, not the `None` it held before."""
+    from aim_parquet.system import resources as res
+
+    fake = FakeNvml([{"util": 7, "memory": (1, 4), "temp": 40, "power": 70_000}])
+    monkeypatch.setattr(res.ResourceSampler, "_load_nvml", lambda self: fake)
+    out: list[tuple[str, float, dict[str, Any]]] = []
+    sampler = res.ResourceSampler(10, lambda n, v, c: out.append((n, v, c)))
+    sampler.sample_once()
+    sampler.stop()
+    assert any(name == "__system__gpu" and ctx == {"gpu": 0} for name, _, ctx in out)
