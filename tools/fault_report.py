@@ -223,9 +223,9 @@ def main() -> int:
             hypothesis_runs(args.quick),
             corpus(),
         ]
-    print(f"{'trial kind':48} {'trials':>7} {'faults':>8} {'inputs':>8} {'lost':>5} {'s':>6}")
+    print(f"{'trial kind':58} {'trials':>7} {'faults':>8} {'inputs':>8} {'lost':>5} {'s':>6}")
     for t in tallies:
-        print(f"{t.name:48} {t.trials:7d} {t.faults:8d} {t.inputs:8d} {t.lost:5d} {t.seconds:6.0f}")
+        print(f"{t.name:58} {t.trials:7d} {t.faults:8d} {t.inputs:8d} {t.lost:5d} {t.seconds:6.0f}")
     total = Tally("total")
     for t in tallies:
         total.trials += t.trials
@@ -233,7 +233,7 @@ def main() -> int:
         total.inputs += t.inputs
         total.lost += t.lost
         total.failures += [f"{t.name}: {f}" for f in t.failures]
-    print(f"{'TOTAL':48} {total.trials:7d} {total.faults:8d} {total.inputs:8d} {total.lost:5d}")
+    print(f"{'TOTAL':58} {total.trials:7d} {total.faults:8d} {total.inputs:8d} {total.lost:5d}")
     print(
         f"\ntrials run: {total.trials}, faults injected: {total.faults}, inputs tried: "
         f"{total.inputs}, data lost: {total.lost}"

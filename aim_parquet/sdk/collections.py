@@ -89,10 +89,13 @@ class SequenceCollection:
         include_params: bool = True,
     ) -> pandas.DataFrame | None:
         """Long-format pandas DataFrame of every sequence (None when there is none)."""
-        flags = dict(
-            include_run=include_run, include_name=include_name, include_context=include_context,
-            include_props=include_props, include_params=include_params,
-        )  # fmt: skip
+        flags = {
+            "include_run": include_run,
+            "include_name": include_name,
+            "include_context": include_context,
+            "include_props": include_props,
+            "include_params": include_params,
+        }
         tables = self._tables(only_last, flags)
         return dataframes.to_pandas(tables) if tables else None
 
@@ -106,10 +109,13 @@ class SequenceCollection:
         include_params: bool = True,
     ) -> polars.DataFrame | None:
         """The same table as `dataframe()`, as a polars DataFrame (None when empty)."""
-        flags = dict(
-            include_run=include_run, include_name=include_name, include_context=include_context,
-            include_props=include_props, include_params=include_params,
-        )  # fmt: skip
+        flags = {
+            "include_run": include_run,
+            "include_name": include_name,
+            "include_context": include_context,
+            "include_props": include_props,
+            "include_params": include_params,
+        }
         tables = self._tables(only_last, flags)
         return dataframes.to_polars(tables) if tables else None
 
@@ -235,17 +241,23 @@ class QueryRunSequenceCollection(_QueryCollection):
         ]
 
     def dataframe(  # type: ignore[override]
-        self, only_last: bool = False, include_props: bool = True, include_params: bool = True,
+        self,
+        only_last: bool = False,
+        include_props: bool = True,
+        include_params: bool = True,
         **_ignored: bool,
-    ) -> pandas.DataFrame | None:  # fmt: skip
+    ) -> pandas.DataFrame | None:
         """One row per matching run (Aim's `Run.dataframe()` rows); None when no run matches."""
         rows = self._run_rows(include_props, include_params)
         return dataframes.runs_to_pandas(rows) if rows else None
 
     def to_polars(  # type: ignore[override]
-        self, only_last: bool = False, include_props: bool = True, include_params: bool = True,
+        self,
+        only_last: bool = False,
+        include_props: bool = True,
+        include_params: bool = True,
         **_ignored: bool,
-    ) -> polars.DataFrame | None:  # fmt: skip
+    ) -> polars.DataFrame | None:
         """The same table as `dataframe()`, as a polars DataFrame."""
         rows = self._run_rows(include_props, include_params)
         return dataframes.runs_to_polars(rows) if rows else None

@@ -110,14 +110,17 @@ class Repo:
             yield open_read_only_run(self.layout, record.meta)
 
     def get_run(self, run_hash: str) -> Any:
-        """The read-only Run with this hash, or None (also for a malformed hash).
+        """The read-only Run with this hash, or None (also for a malformed hash, and for a run
+        whose folder was just created and has no sidecar yet).
 
-        Raises CorruptFileError when the run exists but its sidecar is damaged.
+        Raises CorruptFileError when the run exists but its sidecar is damaged or missing.
         """
         if not isinstance(run_hash, str) or not is_valid_run_hash(run_hash):
             return None
         if not self.layout.run_dir(run_hash).is_dir():
             return None
+        if not self.layout.sidecar(run_hash).exists() and not self._index.is_damaged(run_hash):
+            return None  # being created: its sidecar is written right after the folder
         from aim_parquet.sdk.run import Run
 
         try:

@@ -277,6 +277,10 @@ class RunIndex:
         path = run_dir / SIDECAR_FILENAME
         return DamagedRun(run_hash, str(path), "the sidecar is missing")
 
+    def is_damaged(self, run_hash: str) -> bool:
+        """Whether a run folder without sidecar is damaged (False: it is being created)."""
+        return self._missing_sidecar(run_hash) is not None
+
     def refresh(self) -> IndexSnapshot:
         """Bring the index up to date with the sidecars on disk and return every run."""
         if self._entries is None:

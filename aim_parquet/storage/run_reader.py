@@ -71,35 +71,23 @@ def load_manifest(layout: RepoLayout, run_hash: str) -> Manifest | None:
     return _load_manifest_state(layout, run_hash)[0]
 
 
-_FileIdentity = tuple[int, int, int] | None
-
-
-def _identity(st: os.stat_result) -> tuple[int, int, int]:
-    return (st.st_ino, st.st_mtime_ns, st.st_size)
-
-
-def _manifest_identity(layout: RepoLayout, run_hash: str) -> _FileIdentity:
+def _manifest_bytes(layout: RepoLayout, run_hash: str) -> bytes | None:
+    """The manifest file's content, None when there is none. Every commit changes it (its
+    generation grows), so equal bytes mean no compaction committed in between; inode and
+    mtime are not enough (inodes are reused and mtime can be as coarse as a clock tick)."""
     try:
-        return _identity(os.stat(layout.manifest(run_hash)))
+        with open(layout.manifest(run_hash), "rb") as f:
+            return f.read()
     except FileNotFoundError:
         return None
 
 
-def _load_manifest_state(
-    layout: RepoLayout, run_hash: str
-) -> tuple[Manifest | None, _FileIdentity]:
-    """The manifest and the identity (inode, mtime, size) of the exact file it was read from."""
+def _load_manifest_state(layout: RepoLayout, run_hash: str) -> tuple[Manifest | None, bytes | None]:
+    """The manifest and the exact bytes it was decoded from."""
     path = layout.manifest(run_hash)
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
+    raw = _manifest_bytes(layout, run_hash)
+    if raw is None:
         return None, None
-    try:
-        ident = _identity(os.fstat(fd))
-        with os.fdopen(fd, "rb", closefd=False) as f:
-            raw = f.read()
-    finally:
-        os.close(fd)
     try:
         data = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -109,7 +97,7 @@ def _load_manifest_state(
         ) from exc
     if not isinstance(data, dict):
         raise CorruptFileError(f"compaction manifest {path} is not a JSON object.")
-    return Manifest.from_json(data, f"compaction manifest {path}"), ident
+    return Manifest.from_json(data, f"compaction manifest {path}"), raw
 
 
 def _is_gone(exc: OSError) -> bool:
@@ -244,7 +232,7 @@ def read_sequence(
         if attempt > 1:
             time.sleep(min(0.2, 0.005 * 2**attempt))  # let a compaction in progress finish
         try:
-            manifest, ident = _load_manifest_state(layout, run_hash)
+            manifest, seen = _load_manifest_state(layout, run_hash)
             tables: list[pa.Table] = []
             covered: frozenset[str] = frozenset()
             if manifest is not None:
@@ -265,7 +253,7 @@ def read_sequence(
             if _is_gone(exc):
                 continue  # compaction or gc swapped files under us: read the new state
             raise
-        if _manifest_identity(layout, run_hash) == ident:
+        if _manifest_bytes(layout, run_hash) == seen:
             break
         # a compaction committed while we read: segments we listed may have been removed
     else:

@@ -24,6 +24,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from aim_parquet.errors import CorruptFileError, StorageError
+from aim_parquet.storage.atomic import temp_path_for
 
 MAX_OPEN_SEGMENTS = 64
 
@@ -99,17 +100,22 @@ class SegmentFile:
     """One segment being written. Not thread-safe: the run writer serialises flushes."""
 
     def __init__(self, path: Path, schema: pa.Schema) -> None:
+        """Create the segment with its schema message: written under a temp name, then renamed,
+        so a reader never sees a segment without its schema."""
         self.path = path
         header = schema.serialize().to_pybytes()
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        tmp = temp_path_for(path)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
-            _write_all(fd, header)
+            try:
+                _write_all(fd, header)
+            finally:
+                os.close(fd)
+            os.rename(tmp, path)
         except OSError:
-            os.close(fd)
             with contextlib.suppress(OSError):
-                os.unlink(path)
+                os.unlink(tmp)
             raise
-        os.close(fd)
         self.size = len(header)
         self.is_broken = False
 

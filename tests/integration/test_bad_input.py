@@ -111,7 +111,8 @@ def read_metric(repo: Path, run_hash: str, name: str, context: Any = None) -> li
     """(step, value) pairs read by our reader, checked against plain pyarrow."""
     info = sequences(repo, run_hash)[(name, json.dumps(context or {}, sort_keys=True))]
     table = read_sequence(RepoLayout(repo), run_hash, info)
-    ours = list(zip(table.column("step").to_pylist(), table.column("value").to_pylist()))
+    steps, values = table.column("step").to_pylist(), table.column("value").to_pylist()
+    ours = list(zip(steps, values, strict=True))
     ctx = json.dumps(context or {}, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     raw = raw_points(repo, run_hash)[(name, ctx)]
     by_step = {p["step"]: p["value"] for p in raw}  # last write wins, as our reader does
@@ -638,8 +639,8 @@ def test_dict_tracking_and_kind_mismatch(repo_root: Path, run: Any) -> None:
 
 OBJECT_CASES: list[tuple[str, Callable[[], Any], Bad]] = [
     ("Text int", lambda: aim.Text(123), Bad(TypeError, "Text takes a str, not int")),
-    ("Text None", lambda: aim.Text(None), Bad(TypeError, "Text takes a str")),  # type: ignore[arg-type]
-    ("Text bytes", lambda: aim.Text(b"x"), Bad(TypeError, "Text takes a str, not bytes")),  # type: ignore[arg-type]
+    ("Text None", lambda: aim.Text(None), Bad(TypeError, "Text takes a str")),
+    ("Text bytes", lambda: aim.Text(b"x"), Bad(TypeError, "Text takes a str, not bytes")),
     ("Image int", lambda: aim.Image(123), Bad(TypeError, "Image cannot be made from int")),
     (
         "Image missing file",

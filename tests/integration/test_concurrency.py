@@ -110,9 +110,10 @@ class Reader:
         for run_hash in list_run_hashes(self.layout):
             try:
                 meta = load_run_meta(self.layout, run_hash)
-            except aim.CorruptFileError:
-                # a brand-new run folder whose first sidecar is not written yet
-                if (self.layout.run_dir(run_hash) / "run.json").exists():
+            except aim.CorruptFileError as exc:
+                # a brand-new run folder whose first sidecar is not written yet (sidecars are
+                # replaced atomically, so any other error is real damage)
+                if "has no sidecar" not in str(exc):
                     raise
                 continue
             for info in discover_sequences(self.layout, run_hash, meta):

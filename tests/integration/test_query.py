@@ -295,3 +295,17 @@ def test_busy_index_lock_falls_back_to_sidecars(runs: dict[str, Any], repo_root:
         assert not index_file.exists()  # the holder blocks writing, not reading
     assert names(aim.Repo(repo_root), "run.hparams.lr < 0.01") == ["mid", "small"]
     assert index_file.exists()
+
+
+def test_index_keeps_last_good_copy_of_a_damaged_sidecar(
+    runs: dict[str, Any], repo_root: Path
+) -> None:
+    index_file = repo_root / ".aim" / "index" / "runs.json"
+    names(aim.Repo(repo_root), "")
+    bad = runs["mid"].hash
+    (repo_root / ".aim" / "runs" / bad / "run.json").write_text("garbage")
+    aim.Repo(repo_root).delete_run(runs["big"].hash)  # a change that rewrites the index
+    with pytest.warns(RuntimeWarning, match=bad):
+        assert names(aim.Repo(repo_root), "") == ["small"]
+    kept = json.loads(index_file.read_text())["runs"]
+    assert kept[bad]["sidecar"]["name"] == "mid" and runs["big"].hash not in kept

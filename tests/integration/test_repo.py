@@ -292,8 +292,11 @@ def test_run_folder_without_sidecar(repo_root: Path, make_run: Any) -> None:
     young.mkdir()
     repo = aim.Repo(repo_root)
     assert [r.hash for r in repo.iter_runs()] == [good.hash]  # being created: no warning
+    assert repo.get_run("c" * 24) is None
     old = repo_root / ".aim" / "runs" / ("d" * 24)
     old.mkdir()
     os.utime(old, (1_000_000, 1_000_000))
     with pytest.warns(RuntimeWarning, match="sidecar is missing"):
         assert [r.hash for r in repo.iter_runs()] == [good.hash]
+    with pytest.raises(CorruptFileError, match="no sidecar"):
+        repo.get_run("d" * 24)

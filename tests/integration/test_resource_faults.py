@@ -356,6 +356,28 @@ def test_failed_new_run_leaves_no_half_made_run_folder(
     assert_no_temp_files(tmp_path)
 
 
+def test_resume_on_a_full_disk_is_a_clear_error_and_the_run_stays_intact(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with aim.Run(repo=tmp_path, system_tracking_interval=None, capture_terminal_logs=False) as run:
+        run.track(0.0, name="m")
+    fake = FaultyOs(random.Random(0))
+    fake.rng = types.SimpleNamespace(random=lambda: 0.0, randrange=lambda *a: 1)  # always fail
+    fake.is_full = True
+    with monkeypatch.context() as patch:
+        patch.setattr(atomic, "os", fake)
+        with pytest.raises(aim.StorageError, match="No space left"):
+            aim.Run(run.hash, repo=tmp_path, system_tracking_interval=None)
+    # the lock was released and nothing was damaged: it resumes as soon as there is space
+    with aim.Run(
+        run.hash, repo=tmp_path, system_tracking_interval=None, capture_terminal_logs=False
+    ) as again:
+        again.track(1.0, name="m")
+    ours, raw = metric_steps(tmp_path, run.hash)
+    assert ours == raw == [0, 1]
+    assert_no_temp_files(tmp_path)
+
+
 # -- file handles ------------------------------------------------------------------------------
 
 

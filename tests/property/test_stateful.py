@@ -280,8 +280,8 @@ class RepoMachine(RuleBasedStateMachine):
 
 
 FAST = settings(
-    max_examples=10,
-    stateful_step_count=25,
+    max_examples=25,
+    stateful_step_count=30,
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
