@@ -8,11 +8,13 @@ distribution per epoch and a confusion-matrix image at the end.
 
 from __future__ import annotations
 
+import glob
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+import pyarrow.dataset as ds
 
 import aim_parquet as aim
 from aim_parquet.format.paths import RepoLayout
@@ -109,7 +111,15 @@ def main() -> int:
         f"Best run by val accuracy: {best.run.hash} (lr={best.run['hparams', 'learning_rate']}, "
         f"acc={best.values.last()[1]:.3f})"
     )
-    print("Open the data directly: polars.scan_parquet('.aim/runs/*/compacted/metrics-*.parquet')")
+    # The compacted files are plain Parquet: read them without aim_parquet (FORMAT.md).
+    files = glob.glob(str(REPO / ".aim" / "runs" / "*" / "compacted" / "metrics-*.parquet"))
+    table = ds.dataset(files, format="parquet").to_table(columns=["run_hash", "name", "value"])
+    names = sorted(set(table.column("name").to_pylist()))
+    print(
+        f"Plain pyarrow over {len(files)} Parquet files: {table.num_rows:,} metric points, "
+        f"{len(set(table.column('run_hash').to_pylist()))} runs, metrics: {', '.join(names)}"
+    )
+    print("Also: polars.scan_parquet('.aim/runs/*/compacted/metrics-*.parquet'), duckdb, pandas")
     return 0
 
 
