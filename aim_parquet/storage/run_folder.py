@@ -1,6 +1,6 @@
 """One run folder as the maintenance tools see it: its locks, sealed segments and usage.
 
-- `exclude_writer`: the run's write lock for a closed run, or the fact that a live writer holds it.
+- `exclude_writer`: whether a live writer holds the run (its newest segments are then left alone).
 - `hold_run_locks`: compaction lock plus write lock, both or neither (for repairs).
 - `segment_key` / `iter_segment_batches`: a segment's sequence identity (from its schema) and its
   complete batches streamed one at a time (a torn tail is skipped, as readers do).
@@ -110,27 +110,20 @@ def iter_segment_batches(path: Path) -> Iterator[pa.RecordBatch]:
 
 @contextmanager
 def exclude_writer(layout: RepoLayout, run_hash: str, include_active: bool) -> Iterator[str]:
-    """Yield 'closed' (run write lock held), 'active' (a live writer; newest segments left
-    alone) or a skip reason starting with 'skip:'."""
-    lock_path = layout.lock_file(run_hash)
-    holder = is_run_locked(lock_path)
+    """Yield 'closed' (no live writer: every segment listed now is sealed), 'active' (a live
+    writer; its newest segments are left alone) or a skip reason starting with 'skip:'.
+
+    A closed run is compacted without taking its write lock, so a training script can resume it
+    at any moment: a resumed writer only ever creates new segments, which the compaction in
+    progress did not list and leaves for the next one.
+    """
+    holder = is_run_locked(layout.lock_file(run_hash))
     if holder is None:
-        run_lock = RunLock(lock_path, run_hash)
-        try:
-            run_lock.acquire()
-        except RunLockedError:
-            holder = is_run_locked(lock_path)
-        else:
-            try:
-                yield "closed"
-            finally:
-                run_lock.release()
-            return
-    if include_active:
+        yield "closed"
+    elif include_active:
         yield "active"
     else:
-        who = holder.describe() if holder is not None else "another process"
-        yield f"skip:active run (written by {who}); pass include_active to compact its sealed segments"
+        yield f"skip:active run (written by {holder.describe()}); pass include_active to compact its sealed segments"
 
 
 def is_uncommitted(run_dir: Path, path: Path) -> bool:

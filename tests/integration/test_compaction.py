@@ -14,8 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import aim_parquet as aim
-from aim_parquet.errors import RunLockedError
-from aim_parquet.format.paths import RepoLayout
+from aim_parquet.format.paths import RepoLayout, sequence_id
 from aim_parquet.storage import compacted, compactor, run_reader
 from aim_parquet.storage.compactor import compact_repo, compact_run
 from aim_parquet.storage.run_reader import load_run_meta, read_sequence
@@ -164,23 +163,31 @@ def test_second_compactor_skips_the_run(tmp_path: Path) -> None:
     assert entry.status == "skipped" and "another compaction" in entry.note
 
 
-def test_writer_cannot_resume_during_compaction(
+def test_writer_resumes_during_compaction_and_nothing_is_lost(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The compactor takes no write lock: a training script resuming the run mid-compaction
+    goes on at once, and its new points survive both this compaction and the next."""
     run_hash = write_rich_run(tmp_path, n=20)
     real = compactor._write_kind
-    errors: list[BaseException] = []
+    resumed: list[str] = []
 
-    def write_and_try_resume(*args: Any) -> Any:
-        try:
-            aim.Run(run_hash, repo=tmp_path, **QUIET)  # type: ignore[arg-type]
-        except RunLockedError as exc:
-            errors.append(exc)
+    def write_and_resume(*args: Any) -> Any:
+        if not resumed:
+            with aim.Run(run_hash, repo=tmp_path, **QUIET) as run:  # type: ignore[arg-type]
+                run.track(123.0, name="resumed-metric", step=7)
+            resumed.append(run.hash)
         return real(*args)
 
-    monkeypatch.setattr(compactor, "_write_kind", write_and_try_resume)
+    monkeypatch.setattr(compactor, "_write_kind", write_and_resume)
     assert compact_run(RepoLayout(tmp_path), run_hash).status == "compacted"
-    assert errors and f"process {__import__('os').getpid()}" in str(errors[0])
+    assert resumed == [run_hash]
+    monkeypatch.setattr(compactor, "_write_kind", real)
+    before_new = snapshot(tmp_path)
+    resumed_rows = before_new[(run_hash, sequence_id("resumed-metric", {}))]
+    assert [(r["step"], r["value"]) for r in resumed_rows] == [(7, 123.0)]
+    assert compact_run(RepoLayout(tmp_path), run_hash).status == "compacted"
+    assert snapshot(tmp_path) == before_new
 
 
 def test_unreadable_segment_is_left_for_verify(tmp_path: Path) -> None:

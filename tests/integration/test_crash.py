@@ -46,9 +46,9 @@ def kill_after(proc: subprocess.Popen[str], delay_s: float) -> list[tuple[int, f
 
     def pump() -> None:
         for line in stdout:
-            if line.startswith("step "):
-                _, step, ts = line.split()
-                reported.append((int(step), float(ts)))
+            fields = line.split()
+            if len(fields) == 3 and fields[0] == "step":  # a kill may cut the last line short
+                reported.append((int(fields[1]), float(fields[2])))
 
     thread = threading.Thread(target=pump, daemon=True)
     thread.start()
