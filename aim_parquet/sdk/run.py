@@ -24,7 +24,12 @@ from aim_parquet.errors import (
     UnsupportedValueError,
 )
 from aim_parquet.format.meta import RunMeta
-from aim_parquet.format.paths import generate_run_hash, validate_run_hash
+from aim_parquet.format.paths import (
+    SIDECAR_FILENAME,
+    TEMP_PREFIX,
+    generate_run_hash,
+    validate_run_hash,
+)
 from aim_parquet.format.schema import is_metric_kind
 from aim_parquet.format.values import (
     has_lone_surrogate,
@@ -35,6 +40,7 @@ from aim_parquet.format.values import (
 from aim_parquet.sdk import lifecycle
 from aim_parquet.sdk.params import ParamKey, del_path, get_path, key_path, set_path
 from aim_parquet.sdk.run_base import RunReadMixin, layout_for
+from aim_parquet.storage.atomic import atomic_write
 from aim_parquet.storage.lock import RunLock
 from aim_parquet.storage.run_reader import discover_sequences, load_run_meta
 from aim_parquet.storage.run_writer import RunWriter, SeqBuffer
@@ -123,7 +129,7 @@ class Run(RunReadMixin):
         layout = self._layout
         run_dir = layout.run_dir(self.hash)
         if is_new:
-            run_dir.mkdir(parents=False, exist_ok=False)
+            self._create_run_folder(experiment)
         elif not run_dir.is_dir():
             raise MissingRunError(
                 f"No run {self.hash!r} in repository {layout.root}; pass run_hash=None to "
@@ -137,10 +143,8 @@ class Run(RunReadMixin):
                 shutil.rmtree(run_dir, ignore_errors=True)
             raise
         try:
-            if is_new:
-                meta = RunMeta(hash=self.hash, creation_time=time.time())
-            else:
-                meta = load_run_meta(layout, self.hash)
+            meta = load_run_meta(layout, self.hash)
+            if not is_new:
                 meta = RunMeta(**{**meta.__dict__, "end_time": None})
                 infos = discover_sequences(layout, self.hash, meta)
                 meta = RunMeta(**{**meta.__dict__, "sequences": tuple(infos)})
@@ -158,6 +162,28 @@ class Run(RunReadMixin):
                 self._cache_metric_seq(seq, seq.info.name, seq.info.context)
         writer.start()
         self._writer = writer
+
+    def _create_run_folder(self, experiment: str | None) -> None:
+        """Make `runs/<hash>/` appear with its sidecar already in it (built under a temp name,
+        then renamed), so no reader ever sees a run folder without a sidecar."""
+        layout = self._layout
+        tmp = layout.runs_dir / f"{TEMP_PREFIX}{self.hash}-{os.getpid()}"
+        tmp.mkdir()
+        try:
+            meta = RunMeta(
+                hash=self.hash,
+                creation_time=time.time(),
+                experiment=str(experiment) if experiment else "default",
+            )
+            atomic_write(tmp / SIDECAR_FILENAME, meta.dumps(), durable=True)
+            os.rename(tmp, layout.run_dir(self.hash))
+        except BaseException as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if isinstance(exc, OSError):
+                raise StorageError(
+                    f"creating run {self.hash} in {layout.root} failed: {exc}"
+                ) from exc
+            raise
 
     # -- state -----------------------------------------------------------------------------
     @property
