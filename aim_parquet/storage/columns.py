@@ -14,8 +14,11 @@ import numpy as np
 import pyarrow as pa
 
 
-def int64_array(values: list[int]) -> pa.Array:
-    data = np.fromiter(values, dtype=np.int64, count=len(values))
+def int64_array(values: list[int] | np.ndarray[Any, Any]) -> pa.Array:
+    if isinstance(values, np.ndarray):
+        data = np.ascontiguousarray(values, dtype=np.int64)
+    else:
+        data = np.fromiter(values, dtype=np.int64, count=len(values))
     return pa.Array.from_buffers(pa.int64(), len(values), [None, pa.py_buffer(data)])
 
 

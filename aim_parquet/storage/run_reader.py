@@ -37,7 +37,7 @@ from aim_parquet.format.schema import (
     describe_segment_schema,
     is_metric_kind,
 )
-from aim_parquet.storage.columns import to_numpy
+from aim_parquet.storage.columns import int64_array, string_array, to_numpy
 from aim_parquet.storage.segments import read_segment
 
 log = logging.getLogger(__name__)
@@ -139,7 +139,7 @@ def discover_sequences(layout: RepoLayout, run_hash: str, meta: RunMeta) -> list
 
 def concat_batches(info: SequenceInfo, batches: list[pa.RecordBatch]) -> pa.Table:
     schema = METRIC_SCHEMA if is_metric_kind(info.kind) else OBJECT_SCHEMA
-    return pa.Table.from_batches(batches, schema=schema) if batches else schema.empty_table()
+    return pa.Table.from_batches(batches, schema=schema)
 
 
 def summarize_table(info: SequenceInfo, table: pa.Table) -> SequenceInfo:
@@ -162,14 +162,14 @@ def dedupe_steps(table: pa.Table, *, by_index: bool) -> pa.Table:
         s, i = steps[order], index[order]
         keep = np.ones(n, dtype=bool)
         keep[:-1] = (s[1:] != s[:-1]) | (i[1:] != i[:-1])
-        return table.take(pa.array(order[keep]))
+        return table.take(int64_array(order[keep]))
     if n == 1 or bool(np.all(steps[1:] > steps[:-1])):
         return table
     order = np.lexsort((np.arange(n), steps))
     s = steps[order]
     keep = np.ones(n, dtype=bool)
     keep[:-1] = s[1:] != s[:-1]
-    return table.take(pa.array(order[keep]))
+    return table.take(int64_array(order[keep]))
 
 
 def _compacted_kind(info: SequenceInfo) -> str:
@@ -199,7 +199,10 @@ def _read_compacted(
         groups = _row_groups_for(pf, info.seq_id)
         if groups:
             t = pf.read_row_groups(groups, columns=["seq_id", *columns])
-            mask = pc.equal(t.column("seq_id"), info.seq_id)
+            # (no pc.equal with a Python scalar: converting it makes pyarrow import pandas)
+            mask = pc.call_function(
+                "is_in", [t.column("seq_id")], pc.SetLookupOptions(string_array([info.seq_id]))
+            )
             tables.append(t.filter(mask).select(columns))
     return tables
 
@@ -258,9 +261,9 @@ def read_sequence(
         # a compaction committed while we read: segments we listed may have been removed
     else:
         raise CorruptFileError(f"run {run_hash}: files kept changing while reading {info.name!r}.")
-    target = schema.empty_table().select(wanted).schema
+    target = pa.schema([schema.field(c) for c in wanted])
     tables = [t.cast(target) if t.schema != target else t for t in tables]
-    table = pa.concat_tables(tables) if tables else target.empty_table()
+    table = pa.concat_tables(tables) if tables else pa.Table.from_batches([], schema=target)
     out = dedupe_steps(table, by_index=not is_metric)
     if columns is not None:
         out = out.select([c for c in wanted if c in columns or c == "step"])

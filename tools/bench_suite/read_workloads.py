@@ -1,0 +1,403 @@
+"""Read-side workload groups: reads of the written repo, one long metric, run predicates over
+many runs, compaction throughput and whole-repo exports."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from bench_suite.stats import Measure, Row, measure
+from bench_suite.suite import Suite, pick, rate, values_of, walls
+
+LOSS = "metric.name == 'loss'"
+TEN_PERCENT = "run.hparams.seed % 10 == 0"
+TEN_PERCENT_LOSS = "run.hparams.seed % 10 == 0 and metric.name == 'loss'"
+MANY = "run.hparams.lr < 0.005 and run.experiment == 'exp-3'"
+
+
+def reads(s: Suite) -> None:
+    c = s.cfg
+    ours_repo, aim_repo, compacted = (
+        s.extra["ap_write"],
+        s.extra["aim_write"],
+        s.extra["ap_compacted"],
+    )
+    has_aim = s.extra["aim_reindex"] is not None
+
+    def both(tag: str, workload: str, params: dict[str, Any]) -> tuple[Any, Any, Any]:
+        mine, theirs = s.alternate(
+            tag,
+            lambda i: (workload, dict(params, repo=ours_repo)),
+            (lambda i: (workload, dict(params, repo=aim_repo))) if has_aim else None,
+        )
+        packed, _ = s.alternate(
+            tag + " (compacted)", lambda i: (workload, dict(params, repo=compacted)), None
+        )
+        return mine, theirs, packed
+
+    loss = both("read all loss", "read", {"query": LOSS})
+    no_pandas, _ = s.alternate(
+        "read all loss, pandas blocked",
+        lambda i: ("read", {"repo": ours_repo, "query": LOSS, "block_pandas": True}),
+        None,
+    )
+    q10 = both("query_runs 10%", "query_runs", {"query": TEN_PERCENT})
+    q10_loss = both("10% + loss", "read", {"query": TEN_PERCENT_LOSS})
+    reindex = s.extra["aim_reindex"]
+    shape = f"{c.runs} runs x {c.metrics} metrics x {c.steps:,} steps"
+    s.section(
+        "Reads",
+        f"The write workload's repo ({shape}). Each repetition is a fresh process; the time is taken "
+        "inside it from opening the repo (`Repo(path)`) to the last value read, after the library's "
+        "import (which the import row shows). Reading a metric means its real steps and values: "
+        "aim_parquet `metric.values.sparse_numpy()`, Aim `metric.data.view(['val']).numpy()` (Aim's "
+        "`sparse_numpy()` returns hashed keys instead of steps). aim_parquet is read as written and "
+        "after compaction; Aim's figure is the same in both rows.",
+        [
+            s.add(
+                "read_loss",
+                Row(
+                    f"all `loss` values of all {c.runs} runs (`{LOSS}`)",
+                    pick(loss[0], "s", "s"),
+                    pick(loss[1], "s", "s"),
+                    note=f"{c.runs * c.steps:,} points",
+                ),
+            ),
+            s.add(
+                "read_loss_c",
+                Row(
+                    "  ... aim_parquet compacted", pick(loss[2], "s", "s"), pick(loss[1], "s", "s")
+                ),
+            ),
+            s.add(
+                "read_loss_np",
+                Row(
+                    "  ... aim_parquet as written, pandas not importable (diagnostic)",
+                    pick(no_pandas, "s", "s"),
+                    pick(loss[1], "s", "s"),
+                    note="pyarrow imports pandas, when installed, the first time aim_parquet's "
+                    "reader calls `Schema.empty_table()`; this row shows that import's share",
+                ),
+            ),
+            s.add(
+                "q10",
+                Row(
+                    f'`query_runs("{TEN_PERCENT}")`: run predicate matching 10% of runs',
+                    pick(q10[0], "s", "s"),
+                    pick(q10[1], "s", "s"),
+                ),
+            ),
+            s.add(
+                "q10_c",
+                Row("  ... aim_parquet compacted", pick(q10[2], "s", "s"), pick(q10[1], "s", "s")),
+            ),
+            s.add(
+                "q10_loss",
+                Row(
+                    "10% run predicate and read those runs' `loss` (`query_metrics`)",
+                    pick(q10_loss[0], "s", "s"),
+                    pick(q10_loss[1], "s", "s"),
+                ),
+            ),
+            Row(
+                "  ... aim_parquet compacted",
+                pick(q10_loss[2], "s", "s"),
+                pick(q10_loss[1], "s", "s"),
+            ),
+            s.add(
+                "first_query",
+                Row(
+                    "first query in a fresh process: start Python, import, open repo, 10% "
+                    "`query_runs` (process wall time)",
+                    walls(q10[0]),
+                    walls(q10[1]),
+                ),
+            ),
+            Row(
+                "`import aim_parquet` / `import aim`",
+                pick(loss[0] + q10[0], "import_s", "s"),
+                pick(loss[1] + q10[1], "import_s", "s"),
+                note="all read processes of this table",
+            ),
+            Row(
+                "make closed runs visible to queries",
+                None,
+                pick([reindex], "s", "s") if reindex else None,
+                note="Aim: `aim storage reindex` of the write repo, timed once; aim_parquet needs no step",
+            ),
+        ],
+    )
+
+
+def long_metric(s: Suite) -> None:
+    c = s.cfg
+    built = s.ours(
+        "track",
+        {"repo": s.repo("ap-long"), "calls": c.long_points, "system_tracking_interval": None},
+        f"track {c.long_points:,} points (one metric)",
+    )
+    aim_repo, aim_points = s.extra["aim_long_repo"], s.extra["aim_long_points"]
+    has_aim = s.aim("reindex", {"repo": aim_repo}, "Aim reindex (long repo)") is not None
+    mine, theirs = s.alternate(
+        "read long metric",
+        lambda i: ("read", {"repo": s.repo("ap-long"), "query": LOSS}),
+        (lambda i: ("read", {"repo": aim_repo, "query": LOSS})) if has_aim else None,
+    )
+    compactions = []
+    for i in range(c.reps):
+        target = s.work / f"ap-long-c{i}"
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(s.work / "ap-long", target)
+        r = s.ours("compact", {"repo": str(target)}, f"compact long run {i + 1}/{c.reps}")
+        if r is not None:
+            compactions.append(r)
+        if i < c.reps - 1:
+            shutil.rmtree(target)
+    last = s.repo(f"ap-long-c{c.reps - 1}")
+    packed, _ = s.alternate(
+        "read long metric (compacted)", lambda i: ("read", {"repo": last, "query": LOSS}), None
+    )
+    s.drop("ap-long", f"ap-long-c{c.reps - 1}", aim_repo.rsplit("/", 1)[-1])
+    s.extra["compact_long"] = rate(compactions)
+    s.extra["rss_long"] = pick([built], "rss_growth_mib", "MiB") if built else None
+    s.extra["track_long"] = pick([built], "track_close_us", "s", 1e-6) if built else None
+    aim_note = f"aim_parquet {c.long_points:,} points; Aim {aim_points:,} points (its tracking workload's repo)"
+    s.section(
+        "One long metric",
+        f"A run with one metric of {c.long_points:,} points written by `run.track` (Aim: the "
+        f"{aim_points:,} points of its tracking workload; writing {c.long_points:,} points into Aim "
+        "would take it far longer than this whole suite). Fresh process per read, steps and values.",
+        [
+            s.add(
+                "long_rate",
+                Row(
+                    "read one metric: points per second",
+                    rate(mine),
+                    rate(theirs),
+                    is_lower_better=False,
+                    note=aim_note,
+                ),
+            ),
+            s.add(
+                "long_rate_c",
+                Row(
+                    "  ... aim_parquet compacted", rate(packed), rate(theirs), is_lower_better=False
+                ),
+            ),
+            Row(
+                f"`run.track` per call over {c.long_points:,} calls, including `close()`",
+                s.extra["track_long"],
+                None,
+                note="aim_parquet only, 1 repetition (this repo's build)",
+            ),
+            Row(
+                f"writer RSS growth while tracking {c.long_points:,} points",
+                s.extra["rss_long"],
+                None,
+                note="aim_parquet only; issue 2's target: < 64 MB for 10M points",
+            ),
+        ],
+    )
+
+
+def many_runs(s: Suite) -> None:
+    c = s.cfg
+    small = c.aim_many_runs
+    factor = c.many_runs / small
+    mine, theirs = s.alternate(
+        f"create {small} runs",
+        lambda i: ("create_runs", {"repo": s.repo(f"ap-small-{i}"), "runs": small, "offset": 0}),
+        lambda i: ("create_runs", {"repo": s.repo(f"aim-small-{i}"), "runs": small, "offset": 0}),
+    )
+    s.drop(
+        *[f"ap-small-{i}" for i in range(c.reps - 1)],
+        *[f"aim-small-{i}" for i in range(c.reps - 1)],
+    )
+    ap_small, aim_small = s.repo(f"ap-small-{c.reps - 1}"), s.repo(f"aim-small-{c.reps - 1}")
+    reindex = (
+        s.aim("reindex", {"repo": aim_small}, f"Aim reindex ({small} runs)") if theirs else None
+    )
+    q = {"query": MANY, "warm_reps": c.warm_reps}
+    q_mine, q_theirs = s.alternate(
+        f"run predicate over {small} runs",
+        lambda i: ("query_runs", dict(q, repo=ap_small)),
+        (lambda i: ("query_runs", dict(q, repo=aim_small))) if reindex else None,
+    )
+    # aim_parquet: the big repo, built by two writer processes at once (this machine's cores)
+    half = c.many_runs // 2
+    started = time.perf_counter()
+    with ThreadPoolExecutor(2) as pool:
+        parts = list(
+            pool.map(
+                lambda job: s.ours(
+                    "create_runs",
+                    {"repo": s.repo("ap-many"), "runs": job[1], "offset": job[0]},
+                    f"create {c.many_runs:,} runs, part {job[0] // max(half, 1) + 1}/2",
+                ),
+                [(0, half), (half, c.many_runs - half)],
+            )
+        )
+    build_s = time.perf_counter() - started
+    big, _ = s.alternate(
+        f"run predicate over {c.many_runs:,} runs",
+        lambda i: ("query_runs", dict(q, repo=s.repo("ap-many"))),
+        None,
+    )
+    s.drop("ap-many", ap_small.rsplit("/", 1)[-1], aim_small.rsplit("/", 1)[-1])
+
+    def per_run(results: Any) -> Measure | None:
+        return measure([v / small for v in values_of(results, "s")], "s") if results else None
+
+    def warm(results: Any) -> Measure | None:
+        return measure([min(r.data["warm_s"]) for r in results], "s") if results else None
+
+    aim_create = pick(theirs, "s", "s")
+    aim_build = None
+    if aim_create is not None and reindex is not None:
+        aim_build = measure([v + reindex.data["s"] for v in aim_create.values], "s").scaled(factor)
+    x = f"Aim: measured over {small} runs x {factor:g} (linear: Aim evaluates the predicate run by run)"
+    s.extra["many_built"] = all(parts)
+    s.section(
+        f"Run predicates over {c.many_runs:,} runs",
+        f'`query_runs("{MANY}")` (matches 5% of runs). Each run has an experiment, params and one '
+        f"`loss` point, made by `Run()`. Aim is measured on {small} runs only and extrapolated to "
+        f"{c.many_runs:,}: creating {c.many_runs:,} Aim runs (and indexing them) would take it about "
+        f"{fmt(aim_build)} here, longer than this whole suite. Fresh = first query of a new process, "
+        f"timed inside it after import; warm = best of {c.warm_reps} more on the same `Repo`.",
+        [
+            Row(
+                "create a run (params, 1 point, close), per run",
+                per_run(mine),
+                per_run(theirs),
+                note=f"{small} runs per repetition, one process",
+            ),
+            Row(
+                f"run predicate over {small} runs, fresh process",
+                pick(q_mine, "s", "s"),
+                pick(q_theirs, "s", "s"),
+            ),
+            Row(f"run predicate over {small} runs, warm", warm(q_mine), warm(q_theirs)),
+            s.add(
+                "many_fresh",
+                Row(
+                    f"run predicate over {c.many_runs:,} runs, fresh process",
+                    pick(big, "s", "s"),
+                    pick(q_theirs, "s", "s").scaled(factor) if q_theirs else None,
+                    note=x,
+                ),
+            ),
+            Row("  ... the same, process wall time (start, import, query)", walls(big), None),
+            s.add(
+                "many_warm",
+                Row(
+                    f"run predicate over {c.many_runs:,} runs, warm",
+                    warm(big),
+                    warm(q_theirs).scaled(factor) if q_theirs else None,
+                    note=x,
+                ),
+            ),
+            Row(
+                f"build {c.many_runs:,} runs",
+                measure([build_s], "s"),
+                aim_build,
+                note="aim_parquet: 2 writer processes at once; Aim: one process, plus `aim storage reindex`",
+            ),
+        ],
+    )
+
+
+def fmt(m: Measure | None) -> str:
+    from bench_suite.stats import fmt_value
+
+    return fmt_value(m.median, m.unit) if m is not None else "(not measured)"
+
+
+def compaction_and_export(s: Suite) -> None:
+    c = s.cfg
+    ours_repo, aim_repo = s.extra["ap_write"], s.extra["aim_write"]
+    has_aim = s.extra["aim_reindex"] is not None
+    pandas = s.alternate(
+        "export pandas",
+        lambda i: ("export", {"repo": ours_repo, "fmt": "pandas"}),
+        (lambda i: ("export", {"repo": aim_repo, "fmt": "pandas"})) if has_aim else None,
+    )
+    polars, _ = s.alternate(
+        "export polars", lambda i: ("export", {"repo": ours_repo, "fmt": "polars"}), None
+    )
+    cli = []
+    for i in range(c.reps):
+        out = s.work / f"export-{i}"
+        started = time.perf_counter()
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "aim_parquet",
+                "export",
+                "--repo",
+                ours_repo,
+                "--output",
+                str(out),
+            ],
+            capture_output=True,
+            text=True,
+            cwd=s.work,
+        )
+        if proc.returncode == 0:
+            cli.append(time.perf_counter() - started)
+        else:
+            s.errors.append(f"aim-parquet export: {proc.stderr.strip()[-500:]}")
+        shutil.rmtree(out, ignore_errors=True)
+    rows = c.runs * c.metrics * c.steps
+    s.section(
+        "Compaction and export",
+        f"Compaction (aim_parquet only: Aim has no such step) of copies of the write workload's repo "
+        f"and of the long run, `compact_repo` timed inside a fresh process. Exports turn the whole "
+        f'write repo ({rows:,} points) into one DataFrame: `repo.query_metrics("").dataframe()` on both '
+        "sides, and aim_parquet's `.to_polars()` (Aim has none; compared with its pandas export).",
+        [
+            s.add(
+                "compact_rate",
+                Row(
+                    f"compaction throughput, {c.runs} runs x {c.metrics} x {c.steps:,}",
+                    s.extra.get("compact_write"),
+                    None,
+                    is_lower_better=False,
+                ),
+            ),
+            s.add(
+                "compact_rate_long",
+                Row(
+                    f"compaction throughput, one run of {c.long_points:,} points",
+                    s.extra.get("compact_long"),
+                    None,
+                    is_lower_better=False,
+                ),
+            ),
+            s.add(
+                "export_pandas",
+                Row(
+                    "whole repo to a pandas DataFrame (`.dataframe()`)",
+                    pick(pandas[0], "s", "s"),
+                    pick(pandas[1], "s", "s"),
+                ),
+            ),
+            s.add(
+                "export_polars",
+                Row(
+                    "whole repo to a polars DataFrame (`.to_polars()`; Aim: `.dataframe()`)",
+                    pick(polars, "s", "s"),
+                    pick(pandas[1], "s", "s"),
+                ),
+            ),
+            Row(
+                "`python -m aim_parquet export --output DIR` (Parquet dataset, process wall time)",
+                measure(cli, "s") if cli else None,
+                None,
+            ),
+        ],
+    )
