@@ -17,11 +17,10 @@ import logging
 import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from aim_parquet.errors import CorruptFileError, MissingRunError
 from aim_parquet.format.meta import Manifest, RunMeta, SequenceInfo
@@ -39,6 +38,9 @@ from aim_parquet.format.schema import (
 )
 from aim_parquet.storage.columns import int64_array, string_array, to_numpy
 from aim_parquet.storage.segments import read_segment
+
+if TYPE_CHECKING:
+    import pyarrow.parquet as pq
 
 log = logging.getLogger(__name__)
 
@@ -182,6 +184,9 @@ def _compacted_kind(info: SequenceInfo) -> str:
 def _read_compacted(
     run_dir: Path, manifest: Manifest, info: SequenceInfo, columns: list[str]
 ) -> list[pa.Table]:
+    import pyarrow.compute as pc  # deferred: 80 ms of import that only compacted runs need
+    import pyarrow.parquet as pq
+
     kind = _compacted_kind(info)
     tables = []
     for f in manifest.files:

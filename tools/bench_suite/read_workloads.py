@@ -79,8 +79,8 @@ def reads(s: Suite) -> None:
                     "  ... aim_parquet as written, pandas not importable (diagnostic)",
                     pick(no_pandas, "s", "s"),
                     pick(loss[1], "s", "s"),
-                    note="pyarrow imports pandas, when installed, the first time aim_parquet's "
-                    "reader calls `Schema.empty_table()`; this row shows that import's share",
+                    note="`import pandas` made to fail, as when it is not installed: shows "
+                    "whether a pandas import (pyarrow loads it lazily) is on the read path",
                 ),
             ),
             s.add(
