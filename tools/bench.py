@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_suite import env, read_workloads, report, write_workloads  # noqa: E402
+from bench_suite import env, read_workloads, report, runs_workloads, write_workloads  # noqa: E402
 from bench_suite.config import AIM_VERSION, ROOT, Config, parse_args  # noqa: E402
 from bench_suite.suite import Suite  # noqa: E402
 
@@ -38,7 +38,7 @@ STEPS = [
     write_workloads.compaction_and_storage,
     read_workloads.reads,
     read_workloads.long_metric,
-    read_workloads.many_runs,
+    runs_workloads.many_runs,
     read_workloads.compaction_and_export,
 ]
 

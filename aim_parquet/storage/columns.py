@@ -91,6 +91,8 @@ def string_array(values: list[str]) -> pa.Array:
 
 
 _NUMPY_TYPES = {
+    pa.int8(): np.int8,
+    pa.int16(): np.int16,
     pa.int64(): np.int64,
     pa.int32(): np.int32,
     pa.float64(): np.float64,
@@ -105,7 +107,7 @@ def to_numpy(column: pa.Array | pa.ChunkedArray) -> np.ndarray[Any, Any]:
     chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
     dtype = _NUMPY_TYPES.get(column.type)
     if dtype is None:
-        raise TypeError(f"to_numpy supports int32/int64/float64 columns, not {column.type}")
+        raise TypeError(f"to_numpy supports int8/16/32/64 and float64 columns, not {column.type}")
     parts = []
     for chunk in chunks:
         buffers = chunk.buffers()

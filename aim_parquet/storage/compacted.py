@@ -36,6 +36,7 @@ from aim_parquet.storage.columns import string_array, to_numpy
 
 METRICS_KIND = "metrics"
 ROW_GROUP_ROWS = 1 << 20
+MIN_SHARED_GROUP_ROWS = 512  # sequences smaller than this share row groups
 OBJECT_ROW_GROUP_ROWS = 1 << 16
 OBJECT_ROW_GROUP_BYTES = 64 << 20
 ZSTD_LEVEL = 1  # level 3 saves ~1.5% of the size for ~10% more time
@@ -264,6 +265,11 @@ class CompactedFileWriter:
         table = table.select(self._data_schema.names)
         if table.schema != self._data_schema:
             table = table.cast(self._data_schema)
+        if (
+            self._pending_rows >= MIN_SHARED_GROUP_ROWS
+            and self._pending[-1][0].seq_id != key.seq_id
+        ):
+            self._flush()  # a new sequence starts a row group: readers skip the others whole
         while table.num_rows:
             room = self._room(table)
             piece = table.slice(0, room)

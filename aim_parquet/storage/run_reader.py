@@ -36,7 +36,7 @@ from aim_parquet.format.schema import (
     describe_segment_schema,
     is_metric_kind,
 )
-from aim_parquet.storage.columns import int64_array, string_array, to_numpy
+from aim_parquet.storage.columns import int64_array, to_numpy
 from aim_parquet.storage.segments import read_segment
 
 if TYPE_CHECKING:
@@ -184,8 +184,7 @@ def _compacted_kind(info: SequenceInfo) -> str:
 def _read_compacted(
     run_dir: Path, manifest: Manifest, info: SequenceInfo, columns: list[str]
 ) -> list[pa.Table]:
-    import pyarrow.compute as pc  # deferred: 80 ms of import that only compacted runs need
-    import pyarrow.parquet as pq
+    import pyarrow.parquet as pq  # deferred: only compacted runs need it
 
     kind = _compacted_kind(info)
     tables = []
@@ -194,33 +193,63 @@ def _read_compacted(
             continue
         path = run_dir / f.path
         try:
-            pf = pq.ParquetFile(path, memory_map=True)
+            pf = pq.ParquetFile(pa.memory_map(os.fspath(path)), read_dictionary=["seq_id"])
         except OSError as exc:
             if _is_gone(exc):
                 raise
             raise CorruptFileError(f"compacted file {path} is unreadable ({exc}).") from exc
         except pa.ArrowInvalid as exc:
             raise CorruptFileError(f"compacted file {path} is unreadable ({exc}).") from exc
-        groups = _row_groups_for(pf, info.seq_id)
-        if groups:
-            t = pf.read_row_groups(groups, columns=["seq_id", *columns])
-            # (no pc.equal with a Python scalar: converting it makes pyarrow import pandas)
-            mask = pc.call_function(
-                "is_in", [t.column("seq_id")], pc.SetLookupOptions(string_array([info.seq_id]))
-            )
-            tables.append(t.filter(mask).select(columns))
+        groups, is_exact = _row_groups_for(pf, info.seq_id)
+        if not groups:
+            continue
+        if is_exact:  # every chosen row group holds only this sequence: no filter needed
+            tables.append(pf.read_row_groups(groups, columns=columns))
+            continue
+        t = pf.read_row_groups(groups, columns=["seq_id", *columns])
+        tables.append(_rows_of(t, info.seq_id).select(columns))
     return tables
 
 
-def _row_groups_for(pf: pq.ParquetFile, seq_id: str) -> list[int]:
+def _rows_of(table: pa.Table, seq_id: str) -> pa.Table:
+    """The rows of `seq_id` in a table whose `seq_id` column is dictionary-encoded.
+
+    A sequence's rows are contiguous runs in a compacted file, so this slices instead of
+    filtering: `Table.filter`/`take` would load `pyarrow.compute` (100+ ms in a fresh process).
+    """
+    pieces = []
+    offset = 0
+    for chunk in table.column("seq_id").chunks:
+        n = len(chunk)
+        codes = [i for i, v in enumerate(chunk.dictionary.to_pylist()) if v == seq_id]
+        if codes:
+            indices = to_numpy(chunk.indices)
+            hit = np.isin(indices, codes)
+            edges = np.flatnonzero(np.diff(np.concatenate(([False], hit, [False])).astype(np.int8)))
+            for start, end in zip(edges[::2], edges[1::2], strict=True):
+                pieces.append(table.slice(offset + int(start), int(end - start)))
+        offset += n
+    if not pieces:
+        return table.slice(0, 0)
+    return pa.concat_tables(pieces)
+
+
+def _row_groups_for(pf: pq.ParquetFile, seq_id: str) -> tuple[list[int], bool]:
+    """Row groups that may hold `seq_id` (by min/max statistics), and whether each of them holds
+    nothing else (min == max == seq_id)."""
     md = pf.metadata
-    col = md.schema.to_arrow_schema().get_field_index("seq_id")
+    col = pf.schema_arrow.get_field_index("seq_id")
     out = []
+    is_exact = True
     for g in range(md.num_row_groups):
         stats = md.row_group(g).column(col).statistics
-        if stats is None or not stats.has_min_max or stats.min <= seq_id <= stats.max:
+        if stats is None or not stats.has_min_max:
             out.append(g)
-    return out
+            is_exact = False
+        elif stats.min <= seq_id <= stats.max:
+            out.append(g)
+            is_exact = is_exact and stats.min == stats.max
+    return out, is_exact
 
 
 def read_sequence(

@@ -6,9 +6,10 @@ runs are made with `system_tracking_interval=None, capture_terminal_logs=False,
 log_system_params=False` (unless a workload turns system tracking on); queries run with
 `QueryReportMode.DISABLED` (no progress bar); a closed run is visible to SDK queries only after it
 is indexed, so `reindex` (what `aim storage reindex -y` does) runs after writing, timed apart;
-`metric.values.sparse_numpy()` returns hashed keys in Aim 3.29, so reads use
-`metric.data.view(["val"]).numpy()`, which returns the real steps (sorted) and the values: the same
-result as aim_parquet's `sparse_numpy()`.
+reads call `metric.values.sparse_numpy()` as aim_parquet's side does (in Aim 3.29 it returns
+hashed keys instead of steps, reading one key and one value per point); with `"real_steps": true`
+they call `metric.data.view(["val"]).numpy()`, Aim's way to get the real steps, which reads the
+step column as well.
 """
 
 from __future__ import annotations
@@ -108,7 +109,10 @@ def read(p: dict[str, Any]) -> dict[str, Any]:
     points = sequences = 0
     for collection in repo.query_metrics(p["query"], report_mode=NO_BAR).iter_runs():
         for metric in collection:
-            steps, (values,) = metric.data.view(["val"]).numpy()
+            if p.get("real_steps"):
+                steps, (values,) = metric.data.view(["val"]).numpy()
+            else:
+                steps, values = metric.values.sparse_numpy()
             points += len(values)
             sequences += 1
     return {"s": time.perf_counter() - t0, "points": points, "sequences": sequences}
