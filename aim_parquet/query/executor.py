@@ -28,8 +28,13 @@ from aim_parquet.storage.run_reader import discover_sequences
 class RunMatch:
     """A run that satisfies a query and, for a sequence query, its matching sequences."""
 
-    meta: RunMeta
+    record: RunRecord
     sequences: tuple[SequenceInfo, ...] = ()
+
+    @property
+    def meta(self) -> RunMeta:
+        """The run's full metadata (its catalogue parsed on first access)."""
+        return self.record.meta
 
 
 @dataclass(frozen=True)
@@ -81,11 +86,11 @@ def execute_plan(
         match = None
         if plan.matches_run(view):
             if plan.seq_var is None:
-                match = RunMatch(record.meta)
+                match = RunMatch(record)
             else:
                 infos = discover_sequences(layout, record.hash, record.meta)
                 matched = plan.matching_sequences(view, infos)
-                match = RunMatch(record.meta, tuple(matched)) if matched else None
+                match = RunMatch(record, tuple(matched)) if matched else None
         if match is not None or with_misses:
             yield MatchStep(match, position, total)
 

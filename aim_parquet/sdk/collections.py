@@ -25,7 +25,7 @@ from aim_parquet.query.planner import QueryPlan, plan_query
 from aim_parquet.query.views import RunView
 from aim_parquet.sdk import dataframes
 from aim_parquet.sdk.sequence import Sequence, make_sequence
-from aim_parquet.storage.run_index import RunIndex
+from aim_parquet.storage.run_index import RunIndex, RunRecord
 
 if TYPE_CHECKING:
     import pandas
@@ -44,9 +44,10 @@ class QueryReportMode(enum.Enum):
     PROGRESS_TUPLE = 2
 
 
-def open_read_only_run(layout: RepoLayout, meta: RunMeta) -> Any:
+def open_read_only_run(layout: RepoLayout, meta: RunMeta | RunRecord) -> Any:
     """A read-only `Run` over metadata already read (what `Run(h, read_only=True)` builds,
-    without reading the sidecar a second time)."""
+    without reading the sidecar a second time); a RunRecord's metadata is decoded only when
+    the run's fields are first used."""
     from aim_parquet.sdk.run import Run
 
     run = Run.__new__(Run)
@@ -58,7 +59,8 @@ def open_read_only_run(layout: RepoLayout, meta: RunMeta) -> Any:
     run._is_strict = False
     run._layout = layout
     run.hash = meta.hash
-    run._meta_cache = meta
+    run._meta_cache = meta if isinstance(meta, RunMeta) else None
+    run._meta_source = None if isinstance(meta, RunMeta) else meta
     return run
 
 
@@ -202,7 +204,7 @@ class _QueryCollection(SequenceCollection):
         for step in steps:
             coll = None
             if step.match is not None:
-                run = open_read_only_run(self._layout, step.match.meta)
+                run = open_read_only_run(self._layout, step.match.record)
                 sequences = step.match.sequences if is_seq_query else None
                 coll = SingleRunSequenceCollection(run, self.seq_cls, sequences=sequences)
             yield coll, (step.position, step.total)

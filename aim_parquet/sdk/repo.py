@@ -107,7 +107,7 @@ class Repo:
     def iter_runs(self) -> Iterator[Any]:
         """A read-only Run for every readable run, newest first."""
         for record in self._snapshot().newest_first:
-            yield open_read_only_run(self.layout, record.meta)
+            yield open_read_only_run(self.layout, record)
 
     def get_run(self, run_hash: str) -> Any:
         """The read-only Run with this hash, or None (also for a malformed hash, and for a run

@@ -94,6 +94,7 @@ class Run(RunReadMixin):
         capture_terminal_logs: bool | None = True,
     ) -> None:
         self._writer: RunWriter | None = None
+        self._meta_source: Any = None  # a run index record to decode the metadata from
         self._metric_seqs: dict[Any, SeqBuffer] = {}
         self._last_context: dict[Any, tuple[dict[str, Any], SeqBuffer]] = {}
         self._extensions: list[Any] = []
@@ -191,7 +192,11 @@ class Run(RunReadMixin):
         if self._writer is not None:
             return self._writer.meta
         if self._meta_cache is None:
-            self._meta_cache = load_run_meta(self._layout, self.hash)
+            source = self._meta_source
+            if source is not None:  # a run a query returned: decode what the index holds
+                self._meta_cache, self._meta_source = source.meta, None
+            else:
+                self._meta_cache = load_run_meta(self._layout, self.hash)
         return self._meta_cache
 
     def _require_writer(self) -> RunWriter:

@@ -13,8 +13,10 @@ the sidecar it was read from::
           "mtime_ns": 1718000000123456789,   # st_mtime_ns of runs/<hash>/run.json when read
           "size": 1234,                      # st_size of that file
           "ino": 5678,                       # st_ino (sidecars are replaced, never rewritten)
-          "sidecar": {...}                   # the sidecar's JSON object, verbatim (RunMeta.to_json)
-        }
+          "sidecar": {...},                  # the sidecar's JSON object (RunMeta.to_json) without
+                                             # its "sequences" catalogue, which is kept as
+          "sequences": "[...]"               # that catalogue's JSON *text*, parsed only when a
+        }                                    # query needs it (a run predicate never does)
       }
     }
 
@@ -62,7 +64,7 @@ log = logging.getLogger(__name__)
 INDEX_FILENAME = "runs.json"
 INDEX_LOCK_FILENAME = "runs.lock"
 INDEX_FORMAT = "aim_parquet.run_index"
-INDEX_FORMAT_VERSION = 1
+INDEX_FORMAT_VERSION = 2  # 2: catalogue stored as JSON text (older files are rebuilt)
 LOCK_TIMEOUT_S = 0.05
 SETTLE_S = 60.0  # a changed sidecar of a run without end_time triggers a write once this old
 YOUNG_RUN_S = 30.0  # a run folder without sidecar this young is being created, not damaged
@@ -87,14 +89,41 @@ class RunRecord:
     query view reads either. `meta` is the full, validated RunMeta.
     """
 
-    __slots__ = ("hash", "data", "_meta", "_params", "_sequences")
+    __slots__ = ("hash", "_data", "_sequences_json", "_meta", "_params", "_sequences")
 
-    def __init__(self, run_hash: str, data: dict[str, Any], meta: RunMeta | None = None) -> None:
+    def __init__(
+        self,
+        run_hash: str,
+        data: dict[str, Any],
+        meta: RunMeta | None = None,
+        *,
+        sequences_json: str | None = None,
+    ) -> None:
         self.hash = run_hash
-        self.data = data
+        self._data = data
+        self._sequences_json = sequences_json  # the catalogue, still as JSON text
         self._meta = meta
         self._params: dict[str, Any] | None = None if meta is None else meta.params
         self._sequences: tuple[SequenceInfo, ...] | None = None if meta is None else meta.sequences
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """The sidecar's JSON object (the catalogue parsed in on first access)."""
+        if self._sequences_json is not None:
+            try:
+                self._data = {**self._data, "sequences": json.loads(self._sequences_json)}
+            except ValueError as exc:
+                raise CorruptFileError(
+                    f"run index entry of run {self.hash} is damaged ({exc!r}); "
+                    "run `aim-parquet verify --repair` to rebuild the index."
+                ) from exc
+            self._sequences_json = None
+        return self._data
+
+    @property
+    def fields(self) -> dict[str, Any]:
+        """The sidecar's run-level fields, without parsing the catalogue."""
+        return self._data
 
     @property
     def meta(self) -> RunMeta:
@@ -104,45 +133,45 @@ class RunRecord:
 
     @property
     def name(self) -> str | None:
-        return self.data.get("name")
+        return self.fields.get("name")
 
     @property
     def display_name(self) -> str:
-        name = self.data.get("name")
+        name = self.fields.get("name")
         return name if name is not None else f"Run: {self.hash}"
 
     @property
     def description(self) -> str | None:
-        return self.data.get("description")
+        return self.fields.get("description")
 
     @property
     def experiment(self) -> str:
-        return self.data.get("experiment") or "default"
+        return self.fields.get("experiment") or "default"
 
     @property
     def tags(self) -> tuple[str, ...]:
-        return tuple(self.data.get("tags") or ())
+        return tuple(self.fields.get("tags") or ())
 
     @property
     def archived(self) -> bool:
-        return bool(self.data.get("archived", False))
+        return bool(self.fields.get("archived", False))
 
     @property
     def creation_time(self) -> float:
-        return float(self.data["creation_time"])
+        return float(self.fields["creation_time"])
 
     @property
     def end_time(self) -> float | None:
-        return self.data.get("end_time")
+        return self.fields.get("end_time")
 
     @property
     def updated_at(self) -> float:
-        return float(self.data.get("updated_at") or 0.0)
+        return float(self.fields.get("updated_at") or 0.0)
 
     @property
     def params(self) -> dict[str, Any]:
         if self._params is None:
-            self._params = decode_json_value(self.data.get("params") or {})
+            self._params = decode_json_value(self.fields.get("params") or {})
         return self._params
 
     @property
@@ -176,9 +205,29 @@ class _Entry:
         damaged: DamagedRun | None = None,
     ) -> None:
         self.key = key
-        self.data = data
+        self.data = data  # without "sequences" when `record` still holds them as text
         self.record = record
         self.damaged = damaged
+
+    def stored(self) -> dict[str, Any] | None:
+        """What the index file keeps for this run (see the module doc), or None."""
+        if self.data is None:
+            return None
+        record = self.record
+        if record is not None and record._sequences_json is not None:
+            sequences_json = record._sequences_json
+        else:
+            sequences_json = json.dumps(
+                self.data.get("sequences") or [], ensure_ascii=False, separators=(",", ":")
+            )
+        fields = {k: v for k, v in self.data.items() if k != "sequences"}
+        return {
+            "mtime_ns": self.key[0],
+            "size": self.key[1],
+            "ino": self.key[2],
+            "sidecar": fields,
+            "sequences": sequences_json,
+        }
 
 
 class IndexSnapshot:
@@ -245,7 +294,9 @@ class RunIndex:
             for run_hash, item in doc["runs"].items():
                 key = (int(item["mtime_ns"]), int(item["size"]), int(item["ino"]))
                 data = item["sidecar"]
-                record = RunRecord(run_hash, data) if _is_plausible(run_hash, data) else None
+                seq_text = item["sequences"]
+                plausible = _is_plausible(run_hash, data) and isinstance(seq_text, str)
+                record = RunRecord(run_hash, data, sequences_json=seq_text) if plausible else None
                 entries[run_hash] = _Entry(key, data if record else None, record)
             return entries, True
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -339,11 +390,7 @@ class RunIndex:
 
     # -- writing ---------------------------------------------------------------------------
     def _write(self, entries: dict[str, _Entry]) -> None:
-        runs = {
-            h: {"mtime_ns": e.key[0], "size": e.key[1], "ino": e.key[2], "sidecar": e.data}
-            for h, e in entries.items()
-            if e.data is not None
-        }
+        runs = {h: stored for h, e in entries.items() if (stored := e.stored()) is not None}
         doc = {"format": INDEX_FORMAT, "format_version": INDEX_FORMAT_VERSION, "runs": runs}
         try:
             self.layout.index_dir.mkdir(parents=True, exist_ok=True)

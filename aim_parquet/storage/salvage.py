@@ -155,7 +155,10 @@ def cached_sidecar(layout: RepoLayout, run_hash: str) -> dict[str, Any] | None:
     """The run index's copy of a run's sidecar JSON, if the index file has one."""
     try:
         data = json.loads((layout.index_dir / INDEX_FILENAME).read_bytes())
-        entry = data["runs"][run_hash]["sidecar"]
+        item = data["runs"][run_hash]
+        entry = item["sidecar"]
+        if isinstance(entry, dict) and isinstance(item.get("sequences"), str):
+            entry = {**entry, "sequences": json.loads(item["sequences"])}
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return entry if isinstance(entry, dict) else None
