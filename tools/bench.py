@@ -93,6 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     work = cfg.workdir or Path(tempfile.mkdtemp(prefix="aim_parquet-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     date = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    fingerprint = env.source_fingerprint(ROOT / "aim_parquet")
     started = time.perf_counter()
     suite = Suite(cfg, aim_python, work)
     try:
@@ -115,6 +116,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if load_start >= cfg.max_load:
         load_note += " (the machine never got quiet: other processes shared the CPUs)"
+    source = f"sha256 of `aim_parquet/**/*.py`: `{fingerprint}`"
+    if env.source_fingerprint(ROOT / "aim_parquet") != fingerprint:
+        source += " (**changed while the suite ran**: figures mix two versions; run it again)"
+        env.log("warning: aim_parquet's source changed during the run")
     meta = {
         "Command": f"`{command_line(argv)}`"
         + (" (`make bench-quick`)" if cfg.is_quick else " (`make bench`)"),
@@ -122,6 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "Date": date,
         "Duration": f"{duration / 60:.1f} min ({duration:.0f} s, after the one-time Aim install)",
         "1-minute load average": load_note,
+        "aim_parquet source": source,
     }
     text = report.render(
         meta=meta,

@@ -53,6 +53,7 @@ def open_read_only_run(layout: RepoLayout, meta: RunMeta | RunRecord) -> Any:
     run = Run.__new__(Run)
     run._writer = None
     run._metric_seqs = {}
+    run._object_seqs = {}
     run._last_context = {}
     run._extensions = []
     run.read_only = True

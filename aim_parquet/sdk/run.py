@@ -7,6 +7,7 @@ lock. Everything else (objects, dicts of metrics, conversions, errors) takes the
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -37,6 +38,7 @@ from aim_parquet.format.values import (
     normalize_param,
     to_python_number,
 )
+from aim_parquet.objects import CustomObject, object_kind
 from aim_parquet.sdk import lifecycle
 from aim_parquet.sdk.params import ParamKey, del_path, get_path, key_path, set_path
 from aim_parquet.sdk.run_base import RunReadMixin, layout_for
@@ -52,6 +54,27 @@ MIN_EPOCH = -(2**63)
 LOG_RECORDS_SEQUENCE = "__log_records"
 STRICT_ENV = "AIM_PARQUET_STRICT"
 _MISSING = object()
+
+
+_encode_meta = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
+
+
+def _seq_cache_key(name: str, context: Any) -> Any:
+    """The key under which a sequence buffer is cached: the name for an empty context,
+    (name, frozenset of items) for a dict of str values, None (not cached) otherwise.
+
+    1, 1.0 and True compare and hash equal but are different contexts ({"a": 1} and {"a": True}
+    are two sequences), so contexts with non-str values are never cached: the slow path tells
+    them apart.
+    """
+    if context is None:
+        return name
+    if type(context) is dict:
+        if not context:
+            return name
+        if all(type(v) is str for v in context.values()):
+            return (name, frozenset(context.items()))
+    return None
 
 
 def _bad_step(step: Any) -> int:
@@ -96,6 +119,7 @@ class Run(RunReadMixin):
         self._writer: RunWriter | None = None
         self._meta_source: Any = None  # a run index record to decode the metadata from
         self._metric_seqs: dict[Any, SeqBuffer] = {}
+        self._object_seqs: dict[Any, SeqBuffer] = {}
         self._last_context: dict[Any, tuple[dict[str, Any], SeqBuffer]] = {}
         self._extensions: list[Any] = []
         self.read_only = bool(read_only)
@@ -160,7 +184,7 @@ class Run(RunReadMixin):
             raise
         for seq in writer.seqs.values():
             if seq.is_metric:
-                self._cache_metric_seq(seq, seq.info.name, seq.info.context)
+                self._cache_seq(seq, seq.info.name, seq.info.context)
         writer.start()
         self._writer = writer
 
@@ -319,17 +343,20 @@ class Run(RunReadMixin):
             step = _bad_step(step) if type(step) is not int or not 0 <= step <= MAX_STEP else step
         if epoch is not None:
             epoch = _bad_epoch(epoch)
-        ctx = normalize_context(context)
         number = to_python_number(value)
         if number is not None:
             kind = "float" if type(number) is float else "int"
             rows: list[Any] = [number]
+            seq = None
         else:
             kind, rows = self._object_rows(value, name)
-        seq = writer.open_sequence(name, ctx, kind)
-        self._check_kind(seq, kind, value, name)
-        if seq.is_metric:
-            self._cache_metric_seq(seq, name, context)
+            seq = self._object_seqs.get(_seq_cache_key(name, context))
+        if seq is None:
+            seq = writer.open_sequence(name, normalize_context(context), kind)
+            self._check_kind(seq, kind, value, name)
+            self._cache_seq(seq, name, context)
+        elif seq.info.kind != kind:
+            self._check_kind(seq, kind, value, name)
         ts = time.time()
         with writer.lock:
             if step is None:
@@ -347,22 +374,15 @@ class Run(RunReadMixin):
             if len(seq.points) >= writer.max_buffer_points:
                 writer.request_flush()
 
-    def _cache_metric_seq(self, seq: SeqBuffer, name: str, context: Any) -> None:
-        if not context:
-            self._metric_seqs[name] = seq
-            return
-        # Only contexts with str values are cached: 1, 1.0 and True compare and hash equal but
-        # are different contexts ({"a": 1} and {"a": True} are two sequences), so contexts with
-        # other values always take the slow path, which tells them apart.
-        if all(type(v) is str for v in context.values()):
-            self._metric_seqs[(name, frozenset(context.items()))] = seq
+    def _cache_seq(self, seq: SeqBuffer, name: str, context: Any) -> None:
+        """Remember the buffer of (name, context) so later calls skip validating the context
+        and hashing the sequence id (metrics: for the `track` fast path)."""
+        key = _seq_cache_key(name, context)
+        if key is not None:
+            (self._metric_seqs if seq.is_metric else self._object_seqs)[key] = seq
 
     @staticmethod
     def _object_rows(value: Any, name: str) -> tuple[str, list[Any]]:
-        import json
-
-        from aim_parquet.objects import CustomObject, object_kind
-
         kind = object_kind(value)
         if kind is None:
             raise ValueError(
@@ -374,7 +394,7 @@ class Run(RunReadMixin):
         for item in items:
             assert isinstance(item, CustomObject)
             record = item.to_record()
-            rows.append((record.payload, json.dumps(record.meta, ensure_ascii=False)))
+            rows.append((record.payload, _encode_meta(record.meta)))
         return kind, rows
 
     @staticmethod

@@ -157,3 +157,15 @@ def wait_for_quiet(max_load: float, max_wait_s: float, poll_s: float = 30.0) -> 
             return waited, load
         log(f"1-minute load {load:.2f} >= {max_load}: waiting ({waited / 60:.1f} min so far) ...")
         time.sleep(min(poll_s, max(1.0, max_wait_s - waited)))
+
+
+def source_fingerprint(package_dir: Path) -> str:
+    """A short hash of every `.py` file of the package: shows whether the measured code changed
+    while the suite ran (the report says so) and identifies it without git."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted(package_dir.rglob("*.py")):
+        digest.update(str(path.relative_to(package_dir)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]

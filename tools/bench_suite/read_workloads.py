@@ -249,7 +249,8 @@ def compaction_and_export(s: Suite) -> None:
         if proc.returncode == 0:
             cli.append(time.perf_counter() - started)
         else:
-            s.errors.append(f"aim-parquet export: {proc.stderr.strip()[-500:]}")
+            last = (proc.stderr.strip().splitlines() or ["(no stderr)"])[-1]
+            s.errors.append(f"aim-parquet export exited {proc.returncode}: {last}")
         shutil.rmtree(out, ignore_errors=True)
     rows = c.runs * c.metrics * c.steps
     s.section(

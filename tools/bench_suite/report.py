@@ -206,5 +206,12 @@ def render(
     out += ["## Targets from the issues", "", targets_table(checked), ""]
     out += ["## Method", ""] + [f"- {m}" for m in method] + [""]
     if errors:
-        out += ["## Failures", ""] + [f"- `{e.splitlines()[0]}`" for e in errors] + [""]
+        out += ["## Failures", ""] + [f"- {_failure(e)}" for e in errors] + [""]
     return "\n".join(out)
+
+
+def _failure(error: str) -> str:
+    """First and last line of a failure (the workload, the exception), as inline code."""
+    lines = [line.strip() for line in error.strip().splitlines() if line.strip()]
+    shown = lines[0] if len(lines) < 2 else f"{lines[0]} ... {lines[-1]}"
+    return "`" + shown.replace("`", "'") + "`"
