@@ -56,6 +56,7 @@ STRICT_ENV = "AIM_PARQUET_STRICT"
 _MISSING = object()
 
 
+_now = time.time
 _encode_meta = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
 
 
@@ -317,8 +318,8 @@ class Run(RunReadMixin):
         if step >= seq.next_step:
             seq.next_step = step + 1
         points = seq.points
-        points.append((step, value, epoch, time.time()))
-        if len(points) >= writer.max_buffer_points:
+        points.extend((step, value, epoch, _now()))  # one atomic extend: see SeqBuffer
+        if len(points) >= seq.flush_at:
             writer.request_flush()
 
     def _track_slow(self, value: Any, name: Any, step: Any, epoch: Any, context: Any) -> None:
@@ -366,12 +367,13 @@ class Run(RunReadMixin):
             if step >= seq.next_step:
                 seq.next_step = step + 1
             if seq.is_metric:
-                seq.points.append((step, rows[0], epoch, ts))
+                seq.points.extend((step, rows[0], epoch, ts))
             else:
-                seq.points.extend(
-                    (step, index, epoch, ts, row[0], row[1]) for index, row in enumerate(rows)
-                )
-            if len(seq.points) >= writer.max_buffer_points:
+                flat: list[Any] = []
+                for index, (payload, meta_json) in enumerate(rows):
+                    flat += (step, index, epoch, ts, payload, meta_json)
+                seq.points.extend(flat)  # all of this step's objects in one atomic extend
+            if len(seq.points) >= seq.flush_at:
                 writer.request_flush()
 
     def _cache_seq(self, seq: SeqBuffer, name: str, context: Any) -> None:

@@ -308,3 +308,32 @@ def test_objects_are_tracked_as_their_own_kinds(repo_root: Path, make_run: Any) 
     rows = raw_points(repo_root, run.hash)[("imgs", "{}")]
     assert [(r["step"], r["index"]) for r in rows] == [(3, 0), (3, 1)]
     assert rows[0]["payload"][:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_threads_tracking_one_sequence_keep_each_point_whole(
+    repo_root: Path, make_run: Any
+) -> None:
+    """Several threads on the same sequence while the flusher runs: every point keeps its own
+    step, value and epoch together (a point is one atomic buffer append)."""
+    import threading
+
+    run = make_run()
+    run._writer.max_buffer_points = 1000  # frequent flushes racing with the appends
+    for seq in run._writer.seqs.values():
+        seq.flush_at = 1000 * seq.stride
+
+    def worker(offset: int) -> None:
+        for i in range(20_000):
+            step = offset + i * 4
+            run.track(float(step), name="m", step=step, epoch=step, context={"k": "v"})
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    run.close()
+    points = raw_points(repo_root, run.hash)[("m", '{"k":"v"}')]
+    assert len(points) == 80_000
+    assert all(p["value"] == p["step"] == p["epoch"] for p in points)
+    assert sorted(p["step"] for p in points) == list(range(80_000))
