@@ -19,7 +19,7 @@ import numpy as np
 from aim_parquet.errors import UnsupportedValueError
 
 from .base import (
-    CustomObject,
+    CaptionedObject,
     InvalidObjectError,
     ObjectRecord,
     as_ndarray,
@@ -40,7 +40,7 @@ _PCM_DTYPES: dict[int, np.dtype[Any]] = {
 }
 
 
-class Audio(CustomObject):
+class Audio(CaptionedObject):
     """An audio clip with a format (mp3/wav/flac), a caption and, when known, a sample rate."""
 
     AIM_NAME = "aim.audio"
@@ -122,18 +122,6 @@ class Audio(CustomObject):
         return obj
 
     # --------------------------------------------------------------- accessors
-
-    @property
-    def caption(self) -> str:
-        return self._caption
-
-    @caption.setter
-    def caption(self, value: str) -> None:
-        self._caption = caption_text(value)
-
-    @property
-    def format(self) -> str:
-        return self._format
 
     @property
     def rate(self) -> int | None:

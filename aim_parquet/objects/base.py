@@ -194,3 +194,22 @@ def meta_field(meta: Mapping[str, Any], key: str, owner: str) -> Any:
         return meta[key]
     except KeyError:
         raise InvalidObjectError(f"stored {owner} record has no {key!r} field") from None
+
+
+class CaptionedObject(CustomObject):
+    """An object with a user caption and an encoded format (Image, Audio)."""
+
+    _caption: str
+    _format: str
+
+    @property
+    def caption(self) -> str:
+        return self._caption
+
+    @caption.setter
+    def caption(self, value: str) -> None:
+        self._caption = caption_text(value)
+
+    @property
+    def format(self) -> str:
+        return self._format

@@ -21,7 +21,7 @@ import numpy as np
 from aim_parquet.errors import UnsupportedValueError
 
 from .base import (
-    CustomObject,
+    CaptionedObject,
     InvalidObjectError,
     ObjectRecord,
     as_ndarray,
@@ -69,7 +69,7 @@ def normalize_format(fmt: Any) -> str | None:
     return key
 
 
-class Image(CustomObject):
+class Image(CaptionedObject):
     """An image, stored as its encoded bytes plus caption, format, width, height and mode."""
 
     AIM_NAME = "aim.image"
@@ -124,18 +124,6 @@ class Image(CustomObject):
         return obj
 
     # --------------------------------------------------------------- accessors
-
-    @property
-    def caption(self) -> str:
-        return self._caption
-
-    @caption.setter
-    def caption(self, value: str) -> None:
-        self._caption = caption_text(value)
-
-    @property
-    def format(self) -> str:
-        return self._format
 
     @property
     def width(self) -> int:

@@ -92,13 +92,8 @@ class SequenceCollection:
         include_params: bool = True,
     ) -> pandas.DataFrame | None:
         """Long-format pandas DataFrame of every sequence (None when there is none)."""
-        flags = {
-            "include_run": include_run,
-            "include_name": include_name,
-            "include_context": include_context,
-            "include_props": include_props,
-            "include_params": include_params,
-        }
+        flags = dict(locals())
+        del flags["self"], flags["only_last"]
         tables = self._tables(only_last, flags)
         return dataframes.to_pandas(tables) if tables else None
 
@@ -112,13 +107,8 @@ class SequenceCollection:
         include_params: bool = True,
     ) -> polars.DataFrame | None:
         """The same table as `dataframe()`, as a polars DataFrame (None when empty)."""
-        flags = {
-            "include_run": include_run,
-            "include_name": include_name,
-            "include_context": include_context,
-            "include_props": include_props,
-            "include_params": include_params,
-        }
+        flags = dict(locals())
+        del flags["self"], flags["only_last"]
         tables = self._tables(only_last, flags)
         return dataframes.to_polars(tables) if tables else None
 
