@@ -1,7 +1,7 @@
 """The write side of one run: in-memory sequence buffers, the flush policy and the sidecar.
 
-`Run.track` appends to a `SeqBuffer` under `RunWriter.lock` (the only work on the training
-thread). A flusher thread turns buffers into record batches and appends them to segments at least
+`Run.track` extends a `SeqBuffer` with one atomic list operation per point, without a lock (the
+only work on the training thread; see `SeqBuffer`). A flusher thread turns buffers into record batches and appends them to segments at least
 every `flush_interval_s`, sooner when a buffer holds `max_buffer_points`, and on `close()`. The
 sidecar (`run.json`) is rewritten atomically after the segments it describes.
 
@@ -173,7 +173,7 @@ class RunWriter:
         self.layout = layout
         self.run_hash = meta.hash
         self.meta = meta  # properties + params; `sequences` is rebuilt from buffers on write
-        self.lock = threading.Lock()  # guards buffers (taken by track on the hot path)
+        self.lock = threading.Lock()  # guards `seqs` and the slow path's step bookkeeping
         self._flush_lock = threading.Lock()  # serialises flushes and sidecar writes
         self._run_lock = lock
         self.max_buffer_points = max_buffer_points
