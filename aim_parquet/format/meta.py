@@ -121,6 +121,47 @@ class SequenceInfo:
             max=_unnum(data.get("max")),
         )
 
+    @staticmethod
+    def json_key(data: dict[str, Any]) -> list[Any]:
+        """`[seq_id, name, kind, context]` of a catalogue entry's JSON (the run index's key row)."""
+        return [data["seq_id"], data["name"], data["kind"], data.get("context") or {}]
+
+    @staticmethod
+    def json_stats(data: dict[str, Any]) -> list[Any]:
+        """`[count, first_step, last_step, first, last, min, max]` of a catalogue entry's JSON,
+        values encoded as in `to_json` (the run index's stats row)."""
+        get = data.get
+        return [
+            get("count", 0),
+            get("first_step"),
+            get("last_step"),
+            get("first"),
+            get("last"),
+            get("min"),
+            get("max"),
+        ]
+
+    @classmethod
+    def from_rows(cls, key: list[Any], stats: list[Any]) -> SequenceInfo:
+        """The inverse of (`json_key`, `json_stats`)."""
+        seq_id, name, kind, context = key
+        count, first_step, last_step, first, last, lo, hi = stats
+        if not isinstance(seq_id, str) or not isinstance(name, str) or not isinstance(kind, str):
+            raise TypeError("catalogue key fields must be strings")
+        return cls(
+            seq_id=seq_id,
+            name=name,
+            context=context or {},
+            kind=kind,
+            count=int(count),
+            first_step=first_step,
+            last_step=last_step,
+            first=decode_json_value(first),
+            last=decode_json_value(last),
+            min=_unnum(lo),
+            max=_unnum(hi),
+        )
+
 
 @dataclass(frozen=True)
 class RunMeta:

@@ -28,6 +28,7 @@ COMPACTED_DIRNAME = "compacted"
 MANIFEST_FILENAME = "manifest.json"
 SEGMENT_SUFFIX = ".arrows"
 TEMP_PREFIX = ".tmp-"
+CHANGE_MARKER_FILENAME = "changed"
 
 _HASH_RE = re.compile(r"[0-9a-f]{24}")
 _SEQ_ID_RE = re.compile(r"[0-9a-f]{20}")
@@ -117,6 +118,7 @@ class RepoLayout:
         self.runs_dir = self.aim_dir / RUNS_DIRNAME
         self.index_dir = self.aim_dir / INDEX_DIRNAME
         self.trash_dir = self.aim_dir / TRASH_DIRNAME
+        self.change_marker = self.index_dir / CHANGE_MARKER_FILENAME
 
     def run_dir(self, run_hash: str) -> Path:
         return self.runs_dir / validate_run_hash(run_hash)

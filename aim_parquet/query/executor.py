@@ -20,8 +20,8 @@ from aim_parquet.format.meta import RunMeta, SequenceInfo
 from aim_parquet.format.paths import RepoLayout
 from aim_parquet.query.planner import QueryPlan
 from aim_parquet.query.views import RunView
-from aim_parquet.storage.run_index import IndexSnapshot, RunIndex, RunRecord
-from aim_parquet.storage.run_reader import discover_sequences
+from aim_parquet.storage.run_index import CatalogueEntry, IndexSnapshot, RunIndex, RunRecord
+from aim_parquet.storage.run_reader import uncatalogued_sequences
 
 
 @dataclass(frozen=True)
@@ -88,9 +88,14 @@ def execute_plan(
             if plan.seq_var is None:
                 match = RunMatch(record)
             else:
-                infos = discover_sequences(layout, record.hash, record.meta)
-                matched = plan.matching_sequences(view, infos)
-                match = RunMatch(record, tuple(matched)) if matched else None
+                entries: list[CatalogueEntry | SequenceInfo] = [*record.catalogue()]
+                if record.end_time is None:  # a live or killed writer may be ahead of it
+                    known = {e.seq_id for e in entries}
+                    entries.extend(uncatalogued_sequences(layout, record.hash, known))
+                matched = plan.matching_sequences(view, entries)
+                if matched:
+                    infos = (e.info if isinstance(e, CatalogueEntry) else e for e in matched)
+                    match = RunMatch(record, tuple(infos))
         if match is not None or with_misses:
             yield MatchStep(match, position, total)
 

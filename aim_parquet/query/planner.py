@@ -17,11 +17,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from aim_parquet.format.meta import SequenceInfo
 from aim_parquet.format.schema import METRIC_KINDS
 from aim_parquet.query.lang import CompiledQuery, compile_query
 from aim_parquet.query.views import RunView, SequenceView
+from aim_parquet.storage.run_index import CatalogueEntry
+
+SeqEntry = TypeVar("SeqEntry", SequenceInfo, CatalogueEntry, SequenceInfo | CatalogueEntry)
 
 SEQUENCE_KINDS: dict[str, frozenset[str]] = {
     "metric": METRIC_KINDS,
@@ -56,9 +60,7 @@ class QueryPlan:
         """Step 1: the run part on run metadata only."""
         return self.run_filter is None or self.run_filter.matches({"run": view})
 
-    def matching_sequences(
-        self, view: RunView, infos: Iterable[SequenceInfo]
-    ) -> list[SequenceInfo]:
+    def matching_sequences(self, view: RunView, infos: Iterable[SeqEntry]) -> list[SeqEntry]:
         """Step 2: catalogue entries of the queried kinds that satisfy the sequence part."""
         out = []
         seq_filter, var = self.seq_filter, self.seq_var

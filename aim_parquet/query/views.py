@@ -22,7 +22,7 @@ from aim_parquet.format.meta import RunMeta, SequenceInfo
 from aim_parquet.format.paths import RepoLayout, canonical_context
 from aim_parquet.query.lang import SafeNone
 from aim_parquet.storage.lock import is_run_locked
-from aim_parquet.storage.run_index import RunRecord
+from aim_parquet.storage.run_index import CatalogueEntry, RunRecord
 
 RunFields = RunMeta | RunRecord  # both have the run-level fields under the same names
 
@@ -146,7 +146,7 @@ class SequenceView:
 
     __slots__ = ("info",)
 
-    def __init__(self, info: SequenceInfo) -> None:
+    def __init__(self, info: SequenceInfo | CatalogueEntry) -> None:
         self.info = info
 
     def __repr__(self) -> str:

@@ -44,6 +44,7 @@ from aim_parquet.sdk.params import ParamKey, del_path, get_path, key_path, set_p
 from aim_parquet.sdk.run_base import RunReadMixin, layout_for
 from aim_parquet.storage.atomic import atomic_write
 from aim_parquet.storage.lock import RunLock
+from aim_parquet.storage.repo_changes import note_change
 from aim_parquet.storage.run_reader import discover_sequences, load_run_meta
 from aim_parquet.storage.run_writer import RunWriter, SeqBuffer
 
@@ -203,6 +204,7 @@ class Run(RunReadMixin):
             )
             atomic_write(tmp / SIDECAR_FILENAME, meta.dumps(), durable=True)
             os.rename(tmp, layout.run_dir(self.hash))
+            note_change(layout)
         except BaseException as exc:
             shutil.rmtree(tmp, ignore_errors=True)
             if isinstance(exc, OSError):

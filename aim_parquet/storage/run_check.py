@@ -21,9 +21,9 @@ from aim_parquet.format.meta import FORMAT_VERSION, CompactedFile, Manifest, Run
 from aim_parquet.format.paths import TEMP_PREFIX, RepoLayout, is_valid_seq_id
 from aim_parquet.format.schema import META_FORMAT_VERSION
 from aim_parquet.storage import salvage
-from aim_parquet.storage.atomic import atomic_write
 from aim_parquet.storage.compacted import is_compacted_name, read_footer
 from aim_parquet.storage.lock import is_run_locked
+from aim_parquet.storage.repo_changes import write_sidecar
 from aim_parquet.storage.run_folder import (
     COMPACT_LOCK_FILENAME,
     is_file_locked,
@@ -290,7 +290,7 @@ class RunCheck:
 
 
 def _rewrite(layout: RepoLayout, meta: RunMeta) -> str:
-    atomic_write(layout.sidecar(meta.hash), meta.dumps())
+    write_sidecar(layout, meta.hash, meta.dumps())
     return "sidecar rewritten"
 
 

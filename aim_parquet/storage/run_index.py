@@ -1,43 +1,51 @@
-"""The repo-level run index: `.aim/index/runs.json`, a cache of every run's sidecar.
+"""The repo-level run index: `.aim/index/runs.jsonl`, a cache of every run's sidecar.
 
-A query's run predicate needs only run-level fields (properties, params and the sequence
-catalogue summaries), all of which live in each run's sidecar `runs/<hash>/run.json`. Opening
-10,000 sidecars costs about a second, so the index keeps a copy of each one, keyed by the stat of
-the sidecar it was read from::
+A query's run predicate needs only run-level fields (properties and params), and a sequence
+query only the sequence catalogue; all of it lives in each run's sidecar `runs/<hash>/run.json`.
+Opening 10,000 sidecars costs about a second, so the index keeps a copy of each one, keyed by the
+stat of the sidecar it was read from. It is a JSON Lines file:
 
-    {
-      "format": "aim_parquet.run_index",
-      "format_version": 1,
-      "runs": {
-        "<run hash>": {
-          "mtime_ns": 1718000000123456789,   # st_mtime_ns of runs/<hash>/run.json when read
-          "size": 1234,                      # st_size of that file
-          "ino": 5678,                       # st_ino (sidecars are replaced, never rewritten)
-          "sidecar": {...},                  # the sidecar's JSON object (RunMeta.to_json) without
-                                             # its "sequences" catalogue, which is kept as
-          "sequences": "[...]"               # that catalogue's JSON *text*, parsed only when a
-        }                                    # query needs it (a run predicate never does)
-      }
-    }
+- line 1, the header: `{"format": "aim_parquet.run_index", "format_version": 3, "runs": {...}}`
+  with, per run hash, `mtime_ns`/`size`/`ino` (the stat of `runs/<hash>/run.json` when read),
+  `sidecar` (the sidecar's JSON object without its `sequences` catalogue) and `catalogue`:
+  `[offset, keys_length, stats_length]`;
+- then two lines per run, at `offset` bytes after the header's newline: the catalogue's keys
+  `[[seq_id, name, kind, context], ...]` (`keys_length` bytes) and, after its newline, the
+  matching stats `[[count, first_step, last_step, first, last, min, max], ...]` (`stats_length`
+  bytes), values encoded as in the sidecar.
+
+Only the header is parsed when the file is loaded; a run's keys are parsed when a sequence query
+first looks at that run, and its stats only when one of its sequences matches (float parsing is
+most of the cost of JSON). So a run predicate never parses a catalogue, and `metric.name ==
+'loss'` never parses the summaries of the other metrics.
 
 The index is only a cache, never a source of truth, and needs no re-index step:
 
-- `RunIndex.refresh()` lists `runs/` and `stat()`s every sidecar (cheap). An entry whose
-  (mtime_ns, size, ino) still matches is used as is; a new or changed sidecar is read again; an
-  entry whose run folder is gone is dropped. So a run is visible the moment its sidecar exists and
-  a deleted run vanishes at once.
+- `RunIndex.refresh()` lists `runs/` and `stat()`s every sidecar (one `stat` per run, relative to
+  an open `runs/` folder). An entry whose (mtime_ns, size, ino) still matches is used as is; a new
+  or changed sidecar is read again; an entry whose run folder is gone is dropped. So a run is
+  visible the moment its sidecar exists and a deleted run vanishes at once.
+- A later `refresh()` of the same `RunIndex` skips the per-run `stat`s when neither the change
+  marker `.aim/index/changed` (`storage.repo_changes`: every sidecar write, run creation, delete,
+  copy and move sets its mtime to the exact time in ns) nor `runs/` (mtime, link count, inode)
+  changed since the last full pass, `runs/` was last modified more than `RACY_S` before that
+  pass (a coarse filesystem clock could hide a second change in the same tick), and the last full
+  pass is less than `FULL_CHECK_S` old (so a sidecar edited by a tool that does not touch the
+  marker is seen within that time).
 - The file is rewritten atomically (`storage.atomic.atomic_write`) under a `filelock.FileLock` on
   `.aim/index/runs.lock` taken with a short timeout; if another process holds it, this process keeps
   its fresh in-memory copy and skips the write. Changes of runs still being tracked (no `end_time`
   and a sidecar younger than `SETTLE_S`) do not trigger a write by themselves, so a live run that
   rewrites its sidecar every second does not make every query rewrite the index.
-- A missing, unreadable or corrupt index file is rebuilt from the sidecars.
+- A missing, unreadable or corrupt index file is rebuilt from the sidecars; the version-2 file
+  `runs.json` of earlier releases is removed when the new one is written.
 - A damaged sidecar (invalid JSON, a newer format) is reported by `refresh()` (the caller warns);
   the file keeps the last good copy of it, which `aim-parquet verify --repair` can restore.
 
-In memory each run is a `RunRecord` over the sidecar's JSON object: a run predicate reads its fields
-straight from it, and `params`/`sequences`/`meta` are decoded only when first asked for, so a
-fresh process answers a run predicate over 10,000 runs without building 10,000 `RunMeta`s.
+In memory each run is a `RunRecord` over the sidecar's run-level fields: a run predicate reads
+them straight from the JSON object, and `params`/the catalogue/`meta` are decoded only when first
+asked for, so a fresh process answers a run predicate over 10,000 runs without building 10,000
+`RunMeta`s.
 """
 
 from __future__ import annotations
@@ -46,7 +54,7 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any
 
@@ -55,18 +63,23 @@ import filelock
 from aim_parquet.errors import AimParquetError, CorruptFileError
 from aim_parquet.format.meta import RunMeta, SequenceInfo
 from aim_parquet.format.paths import SIDECAR_FILENAME, RepoLayout, is_valid_run_hash
+from aim_parquet.format.schema import METRIC_KINDS
 from aim_parquet.format.values import decode_json_value
 from aim_parquet.storage.atomic import atomic_write
 from aim_parquet.storage.lock import is_run_locked
+from aim_parquet.storage.repo_changes import MarkerKey, marker_key
 
 log = logging.getLogger(__name__)
 
-INDEX_FILENAME = "runs.json"
+INDEX_FILENAME = "runs.jsonl"
+LEGACY_INDEX_FILENAMES = ("runs.json",)  # format 2, replaced by runs.jsonl
 INDEX_LOCK_FILENAME = "runs.lock"
 INDEX_FORMAT = "aim_parquet.run_index"
-INDEX_FORMAT_VERSION = 2  # 2: catalogue stored as JSON text (older files are rebuilt)
+INDEX_FORMAT_VERSION = 3  # 3: JSON Lines, catalogue keys and stats parsed apart
 LOCK_TIMEOUT_S = 0.05
 SETTLE_S = 60.0  # a changed sidecar of a run without end_time triggers a write once this old
+FULL_CHECK_S = 5.0  # a refresh stats every sidecar at least this often
+RACY_S = 1.0  # a runs/ folder modified this recently may change again within its mtime tick
 YOUNG_RUN_S = 30.0  # a run folder without sidecar this young is being created, not damaged
 
 StatKey = tuple[int, int, int]
@@ -81,15 +94,58 @@ class DamagedRun:
     reason: str
 
 
+class CatalogueEntry:
+    """One catalogue entry of a RunRecord, as a query sees it: `seq_id`, `name`, `kind`,
+    `context` and `is_metric` at once; any other SequenceInfo field (`count`, `last`, ...) and
+    `info` decode the run's stats on first use."""
+
+    __slots__ = ("record", "position", "seq_id", "name", "kind", "context")
+
+    def __init__(self, record: RunRecord, position: int, key: list[Any]) -> None:
+        self.record = record
+        self.position = position
+        self.seq_id, self.name, self.kind, self.context = key
+
+    @property
+    def is_metric(self) -> bool:
+        return self.kind in METRIC_KINDS
+
+    @property
+    def info(self) -> SequenceInfo:
+        return self.record.sequence_info(self.position)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.info, name)
+
+
+def _damaged_entry(run_hash: str, exc: Exception) -> CorruptFileError:
+    return CorruptFileError(
+        f"run index entry of run {run_hash} is damaged ({exc!r}); "
+        "run `aim-parquet verify --repair` to rebuild the index."
+    )
+
+
 class RunRecord:
     """The run-level fields of one run, read from its sidecar's JSON object on demand.
 
     Attribute names are RunMeta's (`hash`, `name`, `display_name`, `description`, `experiment`,
     `tags`, `archived`, `creation_time`, `end_time`, `updated_at`, `params`, `sequences`), so a
-    query view reads either. `meta` is the full, validated RunMeta.
+    query view reads either. `meta` is the full, validated RunMeta. The catalogue comes either
+    from the sidecar's JSON (`items`) or from the index file (`source`: the file's bytes and the
+    spans of this run's key and stats lines), parsed when first needed.
     """
 
-    __slots__ = ("hash", "_data", "_sequences_json", "_meta", "_params", "_sequences")
+    __slots__ = (
+        "hash",
+        "_data",
+        "_items",
+        "_source",
+        "_keys",
+        "_stats",
+        "_infos",
+        "_meta",
+        "_params",
+    )
 
     def __init__(
         self,
@@ -97,137 +153,177 @@ class RunRecord:
         data: dict[str, Any],
         meta: RunMeta | None = None,
         *,
-        sequences_json: str | None = None,
+        source: tuple[bytes, int, int, int] | None = None,
     ) -> None:
         self.hash = run_hash
-        self._data = data
-        self._sequences_json = sequences_json  # the catalogue, still as JSON text
+        items = data.get("sequences")
+        self._data = data if items is None else {k: v for k, v in data.items() if k != "sequences"}
+        self._items: list[dict[str, Any]] | None = items if source is None else None
+        self._source = source  # (file bytes, keys start, keys end, stats end)
+        self._keys: list[list[Any]] | None = None
+        self._stats: list[list[Any]] | None = None
+        self._infos: dict[int, SequenceInfo] = {}
         self._meta = meta
         self._params: dict[str, Any] | None = None if meta is None else meta.params
-        self._sequences: tuple[SequenceInfo, ...] | None = None if meta is None else meta.sequences
+        if meta is not None:
+            self._infos = dict(enumerate(meta.sequences))
+
+    # -- catalogue -------------------------------------------------------------------------
+    def _parse(self, start: int, end: int) -> list[list[Any]]:
+        assert self._source is not None
+        try:
+            rows = json.loads(self._source[0][start:end])
+            if not isinstance(rows, list) or not all(isinstance(r, list) for r in rows):
+                raise ValueError("not a list of rows")
+        except ValueError as exc:
+            raise _damaged_entry(self.hash, exc) from exc
+        return rows
+
+    def sequence_keys(self) -> list[list[Any]]:
+        """`[seq_id, name, kind, context]` of every catalogued sequence."""
+        if self._keys is None:
+            if self._source is not None:
+                _, start, end, _ = self._source
+                keys = self._parse(start, end)
+                if not all(len(k) == 4 for k in keys):
+                    raise _damaged_entry(self.hash, ValueError("bad catalogue key row"))
+                self._keys = keys
+            else:
+                try:
+                    self._keys = [SequenceInfo.json_key(d) for d in self._items or ()]
+                except (KeyError, TypeError, AttributeError) as exc:
+                    raise _damaged_entry(self.hash, exc) from exc
+        return self._keys
+
+    def _stats_rows(self) -> list[list[Any]]:
+        if self._stats is None:
+            if self._source is not None:
+                _, _, keys_end, end = self._source
+                self._stats = self._parse(keys_end + 1, end)
+            else:
+                self._stats = [SequenceInfo.json_stats(d) for d in self._items or ()]
+        return self._stats
+
+    def sequence_info(self, position: int) -> SequenceInfo:
+        """The full catalogue entry at `position` (decoding the run's stats on first use)."""
+        info = self._infos.get(position)
+        if info is None:
+            try:
+                info = SequenceInfo.from_rows(
+                    self.sequence_keys()[position], self._stats_rows()[position]
+                )
+            except (IndexError, KeyError, TypeError, ValueError) as exc:
+                raise _damaged_entry(self.hash, exc) from exc
+            self._infos[position] = info
+        return info
+
+    def catalogue(self) -> list[CatalogueEntry]:
+        """Every catalogue entry, decoded only as far as a query needs."""
+        return [CatalogueEntry(self, i, key) for i, key in enumerate(self.sequence_keys())]
+
+    @property
+    def sequences(self) -> tuple[SequenceInfo, ...]:
+        return tuple(self.sequence_info(i) for i in range(len(self.sequence_keys())))
+
+    def stored_catalogue(self) -> tuple[bytes, bytes]:
+        """The catalogue's key and stats lines as the index file stores them."""
+        if self._source is not None and self._keys is None and self._stats is None:
+            raw, start, keys_end, end = self._source
+            return raw[start:keys_end], raw[keys_end + 1 : end]
+        return _json_line(self.sequence_keys()), _json_line(self._stats_rows())
+
+    # -- run-level fields ------------------------------------------------------------------
+    @property
+    def fields(self) -> dict[str, Any]:
+        """The sidecar's run-level fields (no catalogue)."""
+        return self._data
 
     @property
     def data(self) -> dict[str, Any]:
-        """The sidecar's JSON object (the catalogue parsed in on first access)."""
-        if self._sequences_json is not None:
-            try:
-                self._data = {**self._data, "sequences": json.loads(self._sequences_json)}
-            except ValueError as exc:
-                raise CorruptFileError(
-                    f"run index entry of run {self.hash} is damaged ({exc!r}); "
-                    "run `aim-parquet verify --repair` to rebuild the index."
-                ) from exc
-            self._sequences_json = None
-        return self._data
-
-    @property
-    def fields(self) -> dict[str, Any]:
-        """The sidecar's run-level fields, without parsing the catalogue."""
-        return self._data
+        """The sidecar's JSON object, catalogue included."""
+        return {**self._data, "sequences": [s.to_json() for s in self.sequences]}
 
     @property
     def meta(self) -> RunMeta:
         if self._meta is None:
-            self._meta = RunMeta.from_json(self.data, f"run index entry of run {self.hash}")
+            meta = RunMeta.from_json(self._data, f"run index entry of run {self.hash}")
+            self._meta = replace(meta, sequences=self.sequences)
         return self._meta
 
     @property
     def name(self) -> str | None:
-        return self.fields.get("name")
+        return self._data.get("name")
 
     @property
     def display_name(self) -> str:
-        name = self.fields.get("name")
+        name = self._data.get("name")
         return name if name is not None else f"Run: {self.hash}"
 
     @property
     def description(self) -> str | None:
-        return self.fields.get("description")
+        return self._data.get("description")
 
     @property
     def experiment(self) -> str:
-        return self.fields.get("experiment") or "default"
+        return self._data.get("experiment") or "default"
 
     @property
     def tags(self) -> tuple[str, ...]:
-        return tuple(self.fields.get("tags") or ())
+        return tuple(self._data.get("tags") or ())
 
     @property
     def archived(self) -> bool:
-        return bool(self.fields.get("archived", False))
+        return bool(self._data.get("archived", False))
 
     @property
     def creation_time(self) -> float:
-        return float(self.fields["creation_time"])
+        return float(self._data["creation_time"])
 
     @property
     def end_time(self) -> float | None:
-        return self.fields.get("end_time")
+        return self._data.get("end_time")
 
     @property
     def updated_at(self) -> float:
-        return float(self.fields.get("updated_at") or 0.0)
+        return float(self._data.get("updated_at") or 0.0)
 
     @property
     def params(self) -> dict[str, Any]:
         if self._params is None:
-            self._params = decode_json_value(self.fields.get("params") or {})
+            self._params = decode_json_value(self._data.get("params") or {})
         return self._params
 
-    @property
-    def sequences(self) -> tuple[SequenceInfo, ...]:
-        if self._sequences is None:
-            try:
-                items = self.data.get("sequences") or ()
-                self._sequences = tuple(SequenceInfo.from_json(s) for s in items)
-            except (KeyError, TypeError, ValueError) as exc:
-                raise CorruptFileError(
-                    f"run index entry of run {self.hash} is damaged ({exc!r}); "
-                    "run `aim-parquet verify --repair` to rebuild the index."
-                ) from exc
-        return self._sequences
+
+def _json_line(obj: Any) -> bytes:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode(
+        "utf-8", "surrogatepass"
+    )
 
 
 class _Entry:
     """One run in memory: the stat key of its sidecar and its record (or why it is damaged).
 
-    `data` is what the index file stores for the run: the current sidecar JSON, or for a damaged
-    run the last good copy (None if there never was one).
+    `record` is None for a damaged run; `kept` is then the last good record of it (if any), which
+    the index file keeps for repairs.
     """
 
-    __slots__ = ("key", "data", "record", "damaged")
+    __slots__ = ("key", "record", "kept", "damaged")
 
     def __init__(
         self,
         key: StatKey,
-        data: dict[str, Any] | None,
         record: RunRecord | None,
         damaged: DamagedRun | None = None,
+        kept: RunRecord | None = None,
     ) -> None:
         self.key = key
-        self.data = data  # without "sequences" when `record` still holds them as text
         self.record = record
+        self.kept = kept
         self.damaged = damaged
 
-    def stored(self) -> dict[str, Any] | None:
-        """What the index file keeps for this run (see the module doc), or None."""
-        if self.data is None:
-            return None
-        record = self.record
-        if record is not None and record._sequences_json is not None:
-            sequences_json = record._sequences_json
-        else:
-            sequences_json = json.dumps(
-                self.data.get("sequences") or [], ensure_ascii=False, separators=(",", ":")
-            )
-        fields = {k: v for k, v in self.data.items() if k != "sequences"}
-        return {
-            "mtime_ns": self.key[0],
-            "size": self.key[1],
-            "ino": self.key[2],
-            "sidecar": fields,
-            "sequences": sequences_json,
-        }
+    @property
+    def stored_record(self) -> RunRecord | None:
+        return self.record if self.record is not None else self.kept
 
 
 class IndexSnapshot:
@@ -273,6 +369,8 @@ class RunIndex:
         self.lock_path = layout.index_dir / INDEX_LOCK_FILENAME
         self._entries: dict[str, _Entry] | None = None
         self._snapshot: IndexSnapshot | None = None
+        self._quick: tuple[MarkerKey, StatKey] | None = None  # as of the last full pass
+        self._full_at = 0.0  # time.monotonic() of the last full pass
 
     # -- reading ---------------------------------------------------------------------------
     def _load_file(self) -> tuple[dict[str, _Entry], bool]:
@@ -285,20 +383,7 @@ class RunIndex:
             log.warning("aim_parquet: cannot read run index %s (%s); rebuilding it", self.path, exc)
             return {}, False
         try:
-            doc = json.loads(raw)
-            if doc.get("format") != INDEX_FORMAT or doc.get("format_version") != (
-                INDEX_FORMAT_VERSION
-            ):
-                raise ValueError("unknown index format")
-            entries = {}
-            for run_hash, item in doc["runs"].items():
-                key = (int(item["mtime_ns"]), int(item["size"]), int(item["ino"]))
-                data = item["sidecar"]
-                seq_text = item["sequences"]
-                plausible = _is_plausible(run_hash, data) and isinstance(seq_text, str)
-                record = RunRecord(run_hash, data, sequences_json=seq_text) if plausible else None
-                entries[run_hash] = _Entry(key, data if record else None, record)
-            return entries, True
+            return parse_index(raw), True
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             log.warning("aim_parquet: run index %s is damaged (%s); rebuilding it", self.path, exc)
             return {}, False
@@ -311,10 +396,10 @@ class RunIndex:
             if not isinstance(data, dict):
                 raise ValueError("not a JSON object")
             meta = RunMeta.from_json(data, f"sidecar {path}")
-            return _Entry(key, data, RunRecord(run_hash, data, meta))
+            return _Entry(key, RunRecord(run_hash, data, meta))
         except (UnicodeDecodeError, ValueError, AimParquetError) as exc:
             reason = str(exc) if isinstance(exc, AimParquetError) else f"invalid JSON ({exc})"
-            return _Entry(key, None, None, DamagedRun(run_hash, str(path), reason))
+            return _Entry(key, None, DamagedRun(run_hash, str(path), reason))
 
     def _missing_sidecar(self, run_hash: str) -> DamagedRun | None:
         """A run folder without sidecar: being created (None) or damaged."""
@@ -332,8 +417,31 @@ class RunIndex:
         """Whether a run folder without sidecar is damaged (False: it is being created)."""
         return self._missing_sidecar(run_hash) is not None
 
+    def _quick_key(self) -> tuple[tuple[MarkerKey, StatKey] | None, bool]:
+        """(change marker, `runs/` stat) now, and whether `runs/` changed too recently to trust
+        its mtime; None when `runs/` is missing."""
+        try:
+            st = os.stat(os.fspath(self.layout.runs_dir))
+        except OSError:
+            return None, False
+        is_racy = time.time_ns() - st.st_mtime_ns < RACY_S * 1e9
+        return (marker_key(self.layout), (st.st_mtime_ns, st.st_nlink, st.st_ino)), is_racy
+
     def refresh(self) -> IndexSnapshot:
         """Bring the index up to date with the sidecars on disk and return every run."""
+        quick, is_racy = self._quick_key()
+        if (
+            self._snapshot is not None
+            and quick is not None
+            and quick == self._quick
+            and time.monotonic() - self._full_at < FULL_CHECK_S
+        ):
+            return self._snapshot  # nothing was noted since the last full pass
+        self._quick = None if is_racy else quick
+        self._full_at = time.monotonic()
+        return self._full_refresh()
+
+    def _full_refresh(self) -> IndexSnapshot:
         if self._entries is None:
             old, usable = self._load_file()
             needs_write = not usable
@@ -342,40 +450,46 @@ class RunIndex:
         runs_dir = os.fspath(self.layout.runs_dir)
         try:
             names = os.listdir(runs_dir)
+            dir_fd = os.open(runs_dir, os.O_RDONLY)
         except FileNotFoundError:
-            names = []
+            names, dir_fd = [], -1
         entries: dict[str, _Entry] = {}
         records: dict[str, RunRecord] = {}
         damaged: list[DamagedRun] = []
         read = 0
         settled_ns = time.time_ns() - int(SETTLE_S * 1e9)
         stat = os.stat
-        for run_hash in names:
-            if not is_valid_run_hash(run_hash):
-                continue
-            try:
-                st = stat(f"{runs_dir}/{run_hash}/{SIDECAR_FILENAME}")
-            except FileNotFoundError:
-                missing = self._missing_sidecar(run_hash)
-                if missing is not None:
-                    damaged.append(missing)
-                continue
-            key = (st.st_mtime_ns, st.st_size, st.st_ino)
-            entry = old.get(run_hash)
-            if entry is None or entry.key != key or entry.record is None:
-                previous = entry
-                entry = self._read_sidecar(run_hash, key)
-                read += 1
-                if entry.data is not None:
-                    if entry.data.get("end_time") is not None or st.st_mtime_ns < settled_ns:
-                        needs_write = True
-                elif previous is not None:
-                    entry.data = previous.data  # keep the last good copy for repairs
-            entries[run_hash] = entry
-            if entry.damaged is not None:
-                damaged.append(entry.damaged)
-            elif entry.record is not None:
-                records[run_hash] = entry.record
+        sidecar = "/" + SIDECAR_FILENAME
+        try:
+            for run_hash in names:
+                entry = old.get(run_hash)
+                if entry is None and not is_valid_run_hash(run_hash):
+                    continue
+                try:
+                    st = stat(run_hash + sidecar, dir_fd=dir_fd)
+                except FileNotFoundError:
+                    missing = self._missing_sidecar(run_hash)
+                    if missing is not None:
+                        damaged.append(missing)
+                    continue
+                key = (st.st_mtime_ns, st.st_size, st.st_ino)
+                if entry is None or entry.key != key or entry.record is None:
+                    previous = entry
+                    entry = self._read_sidecar(run_hash, key)
+                    read += 1
+                    if entry.record is not None:
+                        if entry.record.end_time is not None or st.st_mtime_ns < settled_ns:
+                            needs_write = True
+                    elif previous is not None:
+                        entry.kept = previous.stored_record  # the last good copy, for repairs
+                entries[run_hash] = entry
+                if entry.damaged is not None:
+                    damaged.append(entry.damaged)
+                elif entry.record is not None:
+                    records[run_hash] = entry.record
+        finally:
+            if dir_fd >= 0:
+                os.close(dir_fd)
         removed = any(h not in entries for h in old)
         if removed:
             needs_write = True
@@ -390,14 +504,14 @@ class RunIndex:
 
     # -- writing ---------------------------------------------------------------------------
     def _write(self, entries: dict[str, _Entry]) -> None:
-        runs = {h: stored for h, e in entries.items() if (stored := e.stored()) is not None}
-        doc = {"format": INDEX_FORMAT, "format_version": INDEX_FORMAT_VERSION, "runs": runs}
+        data = format_index(entries)
         try:
             self.layout.index_dir.mkdir(parents=True, exist_ok=True)
             lock = filelock.FileLock(self.lock_path, timeout=LOCK_TIMEOUT_S)
             with lock:
-                data = json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
-                atomic_write(self.path, data.encode("utf-8", "surrogatepass"), durable=False)
+                atomic_write(self.path, data, durable=False)
+                for name in LEGACY_INDEX_FILENAMES:
+                    (self.layout.index_dir / name).unlink(missing_ok=True)
         except filelock.Timeout:
             log.debug("aim_parquet: run index %s is busy; not rewriting it", self.path)
         except OSError as exc:  # read-only repository, disk full: the index is only a cache
@@ -407,8 +521,58 @@ class RunIndex:
         """Forget the in-memory copy (the next refresh starts from the index file)."""
         self._entries = None
         self._snapshot = None
+        self._quick = None
 
     def remove_file(self) -> None:
         """Delete the index file (it is rebuilt on the next refresh)."""
         self.path.unlink(missing_ok=True)
         self.invalidate()
+
+
+def format_index(entries: dict[str, _Entry]) -> bytes:
+    """The index file's bytes for `entries` (see the module doc)."""
+    runs: dict[str, Any] = {}
+    body: list[bytes] = []
+    offset = 0
+    for run_hash, entry in entries.items():
+        record = entry.stored_record
+        if record is None:
+            continue
+        keys, stats = record.stored_catalogue()
+        runs[run_hash] = {
+            "mtime_ns": entry.key[0],
+            "size": entry.key[1],
+            "ino": entry.key[2],
+            "sidecar": record.fields,
+            "catalogue": [offset, len(keys), len(stats)],
+        }
+        body.append(keys + b"\n" + stats + b"\n")
+        offset += len(keys) + len(stats) + 2
+    header = {"format": INDEX_FORMAT, "format_version": INDEX_FORMAT_VERSION, "runs": runs}
+    return _json_line(header) + b"\n" + b"".join(body)
+
+
+def parse_index(raw: bytes) -> dict[str, _Entry]:
+    """The entries of an index file's bytes; ValueError (or KeyError, TypeError) when it is not
+    one. An entry that fails a cheap check is left out (its sidecar is read instead)."""
+    end = raw.find(b"\n")
+    if end < 0:
+        raise ValueError("no header line")
+    doc = json.loads(raw[:end])
+    if doc.get("format") != INDEX_FORMAT or doc.get("format_version") != INDEX_FORMAT_VERSION:
+        raise ValueError("unknown index format")
+    base = end + 1
+    size = len(raw)
+    entries = {}
+    for run_hash, item in doc["runs"].items():
+        key = (int(item["mtime_ns"]), int(item["size"]), int(item["ino"]))
+        data = item["sidecar"]
+        offset, keys_len, stats_len = item["catalogue"]
+        start = base + int(offset)
+        keys_end = start + int(keys_len)
+        stats_end = keys_end + 1 + int(stats_len)
+        if not _is_plausible(run_hash, data) or start < base or stats_end > size:
+            continue
+        source = (raw, start, keys_end, stats_end)
+        entries[run_hash] = _Entry(key, RunRecord(run_hash, data, source=source))
+    return entries

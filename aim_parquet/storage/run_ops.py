@@ -21,6 +21,7 @@ from pathlib import Path
 from aim_parquet.errors import MissingRunError, RunLockedError
 from aim_parquet.format.paths import LOCK_FILENAME, TEMP_PREFIX, RepoLayout, validate_run_hash
 from aim_parquet.storage.lock import RunLock, is_run_locked
+from aim_parquet.storage.repo_changes import note_change
 from aim_parquet.storage.run_reader import load_run_meta
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,7 @@ def delete_run_folder(layout: RepoLayout, run_hash: str) -> None:
         os.rename(run_dir, target)
     finally:
         lock.release()
+    note_change(layout)
     shutil.rmtree(target, ignore_errors=True)
     empty_trash(layout)
 
@@ -96,6 +98,7 @@ def copy_run_folder(src: RepoLayout, dest: RepoLayout, run_hash: str) -> None:
         if target.exists():
             raise FileExistsError(f"run {run_hash} already exists in repository {dest.root}")
         os.rename(tmp, target)
+        note_change(dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

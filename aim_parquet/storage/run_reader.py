@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Container
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -120,12 +121,22 @@ def discover_sequences(layout: RepoLayout, run_hash: str, meta: RunMeta) -> list
     """The catalogue, plus sequences whose folders exist but are not catalogued yet (a writer
     killed before its sidecar caught up); those get their name/context/kind from the segment."""
     infos = {s.seq_id: s for s in meta.sequences}
+    return [*infos.values(), *uncatalogued_sequences(layout, run_hash, infos)]
+
+
+def uncatalogued_sequences(
+    layout: RepoLayout, run_hash: str, catalogued: Container[str]
+) -> list[SequenceInfo]:
+    """Sequences with a folder under `seqs/` but no entry in `catalogued` (seq ids), summarised
+    from their segments. A run with an `end_time` has none: `close()` writes the sidecar after
+    the last segment, and a resumed run clears `end_time` before writing any."""
+    infos: dict[str, SequenceInfo] = {}
     try:
         names = os.listdir(layout.seqs_dir(run_hash))
     except FileNotFoundError:
         names = []
     for name in sorted(names):
-        if name in infos or not is_valid_seq_id(name):
+        if name in catalogued or not is_valid_seq_id(name):
             continue
         for seg in list_segments(layout.seq_dir(run_hash, name)):
             with contextlib.suppress(CorruptFileError, FileNotFoundError):

@@ -33,7 +33,6 @@ from aim_parquet.format.paths import (
     sequence_id,
 )
 from aim_parquet.format.schema import METRIC_SCHEMA, OBJECT_SCHEMA, is_metric_kind, segment_schema
-from aim_parquet.storage.atomic import atomic_write
 from aim_parquet.storage.columns import (
     float64_array,
     int32_array,
@@ -44,6 +43,7 @@ from aim_parquet.storage.columns import (
     to_numpy,
 )
 from aim_parquet.storage.lock import RunLock
+from aim_parquet.storage.repo_changes import write_sidecar
 from aim_parquet.storage.segments import SegmentFile
 
 log = logging.getLogger(__name__)
@@ -330,7 +330,7 @@ class RunWriter:
 
     def _write_sidecar(self, *, durable: bool) -> None:
         meta = self.snapshot()
-        atomic_write(self.layout.sidecar(self.run_hash), meta.dumps(), durable=durable)
+        write_sidecar(self.layout, self.run_hash, meta.dumps(), durable=durable)
         self._meta_dirty = False
 
     def update_meta(self, **changes: Any) -> None:

@@ -29,8 +29,9 @@ from aim_parquet.format.meta import CompactedFile, Manifest, RunMeta, SequenceIn
 from aim_parquet.format.paths import RepoLayout, is_valid_seq_id
 from aim_parquet.storage.atomic import atomic_write, fsync_dir, temp_path_for
 from aim_parquet.storage.compacted import is_compacted_name, read_footer
+from aim_parquet.storage.repo_changes import write_sidecar
 from aim_parquet.storage.run_folder import iter_segment_batches
-from aim_parquet.storage.run_index import INDEX_FILENAME
+from aim_parquet.storage.run_index import INDEX_FILENAME, parse_index
 from aim_parquet.storage.run_reader import (
     discover_sequences,
     list_segments,
@@ -154,14 +155,11 @@ def rebuild_manifest(
 def cached_sidecar(layout: RepoLayout, run_hash: str) -> dict[str, Any] | None:
     """The run index's copy of a run's sidecar JSON, if the index file has one."""
     try:
-        data = json.loads((layout.index_dir / INDEX_FILENAME).read_bytes())
-        item = data["runs"][run_hash]
-        entry = item["sidecar"]
-        if isinstance(entry, dict) and isinstance(item.get("sequences"), str):
-            entry = {**entry, "sequences": json.loads(item["sequences"])}
-    except (OSError, ValueError, KeyError, TypeError):
+        entries = parse_index((layout.index_dir / INDEX_FILENAME).read_bytes())
+        record = entries[run_hash].record
+        return None if record is None else record.data
+    except (OSError, ValueError, KeyError, TypeError, AimParquetError):
         return None
-    return entry if isinstance(entry, dict) else None
 
 
 def _creation_time(layout: RepoLayout, run_hash: str) -> float:
@@ -214,7 +212,7 @@ def rebuild_sidecar(layout: RepoLayout, run_hash: str) -> tuple[RunMeta, bool]:
             pass
     sequences = tuple(data_catalogue(layout, run_hash, base))
     meta = replace(base, sequences=sequences, updated_at=time.time())
-    atomic_write(layout.sidecar(run_hash), meta.dumps())
+    write_sidecar(layout, run_hash, meta.dumps())
     return meta, recovered
 
 

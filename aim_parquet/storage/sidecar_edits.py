@@ -13,8 +13,8 @@ from dataclasses import replace
 from aim_parquet.errors import RunLockedError
 from aim_parquet.format.meta import RunMeta, SequenceInfo
 from aim_parquet.format.paths import RepoLayout, validate_run_hash
-from aim_parquet.storage.atomic import atomic_write
 from aim_parquet.storage.lock import RunLock, is_run_locked
+from aim_parquet.storage.repo_changes import write_sidecar
 from aim_parquet.storage.run_reader import (
     discover_sequences,
     load_run_meta,
@@ -43,7 +43,7 @@ def _edit(
         meta = load_run_meta(layout, run_hash)
         new = change(meta)
         if new != meta:
-            atomic_write(layout.sidecar(run_hash), replace(new, updated_at=time.time()).dumps())
+            write_sidecar(layout, run_hash, replace(new, updated_at=time.time()).dumps())
         return new
     finally:
         lock.release()

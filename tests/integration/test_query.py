@@ -212,18 +212,18 @@ def test_run_predicate_opens_no_file_of_other_runs(
     opened: list[Path] = []
     discovered: list[str] = []
     real_read_segment = run_reader.read_segment
-    real_discover = run_reader.discover_sequences
+    real_catalogue = run_index.RunRecord.catalogue
 
     def spy_read_segment(path: Path, **kw: Any) -> Any:
         opened.append(Path(path))
         return real_read_segment(path, **kw)
 
-    def spy_discover(layout: Any, run_hash: str, meta: Any) -> Any:
-        discovered.append(run_hash)
-        return real_discover(layout, run_hash, meta)
+    def spy_catalogue(record: Any) -> Any:
+        discovered.append(record.hash)
+        return real_catalogue(record)
 
     monkeypatch.setattr(run_reader, "read_segment", spy_read_segment)
-    monkeypatch.setattr("aim_parquet.query.executor.discover_sequences", spy_discover)
+    monkeypatch.setattr(run_index.RunRecord, "catalogue", spy_catalogue)
     repo = aim.Repo(repo_root)
     result = repo.query_metrics("run.name == 'mid' and metric.name == 'loss'")
     assert opened == [] and discovered == []  # planning reads nothing
@@ -236,12 +236,17 @@ def test_run_predicate_opens_no_file_of_other_runs(
     assert all(b"loss" in real_read_segment(p).schema.metadata[b"aim_parquet.name"] for p in opened)
 
 
+def index_header(path: Path) -> Any:
+    """The first line of the run index file (its header: every run's fields)."""
+    return json.loads(path.read_text(encoding="utf-8").split("\n", 1)[0])
+
+
 def test_fresh_index_reads_no_sidecar(
     runs: dict[str, Any], repo_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert names(aim.Repo(repo_root), "run.hparams.lr > 0.01") == ["big"]  # builds the index
-    index_file = repo_root / ".aim" / "index" / "runs.json"
-    assert set(json.loads(index_file.read_text())["runs"]) == {r.hash for r in runs.values()}
+    index_file = repo_root / ".aim" / "index" / "runs.jsonl"
+    assert set(index_header(index_file)["runs"]) == {r.hash for r in runs.values()}
     reads: list[str] = []
     real = run_index.RunIndex._read_sidecar
 
@@ -280,15 +285,15 @@ def test_new_and_deleted_runs_need_no_reindex(
 
 
 def test_damaged_index_is_rebuilt(runs: dict[str, Any], repo_root: Path) -> None:
-    index_file = repo_root / ".aim" / "index" / "runs.json"
+    index_file = repo_root / ".aim" / "index" / "runs.jsonl"
     names(aim.Repo(repo_root), "")
     index_file.write_text('{"format": "aim_parquet.run_index", "format_version": 1, "runs": [')
     assert names(aim.Repo(repo_root), "") == ["big", "mid", "small"]
-    assert len(json.loads(index_file.read_text())["runs"]) == 4
+    assert len(index_header(index_file)["runs"]) == 4
 
 
 def test_busy_index_lock_falls_back_to_sidecars(runs: dict[str, Any], repo_root: Path) -> None:
-    index_file = repo_root / ".aim" / "index" / "runs.json"
+    index_file = repo_root / ".aim" / "index" / "runs.jsonl"
     index_file.parent.mkdir(parents=True, exist_ok=True)
     with filelock.FileLock(index_file.parent / "runs.lock"):
         assert names(aim.Repo(repo_root), "run.hparams.lr < 0.01") == ["mid", "small"]
@@ -300,12 +305,12 @@ def test_busy_index_lock_falls_back_to_sidecars(runs: dict[str, Any], repo_root:
 def test_index_keeps_last_good_copy_of_a_damaged_sidecar(
     runs: dict[str, Any], repo_root: Path
 ) -> None:
-    index_file = repo_root / ".aim" / "index" / "runs.json"
+    index_file = repo_root / ".aim" / "index" / "runs.jsonl"
     names(aim.Repo(repo_root), "")
     bad = runs["mid"].hash
     (repo_root / ".aim" / "runs" / bad / "run.json").write_text("garbage")
     aim.Repo(repo_root).delete_run(runs["big"].hash)  # a change that rewrites the index
     with pytest.warns(RuntimeWarning, match=bad):
         assert names(aim.Repo(repo_root), "") == ["small"]
-    kept = json.loads(index_file.read_text())["runs"]
+    kept = index_header(index_file)["runs"]
     assert kept[bad]["sidecar"]["name"] == "mid" and runs["big"].hash not in kept
