@@ -23,7 +23,7 @@ from aim_parquet.format.meta import SequenceInfo
 from aim_parquet.format.paths import RepoLayout, canonical_context
 from aim_parquet.format.schema import METRIC_KINDS, is_metric_kind
 from aim_parquet.storage.columns import to_numpy, validity
-from aim_parquet.storage.run_reader import read_sequence
+from aim_parquet.storage.run_reader import read_metric_columns, read_sequence
 
 if TYPE_CHECKING:
     import pandas
@@ -181,16 +181,17 @@ class Sequence:
 
     # -- reading ---------------------------------------------------------------------------
     def _read(self, columns: list[str]) -> None:
-        table = read_sequence(self._layout, self.run.hash, self._info, columns=columns)
-        steps = column_numpy(table, "step")
         if self.is_metric:
+            steps, arrays = read_metric_columns(self._layout, self.run.hash, self._info, columns)
             _readonly(steps)
             for col in columns:
-                arr = column_numpy(table, col)
+                arr = arrays[col]
                 if col == "value":
                     arr = metric_values(arr, self._info.kind)
                 self._columns[col] = (steps, _readonly(arr))
             return
+        table = read_sequence(self._layout, self.run.hash, self._info, columns=columns)
+        steps = column_numpy(table, "step")
         starts = _step_starts(steps)
         step_keys = _readonly(steps[starts])
         for col in columns:

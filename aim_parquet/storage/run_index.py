@@ -10,13 +10,14 @@ stat of the sidecar it was read from. It is a JSON Lines file:
   `sidecar` (the sidecar's JSON object without its `sequences` catalogue) and `catalogue`:
   `[offset, keys_length, stats_length]`;
 - then two lines per run, at `offset` bytes after the header's newline: the catalogue's keys
-  `[[seq_id, name, kind, context], ...]` (`keys_length` bytes) and, after its newline, the
-  matching stats `[[count, first_step, last_step, first, last, min, max], ...]` (`stats_length`
-  bytes), values encoded as in the sidecar.
+  `[[seq_id, name, kind, context, start, end], ...]` (`keys_length` bytes) and, after its
+  newline, the matching stats `[[count, first_step, last_step, first, last, min, max], ...]`
+  (`stats_length` bytes), values encoded as in the sidecar; `start`/`end` locate each stats row
+  within its line.
 
 Only the header is parsed when the file is loaded; a run's keys are parsed when a sequence query
-first looks at that run, and its stats only when one of its sequences matches (float parsing is
-most of the cost of JSON). So a run predicate never parses a catalogue, and `metric.name ==
+first looks at that run, and a sequence's stats row only when that sequence matches (float
+parsing is most of the cost of JSON). So a run predicate never parses a catalogue, and `metric.name ==
 'loss'` never parses the summaries of the other metrics.
 
 The index is only a cache, never a source of truth, and needs no re-index step:
@@ -104,7 +105,7 @@ class CatalogueEntry:
     def __init__(self, record: RunRecord, position: int, key: list[Any]) -> None:
         self.record = record
         self.position = position
-        self.seq_id, self.name, self.kind, self.context = key
+        self.seq_id, self.name, self.kind, self.context = key[0], key[1], key[2], key[3]
 
     @property
     def is_metric(self) -> bool:
@@ -160,8 +161,8 @@ class RunRecord:
         self._data = data if items is None else {k: v for k, v in data.items() if k != "sequences"}
         self._items: list[dict[str, Any]] | None = items if source is None else None
         self._source = source  # (file bytes, keys start, keys end, stats end)
-        self._keys: list[list[Any]] | None = None
-        self._stats: list[list[Any]] | None = None
+        self._keys: list[list[Any]] | None = None  # 6 fields from a source, else 4
+        self._stats: list[list[Any]] | None = None  # every stats row, when parsed at once
         self._infos: dict[int, SequenceInfo] = {}
         self._meta = meta
         self._params: dict[str, Any] | None = None if meta is None else meta.params
@@ -169,7 +170,7 @@ class RunRecord:
             self._infos = dict(enumerate(meta.sequences))
 
     # -- catalogue -------------------------------------------------------------------------
-    def _parse(self, start: int, end: int) -> list[list[Any]]:
+    def _parse(self, start: int, end: int) -> list[Any]:
         assert self._source is not None
         try:
             rows = json.loads(self._source[0][start:end])
@@ -180,12 +181,12 @@ class RunRecord:
         return rows
 
     def sequence_keys(self) -> list[list[Any]]:
-        """`[seq_id, name, kind, context]` of every catalogued sequence."""
+        """`[seq_id, name, kind, context, ...]` of every catalogued sequence."""
         if self._keys is None:
             if self._source is not None:
                 _, start, end, _ = self._source
                 keys = self._parse(start, end)
-                if not all(len(k) == 4 for k in keys):
+                if not all(len(k) == 6 for k in keys):
                     raise _damaged_entry(self.hash, ValueError("bad catalogue key row"))
                 self._keys = keys
             else:
@@ -204,14 +205,27 @@ class RunRecord:
                 self._stats = [SequenceInfo.json_stats(d) for d in self._items or ()]
         return self._stats
 
+    def _stats_row(self, position: int) -> list[Any]:
+        key = self.sequence_keys()[position]
+        if self._stats is None and self._source is not None:
+            raw, _, keys_end, end = self._source
+            start = keys_end + 1 + int(key[4])
+            stop = keys_end + 1 + int(key[5])
+            if not keys_end < start < stop <= end:
+                raise ValueError("catalogue stats span out of range")
+            row = json.loads(raw[start:stop])
+            if not isinstance(row, list):
+                raise ValueError("catalogue stats row is not a list")
+            return row
+        return self._stats_rows()[position]
+
     def sequence_info(self, position: int) -> SequenceInfo:
-        """The full catalogue entry at `position` (decoding the run's stats on first use)."""
+        """The full catalogue entry at `position` (decoding its stats row on first use)."""
         info = self._infos.get(position)
         if info is None:
             try:
-                info = SequenceInfo.from_rows(
-                    self.sequence_keys()[position], self._stats_rows()[position]
-                )
+                key = self.sequence_keys()[position]
+                info = SequenceInfo.from_rows(key[:4], self._stats_row(position))
             except (IndexError, KeyError, TypeError, ValueError) as exc:
                 raise _damaged_entry(self.hash, exc) from exc
             self._infos[position] = info
@@ -227,10 +241,18 @@ class RunRecord:
 
     def stored_catalogue(self) -> tuple[bytes, bytes]:
         """The catalogue's key and stats lines as the index file stores them."""
-        if self._source is not None and self._keys is None and self._stats is None:
+        if self._source is not None:
             raw, start, keys_end, end = self._source
             return raw[start:keys_end], raw[keys_end + 1 : end]
-        return _json_line(self.sequence_keys()), _json_line(self._stats_rows())
+        keys: list[list[Any]] = []
+        rows: list[bytes] = []
+        offset = 1  # after the line's "["
+        for key, stats in zip(self.sequence_keys(), self._stats_rows(), strict=True):
+            row = _json_line(stats)
+            keys.append([*key[:4], offset, offset + len(row)])
+            rows.append(row)
+            offset += len(row) + 1  # and its ","
+        return _json_line(keys), b"[" + b",".join(rows) + b"]"
 
     # -- run-level fields ------------------------------------------------------------------
     @property

@@ -18,7 +18,7 @@ import os
 import time
 from collections.abc import Container
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -26,10 +26,14 @@ import pyarrow as pa
 from aim_parquet.errors import CorruptFileError, MissingRunError
 from aim_parquet.format.meta import Manifest, RunMeta, SequenceInfo
 from aim_parquet.format.paths import (
+    COMPACTED_DIRNAME,
+    MANIFEST_FILENAME,
+    SEQS_DIRNAME,
     RepoLayout,
     is_segment_name,
     is_valid_run_hash,
     is_valid_seq_id,
+    validate_run_hash,
 )
 from aim_parquet.format.schema import (
     METRIC_SCHEMA,
@@ -37,7 +41,7 @@ from aim_parquet.format.schema import (
     describe_segment_schema,
     is_metric_kind,
 )
-from aim_parquet.storage.columns import int64_array, to_numpy
+from aim_parquet.storage.columns import int64_array, to_numpy, validity
 from aim_parquet.storage.segments import read_segment
 
 if TYPE_CHECKING:
@@ -74,12 +78,12 @@ def load_manifest(layout: RepoLayout, run_hash: str) -> Manifest | None:
     return _load_manifest_state(layout, run_hash)[0]
 
 
-def _manifest_bytes(layout: RepoLayout, run_hash: str) -> bytes | None:
-    """The manifest file's content, None when there is none. Every commit changes it (its
-    generation grows), so equal bytes mean no compaction committed in between; inode and
+def _manifest_bytes(path: str) -> bytes | None:
+    """The content of the manifest at `path`, None when there is none. Every commit changes it
+    (its generation grows), so equal bytes mean no compaction committed in between; inode and
     mtime are not enough (inodes are reused and mtime can be as coarse as a clock tick)."""
     try:
-        with open(layout.manifest(run_hash), "rb") as f:
+        with open(path, "rb") as f:
             return f.read()
     except FileNotFoundError:
         return None
@@ -87,8 +91,11 @@ def _manifest_bytes(layout: RepoLayout, run_hash: str) -> bytes | None:
 
 def _load_manifest_state(layout: RepoLayout, run_hash: str) -> tuple[Manifest | None, bytes | None]:
     """The manifest and the exact bytes it was decoded from."""
-    path = layout.manifest(run_hash)
-    raw = _manifest_bytes(layout, run_hash)
+    return _parse_manifest(os.fspath(layout.manifest(run_hash)))
+
+
+def _parse_manifest(path: str) -> tuple[Manifest | None, bytes | None]:
+    raw = _manifest_bytes(path)
     if raw is None:
         return None, None
     try:
@@ -110,11 +117,17 @@ def _is_gone(exc: OSError) -> bool:
 
 def list_segments(seq_dir: Path) -> list[Path]:
     """Segment files of one sequence folder in write order (temp files ignored)."""
+    return [seq_dir / n for n in segment_names(os.fspath(seq_dir))]
+
+
+def segment_names(seq_dir: str) -> list[str]:
+    """Names of the segment files of one sequence folder in write order."""
     try:
         names = os.listdir(seq_dir)
     except FileNotFoundError:
         return []
-    return [seq_dir / n for n in sorted(names) if is_segment_name(n)]
+    names.sort()
+    return [n for n in names if is_segment_name(n)]
 
 
 def discover_sequences(layout: RepoLayout, run_hash: str, meta: RunMeta) -> list[SequenceInfo]:
@@ -176,7 +189,7 @@ def dedupe_steps(table: pa.Table, *, by_index: bool) -> pa.Table:
         keep = np.ones(n, dtype=bool)
         keep[:-1] = (s[1:] != s[:-1]) | (i[1:] != i[:-1])
         return table.take(int64_array(order[keep]))
-    if n == 1 or bool(np.all(steps[1:] > steps[:-1])):
+    if n == 1 or (steps[1:] > steps[:-1]).all():
         return table
     order = np.lexsort((np.arange(n), steps))
     s = steps[order]
@@ -263,6 +276,49 @@ def _row_groups_for(pf: pq.ParquetFile, seq_id: str) -> tuple[list[int], bool]:
     return out, is_exact
 
 
+def _read_pieces(
+    layout: RepoLayout, run_hash: str, info: SequenceInfo, wanted: list[str]
+) -> list[pa.Table | pa.RecordBatch]:
+    """The points of one sequence as tables (compacted files, `wanted` columns only) and record
+    batches (segments, every column), in write order (compacted files first, then the segments
+    they do not cover), as of one manifest state."""
+    run_dir = f"{os.fspath(layout.runs_dir)}/{validate_run_hash(run_hash)}"
+    seq_id = info.seq_id
+    if not is_valid_seq_id(seq_id):
+        raise ValueError(f"invalid sequence id {seq_id!r}")
+    seq_dir = f"{run_dir}/{SEQS_DIRNAME}/{seq_id}"
+    manifest_path = f"{run_dir}/{COMPACTED_DIRNAME}/{MANIFEST_FILENAME}"
+    for attempt in range(MAX_SWAP_RETRIES):
+        if attempt > 1:
+            time.sleep(min(0.2, 0.005 * 2**attempt))  # let a compaction in progress finish
+        try:
+            manifest, seen = _parse_manifest(manifest_path)
+            tables: list[pa.Table | pa.RecordBatch] = []
+            covered: frozenset[str] = frozenset()
+            if manifest is not None:
+                covered = manifest.segments
+                tables.extend(_read_compacted(Path(run_dir), manifest, info, wanted))
+            for name in segment_names(seq_dir):
+                if covered and f"{seq_id}/{name}" in covered:
+                    continue
+                path = f"{seq_dir}/{name}"
+                try:
+                    data = read_segment(path)
+                except CorruptFileError:
+                    if os.stat(path).st_size == 0:
+                        continue  # just created, its header not written yet: no points
+                    raise
+                tables.extend(data.batches)
+        except OSError as exc:
+            if _is_gone(exc):
+                continue  # compaction or gc swapped files under us: read the new state
+            raise
+        if _manifest_bytes(manifest_path) == seen:
+            return tables
+        # a compaction committed while we read: segments we listed may have been removed
+    raise CorruptFileError(f"run {run_hash}: files kept changing while reading {info.name!r}.")
+
+
 def read_sequence(
     layout: RepoLayout, run_hash: str, info: SequenceInfo, columns: list[str] | None = None
 ) -> pa.Table:
@@ -274,42 +330,71 @@ def read_sequence(
         if key not in wanted:
             wanted.append(key)
     wanted = [c for c in schema.names if c in wanted]
-    run_dir = layout.run_dir(run_hash)
-    seq_dir = layout.seq_dir(run_hash, info.seq_id)
-    for attempt in range(MAX_SWAP_RETRIES):
-        if attempt > 1:
-            time.sleep(min(0.2, 0.005 * 2**attempt))  # let a compaction in progress finish
-        try:
-            manifest, seen = _load_manifest_state(layout, run_hash)
-            tables: list[pa.Table] = []
-            covered: frozenset[str] = frozenset()
-            if manifest is not None:
-                covered = manifest.segments
-                tables.extend(_read_compacted(run_dir, manifest, info, wanted))
-            for seg in list_segments(seq_dir):
-                if f"{info.seq_id}/{seg.name}" in covered:
-                    continue
-                try:
-                    data = read_segment(seg)
-                except CorruptFileError:
-                    if os.stat(seg).st_size == 0:
-                        continue  # just created, its header not written yet: no points
-                    raise
-                if data.batches:
-                    tables.append(pa.Table.from_batches(data.batches).select(wanted))
-        except OSError as exc:
-            if _is_gone(exc):
-                continue  # compaction or gc swapped files under us: read the new state
-            raise
-        if _manifest_bytes(layout, run_hash) == seen:
-            break
-        # a compaction committed while we read: segments we listed may have been removed
-    else:
-        raise CorruptFileError(f"run {run_hash}: files kept changing while reading {info.name!r}.")
+    pieces = _read_pieces(layout, run_hash, info, wanted)
     target = pa.schema([schema.field(c) for c in wanted])
-    tables = [t.cast(target) if t.schema != target else t for t in tables]
-    table = pa.concat_tables(tables) if tables else pa.Table.from_batches([], schema=target)
+    tables = []
+    for piece in pieces:
+        table = piece if isinstance(piece, pa.Table) else pa.Table.from_batches([piece])
+        table = table.select(wanted)
+        tables.append(table if table.schema.equals(target) else table.cast(target))
+    if len(tables) == 1:
+        table = tables[0]
+    else:
+        table = pa.concat_tables(tables) if tables else pa.Table.from_batches([], schema=target)
     out = dedupe_steps(table, by_index=not is_metric)
-    if columns is not None:
+    if columns is not None and len(wanted) != len(columns):
         out = out.select([c for c in wanted if c in columns or c == "step"])
     return out
+
+
+_METRIC_DTYPES = {"step": np.int64, "value": np.float64, "epoch": np.int64, "timestamp": np.float64}
+
+
+def read_metric_columns(
+    layout: RepoLayout, run_hash: str, info: SequenceInfo, columns: list[str]
+) -> tuple[np.ndarray[Any, Any], dict[str, np.ndarray[Any, Any]]]:
+    """The points of one metric as numpy arrays, without building Arrow tables: the steps (int64,
+    increasing, each once: the last write of a step wins) and each of `columns` (`value`,
+    `epoch`, `timestamp`) at those steps. An int column with nulls (a missing epoch) is float64
+    with NaN there. Same result as `read_sequence`, for the cost of a few numpy calls."""
+    wanted = ["step", *(c for c in _METRIC_DTYPES if c in columns and c != "step")]
+    parts: dict[str, list[np.ndarray[Any, Any]]] = {c: [] for c in wanted}
+    for piece in _read_pieces(layout, run_hash, info, wanted):
+        if piece.num_rows == 0:
+            continue
+        for name in wanted:
+            parts[name].append(_metric_column(piece.column(name), name))
+    arrays = {
+        name: (
+            np.concatenate(chunks)
+            if len(chunks) > 1
+            else chunks[0]
+            if chunks
+            else np.empty(0, _METRIC_DTYPES[name])
+        )
+        for name, chunks in parts.items()
+    }
+    steps = arrays.pop("step")
+    n = len(steps)
+    if n > 1 and not (steps[1:] > steps[:-1]).all():
+        order = np.lexsort((np.arange(n), steps))
+        s = steps[order]
+        keep = np.ones(n, dtype=bool)
+        keep[:-1] = s[1:] != s[:-1]
+        chosen = order[keep]
+        steps = steps[chosen]
+        arrays = {name: array[chosen] for name, array in arrays.items()}
+    return steps, arrays
+
+
+def _metric_column(column: pa.Array | pa.ChunkedArray, name: str) -> np.ndarray[Any, Any]:
+    dtype = _METRIC_DTYPES[name]
+    array = to_numpy(column)
+    if array.dtype != dtype:
+        array = array.astype(dtype)
+    if column.null_count:
+        chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+        valid = np.concatenate([validity(chunk) for chunk in chunks])
+        array = array.astype(np.float64)
+        array[~valid] = np.nan
+    return array

@@ -143,36 +143,38 @@ class SegmentData:
     is_torn: bool  # the file ends with an incomplete message that was skipped
 
 
-def read_segment(path: Path, *, memory_map: bool = True) -> SegmentData:
+SMALL_SEGMENT_BYTES = 1 << 20  # read into memory; larger segments are memory-mapped
+
+
+def read_segment(path: str | Path, *, memory_map: bool = True) -> SegmentData:
     """Read every complete batch of a segment; a torn tail is skipped, never an error.
 
+    Segments up to `SMALL_SEGMENT_BYTES` are read into memory in one `read` (cheaper than
+    setting up a memory map); larger ones are memory-mapped unless `memory_map=False`.
     Raises FileNotFoundError if the file is gone and CorruptFileError if not even the schema can
     be read (an empty or garbage file).
     """
-    source: pa.NativeFile
-    source = pa.memory_map(os.fspath(path)) if memory_map else pa.OSFile(os.fspath(path))
+    name = os.fspath(path)
+    source: pa.NativeFile | bytes
+    with open(name, "rb") as f:
+        if memory_map and os.fstat(f.fileno()).st_size > SMALL_SEGMENT_BYTES:
+            source = pa.memory_map(name)
+        else:
+            source = f.read()
     try:
-        try:
-            reader = pa.ipc.open_stream(source)
-        except (pa.ArrowInvalid, OSError, ValueError) as exc:
-            if isinstance(exc, FileNotFoundError):
-                raise
-            raise CorruptFileError(
-                f"segment {path} has no readable Arrow schema ({exc}). "
-                "`aim-parquet verify --repair` quarantines it."
-            ) from exc
-        batches: list[pa.RecordBatch] = []
-        torn = False
-        while True:
-            try:
-                batch = reader.read_next_batch()
-            except StopIteration:
-                break
-            except (pa.ArrowInvalid, OSError, ValueError):
-                torn = True
-                break
+        reader = pa.ipc.RecordBatchStreamReader(source)
+    except (pa.ArrowInvalid, OSError, ValueError) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise CorruptFileError(
+            f"segment {name} has no readable Arrow schema ({exc}). "
+            "`aim-parquet verify --repair` quarantines it."
+        ) from exc
+    batches: list[pa.RecordBatch] = []
+    torn = False
+    try:
+        for batch in reader:
             batches.append(batch)
-        return SegmentData(reader.schema, batches, torn)
-    finally:
-        if not memory_map:
-            source.close()
+    except (pa.ArrowInvalid, OSError, ValueError):
+        torn = True
+    return SegmentData(reader.schema, batches, torn)

@@ -127,17 +127,17 @@ def test_reader_retries_when_a_compaction_commits_mid_read(
     layout = RepoLayout(tmp_path)
     info = next(s for s in load_run_meta(layout, run_hash).sequences if s.name == "loss")
     expected = rows(read_sequence(layout, run_hash, info))
-    real = run_reader.list_segments
+    real = run_reader.segment_names
     calls = []
 
-    def list_then_compact(seq_dir: Path) -> list[Path]:
+    def list_then_compact(seq_dir: str) -> list[str]:
         segs = real(seq_dir)
         if not calls:
             calls.append(1)
             compact_run(layout, run_hash)  # commits and removes the segments just listed
         return segs
 
-    monkeypatch.setattr(run_reader, "list_segments", list_then_compact)
+    monkeypatch.setattr(run_reader, "segment_names", list_then_compact)
     assert rows(read_sequence(layout, run_hash, info)) == expected
     assert calls == [1]
 
