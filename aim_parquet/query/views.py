@@ -72,10 +72,22 @@ class RunView:
         getter = _RUN_FIELDS.get(name)
         if getter is not None:
             return getter(self)
-        return self.meta.params.get(name, SafeNone)
+        return self._param(name)
+
+    def _param(self, name: Any) -> Any:
+        if not isinstance(name, str):
+            return SafeNone
+        meta = self.meta
+        if type(meta) is RunRecord:
+            return meta.param(name, SafeNone)
+        return meta.params.get(name, SafeNone)
 
     def query_item(self, key: Any) -> Any:
-        return param_lookup(self.meta.params, key)
+        if type(key) is tuple:
+            if not key:
+                return self.meta.params
+            return param_lookup(self._param(key[0]), key[1:])
+        return self._param(key)
 
 
 def _duration(view: RunView) -> float:

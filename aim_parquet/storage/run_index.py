@@ -6,8 +6,9 @@ Opening 10,000 sidecars costs about a second, so the index keeps a copy of each 
 stat of the sidecar it was read from. It is a JSON Lines file:
 
 - line 1, the header: `{"format": "aim_parquet.run_index", "format_version": 3, "runs": {...}}`
-  with, per run hash, `mtime_ns`/`size`/`ino` (the stat of `runs/<hash>/run.json` when read),
-  `sidecar` (the sidecar's JSON object without its `sequences` catalogue) and `catalogue`:
+  with, per run hash, `stat`: `[st_mtime_ns, st_size, st_ino]` of `runs/<hash>/run.json` when
+  it was read, `sidecar`: the sidecar's JSON object without `sequences` (the catalogue),
+  `format` and `hash` (the key) and without its null fields, and `catalogue`:
   `[offset, keys_length, stats_length]`;
 - then two lines per run, at `offset` bytes after the header's newline: the catalogue's keys
   `[[seq_id, name, kind, context, start, end], ...]` (`keys_length` bytes) and, after its
@@ -62,10 +63,10 @@ from typing import Any
 import filelock
 
 from aim_parquet.errors import AimParquetError, CorruptFileError
-from aim_parquet.format.meta import RunMeta, SequenceInfo
+from aim_parquet.format.meta import FORMAT_NAME, RunMeta, SequenceInfo
 from aim_parquet.format.paths import SIDECAR_FILENAME, RepoLayout, is_valid_run_hash
 from aim_parquet.format.schema import METRIC_KINDS
-from aim_parquet.format.values import decode_json_value
+from aim_parquet.format.values import TAG, decode_json_value
 from aim_parquet.storage.atomic import atomic_write
 from aim_parquet.storage.lock import is_run_locked
 from aim_parquet.storage.repo_changes import MarkerKey, marker_key
@@ -263,14 +264,27 @@ class RunRecord:
     @property
     def data(self) -> dict[str, Any]:
         """The sidecar's JSON object, catalogue included."""
-        return {**self._data, "sequences": [s.to_json() for s in self.sequences]}
+        sequences = [s.to_json() for s in self.sequences]
+        return {"format": FORMAT_NAME, "hash": self.hash, **self._data, "sequences": sequences}
 
     @property
     def meta(self) -> RunMeta:
         if self._meta is None:
-            meta = RunMeta.from_json(self._data, f"run index entry of run {self.hash}")
+            data = {**self._data, "hash": self.hash}
+            meta = RunMeta.from_json(data, f"run index entry of run {self.hash}")
             self._meta = replace(meta, sequences=self.sequences)
         return self._meta
+
+    def param(self, name: str, default: Any = None) -> Any:
+        """`params[name]`, decoding only that param (`default` when there is none)."""
+        if self._params is not None:
+            return self._params.get(name, default)
+        raw = self._data.get("params") or {}
+        if TAG in raw:  # a param named like the tag: the whole dict is encoded
+            return self.params.get(name, default)
+        if name not in raw:
+            return default
+        return decode_json_value(raw[name])
 
     @property
     def name(self) -> str | None:
@@ -373,11 +387,14 @@ class IndexSnapshot:
         return sorted(self.records.values(), key=lambda r: (r.creation_time, r.hash), reverse=True)
 
 
+_IMPLIED_FIELDS = frozenset({"format", "hash", "sequences"})  # not stored in the index
+
+
 def _is_plausible(run_hash: str, data: Any) -> bool:
     """A cheap check of an index entry (a bad one makes us read the sidecar instead)."""
     return (
         isinstance(data, dict)
-        and data.get("hash") == run_hash
+        and data.get("hash", run_hash) == run_hash
         and isinstance(data.get("creation_time"), (int, float))
     )
 
@@ -561,12 +578,13 @@ def format_index(entries: dict[str, _Entry]) -> bytes:
         if record is None:
             continue
         keys, stats = record.stored_catalogue()
+        fields = {
+            k: v for k, v in record.fields.items() if v is not None and k not in _IMPLIED_FIELDS
+        }
         runs[run_hash] = {
-            "mtime_ns": entry.key[0],
-            "size": entry.key[1],
-            "ino": entry.key[2],
-            "sidecar": record.fields,
+            "stat": list(entry.key),
             "catalogue": [offset, len(keys), len(stats)],
+            "sidecar": fields,
         }
         body.append(keys + b"\n" + stats + b"\n")
         offset += len(keys) + len(stats) + 2
@@ -587,7 +605,8 @@ def parse_index(raw: bytes) -> dict[str, _Entry]:
     size = len(raw)
     entries = {}
     for run_hash, item in doc["runs"].items():
-        key = (int(item["mtime_ns"]), int(item["size"]), int(item["ino"]))
+        mtime_ns, st_size, st_ino = item["stat"]
+        key = (int(mtime_ns), int(st_size), int(st_ino))
         data = item["sidecar"]
         offset, keys_len, stats_len = item["catalogue"]
         start = base + int(offset)
