@@ -31,7 +31,7 @@ from aim_parquet.storage.atomic import atomic_write, fsync_dir, temp_path_for
 from aim_parquet.storage.compacted import is_compacted_name, read_footer
 from aim_parquet.storage.repo_changes import write_sidecar
 from aim_parquet.storage.run_folder import iter_segment_batches
-from aim_parquet.storage.run_index import INDEX_FILENAME, parse_index
+from aim_parquet.storage.run_index import INDEX_FILENAME, read_index_file
 from aim_parquet.storage.run_reader import (
     discover_sequences,
     list_segments,
@@ -155,7 +155,7 @@ def rebuild_manifest(
 def cached_sidecar(layout: RepoLayout, run_hash: str) -> dict[str, Any] | None:
     """The run index's copy of a run's sidecar JSON, if the index file has one."""
     try:
-        entries = parse_index((layout.index_dir / INDEX_FILENAME).read_bytes())
+        entries = read_index_file((layout.index_dir / INDEX_FILENAME).read_bytes())
         record = entries[run_hash].record
         return None if record is None else record.data
     except (OSError, ValueError, KeyError, TypeError, AimParquetError):
