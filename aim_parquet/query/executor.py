@@ -81,10 +81,11 @@ def execute_plan(
     `with_misses=False` only the matching runs' steps."""
     candidates = candidate_runs(index, offset)
     total = len(candidates)
+    matches_run = plan.matches_run
     for position, record in enumerate(candidates, 1):
         view = RunView(record, layout)
         match = None
-        if plan.matches_run(view):
+        if matches_run(view):
             if plan.seq_var is None:
                 match = RunMatch(record)
             else:

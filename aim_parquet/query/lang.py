@@ -513,6 +513,17 @@ class _Compiler:
             raise self.error(node, f"datetime.{node.attr} is not available; call datetime(...)")
         obj = self.compile(node.value)
         get, name, obj_fn = rt.get_attr, node.attr, obj.fn
+        root = node.value
+        if isinstance(root, ast.Name) and root.id in self.allowed_names:  # `run.x`: one call
+            var = root.id
+            return _Code(lambda env: get(env[var], name))
+        if (
+            isinstance(root, ast.Attribute)
+            and isinstance(root.value, ast.Name)
+            and root.value.id in self.allowed_names
+        ):  # `run.x.y`: one call
+            var, first = root.value.id, root.attr
+            return _Code(lambda env: get(get(env[var], first), name))
         return self._fold(node, lambda env: get(obj_fn(env), name), [obj])
 
     def _compile_subscript(self, node: ast.Subscript) -> _Code:

@@ -55,6 +55,9 @@ class CatalogueEntry:
         return getattr(self.info, name)
 
 
+_MISSING: Any = object()
+
+
 def damaged_entry(run_hash: str, exc: Exception) -> CorruptFileError:
     return CorruptFileError(
         f"run index entry of run {run_hash} is damaged ({exc!r}); "
@@ -88,6 +91,7 @@ class RunRecord:
         "_infos",
         "_meta",
         "_params",
+        "_decoded",
     )
 
     def __init__(
@@ -114,6 +118,7 @@ class RunRecord:
         self._infos: dict[int, SequenceInfo] = {}
         self._meta = meta
         self._params: dict[str, Any] | None = None
+        self._decoded: dict[str, Any] = {}  # params decoded one by one by `param`
         if meta is not None:
             self._params = meta.params
             self._infos = dict(enumerate(meta.sequences))
@@ -133,12 +138,15 @@ class RunRecord:
         """`params[name]`, decoding only that param (`default` when there is none)."""
         if self._params is not None:
             return self._params.get(name, default)
-        raw = self.raw_params()
-        if TAG in raw:  # a param named like the tag: the whole dict is encoded
-            return self.params.get(name, default)
-        if name not in raw:
-            return default
-        return decode_json_value(raw[name])
+        value = self._decoded.get(name, _MISSING)
+        if value is _MISSING:
+            raw = self.raw_params()
+            if TAG in raw:  # a param named like the tag: the whole dict is encoded
+                return self.params.get(name, default)
+            if name not in raw:
+                return default
+            value = self._decoded[name] = decode_json_value(raw[name])
+        return value
 
     # -- catalogue -------------------------------------------------------------------------
     def sequence_keys(self) -> list[list[Any]]:
