@@ -221,7 +221,7 @@ class Run(RunReadMixin):
         if self._meta_cache is None:
             source = self._meta_source
             if source is not None:  # a run a query returned: decode what the index holds
-                self._meta_cache, self._meta_source = source.meta, None
+                self._meta_cache, self._meta_source = source.run_meta(), None
             else:
                 self._meta_cache = load_run_meta(self._layout, self.hash)
         return self._meta_cache

@@ -28,7 +28,7 @@ from aim_parquet.storage.atomic import atomic_write_json
 from aim_parquet.storage.gc import GcReport, StatsReport, gc_repo, repo_stats
 from aim_parquet.storage.run_check import TEMP_GRACE_S, Fix, Problem, RunCheck, listdir_sorted
 from aim_parquet.storage.run_folder import hold_run_locks
-from aim_parquet.storage.run_index import RunIndex
+from aim_parquet.storage.run_index import INDEX_FILENAME, RunIndex, index_file_problem
 from aim_parquet.storage.run_reader import list_run_hashes
 
 __all__ = [
@@ -146,6 +146,18 @@ def verify_repo(layout: RepoLayout, *, repair: bool = False) -> VerifyReport:
         notes.extend(check.notes)
         segments += check.segments
         files += check.files
+    index_problem = index_file_problem(layout)
+    if index_problem is not None:
+        problems.append(
+            Problem(
+                None,
+                str(layout.index_dir / INDEX_FILENAME),
+                "damaged-index",
+                f"{index_problem} (the index is a cache: rebuilding it loses nothing)",
+                repair,
+                "rebuilt" if repair else "",
+            )
+        )
     if repair and any(p.repaired for p in problems):
         index = RunIndex(layout)
         index.remove_file()

@@ -51,7 +51,7 @@ from aim_parquet.storage.repo_changes import MarkerKey, marker_key
 from aim_parquet.storage.run_records import CatalogueEntry, RunRecord
 
 __all__ = ["INDEX_FILENAME", "CatalogueEntry", "DamagedRun", "IndexSnapshot", "RunIndex"]
-__all__ += ["RunRecord", "read_index_file"]
+__all__ += ["RunRecord", "index_file_problem", "read_index_file"]
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +122,23 @@ class IndexSnapshot:
     def newest_first(self) -> list[RunRecord]:
         """Records ordered by creation time, newest first (ties by hash, for a stable order)."""
         return sorted(self.records.values(), key=lambda r: (r.creation_time, r.hash), reverse=True)
+
+
+def index_file_problem(layout: RepoLayout) -> str | None:
+    """Why the index file cannot be used as it is, decoding every entry in full (None when it
+    is sound or missing)."""
+    try:
+        raw = (layout.index_dir / INDEX_FILENAME).read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return f"unreadable ({exc})"
+    try:
+        for _key, record in decode_index(raw):
+            record.meta  # noqa: B018 (decodes the fields, params and the whole catalogue)
+    except (ValueError, KeyError, TypeError, AttributeError, AimParquetError) as exc:
+        return f"damaged ({exc})"
+    return None
 
 
 def read_index_file(raw: bytes) -> dict[str, _Entry]:

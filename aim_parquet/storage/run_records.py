@@ -249,12 +249,19 @@ class RunRecord:
 
     @property
     def meta(self) -> RunMeta:
+        """The full RunMeta, catalogue included."""
         if self._meta is None:
-            data = {"format_version": FORMAT_VERSION, **self._data}
-            data.update(hash=self.hash, params=self.raw_params())
-            meta = RunMeta.from_json(data, f"run index entry of run {self.hash}")
-            self._meta = replace(meta, sequences=self.sequences)
+            self._meta = replace(self.run_meta(), sequences=self.sequences)
         return self._meta
+
+    def run_meta(self) -> RunMeta:
+        """A RunMeta of the run-level fields and params only (`sequences` empty): what a
+        read-only Run needs, which reads its catalogue fresh from the sidecar."""
+        if self._meta is not None:
+            return self._meta
+        data = {"format_version": FORMAT_VERSION, **self._data}
+        data.update(hash=self.hash, params=self.raw_params())
+        return RunMeta.from_json(data, f"run index entry of run {self.hash}")
 
     @property
     def name(self) -> str | None:

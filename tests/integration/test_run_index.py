@@ -1,0 +1,196 @@
+"""The run index file (`.aim/index/runs.jsonl`) and the change marker, on real repositories:
+what it stores equals the sidecars, it decodes only what a query reads, and a warm Repo sees
+changes made by other processes without stat-ing every sidecar."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import aim_parquet as aim
+from aim_parquet.errors import CorruptFileError
+from aim_parquet.format.paths import RepoLayout
+from aim_parquet.storage import run_index
+from aim_parquet.storage.run_reader import load_run_meta
+
+QUIET: dict[str, Any] = {"system_tracking_interval": None, "capture_terminal_logs": False}
+
+
+def index_path(root: Path) -> Path:
+    return root / ".aim" / "index" / run_index.INDEX_FILENAME
+
+
+def make_rich_runs(root: Path) -> list[str]:
+    """Runs whose sidecars hold every kind of value the index must keep exactly."""
+    hashes = []
+    first = aim.Run(repo=root, experiment="exp-ü", **QUIET)
+    first.name = "naïve \u2603 run"
+    first.description = "a description"
+    first.add_tag("best")
+    first["hparams"] = {"lr": 1e-3, "nan": math.nan, "inf": -math.inf, "blob": b"\x00\xff"}
+    first["$aim_parquet"] = {"looks": "like the tag"}
+    for step in range(5):
+        first.track(1.0 / (step + 1), name="loss", step=step, epoch=step // 2)
+        first.track(step, name="count", step=step, context={"subset": "val"})
+    first.track(math.nan, name="odd", step=0)
+    first.track(math.inf, name="odd", step=1)
+    first.track(aim.Text("hello"), name="notes", step=0)
+    first.close()
+    hashes.append(first.hash)
+    second = aim.Run(repo=root, **QUIET)  # defaults everywhere, no sequences
+    second.archived = True
+    second.close()
+    hashes.append(second.hash)
+    return hashes
+
+
+def every_run(repo: Any) -> list[Any]:
+    """Iterate a query over every run (archived too): what refreshes, and writes, the index."""
+    return [c.run for c in repo.query_runs("run.archived in (True, False)").iter_runs()]
+
+
+def index_records(root: Path) -> dict[str, Any]:
+    entries = run_index.read_index_file(index_path(root).read_bytes())
+    return {h: e.record for h, e in entries.items()}
+
+
+def test_index_file_holds_exactly_the_sidecars(repo_root: Path) -> None:
+    hashes = make_rich_runs(repo_root)
+    every_run(aim.Repo(repo_root))  # builds the index from the sidecars
+    layout = RepoLayout(repo_root)
+    for _ in range(2):  # as first written, then as rewritten from index-sourced records
+        records = index_records(repo_root)
+        assert sorted(records) == sorted(hashes)
+        for run_hash in hashes:
+            expected = load_run_meta(layout, run_hash)
+            assert records[run_hash].meta.to_json() == expected.to_json()
+            assert records[run_hash].params.keys() == expected.params.keys()
+        repo = aim.Repo(repo_root)
+        repo.query_metrics("metric.name == 'loss'").dataframe()  # decodes from the index file
+        extra = aim.Run(repo=repo_root, **QUIET)
+        extra.close()
+        repo.delete_run(extra.hash)  # a change that rewrites the index from those records
+        every_run(repo)
+    raw = index_path(repo_root).read_bytes()
+    raw.decode("ascii")  # ASCII throughout, so byte and character offsets agree
+    header = json.loads(raw.split(b"\n", 1)[0])
+    assert header["columns"][0] == "hash" and len(header["runs"]) == len(hashes)
+
+
+def test_sequence_query_decodes_stats_of_matching_sequences_only(repo_root: Path) -> None:
+    make_rich_runs(repo_root)
+    every_run(aim.Repo(repo_root))
+    repo = aim.Repo(repo_root)  # a new Repo: records come from the index file
+    metrics = list(repo.query_metrics("metric.name == 'loss'"))
+    assert [m.name for m in metrics] == ["loss"]
+    record = repo._index.refresh().records[metrics[0].run.hash]
+    names = [key[1] for key in record.sequence_keys()]
+    assert len(names) == 4 and sorted(record._infos) == [names.index("loss")]
+    steps, values = metrics[0].values.sparse_numpy()
+    assert steps.tolist() == [0, 1, 2, 3, 4] and values[0] == 1.0
+
+
+def test_run_predicate_parses_no_catalogue(
+    repo_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_rich_runs(repo_root)
+    every_run(aim.Repo(repo_root))
+    parsed: list[str] = []
+    real = run_index.RunRecord.sequence_keys
+
+    def spy(record: Any) -> Any:
+        parsed.append(record.hash)
+        return real(record)
+
+    monkeypatch.setattr(run_index.RunRecord, "sequence_keys", spy)
+    repo = aim.Repo(repo_root)
+    found = [c.run.name for c in repo.query_runs("run.hparams.lr < 0.01").iter_runs()]
+    assert found == ["naïve \u2603 run"] and parsed == []
+
+
+def test_legacy_index_is_replaced(repo_root: Path) -> None:
+    make_rich_runs(repo_root)
+    legacy = repo_root / ".aim" / "index" / "runs.json"
+    legacy.parent.mkdir(parents=True, exist_ok=True)
+    legacy.write_text('{"format": "aim_parquet.run_index", "format_version": 2, "runs": {}}')
+    assert len(list(aim.Repo(repo_root).query_runs("").iter_runs())) == 1  # one is archived
+    assert index_path(repo_root).exists() and not legacy.exists()
+
+
+def test_damaged_catalogue_line_is_a_clear_error_until_repaired(repo_root: Path) -> None:
+    make_rich_runs(repo_root)
+    every_run(aim.Repo(repo_root))
+    path = index_path(repo_root)
+    header, rest = path.read_bytes().split(b"\n", 1)
+    path.write_bytes(header + b"\n" + b"x" * len(rest))  # same lengths, garbage content
+    repo = aim.Repo(repo_root)
+    assert len(list(repo.query_runs("run.hparams.lr > 0").iter_runs())) == 1  # no catalogue
+    with pytest.raises(CorruptFileError, match="verify --repair"):
+        list(repo.query_metrics("metric.name == 'loss'"))
+    result = subprocess.run(
+        [sys.executable, "-m", "aim_parquet", "verify", "--repair", "--repo", str(repo_root)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert [m.name for m in aim.Repo(repo_root).query_metrics("metric.name == 'loss'")] == ["loss"]
+
+
+def _run_script(root: Path, body: str) -> None:
+    script = f"import aim_parquet as aim\nrepo = {str(root)!r}\n{body}"
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
+
+
+def test_warm_repo_sees_other_processes_at_once(repo_root: Path) -> None:
+    run = aim.Run(repo=repo_root, **QUIET)
+    run["hparams"] = {"lr": 0.1}
+    run.close()
+    repo = aim.Repo(repo_root)
+    query = "run.hparams.lr > 0.05"
+    assert len(list(repo.query_runs(query).iter_runs())) == 1  # warm from here on
+    quiet = "system_tracking_interval=None, capture_terminal_logs=False"
+    _run_script(
+        repo_root,
+        f"r = aim.Run({run.hash!r}, repo=repo, {quiet})\nr['hparams'] = {{'lr': 0.01}}\nr.close()",
+    )
+    assert list(repo.query_runs(query).iter_runs()) == []  # a changed sidecar
+    _run_script(repo_root, f"r = aim.Run(repo=repo, {quiet})\nr['hparams'] = {{'lr': 0.5}}")
+    assert len(list(repo.query_runs(query).iter_runs())) == 1  # a new run
+    _run_script(repo_root, f"aim.Repo(repo).delete_run({run.hash!r})")
+    assert run.hash not in [r.hash for r in every_run(repo)]  # a deleted run
+
+
+def test_warm_refresh_skips_sidecar_stats_until_something_changes(
+    repo_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_rich_runs(repo_root)
+    repo = aim.Repo(repo_root)
+    every_run(repo)
+    old = time.time() - 10  # make runs/ look settled (its mtime is not trusted for RACY_S)
+    os.utime(repo_root / ".aim" / "runs", (old, old))
+    every_run(repo)  # a full pass that records the settled state
+    passes: list[int] = []
+    real = run_index.RunIndex._full_refresh
+
+    def spy(self: Any) -> Any:
+        passes.append(1)
+        return real(self)
+
+    monkeypatch.setattr(run_index.RunIndex, "_full_refresh", spy)
+    for _ in range(3):
+        assert len(every_run(repo)) == 2
+    assert passes == []
+    sidecar = next((repo_root / ".aim" / "runs").glob("*/run.json"))
+    data = json.loads(sidecar.read_text())
+    data["name"] = "edited by hand"  # a tool that does not touch the change marker
+    sidecar.write_text(json.dumps(data))
+    monkeypatch.setattr(run_index, "FULL_CHECK_S", 0.0)  # as when that much time has passed
+    assert "edited by hand" in {run.name for run in every_run(repo)} and passes == [1]
