@@ -178,17 +178,27 @@ class CompiledQuery:
     `names` are the environment names the evaluation reads, the default archived filter included.
     """
 
-    __slots__ = ("text", "names", "_conjuncts", "_root", "_mentions_archived", "_parts")
+    __slots__ = ("_text", "names", "_conjuncts", "_root", "_mentions_archived", "_parts")
 
     def __init__(
-        self, text: str, conjuncts: tuple[_Conjunct, ...], *, mentions_archived: bool
+        self,
+        text: str | Callable[[], str],
+        conjuncts: tuple[_Conjunct, ...],
+        *,
+        mentions_archived: bool,
     ) -> None:
-        self.text = text
+        self._text = text  # or how to make it (a part's text is only shown in messages)
         self.names: frozenset[str] = frozenset().union(*(c.names for c in conjuncts))
         self._conjuncts = conjuncts
         self._root = _all_of([c.fn for c in conjuncts])
         self._mentions_archived = mentions_archived
         self._parts: tuple[CompiledQuery | None, CompiledQuery | None] | None = None
+
+    @property
+    def text(self) -> str:
+        if not isinstance(self._text, str):
+            self._text = self._text()
+        return self._text
 
     def __repr__(self) -> str:
         return f"CompiledQuery({self.text!r})"
@@ -236,15 +246,17 @@ class CompiledQuery:
             return None
         if conjuncts == self._conjuncts:
             return self
-        sources = [ast.unparse(c.node) for c in conjuncts]
-        if len(conjuncts) > 1:
-            sources = [
-                f"({source})" if isinstance(c.node, ast.BoolOp | ast.IfExp) else source
-                for c, source in zip(conjuncts, sources, strict=True)
-            ]
-        return CompiledQuery(
-            " and ".join(sources), conjuncts, mentions_archived=self._mentions_archived
-        )
+
+        def text() -> str:
+            sources = [ast.unparse(c.node) for c in conjuncts]
+            if len(conjuncts) > 1:
+                sources = [
+                    f"({source})" if isinstance(c.node, ast.BoolOp | ast.IfExp) else source
+                    for c, source in zip(conjuncts, sources, strict=True)
+                ]
+            return " and ".join(sources)
+
+        return CompiledQuery(text, conjuncts, mentions_archived=self._mentions_archived)
 
     def mentions_archived(self) -> bool:
         """True when the query itself reads `run.archived`, so no default filter was added."""
@@ -279,7 +291,7 @@ def _compile_cached(text: str, allowed_names: frozenset[str]) -> CompiledQuery:
         mentions_archived = _mentions_archived(root)
         nodes = _flatten_and(root)
     if "run" in allowed_names and not mentions_archived:
-        nodes.insert(0, _parse_source(_DEFAULT_CONJUNCT))
+        nodes.insert(0, _default_conjunct())
     compiler = _Compiler(normalized, source, shift, allowed_names)
     saved = rt.BUDGET.left
     rt.BUDGET.left = rt.MAX_EVAL_SIZE  # constant folding shares one evaluation's budget
@@ -297,6 +309,12 @@ def _normalize(text: str) -> str:
         select = _SELECT_RE.match(stripped)
         stripped = stripped[select.end() :].strip() if select else ""
     return stripped
+
+
+@functools.cache
+def _default_conjunct() -> ast.expr:
+    """The parsed implied `run.archived == False` (compiling never changes a node)."""
+    return _parse_source(_DEFAULT_CONJUNCT)
 
 
 def _parse_source(source: str) -> ast.expr:

@@ -42,7 +42,7 @@ from aim_parquet.format.schema import (
     is_metric_kind,
 )
 from aim_parquet.storage.columns import int64_array, to_numpy, validity
-from aim_parquet.storage.segments import read_segment
+from aim_parquet.storage.segments import SMALL_SEGMENT_BYTES, read_segment
 
 if TYPE_CHECKING:
     import pyarrow.parquet as pq
@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_SWAP_RETRIES = 12
+THREADED_READ_ROWS = 1_000_000  # compacted reads of more rows than this use pyarrow's threads
 
 
 def list_run_hashes(layout: RepoLayout) -> list[str]:
@@ -217,7 +218,7 @@ def _read_compacted(
             continue
         path = run_dir / f.path
         try:
-            pf = pq.ParquetFile(pa.memory_map(os.fspath(path)), read_dictionary=["seq_id"])
+            pf = pq.ParquetFile(_parquet_source(os.fspath(path)), read_dictionary=["seq_id"])
         except OSError as exc:
             if _is_gone(exc):
                 raise
@@ -227,12 +228,24 @@ def _read_compacted(
         groups, is_exact = _row_groups_for(pf, info.seq_id)
         if not groups:
             continue
+        md = pf.metadata
+        rows = sum(md.row_group(g).num_rows for g in groups)
+        threads = rows > THREADED_READ_ROWS  # a thread pool only pays off on large reads
         if is_exact:  # every chosen row group holds only this sequence: no filter needed
-            tables.append(pf.read_row_groups(groups, columns=columns))
+            tables.append(pf.read_row_groups(groups, columns=columns, use_threads=threads))
             continue
-        t = pf.read_row_groups(groups, columns=["seq_id", *columns])
+        t = pf.read_row_groups(groups, columns=["seq_id", *columns], use_threads=threads)
         tables.append(_rows_of(t, info.seq_id).select(columns))
     return tables
+
+
+def _parquet_source(path: str) -> pa.NativeFile:
+    """A small compacted file read into memory in one call (cheaper than a memory map), a large
+    one memory-mapped."""
+    with open(path, "rb") as f:
+        if os.fstat(f.fileno()).st_size > SMALL_SEGMENT_BYTES * 8:
+            return pa.memory_map(path)
+        return pa.BufferReader(f.read())
 
 
 def _rows_of(table: pa.Table, seq_id: str) -> pa.Table:
