@@ -11,14 +11,13 @@ the old manifest must not trust its segment listing), restarts the read from the
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import logging
 import os
 import time
 from collections.abc import Container
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -42,15 +41,12 @@ from aim_parquet.format.schema import (
     is_metric_kind,
 )
 from aim_parquet.storage.columns import int64_array, to_numpy, validity
-from aim_parquet.storage.segments import SMALL_SEGMENT_BYTES, read_segment
-
-if TYPE_CHECKING:
-    import pyarrow.parquet as pq
+from aim_parquet.storage.compacted_read import is_gone, read_compacted
+from aim_parquet.storage.segments import read_segment
 
 log = logging.getLogger(__name__)
 
 MAX_SWAP_RETRIES = 12
-THREADED_READ_ROWS = 1_000_000  # compacted reads of more rows than this use pyarrow's threads
 
 
 def list_run_hashes(layout: RepoLayout) -> list[str]:
@@ -109,11 +105,6 @@ def _parse_manifest(path: str) -> tuple[Manifest | None, bytes | None]:
     if not isinstance(data, dict):
         raise CorruptFileError(f"compaction manifest {path} is not a JSON object.")
     return Manifest.from_json(data, f"compaction manifest {path}"), raw
-
-
-def _is_gone(exc: OSError) -> bool:
-    """A file removed or replaced under us: ENOENT, or ESTALE on a network filesystem."""
-    return isinstance(exc, FileNotFoundError) or exc.errno == errno.ESTALE
 
 
 def list_segments(seq_dir: Path) -> list[Path]:
@@ -199,96 +190,6 @@ def dedupe_steps(table: pa.Table, *, by_index: bool) -> pa.Table:
     return table.take(int64_array(order[keep]))
 
 
-def _compacted_kind(info: SequenceInfo) -> str:
-    if is_metric_kind(info.kind):
-        return "metrics"
-    kind = info.kind
-    return kind[5:-1] if kind.startswith("list(") else kind
-
-
-def _read_compacted(
-    run_dir: Path, manifest: Manifest, info: SequenceInfo, columns: list[str]
-) -> list[pa.Table]:
-    import pyarrow.parquet as pq  # deferred: only compacted runs need it
-
-    kind = _compacted_kind(info)
-    tables = []
-    for f in manifest.files:
-        if f.kind != kind:
-            continue
-        path = run_dir / f.path
-        try:
-            pf = pq.ParquetFile(_parquet_source(os.fspath(path)), read_dictionary=["seq_id"])
-        except OSError as exc:
-            if _is_gone(exc):
-                raise
-            raise CorruptFileError(f"compacted file {path} is unreadable ({exc}).") from exc
-        except pa.ArrowInvalid as exc:
-            raise CorruptFileError(f"compacted file {path} is unreadable ({exc}).") from exc
-        groups, is_exact = _row_groups_for(pf, info.seq_id)
-        if not groups:
-            continue
-        md = pf.metadata
-        rows = sum(md.row_group(g).num_rows for g in groups)
-        threads = rows > THREADED_READ_ROWS  # a thread pool only pays off on large reads
-        if is_exact:  # every chosen row group holds only this sequence: no filter needed
-            tables.append(pf.read_row_groups(groups, columns=columns, use_threads=threads))
-            continue
-        t = pf.read_row_groups(groups, columns=["seq_id", *columns], use_threads=threads)
-        tables.append(_rows_of(t, info.seq_id).select(columns))
-    return tables
-
-
-def _parquet_source(path: str) -> pa.NativeFile:
-    """A small compacted file read into memory in one call (cheaper than a memory map), a large
-    one memory-mapped."""
-    with open(path, "rb") as f:
-        if os.fstat(f.fileno()).st_size > SMALL_SEGMENT_BYTES * 8:
-            return pa.memory_map(path)
-        return pa.BufferReader(f.read())
-
-
-def _rows_of(table: pa.Table, seq_id: str) -> pa.Table:
-    """The rows of `seq_id` in a table whose `seq_id` column is dictionary-encoded.
-
-    A sequence's rows are contiguous runs in a compacted file, so this slices instead of
-    filtering: `Table.filter`/`take` would load `pyarrow.compute` (100+ ms in a fresh process).
-    """
-    pieces = []
-    offset = 0
-    for chunk in table.column("seq_id").chunks:
-        n = len(chunk)
-        codes = [i for i, v in enumerate(chunk.dictionary.to_pylist()) if v == seq_id]
-        if codes:
-            indices = to_numpy(chunk.indices)
-            hit = np.isin(indices, codes)
-            edges = np.flatnonzero(np.diff(np.concatenate(([False], hit, [False])).astype(np.int8)))
-            for start, end in zip(edges[::2], edges[1::2], strict=True):
-                pieces.append(table.slice(offset + int(start), int(end - start)))
-        offset += n
-    if not pieces:
-        return table.slice(0, 0)
-    return pa.concat_tables(pieces)
-
-
-def _row_groups_for(pf: pq.ParquetFile, seq_id: str) -> tuple[list[int], bool]:
-    """Row groups that may hold `seq_id` (by min/max statistics), and whether each of them holds
-    nothing else (min == max == seq_id)."""
-    md = pf.metadata
-    col = pf.schema_arrow.get_field_index("seq_id")
-    out = []
-    is_exact = True
-    for g in range(md.num_row_groups):
-        stats = md.row_group(g).column(col).statistics
-        if stats is None or not stats.has_min_max:
-            out.append(g)
-            is_exact = False
-        elif stats.min <= seq_id <= stats.max:
-            out.append(g)
-            is_exact = is_exact and stats.min == stats.max
-    return out, is_exact
-
-
 def _read_pieces(
     layout: RepoLayout, run_hash: str, info: SequenceInfo, wanted: list[str]
 ) -> list[pa.Table | pa.RecordBatch]:
@@ -310,7 +211,7 @@ def _read_pieces(
             covered: frozenset[str] = frozenset()
             if manifest is not None:
                 covered = manifest.segments
-                tables.extend(_read_compacted(Path(run_dir), manifest, info, wanted))
+                tables.extend(read_compacted(Path(run_dir), manifest, info, wanted))
             for name in segment_names(seq_dir):
                 if covered and f"{seq_id}/{name}" in covered:
                     continue
@@ -323,7 +224,7 @@ def _read_pieces(
                     raise
                 tables.extend(data.batches)
         except OSError as exc:
-            if _is_gone(exc):
+            if is_gone(exc):
                 continue  # compaction or gc swapped files under us: read the new state
             raise
         if _manifest_bytes(manifest_path) == seen:

@@ -1,0 +1,123 @@
+"""Reading one sequence's rows from a run's compacted Parquet files (those its manifest lists).
+
+Rows of a sequence sit in row groups of their own (by min/max statistics of `seq_id`), so a read
+opens each file of the sequence's kind once and reads only those row groups, without a thread
+pool unless the read is large. Errors: a file that vanished (ENOENT, ESTALE) is left to the
+caller, which retries from the new manifest; an unreadable file is a CorruptFileError.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pyarrow as pa
+
+from aim_parquet.errors import CorruptFileError
+from aim_parquet.format.meta import Manifest, SequenceInfo
+from aim_parquet.format.schema import is_metric_kind
+from aim_parquet.storage.columns import to_numpy
+from aim_parquet.storage.segments import SMALL_SEGMENT_BYTES
+
+if TYPE_CHECKING:
+    import pyarrow.parquet as pq
+
+THREADED_READ_ROWS = 1_000_000  # compacted reads of more rows than this use pyarrow's threads
+
+
+def is_gone(exc: OSError) -> bool:
+    """A file removed or replaced under us: ENOENT, or ESTALE on a network filesystem."""
+    return isinstance(exc, FileNotFoundError) or exc.errno == errno.ESTALE
+
+
+def _compacted_kind(info: SequenceInfo) -> str:
+    if is_metric_kind(info.kind):
+        return "metrics"
+    kind = info.kind
+    return kind[5:-1] if kind.startswith("list(") else kind
+
+
+def read_compacted(
+    run_dir: Path, manifest: Manifest, info: SequenceInfo, columns: list[str]
+) -> list[pa.Table]:
+    import pyarrow.parquet as pq  # deferred: only compacted runs need it
+
+    kind = _compacted_kind(info)
+    tables = []
+    for f in manifest.files:
+        if f.kind != kind:
+            continue
+        path = run_dir / f.path
+        try:
+            pf = pq.ParquetFile(_parquet_source(os.fspath(path)), read_dictionary=["seq_id"])
+        except OSError as exc:
+            if is_gone(exc):
+                raise
+            raise CorruptFileError(f"compacted file {path} is unreadable ({exc}).") from exc
+        except pa.ArrowInvalid as exc:
+            raise CorruptFileError(f"compacted file {path} is unreadable ({exc}).") from exc
+        groups, is_exact = _row_groups_for(pf, info.seq_id)
+        if not groups:
+            continue
+        md = pf.metadata
+        rows = sum(md.row_group(g).num_rows for g in groups)
+        threads = rows > THREADED_READ_ROWS  # a thread pool only pays off on large reads
+        if is_exact:  # every chosen row group holds only this sequence: no filter needed
+            tables.append(pf.read_row_groups(groups, columns=columns, use_threads=threads))
+            continue
+        t = pf.read_row_groups(groups, columns=["seq_id", *columns], use_threads=threads)
+        tables.append(_rows_of(t, info.seq_id).select(columns))
+    return tables
+
+
+def _parquet_source(path: str) -> pa.NativeFile:
+    """A small compacted file read into memory in one call (cheaper than a memory map), a large
+    one memory-mapped."""
+    with open(path, "rb") as f:
+        if os.fstat(f.fileno()).st_size > SMALL_SEGMENT_BYTES * 8:
+            return pa.memory_map(path)
+        return pa.BufferReader(f.read())
+
+
+def _rows_of(table: pa.Table, seq_id: str) -> pa.Table:
+    """The rows of `seq_id` in a table whose `seq_id` column is dictionary-encoded.
+
+    A sequence's rows are contiguous runs in a compacted file, so this slices instead of
+    filtering: `Table.filter`/`take` would load `pyarrow.compute` (100+ ms in a fresh process).
+    """
+    pieces = []
+    offset = 0
+    for chunk in table.column("seq_id").chunks:
+        n = len(chunk)
+        codes = [i for i, v in enumerate(chunk.dictionary.to_pylist()) if v == seq_id]
+        if codes:
+            indices = to_numpy(chunk.indices)
+            hit = np.isin(indices, codes)
+            edges = np.flatnonzero(np.diff(np.concatenate(([False], hit, [False])).astype(np.int8)))
+            for start, end in zip(edges[::2], edges[1::2], strict=True):
+                pieces.append(table.slice(offset + int(start), int(end - start)))
+        offset += n
+    if not pieces:
+        return table.slice(0, 0)
+    return pa.concat_tables(pieces)
+
+
+def _row_groups_for(pf: pq.ParquetFile, seq_id: str) -> tuple[list[int], bool]:
+    """Row groups that may hold `seq_id` (by min/max statistics), and whether each of them holds
+    nothing else (min == max == seq_id)."""
+    md = pf.metadata
+    col = pf.schema_arrow.get_field_index("seq_id")
+    out = []
+    is_exact = True
+    for g in range(md.num_row_groups):
+        stats = md.row_group(g).column(col).statistics
+        if stats is None or not stats.has_min_max:
+            out.append(g)
+            is_exact = False
+        elif stats.min <= seq_id <= stats.max:
+            out.append(g)
+            is_exact = is_exact and stats.min == stats.max
+    return out, is_exact
