@@ -11,7 +11,7 @@ from __future__ import annotations
 import errno
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -21,9 +21,6 @@ from aim_parquet.format.meta import Manifest, SequenceInfo
 from aim_parquet.format.schema import is_metric_kind
 from aim_parquet.storage.columns import to_numpy
 from aim_parquet.storage.segments import SMALL_SEGMENT_BYTES
-
-if TYPE_CHECKING:
-    import pyarrow.parquet as pq
 
 THREADED_READ_ROWS = 1_000_000  # compacted reads of more rows than this use pyarrow's threads
 
@@ -40,11 +37,39 @@ def _compacted_kind(info: SequenceInfo) -> str:
     return kind[5:-1] if kind.startswith("list(") else kind
 
 
+class _ParquetRows:
+    """Row-group reads of one Parquet file through pyarrow's `ParquetReader`, the engine under
+    `pyarrow.parquet.ParquetFile`: importing `pyarrow._parquet` alone costs a fresh process about
+    1 ms, `pyarrow.parquet` 10-25 ms (it loads datasets and filesystems). Where that class is
+    missing or its signature changed, `ParquetFile` is used instead."""
+
+    def __init__(self, source: pa.NativeFile) -> None:
+        try:
+            from pyarrow._parquet import ParquetReader
+
+            reader = ParquetReader()
+            reader.open(source, read_dictionary=["seq_id"])
+            self._reader: Any = reader
+            self._file: Any = None
+        except (ImportError, AttributeError, TypeError):
+            import pyarrow.parquet as pq
+
+            self._file = pq.ParquetFile(source, read_dictionary=["seq_id"])
+            self._reader = self._file.reader
+        self.metadata = self._reader.metadata
+        self.schema_arrow = self._reader.schema_arrow
+
+    def read_row_groups(self, groups: list[int], columns: list[str], threads: bool) -> pa.Table:
+        if self._file is not None:
+            return self._file.read_row_groups(groups, columns=columns, use_threads=threads)
+        indices = [self._reader.column_name_idx(name) for name in columns]
+        return self._reader.read_row_groups(groups, column_indices=indices, use_threads=threads)
+
+
 def read_compacted(
     run_dir: Path, manifest: Manifest, info: SequenceInfo, columns: list[str]
 ) -> list[pa.Table]:
-    import pyarrow.parquet as pq  # deferred: only compacted runs need it
-
+    """The rows of one sequence in the manifest's files of its kind, `columns` only."""
     kind = _compacted_kind(info)
     tables = []
     for f in manifest.files:
@@ -52,7 +77,7 @@ def read_compacted(
             continue
         path = run_dir / f.path
         try:
-            pf = pq.ParquetFile(_parquet_source(os.fspath(path)), read_dictionary=["seq_id"])
+            pf = _ParquetRows(_parquet_source(os.fspath(path)))
         except OSError as exc:
             if is_gone(exc):
                 raise
@@ -66,9 +91,9 @@ def read_compacted(
         rows = sum(md.row_group(g).num_rows for g in groups)
         threads = rows > THREADED_READ_ROWS  # a thread pool only pays off on large reads
         if is_exact:  # every chosen row group holds only this sequence: no filter needed
-            tables.append(pf.read_row_groups(groups, columns=columns, use_threads=threads))
+            tables.append(pf.read_row_groups(groups, columns, threads))
             continue
-        t = pf.read_row_groups(groups, columns=["seq_id", *columns], use_threads=threads)
+        t = pf.read_row_groups(groups, ["seq_id", *columns], threads)
         tables.append(_rows_of(t, info.seq_id).select(columns))
     return tables
 
@@ -105,7 +130,7 @@ def _rows_of(table: pa.Table, seq_id: str) -> pa.Table:
     return pa.concat_tables(pieces)
 
 
-def _row_groups_for(pf: pq.ParquetFile, seq_id: str) -> tuple[list[int], bool]:
+def _row_groups_for(pf: _ParquetRows, seq_id: str) -> tuple[list[int], bool]:
     """Row groups that may hold `seq_id` (by min/max statistics), and whether each of them holds
     nothing else (min == max == seq_id)."""
     md = pf.metadata

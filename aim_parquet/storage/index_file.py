@@ -3,8 +3,10 @@
 
 - Line 1, the header: `{"format": "aim_parquet.run_index", "format_version": 3, "columns":
   [...], "runs": [[...], ...]}`, one array per run with the `columns`:
-  `hash`; `mtime_ns`, `size`, `ino` (the stat of `runs/<hash>/run.json` when it was read);
-  `creation_time`, `updated_at`, `end_time` (null when the run has none); `fields` (the other
+  `hash`; `stat` (`"<st_mtime_ns>-<st_size>-<st_ino>"` in hex, of `runs/<hash>/run.json` when it
+  was read); `creation_time`, `updated_at`, `end_time` (the float's shortest repr as a string,
+  which parses faster than a JSON number; `end_time` null when the run has none); `fields` (the
+  other
   run-level sidecar fields, leaving out null ones and the defaults: `experiment` "default", no
   `tags`, `archived` false, the current `format_version`); `params` (as in the sidecar, tagged
   JSON); `catalogue`: `[offset, keys_length, stats_length]`.
@@ -24,6 +26,7 @@ by the caller.
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 from aim_parquet.format.meta import FORMAT_VERSION
@@ -32,13 +35,17 @@ from aim_parquet.storage.run_records import Catalogue, RunRecord, json_text
 INDEX_FILENAME = "runs.jsonl"
 INDEX_FORMAT = "aim_parquet.run_index"
 INDEX_FORMAT_VERSION = 3
-StatKey = tuple[int, int, int]
+StatKey = str  # "<st_mtime_ns>-<st_size>-<st_ino>" of a sidecar, in hex
+
+
+def stat_key(st: os.stat_result) -> StatKey:
+    """What identifies one version of a sidecar: it is replaced, never rewritten in place."""
+    return f"{st.st_mtime_ns:x}-{st.st_size:x}-{st.st_ino:x}"
+
 
 COLUMNS = (
     "hash",
-    "mtime_ns",
-    "size",
-    "ino",
+    "stat",
     "creation_time",
     "updated_at",
     "end_time",
@@ -70,13 +77,14 @@ def encode_index(rows: list[tuple[StatKey, RunRecord]]) -> bytes:
             if k not in _NOT_IN_FIELDS and v is not None and _DEFAULTS.get(k, ...) != v
         }
         keys, stats = record.stored_catalogue()
+        end_time = data.get("end_time")
         runs.append(
             [
                 record.hash,
-                *key,
-                float(data["creation_time"]),
-                float(data.get("updated_at") or 0.0),
-                data.get("end_time"),
+                key,
+                repr(float(data["creation_time"])),
+                repr(float(data.get("updated_at") or 0.0)),
+                None if end_time is None else repr(float(end_time)),
                 fields,
                 record.raw_params(),
                 [offset, len(keys), len(stats)],
@@ -108,18 +116,18 @@ def decode_index(raw: bytes) -> list[tuple[StatKey, RunRecord]]:
         raise ValueError("unknown index format")
     base, size = end + 1, len(raw)
     out = []
-    for h, mtime, st_size, ino, created, updated, ended, fields, params, cat in doc["runs"]:
+    for h, key, created, updated, ended, fields, params, cat in doc["runs"]:
         start = base + cat[0]
         keys_end = start + cat[1]
         stats_end = keys_end + 1 + cat[2]
         if not (base <= start <= keys_end < stats_end <= size) or not isinstance(params, dict):
             raise ValueError(f"bad entry of run {h!r}")
-        if not isinstance(fields, dict) or not isinstance(h, str):
+        if not isinstance(fields, dict) or not isinstance(h, str) or not isinstance(key, str):
             raise ValueError(f"bad entry of run {h!r}")
         fields["creation_time"] = created
         fields["updated_at"] = updated
         fields["end_time"] = ended
         catalogue = Catalogue(raw, start, keys_end, stats_end)
         record = RunRecord(h, fields, catalogue=catalogue, params=params)
-        out.append(((mtime, st_size, ino), record))
+        out.append((key, record))
     return out

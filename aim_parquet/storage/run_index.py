@@ -45,7 +45,13 @@ from aim_parquet.errors import AimParquetError
 from aim_parquet.format.meta import RunMeta
 from aim_parquet.format.paths import SIDECAR_FILENAME, RepoLayout, is_valid_run_hash
 from aim_parquet.storage.atomic import atomic_write
-from aim_parquet.storage.index_file import INDEX_FILENAME, StatKey, decode_index, encode_index
+from aim_parquet.storage.index_file import (
+    INDEX_FILENAME,
+    StatKey,
+    decode_index,
+    encode_index,
+    stat_key,
+)
 from aim_parquet.storage.lock import is_run_locked
 from aim_parquet.storage.repo_changes import MarkerKey, marker_key
 from aim_parquet.storage.run_records import CatalogueEntry, RunRecord
@@ -155,7 +161,7 @@ class RunIndex:
         self.lock_path = layout.index_dir / INDEX_LOCK_FILENAME
         self._entries: dict[str, _Entry] | None = None
         self._snapshot: IndexSnapshot | None = None
-        self._quick: tuple[MarkerKey, StatKey] | None = None  # as of the last full pass
+        self._quick: tuple[MarkerKey, tuple[int, int, int]] | None = None  # at the last full pass
         self._full_at = 0.0  # time.monotonic() of the last full pass
 
     # -- reading ---------------------------------------------------------------------------
@@ -203,7 +209,7 @@ class RunIndex:
         """Whether a run folder without sidecar is damaged (False: it is being created)."""
         return self._missing_sidecar(run_hash) is not None
 
-    def _quick_key(self) -> tuple[tuple[MarkerKey, StatKey] | None, bool]:
+    def _quick_key(self) -> tuple[tuple[MarkerKey, tuple[int, int, int]] | None, bool]:
         """(change marker, `runs/` stat) now, and whether `runs/` changed too recently to trust
         its mtime; None when `runs/` is missing."""
         try:
@@ -258,7 +264,7 @@ class RunIndex:
                     if missing is not None:
                         damaged.append(missing)
                     continue
-                key = (st.st_mtime_ns, st.st_size, st.st_ino)
+                key = stat_key(st)
                 if entry is None or entry.key != key or entry.record is None:
                     previous = entry
                     entry = self._read_sidecar(run_hash, key)

@@ -243,6 +243,9 @@ class RunRecord:
             "format_version": FORMAT_VERSION,
             "hash": self.hash,
             **self._data,
+            "creation_time": self.creation_time,
+            "updated_at": self.updated_at,
+            "end_time": self.end_time,
             "params": self.raw_params(),
             "sequences": sequences,
         }
@@ -260,7 +263,7 @@ class RunRecord:
         if self._meta is not None:
             return self._meta
         data = {"format_version": FORMAT_VERSION, **self._data}
-        data.update(hash=self.hash, params=self.raw_params())
+        data.update(hash=self.hash, params=self.raw_params(), end_time=self.end_time)
         return RunMeta.from_json(data, f"run index entry of run {self.hash}")
 
     @property
@@ -294,7 +297,8 @@ class RunRecord:
 
     @property
     def end_time(self) -> float | None:
-        return self._data.get("end_time")
+        end = self._data.get("end_time")
+        return None if end is None else float(end)
 
     @property
     def updated_at(self) -> float:
