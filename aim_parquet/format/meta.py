@@ -184,6 +184,10 @@ class RunMeta:
     def display_name(self) -> str:
         return self.name if self.name is not None else f"Run: {self.hash}"
 
+    def param(self, name: str, default: Any = None) -> Any:
+        """`params[name]` (`default` when there is none), as `RunRecord.param`."""
+        return self.params.get(name, default)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "format": FORMAT_NAME,

@@ -75,12 +75,7 @@ class RunView:
         return self._param(name)
 
     def _param(self, name: Any) -> Any:
-        if not isinstance(name, str):
-            return SafeNone
-        meta = self.meta
-        if type(meta) is RunRecord:
-            return meta.param(name, SafeNone)
-        return meta.params.get(name, SafeNone)
+        return self.meta.param(name, SafeNone) if isinstance(name, str) else SafeNone
 
     def query_item(self, key: Any) -> Any:
         if type(key) is tuple:

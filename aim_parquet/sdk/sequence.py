@@ -22,7 +22,7 @@ import numpy as np
 from aim_parquet.format.meta import SequenceInfo
 from aim_parquet.format.paths import RepoLayout, canonical_context
 from aim_parquet.format.schema import METRIC_KINDS, is_metric_kind
-from aim_parquet.storage.columns import to_numpy, validity
+from aim_parquet.storage.columns import nan_numpy
 from aim_parquet.storage.run_reader import read_metric_columns, read_sequence
 
 if TYPE_CHECKING:
@@ -87,13 +87,7 @@ def _readonly(array: Array) -> Array:
 def column_numpy(table: Any, name: str) -> Array:
     """A fixed-width column as numpy without pyarrow's pandas import; an int column with nulls
     (a missing epoch) becomes float64 with NaN there."""
-    column = table.column(name)
-    array = to_numpy(column)
-    if column.null_count:
-        valid = np.concatenate([validity(chunk) for chunk in column.chunks])
-        array = array.astype(np.float64)
-        array[~valid] = np.nan
-    return array
+    return nan_numpy(table.column(name))
 
 
 def _step_starts(steps: Array) -> Array:

@@ -131,6 +131,18 @@ def to_numpy(column: pa.Array | pa.ChunkedArray) -> np.ndarray[Any, Any]:
     return np.concatenate(parts) if parts else np.empty(0, dtype)
 
 
+def nan_numpy(column: pa.Array | pa.ChunkedArray) -> np.ndarray[Any, Any]:
+    """`to_numpy`, except that an int column with nulls (a missing epoch) becomes float64 with
+    NaN there."""
+    array = to_numpy(column)
+    if column.null_count:
+        chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+        valid = np.concatenate([validity(chunk) for chunk in chunks])
+        array = array.astype(np.float64)
+        array[~valid] = np.nan
+    return array
+
+
 def validity(chunk: pa.Array) -> np.ndarray[Any, Any]:
     """Boolean mask of non-null entries of one array chunk."""
     n = len(chunk)

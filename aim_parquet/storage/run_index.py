@@ -56,8 +56,16 @@ from aim_parquet.storage.lock import is_run_locked
 from aim_parquet.storage.repo_changes import MarkerKey, marker_key
 from aim_parquet.storage.run_records import CatalogueEntry, RunRecord
 
-__all__ = ["INDEX_FILENAME", "CatalogueEntry", "DamagedRun", "IndexSnapshot", "RunIndex"]
-__all__ += ["RunRecord", "index_file_problem", "read_index_file"]
+__all__ = [
+    "INDEX_FILENAME",
+    "CatalogueEntry",
+    "DamagedRun",
+    "IndexSnapshot",
+    "RunIndex",
+    "RunRecord",
+    "index_file_problem",
+    "read_index_file",
+]
 
 log = logging.getLogger(__name__)
 

@@ -40,7 +40,7 @@ from aim_parquet.format.schema import (
     describe_segment_schema,
     is_metric_kind,
 )
-from aim_parquet.storage.columns import int64_array, to_numpy, validity
+from aim_parquet.storage.columns import int64_array, nan_numpy, to_numpy
 from aim_parquet.storage.compacted_read import is_gone, read_compacted
 from aim_parquet.storage.segments import read_segment
 
@@ -181,13 +181,21 @@ def dedupe_steps(table: pa.Table, *, by_index: bool) -> pa.Table:
         keep = np.ones(n, dtype=bool)
         keep[:-1] = (s[1:] != s[:-1]) | (i[1:] != i[:-1])
         return table.take(int64_array(order[keep]))
-    if n == 1 or (steps[1:] > steps[:-1]).all():
-        return table
+    chosen = last_writes(steps)
+    return table if chosen is None else table.take(int64_array(chosen))
+
+
+def last_writes(steps: np.ndarray[Any, Any]) -> np.ndarray[Any, Any] | None:
+    """Row positions, in step order, of the last row written for each step; None when `steps`
+    already increase strictly (every row is kept, in place)."""
+    n = len(steps)
+    if n < 2 or (steps[1:] > steps[:-1]).all():
+        return None
     order = np.lexsort((np.arange(n), steps))
     s = steps[order]
     keep = np.ones(n, dtype=bool)
     keep[:-1] = s[1:] != s[:-1]
-    return table.take(int64_array(order[keep]))
+    return order[keep]
 
 
 def _read_pieces(
@@ -289,26 +297,14 @@ def read_metric_columns(
         for name, chunks in parts.items()
     }
     steps = arrays.pop("step")
-    n = len(steps)
-    if n > 1 and not (steps[1:] > steps[:-1]).all():
-        order = np.lexsort((np.arange(n), steps))
-        s = steps[order]
-        keep = np.ones(n, dtype=bool)
-        keep[:-1] = s[1:] != s[:-1]
-        chosen = order[keep]
+    chosen = last_writes(steps)
+    if chosen is not None:
         steps = steps[chosen]
         arrays = {name: array[chosen] for name, array in arrays.items()}
     return steps, arrays
 
 
 def _metric_column(column: pa.Array | pa.ChunkedArray, name: str) -> np.ndarray[Any, Any]:
+    array = nan_numpy(column)
     dtype = _METRIC_DTYPES[name]
-    array = to_numpy(column)
-    if array.dtype != dtype:
-        array = array.astype(dtype)
-    if column.null_count:
-        chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
-        valid = np.concatenate([validity(chunk) for chunk in chunks])
-        array = array.astype(np.float64)
-        array[~valid] = np.nan
-    return array
+    return array if array.dtype == dtype or column.null_count else array.astype(dtype)

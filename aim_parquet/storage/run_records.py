@@ -87,7 +87,6 @@ class RunRecord:
         "_source",
         "_raw_params",
         "_keys",
-        "_stats",
         "_infos",
         "_meta",
         "_params",
@@ -114,7 +113,6 @@ class RunRecord:
             self._data = data
             self._items = []
         self._keys: list[list[Any]] | None = None
-        self._stats: list[list[Any]] | None = None  # every stats row, when parsed at once
         self._infos: dict[int, SequenceInfo] = {}
         self._meta = meta
         self._params: dict[str, Any] | None = None
@@ -167,28 +165,16 @@ class RunRecord:
             self._keys = keys
         return self._keys
 
-    def _stats_rows(self) -> list[list[Any]]:
-        """(TypeError or ValueError when the stored stats are damaged.)"""
-        if self._stats is None:
-            if self._source is not None:
-                raw, _, keys_end, stats_end = self._source
-                rows = json.loads(raw[keys_end + 1 : stats_end])
-                if not isinstance(rows, list):
-                    raise ValueError("catalogue stats are not a list")
-                self._stats = rows
-            else:
-                self._stats = [SequenceInfo.json_stats(d) for d in self._items]
-        return self._stats
-
     def _stats_row(self, position: int) -> Any:
-        if self._stats is None and self._source is not None:
-            key = self.sequence_keys()[position]
-            raw, _, keys_end, stats_end = self._source
-            start, end = keys_end + 1 + int(key[4]), keys_end + 1 + int(key[5])
-            if not keys_end < start < end <= stats_end:
-                raise ValueError("catalogue stats row out of its line")
-            return json.loads(raw[start:end])
-        return self._stats_rows()[position]
+        """(TypeError or ValueError when the stored row is damaged.)"""
+        if self._source is None:
+            return SequenceInfo.json_stats(self._items[position])
+        key = self.sequence_keys()[position]
+        raw, _, keys_end, stats_end = self._source
+        start, end = keys_end + 1 + int(key[4]), keys_end + 1 + int(key[5])
+        if not keys_end < start < end <= stats_end:
+            raise ValueError("catalogue stats row out of its line")
+        return json.loads(raw[start:end])
 
     def sequence_info(self, position: int) -> SequenceInfo:
         """The full catalogue entry at `position` (decoding its stats row on first use)."""
@@ -221,8 +207,8 @@ class RunRecord:
         keys: list[list[Any]] = []
         rows: list[str] = []
         offset = 1  # after the line's "["
-        for key, stats in zip(self.sequence_keys(), self._stats_rows(), strict=True):
-            text = json_text(stats)
+        for key, item in zip(self.sequence_keys(), self._items, strict=True):
+            text = json_text(SequenceInfo.json_stats(item))
             keys.append([*key[:4], offset, offset + len(text)])
             rows.append(text)
             offset += len(text) + 1  # and its ","
