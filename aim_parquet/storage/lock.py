@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aim_parquet.errors import RunLockedError
+from aim_parquet.storage.safe_fs import MAX_LOCK_FILE_BYTES, open_regular, read_regular
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +54,7 @@ def _process_start_time(pid: int) -> float | None:
 def read_holder(path: Path) -> LockHolder | None:
     """The identity written in a lock file, or None when there is none (or it is unreadable)."""
     try:
-        with open(path, "rb") as f:
-            raw = f.read(4096)
+        raw = read_regular(path, "lock file", MAX_LOCK_FILE_BYTES)  # never a link or a FIFO
         mtime = os.stat(path).st_mtime
         data = json.loads(raw.decode("utf-8"))
         return LockHolder(
@@ -64,7 +64,7 @@ def read_holder(path: Path) -> LockHolder | None:
             acquired_at=float(data.get("acquired_at", 0.0)),
             heartbeat_at=mtime,
         )
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
         return None
 
 
@@ -95,7 +95,8 @@ class RunLock:
 
     def acquire(self, *, force: bool = False) -> None:
         for _attempt in range(3):
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            # no link followed, no FIFO opened, no missing folder created (UnsafeFileError)
+            fd = open_regular(self.path, "lock file", os.O_RDWR | os.O_CREAT)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as exc:

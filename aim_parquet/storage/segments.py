@@ -25,6 +25,11 @@ import pyarrow as pa
 
 from aim_parquet.errors import CorruptFileError, StorageError
 from aim_parquet.storage.atomic import temp_path_for
+from aim_parquet.storage.file_checks import (
+    SMALL_FILE_BYTES,
+    check_segment_schema,
+    segment_source,
+)
 
 MAX_OPEN_SEGMENTS = 64
 
@@ -143,7 +148,7 @@ class SegmentData:
     is_torn: bool  # the file ends with an incomplete message that was skipped
 
 
-SMALL_SEGMENT_BYTES = 1 << 20  # read into memory; larger segments are memory-mapped
+SMALL_SEGMENT_BYTES = SMALL_FILE_BYTES  # read into memory; larger segments are memory-mapped
 
 
 def read_segment(path: str | Path, *, memory_map: bool = True) -> SegmentData:
@@ -151,16 +156,12 @@ def read_segment(path: str | Path, *, memory_map: bool = True) -> SegmentData:
 
     Segments up to `SMALL_SEGMENT_BYTES` are read into memory in one `read` (cheaper than
     setting up a memory map); larger ones are memory-mapped unless `memory_map=False`.
-    Raises FileNotFoundError if the file is gone and CorruptFileError if not even the schema can
-    be read (an empty or garbage file).
+    Raises FileNotFoundError if the file is gone, CorruptFileError if not even the schema can
+    be read (an empty or garbage file) or a column has the wrong type, FormatVersionError for a
+    newer format and UnsafeFileError for a link, FIFO or decoding bomb (`storage.file_checks`).
     """
     name = os.fspath(path)
-    source: pa.NativeFile | bytes
-    with open(name, "rb") as f:
-        if memory_map and os.fstat(f.fileno()).st_size > SMALL_SEGMENT_BYTES:
-            source = pa.memory_map(name)
-        else:
-            source = f.read()
+    source = segment_source(name, memory_map=memory_map)  # a bounded, regular file: not a link
     try:
         reader = pa.ipc.RecordBatchStreamReader(source)
     except (pa.ArrowInvalid, OSError, ValueError) as exc:
@@ -170,6 +171,7 @@ def read_segment(path: str | Path, *, memory_map: bool = True) -> SegmentData:
             f"segment {name} has no readable Arrow schema ({exc}). "
             "`aim-parquet verify --repair` quarantines it."
         ) from exc
+    check_segment_schema(reader.schema, name)  # FormatVersionError, CorruptFileError
     batches: list[pa.RecordBatch] = []
     torn = False
     try:
