@@ -26,10 +26,12 @@ by the caller.
 from __future__ import annotations
 
 import json
+import math
 import os
 from typing import Any
 
 from aim_parquet.format.meta import FORMAT_VERSION
+from aim_parquet.format.paths import is_valid_run_hash
 from aim_parquet.storage.run_records import Catalogue, RunRecord, json_text
 
 INDEX_FILENAME = "runs.jsonl"
@@ -101,14 +103,38 @@ def encode_index(rows: list[tuple[StatKey, RunRecord]]) -> bytes:
     return json_text(header).encode("ascii") + b"\n" + b"".join(body)
 
 
+def _is_catalogue(cat: Any) -> bool:
+    return isinstance(cat, list) and len(cat) == 3 and all(type(v) is int and v >= 0 for v in cat)
+
+
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "name": (str,),
+    "description": (str,),
+    "experiment": (str,),
+    "archived": (bool,),
+    "format_version": (int,),
+    "format": (str,),
+}
+
+
+def _valid_fields(fields: dict[str, Any]) -> bool:
+    """The run-level fields a reader uses have the types of the sidecar (unknown keys pass)."""
+    for name, types in _FIELD_TYPES.items():
+        value = fields.get(name)
+        if value is not None and not isinstance(value, types):
+            return False
+    tags = fields.get("tags")
+    return tags is None or (isinstance(tags, list) and all(isinstance(t, str) for t in tags))
+
+
 def decode_index(raw: bytes) -> list[tuple[StatKey, RunRecord]]:
     """The rows of an index file's bytes. Raises ValueError, KeyError or TypeError when it is
     not an index file of this version."""
     end = raw.find(b"\n")
     if end < 0:
         raise ValueError("no header line")
-    doc = json.loads(raw[:end])
-    if (
+    doc = json.loads(raw[:end])  # (RecursionError: the caller rebuilds the file)
+    if not isinstance(doc, dict) or (
         doc.get("format") != INDEX_FORMAT
         or doc.get("format_version") != INDEX_FORMAT_VERSION
         or tuple(doc.get("columns") or ()) != COLUMNS
@@ -116,13 +142,26 @@ def decode_index(raw: bytes) -> list[tuple[StatKey, RunRecord]]:
         raise ValueError("unknown index format")
     base, size = end + 1, len(raw)
     out = []
-    for h, key, created, updated, ended, fields, params, cat in doc["runs"]:
+    rows = doc["runs"]
+    if not isinstance(rows, list):
+        raise ValueError("bad runs list")
+    for row in rows:
+        if not isinstance(row, list) or len(row) != len(COLUMNS):
+            raise ValueError("bad run row")
+        h, key, created, updated, ended, fields, params, cat = row
+        if not isinstance(h, str) or not is_valid_run_hash(h) or not isinstance(key, str):
+            raise ValueError(f"bad entry of run {h!r:.40}")
+        if not isinstance(fields, dict) or not isinstance(params, dict) or not _is_catalogue(cat):
+            raise ValueError(f"bad entry of run {h!r}")
+        for t in (created, updated, ended):
+            if t is not None and (not isinstance(t, str) or not math.isfinite(float(t))):
+                raise ValueError(f"bad time in the entry of run {h!r}")
+        if created is None or not _valid_fields(fields):
+            raise ValueError(f"bad fields in the entry of run {h!r}")
         start = base + cat[0]
         keys_end = start + cat[1]
         stats_end = keys_end + 1 + cat[2]
-        if not (base <= start <= keys_end < stats_end <= size) or not isinstance(params, dict):
-            raise ValueError(f"bad entry of run {h!r}")
-        if not isinstance(fields, dict) or not isinstance(h, str) or not isinstance(key, str):
+        if not (base <= start <= keys_end < stats_end <= size):
             raise ValueError(f"bad entry of run {h!r}")
         fields["creation_time"] = created
         fields["updated_at"] = updated
