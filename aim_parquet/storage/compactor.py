@@ -33,12 +33,18 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import filelock
 import pyarrow as pa
 
-from aim_parquet.errors import AimParquetError, MissingRunError
+from aim_parquet.errors import AimParquetError, FormatVersionError, MissingRunError, UnsafeFileError
 from aim_parquet.format.meta import CompactedFile, Manifest
-from aim_parquet.format.paths import TEMP_PREFIX, RepoLayout, is_valid_seq_id, validate_run_hash
+from aim_parquet.format.paths import (
+    COMPACTED_DIRNAME,
+    SEQS_DIRNAME,
+    TEMP_PREFIX,
+    RepoLayout,
+    is_valid_seq_id,
+    validate_run_hash,
+)
 from aim_parquet.storage.atomic import atomic_write
 from aim_parquet.storage.compacted import (
     CompactedFileWriter,
@@ -48,8 +54,9 @@ from aim_parquet.storage.compacted import (
     iter_file_pieces,
     read_footer,
 )
+from aim_parquet.storage.file_checks import check_version
 from aim_parquet.storage.run_folder import (
-    COMPACT_LOCK_FILENAME,
+    compaction_lock,
     exclude_writer,
     folder_usage,
     is_uncommitted,
@@ -60,6 +67,7 @@ from aim_parquet.storage.run_folder import (
     unreadable_listed_file,
 )
 from aim_parquet.storage.run_reader import list_run_hashes, list_segments, load_manifest
+from aim_parquet.storage.safe_fs import first_link
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +187,9 @@ def _plan(layout: RepoLayout, run_hash: str, mode: str, notes: list[str]) -> lis
         return []
     plans = []
     for seq_id in seq_ids:
+        if os.path.islink(seqs_dir / seq_id):
+            notes.append(f"skipped {seqs_dir / seq_id}: a symbolic link (see `aim-parquet verify`)")
+            continue
         segs = list_segments(seqs_dir / seq_id)
         if mode == "active" and segs:
             segs = segs[:-1]  # the live writer appends to the newest one
@@ -280,18 +291,43 @@ def compact_run(
 
     if not layout.seqs_dir(run_hash).is_dir() and not layout.compacted_dir(run_hash).is_dir():
         return result("unchanged", "nothing to compact")  # (no lock taken: it may be new)
-    compact_lock = filelock.FileLock(run_dir / COMPACT_LOCK_FILENAME, timeout=0)
-    try:
-        compact_lock.acquire()
-    except filelock.Timeout:
-        return result("skipped", "another compaction of this run is in progress")
-    try:
+    link = first_link(layout.aim_dir, run_dir / COMPACTED_DIRNAME) or first_link(
+        layout.aim_dir, run_dir / SEQS_DIRNAME
+    )
+    if link is not None:
+        raise UnsafeFileError(
+            f"run {run_hash}: {link} is a symbolic link; aim_parquet never compacts (or deletes) "
+            "through links. Replace it by the folder itself."
+        )
+    with compaction_lock(layout, run_hash) as busy:
+        if busy is not None:
+            return result("skipped", busy)
         with exclude_writer(layout, run_hash, include_active) as mode:
             if mode.startswith("skip:"):
                 return result("skipped", mode[5:])
-            return _compact_locked(layout, run_hash, mode, result)
-    finally:
-        compact_lock.release()
+            try:
+                return _compact_locked(layout, run_hash, mode, result)
+            except FormatVersionError as exc:
+                return result("skipped", f"{exc} (its files are left as they are)")
+
+
+def _refuse_future_files(layout: RepoLayout, run_hash: str) -> None:
+    """FormatVersionError when a compacted file of the run was written by a newer format
+    version: compaction would rewrite it as this version and delete it (FORMAT.md, reader
+    rule 6); its segments are checked while planning."""
+    cdir = layout.compacted_dir(run_hash)
+    try:
+        names = sorted(os.listdir(cdir))
+    except FileNotFoundError:
+        return
+    for name in names:
+        if not is_compacted_name(name):
+            continue
+        try:
+            version = read_footer(cdir / name).format_version
+        except (OSError, pa.ArrowInvalid, ValueError, KeyError):
+            continue  # damage: handled where the file is used
+        check_version(version, cdir / name, "compacted file")
 
 
 def _compact_locked(
@@ -299,6 +335,8 @@ def _compact_locked(
 ) -> RunCompaction:
     run_dir = layout.run_dir(run_hash)
     manifest = load_manifest(layout, run_hash)
+    _refuse_future_files(layout, run_hash)
+    _plan(layout, run_hash, mode, [])  # a segment of a newer format: refused before any change
     _clean_leftovers(layout, run_hash, manifest)
     notes: list[str] = []
     plans = _plan(layout, run_hash, mode, notes)
@@ -367,6 +405,11 @@ def _compact_one(layout: RepoLayout, run_hash: str, include_active: bool) -> Run
     try:
         return compact_run(layout, run_hash, include_active=include_active)
     except Exception as exc:  # one run's failure is reported; the others still compact
+        if not os.path.lexists(layout.run_dir(run_hash)):  # `runs rm|mv` while we worked on it
+            return RunCompaction(run_hash, "skipped", "deleted while it was being compacted")
+        if isinstance(exc, PermissionError):
+            note = f"permission denied ({exc}); compact it as a user who may write it"
+            return RunCompaction(run_hash, "skipped", note)
         log.error("aim_parquet: compacting run %s failed: %s", run_hash, exc)
         return RunCompaction(run_hash, "failed", str(exc))
 
