@@ -1,39 +1,53 @@
 """The checks of one run for `verify`, each problem paired with the fix `--repair` applies.
 
 See `storage.maintenance` for what is checked and `storage.salvage` for how each fix keeps every
-readable point.
+readable point. A file this process may not read is a `permission-denied` problem, never damage:
+no fix is offered for it, and nothing else of that run is repaired (its owner can). Links and
+special files (FIFOs, devices) are left to the repository-wide scan (`storage.repo_scan`), which
+names each of them once.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import stat
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from aim_parquet.errors import CorruptFileError, FormatVersionError
+from aim_parquet.errors import CorruptFileError, FormatVersionError, UnsafeFileError
 from aim_parquet.format.meta import FORMAT_VERSION, CompactedFile, Manifest, RunMeta
 from aim_parquet.format.paths import TEMP_PREFIX, RepoLayout, is_valid_seq_id
-from aim_parquet.format.schema import META_FORMAT_VERSION
+from aim_parquet.format.schema import METRIC_FILE_SCHEMA, OBJECT_FILE_SCHEMA
 from aim_parquet.storage import salvage
 from aim_parquet.storage.compacted import is_compacted_name, read_footer
+from aim_parquet.storage.file_checks import (
+    check_parquet,
+    check_segment_schema,
+    format_version_of,
+    parquet_source,
+    segment_source,
+)
 from aim_parquet.storage.lock import is_run_locked
 from aim_parquet.storage.repo_changes import write_sidecar
 from aim_parquet.storage.run_folder import (
     COMPACT_LOCK_FILENAME,
     is_file_locked,
     is_uncommitted,
-    segment_key,
+    schema_key,
 )
 from aim_parquet.storage.run_index import YOUNG_RUN_S
 from aim_parquet.storage.run_reader import list_segments, load_manifest, load_run_meta
 
 TEMP_GRACE_S = 600.0  # a temp file this old is a leftover even in a run that is being written
+PERMISSION_DENIED = "permission-denied"  # a problem kind that is not damage
 
 
 @dataclass(frozen=True)
@@ -68,22 +82,49 @@ class RunCheck:
         self.manifest: Manifest | None = None
         self._files_fixed = False
         self._footer_sequences: set[str] | None = None
+        self.rows: Counter[str] = Counter()  # readable rows per seq_id (segments and Parquet)
+        self.is_partial = False  # a file could not be read (permission denied)
 
     def add(self, path: Path, kind: str, detail: str, fix: Fix | None) -> None:
         self.found.append((Problem(self.run_hash, str(path), kind, detail), fix))
 
+    def add_denied(self, path: Path | str, exc: OSError) -> None:
+        """A file this process may not read: reported as such, never as damage, never fixed."""
+        self.is_partial = True
+        self.add(
+            Path(exc.filename) if isinstance(exc.filename, str) else Path(path),
+            PERMISSION_DENIED,
+            f"cannot read it ({exc.strerror or exc}); it is not damaged: check it as a user who "
+            "may read it (its owner)",
+            None,
+        )
+
     def run(self) -> None:
-        self.check_temp_files()
-        self.check_manifest()
-        self.check_segments()
-        self.check_sidecar()
+        for check in (self.check_temp_files, self.check_manifest, self.check_segments):
+            try:
+                check()
+            except PermissionError as exc:
+                self.add_denied(self.run_dir, exc)
+        try:
+            meta = self.check_sidecar()
+        except PermissionError as exc:
+            self.add_denied(self.layout.sidecar(self.run_hash), exc)
+            meta = None
+        if meta is not None:
+            self.check_counts(meta)
 
     def check_temp_files(self) -> None:
         idle = self.is_exclusive or (
             self.holder is None and not is_file_locked(self.run_dir / COMPACT_LOCK_FILENAME)
         )
         now = time.time()
-        for dirpath, _dirs, names in os.walk(self.run_dir):
+        walk = os.walk(
+            self.run_dir,
+            onerror=lambda e: (
+                self.add_denied(self.run_dir, e) if isinstance(e, PermissionError) else None
+            ),
+        )
+        for dirpath, _dirs, names in walk:
             for name in names:
                 path = Path(dirpath) / name
                 if not name.startswith(TEMP_PREFIX):
@@ -126,13 +167,21 @@ class RunCheck:
                     "compaction (`aim-parquet compact` or `gc` removes them)"
                 )
             return
-        bad = []
         for f in self.manifest.files:
             self.files += 1
             fpath = self.run_dir / f.path
-            reason = _check_parquet(fpath, f.rows)
+            if _is_special(fpath):
+                self.is_partial = True  # named by the repository scan; its rows are unknown
+                continue
+            try:
+                reason = _check_parquet(fpath, f.rows, self.rows)
+            except FormatVersionError as exc:
+                self.add(fpath, "future-format", str(exc), None)
+                continue
+            except PermissionError as exc:
+                self.add_denied(fpath, exc)
+                continue
             if reason is not None:
-                bad.append(f.path)
                 kind = "missing-compacted" if "missing" in reason else "unreadable-compacted"
                 self.add(fpath, kind, f"{reason} ({f.rows} rows)", self.fix_compacted_files)
 
@@ -156,7 +205,7 @@ class RunCheck:
         moved = []
         for f in self.manifest.files:
             fpath = self.run_dir / f.path
-            if _check_parquet(fpath, f.rows) is None:
+            if _is_readable_parquet(fpath, f.rows):
                 keep.append(f)
             elif fpath.exists():
                 moved.append(str(salvage.quarantine(self.layout, fpath)))
@@ -181,65 +230,77 @@ class RunCheck:
                 if self.holder is not None and i == len(segs) - 1:
                     continue  # the live writer's segment
                 self.segments += 1
-                self.check_segment(seg)
+                if _is_special(seg):
+                    self.is_partial = True  # named by the repository scan; its rows are unknown
+                    continue
+                try:
+                    self.check_segment(seg)
+                except PermissionError as exc:
+                    self.add_denied(seg, exc)
 
     def check_segment(self, seg: Path) -> None:
-        key = segment_key(seg)
-        if key is None:
-            self.add(
-                seg,
-                "unreadable-segment",
-                "no readable Arrow schema (empty or garbage file)",
-                lambda: f"quarantined to {salvage.quarantine(self.layout, seg)}",
-            )
+        def quarantine() -> str:
+            return f"quarantined to {salvage.quarantine(self.layout, seg)}"
+
+        try:
+            reader = pa.ipc.open_stream(segment_source(seg))  # bounded: never a decoding bomb
+        except PermissionError:
+            raise
+        except UnsafeFileError as exc:
+            self.add(seg, "unsafe-segment", str(exc), quarantine)
+            return
+        except (pa.ArrowInvalid, OSError, ValueError) as exc:
+            self.add(seg, "unreadable-segment", f"no readable Arrow schema ({exc})", quarantine)
+            return
+        version = format_version_of(reader.schema.metadata)
+        if version > FORMAT_VERSION:
+            self.add(seg, "future-format", f"written by format version {version}", None)
             return
         try:
-            with pa.OSFile(os.fspath(seg)) as f:
-                reader = pa.ipc.open_stream(f)
-                version = int((reader.schema.metadata or {}).get(META_FORMAT_VERSION, b"1"))
-                if version > FORMAT_VERSION:
-                    self.add(seg, "future-format", f"written by format version {version}", None)
-                    return
-                rows = 0
-                while True:
-                    try:
-                        rows += reader.read_next_batch().num_rows
-                    except StopIteration:
-                        return
-                    except (pa.ArrowInvalid, OSError, ValueError) as exc:
-                        self.add(
-                            seg,
-                            "torn-tail",
-                            f"incomplete data after {rows} rows ({exc})",
-                            lambda: (
-                                f"rewrote it with its {salvage.rewrite_segment(seg)} complete rows"
-                            ),
-                        )
-                        return
-        except (pa.ArrowInvalid, OSError, ValueError) as exc:
+            check_segment_schema(reader.schema, seg)
+        except CorruptFileError as exc:
+            self.add(seg, "invalid-segment", str(exc), quarantine)
+            return
+        if schema_key(reader.schema, seg.parent.name) is None:
             self.add(
-                seg,
-                "unreadable-segment",
-                str(exc),
-                lambda: f"quarantined to {salvage.quarantine(self.layout, seg)}",
+                seg, "unreadable-segment", "not a segment schema (columns or metadata)", quarantine
             )
+            return
+        rows = 0
+        while True:
+            try:
+                rows += reader.read_next_batch().num_rows
+            except StopIteration:
+                break
+            except (pa.ArrowInvalid, OSError, ValueError) as exc:
+                self.add(
+                    seg,
+                    "torn-tail",
+                    f"incomplete data after {rows} rows ({exc})",
+                    lambda: f"rewrote it with its {salvage.rewrite_segment(seg)} complete rows",
+                )
+                break
+        self.rows[seg.parent.name] += rows
 
-    def check_sidecar(self) -> None:
+    def check_sidecar(self) -> RunMeta | None:
+        """Check the sidecar; returns it when it is readable and its catalogue can be trusted."""
         path = self.layout.sidecar(self.run_hash)
-        if not path.exists():
+        if not os.path.lexists(path):
             is_new = not self.is_exclusive and _age(self.run_dir) < YOUNG_RUN_S
             if self.holder is not None or is_new:
-                return  # a run being created
+                return None  # a run being created
             self.add(path, "missing-sidecar", "the run has no run.json", self.fix_sidecar)
-            return
+            return None
+        if _is_special(path):
+            return None  # named by the repository scan (its repair moves it aside)
         try:
             meta = load_run_meta(self.layout, self.run_hash)
         except FormatVersionError as exc:
             self.add(path, "future-format", str(exc), None)
-            return
+            return None
         except CorruptFileError as exc:
             self.add(path, "invalid-sidecar", str(exc), self.fix_sidecar)
-            return
+            return None
         if meta.hash != self.run_hash:
             self.add(
                 path,
@@ -253,6 +314,32 @@ class RunCheck:
                 path,
                 "missing-data",
                 f"no data left for sequence(s) {missing}",
+                lambda: self.fix_catalogue(meta),
+            )
+            return None
+        return meta
+
+    def check_counts(self, meta: RunMeta) -> None:
+        """A catalogue that counts more points than the data holds: a segment or compacted file
+        was lost while others of the sequence are left (`runs ls` would show points no query
+        returns). Only judged when every data file of the run was read without a problem."""
+        known = {"torn-tail", "temp-file"}  # problems that leave the readable rows counted
+        if (
+            self.holder is not None
+            or self.is_partial
+            or any(p.kind not in known for p, _fix in self.found)
+        ):
+            return
+        short = [
+            f"{s.name!r} counts {s.count}, {self.rows[s.seq_id]} readable"
+            for s in meta.sequences
+            if self.rows[s.seq_id] < s.count
+        ]
+        if short:
+            self.add(
+                self.layout.sidecar(self.run_hash),
+                "missing-data",
+                f"the catalogue counts points that are gone: {'; '.join(short)}",
                 lambda: self.fix_catalogue(meta),
             )
 
@@ -308,20 +395,51 @@ def _missing_segments(run_dir: Path, manifest: Manifest, keep: list[CompactedFil
     return lost
 
 
-def _check_parquet(path: Path, rows: int) -> str | None:
-    """None when the file reads in full with the expected row count, else why not."""
+def _check_parquet(path: Path, rows: int, per_seq: Counter[str]) -> str | None:
+    """None when the file reads in full with the expected row count and passes
+    `storage.file_checks` (columns, decoded size), else why not; adds its rows per seq_id to
+    `per_seq`. Raises FormatVersionError for a newer format, PermissionError."""
+    counts: Counter[str] = Counter()
     try:
-        pf = pq.ParquetFile(path)
+        source, size = parquet_source(path)
+        pf = pq.ParquetFile(source, read_dictionary=["seq_id"])
+        is_metric = "value" in pf.schema_arrow.names
+        expected = METRIC_FILE_SCHEMA if is_metric else OBJECT_FILE_SCHEMA
+        check_parquet(pf.metadata, path, size, schema=pf.schema_arrow, expected=expected)
         n = 0
         for batch in pf.iter_batches(batch_size=65536):
             n += batch.num_rows
-    except FileNotFoundError:
-        return "missing compacted file listed in the manifest"
-    except (OSError, pa.ArrowException, ValueError) as exc:
+            seq_ids = batch.column(batch.schema.get_field_index("seq_id"))
+            values = seq_ids.dictionary.to_pylist()
+            for code, count in enumerate(np.bincount(seq_ids.indices, minlength=len(values))):
+                counts[values[code]] += int(count)
+    except (FileNotFoundError, FormatVersionError, PermissionError) as exc:
+        if isinstance(exc, FileNotFoundError):
+            return "missing compacted file listed in the manifest"
+        raise
+    except UnsafeFileError as exc:
+        return str(exc)
+    except (OSError, pa.ArrowException, ValueError, KeyError) as exc:
         return f"unreadable Parquet ({exc})"
     if n != rows:
         return f"holds {n} rows, the manifest says {rows}"
+    per_seq.update(counts)
     return None
+
+
+def _is_readable_parquet(path: Path, rows: int) -> bool:
+    try:
+        return _check_parquet(path, rows, Counter()) is None
+    except (FormatVersionError, PermissionError):
+        return True  # never repaired: kept as it is (reported on its own)
+
+
+def _is_special(path: Path) -> bool:
+    """A link, FIFO, device or folder where a file should be (the repository scan names it)."""
+    try:
+        return not stat.S_ISREG(os.lstat(path).st_mode)
+    except FileNotFoundError:
+        return False
 
 
 def listdir_sorted(folder: Path) -> list[str]:
@@ -333,7 +451,13 @@ def listdir_sorted(folder: Path) -> list[str]:
 
 def _seq_dirs(layout: RepoLayout, run_hash: str) -> list[Path]:
     seqs = layout.seqs_dir(run_hash)
-    return [seqs / n for n in listdir_sorted(seqs) if is_valid_seq_id(n)]
+    if os.path.islink(seqs):
+        return []  # named by the repository scan
+    return [
+        seqs / n
+        for n in listdir_sorted(seqs)
+        if is_valid_seq_id(n) and not os.path.islink(seqs / n)
+    ]
 
 
 def _age(path: Path) -> float:
