@@ -14,6 +14,7 @@ from aim_parquet.cli.common import (
     print_table,
     repo_option,
     resolve_hashes,
+    safe_text,
 )
 
 
@@ -53,13 +54,15 @@ def add_parsers(sub: Any) -> None:
         "gc",
         help="remove superseded segments, leftovers and temp files",
         description="Remove segments and Parquet files compaction superseded, what interrupted "
-        "deletes left in .aim/trash/, and temp files, once older than the grace period.",
+        "deletes left in .aim/trash/, and temp files, once older than the grace period. Runs "
+        "being compacted are skipped; gc never takes a run's write lock, so training can "
+        "resume any run meanwhile. Nothing is deleted through a symbolic link.",
         epilog="examples:\n  aim-parquet gc\n  aim-parquet gc --grace-s 0   # nothing reads the repo now",
         parents=[parent],
     )
     p.add_argument(
         "--grace-s",
-        type=float,
+        type=_grace_seconds,
         default=600.0,
         metavar="SECONDS",
         help="keep files younger than this (default 600: readers may still use them)",
@@ -74,6 +77,17 @@ def add_parsers(sub: Any) -> None:
     )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_stats)
+
+
+def _grace_seconds(text: str) -> float:
+    from aim_parquet.storage.gc import check_grace
+
+    try:
+        return check_grace(float(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a number of seconds >= 0 (e.g. 600 or 0), got {text!r}"
+        ) from None
 
 
 def cmd_compact(args: argparse.Namespace) -> int:
@@ -114,7 +128,7 @@ def cmd_compact(args: argparse.Namespace) -> int:
         print_table(rows, ["hash", "status", "points", "files", "size", "note"], sys.stdout)
     print(report.summary())
     for note in report.notes:
-        print(f"note: {note}")
+        print(safe_text(f"note: {note}"))
     return 1 if report.has_failures else 0
 
 
@@ -139,11 +153,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
         return 0 if report.is_healthy else 1
     for p in report.problems:
         where = f"run {p.run_hash}" if p.run_hash else "repository"
-        print(f"{p.kind}: {where}: {p.path}: {p.detail}")
+        print(safe_text(f"{p.kind}: {where}: {p.path}: {p.detail}"))
         if p.action:
-            print(f"  -> {p.action}")
+            print(safe_text(f"  -> {p.action}"))
     for note in report.notes:
-        print(f"note: {note}")
+        print(safe_text(f"note: {note}"))
     checked = (
         f"checked {report.runs} run(s), {report.segments} segment(s), "
         f"{report.compacted_files} compacted file(s)"
@@ -179,7 +193,7 @@ def cmd_gc(args: argparse.Namespace) -> int:
     for kind, (n, size) in sorted(report.by_kind().items()):
         print(f"{kind}: removed {n} ({format_bytes(size)})")
     for note in report.notes:
-        print(f"note: {note}")
+        print(safe_text(f"note: {note}"))
     print(f"freed {format_bytes(report.bytes_freed)} ({len(report.removed)} entries)")
     return 0
 
@@ -196,7 +210,13 @@ def cmd_stats(args: argparse.Namespace) -> int:
         return 0
     print(
         f"runs: {s.runs} ({s.active_runs} active, {s.archived_runs} archived, "
-        f"{s.compacted_runs} compacted, {s.damaged_runs} damaged)"
+        f"{s.compacted_runs} compacted, {s.damaged_runs} damaged"
+        + (
+            f", {s.unreadable_runs} not readable by you: permission denied"
+            if s.unreadable_runs
+            else ""
+        )
+        + ")"
     )
     print(f"sequences: {s.metric_sequences} metric, {s.object_sequences} object")
     print(f"points: {s.metric_points} metric, {s.object_points} object")
