@@ -54,7 +54,8 @@ def add_parsers(sub: Any) -> None:
         "gc",
         help="remove superseded segments, leftovers and temp files",
         description="Remove segments and Parquet files compaction superseded, what interrupted "
-        "deletes left in .aim/trash/, and temp files, once older than the grace period. Runs "
+        "deletes left in .aim/trash/, and temp files, once older than the grace period (temp "
+        "files: and at least a minute, as a younger one may be a write in progress). Runs "
         "being compacted are skipped; gc never takes a run's write lock, so training can "
         "resume any run meanwhile. Nothing is deleted through a symbolic link.",
         epilog="examples:\n  aim-parquet gc\n  aim-parquet gc --grace-s 0   # nothing reads the repo now",
@@ -146,6 +147,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
                 "compacted_files": report.compacted_files,
                 "damaged_runs": list(report.damaged_runs),
                 "problems": [p.__dict__ for p in report.problems],
+                "unreadable": [p.path for p in report.unreadable],
                 "notes": list(report.notes),
             },
             sys.stdout,
@@ -162,16 +164,22 @@ def cmd_verify(args: argparse.Namespace) -> int:
         f"checked {report.runs} run(s), {report.segments} segment(s), "
         f"{report.compacted_files} compacted file(s)"
     )
-    if not report.problems:
+    if report.unreadable:
+        checked += (
+            f" ({len(report.unreadable)} file(s) or folder(s) not readable by you were not "
+            "checked: permission denied, not damage)"
+        )
+    damage = report.damage
+    if not damage:
         print(f"{checked}: no damage found")
         return 0
-    left = [p for p in report.problems if not p.repaired]
+    left = [p for p in damage if not p.repaired]
     damaged = ", ".join(report.damaged_runs) or "-"
     if left:
         hint = "" if args.repair else "; run `aim-parquet verify --repair` to fix it"
         print(f"{checked}: {len(left)} problem(s) in run(s) {damaged}{hint}")
         return 1
-    print(f"{checked}: repaired {len(report.problems)} problem(s) in run(s) {damaged}")
+    print(f"{checked}: repaired {len(damage)} problem(s) in run(s) {damaged}")
     return 0
 
 

@@ -24,11 +24,18 @@ from aim_parquet.format.values import utf8_safe
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
+def _is_text(column: Any) -> bool:
+    """An object or string column (pandas 3 makes text columns of its own `str` dtype)."""
+    from pandas.api.types import is_object_dtype, is_string_dtype
+
+    return bool(is_object_dtype(column.dtype) or is_string_dtype(column.dtype))
+
+
 def _map_text(df: Any, convert: Any) -> Any:
     """A copy of `df` with `convert` applied to every str cell and column name."""
     out = df.copy()
     for name in out.columns:
-        if out[name].dtype == object:
+        if _is_text(out[name]):
             out[name] = out[name].map(lambda v: convert(v) if isinstance(v, str) else v)
     out.columns = [convert(str(c)) for c in out.columns]
     return out
@@ -52,7 +59,7 @@ def _parquet_table(df: Any) -> Any:
     arrays = []
     for name in df.columns:
         column = df[name]
-        if column.dtype == object:
+        if _is_text(column):
             values = [None if _is_missing(v) else v for v in column.tolist()]
             arrays.append(param_column(values))
         else:

@@ -22,6 +22,7 @@ from aim_parquet.errors import AimParquetError
 from aim_parquet.format.paths import RepoLayout
 from aim_parquet.storage.lock import is_run_locked
 from aim_parquet.storage.run_index import RunIndex
+from aim_parquet.storage.run_reader import load_run_meta
 
 EXAMPLES = {
     "ls": "example:\n  aim-parquet runs ls --repo ~/experiments\n  aim-parquet runs ls --json",
@@ -78,9 +79,9 @@ def add_parser(sub: Any) -> None:
 
 
 def _run_rows(layout: RepoLayout) -> list[dict[str, Any]]:
-    snapshot = RunIndex(layout).refresh()
+    metas, damaged = RunIndex(layout).metas()
     rows = []
-    for meta in sorted(snapshot.runs.values(), key=lambda m: (m.creation_time, m.hash)):
+    for meta in sorted(metas, key=lambda m: (m.creation_time, m.hash)):
         active = meta.end_time is None and is_run_locked(layout.lock_file(meta.hash)) is not None
         rows.append(
             {
@@ -94,7 +95,7 @@ def _run_rows(layout: RepoLayout) -> list[dict[str, Any]]:
                 "end_time": meta.end_time,
             }
         )
-    for bad in snapshot.damaged:
+    for bad in damaged:
         sys.stderr.write(f"aim-parquet: warning: {safe_text(one_line(bad.describe()))}\n")
     return rows
 
@@ -191,9 +192,9 @@ def cmd_close(args: argparse.Namespace) -> int:
 
     layout = open_layout(args)
     for run_hash in resolve_hashes(layout, args.hashes):
-        before = RunIndex(layout).refresh().runs.get(run_hash)
+        before = load_run_meta(layout, run_hash)
         meta = finish_run(layout, run_hash)
-        if before is not None and before.end_time is not None:
+        if before.end_time is not None:
             print(f"{run_hash} was already finished (end time {format_time(meta.end_time)})")
         else:
             print(f"closed {run_hash} (end time {format_time(meta.end_time)})")

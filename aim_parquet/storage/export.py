@@ -144,10 +144,10 @@ def runs_table(metas: list[RunMeta], active: dict[str, bool] | None = None) -> p
 
 
 def _repo_runs(layout: RepoLayout, run_hashes: set[str] | None = None) -> list[RunMeta]:
-    snapshot = RunIndex(layout).refresh()
-    for damaged in snapshot.damaged:
-        log.warning("aim_parquet: %s", damaged.describe())
-    return [m for h, m in snapshot.runs.items() if run_hashes is None or h in run_hashes]
+    metas, damaged = RunIndex(layout).metas()
+    for bad in damaged:
+        log.warning("aim_parquet: %s", bad.describe())
+    return [m for m in metas if run_hashes is None or m.hash in run_hashes]
 
 
 def _is_active(layout: RepoLayout, meta: RunMeta) -> bool:

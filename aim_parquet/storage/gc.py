@@ -4,11 +4,13 @@
 without waiting: a run being compacted is skipped): segments the manifest already covers and
 compacted files it no longer lists, once the manifest is `grace_s` old (a reader that loaded the
 previous manifest just before the commit may still read them; it would retry anyway, the grace
-period just spares it the retry); `.tmp-*` files older than `grace_s`; empty sequence folders of
-runs no live writer holds. It never takes a run's write lock, so a training script can resume any
+period just spares it the retry); `.tmp-*` files older than `grace_s` (and at least
+`TEMP_MIN_AGE_S`: a younger one may belong to a write in progress; a run's live writer keeps its
+own for `TEMP_GRACE_S`); empty sequence folders of runs no live writer holds. It never takes a run's write lock, so a training script can resume any
 run while gc works (a writer re-creates a sequence folder removed under it). Repository-wide:
-everything in `.aim/trash/` (runs whose delete was interrupted) and `.tmp-*` entries older than
-`grace_s` in `.aim/`, `.aim/runs/` and `.aim/index/` (a copy in progress lives under such a name).
+everything in `.aim/trash/` (runs whose delete was interrupted) and `.tmp-*` entries in `.aim/`,
+`.aim/runs/` and `.aim/index/` whose newest file is that old (a copy in progress lives under such
+a name).
 Quarantined files are never removed: they are the user's to inspect.
 
 Nothing is deleted through a symbolic link: a folder under `.aim/` that is a link (`trash/`,
@@ -19,6 +21,7 @@ of a newer format version are never removed.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -40,6 +43,7 @@ from aim_parquet.format.paths import (
 )
 from aim_parquet.storage.compacted import is_compacted_name, read_footer
 from aim_parquet.storage.lock import is_run_locked
+from aim_parquet.storage.run_check import TEMP_GRACE_S
 from aim_parquet.storage.run_folder import (
     COMPACT_LOCK_FILENAME,
     compaction_lock,
@@ -51,6 +55,7 @@ from aim_parquet.storage.run_reader import list_run_hashes, load_manifest, load_
 from aim_parquet.storage.safe_fs import first_link, remove_tree
 
 DEFAULT_GRACE_S = 600.0
+TEMP_MIN_AGE_S = 60.0  # a temp file younger than this may be a write in progress: never removed
 
 
 @dataclass(frozen=True)
@@ -101,6 +106,17 @@ def _age(path: Path, now: float) -> float:
         return 0.0
 
 
+def _temp_age(path: Path, now: float) -> float:
+    """How long nothing was written in a temp entry (a folder: its newest file)."""
+    newest = now - _age(path, now)
+    if path.is_dir() and not path.is_symlink():
+        for dirpath, _dirs, names in os.walk(path):
+            for name in names:
+                with contextlib.suppress(OSError):
+                    newest = max(newest, os.lstat(os.path.join(dirpath, name)).st_mtime)
+    return now - newest
+
+
 class _Collector:
     def __init__(self, layout: RepoLayout) -> None:
         self.layout = layout
@@ -141,11 +157,17 @@ def _gc_run(layout: RepoLayout, run_hash: str, grace_s: float, out: _Collector) 
 def _gc_locked(layout: RepoLayout, run_hash: str, grace_s: float, out: _Collector) -> None:
     run_dir = layout.run_dir(run_hash)
     now = time.time()
+    temps = []
     for dirpath, _dirs, names in os.walk(run_dir):  # (never descends into a linked folder)
         for name in names:
             path = Path(dirpath) / name
-            if name.startswith(TEMP_PREFIX) and _age(path, now) >= grace_s:
-                out.remove(path, "temp-file")
+            if name.startswith(TEMP_PREFIX) and _age(path, now) >= max(grace_s, TEMP_MIN_AGE_S):
+                temps.append(path)
+    # listed first, checked after: a writer that starts now only makes temp files not listed
+    is_live = is_run_locked(layout.lock_file(run_hash)) is not None
+    for path in temps:
+        if not is_live or _age(path, now) >= TEMP_GRACE_S:
+            out.remove(path, "temp-file")
     try:
         manifest = load_manifest(layout, run_hash)
     except AimParquetError as exc:
@@ -222,7 +244,9 @@ def gc_repo(layout: RepoLayout, *, grace_s: float = DEFAULT_GRACE_S) -> GcReport
             continue
         for name in names:
             path = folder / name
-            if name.startswith(TEMP_PREFIX) and _age(path, now) >= grace_s:
+            if name.startswith(TEMP_PREFIX) and _temp_age(path, now) >= max(
+                grace_s, TEMP_MIN_AGE_S
+            ):
                 out.remove(path, "temp-file")
     return GcReport(tuple(out.removed), tuple(out.notes))
 

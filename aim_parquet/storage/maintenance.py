@@ -89,9 +89,16 @@ def _not_fixable(problem: Problem) -> str:
     return "not repaired: written by a newer aim_parquet; upgrade it"
 
 
-def _verify_run(layout: RepoLayout, run_hash: str, repair: bool) -> RunCheck:
-    check = RunCheck(layout, run_hash)
+def _verify_run(layout: RepoLayout, run_hash: str, repair: bool, moved: bool) -> RunCheck:
+    check = RunCheck(layout, run_hash, is_sidecar_moved=moved)
     check.run()
+    if check.found and not repair:
+        # a live run may change under an unlocked look (an append, a compaction committing):
+        # report what a second look finds too
+        again = RunCheck(layout, run_hash, is_sidecar_moved=moved)
+        again.run()
+        seen = {(p.path, p.kind) for p, _fix in again.found}
+        check.found = [(p, fix) for p, fix in check.found if (p.path, p.kind) in seen]
     if not repair or all(fix is None for _p, fix in check.found):
         if repair:
             check.found = [(replace(p, action=_not_fixable(p)), fix) for p, fix in check.found]
@@ -179,12 +186,18 @@ def verify_repo(layout: RepoLayout, *, repair: bool = False) -> VerifyReport:
     problems, go_on = _check_repo_files(layout, repair)
     if not go_on:
         return VerifyReport(0, 0, 0, tuple(problems), repair)
-    problems.extend(scan_repo(layout, repair))  # first: its repair moves special files aside
+    scan = scan_repo(layout, repair)  # first: its repair moves special files aside
+    problems.extend(scan)
+    moved = {
+        p.run_hash
+        for p in scan
+        if p.repaired and p.run_hash and Path(p.path) == layout.sidecar(p.run_hash)
+    }
     hashes = list_run_hashes(layout)
     segments = files = 0
     notes: list[str] = []
     for run_hash in hashes:
-        check = _verify_run(layout, run_hash, repair)
+        check = _verify_run(layout, run_hash, repair, run_hash in moved)
         seen = {(p.path, p.kind) for p in problems}
         problems.extend(p for p, _fix in check.found if (p.path, p.kind) not in seen)
         notes.extend(check.notes)

@@ -22,7 +22,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from aim_parquet.errors import CorruptFileError, FormatVersionError, UnsafeFileError
+from aim_parquet.errors import (
+    AimParquetError,
+    CorruptFileError,
+    FormatVersionError,
+    UnsafeFileError,
+)
 from aim_parquet.format.meta import FORMAT_VERSION, CompactedFile, Manifest, RunMeta
 from aim_parquet.format.paths import TEMP_PREFIX, RepoLayout, is_valid_seq_id
 from aim_parquet.format.schema import METRIC_FILE_SCHEMA, OBJECT_FILE_SCHEMA
@@ -45,6 +50,7 @@ from aim_parquet.storage.run_folder import (
 )
 from aim_parquet.storage.run_index import YOUNG_RUN_S
 from aim_parquet.storage.run_reader import list_segments, load_manifest, load_run_meta
+from aim_parquet.storage.safe_fs import read_regular
 
 TEMP_GRACE_S = 600.0  # a temp file this old is a leftover even in a run that is being written
 PERMISSION_DENIED = "permission-denied"  # a problem kind that is not damage
@@ -68,8 +74,17 @@ Fix = Callable[[], str]
 class RunCheck:
     """Problems of one run, each with the fix `--repair` applies."""
 
-    def __init__(self, layout: RepoLayout, run_hash: str, *, is_exclusive: bool = False) -> None:
-        """`is_exclusive`: the caller holds the run's write and compaction locks."""
+    def __init__(
+        self,
+        layout: RepoLayout,
+        run_hash: str,
+        *,
+        is_exclusive: bool = False,
+        is_sidecar_moved: bool = False,
+    ) -> None:
+        """`is_exclusive`: the caller holds the run's write and compaction locks;
+        `is_sidecar_moved`: the repository scan moved its sidecar (a FIFO) aside, so a missing
+        sidecar is damage even in a young run folder."""
         self.layout = layout
         self.run_hash = run_hash
         self.run_dir = layout.run_dir(run_hash)
@@ -78,6 +93,7 @@ class RunCheck:
         self.segments = 0
         self.files = 0
         self.is_exclusive = is_exclusive
+        self.is_sidecar_moved = is_sidecar_moved
         self.holder = None if is_exclusive else is_run_locked(layout.lock_file(run_hash))
         self.manifest: Manifest | None = None
         self._files_fixed = False
@@ -100,6 +116,17 @@ class RunCheck:
         )
 
     def run(self) -> None:
+        try:
+            os.listdir(self.run_dir)
+        except PermissionError as exc:  # a run folder we may not list: one problem, not three
+            self.add_denied(self.run_dir, exc)
+            return
+        except FileNotFoundError:
+            return  # deleted meanwhile
+        # the counts as of before the data is read (a writer only adds points after them), and
+        # the manifest then: a compaction committing meanwhile moves rows between files
+        counts_before = self._catalogue_counts()
+        manifest_before = self._manifest_bytes()
         for check in (self.check_temp_files, self.check_manifest, self.check_segments):
             try:
                 check()
@@ -110,8 +137,21 @@ class RunCheck:
         except PermissionError as exc:
             self.add_denied(self.layout.sidecar(self.run_hash), exc)
             meta = None
-        if meta is not None:
-            self.check_counts(meta)
+        if meta is not None and counts_before and self._manifest_bytes() == manifest_before:
+            self.check_counts(meta, counts_before)
+
+    def _catalogue_counts(self) -> dict[str, int]:
+        try:
+            meta = load_run_meta(self.layout, self.run_hash)
+        except (OSError, AimParquetError):  # reported by check_sidecar
+            return {}
+        return {s.seq_id: s.count for s in meta.sequences}
+
+    def _manifest_bytes(self) -> bytes | None:
+        try:
+            return read_regular(self.layout.manifest(self.run_hash), "manifest", 1 << 30)
+        except OSError:
+            return None
 
     def check_temp_files(self) -> None:
         idle = self.is_exclusive or (
@@ -286,7 +326,9 @@ class RunCheck:
         """Check the sidecar; returns it when it is readable and its catalogue can be trusted."""
         path = self.layout.sidecar(self.run_hash)
         if not os.path.lexists(path):
-            is_new = not self.is_exclusive and _age(self.run_dir) < YOUNG_RUN_S
+            is_new = not (self.is_exclusive or self.is_sidecar_moved) and (
+                _age(self.run_dir) < YOUNG_RUN_S
+            )
             if self.holder is not None or is_new:
                 return None  # a run being created
             self.add(path, "missing-sidecar", "the run has no run.json", self.fix_sidecar)
@@ -319,7 +361,7 @@ class RunCheck:
             return None
         return meta
 
-    def check_counts(self, meta: RunMeta) -> None:
+    def check_counts(self, meta: RunMeta, counts: dict[str, int]) -> None:
         """A catalogue that counts more points than the data holds: a segment or compacted file
         was lost while others of the sequence are left (`runs ls` would show points no query
         returns). Only judged when every data file of the run was read without a problem."""
@@ -331,9 +373,9 @@ class RunCheck:
         ):
             return
         short = [
-            f"{s.name!r} counts {s.count}, {self.rows[s.seq_id]} readable"
+            f"{s.name!r} counts {counts[s.seq_id]}, {self.rows[s.seq_id]} readable"
             for s in meta.sequences
-            if self.rows[s.seq_id] < s.count
+            if self.rows[s.seq_id] < counts.get(s.seq_id, 0)
         ]
         if short:
             self.add(

@@ -172,6 +172,13 @@ def try_run_lock(layout: RepoLayout, run_hash: str) -> RunLock | None:
     return lock
 
 
+def run_holder(layout: RepoLayout, run_hash: str) -> str:
+    """Who holds a run's write lock, in words: the identity in its lock file when that process
+    is alive, else the process /proc/locks names, else "another process"."""
+    holder = is_run_locked(layout.lock_file(run_hash))
+    return holder.describe() if holder is not None else flock_holder(layout.lock_file(run_hash))
+
+
 def is_file_locked(path: Path) -> bool:
     """Whether another process holds the flock of `path` (a missing file is not locked)."""
     return is_flocked(path)
@@ -202,8 +209,7 @@ def hold_run_locks(layout: RepoLayout, run_hash: str) -> Iterator[str | None]:
         try:
             run_lock.acquire()
         except RunLockedError:
-            holder = is_run_locked(layout.lock_file(run_hash))
-            yield f"the run is being written by {holder.describe() if holder else 'another process'}"
+            yield f"the run is being written by {run_holder(layout, run_hash)}"
             return
         try:
             yield None

@@ -41,7 +41,7 @@ import time
 from dataclasses import dataclass
 from functools import cached_property
 
-from aim_parquet.errors import AimParquetError
+from aim_parquet.errors import AimParquetError, CorruptFileError
 from aim_parquet.format.meta import RunMeta, loads_json_object
 from aim_parquet.format.paths import SIDECAR_FILENAME, RepoLayout, is_valid_run_hash
 from aim_parquet.storage.atomic import atomic_write
@@ -346,6 +346,28 @@ class RunIndex:
                     (self.layout.index_dir / name).unlink(missing_ok=True)
         except OSError as exc:  # read-only repository, disk full, a link: the index is a cache
             log.debug("aim_parquet: cannot write run index %s (%s)", self.path, exc)
+
+    def metas(self) -> tuple[list[RunMeta], list[DamagedRun]]:
+        """Every readable run's full RunMeta, and the damaged runs. An entry that fails to decode
+        is read again from its sidecar (the index is only a cache); a run whose sidecar fails
+        too is one more damaged run, never an error of the whole listing."""
+        snapshot = self.refresh()
+        metas: list[RunMeta] = []
+        damaged = list(snapshot.damaged)
+        for run_hash, record in snapshot.records.items():
+            try:
+                metas.append(record.meta)
+                continue
+            except CorruptFileError:
+                fresh = self.reread(run_hash)
+            try:
+                if fresh is None:
+                    raise CorruptFileError("the sidecar cannot be read")
+                metas.append(fresh.meta)
+            except CorruptFileError as exc:
+                path = str(self.layout.sidecar(run_hash))
+                damaged.append(DamagedRun(run_hash, path, str(exc)))
+        return metas, damaged
 
     def reread(self, run_hash: str) -> RunRecord | None:
         """Read one run's sidecar again (its index entry was found damaged while a query

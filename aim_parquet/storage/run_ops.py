@@ -33,7 +33,7 @@ from aim_parquet.errors import MissingRunError, RunLockedError, UnsafeFileError
 from aim_parquet.format.paths import LOCK_FILENAME, TEMP_PREFIX, RepoLayout, validate_run_hash
 from aim_parquet.storage.lock import RunLock, is_run_locked
 from aim_parquet.storage.repo_changes import note_change
-from aim_parquet.storage.run_folder import COMPACT_LOCK_FILENAME, hold_run_locks
+from aim_parquet.storage.run_folder import COMPACT_LOCK_FILENAME, hold_run_locks, run_holder
 from aim_parquet.storage.safe_fs import (
     copy_regular,
     describe_mode,
@@ -109,9 +109,7 @@ def delete_run_folder(layout: RepoLayout, run_hash: str) -> None:
     try:
         lock.acquire()
     except RunLockedError as exc:
-        holder = is_run_locked(layout.lock_file(run_hash))
-        who = holder.describe() if holder else "another process"
-        raise _locked_error(run_hash, "delete", who) from exc
+        raise _locked_error(run_hash, "delete", run_holder(layout, run_hash)) from exc
     except FileNotFoundError:
         raise MissingRunError(f"No run {run_hash!r} in repository {layout.root}.") from None
     try:

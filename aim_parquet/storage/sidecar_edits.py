@@ -13,8 +13,9 @@ from dataclasses import replace
 from aim_parquet.errors import RunLockedError
 from aim_parquet.format.meta import RunMeta, SequenceInfo
 from aim_parquet.format.paths import RepoLayout, validate_run_hash
-from aim_parquet.storage.lock import RunLock, is_run_locked
+from aim_parquet.storage.lock import RunLock
 from aim_parquet.storage.repo_changes import write_sidecar
+from aim_parquet.storage.run_folder import run_holder
 from aim_parquet.storage.run_reader import (
     discover_sequences,
     load_run_meta,
@@ -33,8 +34,7 @@ def _edit(
     try:
         lock.acquire()
     except RunLockedError:
-        holder = is_run_locked(layout.lock_file(run_hash))
-        who = holder.describe() if holder is not None else "another process"
+        who = run_holder(layout, run_hash)
         raise RunLockedError(
             f"Cannot {what} run {run_hash}: it is being written by {who}. Do it from that "
             "process, or wait until the run is closed."

@@ -249,6 +249,10 @@ def test_gc_removes_only_what_nothing_needs(tmp_path: Path) -> None:
     shutil.copy(next(run_dir.glob("compacted/metrics-000001.parquet")), old_gen)
     (tmp_path / ".aim" / "trash" / f"{run_hash}-x").mkdir(parents=True)
     (run_dir / ".tmp-run.json-00000000").write_text("{}")
+    fresh_tmp = run_dir / ".tmp-run.json-11111111"  # a write in progress: never removed
+    fresh_tmp.write_text("{}")
+    old = time.time() - 3600
+    os.utime(run_dir / ".tmp-run.json-00000000", (old, old))
     before = snapshot(tmp_path)
     raw = raw_row_counts(tmp_path, run_hash)
     kept = gc_repo(layout)  # default grace: everything above is too young
@@ -258,6 +262,7 @@ def test_gc_removes_only_what_nothing_needs(tmp_path: Path) -> None:
     assert set(kinds) == {"covered-segment", "superseded-file", "temp-file", "empty-folder"}
     assert kinds["superseded-file"][0] == 1 and report.bytes_freed > 0
     assert not old_gen.exists() and not list(run_dir.glob("seqs/*/*.arrows"))
+    assert fresh_tmp.exists() and not (run_dir / ".tmp-run.json-00000000").exists()
     assert snapshot(tmp_path) == before and raw_row_counts(tmp_path, run_hash) == raw
     assert verify_repo(layout).problems == ()
 
