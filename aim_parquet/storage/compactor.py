@@ -30,7 +30,7 @@ import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -54,6 +54,7 @@ from aim_parquet.storage.compacted import (
     iter_file_pieces,
     read_footer,
 )
+from aim_parquet.storage.compaction_report import CompactionReport, RunCompaction
 from aim_parquet.storage.file_checks import check_version
 from aim_parquet.storage.run_folder import (
     compaction_lock,
@@ -70,75 +71,6 @@ from aim_parquet.storage.run_reader import list_run_hashes, list_segments, load_
 from aim_parquet.storage.safe_fs import first_link
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class RunCompaction:
-    """What compacting one run did. `status`: compacted, unchanged, skipped or failed."""
-
-    run_hash: str
-    status: str
-    note: str = ""
-    generation: int = 0
-    segments: int = 0  # segments newly merged into Parquet
-    points: int = 0  # rows read from those segments
-    rows: int = 0  # rows written into the new Parquet files (old generation rows included)
-    bytes_before: int = 0  # every file of the run folder
-    bytes_after: int = 0
-    files_before: int = 0
-    files_after: int = 0
-    seconds: float = 0.0
-
-
-@dataclass(frozen=True)
-class CompactionReport:
-    """The result of `compact_repo`: one entry per run, plus totals."""
-
-    runs: tuple[RunCompaction, ...]
-    seconds: float
-    notes: tuple[str, ...] = field(default_factory=tuple)
-
-    def _sum(self, attr: str) -> int:
-        return sum(getattr(r, attr) for r in self.runs)
-
-    def count(self, status: str) -> int:
-        return sum(1 for r in self.runs if r.status == status)
-
-    @property
-    def points(self) -> int:
-        return self._sum("points")
-
-    @property
-    def bytes_before(self) -> int:
-        return self._sum("bytes_before")
-
-    @property
-    def bytes_after(self) -> int:
-        return self._sum("bytes_after")
-
-    @property
-    def files_before(self) -> int:
-        return self._sum("files_before")
-
-    @property
-    def files_after(self) -> int:
-        return self._sum("files_after")
-
-    @property
-    def has_failures(self) -> bool:
-        return any(r.status == "failed" for r in self.runs)
-
-    def summary(self) -> str:
-        """One line: runs by status, points, bytes and files before and after, time, rate."""
-        rate = self.points / self.seconds if self.seconds > 0 else 0.0
-        return (
-            f"compacted {self.count('compacted')} of {len(self.runs)} run(s) "
-            f"({self.count('unchanged')} unchanged, {self.count('skipped')} skipped, "
-            f"{self.count('failed')} failed): {self.points:,} points, "
-            f"{self.bytes_before:,} -> {self.bytes_after:,} bytes, "
-            f"{self.files_before} -> {self.files_after} files, {self.seconds:.2f} s "
-            f"({rate:,.0f} points/s)"
-        )
 
 
 @dataclass

@@ -72,88 +72,83 @@ def check_version(version: int, path: str | os.PathLike[str], what: str) -> None
 # -- segments (Arrow IPC streams) --------------------------------------------------------------
 
 
-class _Flatbuffer:
-    """Just enough of a flatbuffer reader for the Arrow IPC message headers."""
-
-    def __init__(self, buf: memoryview, table: int) -> None:
-        self.buf = buf
-        self.table = table
-        vtable = table - struct.unpack_from("<i", buf, table)[0]
-        self.vtable = vtable
-        self.vsize = struct.unpack_from("<H", buf, vtable)[0]
-
-    def _field(self, index: int) -> int:
-        slot = 4 + 2 * index
-        if slot + 2 > self.vsize:
-            return 0
-        offset: int = struct.unpack_from("<H", self.buf, self.vtable + slot)[0]
-        return self.table + offset if offset else 0
-
-    def scalar(self, index: int, fmt: str, default: int = 0) -> int:
-        pos = self._field(index)
-        return default if not pos else int(struct.unpack_from(fmt, self.buf, pos)[0])
-
-    def table_at(self, index: int) -> _Flatbuffer | None:
-        pos = self._field(index)
-        if not pos:
-            return None
-        return _Flatbuffer(self.buf, pos + struct.unpack_from("<I", self.buf, pos)[0])
-
-    def structs(self, index: int, size: int) -> list[int]:
-        """Start positions of the elements of a vector of `size`-byte structs."""
-        pos = self._field(index)
-        if not pos:
-            return []
-        vec = pos + struct.unpack_from("<I", self.buf, pos)[0]
-        count = struct.unpack_from("<I", self.buf, vec)[0]
-        if vec + 4 + count * size > len(self.buf):
-            raise ValueError("vector beyond the message")
-        return [vec + 4 + i * size for i in range(count)]
+_I32 = struct.Struct("<i").unpack_from
+_U32 = struct.Struct("<I").unpack_from
+_U16 = struct.Struct("<H").unpack_from
+_I64 = struct.Struct("<q").unpack_from
+_BUFFER = struct.Struct("<qq").unpack_from
 
 
-def _batch_decoded_size(batch: _Flatbuffer, body: memoryview) -> int:
-    """Bytes a RecordBatch header's buffers decode to (compressed buffers start with their
-    uncompressed length, -1 for a buffer stored as is)."""
-    buffers = [struct.unpack_from("<qq", batch.buf, p) for p in batch.structs(2, 16)]
-    if batch.table_at(3) is None:  # no body compression: it decodes to itself
-        return sum(max(0, length) for _off, length in buffers)
+def _field(buf: memoryview, table: int, index: int) -> int:
+    """Position of field `index` of the flatbuffer table at `table`, 0 when it is absent."""
+    vtable = table - _I32(buf, table)[0]
+    slot = 4 + 2 * index
+    if slot + 2 > _U16(buf, vtable)[0]:
+        return 0
+    offset: int = _U16(buf, vtable + slot)[0]
+    return table + offset if offset else 0
+
+
+def _table(buf: memoryview, table: int, index: int) -> int:
+    """Position of the table that field `index` points to, 0 when it is absent."""
+    pos = _field(buf, table, index)
+    return pos + _U32(buf, pos)[0] if pos else 0
+
+
+def _compressed_size(meta: memoryview, batch: int, body: memoryview) -> int:
+    """Bytes the buffers of a compressed RecordBatch decode to: each buffer starts with its
+    decoded length (-1: stored as is)."""
+    pos = _field(meta, batch, 2)
+    if not pos:
+        return 0
+    vec = pos + _U32(meta, pos)[0]
+    count = _U32(meta, vec)[0]
+    if vec + 4 + 16 * count > len(meta):
+        raise ValueError("buffer vector beyond the message")
     total = 0
-    for offset, length in buffers:
+    for i in range(count):
+        offset, length = _BUFFER(meta, vec + 4 + 16 * i)
         if length < 8 or offset < 0 or offset + 8 > len(body):
             continue  # an empty buffer, or a torn body pyarrow reports itself
-        raw = struct.unpack_from("<q", body, offset)[0]
+        raw = _I64(body, offset)[0]
         total += length - 8 if raw == -1 else max(0, raw)
     return total
 
 
 def ipc_decoded_size(data: bytes | pa.Buffer) -> int:
-    """What the record batches of an Arrow IPC stream decode to, from the message headers
-    alone; stops at the end of the stream or at a torn or unreadable message (the reader
-    reports those itself)."""
+    """What the record batches of an Arrow IPC stream decode to, from the message headers (their
+    flatbuffers) alone, before any body is decompressed; stops at the end of the stream or at a
+    torn or unreadable message (the reader reports those itself). An uncompressed batch decodes
+    to its body; a compressed one to the lengths its buffers declare."""
     buf = memoryview(data)
     pos, total, end = 0, 0, len(buf)
     while pos + 8 <= end:
-        length = struct.unpack_from("<i", buf, pos)[0]
+        length = _I32(buf, pos)[0]
         pos += 4
         if length == -1:  # continuation marker, then the metadata length
-            length = struct.unpack_from("<i", buf, pos)[0]
+            length = _I32(buf, pos)[0]
             pos += 4
         if length <= 0 or pos + length > end:
             break
         try:
             meta = buf[pos : pos + length]
-            message = _Flatbuffer(meta, struct.unpack_from("<I", meta, 0)[0])
-            kind = message.scalar(1, "<B")
-            body_length = message.scalar(3, "<q")
+            message = _U32(meta, 0)[0]
+            kind_pos = _field(meta, message, 1)
+            kind = meta[kind_pos] if kind_pos else 0
+            body_pos = _field(meta, message, 3)
+            body_length = _I64(meta, body_pos)[0] if body_pos else 0
             body_start = pos + length
             if body_length < 0 or body_start + body_length > end:
                 break
-            body = buf[body_start : body_start + body_length]
-            header = message.table_at(2)
-            if header is not None and kind == _MESSAGE_DICTIONARY:
-                header = header.table_at(1)
-            if header is not None and kind in (_MESSAGE_RECORD_BATCH, _MESSAGE_DICTIONARY):
-                total += _batch_decoded_size(header, body)
+            if kind in (_MESSAGE_RECORD_BATCH, _MESSAGE_DICTIONARY):
+                header = _table(meta, message, 2)
+                if header and kind == _MESSAGE_DICTIONARY:
+                    header = _table(meta, header, 1)
+                if header and _field(meta, header, 3):  # body compression
+                    body = buf[body_start : body_start + body_length]
+                    total += _compressed_size(meta, header, body)
+                else:
+                    total += body_length
         except (struct.error, ValueError, IndexError):
             break
         pos = body_start + body_length
@@ -173,7 +168,8 @@ def check_segment_schema(schema: pa.Schema, path: str | os.PathLike[str]) -> Non
     """A segment schema of this format version with the columns FORMAT.md gives."""
     check_version(format_version_of(schema.metadata), path, "segment")
     expected = OBJECT_SCHEMA if "payload" in schema.names else METRIC_SCHEMA
-    _check_columns(schema, expected, path, "segment")
+    if not schema.equals(expected, check_metadata=False):  # (the usual case costs one call)
+        _check_columns(schema, expected, path, "segment")
 
 
 def _check_columns(

@@ -26,12 +26,10 @@ by the caller.
 from __future__ import annotations
 
 import json
-import math
 import os
 from typing import Any
 
 from aim_parquet.format.meta import FORMAT_VERSION
-from aim_parquet.format.paths import is_valid_run_hash
 from aim_parquet.storage.run_records import Catalogue, RunRecord, json_text
 
 INDEX_FILENAME = "runs.jsonl"
@@ -104,7 +102,7 @@ def encode_index(rows: list[tuple[StatKey, RunRecord]]) -> bytes:
 
 
 def _is_catalogue(cat: Any) -> bool:
-    return isinstance(cat, list) and len(cat) == 3 and all(type(v) is int and v >= 0 for v in cat)
+    return type(cat) is list and len(cat) == 3 and all(type(v) is int and v >= 0 for v in cat)
 
 
 _FIELD_TYPES: dict[str, tuple[type, ...]] = {
@@ -118,13 +116,17 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
 
 
 def _valid_fields(fields: dict[str, Any]) -> bool:
-    """The run-level fields a reader uses have the types of the sidecar (unknown keys pass)."""
-    for name, types in _FIELD_TYPES.items():
-        value = fields.get(name)
-        if value is not None and not isinstance(value, types):
+    """The run-level fields a reader uses have the types of the sidecar (unknown keys pass).
+    Defaults are left out of the file, so most runs have few fields to look at."""
+    for name, value in fields.items():
+        types = _FIELD_TYPES.get(name)
+        if types is not None and value is not None and not isinstance(value, types):
             return False
-    tags = fields.get("tags")
-    return tags is None or (isinstance(tags, list) and all(isinstance(t, str) for t in tags))
+        if name == "tags" and not (
+            value is None or (isinstance(value, list) and all(isinstance(t, str) for t in value))
+        ):
+            return False
+    return True
 
 
 def decode_index(raw: bytes) -> list[tuple[StatKey, RunRecord]]:
@@ -149,15 +151,19 @@ def decode_index(raw: bytes) -> list[tuple[StatKey, RunRecord]]:
         if not isinstance(row, list) or len(row) != len(COLUMNS):
             raise ValueError("bad run row")
         h, key, created, updated, ended, fields, params, cat = row
-        if not isinstance(h, str) or not is_valid_run_hash(h) or not isinstance(key, str):
+        if not (
+            type(h) is str
+            and type(key) is str
+            and type(created) is str
+            and type(updated) is str
+            and (ended is None or type(ended) is str)
+            and type(fields) is dict
+            and type(params) is dict
+            and _is_catalogue(cat)
+            and _valid_fields(fields)
+        ):
             raise ValueError(f"bad entry of run {h!r:.40}")
-        if not isinstance(fields, dict) or not isinstance(params, dict) or not _is_catalogue(cat):
-            raise ValueError(f"bad entry of run {h!r}")
-        for t in (created, updated, ended):
-            if t is not None and (not isinstance(t, str) or not math.isfinite(float(t))):
-                raise ValueError(f"bad time in the entry of run {h!r}")
-        if created is None or not _valid_fields(fields):
-            raise ValueError(f"bad fields in the entry of run {h!r}")
+        float(created), float(updated), ended is None or float(ended)  # (ValueError if not)
         start = base + cat[0]
         keys_end = start + cat[1]
         stats_end = keys_end + 1 + cat[2]

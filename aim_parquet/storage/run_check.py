@@ -11,46 +11,38 @@ from __future__ import annotations
 
 import functools
 import os
-import stat
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
-
 from aim_parquet.errors import (
     AimParquetError,
     CorruptFileError,
     FormatVersionError,
-    UnsafeFileError,
 )
-from aim_parquet.format.meta import FORMAT_VERSION, CompactedFile, Manifest, RunMeta
+from aim_parquet.format.meta import Manifest, RunMeta
 from aim_parquet.format.paths import TEMP_PREFIX, RepoLayout, is_valid_seq_id
-from aim_parquet.format.schema import METRIC_FILE_SCHEMA, OBJECT_FILE_SCHEMA
 from aim_parquet.storage import salvage
-from aim_parquet.storage.compacted import is_compacted_name, read_footer
-from aim_parquet.storage.file_checks import (
-    check_parquet,
-    check_segment_schema,
-    format_version_of,
-    parquet_source,
-    segment_source,
-)
+from aim_parquet.storage.compacted import is_compacted_name
 from aim_parquet.storage.lock import is_run_locked
 from aim_parquet.storage.repo_changes import write_sidecar
 from aim_parquet.storage.run_folder import (
     COMPACT_LOCK_FILENAME,
     is_file_locked,
     is_uncommitted,
-    schema_key,
 )
 from aim_parquet.storage.run_index import YOUNG_RUN_S
 from aim_parquet.storage.run_reader import list_segments, load_manifest, load_run_meta
 from aim_parquet.storage.safe_fs import read_regular
+from aim_parquet.storage.verify_files import (
+    check_parquet_file,
+    check_segment_file,
+    is_readable_parquet,
+    is_special,
+    missing_segments,
+)
 
 TEMP_GRACE_S = 600.0  # a temp file this old is a leftover even in a run that is being written
 PERMISSION_DENIED = "permission-denied"  # a problem kind that is not damage
@@ -210,11 +202,11 @@ class RunCheck:
         for f in self.manifest.files:
             self.files += 1
             fpath = self.run_dir / f.path
-            if _is_special(fpath):
+            if is_special(fpath):
                 self.is_partial = True  # named by the repository scan; its rows are unknown
                 continue
             try:
-                reason = _check_parquet(fpath, f.rows, self.rows)
+                reason = check_parquet_file(fpath, f.rows, self.rows)
             except FormatVersionError as exc:
                 self.add(fpath, "future-format", str(exc), None)
                 continue
@@ -245,11 +237,11 @@ class RunCheck:
         moved = []
         for f in self.manifest.files:
             fpath = self.run_dir / f.path
-            if _is_readable_parquet(fpath, f.rows):
+            if is_readable_parquet(fpath, f.rows):
                 keep.append(f)
             elif fpath.exists():
                 moved.append(str(salvage.quarantine(self.layout, fpath)))
-        lost = _missing_segments(self.run_dir, self.manifest, keep)
+        lost = missing_segments(self.run_dir, self.manifest, keep)
         self.manifest, _ = salvage.rebuild_manifest(self.layout, self.run_hash, keep)
         text = "removed from the manifest"
         if moved:
@@ -270,7 +262,7 @@ class RunCheck:
                 if self.holder is not None and i == len(segs) - 1:
                     continue  # the live writer's segment
                 self.segments += 1
-                if _is_special(seg):
+                if is_special(seg):
                     self.is_partial = True  # named by the repository scan; its rows are unknown
                     continue
                 try:
@@ -279,48 +271,22 @@ class RunCheck:
                     self.add_denied(seg, exc)
 
     def check_segment(self, seg: Path) -> None:
-        def quarantine() -> str:
-            return f"quarantined to {salvage.quarantine(self.layout, seg)}"
-
-        try:
-            reader = pa.ipc.open_stream(segment_source(seg))  # bounded: never a decoding bomb
-        except PermissionError:
-            raise
-        except UnsafeFileError as exc:
-            self.add(seg, "unsafe-segment", str(exc), quarantine)
-            return
-        except (pa.ArrowInvalid, OSError, ValueError) as exc:
-            self.add(seg, "unreadable-segment", f"no readable Arrow schema ({exc})", quarantine)
-            return
-        version = format_version_of(reader.schema.metadata)
-        if version > FORMAT_VERSION:
-            self.add(seg, "future-format", f"written by format version {version}", None)
-            return
-        try:
-            check_segment_schema(reader.schema, seg)
-        except CorruptFileError as exc:
-            self.add(seg, "invalid-segment", str(exc), quarantine)
-            return
-        if schema_key(reader.schema, seg.parent.name) is None:
-            self.add(
-                seg, "unreadable-segment", "not a segment schema (columns or metadata)", quarantine
-            )
-            return
-        rows = 0
-        while True:
-            try:
-                rows += reader.read_next_batch().num_rows
-            except StopIteration:
-                break
-            except (pa.ArrowInvalid, OSError, ValueError) as exc:
-                self.add(
-                    seg,
-                    "torn-tail",
-                    f"incomplete data after {rows} rows ({exc})",
-                    lambda: f"rewrote it with its {salvage.rewrite_segment(seg)} complete rows",
-                )
-                break
+        kind, detail, rows = check_segment_file(seg)  # (PermissionError passes through)
         self.rows[seg.parent.name] += rows
+        if kind is None:
+            return
+        fix: Fix | None = None
+        if kind == "torn-tail":
+
+            def fix() -> str:
+                return f"rewrote it with its {salvage.rewrite_segment(seg)} complete rows"
+
+        elif kind != "future-format":
+
+            def fix() -> str:
+                return f"quarantined to {salvage.quarantine(self.layout, seg)}"
+
+        self.add(seg, kind, detail, fix)
 
     def check_sidecar(self) -> RunMeta | None:
         """Check the sidecar; returns it when it is readable and its catalogue can be trusted."""
@@ -333,7 +299,7 @@ class RunCheck:
                 return None  # a run being created
             self.add(path, "missing-sidecar", "the run has no run.json", self.fix_sidecar)
             return None
-        if _is_special(path):
+        if is_special(path):
             return None  # named by the repository scan (its repair moves it aside)
         try:
             meta = load_run_meta(self.layout, self.run_hash)
@@ -421,67 +387,6 @@ class RunCheck:
 def _rewrite(layout: RepoLayout, meta: RunMeta) -> str:
     write_sidecar(layout, meta.hash, meta.dumps())
     return "sidecar rewritten"
-
-
-def _missing_segments(run_dir: Path, manifest: Manifest, keep: list[CompactedFile]) -> int:
-    kept = {f.path for f in keep}
-    lost = 0
-    for f in manifest.files:
-        if f.path in kept:
-            continue
-        try:
-            segs = read_footer(run_dir / f.path).segments
-        except (OSError, pa.ArrowInvalid, ValueError, KeyError):
-            segs = frozenset(manifest.segments)
-        lost += sum(1 for s in segs if not (run_dir / "seqs" / s).exists())
-    return lost
-
-
-def _check_parquet(path: Path, rows: int, per_seq: Counter[str]) -> str | None:
-    """None when the file reads in full with the expected row count and passes
-    `storage.file_checks` (columns, decoded size), else why not; adds its rows per seq_id to
-    `per_seq`. Raises FormatVersionError for a newer format, PermissionError."""
-    counts: Counter[str] = Counter()
-    try:
-        source, size = parquet_source(path)
-        pf = pq.ParquetFile(source, read_dictionary=["seq_id"])
-        is_metric = "value" in pf.schema_arrow.names
-        expected = METRIC_FILE_SCHEMA if is_metric else OBJECT_FILE_SCHEMA
-        check_parquet(pf.metadata, path, size, schema=pf.schema_arrow, expected=expected)
-        n = 0
-        for batch in pf.iter_batches(batch_size=65536):
-            n += batch.num_rows
-            seq_ids = batch.column(batch.schema.get_field_index("seq_id"))
-            values = seq_ids.dictionary.to_pylist()
-            for code, count in enumerate(np.bincount(seq_ids.indices, minlength=len(values))):
-                counts[values[code]] += int(count)
-    except (FileNotFoundError, FormatVersionError, PermissionError) as exc:
-        if isinstance(exc, FileNotFoundError):
-            return "missing compacted file listed in the manifest"
-        raise
-    except UnsafeFileError as exc:
-        return str(exc)
-    except (OSError, pa.ArrowException, ValueError, KeyError) as exc:
-        return f"unreadable Parquet ({exc})"
-    if n != rows:
-        return f"holds {n} rows, the manifest says {rows}"
-    per_seq.update(counts)
-    return None
-
-
-def _is_readable_parquet(path: Path, rows: int) -> bool:
-    try:
-        return _check_parquet(path, rows, Counter()) is None
-    except (FormatVersionError, PermissionError):
-        return True  # never repaired: kept as it is (reported on its own)
-
-
-def _is_special(path: Path) -> bool:
-    """A link, FIFO, device or folder where a file should be (the repository scan names it)."""
-    try:
-        return not stat.S_ISREG(os.lstat(path).st_mode)
-    except FileNotFoundError:
-        return False
 
 
 def listdir_sorted(folder: Path) -> list[str]:

@@ -163,6 +163,8 @@ def index_file_problem(layout: RepoLayout) -> str | None:
         return f"unreadable ({exc})"
     try:
         for _key, record in decode_index(raw):
+            if not is_valid_run_hash(record.hash):  # (readers just ignore such an entry)
+                raise ValueError(f"invalid run hash {record.hash!r:.40}")
             record.meta  # noqa: B018 (decodes the fields, params and the whole catalogue)
     except (
         ValueError,

@@ -95,7 +95,8 @@ def open_regular(
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise not_regular_error(path, what, st.st_mode)
-        if O_NONBLOCK:  # a regular file ignores it, but keep later reads and writes plain
+        if O_NONBLOCK and flags & (os.O_WRONLY | os.O_RDWR):  # (a regular file ignores it;
+            # clear it anyway where we write: some network filesystems honour it)
             fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~O_NONBLOCK)
     except BaseException:
         os.close(fd)

@@ -521,3 +521,29 @@ def test_a_crafted_run_index_breaks_nothing(tmp_path: Path, craft: str) -> None:
     assert repair.code == 0
     assert not list(tmp_path.rglob("evil"))
     shutil.rmtree(root)
+
+
+# hostile files, links or changes each test plants (tools/fault_report.py adds them up)
+PLANTED = {
+    "test_linked_trash_is_never_emptied_and_verify_names_it": 1,
+    "test_linked_lock_files_are_never_truncated": 2,
+    "test_segment_linked_to_dev_zero_is_refused_not_read": 1,
+    "test_fifos_hang_no_command_and_repair_moves_them_aside": 3,
+    "test_deeply_nested_sidecar_is_one_damaged_run": 1,
+    "test_deeply_nested_manifest_and_index_are_rebuilt": 2,
+    "test_zstd_segment_claiming_gigabytes_is_refused_before_decoding": 1,
+    "test_real_zstd_and_parquet_bombs_beyond_the_ratio": 2,
+    "test_newer_format_files_are_reported_and_never_rewritten": 3,
+    "test_columns_of_the_wrong_type_are_damage_of_one_run": 2,
+    "test_a_lost_segment_among_others_is_reported_and_the_catalogue_fixed": 1,
+    **{f"test_a_crafted_run_index_breaks_nothing[{craft}]": 1 for craft in CRAFTED},
+}
+
+
+def test_planted_counts_name_every_test() -> None:
+    tests = {
+        name
+        for name in globals()
+        if name.startswith("test_") and name != "test_planted_counts_name_every_test"
+    }
+    assert {name.split("[")[0] for name in PLANTED} == tests

@@ -251,8 +251,8 @@ def test_gc_removes_only_what_nothing_needs(tmp_path: Path) -> None:
     (run_dir / ".tmp-run.json-00000000").write_text("{}")
     fresh_tmp = run_dir / ".tmp-run.json-11111111"  # a write in progress: never removed
     fresh_tmp.write_text("{}")
-    old = time.time() - 3600
-    os.utime(run_dir / ".tmp-run.json-00000000", (old, old))
+    two_minutes_ago = time.time() - 120  # (older than TEMP_MIN_AGE_S, younger than the grace)
+    os.utime(run_dir / ".tmp-run.json-00000000", (two_minutes_ago, two_minutes_ago))
     before = snapshot(tmp_path)
     raw = raw_row_counts(tmp_path, run_hash)
     kept = gc_repo(layout)  # default grace: everything above is too young
@@ -263,6 +263,7 @@ def test_gc_removes_only_what_nothing_needs(tmp_path: Path) -> None:
     assert kinds["superseded-file"][0] == 1 and report.bytes_freed > 0
     assert not old_gen.exists() and not list(run_dir.glob("seqs/*/*.arrows"))
     assert fresh_tmp.exists() and not (run_dir / ".tmp-run.json-00000000").exists()
+    fresh_tmp.unlink()  # (verify, which locks the idle run, calls any temp file a leftover)
     assert snapshot(tmp_path) == before and raw_row_counts(tmp_path, run_hash) == raw
     assert verify_repo(layout).problems == ()
 

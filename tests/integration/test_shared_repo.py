@@ -109,3 +109,7 @@ def test_another_users_private_run_and_unreadable_segment(shared_base: Path) -> 
     private_dir.chmod(0o700)
     assert snapshot(root) == before
     assert verify_repo(RepoLayout(root)).problems == ()
+
+
+# what the test plants for tools/fault_report.py: a private run and an unreadable segment
+PLANTED = {"test_another_users_private_run_and_unreadable_segment": 2}
