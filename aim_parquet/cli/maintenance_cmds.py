@@ -135,8 +135,9 @@ def cmd_compact(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from aim_parquet.storage.maintenance import verify_repo
+    from aim_parquet.storage.repo_files import open_repo
 
-    layout = open_layout(args)
+    layout = open_repo(args.repo, check_marker=False)  # verify reports (and repairs) the marker
     report = verify_repo(layout, repair=args.repair)
     if args.json:
         print_json(

@@ -523,6 +523,31 @@ def test_a_crafted_run_index_breaks_nothing(tmp_path: Path, craft: str) -> None:
     shutil.rmtree(root)
 
 
+def test_repository_files_as_links_or_fifos(tmp_path: Path) -> None:
+    """The change marker linked outside is never touched through the link; a FIFO as the
+    repository marker stops nothing from hanging and `verify --repair` replaces it."""
+    root = tmp_path / "repo"
+    small_run(root)
+    outside = tmp_path / "outside.txt"
+    outside.write_text("precious")
+    old = 1_000_000_000
+    os.utime(outside, (old, old))
+    marker = root / ".aim" / "index" / "changed"
+    marker.unlink(missing_ok=True)
+    marker.symlink_to(outside)
+    small_run(root)  # touches the change marker
+    assert outside.stat().st_mtime == old and outside.read_text() == "precious"
+    (root / ".aim" / "aim_parquet.json").unlink()
+    os.mkfifo(root / ".aim" / "aim_parquet.json")
+    r = ["--repo", str(root)]
+    ls, repair, after = run_forked(
+        [["runs", "ls", *r], ["verify", "--repair", *r], ["runs", "ls", *r]]
+    )
+    assert ls.code == 1 and "FIFO" in ls.err and len(ls.err.splitlines()) == 1
+    assert "invalid-marker" in repair.out and "symlink: repository" in repair.out
+    assert after.code == 0 and len(after.out.splitlines()) == 3
+
+
 # hostile files, links or changes each test plants (tools/fault_report.py adds them up)
 PLANTED = {
     "test_linked_trash_is_never_emptied_and_verify_names_it": 1,
@@ -536,6 +561,7 @@ PLANTED = {
     "test_newer_format_files_are_reported_and_never_rewritten": 3,
     "test_columns_of_the_wrong_type_are_damage_of_one_run": 2,
     "test_a_lost_segment_among_others_is_reported_and_the_catalogue_fixed": 1,
+    "test_repository_files_as_links_or_fifos": 2,
     **{f"test_a_crafted_run_index_breaks_nothing[{craft}]": 1 for craft in CRAFTED},
 }
 
