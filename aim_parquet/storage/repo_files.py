@@ -28,9 +28,7 @@ def is_repo(root: Path) -> bool:
     return layout.marker.is_file() or layout.runs_dir.is_dir()
 
 
-def open_repo(
-    repo: str | os.PathLike[str] | None, *, check_marker: bool = True
-) -> RepoLayout:
+def open_repo(repo: str | os.PathLike[str] | None, *, check_marker: bool = True) -> RepoLayout:
     """The layout of an existing repository; RepoNotFoundError when there is none, and (with
     `check_marker`) CorruptFileError or FormatVersionError for a damaged or newer marker."""
     root = resolve_repo_root(repo)
