@@ -92,9 +92,9 @@ def _not_fixable(problem: Problem) -> str:
 def _verify_run(layout: RepoLayout, run_hash: str, repair: bool, moved: bool) -> RunCheck:
     check = RunCheck(layout, run_hash, is_sidecar_moved=moved)
     check.run()
-    if check.found and not repair:
+    if check.found:
         # a live run may change under an unlocked look (an append, a compaction committing):
-        # report what a second look finds too
+        # only what a second look finds too is a problem (a repair then looks again, locked)
         again = RunCheck(layout, run_hash, is_sidecar_moved=moved)
         again.run()
         seen = {(p.path, p.kind) for p, _fix in again.found}
