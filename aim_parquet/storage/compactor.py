@@ -7,7 +7,9 @@ another compactor holds is skipped):
    write lock, so a training script may resume the run meanwhile (its new segments are not
    listed and wait for the next compaction). A run with a live writer is skipped unless
    `include_active`; then the newest segment of each sequence (the one it appends to) is left
-   alone.
+   alone. Segments are listed first and the writer checked after (by its identity and the
+   kernel's flock table): a writer that resumed before the listing is seen, one that resumes
+   after it only makes segments that were not listed.
 2. Clean up what an interrupted compaction left: `.tmp-*` files, Parquet files the manifest does
    not reference, and segments the manifest already covers.
 3. For each file kind with new sealed segments, stream the previous generation's rows of that kind
@@ -60,6 +62,7 @@ from aim_parquet.storage.run_folder import (
     compaction_lock,
     exclude_writer,
     folder_usage,
+    is_run_live,
     is_uncommitted,
     iter_segment_batches,
     remove_empty_dirs,
@@ -272,6 +275,12 @@ def _compact_locked(
     _clean_leftovers(layout, run_hash, manifest)
     notes: list[str] = []
     plans = _plan(layout, run_hash, mode, notes)
+    if mode == "closed" and is_run_live(layout, run_hash):
+        # a writer resumed after the first look: a segment it appends to may be listed, so
+        # list again leaving each sequence's newest segment alone (segments are listed first,
+        # then the writer checked: one that starts later only makes segments not listed)
+        mode, notes = "active", []
+        plans = _plan(layout, run_hash, mode, notes)
     generation = manifest.generation if manifest else 0
     if not plans:
         return result(

@@ -47,6 +47,7 @@ from aim_parquet.storage.run_check import TEMP_GRACE_S
 from aim_parquet.storage.run_folder import (
     COMPACT_LOCK_FILENAME,
     compaction_lock,
+    is_run_live,
     is_uncommitted,
     remove_empty_dirs,
     unreadable_listed_file,
@@ -164,7 +165,7 @@ def _gc_locked(layout: RepoLayout, run_hash: str, grace_s: float, out: _Collecto
             if name.startswith(TEMP_PREFIX) and _age(path, now) >= max(grace_s, TEMP_MIN_AGE_S):
                 temps.append(path)
     # listed first, checked after: a writer that starts now only makes temp files not listed
-    is_live = is_run_locked(layout.lock_file(run_hash)) is not None
+    is_live = is_run_live(layout, run_hash)
     for path in temps:
         if not is_live or _age(path, now) >= TEMP_GRACE_S:
             out.remove(path, "temp-file")
@@ -197,7 +198,7 @@ def _gc_locked(layout: RepoLayout, run_hash: str, grace_s: float, out: _Collecto
             out.notes.append(f"run {run_hash}: {path} kept (no manifest; run `verify --repair`)")
         elif is_settled:
             out.remove(path, "superseded-file")
-    if is_run_locked(layout.lock_file(run_hash)) is None:  # no live writer: no new segment soon
+    if not is_live:  # no live writer: no new segment soon
         seqs = layout.seqs_dir(run_hash)
         if first_link(layout.aim_dir, seqs) is None:
             for path in remove_empty_dirs(seqs):

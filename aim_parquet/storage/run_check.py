@@ -26,11 +26,11 @@ from aim_parquet.format.meta import Manifest, RunMeta
 from aim_parquet.format.paths import TEMP_PREFIX, RepoLayout, is_valid_seq_id
 from aim_parquet.storage import salvage
 from aim_parquet.storage.compacted import is_compacted_name
-from aim_parquet.storage.lock import is_run_locked
 from aim_parquet.storage.repo_changes import write_sidecar
 from aim_parquet.storage.run_folder import (
     COMPACT_LOCK_FILENAME,
     is_file_locked,
+    is_run_live,
     is_uncommitted,
 )
 from aim_parquet.storage.run_index import YOUNG_RUN_S
@@ -86,7 +86,7 @@ class RunCheck:
         self.files = 0
         self.is_exclusive = is_exclusive
         self.is_sidecar_moved = is_sidecar_moved
-        self.holder = None if is_exclusive else is_run_locked(layout.lock_file(run_hash))
+        self.is_live = not is_exclusive and is_run_live(layout, run_hash)  # a writer holds it
         self.manifest: Manifest | None = None
         self._files_fixed = False
         self._footer_sequences: set[str] | None = None
@@ -147,7 +147,7 @@ class RunCheck:
 
     def check_temp_files(self) -> None:
         idle = self.is_exclusive or (
-            self.holder is None and not is_file_locked(self.run_dir / COMPACT_LOCK_FILENAME)
+            not self.is_live and not is_file_locked(self.run_dir / COMPACT_LOCK_FILENAME)
         )
         now = time.time()
         walk = os.walk(
@@ -259,7 +259,7 @@ class RunCheck:
             for i, seg in enumerate(segs):
                 if f"{seq_dir.name}/{seg.name}" in covered:
                     continue  # already in Parquet; gc removes it
-                if self.holder is not None and i == len(segs) - 1:
+                if self.is_live and i == len(segs) - 1:
                     continue  # the live writer's segment
                 self.segments += 1
                 if is_special(seg):
@@ -295,7 +295,7 @@ class RunCheck:
             is_new = not (self.is_exclusive or self.is_sidecar_moved) and (
                 _age(self.run_dir) < YOUNG_RUN_S
             )
-            if self.holder is not None or is_new:
+            if self.is_live or is_new:
                 return None  # a run being created
             self.add(path, "missing-sidecar", "the run has no run.json", self.fix_sidecar)
             return None
@@ -332,11 +332,7 @@ class RunCheck:
         was lost while others of the sequence are left (`runs ls` would show points no query
         returns). Only judged when every data file of the run was read without a problem."""
         known = {"torn-tail", "temp-file"}  # problems that leave the readable rows counted
-        if (
-            self.holder is not None
-            or self.is_partial
-            or any(p.kind not in known for p, _fix in self.found)
-        ):
+        if self.is_live or self.is_partial or any(p.kind not in known for p, _fix in self.found):
             return
         short = [
             f"{s.name!r} counts {counts[s.seq_id]}, {self.rows[s.seq_id]} readable"

@@ -30,7 +30,7 @@ from aim_parquet.format.schema import (
 from aim_parquet.storage.compacted import SeqKey, read_footer
 from aim_parquet.storage.file_checks import check_segment_schema, segment_source
 from aim_parquet.storage.lock import RunLock, is_run_locked
-from aim_parquet.storage.safe_fs import flock_holder, held_flock, is_flocked
+from aim_parquet.storage.safe_fs import flock_holder, flock_pids, held_flock, is_flocked
 
 COMPACT_LOCK_FILENAME = "compact.lock"
 
@@ -130,13 +130,28 @@ def exclude_writer(layout: RepoLayout, run_hash: str, include_active: bool) -> I
     at any moment: a resumed writer only ever creates new segments, which the compaction in
     progress did not list and leaves for the next one.
     """
-    holder = is_run_locked(layout.lock_file(run_hash))
-    if holder is None:
+    if not is_run_live(layout, run_hash):
         yield "closed"
     elif include_active:
         yield "active"
     else:
-        yield f"skip:active run (written by {holder.describe()}); pass include_active to compact its sealed segments"
+        yield (
+            f"skip:active run (written by {run_holder(layout, run_hash)}); pass include_active "
+            "to compact its sealed segments"
+        )
+
+
+def is_run_live(layout: RepoLayout, run_hash: str) -> bool:
+    """Whether a writer holds the run now: its identity names a live process, or (the kernel's
+    view, which also covers the instant between a writer's flock and its identity) /proc/locks
+    shows a flock on its lock file. Takes no lock, so it never makes a resume fail."""
+    path = layout.lock_file(run_hash)
+    if is_run_locked(path) is not None:
+        return True
+    try:
+        return bool(flock_pids(path))
+    except OSError:
+        return False
 
 
 def is_uncommitted(run_dir: Path, path: Path) -> bool:

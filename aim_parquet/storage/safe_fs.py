@@ -213,22 +213,33 @@ def held_flock(path: str | os.PathLike[str], what: str = "lock file") -> Iterato
             os.close(fd)
 
 
-def flock_holder(path: str | os.PathLike[str]) -> str:
-    """Who holds the `flock` of `path`, in words ("process 123 (aim-parquet compact)"); read from
-    /proc/locks where there is one, else "another process"."""
+def flock_pids(path: str | os.PathLike[str]) -> list[int] | None:
+    """The processes holding a `flock` on `path`, from /proc/locks (the kernel's own view: no
+    lock is taken to find out); None where there is no /proc/locks."""
     try:
         st = os.stat(path, follow_symlinks=False)
         with open("/proc/locks", encoding="ascii", errors="replace") as f:
-            lines = f.read(1 << 20).splitlines()
+            lines = f.read(1 << 22).splitlines()
+    except FileNotFoundError:
+        return None if not os.path.exists("/proc/locks") else []
     except OSError:
-        return "another process"
+        return None
     wanted = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    pids = []
     for line in lines:
         parts = line.split()
         if len(parts) >= 6 and parts[1] == "FLOCK" and parts[5] == wanted and parts[4].isdigit():
-            pid = int(parts[4])
-            return f"process {pid}{_command_of(pid)}"
-    return "another process"
+            pids.append(int(parts[4]))
+    return pids
+
+
+def flock_holder(path: str | os.PathLike[str]) -> str:
+    """Who holds the `flock` of `path`, in words ("process 123 (aim-parquet compact)"); read from
+    /proc/locks where there is one, else "another process"."""
+    pids = flock_pids(path)
+    if not pids:
+        return "another process"
+    return f"process {pids[0]}{_command_of(pids[0])}"
 
 
 def _command_of(pid: int) -> str:
