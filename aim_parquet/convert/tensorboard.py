@@ -196,8 +196,8 @@ def find_runs(logdir: Path, experiment: str | None = None) -> list[TensorBoardRu
     for run_dir in sorted(groups):
         rel = run_dir.relative_to(root)
         label = root.name if rel == Path(".") else rel.as_posix()
-        files = sorted(groups[run_dir], key=lambda item: (item[1] or "", item[0].name))
-        runs.append(TensorBoardRun(run_dir, label, experiment_name, files))
+        run_files = sorted(groups[run_dir], key=lambda item: (item[1] or "", item[0].name))
+        runs.append(TensorBoardRun(run_dir, label, experiment_name, run_files))
     return runs
 
 
