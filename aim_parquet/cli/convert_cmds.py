@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from aim_parquet.cli.common import ProgressBar, print_table, repo_option, repo_root
+from aim_parquet.cli.common import CliError, ProgressBar, print_table, repo_option, repo_root
 
 COMMON_EPILOG = """
 Each source run becomes one run here, with run["__source"] naming it: converting again adds
@@ -125,6 +125,7 @@ def _convert(
     from aim_parquet.convert.engine import convert_runs
 
     root = repo_root(args)
+    _check_target(root)
     out = sys.stdout
     progress = _Progress(f"converting {tracker}", sys.stderr)
     report = convert_runs(
@@ -133,6 +134,18 @@ def _convert(
     report.problems.extend(problems)
     print_summary(report, out)
     return 1 if report.has_loss else 0
+
+
+def _check_target(root: Path) -> None:
+    """Refuse to write into a `.aim` folder that is not ours (an Aim repository)."""
+    from aim_parquet.storage.repo_files import is_repo
+
+    aim_dir = root / ".aim"
+    if aim_dir.is_dir() and not is_repo(root) and any(aim_dir.iterdir()):
+        raise CliError(
+            f"{aim_dir} is not an aim_parquet repository (an Aim repository?); convert into "
+            "another folder with --repo DIR"
+        )
 
 
 class _Progress:
