@@ -175,8 +175,9 @@ def resolve_store(source: str) -> tuple[str, Path]:
     parsed = urlparse(source)
     if parsed.scheme == "sqlite":
         raw = unquote(source[len("sqlite:") :])
-        path = Path(raw[2:] if raw.startswith("//") else raw)  # sqlite:///rel, sqlite:////abs
-        return _check_sqlite(path, source)
+        if not raw.startswith("///"):
+            raise SourceError(f"{source}: expected sqlite:///relative/path or sqlite:////abs/path")
+        return _check_sqlite(Path(raw[3:]), source)  # SQLAlchemy's form, as MLflow writes it
     if parsed.scheme == "file":
         path = Path(unquote(parsed.path))
     elif parsed.scheme and len(parsed.scheme) > 1:
