@@ -79,16 +79,19 @@ class _RunReader:
         context = {"subset": subset} if subset else {}
         series_cache = self.series
         reader = RecordReader(path)
-        first = last = None
+        lowest = highest = None
         for data in reader:
             try:
                 wall_time, step, values, others = decode_event(data)
             except WireError as exc:
                 sink.skip(f"{path.name}: a record that is not a TensorBoard event ({exc})")
                 continue
-            if first is None:
-                first = wall_time
-            last = wall_time
+            if lowest is None or highest is None:
+                lowest = highest = wall_time
+            elif wall_time < lowest:
+                lowest = wall_time
+            elif wall_time > highest:
+                highest = wall_time
             if others:
                 self._other_fields(others)
             if not values:
@@ -111,9 +114,9 @@ class _RunReader:
                     sink.skip(f"{tag}: a {plugin or kind} value that cannot be decoded ({exc})")
         for problem in reader.problems:
             sink.skip(str(problem))
-        if first is not None and last is not None:
-            self.first_time = first if self.first_time is None else min(self.first_time, first)
-            self.last_time = last if self.last_time is None else max(self.last_time, last)
+        if lowest is not None and highest is not None:
+            self.first_time = lowest if self.first_time is None else min(self.first_time, lowest)
+            self.last_time = highest if self.last_time is None else max(self.last_time, highest)
 
     def _value(
         self,
