@@ -48,7 +48,11 @@ def field_float(number: int, value: float) -> bytes:
 
 def scalar_event(wall_time: float, step: int, tag: str, value: float) -> bytes:
     summary_value = field_bytes(1, tag.encode()) + field_float(2, value)
-    return field_double(1, wall_time) + field_varint(2, step) + field_bytes(5, field_bytes(1, summary_value))
+    return (
+        field_double(1, wall_time)
+        + field_varint(2, step)
+        + field_bytes(5, field_bytes(1, summary_value))
+    )
 
 
 def version_event(wall_time: float) -> bytes:
@@ -92,7 +96,9 @@ def write_scalar_file(path: Path, points: list[tuple[float, int, str, float]]) -
 
 
 # -- running the command ----------------------------------------------------------------------
-def convert_cli(*args: str, python: str | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def convert_cli(
+    *args: str, python: str | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [python or sys.executable, "-m", "aim_parquet", "convert", *args],
         capture_output=True,
@@ -116,8 +122,8 @@ class ConvertedRun:
     end_time: float | None
     params: dict[str, Any]
     # (name, context as sorted JSON) -> (dtype, steps, values, epochs, timestamps)
-    sequences: dict[tuple[str, str], tuple[str, list[int], list[Any], list[Any], list[float]]] = field(
-        default_factory=dict
+    sequences: dict[tuple[str, str], tuple[str, list[int], list[Any], list[Any], list[float]]] = (
+        field(default_factory=dict)
     )
 
 

@@ -90,11 +90,17 @@ def find_runs(path: Path) -> FoundRuns:
 
 def open_run(repo: Any, run_hash: str) -> Any:
     """A read-only Aim run reading its own meta chunk rather than the repository index (which
-    holds only the runs Aim indexed)."""
+    holds only the runs Aim indexed), changing nothing on disk."""
     from aim.sdk.run import Run
 
+    # Aim's read-only open flushes a non-empty write-ahead log into the files first (a write to
+    # the source); skip_read_optimization opens as it is. Later requests get these containers.
+    # The pool holds containers weakly: the run keeps these two alive.
+    meta_tree = repo.request_tree("meta", run_hash, read_only=True, skip_read_optimization=True)
+    seqs_tree = repo.request_tree("seqs", run_hash, read_only=True, skip_read_optimization=True)
     run = Run(run_hash, repo=repo, read_only=True)
-    meta = repo.request_tree("meta", run_hash, read_only=True).subtree("meta")
+    run._aim_parquet_trees = (meta_tree, seqs_tree)
+    meta = meta_tree.subtree("meta")
     run.meta_tree = meta
     run.meta_run_tree = meta.subtree("chunks").subtree(run_hash)
     run.meta_attrs_tree = meta.subtree("attrs")

@@ -17,7 +17,12 @@ HERE = Path(__file__).resolve().parent
 NOT_OURS = r"(?!aim_parquet|tests)"
 THIRD_PARTY_WARNINGS = [
     f"ignore::{category}:{NOT_OURS}"
-    for category in ("DeprecationWarning", "PendingDeprecationWarning", "FutureWarning", "UserWarning")
+    for category in (
+        "DeprecationWarning",
+        "PendingDeprecationWarning",
+        "FutureWarning",
+        "UserWarning",
+    )
 ]
 
 

@@ -133,7 +133,9 @@ def _compare_folder(run: ConvertedRun, folder: Path, subset: str | None) -> set[
             elif plugin == "audio":
                 items = value if isinstance(value, list) else [value]
                 assert [a.to_record().payload for a in items] == list(array.reshape(-1, 2)[:, 0])
-                assert [a.caption for a in items] == [b.decode() for b in array.reshape(-1, 2)[:, 1]]
+                assert [a.caption for a in items] == [
+                    b.decode() for b in array.reshape(-1, 2)[:, 1]
+                ]
             else:
                 raise AssertionError(f"unexpected plugin {plugin!r} for {tag}")
     return seen
@@ -201,12 +203,19 @@ def test_tensorboardx_every_kind(tmp_path: Path) -> None:
         w.close()
     w = SummaryWriter(str(logdir / "sweep"))
     w.add_scalar("x", 1.0, 0)
-    w.add_hparams({"lr": 0.01, "opt": "adam", "wd": True, "layers": 3}, {"hp/acc": 0.75}, name="trial")
+    w.add_hparams(
+        {"lr": 0.01, "opt": "adam", "wd": True, "layers": 3}, {"hp/acc": 0.75}, name="trial"
+    )
     w.close()
     _convert(logdir, tmp_path / "d")
     runs = assert_same_as_tensorboard(logdir, tmp_path / "d")
     assert sorted(runs) == ["exp", "sweep", "sweep/trial"]
-    assert runs["sweep/trial"].params["hparams"] == {"lr": 0.01, "opt": "adam", "wd": True, "layers": 3.0}
+    assert runs["sweep/trial"].params["hparams"] == {
+        "lr": 0.01,
+        "opt": "adam",
+        "wd": True,
+        "layers": 3.0,
+    }
     assert runs["exp"].experiment == "logs"
 
 
@@ -251,7 +260,7 @@ def test_tf2_tensor_summaries(tmp_path: Path) -> None:
         buffer = __import__("io").BytesIO()
         PILImage.new("RGB", (5, 3), (shade, 0, 0)).save(buffer, format="PNG")
         png.append(buffer.getvalue())
-    wav = (tmp_path / "x.wav")
+    wav = tmp_path / "x.wav"
     import wave
 
     with wave.open(str(wav), "wb") as fh:
@@ -271,14 +280,18 @@ def test_tf2_tensor_summaries(tmp_path: Path) -> None:
                 np.array([[0.0, 1.0, step], [1.0, 2.0, 3.0], [2.0, 3.0, 1.0]]),
                 "histograms" if first else None,
             ),
-            value("note", np.array(f"step {step}".encode(), dtype=object), "text" if first else None),
+            value(
+                "note", np.array(f"step {step}".encode(), dtype=object), "text" if first else None
+            ),
         ]
         if step == 2:
             values.append(value("pics", np.array([b"5", b"3", *png], dtype=object), "images"))
             values.append(
                 value("sound", np.array([[wav.read_bytes(), b"a label"]], dtype=object), "audio")
             )
-        event = event_pb2.Event(wall_time=WALL + step, step=step, summary=summary_pb2.Summary(value=values))
+        event = event_pb2.Event(
+            wall_time=WALL + step, step=step, summary=summary_pb2.Summary(value=values)
+        )
         writer.add_event(event)
     writer.close()
     _convert(logdir, tmp_path / "d")
@@ -304,7 +317,9 @@ def test_damaged_file_keeps_every_intact_record(tmp_path: Path, damage: str) -> 
     for step in range(60):
         w.add_scalar("loss", step * 0.5, step, walltime=WALL + step)
     w.close()
-    expected = [(e.step, e.value, e.wall_time) for e in _accumulator(original / "run").Scalars("loss")]
+    expected = [
+        (e.step, e.value, e.wall_time) for e in _accumulator(original / "run").Scalars("loss")
+    ]
     assert len(expected) == 60
     damaged = tmp_path / "damaged"
     shutil.copytree(original, damaged)
@@ -331,5 +346,7 @@ def test_damaged_file_keeps_every_intact_record(tmp_path: Path, damage: str) -> 
     kept = [p for p in expected if p[0] != lost]
     assert list(zip(steps, values, times, strict=True)) == kept
     if damage == "truncated":  # TensorBoard's own reader agrees on a torn end
-        got = [(e.step, e.value, e.wall_time) for e in _accumulator(damaged / "run").Scalars("loss")]
+        got = [
+            (e.step, e.value, e.wall_time) for e in _accumulator(damaged / "run").Scalars("loss")
+        ]
         assert got == kept

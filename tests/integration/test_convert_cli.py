@@ -133,7 +133,9 @@ def _mlruns(root: Path) -> Path:
     (run / "metrics" / "train" / "loss").write_text(
         "1700000001000 0.5 0\n1700000002000 nan 1\n1700000003000 inf 2\n"
     )
-    (run / "metrics" / "acc").write_text("1700000001000 0.1 0\n1700000002000 0.2 0\n1700000000500 0.3 0\n")
+    (run / "metrics" / "acc").write_text(
+        "1700000001000 0.1 0\n1700000002000 0.2 0\n1700000000500 0.3 0\n"
+    )
     (run / "params" / "lr").write_text("0.01")
     (run / "params" / "opt" / "name").write_text("adam")
     (run / "tags" / "team").write_text("vision")
