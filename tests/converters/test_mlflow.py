@@ -19,7 +19,7 @@ def _log(tracking_uri: str) -> None:
     mlflow.set_tracking_uri(tracking_uri)
     client = MlflowClient(tracking_uri)
     mlflow.set_experiment("vision")
-    with mlflow.start_run(run_name="resnet") as run:
+    with mlflow.start_run(run_name="resnet"):
         mlflow.log_params({"lr": 0.01, "optimizer": "adam", "layers": 50})
         mlflow.set_tags({"team": "cv", "mlflow.note.content": "baseline\nsecond line"})
         for step in range(30):
