@@ -28,6 +28,7 @@ from aim_parquet.convert.protowire import (
 )
 
 _DOUBLE = struct.Struct("<d")
+_FLOAT = struct.Struct("<f")
 
 # Event fields other than wall_time (1), step (2) and summary (5), by what they hold.
 EVENT_OTHER_FIELDS = {
@@ -45,6 +46,47 @@ EVENT_OTHER_FIELDS = {
 # the record) or "old_histo"/"none" (payload None).
 SummaryValue = tuple[str, str, Any, str | None, bytes | None]
 _VALUE_KINDS = {3: "old_histo", 4: "image", 5: "histo", 6: "audio", 8: "tensor"}
+
+
+def decode_scalar_event(buf: bytes) -> tuple[float, int, bytes, float] | None:
+    """(wall_time, step, tag as bytes, value) when `buf` is the commonest event of all, a lone
+    TF1 scalar (wall_time, step, summary { value { tag, simple_value } }); None otherwise (then
+    `decode_event` reads it). About four times faster than the general path."""
+    end = len(buf)
+    if end < 17 or buf[0] != 0x09:
+        return None
+    pos = 9
+    step = 0
+    if buf[pos] == 0x10:
+        shift = 0
+        pos += 1
+        while True:
+            if pos >= end:
+                return None
+            byte = buf[pos]
+            pos += 1
+            step |= (byte & 0x7F) << shift
+            if byte < 0x80:
+                break
+            shift += 7
+        if step >= 1 << 63:
+            step -= 1 << 64
+    # summary (field 5) holding one value (field 1), both shorter than 128 bytes
+    if pos + 6 > end or buf[pos] != 0x2A or buf[pos + 1] != end - pos - 2:
+        return None
+    if buf[pos + 2] != 0x0A or buf[pos + 3] != end - pos - 4 or buf[pos + 4] != 0x0A:
+        return None
+    tag_len = buf[pos + 5]
+    tag_start = pos + 6
+    tag_end = tag_start + tag_len
+    if tag_len >= 0x80 or tag_end + 5 != end or buf[tag_end] != 0x15:
+        return None
+    return (
+        _DOUBLE.unpack_from(buf, 1)[0],
+        step,
+        buf[tag_start:tag_end],
+        _FLOAT.unpack_from(buf, tag_end + 1)[0],
+    )
 
 
 def decode_event(buf: bytes) -> tuple[float, int, list[SummaryValue] | None, list[str]]:

@@ -27,7 +27,7 @@ from aim_parquet.convert.engine import SourceRun
 from aim_parquet.convert.protowire import WireError
 from aim_parquet.convert.sink import CountingSink, Series
 from aim_parquet.convert.tb_objects import ObjectMaker
-from aim_parquet.convert.tb_proto import decode_event
+from aim_parquet.convert.tb_proto import decode_event, decode_scalar_event
 from aim_parquet.convert.tfrecord import RecordReader
 from aim_parquet.errors import SourceError
 
@@ -78,9 +78,28 @@ class _RunReader:
         sink = self.sink
         context = {"subset": subset} if subset else {}
         series_cache = self.series
+        by_tag_bytes: dict[bytes, Series] = {}
         reader = RecordReader(path)
         lowest = highest = None
         for data in reader:
+            fast = decode_scalar_event(data)
+            if fast is not None:
+                wall_time, step, tag_bytes, value = fast
+                if lowest is None or highest is None:
+                    lowest = highest = wall_time
+                elif wall_time < lowest:
+                    lowest = wall_time
+                elif wall_time > highest:
+                    highest = wall_time
+                series = by_tag_bytes.get(tag_bytes)
+                if series is None:
+                    tag = tag_bytes.decode("utf-8", "replace")
+                    series = series_cache.get((tag, subset))
+                    if series is None:
+                        series = series_cache[(tag, subset)] = sink.series(tag, context)
+                    by_tag_bytes[tag_bytes] = series
+                series.add(step, value, wall_time)
+                continue
             try:
                 wall_time, step, values, others = decode_event(data)
             except WireError as exc:

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from aim_parquet.convert.protowire import WireError
-from aim_parquet.convert.tb_proto import decode_event
+from aim_parquet.convert.tb_proto import decode_event, decode_scalar_event
 from aim_parquet.convert.tfrecord import RecordReader
-from tests.convert_helpers import scalar_event, write_scalar_file
+from tests.convert_helpers import scalar_event, version_event, write_scalar_file
 
 POINTS = [(1000.0 + i, i, "loss" if i % 2 else "acc", i / 8) for i in range(40)]
 
@@ -87,3 +87,21 @@ def test_empty_file_has_no_records(tmp_path: Path) -> None:
 def test_malformed_event_bytes_raise_wire_error() -> None:
     with pytest.raises(WireError):
         decode_event(b"\x2a\x10\x0a")  # a summary field longer than the message
+
+
+@pytest.mark.parametrize(
+    ("step", "tag"), [(0, "loss"), (1, "a"), (300, "x" * 100), (2**40, "t"), (-5, "neg")]
+)
+def test_scalar_fast_path_agrees_with_the_general_decoder(step: int, tag: str) -> None:
+    data = scalar_event(1234.5, step, tag, 0.75)
+    wall, got_step, values, _ = decode_event(data)
+    assert values is not None
+    assert decode_scalar_event(data) == (wall, got_step, tag.encode(), values[0][2])
+    assert got_step == step
+
+
+def test_scalar_fast_path_declines_other_events() -> None:
+    assert decode_scalar_event(scalar_event(1.0, 3, "x" * 200, 0.5)) is None  # long tag
+    assert decode_scalar_event(version_event(1.0)) is None
+    with_more = scalar_event(1.0, 3, "loss", 0.5) + bytes([0x18, 0x01])  # an unknown field
+    assert decode_scalar_event(with_more) is None
