@@ -53,7 +53,8 @@ class ObjectMaker:
         tensor = decode_tensor(buf, where)
         if plugin in ("scalars", ""):
             if tensor.array is not None and tensor.size == 1:
-                return tensor.array.reshape(()).item()
+                number = tensor.array.reshape(()).item()
+                return int(number) if isinstance(number, bool) else number
             if plugin == "" and tensor.array is None and tensor.strings:
                 return _texts(tensor.strings, tensor.shape)
             self.sink.skip(f"{tag}: a tensor summary of shape {list(tensor.shape)} (not converted)")

@@ -129,8 +129,8 @@ class _RunReader:
                     self.plugins[key] = plugin
                 try:
                     self._value(data, tag, kind, payload, plugin, content, step, wall_time, context)
-                except (WireError, ValueError, TypeError) as exc:
-                    sink.skip(f"{tag}: a {plugin or kind} value that cannot be decoded ({exc})")
+                except (WireError, ValueError, TypeError, OSError) as exc:  # OSError: PIL's
+                    sink.skip(f"{tag}: {plugin or kind} value that cannot be decoded ({exc})")
         for problem in reader.problems:
             sink.skip(str(problem))
         if lowest is not None and highest is not None:

@@ -248,3 +248,28 @@ def test_source_param_is_json(tmp_path: Path) -> None:
         source = run.params[SOURCE_PARAM]
         assert json.loads(json.dumps(source)) == source
         assert set(source) == {"tracker", "id", "fingerprint", "complete", "converted_at"}
+
+
+def test_tensorboard_bad_image_and_bool_tensor(tmp_path: Path) -> None:
+    from tests.convert_helpers import field_bytes, field_double, field_varint, tfrecord
+
+    def event(step: int, value: bytes) -> bytes:
+        summary = field_bytes(1, value)
+        return field_double(1, 50.0 + step) + field_varint(2, step) + field_bytes(5, summary)
+
+    bad_image = field_bytes(1, b"pic") + field_bytes(4, field_bytes(4, b"not an image"))
+    scalars = field_bytes(1, field_bytes(1, b"scalars"))
+    flag = (
+        field_bytes(1, b"flag")
+        + field_bytes(9, scalars)
+        + field_bytes(8, field_varint(1, 10) + field_bytes(2, b"") + field_bytes(11, b"\x01"))
+    )
+    path = tmp_path / "logs" / "run" / "events.out.tfevents.9"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(tfrecord(event(1, bad_image)) + tfrecord(event(2, flag)))
+    result = convert_cli("tensorboard", str(tmp_path / "logs"), "--repo", str(tmp_path / "d"))
+    assert result.returncode == 1
+    assert "pic: image value that cannot be decoded" in result.stdout
+    run = read_converted(tmp_path / "d")["run"]
+    assert run.sequences[("flag", ctx_key({}))][1:3] == ([2], [1])
+    assert ("pic", ctx_key({})) not in run.sequences
