@@ -50,6 +50,7 @@ def test_tensorboard_convert_dry_run_idempotent_update(tmp_path: Path) -> None:
 
     first = convert_cli("tensorboard", str(logdir), "--repo", str(dest), "--experiment", "tb")
     assert first.returncode == 0, first.stderr
+    assert first.stderr.splitlines() == ["[1/2] exp", "[2/2] other"]  # plain progress lines
     runs = read_converted(dest)
     assert sorted(runs) == ["exp", "other"]
     exp = runs["exp"]
@@ -273,3 +274,48 @@ def test_tensorboard_bad_image_and_bool_tensor(tmp_path: Path) -> None:
     run = read_converted(tmp_path / "d")["run"]
     assert run.sequences[("flag", ctx_key({}))][1:3] == ([2], [1])
     assert ("pic", ctx_key({})) not in run.sequences
+
+
+def test_progress_bar_on_a_terminal(tmp_path: Path) -> None:
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    logdir = _logdir(tmp_path)
+    leader, follower = pty.openpty()
+    try:
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "aim_parquet",
+                "convert",
+                "tensorboard",
+                str(logdir),
+                "--repo",
+                str(tmp_path / "d"),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=follower,
+            stdin=subprocess.DEVNULL,
+            timeout=120,
+        )
+        os.close(follower)
+        follower = -1
+        drawn = b""
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # EIO: the terminal's other end is closed and drained
+                break
+            if not chunk:
+                break
+            drawn += chunk
+    finally:
+        if follower != -1:
+            os.close(follower)
+        os.close(leader)
+    assert proc.returncode == 0
+    assert b"\rconverting tensorboard [" in drawn and b"2/2" in drawn
+    assert b"[1/2]" not in drawn  # no plain progress lines on a terminal
