@@ -53,7 +53,7 @@ test-converters: $(CONVERTERS_STAMP) $(AIM_VENV)/.installed ## Convert files wri
 	AIM_PARQUET_AIM_PYTHON=$(AIM_VENV)/bin/python $(PY) -m pytest $(PYTEST_FLAGS) -m converters tests/converters
 
 bench-convert: $(CONVERTERS_STAMP) $(AIM_VENV)/.installed ## Time the converters against each tracker's own reader
-	$(PY) tools/bench_convert.py --aim-python $(AIM_VENV)/bin/python
+	$(PY) tools/bench_convert.py --aim-python $(AIM_VENV)/bin/python --write
 
 test-all: test test-slow test-integrations test-converters ## Everything
 

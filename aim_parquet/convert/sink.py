@@ -60,7 +60,7 @@ class Series:
         self, step: int, value: int | float, timestamp: float, epoch: int | None = None
     ) -> None:
         if not 0 <= step <= MAX_STEP:
-            self.sink.skip(f"{self.name}: point at step {step} (steps must be 0..2**63-1)")
+            self.sink.skip(f"{self.name}: points at a negative step (steps here are 0..2**63-1)")
             return
         self.steps.append(step)
         self.values.append(value)
@@ -111,7 +111,7 @@ class CountingSink:
     ) -> None:
         """One object (or a list of objects) at `step`."""
         if not 0 <= step <= MAX_STEP:
-            self.skip(f"{name}: object at step {step} (steps must be 0..2**63-1)")
+            self.skip(f"{name}: objects at a negative step (steps here are 0..2**63-1)")
             return
         key = (name, _context_key(dict(context or {})))
         if key not in self._object_seqs:
