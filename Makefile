@@ -7,6 +7,7 @@ INTEGRATIONS_STAMP := $(VENV)/.installed-integrations
 CONVERTERS_STAMP := $(VENV)/.installed-converters
 AIM_VENV ?= .venv-convert-aim
 AIM_VERSION ?= 3.29.1
+MLFLOW2_VENV ?= .venv-convert-mlflow2
 PYTEST_FLAGS ?= -q -p no:cacheprovider
 
 .DEFAULT_GOAL := help
@@ -49,8 +50,15 @@ $(AIM_VENV)/.installed: pyproject.toml
 	$(AIM_VENV)/bin/python -m pip install -q -e '.[aim]' 'aim==$(AIM_VERSION)'
 	@touch $(AIM_VENV)/.installed
 
-test-converters: $(CONVERTERS_STAMP) $(AIM_VENV)/.installed ## Convert files written by tensorboardX, torch, MLflow and Aim $(AIM_VERSION); compare every point
+$(MLFLOW2_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(MLFLOW2_VENV)
+	$(MLFLOW2_VENV)/bin/python -m pip install -q --upgrade pip
+	$(MLFLOW2_VENV)/bin/python -m pip install -q -e . 'mlflow-skinny==2.22.5' 'sqlalchemy<2.1' alembic pytest
+	@touch $(MLFLOW2_VENV)/.installed
+
+test-converters: $(CONVERTERS_STAMP) $(AIM_VENV)/.installed $(MLFLOW2_VENV)/.installed ## Convert files written by tensorboardX, torch, MLflow 3 and 2 and Aim $(AIM_VERSION); compare every point
 	AIM_PARQUET_AIM_PYTHON=$(AIM_VENV)/bin/python $(PY) -m pytest $(PYTEST_FLAGS) -m converters tests/converters
+	$(MLFLOW2_VENV)/bin/python -m pytest $(PYTEST_FLAGS) -m converters tests/converters/test_mlflow.py
 
 bench-convert: $(CONVERTERS_STAMP) $(AIM_VENV)/.installed ## Time the converters against each tracker's own reader
 	$(PY) tools/bench_convert.py --aim-python $(AIM_VENV)/bin/python --write
@@ -73,4 +81,4 @@ bench-quick: $(STAMP) ## Quick benchmark (under two minutes)
 	$(PY) tools/bench.py --quick
 
 clean: ## Remove the virtualenvs, caches and the demo repo
-	rm -rf $(VENV) .venv-aim $(AIM_VENV) .aim .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .venv-aim $(AIM_VENV) $(MLFLOW2_VENV) .aim .pytest_cache .mypy_cache .ruff_cache *.egg-info
