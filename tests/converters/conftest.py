@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 
 os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 refuses new file stores
-os.environ.setdefault("MLFLOW_TRACKING_URI", "sqlite:////nonexistent/unused.db")
 
 HERE = Path(__file__).resolve().parent
 NOT_OURS = r"(?!aim_parquet|tests)"

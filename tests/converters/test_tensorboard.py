@@ -13,13 +13,15 @@ from typing import Any
 
 import numpy as np
 import pytest
-from tensorboard.backend.event_processing import event_accumulator as ea
-from tensorboard.plugins.hparams import plugin_data_pb2
-from tensorboard.util import tensor_util
 
 from aim_parquet.convert.tensorboard import SUBSET_NAMES
 from tests.convert_helpers import ConvertedRun, convert_cli, ctx_key, read_converted
 from tests.converters.conftest import import_or_skip
+
+# TensorBoard's own reader (requirements-converters.txt; `make test` runs without it)
+ea = import_or_skip("tensorboard.backend.event_processing.event_accumulator")
+plugin_data_pb2 = import_or_skip("tensorboard.plugins.hparams.plugin_data_pb2")
+tensor_util = import_or_skip("tensorboard.util.tensor_util")
 
 SIZE = {
     ea.SCALARS: 0,
