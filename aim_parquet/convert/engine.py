@@ -150,8 +150,8 @@ def _convert_one(
     label = source_run.label
     try:
         fingerprint = source_run.fingerprint()
-    except (OSError, ValueError) as exc:
-        return RunResult(label, FAILED, message=f"cannot read the source run: {exc}")
+    except Exception as exc:  # an unreadable file, a locked database, ...: this run only
+        return RunResult(label, FAILED, message=f"cannot read the source run: {_describe(exc)}")
     complete = [p for p in prior if p.is_complete]
     same = [p for p in complete if p.fingerprint == fingerprint]
     if same:
