@@ -143,7 +143,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         calls=cfg.calls,
     )
     cfg.output.parent.mkdir(parents=True, exist_ok=True)
-    cfg.output.write_text(text + "\n", encoding="utf-8")
+    if cfg.output.exists():  # keep what other tools wrote (tools/bench_convert.py --write)
+        text = report.carry_marked_sections(cfg.output.read_text(encoding="utf-8"), text)
+    cfg.output.write_text(text.rstrip("\n") + "\n", encoding="utf-8")
     raw_path = ROOT / ".bench" / f"results-{'quick' if cfg.is_quick else 'full'}.json"
     raw_path.parent.mkdir(parents=True, exist_ok=True)
     raw_path.write_text(json.dumps(suite.raw, indent=1, default=str), encoding="utf-8")

@@ -324,13 +324,23 @@ class Run(RunReadMixin):
         if len(points) >= seq.flush_at:
             writer.request_flush()
 
-    def _track_slow(self, value: Any, name: Any, step: Any, epoch: Any, context: Any) -> None:
+    def _track_slow(
+        self,
+        value: Any,
+        name: Any,
+        step: Any,
+        epoch: Any,
+        context: Any,
+        timestamp: float | None = None,
+    ) -> None:
+        """Validate and track one value (or a dict of them); `timestamp` defaults to now (an
+        importer passes the source's wall time)."""
         writer = self._require_writer()
         if isinstance(value, dict):
             if name is not None:
                 raise ValueError("track(dict, name=...): with a dict of values, name must be None.")
             for key, item in value.items():
-                self._track_slow(item, key, step, epoch, context)
+                self._track_slow(item, key, step, epoch, context, timestamp)
             return
         if not isinstance(name, str) or not name:
             raise ValueError(
@@ -360,7 +370,7 @@ class Run(RunReadMixin):
             self._cache_seq(seq, name, context)
         elif seq.info.kind != kind:
             self._check_kind(seq, kind, value, name)
-        ts = time.time()
+        ts = time.time() if timestamp is None else timestamp
         with writer.lock:
             if step is None:
                 step = seq.next_step
@@ -481,7 +491,7 @@ class Run(RunReadMixin):
                     "aim_parquet: %s of run %s failed: %s", type(ext).__name__, self.hash, ext_error
                 )
         self._extensions = []
-        writer.close(end_time=time.time())
+        writer.close(end_time=self._closing_end_time())
         self._writer = None
         self._meta_cache = writer.meta
         lifecycle.unregister(self)
@@ -495,6 +505,10 @@ class Run(RunReadMixin):
                 self.hash,
                 error,
             )
+
+    def _closing_end_time(self) -> float:
+        """The `end_time` `close()` records: now (an importer keeps the source's)."""
+        return time.time()
 
     def __enter__(self) -> Run:
         return self

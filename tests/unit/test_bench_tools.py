@@ -144,3 +144,14 @@ def test_parse_args_full_quick_and_overrides(tmp_path: Path) -> None:
         config.parse_args(["--reps", "0"])
     with pytest.raises(SystemExit):
         config.parse_args(["--no-such-flag"])
+
+
+def test_marked_sections_are_replaced_and_carried_over() -> None:
+    first = report.replace_marked_section("# Benchmarks\n\ntable\n", "bench-convert", "## C\nA")
+    assert first.endswith("<!-- bench-convert:begin -->\n## C\nA\n<!-- bench-convert:end -->\n")
+    second = report.replace_marked_section(first, "bench-convert", "## C\nB")
+    assert second.count("bench-convert:begin") == 1 and "\nB\n" in second and "\nA\n" not in second
+    regenerated = report.carry_marked_sections(second, "# Benchmarks\n\nnew table\n")
+    assert regenerated.startswith("# Benchmarks\n\nnew table\n\n<!-- bench-convert:begin -->")
+    assert "\nB\n" in regenerated
+    assert report.carry_marked_sections(second, second) == second

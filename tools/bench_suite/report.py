@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -215,3 +216,27 @@ def _failure(error: str) -> str:
     lines = [line.strip() for line in error.strip().splitlines() if line.strip()]
     shown = lines[0] if len(lines) < 2 else f"{lines[0]} ... {lines[-1]}"
     return "`" + shown.replace("`", "'") + "`"
+
+
+# Sections other tools keep in BENCHMARKS.md (tools/bench_convert.py --write), between
+# `<!-- NAME:begin -->` and `<!-- NAME:end -->`; `make bench` carries them over when it rewrites
+# the file.
+_MARKED = re.compile(r"<!-- ([\w-]+):begin -->.*?<!-- \1:end -->\n?", re.S)
+
+
+def replace_marked_section(text: str, name: str, body: str) -> str:
+    """`text` with the section `name` replaced by `body` (appended when it is not there)."""
+    block = f"<!-- {name}:begin -->\n{body.strip()}\n<!-- {name}:end -->\n"
+    for match in _MARKED.finditer(text):
+        if match.group(1) == name:
+            return text[: match.start()] + block + text[match.end() :]
+    return text.rstrip("\n") + "\n\n" + block
+
+
+def carry_marked_sections(old: str, new: str) -> str:
+    """`new` plus the marked sections of `old` that `new` does not have."""
+    have = {m.group(1) for m in _MARKED.finditer(new)}
+    for match in _MARKED.finditer(old):
+        if match.group(1) not in have:
+            new = new.rstrip("\n") + "\n\n" + match.group(0)
+    return new
