@@ -69,7 +69,9 @@ from aim_parquet.storage.segments import read_segment, read_segment_from
 
 log = logging.getLogger(__name__)
 
-Piece: TypeAlias = pa.RecordBatch | pa.Table  # rows with `step` first and, for metrics, `value` second
+Piece: TypeAlias = (
+    pa.RecordBatch | pa.Table
+)  # rows with `step` first and, for metrics, `value` second
 
 
 # -- summaries ------------------------------------------------------------------------------
