@@ -11,8 +11,10 @@ write. Everything that needs the true catalogue asks this module:
 - `read_catalogue`: readers (`Run.metrics()`, `Sequence` properties, `stats`) and the run index:
   the scanned catalogue when the writer is gone, the sidecar's (plus sequences not catalogued yet)
   otherwise.
-- `catch_up_sidecar`: `compact` and `runs close` rewrite a dead run's sidecar before they change
-  anything; `verify` compares with `scan_catalogue(full=True)` and reports `stale-catalogue`.
+- `catch_up_sidecar` (`compact`, before it moves a dead run's segments into Parquet) and
+  `caught_up` (`runs close`): a dead run's sidecar rewritten with the scanned catalogue;
+  `verify` compares the sidecar with `scan_catalogue(full=True)`, reports `stale-catalogue`,
+  and `--repair` writes that.
 
 Cost: each catalogue entry records how far into the segments its summary reaches
 (`CatalogueReach`: a segment name and byte offset; segments are append-only and named in write
@@ -35,7 +37,7 @@ import math
 import os
 import time
 from collections.abc import Container, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TypeAlias
 
@@ -129,20 +131,24 @@ def is_writer_gone(layout: RepoLayout, meta: RunMeta) -> bool:
 
 
 # -- scanning -------------------------------------------------------------------------------
-@dataclass
 class _RunFiles:
-    """A run folder as of one manifest state."""
+    """A run folder as of one manifest state: which segments the manifest covers."""
 
-    run_dir: str
-    manifest: Manifest | None
-    covered: frozenset[str]
+    def __init__(self, run_dir: str, manifest: Manifest | None) -> None:
+        self.run_dir = run_dir
+        self.manifest = manifest
+        self.covered = manifest.segments if manifest is not None else frozenset()
+        self._covered_names: dict[str, list[str]] = {}
+        for entry in self.covered:
+            seq_id, _, name = entry.partition("/")
+            self._covered_names.setdefault(seq_id, []).append(name)
 
     def seq_dir(self, seq_id: str) -> str:
         return f"{self.run_dir}/{SEQS_DIRNAME}/{seq_id}"
 
     def covered_names(self, seq_id: str) -> list[str]:
-        prefix = seq_id + "/"
-        return [s[len(prefix) :] for s in self.covered if s.startswith(prefix)]
+        """Names of the segments of `seq_id` whose rows the manifest's files hold."""
+        return self._covered_names.get(seq_id, [])
 
 
 def _read_whole(path: str) -> list[pa.RecordBatch]:
@@ -295,7 +301,7 @@ def _scan(
         if attempt > 1:
             time.sleep(min(0.2, 0.005 * 2**attempt))  # let a compaction in progress finish
         manifest, seen = parse_manifest(manifest_path)
-        files = _RunFiles(run_dir, manifest, manifest.segments if manifest else frozenset())
+        files = _RunFiles(run_dir, manifest)
         try:
             out = _scan_once(files, infos, known, full=full)
         except OSError as exc:

@@ -8,6 +8,7 @@ sidecar misses that flush. Each test works on a copy of it.
 from __future__ import annotations
 
 import json
+import math
 import random
 import shutil
 import subprocess
@@ -319,3 +320,31 @@ def test_reach_json_is_validated() -> None:
         None,
     ):
         assert CatalogueReach.from_json(bad) is None
+
+
+# -- one meaning: the writer's running summary equals a summary of the files --------------------
+@pytest.mark.parametrize("seed", range(3))
+def test_writer_summary_equals_scan_before_and_after_compaction(tmp_path: Path, seed: int) -> None:
+    rng = random.Random(seed)
+    quiet = {"system_tracking_interval": None, "capture_terminal_logs": False}
+    run = aim.Run(repo=tmp_path, **quiet)  # type: ignore[arg-type]
+    specials = [math.nan, math.inf, -math.inf, 0.0, -0.0]
+    for i in range(3000):
+        step = rng.randrange(0, 200) if rng.random() < 0.5 else None  # rewrites and auto-steps
+        value = rng.choice(specials) if rng.random() < 0.05 else rng.uniform(-5, 5)
+        run.track(value, name="f", step=step)
+        run.track(rng.randrange(-9, 9), name="i", step=step)  # stays an int metric
+        run.track(i if i % 50 else 0.5, name="n", step=step)  # becomes a number metric
+        if i % 11 == 0:
+            run.track(aim.Text(str(i)), name="t", step=step)
+        if rng.random() < 0.01:
+            run.flush()
+    run.close()
+    layout = RepoLayout(tmp_path)
+    meta = load_run_meta(layout, run.hash)
+    for _ in range(2):  # as written, then compacted (rows re-sorted by step within chunks)
+        scanned = catalogue_scan.scan_catalogue(layout, run.hash, meta, full=True)
+        assert catalogue_scan.stale_sequences(meta.sequences, scanned) == []
+        assert catalogue(scanned) == catalogue(meta.sequences)
+        assert {i.name: i.kind for i in scanned} == {i.name: i.kind for i in meta.sequences}
+        assert compact_run(layout, run.hash).status in ("compacted", "unchanged")
