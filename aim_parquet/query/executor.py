@@ -20,8 +20,8 @@ from aim_parquet.format.meta import RunMeta, SequenceInfo
 from aim_parquet.format.paths import RepoLayout
 from aim_parquet.query.planner import QueryPlan
 from aim_parquet.query.views import RunView
+from aim_parquet.storage.catalogue_scan import uncatalogued_sequences
 from aim_parquet.storage.run_index import CatalogueEntry, IndexSnapshot, RunIndex, RunRecord
-from aim_parquet.storage.run_reader import uncatalogued_sequences
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ def execute_plan(
                 match = RunMatch(record)
             else:
                 entries: list[CatalogueEntry | SequenceInfo] = [*record.catalogue()]
-                if record.end_time is None:  # a live or killed writer may be ahead of it
+                if record.end_time is None and not record.is_rebuilt:  # a live writer may be ahead
                     known = {e.seq_id for e in entries}
                     entries.extend(uncatalogued_sequences(layout, record.hash, known))
                 matched = plan.matching_sequences(view, entries)

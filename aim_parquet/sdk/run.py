@@ -43,9 +43,10 @@ from aim_parquet.sdk import lifecycle
 from aim_parquet.sdk.params import ParamKey, del_path, get_path, key_path, set_path
 from aim_parquet.sdk.run_base import RunReadMixin, layout_for
 from aim_parquet.storage.atomic import atomic_write
+from aim_parquet.storage.catalogue_scan import resume_catalogue
 from aim_parquet.storage.lock import RunLock
 from aim_parquet.storage.repo_changes import note_change
-from aim_parquet.storage.run_reader import discover_sequences, load_run_meta
+from aim_parquet.storage.run_reader import load_run_meta
 from aim_parquet.storage.run_writer import RunWriter, SeqBuffer
 
 log = logging.getLogger(__name__)
@@ -171,10 +172,9 @@ class Run(RunReadMixin):
             raise
         try:
             meta = load_run_meta(layout, self.hash)
-            if not is_new:
-                meta = RunMeta(**{**meta.__dict__, "end_time": None})
-                infos = discover_sequences(layout, self.hash, meta)
-                meta = RunMeta(**{**meta.__dict__, "sequences": tuple(infos)})
+            if not is_new:  # after a killed writer the catalogue is caught up from the data
+                infos = resume_catalogue(layout, self.hash, meta)
+                meta = RunMeta(**{**meta.__dict__, "end_time": None, "sequences": infos})
             if experiment:
                 meta = RunMeta(**{**meta.__dict__, "experiment": str(experiment)})
             writer = RunWriter(layout, meta, lock)
