@@ -1,0 +1,158 @@
+"""The web UI's ASGI app (`create_app`) and the server that runs it (`serve`).
+
+Pages (`/`, `/runs`, `/metrics`) are one small HTML shell naming the page's ES module; everything
+they show comes from `/api/...` (`aim_parquet.ui.api`). Every URL a page uses is relative, so the
+app works under `--base-path /prefix` and behind reverse proxies that strip or keep a prefix.
+Static files come only from the package's `static/` folder (Starlette's `StaticFiles` refuses
+paths that leave it). `serve` binds the socket first (a busy port is a clear error), then runs
+uvicorn, which stops cleanly on Ctrl-C and SIGTERM.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp
+
+from aim_parquet.storage.repo_files import open_repo
+from aim_parquet.ui import api
+from aim_parquet.ui.api.errors import api_errors
+from aim_parquet.ui.api.jsonout import error_response
+from aim_parquet.ui.api.state import UiState
+from aim_parquet.ui.security import Guard
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+PAGES = {"": "runs", "runs": "runs", "metrics": "metrics"}
+"""URL path (under the base path) -> page module `static/js/pages/<name>.js`."""
+DEFAULT_PORT = 43800
+
+
+class StaticAssets(StaticFiles):
+    """The package's static files, revalidated on every load (so an upgrade shows at once)."""
+
+    def file_response(self, *args: Any, **kwargs: Any) -> Response:
+        response = super().file_response(*args, **kwargs)
+        response.headers["cache-control"] = "no-cache"
+        return response
+
+
+def normalize_base_path(base_path: str | None) -> str:
+    """`prefix/`, `/prefix/` -> `/prefix`; `` and `/` -> `` (served at the root)."""
+    text = (base_path or "").strip().strip("/")
+    if any(part in ("", ".", "..") for part in text.split("/")) and text:
+        raise ValueError(f"base path {base_path!r} is not a clean URL path such as /aim")
+    return f"/{text}" if text else ""
+
+
+def create_app(
+    repo: str | os.PathLike[str] | None,
+    *,
+    base_path: str = "",
+    token: str | None = None,
+    check_host: bool = True,
+) -> ASGIApp:
+    """The UI for the repository at `repo` (RepoNotFoundError when there is none)."""
+    state = UiState(open_repo(repo))
+    shell = (STATIC_DIR / "page.html").read_text(encoding="utf-8")
+    pages = {name: shell.replace("{{page}}", name) for name in set(PAGES.values())}
+
+    async def page(request: Request) -> Response:
+        name = PAGES[request.url.path.rstrip("/").rsplit("/", 1)[-1].split("?")[0]]
+        return HTMLResponse(pages[name], headers={"cache-control": "no-cache"})
+
+    @api_errors
+    async def info(request: Request) -> Response:
+        from aim_parquet import __version__
+        from aim_parquet.ui.api.jsonout import JsonResponse
+
+        return JsonResponse(
+            {"version": __version__, "repo": str(state.layout.root), "pages": sorted(PAGES)}
+        )
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return error_response(404, "not_found", f"no such page or endpoint: {request.url.path}")
+
+    routes: list[Any] = [
+        Route("/", page),
+        Route("/runs", page),
+        Route("/metrics", page),
+        Route("/api/info", info, methods=["GET"]),
+        *api.routes(state),
+        Mount("/static", app=StaticAssets(directory=STATIC_DIR), name="static"),
+    ]
+    app: ASGIApp = Starlette(routes=routes, exception_handlers={404: not_found})
+    prefix = normalize_base_path(base_path)
+    if prefix:
+
+        async def to_prefix(request: Request) -> Response:
+            return RedirectResponse(prefix + "/")
+
+        app = Starlette(routes=[Route("/", to_prefix), Mount(prefix, app=app)])
+    return Guard(app, token=token, check_host=check_host)
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on (host, port); OSError says what is wrong (e.g. the port is busy)."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    family, _, _, _, address = infos[0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        raise OSError(
+            exc.errno, f"cannot listen on {host}:{port} ({exc.strerror}); pass another --port"
+        ) from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(
+    app: ASGIApp,
+    sock: socket.socket,
+    *,
+    on_ready: Callable[[], None] | None = None,
+    log_level: str = "warning",
+) -> None:
+    """Serve `app` on the bound `sock` until Ctrl-C or SIGTERM (then return normally)."""
+    import uvicorn
+
+    config = uvicorn.Config(
+        app,
+        log_level=log_level,
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=3,
+        server_header=False,
+    )
+    server = uvicorn.Server(config)
+    if on_ready is not None:
+        on_ready()
+    # uvicorn shuts down gracefully on SIGINT/SIGTERM and then re-raises the signal to the
+    # handler it found; a no-op one makes a requested stop a normal return (exit status 0).
+    previous = {sig: signal.signal(sig, _stopped) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        server.run(sockets=[sock])
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _stopped(signum: int, frame: FrameType | None) -> None:
+    """The signal handler in force while uvicorn serves (it handles the stop itself)."""
