@@ -14,7 +14,7 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -70,9 +70,11 @@ def create_app(
     shell = (STATIC_DIR / "page.html").read_text(encoding="utf-8")
     pages = {name: shell.replace("{{page}}", name) for name in set(PAGES.values())}
 
-    async def page(request: Request) -> Response:
-        name = PAGES[request.url.path.rstrip("/").rsplit("/", 1)[-1].split("?")[0]]
-        return HTMLResponse(pages[name], headers={"cache-control": "no-cache"})
+    def page(name: str) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            return HTMLResponse(pages[name], headers={"cache-control": "no-cache"})
+
+        return endpoint
 
     @api_errors
     async def info(request: Request) -> Response:
@@ -87,9 +89,7 @@ def create_app(
         return error_response(404, "not_found", f"no such page or endpoint: {request.url.path}")
 
     routes: list[Any] = [
-        Route("/", page),
-        Route("/runs", page),
-        Route("/metrics", page),
+        *(Route(f"/{path}", page(name)) for path, name in PAGES.items()),
         Route("/api/info", info, methods=["GET"]),
         *api.routes(state),
         Mount("/static", app=StaticAssets(directory=STATIC_DIR), name="static"),

@@ -226,8 +226,10 @@ function drawChart(entry, c, colorFields, strokeFields, colors, dashes) {
     }
   }
   const maxStep = c.maxStep === null || c.maxStep === undefined ? "" : ` · step ≤ ${fmtNumber(c.maxStep)}`;
+  const bad = c.series.reduce((sum, s) => sum + (s.nonfinite || 0), 0);
+  const badText = bad ? ` · ${bad} NaN/inf not drawn` : "";
   entry.title.replaceChildren(h("span", {}, c.title),
-    h("small", {}, ` ${c.series.length} series${maxStep}${c.mode === "binned" ? " · min/max per pixel" : ""}`));
+    h("small", {}, ` ${c.series.length} series${maxStep}${c.mode === "binned" ? " · min/max per pixel" : ""}${badText}`));
   entry.chart.draw(c.x, lines, bands);
   const items = [...legend.values()];
   const shown = items.slice(0, 24);

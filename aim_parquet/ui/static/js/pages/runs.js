@@ -50,7 +50,7 @@ metricsInput.addEventListener("change", () => search(true));
 const table = new VirtualTable(tableRoot, {
   rowKey: (row) => row.hash,
   onSort: (key) => {
-    const [current, dir] = state.sort.split(":");
+    const [current, dir] = parseSort();
     state.sort = `${key}:${current === key && dir === "asc" ? "desc" : "asc"}`;
     writeState(state, DEFAULTS);
     applySort();
@@ -58,6 +58,12 @@ const table = new VirtualTable(tableRoot, {
   },
   rowClass: (row) => `${selected.has(row.hash) ? "selected" : ""} ${row.archived ? "archived" : ""}`,
 });
+
+/** "param:hparams.lr:asc" -> ["param:hparams.lr", "asc"] (keys may hold colons). */
+function parseSort() {
+  const at = state.sort.lastIndexOf(":");
+  return at < 0 ? [state.sort, "desc"] : [state.sort.slice(0, at), state.sort.slice(at + 1)];
+}
 
 function effectiveQuery() {
   const q = state.q.trim();
@@ -157,7 +163,7 @@ function sortValueFor(key) {
 }
 
 function applySort() {
-  const [key, dir] = state.sort.split(":");
+  const [key, dir] = parseSort();
   const value = sortValueFor(key);
   const sign = dir === "asc" ? 1 : -1;
   rows.sort((a, b) => {
@@ -180,7 +186,7 @@ function selectBox(row) {
 }
 
 function renderColumns() {
-  const [sortKey, sortDir] = state.sort.split(":");
+  const [sortKey, sortDir] = parseSort();
   const arrow = (key) => (key === sortKey ? (sortDir === "asc" ? " ▲" : " ▼") : "");
   const col = (key, label, width, render, extra = {}) =>
     ({ key, label: label + arrow(key), width, render, sortValue: true, ...extra });
