@@ -39,9 +39,7 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("--host", default=DEFAULT_HOST, help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (default 43800)")
-    p.add_argument(
-        "--base-path", default="", metavar="/PREFIX", help="serve under this URL prefix"
-    )
+    p.add_argument("--base-path", default="", metavar="/PREFIX", help="serve under this URL prefix")
     p.add_argument(
         "--token",
         default=None,

@@ -104,4 +104,3 @@ def stop_all() -> None:
                 proc.kill()
                 proc.wait()
         _servers.pop(key, None)
-

@@ -34,7 +34,12 @@ def series(response: httpx.Response) -> tuple[dict[str, Any], Any]:
 def test_runs_table_matches_the_sdk(ui_server: UiServer, ui_repo: Path) -> None:
     repo = aim.Repo(str(ui_repo))
     with client(ui_server) as http:
-        for query in ["", "run.hparams.lr < 0.05", "run.experiment == 'wide'", "run.archived == True"]:
+        for query in [
+            "",
+            "run.hparams.lr < 0.05",
+            "run.experiment == 'wide'",
+            "run.archived == True",
+        ]:
             answer = http.get("/api/runs", params={"q": query}).json()
             expected = [c.run.hash for c in repo.query_runs(query).iter_runs()]
             assert answer["count"] == len(expected), query
@@ -179,7 +184,9 @@ def test_live_sends_only_points_after_the_cursor(tmp_path: Path) -> None:
                 (update,) = live["series"]
                 assert update["is_new"] is False
                 assert read(update["x"]).tolist() == list(range(s["last_step"] + 1, 130))
-                assert read(update["y"]).tolist() == [float(v) for v in range(s["last_step"] + 1, 130)]
+                assert read(update["y"]).tolist() == [
+                    float(v) for v in range(s["last_step"] + 1, 130)
+                ]
                 nothing, _ = series(
                     http.get("/api/metrics/live", params={"cursor": f"{s['run']}:{s['seq']}:129"})
                 )
@@ -206,8 +213,14 @@ def test_changes_need_same_origin_and_are_refused_for_live_runs(tmp_path: Path) 
             path = f"/api/runs/{finished.hash}"
             assert http.post(path + "/archive", json={"archived": True}).status_code == 403
             evil = {**CHANGE, "Origin": "http://evil.example:43800"}
-            assert http.post(path + "/archive", json={"archived": True}, headers=evil).status_code == 403
-            assert http.delete(path, headers={"Origin": f"http://localhost:{server.port}"}).status_code == 403
+            assert (
+                http.post(path + "/archive", json={"archived": True}, headers=evil).status_code
+                == 403
+            )
+            assert (
+                http.delete(path, headers={"Origin": f"http://localhost:{server.port}"}).status_code
+                == 403
+            )
             ok = http.post(path + "/archive", json={"archived": True}, headers=CHANGE)
             assert ok.status_code == 200 and ok.json()["archived"] is True
             assert aim.Repo(str(tmp_path)).get_run(finished.hash).archived is True
@@ -265,7 +278,9 @@ def test_token_is_required_off_loopback(ui_repo: Path) -> None:
         base = f"http://127.0.0.1:{server.port}"
         with httpx.Client(base_url=base, timeout=TIMEOUT) as http:
             assert http.get("/api/runs").status_code == 401
-            assert http.get("/api/runs", headers={"Authorization": "Bearer nope"}).status_code == 401
+            assert (
+                http.get("/api/runs", headers={"Authorization": "Bearer nope"}).status_code == 401
+            )
             ok = http.get("/api/runs", headers={"Authorization": f"Bearer {token}"})
             assert ok.status_code == 200 and ok.json()["count"] == 4
             landing = http.get(f"/metrics?token={token}&x=epoch")

@@ -98,7 +98,9 @@ def test_playwright_drives_the_installed_chromium(browser: Any) -> None:
 def test_runs_page_count_matches_the_sdk(tab: Tab, ui_repo: Path) -> None:
     repo = aim.Repo(str(ui_repo))
     page = tab.open("/")
-    assert int(attr(page, "#runs-table", "data-run-count")) == len(list(repo.query_runs("").iter_runs()))
+    assert int(attr(page, "#runs-table", "data-run-count")) == len(
+        list(repo.query_runs("").iter_runs())
+    )
     assert page.locator(".vt-row:visible").count() == 4
     assert page.get_by_text("Лосс 損失 run").is_visible()
     tab.shot("runs-4-runs")
@@ -108,13 +110,17 @@ def test_runs_page_count_matches_the_sdk(tab: Tab, ui_repo: Path) -> None:
     assert int(attr(page, "#runs-table", "data-run-count")) == expected == 2
     assert page.locator(".vt-head", has_text="loss (subset=train)").count() == 1
     tab.watch.expect_error("status of 400")  # the API's answer to the bad query
-    wait_reloaded(page, lambda: (page.fill("input[name=q]", "run.hparams.lr >"), page.click("text=Search")))
+    wait_reloaded(
+        page, lambda: (page.fill("input[name=q]", "run.hparams.lr >"), page.click("text=Search"))
+    )
     error = page.locator("pre.error")
     assert error.is_visible() and "^" in error.inner_text()
     assert attr(page, "#runs-table", "data-run-count") == "0"
     tab.shot("runs-query-error")
     page.go_back()
-    page.wait_for_function(f"() => document.querySelector('#runs-table').dataset.runCount === '{expected}'")
+    page.wait_for_function(
+        f"() => document.querySelector('#runs-table').dataset.runCount === '{expected}'"
+    )
 
 
 def chart_expectations(repo: aim.Repo, query: str) -> tuple[int, dict[str, int]]:
@@ -206,7 +212,9 @@ def test_runs_explorer_archive_edit_delete(browser: Any, tmp_path: Path) -> None
         assert attr(page, "#runs-table", "data-run-count") == "2"
         assert aim.Repo(str(tmp_path)).get_run(hashes[0]).archived is True
         page.check("input[name=archived]")
-        page.wait_for_function("() => document.querySelector('#runs-table').dataset.runCount === '3'")
+        page.wait_for_function(
+            "() => document.querySelector('#runs-table').dataset.runCount === '3'"
+        )
         page.locator(f".vt-row[data-key='{hashes[1]}'] button.edit").click()
         page.fill("dialog input[name=name]", "renamed by the UI")
         page.fill("dialog input[name=tags]", "good, 良い")
@@ -246,7 +254,9 @@ def test_many_runs_render_only_visible_rows(browser: Any, tmp_path: Path) -> Non
         page.locator(".vt-scroll").evaluate("el => el.scrollTop = el.scrollHeight")
         page.get_by_text("299", exact=True).wait_for()
         tab.shot("runs-300-runs-scrolled")
-        page = tab.open("/metrics?q=" + quote("run.hparams.seed < 100") + "&color_by=run.hparams.lr")
+        page = tab.open(
+            "/metrics?q=" + quote("run.hparams.seed < 100") + "&color_by=run.hparams.lr"
+        )
         assert attr(page, "#metrics", "data-series-count") == "100"
         tab.shot("metrics-100-runs")
         tab.close()

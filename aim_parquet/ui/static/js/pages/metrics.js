@@ -87,9 +87,9 @@ function changed(name, push = false) {
 }
 
 function chartWidth() {
-  const width = root.clientWidth || window.innerWidth - 32;
-  const perRow = Math.max(1, Math.floor(width / 560));
-  return Math.max(200, Math.floor(width / perRow) - 24);
+  // a lone chart takes the whole row: ask for that many pixel columns (the server caps the
+  // total for many series anyway)
+  return Math.max(200, Math.floor(root.clientWidth || window.innerWidth - 32) - 24);
 }
 
 async function load() {
@@ -103,6 +103,7 @@ async function load() {
       q: state.q, x: state.x, chart_by: state.chart_by, width: chartWidth(),
     });
     if (mine !== generation) return;
+    performance.mark("aim_parquet:data");
     errorBox.hidden = true;
     model = {
       xAxis: header.x_axis,
@@ -114,6 +115,7 @@ async function load() {
       })),
     };
     render();
+    performance.mark("aim_parquet:drawn");
     const ms = performance.now() - started;
     const damaged = header.damaged.length ? ` · ${header.damaged.length} damaged run(s) skipped: run aim-parquet verify` : "";
     setStatus(`${header.series_count.toLocaleString("en-US")} series · ${header.points_read.toLocaleString("en-US")} points read · ${(bytes / 1024).toFixed(0)} KiB · ${ms.toFixed(0)} ms${damaged}`);
@@ -231,6 +233,10 @@ function drawChart(entry, c, colorFields, strokeFields, colors, dashes) {
   entry.title.replaceChildren(h("span", {}, c.title),
     h("small", {}, ` ${c.series.length} series${maxStep}${c.mode === "binned" ? " · min/max per pixel" : ""}${badText}`));
   entry.chart.draw(c.x, lines, bands);
+  entry.el.classList.toggle("no-points", c.x.length === 0);
+  entry.el.dataset.emptyText = model.xAxis === "epoch"
+    ? "No point of these series has an epoch: track with epoch=... or use the step axis."
+    : "No points in this range.";
   const items = [...legend.values()];
   const shown = items.slice(0, 24);
   entry.legend.replaceChildren(
