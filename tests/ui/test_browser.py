@@ -331,3 +331,37 @@ def test_base_path_works_in_the_browser(browser: Any, ui_repo: Path) -> None:
         tab.close()
     finally:
         assert stop_server(server)[0] == 0
+
+
+def test_zoom_fetches_the_range_at_full_resolution(browser: Any, tmp_path: Path) -> None:
+    run = quiet_run(tmp_path)
+    for step in range(50_000):
+        run.track(float(step % 1000 == 500) * 5.0 + step / 50_000, name="loss", step=step)
+    run.close()
+    server = start_server(tmp_path)
+    try:
+        tab = Tab(browser, server)
+        page = tab.open("/metrics")
+        chart = page.locator("section.chart")
+        assert chart.get_attribute("data-mode") == "binned"
+        assert chart.get_attribute("data-max-step") == "49999"
+        box = chart.locator(".u-over").bounding_box()
+        assert box is not None
+        page.mouse.move(box["x"] + box["width"] * 0.10, box["y"] + 40)
+        page.mouse.down()
+        page.mouse.move(box["x"] + box["width"] * 0.12, box["y"] + 40, steps=5)
+        page.mouse.up()
+        page.wait_for_function(
+            "() => document.querySelector('section.chart').dataset.mode === 'exact zoomed'"
+        )
+        zoomed_max = int(chart.get_attribute("data-max-step") or 0)
+        assert 5_000 < zoomed_max < 7_000  # the last step inside the zoomed range
+        tab.shot("metrics-zoomed")
+        chart.locator(".u-over").dblclick()
+        page.wait_for_function(
+            "() => document.querySelector('section.chart').dataset.mode === 'binned'"
+        )
+        assert chart.get_attribute("data-max-step") == "49999"
+        tab.close()
+    finally:
+        assert stop_server(server)[0] == 0

@@ -26,7 +26,8 @@ function styleKey(lines) {
  * bands: [{upper: lineIndex, lower: lineIndex, fill}]  (indices into lines)
  */
 export class Chart {
-  constructor(container, { xAxis, xLabel, yLog = false, xLog = false, approximate = false }) {
+  constructor(container, { xAxis, xLabel, yLog = false, xLog = false, approximate = false, onZoom = null }) {
+    this.onZoom = onZoom;
     this.container = container;
     this.xAxis = xAxis;
     this.xLabel = xLabel;
@@ -82,11 +83,19 @@ export class Chart {
       bands: bands.map((b) => ({ series: [b.upper + 1, b.lower + 1], fill: b.fill })),
       legend: { show: false },
       cursor: { drag: { x: true, y: false, setScale: true }, points: { show: false }, focus: { prox: -1 } },
-      hooks: { setCursor: [(u) => this.onCursor(u)] },
+      hooks: {
+        setCursor: [(u) => this.onCursor(u)],
+        setSelect: [(u) => {
+          if (!this.onZoom || u.select.width < 2) return;
+          const lo = u.posToVal(u.select.left, "x"), hi = u.posToVal(u.select.left + u.select.width, "x");
+          this.onZoom(lo, hi);
+        }],
+      },
     };
     this.styleKey = styleKey(lines);
     this.plot = new uPlot(options, data, this.canvasBox);
     this.plot.over.addEventListener("mouseleave", () => { this.tooltip.hidden = true; });
+    this.plot.over.addEventListener("dblclick", () => { if (this.onZoom) this.onZoom(null, null); });
   }
 
   sameStyle(lines) {

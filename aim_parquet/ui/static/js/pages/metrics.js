@@ -151,8 +151,9 @@ function render() {
       const title = h("h3", {});
       const legend = h("div", { class: "legend" });
       el.append(title);
+      const key = c.key;
       const chart = new Chart(el, { xAxis: model.xAxis, xLabel: X_LABELS[model.xAxis], yLog: state.ylog,
-        approximate: c.mode === "binned" });
+        approximate: c.mode === "binned", onZoom: (lo, hi) => zoom(key, lo, hi) });
       el.append(legend);
       entry = { el, chart, title, legend, xAxis: model.xAxis, ylog: state.ylog };
       charts.set(c.key, entry);
@@ -161,6 +162,7 @@ function render() {
     entry.chart.approximate = c.mode === "binned";
     entry.el.dataset.maxStep = c.maxStep === null || c.maxStep === undefined ? "" : String(c.maxStep);
     entry.el.dataset.seriesCount = String(c.series.length);
+    entry.el.dataset.mode = c.full ? `${c.mode} zoomed` : c.mode;
     drawChart(entry, c, colorFields, strokeFields, colors, dashes);
   }
   for (const [key, entry] of charts) {
@@ -172,6 +174,36 @@ function render() {
   const active = Object.values(model.runs).filter((r) => r.active).length;
   liveBadge.hidden = !active;
   liveBadge.textContent = `● ${active} active run${active === 1 ? "" : "s"}`;
+}
+
+// -- zoom: a chart downsampled per pixel column asks for the zoomed range at full resolution --
+async function zoom(key, lo, hi) {
+  const chart = model.charts.find((c) => c.key === key);
+  if (!chart) return;
+  if (lo === null) {
+    if (chart.full) { Object.assign(chart, chart.full); chart.full = null; render(); }
+    return;
+  }
+  if (chart.mode !== "binned" && !chart.full) return; // every point is already there
+  setReady(false);
+  try {
+    const { header, read } = await getSeries("api/metrics/search", {
+      q: state.q, x: state.x, chart_by: state.chart_by, width: chartWidth(), x_min: lo, x_max: hi,
+    });
+    const fresh = header.charts.find((c) => JSON.stringify(c.key) === key);
+    if (fresh) {
+      if (!chart.full) chart.full = { x: chart.x, series: chart.series, mode: chart.mode, maxStep: chart.maxStep };
+      chart.maxStep = fresh.max_step;
+      const ys = new Map(fresh.series.map((s) => [`${s.run}:${s.seq}`, toNullable(read(s.y))]));
+      chart.x = Array.from(read(fresh.x));
+      chart.mode = fresh.mode;
+      chart.series = chart.series.map((s) => ({ ...s, y: ys.get(`${s.run}:${s.seq}`) || new Array(chart.x.length).fill(null) }));
+      render();
+    }
+  } catch (err) {
+    setStatus(`zoom failed: ${err.message || err}`);
+  }
+  setReady(true);
 }
 
 function prepare(values) {
@@ -231,7 +263,7 @@ function drawChart(entry, c, colorFields, strokeFields, colors, dashes) {
   const bad = c.series.reduce((sum, s) => sum + (s.nonfinite || 0), 0);
   const badText = bad ? ` · ${bad} NaN/inf not drawn` : "";
   entry.title.replaceChildren(h("span", {}, c.title),
-    h("small", {}, ` ${c.series.length} series${maxStep}${c.mode === "binned" ? " · min/max per pixel" : ""}${badText}`));
+    h("small", {}, ` ${c.series.length} series${maxStep}${c.mode === "binned" ? " · min/max per pixel" : ""}${badText}${c.full ? " · zoomed (double-click resets)" : ""}`));
   entry.chart.draw(c.x, lines, bands);
   entry.el.classList.toggle("no-points", c.x.length === 0);
   entry.el.dataset.emptyText = model.xAxis === "epoch"
