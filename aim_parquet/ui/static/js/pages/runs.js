@@ -207,7 +207,7 @@ function renderColumns() {
     col("hash", "Hash", 96, (r) => h("span", { class: "mono", title: r.hash }, r.hash.slice(0, 8))),
     col("experiment", "Experiment", 120, (r) => r.experiment),
     col("tags", "Tags", 130, (r) => r.tags.join(", ")),
-    col("created", "Created", 150, (r) => fmtTime(r.created)),
+    col("created", "Created", 170, (r) => fmtTime(r.created)),
     col("duration", "Duration", 90, (r) => fmtDuration(r.duration)),
   ];
   columns.push({ key: "edit", label: "", width: 40, className: "center",
@@ -215,14 +215,19 @@ function renderColumns() {
   if (state.archived) columns.push(col("archived", "Archived", 80, (r) => (r.archived ? "yes" : "")));
   for (const metric of data ? data.metrics : []) {
     const values = metric.values;
-    columns.push(col(`metric:${metric.label}`, metric.label, 130, (r) => fmtNumber(values[r.i]), { className: "num" }));
+    columns.push(col(`metric:${metric.label}`, metric.label, labelWidth(metric.label), (r) => fmtNumber(values[r.i]), { className: "num" }));
   }
   for (const key of data ? shownParams() : []) {
     const values = data.params[key];
-    columns.push(col(`param:${key}`, key, 120, (r) => fmtValue(values[r.i]), { className: "num" }));
+    columns.push(col(`param:${key}`, key, labelWidth(key), (r) => fmtValue(values[r.i]), { className: "num" }));
   }
   table.sort = { key: sortKey, dir: sortDir === "asc" ? 1 : -1 };
   table.setColumns(columns);
+}
+
+/** A column wide enough for its header (and the sort arrow), within reason. */
+function labelWidth(label) {
+  return Math.max(100, Math.min(240, Math.round(label.length * 7.5) + 36));
 }
 
 function renderActions() {
