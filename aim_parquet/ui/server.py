@@ -3,15 +3,18 @@
 Pages (`/`, `/runs`, `/metrics`) are one small HTML shell naming the page's ES module; everything
 they show comes from `/api/...` (`aim_parquet.ui.api`). Every URL a page uses is relative, so the
 app works under `--base-path /prefix` and behind reverse proxies that strip or keep a prefix.
-Static files come only from the package's `static/` folder (Starlette's `StaticFiles` refuses
-paths that leave it). `serve` binds the socket first (a busy port is a clear error), then runs
+Static files are the package's `static/` folder, read into memory at start and served by exact
+name, so no request can name a file outside it. `serve` binds the socket first (a busy port is a clear error), then runs
 uvicorn, which stops cleanly on Ctrl-C and SIGTERM.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import posixpath
+import re
 import signal
 import socket
 from collections.abc import Awaitable, Callable
@@ -23,7 +26,6 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
-from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
 from aim_parquet.storage.repo_files import open_repo
@@ -41,13 +43,62 @@ PAGES = {"": "runs", "runs": "runs", "metrics": "metrics"}
 DEFAULT_PORT = 43800
 
 
-class StaticAssets(StaticFiles):
-    """The package's static files, revalidated on every load (so an upgrade shows at once)."""
+class StaticAssets:
+    """The package's static files, read once into memory and served by exact name (a path that
+    is not one of them, `..` included, is a 404: nothing outside `static/` can be named).
 
-    def file_response(self, *args: Any, **kwargs: Any) -> Response:
-        response = super().file_response(*args, **kwargs)
-        response.headers["cache-control"] = "no-cache"
-        return response
+    Each answer has an ETag and `Cache-Control: no-cache`, so a browser revalidates (304) and an
+    upgrade shows at once. Serving from memory keeps the page's first paint off the thread pool
+    the data reads use.
+    """
+
+    TYPES = {
+        ".js": "text/javascript; charset=utf-8",
+        ".css": "text/css; charset=utf-8",
+        ".svg": "image/svg+xml",
+        ".html": "text/html; charset=utf-8",
+        "": "text/plain; charset=utf-8",
+    }
+
+    def __init__(self, directory: Path) -> None:
+        self.files: dict[str, tuple[bytes, str, str]] = {}
+        for path in sorted(directory.rglob("*")):
+            if path.is_file() and not path.name.startswith("."):
+                body = path.read_bytes()
+                etag = '"' + hashlib.sha256(body).hexdigest()[:20] + '"'
+                media = self.TYPES.get(path.suffix, "application/octet-stream")
+                self.files[path.relative_to(directory).as_posix()] = (body, media, etag)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        request = Request(scope, receive)
+        name = request.path_params.get("path", "")
+        found = self.files.get(name)
+        if found is None or request.method not in ("GET", "HEAD"):
+            response: Response = error_response(404, "not_found", f"no static file {name!r}")
+        else:
+            body, media, etag = found
+            headers = {"etag": etag, "cache-control": "no-cache"}
+            if request.headers.get("if-none-match") == etag:
+                response = Response(status_code=304, headers=headers)
+            else:
+                response = Response(body, media_type=media, headers=headers)
+        await response(scope, receive, send)
+
+
+def preload_links(page: str) -> str:
+    """`<link rel="modulepreload">` for every module the page imports (read from its import
+    lines), so the browser fetches them at once instead of one import level at a time."""
+    seen: list[str] = []
+    pending = [f"js/pages/{page}.js"]
+    while pending:
+        module = pending.pop()
+        text = (STATIC_DIR / module).read_text(encoding="utf-8")
+        for target in re.findall(r'^import\b[^;]*?from "([^"]+)";', text, flags=re.M):
+            resolved = posixpath.normpath(posixpath.join(posixpath.dirname(module), target))
+            if resolved not in seen:
+                seen.append(resolved)
+                pending.append(resolved)
+    return "\n".join(f'<link rel="modulepreload" href="static/{m}">' for m in sorted(seen))
 
 
 def normalize_base_path(base_path: str | None) -> str:
@@ -68,7 +119,10 @@ def create_app(
     """The UI for the repository at `repo` (RepoNotFoundError when there is none)."""
     state = UiState(open_repo(repo))
     shell = (STATIC_DIR / "page.html").read_text(encoding="utf-8")
-    pages = {name: shell.replace("{{page}}", name) for name in set(PAGES.values())}
+    pages = {
+        name: shell.replace("{{page}}", name).replace("{{preload}}", preload_links(name))
+        for name in set(PAGES.values())
+    }
 
     def page(name: str) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
@@ -92,7 +146,7 @@ def create_app(
         *(Route(f"/{path}", page(name)) for path, name in PAGES.items()),
         Route("/api/info", info, methods=["GET"]),
         *api.routes(state),
-        Mount("/static", app=StaticAssets(directory=STATIC_DIR), name="static"),
+        Route("/static/{path:path}", StaticAssets(STATIC_DIR), methods=["GET", "HEAD"]),
     ]
     app: ASGIApp = Starlette(routes=routes, exception_handlers={404: not_found})
     prefix = normalize_base_path(base_path)

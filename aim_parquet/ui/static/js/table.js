@@ -9,6 +9,8 @@ const OVERSCAN = 8;
 
 /**
  * columns: [{key, label, width, render(row) -> string|Node, sortValue(row), className}]
+ *   or, for cells with controls, create() -> Node made once per pooled row and
+ *   update(node, row) that patches it (no elements are created while scrolling)
  * options: {rowKey(row), onSort(key), selected: Set, onSelect(), rowClass(row)}
  */
 export class VirtualTable {
@@ -88,6 +90,7 @@ export class VirtualTable {
       for (const column of this.columns) {
         const cell = h("div", { class: `vt-cell ${column.className || ""}`, role: "cell" });
         cell.style.width = `${column.width}px`;
+        if (column.create) cell.append(column.create());
         el.append(cell);
       }
       this.body.append(el);
@@ -109,10 +112,15 @@ export class VirtualTable {
       el.dataset.key = this.options.rowKey(row);
       const cells = el.children;
       for (let c = 0; c < this.columns.length; c++) {
-        const content = this.columns[c].render(row);
+        const column = this.columns[c];
         const cell = cells[c];
+        if (column.update) {
+          column.update(cell.firstChild, row); // patch the element made once by create()
+          continue;
+        }
+        const content = column.render(row);
         if (content instanceof Node) cell.replaceChildren(content);
-        else {
+        else if (cell.textContent !== content) {
           cell.textContent = content;
           cell.title = content;
         }

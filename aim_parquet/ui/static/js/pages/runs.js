@@ -175,15 +175,23 @@ function applySort() {
   table.setRows(rows, data && data.count === 0 ? "No run matches this query." : "");
 }
 
-function selectBox(row) {
-  const box = h("input", { type: "checkbox", checked: selected.has(row.hash), "aria-label": `select ${row.name}` });
-  box.addEventListener("change", () => {
-    if (box.checked) selected.add(row.hash); else selected.delete(row.hash);
-    table.refreshAll();
-    renderActions();
-  });
-  return box;
-}
+// Row controls are made once per pooled row and patched while scrolling; clicks are handled
+// once, on the table, by the row's data-key.
+tableRoot.addEventListener("change", (event) => {
+  const box = event.target;
+  if (!(box instanceof HTMLInputElement) || box.dataset.action !== "select") return;
+  const hash = box.closest(".vt-row").dataset.key;
+  if (box.checked) selected.add(hash); else selected.delete(hash);
+  table.refreshAll();
+  renderActions();
+});
+tableRoot.addEventListener("click", (event) => {
+  const button = event.target instanceof Element ? event.target.closest("button[data-action=edit]") : null;
+  if (!button) return;
+  const hash = button.closest(".vt-row").dataset.key;
+  const row = rows.find((r) => r.hash === hash);
+  if (row) editRun(row);
+});
 
 function renderColumns() {
   const [sortKey, sortDir] = parseSort();
@@ -191,7 +199,9 @@ function renderColumns() {
   const col = (key, label, width, render, extra = {}) =>
     ({ key, label: label + arrow(key), width, render, sortValue: true, ...extra });
   const columns = [
-    { key: "select", label: "", width: 36, render: selectBox, className: "center",
+    { key: "select", label: "", width: 36, className: "center",
+      create: () => h("input", { type: "checkbox", dataset: { action: "select" } }),
+      update: (box, r) => { box.checked = selected.has(r.hash); box.setAttribute("aria-label", `select ${r.name}`); },
       header: () => {
         const all = h("input", { type: "checkbox", "aria-label": "select all runs",
           checked: rows.length > 0 && selected.size === rows.length });
@@ -202,16 +212,26 @@ function renderColumns() {
         });
         return all;
       } },
-    col("active", "", 28, (r) => h("span", { class: r.active ? "dot live" : "dot", title: r.active ? "active: a process is writing this run" : "finished" }), { className: "center" }),
-    col("name", "Name", 220, (r) => h("a", { href: `metrics?q=${encodeURIComponent(`run.hash == "${r.hash}"`)}`, title: `${r.name}\n${r.description || ""}` }, r.name)),
-    col("hash", "Hash", 96, (r) => h("span", { class: "mono", title: r.hash }, r.hash.slice(0, 8))),
+    col("active", "", 28, null, { className: "center", create: () => h("span", { class: "dot" }),
+      update: (dot, r) => {
+        dot.className = r.active ? "dot live" : "dot";
+        dot.title = r.active ? "active: a process is writing this run" : "finished";
+      } }),
+    col("name", "Name", 220, null, { create: () => h("a", {}),
+      update: (a, r) => {
+        a.href = `metrics?q=${encodeURIComponent(`run.hash == "${r.hash}"`)}`;
+        a.title = r.description ? `${r.name}\n${r.description}` : r.name;
+        a.textContent = r.name;
+      } }),
+    col("hash", "Hash", 96, (r) => r.hash.slice(0, 8), { className: "mono" }),
     col("experiment", "Experiment", 120, (r) => r.experiment),
     col("tags", "Tags", 130, (r) => r.tags.join(", ")),
     col("created", "Created", 170, (r) => fmtTime(r.created)),
     col("duration", "Duration", 90, (r) => fmtDuration(r.duration)),
   ];
   columns.push({ key: "edit", label: "", width: 40, className: "center",
-    render: (r) => h("button", { type: "button", class: "link edit", title: `edit name, description and tags of ${r.hash}`, "aria-label": "edit run", onclick: () => editRun(r) }, "✎") });
+    create: () => h("button", { type: "button", class: "link edit", "aria-label": "edit run", dataset: { action: "edit" } }, "✎"),
+    update: (button, r) => { button.title = `edit name, description and tags of ${r.hash}`; } });
   if (state.archived) columns.push(col("archived", "Archived", 80, (r) => (r.archived ? "yes" : "")));
   for (const metric of data ? data.metrics : []) {
     const values = metric.values;
