@@ -109,6 +109,12 @@ def test_runs_page_count_matches_the_sdk(tab: Tab, ui_repo: Path) -> None:
     expected = len(list(repo.query_runs(query).iter_runs()))
     assert int(attr(page, "#runs-table", "data-run-count")) == expected == 2
     assert page.locator(".vt-head", has_text="loss (subset=train)").count() == 1
+    page.click("button:text-is('Columns…')")
+    page.uncheck("dialog input[value='hparams.batch_size']")
+    page.click("dialog button:text-is('Show chosen')")
+    page.wait_for_function("() => location.search.includes('params=')")
+    assert page.locator(".vt-head[data-key='param:hparams.batch_size']").count() == 0
+    assert page.locator(".vt-head[data-key='param:hparams.lr']").count() == 1
     tab.watch.expect_error("status of 400")  # the API's answer to the bad query
     wait_reloaded(
         page, lambda: (page.fill("input[name=q]", "run.hparams.lr >"), page.click("text=Search"))

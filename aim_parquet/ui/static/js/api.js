@@ -27,8 +27,24 @@ async function check(response) {
   throw new ApiError(response.status, kind, message);
 }
 
+// Requests started early (by boot.js, before the page's code has loaded), by URL.
+const early = new Map();
+
+/** Start a GET now; the page's first getJSON/getSeries of the same URL takes its answer. */
+export function prefetch(path, params) {
+  const href = url(path, params).href;
+  early.set(href, fetch(href));
+}
+
+function get(path, params, options) {
+  const href = url(path, params).href;
+  const started = early.get(href);
+  early.delete(href);
+  return started || fetch(href, { signal: options.signal });
+}
+
 export async function getJSON(path, params, options = {}) {
-  const response = await fetch(url(path, params), { signal: options.signal });
+  const response = await get(path, params, options);
   return (await check(response)).json();
 }
 
@@ -47,7 +63,7 @@ export async function send(method, path, body) {
  * {header, read(ref)} where read gives a Float64Array/Float32Array view without copying.
  */
 export async function getSeries(path, params, options = {}) {
-  const response = await fetch(url(path, params), { signal: options.signal });
+  const response = await get(path, params, options);
   const buffer = await (await check(response)).arrayBuffer();
   return decodeSeries(buffer);
 }

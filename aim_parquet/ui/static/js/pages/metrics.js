@@ -2,7 +2,8 @@
 // value of "chart by", coloured and dashed by any field, optionally aggregated per group with a
 // band, smoothed, on a step / epoch / relative-time / wall-time axis, updated live.
 
-import { ApiError, getJSON, getSeries } from "../api.js";
+import { ApiError, getSeries } from "../api.js";
+import { METRICS_DEFAULTS, chartWidth, metricsSearch } from "../boot.js";
 import { Chart } from "../chart.js";
 import { fmtNumber, h, markNav, setReady, setStatus } from "../dom.js";
 import {
@@ -10,10 +11,7 @@ import {
 } from "../series.js";
 import { readState, writeState } from "../state.js";
 
-const DEFAULTS = {
-  q: "", x: "step", chart_by: "metric.name", color_by: "", stroke_by: "",
-  agg: "none", band: "minmax", smooth: 0, ylog: false, live: true,
-};
+const DEFAULTS = METRICS_DEFAULTS;
 const X_LABELS = { step: "step", epoch: "epoch", relative: "relative time", wall: "time" };
 const LIVE_INTERVAL_MS = 1000;
 const state = readState(DEFAULTS);
@@ -86,12 +84,6 @@ function changed(name, push = false) {
   else render();
 }
 
-function chartWidth() {
-  // a lone chart takes the whole row: ask for that many pixel columns (the server caps the
-  // total for many series anyway)
-  return Math.max(200, Math.floor(root.clientWidth || window.innerWidth - 32) - 24);
-}
-
 async function load() {
   const mine = ++generation;
   setReady(false);
@@ -99,9 +91,7 @@ async function load() {
   clearTimeout(liveTimer);
   const started = performance.now();
   try {
-    const { header, read, bytes } = await getSeries("api/metrics/search", {
-      q: state.q, x: state.x, chart_by: state.chart_by, width: chartWidth(),
-    });
+    const { header, read, bytes } = await getSeries(...metricsSearch(state));
     if (mine !== generation) return;
     performance.mark("aim_parquet:data");
     errorBox.hidden = true;
