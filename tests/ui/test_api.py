@@ -234,6 +234,8 @@ def test_changes_need_same_origin_and_are_refused_for_live_runs(tmp_path: Path) 
             assert (run.name, run.description, list(run.tags)) == ("renamed ✓", "why", ["a", "b"])
             assert http.post(path, json={"tags": "x"}, headers=CHANGE).status_code == 400
             assert http.post(path, content=b"{not json", headers=CHANGE).status_code == 400
+            huge = http.post(path, content=b" " * 2_000_000, headers=CHANGE)
+            assert huge.status_code == 400 and "too large" in huge.json()["message"]
             locked = http.post(
                 f"/api/runs/{live.hash}/archive", json={"archived": True}, headers=CHANGE
             )

@@ -35,6 +35,7 @@ from aim_parquet.ui.api.state import UiState, damaged_json
 
 MAX_TEXT = 10_000
 MAX_TAGS = 100
+MAX_BODY = 1_000_000
 RUN_FIELDS = ("hash", "name", "experiment", "tags", "description", "created", "ended")
 
 
@@ -142,9 +143,13 @@ def run_detail(state: UiState, run_hash: str) -> dict[str, Any]:
 
 
 async def _body(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    if len(raw) > 1_000_000:
-        raise BadRequest("request body too large (over 1 MB)")
+    chunks, size = [], 0
+    async for chunk in request.stream():  # read at most MAX_BODY bytes, whatever is sent
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise BadRequest(f"request body too large (over {MAX_BODY:,} bytes)")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
     try:
         data = json.loads(raw or b"{}")
     except ValueError as exc:
