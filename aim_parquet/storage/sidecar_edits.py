@@ -67,3 +67,30 @@ def finish_run(layout: RepoLayout, run_hash: str) -> RunMeta:
         return replace(meta, end_time=end)
 
     return _edit(layout, run_hash, "close", change)
+
+
+_KEEP: object = object()
+
+
+def edit_run(
+    layout: RepoLayout,
+    run_hash: str,
+    *,
+    name: str | None | object = _KEEP,
+    description: str | None | object = _KEEP,
+    tags: tuple[str, ...] | object = _KEEP,
+) -> RunMeta:
+    """Change the name, description or tags of a run no live process writes (what is not
+    given is kept)."""
+
+    def change(meta: RunMeta) -> RunMeta:
+        fields: dict[str, object] = {}
+        if name is not _KEEP:
+            fields["name"] = name
+        if description is not _KEEP:
+            fields["description"] = description
+        if tags is not _KEEP:
+            fields["tags"] = tags
+        return replace(meta, **fields)  # type: ignore[arg-type]
+
+    return _edit(layout, run_hash, "edit", change)
