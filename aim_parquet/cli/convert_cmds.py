@@ -141,6 +141,9 @@ def _check_target(root: Path) -> None:
     from aim_parquet.storage.repo_files import is_repo
 
     aim_dir = root / ".aim"
+    for folder in (root, aim_dir):
+        if folder.exists() and not folder.is_dir():
+            raise CliError(f"{folder} is a file, not a folder; pass a folder with --repo DIR")
     if aim_dir.is_dir() and not is_repo(root) and any(aim_dir.iterdir()):
         raise CliError(
             f"{aim_dir} is not an aim_parquet repository (an Aim repository?); convert into "

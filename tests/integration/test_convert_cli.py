@@ -319,3 +319,15 @@ def test_progress_bar_on_a_terminal(tmp_path: Path) -> None:
     assert proc.returncode == 0
     assert b"\rconverting tensorboard [" in drawn and b"2/2" in drawn
     assert b"[1/2]" not in drawn  # no plain progress lines on a terminal
+
+
+def test_destination_that_is_a_file_is_refused_before_reading(tmp_path: Path) -> None:
+    logdir = _logdir(tmp_path)
+    (tmp_path / "afile").write_text("x")
+    result = convert_cli("tensorboard", str(logdir), "--repo", str(tmp_path / "afile"))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"aim-parquet: error: {tmp_path / 'afile'} is a file, not a folder; pass a folder with "
+        "--repo DIR"
+    ]
+    assert (tmp_path / "afile").read_text() == "x"
