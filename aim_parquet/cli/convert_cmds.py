@@ -101,8 +101,8 @@ def _common_options(p: argparse.ArgumentParser) -> None:
 def cmd_tensorboard(args: argparse.Namespace) -> int:
     from aim_parquet.convert.tensorboard import find_runs
 
-    runs = find_runs(Path(args.logdir), args.experiment)
-    return _convert(args, "tensorboard", args.logdir, runs, [])
+    found = find_runs(Path(args.logdir), args.experiment)
+    return _convert(args, "tensorboard", args.logdir, found.runs, found.problems)
 
 
 def cmd_mlflow(args: argparse.Namespace) -> int:

@@ -71,6 +71,15 @@ class SourceRun(ABC):
 
 
 @dataclass
+class FoundRuns:
+    """What a converter found in a source: its runs, and what it could not look at (reported
+    and counted as skipped)."""
+
+    runs: list[SourceRun]
+    problems: list[str] = field(default_factory=list)
+
+
+@dataclass
 class RunResult:
     label: str
     status: str

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import unquote, urlparse
 
-from aim_parquet.convert.engine import SourceRun
+from aim_parquet.convert.engine import FoundRuns, SourceRun
 from aim_parquet.convert.sink import CountingSink
 from aim_parquet.errors import SourceError
 
@@ -140,12 +140,6 @@ def _seconds(ms: Any) -> float | None:
         return None
     value = float(ms) / 1000.0
     return value if math.isfinite(value) else None
-
-
-@dataclass
-class FoundRuns:
-    runs: list[SourceRun]
-    problems: list[str]
 
 
 def find_runs(source: str, experiment: str | None = None) -> FoundRuns:

@@ -9,6 +9,7 @@ or still writing) ends cleanly with a report of the bytes left over.
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import struct
 from collections import defaultdict
@@ -64,17 +65,13 @@ class RecordReader:
                 return
             mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
             try:
-                view = np.frombuffer(mm, dtype=np.uint8)
-                yield from self._records(mm, view, size)
+                yield from self._records(mm, np.frombuffer(mm, dtype=np.uint8), size)
             finally:
-                view = None
-                try:
+                # An error on its way out whose traceback still holds a numpy view of the map
+                # makes close() raise BufferError, which would replace that error (Ctrl-C
+                # included): the map is then freed with the traceback.
+                with contextlib.suppress(BufferError):
                     mm.close()
-                except BufferError:
-                    # An error is on its way out and its traceback still holds a numpy view of
-                    # the map: the map is freed with it. Raising here would replace that error
-                    # (Ctrl-C included) by this one.
-                    pass
 
     @staticmethod
     def read_at(fh: BinaryIO, offset: int) -> bytes | None:

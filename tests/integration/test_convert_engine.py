@@ -130,7 +130,9 @@ def test_a_second_conversion_meanwhile_is_refused(tmp_path: Path) -> None:
         result = convert_cli("tensorboard", str(logdir), "--repo", str(dest))
         assert result.returncode == 1
         (line,) = result.stderr.strip().splitlines()
-        assert "another `aim-parquet convert tensorboard`" in line and f"process {os.getpid()}" in line
+        assert (
+            "another `aim-parquet convert tensorboard`" in line and f"process {os.getpid()}" in line
+        )
         assert _runs(dest) == []
         other = convert_cli("mlflow", str(tmp_path / "none"), "--repo", str(dest))
         assert "another" not in other.stderr  # only the same tracker waits
