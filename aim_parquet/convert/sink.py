@@ -222,7 +222,10 @@ def needs_renumbering(steps: Sequence[int] | np.ndarray[Any, Any]) -> bool:
     """Whether points at these steps cannot keep them as their steps here: a step holds one
     value (the last written), so a step that repeats would lose the points before it, and steps
     are 0..2**63-1. Converters then number the points 0, 1, ... and keep the step as the epoch."""
-    array = np.asarray(steps, dtype=np.int64)
+    try:
+        array = np.asarray(steps, dtype=np.int64)
+    except OverflowError:  # beyond int64
+        return True
     if array.size == 0:
         return False
     if int(array.min()) < 0:

@@ -439,3 +439,92 @@ def test_tensorboard_links_and_unreadable_places(
     assert "Permission denied" in (report.runs[1].message or "")
     assert [r.name for r in read_converted(tmp_path / "d").values()] == ["linked"]
     assert unreadable.source_id == str(logdir.resolve() / "ok")
+
+
+def _small_mlflow_db(db: Path) -> None:
+    con = sqlite3.connect(db)
+    con.executescript(
+        """
+        create table experiments (experiment_id integer, name text, lifecycle_stage text);
+        create table runs (run_uuid text, name text, status text, start_time integer,
+            end_time integer, lifecycle_stage text, experiment_id integer, user_id text,
+            artifact_uri text);
+        create table metrics (key text, value float, timestamp integer, run_uuid text,
+            step integer, is_nan boolean);
+        create table params (key text, value text, run_uuid text);
+        create table tags (key text, value text, run_uuid text);
+        insert into experiments values (0, 'Default', 'active');
+        insert into runs values ('r1', 'one', 'FINISHED', 1000, 5000, 'active', 0, 'me', 'a');
+        insert into metrics values ('m', 1.0, 1500, 'r1', -2, 0), ('m', 2.0, 1600, 'r1', 5, 0),
+            ('m', 3.0, 1700, 'r1', -1, 0);
+        """
+    )
+    con.commit()
+    con.close()
+
+
+@pytest.mark.parametrize("folder", ["with space", "hash#x", "query?x", "percent%41"])
+def test_mlflow_sqlite_path_with_uri_characters_is_read_and_left_alone(
+    tmp_path: Path, folder: str
+) -> None:
+    """A path is not a URI: '#', '?' and '%' in it opened another (new, empty) database file."""
+    (tmp_path / folder).mkdir()
+    db = tmp_path / folder / "mlflow.db"
+    _small_mlflow_db(db)
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    for source in (str(db), str(db.parent)):
+        result = convert_cli("mlflow", source, "--repo", str(tmp_path / "d"))
+        assert result.returncode == 0, result.stdout + result.stderr
+    after = sorted(str(p) for p in tmp_path.rglob("*") if (tmp_path / "d") not in p.parents)
+    assert [p for p in after if p != str(tmp_path / "d")] == before
+    assert sorted(read_converted(tmp_path / "d")) == ["one"]
+
+
+def test_mlflow_negative_steps_are_kept(tmp_path: Path) -> None:
+    """MLflow accepts negative steps: numbered like repeated steps, the MLflow step as epoch."""
+    db = tmp_path / "mlflow.db"
+    _small_mlflow_db(db)
+    result = convert_cli("mlflow", str(db), "--repo", str(tmp_path / "d"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    run = read_converted(tmp_path / "d")["one"]
+    _, steps, values, epochs, times = run.sequences[("m", ctx_key({}))]
+    assert (steps, values, epochs, times) == (
+        [0, 1, 2],
+        [1.0, 3.0, 2.0],
+        [-2, -1, 5],
+        [1.5, 1.7, 1.6],
+    )
+    assert run.params["mlflow"]["renumbered_metrics"] == ["m"]
+
+
+def test_mlflow_database_left_mid_transaction_gets_a_clear_error(tmp_path: Path) -> None:
+    """A writer killed mid-transaction leaves a hot journal that only a writer may roll back:
+    say so (the source is only read, so it stays as it is)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    db = tmp_path / "mlflow.db"
+    _small_mlflow_db(db)
+    script = (
+        "import os, signal, sqlite3, sys\n"
+        "con = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+        "con.execute('pragma cache_size=1')\n"
+        "con.execute('begin')\n"
+        "con.execute(\"insert into params select 'k' || value, zeroblob(5000), 'r1' from "
+        "(with recursive c(value) as (select 1 union all select value + 1 from c "
+        'where value < 400) select value from c)")\n'
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script, str(db)], timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    journal = tmp_path / "mlflow.db-journal"
+    assert journal.exists() and journal.stat().st_size > 0
+    snapshot = (db.read_bytes(), journal.read_bytes())
+    result = convert_cli("mlflow", str(db), "--repo", str(tmp_path / "d"))
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert "stopped in the middle of a transaction" in line and "mlflow.db-journal" in line
+    assert (db.read_bytes(), journal.read_bytes()) == snapshot
+    assert not os.path.exists(tmp_path / "d" / ".aim" / "runs")
