@@ -168,3 +168,65 @@ def test_two_conversions_started_together_convert_each_run_once(tmp_path: Path) 
     runs = _runs(dest)
     assert sorted(r.name for r in runs) == [f"r{r}" for r in range(6)]
     assert all(r[SOURCE_PARAM]["complete"] for r in runs)
+
+
+def _interrupt_trial(logdir: Path, dest: Path, delay: float, sig: int) -> tuple[int, list[Any]]:
+    """Start a conversion, send `sig` after `delay` seconds, then convert again to the end;
+    (exit status of the interrupted one, the runs afterwards)."""
+    import signal
+
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "aim_parquet",
+            "convert",
+            "tensorboard",
+            str(logdir),
+            "--repo",
+            str(dest),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        proc.wait(timeout=delay)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(sig)
+    code = proc.wait(timeout=CLI_TIMEOUT_S)
+    again = convert_cli("tensorboard", str(logdir), "--repo", str(dest))
+    assert again.returncode == 0, again.stdout + again.stderr
+    return code, _runs(dest)
+
+
+@pytest.mark.slow
+def test_conversion_interrupted_at_random_moments_is_redone_exactly(tmp_path: Path) -> None:
+    """SIGINT (Ctrl-C) and SIGKILL at random moments of a conversion, then the same command
+    again: every source run is converted exactly once, completely. Ctrl-C stops it (status 130)."""
+    import random
+    import signal
+
+    logdir = tmp_path / "logs"
+    n_runs, n_points = 8, 40_000
+    for r in range(n_runs):
+        write_scalar_file(
+            logdir / f"r{r}" / "events.out.tfevents.1",
+            [(1.0 + s, s, "loss", s * 0.5) for s in range(n_points)],
+        )
+    rng = random.Random(18)
+    stopped = 0
+    for trial in range(16):
+        sig = signal.SIGINT if trial % 2 else signal.SIGKILL
+        code, runs = _interrupt_trial(logdir, tmp_path / f"d{trial}", rng.uniform(0.4, 2.0), sig)
+        if code != 0:
+            stopped += 1
+            assert code == (130 if sig == signal.SIGINT else -signal.SIGKILL), code
+        assert sorted(r.name for r in runs) == [f"r{r}" for r in range(n_runs)], trial
+        for run in runs:
+            assert run[SOURCE_PARAM]["complete"] is True
+            steps, values = run.get_metric("loss").values.sparse_numpy()
+            assert steps.tolist() == list(range(n_points)), (trial, run.name)
+            assert values[-1] == (n_points - 1) * 0.5
+    assert stopped >= 8  # most trials did interrupt a conversion in progress
