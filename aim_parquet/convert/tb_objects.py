@@ -168,11 +168,16 @@ def histogram_distribution(
 def encoded_image(data: bytes) -> Image:
     """An Image holding the encoded bytes as they are (no re-encoding)."""
     from PIL import Image as PILImage
+    from PIL import UnidentifiedImageError
 
-    with PILImage.open(io.BytesIO(data)) as img:
-        fmt = str(img.format or "png").lower()
-        meta = {"caption": "", "format": fmt, "width": img.width, "height": img.height}
-        meta["mode"] = str(img.mode)
+    try:
+        with PILImage.open(io.BytesIO(data)) as img:
+            fmt = str(img.format or "png").lower()
+            meta = {"caption": "", "format": fmt, "width": img.width, "height": img.height}
+            meta["mode"] = str(img.mode)
+    except UnidentifiedImageError:
+        what = "no bytes" if not data else f"{len(data)} bytes starting {data[:8]!r}"
+        raise ValueError(f"not an image Pillow can read ({what})") from None
     if fmt not in ("png", "jpeg", "gif", "webp", "bmp", "tiff"):
         raise ValueError(f"image format {fmt!r} is not one aim_parquet stores")
     return Image.from_record(data, meta)

@@ -272,6 +272,7 @@ def test_tensorboard_bad_image_and_bool_tensor(tmp_path: Path) -> None:
     result = convert_cli("tensorboard", str(tmp_path / "logs"), "--repo", str(tmp_path / "d"))
     assert result.returncode == 1
     assert "pic: image value that cannot be decoded" in result.stdout
+    assert "not an image Pillow can read (12 bytes starting b'not an i')" in result.stdout
     run = read_converted(tmp_path / "d")["run"]
     assert run.sequences[("flag", ctx_key({}))][1:3] == ([2], [1])
     assert ("pic", ctx_key({})) not in run.sequences
