@@ -220,7 +220,6 @@ def _convert_one(
         except Exception as exc:
             return RunResult(label, FAILED, sink.counts, message=_describe(exc))
         return RunResult(label, status, sink.counts)
-    run = ImportRun(repo=repo_root, experiment=source_run.experiment)
     marker: dict[str, Any] = {
         "tracker": source_run.tracker,
         "id": source_run.source_id,
@@ -228,11 +227,17 @@ def _convert_one(
         "complete": False,
         "converted_at": time.time(),
     }
+    # The marker is in the run's first sidecar: a run killed at any moment is known as this
+    # source's and redone. Its name is the label until the source's own name is read.
+    run = ImportRun(
+        repo=repo_root,
+        experiment=source_run.experiment,
+        name=label,
+        params={SOURCE_PARAM: marker},
+    )
     run_sink = RunSink(run)
     error: str | None = None
     try:
-        run[SOURCE_PARAM] = marker
-        run.name = label  # until the source's own name is read: a partial run is recognisable
         source_run.read(run_sink)
         run_sink.finish()
         run.complete(SOURCE_PARAM, {**marker, "complete": True})

@@ -16,9 +16,11 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from aim_parquet.errors import StorageError
+from aim_parquet.format.meta import RunMeta
 from aim_parquet.format.values import has_lone_surrogate, normalize_context, normalize_param
 from aim_parquet.sdk.params import key_path, set_path
 from aim_parquet.sdk.run import MAX_STEP, MIN_EPOCH, Run
@@ -33,7 +35,13 @@ class ImportRun(Run):
         repo: Any = None,
         experiment: str | None = None,
         creation_time: float | None = None,
+        name: str | None = None,
+        params: dict[str, Any] | None = None,
     ) -> None:
+        """`name` and `params` are in the run's first sidecar: the run never exists without
+        them (a converter's source marker, even if the process is killed at once)."""
+        self._initial_name = None if name is None else str(name)
+        self._initial_params = normalize_param(dict(params or {}), "params")
         super().__init__(
             repo=repo,
             experiment=experiment,
@@ -82,6 +90,10 @@ class ImportRun(Run):
             if error is not None and not isinstance(error, Exception):
                 raise error from None  # Ctrl-C (or exit) during the last flush: stop as asked
             raise
+
+    def _new_run_meta(self, experiment: str | None) -> RunMeta:
+        meta = super()._new_run_meta(experiment)
+        return replace(meta, name=self._initial_name, params=self._initial_params)
 
     def _closing_end_time(self) -> float:
         if self._source_end_time is not None:

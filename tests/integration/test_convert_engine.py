@@ -230,3 +230,40 @@ def test_conversion_interrupted_at_random_moments_is_redone_exactly(tmp_path: Pa
             assert steps.tolist() == list(range(n_points)), (trial, run.name)
             assert values[-1] == (n_points - 1) * 0.5
     assert stopped >= 8  # most trials did interrupt a conversion in progress
+
+
+KILLED_AT_BIRTH = """
+import os, signal, sys
+from pathlib import Path
+from aim_parquet.convert.engine import convert_runs
+from aim_parquet.storage import run_writer
+from tests.integration.test_convert_engine import FakeRun
+
+def die(self):  # the run exists (folder and first sidecar), nothing else happened yet
+    os.kill(os.getpid(), signal.SIGKILL)
+
+run_writer.RunWriter.start = die
+convert_runs("fake", "x", [FakeRun("a")], Path(sys.argv[1]))
+"""
+
+
+def test_conversion_killed_as_its_run_appears_is_redone(tmp_path: Path) -> None:
+    """SIGKILL right after the run of a conversion is created: the run already names its source
+    (incomplete), so the next conversion replaces it instead of leaving an anonymous run."""
+    import signal
+
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run(
+        [sys.executable, "-c", KILLED_AT_BIRTH, str(tmp_path)],
+        cwd=root,
+        timeout=CLI_TIMEOUT_S,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    (orphan,) = _runs(tmp_path)
+    assert orphan.name == "a" and orphan[SOURCE_PARAM]["complete"] is False
+    report = convert_runs("fake", "x", [FakeRun("a")], tmp_path)
+    assert report.runs[0].status == CONVERTED
+    (run,) = _runs(tmp_path)
+    assert run.hash != orphan.hash and run[SOURCE_PARAM]["complete"] is True
