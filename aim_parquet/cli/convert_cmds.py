@@ -101,8 +101,8 @@ def _common_options(p: argparse.ArgumentParser) -> None:
 def cmd_tensorboard(args: argparse.Namespace) -> int:
     from aim_parquet.convert.tensorboard import find_runs
 
-    runs = find_runs(Path(args.logdir), args.experiment)
-    return _convert(args, "tensorboard", args.logdir, runs, [])
+    found = find_runs(Path(args.logdir), args.experiment)
+    return _convert(args, "tensorboard", args.logdir, found.runs, found.problems)
 
 
 def cmd_mlflow(args: argparse.Namespace) -> int:
@@ -141,6 +141,9 @@ def _check_target(root: Path) -> None:
     from aim_parquet.storage.repo_files import is_repo
 
     aim_dir = root / ".aim"
+    for folder in (root, aim_dir):
+        if folder.exists() and not folder.is_dir():
+            raise CliError(f"{folder} is a file, not a folder; pass a folder with --repo DIR")
     if aim_dir.is_dir() and not is_repo(root) and any(aim_dir.iterdir()):
         raise CliError(
             f"{aim_dir} is not an aim_parquet repository (an Aim repository?); convert into "

@@ -20,11 +20,10 @@ import json
 import math
 import os
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aim_parquet.convert.engine import SourceRun
+from aim_parquet.convert.engine import FoundRuns, SourceRun
 from aim_parquet.convert.sink import CountingSink
 from aim_parquet.errors import OptionalDependencyError, SourceError
 from aim_parquet.objects import Audio, Distribution, Figure, Image, LogLine, LogRecord, Text
@@ -44,12 +43,6 @@ def _import_aim() -> Any:
             f"converting an Aim repository needs Aim's SDK (Aim 3.x): {INSTALL_HINT} ({exc})"
         ) from exc
     return aim
-
-
-@dataclass
-class FoundRuns:
-    runs: list[SourceRun]
-    problems: list[str]
 
 
 def find_runs(path: Path) -> FoundRuns:

@@ -6,8 +6,13 @@ Every converted run carries `run["__source"] = {"tracker", "id", "fingerprint", 
 folder); `fingerprint` changes when the source run gains data. A source run already converted with
 the same fingerprint is left alone ("up to date"); one converted before it changed is reported
 and left alone unless `update=True`, which converts it again and then deletes the earlier
-conversion. `complete` turns true only after every point was written, so a conversion that was
-interrupted is deleted and redone by the next one.
+conversion. `complete` turns true only after every point is on disk, so a conversion that was
+interrupted (or could not write) is redone by the next one, which deletes it; of a source run
+that keeps failing only the latest attempt is kept.
+
+One conversion per tracker writes into a repository at a time: `convert_runs` holds
+`.aim/convert-<tracker>.lock` (an flock with the holder's identity, as a run's write lock), so two
+conversions of the same source started together cannot both convert it.
 """
 
 from __future__ import annotations
@@ -21,8 +26,12 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from aim_parquet.convert.sink import CountingSink, RunCounts, RunSink
+from aim_parquet.errors import RunLockedError
+from aim_parquet.format.paths import RepoLayout
 from aim_parquet.sdk.repo import Repo
 from aim_parquet.sdk.run_import import ImportRun
+from aim_parquet.storage.lock import RunLock, read_holder
+from aim_parquet.storage.repo_files import ensure_repo
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +68,15 @@ class SourceRun(ABC):
     def read(self, sink: CountingSink) -> None:
         """Everything of the run: props, params, metric points, objects; what cannot be
         converted goes to `sink.skip(reason)`."""
+
+
+@dataclass
+class FoundRuns:
+    """What a converter found in a source: its runs, and what it could not look at (reported
+    and counted as skipped)."""
+
+    runs: list[SourceRun]
+    problems: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -130,18 +148,47 @@ def convert_runs(
 ) -> ConversionReport:
     """Convert each source run not converted yet; see the module docstring."""
     report = ConversionReport(tracker, source, repo_root, is_dry_run)
-    prior = _prior_conversions(repo_root, tracker)
-    for index, source_run in enumerate(runs):
-        if progress is not None:
-            progress(index, len(runs), source_run.label)
-        report.runs.append(
-            _convert_one(
-                source_run, prior.get(source_run.source_id, []), repo_root, is_dry_run, update
+    lock = None if is_dry_run else _take_lock(repo_root, tracker)
+    try:
+        prior = _prior_conversions(repo_root, tracker)
+        for index, source_run in enumerate(runs):
+            if progress is not None:
+                progress(index, len(runs), source_run.label)
+            report.runs.append(
+                _convert_one(
+                    source_run, prior.get(source_run.source_id, []), repo_root, is_dry_run, update
+                )
             )
-        )
-    if progress is not None:
-        progress(len(runs), len(runs), "")
+            if lock is not None:
+                lock.heartbeat()
+        if progress is not None:
+            progress(len(runs), len(runs), "")
+    finally:
+        if lock is not None:
+            lock.release()
     return report
+
+
+def lock_path(repo_root: Path, tracker: str) -> Path:
+    return RepoLayout(repo_root).aim_dir / f"convert-{tracker}.lock"
+
+
+def _take_lock(repo_root: Path, tracker: str) -> RunLock:
+    """The conversion lock of `tracker` in the repository (created if missing), or
+    RunLockedError naming the conversion that holds it."""
+    ensure_repo(repo_root)
+    path = lock_path(repo_root, tracker)
+    lock = RunLock(path, f"convert-{tracker}")
+    try:
+        lock.acquire()
+    except RunLockedError:
+        holder = read_holder(path)
+        who = holder.describe() if holder is not None else "another process"
+        raise RunLockedError(
+            f"another `aim-parquet convert {tracker}` ({who}) is converting into "
+            f"{repo_root / '.aim'}; run this again once it has finished (it adds nothing twice)"
+        ) from None
+    return lock
 
 
 def _convert_one(
@@ -173,7 +220,6 @@ def _convert_one(
         except Exception as exc:
             return RunResult(label, FAILED, sink.counts, message=_describe(exc))
         return RunResult(label, status, sink.counts)
-    run = ImportRun(repo=repo_root, experiment=source_run.experiment)
     marker: dict[str, Any] = {
         "tracker": source_run.tracker,
         "id": source_run.source_id,
@@ -181,19 +227,32 @@ def _convert_one(
         "complete": False,
         "converted_at": time.time(),
     }
-    run[SOURCE_PARAM] = marker
+    # The marker is in the run's first sidecar: a run killed at any moment is known as this
+    # source's and redone. Its name is the label until the source's own name is read.
+    run = ImportRun(
+        repo=repo_root,
+        experiment=source_run.experiment,
+        name=label,
+        params={SOURCE_PARAM: marker},
+    )
     run_sink = RunSink(run)
     error: str | None = None
     try:
         source_run.read(run_sink)
         run_sink.finish()
-        run[SOURCE_PARAM] = {**marker, "complete": True}
+        run.complete(SOURCE_PARAM, {**marker, "complete": True})
     except Exception as exc:
         error = _describe(exc)
         log.debug("converting %s failed", label, exc_info=True)
-    finally:
+    try:
         run.close()
+    except Exception:  # once complete() returned, every point and the marker are on disk
+        log.warning("closing the conversion of %s failed", label, exc_info=True)
+    repo = Repo(repo_root)
     if error is not None:
+        for stale in prior:  # earlier attempts that did not complete either
+            if not stale.is_complete:
+                repo.delete_run(stale.run_hash)
         return RunResult(
             label,
             PARTIAL,
@@ -201,7 +260,6 @@ def _convert_one(
             run.hash,
             f"{error}; what was read before is in run {run.hash} (the next conversion redoes it)",
         )
-    repo = Repo(repo_root)
     for stale in prior:
         repo.delete_run(stale.run_hash)
     return RunResult(label, REPLACED if complete else CONVERTED, run_sink.counts, run.hash)

@@ -9,9 +9,9 @@ database of the SQL store (`mlflow.db`, see `mlflow_sqlite`); their layouts are 
   status, user, source and artifact URI -> `run["mlflow"]`;
 - start/end time -> creation/end time; every point of every metric history with its step and
   timestamp. A history whose steps repeat (`log_metric` without `step=` logs every point at
-  step 0) cannot keep them as steps, since a step holds one value: its points are numbered
-  0, 1, ... in (step, timestamp) order and the MLflow step is kept as the epoch; the metric is
-  listed in `run["mlflow"]["renumbered_metrics"]`.
+  step 0) or go below 0 cannot keep them as steps, since a step holds one value and steps are
+  0..2**63-1: its points are numbered 0, 1, ... in (step, timestamp) order and the MLflow step is
+  kept as the epoch; the metric is listed in `run["mlflow"]["renumbered_metrics"]`.
 Deleted runs and deleted experiments are left out, as MLflow's own listing does.
 """
 
@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import unquote, urlparse
 
-from aim_parquet.convert.engine import SourceRun
-from aim_parquet.convert.sink import CountingSink
+from aim_parquet.convert.engine import FoundRuns, SourceRun
+from aim_parquet.convert.sink import CountingSink, needs_renumbering
 from aim_parquet.errors import SourceError
 
 STATUS_NAMES = {1: "RUNNING", 2: "SCHEDULED", 3: "FINISHED", 4: "FAILED", 5: "KILLED"}
@@ -84,8 +84,7 @@ class MlflowRun(SourceRun):
                 continue
             points.sort(key=lambda p: (p[2], p[0]))
             series = sink.series(key)
-            steps = [p[2] for p in points]
-            if len(set(steps)) == len(steps):
+            if not needs_renumbering([p[2] for p in points]):
                 for ts, value, step in points:
                     series.add(step, value, ts / 1000.0)
             else:
@@ -140,12 +139,6 @@ def _seconds(ms: Any) -> float | None:
         return None
     value = float(ms) / 1000.0
     return value if math.isfinite(value) else None
-
-
-@dataclass
-class FoundRuns:
-    runs: list[SourceRun]
-    problems: list[str]
 
 
 def find_runs(source: str, experiment: str | None = None) -> FoundRuns:

@@ -38,11 +38,13 @@ class SqliteStore:
         self.path = path
         self.location = f"sqlite:///{path.resolve()}"
         try:
-            self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            # as a URI, so that '#', '?' or '%' in the path are not read as URI syntax (which
+            # opened, and created, another file)
+            self.db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
             self.db.row_factory = sqlite3.Row
             tables = {r[0] for r in self.db.execute("select name from sqlite_master")}
         except sqlite3.Error as exc:
-            raise SourceError(f"cannot read MLflow database {path}: {exc}") from exc
+            raise SourceError(f"cannot read MLflow database {path}: {_explain(path, exc)}") from exc
         missing = {"experiments", "runs", "metrics", "params", "tags"} - tables
         if missing:
             raise SourceError(
@@ -54,7 +56,9 @@ class SqliteStore:
         try:
             return self._list_runs(), []
         except sqlite3.Error as exc:
-            raise SourceError(f"cannot read MLflow database {self.path}: {exc}") from exc
+            raise SourceError(
+                f"cannot read MLflow database {self.path}: {_explain(self.path, exc)}"
+            ) from exc
 
     def _list_runs(self) -> list[RunRecord]:
         experiments = {
@@ -127,3 +131,18 @@ class SqliteStore:
             points.append((int(timestamp), float("nan") if is_nan else float(value), int(step)))
         if current is not None:
             yield current, points
+
+
+def _explain(path: Path, exc: sqlite3.Error) -> str:
+    """SQLite's message, with what it means for a database only read."""
+    text = str(exc)
+    journal = path.with_name(path.name + "-journal")
+    if "readonly" in text and journal.exists():
+        return (
+            f"a writer stopped in the middle of a transaction and left {journal.name}, which "
+            "only a writer may roll back; open the database once with MLflow (or run "
+            f"`sqlite3 {path} 'pragma quick_check'`), then convert again"
+        )
+    if "locked" in text:
+        return f"{text}: another process is writing to it; convert again once it has finished"
+    return text

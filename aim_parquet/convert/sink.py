@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from aim_parquet.sdk.run import MAX_STEP
 from aim_parquet.sdk.run_import import ImportRun
@@ -70,6 +73,21 @@ class Series:
             self.has_epochs = True
         if len(self.steps) >= CHUNK_POINTS:
             self.flush()
+
+    def extend(
+        self,
+        steps: list[int],
+        values: list[Any],
+        timestamps: list[float],
+        epochs: list[int] | None = None,
+    ) -> None:
+        """Many points at once; every step already in 0..2**63-1 (see `needs_renumbering`)."""
+        self.flush()
+        self.steps, self.values, self.timestamps = steps, values, timestamps
+        self.epochs = list(epochs) if epochs is not None else [None] * len(steps)
+        if epochs is not None:
+            self.has_epochs = True
+        self.flush()
 
     def flush(self) -> None:
         if not self.steps:
@@ -198,6 +216,23 @@ class RunSink(CountingSink):
         if props.get("archived"):
             run.archived = True
         run.set_times(creation_time=self.creation_time, end_time=self.end_time)
+
+
+def needs_renumbering(steps: Sequence[int] | np.ndarray[Any, Any]) -> bool:
+    """Whether points at these steps cannot keep them as their steps here: a step holds one
+    value (the last written), so a step that repeats would lose the points before it, and steps
+    are 0..2**63-1. Converters then number the points 0, 1, ... and keep the step as the epoch."""
+    try:
+        array = np.asarray(steps, dtype=np.int64)
+    except OverflowError:  # beyond int64
+        return True
+    if array.size == 0:
+        return False
+    if int(array.min()) < 0:
+        return True
+    if array.size < 2 or bool((array[1:] > array[:-1]).all()):
+        return False
+    return int(np.unique(array).size) != int(array.size)
 
 
 def _context_key(context: dict[str, Any]) -> str:

@@ -103,6 +103,19 @@ def decode_tensor(buf: bytes, where: tuple[int, int]) -> Tensor:
     return Tensor(dtype, shape, array=_numeric_array(dtype, shape, content, numbers))
 
 
+def tensor_outline(buf: bytes, where: tuple[int, int]) -> tuple[int, tuple[int, ...]]:
+    """(dtype, shape) of a TensorProto without decoding its values."""
+    dtype = 0
+    shape: tuple[int, ...] = ()
+    for number, wire, value in fields(buf, *where):
+        if number == 1 and wire == VARINT:
+            assert isinstance(value, int)
+            dtype = value
+        elif number == 2 and wire == LENGTH:
+            shape = _decode_shape(buf, *span(value))
+    return dtype, shape
+
+
 def _decode_shape(buf: bytes, start: int, end: int) -> tuple[int, ...]:
     dims: list[int] = []
     for number, wire, value in fields(buf, start, end):

@@ -9,13 +9,14 @@ or still writing) ends cleanly with a report of the bytes left over.
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import struct
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -49,23 +50,45 @@ class RecordProblem:
 
 
 class RecordReader:
-    """Iterate over the data of every intact record of one TFRecord file."""
+    """Iterate over the data of every intact record of one TFRecord file; `offset` is where the
+    record last given starts (`read_at` reads it again)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.problems: list[RecordProblem] = []
+        self.offset = 0
 
     def __iter__(self) -> Iterator[bytes]:
         with open(self.path, "rb") as fh:
             size = fh.seek(0, 2)
             if size == 0:
                 return
-            with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-                view = np.frombuffer(mm, dtype=np.uint8)
-                try:
-                    yield from self._records(mm, view, size)
-                finally:
-                    del view
+            mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+            try:
+                yield from self._records(mm, np.frombuffer(mm, dtype=np.uint8), size)
+            finally:
+                # An error on its way out whose traceback still holds a numpy view of the map
+                # makes close() raise BufferError, which would replace that error (Ctrl-C
+                # included): the map is then freed with the traceback.
+                with contextlib.suppress(BufferError):
+                    mm.close()
+
+    @staticmethod
+    def read_at(fh: BinaryIO, offset: int) -> bytes | None:
+        """The data of the record at `offset` of the open file, or None unless both its CRCs
+        are right (the file changed since it was read)."""
+        fh.seek(offset)
+        header = fh.read(HEADER_BYTES)
+        if len(header) < HEADER_BYTES:
+            return None
+        length, length_crc = _HEADER.unpack(header)
+        if mask(_crc(header[:8])) != length_crc:
+            return None
+        body = fh.read(length + FOOTER_BYTES)
+        if len(body) < length + FOOTER_BYTES:
+            return None
+        data = body[:length]
+        return data if mask(_crc(data)) == _FOOTER.unpack_from(body, length)[0] else None
 
     def _records(self, mm: mmap.mmap, view: np.ndarray[Any, Any], size: int) -> Iterator[bytes]:
         pos = 0
@@ -74,6 +97,7 @@ class RecordReader:
             good = self._check_data(mm, view, spans)
             for (start, length), is_good in zip(spans, good, strict=True):
                 if is_good:
+                    self.offset = start - HEADER_BYTES
                     yield mm[start : start + length]
                 else:
                     self.problems.append(

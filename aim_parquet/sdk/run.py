@@ -197,11 +197,7 @@ class Run(RunReadMixin):
         tmp = layout.runs_dir / f"{TEMP_PREFIX}{self.hash}-{os.getpid()}"
         tmp.mkdir()
         try:
-            meta = RunMeta(
-                hash=self.hash,
-                creation_time=time.time(),
-                experiment=str(experiment) if experiment else "default",
-            )
+            meta = self._new_run_meta(experiment)
             atomic_write(tmp / SIDECAR_FILENAME, meta.dumps(), durable=True)
             os.rename(tmp, layout.run_dir(self.hash))
             note_change(layout)
@@ -212,6 +208,14 @@ class Run(RunReadMixin):
                     f"creating run {self.hash} in {layout.root} failed: {exc}"
                 ) from exc
             raise
+
+    def _new_run_meta(self, experiment: str | None) -> RunMeta:
+        """The sidecar a new run starts with (an importer adds its own properties)."""
+        return RunMeta(
+            hash=self.hash,
+            creation_time=time.time(),
+            experiment=str(experiment) if experiment else "default",
+        )
 
     # -- state -----------------------------------------------------------------------------
     @property

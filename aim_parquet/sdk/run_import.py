@@ -4,6 +4,11 @@ A converter knows when each point was recorded, when the run started and when it
 stamps `time.time()` on all three. `ImportRun` takes them from the source instead, and tracks a
 whole metric history in one call (`track_points`), which costs about a tenth of a `track()` call per
 point. It runs no system tracking and captures no terminal output.
+
+An import must not pass for whole when it is not: an `ImportRun` is always strict (a failed write
+raises `StorageError` at the next call instead of being logged), `complete()` writes its final
+params only once every point is on disk, and Ctrl-C during the last flush of `close()` comes out
+as `KeyboardInterrupt`, not as a write error.
 """
 
 from __future__ import annotations
@@ -11,9 +16,13 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
-from aim_parquet.format.values import has_lone_surrogate, normalize_context
+from aim_parquet.errors import StorageError
+from aim_parquet.format.meta import RunMeta
+from aim_parquet.format.values import has_lone_surrogate, normalize_context, normalize_param
+from aim_parquet.sdk.params import key_path, set_path
 from aim_parquet.sdk.run import MAX_STEP, MIN_EPOCH, Run
 
 
@@ -26,7 +35,13 @@ class ImportRun(Run):
         repo: Any = None,
         experiment: str | None = None,
         creation_time: float | None = None,
+        name: str | None = None,
+        params: dict[str, Any] | None = None,
     ) -> None:
+        """`name` and `params` are in the run's first sidecar: the run never exists without
+        them (a converter's source marker, even if the process is killed at once)."""
+        self._initial_name = None if name is None else str(name)
+        self._initial_params = normalize_param(dict(params or {}), "params")
         super().__init__(
             repo=repo,
             experiment=experiment,
@@ -34,6 +49,7 @@ class ImportRun(Run):
             log_system_params=False,
             capture_terminal_logs=False,
         )
+        self._is_strict = True
         self._source_end_time: float | None = None
         if creation_time is not None:
             self.set_times(creation_time=creation_time)
@@ -47,6 +63,37 @@ class ImportRun(Run):
             self._set_props(creation_time=_finite(creation_time, "creation_time"))
         if end_time is not None:
             self._source_end_time = _finite(end_time, "end_time")
+
+    def complete(self, key: str, value: Any) -> None:
+        """Write every buffered point, then set param `key` (and the source's end time) in one
+        durable sidecar write. StorageError, with `key` left unset, unless every point tracked
+        so far is on disk: a marker set here can be trusted."""
+        writer = self._require_writer()
+        writer.flush()
+        if writer.dropped_points:
+            raise StorageError(
+                f"{writer.dropped_points} points of run {self.hash} could not be written"
+            )
+        path = key_path(key)
+        clean = normalize_param(value, key)
+        changes: dict[str, Any] = {"params": set_path(writer.meta.params, path, clean)}
+        if self._source_end_time is not None:
+            changes["end_time"] = self._source_end_time
+        self._update_meta(writer, **changes)
+
+    def close(self) -> None:
+        writer = self._writer
+        try:
+            super().close()
+        except StorageError:
+            error = writer.error if writer is not None else None
+            if error is not None and not isinstance(error, Exception):
+                raise error from None  # Ctrl-C (or exit) during the last flush: stop as asked
+            raise
+
+    def _new_run_meta(self, experiment: str | None) -> RunMeta:
+        meta = super()._new_run_meta(experiment)
+        return replace(meta, name=self._initial_name, params=self._initial_params)
 
     def _closing_end_time(self) -> float:
         if self._source_end_time is not None:

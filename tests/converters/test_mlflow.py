@@ -31,6 +31,8 @@ def _log(tracking_uri: str) -> None:
         mlflow.log_metric("weird", -float("inf"), step=2)
         for _ in range(3):  # no step: every point at step 0
             mlflow.log_metric("throughput", 100.0 + _)
+        for step in (-2, -1, 0):  # MLflow takes negative steps
+            mlflow.log_metric("warmup", step / 10, step=step)
         with mlflow.start_run(run_name="child", nested=True):
             mlflow.log_metric("x", 2.0, step=5)
     doomed = client.create_run(client.get_experiment_by_name("vision").experiment_id)
@@ -105,8 +107,13 @@ def test_mlflow_store(tmp_path: Path, store: str, monkeypatch: pytest.MonkeyPatc
     assert sorted(runs) == ["bert", "child", "crashed", "resnet"]
     _compare(uri, runs)
     resnet = runs["resnet"]
-    assert resnet.params["mlflow"]["renumbered_metrics"] == ["throughput"]
+    assert resnet.params["mlflow"]["renumbered_metrics"] == ["throughput", "warmup"]
     assert resnet.sequences[("throughput", ctx_key({}))][2] == [100.0, 101.0, 102.0]
+    assert resnet.sequences[("warmup", ctx_key({}))][1:4] == (
+        [0, 1, 2],
+        [-0.2, -0.1, 0.0],
+        [-2, -1, 0],
+    )
     assert runs["crashed"].params["mlflow"]["status"] == "FAILED"
     again = convert_cli("mlflow", source, "--repo", str(tmp_path / "d"))
     assert again.returncode == 0 and again.stdout.count("up to date") == 4

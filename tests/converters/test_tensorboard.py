@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from aim_parquet.convert.tb_reader import EMPTY_TAG_NAME, KIND_KEY
 from aim_parquet.convert.tensorboard import SUBSET_NAMES
 from tests.convert_helpers import ConvertedRun, convert_cli, ctx_key, read_converted
 from tests.converters.conftest import import_or_skip
@@ -74,28 +75,42 @@ def _check_distribution(dist: Any, lefts: Any, rights: Any, counts: Any) -> None
     np.testing.assert_allclose(dist.weights, expected, rtol=1e-9, atol=1e-9)
 
 
-def _compare_folder(run: ConvertedRun, folder: Path, subset: str | None) -> set[str]:
-    """Every point EventAccumulator reads from `folder` is in `run`, equal; the tags seen."""
+def _compare_folder(run: ConvertedRun, folder: Path, subset: str | None) -> set[tuple[str, str]]:
+    """Every event EventAccumulator reads from `folder` is in `run`, equal and in the same order;
+    the sequences seen. A sequence listed as renumbered holds TensorBoard's steps as epochs; a
+    tag holding several kinds has the other kinds under the context key "kind"."""
     acc = _accumulator(folder)
     tags = acc.Tags()
-    ctx = ctx_key({"subset": subset} if subset else {})
-    seen: set[str] = set()
+    context = {"subset": subset} if subset else {}
+    renumbered = {
+        (r["name"], ctx_key(r["context"])) for r in run.params["tensorboard"].get("renumbered", [])
+    }
+    seen: set[tuple[str, str]] = set()
 
-    def ours(tag: str, n: int) -> tuple[list[int], list[Any], list[float]]:
-        _, steps, values, _, times = run.sequences[(tag, ctx)]
+    def ours(tag: str, n: int, kind: str) -> tuple[list[int], list[Any], list[float]]:
+        name = tag or EMPTY_TAG_NAME
+        keys = [(name, ctx_key(context)), (name, ctx_key({**context, KIND_KEY: kind}))]
+        key = next((k for k in keys if k in run.sequences and k not in seen), None)
+        assert key is not None, (tag, kind, sorted(run.sequences))
+        _, steps, values, epochs, times = run.sequences[key]
         assert len(steps) == n, tag
-        seen.add(tag)
+        if key in renumbered:
+            assert steps == list(range(n))
+            steps = epochs
+        else:
+            assert len(set(steps)) == n and min(steps, default=0) >= 0
+        seen.add(key)
         return steps, values, times
 
     for tag in tags["scalars"]:
         events = acc.Scalars(tag)
-        steps, values, times = ours(tag, len(events))
+        steps, values, times = ours(tag, len(events), "metric")
         assert steps == [e.step for e in events]
         assert times == [e.wall_time for e in events]
         assert all(_same_number(v, e.value) for v, e in zip(values, events, strict=True))
     for tag in tags["histograms"]:
         events = acc.Histograms(tag)
-        steps, values, times = ours(tag, len(events))
+        steps, values, times = ours(tag, len(events), "distribution")
         assert steps == [e.step for e in events] and times == [e.wall_time for e in events]
         for dist, e in zip(values, events, strict=True):
             h = e.histogram_value
@@ -104,36 +119,44 @@ def _compare_folder(run: ConvertedRun, folder: Path, subset: str | None) -> set[
             _check_distribution(dist, lefts, rights, h.bucket)
     for tag in tags["images"]:
         events = acc.Images(tag)
-        steps, values, times = ours(tag, len(events))
+        steps, values, times = ours(tag, len(events), "image")
         assert steps == [e.step for e in events] and times == [e.wall_time for e in events]
-        for image, e in zip(values, events, strict=True):
+        for value, e in zip(values, events, strict=True):
+            (image,) = value if isinstance(value, list) else [value]
             assert image.to_record().payload == e.encoded_image_string
             assert (image.width, image.height) == (e.width, e.height)
     for tag in tags["audio"]:
         events = acc.Audio(tag)
-        steps, values, times = ours(tag, len(events))
+        steps, values, times = ours(tag, len(events), "audio")
         assert steps == [e.step for e in events] and times == [e.wall_time for e in events]
-        for audio, e in zip(values, events, strict=True):
+        for value, e in zip(values, events, strict=True):
+            (audio,) = value if isinstance(value, list) else [value]
             assert audio.to_record().payload == e.encoded_audio_string
             assert audio.rate == round(e.sample_rate)
     for tag in tags["tensors"]:
         plugin = acc.SummaryMetadata(tag).plugin_data.plugin_name
+        if plugin == "hparams":  # run["hparams"], compared in assert_same_as_tensorboard
+            continue
         events = acc.Tensors(tag)
-        steps, values, times = ours(tag, len(events))
+        kind = {"scalars": "metric", "histograms": "distribution", "images": "image"}
+        steps, values, times = ours(tag, len(events), kind.get(plugin, plugin))
         assert steps == [e.step for e in events] and times == [e.wall_time for e in events]
         for value, e in zip(values, events, strict=True):
             array = tensor_util.make_ndarray(e.tensor_proto)
+            items = value if isinstance(value, list) else [value]
             if plugin == "scalars":
                 assert _same_number(value, array.item())
             elif plugin == "text":
-                assert str(value) == array.reshape(-1)[0].decode()
+                flat = [b.decode() for b in array.reshape(-1)]
+                if array.ndim <= 1:
+                    assert [str(i) for i in items] == flat
+                else:  # a table: one Text, rows of tab-separated cells
+                    assert str(value).replace("\n", "\t").split("\t") == flat
             elif plugin == "histograms":
                 _check_distribution(value, array[:, 0], array[:, 1], array[:, 2])
             elif plugin == "images":
-                items = value if isinstance(value, list) else [value]
                 assert [i.to_record().payload for i in items] == list(array[2:])
             elif plugin == "audio":
-                items = value if isinstance(value, list) else [value]
                 assert [a.to_record().payload for a in items] == list(array.reshape(-1, 2)[:, 0])
                 assert [a.caption for a in items] == [
                     b.decode() for b in array.reshape(-1, 2)[:, 1]
@@ -165,9 +188,7 @@ def assert_same_as_tensorboard(logdir: Path, dest: Path) -> dict[str, ConvertedR
     for folder in folders:
         label, subset = _where(logdir, folder)
         run = runs[label]
-        tags = _compare_folder(run, folder, subset)
-        ctx = ctx_key({"subset": subset} if subset else {})
-        seen.setdefault(label, set()).update((tag, ctx) for tag in tags)
+        seen.setdefault(label, set()).update(_compare_folder(run, folder, subset))
         hparams = _hparams(folder)
         if hparams is not None:
             assert run.params["hparams"] == hparams
@@ -352,3 +373,134 @@ def test_damaged_file_keeps_every_intact_record(tmp_path: Path, damage: str) -> 
             (e.step, e.value, e.wall_time) for e in _accumulator(damaged / "run").Scalars("loss")
         ]
         assert got == kept
+
+
+def test_repeated_steps_restarts_and_a_tag_of_several_kinds_lose_nothing(tmp_path: Path) -> None:
+    """What months of real logs hold: values logged without `global_step` (all at step 0), a
+    run restarted from a checkpoint that logs steps 50..149 again after 0..99, negative steps, one
+    tag used for a scalar, a histogram and an image, an empty tag and odd names. TensorBoard
+    keeps every event; so must the conversion, in TensorBoard's order."""
+    import_or_skip("torch")
+    from tensorboardX import SummaryWriter as XWriter
+    from torch.utils.tensorboard import SummaryWriter
+
+    rng = np.random.default_rng(3)
+    logdir = tmp_path / "logs"
+    w = SummaryWriter(str(logdir / "nostep"))
+    for i in range(20):
+        w.add_scalar("loss", float(i), walltime=WALL + i)
+        w.add_image("sample", rng.random((3, 4, 4 + i % 3)), walltime=WALL + i)
+        w.add_histogram("w", rng.normal(size=50) + i, walltime=WALL + i)
+    w.close()
+    for part, steps in (("a", range(0, 100)), ("b", range(50, 150))):
+        w = SummaryWriter(str(logdir / "restart" / "train"), filename_suffix=f".{part}")
+        for s in steps:
+            w.add_scalar("loss", float(s) + (1000.0 if part == "b" else 0.0), s, walltime=WALL + s)
+            if s % 25 == 0:
+                w.add_histogram("grad", rng.normal(size=40), s, walltime=WALL + s)
+        w.close()
+    w = SummaryWriter(str(logdir / "mixed"))
+    for s in range(4):
+        w.add_scalar("weights", float(s), s)
+        w.add_histogram("weights", rng.normal(size=30), s)
+        w.add_image("weights", rng.random((3, 5, 5)), s)
+    for name in ["", "a/b/c", "ü/λ/日本語", "x" * 300, "tab\there", "__system__cpu", "a.b"]:
+        w.add_scalar(name, 1.5, 0)
+    w.close()
+    x = XWriter(str(logdir / "negative"))
+    for s in (-5, -1, 0, 2**40, 2**62):
+        x.add_scalar("v", float(s % 7), s)
+    x.close()
+    out = _convert(logdir, tmp_path / "d")
+    assert "skipped" not in out and "partial" not in out
+    runs = assert_same_as_tensorboard(logdir, tmp_path / "d")
+    renumbered = {
+        label: sorted(
+            (r["name"], ctx_key(r["context"]))
+            for r in run.params["tensorboard"].get("renumbered", [])
+        )
+        for label, run in runs.items()
+    }
+    assert renumbered == {
+        "nostep": [("loss", "{}"), ("sample", "{}"), ("w", "{}")],
+        "restart": [("grad", ctx_key({"subset": "train"})), ("loss", ctx_key({"subset": "train"}))],
+        "mixed": [],
+        "negative": [("v", "{}")],
+    }
+    mixed = runs["mixed"]
+    assert mixed.sequences[("weights", "{}")][0] == "float"
+    assert ("weights", ctx_key({"kind": "distribution"})) in mixed.sequences
+    assert ("weights", ctx_key({"kind": "image"})) in mixed.sequences
+    assert (EMPTY_TAG_NAME, "{}") in mixed.sequences
+    again = convert_cli("tensorboard", str(logdir), "--repo", str(tmp_path / "d"))
+    assert again.returncode == 0 and again.stdout.count("up to date") == 4
+
+
+def test_tf2_batches_of_changing_size_and_hparams_plugin_api(tmp_path: Path) -> None:
+    """tf.summary.image / text with batches of 3, 1 and 2 items (a step with one item is a list
+    of one, not a value the sequence refuses), and hparams written through TensorBoard's own
+    hparams API."""
+    from PIL import Image as PILImage
+    from tensorboard.compat.proto import event_pb2, summary_pb2
+    from tensorboard.plugins.hparams import summary_v2 as hp
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+    png = []
+    for shade in range(3):
+        buffer = __import__("io").BytesIO()
+        PILImage.new("L", (3, 2), shade * 60).save(buffer, format="PNG")
+        png.append(buffer.getvalue())
+
+    def event(step: int, tag: str, array: Any, plugin: str) -> Any:
+        v = summary_pb2.Summary.Value(tag=tag, tensor=tensor_util.make_tensor_proto(array))
+        v.metadata.plugin_data.plugin_name = plugin
+        return event_pb2.Event(
+            wall_time=WALL + step, step=step, summary=summary_pb2.Summary(value=[v])
+        )
+
+    logdir = tmp_path / "logs"
+    writer = EventFileWriter(str(logdir / "tf2"))
+    for step, n in enumerate([3, 1, 2]):
+        writer.add_event(
+            event(step, "pics", np.array([b"3", b"2", *png[:n]], dtype=object), "images")
+        )
+        lines = np.array([f"line {i}".encode() for i in range(n)], dtype=object)
+        writer.add_event(event(step, "notes", lines, "text"))
+    writer.add_event(
+        event_pb2.Event(
+            wall_time=WALL,
+            summary=hp.hparams_pb(
+                {hp.HParam("lr"): 0.01, hp.HParam("opt"): "adam", "units": 16, "drop": True},
+                trial_id="trial 0",
+            ),
+        )
+    )
+    writer.close()
+    out = _convert(logdir, tmp_path / "d")
+    assert "skipped" not in out
+    runs = assert_same_as_tensorboard(logdir, tmp_path / "d")
+    run = runs["tf2"]
+    assert [len(v) for v in run.sequences[("pics", "{}")][2]] == [3, 1, 2]
+    assert [len(v) for v in run.sequences[("notes", "{}")][2]] == [3, 1, 2]
+    assert run.params["hparams"] == {"lr": 0.01, "opt": "adam", "units": 16.0, "drop": True}
+    assert run.params["tensorboard"]["hparams_group"] == "trial 0"
+
+
+def test_linked_run_folders_are_followed_once(tmp_path: Path) -> None:
+    from tensorboardX import SummaryWriter
+
+    elsewhere = tmp_path / "elsewhere" / "exp7"
+    w = SummaryWriter(str(elsewhere))
+    for s in range(5):
+        w.add_scalar("acc", s / 10, s, walltime=WALL + s)
+    w.close()
+    logdir = tmp_path / "logs"
+    (logdir / "runs").mkdir(parents=True)
+    (logdir / "runs" / "best").symlink_to(elsewhere, target_is_directory=True)
+    (logdir / "runs" / "again").symlink_to(elsewhere, target_is_directory=True)
+    (logdir / "runs" / "loop").symlink_to(logdir, target_is_directory=True)
+    _convert(logdir, tmp_path / "d")
+    runs = read_converted(tmp_path / "d")
+    assert sorted(runs) == ["runs/again"]  # "best" is the same folder, "loop" leads back
+    seen = _compare_folder(runs["runs/again"], logdir / "runs" / "again", None)
+    assert seen == {("acc", "{}")}

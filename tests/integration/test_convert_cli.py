@@ -9,6 +9,7 @@ import math
 import sqlite3
 import struct
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -271,6 +272,7 @@ def test_tensorboard_bad_image_and_bool_tensor(tmp_path: Path) -> None:
     result = convert_cli("tensorboard", str(tmp_path / "logs"), "--repo", str(tmp_path / "d"))
     assert result.returncode == 1
     assert "pic: image value that cannot be decoded" in result.stdout
+    assert "not an image Pillow can read (12 bytes starting b'not an i')" in result.stdout
     run = read_converted(tmp_path / "d")["run"]
     assert run.sequences[("flag", ctx_key({}))][1:3] == ([2], [1])
     assert ("pic", ctx_key({})) not in run.sequences
@@ -319,3 +321,210 @@ def test_progress_bar_on_a_terminal(tmp_path: Path) -> None:
     assert proc.returncode == 0
     assert b"\rconverting tensorboard [" in drawn and b"2/2" in drawn
     assert b"[1/2]" not in drawn  # no plain progress lines on a terminal
+
+
+def test_destination_that_is_a_file_is_refused_before_reading(tmp_path: Path) -> None:
+    logdir = _logdir(tmp_path)
+    (tmp_path / "afile").write_text("x")
+    result = convert_cli("tensorboard", str(logdir), "--repo", str(tmp_path / "afile"))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"aim-parquet: error: {tmp_path / 'afile'} is a file, not a folder; pass a folder with "
+        "--repo DIR"
+    ]
+    assert (tmp_path / "afile").read_text() == "x"
+
+
+def _histogram_event(wall: float, step: int, tag: str, counts: list[float]) -> bytes:
+    from tests.convert_helpers import field_bytes, field_double, field_varint
+
+    limits = [float(i + 1) for i in range(len(counts))]
+    histo = (
+        field_double(1, 0.0)
+        + field_double(2, float(len(counts)))
+        + field_double(3, sum(counts))
+        + field_bytes(6, struct.pack(f"<{len(limits)}d", *limits))
+        + field_bytes(7, struct.pack(f"<{len(counts)}d", *counts))
+    )
+    value = field_bytes(1, tag.encode()) + field_bytes(5, histo)
+    return field_double(1, wall) + field_varint(2, step) + field_bytes(5, field_bytes(1, value))
+
+
+def test_tensorboard_repeated_steps_and_mixed_kinds_keep_every_event(tmp_path: Path) -> None:
+    """Every event is kept: a scalar logged without a step (all at step 0), a restart that logs
+    steps again, negative steps, a histogram under a scalar's tag, an empty tag."""
+    from tests.convert_helpers import tfrecord
+
+    run = tmp_path / "logs" / "run"
+    write_scalar_file(
+        run / "events.out.tfevents.1.a", [(10.0 + i, 0, "nostep", i) for i in range(5)]
+    )
+    write_scalar_file(
+        run / "events.out.tfevents.2.b",
+        [(20.0 + s, s, "loss", s) for s in range(4)]
+        + [(30.0 + s, s, "loss", 100 + s) for s in range(2, 6)]  # restarted at step 2
+        + [(40.0, -3, "neg", 1.0), (41.0, 7, "neg", 2.0), (42.0, 1, "", 0.5)],
+    )
+    with open(run / "events.out.tfevents.2.b", "ab") as fh:
+        for step in range(3):
+            fh.write(tfrecord(_histogram_event(50.0 + step, step, "loss", [1.0, 2.0 + step])))
+    result = convert_cli("tensorboard", str(tmp_path / "logs"), "--repo", str(tmp_path / "d"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    converted = read_converted(tmp_path / "d")["run"]
+    seqs = converted.sequences
+    _, steps, values, epochs, times = seqs[("nostep", "{}")]
+    assert (steps, values, epochs) == ([0, 1, 2, 3, 4], [0.0, 1.0, 2.0, 3.0, 4.0], [0] * 5)
+    assert times == [10.0 + i for i in range(5)]
+    _, steps, values, epochs, _ = seqs[("loss", "{}")]
+    assert steps == list(range(8)) and epochs == [0, 1, 2, 3, 2, 3, 4, 5]
+    assert values == [0.0, 1.0, 2.0, 3.0, 102.0, 103.0, 104.0, 105.0]
+    _, steps, values, epochs, _ = seqs[("neg", "{}")]
+    assert (steps, values, epochs) == ([0, 1], [1.0, 2.0], [-3, 7])
+    assert seqs[("(empty tag)", "{}")][1:3] == ([1], [0.5])
+    kind, steps, dists, epochs, times = seqs[("loss", ctx_key({"kind": "distribution"}))]
+    assert steps == [0, 1, 2] and epochs == [None] * 3 and times == [50.0, 51.0, 52.0]
+    assert [list(d.weights) for d in dists] == [[1.0, 2.0 + s] for s in range(3)]
+    assert sorted(
+        (r["name"], ctx_key(r["context"])) for r in converted.params["tensorboard"]["renumbered"]
+    ) == [("loss", "{}"), ("neg", "{}"), ("nostep", "{}")]
+
+
+def test_tensorboard_links_and_unreadable_places(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A linked run folder is followed (a link loop is not), a broken link named like an event
+    file and a folder that cannot be listed are reported while the rest is converted, and an
+    event file that cannot be opened fails its run before anything of it is written."""
+    import os
+
+    from aim_parquet.convert.engine import FAILED, convert_runs
+    from aim_parquet.convert.tensorboard import find_runs
+
+    logdir = tmp_path / "logs"
+    write_scalar_file(tmp_path / "elsewhere" / "events.out.tfevents.1", [(1.0, 0, "acc", 0.5)])
+    write_scalar_file(logdir / "ok" / "events.out.tfevents.1", [(1.0, 0, "acc", 0.25)])
+    write_scalar_file(logdir / "locked" / "sub" / "events.out.tfevents.1", [(1.0, 0, "x", 1)])
+    (logdir / "linked").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    (logdir / "ok" / "loop").symlink_to(logdir, target_is_directory=True)
+    (logdir / "ok" / "events.out.tfevents.2.broken").symlink_to(tmp_path / "nowhere")
+    real_scandir = os.scandir
+
+    def scandir(path: Any = ".") -> Any:
+        if str(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    found = find_runs(logdir)
+    assert [r.label for r in found.runs] == ["linked", "ok"]
+    assert [p.split(": ")[1] for p in found.problems] == [
+        "folder cannot be read (Permission denied); skipped",
+        "a broken link or not a file; skipped",
+    ]
+    monkeypatch.undo()
+    (unreadable,) = [r for r in found.runs if r.label == "ok"]
+    real_open = open
+
+    def locked_open(path: Any, *args: Any, **kwargs: Any) -> Any:
+        if str(path).endswith("tfevents.1") and "/ok/" in str(path):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+
+    import builtins
+
+    monkeypatch.setattr(builtins, "open", locked_open)
+    report = convert_runs("tensorboard", str(logdir), found.runs, tmp_path / "d")
+    monkeypatch.undo()
+    statuses = {r.label: r.status for r in report.runs}
+    assert statuses == {"linked": "converted", "ok": FAILED}
+    assert "Permission denied" in (report.runs[1].message or "")
+    assert [r.name for r in read_converted(tmp_path / "d").values()] == ["linked"]
+    assert unreadable.source_id == str(logdir.resolve() / "ok")
+
+
+def _small_mlflow_db(db: Path) -> None:
+    con = sqlite3.connect(db)
+    con.executescript(
+        """
+        create table experiments (experiment_id integer, name text, lifecycle_stage text);
+        create table runs (run_uuid text, name text, status text, start_time integer,
+            end_time integer, lifecycle_stage text, experiment_id integer, user_id text,
+            artifact_uri text);
+        create table metrics (key text, value float, timestamp integer, run_uuid text,
+            step integer, is_nan boolean);
+        create table params (key text, value text, run_uuid text);
+        create table tags (key text, value text, run_uuid text);
+        insert into experiments values (0, 'Default', 'active');
+        insert into runs values ('r1', 'one', 'FINISHED', 1000, 5000, 'active', 0, 'me', 'a');
+        insert into metrics values ('m', 1.0, 1500, 'r1', -2, 0), ('m', 2.0, 1600, 'r1', 5, 0),
+            ('m', 3.0, 1700, 'r1', -1, 0);
+        """
+    )
+    con.commit()
+    con.close()
+
+
+def test_mlflow_sqlite_path_with_uri_characters_is_read_and_left_alone(tmp_path: Path) -> None:
+    """A path is not a URI: '#', '?' and '%' in it opened another (new, empty) database file."""
+    sources = []
+    for folder in ("with space", "hash#x", "query?x", "percent%41"):
+        (tmp_path / folder).mkdir()
+        _small_mlflow_db(tmp_path / folder / "mlflow.db")
+        sources.append(str(tmp_path / folder / "mlflow.db"))
+    sources.append(str(tmp_path / "hash#x"))  # the folder holding mlflow.db
+    before = sorted(tmp_path.rglob("*"))
+    for source in sources:
+        result = convert_cli("mlflow", source, "--repo", str(tmp_path / "d"))
+        assert result.returncode == 0, source + result.stdout + result.stderr
+    assert sorted(p for p in tmp_path.rglob("*") if not p.is_relative_to(tmp_path / "d")) == before
+    assert sorted(read_converted(tmp_path / "d")) == ["one"]  # the same MLflow run each time
+
+
+def test_mlflow_negative_steps_are_kept(tmp_path: Path) -> None:
+    """MLflow accepts negative steps: numbered like repeated steps, the MLflow step as epoch."""
+    db = tmp_path / "mlflow.db"
+    _small_mlflow_db(db)
+    result = convert_cli("mlflow", str(db), "--repo", str(tmp_path / "d"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    run = read_converted(tmp_path / "d")["one"]
+    _, steps, values, epochs, times = run.sequences[("m", ctx_key({}))]
+    assert (steps, values, epochs, times) == (
+        [0, 1, 2],
+        [1.0, 3.0, 2.0],
+        [-2, -1, 5],
+        [1.5, 1.7, 1.6],
+    )
+    assert run.params["mlflow"]["renumbered_metrics"] == ["m"]
+
+
+def test_mlflow_database_left_mid_transaction_gets_a_clear_error(tmp_path: Path) -> None:
+    """A writer killed mid-transaction leaves a hot journal that only a writer may roll back:
+    say so (the source is only read, so it stays as it is)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    db = tmp_path / "mlflow.db"
+    _small_mlflow_db(db)
+    script = (
+        "import os, signal, sqlite3, sys\n"
+        "con = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+        "con.execute('pragma cache_size=1')\n"
+        "con.execute('begin')\n"
+        "con.execute(\"insert into params select 'k' || value, zeroblob(5000), 'r1' from "
+        "(with recursive c(value) as (select 1 union all select value + 1 from c "
+        'where value < 400) select value from c)")\n'
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script, str(db)], timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    journal = tmp_path / "mlflow.db-journal"
+    assert journal.exists() and journal.stat().st_size > 0
+    snapshot = (db.read_bytes(), journal.read_bytes())
+    result = convert_cli("mlflow", str(db), "--repo", str(tmp_path / "d"))
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert "stopped in the middle of a transaction" in line and "mlflow.db-journal" in line
+    assert (db.read_bytes(), journal.read_bytes()) == snapshot
+    assert not os.path.exists(tmp_path / "d" / ".aim" / "runs")

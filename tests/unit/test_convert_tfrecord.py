@@ -105,3 +105,41 @@ def test_scalar_fast_path_declines_other_events() -> None:
     assert decode_scalar_event(version_event(1.0)) is None
     with_more = scalar_event(1.0, 3, "loss", 0.5) + bytes([0x18, 0x01])  # an unknown field
     assert decode_scalar_event(with_more) is None
+
+
+@pytest.mark.parametrize("error", [KeyboardInterrupt, MemoryError, RuntimeError])
+def test_an_error_while_reading_comes_out_as_itself(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: type[BaseException]
+) -> None:
+    """Ctrl-C (or any error) raised while the reader holds numpy views of the mapped file reaches
+    the caller as itself: closing the map must not replace it by a BufferError (which the engine
+    took for a broken source run, so the conversion carried on after Ctrl-C)."""
+    path = tmp_path / "events.out.tfevents.1"
+    write_scalar_file(path, POINTS)
+
+    def interrupted(*args: object) -> list[bool]:
+        raise error("while checking CRCs")
+
+    monkeypatch.setattr(RecordReader, "_check_data", staticmethod(interrupted))
+    with pytest.raises(error):
+        list(RecordReader(path))
+
+
+def test_record_offsets_read_the_same_record_again(tmp_path: Path) -> None:
+    path = tmp_path / "events.out.tfevents.1"
+    offsets = write_scalar_file(path, POINTS)
+    reader = RecordReader(path)
+    seen = []
+    for data in reader:
+        seen.append((reader.offset, data))
+    assert [offset for offset, _ in seen] == [0, *offsets]
+    with open(path, "rb") as fh:
+        for offset, data in seen:
+            assert RecordReader.read_at(fh, offset) == data
+        data = bytearray(path.read_bytes())
+    data[offsets[3] + 14] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with open(path, "rb") as fh:
+        assert RecordReader.read_at(fh, offsets[3]) is None  # no longer intact
+        assert RecordReader.read_at(fh, offsets[4]) == seen[5][1]
+        assert RecordReader.read_at(fh, len(data) + 10) is None
