@@ -21,8 +21,14 @@ from aim_parquet.format.meta import RunMeta, SequenceInfo
 from aim_parquet.format.paths import RepoLayout
 from aim_parquet.query.planner import QueryPlan
 from aim_parquet.query.views import RunView
-from aim_parquet.storage.run_index import CatalogueEntry, IndexSnapshot, RunIndex, RunRecord
-from aim_parquet.storage.run_reader import uncatalogued_sequences
+from aim_parquet.storage.catalogue_scan import uncatalogued_sequences
+from aim_parquet.storage.run_index import (
+    CatalogueEntry,
+    DamagedRun,
+    IndexSnapshot,
+    RunIndex,
+    RunRecord,
+)
 
 
 @dataclass(frozen=True)
@@ -62,10 +68,22 @@ def warn_unreadable(run_hash: str, exc: BaseException, *, stacklevel: int = 3) -
     warnings.warn(f"aim_parquet: {what}", RuntimeWarning, stacklevel=stacklevel)
 
 
-def candidate_runs(index: RunIndex, offset: str | None = None) -> list[RunRecord]:
-    """Every readable run newest first, starting after the run `offset` when given."""
+def unreadable_run(layout: RepoLayout, run_hash: str, exc: BaseException) -> DamagedRun:
+    """A run left out of a result because one of its files cannot be read, as a DamagedRun
+    (permission denied is not damage)."""
+    name = getattr(exc, "filename", None)
+    path = name if isinstance(name, str) else str(layout.run_dir(run_hash))
+    return DamagedRun(run_hash, path, str(exc), isinstance(exc, PermissionError))
+
+
+def candidate_runs(
+    index: RunIndex, offset: str | None = None, *, warn: bool = True
+) -> list[RunRecord]:
+    """Every readable run newest first, starting after the run `offset` when given (`warn`:
+    a RuntimeWarning per damaged run; a server reports them in its answer instead)."""
     snapshot = index.refresh()
-    warn_damaged(snapshot, stacklevel=4)
+    if warn:
+        warn_damaged(snapshot, stacklevel=4)
     ordered = snapshot.newest_first
     if offset:
         for i, record in enumerate(ordered):
@@ -81,10 +99,14 @@ def execute_plan(
     *,
     offset: str | None = None,
     with_misses: bool = True,
+    warn: bool = True,
+    skipped: list[DamagedRun] | None = None,
 ) -> Iterator[MatchStep]:
     """One MatchStep per candidate run in result order (newest run first); with
-    `with_misses=False` only the matching runs' steps."""
-    candidates = candidate_runs(index, offset)
+    `with_misses=False` only the matching runs' steps; `warn` as in `candidate_runs` (also for a
+    run whose files cannot be read while it is matched: left out of the result). `skipped`
+    collects such runs, for a caller that reports them itself."""
+    candidates = candidate_runs(index, offset, warn=warn)
     total = len(candidates)
     for position, record in enumerate(candidates, 1):
         try:
@@ -97,7 +119,11 @@ def execute_plan(
                     raise exc
                 match = _match(layout, plan, fresh)
             except (CorruptFileError, FormatVersionError, PermissionError) as again:
-                warn_unreadable(record.hash, again)  # one bad run never stops a repo-wide query
+                # one bad run never stops a repo-wide query
+                if warn:
+                    warn_unreadable(record.hash, again)
+                if skipped is not None:
+                    skipped.append(unreadable_run(layout, record.hash, again))
         if match is not None or with_misses:
             yield MatchStep(match, position, total)
 
@@ -110,7 +136,7 @@ def _match(layout: RepoLayout, plan: QueryPlan, record: RunRecord) -> RunMatch |
     if plan.seq_var is None:
         return RunMatch(record)
     entries: list[CatalogueEntry | SequenceInfo] = [*record.catalogue()]
-    if record.end_time is None:  # a live or killed writer may be ahead of it
+    if record.end_time is None and not record.is_rebuilt:  # a live writer may be ahead of it
         known = {e.seq_id for e in entries}
         entries.extend(uncatalogued_sequences(layout, record.hash, known))
     matched = plan.matching_sequences(view, entries)
@@ -121,9 +147,18 @@ def _match(layout: RepoLayout, plan: QueryPlan, record: RunRecord) -> RunMatch |
 
 
 def iter_matches(
-    layout: RepoLayout, index: RunIndex, plan: QueryPlan, *, offset: str | None = None
+    layout: RepoLayout,
+    index: RunIndex,
+    plan: QueryPlan,
+    *,
+    offset: str | None = None,
+    warn: bool = True,
+    skipped: list[DamagedRun] | None = None,
 ) -> Iterator[RunMatch]:
     """Only the matching runs of `execute_plan`."""
-    for step in execute_plan(layout, index, plan, offset=offset, with_misses=False):
+    steps = execute_plan(
+        layout, index, plan, offset=offset, with_misses=False, warn=warn, skipped=skipped
+    )
+    for step in steps:
         if step.match is not None:
             yield step.match

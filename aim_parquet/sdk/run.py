@@ -44,9 +44,10 @@ from aim_parquet.sdk import lifecycle
 from aim_parquet.sdk.params import ParamKey, del_path, get_path, key_path, set_path
 from aim_parquet.sdk.run_base import RunReadMixin, layout_for
 from aim_parquet.storage.atomic import atomic_write
+from aim_parquet.storage.catalogue_scan import resume_catalogue
 from aim_parquet.storage.lock import RunLock
 from aim_parquet.storage.repo_changes import note_change
-from aim_parquet.storage.run_reader import discover_sequences, load_run_meta
+from aim_parquet.storage.run_reader import load_run_meta
 from aim_parquet.storage.run_writer import RunWriter, SeqBuffer
 
 log = logging.getLogger(__name__)
@@ -173,10 +174,9 @@ class Run(RunReadMixin):
             raise
         try:
             meta = load_run_meta(layout, self.hash)
-            if not is_new:
-                meta = RunMeta(**{**meta.__dict__, "end_time": None})
-                infos = discover_sequences(layout, self.hash, meta)
-                meta = RunMeta(**{**meta.__dict__, "sequences": tuple(infos)})
+            if not is_new:  # after a killed writer the catalogue is caught up from the data
+                infos = resume_catalogue(layout, self.hash, meta)
+                meta = RunMeta(**{**meta.__dict__, "end_time": None, "sequences": infos})
             if experiment:
                 meta = RunMeta(**{**meta.__dict__, "experiment": str(experiment)})
             writer = RunWriter(layout, meta, lock)
@@ -199,11 +199,7 @@ class Run(RunReadMixin):
         tmp = layout.runs_dir / f"{TEMP_PREFIX}{self.hash}-{os.getpid()}"
         tmp.mkdir()
         try:
-            meta = RunMeta(
-                hash=self.hash,
-                creation_time=time.time(),
-                experiment=str(experiment) if experiment else "default",
-            )
+            meta = self._new_run_meta(experiment)
             atomic_write(tmp / SIDECAR_FILENAME, meta.dumps(), durable=True)
             os.rename(tmp, layout.run_dir(self.hash))
             note_change(layout)
@@ -214,6 +210,14 @@ class Run(RunReadMixin):
                     f"creating run {self.hash} in {layout.root} failed: {exc}"
                 ) from exc
             raise
+
+    def _new_run_meta(self, experiment: str | None) -> RunMeta:
+        """The sidecar a new run starts with (an importer adds its own properties)."""
+        return RunMeta(
+            hash=self.hash,
+            creation_time=time.time(),
+            experiment=str(experiment) if experiment else "default",
+        )
 
     # -- state -----------------------------------------------------------------------------
     @property
@@ -326,13 +330,23 @@ class Run(RunReadMixin):
         if len(points) >= seq.flush_at:
             writer.request_flush()
 
-    def _track_slow(self, value: Any, name: Any, step: Any, epoch: Any, context: Any) -> None:
+    def _track_slow(
+        self,
+        value: Any,
+        name: Any,
+        step: Any,
+        epoch: Any,
+        context: Any,
+        timestamp: float | None = None,
+    ) -> None:
+        """Validate and track one value (or a dict of them); `timestamp` defaults to now (an
+        importer passes the source's wall time)."""
         writer = self._require_writer()
         if isinstance(value, dict):
             if name is not None:
                 raise ValueError("track(dict, name=...): with a dict of values, name must be None.")
             for key, item in value.items():
-                self._track_slow(item, key, step, epoch, context)
+                self._track_slow(item, key, step, epoch, context, timestamp)
             return
         if not isinstance(name, str) or not name:
             raise ValueError(
@@ -362,7 +376,7 @@ class Run(RunReadMixin):
             self._cache_seq(seq, name, context)
         elif seq.info.kind != kind:
             self._check_kind(seq, kind, value, name)
-        ts = time.time()
+        ts = time.time() if timestamp is None else timestamp
         with writer.lock:
             if step is None:
                 step = seq.next_step
@@ -483,7 +497,7 @@ class Run(RunReadMixin):
                     "aim_parquet: %s of run %s failed: %s", type(ext).__name__, self.hash, ext_error
                 )
         self._extensions = []
-        writer.close(end_time=time.time())
+        writer.close(end_time=self._closing_end_time())
         self._writer = None
         self._meta_cache = writer.meta
         lifecycle.unregister(self)
@@ -497,6 +511,10 @@ class Run(RunReadMixin):
                 self.hash,
                 error,
             )
+
+    def _closing_end_time(self) -> float:
+        """The `end_time` `close()` records: now (an importer keeps the source's)."""
+        return time.time()
 
     def __enter__(self) -> Run:
         return self

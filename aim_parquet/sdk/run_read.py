@@ -2,7 +2,8 @@
 
 Mixed into every `Run` (through `run_base.RunReadMixin`). The catalogue is read fresh on each
 call (one sidecar read), so a read-only run of a live writer sees the sequences it has added since
-the run was opened; a writable run flushes its buffers first so it reads what it has tracked.
+the run was opened; a writable run flushes its buffers first so it reads what it has tracked; the
+catalogue of a run whose writer died is caught up from its segments (`storage.catalogue_scan`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from aim_parquet.format.meta import RunMeta, SequenceInfo
 from aim_parquet.format.paths import RepoLayout, canonical_context
-from aim_parquet.storage.run_reader import discover_sequences, load_run_meta
+from aim_parquet.storage.catalogue_scan import discover_sequences, read_catalogue
+from aim_parquet.storage.run_reader import load_run_meta
 
 if TYPE_CHECKING:
     import pandas
@@ -54,9 +56,9 @@ class RunSequencesMixin:
             except OSError as exc:
                 log.error("aim_parquet: flushing run %s before reading failed: %s", self.hash, exc)
             meta = writer.snapshot()
-        else:
-            meta = load_run_meta(self._layout, self.hash)
-        return meta, discover_sequences(self._layout, self.hash, meta)
+            return meta, discover_sequences(self._layout, self.hash, meta)
+        meta = load_run_meta(self._layout, self.hash)
+        return meta, read_catalogue(self._layout, self.hash, meta)
 
     def _find(self, seq_cls: type[Sequence], name: str, context: Any) -> Any:
         wanted = canonical_context(dict(context) if context else {})

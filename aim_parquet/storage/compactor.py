@@ -9,7 +9,9 @@ another compactor holds is skipped):
    `include_active`; then the newest segment of each sequence (the one it appends to) is left
    alone. Segments are listed first and the writer checked after (by its identity and the
    kernel's flock table): a writer that resumed before the listing is seen, one that resumes
-   after it only makes segments that were not listed.
+   after it only makes segments that were not listed. A run whose writer died (no `end_time`)
+   first gets its catalogue caught up with its segments (`catalogue_scan.catch_up_sidecar`,
+   briefly under the write lock), before the segments are listed.
 2. Clean up what an interrupted compaction left: `.tmp-*` files, Parquet files the manifest does
    not reference, and segments the manifest already covers.
 3. For each file kind with new sealed segments, stream the previous generation's rows of that kind
@@ -48,6 +50,7 @@ from aim_parquet.format.paths import (
     validate_run_hash,
 )
 from aim_parquet.storage.atomic import atomic_write
+from aim_parquet.storage.catalogue_scan import catch_up_sidecar
 from aim_parquet.storage.compacted import (
     CompactedFileWriter,
     SeqKey,
@@ -269,18 +272,22 @@ def _compact_locked(
     layout: RepoLayout, run_hash: str, mode: str, result: Callable[..., RunCompaction]
 ) -> RunCompaction:
     run_dir = layout.run_dir(run_hash)
+    caught: list[str] = []
+    if mode == "closed":
+        _catch_up_catalogue(layout, run_hash, caught)
     manifest = load_manifest(layout, run_hash)
     _refuse_future_files(layout, run_hash)
     _plan(layout, run_hash, mode, [])  # a segment of a newer format: refused before any change
     _clean_leftovers(layout, run_hash, manifest)
-    notes: list[str] = []
-    plans = _plan(layout, run_hash, mode, notes)
+    plan_notes: list[str] = []
+    plans = _plan(layout, run_hash, mode, plan_notes)
     if mode == "closed" and is_run_live(layout, run_hash):
         # a writer resumed after the first look: a segment it appends to may be listed, so
         # list again leaving each sequence's newest segment alone (segments are listed first,
         # then the writer checked: one that starts later only makes segments not listed)
-        mode, notes = "active", []
-        plans = _plan(layout, run_hash, mode, notes)
+        mode, plan_notes = "active", []
+        plans = _plan(layout, run_hash, mode, plan_notes)
+    notes = [*caught, *plan_notes]
     generation = manifest.generation if manifest else 0
     if not plans:
         return result(
@@ -335,6 +342,19 @@ def _compact_locked(
         points=points,
         rows=rows,
     )
+
+
+def _catch_up_catalogue(layout: RepoLayout, run_hash: str, notes: list[str]) -> None:
+    """Before the segments of a run whose writer died move into Parquet, bring its catalogue up
+    to date with them (the sidecar may miss the writer's last flush): afterwards only a full
+    read of the compacted rows could tell what it missed."""
+    try:
+        stale = catch_up_sidecar(layout, run_hash)
+    except (AimParquetError, OSError) as exc:
+        notes.append(f"could not catch its catalogue up with its segments: {exc}")
+        return
+    if stale:
+        notes.append(f"caught the catalogue up with the segments ({', '.join(stale)})")
 
 
 def default_workers() -> int:

@@ -34,6 +34,7 @@ from aim_parquet.storage.atomic import (
     replace_folder,
     temp_path_for,
 )
+from aim_parquet.storage.catalogue_scan import discover_sequences
 from aim_parquet.storage.columns import string_array
 from aim_parquet.storage.compacted import (
     METRICS_KIND,
@@ -44,7 +45,7 @@ from aim_parquet.storage.compacted import (
 )
 from aim_parquet.storage.lock import is_run_locked
 from aim_parquet.storage.run_index import RunIndex
-from aim_parquet.storage.run_reader import discover_sequences, read_sequence
+from aim_parquet.storage.run_reader import read_sequence
 
 log = logging.getLogger(__name__)
 

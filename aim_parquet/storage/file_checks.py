@@ -115,7 +115,7 @@ def _compressed_size(meta: memoryview, batch: int, body: memoryview) -> int:
     return total
 
 
-def ipc_decoded_size(data: bytes | pa.Buffer) -> int:
+def ipc_decoded_size(data: bytes | pa.Buffer | memoryview) -> int:
     """What the record batches of an Arrow IPC stream decode to, from the message headers (their
     flatbuffers) alone, before any body is decompressed; stops at the end of the stream or at a
     torn or unreadable message (the reader reports those itself). An uncompressed batch decodes
@@ -162,6 +162,15 @@ def segment_source(path: str | os.PathLike[str], *, memory_map: bool = True) -> 
     source = map_regular(path, "segment", small_bytes=small)
     _refuse_bomb(path, "segment", ipc_decoded_size(source), len(source))
     return source
+
+
+def check_segment_tail(
+    path: str | os.PathLike[str], source: bytes | pa.Buffer, offset: int
+) -> None:
+    """The messages of a segment from byte `offset` on (where one starts) decode to a bounded
+    size (`UnsafeFileError` beyond): what a reader that skips the first `offset` bytes decodes."""
+    tail = memoryview(source)[offset:]
+    _refuse_bomb(path, "segment", ipc_decoded_size(tail), len(source))
 
 
 def check_segment_schema(schema: pa.Schema, path: str | os.PathLike[str]) -> None:

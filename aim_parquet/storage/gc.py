@@ -22,6 +22,7 @@ of a newer format version are never removed.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import time
@@ -41,6 +42,7 @@ from aim_parquet.format.paths import (
     RepoLayout,
     is_segment_name,
 )
+from aim_parquet.storage.catalogue_scan import read_catalogue
 from aim_parquet.storage.compacted import is_compacted_name, read_footer
 from aim_parquet.storage.lock import is_run_locked
 from aim_parquet.storage.run_check import TEMP_GRACE_S
@@ -54,6 +56,8 @@ from aim_parquet.storage.run_folder import (
 )
 from aim_parquet.storage.run_reader import list_run_hashes, load_manifest, load_run_meta
 from aim_parquet.storage.safe_fs import first_link, remove_tree
+
+log = logging.getLogger(__name__)
 
 DEFAULT_GRACE_S = 600.0
 TEMP_MIN_AGE_S = 60.0  # a temp file younger than this may be a write in progress: never removed
@@ -302,7 +306,8 @@ def _file_kind(rel: Path) -> str:
 
 
 def repo_stats(layout: RepoLayout) -> StatsReport:
-    """Count runs, sequences, points (from the sidecars) and files/bytes by kind (from disk)."""
+    """Count runs, sequences, points (from the catalogues; a run whose writer died: scanned from
+    its segments) and files/bytes by kind (from disk)."""
     files: Counter[str] = Counter()
     sizes: Counter[str] = Counter()
     for dirpath, _dirs, names in os.walk(layout.aim_dir):
@@ -329,10 +334,22 @@ def repo_stats(layout: RepoLayout) -> StatsReport:
         except AimParquetError:
             damaged += 1
             continue
+        try:
+            sequences = read_catalogue(layout, run_hash, meta)  # a dead writer's: scanned
+        except (OSError, pa.ArrowException, AimParquetError) as exc:
+            # a segment this user may not read, a link or FIFO in place of one: the sidecar's
+            # catalogue (it may miss the last flush of a writer that died) and a warning
+            log.warning(
+                "aim_parquet: cannot scan the segments of run %s (%s); its points are counted "
+                "from its sidecar",
+                run_hash,
+                exc,
+            )
+            sequences = list(meta.sequences)
         archived += meta.archived
         if meta.end_time is None and is_run_locked(layout.lock_file(run_hash)) is not None:
             active += 1
-        for seq in meta.sequences:
+        for seq in sequences:
             if seq.is_metric:
                 mseq, mpts = mseq + 1, mpts + seq.count
             else:

@@ -3,8 +3,10 @@
 Checked per run: leftover temp files, the compaction manifest and every compacted file it lists
 (read in full), every segment the manifest does not cover (read in full: unreadable schema, torn
 tail, newer format), the sidecar (missing, invalid JSON or fields, newer format, wrong hash) and
-its catalogue against the data (a sequence missing, or fewer points than it counts). A live
-writer's newest segment is never judged (it is being written). Repository-wide, every symbolic
+its catalogue against the data (a sequence missing, or fewer points than it counts; and, for a run
+no live writer holds whose files could all be read, any figure that disagrees with a summary of
+its points: `stale-catalogue`). A live writer's newest segment is never judged (it is being
+written). Repository-wide, every symbolic
 link and special file under `.aim/` is named (`storage.repo_scan`). With `repair=True`, each
 problem of a run that no live writer holds is fixed under the run's write lock and compaction
 lock (see `storage.salvage`), keeping every readable point; the run index is rebuilt afterwards.

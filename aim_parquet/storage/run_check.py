@@ -17,14 +17,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from aim_parquet.errors import (
-    AimParquetError,
-    CorruptFileError,
-    FormatVersionError,
-)
+import pyarrow as pa
+
+from aim_parquet.errors import AimParquetError, CorruptFileError, FormatVersionError
 from aim_parquet.format.meta import Manifest, RunMeta
 from aim_parquet.format.paths import TEMP_PREFIX, RepoLayout, is_valid_seq_id
 from aim_parquet.storage import salvage
+from aim_parquet.storage.catalogue_scan import scan_catalogue, stale_sequences
 from aim_parquet.storage.compacted import is_compacted_name
 from aim_parquet.storage.repo_changes import write_sidecar
 from aim_parquet.storage.run_folder import (
@@ -129,8 +128,12 @@ class RunCheck:
         except PermissionError as exc:
             self.add_denied(self.layout.sidecar(self.run_hash), exc)
             meta = None
-        if meta is not None and counts_before and self._manifest_bytes() == manifest_before:
-            self.check_counts(meta, counts_before)
+        if meta is None:
+            return
+        reported: list[str] = []
+        if counts_before and self._manifest_bytes() == manifest_before:
+            reported = self.check_counts(meta, counts_before)
+        self.check_catalogue(meta, reported)
 
     def _catalogue_counts(self) -> dict[str, int]:
         try:
@@ -324,28 +327,64 @@ class RunCheck:
                 f"no data left for sequence(s) {missing}",
                 lambda: self.fix_catalogue(meta),
             )
+            self.check_catalogue(meta, missing)
             return None
         return meta
 
-    def check_counts(self, meta: RunMeta, counts: dict[str, int]) -> None:
+    def check_counts(self, meta: RunMeta, counts: dict[str, int]) -> list[str]:
         """A catalogue that counts more points than the data holds: a segment or compacted file
         was lost while others of the sequence are left (`runs ls` would show points no query
-        returns). Only judged when every data file of the run was read without a problem."""
+        returns). Only judged when every data file of the run was read without a problem.
+        Returns the names of the sequences it reported."""
         known = {"torn-tail", "temp-file"}  # problems that leave the readable rows counted
         if self.is_live or self.is_partial or any(p.kind not in known for p, _fix in self.found):
-            return
-        short = [
-            f"{s.name!r} counts {counts[s.seq_id]}, {self.rows[s.seq_id]} readable"
-            for s in meta.sequences
-            if self.rows[s.seq_id] < counts.get(s.seq_id, 0)
-        ]
+            return []
+        short = [s for s in meta.sequences if self.rows[s.seq_id] < counts.get(s.seq_id, 0)]
         if short:
+            text = "; ".join(
+                f"{s.name!r} counts {counts[s.seq_id]}, {self.rows[s.seq_id]} readable"
+                for s in short
+            )
             self.add(
                 self.layout.sidecar(self.run_hash),
                 "missing-data",
-                f"the catalogue counts points that are gone: {'; '.join(short)}",
+                f"the catalogue counts points that are gone: {text}",
                 lambda: self.fix_catalogue(meta),
             )
+        return [s.name for s in short]
+
+    def check_catalogue(self, meta: RunMeta, reported: list[str]) -> None:
+        """The catalogue against a summary of every readable point (`stale-catalogue`), for
+        the sequences not `reported` as missing data already. Not judged while a live writer
+        holds the run (its catalogue may lag by one flush), nor when a file of the run could
+        not be read (permission denied, a link or special file): its rows are unknown."""
+        if self.is_live or self.is_partial:
+            return
+        try:
+            true = scan_catalogue(self.layout, self.run_hash, meta, full=True)
+        except (OSError, pa.ArrowException, AimParquetError) as exc:
+            self.notes.append(f"run {self.run_hash}: catalogue not checked ({exc})")
+            return
+        stale = [n for n in stale_sequences(meta.sequences, true) if n not in reported]
+        if not stale:
+            return
+        why = (
+            "its writer died after writing segments the sidecar does not describe"
+            if meta.end_time is None
+            else "a writer closed it with figures that missed points"
+        )
+        self.add(
+            self.layout.sidecar(self.run_hash),
+            "stale-catalogue",
+            f"the catalogue disagrees with the data for sequence(s) {sorted(set(stale))} "
+            f"(count, first/last step or value, min or max): {why}",
+            lambda: self.fix_stale_catalogue(meta),
+        )
+
+    def fix_stale_catalogue(self, meta: RunMeta) -> str:
+        true = scan_catalogue(self.layout, self.run_hash, meta, full=True)
+        _rewrite(self.layout, RunMeta(**{**meta.__dict__, "sequences": true}))
+        return "catalogue rewritten from the segments"
 
     def has_data(self, seq_id: str) -> bool:
         if list_segments(self.layout.seqs_dir(self.run_hash) / seq_id):

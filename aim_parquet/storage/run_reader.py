@@ -10,12 +10,10 @@ the old manifest must not trust its segment listing), restarts the read from the
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import stat
 import time
-from collections.abc import Container
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +35,6 @@ from aim_parquet.format.paths import (
 from aim_parquet.format.schema import (
     METRIC_SCHEMA,
     OBJECT_SCHEMA,
-    describe_segment_schema,
     is_metric_kind,
 )
 from aim_parquet.storage.columns import int64_array, nan_numpy, to_numpy
@@ -80,7 +77,7 @@ def load_manifest(layout: RepoLayout, run_hash: str) -> Manifest | None:
     return _load_manifest_state(layout, run_hash)[0]
 
 
-def _manifest_bytes(path: str) -> bytes | None:
+def manifest_bytes(path: str) -> bytes | None:
     """The content of the manifest at `path`, None when there is none. Every commit changes it
     (its generation grows), so equal bytes mean no compaction committed in between; inode and
     mtime are not enough (inodes are reused and mtime can be as coarse as a clock tick)."""
@@ -92,11 +89,11 @@ def _manifest_bytes(path: str) -> bytes | None:
 
 def _load_manifest_state(layout: RepoLayout, run_hash: str) -> tuple[Manifest | None, bytes | None]:
     """The manifest and the exact bytes it was decoded from."""
-    return _parse_manifest(os.fspath(layout.manifest(run_hash)))
+    return parse_manifest(os.fspath(layout.manifest(run_hash)))
 
 
-def _parse_manifest(path: str) -> tuple[Manifest | None, bytes | None]:
-    raw = _manifest_bytes(path)
+def parse_manifest(path: str) -> tuple[Manifest | None, bytes | None]:
+    raw = manifest_bytes(path)
     if raw is None:
         return None, None
     what = f"compaction manifest {path}"
@@ -116,52 +113,6 @@ def segment_names(seq_dir: str) -> list[str]:
         return []
     names.sort()
     return [n for n in names if is_segment_name(n)]
-
-
-def discover_sequences(layout: RepoLayout, run_hash: str, meta: RunMeta) -> list[SequenceInfo]:
-    """The catalogue, plus sequences whose folders exist but are not catalogued yet (a writer
-    killed before its sidecar caught up); those get their name/context/kind from the segment."""
-    infos = {s.seq_id: s for s in meta.sequences}
-    return [*infos.values(), *uncatalogued_sequences(layout, run_hash, infos)]
-
-
-def uncatalogued_sequences(
-    layout: RepoLayout, run_hash: str, catalogued: Container[str]
-) -> list[SequenceInfo]:
-    """Sequences with a folder under `seqs/` but no entry in `catalogued` (seq ids), summarised
-    from their segments. A run with an `end_time` has none: `close()` writes the sidecar after
-    the last segment, and a resumed run clears `end_time` before writing any."""
-    infos: dict[str, SequenceInfo] = {}
-    try:
-        names = os.listdir(layout.seqs_dir(run_hash))
-    except FileNotFoundError:
-        names = []
-    for name in sorted(names):
-        if name in catalogued or not is_valid_seq_id(name):
-            continue
-        for seg in list_segments(layout.seq_dir(run_hash, name)):
-            with contextlib.suppress(CorruptFileError, FileNotFoundError):
-                data = read_segment(seg)
-                d = describe_segment_schema(data.schema)
-                info = SequenceInfo(
-                    seq_id=name, name=d["name"], context=d["context"], kind=d["kind"]
-                )
-                infos[name] = summarize_table(info, concat_batches(info, data.batches))
-                break
-    return list(infos.values())
-
-
-def concat_batches(info: SequenceInfo, batches: list[pa.RecordBatch]) -> pa.Table:
-    schema = METRIC_SCHEMA if is_metric_kind(info.kind) else OBJECT_SCHEMA
-    return pa.Table.from_batches(batches, schema=schema)
-
-
-def summarize_table(info: SequenceInfo, table: pa.Table) -> SequenceInfo:
-    from aim_parquet.storage.run_writer import summarize
-
-    for batch in table.to_batches():
-        info = summarize(info, batch)
-    return info
 
 
 def dedupe_steps(table: pa.Table, *, by_index: bool) -> pa.Table:
@@ -210,7 +161,7 @@ def _read_pieces(
         if attempt > 1:
             time.sleep(min(0.2, 0.005 * 2**attempt))  # let a compaction in progress finish
         try:
-            manifest, seen = _parse_manifest(manifest_path)
+            manifest, seen = parse_manifest(manifest_path)
             tables: list[pa.Table | pa.RecordBatch] = []
             covered: frozenset[str] = frozenset()
             if manifest is not None:
@@ -232,7 +183,7 @@ def _read_pieces(
             if is_gone(exc):
                 continue  # compaction or gc swapped files under us: read the new state
             raise
-        if _manifest_bytes(manifest_path) == seen:
+        if manifest_bytes(manifest_path) == seen:
             return tables
         # a compaction committed while we read: segments we listed may have been removed
     raise CorruptFileError(f"run {run_hash}: files kept changing while reading {info.name!r}.")

@@ -28,8 +28,10 @@ from aim_parquet.storage.atomic import temp_path_for
 from aim_parquet.storage.file_checks import (
     SMALL_FILE_BYTES,
     check_segment_schema,
+    check_segment_tail,
     segment_source,
 )
+from aim_parquet.storage.safe_fs import map_regular
 
 MAX_OPEN_SEGMENTS = 64
 
@@ -180,3 +182,56 @@ def read_segment(path: str | Path, *, memory_map: bool = True) -> SegmentData:
     except (pa.ArrowInvalid, OSError, ValueError):
         torn = True
     return SegmentData(reader.schema, batches, torn)
+
+
+def read_segment_from(path: str | Path, offset: int) -> SegmentData | None:
+    """The complete batches of a segment that start at byte `offset` or later, which must be
+    where a message starts (the end of the schema or of a batch); None when it is not (the file
+    is shorter, tears before it, no message starts there, or it has no readable schema), and
+    when the file is damaged, a link or not a regular file (a full `read_segment` then says
+    what is wrong). A torn tail after `offset` is skipped, as in `read_segment`.
+
+    The messages before `offset` are walked without being decoded (zero-copy on a memory map),
+    so the cost is that of the batches after it; what those decode to is bounded as in
+    `read_segment`. Raises FileNotFoundError if the file is gone, PermissionError, and
+    FormatVersionError for a newer format.
+    """
+    name = os.fspath(path)
+    try:
+        data = map_regular(name, "segment", small_bytes=0)  # not a link, not a FIFO
+    except CorruptFileError:  # (UnsafeFileError)
+        return None
+    if len(data) < max(offset, 1):
+        return None
+    # not closed here: the batches may point into the map
+    source = pa.BufferReader(data if isinstance(data, pa.Buffer) else pa.py_buffer(data))
+    reader = pa.ipc.MessageReader.open_stream(source)
+    try:
+        schema = pa.ipc.read_schema(reader.read_next_message())
+        check_segment_schema(schema, name)  # FormatVersionError passes
+    except (StopIteration, pa.ArrowInvalid, OSError, ValueError):  # (CorruptFileError)
+        return None
+    position = source.tell()
+    while position < offset:
+        try:
+            reader.read_next_message()
+        except (StopIteration, pa.ArrowInvalid, OSError, ValueError):
+            return None
+        position = source.tell()
+    if position != offset:
+        return None
+    try:
+        check_segment_tail(name, data, offset)
+    except CorruptFileError:  # (UnsafeFileError: a decoding bomb)
+        return None
+    batches: list[pa.RecordBatch] = []
+    torn = False
+    while True:
+        try:
+            batches.append(pa.ipc.read_record_batch(reader.read_next_message(), schema))
+        except StopIteration:
+            break
+        except (pa.ArrowInvalid, OSError, ValueError):
+            torn = True
+            break
+    return SegmentData(schema, batches, torn)

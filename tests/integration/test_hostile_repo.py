@@ -472,8 +472,9 @@ def _rewrite_index(path: Path, change_header: Any = None, change_keys: Any = Non
     header, body = raw.split(b"\n", 1)
     doc = json.loads(header)
     lines = []
+    at = doc["columns"].index("catalogue")
     for row in doc["runs"]:
-        offset, keys_len, stats_len = row[-1]
+        offset, keys_len, stats_len = row[at]
         keys = json.loads(body[offset : offset + keys_len])
         stats = body[offset + keys_len + 1 : offset + keys_len + 1 + stats_len]
         if change_keys is not None:
@@ -481,7 +482,7 @@ def _rewrite_index(path: Path, change_header: Any = None, change_keys: Any = Non
         lines.append((row, json.dumps(keys, separators=(",", ":")).encode(), stats))
     out, offset = [], 0
     for row, keys_line, stats in lines:
-        row[-1] = [offset, len(keys_line), len(stats)]
+        row[at] = [offset, len(keys_line), len(stats)]
         out.append(keys_line + b"\n" + stats + b"\n")
         offset += len(keys_line) + len(stats) + 2
     if change_header is not None:

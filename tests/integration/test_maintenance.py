@@ -107,7 +107,8 @@ def test_truncated_segment_keeps_its_complete_batches(tmp_path: Path) -> None:
     seg = next(_run_dir(tmp_path, run.hash).glob("seqs/*/*.arrows"))
     seg.write_bytes(seg.read_bytes()[:-20])
     report = verify_repo(RepoLayout(tmp_path))
-    # the cut lost a whole batch: the catalogue (50 points) no longer matches the data (40)
+    # the cut lost a whole batch: the catalogue (50 points) no longer matches the data (40);
+    # the problem is named once, as points that are gone (not also as a stale catalogue)
     assert _kinds(report) == {"torn-tail", "missing-data"}
     assert "after 40 rows" in report.problems[0].detail
     assert "'m' counts 50, 40 readable" in report.problems[1].detail
