@@ -18,6 +18,7 @@ from aim_parquet.errors import (
     QueryError,
     QuerySyntaxError,
     RunLockedError,
+    UnsupportedValueError,
 )
 from aim_parquet.ui.api.jsonout import error_response
 
@@ -33,6 +34,7 @@ _STATUS: list[tuple[type[BaseException], int, str]] = [
     (QueryError, 400, "query"),
     (InvalidRunHashError, 400, "bad_hash"),
     (BadRequest, 400, "bad_request"),
+    (UnsupportedValueError, 400, "bad_request"),
     (MissingRunError, 404, "not_found"),
     (RunLockedError, 409, "run_locked"),
     (CorruptFileError, 500, "damaged"),

@@ -27,9 +27,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from aim_parquet.errors import CorruptFileError, FormatVersionError
 from aim_parquet.format.meta import SequenceInfo
+from aim_parquet.query.executor import unreadable_run
 from aim_parquet.query.planner import plan_query
 from aim_parquet.query.views import RunView
+from aim_parquet.storage.run_index import DamagedRun
 from aim_parquet.storage.run_reader import read_metric_columns
 from aim_parquet.storage.run_records import RunRecord
 from aim_parquet.ui.api.binary import MEDIA_TYPE, BufferWriter
@@ -151,6 +154,11 @@ def chart_title(fields: Sequence[str], key: tuple[Any, ...]) -> str:
 
 
 # -- reading ---------------------------------------------------------------------------------
+# what reading one run's files may raise without being the request's fault: a damaged file, a
+# link or FIFO in place of one (UnsafeFileError), a newer format, a file this user may not read
+UNREADABLE = (CorruptFileError, FormatVersionError, PermissionError)
+
+
 def read_series(
     state: UiState, record: RunRecord, info: SequenceInfo, x_axis: str
 ) -> tuple[Array, Array, Array]:
@@ -196,8 +204,15 @@ def search(
     meta: list[dict[str, Any]] = []
     points_read = 0
     lo, hi = x_range
+    skipped: dict[str, DamagedRun] = {}  # runs whose files fail: one run never fails the page
     for record, info in pairs:
-        steps, x, y = read_series(state, record, info, x_axis)
+        if record.hash in skipped:
+            continue
+        try:
+            steps, x, y = read_series(state, record, info, x_axis)
+        except UNREADABLE as exc:
+            skipped[record.hash] = unreadable_run(state.layout, record.hash, exc)
+            continue
         points_read += int(steps.size)
         if lo is not None or hi is not None:
             keep = np.ones(x.size, bool)
@@ -241,6 +256,7 @@ def search(
         )
     now = time.time()
     runs = {m.record.hash: run_info(state, m.record, now) for m in matches}
+    damaged = (*damaged, *skipped.values())
     header = {
         "query": query,
         "x_axis": x_axis,
@@ -278,7 +294,10 @@ def live(
         runs[record.hash] = run_info(state, record, now)
         for info in match.sequences:
             after = cursors.get((record.hash, info.seq_id))
-            steps, x, y = read_series(state, record, info, x_axis)
+            try:
+                steps, x, y = read_series(state, record, info, x_axis)
+            except UNREADABLE:  # reported by the next search
+                continue
             if after is not None:
                 start = int(np.searchsorted(steps, after, side="right"))
                 steps, x, y = steps[start:], x[start:], y[start:]
