@@ -177,6 +177,18 @@ def utf8_safe(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
+def valid_text(text: str) -> str:
+    """`text` made valid Unicode: the bytes of a name `os.fsdecode` could not decode (surrogate
+    escapes) decoded as UTF-8 with U+FFFD for what is not UTF-8, any other lone surrogate
+    replaced by U+FFFD. Valid text is returned as it is."""
+    if not has_lone_surrogate(text):
+        return text
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:
+        return "".join("\ufffd" if "\ud800" <= c <= "\udfff" else c for c in text)
+
+
 def check_text(value: Any, what: str) -> None:
     """Refuse a run property (name, experiment, description, tag) that is not valid Unicode."""
     if isinstance(value, str) and has_lone_surrogate(value):
