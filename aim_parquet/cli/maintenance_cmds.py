@@ -42,10 +42,12 @@ def add_parsers(sub: Any) -> None:
         help="check every file; --repair fixes damage",
         description="Read every sidecar, segment and compacted file and name each damaged run "
         "and file, and each catalogue that disagrees with its data (stale-catalogue: a writer "
-        "killed after writing points its sidecar does not describe); exits with status 1 when "
-        "damage is found (and, with --repair, left). --repair drops torn tails, quarantines "
-        "unreadable files into .aim/quarantine/, rebuilds broken sidecars, catalogues and "
-        "manifests and the run index, keeping every readable point.",
+        "killed after writing points its sidecar does not describe), and every symbolic link "
+        "and special file under .aim/ (never followed or opened); exits with status 1 when "
+        "damage is found (and, with --repair, left). A file you may not read is reported as "
+        "permission-denied, not damage. --repair drops torn tails, quarantines unreadable files "
+        "and FIFOs into .aim/quarantine/, rebuilds broken sidecars, catalogues and manifests and "
+        "the run index, keeping every readable point; it never touches a link.",
         epilog="examples:\n  aim-parquet verify\n  aim-parquet verify --repair",
         parents=[parent],
     )

@@ -110,8 +110,12 @@ def _verify_run(layout: RepoLayout, run_hash: str, repair: bool, moved: bool) ->
         with hold_run_locks(layout, run_hash) as busy:
             check = RunCheck(layout, run_hash, is_exclusive=busy is None)
             check.run()
-            if busy is None and check.is_partial:
+            if busy is None and check.is_denied:
                 busy = "part of this run cannot be read by you (permission denied): repair it as its owner"
+            elif busy is None and check.is_partial:
+                busy = (
+                    "a link or special file (named above) holds part of its data: remove it first"
+                )
             _apply_fixes(check, busy)
     except FileNotFoundError:
         check.found = []  # deleted meanwhile

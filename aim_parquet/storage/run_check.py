@@ -90,14 +90,15 @@ class RunCheck:
         self._files_fixed = False
         self._footer_sequences: set[str] | None = None
         self.rows: Counter[str] = Counter()  # readable rows per seq_id (segments and Parquet)
-        self.is_partial = False  # a file could not be read (permission denied)
+        self.is_partial = False  # a file could not be read (permission denied, link, FIFO)
+        self.is_denied = False  # ... because this user may not read it
 
     def add(self, path: Path, kind: str, detail: str, fix: Fix | None) -> None:
         self.found.append((Problem(self.run_hash, str(path), kind, detail), fix))
 
     def add_denied(self, path: Path | str, exc: OSError) -> None:
         """A file this process may not read: reported as such, never as damage, never fixed."""
-        self.is_partial = True
+        self.is_partial = self.is_denied = True
         self.add(
             Path(exc.filename) if isinstance(exc.filename, str) else Path(path),
             PERMISSION_DENIED,

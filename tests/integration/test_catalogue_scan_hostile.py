@@ -82,8 +82,12 @@ def test_scan_of_a_dead_run_skips_a_linked_and_a_fifo_segment(tmp_path: Path) ->
     assert "stale-catalogue" not in kinds  # its rows are unknown: not judged from a part
     sidecar = planted / ".aim" / "runs" / run_hash / "run.json"
     before = sidecar.read_bytes()
+    leftover = sidecar.with_name(".tmp-run.json-deadbeef")  # damage --repair could fix
+    leftover.write_text("{}")
     repair = bounded(lambda: verify_repo(RepoLayout(planted), repair=True))
     assert not repair.is_healthy  # the link is left for its owner to remove
+    (temp,) = [p for p in repair.problems if p.kind == "temp-file"]
+    assert not temp.repaired and "link or special file" in temp.action  # says why, not "denied"
     assert link_seg.is_symlink() and outside.read_bytes() == kept  # a link is never touched
     assert not os.path.lexists(fifo_seg)  # the FIFO is moved aside, unopened
     assert sidecar.read_bytes() == before  # not rewritten from the part that could be read
