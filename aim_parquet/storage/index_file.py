@@ -31,8 +31,11 @@ import json
 import os
 from typing import Any
 
+from aim_parquet.errors import AimParquetError
 from aim_parquet.format.meta import FORMAT_VERSION
+from aim_parquet.format.paths import RepoLayout, is_valid_run_hash
 from aim_parquet.storage.run_records import Catalogue, RunRecord, json_text
+from aim_parquet.storage.safe_fs import MAX_JSON_FILE_BYTES, read_regular
 
 INDEX_FILENAME = "runs.jsonl"
 INDEX_FORMAT = "aim_parquet.run_index"
@@ -181,3 +184,29 @@ def decode_index(raw: bytes) -> list[tuple[StatKey, RunRecord]]:
         record = RunRecord(h, fields, catalogue=catalogue, params=params, is_rebuilt=rebuilt)
         out.append((key, record))
     return out
+
+
+def index_file_problem(layout: RepoLayout) -> str | None:
+    """Why the index file cannot be used as it is, decoding every entry in full (None when it
+    is sound or missing)."""
+    try:
+        raw = read_regular(layout.index_dir / INDEX_FILENAME, "run index", MAX_JSON_FILE_BYTES)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return f"unreadable ({exc})"
+    try:
+        for _key, record in decode_index(raw):
+            if not is_valid_run_hash(record.hash):  # (readers just ignore such an entry)
+                raise ValueError(f"invalid run hash {record.hash!r:.40}")
+            record.meta  # noqa: B018 (decodes the fields, params and the whole catalogue)
+    except (
+        ValueError,
+        KeyError,
+        TypeError,
+        AttributeError,
+        RecursionError,
+        AimParquetError,
+    ) as exc:
+        return f"damaged ({exc})"
+    return None

@@ -4,7 +4,8 @@ See `storage.maintenance` for what is checked and `storage.salvage` for how each
 readable point. A file this process may not read is a `permission-denied` problem, never damage:
 no fix is offered for it, and nothing else of that run is repaired (its owner can). Links and
 special files (FIFOs, devices) are left to the repository-wide scan (`storage.repo_scan`), which
-names each of them once.
+names each of them once. The checks of the catalogue against the data (`missing-data`,
+`stale-catalogue`) are in `storage.catalogue_check`.
 """
 
 from __future__ import annotations
@@ -17,15 +18,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import pyarrow as pa
-
 from aim_parquet.errors import AimParquetError, CorruptFileError, FormatVersionError
 from aim_parquet.format.meta import Manifest, RunMeta
 from aim_parquet.format.paths import TEMP_PREFIX, RepoLayout, is_valid_seq_id
 from aim_parquet.storage import salvage
-from aim_parquet.storage.catalogue_scan import scan_catalogue, stale_sequences
+from aim_parquet.storage.catalogue_check import CatalogueChecks, rewrite_sidecar
 from aim_parquet.storage.compacted import is_compacted_name
-from aim_parquet.storage.repo_changes import write_sidecar
 from aim_parquet.storage.run_folder import (
     COMPACT_LOCK_FILENAME,
     is_file_locked,
@@ -62,7 +60,7 @@ class Problem:
 Fix = Callable[[], str]
 
 
-class RunCheck:
+class RunCheck(CatalogueChecks):
     """Problems of one run, each with the fix `--repair` applies."""
 
     def __init__(
@@ -318,7 +316,9 @@ class RunCheck:
                 path,
                 "invalid-sidecar",
                 f"names run {meta.hash!r}, not its folder's",
-                lambda: _rewrite(self.layout, RunMeta(**{**meta.__dict__, "hash": self.run_hash})),
+                lambda: rewrite_sidecar(
+                    self.layout, RunMeta(**{**meta.__dict__, "hash": self.run_hash})
+                ),
             )
         missing = [s.name for s in meta.sequences if s.count and not self.has_data(s.seq_id)]
         if missing:
@@ -331,61 +331,6 @@ class RunCheck:
             self.check_catalogue(meta, missing)
             return None
         return meta
-
-    def check_counts(self, meta: RunMeta, counts: dict[str, int]) -> list[str]:
-        """A catalogue that counts more points than the data holds: a segment or compacted file
-        was lost while others of the sequence are left (`runs ls` would show points no query
-        returns). Only judged when every data file of the run was read without a problem.
-        Returns the names of the sequences it reported."""
-        known = {"torn-tail", "temp-file"}  # problems that leave the readable rows counted
-        if self.is_live or self.is_partial or any(p.kind not in known for p, _fix in self.found):
-            return []
-        short = [s for s in meta.sequences if self.rows[s.seq_id] < counts.get(s.seq_id, 0)]
-        if short:
-            text = "; ".join(
-                f"{s.name!r} counts {counts[s.seq_id]}, {self.rows[s.seq_id]} readable"
-                for s in short
-            )
-            self.add(
-                self.layout.sidecar(self.run_hash),
-                "missing-data",
-                f"the catalogue counts points that are gone: {text}",
-                lambda: self.fix_catalogue(meta),
-            )
-        return [s.name for s in short]
-
-    def check_catalogue(self, meta: RunMeta, reported: list[str]) -> None:
-        """The catalogue against a summary of every readable point (`stale-catalogue`), for
-        the sequences not `reported` as missing data already. Not judged while a live writer
-        holds the run (its catalogue may lag by one flush), nor when a file of the run could
-        not be read (permission denied, a link or special file): its rows are unknown."""
-        if self.is_live or self.is_partial:
-            return
-        try:
-            true = scan_catalogue(self.layout, self.run_hash, meta, full=True)
-        except (OSError, pa.ArrowException, AimParquetError) as exc:
-            self.notes.append(f"run {self.run_hash}: catalogue not checked ({exc})")
-            return
-        stale = [n for n in stale_sequences(meta.sequences, true) if n not in reported]
-        if not stale:
-            return
-        why = (
-            "its writer died after writing segments the sidecar does not describe"
-            if meta.end_time is None
-            else "a writer closed it with figures that missed points"
-        )
-        self.add(
-            self.layout.sidecar(self.run_hash),
-            "stale-catalogue",
-            f"the catalogue disagrees with the data for sequence(s) {sorted(set(stale))} "
-            f"(count, first/last step or value, min or max): {why}",
-            lambda: self.fix_stale_catalogue(meta),
-        )
-
-    def fix_stale_catalogue(self, meta: RunMeta) -> str:
-        true = scan_catalogue(self.layout, self.run_hash, meta, full=True)
-        _rewrite(self.layout, RunMeta(**{**meta.__dict__, "sequences": true}))
-        return "catalogue rewritten from the segments"
 
     def has_data(self, seq_id: str) -> bool:
         if list_segments(self.layout.seqs_dir(self.run_hash) / seq_id):
@@ -409,20 +354,6 @@ class RunCheck:
         meta, recovered = salvage.rebuild_sidecar(self.layout, self.run_hash)
         source = "params and properties from the run index" if recovered else "params lost"
         return f"rebuilt from the data ({len(meta.sequences)} sequences; {source}){moved}"
-
-    def fix_catalogue(self, meta: RunMeta) -> str:
-        infos = tuple(
-            salvage.data_catalogue(
-                self.layout, self.run_hash, RunMeta(meta.hash, meta.creation_time)
-            )
-        )
-        _rewrite(self.layout, RunMeta(**{**meta.__dict__, "sequences": infos}))
-        return "catalogue rebuilt from the readable data"
-
-
-def _rewrite(layout: RepoLayout, meta: RunMeta) -> str:
-    write_sidecar(layout, meta.hash, meta.dumps())
-    return "sidecar rewritten"
 
 
 def listdir_sorted(folder: Path) -> list[str]:

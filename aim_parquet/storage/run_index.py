@@ -59,6 +59,7 @@ from aim_parquet.storage.index_file import (
     StatKey,
     decode_index,
     encode_index,
+    index_file_problem,
     stat_key,
 )
 from aim_parquet.storage.lock import is_run_locked
@@ -162,32 +163,6 @@ class IndexSnapshot:
     def newest_first(self) -> list[RunRecord]:
         """Records ordered by creation time, newest first (ties by hash, for a stable order)."""
         return sorted(self.records.values(), key=lambda r: (r.creation_time, r.hash), reverse=True)
-
-
-def index_file_problem(layout: RepoLayout) -> str | None:
-    """Why the index file cannot be used as it is, decoding every entry in full (None when it
-    is sound or missing)."""
-    try:
-        raw = read_regular(layout.index_dir / INDEX_FILENAME, "run index", MAX_JSON_FILE_BYTES)
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        return f"unreadable ({exc})"
-    try:
-        for _key, record in decode_index(raw):
-            if not is_valid_run_hash(record.hash):  # (readers just ignore such an entry)
-                raise ValueError(f"invalid run hash {record.hash!r:.40}")
-            record.meta  # noqa: B018 (decodes the fields, params and the whole catalogue)
-    except (
-        ValueError,
-        KeyError,
-        TypeError,
-        AttributeError,
-        RecursionError,
-        AimParquetError,
-    ) as exc:
-        return f"damaged ({exc})"
-    return None
 
 
 def read_index_file(raw: bytes) -> dict[str, _Entry]:
