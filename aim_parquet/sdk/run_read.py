@@ -3,6 +3,8 @@
 Mixed into every `Run` (through `run_base.RunReadMixin`). The catalogue is read fresh on each
 call (one sidecar read), so a read-only run of a live writer sees the sequences it has added since
 the run was opened; a writable run flushes its buffers first so it reads what it has tracked.
+Sequences on disk but not in the catalogue (a killed writer's) are summarised from their segments
+once per Run object and read again only when their segments change.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from aim_parquet.format.meta import RunMeta, SequenceInfo
 from aim_parquet.format.paths import RepoLayout, canonical_context
-from aim_parquet.storage.run_reader import discover_sequences, load_run_meta
+from aim_parquet.storage.run_reader import DiscoveryCache, discover_sequences, load_run_meta
 
 if TYPE_CHECKING:
     import pandas
@@ -56,7 +58,8 @@ class RunSequencesMixin:
             meta = writer.snapshot()
         else:
             meta = load_run_meta(self._layout, self.hash)
-        return meta, discover_sequences(self._layout, self.hash, meta)
+        cache: DiscoveryCache = self.__dict__.setdefault("_discovery_cache", {})
+        return meta, discover_sequences(self._layout, self.hash, meta, cache=cache)
 
     def _find(self, seq_cls: type[Sequence], name: str, context: Any) -> Any:
         wanted = canonical_context(dict(context) if context else {})

@@ -42,6 +42,7 @@ from aim_parquet.format.schema import (
 )
 from aim_parquet.storage.columns import int64_array, nan_numpy, to_numpy
 from aim_parquet.storage.compacted_read import is_gone, read_compacted
+from aim_parquet.storage.lock import is_run_locked
 from aim_parquet.storage.segments import read_segment
 
 log = logging.getLogger(__name__)
@@ -122,37 +123,76 @@ def segment_names(seq_dir: str) -> list[str]:
     return [n for n in names if is_segment_name(n)]
 
 
-def discover_sequences(layout: RepoLayout, run_hash: str, meta: RunMeta) -> list[SequenceInfo]:
+# seq_id -> (its folder's st_mtime_ns when summarised, the summary or None)
+DiscoveryCache = dict[str, tuple[int, SequenceInfo | None]]
+
+
+def discover_sequences(
+    layout: RepoLayout, run_hash: str, meta: RunMeta, *, cache: DiscoveryCache | None = None
+) -> list[SequenceInfo]:
     """The catalogue, plus sequences whose folders exist but are not catalogued yet (a writer
-    killed before its sidecar caught up); those get their name/context/kind from the segment."""
+    killed before its sidecar caught up); those get their name/context/kind from the segment.
+    `cache` (kept by the caller between calls) saves re-reading unchanged segments."""
     infos = {s.seq_id: s for s in meta.sequences}
-    return [*infos.values(), *uncatalogued_sequences(layout, run_hash, infos)]
+    return [*infos.values(), *uncatalogued_sequences(layout, run_hash, infos, cache=cache)]
 
 
 def uncatalogued_sequences(
-    layout: RepoLayout, run_hash: str, catalogued: Container[str]
+    layout: RepoLayout,
+    run_hash: str,
+    catalogued: Container[str],
+    *,
+    cache: DiscoveryCache | None = None,
 ) -> list[SequenceInfo]:
     """Sequences with a folder under `seqs/` but no entry in `catalogued` (seq ids), summarised
     from their segments. A run with an `end_time` has none: `close()` writes the sidecar after
-    the last segment, and a resumed run clears `end_time` before writing any."""
+    the last segment, and a resumed run clears `end_time` before writing any.
+
+    With `cache`, and no live writer, a sequence whose folder is unchanged since its summary (the
+    folder's mtime: compaction and repairs add or remove files there) is not read again, so
+    repeated lookups on a crashed run with thousands of uncatalogued sequences cost one `stat`
+    each. While a writer lives it may still append to them: they are read every time.
+    """
     infos: dict[str, SequenceInfo] = {}
+    seqs_dir = os.fspath(layout.seqs_dir(run_hash))
     try:
-        names = os.listdir(layout.seqs_dir(run_hash))
+        names = os.listdir(seqs_dir)
     except FileNotFoundError:
         names = []
+    if cache is not None and is_run_locked(layout.lock_file(run_hash)) is not None:
+        cache.clear()
+        cache = None
     for name in sorted(names):
         if name in catalogued or not is_valid_seq_id(name):
             continue
-        for seg in list_segments(layout.seq_dir(run_hash, name)):
-            with contextlib.suppress(CorruptFileError, FileNotFoundError):
-                data = read_segment(seg)
-                d = describe_segment_schema(data.schema)
-                info = SequenceInfo(
-                    seq_id=name, name=d["name"], context=d["context"], kind=d["kind"]
-                )
-                infos[name] = summarize_table(info, concat_batches(info, data.batches))
-                break
+        seq_dir = os.path.join(seqs_dir, name)
+        key = 0
+        if cache is not None:
+            try:
+                key = os.stat(seq_dir).st_mtime_ns
+            except FileNotFoundError:
+                continue
+            hit = cache.get(name)
+            if hit is not None and hit[0] == key:
+                if hit[1] is not None:
+                    infos[name] = hit[1]
+                continue
+        info = _summarize_uncatalogued(name, Path(seq_dir))
+        if cache is not None:
+            cache[name] = (key, info)
+        if info is not None:
+            infos[name] = info
     return list(infos.values())
+
+
+def _summarize_uncatalogued(seq_id: str, seq_dir: Path) -> SequenceInfo | None:
+    for seg in list_segments(seq_dir):
+        with contextlib.suppress(CorruptFileError, FileNotFoundError):
+            data = read_segment(seg)
+            d = describe_segment_schema(data.schema)
+            info = SequenceInfo(seq_id=seq_id, name=d["name"], context=d["context"], kind=d["kind"])
+            return summarize_table(info, concat_batches(info, data.batches))
+    return None
 
 
 def concat_batches(info: SequenceInfo, batches: list[pa.RecordBatch]) -> pa.Table:
