@@ -163,6 +163,18 @@ class ResourceSampler:
         with self._sample_lock:
             self._shutdown_nvml()
 
+    def disown_after_fork(self) -> None:
+        """In a forked child: the sampler thread did not survive the fork. Sample nothing more
+        and never shut NVML down from here (the parent's session); fresh locks and events, since
+        a parent thread may have held the old ones at the fork."""
+        self._stop_event = threading.Event()
+        self._stop_event.set()
+        self._sample_lock = threading.Lock()
+        self._thread = None
+        self._nvml_initialised = False
+        self._nvml_closed = True
+        self._gpus = []
+
     @property
     def is_running(self) -> bool:
         """True while the sampler thread is alive."""
