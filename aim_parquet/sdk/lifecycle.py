@@ -35,11 +35,13 @@ import logging
 import os
 import signal
 import threading
+import time
 import weakref
 from collections.abc import Callable
 from types import FrameType
-from typing import Protocol
+from typing import Any, Protocol
 
+from aim_parquet.storage.run_writer import RunWriter
 from aim_parquet.storage.segments import FD_CACHE
 
 log = logging.getLogger(__name__)
@@ -47,10 +49,12 @@ log = logging.getLogger(__name__)
 TERM_WAIT_S = 5.0  # how long the SIGTERM handler waits for the close before returning
 INTERRUPTS_TO_ABANDON = 3  # Ctrl-Cs while waiting for a close that make the waiter give up
 
-_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_LOCKING_MODULES = tuple(
-    os.path.dirname(os.path.abspath(m.__file__ or "")) + os.sep for m in (logging,)
-) + tuple(os.path.abspath(m.__file__ or "") for m in (threading,))
+# Code whose frames may hold a lock the close needs: ours, logging's handlers, threading's.
+_LOCKING_PATHS = (
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep,
+    os.path.dirname(os.path.abspath(logging.__file__)) + os.sep,
+    os.path.abspath(threading.__file__),
+)
 
 
 class OpenRun(Protocol):
@@ -74,8 +78,11 @@ _term_done = _thread.allocate_lock()  # held until the SIGTERM close is done
 class CloseJob:
     """Runs `work` once on its own thread; `wait()` returns when it is done (see module doc)."""
 
-    def __init__(self, work: Callable[[], None], what: str) -> None:
+    def __init__(
+        self, work: Callable[[], None], what: str, *, pending: Callable[[], str] | None = None
+    ) -> None:
         self.what = what
+        self._pending = pending  # says what is not written yet, for the interrupt messages
         self.error: BaseException | None = None
         self._work: Callable[[], None] | None = work
         self._start_guard = _thread.allocate_lock()
@@ -126,24 +133,47 @@ class CloseJob:
             except (KeyboardInterrupt, SystemExit) as exc:
                 interrupts += 1
                 deferred = deferred or exc
+                pending = self._pending() if self._pending is not None else "some data"
                 if interrupts >= INTERRUPTS_TO_ABANDON:
                     log.error(
-                        "aim_parquet: stopped waiting for %s after %d interrupts; it goes on in "
-                        "the background but ends with the process: points not yet written are "
-                        "lost and end_time is not set (`aim-parquet runs close` sets it).",
+                        "aim_parquet: stopped waiting for %s after %d interrupts with %s not "
+                        "written yet; the close goes on in the background but ends with the "
+                        "process, and then end_time is not set (`aim-parquet runs close` sets it).",
                         self.what,
                         interrupts,
+                        pending,
                     )
                     raise
                 log.warning(
-                    "aim_parquet: %s is still writing; the interrupt takes effect when it is "
-                    "done (%d more to stop waiting and lose what is not written yet).",
+                    "aim_parquet: %s is still writing (%s to go); the interrupt takes effect when "
+                    "it is done (%d more to stop waiting and lose what is not written yet).",
                     self.what,
+                    pending,
                     INTERRUPTS_TO_ABANDON - interrupts,
                 )
         if deferred is not None:
             raise deferred
         return True
+
+
+def close_run_parts(writer: RunWriter, services: list[Any]) -> None:
+    """The work of closing a run (its `CloseJob`'s): stop its services (system sampler, terminal
+    capture) in reverse start order, then close the writer."""
+    for ext in reversed(services):
+        try:
+            ext.stop()
+        except Exception as exc:
+            log.error("aim_parquet: stopping %r failed: %s", ext, exc)
+        ext_error = getattr(ext, "error", None)
+        if ext_error is not None and writer.error is None:
+            log.error(
+                "aim_parquet: %s of run %s failed: %s",
+                type(ext).__name__,
+                writer.run_hash,
+                ext_error,
+            )
+    services.clear()
+    writer.close(end_time=time.time())
 
 
 def register(run: OpenRun) -> None:
@@ -244,8 +274,7 @@ def _is_inside_locking_code(frame: FrameType | None) -> bool:
         raw = frame.f_code.co_filename
         if raw.startswith("<frozen importlib"):  # holds a module import lock
             return True
-        filename = os.path.abspath(raw)
-        if filename.startswith(_PACKAGE_DIR + os.sep) or filename.startswith(_LOCKING_MODULES):
+        if os.path.abspath(raw).startswith(_LOCKING_PATHS):
             return True
         frame = frame.f_back
     return False

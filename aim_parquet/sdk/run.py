@@ -159,8 +159,9 @@ class Run(RunReadMixin):
         self._open_writer(is_new=run_hash is None, experiment=experiment, force=force_resume)
         assert self._writer is not None
         job = lifecycle.CloseJob(  # holds the writer and services, never the Run
-            functools.partial(_close_parts, self._writer, self._extensions),
+            functools.partial(lifecycle.close_run_parts, self._writer, self._extensions),
             f"closing run {self.hash}",
+            pending=self._writer.describe_unwritten,
         )
         self._close_job = job
         self._finalizer = weakref.finalize(self, job.start)  # collected without close()
@@ -611,22 +612,3 @@ class Run(RunReadMixin):
 
     def iter_params(self) -> Iterator[tuple[str, Any]]:
         yield from self._meta.params.items()
-
-
-def _close_parts(writer: RunWriter, extensions: list[Any]) -> None:
-    """The work of closing a run (a `CloseJob`'s): stop its services, then close the writer."""
-    for ext in reversed(extensions):
-        try:
-            ext.stop()
-        except Exception as exc:
-            log.error("aim_parquet: stopping %r failed: %s", ext, exc)
-        ext_error = getattr(ext, "error", None)
-        if ext_error is not None and writer.error is None:
-            log.error(
-                "aim_parquet: %s of run %s failed: %s",
-                type(ext).__name__,
-                writer.run_hash,
-                ext_error,
-            )
-    extensions.clear()
-    writer.close(end_time=time.time())

@@ -409,6 +409,16 @@ class RunWriter:
             seq.segment = None
         self._run_lock.disown_after_fork()
 
+    def describe_unwritten(self) -> str:
+        """How much is not written yet ("1,234 points of 56 sequences"); approximate while
+        other threads write."""
+        points = seqs = 0
+        for seq in list(self.seqs.values()):
+            n = len(seq.points) // seq.stride + sum(b.num_rows for b in list(seq.failed))
+            if n:
+                points, seqs = points + n, seqs + 1
+        return f"{points:,} points of {seqs:,} sequences"
+
     def _drop_unwritten(self) -> None:
         for seq in self.seqs.values():
             self.dropped_points += sum(b.num_rows for b in seq.failed)

@@ -95,8 +95,9 @@ def pool_epochs(repo: str, epochs: str) -> None:
     say("done", step)
 
 
-def _daemon_worker(run: Any, stop_after_s: float) -> None:
+def _daemon_worker(run: Any, tracked: Any, stop_after_s: float) -> None:
     run.track(-1.0, name="from_worker")  # dropped with a warning: a fork never writes the run
+    tracked.put(os.getpid())
     deadline = time.monotonic() + stop_after_s
     while time.monotonic() < deadline:
         time.sleep(0.01)  # like an idle DataLoader worker, until the parent's exit ends it
@@ -109,12 +110,16 @@ def daemon_workers(repo: str) -> None:
     say("hash", run.hash)
     for i in range(500):
         run.track(float(i), name="m", step=i)
-    workers = [ctx.Process(target=_daemon_worker, args=(run, 60.0), daemon=True) for _ in range(2)]
+    tracked = ctx.Queue()
+    workers = [
+        ctx.Process(target=_daemon_worker, args=(run, tracked, 60.0), daemon=True) for _ in range(2)
+    ]
     for w in workers:
         w.start()
     run["hparams"] = {"set_after_fork": True}  # must survive the workers' exit
     for i in range(500, 1000):
         run.track(float(i), name="m", step=i)
+    assert sorted(tracked.get(timeout=30) for _ in workers) == sorted(w.pid for w in workers)
     say("pids", *[w.pid for w in workers])
     # falls off the end: multiprocessing terminates the daemons, atexit closes the run
 
