@@ -21,7 +21,10 @@ name                                      context       value
 
 Unlike Aim, NVML is initialised once per sampler (not once per sample) and shut down by
 :meth:`ResourceSampler.stop`; a field a GPU reports as not supported is never asked for again.
-psutil and pynvml are imported lazily, so importing this module has no side effects.
+psutil and pynvml are imported lazily, so importing this module has no side effects. After
+``os.fork()`` the sampler thread does not exist in the child: the owner calls
+:meth:`ResourceSampler.disown_after_fork` there, which samples nothing more and never shuts down
+the parent's NVML session.
 """
 
 from __future__ import annotations
