@@ -65,4 +65,12 @@ __all__ = [
     "Texts",
     "UnsupportedValueError",
     "__version__",
+    "load_ipython_extension",
 ]
+
+
+def load_ipython_extension(ipython: object) -> None:
+    """`%load_ext aim_parquet`: registers the `%aim_parquet up` magic (aim_parquet.ui.notebook)."""
+    from aim_parquet.ui.notebook import load_ipython_extension as load
+
+    load(ipython)

@@ -18,6 +18,7 @@ exception means the same thing it is a second base, so code written for Aim keep
     ├── FormatVersionError           (+ RuntimeError)   file written by a newer format version
     ├── CorruptFileError             (+ OSError)        a file that cannot be decoded (names the path)
     ├── StorageError                 (+ OSError)        background write failed (disk full, ...)
+    ├── SourceError                  (+ OSError)        a conversion source is missing or unreadable
     └── QueryError                   (+ ValueError)     query refused: unknown name, dunder, limits
         └── QuerySyntaxError         (+ SyntaxError)    query is not a valid expression
 """
@@ -94,3 +95,8 @@ class QueryError(AimParquetError, ValueError):
 
 class QuerySyntaxError(QueryError, SyntaxError):
     """A query that is not a valid expression."""
+
+
+class SourceError(AimParquetError, OSError):
+    """`aim-parquet convert`: the source (a TensorBoard log folder, an MLflow store, an Aim
+    repository) is missing, unreadable or not what it was said to be."""

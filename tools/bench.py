@@ -27,7 +27,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_suite import env, read_workloads, report, runs_workloads, write_workloads  # noqa: E402
+from bench_suite import (  # noqa: E402
+    env,
+    read_workloads,
+    report,
+    runs_workloads,
+    ui_workloads,
+    write_workloads,
+)
 from bench_suite.config import AIM_VERSION, ROOT, Config, parse_args  # noqa: E402
 from bench_suite.suite import Suite  # noqa: E402
 
@@ -40,7 +47,9 @@ STEPS = [
     read_workloads.long_metric,
     runs_workloads.many_runs,
     read_workloads.compaction_and_export,
+    ui_workloads.ui,
 ]
+ONLY = {"ui": [ui_workloads.ui]}
 
 
 def command_line(argv: Sequence[str]) -> str:
@@ -97,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     suite = Suite(cfg, aim_python, work)
     try:
-        for step in STEPS:
+        for step in ONLY[cfg.only] if cfg.only else STEPS:
             try:
                 step(suite)
             except Exception:
@@ -143,7 +152,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         calls=cfg.calls,
     )
     cfg.output.parent.mkdir(parents=True, exist_ok=True)
-    cfg.output.write_text(text + "\n", encoding="utf-8")
+    if cfg.only and cfg.output.exists():
+        text = cfg.output.read_text(encoding="utf-8")
+        for title, intro, rows in suite.sections:
+            section = report.render_section(
+                title, intro, rows, suite.extra, f"Aim {AIM_VERSION}",
+                command=f"`{command_line(argv)}`", date=date,
+            )  # fmt: skip
+            text = report.splice_section(text, section)
+    elif cfg.output.exists():  # keep what other tools wrote (tools/bench_convert.py --write)
+        text = report.carry_marked_sections(cfg.output.read_text(encoding="utf-8"), text)
+    cfg.output.write_text(text.rstrip("\n") + "\n", encoding="utf-8")
     raw_path = ROOT / ".bench" / f"results-{'quick' if cfg.is_quick else 'full'}.json"
     raw_path.parent.mkdir(parents=True, exist_ok=True)
     raw_path.write_text(json.dumps(suite.raw, indent=1, default=str), encoding="utf-8")

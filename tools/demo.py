@@ -120,6 +120,10 @@ def main() -> int:
         f"{len(set(table.column('run_hash').to_pylist()))} runs, metrics: {', '.join(names)}"
     )
     print("Also: polars.scan_parquet('.aim/runs/*/compacted/metrics-*.parquet'), duckdb, pandas")
+    print(
+        "Look at the runs and curves in your browser: make up "
+        f"(or: .venv/bin/aim-parquet up --repo {REPO}), then open http://localhost:43800/"
+    )
     return 0
 
 

@@ -138,6 +138,43 @@ def crash_trials(n: int, base: Path) -> Tally:
     return tally
 
 
+def catalogue_kill_trials(kills: int, base: Path) -> Tally:
+    """The crash matrix of the catalogue: each run gets several writer processes, each SIGKILLed
+    at one moment (before its first flush, between a flush's segment write and its sidecar
+    write, at a random time, inside close() before its last sidecar write), resumed by the next
+    with auto-steps and explicit steps; readers' statistics checked after every kill, every
+    point of every process checked at the end."""
+    tally = Tally("SIGKILL at set moments + resume (catalogue)")
+    from aim_parquet.storage import run_index
+    from tests.integration import test_catalogue_kill
+
+    rng = random.Random(20240613)
+    moments: dict[str, int] = {}
+    with timed(tally), pytest.MonkeyPatch.context() as mp:
+        mp.setattr(run_index, "FULL_CHECK_S", 0.0)  # a kept index re-checks every run
+        run = 0
+        while tally.faults < kills:
+            planned = [rng.choice(test_catalogue_kill.MOMENTS) for _ in range(rng.randrange(3, 8))]
+            history = attempt(
+                tally,
+                f"run {run} ({', '.join(planned)})",
+                lambda r=run, m=planned: test_catalogue_kill.kill_trial(base / f"cat{r}", rng, m),
+            )
+            tally.trials += 1
+            tally.faults += len(planned)
+            run += 1
+            if history is not None:
+                tally.points += sum(sum(d.values()) for d in history.durable)
+                for moment, n in history.moments.items():
+                    moments[moment] = moments.get(moment, 0) + n
+    if moments:
+        print(
+            "catalogue kills by moment:", ", ".join(f"{m} {n}" for m, n in sorted(moments.items()))
+        )
+    tally.lost = len(tally.failures)  # kill_trial asserts every durable point is there once
+    return tally
+
+
 def concurrency(base: Path, *, heavy: bool) -> Tally:
     tally = Tally("8 writers + reader + compactor at once")
     kwargs = {"writers": 8, "points": 30000 if heavy else 2000, "phases": 6 if heavy else 2}
@@ -267,13 +304,20 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="a few trials of each kind")
     parser.add_argument("--crash-trials", type=int, default=None, help="SIGKILL trials (50)")
     parser.add_argument("--enospc-trials", type=int, default=None, help="ENOSPC trials (400)")
+    parser.add_argument(
+        "--catalogue-kills", type=int, default=None, help="SIGKILLs at set moments (200)"
+    )
     args = parser.parse_args()
     crash_n = args.crash_trials if args.crash_trials is not None else (5 if args.quick else 50)
+    catalogue_n = args.catalogue_kills
+    if catalogue_n is None:
+        catalogue_n = 10 if args.quick else 200
     enospc_n = args.enospc_trials if args.enospc_trials is not None else (20 if args.quick else 400)
     with tempfile.TemporaryDirectory(prefix="aim-parquet-faults-") as tmp:
         base = Path(tmp)
         tallies = [
             crash_trials(crash_n, base),
+            catalogue_kill_trials(catalogue_n, base),
             enospc_trials(enospc_n, base),
             disk_full_scenarios(base),
             concurrency(base, heavy=not args.quick),

@@ -15,7 +15,7 @@ import warnings
 from collections.abc import Sequence
 from typing import TextIO
 
-from aim_parquet.cli import data_cmds, maintenance_cmds, runs_cmds
+from aim_parquet.cli import convert_cmds, data_cmds, maintenance_cmds, runs_cmds, ui_cmds
 from aim_parquet.cli.common import CliError, Parser, repo_option
 
 DEBUG_ENV = "AIM_PARQUET_DEBUG"
@@ -25,6 +25,8 @@ EPILOG = """examples:
   aim-parquet compact
   aim-parquet query "metric.name == 'loss'" --output loss.csv
   aim-parquet verify --repair
+  aim-parquet convert tensorboard ./runs
+  aim-parquet up
 
 run `aim-parquet COMMAND --help` for the options and an example of each command."""
 
@@ -43,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     data_cmds.add_parsers(sub)
     runs_cmds.add_parser(sub)
     maintenance_cmds.add_parsers(sub)
+    convert_cmds.add_parser(sub)
+    ui_cmds.add_parser(sub)
     return parser
 
 

@@ -40,9 +40,11 @@ def add_parsers(sub: Any) -> None:
         "verify",
         help="check every file; --repair fixes damage",
         description="Read every sidecar, segment and compacted file and name each damaged run "
-        "and file; exits with status 1 when damage is found (and, with --repair, left). "
-        "--repair drops torn tails, quarantines unreadable files into .aim/quarantine/, "
-        "rebuilds broken sidecars and manifests and the run index, keeping every readable point.",
+        "and file, and each catalogue that disagrees with its data (stale-catalogue: a writer "
+        "killed after writing points its sidecar does not describe); exits with status 1 when "
+        "damage is found (and, with --repair, left). --repair drops torn tails, quarantines "
+        "unreadable files into .aim/quarantine/, rebuilds broken sidecars, catalogues and "
+        "manifests and the run index, keeping every readable point.",
         epilog="examples:\n  aim-parquet verify\n  aim-parquet verify --repair",
         parents=[parent],
     )

@@ -66,7 +66,8 @@ def add_parser(sub: Any) -> None:
         "close",
         help="mark crashed runs finished",
         description="Set end_time of runs whose process died without closing them (from their "
-        "newest point). Refused for a run a live process still writes.",
+        "newest point), after rebuilding their sequence catalogue from the points the process "
+        "wrote after its last sidecar write. Refused for a run a live process still writes.",
         epilog=EXAMPLES["close"],
         parents=[parent],
     )

@@ -71,8 +71,41 @@ class RepoMarker:
 
 
 @dataclass(frozen=True)
+class CatalogueReach:
+    """How far a catalogue entry's summary reaches into its sequence's segments: every complete
+    batch of the segments named up to `segment` is summarised, and of `segment` itself the
+    batches in its first `bytes` bytes. `is_sealed`: `segment` never grows again (its writer
+    moved on or is gone), so only segments named after it can hold points not summarised yet.
+    """
+
+    segment: str
+    bytes: int
+    is_sealed: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {"segment": self.segment, "bytes": self.bytes, "sealed": self.is_sealed}
+
+    @classmethod
+    def from_json(cls, data: Any) -> CatalogueReach | None:
+        """The reach of a catalogue entry's JSON; None when absent or not valid (a reader then
+        summarises the sequence from all of its points)."""
+        if not isinstance(data, dict):
+            return None
+        segment, size, sealed = data.get("segment"), data.get("bytes"), data.get("sealed")
+        if not isinstance(segment, str) or not is_segment_name(segment):
+            return None
+        if type(size) is not int or size < 0 or not isinstance(sealed, bool):
+            return None
+        return cls(segment, size, sealed)
+
+
+@dataclass(frozen=True)
 class SequenceInfo:
-    """One entry of a run's sequence catalogue: a (name, context) sequence and its summary."""
+    """One entry of a run's sequence catalogue: a (name, context) sequence and its summary.
+
+    `reach` is bookkeeping, not part of the summary: it says up to where in the segments the
+    summary is complete (see `CatalogueReach`), and takes no part in comparisons.
+    """
 
     seq_id: str
     name: str
@@ -85,13 +118,14 @@ class SequenceInfo:
     last: Any = None  # value at last_step (numbers only)
     min: float | None = None
     max: float | None = None
+    reach: CatalogueReach | None = field(default=None, compare=False)
 
     @property
     def is_metric(self) -> bool:
         return self.kind in ("int", "float", "number")
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "seq_id": self.seq_id,
             "name": self.name,
             "context": self.context,
@@ -104,6 +138,9 @@ class SequenceInfo:
             "min": _num(self.min),
             "max": _num(self.max),
         }
+        if self.reach is not None:
+            data["reach"] = self.reach.to_json()
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SequenceInfo:
@@ -119,6 +156,7 @@ class SequenceInfo:
             last=decode_json_value(data.get("last")),
             min=_unnum(data.get("min")),
             max=_unnum(data.get("max")),
+            reach=CatalogueReach.from_json(data.get("reach")),
         )
 
     @staticmethod

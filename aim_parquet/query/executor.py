@@ -20,8 +20,8 @@ from aim_parquet.format.meta import RunMeta, SequenceInfo
 from aim_parquet.format.paths import RepoLayout
 from aim_parquet.query.planner import QueryPlan
 from aim_parquet.query.views import RunView
+from aim_parquet.storage.catalogue_scan import uncatalogued_sequences
 from aim_parquet.storage.run_index import CatalogueEntry, IndexSnapshot, RunIndex, RunRecord
-from aim_parquet.storage.run_reader import uncatalogued_sequences
 
 
 @dataclass(frozen=True)
@@ -57,10 +57,14 @@ def warn_damaged(snapshot: IndexSnapshot, *, stacklevel: int = 3) -> None:
         )
 
 
-def candidate_runs(index: RunIndex, offset: str | None = None) -> list[RunRecord]:
-    """Every readable run newest first, starting after the run `offset` when given."""
+def candidate_runs(
+    index: RunIndex, offset: str | None = None, *, warn: bool = True
+) -> list[RunRecord]:
+    """Every readable run newest first, starting after the run `offset` when given (`warn`:
+    a RuntimeWarning per damaged run; a server reports them in its answer instead)."""
     snapshot = index.refresh()
-    warn_damaged(snapshot, stacklevel=4)
+    if warn:
+        warn_damaged(snapshot, stacklevel=4)
     ordered = snapshot.newest_first
     if offset:
         for i, record in enumerate(ordered):
@@ -76,10 +80,11 @@ def execute_plan(
     *,
     offset: str | None = None,
     with_misses: bool = True,
+    warn: bool = True,
 ) -> Iterator[MatchStep]:
     """One MatchStep per candidate run in result order (newest run first); with
-    `with_misses=False` only the matching runs' steps."""
-    candidates = candidate_runs(index, offset)
+    `with_misses=False` only the matching runs' steps; `warn` as in `candidate_runs`."""
+    candidates = candidate_runs(index, offset, warn=warn)
     total = len(candidates)
     matches_run = plan.matches_run
     for position, record in enumerate(candidates, 1):
@@ -90,7 +95,7 @@ def execute_plan(
                 match = RunMatch(record)
             else:
                 entries: list[CatalogueEntry | SequenceInfo] = [*record.catalogue()]
-                if record.end_time is None:  # a live or killed writer may be ahead of it
+                if record.end_time is None and not record.is_rebuilt:  # a live writer may be ahead
                     known = {e.seq_id for e in entries}
                     entries.extend(uncatalogued_sequences(layout, record.hash, known))
                 matched = plan.matching_sequences(view, entries)
@@ -102,9 +107,15 @@ def execute_plan(
 
 
 def iter_matches(
-    layout: RepoLayout, index: RunIndex, plan: QueryPlan, *, offset: str | None = None
+    layout: RepoLayout,
+    index: RunIndex,
+    plan: QueryPlan,
+    *,
+    offset: str | None = None,
+    warn: bool = True,
 ) -> Iterator[RunMatch]:
     """Only the matching runs of `execute_plan`."""
-    for step in execute_plan(layout, index, plan, offset=offset, with_misses=False):
+    steps = execute_plan(layout, index, plan, offset=offset, with_misses=False, warn=warn)
+    for step in steps:
         if step.match is not None:
             yield step.match

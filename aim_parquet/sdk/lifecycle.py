@@ -79,35 +79,35 @@ class CloseJob:
     """Runs `work` once on its own thread; `wait()` returns when it is done (see module doc)."""
 
     def __init__(
-        self, work: Callable[[], None], what: str, *, pending: Callable[[], str] | None = None
+        self, work: Callable[..., None], what: str, *, pending: Callable[[], str] | None = None
     ) -> None:
         self.what = what
         self._pending = pending  # says what is not written yet, for the interrupt messages
         self.error: BaseException | None = None
-        self._work: Callable[[], None] | None = work
+        self._work: Callable[..., None] | None = work
         self._start_guard = _thread.allocate_lock()
         self._done = _thread.allocate_lock()
         self._done.acquire()
         self._thread_id: int | None = None
         self.is_done = False
 
-    def start(self) -> None:
-        """Start the work unless it was started already. Takes no lock that can block: safe in a
-        garbage-collection callback and on any thread."""
+    def start(self, *args: Any) -> None:
+        """Start the work (with `args`) unless it was started already. Takes no lock that can
+        block: safe in a garbage-collection callback and on any thread."""
         if not self._start_guard.acquire(False):
             return
         _jobs.add(self)
         try:
-            _thread.start_new_thread(self._run, ())
+            _thread.start_new_thread(self._run, args)
         except RuntimeError:  # interpreter shutdown: no new threads; close right here
-            self._run()
+            self._run(*args)
 
-    def _run(self) -> None:
+    def _run(self, *args: Any) -> None:
         self._thread_id = _thread.get_ident()
         work, self._work = self._work, None
         try:
             if work is not None:
-                work()
+                work(*args)
         except BaseException as exc:  # reported by whoever waits (or logged, for a finalizer)
             self.error = exc
             log.error("aim_parquet: %s failed: %r", self.what, exc)
@@ -156,9 +156,9 @@ class CloseJob:
         return True
 
 
-def close_run_parts(writer: RunWriter, services: list[Any]) -> None:
+def close_run_parts(writer: RunWriter, services: list[Any], end_time: float | None = None) -> None:
     """The work of closing a run (its `CloseJob`'s): stop its services (system sampler, terminal
-    capture) in reverse start order, then close the writer."""
+    capture) in reverse start order, then close the writer with `end_time` (default: now)."""
     for ext in reversed(services):
         try:
             ext.stop()
@@ -173,7 +173,7 @@ def close_run_parts(writer: RunWriter, services: list[Any]) -> None:
                 ext_error,
             )
     services.clear()
-    writer.close(end_time=time.time())
+    writer.close(end_time=time.time() if end_time is None else end_time)
 
 
 def register(run: OpenRun) -> None:

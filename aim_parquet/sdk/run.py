@@ -52,9 +52,10 @@ from aim_parquet.sdk import lifecycle
 from aim_parquet.sdk.params import ParamKey, del_path, get_path, key_path, set_path
 from aim_parquet.sdk.run_base import RunReadMixin, layout_for
 from aim_parquet.storage.atomic import atomic_write
+from aim_parquet.storage.catalogue_scan import resume_catalogue
 from aim_parquet.storage.lock import RunLock
 from aim_parquet.storage.repo_changes import note_change
-from aim_parquet.storage.run_reader import discover_sequences, load_run_meta
+from aim_parquet.storage.run_reader import load_run_meta
 from aim_parquet.storage.run_writer import RunWriter, SeqBuffer
 
 log = logging.getLogger(__name__)
@@ -195,10 +196,9 @@ class Run(RunReadMixin):
             raise
         try:
             meta = load_run_meta(layout, self.hash)
-            if not is_new:
-                meta = RunMeta(**{**meta.__dict__, "end_time": None})
-                infos = discover_sequences(layout, self.hash, meta)
-                meta = RunMeta(**{**meta.__dict__, "sequences": tuple(infos)})
+            if not is_new:  # after a killed writer the catalogue is caught up from the data
+                infos = resume_catalogue(layout, self.hash, meta)
+                meta = RunMeta(**{**meta.__dict__, "end_time": None, "sequences": infos})
             if experiment:
                 meta = RunMeta(**{**meta.__dict__, "experiment": str(experiment)})
             writer = RunWriter(layout, meta, lock)
@@ -386,7 +386,17 @@ class Run(RunReadMixin):
         if len(points) >= seq.flush_at:
             writer.request_flush(seq)
 
-    def _track_slow(self, value: Any, name: Any, step: Any, epoch: Any, context: Any) -> None:
+    def _track_slow(
+        self,
+        value: Any,
+        name: Any,
+        step: Any,
+        epoch: Any,
+        context: Any,
+        timestamp: float | None = None,
+    ) -> None:
+        """Validate and track one value (or a dict of them); `timestamp` defaults to now (an
+        importer passes the source's wall time). After close(): dropped, with one warning."""
         if self._writer is None and not self.read_only and self._retired is not None:
             if isinstance(value, dict):  # every value of the dict is dropped
                 name, n = ", ".join(map(str, value)), len(value)
@@ -397,7 +407,7 @@ class Run(RunReadMixin):
             if name is not None:
                 raise ValueError("track(dict, name=...): with a dict of values, name must be None.")
             for key, item in value.items():
-                self._track_slow(item, key, step, epoch, context)
+                self._track_slow(item, key, step, epoch, context, timestamp)
             return
         if not isinstance(name, str) or not name:
             raise ValueError(
@@ -427,7 +437,7 @@ class Run(RunReadMixin):
             self._cache_seq(seq, name, context)
         elif seq.info.kind != kind:
             self._check_kind(seq, kind, value, name)
-        ts = time.time()
+        ts = time.time() if timestamp is None else timestamp
         with writer.lock:
             if step is None:
                 step = seq.next_step
@@ -547,7 +557,7 @@ class Run(RunReadMixin):
         job = self._close_job
         if job is None:
             return
-        job.start()
+        job.start(self._closing_end_time())
         try:
             job.wait()
         except BaseException:  # a deferred Ctrl-C: the bookkeeping first, if the work is done
@@ -564,6 +574,10 @@ class Run(RunReadMixin):
                 self.hash,
                 error,
             )
+
+    def _closing_end_time(self) -> float:
+        """The `end_time` `close()` records: now (an importer keeps the source's)."""
+        return time.time()
 
     def _retire(self) -> BaseException | None:
         """After the close job: forget the writer (keeping it for late points); its error, the

@@ -7,7 +7,8 @@ another compactor holds is skipped):
    write lock, so a training script may resume the run meanwhile (its new segments are not
    listed and wait for the next compaction). A run with a live writer is skipped unless
    `include_active`; then the newest segment of each sequence (the one it appends to) is left
-   alone.
+   alone. A run whose writer died (no `end_time`) first gets its catalogue caught up with its
+   segments (`catalogue_scan.catch_up_sidecar`, briefly under the write lock).
 2. Clean up what an interrupted compaction left: `.tmp-*` files, Parquet files the manifest does
    not reference, and segments the manifest already covers.
 3. For each file kind with new sealed segments, stream the previous generation's rows of that kind
@@ -40,6 +41,7 @@ from aim_parquet.errors import AimParquetError, MissingRunError
 from aim_parquet.format.meta import CompactedFile, Manifest
 from aim_parquet.format.paths import TEMP_PREFIX, RepoLayout, is_valid_seq_id, validate_run_hash
 from aim_parquet.storage.atomic import atomic_write
+from aim_parquet.storage.catalogue_scan import catch_up_sidecar
 from aim_parquet.storage.compacted import (
     CompactedFileWriter,
     SeqKey,
@@ -298,9 +300,11 @@ def _compact_locked(
     layout: RepoLayout, run_hash: str, mode: str, result: Callable[..., RunCompaction]
 ) -> RunCompaction:
     run_dir = layout.run_dir(run_hash)
+    notes: list[str] = []
+    if mode == "closed":
+        _catch_up_catalogue(layout, run_hash, notes)
     manifest = load_manifest(layout, run_hash)
     _clean_leftovers(layout, run_hash, manifest)
-    notes: list[str] = []
     plans = _plan(layout, run_hash, mode, notes)
     generation = manifest.generation if manifest else 0
     if not plans:
@@ -356,6 +360,19 @@ def _compact_locked(
         points=points,
         rows=rows,
     )
+
+
+def _catch_up_catalogue(layout: RepoLayout, run_hash: str, notes: list[str]) -> None:
+    """Before the segments of a run whose writer died move into Parquet, bring its catalogue up
+    to date with them (the sidecar may miss the writer's last flush): afterwards only a full
+    read of the compacted rows could tell what it missed."""
+    try:
+        stale = catch_up_sidecar(layout, run_hash)
+    except (AimParquetError, OSError) as exc:
+        notes.append(f"could not catch its catalogue up with its segments: {exc}")
+        return
+    if stale:
+        notes.append(f"caught the catalogue up with the segments ({', '.join(stale)})")
 
 
 def default_workers() -> int:

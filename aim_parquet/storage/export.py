@@ -29,6 +29,7 @@ from aim_parquet.format.paths import RepoLayout, canonical_context, is_valid_run
 from aim_parquet.format.schema import is_metric_kind
 from aim_parquet.format.values import encode_json_value
 from aim_parquet.storage.atomic import atomic_write_json, fsync_dir, temp_path_for
+from aim_parquet.storage.catalogue_scan import discover_sequences
 from aim_parquet.storage.columns import string_array
 from aim_parquet.storage.compacted import (
     METRICS_KIND,
@@ -39,7 +40,7 @@ from aim_parquet.storage.compacted import (
 )
 from aim_parquet.storage.lock import is_run_locked
 from aim_parquet.storage.run_index import RunIndex
-from aim_parquet.storage.run_reader import discover_sequences, read_sequence
+from aim_parquet.storage.run_reader import read_sequence
 
 log = logging.getLogger(__name__)
 

@@ -30,6 +30,7 @@ from aim_parquet.format.paths import (
     RepoLayout,
     is_segment_name,
 )
+from aim_parquet.storage.catalogue_scan import read_catalogue
 from aim_parquet.storage.compacted import is_compacted_name
 from aim_parquet.storage.lock import is_run_locked
 from aim_parquet.storage.run_folder import (
@@ -243,7 +244,8 @@ def _file_kind(rel: Path) -> str:
 
 
 def repo_stats(layout: RepoLayout) -> StatsReport:
-    """Count runs, sequences, points (from the sidecars) and files/bytes by kind (from disk)."""
+    """Count runs, sequences, points (from the catalogues; a run whose writer died: scanned from
+    its segments) and files/bytes by kind (from disk)."""
     files: Counter[str] = Counter()
     sizes: Counter[str] = Counter()
     for dirpath, _dirs, names in os.walk(layout.aim_dir):
@@ -264,13 +266,14 @@ def repo_stats(layout: RepoLayout) -> StatsReport:
             compacted += 1
         try:
             meta = load_run_meta(layout, run_hash)
+            sequences = read_catalogue(layout, run_hash, meta)  # a dead writer's: scanned
         except AimParquetError:
             damaged += 1
             continue
         archived += meta.archived
         if meta.end_time is None and is_run_locked(layout.lock_file(run_hash)) is not None:
             active += 1
-        for seq in meta.sequences:
+        for seq in sequences:
             if seq.is_metric:
                 mseq, mpts = mseq + 1, mpts + seq.count
             else:

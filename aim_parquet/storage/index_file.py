@@ -1,7 +1,7 @@
 """The run index file `.aim/index/runs.jsonl`: a JSON Lines file (ASCII), read by one
 `json.loads` of its first line plus, per run, the catalogue lines a sequence query needs.
 
-- Line 1, the header: `{"format": "aim_parquet.run_index", "format_version": 3, "columns":
+- Line 1, the header: `{"format": "aim_parquet.run_index", "format_version": 4, "columns":
   [...], "runs": [[...], ...]}`, one array per run with the `columns`:
   `hash`; `stat` (`"<st_mtime_ns>-<st_size>-<st_ino>"` in hex, of `runs/<hash>/run.json` when it
   was read); `creation_time`, `updated_at`, `end_time` (the float's shortest repr as a string,
@@ -9,7 +9,9 @@
   other
   run-level sidecar fields, leaving out null ones and the defaults: `experiment` "default", no
   `tags`, `archived` false, the current `format_version`); `params` (as in the sidecar, tagged
-  JSON); `catalogue`: `[offset, keys_length, stats_length]`.
+  JSON); `catalogue`: `[offset, keys_length, stats_length]`; `rebuilt` (true when the catalogue
+  lines hold the catalogue scanned from the segments of a run whose writer died, not the
+  sidecar's, which lags them).
 - Then two lines per run, at `offset` bytes after the header's newline: the catalogue's keys
   `[[seq_id, name, kind, context, start, end], ...]` (`keys_length` bytes) and its stats
   `[[count, first_step, last_step, first, last, min, max], ...]` (`stats_length` bytes), where
@@ -34,7 +36,7 @@ from aim_parquet.storage.run_records import Catalogue, RunRecord, json_text
 
 INDEX_FILENAME = "runs.jsonl"
 INDEX_FORMAT = "aim_parquet.run_index"
-INDEX_FORMAT_VERSION = 3
+INDEX_FORMAT_VERSION = 4
 StatKey = str  # "<st_mtime_ns>-<st_size>-<st_ino>" of a sidecar, in hex
 
 
@@ -52,6 +54,7 @@ COLUMNS = (
     "fields",
     "params",
     "catalogue",
+    "rebuilt",
 )
 _NOT_IN_FIELDS = frozenset(
     {"format", "hash", "params", "sequences", "creation_time", "updated_at", "end_time"}
@@ -88,6 +91,7 @@ def encode_index(rows: list[tuple[StatKey, RunRecord]]) -> bytes:
                 fields,
                 record.raw_params(),
                 [offset, len(keys), len(stats)],
+                record.is_rebuilt,
             ]
         )
         body.append(keys + b"\n" + stats + b"\n")
@@ -116,7 +120,7 @@ def decode_index(raw: bytes) -> list[tuple[StatKey, RunRecord]]:
         raise ValueError("unknown index format")
     base, size = end + 1, len(raw)
     out = []
-    for h, key, created, updated, ended, fields, params, cat in doc["runs"]:
+    for h, key, created, updated, ended, fields, params, cat, rebuilt in doc["runs"]:
         start = base + cat[0]
         keys_end = start + cat[1]
         stats_end = keys_end + 1 + cat[2]
@@ -124,10 +128,12 @@ def decode_index(raw: bytes) -> list[tuple[StatKey, RunRecord]]:
             raise ValueError(f"bad entry of run {h!r}")
         if not isinstance(fields, dict) or not isinstance(h, str) or not isinstance(key, str):
             raise ValueError(f"bad entry of run {h!r}")
+        if not isinstance(rebuilt, bool):
+            raise ValueError(f"bad entry of run {h!r}")
         fields["creation_time"] = created
         fields["updated_at"] = updated
         fields["end_time"] = ended
         catalogue = Catalogue(raw, start, keys_end, stats_end)
-        record = RunRecord(h, fields, catalogue=catalogue, params=params)
+        record = RunRecord(h, fields, catalogue=catalogue, params=params, is_rebuilt=rebuilt)
         out.append((key, record))
     return out

@@ -16,11 +16,12 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from aim_parquet.errors import CorruptFileError, FormatVersionError
+from aim_parquet.errors import AimParquetError, CorruptFileError, FormatVersionError
 from aim_parquet.format.meta import FORMAT_VERSION, CompactedFile, Manifest, RunMeta
 from aim_parquet.format.paths import TEMP_PREFIX, RepoLayout, is_valid_seq_id
 from aim_parquet.format.schema import META_FORMAT_VERSION
 from aim_parquet.storage import salvage
+from aim_parquet.storage.catalogue_scan import scan_catalogue, stale_sequences
 from aim_parquet.storage.compacted import is_compacted_name, read_footer
 from aim_parquet.storage.lock import is_run_locked
 from aim_parquet.storage.repo_changes import write_sidecar
@@ -255,6 +256,36 @@ class RunCheck:
                 f"no data left for sequence(s) {missing}",
                 lambda: self.fix_catalogue(meta),
             )
+        if self.holder is None:  # a live writer's catalogue may lag by one flush
+            self.check_catalogue(path, meta, missing)
+
+    def check_catalogue(self, path: Path, meta: RunMeta, missing: list[str]) -> None:
+        """The catalogue against a summary of every readable point (`stale-catalogue`)."""
+        try:
+            true = scan_catalogue(self.layout, self.run_hash, meta, full=True)
+        except (OSError, pa.ArrowException, AimParquetError) as exc:
+            self.notes.append(f"run {self.run_hash}: catalogue not checked ({exc})")
+            return
+        stale = [n for n in stale_sequences(meta.sequences, true) if n not in missing]
+        if not stale:
+            return
+        why = (
+            "its writer died after writing segments the sidecar does not describe"
+            if meta.end_time is None
+            else "a writer closed it with figures that missed points"
+        )
+        self.add(
+            path,
+            "stale-catalogue",
+            f"the catalogue disagrees with the data for sequence(s) {sorted(set(stale))} "
+            f"(count, first/last step or value, min or max): {why}",
+            lambda: self.fix_stale_catalogue(meta),
+        )
+
+    def fix_stale_catalogue(self, meta: RunMeta) -> str:
+        true = scan_catalogue(self.layout, self.run_hash, meta, full=True)
+        _rewrite(self.layout, RunMeta(**{**meta.__dict__, "sequences": true}))
+        return "catalogue rewritten from the segments"
 
     def has_data(self, seq_id: str) -> bool:
         if list_segments(self.layout.seqs_dir(self.run_hash) / seq_id):

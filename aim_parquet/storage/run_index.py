@@ -28,6 +28,12 @@ The index is only a cache, never a source of truth, and needs no re-index step:
   `runs.json` of earlier releases is removed when the new one is written.
 - A damaged sidecar (invalid JSON, a newer format) is reported by `refresh()` (the caller warns);
   the file keeps the last good copy of it, which `aim-parquet verify --repair` can restore.
+- The catalogue of a run without `end_time` whose writer is gone (its lock is not held) is
+  scanned from its segments (`storage.catalogue_scan`: only what was written after the sidecar's
+  last write is read) and stored marked `rebuilt`, so later processes do not scan it again. A
+  run whose writer was alive when its entry was made is re-checked on every full pass (a full
+  pass runs at least every `FULL_CHECK_S`), so a process keeping a `Repo` open sees a writer's
+  death within that time; until then it shows the live writer's catalogue, one flush behind.
 """
 
 from __future__ import annotations
@@ -36,15 +42,17 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 
 import filelock
+import pyarrow as pa
 
 from aim_parquet.errors import AimParquetError
 from aim_parquet.format.meta import RunMeta
 from aim_parquet.format.paths import SIDECAR_FILENAME, RepoLayout, is_valid_run_hash
 from aim_parquet.storage.atomic import atomic_write
+from aim_parquet.storage.catalogue_scan import is_writer_gone, scan_catalogue
 from aim_parquet.storage.index_file import (
     INDEX_FILENAME,
     StatKey,
@@ -91,10 +99,12 @@ class _Entry:
     """One run in memory: the stat key of its sidecar and its record (or why it is damaged).
 
     `record` is None for a damaged run; `kept` is then the last good record of it (if any), which
-    the index file keeps for repairs.
+    the index file keeps for repairs. `is_open`: the run has no `end_time` and its catalogue is
+    the sidecar's, which a live writer keeps at most one flush behind; once that writer is gone
+    the catalogue is scanned from the segments instead (`RunIndex._read_sidecar`).
     """
 
-    __slots__ = ("key", "record", "kept", "damaged")
+    __slots__ = ("key", "record", "kept", "damaged", "is_open")
 
     def __init__(
         self,
@@ -107,6 +117,7 @@ class _Entry:
         self.record = record
         self.kept = kept
         self.damaged = damaged
+        self.is_open = record is not None and not record.has_end_time and not record.is_rebuilt
 
     @property
     def stored_record(self) -> RunRecord | None:
@@ -189,6 +200,8 @@ class RunIndex:
             return {}, False
 
     def _read_sidecar(self, run_hash: str, key: StatKey) -> _Entry:
+        """The entry of a run's sidecar; for a run whose writer is gone, with the catalogue
+        scanned from its segments (the sidecar's may lag them by one flush)."""
         path = self.layout.sidecar(run_hash)
         try:
             raw = path.read_bytes()
@@ -196,10 +209,26 @@ class RunIndex:
             if not isinstance(data, dict):
                 raise ValueError("not a JSON object")
             meta = RunMeta.from_json(data, f"sidecar {path}")
-            return _Entry(key, RunRecord(run_hash, data, meta))
         except (UnicodeDecodeError, ValueError, AimParquetError) as exc:
             reason = str(exc) if isinstance(exc, AimParquetError) else f"invalid JSON ({exc})"
             return _Entry(key, None, DamagedRun(run_hash, str(path), reason))
+        if not is_writer_gone(self.layout, meta):
+            return _Entry(key, RunRecord(run_hash, data, meta))
+        try:
+            infos = scan_catalogue(self.layout, run_hash, meta)
+        except (OSError, pa.ArrowException, AimParquetError) as exc:
+            log.warning(
+                "aim_parquet: cannot scan the segments of run %s, whose writer died (%s); its "
+                "catalogue may miss the last flush. Run `aim-parquet verify --repair`.",
+                run_hash,
+                exc,
+            )
+            entry = _Entry(key, RunRecord(run_hash, data, meta))
+            entry.is_open = False  # not retried on every refresh of this process
+            return entry
+        data = {**data, "sequences": [i.to_json() for i in infos]}
+        meta = replace(meta, sequences=infos)
+        return _Entry(key, RunRecord(run_hash, data, meta, is_rebuilt=True))
 
     def _missing_sidecar(self, run_hash: str) -> DamagedRun | None:
         """A run folder without sidecar: being created (None) or damaged."""
@@ -273,12 +302,17 @@ class RunIndex:
                         damaged.append(missing)
                     continue
                 key = stat_key(st)
-                if entry is None or entry.key != key or entry.record is None:
+                if (
+                    entry is None
+                    or entry.key != key
+                    or entry.record is None
+                    or (entry.is_open and is_run_locked(self.layout.lock_file(run_hash)) is None)
+                ):  # new, changed, damaged, or its writer died since it was read
                     previous = entry
                     entry = self._read_sidecar(run_hash, key)
                     read += 1
-                    if entry.record is not None:
-                        if entry.record.end_time is not None or st.st_mtime_ns < settled_ns:
+                    if (record := entry.record) is not None:
+                        if record.is_rebuilt or record.has_end_time or st.st_mtime_ns < settled_ns:
                             needs_write = True
                     elif previous is not None:
                         entry.kept = previous.stored_record  # the last good copy, for repairs

@@ -10,12 +10,10 @@ the old manifest must not trust its segment listing), restarts the read from the
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import time
-from collections.abc import Container
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +35,10 @@ from aim_parquet.format.paths import (
 from aim_parquet.format.schema import (
     METRIC_SCHEMA,
     OBJECT_SCHEMA,
-    describe_segment_schema,
     is_metric_kind,
 )
 from aim_parquet.storage.columns import int64_array, nan_numpy, to_numpy
 from aim_parquet.storage.compacted_read import is_gone, read_compacted
-from aim_parquet.storage.lock import is_run_locked
 from aim_parquet.storage.segments import read_segment
 
 log = logging.getLogger(__name__)
@@ -76,7 +72,7 @@ def load_manifest(layout: RepoLayout, run_hash: str) -> Manifest | None:
     return _load_manifest_state(layout, run_hash)[0]
 
 
-def _manifest_bytes(path: str) -> bytes | None:
+def manifest_bytes(path: str) -> bytes | None:
     """The content of the manifest at `path`, None when there is none. Every commit changes it
     (its generation grows), so equal bytes mean no compaction committed in between; inode and
     mtime are not enough (inodes are reused and mtime can be as coarse as a clock tick)."""
@@ -89,11 +85,11 @@ def _manifest_bytes(path: str) -> bytes | None:
 
 def _load_manifest_state(layout: RepoLayout, run_hash: str) -> tuple[Manifest | None, bytes | None]:
     """The manifest and the exact bytes it was decoded from."""
-    return _parse_manifest(os.fspath(layout.manifest(run_hash)))
+    return parse_manifest(os.fspath(layout.manifest(run_hash)))
 
 
-def _parse_manifest(path: str) -> tuple[Manifest | None, bytes | None]:
-    raw = _manifest_bytes(path)
+def parse_manifest(path: str) -> tuple[Manifest | None, bytes | None]:
+    raw = manifest_bytes(path)
     if raw is None:
         return None, None
     try:
@@ -121,91 +117,6 @@ def segment_names(seq_dir: str) -> list[str]:
         return []
     names.sort()
     return [n for n in names if is_segment_name(n)]
-
-
-# seq_id -> (its folder's st_mtime_ns when summarised, the summary or None)
-DiscoveryCache = dict[str, tuple[int, SequenceInfo | None]]
-
-
-def discover_sequences(
-    layout: RepoLayout, run_hash: str, meta: RunMeta, *, cache: DiscoveryCache | None = None
-) -> list[SequenceInfo]:
-    """The catalogue, plus sequences whose folders exist but are not catalogued yet (a writer
-    killed before its sidecar caught up); those get their name/context/kind from the segment.
-    `cache` (kept by the caller between calls) saves re-reading unchanged segments."""
-    infos = {s.seq_id: s for s in meta.sequences}
-    return [*infos.values(), *uncatalogued_sequences(layout, run_hash, infos, cache=cache)]
-
-
-def uncatalogued_sequences(
-    layout: RepoLayout,
-    run_hash: str,
-    catalogued: Container[str],
-    *,
-    cache: DiscoveryCache | None = None,
-) -> list[SequenceInfo]:
-    """Sequences with a folder under `seqs/` but no entry in `catalogued` (seq ids), summarised
-    from their segments. A run with an `end_time` has none: `close()` writes the sidecar after
-    the last segment, and a resumed run clears `end_time` before writing any.
-
-    With `cache`, and no live writer, a sequence whose folder is unchanged since its summary (the
-    folder's mtime: compaction and repairs add or remove files there) is not read again, so
-    repeated lookups on a crashed run with thousands of uncatalogued sequences cost one `stat`
-    each. While a writer lives it may still append to them: they are read every time.
-    """
-    infos: dict[str, SequenceInfo] = {}
-    seqs_dir = os.fspath(layout.seqs_dir(run_hash))
-    try:
-        names = os.listdir(seqs_dir)
-    except FileNotFoundError:
-        names = []
-    if cache is not None and is_run_locked(layout.lock_file(run_hash)) is not None:
-        cache.clear()
-        cache = None
-    for name in sorted(names):
-        if name in catalogued or not is_valid_seq_id(name):
-            continue
-        seq_dir = os.path.join(seqs_dir, name)
-        key = 0
-        if cache is not None:
-            try:
-                key = os.stat(seq_dir).st_mtime_ns
-            except FileNotFoundError:
-                continue
-            hit = cache.get(name)
-            if hit is not None and hit[0] == key:
-                if hit[1] is not None:
-                    infos[name] = hit[1]
-                continue
-        info = _summarize_uncatalogued(name, Path(seq_dir))
-        if cache is not None:
-            cache[name] = (key, info)
-        if info is not None:
-            infos[name] = info
-    return list(infos.values())
-
-
-def _summarize_uncatalogued(seq_id: str, seq_dir: Path) -> SequenceInfo | None:
-    for seg in list_segments(seq_dir):
-        with contextlib.suppress(CorruptFileError, FileNotFoundError):
-            data = read_segment(seg)
-            d = describe_segment_schema(data.schema)
-            info = SequenceInfo(seq_id=seq_id, name=d["name"], context=d["context"], kind=d["kind"])
-            return summarize_table(info, concat_batches(info, data.batches))
-    return None
-
-
-def concat_batches(info: SequenceInfo, batches: list[pa.RecordBatch]) -> pa.Table:
-    schema = METRIC_SCHEMA if is_metric_kind(info.kind) else OBJECT_SCHEMA
-    return pa.Table.from_batches(batches, schema=schema)
-
-
-def summarize_table(info: SequenceInfo, table: pa.Table) -> SequenceInfo:
-    from aim_parquet.storage.run_writer import summarize
-
-    for batch in table.to_batches():
-        info = summarize(info, batch)
-    return info
 
 
 def dedupe_steps(table: pa.Table, *, by_index: bool) -> pa.Table:
@@ -254,7 +165,7 @@ def _read_pieces(
         if attempt > 1:
             time.sleep(min(0.2, 0.005 * 2**attempt))  # let a compaction in progress finish
         try:
-            manifest, seen = _parse_manifest(manifest_path)
+            manifest, seen = parse_manifest(manifest_path)
             tables: list[pa.Table | pa.RecordBatch] = []
             covered: frozenset[str] = frozenset()
             if manifest is not None:
@@ -275,7 +186,7 @@ def _read_pieces(
             if is_gone(exc):
                 continue  # compaction or gc swapped files under us: read the new state
             raise
-        if _manifest_bytes(manifest_path) == seen:
+        if manifest_bytes(manifest_path) == seen:
             return tables
         # a compaction committed while we read: segments we listed may have been removed
     raise CorruptFileError(f"run {run_hash}: files kept changing while reading {info.name!r}.")

@@ -77,7 +77,9 @@ class RunRecord:
     `tags`, `archived`, `creation_time`, `end_time`, `updated_at`, `params`, `sequences`), so a
     query view reads either. `meta` is the full, validated RunMeta. Built from a sidecar's JSON
     object (`data`, with its params and catalogue), or from the index file (`data` the run-level
-    fields, `params` and where the `catalogue` lines are).
+    fields, `params` and where the `catalogue` lines are). `is_rebuilt`: the catalogue is not the
+    sidecar's but the one scanned from the segments, because the run's writer died before it
+    caught the sidecar up (`storage.catalogue_scan`).
     """
 
     __slots__ = (
@@ -91,6 +93,7 @@ class RunRecord:
         "_meta",
         "_params",
         "_decoded",
+        "is_rebuilt",
     )
 
     def __init__(
@@ -101,8 +104,10 @@ class RunRecord:
         *,
         catalogue: Catalogue | None = None,
         params: dict[str, Any] | None = None,
+        is_rebuilt: bool = False,
     ) -> None:
         self.hash = run_hash
+        self.is_rebuilt = is_rebuilt  # the catalogue was scanned from the data: its writer died
         self._source = catalogue
         if catalogue is None:  # the sidecar's JSON object
             self._raw_params: dict[str, Any] = data.get("params") or {}
@@ -285,6 +290,11 @@ class RunRecord:
     def end_time(self) -> float | None:
         end = self._data.get("end_time")
         return None if end is None else float(end)
+
+    @property
+    def has_end_time(self) -> bool:
+        """Whether the run was closed (cheaper than parsing `end_time`)."""
+        return self._data.get("end_time") is not None
 
     @property
     def updated_at(self) -> float:

@@ -29,7 +29,7 @@ from typing import Any
 import pyarrow as pa
 
 from aim_parquet.errors import AimParquetError, RunClosedError, StorageError
-from aim_parquet.format.meta import FORMAT_VERSION, RunMeta, SequenceInfo
+from aim_parquet.format.meta import FORMAT_VERSION, CatalogueReach, RunMeta, SequenceInfo
 from aim_parquet.format.paths import (
     RepoLayout,
     canonical_context,
@@ -287,10 +287,13 @@ class RunWriter:
                     seq.segment = None
                 raise
             seq.failed.pop(0)
-            seq.info = summarize(seq.info, batch)
             if segment.size >= self.max_segment_bytes:
                 segment.close(sync=False)
                 seq.segment = None
+            # the summary and how far into the segments it reaches change together, so every
+            # sidecar says exactly which points its catalogue covers (FORMAT.md, writer rule 8)
+            reach = CatalogueReach(segment.path.name, segment.size, seq.segment is None)
+            seq.info = replace(summarize(seq.info, batch), reach=reach)
 
     def _bound_failed(self, seq: SeqBuffer) -> None:
         """Keep at most MAX_PENDING_POINTS unwritten points per sequence while writes fail."""

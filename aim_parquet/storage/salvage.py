@@ -28,15 +28,14 @@ from aim_parquet.errors import AimParquetError
 from aim_parquet.format.meta import CompactedFile, Manifest, RunMeta, SequenceInfo
 from aim_parquet.format.paths import RepoLayout, is_valid_seq_id
 from aim_parquet.storage.atomic import atomic_write, fsync_dir, temp_path_for
+from aim_parquet.storage.catalogue_scan import scan_catalogue
 from aim_parquet.storage.compacted import is_compacted_name, read_footer
 from aim_parquet.storage.repo_changes import write_sidecar
 from aim_parquet.storage.run_folder import iter_segment_batches
 from aim_parquet.storage.run_index import INDEX_FILENAME, read_index_file
 from aim_parquet.storage.run_reader import (
-    discover_sequences,
     list_segments,
     read_sequence,
-    summarize_table,
 )
 
 QUARANTINE_DIRNAME = "quarantine"
@@ -183,19 +182,8 @@ def _seq_dirs(layout: RepoLayout, run_hash: str) -> list[Path]:
 
 def data_catalogue(layout: RepoLayout, run_hash: str, base: RunMeta) -> list[SequenceInfo]:
     """Every sequence with readable points, summarised from the points themselves."""
-    infos = {i.seq_id: i for i in discover_sequences(layout, run_hash, base)}
-    for footer in readable_footers(layout.compacted_dir(run_hash)).values():
-        for key in footer.sequences.values():
-            if key.seq_id not in infos:
-                context = json.loads(key.context)
-                infos[key.seq_id] = SequenceInfo(key.seq_id, key.name, context, key.kind)
-    out = []
-    for info in sorted(infos.values(), key=lambda i: i.seq_id):
-        blank = SequenceInfo(info.seq_id, info.name, info.context, info.kind)
-        table = read_sequence(layout, run_hash, blank)
-        if table.num_rows:
-            out.append(summarize_table(blank, table))
-    return out
+    infos = scan_catalogue(layout, run_hash, base, full=True)
+    return sorted((i for i in infos if i.count), key=lambda i: i.seq_id)
 
 
 def rebuild_sidecar(layout: RepoLayout, run_hash: str) -> tuple[RunMeta, bool]:

@@ -189,3 +189,43 @@ def read_segment(path: str | Path, *, memory_map: bool = True) -> SegmentData:
     except (pa.ArrowInvalid, OSError, ValueError):
         torn = True
     return SegmentData(reader.schema, batches, torn)
+
+
+def read_segment_from(path: str | Path, offset: int) -> SegmentData | None:
+    """The complete batches of a segment that start at byte `offset` or later, which must be
+    where a message starts (the end of the schema or of a batch); None when it is not (the file
+    is shorter, tears before it, no message starts there, or it has no readable schema). A torn
+    tail after `offset` is skipped, as in `read_segment`.
+
+    The messages before `offset` are walked without being decoded (zero-copy on a memory map),
+    so the cost is that of the batches after it. Raises FileNotFoundError if the file is gone.
+    """
+    name = os.fspath(path)
+    if os.stat(name).st_size < max(offset, 1):
+        return None
+    source = pa.memory_map(name)  # not closed here: the batches may point into it
+    reader = pa.ipc.MessageReader.open_stream(source)
+    try:
+        schema = pa.ipc.read_schema(reader.read_next_message())
+    except (StopIteration, pa.ArrowInvalid, OSError, ValueError):
+        return None
+    position = source.tell()
+    while position < offset:
+        try:
+            reader.read_next_message()
+        except (StopIteration, pa.ArrowInvalid, OSError, ValueError):
+            return None
+        position = source.tell()
+    if position != offset:
+        return None
+    batches: list[pa.RecordBatch] = []
+    torn = False
+    while True:
+        try:
+            batches.append(pa.ipc.read_record_batch(reader.read_next_message(), schema))
+        except StopIteration:
+            break
+        except (pa.ArrowInvalid, OSError, ValueError):
+            torn = True
+            break
+    return SegmentData(schema, batches, torn)

@@ -11,16 +11,12 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from aim_parquet.errors import RunLockedError
-from aim_parquet.format.meta import RunMeta, SequenceInfo
+from aim_parquet.format.meta import RunMeta
 from aim_parquet.format.paths import RepoLayout, validate_run_hash
+from aim_parquet.storage.catalogue_scan import caught_up
 from aim_parquet.storage.lock import RunLock, is_run_locked
 from aim_parquet.storage.repo_changes import write_sidecar
-from aim_parquet.storage.run_reader import (
-    discover_sequences,
-    load_run_meta,
-    read_sequence,
-    summarize_table,
-)
+from aim_parquet.storage.run_reader import load_run_meta
 from aim_parquet.storage.salvage import last_timestamp
 
 
@@ -56,22 +52,45 @@ def set_archived(layout: RepoLayout, run_hash: str, archived: bool) -> RunMeta:
 
 
 def finish_run(layout: RepoLayout, run_hash: str) -> RunMeta:
-    """Mark a crashed run finished: `end_time` becomes its newest point's timestamp (the last
-    sidecar update when it has no point) and sequences its writer never catalogued are added.
-    A run that already has an `end_time` is left as it is."""
+    """Mark a crashed run finished: its catalogue is rebuilt from the segments its writer wrote
+    after the last sidecar write (and the sequences it never catalogued are added), and
+    `end_time` becomes its newest point's timestamp (the last sidecar update when it has no
+    point). A run that already has an `end_time` is left as it is."""
 
     def change(meta: RunMeta) -> RunMeta:
         if meta.end_time is not None:
             return meta
-        known = {s.seq_id for s in meta.sequences}
-        infos = list(meta.sequences)
-        for info in discover_sequences(layout, run_hash, meta):
-            if info.seq_id not in known:
-                blank = SequenceInfo(info.seq_id, info.name, info.context, info.kind)
-                infos.append(summarize_table(blank, read_sequence(layout, run_hash, blank)))
-        end = last_timestamp(layout, run_hash, infos)
+        meta = caught_up(layout, meta)
+        end = last_timestamp(layout, run_hash, list(meta.sequences))
         if end is None:
             end = meta.updated_at or meta.creation_time
-        return replace(meta, end_time=end, sequences=tuple(infos))
+        return replace(meta, end_time=end)
 
     return _edit(layout, run_hash, "close", change)
+
+
+_KEEP: object = object()
+
+
+def edit_run(
+    layout: RepoLayout,
+    run_hash: str,
+    *,
+    name: str | None | object = _KEEP,
+    description: str | None | object = _KEEP,
+    tags: tuple[str, ...] | object = _KEEP,
+) -> RunMeta:
+    """Change the name, description or tags of a run no live process writes (what is not
+    given is kept)."""
+
+    def change(meta: RunMeta) -> RunMeta:
+        fields: dict[str, object] = {}
+        if name is not _KEEP:
+            fields["name"] = name
+        if description is not _KEEP:
+            fields["description"] = description
+        if tags is not _KEEP:
+            fields["tags"] = tags
+        return replace(meta, **fields)  # type: ignore[arg-type]
+
+    return _edit(layout, run_hash, "edit", change)

@@ -15,7 +15,7 @@ import pytest
 
 import aim_parquet as aim
 from aim_parquet.format.paths import RepoLayout, sequence_id
-from aim_parquet.storage import compacted, compactor, run_reader
+from aim_parquet.storage import catalogue_scan, compacted, compactor, run_reader
 from aim_parquet.storage.compactor import compact_repo, compact_run
 from aim_parquet.storage.run_reader import load_run_meta, read_sequence
 from tests.conftest import PYTHON, python_env
@@ -234,7 +234,7 @@ print(i, flush=True)
 
 def _check_prefix(layout: RepoLayout, run_hash: str) -> int:
     meta = load_run_meta(layout, run_hash)
-    infos = [s for s in run_reader.discover_sequences(layout, run_hash, meta) if s.name == "m"]
+    infos = [s for s in catalogue_scan.discover_sequences(layout, run_hash, meta) if s.name == "m"]
     if not infos:
         return 0
     table = read_sequence(layout, run_hash, infos[0])

@@ -1,5 +1,5 @@
-"""Sequences on disk but not in the catalogue (a killed writer's) are summarised once per Run,
-and read again only when their folder changes, or every time while a writer lives."""
+"""The catalogue of a run whose writer died is scanned from its segments once per Run, not on
+every lookup, and again when its files change; a live writer's run is never cached."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import aim_parquet as aim
 from aim_parquet.format.meta import FORMAT_VERSION
 from aim_parquet.format.paths import segment_name, sequence_id
 from aim_parquet.format.schema import METRIC_SCHEMA, segment_schema
-from aim_parquet.storage import run_reader
+from aim_parquet.storage import catalogue_scan
 from aim_parquet.storage.segments import SegmentFile
 from tests.conftest import sidecar
 
@@ -54,45 +54,44 @@ def counts(run: Any) -> dict[str, int]:
 
 
 @pytest.fixture
-def segment_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    reads: list[str] = []
-    real = run_reader.read_segment
+def scans(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The sequence folders the catalogue scan identified (one per uncatalogued sequence)."""
+    seen: list[str] = []
+    real = catalogue_scan._identify
 
-    def counting(path: Any, **kwargs: Any) -> Any:
-        reads.append(os.fspath(path))
-        return real(path, **kwargs)
+    def counting(files: Any, seq_id: str) -> Any:
+        seen.append(seq_id)
+        return real(files, seq_id)
 
-    monkeypatch.setattr(run_reader, "read_segment", counting)
-    return reads
+    monkeypatch.setattr(catalogue_scan, "_identify", counting)
+    return seen
 
 
-def test_uncatalogued_sequences_are_read_once(repo_root: Path, segment_reads: list[str]) -> None:
+def test_a_dead_runs_catalogue_is_scanned_once(repo_root: Path, scans: list[str]) -> None:
     run_hash = crashed_run(repo_root)
     run = aim.Run(run_hash, repo=repo_root, read_only=True)
     assert run.get_metric("s0") is not None
-    assert len(segment_reads) == N_SEQS  # the first lookup summarises every sequence once
+    assert len(scans) == N_SEQS  # the first lookup scans every sequence once
     for k in (1, 2, N_SEQS - 1):
         metric = run.get_metric(f"s{k}")
         assert metric is not None and metric.values.sparse_numpy()[0].tolist() == [0, 1, 2]
-    assert len(segment_reads) == N_SEQS + 3  # later lookups read only the values asked for
+    assert counts(run)["s7"] == 3
+    assert len(scans) == N_SEQS  # later lookups scan nothing
 
 
-def test_a_changed_sequence_folder_is_read_again(repo_root: Path, segment_reads: list[str]) -> None:
+def test_a_changed_sequence_folder_is_scanned_again(repo_root: Path, scans: list[str]) -> None:
     run_hash = crashed_run(repo_root)
     run = aim.Run(run_hash, repo=repo_root, read_only=True)
     assert counts(run)["s5"] == 3
     seq_dir = repo_root / ".aim" / "runs" / run_hash / "seqs" / sequence_id("s5", {})
     first = next(seq_dir.iterdir())
     data = first.read_bytes() + batch(3).serialize().to_pybytes()
-    os.unlink(first)  # a repair-like rewrite: the folder changes, so s5 is read again
+    os.unlink(first)  # a repair-like rewrite: the folder changes
     first.write_bytes(data)
-    reads = len(segment_reads)
-    assert counts(run)["s5"] == 4 and len(segment_reads) == reads + 1
+    assert counts(run)["s5"] == 4 and len(scans) == 2 * N_SEQS
 
 
-def test_a_live_writers_uncatalogued_sequence_is_read_every_time(
-    repo_root: Path, segment_reads: list[str]
-) -> None:
+def test_a_live_writers_run_is_read_every_time(repo_root: Path) -> None:
     """While a writer lives it may append to a sequence its sidecar does not list yet."""
     with aim.Run(repo=repo_root, **QUIET) as writer:
         seq_dir = repo_root / ".aim" / "runs" / writer.hash / "seqs" / sequence_id("ghost", {})

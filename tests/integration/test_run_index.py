@@ -70,9 +70,11 @@ def test_index_file_holds_exactly_the_sidecars(repo_root: Path) -> None:
         records = index_records(repo_root)
         assert sorted(records) == sorted(hashes)
         for run_hash in hashes:
-            expected = load_run_meta(layout, run_hash)
-            assert records[run_hash].meta.to_json() == expected.to_json()
-            assert records[run_hash].params.keys() == expected.params.keys()
+            expected = load_run_meta(layout, run_hash).to_json()
+            for entry in expected["sequences"]:
+                del entry["reach"]  # the writer's bookkeeping (catalogue_scan), not cached
+            assert records[run_hash].meta.to_json() == expected
+            assert records[run_hash].params.keys() == load_run_meta(layout, run_hash).params.keys()
         repo = aim.Repo(repo_root)
         repo.query_metrics("metric.name == 'loss'").dataframe()  # decodes from the index file
         extra = aim.Run(repo=repo_root, **QUIET)

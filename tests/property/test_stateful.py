@@ -25,8 +25,8 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 import aim_parquet as aim
 from aim_parquet.format.paths import RepoLayout
+from aim_parquet.storage.catalogue_scan import discover_sequences
 from aim_parquet.storage.run_reader import (
-    discover_sequences,
     list_run_hashes,
     list_segments,
     load_manifest,

@@ -144,3 +144,42 @@ def test_parse_args_full_quick_and_overrides(tmp_path: Path) -> None:
         config.parse_args(["--reps", "0"])
     with pytest.raises(SystemExit):
         config.parse_args(["--no-such-flag"])
+
+
+def test_marked_sections_are_replaced_and_carried_over() -> None:
+    first = report.replace_marked_section("# Benchmarks\n\ntable\n", "bench-convert", "## C\nA")
+    assert first.endswith("<!-- bench-convert:begin -->\n## C\nA\n<!-- bench-convert:end -->\n")
+    second = report.replace_marked_section(first, "bench-convert", "## C\nB")
+    assert second.count("bench-convert:begin") == 1 and "\nB\n" in second and "\nA\n" not in second
+    regenerated = report.carry_marked_sections(second, "# Benchmarks\n\nnew table\n")
+    assert regenerated.startswith("# Benchmarks\n\nnew table\n\n<!-- bench-convert:begin -->")
+    assert "\nB\n" in regenerated
+    assert report.carry_marked_sections(second, second) == second
+
+
+def test_only_ui_splices_its_section_and_keeps_the_rest() -> None:
+    doc = "# B\n\n## Reads\n\nold reads\n\n## Targets from the issues\n\n| t |\n"
+    ui = "## Web UI\n\nfirst\n"
+    once = report.splice_section(doc, ui)
+    assert once.index("## Web UI") < once.index("## Targets from the issues")
+    assert "old reads" in once and once.count("## Web UI") == 1
+    twice = report.splice_section(once, "## Web UI\n\nsecond\n")
+    assert "second" in twice and "first" not in twice and twice.count("## Web UI") == 1
+    assert twice.replace("second", "first") == once
+    assert config.parse_args(["--only", "ui"]).only == "ui"
+
+
+def test_ui_targets_read_the_ui_rows() -> None:
+    named = {
+        "ui_metrics_100": Row("metrics explorer, 100 runs x ...", stats.measure([0.3], "s")),
+        "ui_metrics_big": Row("10M", stats.measure([2.5], "s")),
+        "ui_metrics_big_bytes": Row("bytes", stats.measure([1.5], "MiB")),
+        "ui_scroll": Row("scroll", stats.measure([0.02], "s")),
+    }
+    checked = {t.label.split(" (issue")[0]: t.is_met for t in report.ui_targets(named)}
+    assert checked["metrics explorer, 100 runs x loss x 1,000 steps <= 0.5 s"] is True
+    assert checked["metrics explorer, 10M points <= 2 s"] is False
+    assert checked["  ... <= 3 MB sent"] is True
+    assert checked["live: a flushed point on screen <= 2 s"] is None
+    assert report.ui_targets({}) == []
+    assert stats.fmt_value(3, "frames") == "3"

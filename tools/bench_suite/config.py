@@ -36,6 +36,7 @@ class Config:
     max_wait_min: float  # wait up to this long for the 1-minute load to drop below `max_load`
     max_load: float
     aim_venv: Path
+    only: str | None = None  # one workload group (`--only ui`): its section is spliced in
 
 
 FULL = {
@@ -98,6 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
         "before starting (25 full, 0 quick)",
     )
     parser.add_argument("--max-load", type=float, default=1.0)
+    parser.add_argument(
+        "--only",
+        choices=["ui"],
+        help="run one workload group and replace only its section of the report "
+        "(ui: the web UI in headless Chromium, side by side with `aim up`)",
+    )
     return parser
 
 
@@ -134,4 +141,5 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         max_wait_min=float(sizes["max_wait_min"]),
         max_load=args.max_load,
         aim_venv=ROOT / ".venv-aim",
+        only=args.only,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -134,6 +135,30 @@ def targets(
     ]
 
 
+def ui_targets(named: dict[str, Row]) -> list[Target]:
+    """Issue 14's targets for the web UI (shown under the UI section, which `--only ui` can
+    replace alone)."""
+    g = named.get
+    if g("ui_metrics_100") is None:
+        return []
+    small = g("ui_metrics_100")
+    size = "" if small is not None and "100 runs" in small.label else " (quick sizes)"
+    return [
+        _check("metrics explorer, 100 runs x loss x 1,000 steps <= 0.5 s (issue 14)" + size,
+               _m(small), 0.5, is_max=True),
+        _check("metrics explorer, 10M points <= 2 s (issue 14)" + size,
+               _m(g("ui_metrics_big")), 2.0, is_max=True),
+        _check("  ... <= 3 MB sent (issue 14)", _m(g("ui_metrics_big_bytes")), 3e6 / 1048576,
+               is_max=True),
+        _check("runs explorer, 10,000 runs <= 1.5 s (issue 14)" + size, _m(g("ui_runs")), 1.5,
+               is_max=True),
+        _check("  ... scrolling: no frame over 50 ms (issue 14)", _m(g("ui_scroll")), 0.05,
+               is_max=True),
+        _check("live: a flushed point on screen <= 2 s (issue 14)", _m(g("ui_live")), 2.0,
+               is_max=True),
+    ]  # fmt: skip
+
+
 def targets_table(items: Sequence[Target]) -> str:
     status = {True: "met", False: "**MISSED**", None: "not measured"}
     return markdown_table(
@@ -202,6 +227,9 @@ def render(
     ]
     for title, intro, rows in sections:
         out += [f"## {title}", "", intro, "", rows_table(rows, aim_label), ""]
+        outro = extra.get(f"outro:{title}")
+        if outro:
+            out += [outro, ""]
     checked = targets(named, extra, many_runs=many_runs, long_points=long_points, calls=calls)
     out += ["## Targets from the issues", "", targets_table(checked), ""]
     out += ["## Method", ""] + [f"- {m}" for m in method] + [""]
@@ -215,3 +243,62 @@ def _failure(error: str) -> str:
     lines = [line.strip() for line in error.strip().splitlines() if line.strip()]
     shown = lines[0] if len(lines) < 2 else f"{lines[0]} ... {lines[-1]}"
     return "`" + shown.replace("`", "'") + "`"
+
+
+# Sections other tools keep in BENCHMARKS.md (tools/bench_convert.py --write), between
+# `<!-- NAME:begin -->` and `<!-- NAME:end -->`; `make bench` carries them over when it rewrites
+# the file.
+_MARKED = re.compile(r"<!-- ([\w-]+):begin -->.*?<!-- \1:end -->\n?", re.S)
+
+
+def replace_marked_section(text: str, name: str, body: str) -> str:
+    """`text` with the section `name` replaced by `body` (appended when it is not there)."""
+    block = f"<!-- {name}:begin -->\n{body.strip()}\n<!-- {name}:end -->\n"
+    for match in _MARKED.finditer(text):
+        if match.group(1) == name:
+            return text[: match.start()] + block + text[match.end() :]
+    return text.rstrip("\n") + "\n\n" + block
+
+
+def carry_marked_sections(old: str, new: str) -> str:
+    """`new` plus the marked sections of `old` that `new` does not have."""
+    have = {m.group(1) for m in _MARKED.finditer(new)}
+    for match in _MARKED.finditer(old):
+        if match.group(1) not in have:
+            new = new.rstrip("\n") + "\n\n" + match.group(0)
+    return new
+
+
+def render_section(
+    title: str,
+    intro: str,
+    rows: Sequence[Row],
+    extra: dict[str, Any],
+    aim_label: str,
+    *,
+    command: str,
+    date: str,
+) -> str:
+    """One section alone, saying which command measured it and when (for `--only`)."""
+    out = [f"## {title}", "", f"{intro} Measured by {command} on {date}.", ""]
+    out += [rows_table(rows, aim_label), ""]
+    outro = extra.get(f"outro:{title}")
+    if outro:
+        out += [outro, ""]
+    return "\n".join(out)
+
+
+def splice_section(document: str, section: str) -> str:
+    """`document` with the `## ` section of the same title as `section` replaced by it (or
+    inserted before the targets when it has none): what `tools/bench.py --only` writes."""
+    title = section.splitlines()[0]
+    lines = document.splitlines()
+    if title in lines:
+        start = lines.index(title)
+        end = next(
+            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
+        )
+    else:
+        marker = "## Targets from the issues"
+        start = end = lines.index(marker) if marker in lines else len(lines)
+    return "\n".join([*lines[:start], *section.rstrip("\n").splitlines(), "", *lines[end:]]) + "\n"

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 # Units a `Measure` may carry; `fmt_value` knows how to print each.
-UNITS = ("s", "points/s", "B/point", "MiB", "files/run", "runs")
+UNITS = ("s", "points/s", "B/point", "MiB", "files/run", "runs", "frames")
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,7 @@ def fmt_value(value: float, unit: str) -> str:
         return f"{_sig3(value)} MiB"
     if unit == "files/run":
         return f"{value:,.1f}"
-    if unit == "runs":
+    if unit in ("runs", "frames"):
         return f"{value:,.0f}"
     raise ValueError(f"unknown unit {unit!r}")
 

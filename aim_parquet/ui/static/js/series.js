@@ -1,0 +1,131 @@
+// Pure computations on chart data: grouping fields, colours and dashes, EMA smoothing,
+// aggregation of a group of series on their shared x grid. No DOM here.
+
+export const PALETTE = [
+  "#2563eb", "#dc2626", "#16a34a", "#d97706", "#9333ea", "#0891b2", "#db2777", "#65a30d",
+  "#7c3aed", "#ea580c", "#0d9488", "#be123c", "#4f46e5", "#ca8a04", "#059669", "#c026d3",
+];
+export const DASHES = [[], [8, 4], [2, 3], [12, 4, 2, 4], [4, 4], [1, 6]];
+
+/** The value of a grouping field (same names as the server's chart_by) for one series. */
+export function fieldValue(field, series, run) {
+  if (field === "metric.name") return series.name;
+  if (field === "metric.context") return contextLabel(series.context);
+  if (field.startsWith("metric.context.")) return series.context[field.slice(15)];
+  if (!field.startsWith("run.")) return undefined;
+  const path = field.slice(4);
+  if (!run) return undefined;
+  if (["hash", "name", "experiment", "archived", "active"].includes(path)) return run[path];
+  if (path in run.params) return run.params[path];
+  const prefix = `${path}.`;
+  const nested = Object.keys(run.params).filter((k) => k.startsWith(prefix));
+  if (!nested.length) return undefined;
+  return JSON.stringify(Object.fromEntries(nested.map((k) => [k.slice(prefix.length), run.params[k]])));
+}
+
+export function contextLabel(context) {
+  return Object.keys(context || {}).sort().map((k) => `${k}=${context[k]}`).join(", ");
+}
+
+export function seriesLabel(series, run) {
+  const ctx = contextLabel(series.context);
+  const who = run ? run.name : series.run.slice(0, 8);
+  return `${who} · ${series.name}${ctx ? ` (${ctx})` : ""}`;
+}
+
+/** Key of a series under a list of fields ("" when no field). */
+export function groupKey(fields, series, run) {
+  if (!fields.length) return "";
+  return JSON.stringify(fields.map((f) => fieldValue(f, series, run) ?? null));
+}
+
+/** Assign an index to each distinct key in order of first appearance. */
+export class KeyIndex {
+  constructor() { this.map = new Map(); }
+  index(key) {
+    if (!this.map.has(key)) this.map.set(key, this.map.size);
+    return this.map.get(key);
+  }
+}
+
+/** EMA with debiasing (TensorBoard's smoothing); null stays null. alpha in [0, 1). */
+export function ema(values, alpha) {
+  if (!alpha) return values;
+  const out = new Array(values.length);
+  let last = 0, weight = 0;
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    if (v === null || v === undefined) { out[i] = null; continue; }
+    last = last * alpha + (1 - alpha) * v;
+    weight = weight * alpha + (1 - alpha);
+    out[i] = last / weight;
+  }
+  return out;
+}
+
+/**
+ * Aggregate several rows (same length, null = no value) into {line, lower, upper}.
+ * how: mean | median | min | max; band: none | minmax | std | stderr.
+ */
+export function aggregate(rows, how, band) {
+  const n = rows[0] ? rows[0].length : 0;
+  const line = new Array(n), lower = new Array(n), upper = new Array(n);
+  const column = [];
+  for (let i = 0; i < n; i++) {
+    column.length = 0;
+    for (const row of rows) {
+      const v = row[i];
+      if (v !== null && v !== undefined) column.push(v);
+    }
+    if (!column.length) { line[i] = lower[i] = upper[i] = null; continue; }
+    let sum = 0, min = Infinity, max = -Infinity;
+    for (const v of column) { sum += v; if (v < min) min = v; if (v > max) max = v; }
+    const mean = sum / column.length;
+    let value = mean;
+    if (how === "median") {
+      const sorted = column.slice().sort((a, b) => a - b);
+      const mid = sorted.length >> 1;
+      value = sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+    } else if (how === "min") value = min;
+    else if (how === "max") value = max;
+    line[i] = value;
+    if (band === "minmax") { lower[i] = min; upper[i] = max; }
+    else if (band === "std" || band === "stderr") {
+      let sq = 0;
+      for (const v of column) sq += (v - mean) * (v - mean);
+      let spread = Math.sqrt(sq / column.length);
+      if (band === "stderr") spread /= Math.sqrt(column.length);
+      lower[i] = value - spread; upper[i] = value + spread;
+    } else { lower[i] = upper[i] = null; }
+  }
+  return { line, lower, upper };
+}
+
+/** Float32Array with NaN for "no point" -> Array with null (what uPlot draws gaps from). */
+export function toNullable(typed) {
+  const out = new Array(typed.length);
+  for (let i = 0; i < typed.length; i++) {
+    const v = typed[i];
+    out[i] = v === v ? v : null;
+  }
+  return out;
+}
+
+/** Merge new points (xs sorted, ys) of some series into a chart's grid (x, rows). */
+export function mergePoints(chart, updates) {
+  const extra = [];
+  for (const u of updates) for (const x of u.xs) extra.push(x);
+  if (!extra.length) return;
+  const merged = Array.from(new Set([...chart.x, ...extra])).sort((a, b) => a - b);
+  const position = new Map(merged.map((x, i) => [x, i]));
+  for (const s of chart.series) {
+    const row = new Array(merged.length).fill(null);
+    for (let i = 0; i < chart.x.length; i++) row[position.get(chart.x[i])] = s.y[i];
+    s.y = row;
+  }
+  chart.x = merged;
+  for (const u of updates) {
+    const row = u.series.y;
+    for (let i = 0; i < u.xs.length; i++) row[position.get(u.xs[i])] = u.ys[i];
+  }
+}

@@ -1,0 +1,132 @@
+// A virtual table: only the rows in view (plus a few) exist in the DOM, so 10,000 runs scroll
+// as smoothly as 10. One scroll container holds a sticky header and absolutely placed rows;
+// row elements are reused while scrolling (only their text changes).
+
+import { h } from "./dom.js";
+
+const ROW_HEIGHT = 30;
+const OVERSCAN = 8;
+
+/**
+ * columns: [{key, label, width, render(row) -> string|Node, sortValue(row), className}]
+ *   or, for cells with controls, create() -> Node made once per pooled row and
+ *   update(node, row) that patches it (no elements are created while scrolling)
+ * options: {rowKey(row), onSort(key), selected: Set, onSelect(), rowClass(row)}
+ */
+export class VirtualTable {
+  constructor(container, options) {
+    this.options = options;
+    this.rows = [];
+    this.columns = [];
+    this.sort = { key: null, dir: 1 };
+    this.pool = [];
+    this.scroller = h("div", { class: "vt-scroll", tabindex: "0" });
+    this.header = h("div", { class: "vt-header", role: "row" });
+    this.body = h("div", { class: "vt-body", role: "rowgroup" });
+    this.empty = h("div", { class: "vt-empty" });
+    this.scroller.append(this.header, this.body, this.empty);
+    container.append(this.scroller);
+    this.frame = 0;
+    this.scroller.addEventListener("scroll", () => this.schedule(), { passive: true });
+    new ResizeObserver(() => this.schedule()).observe(this.scroller);
+  }
+
+  setColumns(columns) {
+    this.columns = columns;
+    const width = columns.reduce((sum, c) => sum + c.width, 0);
+    this.header.replaceChildren(...columns.map((c) => this.headerCell(c)));
+    this.header.style.width = `${width}px`;
+    this.body.style.width = `${width}px`;
+    for (const row of this.pool) row.remove();
+    this.pool = [];
+    this.schedule();
+  }
+
+  headerCell(column) {
+    const cell = h("div", {
+      class: `vt-cell vt-head ${column.className || ""}`,
+      role: "columnheader",
+      title: column.title || column.label,
+      dataset: { key: column.key },
+    }, column.header ? column.header() : column.label);
+    cell.style.width = `${column.width}px`;
+    if (column.sortValue) {
+      cell.classList.add("sortable");
+      cell.addEventListener("click", () => this.options.onSort(column.key));
+    }
+    return cell;
+  }
+
+  setRows(rows, emptyText = "") {
+    this.rows = rows;
+    this.body.style.height = `${rows.length * ROW_HEIGHT}px`;
+    this.empty.textContent = rows.length ? "" : emptyText;
+    this.empty.hidden = rows.length > 0;
+    this.refreshAll();
+  }
+
+  /** Redraw every visible row (after a selection or data change). */
+  refreshAll() {
+    for (const el of this.pool) el.dataset.index = "-1";
+    this.schedule();
+  }
+
+  schedule() {
+    if (this.frame) return;
+    this.frame = requestAnimationFrame(() => {
+      this.frame = 0;
+      this.render();
+    });
+  }
+
+  render() {
+    const top = this.scroller.scrollTop;
+    const height = this.scroller.clientHeight || 600;
+    const first = Math.max(0, Math.floor(top / ROW_HEIGHT) - OVERSCAN);
+    const last = Math.min(this.rows.length, Math.ceil((top + height) / ROW_HEIGHT) + OVERSCAN);
+    const needed = last - first;
+    while (this.pool.length < needed) {
+      const el = h("div", { class: "vt-row", role: "row", dataset: { index: "-1" } });
+      for (const column of this.columns) {
+        const cell = h("div", { class: `vt-cell ${column.className || ""}`, role: "cell" });
+        cell.style.width = `${column.width}px`;
+        if (column.create) cell.append(column.create());
+        el.append(cell);
+      }
+      this.body.append(el);
+      this.pool.push(el);
+    }
+    for (let i = 0; i < this.pool.length; i++) {
+      const el = this.pool[i];
+      const index = first + i;
+      if (index >= last) {
+        el.hidden = true;
+        continue;
+      }
+      el.hidden = false;
+      el.style.transform = `translateY(${index * ROW_HEIGHT}px)`;
+      if (el.dataset.index === String(index)) continue;
+      el.dataset.index = String(index);
+      const row = this.rows[index];
+      el.className = `vt-row ${this.options.rowClass ? this.options.rowClass(row) : ""}`;
+      el.dataset.key = this.options.rowKey(row);
+      const cells = el.children;
+      for (let c = 0; c < this.columns.length; c++) {
+        const column = this.columns[c];
+        const cell = cells[c];
+        if (column.update) {
+          column.update(cell.firstChild, row); // patch the element made once by create()
+          continue;
+        }
+        const content = column.render(row);
+        if (content instanceof Node) cell.replaceChildren(content);
+        else if (cell.textContent !== content) {
+          cell.textContent = content;
+          cell.title = content;
+        }
+      }
+    }
+  }
+}
+
+export { ROW_HEIGHT };
