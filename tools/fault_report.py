@@ -3,9 +3,10 @@
     .venv/bin/python tools/fault_report.py            # everything (several minutes)
     .venv/bin/python tools/fault_report.py --quick    # a few trials of each kind (~1 minute)
 
-Figures: trials run, faults injected (ENOSPC/EFBIG write failures, SIGKILLs), inputs tried (bad
-input corpus, Hypothesis examples, hostile path strings) and data lost: points that were written
-(flushed, or tracked while the disk was full and then freed) but missing or doubled afterwards. The
+Figures: trials run, faults injected (ENOSPC/EFBIG write failures, SIGKILLs, SIGTERMs and Ctrl-Cs),
+inputs tried (bad input corpus, Hypothesis examples, hostile path strings) and data lost: points
+that were written (flushed, or tracked while the disk was full and then freed) but missing or
+doubled afterwards, or a trial that failed (a hang, two writers, a point read back twice). The
 trials are the ones the test suite runs (tests/integration, tests/property), called directly.
 """
 
@@ -63,7 +64,7 @@ def timed(tally: Tally) -> Iterator[None]:
 def attempt(tally: Tally, what: str, fn: Callable[[], Any]) -> Any:
     try:
         return fn()
-    except (AssertionError, Exception) as exc:  # a failed trial is a figure, not a crash
+    except (AssertionError, Exception, pytest.fail.Exception) as exc:  # a figure, not a crash
         tally.failures.append(f"{what}: {type(exc).__name__}: {str(exc)[:200]}")
         return None
 
@@ -198,6 +199,62 @@ def concurrency(base: Path, *, heavy: bool) -> Tally:
     return tally
 
 
+def process_model_trials(base: Path, *, quick: bool) -> list[Tally]:
+    """The looped trials of tests/integration/test_process_models.py: signals during updates and
+    during a long close, simultaneous resumes, Pools, threads. Each trial asserts that nothing
+    hung, one writer held the run and every point was read back once; a failed trial is a loss."""
+    from tests.integration import test_process_models as pm
+
+    rng = random.Random(21)
+    sigterm, sigint = pm.signal.SIGTERM, pm.signal.SIGINT
+    # name, (trials, quick trials), signals sent per trial, one trial in a fresh folder
+    specs: list[tuple[str, tuple[int, int], int, Callable[[Path], Any]]] = [
+        *[
+            (f"SIGTERM during {k} updates", (15, 2), 1, lambda r, k=k: pm.sigterm_trial(r, k, rng))
+            for k in ("param", "flush", "dict", "track")
+        ],
+        (
+            "SIGTERM twice in a 3,000-sequence close",
+            (3, 1),
+            2,
+            lambda r: pm.long_close_trial(r, sigterm, 3000),
+        ),
+        (
+            "Ctrl-C twice in a 3,000-sequence close",
+            (3, 1),
+            2,
+            lambda r: pm.long_close_trial(r, sigint, 3000),
+        ),
+        (
+            "2 processes resume a killed run at once",
+            (12, 2),
+            0,
+            lambda r: pm.resume_race_trial(r, 2),
+        ),
+        (
+            "4 processes resume a killed run at once",
+            (12, 2),
+            0,
+            lambda r: pm.resume_race_trial(r, 4),
+        ),
+        ("`with Pool()` per epoch, 20 epochs", (10, 2), 0, lambda r: pm.check_pool_trial(r, 20)),
+        ("8 threads start the same 300 sequences", (30, 3), 0, lambda r: pm.check_threads(r, 1)),
+        ("track() from 4 threads while close() runs", (10, 2), 0, pm.track_during_close_trial),
+    ]
+    tallies = []
+    for n, (name, counts, signals, trial) in enumerate(specs):
+        tally = Tally(name)
+        with timed(tally):
+            for i in range(counts[1] if quick else counts[0]):
+                folder = base / f"process-{n}-{i}"
+                attempt(tally, f"trial {i}", lambda t=trial, f=folder: t(f))
+                tally.trials += 1
+                tally.faults += signals
+        tally.lost = len(tally.failures)
+        tallies.append(tally)
+    return tallies
+
+
 def hypothesis_runs(quick: bool) -> Tally:
     tally = Tally("Hypothesis round trips + state machine")
     from hypothesis import settings
@@ -308,6 +365,7 @@ def main() -> int:
             enospc_trials(enospc_n, base),
             disk_full_scenarios(base),
             concurrency(base, heavy=not args.quick),
+            *process_model_trials(base, quick=args.quick),
             hypothesis_runs(args.quick),
             corpus(),
             hostile_repositories(),

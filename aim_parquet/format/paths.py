@@ -84,10 +84,25 @@ def segment_name(session_ns: int, counter: int, session_token: str | None = None
 
     `<session start, ns, 16 hex>-<pid>-<6 random hex>-<counter, 6 digits>.arrows`. The random
     part must be the same for every segment of a session (pass `new_session_token()` once), or
-    two segments of one session would sort by it instead of by their counter.
+    two segments of one session would sort by it instead of by their counter. The session start
+    must be later than that of every existing segment of the run (`next_session_ns`), or a
+    session started under a clock that is behind would sort before older data.
     """
     token = session_token if session_token is not None else new_session_token()
     return f"{session_ns:016x}-{os.getpid()}-{token}-{counter:06d}{SEGMENT_SUFFIX}"
+
+
+def segment_session_ns(name: str) -> int:
+    """The session start (ns) a segment name begins with; `name` must be a segment name."""
+    return int(name[:16], 16)
+
+
+def next_session_ns(now_ns: int, newest_existing_ns: int | None) -> int:
+    """The session start of a new writer session: the wall clock, but never at or before the
+    newest existing session of the run (name order is write order even if the clock went back)."""
+    if newest_existing_ns is None:
+        return now_ns
+    return max(now_ns, newest_existing_ns + 1)
 
 
 def resolve_repo_root(repo: str | os.PathLike[str] | None) -> Path:

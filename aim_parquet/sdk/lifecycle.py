@@ -1,66 +1,300 @@
-"""Process-exit handling for open runs: an `atexit` hook and a SIGTERM handler.
+"""How open runs meet the process: interpreter exit, SIGTERM, `os.fork()` and garbage collection.
 
-Both close every open writable run (flushing its data and setting `end_time`). The SIGTERM handler
-is installed only when the process still has the default handler, and after closing the runs it
-restores the default and re-sends the signal, so the exit status stays "killed by SIGTERM".
+- **Exit.** An `atexit` hook closes every run this process opened (flushing its data and setting
+  `end_time`) and waits for closes already under way (a collected run's, a signal's).
+- **SIGTERM.** Installed only when the process still has the default handler. The handler takes no
+  lock: it starts a thread that closes the runs. Unless the interrupted code is inside
+  aim_parquet, `logging` or `threading` (where it may hold a lock that the close needs), it waits
+  for that thread up to `TERM_WAIT_S` and then restores the default action and re-sends the
+  signal, so the exit status stays "killed by SIGTERM". Otherwise (or when the close takes longer)
+  it returns at once and the closing thread re-sends the signal when it is done; meanwhile the
+  program runs on, and what it writes to a closed run is dropped with a warning. A second SIGTERM
+  during the close changes nothing.
+- **Fork.** An `os.register_at_fork` hook runs in every forked child (multiprocessing, DataLoader
+  workers): every run the parent had open is disowned there, with its writer, lock descriptor,
+  system sampler and terminal capture. The child never flushes, unlocks, writes a sidecar or
+  closes anything at exit or on SIGTERM; it takes no lock a parent thread may have held. The
+  child gets the default SIGTERM action back: a Python-level handler can be left pending forever
+  in a worker blocked in C (a `Pool` worker waiting on a lock its parent holds while it
+  terminates the pool), and one the child caught before the hook ran would be lost when the
+  default comes back, so the forking thread blocks SIGTERM from just before the fork until the
+  hooks are done; a SIGTERM sent meanwhile kills the child then. A child that wants to track
+  opens its own run, which installs the handler there.
+- **Closing.** `CloseJob` runs a close once, on its own thread, so a Ctrl-C (or a user's signal
+  handler calling `sys.exit`) on the waiting thread cannot cut it short: the interrupt is deferred
+  until the close is done (a third one stops waiting, and the log says what was left unwritten).
+  A `Run` collected without `close()` starts its job from a `weakref.finalize` callback.
 """
 
 from __future__ import annotations
 
+import _thread
 import atexit
 import contextlib
 import logging
 import os
 import signal
 import threading
+import time
 import weakref
 from collections.abc import Callable
 from types import FrameType
+from typing import Any, Protocol
+
+from aim_parquet.storage.run_writer import RunWriter
+from aim_parquet.storage.segments import FD_CACHE
 
 log = logging.getLogger(__name__)
 
-_closers: weakref.WeakValueDictionary[int, _Closable] = weakref.WeakValueDictionary()
-_lock = threading.Lock()
-_installed = False
+TERM_WAIT_S = 5.0  # how long the SIGTERM handler waits for the close before returning
+INTERRUPTS_TO_ABANDON = 3  # Ctrl-Cs while waiting for a close that make the waiter give up
+
+# Code whose frames may hold a lock the close needs: ours, logging's handlers, threading's.
+_LOCKING_PATHS = (
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep,
+    os.path.dirname(os.path.abspath(logging.__file__)) + os.sep,
+    os.path.abspath(threading.__file__),
+)
 
 
-class _Closable:
-    """Anything with `close()`; the registry holds it weakly."""
+class OpenRun(Protocol):
+    """What the registry needs of a run: close it here, or disown it in a forked child."""
 
-    close: Callable[[], None]
+    def close(self) -> None: ...
+
+    def _after_fork_in_child(self) -> None: ...
 
 
-def register(obj: object) -> None:
-    """Close `obj` at interpreter exit or SIGTERM (held weakly: collected runs need nothing)."""
-    global _installed
-    with _lock:
-        _closers[id(obj)] = obj  # type: ignore[assignment]
-        if _installed:
+_runs: weakref.WeakValueDictionary[tuple[int, int], OpenRun] = weakref.WeakValueDictionary()
+_jobs: set[CloseJob] = set()  # closes under way (set.add/discard are atomic)
+_install_lock = threading.Lock()
+_installed_pid: int | None = None  # atexit and fork hooks (inherited by forked children)
+_sigterm_pid: int | None = None  # the process whose SIGTERM handler is ours
+_masks_before_fork: dict[int, set[int | signal.Signals]] = {}  # forking thread -> its signal mask
+_term_started = False  # a SIGTERM close is under way or done
+_term_done = _thread.allocate_lock()  # held until the SIGTERM close is done
+
+
+class CloseJob:
+    """Runs `work` once on its own thread; `wait()` returns when it is done (see module doc)."""
+
+    def __init__(
+        self, work: Callable[..., None], what: str, *, pending: Callable[[], str] | None = None
+    ) -> None:
+        self.what = what
+        self._pending = pending  # says what is not written yet, for the interrupt messages
+        self.error: BaseException | None = None
+        self._work: Callable[..., None] | None = work
+        self._start_guard = _thread.allocate_lock()
+        self._done = _thread.allocate_lock()
+        self._done.acquire()
+        self._thread_id: int | None = None
+        self.is_done = False
+
+    def start(self, *args: Any) -> None:
+        """Start the work (with `args`) unless it was started already. Takes no lock that can
+        block: safe in a garbage-collection callback and on any thread."""
+        if not self._start_guard.acquire(False):
             return
-        _installed = True
-    atexit.register(close_all)
-    if threading.current_thread() is threading.main_thread():
-        with contextlib.suppress(ValueError, OSError):
-            if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-                signal.signal(signal.SIGTERM, _on_sigterm)
+        _jobs.add(self)
+        try:
+            _thread.start_new_thread(self._run, args)
+        except RuntimeError:  # interpreter shutdown: no new threads; close right here
+            self._run(*args)
+
+    def _run(self, *args: Any) -> None:
+        self._thread_id = _thread.get_ident()
+        work, self._work = self._work, None
+        try:
+            if work is not None:
+                work(*args)
+        except BaseException as exc:  # reported by whoever waits (or logged, for a finalizer)
+            self.error = exc
+            log.error("aim_parquet: %s failed: %r", self.what, exc)
+        finally:
+            self.is_done = True
+            self._done.release()
+            _jobs.discard(self)
+
+    def wait(self, timeout_s: float | None = None) -> bool:
+        """Block until the work is done (False: `timeout_s` passed first). KeyboardInterrupt and
+        SystemExit raised meanwhile are re-raised after it is done; the third one is raised at
+        once, leaving the work to finish in the background."""
+        if self._thread_id == _thread.get_ident():
+            return True  # called from the work itself
+        deferred: BaseException | None = None
+        interrupts = 0
+        while True:
+            try:
+                if not self._done.acquire(timeout=-1 if timeout_s is None else timeout_s):
+                    return False
+                self._done.release()
+                break
+            except (KeyboardInterrupt, SystemExit) as exc:
+                interrupts += 1
+                deferred = deferred or exc
+                pending = self._pending() if self._pending is not None else "some data"
+                if interrupts >= INTERRUPTS_TO_ABANDON:
+                    log.error(
+                        "aim_parquet: stopped waiting for %s after %d interrupts with %s not "
+                        "written yet; the close goes on in the background but ends with the "
+                        "process, and then end_time is not set (`aim-parquet runs close` sets it).",
+                        self.what,
+                        interrupts,
+                        pending,
+                    )
+                    raise
+                log.warning(
+                    "aim_parquet: %s is still writing (%s to go); the interrupt takes effect when "
+                    "it is done (%d more to stop waiting and lose what is not written yet).",
+                    self.what,
+                    pending,
+                    INTERRUPTS_TO_ABANDON - interrupts,
+                )
+        if deferred is not None:
+            raise deferred
+        return True
 
 
-def unregister(obj: object) -> None:
-    with _lock:
-        _closers.pop(id(obj), None)
+def close_run_parts(writer: RunWriter, services: list[Any], end_time: float | None = None) -> None:
+    """The work of closing a run (its `CloseJob`'s): stop its services (system sampler, terminal
+    capture) in reverse start order, then close the writer with `end_time` (default: now)."""
+    for ext in reversed(services):
+        try:
+            ext.stop()
+        except Exception as exc:
+            log.error("aim_parquet: stopping %r failed: %s", ext, exc)
+        ext_error = getattr(ext, "error", None)
+        if ext_error is not None and writer.error is None:
+            log.error(
+                "aim_parquet: %s of run %s failed: %s",
+                type(ext).__name__,
+                writer.run_hash,
+                ext_error,
+            )
+    services.clear()
+    writer.close(end_time=time.time() if end_time is None else end_time)
+
+
+def register(run: OpenRun) -> None:
+    """Close `run` at interpreter exit or SIGTERM in this process, disown it in forked children
+    (held weakly: a collected run closes through its own finalizer)."""
+    global _installed_pid, _sigterm_pid
+    pid = os.getpid()
+    _runs[(pid, id(run))] = run
+    if _installed_pid is not None and _sigterm_pid == pid:
+        return
+    with _install_lock:
+        if _installed_pid is None:
+            _installed_pid = pid
+            atexit.register(close_all)
+            os.register_at_fork(
+                before=_before_fork,
+                after_in_parent=_restore_signal_mask,
+                after_in_child=_after_fork_in_child,
+            )
+        if _sigterm_pid != pid and threading.current_thread() is threading.main_thread():
+            with contextlib.suppress(ValueError, OSError):
+                if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+                    signal.signal(signal.SIGTERM, _on_sigterm)
+                    _sigterm_pid = pid
+
+
+def unregister(run: OpenRun) -> None:
+    _runs.pop((os.getpid(), id(run)), None)
 
 
 def close_all() -> None:
-    with _lock:
-        objs = list(_closers.values())
-    for obj in objs:
+    """Close every run this process opened and wait for every close under way."""
+    pid = os.getpid()
+    for (owner, _), run in list(_runs.items()):
+        if owner != pid:
+            continue
         try:
-            obj.close()
+            run.close()
         except Exception as exc:  # exiting: report, keep closing the others
-            log.error("aim_parquet: closing %r at exit failed: %s", obj, exc)
+            log.error("aim_parquet: closing %r at exit failed: %s", run, exc)
+    for job in list(_jobs):
+        job.wait()
+
+
+def is_terminating() -> bool:
+    """True once a SIGTERM started closing this process's runs."""
+    return _term_started
+
+
+def _before_fork() -> None:
+    if _sigterm_pid == os.getpid():
+        with contextlib.suppress(ValueError, OSError):
+            mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+            _masks_before_fork[_thread.get_ident()] = mask
+
+
+def _restore_signal_mask() -> None:
+    mask = _masks_before_fork.pop(_thread.get_ident(), None)
+    if mask is not None:
+        with contextlib.suppress(ValueError, OSError):
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
+def _after_fork_in_child() -> None:
+    global _install_lock, _term_started, _term_done, _sigterm_pid
+    _install_lock = threading.Lock()
+    _term_started = False
+    _term_done = _thread.allocate_lock()
+    if _sigterm_pid is not None:
+        _sigterm_pid = None
+        with contextlib.suppress(ValueError, OSError):
+            if signal.getsignal(signal.SIGTERM) is _on_sigterm:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    runs = list(_runs.values())
+    _runs.clear()
+    _jobs.clear()
+    try:
+        for run in runs:
+            run._after_fork_in_child()
+        FD_CACHE.after_fork_in_child()
+    finally:
+        _restore_signal_mask()  # a SIGTERM that came during the fork acts now, by default
+
+
+def _close_on_sigterm() -> None:
+    try:
+        if _runs:
+            log.warning("aim_parquet: SIGTERM: closing the open runs before exiting.")
+        close_all()
+    finally:
+        _term_done.release()
+    os.kill(os.getpid(), signal.SIGTERM)  # the handler sees the close done and exits
+
+
+def _is_inside_locking_code(frame: FrameType | None) -> bool:
+    """Whether the interrupted thread may hold a lock the close needs."""
+    while frame is not None:
+        raw = frame.f_code.co_filename
+        if raw.startswith("<frozen importlib"):  # holds a module import lock
+            return True
+        if os.path.abspath(raw).startswith(_LOCKING_PATHS):
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    close_all()
+    """No lock on this thread: start the close elsewhere, wait for it only if that is safe."""
+    global _term_started
+    if os.getpid() != _sigterm_pid:
+        pass  # a forked child before the fork hook ran: it has no runs; act as the default
+    elif not _term_started:
+        _term_started = True
+        _term_done.acquire()  # free until now: never blocks
+        _thread.start_new_thread(_close_on_sigterm, ())
+        if _is_inside_locking_code(frame):
+            return  # let the interrupted code release its locks; the closer re-sends SIGTERM
+        if not _term_done.acquire(timeout=TERM_WAIT_S):
+            return
+        _term_done.release()
+    elif _term_done.locked():
+        return  # a second SIGTERM while closing: the closer re-sends it when done
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.kill(os.getpid(), signal.SIGTERM)

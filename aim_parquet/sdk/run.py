@@ -1,18 +1,27 @@
 """`Run`: Aim's user-facing run object on our append-only store.
 
 The write hot path is `Run.track` for a Python number: it validates with `type(...) is` checks,
-finds the sequence buffer in a dict keyed by (name, context) and appends four values under one
-lock. Everything else (objects, dicts of metrics, conversions, errors) takes the slow path.
+finds the sequence buffer in a dict keyed by (name, context) and appends four values with one
+atomic `list.extend`. Everything else (objects, dicts of metrics, conversions, errors) takes the
+slow path.
+
+Writes around `close()`: a point tracked before close() has taken its final batches is written;
+`track()` after that (or from a forked child, which disowns the parent's runs) drops the point
+and logs one warning per run, as Aim ignores it, so the end of a training job never crashes on a
+last metric. Setting a param after close() raises RunClosedError, except after a SIGTERM closed
+the run (the process is ending): then it is dropped with a warning too.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 import shutil
 import sys
 import time
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -108,6 +117,12 @@ def _bad_epoch(epoch: Any) -> int:
 class Run(RunReadMixin):
     """A training run: properties, params and tracked sequences (Aim's `aim.Run`)."""
 
+    # Class-level defaults: read-only runs built without __init__ (query results) have them too.
+    _retired: RunWriter | None = None  # the writer after close(), or a forked child's copy
+    _close_job: lifecycle.CloseJob | None = None
+    _finalizer: weakref.finalize[[], None] | None = None
+    _has_warned_param = False
+
     def __init__(
         self,
         run_hash: str | None = None,
@@ -145,10 +160,19 @@ class Run(RunReadMixin):
         self.hash = run_hash or generate_run_hash()
         self._meta_cache = None
         self._open_writer(is_new=run_hash is None, experiment=experiment, force=force_resume)
+        assert self._writer is not None
+        job = lifecycle.CloseJob(  # holds the writer and services, never the Run
+            functools.partial(lifecycle.close_run_parts, self._writer, self._extensions),
+            f"closing run {self.hash}",
+            pending=self._writer.describe_unwritten,
+        )
+        self._close_job = job
+        self._finalizer = weakref.finalize(self, job.start)  # collected without close()
+        self._finalizer.atexit = False  # at exit lifecycle.close_all closes it and waits
         lifecycle.register(self)
         from aim_parquet.sdk.run_extensions import start_extensions
 
-        self._extensions = start_extensions(
+        self._extensions[:] = start_extensions(
             self,
             interval_s=interval,
             log_system_params=bool(log_system_params),
@@ -235,16 +259,48 @@ class Run(RunReadMixin):
     def _require_writer(self) -> RunWriter:
         writer = self._writer
         if writer is None:
-            if self.read_only:
-                raise ReadOnlyRunError(f"Run {self.hash} was opened with read_only=True.")
-            raise RunClosedError(f"Run {self.hash} is closed; resume it with Run(run_hash=...).")
+            raise self._not_writable()
         if writer.error is not None and self._is_strict:
             error, writer.error = writer.error, None
             raise error
         return writer
 
+    def _not_writable(self) -> Exception:
+        if self.read_only:
+            return ReadOnlyRunError(f"Run {self.hash} was opened with read_only=True.")
+        retired = self._retired
+        if retired is not None and retired.is_disowned:
+            return RunClosedError(
+                f"Run {self.hash} is written by process {retired.owner_pid}; this process "
+                f"({os.getpid()}) is a fork of it and cannot write it. Open a new aim.Run here."
+            )
+        return RunClosedError(f"Run {self.hash} is closed; resume it with Run(run_hash=...).")
+
     def _set_props(self, **changes: Any) -> None:
-        self._update_meta(self._require_writer(), **changes)
+        writer = self._writer_for_update(", ".join(changes))
+        if writer is not None:
+            self._update_meta(writer, **changes)
+
+    def _writer_for_update(self, what: str) -> RunWriter | None:
+        """The writer for a param/property change; None (dropped, with a warning) when a SIGTERM
+        closed the run: the process is ending and its code may not know yet."""
+        if self._writer is None and self._is_closed_on_signal():
+            self._drop_update(what)
+            return None
+        return self._require_writer()
+
+    def _is_closed_on_signal(self) -> bool:
+        retired = self._retired
+        return retired is not None and not retired.is_disowned and lifecycle.is_terminating()
+
+    def _drop_update(self, what: str) -> None:
+        if not self._has_warned_param:
+            self._has_warned_param = True
+            log.warning(
+                "aim_parquet: run %s was closed on SIGTERM; setting %s is dropped (warned once).",
+                self.hash,
+                what,
+            )
 
     def _update_meta(self, writer: RunWriter, **changes: Any) -> None:
         """Persist changed properties/params; a failed write (disk full) raises only in strict
@@ -255,6 +311,10 @@ class Run(RunReadMixin):
             if self._is_strict:
                 raise
             writer.record_error(exc)
+        except RunClosedError:  # another thread closed the run meanwhile
+            if not lifecycle.is_terminating():
+                raise
+            self._drop_update(", ".join(changes))
 
     # -- params ----------------------------------------------------------------------------
     def __setitem__(self, key: ParamKey, value: Any) -> None:
@@ -268,8 +328,9 @@ class Run(RunReadMixin):
             if strict:
                 raise
             clean = repr(value)
-        writer = self._require_writer()
-        self._update_meta(writer, params=set_path(writer.meta.params, path, clean))
+        writer = self._writer_for_update(f"run[{key!r}]")
+        if writer is not None:
+            self._update_meta(writer, params=set_path(writer.meta.params, path, clean))
 
     def __getitem__(self, key: ParamKey) -> Any:
         return get_path(self._meta.params, key_path(key))
@@ -281,8 +342,9 @@ class Run(RunReadMixin):
             return default
 
     def __delitem__(self, key: ParamKey) -> None:
-        writer = self._require_writer()
-        self._update_meta(writer, params=del_path(writer.meta.params, key_path(key)))
+        writer = self._writer_for_update(f"del run[{key!r}]")
+        if writer is not None:
+            self._update_meta(writer, params=del_path(writer.meta.params, key_path(key)))
 
     # -- tracking --------------------------------------------------------------------------
     def track(
@@ -328,7 +390,7 @@ class Run(RunReadMixin):
         points = seq.points
         points.extend((step, value, epoch, _now()))  # one atomic extend: see SeqBuffer
         if len(points) >= seq.flush_at:
-            writer.request_flush()
+            writer.request_flush(seq)
 
     def _track_slow(
         self,
@@ -340,7 +402,12 @@ class Run(RunReadMixin):
         timestamp: float | None = None,
     ) -> None:
         """Validate and track one value (or a dict of them); `timestamp` defaults to now (an
-        importer passes the source's wall time)."""
+        importer passes the source's wall time). After close(): dropped, with one warning."""
+        if self._writer is None and not self.read_only and self._retired is not None:
+            if isinstance(value, dict):  # every value of the dict is dropped
+                name, n = ", ".join(map(str, value)), len(value)
+            self._retired.drop_late_points(n if isinstance(value, dict) else 1, str(name))
+            return
         writer = self._require_writer()
         if isinstance(value, dict):
             if name is not None:
@@ -391,8 +458,9 @@ class Run(RunReadMixin):
                 for index, (payload, meta_json) in enumerate(rows):
                     flat += (step, index, epoch, ts, payload, meta_json)
                 seq.points.extend(flat)  # all of this step's objects in one atomic extend
-            if len(seq.points) >= seq.flush_at:
-                writer.request_flush()
+            is_full = len(seq.points) >= seq.flush_at
+        if is_full:
+            writer.request_flush(seq)  # outside writer.lock: see RunWriter's lock order
 
     def _cache_seq(self, seq: SeqBuffer, name: str, context: Any) -> None:
         """Remember the buffer of (name, context) so later calls skip validating the context
@@ -471,8 +539,11 @@ class Run(RunReadMixin):
         """Write every buffered point now (normally the flusher does this every second).
 
         A failed write (disk full) raises StorageError only in strict mode; otherwise it is logged
-        loudly, the points stay buffered for the next flush and `close()` reports it.
+        loudly, the points stay buffered for the next flush and `close()` reports it. After
+        close() there is nothing left to write and this does nothing.
         """
+        if self._writer is None and not self.read_only and self._retired is not None:
+            return
         writer = self._require_writer()
         try:
             writer.flush()
@@ -482,26 +553,24 @@ class Run(RunReadMixin):
             writer.record_error(exc)
 
     def close(self) -> None:
-        """Stop background work, flush all data durably, set `end_time`, release the lock."""
-        writer = self._writer
-        if writer is None:
+        """Stop background work, flush all data durably, set `end_time`, release the lock.
+
+        The work runs on its own thread and this call waits for it, so a Ctrl-C or a second
+        SIGTERM meanwhile cannot cut it short (the interrupt is raised when it is done). Points
+        tracked by other threads before the final flush are written; later ones are dropped with
+        a warning. Idempotent; several threads may call it at once.
+        """
+        job = self._close_job
+        if job is None:
             return
-        for ext in reversed(self._extensions):
-            try:
-                ext.stop()
-            except Exception as exc:
-                log.error("aim_parquet: stopping %r failed: %s", ext, exc)
-            ext_error = getattr(ext, "error", None)
-            if ext_error is not None and writer.error is None:
-                log.error(
-                    "aim_parquet: %s of run %s failed: %s", type(ext).__name__, self.hash, ext_error
-                )
-        self._extensions = []
-        writer.close(end_time=self._closing_end_time())
-        self._writer = None
-        self._meta_cache = writer.meta
-        lifecycle.unregister(self)
-        error = writer.error
+        job.start(self._closing_end_time())
+        try:
+            job.wait()
+        except BaseException:  # a deferred Ctrl-C: the bookkeeping first, if the work is done
+            if job.is_done:
+                self._retire()
+            raise
+        error = self._retire()
         if error is not None:
             if self._is_strict:
                 raise error if isinstance(error, StorageError) else StorageError(str(error))
@@ -516,6 +585,36 @@ class Run(RunReadMixin):
         """The `end_time` `close()` records: now (an importer keeps the source's)."""
         return time.time()
 
+    def _retire(self) -> BaseException | None:
+        """After the close job: forget the writer (keeping it for late points); its error, the
+        first time only."""
+        writer = self._writer
+        if writer is None:
+            return None
+        self._writer = None
+        self._retired = writer
+        self._meta_cache = writer.meta
+        lifecycle.unregister(self)
+        if self._finalizer is not None:
+            self._finalizer.detach()
+        return writer.error
+
+    def _after_fork_in_child(self) -> None:
+        """In a forked child (lifecycle's fork hook): disown the run. The child never flushes,
+        unlocks, writes the sidecar or closes it; its track() calls are dropped with a warning."""
+        self._close_job = None
+        if self._finalizer is not None:
+            self._finalizer.detach()
+        for ext in self._extensions:
+            ext.disown_after_fork()
+        self._extensions.clear()
+        writer = self._writer
+        if writer is not None:
+            writer.disown_after_fork()
+            self._writer = None
+            self._retired = writer
+            self._meta_cache = writer.meta
+
     def __enter__(self) -> Run:
         return self
 
@@ -523,7 +622,12 @@ class Run(RunReadMixin):
         self.close()
 
     def __repr__(self) -> str:
-        mode = "read-only" if self.read_only else ("open" if self._writer else "closed")
+        if self.read_only:
+            mode = "read-only"
+        elif self._writer is not None:
+            mode = "open"
+        else:
+            mode = "forked copy" if self._retired and self._retired.is_disowned else "closed"
         return f"<Run {self.hash} ({mode}) in {self._layout.root}>"
 
     def iter_params(self) -> Iterator[tuple[str, Any]]:

@@ -13,6 +13,8 @@ LOGS_SEQUENCE = "logs"
 class Stoppable(Protocol):
     def stop(self) -> None: ...
 
+    def disown_after_fork(self) -> None: ...
+
 
 def start_extensions(
     run: Any, *, interval_s: float | None, log_system_params: bool, capture_terminal_logs: bool

@@ -170,7 +170,7 @@ class ImportRun(Run):
                 seq.next_step = highest + 1
             seq.points.extend(flat)
         if len(seq.points) >= seq.flush_at:
-            writer.request_flush()
+            writer.request_flush(seq)
 
 
 def _finite(value: Any, what: str) -> float:

@@ -3,7 +3,8 @@
 Mixed into every `Run` (through `run_base.RunReadMixin`). The catalogue is read fresh on each
 call (one sidecar read), so a read-only run of a live writer sees the sequences it has added since
 the run was opened; a writable run flushes its buffers first so it reads what it has tracked; the
-catalogue of a run whose writer died is caught up from its segments (`storage.catalogue_scan`).
+catalogue of a run whose writer died is caught up from its segments (`storage.catalogue_scan`),
+once per Run object while its files stay as they were.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from aim_parquet.format.meta import RunMeta, SequenceInfo
 from aim_parquet.format.paths import RepoLayout, canonical_context
-from aim_parquet.storage.catalogue_scan import discover_sequences, read_catalogue
+from aim_parquet.storage.catalogue_scan import ScanCache, discover_sequences, read_catalogue
 from aim_parquet.storage.run_reader import load_run_meta
 
 if TYPE_CHECKING:
@@ -58,7 +59,8 @@ class RunSequencesMixin:
             meta = writer.snapshot()
             return meta, discover_sequences(self._layout, self.hash, meta)
         meta = load_run_meta(self._layout, self.hash)
-        return meta, read_catalogue(self._layout, self.hash, meta)
+        cache: ScanCache = self.__dict__.setdefault("_scan_cache", ScanCache())
+        return meta, read_catalogue(self._layout, self.hash, meta, cache=cache)
 
     def _find(self, seq_cls: type[Sequence], name: str, context: Any) -> Any:
         wanted = canonical_context(dict(context) if context else {})

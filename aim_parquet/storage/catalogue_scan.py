@@ -358,12 +358,50 @@ def discover_sequences(layout: RepoLayout, run_hash: str, meta: RunMeta) -> list
     return [*infos.values(), *uncatalogued_sequences(layout, run_hash, infos)]
 
 
-def read_catalogue(layout: RepoLayout, run_hash: str, meta: RunMeta) -> list[SequenceInfo]:
+class ScanCache:
+    """What `read_catalogue` scanned for a run whose writer is gone, with the state of the files
+    it was scanned from; reused while the sidecar, the manifest and every sequence folder are as
+    they were (a dead writer appends nothing; compaction, repairs, `runs close` and a resumed
+    writer each change one of them). One per reader (`Run` object)."""
+
+    def __init__(self) -> None:
+        self.state: tuple[object, ...] | None = None
+        self.infos: tuple[SequenceInfo, ...] = ()
+
+
+def _files_state(layout: RepoLayout, run_hash: str, meta: RunMeta) -> tuple[object, ...]:
+    """The sidecar version, the manifest bytes and each sequence folder's mtime (ns)."""
+    seqs_dir = os.fspath(layout.seqs_dir(run_hash))
+    try:
+        seq_ids = sorted(n for n in os.listdir(seqs_dir) if is_valid_seq_id(n))
+    except FileNotFoundError:
+        seq_ids = []
+    folders = []
+    for seq_id in seq_ids:
+        try:
+            folders.append((seq_id, os.stat(f"{seqs_dir}/{seq_id}").st_mtime_ns))
+        except FileNotFoundError:
+            continue
+    manifest = manifest_bytes(os.fspath(layout.manifest(run_hash)))
+    return (meta.updated_at, meta.end_time, len(meta.sequences), manifest, tuple(folders))
+
+
+def read_catalogue(
+    layout: RepoLayout, run_hash: str, meta: RunMeta, *, cache: ScanCache | None = None
+) -> list[SequenceInfo]:
     """The catalogue readers show: scanned from the segments when the run's writer is gone,
-    else `discover_sequences` (a live writer's entries may lag its segments by one flush)."""
-    if is_writer_gone(layout, meta):
+    else `discover_sequences` (a live writer's entries may lag its segments by one flush).
+    With `cache`, a dead run whose files did not change is not scanned again (a run with
+    thousands of sequences its writer never catalogued costs one `stat` per sequence)."""
+    if not is_writer_gone(layout, meta):
+        return discover_sequences(layout, run_hash, meta)
+    if cache is None:
         return list(scan_catalogue(layout, run_hash, meta))
-    return discover_sequences(layout, run_hash, meta)
+    state = _files_state(layout, run_hash, meta)
+    if cache.state != state:
+        cache.infos = scan_catalogue(layout, run_hash, meta)
+        cache.state = state
+    return list(cache.infos)
 
 
 def resume_catalogue(layout: RepoLayout, run_hash: str, meta: RunMeta) -> tuple[SequenceInfo, ...]:

@@ -1,50 +1,53 @@
-"""The write side of one run: in-memory sequence buffers, the flush policy and the sidecar.
+"""The write side of one run: the flush policy, segments, the sidecar and closing.
 
-`Run.track` extends a `SeqBuffer` with one atomic list operation per point, without a lock (the
-only work on the training thread; see `SeqBuffer`). A flusher thread turns buffers into record batches and appends them to segments at least
-every `flush_interval_s`, sooner when a buffer holds `max_buffer_points`, and on `close()`. The
+`Run.track` extends a `SeqBuffer` (storage/seq_buffer.py) with one atomic list operation per point,
+without a lock (the only work on the training thread). A flusher thread turns buffers into record
+batches and appends them to segments at least every `flush_interval_s`, sooner when a buffer holds `max_buffer_points`, and on `close()`. The
 sidecar (`run.json`) is rewritten atomically after the segments it describes.
 
 A failed flush keeps its batches and retries them on the next flush. The error is stored and the
 `Run` re-raises it on the next `track()`/`close()` in strict mode; otherwise it is logged loudly.
+
+Closing (`close`): every point that reaches a buffer before the final flush takes its batches is
+written. From the start of the close every buffer asks for a flush on each point (`flush_at` 0),
+so a point tracked by another thread during the close reaches `request_flush`: before the final
+take it waits for the final flush, after it (the writer is *sealed*) it is dropped and counted in
+`late_points`, with one warning. After `os.fork()` the child disowns the writer
+(`disown_after_fork`): it never flushes, never writes the sidecar and never unlocks.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import math
+import os
 import threading
 import time
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 
-from aim_parquet.errors import StorageError
+from aim_parquet.errors import AimParquetError, RunClosedError, StorageError
 from aim_parquet.format.meta import FORMAT_VERSION, CatalogueReach, RunMeta, SequenceInfo
 from aim_parquet.format.paths import (
     RepoLayout,
     canonical_context,
+    is_valid_seq_id,
     new_session_token,
+    next_session_ns,
     segment_name,
+    segment_session_ns,
     sequence_id,
 )
-from aim_parquet.format.schema import METRIC_SCHEMA, OBJECT_SCHEMA, is_metric_kind, segment_schema
-from aim_parquet.storage.columns import (
-    float64_array,
-    int32_array,
-    int64_array,
-    large_binary_array,
-    nullable_int64_array,
-    string_array,
-    to_numpy,
-)
+from aim_parquet.format.schema import segment_schema
 from aim_parquet.storage.lock import RunLock
 from aim_parquet.storage.repo_changes import write_sidecar
+from aim_parquet.storage.run_reader import load_manifest, segment_names
 from aim_parquet.storage.segments import SegmentFile
+from aim_parquet.storage.seq_buffer import SeqBuffer, summarize
+
+__all__ = ["RunWriter", "SeqBuffer", "newest_session_ns", "summarize"]
 
 log = logging.getLogger(__name__)
 
@@ -54,111 +57,33 @@ DEFAULT_MAX_SEGMENT_BYTES = 64 * 1024 * 1024
 MAX_PENDING_POINTS = 1_000_000
 
 
-METRIC_STRIDE = 4  # step, value, epoch, timestamp
-OBJECT_STRIDE = 6  # step, index, epoch, timestamp, payload, meta_json
-
-
-class SeqBuffer:
-    """Points of one sequence not yet flushed, plus its running summary.
-
-    `points` is a flat list that `Run.track` extends by one point at a time, without a lock:
-    `step, value, epoch, timestamp` for metrics (METRIC_STRIDE values a point), `step, index,
-    epoch, timestamp, payload, meta_json` for objects. One `list.extend` is atomic under the GIL,
-    so a point's values stay together whichever threads track; and a flat list of numbers holds
-    no object the garbage collector tracks (a list of tuples made every gen-0 collection scan the
-    buffer: +200 ns a point). The flusher takes the first n values with a slice copy and
-    `del points[:n]`, each atomic, so points added meanwhile land in the next batch.
-    """
-
-    __slots__ = (
-        "info",
-        "is_metric",
-        "stride",
-        "flush_at",
-        "next_step",
-        "points",
-        "segment",
-        "failed",
-        "dir",
-    )
-
-    def __init__(self, info: SequenceInfo, seq_dir: Path, max_buffer_points: int) -> None:
-        self.info = info
-        self.is_metric = is_metric_kind(info.kind)
-        self.stride = METRIC_STRIDE if self.is_metric else OBJECT_STRIDE
-        self.flush_at = max_buffer_points * self.stride  # len(points) that asks for a flush
-        self.next_step = 0 if info.last_step is None else info.last_step + 1
-        self.points: list[Any] = []
-        self.segment: SegmentFile | None = None
-        self.failed: list[pa.RecordBatch] = []
-        self.dir = seq_dir
-
-    def take_batch(self) -> pa.RecordBatch | None:
-        """Move the buffered points out as one record batch."""
-        points = self.points
-        n = len(points)
-        if n == 0:
-            return None
-        chunk = points[:n]
-        del points[:n]
-        if self.is_metric:
-            values = chunk[1::4]
-            if self.info.kind == "int" and any(type(v) is float for v in values):
-                self.info = replace(self.info, kind="number")
-            arrays = [
-                int64_array(chunk[0::4]),
-                float64_array(values),
-                nullable_int64_array(chunk[2::4]),
-                float64_array(chunk[3::4]),
-            ]
-            return pa.record_batch(arrays, schema=METRIC_SCHEMA)
-        arrays = [
-            int64_array(chunk[0::6]),
-            int32_array(chunk[1::6]),
-            nullable_int64_array(chunk[2::6]),
-            float64_array(chunk[3::6]),
-            large_binary_array(chunk[4::6]),
-            string_array(chunk[5::6]),
-        ]
-        return pa.record_batch(arrays, schema=OBJECT_SCHEMA)
-
-
-def summarize(info: SequenceInfo, batch: pa.RecordBatch) -> SequenceInfo:
-    """The catalogue entry after `batch` was written (count, first/last step and value, min/max)."""
-    steps = to_numpy(batch.column(0))
-    n = len(steps)
-    if n == 0:
-        return info
-    hi = int(steps.max())
-    lo = int(steps.min())
-    changes: dict[str, Any] = {"count": info.count + n}
-    values = to_numpy(batch.column(1)) if info.is_metric else None
-    if info.last_step is None or hi >= info.last_step:
-        changes["last_step"] = hi
-        if values is not None:
-            changes["last"] = _py(values[n - 1 - int(np.argmax(steps[::-1] == hi))], info.kind)
-    if info.first_step is None or lo <= info.first_step:
-        changes["first_step"] = lo
-        if values is not None:
-            changes["first"] = _py(values[n - 1 - int(np.argmax(steps[::-1] == lo))], info.kind)
-    if values is not None:
-        finite = values[~np.isnan(values)]
-        if finite.size:
-            bmin, bmax = float(finite.min()), float(finite.max())
-            changes["min"] = bmin if info.min is None else min(info.min, bmin)
-            changes["max"] = bmax if info.max is None else max(info.max, bmax)
-    return replace(info, **changes)
-
-
-def _py(value: Any, kind: str) -> Any:
-    v = float(value)
-    if kind == "int" and math.isfinite(v) and v.is_integer():
-        return int(v)
-    return v
+def newest_session_ns(layout: RepoLayout, run_hash: str) -> int | None:
+    """The newest session start among the run's segments: those in `seqs/` and those the
+    compaction manifest lists (already merged into Parquet). None for a run without segments."""
+    names: list[str] = []
+    seqs_dir = layout.seqs_dir(run_hash)
+    try:
+        seq_ids = os.listdir(seqs_dir)
+    except FileNotFoundError:
+        seq_ids = []
+    for seq_id in seq_ids:
+        if is_valid_seq_id(seq_id):
+            names += segment_names(os.path.join(seqs_dir, seq_id))[-1:]
+    with contextlib.suppress(AimParquetError, OSError):  # a damaged manifest: verify reports it
+        manifest = load_manifest(layout, run_hash)
+        if manifest is not None:
+            names += [seg.rpartition("/")[2] for seg in manifest.segments]
+    starts = [segment_session_ns(n) for n in names if len(n) > 16]
+    return max(starts) if starts else None
 
 
 class RunWriter:
-    """Owns a run's lock, buffers, segments, sidecar and flusher thread."""
+    """Owns a run's lock, buffers, segments, sidecar and flusher thread.
+
+    Locks, always taken in this order: `_flush_lock` (one flush or sidecar write at a time),
+    `_seal_lock` (the final take of points against late points), `lock` (the `seqs` dict and the
+    slow path's step bookkeeping). None is ever taken on a signal handler's thread.
+    """
 
     def __init__(
         self,
@@ -175,6 +100,7 @@ class RunWriter:
         self.meta = meta  # properties + params; `sequences` is rebuilt from buffers on write
         self.lock = threading.Lock()  # guards `seqs` and the slow path's step bookkeeping
         self._flush_lock = threading.Lock()  # serialises flushes and sidecar writes
+        self._seal_lock = threading.Lock()  # the final take of points vs. late points
         self._run_lock = lock
         self.max_buffer_points = max_buffer_points
         self.seqs: dict[str, SeqBuffer] = {}
@@ -184,31 +110,43 @@ class RunWriter:
             )
         self.flush_interval_s = flush_interval_s
         self.max_segment_bytes = max_segment_bytes
-        self.session_ns = time.time_ns()
+        self.session_ns = next_session_ns(time.time_ns(), newest_session_ns(layout, meta.hash))
         self.session_token = new_session_token()  # same for all segments: they sort by counter
         self._segment_counter = 0
         self.error: BaseException | None = None
         self.dropped_points = 0
+        self.late_points = 0  # points that reached a buffer after the writer was sealed
+        self._has_warned_late = False
         self._meta_dirty = True
         self._wake = threading.Event()
         self._is_flush_requested = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.is_closed = False
+        self._is_closing = False  # close() began: every point asks for a flush
+        self._is_sealed = False  # the final flush took its points: nothing more is written
+        self.is_closed = False  # close() finished: everything written, lock released
+        self.owner_pid = os.getpid()
+        self.is_disowned = False  # a forked child's copy
 
     # -- sequences -------------------------------------------------------------------------
     def open_sequence(self, name: str, context: dict[str, Any], kind: str) -> SeqBuffer:
-        """The buffer of (name, context), created if new. Caller checks kind compatibility."""
+        """The buffer of (name, context), created if new (atomically: threads that open the same
+        new sequence at once all get the same buffer). Caller checks kind compatibility."""
         seq_id = sequence_id(name, context)
         seq = self.seqs.get(seq_id)
-        if seq is None:
-            info = SequenceInfo(seq_id=seq_id, name=name, context=context, kind=kind)
-            seq = SeqBuffer(
-                info, self.layout.seq_dir(self.run_hash, seq_id), self.max_buffer_points
-            )
-            with self.lock:
+        if seq is not None:
+            return seq
+        with self.lock:
+            seq = self.seqs.get(seq_id)
+            if seq is None:
+                info = SequenceInfo(seq_id=seq_id, name=name, context=context, kind=kind)
+                seq = SeqBuffer(
+                    info, self.layout.seq_dir(self.run_hash, seq_id), self.max_buffer_points
+                )
+                if self._is_closing:
+                    seq.flush_at = 0
                 self.seqs[seq_id] = seq
-            self._meta_dirty = True
+                self._meta_dirty = True
         return seq
 
     # -- background flushing ---------------------------------------------------------------
@@ -218,12 +156,55 @@ class RunWriter:
         )
         self._thread.start()
 
-    def request_flush(self) -> None:
-        """Wake the flusher (a full buffer). Cheap when already requested: `track` calls this
-        on every point until the flusher has taken the buffer, and `Event.set` costs µs."""
-        if not self._is_flush_requested:
+    def request_flush(self, seq: SeqBuffer) -> None:
+        """Wake the flusher (`seq`'s buffer is full). Cheap when already requested: `track` calls
+        this on every point until the flusher has taken the buffer, and `Event.set` costs µs.
+        While closing, every point comes here (see the module doc)."""
+        if self._is_closing:
+            self._point_while_closing(seq)
+        elif not self._is_flush_requested:
             self._is_flush_requested = True
             self._wake.set()
+
+    def _point_while_closing(self, seq: SeqBuffer) -> None:
+        """A point reached `seq` during close(): the final flush takes it, unless it came after
+        the final take; then it is dropped (a closed run is never written again), loudly."""
+        with self._seal_lock:
+            if not self._is_sealed:
+                return
+            points = seq.points
+            n = len(points)
+            del points[:n]
+        if n:
+            self.drop_late_points(n // seq.stride, seq.info.name)
+
+    def drop_late_points(self, n: int, name: str) -> None:
+        """Count `n` points tracked into `name` after close() (or in a forked child) and warn once
+        per run: they are never written."""
+        with self._seal_lock:
+            self.late_points += n
+            if self._has_warned_late:
+                return
+            self._has_warned_late = True
+        if self.is_disowned:
+            log.warning(
+                "aim_parquet: run %s is written by process %d; this process (%d) is a fork of it "
+                "and cannot write it, so track(%r) and later calls here are dropped (warned "
+                "once). Open a new aim.Run in this process to track from it.",
+                self.run_hash,
+                self.owner_pid,
+                os.getpid(),
+                name,
+            )
+        else:
+            log.warning(
+                "aim_parquet: run %s is closed; track(%r) after close() is dropped, as are later "
+                "calls (warned once per run). Resume the run with aim.Run(run_hash=%r) to keep "
+                "tracking.",
+                self.run_hash,
+                name,
+                self.run_hash,
+            )
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -245,20 +226,25 @@ class RunWriter:
         self.error = exc
 
     # -- flushing --------------------------------------------------------------------------
-    def flush(self, *, durable: bool = False) -> None:
-        """Write every buffered point to segments, then the sidecar if anything changed."""
+    def flush(self, *, durable: bool = False, end_time: float | None = None) -> None:
+        """Write every buffered point to segments, then the sidecar if anything changed.
+
+        `end_time` makes this the final flush: it sets the end time and seals the writer in the
+        same step as it takes the last points. A sealed writer writes nothing more.
+        """
         with self._flush_lock:
-            with self.lock:
-                seqs = list(self.seqs.values())
-            work = []
-            for seq in seqs:
-                batch = seq.take_batch()
-                if batch is not None or seq.failed:
-                    work.append((seq, batch))
+            if self._is_sealed:
+                return
+            if end_time is not None:
+                with self._seal_lock:
+                    work = self._take_work()
+                    self._is_sealed = True
+                self.meta = replace(self.meta, end_time=end_time)
+                self._meta_dirty = True
+            else:
+                work = self._take_work()
             first_error: BaseException | None = None
-            for seq, batch in work:
-                if batch is not None:
-                    seq.failed.append(batch)
+            for seq in work:
                 try:
                     self._write_batches(seq)
                 except (OSError, pa.ArrowException) as exc:
@@ -276,6 +262,19 @@ class RunWriter:
                     )
                 raise first_error
             self.error = None if isinstance(self.error, StorageError) else self.error
+
+    def _take_work(self) -> list[SeqBuffer]:
+        """Move every buffer's points into its pending batches; the sequences with any pending."""
+        with self.lock:
+            seqs = list(self.seqs.values())
+        work = []
+        for seq in seqs:
+            batch = seq.take_batch()
+            if batch is not None:
+                seq.failed.append(batch)
+            if seq.failed:
+                work.append(seq)
+        return work
 
     def _write_batches(self, seq: SeqBuffer) -> None:
         while seq.failed:
@@ -341,8 +340,11 @@ class RunWriter:
         self._meta_dirty = False
 
     def update_meta(self, **changes: Any) -> None:
-        """Change properties/params and persist them at once (durably)."""
+        """Change properties/params and persist them at once (durably). RunClosedError once the
+        writer is sealed (the final sidecar is written)."""
         with self._flush_lock:
+            if self._is_sealed:
+                raise RunClosedError(f"Run {self.run_hash} is closed; its params are final.")
             self.meta = replace(self.meta, **changes)
             self._meta_dirty = True
             try:
@@ -356,18 +358,24 @@ class RunWriter:
 
     # -- closing ---------------------------------------------------------------------------
     def close(self, *, end_time: float | None) -> None:
-        """Stop the flusher, flush everything durably, set end_time, release the lock."""
-        if self.is_closed:
+        """Stop the flusher, write every point tracked before the final flush took its batches
+        durably, set end_time, release the lock. `is_closed` is set only when all of it is done."""
+        if self._is_closing:
             return
-        self.is_closed = True
+        with self.lock:
+            self._is_closing = True
+            for seq in self.seqs.values():
+                seq.flush_at = 0  # every point now reaches request_flush (see the module doc)
         self._stop.set()
         self._wake.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join()
         try:
-            self.meta = replace(self.meta, end_time=end_time)
-            self._meta_dirty = True
-            self.flush(durable=True)
+            try:
+                self.flush()  # the bulk, while other threads may still track
+            except StorageError as exc:
+                self.record_error(exc)  # its batches are kept: the final flush retries them
+            self.flush(durable=True, end_time=end_time)
             if self.dropped_points and self.error is None:
                 self.record_error(
                     StorageError(
@@ -380,12 +388,43 @@ class RunWriter:
             with contextlib.suppress(BaseException):
                 self._drop_unwritten()
         finally:
+            with self._seal_lock:
+                self._is_sealed = True  # also after a failed final flush: write nothing more
             for seq in self.seqs.values():
                 if seq.segment is not None:
                     with contextlib.suppress(OSError):
                         seq.segment.close(sync=True)
                     seq.segment = None
             self._run_lock.release()
+            self.is_closed = True
+
+    def disown_after_fork(self) -> None:
+        """In a forked child: never flush, write the sidecar or unlock; the parent still owns the
+        run. Fresh locks and events: a parent thread may have held the old ones at the fork."""
+        self.lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self._seal_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._stop.set()
+        self._thread = None
+        self.is_disowned = True
+        self._is_closing = self._is_sealed = self.is_closed = True
+        self._has_warned_late = False
+        self.late_points = 0
+        for seq in self.seqs.values():
+            seq.segment = None
+        self._run_lock.disown_after_fork()
+
+    def describe_unwritten(self) -> str:
+        """How much is not written yet ("1,234 points of 56 sequences"); approximate while
+        other threads write."""
+        points = seqs = 0
+        for seq in list(self.seqs.values()):
+            n = len(seq.points) // seq.stride + sum(b.num_rows for b in list(seq.failed))
+            if n:
+                points, seqs = points + n, seqs + 1
+        return f"{points:,} points of {seqs:,} sequences"
 
     def _drop_unwritten(self) -> None:
         for seq in self.seqs.values():

@@ -88,6 +88,17 @@ class FdCache:
                     os.fsync(fd)
             os.close(fd)
 
+    def after_fork_in_child(self) -> None:
+        """In a forked child: forget the parent's descriptors (closing only the child's copies)
+        and take a fresh lock, which a parent thread may have held at the fork."""
+        self._lock = threading.Lock()
+        fds = list(self._fds.values())
+        self._fds.clear()
+        self._pins.clear()
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
     def open_count(self) -> int:
         with self._lock:
             return len(self._fds)

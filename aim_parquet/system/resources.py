@@ -21,7 +21,10 @@ name                                      context       value
 
 Unlike Aim, NVML is initialised once per sampler (not once per sample) and shut down by
 :meth:`ResourceSampler.stop`; a field a GPU reports as not supported is never asked for again.
-psutil and pynvml are imported lazily, so importing this module has no side effects.
+psutil and pynvml are imported lazily, so importing this module has no side effects. After
+``os.fork()`` the sampler thread does not exist in the child: the owner calls
+:meth:`ResourceSampler.disown_after_fork` there, which samples nothing more and never shuts down
+the parent's NVML session.
 """
 
 from __future__ import annotations
@@ -162,6 +165,18 @@ class ResourceSampler:
                 return
         with self._sample_lock:
             self._shutdown_nvml()
+
+    def disown_after_fork(self) -> None:
+        """In a forked child: the sampler thread did not survive the fork. Sample nothing more
+        and never shut NVML down from here (the parent's session); fresh locks and events, since
+        a parent thread may have held the old ones at the fork."""
+        self._stop_event = threading.Event()
+        self._stop_event.set()
+        self._sample_lock = threading.Lock()
+        self._thread = None
+        self._nvml_initialised = False
+        self._nvml_closed = True
+        self._gpus = []
 
     @property
     def is_running(self) -> bool:

@@ -17,6 +17,10 @@ which also emits unfinished lines. Captures nest: each one links its tee in fron
 ``sys.stdout`` was, and on stop unlinks itself from that chain, so stopping captures in any order
 never drops another capture's tee. If something foreign has since wrapped our tee, the tee stays in
 place as a plain pass-through.
+
+After ``os.fork()`` the child has the tees but not the delivery thread: the owner calls
+:meth:`TerminalCapture.disown_after_fork` there, which stops recording (the child keeps no lines in
+memory) and unlinks the tees without touching any lock a parent thread may have held.
 """
 
 from __future__ import annotations
@@ -223,6 +227,26 @@ class TerminalCapture:
                     self._pending.append((self._next_line, text))
                     self._next_line += 1
         self._deliver()
+
+    def disown_after_fork(self) -> None:
+        """In a forked child: record nothing more, keep nothing, and unlink the tees, using fresh
+        locks (a parent thread may have held the old ones at the fork). Delivers nothing: the
+        parent's capture delivers the lines printed before the fork."""
+        global _CHAIN_LOCK
+        _CHAIN_LOCK = threading.Lock()
+        self._lock = threading.Lock()
+        self._stop_event = threading.Event()
+        self._stop_event.set()
+        self._thread = None
+        self._is_recording = False
+        self._pending = []
+        self._buffers = (_LineBuffer(), _LineBuffer())
+        self._started = self._stopped = True
+        for index, name in enumerate(self._STREAM_NAMES):
+            tee = self._tees[index]
+            if tee is not None:
+                _unlink(name, tee)
+                self._tees[index] = None
 
     @property
     def next_line(self) -> int:

@@ -18,9 +18,9 @@ It calls `run.flush()` every few points and then prints `flushed <auto> <explici
 
 MOMENT says where the parent will SIGKILL it:
 - `early`: prints `early` after a few points, before this process flushes anything, and waits;
-- `gap`: at a random flush of the main thread, after its segments are written and before the
-  sidecar is (test-only wrappers around `RunWriter._write_batches` and `_write_sidecar`,
-  installed in this process only: production code has no hook), prints
+- `gap`: at a random flush of the script (not of the background flusher), after its segments
+  are written and before the sidecar is (test-only wrappers around `RunWriter._write_batches`
+  and `_write_sidecar`, installed in this process only: production code has no hook), prints
   `gap <auto> <explicit> <late> <notes>` and waits;
 - `mid`: tracks and flushes until killed (the parent kills at a random moment);
 - `close`: tracks, then in `close()`, between its last segment write and its sidecar write,
@@ -53,18 +53,24 @@ class Counts:
 
 
 def install_gap(counts: Counts, state: dict[str, Any]) -> None:
-    """Stop before a sidecar write of the main thread when `state["armed"]` says so: "flush"
-    once that flush has written segments, "close" at any (the last one, of `close()`)."""
+    """Stop before a sidecar write of the script's flush() or close() when `state["armed"]` says
+    so: "flush" once that flush has written segments, "close" at any (the last one, of
+    `close()`)."""
     write_batches = run_writer.RunWriter._write_batches
     write_sidecar = run_writer.RunWriter._write_sidecar
 
+    def is_ours() -> bool:
+        """A write of the script's own flush() or close() (which runs on its own thread), not
+        of the background flusher."""
+        return not threading.current_thread().name.startswith("aim_parquet-flush")
+
     def batches_then_note(self: Any, seq: Any) -> None:
         write_batches(self, seq)
-        if threading.current_thread() is threading.main_thread():
+        if is_ours():
             state["wrote"] = True
 
     def stop_then_sidecar(self: Any, *, durable: bool) -> None:
-        if threading.current_thread() is threading.main_thread():
+        if is_ours():
             if state["armed"] == "close" or (state["armed"] == "flush" and state["wrote"]):
                 print(counts.line("gap"), flush=True)
                 time.sleep(WAIT_S)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 from typing import Any
@@ -227,15 +228,27 @@ def test_properties_persist_immediately(repo_root: Path, make_run: Any) -> None:
     assert run.created_at.year >= 2024 and run.end_time is None and run.duration >= 0
 
 
-def test_close_sets_end_time_and_releases_lock(repo_root: Path, make_run: Any) -> None:
+def test_close_sets_end_time_and_releases_lock(
+    repo_root: Path, make_run: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     run = make_run()
     run.track(1.0, name="m")
     run.close()
     run.close()  # idempotent
     assert run.active is False and run.end_time is not None
     assert sidecar(repo_root, run.hash)["end_time"] == run.end_time
+    # after close(): track() drops the point with one warning (as Aim ignores it); params raise
+    with caplog.at_level(logging.WARNING, logger="aim_parquet"):
+        run.track(2.0, name="m")
+        run.track({"m": 3.0, "n": 4.0})
+        run.track(5.0, name="new", context={"c": "x"})
+    warnings = [r for r in caplog.records if "after close() is dropped" in r.getMessage()]
+    assert len(warnings) == 1 and run.hash in warnings[0].getMessage()
+    assert run._retired.late_points == 4
     with pytest.raises(aim.RunClosedError):
-        run.track(1.0, name="m")
+        run["p"] = 1
+    run.flush()  # nothing left to write: a no-op
+    assert [p["value"] for p in raw_points(repo_root, run.hash)[("m", "{}")]] == [1.0]
     again = make_run(run_hash=run.hash)  # lock is free
     assert again.active
 
