@@ -105,11 +105,11 @@ def test_ctrl_c_during_the_last_flush_stops_the_conversion(
     real_flush = run_writer.RunWriter.flush
     calls = {"n": 0}
 
-    def flush(self: Any, *, durable: bool = False) -> None:
+    def flush(self: Any, *, durable: bool = False, end_time: float | None = None) -> None:
         if durable:  # the final flush of close()
             calls["n"] += 1
             raise KeyboardInterrupt
-        real_flush(self, durable=durable)
+        real_flush(self, durable=durable, end_time=end_time)
 
     monkeypatch.setattr(run_writer.RunWriter, "flush", flush)
     with pytest.raises(KeyboardInterrupt):
