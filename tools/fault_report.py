@@ -65,7 +65,9 @@ def attempt(tally: Tally, what: str, fn: Callable[[], Any]) -> Any:
     try:
         return fn()
     except (AssertionError, Exception, pytest.fail.Exception) as exc:  # a figure, not a crash
-        tally.failures.append(f"{what}: {type(exc).__name__}: {str(exc)[:200]}")
+        text = str(exc)  # an assertion's message may be a whole log: its end says what failed
+        shown = text if len(text) <= 700 else f"{text[:200]} [...] {text[-500:]}"
+        tally.failures.append(f"{what}: {type(exc).__name__}: {shown}")
         return None
 
 
