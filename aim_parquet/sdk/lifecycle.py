@@ -73,6 +73,7 @@ _sigterm_pid: int | None = None  # the process whose SIGTERM handler is ours
 _masks_before_fork: dict[int, set[int | signal.Signals]] = {}  # forking thread -> its signal mask
 _term_started = False  # a SIGTERM close is under way or done
 _term_done = _thread.allocate_lock()  # held until the SIGTERM close is done
+_term_finished = False  # the SIGTERM close is done (a flag: no lock for the handler to misread)
 
 
 class CloseJob:
@@ -86,8 +87,10 @@ class CloseJob:
         self.error: BaseException | None = None
         self._work: Callable[..., None] | None = work
         self._start_guard = _thread.allocate_lock()
-        self._done = _thread.allocate_lock()
-        self._done.acquire()
+        # One lock per waiter, held until the work is done: a waiter never shares a lock, so an
+        # interrupt that lands between its acquire and anything after cannot leave a lock held
+        # that another waiter (or the worker) needs.
+        self._waiters: list[Any] = []
         self._thread_id: int | None = None
         self.is_done = False
 
@@ -112,8 +115,9 @@ class CloseJob:
             self.error = exc
             log.error("aim_parquet: %s failed: %r", self.what, exc)
         finally:
-            self.is_done = True
-            self._done.release()
+            self.is_done = True  # before the waiters are read: one that registers later sees it
+            for waiter in list(self._waiters):
+                waiter.release()
             _jobs.discard(self)
 
     def wait(self, timeout_s: float | None = None) -> bool:
@@ -122,14 +126,18 @@ class CloseJob:
         once, leaving the work to finish in the background."""
         if self._thread_id == _thread.get_ident():
             return True  # called from the work itself
+        waiter = _thread.allocate_lock()
+        waiter.acquire()
+        self._waiters.append(waiter)
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
         deferred: BaseException | None = None
         interrupts = 0
-        while True:
+        while not self.is_done:
             try:
-                if not self._done.acquire(timeout=-1 if timeout_s is None else timeout_s):
+                if deadline is None:
+                    waiter.acquire()
+                elif not waiter.acquire(timeout=max(0.0, deadline - time.monotonic())):
                     return False
-                self._done.release()
-                break
             except (KeyboardInterrupt, SystemExit) as exc:
                 interrupts += 1
                 deferred = deferred or exc
@@ -238,9 +246,10 @@ def _restore_signal_mask() -> None:
 
 
 def _after_fork_in_child() -> None:
-    global _install_lock, _term_started, _term_done, _sigterm_pid
+    global _install_lock, _term_started, _term_done, _term_finished, _sigterm_pid
     _install_lock = threading.Lock()
     _term_started = False
+    _term_finished = False
     _term_done = _thread.allocate_lock()
     if _sigterm_pid is not None:
         _sigterm_pid = None
@@ -259,11 +268,13 @@ def _after_fork_in_child() -> None:
 
 
 def _close_on_sigterm() -> None:
+    global _term_finished
     try:
         if _runs:
             log.warning("aim_parquet: SIGTERM: closing the open runs before exiting.")
         close_all()
     finally:
+        _term_finished = True
         _term_done.release()
     os.kill(os.getpid(), signal.SIGTERM)  # the handler sees the close done and exits
 
@@ -292,9 +303,8 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
         if _is_inside_locking_code(frame):
             return  # let the interrupted code release its locks; the closer re-sends SIGTERM
         if not _term_done.acquire(timeout=TERM_WAIT_S):
-            return
-        _term_done.release()
-    elif _term_done.locked():
+            return  # (once acquired it is never needed again: nothing to release)
+    elif not _term_finished:
         return  # a second SIGTERM while closing: the closer re-sends it when done
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.kill(os.getpid(), signal.SIGTERM)
