@@ -197,6 +197,7 @@ def search(
     points_read = 0
     lo, hi = x_range
     for record, info in pairs:
+        state.check()
         steps, x, y = read_series(state, record, info, x_axis)
         points_read += int(steps.size)
         if lo is not None or hi is not None:
@@ -277,6 +278,7 @@ def live(
             continue  # finished before the page saw it: the next search shows it
         runs[record.hash] = run_info(state, record, now)
         for info in match.sequences:
+            state.check()
             after = cursors.get((record.hash, info.seq_id))
             steps, x, y = read_series(state, record, info, x_axis)
             if after is not None:

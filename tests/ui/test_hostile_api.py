@@ -1,0 +1,266 @@
+"""The server as a hostile user meets it: a query that takes long while other tabs ask for
+pages, SIGTERM with reads in flight, the repository deleted under it, reverse proxies in front of
+it and odd tokens. Real processes, a real proxy, real HTTP."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import psutil
+import pytest
+
+import aim_parquet as aim
+from aim_parquet.query.planner import QueryPlan
+from aim_parquet.ui.api.binary import decode
+from aim_parquet.ui.server import create_app
+from tests.conftest import PYTHON, python_env
+from tests.ui.conftest import quiet_run, start_server, stop_server
+from tests.ui.proxy import reverse_proxy
+
+TIMEOUT = httpx.Timeout(30.0)
+CHANGE = {"X-Requested-By": "aim-parquet"}
+SLOW_TERM = "len(str([run.hparams] * 20000)) > 0"
+"""About 0.9M characters built per run (params of `slow_repo`): tens of ms of real work."""
+
+
+def slow_repo(root: Path, runs: int) -> Path:
+    """Runs whose params make `SLOW_TERM` cost real time per run (a query, not a sleep)."""
+    for i in range(runs):
+        run = quiet_run(root, log_system_params=False)
+        run["hparams"] = {"blob": "x" * 30}
+        run.track(float(i), name="loss", step=0)
+        run.close()
+    return root
+
+
+def slow_query(terms: int) -> str:
+    return " and ".join([SLOW_TERM] * terms)
+
+
+@contextmanager
+def served(app: Any) -> Iterator[httpx.Client]:
+    """`app` served by uvicorn in a thread on a free port; a client for it."""
+    import uvicorn
+
+    from aim_parquet.ui.server import bind
+
+    sock = bind("127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="error", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        with httpx.Client(base_url=f"http://localhost:{port}", timeout=TIMEOUT) as http:
+            for _ in range(400):  # poll until it answers
+                try:
+                    http.get("/api/info")
+                    break
+                except httpx.TransportError:
+                    threading.Event().wait(0.05)
+            yield http
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+def test_a_query_still_evaluating_does_not_hold_up_other_tabs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The slow query is stopped *inside* its evaluation over the runs (where the run index
+    lock used to be held): the other tab's runs table, metric chart and names still answer."""
+    entered, release = threading.Event(), threading.Event()
+    original = QueryPlan.matches_run
+
+    def evaluating(self: QueryPlan, view: Any) -> bool:
+        if "slow" in self.text:
+            entered.set()
+            assert release.wait(30), "the test never released the slow query"
+        return original(self, view)
+
+    monkeypatch.setattr(QueryPlan, "matches_run", evaluating)
+    result: dict[str, Any] = {}
+
+    def slow_tab() -> None:
+        with httpx.Client(base_url=base, timeout=60) as tab:
+            result["slow"] = tab.get("/api/runs", params={"q": "run.name != 'slow'"})
+
+    with served(create_app(slow_repo(tmp_path, 3))) as http:
+        base = str(http.base_url)
+        worker = threading.Thread(target=slow_tab)
+        worker.start()
+        try:
+            assert entered.wait(30)
+            other = httpx.Client(base_url=base, timeout=10)
+            assert other.get("/api/runs").json()["count"] == 3
+            header, _ = decode(other.get("/api/metrics/search").content)
+            assert header["series_count"] == 3
+            assert other.get("/api/metrics/names").json()["metrics"][0]["name"] == "loss"
+            other.close()
+            assert "slow" not in result
+        finally:
+            release.set()
+            worker.join(60)
+    assert result["slow"].status_code == 200 and result["slow"].json()["count"] == 3
+
+
+def test_a_query_past_the_time_limit_is_stopped_with_a_clear_error(tmp_path: Path) -> None:
+    slow_repo(tmp_path, 4)
+    with served(create_app(tmp_path, query_time_s=0.0)) as http:
+        for path in ("/api/runs", "/api/metrics/search"):
+            answer = http.get(path, params={"q": slow_query(1)})
+            assert answer.status_code == 400, answer.text
+            body = answer.json()
+            assert body["error"] == "query_time"
+            assert "stopped after 1 of 4 runs" in body["message"], body
+        assert http.get("/api/runs").status_code == 400  # any query over 2+ runs, at 0 s
+    with served(create_app(tmp_path)) as http:
+        assert http.get("/api/runs", params={"q": slow_query(1)}).json()["count"] == 4
+
+
+def test_sigterm_answers_reads_in_flight_503_and_exits_0_without_tracebacks(
+    tmp_path: Path,
+) -> None:
+    server = start_server(slow_repo(tmp_path, 60))
+    proc = psutil.Process(server.process.pid)
+    result: dict[str, Any] = {}
+    try:
+        with httpx.Client(base_url=f"http://localhost:{server.port}", timeout=TIMEOUT) as http:
+            assert http.get("/api/info").status_code == 200
+        threads = proc.num_threads()
+
+        def slow_tab() -> None:
+            with httpx.Client(base_url=f"http://localhost:{server.port}", timeout=60) as http:
+                try:
+                    result["answer"] = http.get("/api/runs", params={"q": slow_query(6)})
+                except httpx.TransportError as exc:
+                    result["answer"] = exc
+
+        worker = threading.Thread(target=slow_tab)
+        worker.start()
+        for _ in range(3000):  # until the read runs in a worker thread of the pool
+            if proc.num_threads() > threads:
+                break
+            threading.Event().wait(0.01)
+        assert proc.num_threads() > threads, "the slow read never reached the pool"
+    finally:
+        code, err = stop_server(server)
+        worker.join(60)
+    assert code == 0, err
+    assert "Traceback" not in err and "Exception in ASGI application" not in err, err
+    answer = result["answer"]
+    assert isinstance(answer, httpx.Response), answer
+    assert answer.status_code == 503 and answer.json()["error"] == "stopping", answer.text
+
+
+def test_the_repository_deleted_under_the_server_is_said_so(tmp_path: Path) -> None:
+    run = quiet_run(tmp_path)
+    run.track(1.0, name="loss", step=0)
+    run.close()
+    with served(create_app(tmp_path)) as http:
+        assert http.get("/api/runs").json()["count"] == 1
+        import shutil
+
+        shutil.rmtree(tmp_path / ".aim")
+        for path in ("/api/runs", "/api/metrics/search", "/api/metrics/names"):
+            answer = http.get(path)
+            assert answer.status_code == 404, (path, answer.text)
+            assert answer.json()["error"] == "repo_missing"
+            assert "is gone" in answer.json()["message"] and str(tmp_path) in answer.text
+
+
+@pytest.fixture(scope="module")
+def proxied_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("proxied")
+    for i in range(2):
+        run = quiet_run(root, log_system_params=False)
+        run["hparams"] = {"lr": 0.1 * (i + 1)}
+        run.track(1.0, name="loss", step=0)
+        run.close()
+    return root
+
+
+def test_changes_work_behind_a_reverse_proxy_that_rewrites_host(proxied_repo: Path) -> None:
+    server = start_server(proxied_repo, "--base-path", "/aim")
+    try:
+        with reverse_proxy(server.port, "/aim", host="rewrite") as proxy_port:
+            origin = f"http://127.0.0.1:{proxy_port}"
+            with httpx.Client(base_url=origin, timeout=TIMEOUT) as http:
+                runs = http.get("/aim/api/runs").json()
+                run_hash = runs["columns"]["hash"][0]
+                # what the page does: its Origin is the proxy's, the Host the server sees is its own
+                headers = {**CHANGE, "Origin": origin}
+                answer = http.post(
+                    f"/aim/api/runs/{run_hash}/archive", json={"archived": True}, headers=headers
+                )
+                assert answer.status_code == 200, answer.text
+                assert aim.Repo(str(proxied_repo)).get_run(run_hash).archived is True
+                answer = http.post(
+                    f"/aim/api/runs/{run_hash}/archive", json={"archived": False}, headers=headers
+                )
+                assert answer.status_code == 200, answer.text
+                evil = {**CHANGE, "Origin": "http://evil.example"}
+                refused = http.post(f"/aim/api/runs/{run_hash}/archive", json={}, headers=evil)
+                assert refused.status_code == 403
+                # the prefix without its slash stays on the proxy (a relative redirect)
+                bare = http.get("/aim?q=x")
+                assert bare.status_code in (307, 308)
+                assert bare.headers["location"] == "aim/?q=x"
+                page = http.get("/aim", follow_redirects=True)
+                assert page.status_code == 200 and str(page.url) == f"{origin}/aim/"
+    finally:
+        assert stop_server(server)[0] == 0
+
+
+def test_a_token_on_loopback_serves_a_proxy_that_passes_its_public_host(
+    proxied_repo: Path,
+) -> None:
+    for extra, expected in (((), 403), (("--token", "s3cret"), 200)):
+        server = start_server(proxied_repo, *extra)
+        try:
+            with reverse_proxy(server.port, "/", host="preserve") as proxy_port:
+                public = {"Host": "tracker.example.org"}
+                with httpx.Client(
+                    base_url=f"http://127.0.0.1:{proxy_port}", timeout=TIMEOUT
+                ) as http:
+                    bearer = {"Authorization": "Bearer s3cret"} if extra else {}
+                    answer = http.get("/api/runs", headers={**public, **bearer})
+                    assert answer.status_code == expected, answer.text
+                    if extra:  # the token guards it: without it, nothing
+                        assert http.get("/api/runs", headers=public).status_code == 401
+        finally:
+            assert stop_server(server)[0] == 0
+
+
+def test_a_token_with_any_characters_works_from_the_printed_url(proxied_repo: Path) -> None:
+    token = "p@ss w0rd;x=1/é"
+    server = start_server(proxied_repo, "--token", token)
+    try:
+        assert server.url.endswith("?token=" + quote(token, safe=""))
+        with httpx.Client(timeout=TIMEOUT, follow_redirects=True) as browser:
+            page = browser.get(server.url)  # 303 with the cookie, then the page
+            assert page.status_code == 200 and "static/js/pages/runs.js" in page.text
+            runs = browser.get(f"http://localhost:{server.port}/api/runs")
+            assert runs.status_code == 200 and runs.json()["count"] == 2
+    finally:
+        assert stop_server(server)[0] == 0
+
+
+def test_up_help_says_what_a_token_does_on_loopback() -> None:
+    out = subprocess.run(
+        [PYTHON, "-m", "aim_parquet", "up", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=python_env(),
+    )
+    text = re.sub(r"\s+", " ", out.stdout)
+    assert "reverse proxy" in text and "replaces the localhost-name check" in text
