@@ -1,6 +1,6 @@
 """The server as a hostile user meets it: a query that takes long while other tabs ask for
 pages, SIGTERM with reads in flight, the repository deleted under it, reverse proxies in front of
-it and odd tokens. Real processes, a real proxy, real HTTP."""
+it, odd tokens, and values float32 cannot carry. Real processes, a real proxy, real HTTP."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+import numpy as np
 import psutil
 import pytest
 
@@ -252,6 +253,56 @@ def test_a_token_with_any_characters_works_from_the_printed_url(proxied_repo: Pa
             assert runs.status_code == 200 and runs.json()["count"] == 2
     finally:
         assert stop_server(server)[0] == 0
+
+
+def extreme_repo(root: Path) -> dict[str, str]:
+    run = quiet_run(root, log_system_params=False)
+    values = {
+        "huge": [1e308, -1e308, 3e38],
+        "tiny": [1e-308, 5e-324, 1e-45],
+        "counter": [1_234_567_891.0, 1_234_567_892.0, 2_000_000_001.0],
+        "offset": [1e9 + 0.25, 1e9 + 0.5, 1e9 + 0.75],
+        "plain": [0.5, 0.25, 0.125],
+    }
+    for name, series_values in values.items():
+        for step, value in enumerate(series_values):
+            run.track(value, name=name, step=step)
+    run.track(1.0, name="bigstep", step=0)
+    run.track(2.0, name="bigstep", step=2**62 + 1)
+    run.close()
+    return {"hash": run.hash}
+
+
+def test_values_float32_cannot_carry_arrive_exactly(tmp_path: Path) -> None:
+    extreme_repo(tmp_path)
+    sdk = {
+        m.name: m.values.tolist()
+        for m in aim.Repo(str(tmp_path)).query_metrics("metric.name != 'bigstep'")
+    }
+    with served(create_app(tmp_path)) as http:
+        header, read = decode(http.get("/api/metrics/search").content)
+    charts = {c["title"]: c for c in header["charts"]}
+    for name, expected in sdk.items():
+        (series,) = charts[name]["series"]
+        values = read(series["y"])
+        shown = values[~np.isnan(values)].tolist()
+        assert shown == expected, (name, series["y"][2], shown, expected)
+        assert series["y"][2] == ("f4" if name == "plain" else "f8"), name
+    big = charts["bigstep"]
+    assert big["max_step"] == 2**62 + 1 and big["series"][0]["last_step"] == 2**62 + 1
+
+
+def test_values_dtype_rules() -> None:
+    from aim_parquet.ui.api.binary import values_dtype
+
+    assert values_dtype(np.array([0.1, 0.2, np.nan])) == "f4"
+    assert values_dtype(np.array([np.nan, np.nan])) == "f4"
+    assert values_dtype(np.array([1e39])) == "f8"
+    assert values_dtype(np.array([0.0, 1e-40])) == "f8"
+    assert values_dtype(np.array([16_777_217.0])) == "f8"  # 2**24 + 1
+    assert values_dtype(np.array([16_777_216.0, 3.0])) == "f4"
+    assert values_dtype(np.array([1e9 + 0.25, 1e9 + 0.5])) == "f8"
+    assert values_dtype(np.array([1e9, 2e9 + 1.5])) == "f4"  # float32's rounding is invisible
 
 
 def test_up_help_says_what_a_token_does_on_loopback() -> None:

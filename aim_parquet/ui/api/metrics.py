@@ -42,8 +42,9 @@ from aim_parquet.ui.api.state import UiState, damaged_json
 X_AXES = ("step", "epoch", "relative", "wall")
 MAX_SLOTS = 480_000
 """Values sent per request at most (float32: 1.9 MB, so a page with 1,000 series stays under
-3 MB with its header and code); many series share them, each at least `MIN_COLUMNS` pixel
-columns, at most the chart's width."""
+3 MB with its header and code; a series float32 cannot carry is sent as float64, see
+`binary.values_dtype`); many series share them, each at least `MIN_COLUMNS` pixel columns, at
+most the chart's width."""
 MIN_COLUMNS = 64
 MAX_WIDTH = 8192
 MAX_CHART_FIELDS = 8
@@ -228,7 +229,7 @@ def search(
         grid = build_grid([points[i] for i in members], [nonfinite[i] for i in members], columns)
         series = []
         for i, row in zip(members, grid.ys, strict=True):
-            series.append({**meta[i], "nonfinite": nonfinite[i], "y": buffers.add(row, "f4")})
+            series.append({**meta[i], "nonfinite": nonfinite[i], "y": buffers.add(row, "values")})
         shown = [s["last_step"] for s in series if s["last_step"] is not None]
         chart_list.append(
             {
@@ -303,7 +304,7 @@ def live(
                     "nonfinite": bad,
                     "count": int(steps.size),
                     "x": buffers.add(sx, "f8"),
-                    "y": buffers.add(sy, "f4"),
+                    "y": buffers.add(sy, "values"),
                 }
             )
     active = sorted(h for h, r in runs.items() if r["active"])
