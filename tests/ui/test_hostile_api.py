@@ -1,10 +1,12 @@
 """The server as a hostile user meets it: a query that takes long while other tabs ask for
 pages, SIGTERM with reads in flight, the repository deleted under it, reverse proxies in front of
-it, odd tokens, and values float32 cannot carry. Real processes, a real proxy, real HTTP."""
+it, odd tokens, huge and tiny values, steps near 2**62, and the notebook magic next to another
+server. Real processes, a real proxy, real HTTP."""
 
 from __future__ import annotations
 
 import re
+import socket
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -23,7 +25,7 @@ from aim_parquet.query.planner import QueryPlan
 from aim_parquet.ui.api.binary import decode
 from aim_parquet.ui.server import create_app
 from tests.conftest import PYTHON, python_env
-from tests.ui.conftest import quiet_run, start_server, stop_server
+from tests.ui.conftest import UiServer, quiet_run, start_server, stop_server
 from tests.ui.proxy import reverse_proxy
 
 TIMEOUT = httpx.Timeout(30.0)
@@ -303,6 +305,44 @@ def test_values_dtype_rules() -> None:
     assert values_dtype(np.array([16_777_216.0, 3.0])) == "f4"
     assert values_dtype(np.array([1e9 + 0.25, 1e9 + 0.5])) == "f8"
     assert values_dtype(np.array([1e9, 2e9 + 1.5])) == "f4"  # float32's rounding is invisible
+
+
+def test_the_notebook_magic_never_shows_another_servers_page(
+    ui_server: UiServer, tmp_path: Path
+) -> None:
+    from aim_parquet.ui import notebook
+
+    run = quiet_run(tmp_path)
+    run.track(1.0, name="loss", step=0)
+    run.close()
+    try:
+        with pytest.raises(RuntimeError, match=rf"cannot listen on .*:{ui_server.port}"):
+            notebook.start(["--repo", str(tmp_path), "--port", str(ui_server.port)])
+    finally:
+        notebook.stop_all()
+
+
+def test_the_notebook_server_keeps_answering_after_its_log_grows(tmp_path: Path) -> None:
+    """Its output goes to files: a pipe nobody reads stopped the server once 64 KiB of warnings
+    (here: malformed requests, one log line each) had filled it."""
+    from aim_parquet.ui import notebook
+
+    run = quiet_run(tmp_path)
+    run.track(1.0, name="loss", step=0)
+    run.close()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    try:
+        url = notebook.start(["--repo", str(tmp_path), "--port", str(port)])
+        for _ in range(2500):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+                sock.sendall(b"NOT HTTP\r\n\r\n")
+                assert sock.recv(64).startswith(b"HTTP/1.1 400")
+        answer = httpx.get(url + "api/runs", timeout=10)
+        assert answer.status_code == 200 and answer.json()["count"] == 1
+    finally:
+        notebook.stop_all()
 
 
 def test_up_help_says_what_a_token_does_on_loopback() -> None:
