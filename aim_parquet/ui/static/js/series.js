@@ -27,10 +27,36 @@ export function contextLabel(context) {
   return Object.keys(context || {}).sort().map((k) => `${k}=${context[k]}`).join(", ");
 }
 
+/** A run as a legend names it: its name, or its short hash when it has none of its own. */
+export function runLabel(run, hash) {
+  if (!run || run.name === `Run: ${hash}`) return hash.slice(0, 8);
+  return run.name;
+}
+
 export function seriesLabel(series, run) {
   const ctx = contextLabel(series.context);
-  const who = run ? run.name : series.run.slice(0, 8);
-  return `${who} · ${series.name}${ctx ? ` (${ctx})` : ""}`;
+  return `${runLabel(run, series.run)} · ${series.name}${ctx ? ` (${ctx})` : ""}`;
+}
+
+/** The legend's short text for a series: the metric name is left out when the chart's title
+ * already says it. */
+export function legendLabel(series, run, nameInTitle) {
+  const ctx = contextLabel(series.context);
+  const what = nameInTitle ? ctx : `${series.name}${ctx ? ` (${ctx})` : ""}`;
+  return what ? `${runLabel(run, series.run)} · ${what}` : runLabel(run, series.run);
+}
+
+/** The key that gives a series the same colour in every chart (its run and context, and its
+ * metric name when the charts are not one per name). */
+export function seriesColorKey(series, nameInTitle) {
+  return `${series.run}|${contextLabel(series.context)}${nameInTitle ? "" : `|${series.name}`}`;
+}
+
+/** Whether step `a` is after step `b` (either may be a digit string: steps past 2**53). */
+export function laterStep(a, b) {
+  if (b === null || b === undefined) return a !== null && a !== undefined;
+  if (a === null || a === undefined) return false;
+  return BigInt(a) > BigInt(b);
 }
 
 /** Key of a series under a list of fields ("" when no field). */
@@ -63,11 +89,32 @@ export function ema(values, alpha) {
   return out;
 }
 
+/** A row with its inner gaps (null between two values) filled by linear interpolation on x,
+ * so series tracked at different steps can be aggregated; before its first value and after
+ * its last it stays null. */
+export function fillGaps(row, x) {
+  const out = row.slice();
+  let prev = -1;
+  for (let i = 0; i < row.length; i++) {
+    const v = row[i];
+    if (v === null || v === undefined) continue;
+    if (prev >= 0 && i - prev > 1) {
+      const x0 = x[prev], y0 = row[prev], slope = (v - y0) / (x[i] - x0);
+      for (let j = prev + 1; j < i; j++) out[j] = y0 + slope * (x[j] - x0);
+    }
+    prev = i;
+  }
+  return out;
+}
+
 /**
  * Aggregate several rows (same length, null = no value) into {line, lower, upper}.
- * how: mean | median | min | max; band: none | minmax | std | stderr.
+ * how: mean | median | min | max; band: none | minmax | std | stderr. With `x` (the rows'
+ * shared grid), each row's inner gaps are interpolated first: a run tracked at even steps and
+ * one at odd steps average to their mean, not to a zigzag between the two.
  */
-export function aggregate(rows, how, band) {
+export function aggregate(inputs, how, band, x = null) {
+  const rows = x ? inputs.map((row) => fillGaps(row, x)) : inputs;
   const n = rows[0] ? rows[0].length : 0;
   const line = new Array(n), lower = new Array(n), upper = new Array(n);
   const column = [];

@@ -7,7 +7,8 @@ import { METRICS_DEFAULTS, chartWidth, metricsSearch } from "../boot.js";
 import { Chart } from "../chart.js";
 import { fmtNumber, h, markNav, setReady, setStatus } from "../dom.js";
 import {
-  DASHES, KeyIndex, PALETTE, aggregate, contextLabel, ema, groupKey, mergePoints, seriesLabel, toNullable,
+  DASHES, KeyIndex, PALETTE, aggregate, ema, groupKey, laterStep, legendLabel, mergePoints, seriesColorKey,
+  seriesLabel, toNullable,
 } from "../series.js";
 import { readState, writeState } from "../state.js";
 
@@ -23,21 +24,25 @@ let liveBusy = false;
 
 markNav("metrics");
 const app = document.getElementById("app");
+const controls = {}; // state key -> its input, set again from the URL on back/forward
 const field = (name, label, options) => {
   const select = h("select", { name, "aria-label": label },
     options.map(([value, text]) => h("option", { value, selected: state[name] === value }, text)));
   select.addEventListener("change", () => { state[name] = select.value; changed(name); });
+  controls[name] = select;
   return h("label", { class: "inline" }, `${label} `, select);
 };
 const textField = (name, label, placeholder) => {
   const input = h("input", { name, type: "text", value: state[name], list: "fields", placeholder,
     autocomplete: "off", "aria-label": label, class: "field-input" });
   input.addEventListener("change", () => { state[name] = input.value.trim(); changed(name); });
+  controls[name] = input;
   return h("label", { class: "inline" }, `${label} `, input);
 };
 const check = (name, label) => {
   const box = h("input", { type: "checkbox", name, checked: state[name] });
   box.addEventListener("change", () => { state[name] = box.checked; changed(name); });
+  controls[name] = box;
   return h("label", { class: "inline" }, box, ` ${label}`);
 };
 const queryInput = h("input", {
@@ -128,7 +133,8 @@ function fields(text) {
 
 function render() {
   const colorFields = fields(state.color_by), strokeFields = fields(state.stroke_by);
-  const colors = new KeyIndex(), dashes = new KeyIndex();
+  // one KeyIndex per page, not per chart: a run (and context) has the same colour in every chart
+  const colors = new KeyIndex(), dashes = new KeyIndex(), seriesColors = new KeyIndex();
   const seen = new Set();
   let seriesCount = 0;
   for (const c of model.charts) {
@@ -153,7 +159,7 @@ function render() {
     entry.el.dataset.maxStep = c.maxStep === null || c.maxStep === undefined ? "" : String(c.maxStep);
     entry.el.dataset.seriesCount = String(c.series.length);
     entry.el.dataset.mode = c.full ? `${c.mode} zoomed` : c.mode;
-    drawChart(entry, c, colorFields, strokeFields, colors, dashes);
+    drawChart(entry, c, colorFields, strokeFields, colors, dashes, seriesColors);
   }
   for (const [key, entry] of charts) {
     if (!seen.has(key)) { entry.chart.destroy(); charts.delete(key); }
@@ -202,43 +208,47 @@ function prepare(values) {
   return out;
 }
 
-function drawChart(entry, c, colorFields, strokeFields, colors, dashes) {
+function drawChart(entry, c, colorFields, strokeFields, colors, dashes, seriesColors) {
   const runs = model.runs;
   const lines = [], bands = [], legend = new Map();
-  const styleOf = (s, i) => {
+  const nameInTitle = fields(state.chart_by).includes("metric.name");
+  const styleOf = (s) => {
     const run = runs[s.run];
     const ck = groupKey(colorFields, s, run), sk = groupKey(strokeFields, s, run);
-    const color = PALETTE[(colorFields.length ? colors.index(ck) : i) % PALETTE.length];
+    const index = colorFields.length ? colors.index(ck) : seriesColors.index(seriesColorKey(s, nameInTitle));
+    const color = PALETTE[index % PALETTE.length];
     const dash = DASHES[(strokeFields.length ? dashes.index(sk) : 0) % DASHES.length];
     return { ck, sk, color, dash };
   };
   if (state.agg === "none") {
-    c.series.forEach((s, i) => {
+    c.series.forEach((s) => {
       const run = runs[s.run];
-      const style = styleOf(s, i);
+      const style = styleOf(s);
       const nonfinite = s.nonfinite ? ` · ${s.nonfinite} NaN/inf value${s.nonfinite === 1 ? "" : "s"} not drawn` : "";
+      const values = prepare(s.y);
       lines.push({
-        label: seriesLabel(s, run), color: style.color, dash: style.dash, values: prepare(s.y),
+        label: seriesLabel(s, run), color: style.color, dash: style.dash, values, points: isolated(values),
         detail: `${run && run.active ? "● live · " : ""}run ${s.run.slice(0, 8)}${run ? ` · ${run.experiment}` : ""} · last step ${fmtNumber(s.last_step)}${nonfinite}`,
       });
-      const label = colorFields.length || strokeFields.length ? groupText(colorFields, strokeFields, s, run) : seriesLabel(s, run);
+      const label = colorFields.length || strokeFields.length
+        ? groupText(colorFields, strokeFields, s, run) : legendLabel(s, run, nameInTitle);
       const key = `${style.color}|${style.dash}|${label}`;
       if (!legend.has(key)) legend.set(key, { label, color: style.color, dash: style.dash, active: run && run.active, count: 0 });
       legend.get(key).count++;
     });
   } else {
     const groups = new Map();
-    c.series.forEach((s, i) => {
+    c.series.forEach((s) => {
       const run = runs[s.run];
-      const style = colorFields.length || strokeFields.length ? styleOf(s, i) : { ck: "", sk: "", color: PALETTE[0], dash: [] };
+      const style = colorFields.length || strokeFields.length ? styleOf(s) : { ck: "", sk: "", color: PALETTE[0], dash: [] };
       const key = `${style.ck}|${style.sk}`;
       if (!groups.has(key)) groups.set(key, { style, rows: [], label: groupText(colorFields, strokeFields, s, run) || "all series" });
       groups.get(key).rows.push(prepare(s.y));
     });
     for (const g of groups.values()) {
-      const { line, lower, upper } = aggregate(g.rows, state.agg, state.band);
+      const { line, lower, upper } = aggregate(g.rows, state.agg, state.band, c.x);
       const label = `${state.agg} of ${g.rows.length} · ${g.label}`;
-      lines.push({ label, color: g.style.color, dash: g.style.dash, values: line, width: 2,
+      lines.push({ label, color: g.style.color, dash: g.style.dash, values: line, width: 2, points: isolated(line),
         detail: `${g.rows.length} series` });
       if (state.band !== "none") {
         const upperIndex = lines.length;
@@ -252,7 +262,7 @@ function drawChart(entry, c, colorFields, strokeFields, colors, dashes) {
   const maxStep = c.maxStep === null || c.maxStep === undefined ? "" : ` · step ≤ ${fmtNumber(c.maxStep)}`;
   const bad = c.series.reduce((sum, s) => sum + (s.nonfinite || 0), 0);
   const badText = bad ? ` · ${bad} NaN/inf not drawn` : "";
-  entry.title.replaceChildren(h("span", {}, c.title),
+  entry.title.replaceChildren(h("span", { dir: "auto" }, c.title),
     h("small", {}, ` ${c.series.length} series${maxStep}${c.mode === "binned" ? " · min/max per pixel" : ""}${badText}${c.full ? " · zoomed (double-click resets)" : ""}`));
   entry.chart.draw(c.x, lines, bands);
   entry.el.classList.toggle("no-points", c.x.length === 0);
@@ -268,9 +278,16 @@ function drawChart(entry, c, colorFields, strokeFields, colors, dashes) {
       if (item.dash && item.dash.length) swatch.classList.add("dashed");
       return h("span", { class: "legend-item", title: item.label }, swatch,
         item.active ? h("span", { class: "dot live", title: "active" }) : null,
-        item.label + (item.count > 1 && state.agg === "none" ? ` (${item.count})` : ""));
+        h("bdi", {}, item.label), item.count > 1 && state.agg === "none" ? ` (${item.count})` : "");
     }),
     ...(items.length > shown.length ? [h("span", { class: "legend-more" }, `… and ${items.length - shown.length} more`)] : []));
+}
+
+/** Whether a line has at most one value to show: it is drawn as a dot (a line needs two). */
+function isolated(values) {
+  let seen = 0;
+  for (const v of values) if (v !== null && v !== undefined && ++seen > 1) return false;
+  return seen === 1;
 }
 
 function groupText(colorFields, strokeFields, s, run) {
@@ -344,7 +361,7 @@ function applyLive(header, read) {
     series.nonfinite += s.nonfinite;
     series.last_step = s.last_step;
     series.last_value = s.last_value;
-    if (s.last_step !== null && (chart.maxStep === null || s.last_step > chart.maxStep)) chart.maxStep = s.last_step;
+    if (laterStep(s.last_step, chart.maxStep)) chart.maxStep = s.last_step;
     if (!byChart.has(chart)) byChart.set(chart, []);
     byChart.get(chart).push({ series, xs: Array.from(read(s.x)), ys: Array.from(read(s.y)) });
     changedAny = true;
@@ -359,6 +376,12 @@ function applyLive(header, read) {
 window.addEventListener("popstate", () => {
   Object.assign(state, readState(DEFAULTS));
   queryInput.value = state.q;
+  for (const [name, input] of Object.entries(controls)) {
+    if (input.type === "checkbox") input.checked = state[name];
+    else input.value = state[name];
+  }
+  smoothInput.value = state.smooth;
+  smoothText.textContent = state.smooth.toFixed(2);
   load();
 });
 

@@ -1,0 +1,184 @@
+"""The pages as a demanding user looks at them, in Debian's headless Chromium: every curve named
+in its legend with one colour per run in every chart, the back button restoring every control,
+a single point and values float32 cannot carry drawn and told exactly, series tracked at
+different steps aggregated."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+
+from tests.ui.browser import launch
+from tests.ui.conftest import quiet_run, start_server, stop_server
+from tests.ui.test_browser import Tab, attr, wait_reloaded
+
+pytestmark = pytest.mark.browser
+sync_api = pytest.importorskip("playwright.sync_api")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with sync_api.sync_playwright() as playwright:
+        browser = launch(playwright)
+        yield browser
+        browser.close()
+
+
+def demo_like_repo(root: Path) -> Path:
+    """What `make demo` tracks: 3 runs, 4 hparams, loss and accuracy for train and val."""
+    for lr in (0.5, 0.1, 0.01):
+        run = quiet_run(root, experiment="demo-softmax", log_system_params=False)
+        run["hparams"] = {"learning_rate": lr, "batch_size": 64, "epochs": 5, "optimizer": "sgd"}
+        for step in range(60):
+            loss = math.exp(-step * lr / 5)
+            for subset, scale in (("train", 1.0), ("val", 1.1)):
+                if subset == "val" and step % 10:
+                    continue
+                ctx = {"subset": subset}
+                run.track(loss * scale, name="loss", step=step, context=ctx)
+                run.track(1 - loss * scale / 2, name="accuracy", step=step, context=ctx)
+        run.close()
+    return root
+
+
+@pytest.fixture(scope="module")
+def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    server = start_server(demo_like_repo(tmp_path_factory.mktemp("demo-like")))
+    yield server
+    code, err = stop_server(server)
+    assert code == 0, err
+
+
+@pytest.fixture
+def demo_tab(browser: Any, demo_server: Any) -> Iterator[Tab]:
+    tab = Tab(browser, demo_server)
+    tab.context.set_default_timeout(30_000)
+    yield tab
+    tab.close()
+
+
+LEGENDS = """() => [...document.querySelectorAll('section.chart')].map((chart) => {
+  const legend = chart.querySelector('.legend'), box = chart.getBoundingClientRect();
+  const items = [...legend.querySelectorAll('.legend-item')];
+  return {
+    title: chart.querySelector('h3 > span').textContent,
+    series: Number(chart.dataset.seriesCount),
+    clipped: legend.scrollHeight > legend.clientHeight + 1,
+    outside: items.filter((i) => { const r = i.getBoundingClientRect();
+      return r.bottom > box.bottom || r.right > box.right || r.height === 0; }).length,
+    entries: items.map((i) => [i.textContent, i.querySelector('.swatch').style.backgroundColor]),
+  };
+})"""
+
+
+def test_every_curve_is_in_its_legend_with_one_colour_per_run_everywhere(demo_tab: Tab) -> None:
+    page = demo_tab.open("/metrics")
+    charts = page.evaluate(LEGENDS)
+    assert [c["title"] for c in charts] == ["loss", "accuracy"]
+    colours: dict[str, str] = {}
+    for chart in charts:
+        # the page showed 4 entries for 6 series; the 5th curve (purple) was in none
+        assert chart["series"] == 6 and len(chart["entries"]) == 6, chart
+        assert not chart["clipped"] and chart["outside"] == 0, chart
+        assert len({colour for _, colour in chart["entries"]}) == 6, chart
+        for label, colour in chart["entries"]:
+            assert colours.setdefault(label, colour) == colour, (label, chart["title"])
+    assert len(colours) == 6  # "a8f4cc42 · subset=train" etc.: the same 6 in both charts
+    demo_tab.shot("hostile-legend-demo")
+
+
+def test_the_back_button_restores_every_control(demo_tab: Tab) -> None:
+    page = demo_tab.open("/metrics")
+    wait_reloaded(page, lambda: page.select_option("select[name=x]", "relative"))
+    page.fill("input[name=chart_by]", "metric.context.subset")
+    wait_reloaded(page, lambda: page.press("input[name=chart_by]", "Enter"))
+    page.check("input[name=ylog]")
+    wait_reloaded(page, lambda: page.select_option("select[name=x]", "wall"))
+    wait_reloaded(page, lambda: page.go_back())
+    assert "x=relative" in page.url
+    assert page.input_value("select[name=x]") == "relative"  # it still said "wall time"
+    assert page.input_value("input[name=chart_by]") == "metric.context.subset"
+    assert page.is_checked("input[name=ylog]")
+    wait_reloaded(page, lambda: page.go_back())
+    assert page.input_value("select[name=x]") == "relative"
+    assert page.input_value("input[name=chart_by]") == "metric.name"
+    assert page.locator("section.chart").count() == 2
+
+
+SERIES_PIXELS = """(colour) => { const canvas = document.querySelector('section.chart canvas');
+  const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+  let n = 0;
+  for (let i = 0; i < data.length; i += 4) {
+    if (Math.abs(data[i] - colour[0]) < 30 && Math.abs(data[i + 1] - colour[1]) < 30 &&
+        Math.abs(data[i + 2] - colour[2]) < 30 && data[i + 3] > 200) n++;
+  }
+  return n; }"""
+
+
+def tooltip_near(page: Any) -> str:
+    """Sweep the plot until the tooltip shows; its text."""
+    over = page.locator("section.chart .u-over").first
+    box = over.bounding_box()
+    assert box is not None
+    for y in range(2, int(box["height"]), 8):
+        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + y)
+        tip = page.locator(".tooltip:visible")
+        if tip.count():
+            return str(tip.inner_text())
+    raise AssertionError("no tooltip anywhere on the chart")
+
+
+def test_single_points_exact_values_and_steps_past_2_53(browser: Any, tmp_path: Path) -> None:
+    run = quiet_run(tmp_path, log_system_params=False)
+    run.track(42.0, name="single", step=7)
+    for step, value in enumerate([1_234_567_891.0, 1_234_567_892.0, 1_234_567_893.0]):
+        run.track(value, name="counter", step=step)
+    run.track(1.0, name="bigstep", step=0)
+    run.track(2.0, name="bigstep", step=2**62 + 1)
+    run.close()
+    server = start_server(tmp_path)
+    try:
+        tab = Tab(browser, server)
+        page = tab.open("/metrics?q=" + quote("metric.name == 'single'"))
+        blue = [0x25, 0x63, 0xEB]  # PALETTE[0]
+        assert page.evaluate(SERIES_PIXELS, blue) > 10  # one point: a dot, not nothing
+        tab.shot("hostile-single-point")
+        page = tab.open("/metrics?q=" + quote("metric.name == 'counter'"))
+        assert "1,234,567,892" in tooltip_near(page)  # float32 said 1,234,567,936
+        page = tab.open("/metrics?q=" + quote("metric.name == 'bigstep'"))
+        assert attr(page, "section.chart", "data-max-step") == str(2**62 + 1)
+        assert str(2**62 + 1) in page.locator("section.chart h3").inner_text()
+        tab.close()
+    finally:
+        assert stop_server(server)[0] == 0
+
+
+def test_aggregation_interpolates_and_axis_ticks_keep_their_digits(demo_tab: Tab) -> None:
+    page = demo_tab.open("/metrics")
+    result = page.evaluate(
+        """async () => {
+          const series = await import(new URL('static/js/series.js', document.baseURI));
+          const chart = await import(new URL('static/js/chart.js', document.baseURI));
+          const a = [0, null, 0, null, 0, null], b = [null, 10, null, 10, null, 10];
+          return {
+            mean: series.aggregate([a, b], 'mean', 'minmax', [0, 1, 2, 3, 4, 5]),
+            ticks: chart.fmtTicks([1234567890, 1234567900, 1234567910]),
+            small: chart.fmtTicks([0.95, 0.9525, 0.955]),
+            tiny: chart.fmtTicks([1e-5, 2e-5]),
+            big: chart.fmtTicks([0, 5e17, 1e18, 1.5e18]),
+          };
+        }"""
+    )
+    # a run tracked at even steps and one at odd steps: their mean, not a 0/10 zigzag
+    assert result["mean"]["line"] == [0, 5, 5, 5, 5, 10]
+    assert result["mean"]["lower"][1:5] == [0, 0, 0, 0]
+    assert result["mean"]["upper"][1:5] == [10, 10, 10, 10]
+    assert result["ticks"] == ["1.23456789B", "1.2345679B", "1.23456791B"]
+    assert result["small"] == ["0.95", "0.9525", "0.955"]
+    assert result["tiny"] == ["1e-5", "2e-5"]
+    assert result["big"] == ["0", "5e17", "1e18", "1.5e18"]
