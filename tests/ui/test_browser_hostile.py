@@ -1,7 +1,8 @@
 """The pages as a demanding user looks at them, in Debian's headless Chromium: every curve named
-in its legend with one colour per run in every chart, the back button restoring every control,
-a single point and values float32 cannot carry drawn and told exactly, series tracked at
-different steps aggregated."""
+in its legend with one colour per run in every chart, the runs table's requested metrics and
+params reachable, the back button restoring every control, a single point and values float32
+cannot carry drawn and told exactly, series tracked at different steps aggregated, many
+selected runs opened together, two tabs editing one run, and changes through a reverse proxy."""
 
 from __future__ import annotations
 
@@ -13,9 +14,11 @@ from urllib.parse import quote
 
 import pytest
 
+import aim_parquet as aim
 from tests.ui.browser import launch
 from tests.ui.conftest import quiet_run, start_server, stop_server
-from tests.ui.test_browser import Tab, attr, wait_reloaded
+from tests.ui.proxy import reverse_proxy
+from tests.ui.test_browser import READY, Tab, attr, wait_reloaded
 
 pytestmark = pytest.mark.browser
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -90,6 +93,48 @@ def test_every_curve_is_in_its_legend_with_one_colour_per_run_everywhere(demo_ta
             assert colours.setdefault(label, colour) == colour, (label, chart["title"])
     assert len(colours) == 6  # "a8f4cc42 · subset=train" etc.: the same 6 in both charts
     demo_tab.shot("hostile-legend-demo")
+
+
+def test_runs_table_shows_the_metrics_asked_for_first_and_reaches_the_params(
+    demo_tab: Tab,
+) -> None:
+    demo_tab.page.set_viewport_size({"width": 1280, "height": 720})
+    page = demo_tab.open("/runs?metrics=loss,accuracy")
+    heads = page.evaluate(
+        """() => { const box = document.querySelector('.vt-scroll').getBoundingClientRect();
+        return [...document.querySelectorAll('.vt-head')].map((h) => {
+          const r = h.getBoundingClientRect();
+          return [h.dataset.key, r.left >= box.left - 1 && r.right <= box.right + 1]; }); }"""
+    )
+    keys = [key for key, _ in heads]
+    metrics = [key for key in keys if key.startswith("metric:")]
+    assert metrics == [
+        "metric:loss (subset=train)",
+        "metric:loss (subset=val)",
+        "metric:accuracy (subset=train)",
+        "metric:accuracy (subset=val)",
+    ]
+    visible = dict(heads)
+    assert all(visible[key] for key in metrics), heads  # every asked-for metric in view
+    params = [key for key in keys if key.startswith("param:hparams.")]
+    assert len(params) == 4
+    # the rest is announced, not hidden behind an invisible scrollbar
+    assert attr(page, "#runs-table", "data-more-columns") == "true"
+    demo_tab.shot("hostile-runs-first-view")
+    page.click("button.more-columns")
+    page.wait_for_function(
+        "() => document.querySelector('#runs-table').dataset.moreColumns === 'false'"
+    )
+    shown = page.evaluate(
+        """() => { const box = document.querySelector('.vt-scroll').getBoundingClientRect();
+        const inView = (el) => { const r = el.getBoundingClientRect();
+          return r.left >= box.left - 1 && r.right <= box.right + 1; };
+        return { params: [...document.querySelectorAll(".vt-head[data-key^='param:']")]
+                   .filter(inView).length,
+                 name: inView(document.querySelector(".vt-row .vt-cell.sticky a")) }; }"""
+    )
+    assert shown == {"params": 4, "name": True}  # the run's name stays while scrolled
+    demo_tab.shot("hostile-runs-scrolled-to-params")
 
 
 def test_the_back_button_restores_every_control(demo_tab: Tab) -> None:
@@ -182,3 +227,76 @@ def test_aggregation_interpolates_and_axis_ticks_keep_their_digits(demo_tab: Tab
     assert result["small"] == ["0.95", "0.9525", "0.955"]
     assert result["tiny"] == ["1e-5", "2e-5"]
     assert result["big"] == ["0", "5e17", "1e18", "1.5e18"]
+
+
+def test_many_selected_runs_open_together_or_say_why_not(browser: Any, tmp_path: Path) -> None:
+    for i in range(305):
+        run = quiet_run(tmp_path, log_system_params=False)
+        run["hparams"] = {"seed": i}
+        run.track(float(i), name="loss", step=0)
+        run.close()
+    server = start_server(tmp_path)
+    try:
+        tab = Tab(browser, server)
+        page = tab.open("/runs?q=" + quote("run.hparams.seed >= 0"))
+        page.check("input[aria-label='select all runs']")
+        link = page.locator(".actions a")
+        assert link.inner_text() == "Open 305 in metrics"
+        # every run of the query: the query itself (305 hashes made a URL past the limits)
+        assert link.get_attribute("href") == "metrics?q=" + quote("run.hparams.seed >= 0", "")
+        page.locator(".vt-row input[data-action=select]").first.uncheck()
+        assert link.get_attribute("aria-disabled") == "true"
+        assert "at most 300" in (link.get_attribute("title") or "")
+        page.check("input[aria-label='select all runs']")
+        link.click()
+        page.wait_for_url("**/metrics?q=*")
+        page.wait_for_selector(READY)
+        assert attr(page, "#metrics", "data-series-count") == "305"
+        tab.close()
+    finally:
+        assert stop_server(server)[0] == 0
+
+
+def test_two_tabs_editing_one_run_keep_each_others_changes(browser: Any, tmp_path: Path) -> None:
+    run = quiet_run(tmp_path)
+    run.track(1.0, name="loss", step=0)
+    run.close()
+    server = start_server(tmp_path)
+    try:
+        first, second = Tab(browser, server), Tab(browser, server)
+        pages = [first.open("/runs"), second.open("/runs")]  # both loaded before any edit
+        pages[0].click(f".vt-row[data-key='{run.hash}'] button.edit")
+        pages[0].fill("dialog input[name=tags]", "from-tab-1")
+        wait_reloaded(pages[0], lambda: pages[0].click("dialog button:text-is('Save')"))
+        pages[1].click(f".vt-row[data-key='{run.hash}'] button.edit")  # its form: no tags yet
+        pages[1].fill("dialog textarea[name=description]", "from tab 2")
+        wait_reloaded(pages[1], lambda: pages[1].click("dialog button:text-is('Save')"))
+        stored = aim.Repo(str(tmp_path)).get_run(run.hash)
+        assert list(stored.tags) == ["from-tab-1"]  # tab 2 sent its stale empty tags
+        assert stored.description == "from tab 2"
+        first.close()
+        second.close()
+    finally:
+        assert stop_server(server)[0] == 0
+
+
+def test_archive_from_the_page_behind_a_reverse_proxy(browser: Any, tmp_path: Path) -> None:
+    run = quiet_run(tmp_path)
+    run.track(1.0, name="loss", step=0)
+    run.close()
+    server = start_server(tmp_path, "--base-path", "/tracker")
+    try:
+        with reverse_proxy(server.port, "/tracker", host="rewrite") as proxy_port:
+            tab = Tab(browser, server)
+            tab.base = f"http://127.0.0.1:{proxy_port}"
+            tab.watch.allowed_netloc = f"127.0.0.1:{proxy_port}"
+            page = tab.open("/tracker")  # no slash: a redirect that stays on the proxy
+            assert page.url == f"http://127.0.0.1:{proxy_port}/tracker/"
+            page.locator(f".vt-row[data-key='{run.hash}'] input[type=checkbox]").check()
+            wait_reloaded(page, lambda: page.click("button:text-is('Archive')"))
+            assert page.locator("pre.error").is_hidden()  # was "cross-origin change refused"
+            assert aim.Repo(str(tmp_path)).get_run(run.hash).archived is True
+            tab.shot("hostile-archive-through-proxy")
+            tab.close()
+    finally:
+        assert stop_server(server)[0] == 0

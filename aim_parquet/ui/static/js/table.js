@@ -8,7 +8,8 @@ const ROW_HEIGHT = 30;
 const OVERSCAN = 8;
 
 /**
- * columns: [{key, label, width, render(row) -> string|Node, sortValue(row), className}]
+ * columns: [{key, label, width, render(row) -> string|Node, sortValue(row), className,
+ *   sticky (stays in view while the table scrolls sideways: leading columns only), title}]
  *   or, for cells with controls, create() -> Node made once per pooled row and
  *   update(node, row) that patches it (no elements are created while scrolling)
  * options: {rowKey(row), onSort(key), selected: Set, onSelect(), rowClass(row)}
@@ -33,6 +34,11 @@ export class VirtualTable {
 
   setColumns(columns) {
     this.columns = columns;
+    let left = 0;
+    for (const column of columns) {
+      column.left = column.sticky ? left : null;
+      left += column.width;
+    }
     const width = columns.reduce((sum, c) => sum + c.width, 0);
     this.header.replaceChildren(...columns.map((c) => this.headerCell(c)));
     this.header.style.width = `${width}px`;
@@ -50,11 +56,18 @@ export class VirtualTable {
       dataset: { key: column.key },
     }, column.header ? column.header() : column.label);
     cell.style.width = `${column.width}px`;
+    this.stick(cell, column);
     if (column.sortValue) {
       cell.classList.add("sortable");
       cell.addEventListener("click", () => this.options.onSort(column.key));
     }
     return cell;
+  }
+
+  stick(cell, column) {
+    if (column.left === null || column.left === undefined) return;
+    cell.classList.add("sticky");
+    cell.style.left = `${column.left}px`;
   }
 
   setRows(rows, emptyText = "") {
@@ -90,6 +103,7 @@ export class VirtualTable {
       for (const column of this.columns) {
         const cell = h("div", { class: `vt-cell ${column.className || ""}`, role: "cell" });
         cell.style.width = `${column.width}px`;
+        this.stick(cell, column);
         if (column.create) cell.append(column.create());
         el.append(cell);
       }
