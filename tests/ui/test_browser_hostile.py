@@ -7,6 +7,9 @@ selected runs opened together, two tabs editing one run, and changes through a r
 from __future__ import annotations
 
 import math
+import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,10 +18,11 @@ from urllib.parse import quote
 import pytest
 
 import aim_parquet as aim
+from tests.conftest import python_env
 from tests.ui.browser import launch
 from tests.ui.conftest import quiet_run, start_server, stop_server
 from tests.ui.proxy import reverse_proxy
-from tests.ui.test_browser import READY, Tab, attr, wait_reloaded
+from tests.ui.test_browser import READY, WRITER, Tab, attr, wait_reloaded
 
 pytestmark = pytest.mark.browser
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -299,4 +303,60 @@ def test_archive_from_the_page_behind_a_reverse_proxy(browser: Any, tmp_path: Pa
             tab.shot("hostile-archive-through-proxy")
             tab.close()
     finally:
+        assert stop_server(server)[0] == 0
+
+
+def test_a_zoom_on_a_live_run_survives_its_updates(browser: Any, tmp_path: Path) -> None:
+    aim.Repo(str(tmp_path), init=True)
+    stop = tmp_path / "stop"
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(tmp_path), str(stop)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=python_env(),
+    )
+    server = start_server(tmp_path)
+    try:
+        assert writer.stdout is not None
+        while int(writer.stdout.readline() or -1) < 200:  # enough points to zoom into
+            pass
+        tab = Tab(browser, server)
+        page = tab.open("/metrics")
+        first = int(attr(page, "section.chart", "data-max-step"))
+        box = page.locator("section.chart .u-over").bounding_box()
+        assert box is not None
+        page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + 40)
+        page.mouse.down()
+        page.mouse.move(box["x"] + box["width"] * 0.75, box["y"] + 40, steps=5)
+        page.mouse.up()
+        page.wait_for_function(
+            "() => document.querySelector('section.chart').dataset.mode.endsWith('zoomed')"
+        )
+        page.wait_for_function(  # live updates arrived meanwhile (one a second)
+            f"() => Number(document.querySelector('section.chart').dataset.maxStep) > {first + 150}"
+        )
+        assert page.locator("section.chart").get_attribute("data-mode") == "exact zoomed"
+        # the left edge of the plot is still about halfway through the first steps, not step 0
+        box = page.locator("section.chart .u-over").bounding_box()  # its y axis got wider
+        assert box is not None
+        texts = []
+        for y in range(2, int(box["height"]), 6):
+            page.mouse.move(box["x"] + 4, box["y"] + y)
+            if page.locator(".tooltip:visible").count():
+                texts.append(page.locator(".tooltip:visible").inner_text())
+                break
+        assert texts, "no tooltip at the left edge"
+        match = re.search(r"step (?:≈ )?([\d,]+):", texts[0])
+        assert match and int(match.group(1).replace(",", "")) >= first * 0.4, texts[0]
+        tab.shot("hostile-live-zoom-kept")
+        page.locator("section.chart .u-over").dblclick()
+        page.wait_for_function(
+            "() => document.querySelector('section.chart').dataset.mode === 'exact'"
+        )
+        tab.close()
+    finally:
+        stop.touch()
+        if writer.poll() is None:
+            writer.kill()
+        writer.communicate()
         assert stop_server(server)[0] == 0

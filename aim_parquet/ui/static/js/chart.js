@@ -93,6 +93,7 @@ export class Chart {
     this.xLog = xLog;
     this.approximate = approximate;
     this.plot = null;
+    this.zoomRange = null; // [min, max] of x while drag-zoomed
     this.tooltip = h("div", { class: "tooltip", hidden: true });
     this.canvasBox = h("div", { class: "plot" });
     container.append(this.canvasBox, this.tooltip);
@@ -108,7 +109,8 @@ export class Chart {
     this.lines = lines;
     const data = [x, ...lines.map((l) => l.values)];
     if (this.plot && this.plot.series.length === lines.length + 1 && this.sameStyle(lines)) {
-      this.plot.setData(data, true);
+      this.plot.setData(data, !this.zoomRange);
+      this.keepZoom();
       return;
     }
     if (this.plot) this.plot.destroy();
@@ -145,16 +147,27 @@ export class Chart {
       hooks: {
         setCursor: [(u) => this.onCursor(u)],
         setSelect: [(u) => {
-          if (!this.onZoom || u.select.width < 2) return;
+          if (u.select.width < 2) return;
           const lo = u.posToVal(u.select.left, "x"), hi = u.posToVal(u.select.left + u.select.width, "x");
-          this.onZoom(lo, hi);
+          this.zoomRange = [lo, hi];
+          if (this.onZoom) this.onZoom(lo, hi);
         }],
       },
     };
     this.styleKey = styleKey(lines);
     this.plot = new uPlot(options, data, this.canvasBox);
+    this.keepZoom();
     this.plot.over.addEventListener("mouseleave", () => { this.tooltip.hidden = true; });
-    this.plot.over.addEventListener("dblclick", () => { if (this.onZoom) this.onZoom(null, null); });
+    this.plot.over.addEventListener("dblclick", () => {
+      this.zoomRange = null;
+      if (this.onZoom) this.onZoom(null, null);
+    });
+  }
+
+  /** A drag-zoom stays until a double click: new data (a live run's next points, every
+   * second) used to reset the axes, so a live curve could not be zoomed for more than 1 s. */
+  keepZoom() {
+    if (this.zoomRange) this.plot.setScale("x", { min: this.zoomRange[0], max: this.zoomRange[1] });
   }
 
   sameStyle(lines) {

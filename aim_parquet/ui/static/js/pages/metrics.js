@@ -156,9 +156,10 @@ function render() {
     }
     root.append(entry.el);
     entry.chart.approximate = c.mode === "binned";
+    if (!c.zoomed && !c.full) entry.chart.zoomRange = null; // fresh data: no zoom of old data
     entry.el.dataset.maxStep = c.maxStep === null || c.maxStep === undefined ? "" : String(c.maxStep);
     entry.el.dataset.seriesCount = String(c.series.length);
-    entry.el.dataset.mode = c.full ? `${c.mode} zoomed` : c.mode;
+    entry.el.dataset.mode = c.full || c.zoomed ? `${c.mode} zoomed` : c.mode;
     drawChart(entry, c, colorFields, strokeFields, colors, dashes, seriesColors);
   }
   for (const [key, entry] of charts) {
@@ -177,10 +178,13 @@ async function zoom(key, lo, hi) {
   const chart = model.charts.find((c) => c.key === key);
   if (!chart) return;
   if (lo === null) {
-    if (chart.full) { Object.assign(chart, chart.full); chart.full = null; render(); }
+    if (chart.full) { Object.assign(chart, chart.full); chart.full = null; }
+    chart.zoomed = false;
+    render();
     return;
   }
-  if (chart.mode !== "binned" && !chart.full) return; // every point is already there
+  chart.zoomed = true; // the chart keeps the range through live updates until a double click
+  if (chart.mode !== "binned" && !chart.full) { render(); return; } // every point is there
   setReady(false);
   try {
     const { header, read } = await getSeries("api/metrics/search", {
@@ -263,7 +267,7 @@ function drawChart(entry, c, colorFields, strokeFields, colors, dashes, seriesCo
   const bad = c.series.reduce((sum, s) => sum + (s.nonfinite || 0), 0);
   const badText = bad ? ` · ${bad} NaN/inf not drawn` : "";
   entry.title.replaceChildren(h("span", { dir: "auto" }, c.title),
-    h("small", {}, ` ${c.series.length} series${maxStep}${c.mode === "binned" ? " · min/max per pixel" : ""}${badText}${c.full ? " · zoomed (double-click resets)" : ""}`));
+    h("small", {}, ` ${c.series.length} series${maxStep}${c.mode === "binned" ? " · min/max per pixel" : ""}${badText}${c.full || c.zoomed ? " · zoomed (double-click resets)" : ""}`));
   entry.chart.draw(c.x, lines, bands);
   entry.el.classList.toggle("no-points", c.x.length === 0);
   entry.el.dataset.emptyText = model.xAxis === "epoch"
