@@ -355,3 +355,17 @@ def test_up_help_says_what_a_token_does_on_loopback() -> None:
     )
     text = re.sub(r"\s+", " ", out.stdout)
     assert "reverse proxy" in text and "replaces the localhost-name check" in text
+
+
+def test_charts_group_by_a_param_key_that_holds_dots(tmp_path: Path) -> None:
+    """The runs table shows `{"dotted.key": 5}` as column hparams.dotted.key = 5 and the
+    page colours by it; grouping charts by the same field put every run under None."""
+    for value in (5, 6):
+        run = quiet_run(tmp_path, log_system_params=False)
+        run["hparams"] = {"dotted.key": value, "nested": {"key": value}}
+        run.track(1.0, name="loss", step=0)
+        run.close()
+    with served(create_app(tmp_path)) as http:
+        for field in ("run.hparams.dotted.key", "run.hparams.nested.key"):
+            header, _ = decode(http.get("/api/metrics/search", params={"chart_by": field}).content)
+            assert sorted(c["title"] for c in header["charts"]) == [f"{field}=5", f"{field}=6"]

@@ -131,6 +131,8 @@ def field_value(field: str, record: RunRecord, info: SequenceInfo) -> Any:
     value: Any = record.param(head)
     for part in rest.split(".") if rest else ():
         value = value.get(part) if isinstance(value, dict) else None
+    if value is None and rest:  # a key that holds dots ({"dotted.key": 5}), as the table shows
+        value = flatten_params(record.params).get(path)
     return value
 
 
