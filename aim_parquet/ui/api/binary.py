@@ -30,10 +30,11 @@ F32_EXACT_INT = 2**24
 
 
 def values_dtype(values: np.ndarray[Any, Any]) -> str:
-    """"f4" when float32 carries `values` (NaN: empty slot) as a chart and a tooltip show them,
-    else "f8": a value out of float32's range (1e308 would arrive as inf, 1e-40 as 0), a whole
-    number float32 would change (a counter past 2**24), or rounding that moves a value by more
-    than a millionth of the values' spread (a curve near 1e9 varying in its 9th digit)."""
+    """The dtype to send `values` as (NaN: empty slot): "f4" when float32 carries them as a
+    chart and a tooltip show them, else "f8": a value out of float32's range (1e308 would
+    arrive as inf, 1e-40 as 0), a whole number float32 would change (a counter past 2**24), or
+    rounding that moves a value by more than a millionth of the values' spread (a curve near
+    1e9 varying in its 9th digit)."""
     finite = values[np.isfinite(values)]
     if finite.size == 0:
         return "f4"
