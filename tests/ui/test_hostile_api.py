@@ -369,3 +369,36 @@ def test_charts_group_by_a_param_key_that_holds_dots(tmp_path: Path) -> None:
         for field in ("run.hparams.dotted.key", "run.hparams.nested.key"):
             header, _ = decode(http.get("/api/metrics/search", params={"chart_by": field}).content)
             assert sorted(c["title"] for c in header["charts"]) == [f"{field}=5", f"{field}=6"]
+
+
+KILLED_WRITER = """
+import sys, time
+import aim_parquet as aim
+run = aim.Run(repo=sys.argv[1], system_tracking_interval=None, capture_terminal_logs=False)
+for step in range(10):
+    run.track(float(step), name="loss", step=step)
+run.flush()
+print(run.hash, flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_killed_run_lasted_until_its_last_flush_not_until_now(tmp_path: Path) -> None:
+    writer = subprocess.Popen(
+        [PYTHON, "-c", KILLED_WRITER, str(tmp_path)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=python_env(),
+    )
+    assert writer.stdout is not None
+    run_hash = writer.stdout.readline().strip()
+    writer.kill()
+    writer.communicate(timeout=60)
+    sidecar = tmp_path / ".aim" / "runs" / run_hash / "run.json"
+    with served(create_app(tmp_path)) as http:
+        table = http.get("/api/runs").json()
+        (i,) = [n for n, h in enumerate(table["columns"]["hash"]) if h == run_hash]
+        assert table["columns"]["active"][i] is False and table["columns"]["ended"][i] is None
+        created = table["columns"]["created"][i]
+        duration = table["columns"]["duration"][i]
+        assert duration == pytest.approx(sidecar.stat().st_mtime - created, abs=1e-6)

@@ -175,7 +175,7 @@ def read_series(
 
 
 def run_info(state: UiState, record: RunRecord, now: float) -> dict[str, Any]:
-    fields = run_fields(record, RunView(record, state.layout), now)
+    fields = run_fields(record, RunView(record, state.layout), now, state.layout)
     fields["params"] = flatten_params(record.params)
     return fields
 

@@ -22,7 +22,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from aim_parquet.errors import MissingRunError
-from aim_parquet.format.paths import validate_run_hash
+from aim_parquet.format.paths import RepoLayout, validate_run_hash
 from aim_parquet.query.planner import plan_query
 from aim_parquet.query.views import RunView
 from aim_parquet.storage.run_ops import delete_run_folder
@@ -61,9 +61,18 @@ def metric_label(name: str, context: dict[str, Any]) -> str:
     return f"{name} ({label})" if label else name
 
 
-def run_fields(record: RunRecord, view: RunView, now: float) -> dict[str, Any]:
-    """The fields of one run as the API shows them."""
+def run_fields(
+    record: RunRecord, view: RunView, now: float, layout: RepoLayout | None = None
+) -> dict[str, Any]:
+    """The fields of one run as the API shows them. A run nobody writes any more that never
+    ended (its process was killed) lasted until its last flush, not until now."""
     end = record.end_time
+    last = end
+    if last is None and layout is not None and not view.active:
+        try:
+            last = layout.sidecar(record.hash).stat().st_mtime
+        except OSError:
+            last = None
     return {
         "hash": record.hash,
         "name": record.display_name,
@@ -72,7 +81,7 @@ def run_fields(record: RunRecord, view: RunView, now: float) -> dict[str, Any]:
         "description": record.description,
         "created": record.creation_time,
         "ended": end,
-        "duration": (end if end is not None else now) - record.creation_time,
+        "duration": (last if last is not None else now) - record.creation_time,
         "active": view.active,
         "archived": record.archived,
     }
@@ -91,7 +100,7 @@ def runs_table(state: UiState, query: str, metric_names: list[str]) -> dict[str,
     metric_keys: dict[str, dict[str, Any]] = {}
     for match in matches:
         record = match.record
-        fields = run_fields(record, RunView(record, state.layout), now)
+        fields = run_fields(record, RunView(record, state.layout), now, state.layout)
         for key, column in columns.items():
             column.append(fields[key])
         flats.append(flatten_params(record.params))
@@ -126,7 +135,7 @@ def run_detail(state: UiState, run_hash: str) -> dict[str, Any]:
     validate_run_hash(run_hash)
     meta = load_run_meta(state.layout, run_hash)
     view = RunView(meta, state.layout)
-    fields = run_fields(meta, view, time.time())  # type: ignore[arg-type]
+    fields = run_fields(meta, view, time.time(), state.layout)  # type: ignore[arg-type]
     fields["params"] = meta.params
     fields["sequences"] = [
         {
