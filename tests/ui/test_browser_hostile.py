@@ -360,3 +360,27 @@ def test_a_zoom_on_a_live_run_survives_its_updates(browser: Any, tmp_path: Path)
             writer.kill()
         writer.communicate()
         assert stop_server(server)[0] == 0
+
+
+def test_params_of_a_few_runs_each_show_in_their_rows(browser: Any, tmp_path: Path) -> None:
+    from tests.ui.test_hostile_api import sparse_repo
+
+    hashes = sparse_repo(tmp_path, 30)
+    server = start_server(tmp_path)
+    try:
+        tab = Tab(browser, server)
+        page = tab.open("/runs")
+        heads = page.eval_on_selector_all(
+            ".vt-head[data-key^='param:']", "els => els.map((e) => e.dataset.key)"
+        )
+        assert heads[0] == "param:lr"  # every run has it: first, before the cfg.* keys of one run each
+        page = tab.open("/runs?params=cfg.k3,cfg.j3,lr")
+        row = page.locator(f".vt-row[data-key='{hashes[3]}']")
+        assert row.locator(".vt-cell").nth(-3).inner_text() == "3"
+        assert row.locator(".vt-cell").nth(-2).inner_text() == "3"
+        assert row.locator(".vt-cell").nth(-1).inner_text() == "0.1"
+        other = page.locator(f".vt-row[data-key='{hashes[4]}']")
+        assert other.locator(".vt-cell").nth(-3).inner_text() == ""
+        tab.close()
+    finally:
+        assert stop_server(server)[0] == 0

@@ -5,6 +5,7 @@ server. Real processes, a real proxy, real HTTP."""
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 import subprocess
@@ -402,3 +403,36 @@ def test_a_killed_run_lasted_until_its_last_flush_not_until_now(tmp_path: Path) 
         created = table["columns"]["created"][i]
         duration = table["columns"]["duration"][i]
         assert duration == pytest.approx(sidecar.stat().st_mtime - created, abs=1e-6)
+
+
+def sparse_repo(root: Path, runs: int) -> list[str]:
+    """Runs that share `lr` and each have two params of their own."""
+    hashes = []
+    for i in range(runs):
+        run = quiet_run(root, log_system_params=False)
+        run["lr"] = 0.1
+        run["cfg"] = {f"k{i}": i, f"j{i}": str(i)}
+        run.track(1.0, name="loss", step=0)
+        run.close()
+        hashes.append(run.hash)
+    return hashes
+
+
+def test_params_few_runs_have_are_sent_sparse_when_asked(tmp_path: Path) -> None:
+    """The table's columnar JSON had a list per param key with a value or null per run: 2,000
+    runs with 5 keys of their own each made 100 MB (10,000 runs would make gigabytes)."""
+    hashes = sparse_repo(tmp_path, 40)
+    with served(create_app(tmp_path)) as http:
+        dense = http.get("/api/runs").json()
+        answer = http.get("/api/runs", params={"sparse": "1"})
+    table = answer.json()
+    assert all(isinstance(v, list) and len(v) == 40 for v in dense["params"].values())
+    assert table["params"]["lr"] == [0.1] * 40  # every run has it: a plain list
+    order = table["columns"]["hash"]
+    for i, run_hash in enumerate(hashes):
+        column = table["params"][f"cfg.k{i}"]
+        assert column == {"rows": [order.index(run_hash)], "values": [i]}
+        assert dense["params"][f"cfg.k{i}"][order.index(run_hash)] == i
+    cells = sum(len(v) if isinstance(v, list) else len(v["rows"]) for v in table["params"].values())
+    assert cells == 40 + 2 * 40  # what the runs have, not keys x runs (80 x 40 = 3,200)
+    assert len(json.dumps(table["params"])) * 5 < len(json.dumps(dense["params"]))

@@ -1,6 +1,6 @@
 """`/api/runs`: the runs table (columnar JSON) and the changes a user makes to runs.
 
-    GET    /api/runs?q=AIMQL&metrics=loss,acc   runs matching a run query, newest first
+    GET    /api/runs?q=AIMQL&metrics=loss,acc[&sparse=1]   runs matching a run query, newest first
     GET    /api/runs/{hash}                     one run: fields, all params, its sequences
     POST   /api/runs/{hash}                     {"name"?, "description"?, "tags"?}: edit
     POST   /api/runs/{hash}/archive             {"archived": true|false}
@@ -87,7 +87,28 @@ def run_fields(
     }
 
 
-def runs_table(state: UiState, query: str, metric_names: list[str]) -> dict[str, Any]:
+def param_columns(flats: list[dict[str, Any]], *, sparse: bool) -> dict[str, Any]:
+    """One column per flattened param key: a list with a value (or None) per run; with
+    `sparse`, a key fewer than half the runs have is `{"rows": [i, ...], "values": [...]}`
+    instead (10,000 runs with a few keys of their own each made 10,000 lists of 10,000
+    nulls: gigabytes of JSON)."""
+    rows: dict[str, list[int]] = {}
+    for i, flat in enumerate(flats):
+        for key in flat:
+            rows.setdefault(key, []).append(i)
+    columns: dict[str, Any] = {}
+    for key in sorted(rows):
+        present = rows[key]
+        if sparse and 2 * len(present) < len(flats):
+            columns[key] = {"rows": present, "values": [flats[i][key] for i in present]}
+        else:
+            columns[key] = [flat.get(key) for flat in flats]
+    return columns
+
+
+def runs_table(
+    state: UiState, query: str, metric_names: list[str], *, sparse: bool = False
+) -> dict[str, Any]:
     plan = plan_query(query, None)
     started = time.perf_counter()
     matches, damaged = state.matches(plan)
@@ -114,8 +135,7 @@ def runs_table(state: UiState, query: str, metric_names: list[str]) -> dict[str,
                     )
                     row[label] = entry.info.last
         lasts.append(row)
-    param_keys = sorted({k for flat in flats for k in flat})
-    params = {k: [flat.get(k) for flat in flats] for k in param_keys}
+    params = param_columns(flats, sparse=sparse)
     metrics = [
         {**meta, "values": [row.get(label) for row in lasts]}
         for label, meta in sorted(metric_keys.items())
@@ -190,7 +210,9 @@ def routes(state: UiState) -> list[Route]:
     async def list_runs(request: Request) -> Response:
         query = request.query_params.get("q", "")
         names = [n for n in request.query_params.get("metrics", "").split(",") if n]
-        return JsonResponse(await state.call(runs_table, state, query, names))
+        sparse = request.query_params.get("sparse", "") in ("1", "true")
+        table = await state.call(lambda: runs_table(state, query, names, sparse=sparse))
+        return JsonResponse(table)
 
     @api_errors
     async def get_run(request: Request) -> Response:

@@ -15,6 +15,7 @@ let data = null;   // the last /api/runs answer
 let rows = [];     // row objects, sorted
 let loading = null;
 let selectAllBox = null; // the header's "select all runs" box
+const dense = new Map(); // param key -> its values, one per row (built when shown or sorted)
 
 markNav("runs");
 const app = document.getElementById("app");
@@ -87,9 +88,10 @@ async function load() {
   const token = {};
   loading = token;
   try {
-    const answer = await getJSON("api/runs", { q: effectiveQuery(), metrics: state.metrics });
+    const answer = await getJSON("api/runs", { q: effectiveQuery(), metrics: state.metrics, sparse: 1 });
     if (loading !== token) return;
     data = answer;
+    dense.clear();
     errorBox.hidden = true;
     buildRows();
     for (const hash of [...selected]) if (!rows.some((r) => r.hash === hash)) selected.delete(hash);
@@ -131,13 +133,38 @@ function buildRows() {
   }
 }
 
+/** A param's values, one per row (the API sends a param few runs have as rows + values). */
+function paramValues(key) {
+  let values = dense.get(key);
+  if (!values) {
+    const column = data.params[key];
+    if (Array.isArray(column)) values = column;
+    else {
+      values = new Array(data.count).fill(null);
+      if (column) column.rows.forEach((row, j) => { values[row] = column.values[j]; });
+    }
+    dense.set(key, values);
+  }
+  return values;
+}
+
 function paramKeys() {
   return Object.keys(data.params || {});
 }
 
+/** The params shown by default: those most runs have, first (a key of one run's own must not
+ * crowd out the learning rate every run has); alphabetical among equals. */
+function defaultParams() {
+  const runsWith = (key) => (Array.isArray(data.params[key]) ? data.count : data.params[key].rows.length);
+  return paramKeys()
+    .map((key, i) => [key, runsWith(key), i])
+    .sort((a, b) => b[1] - a[1] || a[2] - b[2])
+    .slice(0, DEFAULT_PARAM_COLUMNS)
+    .map(([key]) => key);
+}
+
 function shownParams() {
-  const all = paramKeys();
-  if (!state.params) return all.slice(0, DEFAULT_PARAM_COLUMNS);
+  if (!state.params) return defaultParams();
   if (state.params === "-") return [];
   const wanted = state.params.split(",");
   return wanted.filter((k) => k in data.params);
@@ -157,7 +184,7 @@ function cmp(a, b) {
 
 function sortValueFor(key) {
   if (key.startsWith("param:")) {
-    const col = data.params[key.slice(6)] || [];
+    const col = paramValues(key.slice(6));
     return (row) => col[row.i];
   }
   if (key.startsWith("metric:")) {
@@ -252,7 +279,7 @@ function renderColumns() {
       { className: "num", lines: [metric.name, context], title: metric.label }));
   }
   for (const key of data ? shownParams() : []) {
-    const values = data.params[key];
+    const values = paramValues(key);
     const dot = key.lastIndexOf(".");
     columns.push(col(`param:${key}`, key, (r) => fmtValue(values[r.i]),
       { className: "num", lines: [key.slice(dot + 1), dot > 0 ? key.slice(0, dot) : ""], title: key }));
