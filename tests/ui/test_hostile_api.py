@@ -436,3 +436,19 @@ def test_params_few_runs_have_are_sent_sparse_when_asked(tmp_path: Path) -> None
     cells = sum(len(v) if isinstance(v, list) else len(v["rows"]) for v in table["params"].values())
     assert cells == 40 + 2 * 40  # what the runs have, not keys x runs (80 x 40 = 3,200)
     assert len(json.dumps(table["params"])) * 5 < len(json.dumps(dense["params"]))
+
+
+def test_runs_table_metrics_come_in_the_order_asked(tmp_path: Path) -> None:
+    run = quiet_run(tmp_path, log_system_params=False)
+    for name in ("loss", "accuracy"):
+        for subset in ("val", "train"):
+            run.track(0.5, name=name, step=0, context={"subset": subset})
+    run.close()
+    with served(create_app(tmp_path)) as http:
+        table = http.get("/api/runs", params={"metrics": "loss,accuracy"}).json()
+    assert [m["label"] for m in table["metrics"]] == [
+        "loss (subset=train)",
+        "loss (subset=val)",
+        "accuracy (subset=train)",
+        "accuracy (subset=val)",
+    ]

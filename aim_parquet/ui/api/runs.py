@@ -138,7 +138,9 @@ def runs_table(
     params = param_columns(flats, sparse=sparse)
     metrics = [
         {**meta, "values": [row.get(label) for row in lasts]}
-        for label, meta in sorted(metric_keys.items())
+        for label, meta in sorted(
+            metric_keys.items(), key=lambda kv: (metric_names.index(kv[1]["name"]), kv[0])
+        )
     ]
     return {
         "query": query,
