@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import secrets
+import socket
 import sys
 from typing import Any
 from urllib.parse import quote
@@ -52,8 +53,12 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(func=cmd_up)
 
 
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")
+"""Binds to every address: the URL to open is localhost here, the machine's name elsewhere."""
+
+
 def ui_url(host: str, port: int, base_path: str, token: str | None) -> str:
-    shown = "localhost" if host in ("127.0.0.1", "localhost") else host
+    shown = "localhost" if host in ("127.0.0.1", "localhost", *WILDCARD_HOSTS) else host
     if ":" in shown:
         shown = f"[{shown}]"
     query = f"?token={quote(token, safe='')}" if token else ""
@@ -91,6 +96,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     def announce() -> None:
         url = ui_url(args.host, port, base_path, token)
         sys.stdout.write(f"aim_parquet UI for {layout.root}\n  {url}\n")
+        if args.host in WILDCARD_HOSTS:  # a browser cannot open http://0.0.0.0 (Chrome blocks it)
+            there = ui_url(socket.gethostname(), port, base_path, token)
+            sys.stdout.write(f"  {there}  (from other machines)\n")
         if generated:
             sys.stdout.write("  (a token was generated: requests without it are refused)\n")
         sys.stdout.write("Press Ctrl-C to stop.\n")

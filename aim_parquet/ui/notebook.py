@@ -113,7 +113,8 @@ class _Server:
         """The URL line of the banner `aim-parquet up` prints once it listens."""
         for line in self.output(self.out).splitlines():
             if line.strip().startswith("http://"):
-                self.url = line.strip()
+                self.url = line.split()[0]  # the first: the one to open on this machine
+                break
         return self.url
 
 

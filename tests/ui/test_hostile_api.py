@@ -452,3 +452,21 @@ def test_runs_table_metrics_come_in_the_order_asked(tmp_path: Path) -> None:
         "accuracy (subset=train)",
         "accuracy (subset=val)",
     ]
+
+
+def test_a_wildcard_bind_prints_urls_a_browser_can_open(proxied_repo: Path) -> None:
+    """http://0.0.0.0:PORT/ is what `--host 0.0.0.0` printed: Chrome refuses to open it."""
+    server = start_server(proxied_repo, "--host", "0.0.0.0", "--token", "t0k")
+    try:
+        urls = [line.split()[0] for line in server.first_lines if line.strip().startswith("http")]
+        assert urls == [
+            f"http://localhost:{server.port}/?token=t0k",
+            f"http://{socket.gethostname()}:{server.port}/?token=t0k",
+        ]
+        assert "0.0.0.0" not in "\n".join(server.first_lines)
+        answer = httpx.get(
+            f"http://127.0.0.1:{server.port}/api/info", headers={"Authorization": "Bearer t0k"}
+        )
+        assert answer.status_code == 200
+    finally:
+        assert stop_server(server)[0] == 0
