@@ -470,3 +470,16 @@ def test_a_wildcard_bind_prints_urls_a_browser_can_open(proxied_repo: Path) -> N
         assert answer.status_code == 200
     finally:
         assert stop_server(server)[0] == 0
+
+
+def test_points_without_an_epoch_are_counted_not_silently_dropped(tmp_path: Path) -> None:
+    run = quiet_run(tmp_path, log_system_params=False)
+    for step in range(30):
+        run.track(float(step), name="loss", step=step, epoch=step // 10 if step % 3 else None)
+    run.close()
+    with served(create_app(tmp_path)) as http:
+        header, _ = decode(http.get("/api/metrics/search", params={"x": "epoch"}).content)
+        (series,) = header["charts"][0]["series"]
+        assert series["no_x"] == 10 and series["count"] == 30
+        header, _ = decode(http.get("/api/metrics/search", params={"x": "step"}).content)
+        assert header["charts"][0]["series"][0]["no_x"] == 0

@@ -203,6 +203,7 @@ def search(
         state.check()
         steps, x, y = read_series(state, record, info, x_axis)
         points_read += int(steps.size)
+        no_x = int(x.size - np.count_nonzero(np.isfinite(x)))  # e.g. points tracked without epoch
         if lo is not None or hi is not None:
             keep = np.ones(x.size, bool)
             if lo is not None:
@@ -223,6 +224,7 @@ def search(
                 "count": int(steps.size),
                 "last_step": int(steps[-1]) if steps.size else None,
                 "last_value": float(y[-1]) if y.size else None,
+                "no_x": no_x,
             }
         )
     buffers = BufferWriter()
@@ -289,6 +291,7 @@ def live(
                 steps, x, y = steps[start:], x[start:], y[start:]
                 if steps.size == 0:
                     continue
+            no_x = int(x.size - np.count_nonzero(np.isfinite(x)))
             cleaned, bad = clean(x, y)
             sx, sy = minmax_points(cleaned.x, cleaned.y, width)
             key = chart_key(chart_by, record, info)
@@ -304,6 +307,7 @@ def live(
                     "last_step": int(steps[-1]) if steps.size else after,
                     "last_value": float(y[-1]) if y.size else None,
                     "nonfinite": bad,
+                    "no_x": no_x,
                     "count": int(steps.size),
                     "x": buffers.add(sx, "f8"),
                     "y": buffers.add(sy, "values"),

@@ -309,8 +309,10 @@ function drawChart(entry, c, styles) {
   const maxStep = c.maxStep === null || c.maxStep === undefined ? "" : ` · step ≤ ${fmtNumber(c.maxStep)}`;
   const bad = c.series.reduce((sum, s) => sum + (s.nonfinite || 0), 0);
   const badText = bad ? ` · ${bad} NaN/inf not drawn` : "";
+  const noX = c.series.reduce((sum, s) => sum + (s.no_x || 0), 0);
+  const noXText = noX ? ` · ${noX.toLocaleString("en-US")} point${noX === 1 ? "" : "s"} without ${model.xAxis === "epoch" ? "an epoch" : `a ${X_LABELS[model.xAxis]}`} not drawn` : "";
   entry.title.replaceChildren(h("span", { dir: "auto" }, c.title),
-    h("small", {}, ` ${c.series.length} series${maxStep}${c.mode === "binned" ? " · min/max per pixel" : ""}${badText}${c.full || c.zoomed ? " · zoomed (double-click resets)" : ""}`));
+    h("small", {}, ` ${c.series.length} series${maxStep}${c.mode === "binned" ? " · min/max per pixel" : ""}${badText}${noXText}${c.full || c.zoomed ? " · zoomed (double-click resets)" : ""}`));
   entry.chart.draw(c.x, lines, bands);
   entry.el.classList.toggle("no-points", c.x.length === 0);
   entry.el.dataset.emptyText = model.xAxis === "epoch"
@@ -406,6 +408,7 @@ function applyLive(header, read) {
       chart.series.push(series);
     }
     series.nonfinite += s.nonfinite;
+    series.no_x = (series.no_x || 0) + (s.no_x || 0);
     series.last_step = s.last_step;
     series.last_value = s.last_value;
     if (laterStep(s.last_step, chart.maxStep)) chart.maxStep = s.last_step;
