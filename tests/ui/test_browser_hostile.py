@@ -418,3 +418,42 @@ def test_charts_out_of_view_are_drawn_when_scrolled_to(browser: Any, tmp_path: P
         tab.close()
     finally:
         assert stop_server(server)[0] == 0
+
+
+def test_a_zoom_is_in_the_url_and_a_link_restores_it(browser: Any, tmp_path: Path) -> None:
+    run = quiet_run(tmp_path, log_system_params=False)
+    for step in range(20_000):
+        run.track(float(step % 500 == 250) * 3.0 + step / 20_000, name="loss", step=step)
+    run.close()
+    server = start_server(tmp_path)
+    try:
+        tab = Tab(browser, server)
+        page = tab.open("/metrics")
+        chart = page.locator("section.chart")
+        assert chart.get_attribute("data-mode") == "binned"
+        box = chart.locator(".u-over").bounding_box()
+        assert box is not None
+        page.mouse.move(box["x"] + box["width"] * 0.30, box["y"] + 40)
+        page.mouse.down()
+        page.mouse.move(box["x"] + box["width"] * 0.32, box["y"] + 40, steps=5)
+        page.mouse.up()
+        page.wait_for_function(
+            "() => document.querySelector('section.chart').dataset.mode === 'exact zoomed'"
+        )
+        zoomed_max = chart.get_attribute("data-max-step")
+        assert "zoom=" in page.url
+        link = page.url
+        other = Tab(browser, server)
+        again = other.open(link.split(f":{server.port}", 1)[1])  # a new tab, from the link
+        assert attr(again, "section.chart", "data-mode") == "exact zoomed"
+        assert attr(again, "section.chart", "data-max-step") == zoomed_max
+        other.shot("hostile-zoom-from-a-link")
+        again.locator("section.chart .u-over").dblclick()
+        again.wait_for_function(
+            "() => document.querySelector('section.chart').dataset.mode === 'binned'"
+        )
+        again.wait_for_function("() => !location.search.includes('zoom=')")
+        other.close()
+        tab.close()
+    finally:
+        assert stop_server(server)[0] == 0

@@ -83,6 +83,7 @@ app.append(
 const REFETCH = new Set(["q", "x", "chart_by"]);
 
 function changed(name, push = false) {
+  if (REFETCH.has(name)) state.zoom = ""; // another query or axis: the zoomed ranges meant other x
   writeState(state, DEFAULTS, push || REFETCH.has(name));
   if (REFETCH.has(name)) load();
   else if (name === "live") scheduleLive();
@@ -110,6 +111,8 @@ async function load() {
       })),
     };
     render();
+    await restoreZooms(mine);
+    if (mine !== generation) return;
     performance.mark("aim_parquet:drawn");
     const ms = performance.now() - started;
     const damaged = header.damaged.length ? ` · ${header.damaged.length} damaged run(s) skipped: run aim-parquet verify` : "";
@@ -190,18 +193,48 @@ function render() {
 }
 
 // -- zoom: a chart downsampled per pixel column asks for the zoomed range at full resolution --
-async function zoom(key, lo, hi) {
+/** Zoomed ranges in the URL: {chart key: [min, max]} as JSON in `zoom`, so a link (or a
+ * reload) shows the same zoom. */
+function zooms() {
+  try {
+    const parsed = JSON.parse(state.zoom || "{}");
+    return parsed && typeof parsed === "object" && !Array.isArray(parsed) ? parsed : {};
+  } catch (_) {
+    return {};
+  }
+}
+
+function saveZoom(key, range) {
+  const all = zooms();
+  if (range) all[key] = range; else delete all[key];
+  state.zoom = Object.keys(all).length ? JSON.stringify(all) : "";
+  writeState(state, DEFAULTS);
+}
+
+async function restoreZooms(mine) {
+  for (const [key, range] of Object.entries(zooms())) {
+    const entry = charts.get(key);
+    if (!entry || !Array.isArray(range) || range.length !== 2 || !range.every(Number.isFinite)) continue;
+    entry.chart.zoomRange = [range[0], range[1]];
+    await zoom(key, range[0], range[1], { restoring: true });
+    if (mine !== generation) return;
+  }
+}
+
+async function zoom(key, lo, hi, { restoring = false } = {}) {
   const chart = model.charts.find((c) => c.key === key);
   if (!chart) return;
   if (lo === null) {
     if (chart.full) { Object.assign(chart, chart.full); chart.full = null; }
     chart.zoomed = false;
+    saveZoom(key, null);
     render();
     return;
   }
   chart.zoomed = true; // the chart keeps the range through live updates until a double click
+  saveZoom(key, [lo, hi]);
   if (chart.mode !== "binned" && !chart.full) { render(); return; } // every point is there
-  setReady(false);
+  if (!restoring) setReady(false);
   try {
     const { header, read } = await getSeries("api/metrics/search", {
       q: state.q, x: state.x, chart_by: state.chart_by, width: chartWidth(), x_min: lo, x_max: hi,
@@ -219,7 +252,7 @@ async function zoom(key, lo, hi) {
   } catch (err) {
     setStatus(`zoom failed: ${err.message || err}`);
   }
-  setReady(true);
+  if (!restoring) setReady(true);
 }
 
 function prepare(values) {
