@@ -176,3 +176,58 @@ export function mergePoints(chart, updates) {
     for (let i = 0; i < u.xs.length; i++) row[position.get(u.xs[i])] = u.ys[i];
   }
 }
+
+/** Whether a line has at most one value to show: it is drawn as a dot (a line needs two). */
+export function isolated(values) {
+  let seen = 0;
+  for (const v of values) if (v !== null && v !== undefined && ++seen > 1) return false;
+  return seen === 1;
+}
+
+/** `field=value, ...` of a series under the colour and dash fields. */
+export function groupText(colorFields, strokeFields, s, run) {
+  const parts = [];
+  for (const f of [...colorFields, ...strokeFields]) {
+    const key = groupKey([f], s, run);
+    parts.push(`${f}=${JSON.parse(key)[0] ?? "—"}`);
+  }
+  return parts.join(", ");
+}
+
+/** Merge a live answer (api/metrics/live) into a page's model {runs, charts}: new runs and
+ * states, new points of known series, new series and charts. Whether anything changed. */
+export function applyLiveAnswer(model, header, read) {
+  let changedAny = false;
+  for (const [hash, run] of Object.entries(header.runs)) {
+    const old = model.runs[hash];
+    if (!old || old.active !== run.active || old.ended !== run.ended) changedAny = true;
+    model.runs[hash] = run;
+  }
+  const byChart = new Map();
+  for (const s of header.series) {
+    const key = JSON.stringify(s.chart_key);
+    let chart = model.charts.find((c) => c.key === key);
+    if (!chart) {
+      chart = { key, title: s.chart_title, mode: "exact", maxStep: null, x: [], series: [] };
+      model.charts.push(chart);
+    }
+    let series = chart.series.find((t) => t.run === s.run && t.seq === s.seq);
+    if (!series) {
+      series = { run: s.run, seq: s.seq, name: s.name, context: s.context, nonfinite: 0, last_step: null, y: new Array(chart.x.length).fill(null) };
+      chart.series.push(series);
+    }
+    series.nonfinite += s.nonfinite;
+    series.no_x = (series.no_x || 0) + (s.no_x || 0);
+    series.last_step = s.last_step;
+    series.last_value = s.last_value;
+    if (laterStep(s.last_step, chart.maxStep)) chart.maxStep = s.last_step;
+    if (!byChart.has(chart)) byChart.set(chart, []);
+    byChart.get(chart).push({ series, xs: Array.from(read(s.x)), ys: Array.from(read(s.y)) });
+    changedAny = true;
+  }
+  for (const [chart, updates] of byChart) mergePoints(chart, updates);
+  for (const hash of header.finished) {
+    if (model.runs[hash] && model.runs[hash].ended === null) model.runs[hash].ended = Date.now() / 1000;
+  }
+  return changedAny;
+}

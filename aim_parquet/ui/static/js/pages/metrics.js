@@ -7,8 +7,8 @@ import { METRICS_DEFAULTS, chartWidth, metricsSearch } from "../boot.js";
 import { Chart } from "../chart.js";
 import { fmtNumber, h, markNav, setReady, setStatus } from "../dom.js";
 import {
-  DASHES, KeyIndex, PALETTE, aggregate, ema, groupKey, laterStep, legendLabel, mergePoints, seriesColorKey,
-  seriesLabel, toNullable,
+  DASHES, KeyIndex, PALETTE, aggregate, applyLiveAnswer, ema, groupKey, groupText, isolated, legendLabel,
+  seriesColorKey, seriesLabel, toNullable,
 } from "../series.js";
 import { readState, writeState } from "../state.js";
 
@@ -365,22 +365,6 @@ function drawChart(entry, c, styles) {
     ...(items.length > shown.length ? [h("span", { class: "legend-more" }, `… and ${items.length - shown.length} more`)] : []));
 }
 
-/** Whether a line has at most one value to show: it is drawn as a dot (a line needs two). */
-function isolated(values) {
-  let seen = 0;
-  for (const v of values) if (v !== null && v !== undefined && ++seen > 1) return false;
-  return seen === 1;
-}
-
-function groupText(colorFields, strokeFields, s, run) {
-  const parts = [];
-  for (const f of [...colorFields, ...strokeFields]) {
-    const key = groupKey([f], s, run);
-    parts.push(`${f}=${JSON.parse(key)[0] ?? "—"}`);
-  }
-  return parts.join(", ");
-}
-
 function fillFieldSuggestions() {
   const names = new Set(["metric.name", "metric.context", "run.hash", "run.name", "run.experiment"]);
   for (const c of model.charts) for (const s of c.series) for (const k of Object.keys(s.context)) names.add(`metric.context.${k}`);
@@ -411,7 +395,7 @@ async function pollLive() {
       q: state.q, x: state.x, chart_by: state.chart_by, width: chartWidth(), cursor: cursors.join(","),
     });
     if (mine !== generation) return;
-    if (applyLive(header, read)) render();
+    if (applyLiveAnswer(model, header, read)) render();
   } catch (err) {
     setStatus(`live update failed: ${err.message || err}`);
   } finally {
@@ -420,41 +404,6 @@ async function pollLive() {
   }
 }
 
-function applyLive(header, read) {
-  let changedAny = false;
-  for (const [hash, run] of Object.entries(header.runs)) {
-    const old = model.runs[hash];
-    if (!old || old.active !== run.active || old.ended !== run.ended) changedAny = true;
-    model.runs[hash] = run;
-  }
-  const byChart = new Map();
-  for (const s of header.series) {
-    const key = JSON.stringify(s.chart_key);
-    let chart = model.charts.find((c) => c.key === key);
-    if (!chart) {
-      chart = { key, title: s.chart_title, mode: "exact", maxStep: null, x: [], series: [] };
-      model.charts.push(chart);
-    }
-    let series = chart.series.find((t) => t.run === s.run && t.seq === s.seq);
-    if (!series) {
-      series = { run: s.run, seq: s.seq, name: s.name, context: s.context, nonfinite: 0, last_step: null, y: new Array(chart.x.length).fill(null) };
-      chart.series.push(series);
-    }
-    series.nonfinite += s.nonfinite;
-    series.no_x = (series.no_x || 0) + (s.no_x || 0);
-    series.last_step = s.last_step;
-    series.last_value = s.last_value;
-    if (laterStep(s.last_step, chart.maxStep)) chart.maxStep = s.last_step;
-    if (!byChart.has(chart)) byChart.set(chart, []);
-    byChart.get(chart).push({ series, xs: Array.from(read(s.x)), ys: Array.from(read(s.y)) });
-    changedAny = true;
-  }
-  for (const [chart, updates] of byChart) mergePoints(chart, updates);
-  for (const hash of header.finished) {
-    if (model.runs[hash] && model.runs[hash].ended === null) model.runs[hash].ended = Date.now() / 1000;
-  }
-  return changedAny;
-}
 
 window.addEventListener("popstate", () => {
   Object.assign(state, readState(DEFAULTS));

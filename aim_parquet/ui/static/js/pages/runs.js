@@ -4,7 +4,7 @@
 import { ApiError, getJSON, send } from "../api.js";
 import { ask, fmtDuration, fmtNumber, fmtTime, fmtValue, h, markNav, setReady, setStatus } from "../dom.js";
 import { readState, writeState } from "../state.js";
-import { VirtualTable } from "../table.js";
+import { VirtualTable, fitWidth } from "../table.js";
 
 const DEFAULTS = { q: "", metrics: "", sort: "created:desc", params: "", archived: false };
 const DEFAULT_PARAM_COLUMNS = 40;
@@ -60,6 +60,7 @@ const table = new VirtualTable(tableRoot, {
     renderColumns();
   },
   rowClass: (row) => `${selected.has(row.hash) ? "selected" : ""} ${row.archived ? "archived" : ""}`,
+  moreColumns: true,
 });
 
 /** "param:hparams.lr:asc" -> ["param:hparams.lr", "asc"] (keys may hold colons). */
@@ -233,7 +234,7 @@ function renderColumns() {
   // the requested metrics and every param off the right edge of a 1280 px window
   const col = (key, label, render, extra = {}) => {
     const column = { key, label: label + arrow(key), render, sortValue: true, ...extra };
-    column.width = column.width || fitWidth(column);
+    column.width = column.width || fitWidth(column, rows);
     return column;
   };
   const columns = [
@@ -293,7 +294,6 @@ function renderColumns() {
   }
   table.sort = { key: sortKey, dir: sortDir === "asc" ? 1 : -1 };
   table.setColumns(columns);
-  updateMore();
 }
 
 /** The name cell: the run's own name, or "Run: " and the short hash (the full default name
@@ -307,47 +307,6 @@ function orderedMetrics() {
   const wanted = state.metrics.split(",").map((m) => m.trim());
   const rank = (m) => (wanted.indexOf(m.name) < 0 ? wanted.length : wanted.indexOf(m.name));
   return [...data.metrics].sort((a, b) => rank(a) - rank(b) || a.label.localeCompare(b.label));
-}
-
-const measure = document.createElement("canvas").getContext("2d");
-const FONT_CELL = '14px system-ui, -apple-system, "Segoe UI", Roboto, "Noto Sans", sans-serif';
-const FONT_HEAD = '600 12px system-ui, -apple-system, "Segoe UI", Roboto, "Noto Sans", sans-serif';
-const SAMPLE_ROWS = 200;
-const ARROW_SPACE = " ▼";
-
-function textWidth(text, font) {
-  measure.font = font;
-  return measure.measureText(text).width;
-}
-
-/** A column as wide as its header (both lines) and its values in a sample of rows, in bounds. */
-function fitWidth(column) {
-  const head = column.lines ? [column.lines[0] + ARROW_SPACE, column.lines[1]] : [column.label + ARROW_SPACE];
-  let width = Math.max(...head.map((line) => textWidth(line, FONT_HEAD)));
-  const text = column.text || column.render;
-  if (text) {
-    const step = Math.max(1, Math.floor(rows.length / SAMPLE_ROWS));
-    for (let i = 0; i < rows.length; i += step) {
-      const value = text(rows[i]);
-      if (typeof value === "string" && value) width = Math.max(width, textWidth(value, FONT_CELL));
-    }
-  }
-  return Math.round(Math.min(280, Math.max(48, width + (column.slack || 22)))); // padding 16
-}
-
-/** "more columns →" while columns lie past the right edge (a scrollbar alone is easy to miss:
- * overlay scrollbars are invisible until one scrolls). */
-const moreButton = h("button", { type: "button", class: "more-columns", hidden: true,
-  onclick: () => table.scroller.scrollBy({ left: table.scroller.clientWidth * 0.8 }) }, "more columns →");
-tableRoot.append(moreButton);
-table.scroller.addEventListener("scroll", () => updateMore(), { passive: true });
-new ResizeObserver(() => updateMore()).observe(table.scroller);
-
-function updateMore() {
-  const sc = table.scroller;
-  const more = sc.scrollWidth - sc.clientWidth - sc.scrollLeft > 4;
-  moreButton.hidden = !more;
-  tableRoot.dataset.moreColumns = more ? "true" : "false";
 }
 
 /** The metrics explorer's link for the selected runs: the run query itself when every run of
