@@ -17,6 +17,7 @@ from aim_parquet.errors import (
     MissingRunError,
     QueryError,
     QuerySyntaxError,
+    RepoNotFoundError,
     RunLockedError,
 )
 from aim_parquet.ui.api.jsonout import error_response
@@ -28,14 +29,25 @@ class BadRequest(ValueError):
     """A request the API cannot serve as sent (a bad parameter); the message says which."""
 
 
+class QueryTooSlow(BadRequest):
+    """A query that ran past the server's time limit for one request (stopped, not finished)."""
+
+
+class ServerStopping(RuntimeError):
+    """The server was asked to stop (Ctrl-C, SIGTERM) while this request was being read."""
+
+
 _STATUS: list[tuple[type[BaseException], int, str]] = [
+    (QueryTooSlow, 400, "query_time"),
     (QuerySyntaxError, 400, "query_syntax"),
     (QueryError, 400, "query"),
     (InvalidRunHashError, 400, "bad_hash"),
     (BadRequest, 400, "bad_request"),
     (MissingRunError, 404, "not_found"),
+    (RepoNotFoundError, 404, "repo_missing"),
     (RunLockedError, 409, "run_locked"),
     (CorruptFileError, 500, "damaged"),
+    (ServerStopping, 503, "stopping"),
 ]
 
 

@@ -42,8 +42,9 @@ from aim_parquet.ui.api.state import UiState, damaged_json
 X_AXES = ("step", "epoch", "relative", "wall")
 MAX_SLOTS = 480_000
 """Values sent per request at most (float32: 1.9 MB, so a page with 1,000 series stays under
-3 MB with its header and code); many series share them, each at least `MIN_COLUMNS` pixel
-columns, at most the chart's width."""
+3 MB with its header and code; a series float32 cannot carry is sent as float64, see
+`binary.values_dtype`); many series share them, each at least `MIN_COLUMNS` pixel columns, at
+most the chart's width."""
 MIN_COLUMNS = 64
 MAX_WIDTH = 8192
 MAX_CHART_FIELDS = 8
@@ -130,6 +131,8 @@ def field_value(field: str, record: RunRecord, info: SequenceInfo) -> Any:
     value: Any = record.param(head)
     for part in rest.split(".") if rest else ():
         value = value.get(part) if isinstance(value, dict) else None
+    if value is None and rest:  # a key that holds dots ({"dotted.key": 5}), as the table shows
+        value = flatten_params(record.params).get(path)
     return value
 
 
@@ -172,7 +175,7 @@ def read_series(
 
 
 def run_info(state: UiState, record: RunRecord, now: float) -> dict[str, Any]:
-    fields = run_fields(record, RunView(record, state.layout), now)
+    fields = run_fields(record, RunView(record, state.layout), now, state.layout)
     fields["params"] = flatten_params(record.params)
     return fields
 
@@ -197,8 +200,10 @@ def search(
     points_read = 0
     lo, hi = x_range
     for record, info in pairs:
+        state.check()
         steps, x, y = read_series(state, record, info, x_axis)
         points_read += int(steps.size)
+        no_x = int(x.size - np.count_nonzero(np.isfinite(x)))  # e.g. points tracked without epoch
         if lo is not None or hi is not None:
             keep = np.ones(x.size, bool)
             if lo is not None:
@@ -219,6 +224,7 @@ def search(
                 "count": int(steps.size),
                 "last_step": int(steps[-1]) if steps.size else None,
                 "last_value": float(y[-1]) if y.size else None,
+                "no_x": no_x,
             }
         )
     buffers = BufferWriter()
@@ -227,7 +233,7 @@ def search(
         grid = build_grid([points[i] for i in members], [nonfinite[i] for i in members], columns)
         series = []
         for i, row in zip(members, grid.ys, strict=True):
-            series.append({**meta[i], "nonfinite": nonfinite[i], "y": buffers.add(row, "f4")})
+            series.append({**meta[i], "nonfinite": nonfinite[i], "y": buffers.add(row, "values")})
         shown = [s["last_step"] for s in series if s["last_step"] is not None]
         chart_list.append(
             {
@@ -277,6 +283,7 @@ def live(
             continue  # finished before the page saw it: the next search shows it
         runs[record.hash] = run_info(state, record, now)
         for info in match.sequences:
+            state.check()
             after = cursors.get((record.hash, info.seq_id))
             steps, x, y = read_series(state, record, info, x_axis)
             if after is not None:
@@ -284,6 +291,7 @@ def live(
                 steps, x, y = steps[start:], x[start:], y[start:]
                 if steps.size == 0:
                     continue
+            no_x = int(x.size - np.count_nonzero(np.isfinite(x)))
             cleaned, bad = clean(x, y)
             sx, sy = minmax_points(cleaned.x, cleaned.y, width)
             key = chart_key(chart_by, record, info)
@@ -299,9 +307,10 @@ def live(
                     "last_step": int(steps[-1]) if steps.size else after,
                     "last_value": float(y[-1]) if y.size else None,
                     "nonfinite": bad,
+                    "no_x": no_x,
                     "count": int(steps.size),
                     "x": buffers.add(sx, "f8"),
-                    "y": buffers.add(sy, "f4"),
+                    "y": buffers.add(sy, "values"),
                 }
             )
     active = sorted(h for h, r in runs.items() if r["active"])

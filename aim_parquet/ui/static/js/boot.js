@@ -7,7 +7,7 @@ import { readState } from "./state.js";
 
 export const METRICS_DEFAULTS = {
   q: "", x: "step", chart_by: "metric.name", color_by: "", stroke_by: "",
-  agg: "none", band: "minmax", smooth: 0, ylog: false, live: true,
+  agg: "none", band: "minmax", smooth: 0, ylog: false, live: true, zoom: "",
 };
 
 /** Pixel columns asked of the server: the width of the page's main area (a lone chart spans
