@@ -33,6 +33,7 @@ from aim_parquet.ui import api
 from aim_parquet.ui.api.errors import api_errors
 from aim_parquet.ui.api.jsonout import error_response
 from aim_parquet.ui.api.state import UiState
+from aim_parquet.ui.plotly_asset import PlotlyAsset, plotly_js_path
 from aim_parquet.ui.security import Guard
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,19 @@ log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 PAGES = {"": "runs", "runs": "runs", "metrics": "metrics"}
 """URL path (under the base path) -> page module `static/js/pages/<name>.js`."""
+PAGES.update(
+    {
+        "images": "images",
+        "distributions": "distributions",
+        "texts": "texts",
+        "audios": "audios",
+        "figures": "figures",
+        "params": "params",
+        "scatters": "scatters",
+    }
+)
+NESTED_PAGES = {"runs/{hash}": "run"}
+"""Pages one folder deep: their shell gets `<base href="../">`, so relative URLs still work."""
 DEFAULT_PORT = 43800
 
 
@@ -120,8 +134,10 @@ def create_app(
     state = UiState(open_repo(repo))
     shell = (STATIC_DIR / "page.html").read_text(encoding="utf-8")
     pages = {
-        name: shell.replace("{{page}}", name).replace("{{preload}}", preload_links(name))
-        for name in set(PAGES.values())
+        name: shell.replace("{{page}}", name)
+        .replace("{{preload}}", preload_links(name))
+        .replace("{{base}}", '<base href="../">' if name in NESTED_PAGES.values() else "")
+        for name in {*PAGES.values(), *NESTED_PAGES.values()}
     }
 
     def page(name: str) -> Callable[[Request], Awaitable[Response]]:
@@ -136,7 +152,12 @@ def create_app(
         from aim_parquet.ui.api.jsonout import JsonResponse
 
         return JsonResponse(
-            {"version": __version__, "repo": str(state.layout.root), "pages": sorted(PAGES)}
+            {
+                "version": __version__,
+                "repo": str(state.layout.root),
+                "pages": sorted(PAGES),
+                "plotly": plotly_js_path() is not None,
+            }
         )
 
     async def not_found(request: Request, exc: Exception) -> Response:
@@ -144,7 +165,9 @@ def create_app(
 
     routes: list[Any] = [
         *(Route(f"/{path}", page(name)) for path, name in PAGES.items()),
+        *(Route(f"/{path}", page(name)) for path, name in NESTED_PAGES.items()),
         Route("/api/info", info, methods=["GET"]),
+        Route("/vendor/plotly/plotly.min.js", PlotlyAsset(), methods=["GET"]),
         *api.routes(state),
         Route("/static/{path:path}", StaticAssets(STATIC_DIR), methods=["GET", "HEAD"]),
     ]

@@ -1,0 +1,247 @@
+"""`/api/objects/HASH/SEQ/STEP/INDEX`: one stored object, read through the object reader.
+
+    GET /api/objects/HASH/SEQ/STEP/INDEX              the object: an image's or audio clip's own
+                                                      bytes, a figure's Plotly JSON, a text,
+                                                      a distribution as JSON
+    GET /api/objects/HASH/SEQ/STEP/INDEX?size=PX      an image as a thumbnail of at most PX
+                                                      pixels a side (made here, with Pillow)
+
+Only that one row's bytes are read (`storage.object_read`). Every answer has an ETag; for a run
+that has finished, the object at an address never changes unless the run is resumed, so its
+answers are `immutable` for a year when the URL carries the run's version (`v`, which the
+listings give: it changes when the run is resumed) and revalidated (`no-cache`) otherwise.
+Thumbnails are kept in a small in-memory cache. All of this runs in the state's media pool, so
+a page of slow images never takes a thread from the metrics and runs requests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from aim_parquet.errors import MissingRunError
+from aim_parquet.format.meta import SequenceInfo
+from aim_parquet.format.paths import is_valid_seq_id, validate_run_hash
+from aim_parquet.storage.catalogue_scan import uncatalogued_sequences
+from aim_parquet.storage.columns import to_numpy
+from aim_parquet.storage.object_read import read_object_rows
+from aim_parquet.ui.api.errors import BadRequest, api_errors
+from aim_parquet.ui.api.jsonout import error_response, json_bytes
+from aim_parquet.ui.api.objects import parse_meta, version_of
+from aim_parquet.ui.api.state import UiState
+
+THUMB_SIZES = (64, 128, 256, 512, 1024)
+"""A requested thumbnail size is rounded up to one of these (so the cache is shared)."""
+THUMB_CACHE_BYTES = 64 << 20
+IMMUTABLE = "private, max-age=31536000, immutable"
+REVALIDATE = "no-cache"
+IMAGE_TYPES = {
+    "png": "image/png",
+    "jpeg": "image/jpeg",
+    "gif": "image/gif",
+    "webp": "image/webp",
+    "bmp": "image/bmp",
+}
+"""Formats a browser shows as they are (others, e.g. TIFF, are converted to PNG)."""
+AUDIO_TYPES = {"wav": "audio/wav", "mp3": "audio/mpeg", "flac": "audio/flac"}
+
+
+class UndecodableObject(ValueError):
+    """Stored bytes that cannot be turned into what was asked (e.g. an image Pillow cannot
+    open): answered 422 with the reason, the rest of the page is unaffected."""
+
+
+@dataclass(frozen=True)
+class Media:
+    body: bytes
+    media_type: str
+    etag: str
+    cache_control: str
+
+
+class ThumbnailCache:
+    """An LRU of encoded thumbnails bounded by their total size in bytes (thread-safe)."""
+
+    def __init__(self, max_bytes: int = THUMB_CACHE_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[tuple[Any, ...], Media] = OrderedDict()
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[Any, ...]) -> Media | None:
+        with self._lock:
+            found = self._items.get(key)
+            if found is not None:
+                self._items.move_to_end(key)
+            return found
+
+    def put(self, key: tuple[Any, ...], media: Media) -> None:
+        if len(media.body) > self.max_bytes // 8:
+            return
+        with self._lock:
+            old = self._items.pop(key, None)
+            if old is not None:
+                self._size -= len(old.body)
+            self._items[key] = media
+            self._size += len(media.body)
+            while self._size > self.max_bytes and self._items:
+                _, dropped = self._items.popitem(last=False)
+                self._size -= len(dropped.body)
+
+
+def thumb_size(value: str | None) -> int | None:
+    if value in (None, "", "0"):
+        return None
+    try:
+        size = int(value)
+    except ValueError:
+        raise BadRequest(f"size must be a whole number of pixels, not {value!r}") from None
+    return next((s for s in THUMB_SIZES if s >= size), THUMB_SIZES[-1])
+
+
+def find_sequence(state: UiState, run_hash: str, seq_id: str) -> tuple[Any, SequenceInfo]:
+    """(record, catalogue entry) of a sequence; MissingRunError when there is none."""
+    record = state.record(run_hash)
+    for entry in record.catalogue():
+        if entry.seq_id == seq_id:
+            return record, entry.info
+    if record.end_time is None:  # a live writer may have sequences its sidecar does not list yet
+        known = {e.seq_id for e in record.catalogue()}
+        for info in uncatalogued_sequences(state.layout, run_hash, known):
+            if info.seq_id == seq_id:
+                return record, info
+    raise MissingRunError(f"run {run_hash} has no sequence {seq_id}")
+
+
+def read_object(
+    state: UiState,
+    cache: ThumbnailCache,
+    address: tuple[str, str, int, int],
+    size: int | None,
+    version: str | None,
+) -> Media:
+    run_hash, seq_id, step, index = address
+    record, info = find_sequence(state, run_hash, seq_id)
+    current = version_of(record)
+    stable = current != "" and version == current
+    key = (run_hash, seq_id, step, index, size, current)
+    if stable and size is not None:
+        cached = cache.get(key)
+        if cached is not None:
+            return cached
+    table = read_object_rows(
+        state.layout, run_hash, info, ["payload", "meta"], steps=[step], index=index
+    )
+    if table.num_rows == 0 or int(to_numpy(table.column("index"))[0]) != index:
+        raise MissingRunError(f"{info.name!r} of run {run_hash} has no object at {step}/{index}")
+    payload = bytes(table.column("payload")[0].as_py())
+    meta = parse_meta(table.column("meta")[0].as_py())
+    body, media_type = encode(info.kind, payload, meta, size)
+    digest = hashlib.blake2b(body, digest_size=12).hexdigest()
+    media = Media(body, media_type, f'"{digest}"', IMMUTABLE if stable else REVALIDATE)
+    if stable and size is not None:
+        cache.put(key, media)
+    return media
+
+
+def encode(kind: str, payload: bytes, meta: dict[str, Any], size: int | None) -> tuple[bytes, str]:
+    """What the browser gets for a stored object, and its media type."""
+    base = kind[5:-1] if kind.startswith("list(") else kind
+    if base == "aim.image":
+        fmt = str(meta.get("format", ""))
+        if size is None and fmt in IMAGE_TYPES:
+            return payload, IMAGE_TYPES[fmt]
+        return thumbnail(payload, size), "image/webp" if webp_ok() else "image/png"
+    if base == "aim.audio":
+        return payload, AUDIO_TYPES.get(str(meta.get("format", "")), "application/octet-stream")
+    if base == "aim.figure":
+        return payload, "application/json"
+    if base == "aim.distribution":
+        from aim_parquet.objects import Distribution
+
+        dist = Distribution.from_record(payload, meta)
+        body = {"bin_count": dist.bin_count, "range": dist.range, "weights": dist.weights.tolist()}
+        return json_bytes(body), "application/json"
+    return payload.decode("utf-8", "replace").encode("utf-8"), "text/plain; charset=utf-8"
+
+
+_WEBP: list[bool] = []
+
+
+def webp_ok() -> bool:
+    if not _WEBP:
+        from PIL import features
+
+        _WEBP.append(bool(features.check("webp")))
+    return _WEBP[0]
+
+
+def thumbnail(payload: bytes, size: int | None) -> bytes:
+    """The image scaled to fit `size` x `size` (never enlarged), as WebP (PNG where Pillow has
+    no WebP); `size` None converts only (for formats a browser cannot show)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(payload)) as img:
+            if size is not None:
+                img.draft("RGB", (size, size))  # JPEG: decode at a reduced scale
+            img.load()
+            frame = img.convert("RGBA" if _has_alpha(img) else "RGB")
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise UndecodableObject(f"the stored image cannot be decoded: {exc}") from None
+    if size is not None:
+        frame.thumbnail((size, size), Image.Resampling.LANCZOS)
+    out = io.BytesIO()
+    if webp_ok():
+        frame.save(out, "WEBP", quality=85, method=2)
+    else:
+        frame.save(out, "PNG", compress_level=3)
+    return out.getvalue()
+
+
+def _has_alpha(img: Any) -> bool:
+    return img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info
+
+
+def routes(state: UiState) -> list[Route]:
+    cache = ThumbnailCache()
+
+    @api_errors
+    async def object_endpoint(request: Request) -> Response:
+        p = request.path_params
+        run_hash = validate_run_hash(p["hash"])
+        seq_id = p["seq"]
+        if not is_valid_seq_id(seq_id):
+            raise BadRequest(f"{seq_id!r} is not a sequence id (20 hex digits)")
+        try:
+            step, index = int(p["step"]), int(p["index"])
+        except ValueError:
+            raise BadRequest("step and index must be whole numbers") from None
+        params = request.query_params
+        size = thumb_size(params.get("size"))
+        try:
+            media = await state.call_media(
+                read_object, state, cache, (run_hash, seq_id, step, index), size, params.get("v")
+            )
+        except UndecodableObject as exc:
+            return error_response(422, "undecodable", str(exc))
+        headers = {"etag": media.etag, "cache-control": media.cache_control}
+        if request.headers.get("if-none-match") == media.etag:
+            return Response(status_code=304, headers=headers)
+        return Response(media.body, media_type=media.media_type, headers=headers)
+
+    return [
+        Route(
+            "/api/objects/{hash}/{seq}/{step}/{index}",
+            object_endpoint,
+            methods=["GET"],
+        )
+    ]
