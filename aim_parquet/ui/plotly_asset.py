@@ -4,12 +4,19 @@ The figures page draws stored Plotly figures with the plotly.js bundle that the 
 ships (`plotly/package_data/plotly.min.js`); nothing is fetched from a CDN. plotly is an optional
 extra (`pip install aim_parquet[figures]`): without it the route answers 404 with what to
 install, and the page says so. The file is read on first request (4-5 MB), then kept in memory.
+
+plotly.js adds some CSS at run time in inline `<style>` elements, which this server's
+Content-Security-Policy forbids: its global rules go into the (empty) stylesheet the page links
+under the id plotly.js looks for (`static/plotly-host.css`), and the style blocks it creates only
+when no element has their id are taken out of the bundle here and served as one stylesheet
+(`vendor/plotly/styles.css`); the page puts an element with each of those ids in place first.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
+import re
 import threading
 from pathlib import Path
 
@@ -37,11 +44,27 @@ def plotly_js_path() -> Path | None:
     return None
 
 
+_STYLE_BLOCK = re.compile(
+    r'document\.getElementById\("([0-9A-Za-z_-]{8,})"\)\)\{var (\w+)=document\.createElement'
+    r'\("style"\);\2\.id="\1",\2\.textContent=\'((?:[^\'\\\\]|\\\\.)*)\''
+)
+
+
+def inline_styles(bundle: str) -> dict[str, str]:
+    """The style blocks plotly.js would create at run time: element id -> CSS text."""
+    escapes = {"n": "\n", "t": "\t", "r": "\r"}
+    return {
+        m.group(1): re.sub(r"\\(.)", lambda e: escapes.get(e.group(1), e.group(1)), m.group(3))
+        for m in _STYLE_BLOCK.finditer(bundle)
+    }
+
+
 class PlotlyAsset:
     """The route's endpoint: the bundle with an ETag, immutable under the URL's version."""
 
     def __init__(self) -> None:
         self._body: tuple[bytes, str] | None = None
+        self._styles: dict[str, str] = {}
         self._lock = threading.Lock()
 
     def load(self) -> tuple[bytes, str] | None:
@@ -52,9 +75,20 @@ class PlotlyAsset:
                     return None
                 body = path.read_bytes()
                 self._body = (body, '"' + hashlib.sha256(body).hexdigest()[:20] + '"')
+                self._styles = inline_styles(body.decode("utf-8", "replace"))
             return self._body
 
-    async def __call__(self, request: Request) -> Response:
+    def style_ids(self) -> list[str]:
+        """Ids of the style blocks served by `styles` (empty without plotly)."""
+        return sorted(self._styles) if self.load() is not None else []
+
+    async def styles(self, request: Request) -> Response:
+        if self.load() is None:
+            return error_response(404, "plotly_missing", MISSING)
+        css = "\n".join(f"/* plotly.js block {k} */\n{v}" for k, v in sorted(self._styles.items()))
+        return Response(css, media_type="text/css; charset=utf-8", headers={"cache-control": "no-cache"})
+
+    async def endpoint(self, request: Request) -> Response:
         found = self.load()
         if found is None:
             return error_response(404, "plotly_missing", MISSING)

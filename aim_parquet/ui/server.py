@@ -132,6 +132,7 @@ def create_app(
 ) -> ASGIApp:
     """The UI for the repository at `repo` (RepoNotFoundError when there is none)."""
     state = UiState(open_repo(repo))
+    plotly = PlotlyAsset()
     shell = (STATIC_DIR / "page.html").read_text(encoding="utf-8")
     pages = {
         name: shell.replace("{{page}}", name)
@@ -157,6 +158,9 @@ def create_app(
                 "repo": str(state.layout.root),
                 "pages": sorted(PAGES),
                 "plotly": plotly_js_path() is not None,
+                "plotly_style_ids": await state.call(plotly.style_ids)
+                if request.query_params.get("plotly")
+                else [],
             }
         )
 
@@ -167,7 +171,8 @@ def create_app(
         *(Route(f"/{path}", page(name)) for path, name in PAGES.items()),
         *(Route(f"/{path}", page(name)) for path, name in NESTED_PAGES.items()),
         Route("/api/info", info, methods=["GET"]),
-        Route("/vendor/plotly/plotly.min.js", PlotlyAsset(), methods=["GET"]),
+        Route("/vendor/plotly/plotly.min.js", plotly.endpoint, methods=["GET"]),
+        Route("/vendor/plotly/styles.css", plotly.styles, methods=["GET"]),
         *api.routes(state),
         Route("/static/{path:path}", StaticAssets(STATIC_DIR), methods=["GET", "HEAD"]),
     ]

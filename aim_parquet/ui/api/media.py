@@ -195,7 +195,11 @@ def thumbnail(payload: bytes, size: int | None) -> bytes:
                 img.draft("RGB", (size, size))  # JPEG: decode at a reduced scale
             img.load()
             frame = img.convert("RGBA" if _has_alpha(img) else "RGB")
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+    except UnidentifiedImageError:
+        raise UndecodableObject(
+            "the stored bytes of this image are not in any picture format Pillow can read"
+        ) from None
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
         raise UndecodableObject(f"the stored image cannot be decoded: {exc}") from None
     if size is not None:
         frame.thumbnail((size, size), Image.Resampling.LANCZOS)
