@@ -206,7 +206,7 @@ export function mountDistributions(container, { fixedQuery = "", inUrl = true } 
     cards = header.sequences.map((seq) => new DistributionCard(seq, header.runs[seq.run], read));
     root.replaceChildren(...cards.map((c) => c.el));
     for (const c of cards) c.draw();
-    notes.replaceChildren(notesFor(header) || "");
+    notes.replaceChildren(notesFor(fixedQuery ? { unreadable: header.unreadable } : header) || "");
     root.dataset.sequenceCount = String(cards.length);
     count.textContent = `${cards.length} distribution${cards.length === 1 ? "" : "s"}`;
     empty.hidden = cards.length > 0 || !errorBox.hidden;

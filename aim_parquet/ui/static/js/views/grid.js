@@ -62,7 +62,7 @@ export function mountGrid(container, kind, options, { fixedQuery = "", inUrl = t
     setReady(false);
     lazy.disconnect();
     slider.set(listing.steps, listing.step);
-    notes.replaceChildren(notesFor(listing) || "");
+    notes.replaceChildren(notesFor(fixedQuery ? { unreadable: listing.unreadable } : listing) || "");
     if (options.beforeRender) options.beforeRender(grid, state);
     const targets = [];
     const groups = groupSequences(listing, state.group_by, kind);

@@ -31,7 +31,8 @@ export function mountImages(container, where = {}) {
       const url = objectUrl(seq, rec.index, { size: px });
       const img = h("img", { alt: rec.caption || title, decoding: "async" });
       if (rec.width && rec.height) { img.width = rec.width; img.height = rec.height; }
-      if (rec.width && rec.width * 2 < px) img.classList.add("pixelated");
+      if (rec.width && rec.height && Math.max(rec.width, rec.height) < px) img.classList.add("fill");
+      if (rec.width && rec.width <= 32) img.classList.add("pixelated"); // e.g. MNIST digits: show the pixels
       const thumb = h("div", { class: "thumb" }, img);
       thumb._load = () => {
         img.src = url;

@@ -67,7 +67,7 @@ export function mountTexts(container, { fixedQuery = "", inUrl = true } = {}) {
       setStatus("");
     }
     rows = answer.rows;
-    notes.replaceChildren(notesFor(answer) || "");
+    notes.replaceChildren(notesFor(fixedQuery ? { unreadable: answer.unreadable } : answer) || "");
     const none = state.search ? `No text contains “${state.search}”.` : (state.q || fixedQuery ? "No text matches this query."
       : "This repository has no texts yet: track some with run.track(aim.Text(string), name=...).");
     table.setRows(rows, none);
