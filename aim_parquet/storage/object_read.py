@@ -98,7 +98,9 @@ def read_object_rows(
                         continue  # just created, its header not written yet: no points
                     raise
                 for batch in data.batches:
-                    kept = _at_steps(pa.Table.from_batches([batch]).select(wanted), wanted_steps, index)
+                    kept = _at_steps(
+                        pa.Table.from_batches([batch]).select(wanted), wanted_steps, index
+                    )
                     if kept.num_rows:
                         tables.append(kept)
         except OSError as exc:

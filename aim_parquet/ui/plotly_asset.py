@@ -86,7 +86,9 @@ class PlotlyAsset:
         if self.load() is None:
             return error_response(404, "plotly_missing", MISSING)
         css = "\n".join(f"/* plotly.js block {k} */\n{v}" for k, v in sorted(self._styles.items()))
-        return Response(css, media_type="text/css; charset=utf-8", headers={"cache-control": "no-cache"})
+        return Response(
+            css, media_type="text/css; charset=utf-8", headers={"cache-control": "no-cache"}
+        )
 
     async def endpoint(self, request: Request) -> Response:
         found = self.load()

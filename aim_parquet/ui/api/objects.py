@@ -154,9 +154,7 @@ def parse_meta(text: str | None) -> dict[str, Any]:
     return meta if isinstance(meta, dict) else {}
 
 
-def texts(
-    state: UiState, query: str, search: str, offset: int, limit: int
-) -> dict[str, Any]:
+def texts(state: UiState, query: str, search: str, offset: int, limit: int) -> dict[str, Any]:
     """Rows (run, name, context, step, index, text) of the texts matching `query` whose text
     contains every word of `search` (case-insensitive), `limit` rows from `offset`."""
     started = time.perf_counter()
@@ -236,9 +234,6 @@ def routes(state: UiState) -> list[Route]:
         return JsonResponse(answer)
 
     return [
-        *(
-            Route(f"/api/{name}", listing_endpoint(name), methods=["GET"])
-            for name in LISTED_KINDS
-        ),
+        *(Route(f"/api/{name}", listing_endpoint(name), methods=["GET"]) for name in LISTED_KINDS),
         Route("/api/texts", texts_endpoint, methods=["GET"]),
     ]

@@ -216,9 +216,7 @@ def routes(state: UiState) -> list[Route]:
         if not 0 <= limit <= MAX_LINES:
             raise BadRequest(f"limit must be 0..{MAX_LINES}")
         search = params.get("search", "")[:1000]
-        return JsonResponse(
-            await state.call(logs, state, cache, run_hash, offset, limit, search)
-        )
+        return JsonResponse(await state.call(logs, state, cache, run_hash, offset, limit, search))
 
     @api_errors
     async def records_endpoint(request: Request) -> Response:

@@ -223,7 +223,8 @@ function renderColumns() {
         a.title = r.description ? `${r.name}\n${r.description}` : r.name;
         a.textContent = r.name;
       } }),
-    col("hash", "Hash", 96, (r) => r.hash.slice(0, 8), { className: "mono" }),
+    col("hash", "Hash", 96, null, { className: "mono", create: () => h("a", {}),
+      update: (a, r) => { a.href = `runs/${r.hash}`; a.textContent = r.hash.slice(0, 8); a.title = `open the run page of ${r.hash}`; } }),
     col("experiment", "Experiment", 120, (r) => r.experiment),
     col("tags", "Tags", 130, (r) => r.tags.join(", ")),
     col("created", "Created", 170, (r) => fmtTime(r.created)),
