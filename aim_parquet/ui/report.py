@@ -110,7 +110,9 @@ def report_data(
 
 
 def _subset(table: dict[str, Any], keep: list[int]) -> dict[str, Any]:
-    pick = lambda values: [values[i] for i in keep]  # noqa: E731
+    def pick(values: list[Any]) -> list[Any]:
+        return [values[i] for i in keep]
+
     return {
         **table,
         "count": len(keep),
@@ -122,6 +124,7 @@ def _subset(table: dict[str, Any], keep: list[int]) -> dict[str, Any]:
 
 def _thumbnails(state: UiState, hashes: list[str]) -> dict[str, Any]:
     """The last step's images of the runs, as small data URIs (the first MAX_IMAGES)."""
+    from aim_parquet.storage.object_read import read_object_rows
     from aim_parquet.ui.api.media import UndecodableObject, encode, find_sequence
     from aim_parquet.ui.api.objects import listing
 
@@ -129,8 +132,7 @@ def _thumbnails(state: UiState, hashes: list[str]) -> dict[str, Any]:
         return {"count": 0, "items": []}
     quoted = ", ".join(json.dumps(h) for h in hashes)
     found = listing(state, "images", f"run.hash in [{quoted}]", None)
-    items = []
-    from aim_parquet.storage.object_read import read_object_rows
+    items: list[dict[str, Any]] = []
 
     for seq in found["sequences"]:
         if seq["step"] is None:
