@@ -46,7 +46,7 @@ def plotly_js_path() -> Path | None:
 
 _STYLE_BLOCK = re.compile(
     r'document\.getElementById\("([0-9A-Za-z_-]{8,})"\)\)\{var (\w+)=document\.createElement'
-    r'\("style"\);\2\.id="\1",\2\.textContent=\'((?:[^\'\\\\]|\\\\.)*)\''
+    r"\(\"style\"\);\2\.id=\"\1\",\2\.textContent='((?:[^'\\]|\\.)*)'"
 )
 
 

@@ -33,7 +33,7 @@ from aim_parquet.ui import api
 from aim_parquet.ui.api.errors import api_errors
 from aim_parquet.ui.api.jsonout import error_response
 from aim_parquet.ui.api.state import UiState
-from aim_parquet.ui.plotly_asset import PlotlyAsset, plotly_js_path
+from aim_parquet.ui import plotly_asset
 from aim_parquet.ui.security import Guard
 
 log = logging.getLogger(__name__)
@@ -132,7 +132,7 @@ def create_app(
 ) -> ASGIApp:
     """The UI for the repository at `repo` (RepoNotFoundError when there is none)."""
     state = UiState(open_repo(repo))
-    plotly = PlotlyAsset()
+    plotly = plotly_asset.PlotlyAsset()
     shell = (STATIC_DIR / "page.html").read_text(encoding="utf-8")
     pages = {
         name: shell.replace("{{page}}", name)
@@ -157,7 +157,7 @@ def create_app(
                 "version": __version__,
                 "repo": str(state.layout.root),
                 "pages": sorted(PAGES),
-                "plotly": plotly_js_path() is not None,
+                "plotly": plotly_asset.plotly_js_path() is not None,
                 "plotly_style_ids": await state.call(plotly.style_ids)
                 if request.query_params.get("plotly")
                 else [],
