@@ -18,7 +18,7 @@ const app = document.getElementById("app");
 const queryInput = h("input", { class: "query", type: "search", name: "q", value: state.q, spellcheck: false, autocomplete: "off",
   placeholder: "AimQL run query, e.g. run.experiment == 'baseline'", "aria-label": "run query" });
 const paramsInput = h("input", { type: "text", name: "params", value: state.params, class: "field-input", list: "param-keys",
-  placeholder: "params (all that vary)", "aria-label": "params to show", autocomplete: "off" });
+  placeholder: "all that vary", "aria-label": "params to show", autocomplete: "off" });
 const metricsInput = h("input", { type: "text", name: "metrics", value: state.metrics, class: "metrics-input", list: "metric-names",
   placeholder: "last value of: loss, acc", "aria-label": "metrics to show", autocomplete: "off" });
 const colorSelect = h("select", { name: "color", "aria-label": "colour by" });
@@ -155,7 +155,11 @@ function draw() {
     ctx.textAlign = "left";
     ctx.textBaseline = "middle";
     for (const t of axis.scale.ticks()) ctx.fillText(clip(t.label, 60), x + 4, g.bottom - t.at * (g.bottom - g.top));
-    if (axis.col.values.some((v) => axis.scale.position(v) === null)) ctx.fillText("— none / NaN", x + 4, g.missing);
+    if (axis.col.values.some((v) => axis.scale.position(v) === null)) {
+      const last = k === axes.length - 1 && axes.length > 1;
+      ctx.textAlign = last ? "right" : "left";
+      ctx.fillText(last ? "none / NaN —" : "— none / NaN", last ? x - 4 : x + 4, g.missing);
+    }
   });
   area.dataset.selectedCount = String(selected.length);
   const hashes = selected.map((i) => data.columns.hash[i]);

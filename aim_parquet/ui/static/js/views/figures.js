@@ -60,7 +60,12 @@ export function mountFigures(container, where = {}) {
       plot._load = async () => {
         let Plotly = null;
         try { Plotly = await loadPlotly(); } catch (err) { plot.replaceChildren(h("p", { class: "broken" }, String(err.message || err))); return; }
-        if (!Plotly) { notice.hidden = false; plot.replaceChildren(h("p", { class: "muted" }, "(plotly is not installed)")); return; }
+        if (!Plotly) {
+          notice.hidden = false;
+          plot.style.minHeight = "0";
+          plot.replaceChildren(h("p", { class: "muted" }, "(not drawn: plotly is not installed; the JSON link above has the figure)"));
+          return;
+        }
         try {
           const response = await fetch(url);
           if (!response.ok) throw new Error(await objectError(url));

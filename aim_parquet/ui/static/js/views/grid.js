@@ -46,7 +46,7 @@ export function mountGrid(container, kind, options, { fixedQuery = "", inUrl = t
       if (mine !== generation) return;
       listing = answer;
       errorBox.hidden = true;
-      setStatus(`${answer.count.toLocaleString("en-US")} ${options.noun}s · ${(answer.elapsed_s * 1000).toFixed(0)} ms`);
+      setStatus(`${answer.count.toLocaleString("en-US")} ${options.noun}${answer.count === 1 ? "" : "s"} · ${(answer.elapsed_s * 1000).toFixed(0)} ms`);
     } catch (err) {
       if (mine !== generation) return;
       listing = { steps: [], step: null, count: 0, listed: 0, sequences: [], runs: {}, unreadable: [], damaged: [] };
