@@ -29,11 +29,10 @@ from starlette.routing import Mount, Route
 from starlette.types import ASGIApp
 
 from aim_parquet.storage.repo_files import open_repo
-from aim_parquet.ui import api
+from aim_parquet.ui import api, plotly_asset
 from aim_parquet.ui.api.errors import api_errors
 from aim_parquet.ui.api.jsonout import error_response
 from aim_parquet.ui.api.state import UiState
-from aim_parquet.ui import plotly_asset
 from aim_parquet.ui.security import Guard
 
 log = logging.getLogger(__name__)

@@ -60,15 +60,23 @@ def tab(browser: Any, objects_server: UiServer) -> Iterator[Tab]:
 
 
 def sdk_image_count(root: Path, query: str, step: int | None) -> int:
-    found = sdk_objects_at(aim.Repo(str(root)).query_images(query), step if step is not None else 10**9)
+    found = sdk_objects_at(
+        aim.Repo(str(root)).query_images(query), step if step is not None else 10**9
+    )
     return sum(len(v) for v in found.values())
 
 
 def test_images_explorer(tab: Tab, objects_repo: ObjectsRepo) -> None:
     page = tab.open("/images")
-    assert int(attr(page, "#images", "data-image-count")) == sdk_image_count(objects_repo.root, "", None) == 10
+    assert (
+        int(attr(page, "#images", "data-image-count"))
+        == sdk_image_count(objects_repo.root, "", None)
+        == 10
+    )
     page.locator(".broken", has_text="not in any picture format").wait_for()
-    loaded = page.evaluate("[...document.querySelectorAll('.thumb img')].filter(i => i.complete && i.naturalWidth > 0).length")
+    loaded = page.evaluate(
+        "[...document.querySelectorAll('.thumb img')].filter(i => i.complete && i.naturalWidth > 0).length"
+    )
     assert loaded == 9  # every image but the undecodable one is on the first screen and drawn
     tab.shot("images-grid")
     page.locator(".image-card", has_text="sample 2").click()
@@ -76,10 +84,18 @@ def test_images_explorer(tab: Tab, objects_repo: ObjectsRepo) -> None:
     assert page.evaluate("document.querySelector('dialog .full-image').naturalWidth") == 64
     tab.shot("images-full-size")
     page.click("dialog button:text-is('Close')")
-    wait_reloaded(page, lambda: page.locator("input[name=step]").evaluate(
-        "el => { el.value = 1; el.dispatchEvent(new Event('input')); el.dispatchEvent(new Event('change')); }"))
+    wait_reloaded(
+        page,
+        lambda: page.locator("input[name=step]").evaluate(
+            "el => { el.value = 1; el.dispatchEvent(new Event('input')); el.dispatchEvent(new Event('change')); }"
+        ),
+    )
     assert "step=10" in page.url
-    assert int(attr(page, "#images", "data-image-count")) == sdk_image_count(objects_repo.root, "", 10) == 9
+    assert (
+        int(attr(page, "#images", "data-image-count"))
+        == sdk_image_count(objects_repo.root, "", 10)
+        == 9
+    )
     page.fill("input[name=group_by]", "images.name")
     page.press("input[name=group_by]", "Enter")
     page.wait_for_function("() => document.querySelectorAll('.object-group').length === 4")
@@ -98,13 +114,20 @@ def test_audio_texts_and_distributions(tab: Tab, objects_repo: ObjectsRepo) -> N
     page = tab.open("/audios")
     assert attr(page, "#audios", "data-audio-count") == "1"
     duration = page.locator("audio").evaluate(
-        "a => new Promise(r => { a.preload = 'metadata'; a.onloadedmetadata = () => r(a.duration); a.load(); })")
+        "a => new Promise(r => { a.preload = 'metadata'; a.onloadedmetadata = () => r(a.duration); a.load(); })"
+    )
     assert abs(duration - 0.3) < 0.01  # the real clip, decoded by the browser
     tab.shot("audios")
     page = tab.open("/texts")
     assert attr(page, "#texts", "data-text-count") == "13"
     page.get_by_text("(empty)").wait_for()
-    wait_reloaded(page, lambda: (page.fill("input[name=search]", "label=2"), page.press("input[name=search]", "Enter")))
+    wait_reloaded(
+        page,
+        lambda: (
+            page.fill("input[name=search]", "label=2"),
+            page.press("input[name=search]", "Enter"),
+        ),
+    )
     assert attr(page, "#texts", "data-text-count") == "3"
     page.locator(".vt-row:visible", has_text="prediction 10").click()
     assert "«ünï»" in page.locator("dialog .full-text").inner_text()
@@ -129,8 +152,10 @@ def test_figures_with_and_without_plotly(browser: Any, objects_server: UiServer)
     tab.shot("figures")
     tab.close()
     tab = Tab(browser, objects_server)  # the same page where the plotly package is missing
-    tab.page.route("**/api/info?plotly=1", lambda route: route.fulfill(
-        json={"version": "x", "plotly": False, "plotly_style_ids": []}))
+    tab.page.route(
+        "**/api/info?plotly=1",
+        lambda route: route.fulfill(json={"version": "x", "plotly": False, "plotly_style_ids": []}),
+    )
     page = tab.open("/figures")
     page.locator("#plotly-missing").wait_for()
     assert "pip install 'aim_parquet[figures]'" in page.locator("#plotly-missing").inner_text()
@@ -142,7 +167,9 @@ def test_run_page(tab: Tab, objects_repo: ObjectsRepo) -> None:
     run = aim.Repo(str(objects_repo.root)).get_run(objects_repo.vision)
     names = {m.name for m in run.metrics()}
     page = tab.open(f"/runs/{objects_repo.vision}")
-    assert attr(page, "#run-metrics", "data-chart-count") == str(len([n for n in names if not n.startswith("__system__")]))
+    assert attr(page, "#run-metrics", "data-chart-count") == str(
+        len([n for n in names if not n.startswith("__system__")])
+    )
     assert attr(page, "#run-system", "data-chart-count") == "2"
     assert "résnet" in page.locator("#params-tree").inner_text()
     assert page.locator("#run-metrics h3", has_text="2 NaN/inf not drawn").count() == 1
@@ -150,10 +177,19 @@ def test_run_page(tab: Tab, objects_repo: ObjectsRepo) -> None:
     page.fill("textarea[name=description]", "edited on the run page ✓")
     page.click("button:text-is('Save description')")
     page.get_by_text("saved").wait_for()
-    assert aim.Repo(str(objects_repo.root)).get_run(objects_repo.vision).description == "edited on the run page ✓"
+    assert (
+        aim.Repo(str(objects_repo.root)).get_run(objects_repo.vision).description
+        == "edited on the run page ✓"
+    )
     wait_reloaded(page, lambda: page.click(".tabs button:text-is('Logs')"))
     assert attr(page, "#logs", "data-line-count") == "300"
-    wait_reloaded(page, lambda: (page.fill("input[name=log-search]", "GREEN"), page.press("input[name=log-search]", "Enter")))
+    wait_reloaded(
+        page,
+        lambda: (
+            page.fill("input[name=log-search]", "GREEN"),
+            page.press("input[name=log-search]", "Enter"),
+        ),
+    )
     page.locator(".log-line.hit mark").wait_for()
     assert page.locator("#log-matches").inner_text() == "1 of 1 match"
     tab.shot("run-logs-search")
@@ -162,9 +198,13 @@ def test_run_page(tab: Tab, objects_repo: ObjectsRepo) -> None:
     page.select_option("select[name=level]", "40")
     assert attr(page, "#log-records", "data-record-count") == "1"
     tab.shot("run-log-records")
-    for name, selector, count in [("Images", "#images", "data-image-count"), ("Texts", "#texts", "data-text-count"),
-                                  ("Distributions", "#distributions", "data-sequence-count"),
-                                  ("Audio", "#audios", "data-audio-count"), ("Figures", "#figures", "data-figure-count")]:
+    for name, selector, count in [
+        ("Images", "#images", "data-image-count"),
+        ("Texts", "#texts", "data-text-count"),
+        ("Distributions", "#distributions", "data-sequence-count"),
+        ("Audio", "#audios", "data-audio-count"),
+        ("Figures", "#figures", "data-figure-count"),
+    ]:
         wait_reloaded(page, lambda name=name: page.click(f".tabs button:text-is('{name}')"))
         shown = page.locator(f".tab-panel:not([hidden]) {selector}")
         assert int(shown.get_attribute(count) or -1) > 0, name
@@ -175,7 +215,9 @@ def test_run_page(tab: Tab, objects_repo: ObjectsRepo) -> None:
     assert page.locator(".tabs button[aria-selected=true]").inner_text() == "Figures"
 
 
-def test_run_page_of_damaged_missing_and_paramless_runs(tab: Tab, objects_repo: ObjectsRepo) -> None:
+def test_run_page_of_damaged_missing_and_paramless_runs(
+    tab: Tab, objects_repo: ObjectsRepo
+) -> None:
     tab.watch.expect_error("500")  # the run's sidecar cannot be read: the page asks what can be
     page = tab.open(f"/runs/{objects_repo.damaged_sidecar}")
     assert "This run is damaged" in page.locator(".damage").inner_text()
@@ -210,9 +252,13 @@ def test_params_and_scatter_views(browser: Any, ui_server: UiServer, ui_repo: Pa
     assert 0 < selected < 4
     assert page.get_by_text(f"{selected} selected").is_visible()
     tab.shot("params-brushed")
-    page = tab.open("/scatters?metrics=loss&x=" + quote("p:hparams.lr") + "&y=" + quote("m:loss (subset=train)"))
+    page = tab.open(
+        "/scatters?metrics=loss&x=" + quote("p:hparams.lr") + "&y=" + quote("m:loss (subset=train)")
+    )
     assert attr(page, "#scatter", "data-run-count") == "4"
-    assert attr(page, "#scatter", "data-dot-count") == "3"  # the NaN lr and the run without loss (train) are left out
+    assert (
+        attr(page, "#scatter", "data-dot-count") == "3"
+    )  # the NaN lr and the run without loss (train) are left out
     tab.shot("scatter")
     page = tab.open("/params?q=" + quote("run.experiment == 'old' and run.archived == True"))
     assert page.get_by_text("These runs have no params to compare").is_visible()
@@ -225,9 +271,15 @@ def test_every_page_on_an_empty_repository(browser: Any, tmp_path: Path) -> None
     server = start_server(tmp_path)
     try:
         tab = Tab(browser, server)
-        for path, text in [("/images", "no images yet"), ("/audios", "no audio yet"), ("/figures", "no figures yet"),
-                           ("/texts", "no texts yet"), ("/distributions", "no distributions yet"),
-                           ("/params", "no runs yet"), ("/scatters", "no runs yet")]:
+        for path, text in [
+            ("/images", "no images yet"),
+            ("/audios", "no audio yet"),
+            ("/figures", "no figures yet"),
+            ("/texts", "no texts yet"),
+            ("/distributions", "no distributions yet"),
+            ("/params", "no runs yet"),
+            ("/scatters", "no runs yet"),
+        ]:
             page = tab.open(path)
             assert page.get_by_text(text).is_visible(), path
             tab.shot(f"empty-repo-{path.strip('/')}")
@@ -291,7 +343,9 @@ def test_pages_while_a_run_is_being_written(browser: Any, tmp_path: Path) -> Non
         assert stop_server(server)[0] == 0
 
 
-def test_static_report_opens_offline(browser: Any, objects_repo: ObjectsRepo, tmp_path: Path) -> None:
+def test_static_report_opens_offline(
+    browser: Any, objects_repo: ObjectsRepo, tmp_path: Path
+) -> None:
     from aim_parquet.ui.report import write_report
 
     stats = write_report(objects_repo.root, "", tmp_path / "report.html", images=True)
@@ -311,6 +365,8 @@ def test_static_report_opens_offline(browser: Any, objects_repo: ObjectsRepo, tm
     assert root.get_attribute("data-series-count") == str(stats.series)
     assert root.get_attribute("data-image-count") == str(stats.images) == "10"
     assert page.locator("#report-charts canvas").count() >= stats.charts - 0
-    assert re.search(r"could not be read", page.locator("#report").inner_text())  # the damaged segment
+    assert re.search(
+        r"could not be read", page.locator("#report").inner_text()
+    )  # the damaged segment
     page.screenshot(path=str(SHOTS / "report.png"))
     context.close()

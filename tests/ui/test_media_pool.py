@@ -31,7 +31,9 @@ def server_url(repo: ObjectsRepo) -> Iterator[str]:
 
     sock = bind("127.0.0.1", 0)
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(repo.root), log_level="error", lifespan="off"))
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(repo.root), log_level="error", lifespan="off")
+    )
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     try:
@@ -103,7 +105,7 @@ def test_plotly_js_comes_from_the_plotly_package_or_a_clear_404(
     style = "body{color:red}\\n.a:after{content:\\'x\\'}"
     bundle.write_text(
         'var P=1;(function(){if(!document.getElementById("abcdef0123456789")){var e=document.'
-        f"createElement(\"style\");e.id=\"abcdef0123456789\",e.textContent='{style}'"
+        f'createElement("style");e.id="abcdef0123456789",e.textContent=\'{style}\''
         ",document.head.appendChild(e)}})();"
     )
     monkeypatch.setattr(plotly_asset, "plotly_js_path", lambda: None)

@@ -17,7 +17,7 @@ import pytest
 import aim_parquet as aim
 from aim_parquet.ui.api.binary import decode
 from tests.ui.conftest import UiServer, start_server, stop_server
-from tests.ui.objects_repo import IMAGES_PER_STEP, ObjectsRepo, make_objects_repo
+from tests.ui.objects_repo import ObjectsRepo, make_objects_repo
 
 TIMEOUT = httpx.Timeout(30.0)
 # the repository has a damaged run on purpose; the SDK warns about it on every query
@@ -59,7 +59,12 @@ def sdk_objects_at(sequences: Any, step: int | None) -> dict[tuple[str, str], li
 
 def test_images_listing_matches_the_sdk(http: httpx.Client, objects_repo: ObjectsRepo) -> None:
     repo = aim.Repo(str(objects_repo.root))
-    for query, step in [("", None), ("images.name == 'samples'", 10), ("", 0), ("run.hparams.lr > 1", None)]:
+    for query, step in [
+        ("", None),
+        ("images.name == 'samples'", 10),
+        ("", 0),
+        ("run.hparams.lr > 1", None),
+    ]:
         answer = http.get("/api/images", params={"q": query, "step": step}).json()
         expected = sdk_objects_at(repo.query_images(query), step if step is not None else 10**9)
         assert answer["count"] == sum(len(v) for v in expected.values()), (query, step)
@@ -74,7 +79,9 @@ def test_images_listing_matches_the_sdk(http: httpx.Client, objects_repo: Object
     assert [d["hash"] for d in answer["damaged"]] == [objects_repo.damaged_sidecar]
 
 
-def image_url(http: httpx.Client, run: str, name: str, index: int = 0, step: int | None = None) -> tuple[str, dict[str, Any]]:
+def image_url(
+    http: httpx.Client, run: str, name: str, index: int = 0, step: int | None = None
+) -> tuple[str, dict[str, Any]]:
     answer = http.get("/api/images", params={"step": step}).json()
     seq = next(s for s in answer["sequences"] if s["run"] == run and s["name"] == name)
     return f"/api/objects/{run}/{seq['seq']}/{seq['step']}/{index}", seq
@@ -91,7 +98,11 @@ def test_thumbnails_are_made_on_the_server_with_caching_headers(
     with Image.open(io.BytesIO(thumb.content)) as img:
         assert max(img.size) == 64  # asked for 40, rounded up to a cached size; never enlarged
     assert thumb.headers["cache-control"] == "private, max-age=31536000, immutable"
-    again = http.get(url, params={"size": 40, "v": seq["version"]}, headers={"if-none-match": thumb.headers["etag"]})
+    again = http.get(
+        url,
+        params={"size": 40, "v": seq["version"]},
+        headers={"if-none-match": thumb.headers["etag"]},
+    )
     assert again.status_code == 304 and not again.content
     stale = http.get(url, params={"size": 40, "v": "an older version"})
     assert stale.headers["cache-control"] == "no-cache" and stale.content == thumb.content
@@ -111,7 +122,10 @@ def test_undecodable_image_and_bad_addresses(http: httpx.Client, objects_repo: O
     seq = url.split("/")[4]
     run = objects_repo.vision
     for path, status in [
-        (f"/api/objects/{run}/{seq}/0/99", 404),  # no such object (that sequence is the plain run's)
+        (
+            f"/api/objects/{run}/{seq}/0/99",
+            404,
+        ),  # no such object (that sequence is the plain run's)
         (f"/api/objects/{run[:-1]}X/{seq}/0/0", 400),
         (f"/api/objects/{run}/not-a-seq-id/0/0", 400),
         (f"/api/objects/{run}/{seq}/zero/0", 400),
@@ -124,7 +138,9 @@ def test_undecodable_image_and_bad_addresses(http: httpx.Client, objects_repo: O
         assert response.json()["message"]
 
 
-def test_audio_figure_text_and_distribution_objects(http: httpx.Client, objects_repo: ObjectsRepo) -> None:
+def test_audio_figure_text_and_distribution_objects(
+    http: httpx.Client, objects_repo: ObjectsRepo
+) -> None:
     run = aim.Repo(str(objects_repo.root)).get_run(objects_repo.vision)
     audios = http.get("/api/audios").json()
     clip = audios["sequences"][0]
@@ -144,7 +160,7 @@ def test_audio_figure_text_and_distribution_objects(http: httpx.Client, objects_
     steps, values = dist_seq.values.sparse_list()
     assert read(weights["steps"]).tolist() == steps
     counts = read(weights["counts"]).astype(int)
-    last = read(weights["weights"])[-counts[-1]:]
+    last = read(weights["weights"])[-counts[-1] :]
     np.testing.assert_allclose(last, values[-1].weights, rtol=1e-6)
     heat = read(weights["heat"]["values"]).reshape(len(steps), weights["heat"]["bins"])
     np.testing.assert_allclose(heat.sum(axis=1), [v.weights.sum() for v in values], rtol=1e-4)
@@ -155,12 +171,18 @@ def test_audio_figure_text_and_distribution_objects(http: httpx.Client, objects_
 
 def test_texts_search_and_pages(http: httpx.Client, objects_repo: ObjectsRepo) -> None:
     repo = aim.Repo(str(objects_repo.root))
-    everything = [(s.run.hash, step, t.data) for s in repo.query_texts("") for step, t in zip(*s.values.sparse_list(), strict=True)]
+    everything = [
+        (s.run.hash, step, t.data)
+        for s in repo.query_texts("")
+        for step, t in zip(*s.values.sparse_list(), strict=True)
+    ]
     answer = http.get("/api/texts").json()
     assert answer["total"] == len(everything) == 13
     found = http.get("/api/texts", params={"search": "ÜNÏ label=2"}).json()
     expected = [t for _, _, t in everything if "ünï" in t.lower() and "label=2" in t.lower()]
-    assert [r["text"] for r in found["rows"]] == sorted(expected, key=lambda t: int(t.split()[1][:-1]))
+    assert [r["text"] for r in found["rows"]] == sorted(
+        expected, key=lambda t: int(t.split()[1][:-1])
+    )
     page = http.get("/api/texts", params={"offset": 10, "limit": 2}).json()
     assert page["total"] == 13 and len(page["rows"]) == 2 and page["offset"] == 10
     assert http.get("/api/texts", params={"limit": "many"}).status_code == 400
@@ -168,7 +190,9 @@ def test_texts_search_and_pages(http: httpx.Client, objects_repo: ObjectsRepo) -
 
 def test_run_logs_records_and_damage(http: httpx.Client, objects_repo: ObjectsRepo) -> None:
     run = objects_repo.vision
-    logs = http.get(f"/api/runs/{run}/logs", params={"offset": 6, "limit": 3, "search": "GREEN"}).json()
+    logs = http.get(
+        f"/api/runs/{run}/logs", params={"offset": 6, "limit": 3, "search": "GREEN"}
+    ).json()
     assert logs["total"] == 300 and logs["lines"][1] == [7, "green text 緑"]  # escape codes gone
     assert logs["matches"] == [7] and logs["match_count"] == 1
     tail = http.get(f"/api/runs/{run}/logs", params={"offset": 299, "limit": 50}).json()
@@ -188,9 +212,15 @@ def test_run_logs_records_and_damage(http: httpx.Client, objects_repo: ObjectsRe
     assert salvage["damaged"] is True and "not valid JSON" in salvage["reason"]
     assert [(s["name"], s["count"]) for s in salvage["sequences"]] == [("loss", 1)]
     assert http.get(f"/api/runs/{run}/salvage").json() == {"damaged": False}
-    header, _ = decode(http.get("/api/metrics/search", params={"q": f"run.hash == '{objects_repo.damaged_segment}'"}).content)
+    header, _ = decode(
+        http.get(
+            "/api/metrics/search", params={"q": f"run.hash == '{objects_repo.damaged_segment}'"}
+        ).content
+    )
     assert [c["title"] for c in header["charts"]] == ["good"]  # the readable series is still drawn
-    assert [(u["name"], u["context"]) for u in header["unreadable"]] == [("loss", {"subset": "train"})]
+    assert [(u["name"], u["context"]) for u in header["unreadable"]] == [
+        ("loss", {"subset": "train"})
+    ]
 
 
 def test_object_queries_go_through_the_safe_interpreter(http: httpx.Client) -> None:
@@ -201,7 +231,9 @@ def test_object_queries_go_through_the_safe_interpreter(http: httpx.Client) -> N
         assert evil.status_code == 400, path
 
 
-def test_report_command_writes_one_self_contained_file(objects_repo: ObjectsRepo, tmp_path: Path) -> None:
+def test_report_command_writes_one_self_contained_file(
+    objects_repo: ObjectsRepo, tmp_path: Path
+) -> None:
     import base64
     import re
     import subprocess
@@ -219,13 +251,17 @@ def test_report_command_writes_one_self_contained_file(objects_repo: ObjectsRepo
     text = out.read_text(encoding="utf-8")
     assert "Content-Security-Policy" in text and "default-src 'none'" in text
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//)""", text)  # nothing to fetch
-    payload = re.search(r'<script type="application/json" id="report-data">(.*?)</script>', text, re.S)
+    payload = re.search(
+        r'<script type="application/json" id="report-data">(.*?)</script>', text, re.S
+    )
     assert payload is not None
     data = json.loads(payload.group(1).replace("<\\/", "</"))
     header, _ = decode(base64.b64decode(data["series"]))
     sdk = list(aim.Repo(str(objects_repo.root)).query_metrics("metric.name == 'loss'"))
     readable = [m for m in sdk if m.run.hash != objects_repo.damaged_segment]
-    assert header["series_count"] == len(sdk) and sum(len(c["series"]) for c in header["charts"]) == len(readable)
+    assert header["series_count"] == len(sdk) and sum(
+        len(c["series"]) for c in header["charts"]
+    ) == len(readable)
     assert sorted(data["runs"]["columns"]["hash"]) == sorted({m.run.hash for m in sdk})
     assert data["images"]["count"] == 10 and all(
         i["src"].startswith("data:image/") for i in data["images"]["items"] if "error" not in i
@@ -241,8 +277,12 @@ def test_report_command_writes_one_self_contained_file(objects_repo: ObjectsRepo
 def test_bundler_joins_modules_and_refuses_what_it_cannot_read(tmp_path: Path) -> None:
     from aim_parquet.ui.report import bundle
 
-    (tmp_path / "a.js").write_text('export function twice(x) { return 2 * x; }\nexport const K = 3;\n')
-    (tmp_path / "b.js").write_text('import { twice, K as k } from "./a.js";\nexport class B { v() { return twice(k); } }\n')
+    (tmp_path / "a.js").write_text(
+        "export function twice(x) { return 2 * x; }\nexport const K = 3;\n"
+    )
+    (tmp_path / "b.js").write_text(
+        'import { twice, K as k } from "./a.js";\nexport class B { v() { return twice(k); } }\n'
+    )
     code = bundle(["a.js", "b.js"], tmp_path)
     assert 'const { twice, K: k } = __modules["a.js"];' in code and "return { B };" in code
     with pytest.raises(ValueError, match="not bundled before it"):
