@@ -157,8 +157,8 @@ def encode(kind: str, payload: bytes, meta: dict[str, Any], size: int | None) ->
     base = kind[5:-1] if kind.startswith("list(") else kind
     if base == "aim.image":
         fmt = str(meta.get("format", ""))
-        if size is None and fmt in IMAGE_TYPES:
-            return payload, IMAGE_TYPES[fmt]
+        if fmt in IMAGE_TYPES and (size is None or _fits(meta, size, len(payload))):
+            return payload, IMAGE_TYPES[fmt]  # already small: sent as stored, nothing decoded
         return thumbnail(payload, size), "image/webp" if webp_ok() else "image/png"
     if base == "aim.audio":
         return payload, AUDIO_TYPES.get(str(meta.get("format", "")), "application/octet-stream")
@@ -171,6 +171,19 @@ def encode(kind: str, payload: bytes, meta: dict[str, Any], size: int | None) ->
         body = {"bin_count": dist.bin_count, "range": dist.range, "weights": dist.weights.tolist()}
         return json_bytes(body), "application/json"
     return payload.decode("utf-8", "replace").encode("utf-8"), "text/plain; charset=utf-8"
+
+
+SMALL_ORIGINAL_BYTES = 256 << 10
+"""A stored image no larger than the thumbnail asked for, and at most this many bytes, is sent
+as it is (re-encoding it would cost CPU and gain little)."""
+
+
+def _fits(meta: dict[str, Any], size: int, nbytes: int) -> bool:
+    try:
+        side = max(int(meta.get("width", 0)), int(meta.get("height", 0)))
+    except (TypeError, ValueError):
+        return False
+    return 0 < side <= size and nbytes <= SMALL_ORIGINAL_BYTES
 
 
 _WEBP: list[bool] = []

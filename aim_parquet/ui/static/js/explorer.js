@@ -129,6 +129,11 @@ export class LazyLoader {
     return this.first;
   }
 
+  /** Watch more elements (with the same `load`), after the first batch. */
+  more(elements) {
+    for (const el of elements) this.observer.observe(el);
+  }
+
   seen(entries) {
     const loads = [];
     for (const entry of entries) {

@@ -6,6 +6,8 @@ import { ApiError, getJSON } from "../api.js";
 import { fmtNumber, h, setReady, setStatus } from "../dom.js";
 import { LazyLoader, fullQuery, groupSequences, notesFor, searchBar, stepSlider, viewState } from "../explorer.js";
 
+const FIRST_CARDS = 150, CHUNK_CARDS = 200;
+
 /**
  * kind: "images" | "audios" | "figures" (the query variable and the API path)
  * options: {defaults, placeholder, noun, emptyHint, toolbar(state, redraw) -> [elements],
@@ -64,23 +66,31 @@ export function mountGrid(container, kind, options, { fixedQuery = "", inUrl = t
     slider.set(listing.steps, listing.step);
     notes.replaceChildren(notesFor(fixedQuery ? { unreadable: listing.unreadable } : listing) || "");
     if (options.beforeRender) options.beforeRender(grid, state);
-    const targets = [];
+    // The first FIRST_CARDS cards (more than a screen holds) are made at once; the others
+    // after the first screen is drawn, a chunk per frame, so a page of thousands of objects
+    // shows its first screen as fast as a page of a hundred.
+    const pending = [];
     const groups = groupSequences(listing, state.group_by, kind);
     grid.replaceChildren(...groups.map((group) => {
       const items = [];
-      for (const seq of group.seqs) {
-        const run = listing.runs[seq.run];
-        for (const rec of seq.records) {
-          const made = options.card(seq, run, rec, state);
-          if (made.target) targets.push(made.target);
-          items.push(made.el);
-        }
-      }
+      for (const seq of group.seqs) for (const rec of seq.records) items.push([seq, rec]);
       if (!items.length) return null;
+      const box = h("div", { class: `object-grid ${kind}-grid` });
+      pending.push(...items.map(([seq, rec]) => [box, seq, rec]));
       return h("section", { class: "object-group" },
         group.label ? h("h3", {}, group.label, h("small", {}, ` ${items.length} ${options.noun}${items.length === 1 ? "" : "s"}`)) : null,
-        h("div", { class: `object-grid ${kind}-grid` }, items));
+        box);
     }));
+    const make = (count) => {
+      const targets = [];
+      for (const [box, seq, rec] of pending.splice(0, count)) {
+        const made = options.card(seq, listing.runs[seq.run], rec, state);
+        if (made.target) targets.push(made.target);
+        box.append(made.el);
+      }
+      return targets;
+    };
+    const targets = make(FIRST_CARDS);
     grid.dataset[options.countAttr || "objectCount"] = String(listing.count);
     const more = listing.count > listing.listed ? ` (the first ${listing.listed.toLocaleString("en-US")} shown: narrow the query)` : "";
     count.textContent = `${listing.count.toLocaleString("en-US")} ${options.noun}${listing.count === 1 ? "" : "s"}` +
@@ -89,6 +99,10 @@ export function mountGrid(container, kind, options, { fixedQuery = "", inUrl = t
     empty.textContent = state.q || fixedQuery ? `No ${options.noun} matches this query at this step.` : options.emptyHint;
     await lazy.watch(targets, (target) => target._load());
     if (mine === generation) setReady(true);
+    while (pending.length && mine === generation) {
+      await new Promise((resolve) => requestAnimationFrame(resolve));
+      if (mine === generation) lazy.more(make(CHUNK_CARDS));
+    }
   }
 
   if (inUrl) {
