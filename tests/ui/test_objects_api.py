@@ -112,6 +112,10 @@ def test_thumbnails_are_made_on_the_server_with_caching_headers(
     steps, values = images.values.sparse_list()
     assert original.content == values[steps.index(seq["step"])][3].data
     assert original.headers["content-type"] == "image/png"
+    tiny_url, _ = image_url(http, objects_repo.plain, "tiny")
+    tiny = http.get(tiny_url, params={"size": 64})  # no larger than asked: sent as stored
+    stored = aim.Repo(str(objects_repo.root)).get_run(objects_repo.plain).get_image_sequence("tiny")
+    assert tiny.content == stored.values.sparse_list()[1][0].data
 
 
 def test_undecodable_image_and_bad_addresses(http: httpx.Client, objects_repo: ObjectsRepo) -> None:

@@ -157,7 +157,7 @@ def encode(kind: str, payload: bytes, meta: dict[str, Any], size: int | None) ->
     base = kind[5:-1] if kind.startswith("list(") else kind
     if base == "aim.image":
         fmt = str(meta.get("format", ""))
-        if fmt in IMAGE_TYPES and (size is None or _fits(meta, size, len(payload))):
+        if _looks_like(fmt, payload) and (size is None or _fits(meta, size, len(payload))):
             return payload, IMAGE_TYPES[fmt]  # already small: sent as stored, nothing decoded
         return thumbnail(payload, size), "image/webp" if webp_ok() else "image/png"
     if base == "aim.audio":
@@ -176,6 +176,21 @@ def encode(kind: str, payload: bytes, meta: dict[str, Any], size: int | None) ->
 SMALL_ORIGINAL_BYTES = 256 << 10
 """A stored image no larger than the thumbnail asked for, and at most this many bytes, is sent
 as it is (re-encoding it would cost CPU and gain little)."""
+
+
+_SIGNATURES = {
+    "png": (b"\x89PNG\r\n\x1a\n",),
+    "jpeg": (b"\xff\xd8\xff",),
+    "gif": (b"GIF87a", b"GIF89a"),
+    "webp": (b"RIFF",),
+    "bmp": (b"BM",),
+}
+
+
+def _looks_like(fmt: str, payload: bytes) -> bool:
+    """The stored bytes start as a browser shows `fmt` (else they go through Pillow, which says
+    what is wrong with them)."""
+    return any(payload.startswith(sig) for sig in _SIGNATURES.get(fmt, ()))
 
 
 def _fits(meta: dict[str, Any], size: int, nbytes: int) -> bool:
