@@ -96,7 +96,7 @@ def test_thumbnails_are_made_on_the_server_with_caching_headers(
     thumb = http.get(url, params={"size": 40, "v": seq["version"]})
     assert thumb.status_code == 200 and thumb.headers["content-type"] in ("image/webp", "image/png")
     with Image.open(io.BytesIO(thumb.content)) as img:
-        assert max(img.size) == 64  # asked for 40, rounded up to a cached size; never enlarged
+        assert max(img.size) == 64  # asked for 40, rounded up to a size cached for all
     assert thumb.headers["cache-control"] == "private, max-age=31536000, immutable"
     again = http.get(
         url,

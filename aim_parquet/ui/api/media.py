@@ -38,7 +38,7 @@ from aim_parquet.ui.api.jsonout import error_response, json_bytes
 from aim_parquet.ui.api.objects import parse_meta, version_of
 from aim_parquet.ui.api.state import UiState
 
-THUMB_SIZES = (64, 128, 256, 512, 1024)
+THUMB_SIZES = (64, 96, 128, 160, 192, 256, 320, 384, 512, 768, 1024)
 """A requested thumbnail size is rounded up to one of these (so the cache is shared)."""
 THUMB_CACHE_BYTES = 64 << 20
 IMMUTABLE = "private, max-age=31536000, immutable"
@@ -173,7 +173,7 @@ def encode(kind: str, payload: bytes, meta: dict[str, Any], size: int | None) ->
     return payload.decode("utf-8", "replace").encode("utf-8"), "text/plain; charset=utf-8"
 
 
-SMALL_ORIGINAL_BYTES = 256 << 10
+SMALL_ORIGINAL_BYTES = 48 << 10
 """A stored image no larger than the thumbnail asked for, and at most this many bytes, is sent
 as it is (re-encoding it would cost CPU and gain little)."""
 

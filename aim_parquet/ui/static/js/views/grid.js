@@ -6,7 +6,7 @@ import { ApiError, getJSON } from "../api.js";
 import { fmtNumber, h, setReady, setStatus } from "../dom.js";
 import { LazyLoader, fullQuery, groupSequences, notesFor, searchBar, stepSlider, viewState } from "../explorer.js";
 
-const FIRST_CARDS = 150, CHUNK_CARDS = 200;
+const FIRST_CARDS = 96, CHUNK_CARDS = 200;
 
 /**
  * kind: "images" | "audios" | "figures" (the query variable and the API path)
@@ -66,7 +66,7 @@ export function mountGrid(container, kind, options, { fixedQuery = "", inUrl = t
     slider.set(listing.steps, listing.step);
     notes.replaceChildren(notesFor(fixedQuery ? { unreadable: listing.unreadable } : listing) || "");
     if (options.beforeRender) options.beforeRender(grid, state);
-    // The first FIRST_CARDS cards (more than a screen holds) are made at once; the others
+    // The first FIRST_CARDS cards (more than a screen of them) are made at once; the others
     // after the first screen is drawn, a chunk per frame, so a page of thousands of objects
     // shows its first screen as fast as a page of a hundred.
     const pending = [];
