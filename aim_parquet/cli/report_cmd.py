@@ -21,7 +21,9 @@ EPILOG = """examples:
   aim-parquet report --query "metric.name == 'loss'" --runs "run.hparams.lr < 0.01" \\
       --images --title "lr sweep, week 12" --output sweep.html
 
---runs selects the runs of the table (default: the runs the metric query matched)."""
+--runs keeps only the runs matching that run query, in the table and in the charts (the table
+then lists them all, with or without metrics); by default the table has the runs the metric query
+matched."""
 
 
 def add_parser(sub: Any) -> None:
@@ -36,7 +38,10 @@ def add_parser(sub: Any) -> None:
         "--query", default="", help="AimQL metric query of the charts (default: every metric)"
     )
     p.add_argument(
-        "--runs", default=None, metavar="QUERY", help="AimQL run query of the runs table"
+        "--runs",
+        default=None,
+        metavar="QUERY",
+        help="AimQL run query: only these runs (table and charts)",
     )
     p.add_argument(
         "--output", default="report.html", help="the HTML file to write (default report.html)"

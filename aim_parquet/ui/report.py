@@ -91,7 +91,10 @@ def report_data(
     from aim_parquet.ui.api.metrics import search
     from aim_parquet.ui.api.runs import runs_table
 
-    body = search(state, query, "step", width, ["metric.name"], (None, None))
+    charted = query
+    if runs_query:  # only these runs, in the charts too
+        charted = f"({query}) and ({runs_query})" if query.strip() else runs_query
+    body = search(state, charted, "step", width, ["metric.name"], (None, None))
     header, _ = decode(body)
     names = sorted({s["name"] for c in header["charts"] for s in c["series"]})
     table = runs_table(state, runs_query or "", names[:20])

@@ -270,6 +270,18 @@ def test_report_command_writes_one_self_contained_file(
     assert data["images"]["count"] == 10 and all(
         i["src"].startswith("data:image/") for i in data["images"]["items"] if "error" not in i
     )
+    only = tmp_path / "only.html"
+    done = subprocess.run(
+        [PYTHON, "-m", "aim_parquet", "report", "--repo", str(objects_repo.root), "--runs",
+         "run.experiment == 'plain'", "--output", str(only)],
+        capture_output=True, text=True, timeout=120, env=python_env(),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    text = only.read_text(encoding="utf-8")
+    data = json.loads(re.search(r'id="report-data">(.*?)</script>', text, re.S).group(1))  # type: ignore[union-attr]
+    header, _ = decode(base64.b64decode(data["series"]))
+    assert data["runs"]["columns"]["hash"] == [objects_repo.plain]
+    assert {s["run"] for c in header["charts"] for s in c["series"]} == {objects_repo.plain}
     bad = subprocess.run(
         [PYTHON, "-m", "aim_parquet", "report", "--repo", str(objects_repo.root), "--query", "metric.name ==",
          "--output", str(tmp_path / "bad.html")],
