@@ -227,6 +227,10 @@ def test_run_page_of_damaged_missing_and_paramless_runs(
     assert "loss (subset=train) of run" in page.locator(".notes").inner_text()
     assert attr(page, "#run-metrics", "data-chart-count") == "1"
     tab.shot("run-damaged-segment")
+    page = tab.open("/metrics?q=" + quote(f"run.hash == '{objects_repo.damaged_segment}'"))
+    assert attr(page, "#metrics", "data-series-count") == "1"  # the readable one is drawn
+    assert "1 series could not be read (loss)" in page.locator("#status").inner_text()
+    tab.shot("metrics-damaged-segment")
     page = tab.open(f"/runs/{objects_repo.plain}")
     assert "This run has no params" in page.locator("#params-tree").inner_text()
     tab.shot("run-without-params")
@@ -234,6 +238,25 @@ def test_run_page_of_damaged_missing_and_paramless_runs(
     page = tab.open("/runs/0123456789abcdef01234567")
     assert "0123456789abcdef01234567" in page.locator("pre.error").inner_text()
     tab.shot("run-missing")
+
+
+def test_run_page_and_explorers_under_a_base_path(browser: Any, objects_repo: ObjectsRepo) -> None:
+    server = start_server(objects_repo.root, "--base-path", "/aim")
+    try:
+        tab = Tab(browser, server)
+        page = tab.open(f"/aim/runs/{objects_repo.vision}")  # one folder deeper: <base href="../">
+        assert int(attr(page, "#run-metrics", "data-chart-count")) == 2
+        page.click("nav a[data-nav=images]")
+        page.wait_for_url(re.compile(r"/aim/images$"))
+        page.wait_for_selector("body[data-ready=true]")
+        assert attr(page, "#images", "data-image-count") == "10"
+        assert any("422" in e for e in tab.watch.console_errors)  # the undecodable image
+        tab.watch.console_errors[:] = [
+            e for e in tab.watch.console_errors if "status of 422" not in e
+        ]
+        tab.close()
+    finally:
+        assert stop_server(server)[0] == 0
 
 
 def test_params_and_scatter_views(browser: Any, ui_server: UiServer, ui_repo: Path) -> None:
