@@ -8,7 +8,8 @@ explorer and the run page, the run page's logs in headless Chromium, and the sta
 - `make_long_run`: one run with `metrics` metrics of `points` points in all and `lines` lines of
   terminal output (the `logs` sequence), compacted or not;
 - `logs`: the run page's Logs tab: navigation to drawn, then jumping to the last line and a
-  search over every line, each until the page has drawn it (`reps` cold loads);
+  search over every line, each until the page has drawn it (`reps` cold loads); once, every
+  frame's duration while the logs scroll by 100 lines a frame;
 - `report`: `aim-parquet report` of a repository (the command's wall time and the file's size),
   then `reps` cold loads of the file in Chromium until its charts are drawn, with every request
   the page made (there must be none but the file itself).
@@ -114,11 +115,30 @@ def logs(p: dict[str, Any]) -> dict[str, Any]:
                 if rep == 0 and p.get("shot"):
                     ui_side.SHOTS.mkdir(parents=True, exist_ok=True)
                     page.screenshot(path=str(ui_side.SHOTS / f"{p['shot']}.png"))
+                if rep == 0:
+                    page.evaluate("document.querySelector('#logs').scrollTop = 0")
+                    frames = page.evaluate(SCROLL_LOGS_JS, 240)
                 context.close()
             browser.close()
     finally:
         server.stop()
-    return {"s": opened, "end_s": to_end, "search_s": search}
+    return {"s": opened, "end_s": to_end, "search_s": search, "frame_ms": frames}
+
+
+SCROLL_LOGS_JS = """async (frames) => {
+  const el = document.querySelector('#logs');
+  const times = [];
+  await new Promise(r => requestAnimationFrame(r));
+  let last = performance.now();
+  for (let i = 0; i < frames; i++) {
+    el.scrollTop += (i % 60 < 45 ? 1800 : -900);  // 100 lines a frame, now and then back
+    await new Promise(r => requestAnimationFrame(r));
+    const now = performance.now();
+    times.push(now - last);
+    last = now;
+  }
+  return times;
+}"""
 
 
 def report(p: dict[str, Any]) -> dict[str, Any]:

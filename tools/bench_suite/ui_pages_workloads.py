@@ -99,6 +99,7 @@ def _report(s: Suite, *, sizes: tuple[int, int, int, int], results: dict[str, An
     grid, overview, logs, report = (results[k] for k in ("grid", "overview", "logs", "report"))
     mib = 1 / 1048576
     first = measure([grid.data["s"][0]], "s") if grid else None
+    frames = logs.data.get("frame_ms") or [] if logs else []
     other = report.data["other_requests"] if report else None
     rows = [
         s.add("ui_images", Row(
@@ -116,6 +117,11 @@ def _report(s: Suite, *, sizes: tuple[int, int, int, int], results: dict[str, An
         s.add("ui_run_logs_end", Row(f"  ... jump to line {lines:,} drawn", _m(logs, "end_s"), None)),
         s.add("ui_run_logs_search", Row(f"  ... search over {lines:,} lines, first match drawn",
                                         _m(logs, "search_s"), None)),
+        s.add("ui_run_logs_scroll", Row(
+            f"  ... scrolling the logs 100 lines a frame, longest of {len(frames)} frames",
+            measure([max(frames) / 1000], "s") if frames else None, None,
+            note=f"{sum(1 for f in frames if f > 50)} frame(s) over 50 ms" if frames else "",
+        )),
         s.add("ui_report_open", Row(
             f"static report, {report_runs} runs x 10 metrics x 1,000 steps: file opened to charts drawn",
             _m(report), None, note=f"requests besides the file: {other}" if report else "",
