@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import time
-from bisect import bisect_right
 from typing import Any
 
 import numpy as np
@@ -85,7 +84,8 @@ def listing(state: UiState, seq_var: str, query: str, step: int | None) -> dict[
                 found.append((match.record, info, sequence_steps(state, match.record, info)))
             except CorruptFileError as exc:
                 unreadable.append(unreadable_json(match.record, info, exc))
-    all_steps = sorted({int(s) for _, _, steps in found for s in steps})
+    every = [steps for _, _, steps in found]
+    all_steps = np.unique(np.concatenate(every)).tolist() if every else []
     chosen = all_steps[-1] if step is None and all_steps else step
     fields = META_FIELDS[seq_var]
     sequences = []
@@ -95,7 +95,7 @@ def listing(state: UiState, seq_var: str, query: str, step: int | None) -> dict[
     for record, info, steps in found:
         shown = None
         if chosen is not None and steps.size:
-            at = bisect_right(steps.tolist(), chosen)
+            at = int(np.searchsorted(steps, chosen, side="right"))
             shown = int(steps[at - 1]) if at else None
         records = []
         if shown is not None:
