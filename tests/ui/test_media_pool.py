@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from aim_parquet.errors import MissingRunError
 from aim_parquet.ui.api import media
 from aim_parquet.ui.api.state import DEFAULT_WORKERS, MEDIA_WORKERS
 from aim_parquet.ui.server import bind, create_app
@@ -122,3 +123,37 @@ def test_plotly_js_comes_from_the_plotly_package_or_a_clear_404(
         assert http.get(js.url, headers={"if-none-match": js.headers["etag"]}).status_code == 304
         css = http.get("/vendor/plotly/styles.css").text
         assert "body{color:red}\n.a:after{content:'x'}" in css
+
+
+def test_a_finished_steps_objects_are_read_once(
+    repo: ObjectsRepo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aim_parquet.storage.repo_files import open_repo
+    from aim_parquet.ui.api.objects import listing
+    from aim_parquet.ui.api.state import UiState
+
+    state = UiState(open_repo(repo.root))
+    seq = next(
+        s for s in listing(state, "images", "images.name == 'samples'", 20)["sequences"]
+        if s["run"] == repo.vision
+    )  # fmt: skip
+    reads: list[Any] = []
+    original = media.read_object_rows
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        reads.append(kwargs)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(media, "read_object_rows", counted)
+    caches = media.Caches()
+    address = (seq["run"], seq["seq"], 20)
+    thumbs = [media.read_object(state, caches, (*address, i), 64, seq["version"]) for i in range(6)]
+    assert len(reads) == 1 and reads[0]["index"] is None  # the whole step, once
+    assert len({t.body for t in thumbs}) == 6 and all(
+        t.cache_control == media.IMMUTABLE for t in thumbs
+    )
+    live = media.read_object(state, caches, (*address, 2), 64, None)  # no version: not cached
+    assert len(reads) == 2 and reads[1]["index"] == 2 and live.cache_control == media.REVALIDATE
+    assert live.body == thumbs[2].body
+    with pytest.raises(MissingRunError):
+        media.read_object(state, caches, (*address, 6), 64, seq["version"])

@@ -10,8 +10,9 @@ Only that one row's bytes are read (`storage.object_read`). Every answer has an 
 that has finished, the object at an address never changes unless the run is resumed, so its
 answers are `immutable` for a year when the URL carries the run's version (`v`, which the
 listings give: it changes when the run is resumed) and revalidated (`no-cache`) otherwise.
-Thumbnails are kept in a small in-memory cache. All of this runs in the state's media pool, so
-a page of slow images never takes a thread from the metrics and runs requests.
+Thumbnails, and the objects of the steps last shown, are kept in small in-memory caches. All of
+this runs in the state's media pool, so a page of slow images never takes a thread from the
+metrics and runs requests.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ import hashlib
 import io
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, cast
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -41,6 +42,7 @@ from aim_parquet.ui.api.state import UiState
 THUMB_SIZES = (64, 96, 128, 160, 192, 256, 320, 384, 512, 768, 1024)
 """A requested thumbnail size is rounded up to one of these (so the cache is shared)."""
 THUMB_CACHE_BYTES = 64 << 20
+STEP_CACHE_BYTES = 128 << 20
 IMMUTABLE = "private, max-age=31536000, immutable"
 REVALIDATE = "no-cache"
 IMAGE_TYPES = {
@@ -67,34 +69,45 @@ class Media:
     cache_control: str
 
 
-class ThumbnailCache:
-    """An LRU of encoded thumbnails bounded by their total size in bytes (thread-safe)."""
+class LruCache:
+    """A least-recently-used cache bounded by the total size of its values (thread-safe)."""
 
-    def __init__(self, max_bytes: int = THUMB_CACHE_BYTES) -> None:
+    def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
-        self._items: OrderedDict[tuple[Any, ...], Media] = OrderedDict()
+        self._items: OrderedDict[tuple[Any, ...], tuple[Any, int]] = OrderedDict()
         self._size = 0
         self._lock = threading.Lock()
 
-    def get(self, key: tuple[Any, ...]) -> Media | None:
+    def get(self, key: tuple[Any, ...]) -> Any:
         with self._lock:
             found = self._items.get(key)
-            if found is not None:
-                self._items.move_to_end(key)
-            return found
+            if found is None:
+                return None
+            self._items.move_to_end(key)
+            return found[0]
 
-    def put(self, key: tuple[Any, ...], media: Media) -> None:
-        if len(media.body) > self.max_bytes // 8:
-            return
+    def put(self, key: tuple[Any, ...], value: Any, nbytes: int) -> None:
+        if nbytes > self.max_bytes // 4:
+            return  # one value may not push out most of the others
         with self._lock:
             old = self._items.pop(key, None)
             if old is not None:
-                self._size -= len(old.body)
-            self._items[key] = media
-            self._size += len(media.body)
+                self._size -= old[1]
+            self._items[key] = (value, nbytes)
+            self._size += nbytes
             while self._size > self.max_bytes and self._items:
-                _, dropped = self._items.popitem(last=False)
-                self._size -= len(dropped.body)
+                _, (_, dropped) = self._items.popitem(last=False)
+                self._size -= dropped
+
+
+@dataclass
+class Caches:
+    """Encoded answers (thumbnails), and the stored objects of recently shown steps: a page of
+    thumbnails asks for every object of a step, and reading them one by one from a compacted
+    file would decode the same row group each time."""
+
+    answers: LruCache = field(default_factory=lambda: LruCache(THUMB_CACHE_BYTES))
+    steps: LruCache = field(default_factory=lambda: LruCache(STEP_CACHE_BYTES))
 
 
 def thumb_size(value: str | None) -> int | None:
@@ -123,7 +136,7 @@ def find_sequence(state: UiState, run_hash: str, seq_id: str) -> tuple[Any, Sequ
 
 def read_object(
     state: UiState,
-    cache: ThumbnailCache,
+    caches: Caches,
     address: tuple[str, str, int, int],
     size: int | None,
     version: str | None,
@@ -134,22 +147,44 @@ def read_object(
     stable = current != "" and version == current
     key = (run_hash, seq_id, step, index, size, current)
     if stable and size is not None:
-        cached = cache.get(key)
+        cached = caches.answers.get(key)
         if cached is not None:
-            return cached
-    table = read_object_rows(
-        state.layout, run_hash, info, ["payload", "meta"], steps=[step], index=index
-    )
-    if table.num_rows == 0 or int(to_numpy(table.column("index"))[0]) != index:
+            return cast(Media, cached)
+    if stable:  # a finished run's step: read once, every object of it
+        rows = caches.steps.get(key[:3] + (current,))
+        if rows is None:
+            rows = _step_rows(state, run_hash, info, step)
+            caches.steps.put(key[:3] + (current,), rows, sum(len(p) for p, _ in rows.values()))
+        found = rows.get(index)
+    else:  # a run being written: that one object, as it is now
+        found = _step_rows(state, run_hash, info, step, index).get(index)
+    if found is None:
         raise MissingRunError(f"{info.name!r} of run {run_hash} has no object at {step}/{index}")
-    payload = bytes(table.column("payload")[0].as_py())
-    meta = parse_meta(table.column("meta")[0].as_py())
-    body, media_type = encode(info.kind, payload, meta, size)
+    payload, meta_text = found
+    body, media_type = encode(info.kind, payload, parse_meta(meta_text), size)
     digest = hashlib.blake2b(body, digest_size=12).hexdigest()
     media = Media(body, media_type, f'"{digest}"', IMMUTABLE if stable else REVALIDATE)
     if stable and size is not None:
-        cache.put(key, media)
+        caches.answers.put(key, media, len(body))
     return media
+
+
+def _step_rows(
+    state: UiState, run_hash: str, info: SequenceInfo, step: int, index: int | None = None
+) -> dict[int, tuple[bytes, str | None]]:
+    """index -> (payload, meta JSON) of the objects of one step (or of one of them)."""
+    table = read_object_rows(
+        state.layout, run_hash, info, ["payload", "meta"], steps=[step], index=index
+    )
+    return {
+        int(i): (bytes(p), m)
+        for i, p, m in zip(
+            to_numpy(table.column("index")).tolist(),
+            table.column("payload").to_pylist(),
+            table.column("meta").to_pylist(),
+            strict=True,
+        )
+    }
 
 
 def encode(kind: str, payload: bytes, meta: dict[str, Any], size: int | None) -> tuple[bytes, str]:
@@ -244,7 +279,7 @@ def _has_alpha(img: Any) -> bool:
 
 
 def routes(state: UiState) -> list[Route]:
-    cache = ThumbnailCache()
+    caches = Caches()
 
     @api_errors
     async def object_endpoint(request: Request) -> Response:
@@ -261,7 +296,7 @@ def routes(state: UiState) -> list[Route]:
         size = thumb_size(params.get("size"))
         try:
             media = await state.call_media(
-                read_object, state, cache, (run_hash, seq_id, step, index), size, params.get("v")
+                read_object, state, caches, (run_hash, seq_id, step, index), size, params.get("v")
             )
         except UndecodableObject as exc:
             return error_response(422, "undecodable", str(exc))
