@@ -306,3 +306,28 @@ def test_bundler_joins_modules_and_refuses_what_it_cannot_read(tmp_path: Path) -
     (tmp_path / "c.js").write_text('import * as all from "./a.js";\n')
     with pytest.raises(ValueError, match="cannot read"):
         bundle(["a.js", "c.js"], tmp_path)
+
+
+def test_distributions_answer_is_bounded_however_many_sequences_match(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aim_parquet.storage.repo_files import open_repo
+    from aim_parquet.ui.api import distributions as dist_api
+    from aim_parquet.ui.api.state import UiState
+    from tests.ui.conftest import quiet_run
+
+    run = quiet_run(tmp_path)
+    rng = np.random.default_rng(3)
+    for k in range(8):
+        for step in range(60):
+            run.track(
+                aim.Distribution(rng.normal(k, 1, 200), bin_count=32), name=f"w{k}", step=step
+            )
+    run.close()
+    monkeypatch.setattr(dist_api, "MAX_VALUES", 8 * 2 * 32 * 20)  # room for 20 steps each
+    header, read = decode(dist_api.distributions(UiState(open_repo(tmp_path)), "", 400, 128))
+    assert len(header["sequences"]) == 8
+    for seq in header["sequences"]:
+        steps = read(seq["steps"])
+        assert seq["total_steps"] == 60 and len(steps) == 20
+        assert steps[0] == 0 and steps[-1] == 59  # the first and the last step are always in

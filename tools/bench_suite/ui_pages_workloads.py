@@ -106,7 +106,7 @@ def _report(s: Suite, *, sizes: tuple[int, int, int, int], results: dict[str, An
             f"images explorer, {images:,} images of 256x256: navigation to first screen drawn",
             _m(grid), None, note="thumbnails made by the server, loaded as they scroll into view",
         )),
-        s.add("ui_images_first", Row("  ... first load (server's thumbnail cache empty)", first, None)),
+        s.add("ui_images_first", Row("  ... first load (fresh server and browser: no thumbnail made yet)", first, None)),
         s.add("ui_images_bytes", Row("  ... bytes transferred (page, code, listing, thumbnails)",
                                      _m(grid, "bytes", "MiB", mib), None)),
         s.add("ui_run_page", Row(

@@ -3,7 +3,8 @@
     GET /api/distributions?q=AIMQL&rows=400&bins=128
 
 For each distribution sequence matching the query: at most `rows` of its steps (evenly chosen,
-the first and last always in), each step's histogram as stored (`weights`, with `counts` bins
+the first and last always in; fewer when many sequences match, so one answer stays under
+`MAX_VALUES` values), each step's histogram as stored (`weights`, with `counts` bins
 per step and the step's `lo`/`hi` range), and the same histograms rebinned onto one value grid
 shared by all steps of the sequence (`heat`: `bins` equal bins from `lo` to `hi`, one row per
 step), which a page draws as a heat map of value against step. Rebinning spreads each stored
@@ -35,6 +36,9 @@ from aim_parquet.ui.api.state import UiState, damaged_json
 Array = np.ndarray[Any, Any]
 MAX_ROWS = 2_000
 MAX_BINS = 512
+MAX_VALUES = 2_000_000
+"""Values (float32) in one answer at most, over all sequences (8 MB)."""
+MIN_ROWS = 16
 
 
 def pick_rows(n: int, rows: int) -> Array:
@@ -71,6 +75,10 @@ def distributions(state: UiState, query: str, rows: int, bins: int) -> bytes:
     now = time.time()
     from aim_parquet.objects import Distribution
 
+    count = sum(len(m.sequences) for m in matches)
+    # the answer's size is bounded, whatever the number of sequences: each gets its share of
+    # MAX_VALUES (a stored histogram and a heat map row per step), at least MIN_ROWS steps
+    rows = min(rows, max(MIN_ROWS, MAX_VALUES // (2 * bins * max(count, 1))))
     for match in matches:
         record = match.record
         for info in match.sequences:

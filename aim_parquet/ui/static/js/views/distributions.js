@@ -4,7 +4,7 @@
 
 import { ApiError, getSeries } from "../api.js";
 import { fmtNumber, h, setReady, setStatus } from "../dom.js";
-import { fullQuery, notesFor, searchBar, sequenceTitle, viewState } from "../explorer.js";
+import { LazyLoader, fullQuery, notesFor, searchBar, sequenceTitle, viewState } from "../explorer.js";
 
 export const DISTRIBUTIONS_DEFAULTS = { q: "" };
 const HEAT_HEIGHT = 220, HIST_HEIGHT = 150, LEFT = 64, BOTTOM = 22;
@@ -71,11 +71,13 @@ class DistributionCard {
       this.select(Math.min(this.steps.length - 1, Math.floor((x / width) * this.steps.length)));
     });
     const shown = seq.total_steps > this.steps.length ? ` · ${this.steps.length} of ${seq.total_steps} steps shown` : "";
+    this.drawn = false;
     this.el = h("section", { class: "chart dist-card", dataset: { steps: String(this.steps.length) } },
       h("h3", {}, sequenceTitle(seq, run, "distributions"), h("small", {}, ` ${seq.total_steps} step${seq.total_steps === 1 ? "" : "s"}${shown}`)),
       this.heatCanvas,
       h("div", { class: "toolbar" }, h("label", { class: "inline" }, "step ", this.slider), this.label),
       this.histCanvas);
+    this.el._card = this;
   }
 
   draw() {
@@ -185,11 +187,13 @@ export function mountDistributions(container, { fixedQuery = "", inUrl = true } 
   const root = h("div", { id: "distributions", class: "charts dist-charts", dataset: { sequenceCount: "0" } });
   const empty = h("div", { class: "empty", hidden: true });
   container.append(form, errorBox, h("div", { class: "toolbar" }, count), notes, empty, root);
-  new ResizeObserver(() => { for (const c of cards) c.draw(); }).observe(root);
+  new ResizeObserver(() => { for (const c of cards) if (c.drawn) c.draw(); }).observe(root);
+  const lazy = new LazyLoader(); // a card is drawn when it comes near the screen
 
   async function load() {
     const mine = ++generation;
     setReady(false);
+    lazy.disconnect();
     setStatus("loading…");
     let header = { sequences: [], runs: {}, unreadable: [], damaged: [] }, read = null;
     try {
@@ -205,7 +209,7 @@ export function mountDistributions(container, { fixedQuery = "", inUrl = true } 
     }
     cards = header.sequences.map((seq) => new DistributionCard(seq, header.runs[seq.run], read));
     root.replaceChildren(...cards.map((c) => c.el));
-    for (const c of cards) c.draw();
+    await lazy.watch(cards.map((c) => c.el), (el) => { el._card.drawn = true; el._card.draw(); });
     notes.replaceChildren(notesFor(fixedQuery ? { unreadable: header.unreadable } : header) || "");
     root.dataset.sequenceCount = String(cards.length);
     count.textContent = `${cards.length} distribution${cards.length === 1 ? "" : "s"}`;
