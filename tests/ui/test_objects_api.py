@@ -324,7 +324,7 @@ def test_distributions_answer_is_bounded_however_many_sequences_match(
                 aim.Distribution(rng.normal(k, 1, 200), bin_count=32), name=f"w{k}", step=step
             )
     run.close()
-    monkeypatch.setattr(dist_api, "MAX_VALUES", 8 * 2 * 32 * 20)  # room for 20 steps each
+    monkeypatch.setattr(dist_api, "MAX_VALUES", 8 * 2 * 128 * 20)  # 20 steps each at 128 bins
     header, read = decode(dist_api.distributions(UiState(open_repo(tmp_path)), "", 400, 128))
     assert len(header["sequences"]) == 8
     for seq in header["sequences"]:
