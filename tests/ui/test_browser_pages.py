@@ -174,6 +174,10 @@ def test_run_page(tab: Tab, objects_repo: ObjectsRepo) -> None:
     assert "résnet" in page.locator("#params-tree").inner_text()
     assert page.locator("#run-metrics h3", has_text="2 NaN/inf not drawn").count() == 1
     tab.shot("run-overview")
+    page.fill("input[name=metric-filter]", "acc")
+    assert page.locator("#run-metrics section.chart:visible").count() == 1
+    assert page.locator("#run-system section.chart:visible").count() == 0
+    page.fill("input[name=metric-filter]", "")
     page.fill("textarea[name=description]", "edited on the run page ✓")
     page.click("button:text-is('Save description')")
     page.get_by_text("saved").wait_for()

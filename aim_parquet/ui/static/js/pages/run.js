@@ -6,7 +6,7 @@
 import { ApiError, getJSON, getSeries, send } from "../api.js";
 import { Chart } from "../chart.js";
 import { fmtDuration, fmtNumber, fmtTime, fmtValue, h, markNav, setReady, setStatus } from "../dom.js";
-import { notesFor } from "../explorer.js";
+import { LazyLoader, notesFor } from "../explorer.js";
 import { PALETTE, contextLabel, toNullable } from "../series.js";
 import { readState, writeState } from "../state.js";
 import { mountAudios } from "../views/audios.js";
@@ -36,6 +36,7 @@ app.append(root);
 let run = null;
 let charts = [];
 let refreshTimer = 0;
+const chartLoader = new LazyLoader();
 
 async function start() {
   setReady(false);
@@ -118,9 +119,19 @@ function overview() {
   const systemBox = h("div", { class: "charts small-charts", id: "run-system", dataset: { chartCount: "0" } });
   const notes = h("div", {});
   const systemTitle = h("h2", { class: "section-title", hidden: true }, "System");
+  const filter = h("input", { type: "search", name: "metric-filter", placeholder: "filter metrics by name",
+    "aria-label": "filter metrics", class: "metrics-input" });
+  filter.addEventListener("input", () => {
+    const words = filter.value.toLowerCase().split(/\s+/).filter(Boolean);
+    for (const el of [...metricsBox.children, ...systemBox.children]) {
+      const title = (el.querySelector("h3 span") || el).textContent.toLowerCase();
+      el.hidden = !words.every((w) => title.includes(w));
+    }
+  });
   const panel = h("div", { class: "tab-panel" },
     h("section", { class: "panel" }, h("h2", {}, "Params"), paramsTree(run.params)),
-    h("h2", { class: "section-title" }, "Metrics"), notes, metricsBox, systemTitle, systemBox);
+    h("div", { class: "toolbar" }, h("h2", { class: "section-title" }, "Metrics"), filter),
+    notes, metricsBox, systemTitle, systemBox);
   loadCharts(metricsBox, systemBox, systemTitle, notes);
   return panel;
 }
@@ -154,27 +165,35 @@ async function loadCharts(metricsBox, systemBox, systemTitle, notes) {
   metricsBox.replaceChildren();
   systemBox.replaceChildren();
   let series = 0;
+  // every chart's frame at once, its drawing when it comes near the screen (a run may have
+  // hundreds of metrics)
+  const frames = [];
   for (const c of header.charts) {
     const system = c.title.startsWith(SYSTEM);
-    const el = h("section", { class: "chart", dataset: { maxStep: c.max_step ?? "", mode: c.mode } });
+    const el = h("section", { class: "chart small-chart", dataset: { maxStep: c.max_step ?? "", mode: c.mode } });
     const bad = c.series.reduce((n, s) => n + (s.nonfinite || 0), 0);
     el.append(h("h3", {}, h("span", {}, system ? c.title.slice(SYSTEM.length) : c.title),
       h("small", {}, ` ${c.series.length} series · last step ${fmtNumber(c.max_step)}${bad ? ` · ${bad} NaN/inf not drawn` : ""}`)));
     (system ? systemBox : metricsBox).append(el);
-    const chart = new Chart(el, { xAxis: "step", xLabel: "step", approximate: c.mode === "binned", height: 180 });
-    const lines = c.series.map((s, i) => ({
-      label: contextLabel(s.context) || s.name, color: PALETTE[i % PALETTE.length], values: toNullable(read(s.y)),
-      detail: `last value ${fmtNumber(s.last_value)} at step ${fmtNumber(s.last_step)}`,
-    }));
-    chart.draw(Array.from(read(c.x)), lines);
-    el.append(h("div", { class: "legend" }, lines.map((l) => {
-      const swatch = h("span", { class: "swatch" });
-      swatch.style.background = l.color;
-      return h("span", { class: "legend-item" }, swatch, l.label);
-    })));
-    charts.push(chart);
+    el._draw = () => {
+      const chart = new Chart(el, { xAxis: "step", xLabel: "step", approximate: c.mode === "binned", height: 180 });
+      const lines = c.series.map((s, i) => ({
+        label: contextLabel(s.context) || s.name, color: PALETTE[i % PALETTE.length], values: toNullable(read(s.y)),
+        detail: `last value ${fmtNumber(s.last_value)} at step ${fmtNumber(s.last_step)}`,
+      }));
+      chart.draw(Array.from(read(c.x)), lines);
+      el.append(h("div", { class: "legend" }, lines.map((l) => {
+        const swatch = h("span", { class: "swatch" });
+        swatch.style.background = l.color;
+        return h("span", { class: "legend-item" }, swatch, l.label);
+      })));
+      charts.push(chart);
+    };
+    frames.push(el);
     series += c.series.length;
   }
+  chartLoader.disconnect();
+  const drawn = chartLoader.watch(frames, (el) => el._draw());
   const userCharts = metricsBox.childElementCount;
   metricsBox.dataset.chartCount = String(userCharts);
   metricsBox.dataset.seriesCount = String(series);
@@ -182,6 +201,7 @@ async function loadCharts(metricsBox, systemBox, systemTitle, notes) {
   systemTitle.hidden = systemBox.childElementCount === 0;
   if (!userCharts) metricsBox.append(h("div", { class: "empty" }, "This run has no metrics (track some with run.track(value, name=...))."));
   notes.replaceChildren(notesFor({ unreadable: header.unreadable || [] }) || "");
+  await drawn; // the charts on the first screen
   setReady(true);
   clearTimeout(refreshTimer);
   if (run.active) refreshTimer = setTimeout(() => loadCharts(metricsBox, systemBox, systemTitle, notes), REFRESH_MS);
