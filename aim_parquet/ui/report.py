@@ -65,6 +65,8 @@ def bundle(modules: list[str], root: Path = STATIC) -> str:
         text = _EXPORT.sub(r"\1", text)
         if re.search(r"^export\b", text, re.M):
             raise ValueError(f"{name} has an export the bundler cannot read")
+        if "</script" in text.lower() or "<!--" in text:
+            raise ValueError(f"{name} holds '</script' or '<!--', which would break the page")
         parts.append(
             f'__modules[{json.dumps(name)}] = (() => {{\n"use strict";\n{text}\n'
             f"return {{ {', '.join(exports)} }};\n}})();"
@@ -173,7 +175,9 @@ def render(data: dict[str, Any], title: str) -> str:
         (STATIC / name).read_text(encoding="utf-8")
         for name in ("vendor/uplot/uPlot.min.css", "style.css", "pages.css", "report.css")
     )
-    payload = json_bytes(data).decode("ascii").replace("</", "<\\/")
+    # no "<" at all inside the script element: neither "</script>" nor "<!--" can end or
+    # confuse it, whatever the run names hold
+    payload = json_bytes(data).decode("ascii").replace("<", "\\u003c")
     script = (vendor / "uPlot.iife.min.js").read_text(encoding="utf-8")
     return f"""<!doctype html>
 <html lang="en">

@@ -397,3 +397,36 @@ def test_static_report_opens_offline(
     )  # the damaged segment
     page.screenshot(path=str(SHOTS / "report.png"))
     context.close()
+
+
+def test_report_survives_hostile_names(browser: Any, tmp_path: Path) -> None:
+    """Run names and params are data: nothing in them ends the report's script or becomes HTML."""
+    from aim_parquet.ui.report import write_report
+    from tests.ui.conftest import quiet_run
+
+    run = quiet_run(tmp_path / "repo", experiment="<b>bold?</b>")
+    run.name = "x</script><!--<script>évil"
+    run["hparams"] = {"note": "<img src=x onerror=alert(1)>", "lr": 0.1}
+    for step in range(5):
+        run.track(float(step), name="loss</script>", step=step)
+    run.close()
+    other = quiet_run(tmp_path / "repo")
+    other["hparams"] = {"note": "plain", "lr": 0.2}
+    other.track(1.0, name="loss</script>", step=0)
+    other.close()
+    stats = write_report(tmp_path / "repo", "", tmp_path / "hostile.html")
+    context = browser.new_context()
+    page = context.new_page()
+    requests: list[str] = []
+    errors: list[str] = []
+    page.on("request", lambda r: requests.append(r.url))
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("dialog", lambda d: errors.append(f"dialog: {d.message}"))
+    page.goto(stats.path.as_uri())
+    page.wait_for_selector("body[data-ready=true]")
+    assert requests == [stats.path.as_uri()] and not errors, (requests, errors)
+    table = page.locator("#report-runs").inner_text()
+    assert "x</script><!--<script>évil" in table and "<img src=x onerror=alert(1)>" in table
+    assert page.locator("#report-runs img, #report-runs b").count() == 0
+    assert page.locator("#report-charts h3", has_text="loss</script>").count() == 1
+    context.close()
