@@ -8,6 +8,7 @@ const LINE = 18, CHUNK = 500, OVERSCAN = 20;
 
 export function mountLogs(container, hash, { active = false } = {}) {
   let total = 0, matches = [], matchAt = -1, needle = "";
+  let hitSet = new Set(), searchGeneration = 0; // a new search redraws every row
   const chunks = new Map(); // chunk index -> Promise<[step, text][]>
   const pool = [];
   let frame = 0;
@@ -58,12 +59,15 @@ export function mountLogs(container, hash, { active = false } = {}) {
       errorBox.textContent = `Cannot load the logs: ${err.message || err}`;
       return;
     }
-    const hits = new Set(matches);
+    const hits = hitSet;
     pool.forEach((el, k) => {
       const i = first + k;
       if (i >= last) { el.hidden = true; return; }
-      const line = loaded.get(Math.floor(i / CHUNK))[i % CHUNK];
       el.hidden = false;
+      const shownAs = `${i}:${searchGeneration}`;
+      if (el.dataset.shown === shownAs) return; // already this line (rows are only moved)
+      el.dataset.shown = shownAs;
+      const line = loaded.get(Math.floor(i / CHUNK))[i % CHUNK];
       el.style.transform = `translateY(${i * LINE}px)`;
       el.classList.toggle("hit", hits.has(i));
       el.firstChild.textContent = String(i + 1);
@@ -80,7 +84,7 @@ export function mountLogs(container, hash, { active = false } = {}) {
 
   async function load(again = false) {
     setReady(false);
-    if (again) chunks.clear();
+    if (again) { chunks.clear(); searchGeneration++; }
     try {
       const answer = await getJSON(`api/runs/${hash}/logs`, { offset: 0, limit: CHUNK });
       total = answer.total;
@@ -114,7 +118,8 @@ export function mountLogs(container, hash, { active = false } = {}) {
       found.textContent = "";
     }
     prev.disabled = next.disabled = !matches.length;
-    for (const el of pool) el.lastChild.textContent = "";
+    hitSet = new Set(matches);
+    searchGeneration++;
     if (matches.length) jump(1); else render();
   }
 
