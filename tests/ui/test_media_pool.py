@@ -14,7 +14,8 @@ import pytest
 
 from aim_parquet.errors import MissingRunError
 from aim_parquet.ui.api import media
-from aim_parquet.ui.api.state import DEFAULT_WORKERS, MEDIA_WORKERS
+from aim_parquet.ui.api.media import MEDIA_WORKERS
+from aim_parquet.ui.api.state import DEFAULT_WORKERS
 from aim_parquet.ui.server import bind, create_app
 from tests.ui.objects_repo import ObjectsRepo, make_objects_repo
 

@@ -11,7 +11,7 @@ that has finished, the object at an address never changes unless the run is resu
 answers are `immutable` for a year when the URL carries the run's version (`v`, which the
 listings give: it changes when the run is resumed) and revalidated (`no-cache`) otherwise.
 Thumbnails, and the objects of the steps last shown, are kept in small in-memory caches. All of
-this runs in the state's media pool, so a page of slow images never takes a thread from the
+this runs in a pool of its own (`MediaPool`), so a page of slow images never takes a thread from the
 metrics and runs requests.
 """
 
@@ -21,9 +21,12 @@ import hashlib
 import io
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
+import anyio
+import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -36,9 +39,10 @@ from aim_parquet.storage.columns import to_numpy
 from aim_parquet.storage.object_read import read_object_rows
 from aim_parquet.ui.api.errors import BadRequest, api_errors
 from aim_parquet.ui.api.jsonout import error_response, json_bytes
-from aim_parquet.ui.api.objects import parse_meta, version_of
+from aim_parquet.ui.api.objects import find_record, parse_meta, version_of
 from aim_parquet.ui.api.state import UiState
 
+T = TypeVar("T")
 THUMB_SIZES = (64, 96, 128, 160, 192, 256, 320, 384, 512, 768, 1024)
 """A requested thumbnail size is rounded up to one of these (so the cache is shared)."""
 THUMB_CACHE_BYTES = 64 << 20
@@ -54,6 +58,25 @@ IMAGE_TYPES = {
 }
 """Formats a browser shows as they are (others, e.g. TIFF, are converted to PNG)."""
 AUDIO_TYPES = {"wav": "audio/wav", "mp3": "audio/mpeg", "flac": "audio/flac"}
+
+
+MEDIA_WORKERS = 2
+"""Threads for thumbnails and other object bytes: a pool of their own, apart from the pool the
+metrics and runs requests read in (`UiState.call`), so a page of slow images never holds a thread
+those need."""
+
+
+class MediaPool:
+    """The media requests' worker threads: at most `workers` at once."""
+
+    def __init__(self, workers: int = MEDIA_WORKERS) -> None:
+        self.workers = workers
+        self._limiter: anyio.CapacityLimiter | None = None
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._limiter is None:  # made on first use, inside the server's event loop
+            self._limiter = anyio.CapacityLimiter(self.workers)
+        return await anyio.to_thread.run_sync(fn, *args, limiter=self._limiter)
 
 
 class UndecodableObject(ValueError):
@@ -122,7 +145,7 @@ def thumb_size(value: str | None) -> int | None:
 
 def find_sequence(state: UiState, run_hash: str, seq_id: str) -> tuple[Any, SequenceInfo]:
     """(record, catalogue entry) of a sequence; MissingRunError when there is none."""
-    record = state.record(run_hash)
+    record = find_record(state, run_hash)
     for entry in record.catalogue():
         if entry.seq_id == seq_id:
             return record, entry.info
@@ -280,6 +303,7 @@ def _has_alpha(img: Any) -> bool:
 
 def routes(state: UiState) -> list[Route]:
     caches = Caches()
+    pool = MediaPool()
 
     @api_errors
     async def object_endpoint(request: Request) -> Response:
@@ -295,7 +319,7 @@ def routes(state: UiState) -> list[Route]:
         params = request.query_params
         size = thumb_size(params.get("size"))
         try:
-            media = await state.call_media(
+            media = await pool.call(
                 read_object, state, caches, (run_hash, seq_id, step, index), size, params.get("v")
             )
         except UndecodableObject as exc:

@@ -25,11 +25,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from aim_parquet.errors import CorruptFileError
+from aim_parquet.errors import CorruptFileError, MissingRunError
 from aim_parquet.format.meta import SequenceInfo
 from aim_parquet.query.planner import plan_query
 from aim_parquet.storage.columns import to_numpy
 from aim_parquet.storage.object_read import read_object_rows
+from aim_parquet.storage.run_reader import load_run_meta
 from aim_parquet.storage.run_records import RunRecord
 from aim_parquet.ui.api.errors import BadRequest, api_errors
 from aim_parquet.ui.api.jsonout import JsonResponse
@@ -56,6 +57,16 @@ def parse_int(value: str | None, name: str, default: int | None) -> int | None:
         return int(value)
     except ValueError:
         raise BadRequest(f"{name} must be a whole number, not {value!r}") from None
+
+
+def find_record(state: UiState, run_hash: str) -> RunRecord:
+    """One readable run (metadata only); MissingRunError when there is none, CorruptFileError
+    (saying why and what to do) when its sidecar cannot be read."""
+    for record in state.records():
+        if record.hash == run_hash:
+            return record
+    load_run_meta(state.layout, run_hash)  # raises the error that says why it is not listed
+    raise MissingRunError(f"run {run_hash} is not in the run index yet; reload in a moment")
 
 
 def sequence_steps(state: UiState, record: RunRecord, info: SequenceInfo) -> np.ndarray[Any, Any]:

@@ -38,7 +38,7 @@ from aim_parquet.storage.object_read import read_object_rows
 from aim_parquet.ui.api.errors import BadRequest, api_errors
 from aim_parquet.ui.api.jsonout import JsonResponse
 from aim_parquet.ui.api.media import find_sequence
-from aim_parquet.ui.api.objects import parse_int, version_of
+from aim_parquet.ui.api.objects import find_record, parse_int, version_of
 from aim_parquet.ui.api.state import UiState
 
 MAX_LINES = 5_000
@@ -66,7 +66,7 @@ class LogCache:
         self._lock = threading.Lock()
 
     def lines(self, state: UiState, run_hash: str) -> tuple[list[int], list[str]] | None:
-        record = state.record(run_hash)
+        record = find_record(state, run_hash)
         entry = next((e for e in record.catalogue() if e.name == LOGS_SEQUENCE), None)
         if entry is None:
             try:
@@ -123,7 +123,7 @@ def logs(
 
 
 def log_records(state: UiState, run_hash: str, limit: int) -> dict[str, Any]:
-    record = state.record(run_hash)
+    record = find_record(state, run_hash)
     entry = next((e for e in record.catalogue() if e.name == LOG_RECORDS_SEQUENCE), None)
     if entry is None:
         return {"total": 0, "records": []}

@@ -15,7 +15,6 @@ from typing import Any, TypeVar
 import anyio
 import anyio.to_thread
 
-from aim_parquet.errors import CorruptFileError, MissingRunError
 from aim_parquet.format.paths import RepoLayout
 from aim_parquet.query.executor import RunMatch, iter_matches
 from aim_parquet.query.planner import QueryPlan
@@ -24,9 +23,6 @@ from aim_parquet.storage.run_index import DamagedRun, RunIndex, RunRecord
 T = TypeVar("T")
 
 DEFAULT_WORKERS = 4
-MEDIA_WORKERS = 2
-"""Threads for image thumbnails and other object bytes: a pool of their own, so a page of
-slow images never holds a thread the metrics and runs requests need."""
 
 
 class UiState:
@@ -38,7 +34,6 @@ class UiState:
         self.max_workers = max_workers
         self._index_lock = threading.Lock()
         self._limiter: anyio.CapacityLimiter | None = None
-        self._media_limiter: anyio.CapacityLimiter | None = None
 
     def matches(self, plan: QueryPlan) -> tuple[list[RunMatch], tuple[DamagedRun, ...]]:
         """The runs (and, for a sequence query, their sequences) matching `plan`, newest first,
@@ -47,22 +42,6 @@ class UiState:
             damaged = self.index.refresh().damaged
             found = list(iter_matches(self.layout, self.index, plan, warn=False))
         return found, damaged
-
-    def record(self, run_hash: str) -> RunRecord:
-        """One readable run (metadata only): MissingRunError when there is none,
-        CorruptFileError (with the reason and what to do) when it is damaged."""
-        with self._index_lock:
-            snapshot = self.index.refresh()
-        found = snapshot.records.get(run_hash)
-        if found is not None:
-            return found
-        for bad in snapshot.damaged:
-            if bad.run_hash == run_hash:
-                raise CorruptFileError(
-                    f"run {run_hash} is damaged: {bad.reason}. "
-                    "Run `aim-parquet verify --repair` to repair or quarantine it."
-                )
-        raise MissingRunError(f"no run {run_hash} in {self.layout.root}")
 
     def records(self) -> list[RunRecord]:
         """Every readable run, newest first (metadata only)."""
@@ -74,13 +53,6 @@ class UiState:
         if self._limiter is None:
             self._limiter = anyio.CapacityLimiter(self.max_workers)
         return await anyio.to_thread.run_sync(fn, *args, limiter=self._limiter)
-
-    async def call_media(self, fn: Callable[..., T], *args: Any) -> T:
-        """`fn(*args)` in a worker thread of the media pool (at most `MEDIA_WORKERS` at once),
-        apart from the pool of `call`."""
-        if self._media_limiter is None:
-            self._media_limiter = anyio.CapacityLimiter(MEDIA_WORKERS)
-        return await anyio.to_thread.run_sync(fn, *args, limiter=self._media_limiter)
 
 
 def damaged_json(damaged: tuple[DamagedRun, ...]) -> list[dict[str, str]]:
