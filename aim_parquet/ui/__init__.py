@@ -6,7 +6,8 @@ package imports it, and importing `aim_parquet.ui` itself imports neither. Layou
 - `server.py`: the app (`create_app`), its routes and pages, and `serve` (uvicorn, SIGTERM-clean);
 - `security.py`: the token, host and same-origin checks and the Content-Security-Policy;
 - `api/`: the `/api/...` endpoints (`runs.py`, `metrics.py`; `objects.py`: images, audio,
-  figures and texts listings; `media.py`: one object per request, thumbnails, caching headers, in a thread pool of its own;
+  figures and texts listings; `media.py`: one object per request, thumbnails, caching headers,
+  in a thread pool of its own;
   `distributions.py`: heat maps; `run_page.py`: logs, log records, damaged runs), the shared
   repository state and its thread pool (`state.py`), JSON output (`jsonout.py`), the binary
   series encoding (`binary.py`) and the per-pixel-column downsampling (`downsample.py`);
