@@ -430,3 +430,16 @@ def test_report_survives_hostile_names(browser: Any, tmp_path: Path) -> None:
     assert page.locator("#report-runs img, #report-runs b").count() == 0
     assert page.locator("#report-charts h3", has_text="loss</script>").count() == 1
     context.close()
+
+
+def test_a_bad_query_is_shown_with_its_caret_on_every_page(tab: Tab) -> None:
+    for path, query in [("/images", "images.name =="), ("/audios", "audios.name =="),
+                        ("/figures", "figures.name =="), ("/texts", "texts.name =="),
+                        ("/distributions", "distributions.name =="), ("/params", "run.hparams.lr >"),
+                        ("/scatters", "run.hparams.lr >")]:  # fmt: skip
+        tab.watch.expect_error("status of 400")
+        page = tab.open(f"{path}?q={quote(query)}")
+        error = page.locator("pre.error")
+        assert error.is_visible() and "^" in error.inner_text(), path
+        assert "unexpected end of query" in error.inner_text(), path
+    tab.shot("params-query-error")

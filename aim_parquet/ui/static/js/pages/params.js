@@ -49,7 +49,7 @@ async function load() {
   try {
     data = await getJSON("api/runs", { q: state.q, metrics: state.metrics });
     errorBox.hidden = true;
-    setStatus(`${data.count.toLocaleString("en-US")} runs · ${(data.elapsed_s * 1000).toFixed(0)} ms`);
+    setStatus(`${data.count.toLocaleString("en-US")} run${data.count === 1 ? "" : "s"} · ${(data.elapsed_s * 1000).toFixed(0)} ms`);
   } catch (err) {
     data = { count: 0, columns: { hash: [], name: [] }, params: {}, metrics: [], damaged: [] };
     errorBox.hidden = false;
@@ -86,7 +86,7 @@ function build() {
   empty.hidden = n > 0 && axes.length > 0 || !errorBox.hidden;
   empty.textContent = n === 0 ? (state.q ? "No run matches this query." : "This repository has no runs yet.")
     : "These runs have no params to compare: name metrics above to compare their last values.";
-  area.hidden = !empty.hidden && n === 0;
+  area.hidden = !empty.hidden || !errorBox.hidden || !axes.length;
 }
 
 function geometry(width, height) {

@@ -55,7 +55,7 @@ async function load() {
   try {
     data = await getJSON("api/runs", { q: state.q, metrics: state.metrics });
     errorBox.hidden = true;
-    setStatus(`${data.count.toLocaleString("en-US")} runs · ${(data.elapsed_s * 1000).toFixed(0)} ms`);
+    setStatus(`${data.count.toLocaleString("en-US")} run${data.count === 1 ? "" : "s"} · ${(data.elapsed_s * 1000).toFixed(0)} ms`);
   } catch (err) {
     data = { count: 0, columns: { hash: [], name: [], experiment: [] }, params: {}, metrics: [], damaged: [] };
     errorBox.hidden = false;

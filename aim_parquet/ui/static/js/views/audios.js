@@ -17,10 +17,11 @@ export function mountAudios(container, where = {}) {
     card(seq, run, rec) {
       const url = objectUrl(seq, rec.index);
       const player = h("audio", { controls: true, preload: "none", src: url });
+      const where = `${sequenceTitle(seq, run, "audios")} · step ${fmtNumber(seq.step)} · #${rec.index}` +
+        ` · ${rec.format}${rec.rate ? ` · ${rec.rate.toLocaleString("en-US")} Hz` : ""}`;
       const el = h("figure", { class: "audio-card" },
         h("figcaption", {}, h("b", {}, rec.caption || seq.name),
-          h("span", { class: "where" }, ` ${sequenceTitle(seq, run, "audios")} · step ${fmtNumber(seq.step)} · #${rec.index}` +
-            ` · ${rec.format}${rec.rate ? ` · ${rec.rate.toLocaleString("en-US")} Hz` : ""}`)),
+          h("span", { class: "where", title: where }, where)),
         player);
       player.addEventListener("error", async () => {
         player.replaceWith(h("div", { class: "broken" }, `cannot play this clip: ${(await objectError(url)) || "the browser cannot decode it"}`));
