@@ -146,3 +146,25 @@ def make_objects_repo(root: Path) -> ObjectsRepo:
     damaged_sidecar = run.hash
     layout.sidecar(damaged_sidecar).write_bytes(b"{ this is not json")
     return ObjectsRepo(root, vision, plain, damaged_segment, damaged_sidecar)
+
+
+EMPTY_SEQUENCES = [("pics", "list(aim.image)"), ("hist", "aim.distribution"), ("notes", "aim.text"),
+                   ("clips", "aim.audio"), ("figs", "aim.figure")]  # fmt: skip
+
+
+def make_empty_sequences_run(root: Path) -> str:
+    """A finished run whose catalogue names one sequence of each object kind that holds no point
+    yet (as a writer that created them and died before its first flush leaves them)."""
+    from aim_parquet.format.paths import sequence_id
+
+    run = quiet_run(root)
+    run.track(1.0, name="loss", step=0)
+    run.close()
+    path = RepoLayout(root).sidecar(run.hash)
+    meta = json.loads(path.read_text())
+    for name, kind in EMPTY_SEQUENCES:
+        meta["sequences"].append(
+            {"seq_id": sequence_id(name, {}), "name": name, "context": {}, "kind": kind, "count": 0}
+        )
+    path.write_text(json.dumps(meta))
+    return run.hash

@@ -443,3 +443,29 @@ def test_a_bad_query_is_shown_with_its_caret_on_every_page(tab: Tab) -> None:
         assert error.is_visible() and "^" in error.inner_text(), path
         assert "unexpected end of query" in error.inner_text(), path
     tab.shot("params-query-error")
+
+
+def test_pages_with_empty_sequences(browser: Any, tmp_path: Path) -> None:
+    from tests.ui.objects_repo import make_empty_sequences_run
+
+    run_hash = make_empty_sequences_run(tmp_path)
+    server = start_server(tmp_path)
+    try:
+        tab = Tab(browser, server)
+        for path, selector, name in [("/images", "#images", "data-image-count"),
+                                     ("/audios", "#audios", "data-audio-count"),
+                                     ("/figures", "#figures", "data-figure-count"),
+                                     ("/texts", "#texts", "data-text-count")]:  # fmt: skip
+            page = tab.open(path)
+            assert attr(page, selector, name) == "0", path
+        page = tab.open("/distributions")
+        assert attr(page, "#distributions", "data-sequence-count") == "1"
+        assert page.locator(".dist-card .mono").inner_text() == "no step"
+        assert page.get_by_text("holds no histogram yet").is_visible()
+        tab.shot("distributions-empty-sequence")
+        page = tab.open(f"/runs/{run_hash}?tab=distributions")
+        assert page.locator(".tabs button").count() == 6  # overview and a tab per object kind
+        tab.shot("run-empty-sequences")
+        tab.close()
+    finally:
+        assert stop_server(server)[0] == 0

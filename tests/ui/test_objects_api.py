@@ -332,3 +332,30 @@ def test_distributions_answer_is_bounded_however_many_sequences_match(
         steps = read(seq["steps"])
         assert seq["total_steps"] == 60 and len(steps) == 20
         assert steps[0] == 0 and steps[-1] == 59  # the first and the last step are always in
+
+
+def test_empty_sequences_are_listed_without_objects(tmp_path: Path) -> None:
+    """Sequences the catalogue names but that hold no point yet (a writer that created them and
+    died before its first flush): every listing answers, with nothing to show for them."""
+    from aim_parquet.storage.repo_files import open_repo
+    from aim_parquet.ui.api.distributions import distributions
+    from aim_parquet.ui.api.objects import listing, texts
+    from aim_parquet.ui.api.state import UiState
+    from tests.ui.objects_repo import make_empty_sequences_run
+
+    make_empty_sequences_run(tmp_path)
+    state = UiState(open_repo(tmp_path))
+    for kind, name in [("images", "pics"), ("audios", "clips"), ("figures", "figs")]:
+        answer = listing(state, kind, "", None)
+        assert answer["count"] == 0 and answer["steps"] == [] and answer["step"] is None
+        assert [(s["name"], s["records"], s["last_step"]) for s in answer["sequences"]] == [
+            (name, [], None)
+        ]
+    assert texts(state, "", "", 0, 10)["total"] == 0
+    header, read = decode(distributions(state, "", 400, 128))
+    (hist,) = header["sequences"]
+    assert (
+        hist["total_steps"] == 0
+        and read(hist["steps"]).size == 0
+        and read(hist["heat"]["values"]).size == 0
+    )

@@ -77,10 +77,15 @@ class DistributionCard {
       this.heatCanvas,
       h("div", { class: "toolbar" }, h("label", { class: "inline" }, "step ", this.slider), this.label),
       this.histCanvas);
+    if (!this.steps.length) {
+      this.el.replaceChildren(this.el.firstChild, this.label,
+        h("p", { class: "muted" }, "This sequence holds no histogram yet (its writer has not flushed one)."));
+    }
     this.el._card = this;
   }
 
   draw() {
+    if (!this.steps.length) { this.label.textContent = "no step"; return; }
     this.drawHeat();
     this.select(this.at);
   }
@@ -200,7 +205,7 @@ export function mountDistributions(container, { fixedQuery = "", inUrl = true } 
       ({ header, read } = await getSeries("api/distributions", { q: fullQuery(fixedQuery, state.q) }));
       if (mine !== generation) return;
       errorBox.hidden = true;
-      setStatus(`${header.sequences.length} distributions · ${(header.elapsed_s * 1000).toFixed(0)} ms`);
+      setStatus(`${header.sequences.length} distribution${header.sequences.length === 1 ? "" : "s"} · ${(header.elapsed_s * 1000).toFixed(0)} ms`);
     } catch (err) {
       if (mine !== generation) return;
       errorBox.hidden = false;
