@@ -8,8 +8,9 @@
   for that thread up to `TERM_WAIT_S` and then restores the default action and re-sends the
   signal, so the exit status stays "killed by SIGTERM". Otherwise (or when the close takes longer)
   it returns at once and the closing thread re-sends the signal when it is done; meanwhile the
-  program runs on, and what it writes to a closed run is dropped with a warning. A second SIGTERM
-  during the close changes nothing.
+  program runs on, and what it writes to a closed run is dropped with a warning; a main thread
+  that was itself in `close()` ends the process by SIGTERM as soon as the close is done, instead
+  of returning to the program. A second SIGTERM during the close changes nothing.
 - **Fork.** An `os.register_at_fork` hook runs in every forked child (multiprocessing, DataLoader
   workers): every run the parent had open is disowned there, with its writer, lock descriptor,
   system sampler and terminal capture. The child never flushes, unlocks, writes a sidecar or
@@ -277,6 +278,26 @@ def _close_on_sigterm() -> None:
         _term_finished = True
         _term_done.release()
     os.kill(os.getpid(), signal.SIGTERM)  # the handler sees the close done and exits
+
+
+def end_after_sigterm_close() -> None:
+    """Called by `Run.close()` after its close is done. On the main thread of a process whose
+    runs a SIGTERM is closing, end the process by SIGTERM as soon as they are all closed, rather
+    than return to the program: the handler deferred the signal only so that the close could
+    finish (the closing thread re-sends it too, but the program could otherwise run on, or exit
+    normally, before it lands)."""
+    if (
+        not _term_started
+        or _sigterm_pid != os.getpid()
+        or threading.current_thread() is not threading.main_thread()
+    ):
+        return
+    deadline = time.monotonic() + TERM_WAIT_S
+    while not _term_finished and time.monotonic() < deadline:
+        time.sleep(0.01)
+    if _term_finished:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _is_inside_locking_code(frame: FrameType | None) -> bool:

@@ -29,7 +29,7 @@ from starlette.routing import Mount, Route
 from starlette.types import ASGIApp
 
 from aim_parquet.storage.repo_files import open_repo
-from aim_parquet.ui import api
+from aim_parquet.ui import api, plotly_asset
 from aim_parquet.ui.api.errors import api_errors
 from aim_parquet.ui.api.jsonout import error_response
 from aim_parquet.ui.api.state import QUERY_TIME_S, UiState
@@ -40,6 +40,19 @@ log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 PAGES = {"": "runs", "runs": "runs", "metrics": "metrics"}
 """URL path (under the base path) -> page module `static/js/pages/<name>.js`."""
+PAGES.update(
+    {
+        "images": "images",
+        "distributions": "distributions",
+        "texts": "texts",
+        "audios": "audios",
+        "figures": "figures",
+        "params": "params",
+        "scatters": "scatters",
+    }
+)
+NESTED_PAGES = {"runs/{hash}": "run"}
+"""Pages one folder deep: their shell gets `<base href="../">`, so relative URLs still work."""
 DEFAULT_PORT = 43800
 
 
@@ -119,10 +132,13 @@ def create_app(
 ) -> UiApp:
     """The UI for the repository at `repo` (RepoNotFoundError when there is none)."""
     state = UiState(open_repo(repo), query_time_s=query_time_s)
+    plotly = plotly_asset.PlotlyAsset()
     shell = (STATIC_DIR / "page.html").read_text(encoding="utf-8")
     pages = {
-        name: shell.replace("{{page}}", name).replace("{{preload}}", preload_links(name))
-        for name in set(PAGES.values())
+        name: shell.replace("{{page}}", name)
+        .replace("{{preload}}", preload_links(name))
+        .replace("{{base}}", '<base href="../">' if name in NESTED_PAGES.values() else "")
+        for name in {*PAGES.values(), *NESTED_PAGES.values()}
     }
 
     def page(name: str) -> Callable[[Request], Awaitable[Response]]:
@@ -137,7 +153,15 @@ def create_app(
         from aim_parquet.ui.api.jsonout import JsonResponse
 
         return JsonResponse(
-            {"version": __version__, "repo": str(state.layout.root), "pages": sorted(PAGES)}
+            {
+                "version": __version__,
+                "repo": str(state.layout.root),
+                "pages": sorted(PAGES),
+                "plotly": plotly_asset.plotly_js_path() is not None,
+                "plotly_style_ids": await state.call(plotly.style_ids)
+                if request.query_params.get("plotly")
+                else [],
+            }
         )
 
     async def not_found(request: Request, exc: Exception) -> Response:
@@ -145,7 +169,10 @@ def create_app(
 
     routes: list[Any] = [
         *(Route(f"/{path}", page(name)) for path, name in PAGES.items()),
+        *(Route(f"/{path}", page(name)) for path, name in NESTED_PAGES.items()),
         Route("/api/info", info, methods=["GET"]),
+        Route("/vendor/plotly/plotly.min.js", plotly.endpoint, methods=["GET"]),
+        Route("/vendor/plotly/styles.css", plotly.styles, methods=["GET"]),
         *api.routes(state),
         Route("/static/{path:path}", StaticAssets(STATIC_DIR), methods=["GET", "HEAD"]),
     ]

@@ -27,6 +27,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from aim_parquet.errors import CorruptFileError
 from aim_parquet.format.meta import SequenceInfo
 from aim_parquet.query.planner import plan_query
 from aim_parquet.query.views import RunView
@@ -199,9 +200,14 @@ def search(
     meta: list[dict[str, Any]] = []
     points_read = 0
     lo, hi = x_range
+    unreadable: list[dict[str, Any]] = []
     for record, info in pairs:
         state.check()
-        steps, x, y = read_series(state, record, info, x_axis)
+        try:
+            steps, x, y = read_series(state, record, info, x_axis)
+        except CorruptFileError as exc:  # one damaged series: the others are still drawn
+            unreadable.append(unreadable_json(record, info, exc))
+            continue
         points_read += int(steps.size)
         no_x = int(x.size - np.count_nonzero(np.isfinite(x)))  # e.g. points tracked without epoch
         if lo is not None or hi is not None:
@@ -257,9 +263,22 @@ def search(
         "charts": chart_list,
         "runs": runs,
         "damaged": damaged_json(damaged),
+        "unreadable": unreadable,
         "elapsed_s": time.perf_counter() - started,
     }
     return buffers.encode(header)
+
+
+def unreadable_json(record: RunRecord, info: SequenceInfo, exc: Exception) -> dict[str, Any]:
+    """A sequence that could not be read, as the API reports it (with what to do)."""
+    return {
+        "run": record.hash,
+        "seq": info.seq_id,
+        "name": info.name,
+        "context": info.context,
+        "reason": str(exc),
+        "advice": "run `aim-parquet verify --repair` to repair or quarantine the damaged file",
+    }
 
 
 def live(

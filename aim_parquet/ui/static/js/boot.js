@@ -22,3 +22,5 @@ export function metricsSearch(state) {
 }
 
 if (/\/metrics$/.test(location.pathname)) prefetch(...metricsSearch(readState(METRICS_DEFAULTS)));
+// the images explorer's listing (the same request views/grid.js makes first)
+if (/\/images$/.test(location.pathname)) prefetch("api/images", readState({ q: "", step: "" }));

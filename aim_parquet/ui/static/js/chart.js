@@ -84,8 +84,9 @@ function styleKey(lines) {
  * bands: [{upper: lineIndex, lower: lineIndex, fill}]  (indices into lines)
  */
 export class Chart {
-  constructor(container, { xAxis, xLabel, yLog = false, xLog = false, approximate = false, onZoom = null }) {
+  constructor(container, { xAxis, xLabel, yLog = false, xLog = false, approximate = false, onZoom = null, height = HEIGHT }) {
     this.onZoom = onZoom;
+    this.height = height;
     this.container = container;
     this.xAxis = xAxis;
     this.xLabel = xLabel;
@@ -118,7 +119,7 @@ export class Chart {
     const format = xFormatter(this.xAxis);
     const options = {
       width: this.width(),
-      height: HEIGHT,
+      height: this.height,
       pxAlign: false,
       scales: {
         x: { time: this.xAxis === "wall", distr: this.xLog ? 3 : 1 },
@@ -218,7 +219,7 @@ export class Chart {
 
   resize() {
     const width = this.width();
-    if (this.plot && width !== this.plot.width) this.plot.setSize({ width, height: HEIGHT });
+    if (this.plot && width !== this.plot.width) this.plot.setSize({ width, height: this.height });
   }
 
   destroy() {

@@ -115,7 +115,8 @@ async function load() {
     if (mine !== generation) return;
     performance.mark("aim_parquet:drawn");
     const ms = performance.now() - started;
-    const damaged = header.damaged.length ? ` · ${header.damaged.length} damaged run(s) skipped: run aim-parquet verify` : "";
+    const damaged = (header.damaged.length ? ` · ${header.damaged.length} damaged run(s) skipped: run aim-parquet verify` : "") +
+      (header.unreadable && header.unreadable.length ? ` · ${header.unreadable.length} series could not be read (${header.unreadable.map((u) => u.name).join(", ")}): run aim-parquet verify` : "");
     setStatus(`${header.series_count.toLocaleString("en-US")} series · ${header.points_read.toLocaleString("en-US")} points read · ${(bytes / 1024).toFixed(0)} KiB · ${ms.toFixed(0)} ms${damaged}`);
   } catch (err) {
     if (mine !== generation) return;

@@ -263,7 +263,8 @@ function renderColumns() {
         a.title = r.description ? `${r.name}\n${r.description}` : r.name;
         a.textContent = shownName(r);
       } }),
-    col("hash", "Hash", (r) => r.hash.slice(0, 8), { className: "mono", width: 92 }),
+    col("hash", "Hash", null, { className: "mono", width: 92, create: () => h("a", {}),
+      update: (a, r) => { a.href = `runs/${r.hash}`; a.textContent = r.hash.slice(0, 8); a.title = `open the run page of ${r.hash}`; } }),
     col("experiment", "Experiment", (r) => r.experiment),
     col("tags", "Tags", (r) => r.tags.join(", ")),
     col("created", "Created", (r) => fmtTime(r.created)),
