@@ -39,7 +39,7 @@ test-slow: $(STAMP) ## Run the slow randomized crash/property trials
 	$(PY) -m pytest $(PYTEST_FLAGS) -m "slow and not integrations and not browser and not converters"
 
 $(BROWSER_STAMP): $(STAMP) pyproject.toml
-	$(PY) -m pip install -q -e '.[dev,ui,browser]'
+	$(PY) -m pip install -q -e '.[dev,ui,browser,figures]'
 	@touch $(BROWSER_STAMP)
 
 test-browser: $(BROWSER_STAMP) ## Web UI tests in headless Chromium (needs `apt-get install -y chromium`)

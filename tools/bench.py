@@ -32,6 +32,7 @@ from bench_suite import (  # noqa: E402
     read_workloads,
     report,
     runs_workloads,
+    ui_pages_workloads,
     ui_workloads,
     write_workloads,
 )
@@ -48,8 +49,12 @@ STEPS = [
     runs_workloads.many_runs,
     read_workloads.compaction_and_export,
     ui_workloads.ui,
+    ui_pages_workloads.ui_pages,
 ]
-ONLY = {"ui": [ui_workloads.ui]}
+ONLY = {
+    "ui": [ui_workloads.ui, ui_pages_workloads.ui_pages],
+    "ui-pages": [ui_pages_workloads.ui_pages],
+}
 
 
 def command_line(argv: Sequence[str]) -> str:

@@ -73,6 +73,10 @@ def train(lr: float, rng: np.random.Generator, data: tuple[np.ndarray, ...]) -> 
         run.track(val_loss, name="loss", step=step, epoch=epoch, context={"subset": "val"})
         run.track(val_acc, name="accuracy", step=step, epoch=epoch, context={"subset": "val"})
         run.track(aim.Distribution(w.ravel()), name="weights", step=epoch)
+        guesses = probs[:5].argmax(axis=1)
+        run.track(aim.Text(f"epoch {epoch}: predicted {guesses.tolist()}, true {y_va[:5].tolist()}"),
+                  name="predictions", step=epoch)  # fmt: skip
+        run.log_info(f"epoch {epoch} done", val_loss=round(val_loss, 4))
     run.track(confusion_image(y_va, probs), name="confusion", step=step)
     print(f"  run {run.hash}: lr={lr:<5} val_loss={val_loss:.4f} val_acc={val_acc:.3f}")
     run.close()
@@ -123,6 +127,13 @@ def main() -> int:
     print(
         "Look at the runs and curves in your browser: make up "
         f"(or: .venv/bin/aim-parquet up --repo {REPO}), then open http://localhost:43800/"
+    )
+    from aim_parquet.ui.report import write_report
+
+    stats = write_report(REPO, "", REPO / "aim-parquet-report.html", images=True,
+                         title="aim_parquet demo: 3 softmax runs")  # fmt: skip
+    print(
+        f"Static report ({stats.bytes / 1e6:.2f} MB, opens offline, e.g. from a mail): {stats.path}"
     )
     return 0
 

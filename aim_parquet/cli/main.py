@@ -15,7 +15,14 @@ import warnings
 from collections.abc import Sequence
 from typing import TextIO
 
-from aim_parquet.cli import convert_cmds, data_cmds, maintenance_cmds, runs_cmds, ui_cmds
+from aim_parquet.cli import (
+    convert_cmds,
+    data_cmds,
+    maintenance_cmds,
+    report_cmd,
+    runs_cmds,
+    ui_cmds,
+)
 from aim_parquet.cli.common import CliError, Parser, one_line, repo_option, safe_text
 
 DEBUG_ENV = "AIM_PARQUET_DEBUG"
@@ -47,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     maintenance_cmds.add_parsers(sub)
     convert_cmds.add_parser(sub)
     ui_cmds.add_parser(sub)
+    report_cmd.add_parser(sub)
     return parser
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import secrets
+import socket
 import sys
 from typing import Any
+from urllib.parse import quote
 
 from aim_parquet.cli.common import CliError, open_layout, repo_option
 
@@ -26,7 +28,9 @@ EPILOG = """examples:
   aim-parquet up --base-path /aim                        # behind a reverse proxy at /aim/
 
 token rule: on 127.0.0.1/localhost no token is needed (and only requests naming localhost are
-answered); on any other host a token is required: --token, or a generated one printed once."""
+answered); on any other host a token is required: --token, or a generated one printed once.
+Behind a reverse proxy that passes on its own public Host name, give --token on 127.0.0.1 too:
+the token then guards every request instead of the localhost-name check."""
 
 
 def add_parser(sub: Any) -> None:
@@ -43,16 +47,21 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--token",
         default=None,
-        help="require this token on every request (required off loopback; generated if absent)",
+        help="require this token on every request (required off loopback, generated if absent; "
+        "on loopback it replaces the localhost-name check, e.g. behind a reverse proxy)",
     )
     p.set_defaults(func=cmd_up)
 
 
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")
+"""Binds to every address: the URL to open is localhost here, the machine's name elsewhere."""
+
+
 def ui_url(host: str, port: int, base_path: str, token: str | None) -> str:
-    shown = "localhost" if host in ("127.0.0.1", "localhost") else host
+    shown = "localhost" if host in ("127.0.0.1", "localhost", *WILDCARD_HOSTS) else host
     if ":" in shown:
         shown = f"[{shown}]"
-    query = f"?token={token}" if token else ""
+    query = f"?token={quote(token, safe='')}" if token else ""
     return f"http://{shown}:{port}{base_path}/{query}"
 
 
@@ -78,13 +87,18 @@ def cmd_up(args: argparse.Namespace) -> int:
     if not loopback and not token:
         token = secrets.token_urlsafe(24)
         generated = True
-    app = create_app(layout.root, base_path=base_path, token=token, check_host=loopback)
+    # a token guards every request: the localhost-name check is then not needed (and would refuse
+    # a reverse proxy that passes its public Host on)
+    app = create_app(layout.root, base_path=base_path, token=token, check_host=token is None)
     sock = bind(args.host, args.port)
     port = sock.getsockname()[1]
 
     def announce() -> None:
         url = ui_url(args.host, port, base_path, token)
         sys.stdout.write(f"aim_parquet UI for {layout.root}\n  {url}\n")
+        if args.host in WILDCARD_HOSTS:  # a browser cannot open http://0.0.0.0 (Chrome blocks it)
+            there = ui_url(socket.gethostname(), port, base_path, token)
+            sys.stdout.write(f"  {there}  (from other machines)\n")
         if generated:
             sys.stdout.write("  (a token was generated: requests without it are refused)\n")
         sys.stdout.write("Press Ctrl-C to stop.\n")

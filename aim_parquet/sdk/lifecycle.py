@@ -8,8 +8,9 @@
   for that thread up to `TERM_WAIT_S` and then restores the default action and re-sends the
   signal, so the exit status stays "killed by SIGTERM". Otherwise (or when the close takes longer)
   it returns at once and the closing thread re-sends the signal when it is done; meanwhile the
-  program runs on, and what it writes to a closed run is dropped with a warning. A second SIGTERM
-  during the close changes nothing.
+  program runs on, and what it writes to a closed run is dropped with a warning; a main thread
+  that was itself in `close()` ends the process by SIGTERM as soon as the close is done, instead
+  of returning to the program. A second SIGTERM during the close changes nothing.
 - **Fork.** An `os.register_at_fork` hook runs in every forked child (multiprocessing, DataLoader
   workers): every run the parent had open is disowned there, with its writer, lock descriptor,
   system sampler and terminal capture. The child never flushes, unlocks, writes a sidecar or
@@ -73,6 +74,7 @@ _sigterm_pid: int | None = None  # the process whose SIGTERM handler is ours
 _masks_before_fork: dict[int, set[int | signal.Signals]] = {}  # forking thread -> its signal mask
 _term_started = False  # a SIGTERM close is under way or done
 _term_done = _thread.allocate_lock()  # held until the SIGTERM close is done
+_term_finished = False  # the SIGTERM close is done (a flag: no lock for the handler to misread)
 
 
 class CloseJob:
@@ -86,8 +88,10 @@ class CloseJob:
         self.error: BaseException | None = None
         self._work: Callable[..., None] | None = work
         self._start_guard = _thread.allocate_lock()
-        self._done = _thread.allocate_lock()
-        self._done.acquire()
+        # One lock per waiter, held until the work is done: a waiter never shares a lock, so an
+        # interrupt that lands between its acquire and anything after cannot leave a lock held
+        # that another waiter (or the worker) needs.
+        self._waiters: list[Any] = []
         self._thread_id: int | None = None
         self.is_done = False
 
@@ -112,8 +116,9 @@ class CloseJob:
             self.error = exc
             log.error("aim_parquet: %s failed: %r", self.what, exc)
         finally:
-            self.is_done = True
-            self._done.release()
+            self.is_done = True  # before the waiters are read: one that registers later sees it
+            for waiter in list(self._waiters):
+                waiter.release()
             _jobs.discard(self)
 
     def wait(self, timeout_s: float | None = None) -> bool:
@@ -122,14 +127,18 @@ class CloseJob:
         once, leaving the work to finish in the background."""
         if self._thread_id == _thread.get_ident():
             return True  # called from the work itself
+        waiter = _thread.allocate_lock()
+        waiter.acquire()
+        self._waiters.append(waiter)
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
         deferred: BaseException | None = None
         interrupts = 0
-        while True:
+        while not self.is_done:
             try:
-                if not self._done.acquire(timeout=-1 if timeout_s is None else timeout_s):
+                if deadline is None:
+                    waiter.acquire()
+                elif not waiter.acquire(timeout=max(0.0, deadline - time.monotonic())):
                     return False
-                self._done.release()
-                break
             except (KeyboardInterrupt, SystemExit) as exc:
                 interrupts += 1
                 deferred = deferred or exc
@@ -238,9 +247,10 @@ def _restore_signal_mask() -> None:
 
 
 def _after_fork_in_child() -> None:
-    global _install_lock, _term_started, _term_done, _sigterm_pid
+    global _install_lock, _term_started, _term_done, _term_finished, _sigterm_pid
     _install_lock = threading.Lock()
     _term_started = False
+    _term_finished = False
     _term_done = _thread.allocate_lock()
     if _sigterm_pid is not None:
         _sigterm_pid = None
@@ -259,13 +269,35 @@ def _after_fork_in_child() -> None:
 
 
 def _close_on_sigterm() -> None:
+    global _term_finished
     try:
         if _runs:
             log.warning("aim_parquet: SIGTERM: closing the open runs before exiting.")
         close_all()
     finally:
+        _term_finished = True
         _term_done.release()
     os.kill(os.getpid(), signal.SIGTERM)  # the handler sees the close done and exits
+
+
+def end_after_sigterm_close() -> None:
+    """Called by `Run.close()` after its close is done. On the main thread of a process whose
+    runs a SIGTERM is closing, end the process by SIGTERM as soon as they are all closed, rather
+    than return to the program: the handler deferred the signal only so that the close could
+    finish (the closing thread re-sends it too, but the program could otherwise run on, or exit
+    normally, before it lands)."""
+    if (
+        not _term_started
+        or _sigterm_pid != os.getpid()
+        or threading.current_thread() is not threading.main_thread()
+    ):
+        return
+    deadline = time.monotonic() + TERM_WAIT_S
+    while not _term_finished and time.monotonic() < deadline:
+        time.sleep(0.01)
+    if _term_finished:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _is_inside_locking_code(frame: FrameType | None) -> bool:
@@ -292,9 +324,8 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
         if _is_inside_locking_code(frame):
             return  # let the interrupted code release its locks; the closer re-sends SIGTERM
         if not _term_done.acquire(timeout=TERM_WAIT_S):
-            return
-        _term_done.release()
-    elif _term_done.locked():
+            return  # (once acquired it is never needed again: nothing to release)
+    elif not _term_finished:
         return  # a second SIGTERM while closing: the closer re-sends it when done
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.kill(os.getpid(), signal.SIGTERM)

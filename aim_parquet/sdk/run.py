@@ -580,6 +580,7 @@ class Run(RunReadMixin):
                 self.hash,
                 error,
             )
+        lifecycle.end_after_sigterm_close()
 
     def _closing_end_time(self) -> float:
         """The `end_time` `close()` records: now (an importer keeps the source's)."""

@@ -70,6 +70,26 @@ class _ParquetRows:
         return self._reader.read_row_groups(groups, column_indices=indices, use_threads=threads)
 
 
+def open_compacted(path: Path, kind: str) -> _ParquetRows:
+    """A compacted file of `kind` opened for reading, checked (`storage.file_checks`: a regular
+    file, not a link; this format version; a bounded decoded size; FORMAT.md's columns).
+    Raises CorruptFileError (UnsafeFileError) naming the file, FormatVersionError, and the
+    OSError of a file that vanished (a compaction swapped it: retry) or may not be read."""
+    try:
+        source, size = parquet_source(path)
+        pf = _ParquetRows(source)
+    except CorruptFileError:
+        raise
+    except OSError as exc:
+        if is_gone(exc) or isinstance(exc, PermissionError):
+            raise
+        raise CorruptFileError(f"compacted file {path} is unreadable ({exc}).") from exc
+    except pa.ArrowInvalid as exc:
+        raise CorruptFileError(f"compacted file {path} is unreadable ({exc}).") from exc
+    check_parquet(pf.metadata, path, size, schema=pf.schema_arrow, expected=_file_schema(kind))
+    return pf
+
+
 def read_compacted(
     run_dir: Path, manifest: Manifest, info: SequenceInfo, columns: list[str]
 ) -> list[pa.Table]:
@@ -79,19 +99,7 @@ def read_compacted(
     for f in manifest.files:
         if f.kind != kind:
             continue
-        path = run_dir / f.path
-        try:
-            source, size = parquet_source(path)
-            pf = _ParquetRows(source)
-        except CorruptFileError:
-            raise
-        except OSError as exc:
-            if is_gone(exc) or isinstance(exc, PermissionError):
-                raise
-            raise CorruptFileError(f"compacted file {path} is unreadable ({exc}).") from exc
-        except pa.ArrowInvalid as exc:
-            raise CorruptFileError(f"compacted file {path} is unreadable ({exc}).") from exc
-        check_parquet(pf.metadata, path, size, schema=pf.schema_arrow, expected=_file_schema(kind))
+        pf = open_compacted(run_dir / f.path, kind)
         groups, is_exact = _row_groups_for(pf, info.seq_id)
         if not groups:
             continue

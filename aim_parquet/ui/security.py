@@ -8,7 +8,10 @@
   page (answered by a redirect without it that sets the cookie: HttpOnly, SameSite=Strict).
 - **Same origin for changes**: a request that is not GET/HEAD must carry the header
   `X-Requested-By: aim-parquet` (a cross-site form cannot set it, and this server never answers
-  CORS preflights) and, when it has an `Origin`, one whose host is the request's `Host`.
+  CORS preflights) and, when it has an `Origin`, one whose host is the request's `Host` or, behind
+  a reverse proxy that rewrites `Host`, the `X-Forwarded-Host` the proxy sets (a page on another
+  site cannot set that header either: it is not one a browser sends cross-site without a
+  preflight).
 - **Headers on every answer**: a Content-Security-Policy that lets the page load nothing from
   outside this server, `X-Content-Type-Options: nosniff` and `Referrer-Policy: no-referrer`.
 """
@@ -21,7 +24,7 @@ import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from http.cookies import SimpleCookie
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -105,7 +108,7 @@ class Guard:
                 )
                 return
             origin = headers.get("origin")
-            if origin and urlsplit(origin).netloc.lower() != host.lower():
+            if origin and urlsplit(origin).netloc.lower() not in _own_hosts(headers):
                 await _deny(send, 403, "origin", f"cross-origin change refused (from {origin})")
                 return
 
@@ -122,6 +125,21 @@ class Guard:
         return hmac.compare_digest(given.encode(), self.token.encode())
 
 
+def _own_hosts(headers: dict[str, str]) -> set[str]:
+    """The names this request was sent to: its `Host`, and the client-facing host a reverse
+    proxy names in `X-Forwarded-Host` (its first entry) or `Forwarded: host=`."""
+    hosts = {headers.get("host", "").lower()}
+    forwarded_host = headers.get("x-forwarded-host", "").split(",")[0].strip()
+    if forwarded_host:
+        hosts.add(forwarded_host.lower())
+    for part in headers.get("forwarded", "").split(",")[0].split(";"):
+        key, _, value = part.strip().partition("=")
+        if key.lower() == "host" and value:
+            hosts.add(value.strip('"').lower())
+    hosts.discard("")
+    return hosts
+
+
 def _bearer(value: str) -> str | None:
     scheme, _, credentials = value.partition(" ")
     return credentials.strip() if scheme.lower() == "bearer" else None
@@ -134,7 +152,7 @@ def _cookie(value: str, name: str) -> str | None:
     except Exception:
         return None
     morsel = jar.get(name)
-    return morsel.value if morsel is not None else None
+    return unquote(morsel.value) if morsel is not None else None
 
 
 async def _deny(send: Send, status: int, kind: str, message: str) -> None:
@@ -154,7 +172,8 @@ async def _deny(send: Send, status: int, kind: str, message: str) -> None:
 
 
 async def _redirect(send: Send, location: str, cookie_name: str, token: str) -> None:
-    cookie = f"{cookie_name}={token}; HttpOnly; SameSite=Strict; Path=/"
+    # percent-encoded: a token may hold any character, a cookie value only a few
+    cookie = f"{cookie_name}={quote(token, safe='')}; HttpOnly; SameSite=Strict; Path=/"
     await send(
         {
             "type": "http.response.start",

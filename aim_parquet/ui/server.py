@@ -29,10 +29,10 @@ from starlette.routing import Mount, Route
 from starlette.types import ASGIApp
 
 from aim_parquet.storage.repo_files import open_repo
-from aim_parquet.ui import api
+from aim_parquet.ui import api, plotly_asset
 from aim_parquet.ui.api.errors import api_errors
 from aim_parquet.ui.api.jsonout import error_response
-from aim_parquet.ui.api.state import UiState
+from aim_parquet.ui.api.state import QUERY_TIME_S, UiState
 from aim_parquet.ui.security import Guard
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,19 @@ log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 PAGES = {"": "runs", "runs": "runs", "metrics": "metrics"}
 """URL path (under the base path) -> page module `static/js/pages/<name>.js`."""
+PAGES.update(
+    {
+        "images": "images",
+        "distributions": "distributions",
+        "texts": "texts",
+        "audios": "audios",
+        "figures": "figures",
+        "params": "params",
+        "scatters": "scatters",
+    }
+)
+NESTED_PAGES = {"runs/{hash}": "run"}
+"""Pages one folder deep: their shell gets `<base href="../">`, so relative URLs still work."""
 DEFAULT_PORT = 43800
 
 
@@ -115,13 +128,17 @@ def create_app(
     base_path: str = "",
     token: str | None = None,
     check_host: bool = True,
-) -> ASGIApp:
+    query_time_s: float = QUERY_TIME_S,
+) -> UiApp:
     """The UI for the repository at `repo` (RepoNotFoundError when there is none)."""
-    state = UiState(open_repo(repo))
+    state = UiState(open_repo(repo), query_time_s=query_time_s)
+    plotly = plotly_asset.PlotlyAsset()
     shell = (STATIC_DIR / "page.html").read_text(encoding="utf-8")
     pages = {
-        name: shell.replace("{{page}}", name).replace("{{preload}}", preload_links(name))
-        for name in set(PAGES.values())
+        name: shell.replace("{{page}}", name)
+        .replace("{{preload}}", preload_links(name))
+        .replace("{{base}}", '<base href="../">' if name in NESTED_PAGES.values() else "")
+        for name in {*PAGES.values(), *NESTED_PAGES.values()}
     }
 
     def page(name: str) -> Callable[[Request], Awaitable[Response]]:
@@ -136,7 +153,15 @@ def create_app(
         from aim_parquet.ui.api.jsonout import JsonResponse
 
         return JsonResponse(
-            {"version": __version__, "repo": str(state.layout.root), "pages": sorted(PAGES)}
+            {
+                "version": __version__,
+                "repo": str(state.layout.root),
+                "pages": sorted(PAGES),
+                "plotly": plotly_asset.plotly_js_path() is not None,
+                "plotly_style_ids": await state.call(plotly.style_ids)
+                if request.query_params.get("plotly")
+                else [],
+            }
         )
 
     async def not_found(request: Request, exc: Exception) -> Response:
@@ -144,7 +169,10 @@ def create_app(
 
     routes: list[Any] = [
         *(Route(f"/{path}", page(name)) for path, name in PAGES.items()),
+        *(Route(f"/{path}", page(name)) for path, name in NESTED_PAGES.items()),
         Route("/api/info", info, methods=["GET"]),
+        Route("/vendor/plotly/plotly.min.js", plotly.endpoint, methods=["GET"]),
+        Route("/vendor/plotly/styles.css", plotly.styles, methods=["GET"]),
         *api.routes(state),
         Route("/static/{path:path}", StaticAssets(STATIC_DIR), methods=["GET", "HEAD"]),
     ]
@@ -155,8 +183,28 @@ def create_app(
         async def to_prefix(request: Request) -> Response:
             return RedirectResponse(prefix + "/")
 
-        app = Starlette(routes=[Route("/", to_prefix), Mount(prefix, app=app)])
-    return Guard(app, token=token, check_host=check_host)
+        async def add_slash(request: Request) -> Response:
+            # relative ("aim/" from "/aim"): the browser stays on the proxy's host and scheme
+            # (Starlette's own slash redirect names the Host the proxy sent, i.e. this server)
+            query = f"?{request.url.query}" if request.url.query else ""
+            return RedirectResponse(prefix.rsplit("/", 1)[-1] + "/" + query)
+
+        app = Starlette(
+            routes=[Route("/", to_prefix), Route(prefix, add_slash), Mount(prefix, app=app)]
+        )
+    return UiApp(app, state, token=token, check_host=check_host)
+
+
+class UiApp(Guard):
+    """The guarded app of one repository; `stop()` (called by `serve` when a stop is asked)
+    makes the reads in flight end at once, answered 503, instead of being cut off."""
+
+    def __init__(self, app: ASGIApp, state: UiState, *, token: str | None, check_host: bool):
+        super().__init__(app, token=token, check_host=check_host)
+        self.state = state
+
+    def stop(self) -> None:
+        self.state.stopping.set()
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -187,8 +235,15 @@ def serve(
     on_ready: Callable[[], None] | None = None,
     log_level: str = "warning",
 ) -> None:
-    """Serve `app` on the bound `sock` until Ctrl-C or SIGTERM (then return normally)."""
+    """Serve `app` on the bound `sock` until Ctrl-C or SIGTERM (then return normally); a
+    `UiApp` is told at once, so its reads in flight end with a 503 within the grace period."""
     import uvicorn
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            if isinstance(app, UiApp):
+                app.stop()
+            super().handle_exit(sig, frame)
 
     config = uvicorn.Config(
         app,
@@ -198,7 +253,7 @@ def serve(
         timeout_graceful_shutdown=3,
         server_header=False,
     )
-    server = uvicorn.Server(config)
+    server = Server(config)
     if on_ready is not None:
         on_ready()
     # uvicorn shuts down gracefully on SIGINT/SIGTERM and then re-raises the signal to the

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -267,3 +268,24 @@ def test_conversion_killed_as_its_run_appears_is_redone(tmp_path: Path) -> None:
     assert report.runs[0].status == CONVERTED
     (run,) = _runs(tmp_path)
     assert run.hash != orphan.hash and run[SOURCE_PARAM]["complete"] is True
+
+
+def test_a_real_sigint_during_the_last_flush_stops_the_conversion(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real Ctrl-C (SIGINT to the process) while close() writes: the close finishes on its own
+    thread, then the interrupt stops the conversion before the next run starts."""
+    real_flush = run_writer.RunWriter.flush
+    calls = {"n": 0}
+
+    def flush(self: Any, *, durable: bool = False, end_time: float | None = None) -> None:
+        if durable and calls["n"] == 0:
+            calls["n"] += 1
+            os.kill(os.getpid(), signal.SIGINT)
+        real_flush(self, durable=durable, end_time=end_time)
+
+    monkeypatch.setattr(run_writer.RunWriter, "flush", flush)
+    with pytest.raises(KeyboardInterrupt):
+        convert_runs("fake", "x", [FakeRun("a"), FakeRun("b")], tmp_path)
+    monkeypatch.setattr(run_writer.RunWriter, "flush", real_flush)
+    assert [r.name for r in _runs(tmp_path)] == ["a"]

@@ -67,9 +67,10 @@ def test_links_fifos_and_a_dead_run_never_fail_the_page(tmp_path: Path) -> None:
             header, _buffers = decode(answer.content)
             drawn = {s["run"] for chart in header["charts"] for s in chart["series"]}
             assert drawn == {healthy, locked}
-            reasons = {d["hash"]: d["reason"] for d in header["damaged"]}
+            reasons = {u["run"]: u["reason"] for u in header["unreadable"]}  # named, with advice
             assert set(reasons) == {linked, fifo, dead}
             assert "symbolic link" in reasons[linked] and "FIFO" in reasons[fifo]
+            assert all("verify --repair" in u["advice"] for u in header["unreadable"])
             live = http.get(
                 "/api/metrics/live",
                 params={"q": "metric.name == 'loss'", "width": 200, "cursor": f"{dead}:x:0"},

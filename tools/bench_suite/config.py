@@ -101,9 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-load", type=float, default=1.0)
     parser.add_argument(
         "--only",
-        choices=["ui"],
+        choices=["ui", "ui-pages"],
         help="run one workload group and replace only its section of the report "
-        "(ui: the web UI in headless Chromium, side by side with `aim up`)",
+        "(ui: the web UI in headless Chromium, side by side with `aim up`, and its second "
+        "part; ui-pages: that second part only: images explorer, run page, static report)",
     )
     return parser
 

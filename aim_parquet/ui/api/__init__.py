@@ -4,10 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from aim_parquet.ui.api import metrics, runs
+from aim_parquet.ui.api import distributions, media, metrics, objects, run_page, runs
 from aim_parquet.ui.api.state import UiState
 
 
 def routes(state: UiState) -> list[Any]:
     """Every API route, bound to one repository's state."""
-    return [*runs.routes(state), *metrics.routes(state)]
+    return [
+        *run_page.routes(state),  # before runs': /api/runs/HASH/logs is not /api/runs/HASH
+        *runs.routes(state),
+        *metrics.routes(state),
+        *objects.routes(state),
+        *media.routes(state),
+        *distributions.routes(state),
+    ]

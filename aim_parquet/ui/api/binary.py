@@ -24,6 +24,36 @@ MAGIC = b"APQ1"
 MEDIA_TYPE = "application/x-aim-parquet-series"
 
 
+F32_MAX = float(np.finfo(np.float32).max)
+F32_TINY = float(np.finfo(np.float32).tiny)
+F32_EXACT_INT = 2**24
+
+
+def values_dtype(values: np.ndarray[Any, Any]) -> str:
+    """The dtype to send `values` as (NaN: empty slot): "f4" when float32 carries them as a
+    chart and a tooltip show them, else "f8": a value out of float32's range (1e308 would
+    arrive as inf, 1e-40 as 0), a whole number float32 would change (a counter past 2**24), or
+    rounding that moves a value by more than a millionth of the values' spread (a curve near
+    1e9 varying in its 9th digit)."""
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return "f4"
+    magnitude = np.abs(finite)
+    if float(magnitude.max()) > F32_MAX:
+        return "f8"
+    nonzero = magnitude[magnitude > 0]
+    if nonzero.size and float(nonzero.min()) < F32_TINY:
+        return "f8"
+    error = float(np.abs(finite.astype(np.float32).astype(np.float64) - finite).max())
+    if error == 0:
+        return "f4"
+    spread = float(finite.max() - finite.min())
+    if spread > 0 and error > spread * 1e-6:
+        return "f8"
+    is_whole = float(magnitude.max()) >= F32_EXACT_INT and np.array_equal(finite, np.round(finite))
+    return "f8" if is_whole else "f4"
+
+
 class BufferWriter:
     """Collects numpy arrays; `add` returns the `[offset, length, dtype]` the header stores."""
 
@@ -32,6 +62,9 @@ class BufferWriter:
         self._size = 0
 
     def add(self, array: np.ndarray[Any, Any], dtype: str) -> list[Any]:
+        """Append `array` as `dtype` ("f8", "f4"; "values": whichever `values_dtype` picks)."""
+        if dtype == "values":
+            dtype = values_dtype(np.asarray(array, dtype=np.float64))
         data = np.ascontiguousarray(array, dtype="<" + dtype).tobytes()
         ref = [self._size, int(array.size), dtype]
         pad = (-len(data)) % 8

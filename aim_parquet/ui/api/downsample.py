@@ -36,11 +36,11 @@ class SeriesPoints:
 
 @dataclass(frozen=True)
 class ChartGrid:
-    """The shared x grid of a chart and each series' float32 values on it (NaN: no point)."""
+    """The shared x grid of a chart and each series' values on it (float64; NaN: no point)."""
 
     mode: str  # "exact" | "binned" | "empty"
     x: Array  # float64, increasing
-    ys: list[Array]  # float32, len(x) each
+    ys: list[Array]  # float64, len(x) each
     nonfinite: list[int]  # non-finite values left out, per series
 
 
@@ -68,13 +68,13 @@ def build_grid(series: list[SeriesPoints], nonfinite: list[int], columns: int) -
     total = sum(sizes)
     if total == 0:
         empty = np.zeros(0, np.float64)
-        return ChartGrid("empty", empty, [np.zeros(0, np.float32) for _ in series], nonfinite)
+        return ChartGrid("empty", empty, [np.zeros(0, np.float64) for _ in series], nonfinite)
     if total <= EXACT_CHECK_POINTS:
         xs = np.unique(np.concatenate([s.x for s in series if s.x.size]))
         if xs.size <= 2 * columns:
             ys = []
             for s in series:
-                row = np.full(xs.size, np.nan, np.float32)
+                row = np.full(xs.size, np.nan, np.float64)
                 if s.x.size:
                     pos = np.searchsorted(xs, s.x)
                     row[pos] = s.y  # a repeated x (epoch axis) keeps its last value
@@ -93,7 +93,7 @@ def build_grid(series: list[SeriesPoints], nonfinite: list[int], columns: int) -
 
 
 def _bin(s: SeriesPoints, lo: float, width: float, columns: int) -> Array:
-    row = np.full(2 * columns, np.nan, np.float32)
+    row = np.full(2 * columns, np.nan, np.float64)
     if s.x.size == 0:
         return row
     col = np.minimum(((s.x - lo) / width).astype(np.int64), columns - 1)

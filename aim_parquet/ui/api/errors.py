@@ -13,10 +13,12 @@ from starlette.responses import Response
 
 from aim_parquet.errors import (
     CorruptFileError,
+    FormatVersionError,
     InvalidRunHashError,
     MissingRunError,
     QueryError,
     QuerySyntaxError,
+    RepoNotFoundError,
     RunLockedError,
     UnsupportedValueError,
 )
@@ -29,15 +31,28 @@ class BadRequest(ValueError):
     """A request the API cannot serve as sent (a bad parameter); the message says which."""
 
 
+class QueryTooSlow(BadRequest):
+    """A query that ran past the server's time limit for one request (stopped, not finished)."""
+
+
+class ServerStopping(RuntimeError):
+    """The server was asked to stop (Ctrl-C, SIGTERM) while this request was being read."""
+
+
 _STATUS: list[tuple[type[BaseException], int, str]] = [
+    (QueryTooSlow, 400, "query_time"),
     (QuerySyntaxError, 400, "query_syntax"),
     (QueryError, 400, "query"),
     (InvalidRunHashError, 400, "bad_hash"),
     (BadRequest, 400, "bad_request"),
     (UnsupportedValueError, 400, "bad_request"),
     (MissingRunError, 404, "not_found"),
+    (RepoNotFoundError, 404, "repo_missing"),
     (RunLockedError, 409, "run_locked"),
-    (CorruptFileError, 500, "damaged"),
+    (CorruptFileError, 500, "damaged"),  # (a link or FIFO in place of a file too)
+    (FormatVersionError, 500, "newer_format"),
+    (PermissionError, 500, "permission_denied"),  # another user's run: not damage
+    (ServerStopping, 503, "stopping"),
 ]
 
 

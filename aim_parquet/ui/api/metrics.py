@@ -29,10 +29,8 @@ from starlette.routing import Route
 
 from aim_parquet.errors import CorruptFileError, FormatVersionError
 from aim_parquet.format.meta import SequenceInfo
-from aim_parquet.query.executor import unreadable_run
 from aim_parquet.query.planner import plan_query
 from aim_parquet.query.views import RunView
-from aim_parquet.storage.run_index import DamagedRun
 from aim_parquet.storage.run_reader import read_metric_columns
 from aim_parquet.storage.run_records import RunRecord
 from aim_parquet.ui.api.binary import MEDIA_TYPE, BufferWriter
@@ -45,8 +43,9 @@ from aim_parquet.ui.api.state import UiState, damaged_json
 X_AXES = ("step", "epoch", "relative", "wall")
 MAX_SLOTS = 480_000
 """Values sent per request at most (float32: 1.9 MB, so a page with 1,000 series stays under
-3 MB with its header and code); many series share them, each at least `MIN_COLUMNS` pixel
-columns, at most the chart's width."""
+3 MB with its header and code; a series float32 cannot carry is sent as float64, see
+`binary.values_dtype`); many series share them, each at least `MIN_COLUMNS` pixel columns, at
+most the chart's width."""
 MIN_COLUMNS = 64
 MAX_WIDTH = 8192
 MAX_CHART_FIELDS = 8
@@ -133,6 +132,8 @@ def field_value(field: str, record: RunRecord, info: SequenceInfo) -> Any:
     value: Any = record.param(head)
     for part in rest.split(".") if rest else ():
         value = value.get(part) if isinstance(value, dict) else None
+    if value is None and rest:  # a key that holds dots ({"dotted.key": 5}), as the table shows
+        value = flatten_params(record.params).get(path)
     return value
 
 
@@ -180,7 +181,7 @@ def read_series(
 
 
 def run_info(state: UiState, record: RunRecord, now: float) -> dict[str, Any]:
-    fields = run_fields(record, RunView(record, state.layout), now)
+    fields = run_fields(record, RunView(record, state.layout), now, state.layout)
     fields["params"] = flatten_params(record.params)
     return fields
 
@@ -204,16 +205,16 @@ def search(
     meta: list[dict[str, Any]] = []
     points_read = 0
     lo, hi = x_range
-    skipped: dict[str, DamagedRun] = {}  # runs whose files fail: one run never fails the page
+    unreadable: list[dict[str, Any]] = []
     for record, info in pairs:
-        if record.hash in skipped:
-            continue
+        state.check()
         try:
             steps, x, y = read_series(state, record, info, x_axis)
-        except UNREADABLE as exc:
-            skipped[record.hash] = unreadable_run(state.layout, record.hash, exc)
+        except UNREADABLE as exc:  # one damaged series: the others are still drawn
+            unreadable.append(unreadable_json(record, info, exc))
             continue
         points_read += int(steps.size)
+        no_x = int(x.size - np.count_nonzero(np.isfinite(x)))  # e.g. points tracked without epoch
         if lo is not None or hi is not None:
             keep = np.ones(x.size, bool)
             if lo is not None:
@@ -234,6 +235,7 @@ def search(
                 "count": int(steps.size),
                 "last_step": int(steps[-1]) if steps.size else None,
                 "last_value": float(y[-1]) if y.size else None,
+                "no_x": no_x,
             }
         )
     buffers = BufferWriter()
@@ -242,7 +244,7 @@ def search(
         grid = build_grid([points[i] for i in members], [nonfinite[i] for i in members], columns)
         series = []
         for i, row in zip(members, grid.ys, strict=True):
-            series.append({**meta[i], "nonfinite": nonfinite[i], "y": buffers.add(row, "f4")})
+            series.append({**meta[i], "nonfinite": nonfinite[i], "y": buffers.add(row, "values")})
         shown = [s["last_step"] for s in series if s["last_step"] is not None]
         chart_list.append(
             {
@@ -256,7 +258,6 @@ def search(
         )
     now = time.time()
     runs = {m.record.hash: run_info(state, m.record, now) for m in matches}
-    damaged = (*damaged, *skipped.values())
     header = {
         "query": query,
         "x_axis": x_axis,
@@ -267,9 +268,29 @@ def search(
         "charts": chart_list,
         "runs": runs,
         "damaged": damaged_json(damaged),
+        "unreadable": unreadable,
         "elapsed_s": time.perf_counter() - started,
     }
     return buffers.encode(header)
+
+
+def unreadable_json(record: RunRecord, info: SequenceInfo, exc: Exception) -> dict[str, Any]:
+    """A sequence that could not be read, as the API reports it (with what to do): a damaged
+    file, a link or FIFO in place of one, a newer format, or a file this user may not read."""
+    if isinstance(exc, PermissionError):
+        advice = "permission denied, not damage: read it as a user who may, or ask its owner"
+    elif isinstance(exc, FormatVersionError):
+        advice = "written by a newer aim_parquet: upgrade it (pip install -U aim_parquet)"
+    else:
+        advice = "run `aim-parquet verify --repair` to repair or quarantine the damaged file"
+    return {
+        "run": record.hash,
+        "seq": info.seq_id,
+        "name": info.name,
+        "context": info.context,
+        "reason": str(exc),
+        "advice": advice,
+    }
 
 
 def live(
@@ -293,6 +314,7 @@ def live(
             continue  # finished before the page saw it: the next search shows it
         runs[record.hash] = run_info(state, record, now)
         for info in match.sequences:
+            state.check()
             after = cursors.get((record.hash, info.seq_id))
             try:
                 steps, x, y = read_series(state, record, info, x_axis)
@@ -303,6 +325,7 @@ def live(
                 steps, x, y = steps[start:], x[start:], y[start:]
                 if steps.size == 0:
                     continue
+            no_x = int(x.size - np.count_nonzero(np.isfinite(x)))
             cleaned, bad = clean(x, y)
             sx, sy = minmax_points(cleaned.x, cleaned.y, width)
             key = chart_key(chart_by, record, info)
@@ -318,9 +341,10 @@ def live(
                     "last_step": int(steps[-1]) if steps.size else after,
                     "last_value": float(y[-1]) if y.size else None,
                     "nonfinite": bad,
+                    "no_x": no_x,
                     "count": int(steps.size),
                     "x": buffers.add(sx, "f8"),
-                    "y": buffers.add(sy, "f4"),
+                    "y": buffers.add(sy, "values"),
                 }
             )
     active = sorted(h for h, r in runs.items() if r["active"])

@@ -1,6 +1,6 @@
 """`/api/runs`: the runs table (columnar JSON) and the changes a user makes to runs.
 
-    GET    /api/runs?q=AIMQL&metrics=loss,acc   runs matching a run query, newest first
+    GET    /api/runs?q=AIMQL&metrics=loss,acc[&sparse=1]   runs matching a run query, newest first
     GET    /api/runs/{hash}                     one run: fields, all params, its sequences
     POST   /api/runs/{hash}                     {"name"?, "description"?, "tags"?}: edit
     POST   /api/runs/{hash}/archive             {"archived": true|false}
@@ -22,7 +22,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from aim_parquet.errors import MissingRunError
-from aim_parquet.format.paths import validate_run_hash
+from aim_parquet.format.paths import RepoLayout, validate_run_hash
 from aim_parquet.query.planner import plan_query
 from aim_parquet.query.views import RunView
 from aim_parquet.storage.run_ops import delete_run_folder
@@ -61,9 +61,18 @@ def metric_label(name: str, context: dict[str, Any]) -> str:
     return f"{name} ({label})" if label else name
 
 
-def run_fields(record: RunRecord, view: RunView, now: float) -> dict[str, Any]:
-    """The fields of one run as the API shows them."""
+def run_fields(
+    record: RunRecord, view: RunView, now: float, layout: RepoLayout | None = None
+) -> dict[str, Any]:
+    """The fields of one run as the API shows them. A run nobody writes any more that never
+    ended (its process was killed) lasted until its last flush, not until now."""
     end = record.end_time
+    last = end
+    if last is None and layout is not None and not view.active:
+        try:
+            last = layout.sidecar(record.hash).stat().st_mtime
+        except OSError:
+            last = None
     return {
         "hash": record.hash,
         "name": record.display_name,
@@ -72,13 +81,34 @@ def run_fields(record: RunRecord, view: RunView, now: float) -> dict[str, Any]:
         "description": record.description,
         "created": record.creation_time,
         "ended": end,
-        "duration": (end if end is not None else now) - record.creation_time,
+        "duration": (last if last is not None else now) - record.creation_time,
         "active": view.active,
         "archived": record.archived,
     }
 
 
-def runs_table(state: UiState, query: str, metric_names: list[str]) -> dict[str, Any]:
+def param_columns(flats: list[dict[str, Any]], *, sparse: bool) -> dict[str, Any]:
+    """One column per flattened param key: a list with a value (or None) per run; with
+    `sparse`, a key fewer than half the runs have is `{"rows": [i, ...], "values": [...]}`
+    instead (10,000 runs with a few keys of their own each made 10,000 lists of 10,000
+    nulls: gigabytes of JSON)."""
+    rows: dict[str, list[int]] = {}
+    for i, flat in enumerate(flats):
+        for key in flat:
+            rows.setdefault(key, []).append(i)
+    columns: dict[str, Any] = {}
+    for key in sorted(rows):
+        present = rows[key]
+        if sparse and 2 * len(present) < len(flats):
+            columns[key] = {"rows": present, "values": [flats[i][key] for i in present]}
+        else:
+            columns[key] = [flat.get(key) for flat in flats]
+    return columns
+
+
+def runs_table(
+    state: UiState, query: str, metric_names: list[str], *, sparse: bool = False
+) -> dict[str, Any]:
     plan = plan_query(query, None)
     started = time.perf_counter()
     matches, damaged = state.matches(plan)
@@ -91,7 +121,7 @@ def runs_table(state: UiState, query: str, metric_names: list[str]) -> dict[str,
     metric_keys: dict[str, dict[str, Any]] = {}
     for match in matches:
         record = match.record
-        fields = run_fields(record, RunView(record, state.layout), now)
+        fields = run_fields(record, RunView(record, state.layout), now, state.layout)
         for key, column in columns.items():
             column.append(fields[key])
         flats.append(flatten_params(record.params))
@@ -105,11 +135,12 @@ def runs_table(state: UiState, query: str, metric_names: list[str]) -> dict[str,
                     )
                     row[label] = entry.info.last
         lasts.append(row)
-    param_keys = sorted({k for flat in flats for k in flat})
-    params = {k: [flat.get(k) for flat in flats] for k in param_keys}
+    params = param_columns(flats, sparse=sparse)
     metrics = [
         {**meta, "values": [row.get(label) for row in lasts]}
-        for label, meta in sorted(metric_keys.items())
+        for label, meta in sorted(
+            metric_keys.items(), key=lambda kv: (metric_names.index(kv[1]["name"]), kv[0])
+        )
     ]
     return {
         "query": query,
@@ -126,7 +157,7 @@ def run_detail(state: UiState, run_hash: str) -> dict[str, Any]:
     validate_run_hash(run_hash)
     meta = load_run_meta(state.layout, run_hash)
     view = RunView(meta, state.layout)
-    fields = run_fields(meta, view, time.time())  # type: ignore[arg-type]
+    fields = run_fields(meta, view, time.time(), state.layout)  # type: ignore[arg-type]
     fields["params"] = meta.params
     fields["sequences"] = [
         {
@@ -181,7 +212,9 @@ def routes(state: UiState) -> list[Route]:
     async def list_runs(request: Request) -> Response:
         query = request.query_params.get("q", "")
         names = [n for n in request.query_params.get("metrics", "").split(",") if n]
-        return JsonResponse(await state.call(runs_table, state, query, names))
+        sparse = request.query_params.get("sparse", "") in ("1", "true")
+        table = await state.call(lambda: runs_table(state, query, names, sparse=sparse))
+        return JsonResponse(table)
 
     @api_errors
     async def get_run(request: Request) -> Response:

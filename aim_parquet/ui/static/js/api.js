@@ -68,12 +68,21 @@ export async function getSeries(path, params, options = {}) {
   return decodeSeries(buffer);
 }
 
+/** JSON.parse reviver: a step past 2**53 (steps go to 2**63 - 1) stays exact, as its digits; a
+ * Number would round it (the page showed 4611686018427388000 for 2**62 + 1). */
+function exactSteps(key, value, context) {
+  if ((key === "last_step" || key === "max_step") && typeof value === "number" && !Number.isSafeInteger(value)) {
+    return context && /^-?\d+$/.test(context.source) ? context.source : value;
+  }
+  return value;
+}
+
 export function decodeSeries(buffer) {
   const bytes = new Uint8Array(buffer);
   const magic = String.fromCharCode(...bytes.subarray(0, 4));
   if (magic !== "APQ1") throw new ApiError(0, "format", "unexpected series response");
   const length = new DataView(buffer).getUint32(4, true);
-  const header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + length)));
+  const header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + length)), exactSteps);
   const start = 8 + length + ((8 - ((8 + length) % 8)) % 8);
   const read = ([offset, count, dtype]) =>
     dtype === "f8" ? new Float64Array(buffer, start + offset, count) : new Float32Array(buffer, start + offset, count);

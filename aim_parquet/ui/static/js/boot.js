@@ -7,7 +7,7 @@ import { readState } from "./state.js";
 
 export const METRICS_DEFAULTS = {
   q: "", x: "step", chart_by: "metric.name", color_by: "", stroke_by: "",
-  agg: "none", band: "minmax", smooth: 0, ylog: false, live: true,
+  agg: "none", band: "minmax", smooth: 0, ylog: false, live: true, zoom: "",
 };
 
 /** Pixel columns asked of the server: the width of the page's main area (a lone chart spans
@@ -22,3 +22,5 @@ export function metricsSearch(state) {
 }
 
 if (/\/metrics$/.test(location.pathname)) prefetch(...metricsSearch(readState(METRICS_DEFAULTS)));
+// the images explorer's listing (the same request views/grid.js makes first)
+if (/\/images$/.test(location.pathname)) prefetch("api/images", readState({ q: "", step: "" }));

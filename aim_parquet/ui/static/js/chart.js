@@ -11,6 +11,63 @@ function css(name, fallback) {
   return value || fallback;
 }
 
+/** Decimals that show `step` (a tick spacing: 1, 2, 2.5 or 5 times a power of ten) exactly. */
+function decimalsOf(step) {
+  for (let d = 0; d <= 15; d++) {
+    const scaled = step * 10 ** d;
+    if (Math.round(scaled) >= 1 && Math.abs(Math.round(scaled) - scaled) < 1e-6 * scaled) return d;
+  }
+  return 15;
+}
+
+const trimZeros = (text) => (text.includes(".") ? text.replace(/\.?0+$/, "") : text);
+
+/** One axis tick label, short (12.5k, 3M, 2.5B, 1e-5, 4.6e18) yet with the digits that tell it
+ * from its neighbours `step` away (1.2345679B, not 1.23B for ticks 10 apart). */
+export function fmtTick(value, step = NaN) {
+  if (typeof value !== "number" || !Number.isFinite(value)) return fmtNumber(value);
+  const abs = Math.abs(value);
+  if (abs === 0) return "0";
+  const decimals = (unit) => (Number.isFinite(step) && step > 0 ? decimalsOf(step / unit) : 2);
+  if (abs >= 1e15 || abs < 1e-3) {
+    const unit = 10 ** Math.floor(Math.log10(abs));
+    return value.toExponential(Math.min(15, decimals(unit))).replace(/\.?0+e/, "e").replace("e+", "e");
+  }
+  for (const [size, suffix] of [[1e12, "T"], [1e9, "B"], [1e6, "M"], [1e4, "k"]]) {
+    if (abs >= size) return `${trimZeros((value / size).toFixed(Math.min(15, decimals(size))))}${suffix}`;
+  }
+  return trimZeros(value.toFixed(Math.min(15, decimals(1))));
+}
+
+/** The labels of an axis's ticks (their spacing decides the digits). */
+export function fmtTicks(splits) {
+  let step = Infinity;
+  for (let i = 1; i < splits.length; i++) {
+    const gap = Math.abs(splits[i] - splits[i - 1]);
+    if (gap > 0 && gap < step) step = gap;
+  }
+  return splits.map((v) => fmtTick(v, step));
+}
+
+/** The y range: uPlot's, unless it is absurdly wider than the data (uPlot takes a curve near
+ * 1e9 that varies by 0.05 for a flat line and shows 0..2e9: the curve was a flat line). */
+function yRange(u, min, max) {
+  const auto = uPlot.rangeNum(min, max, Y_RANGE);
+  const span = max - min;
+  if (min === null || max === null || !(span > 0) || !Number.isFinite(span)) return auto;
+  if (auto[1] - auto[0] <= 1000 * span) return auto;
+  return [min - span * 0.1, max + span * 0.1];
+}
+
+const Y_RANGE = { min: { pad: 0.1, soft: 0, mode: 3 }, max: { pad: 0.1, soft: 0, mode: 3 } };
+
+/** A y axis as wide as its longest tick label (labels were cut at a fixed 64 px). */
+function axisSize(u, values) {
+  if (!values || !values.length) return 48;
+  const longest = Math.max(...values.map((v) => (v === null || v === undefined ? 0 : String(v).length)));
+  return Math.max(40, Math.ceil(longest * 7.5) + 16);
+}
+
 function xFormatter(xAxis) {
   if (xAxis === "wall") return (x) => fmtTime(x);
   if (xAxis === "relative") return (x) => `${fmtNumber(x)} s`;
@@ -18,16 +75,18 @@ function xFormatter(xAxis) {
 }
 
 function styleKey(lines) {
-  return lines.map((l) => `${l.label}|${l.color}|${(l.dash || []).join()}|${l.width}|${l.fill}`).join("\n");
+  return lines.map((l) => `${l.label}|${l.color}|${(l.dash || []).join()}|${l.width}|${l.fill}|${l.points}`).join("\n");
 }
 
 /**
- * lines: [{label, color, dash, width, values (Array, null = gap), detail (tooltip text)}]
+ * lines: [{label, color, dash, width, values (Array, null = gap), detail (tooltip text),
+ *          points (true: draw each value as a dot, for a line with a single value)}]
  * bands: [{upper: lineIndex, lower: lineIndex, fill}]  (indices into lines)
  */
 export class Chart {
-  constructor(container, { xAxis, xLabel, yLog = false, xLog = false, approximate = false, onZoom = null }) {
+  constructor(container, { xAxis, xLabel, yLog = false, xLog = false, approximate = false, onZoom = null, height = HEIGHT }) {
     this.onZoom = onZoom;
+    this.height = height;
     this.container = container;
     this.xAxis = xAxis;
     this.xLabel = xLabel;
@@ -35,6 +94,7 @@ export class Chart {
     this.xLog = xLog;
     this.approximate = approximate;
     this.plot = null;
+    this.zoomRange = null; // [min, max] of x while drag-zoomed
     this.tooltip = h("div", { class: "tooltip", hidden: true });
     this.canvasBox = h("div", { class: "plot" });
     container.append(this.canvasBox, this.tooltip);
@@ -50,7 +110,8 @@ export class Chart {
     this.lines = lines;
     const data = [x, ...lines.map((l) => l.values)];
     if (this.plot && this.plot.series.length === lines.length + 1 && this.sameStyle(lines)) {
-      this.plot.setData(data, true);
+      this.plot.setData(data, !this.zoomRange);
+      this.keepZoom();
       return;
     }
     if (this.plot) this.plot.destroy();
@@ -58,17 +119,17 @@ export class Chart {
     const format = xFormatter(this.xAxis);
     const options = {
       width: this.width(),
-      height: HEIGHT,
+      height: this.height,
       pxAlign: false,
       scales: {
         x: { time: this.xAxis === "wall", distr: this.xLog ? 3 : 1 },
-        y: { distr: this.yLog ? 3 : 1 },
+        y: this.yLog ? { distr: 3 } : { distr: 1, range: yRange },
       },
       axes: [
         { stroke: fg, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid },
-          values: this.xAxis === "wall" ? undefined : (u, splits) => splits.map((v) => fmtNumber(v)) },
-        { stroke: fg, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid }, size: 64,
-          values: (u, splits) => splits.map((v) => fmtNumber(v)) },
+          values: this.xAxis === "wall" ? undefined : (u, splits) => fmtTicks(splits) },
+        { stroke: fg, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid }, size: axisSize,
+          values: (u, splits) => fmtTicks(splits) },
       ],
       series: [
         { label: this.xLabel, value: (u, v) => (v === null ? "" : format(v)) },
@@ -77,7 +138,8 @@ export class Chart {
           // segment (4x slower in headless Chromium)
           label: l.label, stroke: l.color, width: l.width ?? 1, dash: l.dash || [],
           fill: l.fill, spanGaps: true,
-          points: { show: l.width === 0 ? false : undefined, size: 5, fill: l.color },
+          // a line with a single value is a dot (uPlot draws no line through one point)
+          points: { show: l.points ? true : l.width === 0 ? false : undefined, size: l.points ? 7 : 5, fill: l.color },
         })),
       ],
       bands: bands.map((b) => ({ series: [b.upper + 1, b.lower + 1], fill: b.fill })),
@@ -86,16 +148,27 @@ export class Chart {
       hooks: {
         setCursor: [(u) => this.onCursor(u)],
         setSelect: [(u) => {
-          if (!this.onZoom || u.select.width < 2) return;
+          if (u.select.width < 2) return;
           const lo = u.posToVal(u.select.left, "x"), hi = u.posToVal(u.select.left + u.select.width, "x");
-          this.onZoom(lo, hi);
+          this.zoomRange = [lo, hi];
+          if (this.onZoom) this.onZoom(lo, hi);
         }],
       },
     };
     this.styleKey = styleKey(lines);
     this.plot = new uPlot(options, data, this.canvasBox);
+    this.keepZoom();
     this.plot.over.addEventListener("mouseleave", () => { this.tooltip.hidden = true; });
-    this.plot.over.addEventListener("dblclick", () => { if (this.onZoom) this.onZoom(null, null); });
+    this.plot.over.addEventListener("dblclick", () => {
+      this.zoomRange = null;
+      if (this.onZoom) this.onZoom(null, null);
+    });
+  }
+
+  /** A drag-zoom stays until a double click: new data (a live run's next points, every
+   * second) used to reset the axes, so a live curve could not be zoomed for more than 1 s. */
+  keepZoom() {
+    if (this.zoomRange) this.plot.setScale("x", { min: this.zoomRange[0], max: this.zoomRange[1] });
   }
 
   sameStyle(lines) {
@@ -146,7 +219,7 @@ export class Chart {
 
   resize() {
     const width = this.width();
-    if (this.plot && width !== this.plot.width) this.plot.setSize({ width, height: HEIGHT });
+    if (this.plot && width !== this.plot.width) this.plot.setSize({ width, height: this.height });
   }
 
   destroy() {

@@ -25,7 +25,7 @@ export function setReady(ready) {
 
 export function setStatus(text) {
   const el = document.getElementById("status");
-  if (el) el.textContent = text || "";
+  if (el) el.textContent = el.title = text || "";
 }
 
 export function markNav(page) {

@@ -27,10 +27,36 @@ export function contextLabel(context) {
   return Object.keys(context || {}).sort().map((k) => `${k}=${context[k]}`).join(", ");
 }
 
+/** A run as a legend names it: its name, or its short hash when it has none of its own. */
+export function runLabel(run, hash) {
+  if (!run || run.name === `Run: ${hash}`) return hash.slice(0, 8);
+  return run.name;
+}
+
 export function seriesLabel(series, run) {
   const ctx = contextLabel(series.context);
-  const who = run ? run.name : series.run.slice(0, 8);
-  return `${who} · ${series.name}${ctx ? ` (${ctx})` : ""}`;
+  return `${runLabel(run, series.run)} · ${series.name}${ctx ? ` (${ctx})` : ""}`;
+}
+
+/** The legend's short text for a series: the metric name is left out when the chart's title
+ * already says it. */
+export function legendLabel(series, run, nameInTitle) {
+  const ctx = contextLabel(series.context);
+  const what = nameInTitle ? ctx : `${series.name}${ctx ? ` (${ctx})` : ""}`;
+  return what ? `${runLabel(run, series.run)} · ${what}` : runLabel(run, series.run);
+}
+
+/** The key that gives a series the same colour in every chart (its run and context, and its
+ * metric name when the charts are not one per name). */
+export function seriesColorKey(series, nameInTitle) {
+  return `${series.run}|${contextLabel(series.context)}${nameInTitle ? "" : `|${series.name}`}`;
+}
+
+/** Whether step `a` is after step `b` (either may be a digit string: steps past 2**53). */
+export function laterStep(a, b) {
+  if (b === null || b === undefined) return a !== null && a !== undefined;
+  if (a === null || a === undefined) return false;
+  return BigInt(a) > BigInt(b);
 }
 
 /** Key of a series under a list of fields ("" when no field). */
@@ -63,11 +89,32 @@ export function ema(values, alpha) {
   return out;
 }
 
+/** A row with its inner gaps (null between two values) filled by linear interpolation on x,
+ * so series tracked at different steps can be aggregated; before its first value and after
+ * its last it stays null. */
+export function fillGaps(row, x) {
+  const out = row.slice();
+  let prev = -1;
+  for (let i = 0; i < row.length; i++) {
+    const v = row[i];
+    if (v === null || v === undefined) continue;
+    if (prev >= 0 && i - prev > 1) {
+      const x0 = x[prev], y0 = row[prev], slope = (v - y0) / (x[i] - x0);
+      for (let j = prev + 1; j < i; j++) out[j] = y0 + slope * (x[j] - x0);
+    }
+    prev = i;
+  }
+  return out;
+}
+
 /**
  * Aggregate several rows (same length, null = no value) into {line, lower, upper}.
- * how: mean | median | min | max; band: none | minmax | std | stderr.
+ * how: mean | median | min | max; band: none | minmax | std | stderr. With `x` (the rows'
+ * shared grid), each row's inner gaps are interpolated first: a run tracked at even steps and
+ * one at odd steps average to their mean, not to a zigzag between the two.
  */
-export function aggregate(rows, how, band) {
+export function aggregate(inputs, how, band, x = null) {
+  const rows = x ? inputs.map((row) => fillGaps(row, x)) : inputs;
   const n = rows[0] ? rows[0].length : 0;
   const line = new Array(n), lower = new Array(n), upper = new Array(n);
   const column = [];
@@ -128,4 +175,59 @@ export function mergePoints(chart, updates) {
     const row = u.series.y;
     for (let i = 0; i < u.xs.length; i++) row[position.get(u.xs[i])] = u.ys[i];
   }
+}
+
+/** Whether a line has at most one value to show: it is drawn as a dot (a line needs two). */
+export function isolated(values) {
+  let seen = 0;
+  for (const v of values) if (v !== null && v !== undefined && ++seen > 1) return false;
+  return seen === 1;
+}
+
+/** `field=value, ...` of a series under the colour and dash fields. */
+export function groupText(colorFields, strokeFields, s, run) {
+  const parts = [];
+  for (const f of [...colorFields, ...strokeFields]) {
+    const key = groupKey([f], s, run);
+    parts.push(`${f}=${JSON.parse(key)[0] ?? "—"}`);
+  }
+  return parts.join(", ");
+}
+
+/** Merge a live answer (api/metrics/live) into a page's model {runs, charts}: new runs and
+ * states, new points of known series, new series and charts. Whether anything changed. */
+export function applyLiveAnswer(model, header, read) {
+  let changedAny = false;
+  for (const [hash, run] of Object.entries(header.runs)) {
+    const old = model.runs[hash];
+    if (!old || old.active !== run.active || old.ended !== run.ended) changedAny = true;
+    model.runs[hash] = run;
+  }
+  const byChart = new Map();
+  for (const s of header.series) {
+    const key = JSON.stringify(s.chart_key);
+    let chart = model.charts.find((c) => c.key === key);
+    if (!chart) {
+      chart = { key, title: s.chart_title, mode: "exact", maxStep: null, x: [], series: [] };
+      model.charts.push(chart);
+    }
+    let series = chart.series.find((t) => t.run === s.run && t.seq === s.seq);
+    if (!series) {
+      series = { run: s.run, seq: s.seq, name: s.name, context: s.context, nonfinite: 0, last_step: null, y: new Array(chart.x.length).fill(null) };
+      chart.series.push(series);
+    }
+    series.nonfinite += s.nonfinite;
+    series.no_x = (series.no_x || 0) + (s.no_x || 0);
+    series.last_step = s.last_step;
+    series.last_value = s.last_value;
+    if (laterStep(s.last_step, chart.maxStep)) chart.maxStep = s.last_step;
+    if (!byChart.has(chart)) byChart.set(chart, []);
+    byChart.get(chart).push({ series, xs: Array.from(read(s.x)), ys: Array.from(read(s.y)) });
+    changedAny = true;
+  }
+  for (const [chart, updates] of byChart) mergePoints(chart, updates);
+  for (const hash of header.finished) {
+    if (model.runs[hash] && model.runs[hash].ended === null) model.runs[hash].ended = Date.now() / 1000;
+  }
+  return changedAny;
 }

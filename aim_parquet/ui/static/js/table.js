@@ -8,10 +8,12 @@ const ROW_HEIGHT = 30;
 const OVERSCAN = 8;
 
 /**
- * columns: [{key, label, width, render(row) -> string|Node, sortValue(row), className}]
+ * columns: [{key, label, width, render(row) -> string|Node, sortValue(row), className,
+ *   sticky (stays in view while the table scrolls sideways: leading columns only), title}]
  *   or, for cells with controls, create() -> Node made once per pooled row and
  *   update(node, row) that patches it (no elements are created while scrolling)
- * options: {rowKey(row), onSort(key), selected: Set, onSelect(), rowClass(row)}
+ * options: {rowKey(row), onSort(key), selected: Set, onSelect(), rowClass(row),
+ *   moreColumns (a "more columns →" button while columns lie past the right edge)}
  */
 export class VirtualTable {
   constructor(container, options) {
@@ -29,10 +31,33 @@ export class VirtualTable {
     this.frame = 0;
     this.scroller.addEventListener("scroll", () => this.schedule(), { passive: true });
     new ResizeObserver(() => this.schedule()).observe(this.scroller);
+    if (options.moreColumns) {
+      // a scrollbar alone is easy to miss: overlay scrollbars are invisible until one scrolls
+      this.more = h("button", { type: "button", class: "more-columns", hidden: true,
+        onclick: () => this.scroller.scrollBy({ left: this.scroller.clientWidth * 0.8 }) }, "more columns →");
+      container.append(this.more);
+      this.scroller.addEventListener("scroll", () => this.updateMore(), { passive: true });
+      new ResizeObserver(() => this.updateMore()).observe(this.scroller);
+    }
+  }
+
+  /** Show the "more columns" button (and `data-more-columns` on the container) while columns
+   * lie past the right edge. */
+  updateMore() {
+    if (!this.more) return;
+    const sc = this.scroller;
+    const more = sc.scrollWidth - sc.clientWidth - sc.scrollLeft > 4;
+    this.more.hidden = !more;
+    this.scroller.parentElement.dataset.moreColumns = more ? "true" : "false";
   }
 
   setColumns(columns) {
     this.columns = columns;
+    let left = 0;
+    for (const column of columns) {
+      column.left = column.sticky ? left : null;
+      left += column.width;
+    }
     const width = columns.reduce((sum, c) => sum + c.width, 0);
     this.header.replaceChildren(...columns.map((c) => this.headerCell(c)));
     this.header.style.width = `${width}px`;
@@ -40,6 +65,7 @@ export class VirtualTable {
     for (const row of this.pool) row.remove();
     this.pool = [];
     this.schedule();
+    this.updateMore();
   }
 
   headerCell(column) {
@@ -50,11 +76,18 @@ export class VirtualTable {
       dataset: { key: column.key },
     }, column.header ? column.header() : column.label);
     cell.style.width = `${column.width}px`;
+    this.stick(cell, column);
     if (column.sortValue) {
       cell.classList.add("sortable");
       cell.addEventListener("click", () => this.options.onSort(column.key));
     }
     return cell;
+  }
+
+  stick(cell, column) {
+    if (column.left === null || column.left === undefined) return;
+    cell.classList.add("sticky");
+    cell.style.left = `${column.left}px`;
   }
 
   setRows(rows, emptyText = "") {
@@ -90,6 +123,7 @@ export class VirtualTable {
       for (const column of this.columns) {
         const cell = h("div", { class: `vt-cell ${column.className || ""}`, role: "cell" });
         cell.style.width = `${column.width}px`;
+        this.stick(cell, column);
         if (column.create) cell.append(column.create());
         el.append(cell);
       }
@@ -127,6 +161,33 @@ export class VirtualTable {
       }
     }
   }
+}
+
+const measure = document.createElement("canvas").getContext("2d");
+const FONT_CELL = '14px system-ui, -apple-system, "Segoe UI", Roboto, "Noto Sans", sans-serif';
+const FONT_HEAD = '600 12px system-ui, -apple-system, "Segoe UI", Roboto, "Noto Sans", sans-serif';
+const SAMPLE_ROWS = 200;
+const ARROW_SPACE = " ▼";
+
+function textWidth(text, font) {
+  measure.font = font;
+  return measure.measureText(text).width;
+}
+
+/** A column as wide as its header (its `lines`, or its label) and its values (`text(row)` or
+ * `render(row)`) in a sample of `rows`, within bounds; `slack`: padding and margin in px. */
+export function fitWidth(column, rows) {
+  const head = column.lines ? [column.lines[0] + ARROW_SPACE, column.lines[1]] : [column.label + ARROW_SPACE];
+  let width = Math.max(...head.map((line) => textWidth(line, FONT_HEAD)));
+  const text = column.text || column.render;
+  if (text) {
+    const step = Math.max(1, Math.floor(rows.length / SAMPLE_ROWS));
+    for (let i = 0; i < rows.length; i += step) {
+      const value = text(rows[i]);
+      if (typeof value === "string" && value) width = Math.max(width, textWidth(value, FONT_CELL));
+    }
+  }
+  return Math.round(Math.min(280, Math.max(48, width + (column.slack || 22)))); // padding 16
 }
 
 export { ROW_HEIGHT };

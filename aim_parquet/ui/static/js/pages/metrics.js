@@ -7,7 +7,8 @@ import { METRICS_DEFAULTS, chartWidth, metricsSearch } from "../boot.js";
 import { Chart } from "../chart.js";
 import { fmtNumber, h, markNav, setReady, setStatus } from "../dom.js";
 import {
-  DASHES, KeyIndex, PALETTE, aggregate, contextLabel, ema, groupKey, mergePoints, seriesLabel, toNullable,
+  DASHES, KeyIndex, PALETTE, aggregate, applyLiveAnswer, ema, groupKey, groupText, isolated, legendLabel,
+  seriesColorKey, seriesLabel, toNullable,
 } from "../series.js";
 import { readState, writeState } from "../state.js";
 
@@ -23,21 +24,25 @@ let liveBusy = false;
 
 markNav("metrics");
 const app = document.getElementById("app");
+const controls = {}; // state key -> its input, set again from the URL on back/forward
 const field = (name, label, options) => {
   const select = h("select", { name, "aria-label": label },
     options.map(([value, text]) => h("option", { value, selected: state[name] === value }, text)));
   select.addEventListener("change", () => { state[name] = select.value; changed(name); });
+  controls[name] = select;
   return h("label", { class: "inline" }, `${label} `, select);
 };
 const textField = (name, label, placeholder) => {
   const input = h("input", { name, type: "text", value: state[name], list: "fields", placeholder,
     autocomplete: "off", "aria-label": label, class: "field-input" });
   input.addEventListener("change", () => { state[name] = input.value.trim(); changed(name); });
+  controls[name] = input;
   return h("label", { class: "inline" }, `${label} `, input);
 };
 const check = (name, label) => {
   const box = h("input", { type: "checkbox", name, checked: state[name] });
   box.addEventListener("change", () => { state[name] = box.checked; changed(name); });
+  controls[name] = box;
   return h("label", { class: "inline" }, box, ` ${label}`);
 };
 const queryInput = h("input", {
@@ -78,6 +83,7 @@ app.append(
 const REFETCH = new Set(["q", "x", "chart_by"]);
 
 function changed(name, push = false) {
+  if (REFETCH.has(name)) state.zoom = ""; // another query or axis: the zoomed ranges meant other x
   writeState(state, DEFAULTS, push || REFETCH.has(name));
   if (REFETCH.has(name)) load();
   else if (name === "live") scheduleLive();
@@ -105,9 +111,12 @@ async function load() {
       })),
     };
     render();
+    await restoreZooms(mine);
+    if (mine !== generation) return;
     performance.mark("aim_parquet:drawn");
     const ms = performance.now() - started;
-    const damaged = header.damaged.length ? ` · ${header.damaged.length} damaged run(s) skipped: run aim-parquet verify` : "";
+    const damaged = (header.damaged.length ? ` · ${header.damaged.length} damaged run(s) skipped: run aim-parquet verify` : "") +
+      (header.unreadable && header.unreadable.length ? ` · ${header.unreadable.length} series could not be read (${header.unreadable.map((u) => u.name).join(", ")}): run aim-parquet verify` : "");
     setStatus(`${header.series_count.toLocaleString("en-US")} series · ${header.points_read.toLocaleString("en-US")} points read · ${(bytes / 1024).toFixed(0)} KiB · ${ms.toFixed(0)} ms${damaged}`);
   } catch (err) {
     if (mine !== generation) return;
@@ -128,7 +137,12 @@ function fields(text) {
 
 function render() {
   const colorFields = fields(state.color_by), strokeFields = fields(state.stroke_by);
-  const colors = new KeyIndex(), dashes = new KeyIndex();
+  // one KeyIndex per page, not per chart: a run (and context) has the same colour in every chart
+  const styles = {
+    colorFields, strokeFields, colors: new KeyIndex(), dashes: new KeyIndex(), seriesColors: new KeyIndex(),
+    nameInTitle: fields(state.chart_by).includes("metric.name"),
+  };
+  const shown = [];
   const seen = new Set();
   let seriesCount = 0;
   for (const c of model.charts) {
@@ -150,14 +164,27 @@ function render() {
     }
     root.append(entry.el);
     entry.chart.approximate = c.mode === "binned";
+    if (!c.zoomed && !c.full) entry.chart.zoomRange = null; // fresh data: no zoom of old data
     entry.el.dataset.maxStep = c.maxStep === null || c.maxStep === undefined ? "" : String(c.maxStep);
     entry.el.dataset.seriesCount = String(c.series.length);
-    entry.el.dataset.mode = c.full ? `${c.mode} zoomed` : c.mode;
-    drawChart(entry, c, colorFields, strokeFields, colors, dashes);
+    entry.el.dataset.mode = c.full || c.zoomed ? `${c.mode} zoomed` : c.mode;
+    if (!entry.title.textContent) entry.title.textContent = c.title;
+    // colours in chart order, whichever charts are drawn first
+    const styled = state.agg === "none" || colorFields.length || strokeFields.length;
+    if (styled) for (const s of c.series) seriesStyle(s, styles);
+    entry.pending = [c, styles];
+    shown.push(entry);
   }
   for (const [key, entry] of charts) {
-    if (!seen.has(key)) { entry.chart.destroy(); charts.delete(key); }
+    if (!seen.has(key)) { lazy.unobserve(entry.el); entry.chart.destroy(); charts.delete(key); }
   }
+  // only charts in or near the view are drawn now (one layout read for all); the others when
+  // they are scrolled to: 1,000 charts took 11 s to redraw for one change of a control
+  const near = shown.map((entry) => nearView(entry.el));
+  shown.forEach((entry, i) => {
+    if (near[i]) drawPending(entry);
+    else if (!entry.observed) { lazy.observe(entry.el); entry.observed = true; }
+  });
   root.dataset.seriesCount = String(seriesCount);
   emptyBox.hidden = model.charts.length > 0 || !errorBox.hidden;
   emptyBox.textContent = state.q ? "No metric matches this query." : "This repository has no metrics yet: track some with run.track(value, name=...).";
@@ -167,15 +194,48 @@ function render() {
 }
 
 // -- zoom: a chart downsampled per pixel column asks for the zoomed range at full resolution --
-async function zoom(key, lo, hi) {
+/** Zoomed ranges in the URL: {chart key: [min, max]} as JSON in `zoom`, so a link (or a
+ * reload) shows the same zoom. */
+function zooms() {
+  try {
+    const parsed = JSON.parse(state.zoom || "{}");
+    return parsed && typeof parsed === "object" && !Array.isArray(parsed) ? parsed : {};
+  } catch (_) {
+    return {};
+  }
+}
+
+function saveZoom(key, range) {
+  const all = zooms();
+  if (range) all[key] = range; else delete all[key];
+  state.zoom = Object.keys(all).length ? JSON.stringify(all) : "";
+  writeState(state, DEFAULTS);
+}
+
+async function restoreZooms(mine) {
+  for (const [key, range] of Object.entries(zooms())) {
+    const entry = charts.get(key);
+    if (!entry || !Array.isArray(range) || range.length !== 2 || !range.every(Number.isFinite)) continue;
+    entry.chart.zoomRange = [range[0], range[1]];
+    await zoom(key, range[0], range[1], { restoring: true });
+    if (mine !== generation) return;
+  }
+}
+
+async function zoom(key, lo, hi, { restoring = false } = {}) {
   const chart = model.charts.find((c) => c.key === key);
   if (!chart) return;
   if (lo === null) {
-    if (chart.full) { Object.assign(chart, chart.full); chart.full = null; render(); }
+    if (chart.full) { Object.assign(chart, chart.full); chart.full = null; }
+    chart.zoomed = false;
+    saveZoom(key, null);
+    render();
     return;
   }
-  if (chart.mode !== "binned" && !chart.full) return; // every point is already there
-  setReady(false);
+  chart.zoomed = true; // the chart keeps the range through live updates until a double click
+  saveZoom(key, [lo, hi]);
+  if (chart.mode !== "binned" && !chart.full) { render(); return; } // every point is there
+  if (!restoring) setReady(false);
   try {
     const { header, read } = await getSeries("api/metrics/search", {
       q: state.q, x: state.x, chart_by: state.chart_by, width: chartWidth(), x_min: lo, x_max: hi,
@@ -193,7 +253,7 @@ async function zoom(key, lo, hi) {
   } catch (err) {
     setStatus(`zoom failed: ${err.message || err}`);
   }
-  setReady(true);
+  if (!restoring) setReady(true);
 }
 
 function prepare(values) {
@@ -202,43 +262,74 @@ function prepare(values) {
   return out;
 }
 
-function drawChart(entry, c, colorFields, strokeFields, colors, dashes) {
+const NEAR_VIEW_PX = 600;
+const lazy = new IntersectionObserver((items) => {
+  for (const item of items) if (item.isIntersecting) drawPending(entryOf(item.target));
+}, { rootMargin: `${NEAR_VIEW_PX}px 0px` });
+
+function entryOf(el) {
+  for (const entry of charts.values()) if (entry.el === el) return entry;
+  return null;
+}
+
+function nearView(el) {
+  const box = el.getBoundingClientRect();
+  return box.bottom > -NEAR_VIEW_PX && box.top < window.innerHeight + NEAR_VIEW_PX;
+}
+
+function drawPending(entry) {
+  if (!entry || !entry.pending) return;
+  const [c, styles] = entry.pending;
+  entry.pending = null;
+  drawChart(entry, c, styles);
+}
+
+/** A series' colour and dash (and the group keys they come from); the same for a series in
+ * every chart, whichever chart asks first. */
+function seriesStyle(s, styles) {
+  const run = model.runs[s.run];
+  const { colorFields, strokeFields } = styles;
+  const ck = groupKey(colorFields, s, run), sk = groupKey(strokeFields, s, run);
+  const index = colorFields.length ? styles.colors.index(ck) : styles.seriesColors.index(seriesColorKey(s, styles.nameInTitle));
+  const color = PALETTE[index % PALETTE.length];
+  const dash = DASHES[(strokeFields.length ? styles.dashes.index(sk) : 0) % DASHES.length];
+  return { ck, sk, color, dash };
+}
+
+function drawChart(entry, c, styles) {
   const runs = model.runs;
   const lines = [], bands = [], legend = new Map();
-  const styleOf = (s, i) => {
-    const run = runs[s.run];
-    const ck = groupKey(colorFields, s, run), sk = groupKey(strokeFields, s, run);
-    const color = PALETTE[(colorFields.length ? colors.index(ck) : i) % PALETTE.length];
-    const dash = DASHES[(strokeFields.length ? dashes.index(sk) : 0) % DASHES.length];
-    return { ck, sk, color, dash };
-  };
+  const { colorFields, strokeFields, nameInTitle } = styles;
+  const styleOf = (s) => seriesStyle(s, styles);
   if (state.agg === "none") {
-    c.series.forEach((s, i) => {
+    c.series.forEach((s) => {
       const run = runs[s.run];
-      const style = styleOf(s, i);
+      const style = styleOf(s);
       const nonfinite = s.nonfinite ? ` · ${s.nonfinite} NaN/inf value${s.nonfinite === 1 ? "" : "s"} not drawn` : "";
+      const values = prepare(s.y);
       lines.push({
-        label: seriesLabel(s, run), color: style.color, dash: style.dash, values: prepare(s.y),
+        label: seriesLabel(s, run), color: style.color, dash: style.dash, values, points: isolated(values),
         detail: `${run && run.active ? "● live · " : ""}run ${s.run.slice(0, 8)}${run ? ` · ${run.experiment}` : ""} · last step ${fmtNumber(s.last_step)}${nonfinite}`,
       });
-      const label = colorFields.length || strokeFields.length ? groupText(colorFields, strokeFields, s, run) : seriesLabel(s, run);
+      const label = colorFields.length || strokeFields.length
+        ? groupText(colorFields, strokeFields, s, run) : legendLabel(s, run, nameInTitle);
       const key = `${style.color}|${style.dash}|${label}`;
       if (!legend.has(key)) legend.set(key, { label, color: style.color, dash: style.dash, active: run && run.active, count: 0 });
       legend.get(key).count++;
     });
   } else {
     const groups = new Map();
-    c.series.forEach((s, i) => {
+    c.series.forEach((s) => {
       const run = runs[s.run];
-      const style = colorFields.length || strokeFields.length ? styleOf(s, i) : { ck: "", sk: "", color: PALETTE[0], dash: [] };
+      const style = colorFields.length || strokeFields.length ? styleOf(s) : { ck: "", sk: "", color: PALETTE[0], dash: [] };
       const key = `${style.ck}|${style.sk}`;
       if (!groups.has(key)) groups.set(key, { style, rows: [], label: groupText(colorFields, strokeFields, s, run) || "all series" });
       groups.get(key).rows.push(prepare(s.y));
     });
     for (const g of groups.values()) {
-      const { line, lower, upper } = aggregate(g.rows, state.agg, state.band);
+      const { line, lower, upper } = aggregate(g.rows, state.agg, state.band, c.x);
       const label = `${state.agg} of ${g.rows.length} · ${g.label}`;
-      lines.push({ label, color: g.style.color, dash: g.style.dash, values: line, width: 2,
+      lines.push({ label, color: g.style.color, dash: g.style.dash, values: line, width: 2, points: isolated(line),
         detail: `${g.rows.length} series` });
       if (state.band !== "none") {
         const upperIndex = lines.length;
@@ -252,8 +343,10 @@ function drawChart(entry, c, colorFields, strokeFields, colors, dashes) {
   const maxStep = c.maxStep === null || c.maxStep === undefined ? "" : ` · step ≤ ${fmtNumber(c.maxStep)}`;
   const bad = c.series.reduce((sum, s) => sum + (s.nonfinite || 0), 0);
   const badText = bad ? ` · ${bad} NaN/inf not drawn` : "";
-  entry.title.replaceChildren(h("span", {}, c.title),
-    h("small", {}, ` ${c.series.length} series${maxStep}${c.mode === "binned" ? " · min/max per pixel" : ""}${badText}${c.full ? " · zoomed (double-click resets)" : ""}`));
+  const noX = c.series.reduce((sum, s) => sum + (s.no_x || 0), 0);
+  const noXText = noX ? ` · ${noX.toLocaleString("en-US")} point${noX === 1 ? "" : "s"} without ${model.xAxis === "epoch" ? "an epoch" : `a ${X_LABELS[model.xAxis]}`} not drawn` : "";
+  entry.title.replaceChildren(h("span", { dir: "auto" }, c.title),
+    h("small", {}, ` ${c.series.length} series${maxStep}${c.mode === "binned" ? " · min/max per pixel" : ""}${badText}${noXText}${c.full || c.zoomed ? " · zoomed (double-click resets)" : ""}`));
   entry.chart.draw(c.x, lines, bands);
   entry.el.classList.toggle("no-points", c.x.length === 0);
   entry.el.dataset.emptyText = model.xAxis === "epoch"
@@ -268,18 +361,9 @@ function drawChart(entry, c, colorFields, strokeFields, colors, dashes) {
       if (item.dash && item.dash.length) swatch.classList.add("dashed");
       return h("span", { class: "legend-item", title: item.label }, swatch,
         item.active ? h("span", { class: "dot live", title: "active" }) : null,
-        item.label + (item.count > 1 && state.agg === "none" ? ` (${item.count})` : ""));
+        h("bdi", {}, item.label), item.count > 1 && state.agg === "none" ? ` (${item.count})` : "");
     }),
     ...(items.length > shown.length ? [h("span", { class: "legend-more" }, `… and ${items.length - shown.length} more`)] : []));
-}
-
-function groupText(colorFields, strokeFields, s, run) {
-  const parts = [];
-  for (const f of [...colorFields, ...strokeFields]) {
-    const key = groupKey([f], s, run);
-    parts.push(`${f}=${JSON.parse(key)[0] ?? "—"}`);
-  }
-  return parts.join(", ");
 }
 
 function fillFieldSuggestions() {
@@ -312,7 +396,7 @@ async function pollLive() {
       q: state.q, x: state.x, chart_by: state.chart_by, width: chartWidth(), cursor: cursors.join(","),
     });
     if (mine !== generation) return;
-    if (applyLive(header, read)) render();
+    if (applyLiveAnswer(model, header, read)) render();
   } catch (err) {
     setStatus(`live update failed: ${err.message || err}`);
   } finally {
@@ -321,44 +405,16 @@ async function pollLive() {
   }
 }
 
-function applyLive(header, read) {
-  let changedAny = false;
-  for (const [hash, run] of Object.entries(header.runs)) {
-    const old = model.runs[hash];
-    if (!old || old.active !== run.active || old.ended !== run.ended) changedAny = true;
-    model.runs[hash] = run;
-  }
-  const byChart = new Map();
-  for (const s of header.series) {
-    const key = JSON.stringify(s.chart_key);
-    let chart = model.charts.find((c) => c.key === key);
-    if (!chart) {
-      chart = { key, title: s.chart_title, mode: "exact", maxStep: null, x: [], series: [] };
-      model.charts.push(chart);
-    }
-    let series = chart.series.find((t) => t.run === s.run && t.seq === s.seq);
-    if (!series) {
-      series = { run: s.run, seq: s.seq, name: s.name, context: s.context, nonfinite: 0, last_step: null, y: new Array(chart.x.length).fill(null) };
-      chart.series.push(series);
-    }
-    series.nonfinite += s.nonfinite;
-    series.last_step = s.last_step;
-    series.last_value = s.last_value;
-    if (s.last_step !== null && (chart.maxStep === null || s.last_step > chart.maxStep)) chart.maxStep = s.last_step;
-    if (!byChart.has(chart)) byChart.set(chart, []);
-    byChart.get(chart).push({ series, xs: Array.from(read(s.x)), ys: Array.from(read(s.y)) });
-    changedAny = true;
-  }
-  for (const [chart, updates] of byChart) mergePoints(chart, updates);
-  for (const hash of header.finished) {
-    if (model.runs[hash] && model.runs[hash].ended === null) model.runs[hash].ended = Date.now() / 1000;
-  }
-  return changedAny;
-}
 
 window.addEventListener("popstate", () => {
   Object.assign(state, readState(DEFAULTS));
   queryInput.value = state.q;
+  for (const [name, input] of Object.entries(controls)) {
+    if (input.type === "checkbox") input.checked = state[name];
+    else input.value = state[name];
+  }
+  smoothInput.value = state.smooth;
+  smoothText.textContent = state.smooth.toFixed(2);
   load();
 });
 
