@@ -21,6 +21,7 @@ from aim_parquet.errors import (
     RunClosedError,
     RunLockedError,
     StorageError,
+    UnsafeFileError,
     UnsupportedValueError,
 )
 from aim_parquet.objects import Audio, Distribution, Figure, Image, Text
@@ -63,6 +64,7 @@ __all__ = [
     "StorageError",
     "Text",
     "Texts",
+    "UnsafeFileError",
     "UnsupportedValueError",
     "__version__",
     "load_ipython_extension",

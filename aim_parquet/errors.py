@@ -17,6 +17,8 @@ exception means the same thing it is a second base, so code written for Aim keep
     ├── IncompatibleSequenceError    (+ ValueError)     value kind differs from the sequence's kind
     ├── FormatVersionError           (+ RuntimeError)   file written by a newer format version
     ├── CorruptFileError             (+ OSError)        a file that cannot be decoded (names the path)
+    │   └── UnsafeFileError                             a link, FIFO, device or decoding bomb inside .aim/,
+    │                                                   never followed or read (names the path)
     ├── StorageError                 (+ OSError)        background write failed (disk full, ...)
     ├── SourceError                  (+ OSError)        a conversion source is missing or unreadable
     └── QueryError                   (+ ValueError)     query refused: unknown name, dunder, limits
@@ -83,6 +85,11 @@ class FormatVersionError(AimParquetError, RuntimeError):
 
 class CorruptFileError(AimParquetError, OSError):
     """A file that exists but cannot be decoded; the message names it."""
+
+
+class UnsafeFileError(CorruptFileError):
+    """A file inside `.aim/` that aim_parquet refuses to follow or read: a symbolic link, a FIFO or
+    device, or a file beyond a size, depth or decoded-size bound. The message names it."""
 
 
 class StorageError(AimParquetError, OSError):

@@ -32,8 +32,11 @@ import pytest  # noqa: E402  (after the sys.path set-up: the trials live in test
 from tests.integration import (  # noqa: E402
     test_bad_input,
     test_concurrency,
+    test_hostile_repo,
+    test_maintenance_races,
     test_paths_security,
     test_resource_faults,
+    test_shared_repo,
 )
 
 
@@ -62,7 +65,9 @@ def attempt(tally: Tally, what: str, fn: Callable[[], Any]) -> Any:
     try:
         return fn()
     except (AssertionError, Exception, pytest.fail.Exception) as exc:  # a figure, not a crash
-        tally.failures.append(f"{what}: {type(exc).__name__}: {str(exc)[:200]}")
+        text = str(exc)  # an assertion's message may be a whole log: its end says what failed
+        shown = text if len(text) <= 700 else f"{text[:200]} [...] {text[-500:]}"
+        tally.failures.append(f"{what}: {type(exc).__name__}: {shown}")
         return None
 
 
@@ -299,6 +304,45 @@ def corpus() -> Tally:
     return tally
 
 
+def hostile_repositories() -> Tally:
+    tally = Tally("hostile/shared repositories (links, FIFOs, bombs, formats, users)")
+    files = ("tests/integration/test_hostile_repo.py", "tests/integration/test_shared_repo.py")
+    with timed(tally):
+        code = run_pytest(*files)
+    if code != 0:
+        tally.failures.append(f"{' '.join(files)} exited {code}")
+    planted = {**test_hostile_repo.PLANTED, **test_shared_repo.PLANTED}
+    tally.trials = len(planted)  # one repository each (a parametrized test: one per case)
+    tally.faults = sum(planted.values())  # hostile files, links and permissions planted
+    tally.lost = len(tally.failures)
+    return tally
+
+
+def maintenance_races(n: int, commands: int, base: Path) -> Tally:
+    tally = Tally("maintenance commands racing a resuming writer + compactor")
+    moves = copies = compactions = 0
+    with timed(tally):
+        for seed in range(n):
+            folder = base / f"race{seed}"
+            folder.mkdir()
+            figures = attempt(
+                tally,
+                f"seed {seed}",
+                lambda f=folder, s=seed: test_maintenance_races.race(f, seed=s, commands=commands),
+            )
+            tally.trials += 1
+            if figures is None:
+                continue
+            tally.faults += figures["commands"]
+            tally.points += figures["points"]
+            moves += figures["moves"]
+            copies += figures["copies"]
+            compactions += figures["compactions"]
+    tally.name += f" ({moves} moves, {copies} copies, {compactions} compactions)"
+    tally.lost = len(tally.failures)  # race() asserts every closed point is there exactly once
+    return tally
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a few trials of each kind")
@@ -307,12 +351,14 @@ def main() -> int:
     parser.add_argument(
         "--catalogue-kills", type=int, default=None, help="SIGKILLs at set moments (200)"
     )
+    parser.add_argument("--race-trials", type=int, default=None, help="maintenance races (5)")
     args = parser.parse_args()
     crash_n = args.crash_trials if args.crash_trials is not None else (5 if args.quick else 50)
     catalogue_n = args.catalogue_kills
     if catalogue_n is None:
         catalogue_n = 10 if args.quick else 200
     enospc_n = args.enospc_trials if args.enospc_trials is not None else (20 if args.quick else 400)
+    race_n = args.race_trials if args.race_trials is not None else (1 if args.quick else 5)
     with tempfile.TemporaryDirectory(prefix="aim-parquet-faults-") as tmp:
         base = Path(tmp)
         tallies = [
@@ -324,6 +370,8 @@ def main() -> int:
             *process_model_trials(base, quick=args.quick),
             hypothesis_runs(args.quick),
             corpus(),
+            hostile_repositories(),
+            maintenance_races(race_n, 40 if args.quick else 150, base),
         ]
     print(f"{'trial kind':58} {'trials':>7} {'faults':>8} {'inputs':>8} {'lost':>5} {'s':>6}")
     for t in tallies:

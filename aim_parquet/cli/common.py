@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import json
+import re
 import sys
 import textwrap
 import time
@@ -109,9 +110,42 @@ def format_bytes(n: float) -> str:
     return f"{n:.1f} TiB"
 
 
+# Characters that would let a name rewrite the terminal or fake output lines: C0 and C1 controls
+# (ANSI/OSC escape sequences start with ESC or CSI), line and paragraph separators, bidirectional
+# overrides ("Trojan source"), and lone surrogates (not text; printing them fails).
+_UNSAFE_RE = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
+)
+# the same in JSON text, less the C0 controls json.dumps already escapes (and its own newlines)
+_UNSAFE_JSON_RE = re.compile(
+    "[\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
+)
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    code = ord(char)
+    return _NAMED.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
+def safe_text(text: str) -> str:
+    """`text` made safe to print: control characters, line separators, bidi overrides and lone
+    surrogates become visible escapes (`\\n`, `\\x1b`, `\\u202e`, `\\udc80`)."""
+    if text.isprintable():
+        return text
+    return _UNSAFE_RE.sub(_escape, text)
+
+
+def one_line(text: str) -> str:
+    """A multi-line message (a query error with a caret line) as one line."""
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
 def print_table(rows: list[dict[str, Any]], columns: Sequence[str], out: TextIO) -> None:
-    """A plain aligned text table."""
-    cells = [[str(r.get(c, "")) for c in columns] for r in rows]
+    """A plain aligned text table; every cell goes through `safe_text` (a run name can neither
+    fake a row nor send terminal escape sequences)."""
+    cells = [[safe_text(str(r.get(c, ""))) for c in columns] for r in rows]
     widths = [max([len(c), *(len(row[i]) for row in cells)]) for i, c in enumerate(columns)]
     out.write("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
     out.write("\n")
@@ -120,7 +154,10 @@ def print_table(rows: list[dict[str, Any]], columns: Sequence[str], out: TextIO)
 
 
 def print_json(data: Any, out: TextIO) -> None:
-    out.write(json.dumps(data, indent=1, ensure_ascii=False, default=str) + "\n")
+    """JSON on `out`; characters `safe_text` escapes appear as `\\uXXXX` escapes (they can only
+    occur inside strings, where such an escape means the same character)."""
+    text = json.dumps(data, indent=1, ensure_ascii=False, default=str)
+    out.write(_UNSAFE_JSON_RE.sub(lambda m: f"\\u{ord(m.group()):04x}", text) + "\n")
 
 
 def confirm(question: str, *, assume_yes: bool) -> bool:

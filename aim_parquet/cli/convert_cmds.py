@@ -7,7 +7,14 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from aim_parquet.cli.common import CliError, ProgressBar, print_table, repo_option, repo_root
+from aim_parquet.cli.common import (
+    CliError,
+    ProgressBar,
+    print_table,
+    repo_option,
+    repo_root,
+    safe_text,
+)
 
 COMMON_EPILOG = """
 Each source run becomes one run here, with run["__source"] naming it: converting again adds
@@ -159,6 +166,7 @@ class _Progress:
         self.stream = stream
 
     def __call__(self, done: int, total: int, item: str) -> None:
+        item = safe_text(item)  # a source run's name: no escape sequences reach the terminal
         if self.bar.is_shown:
             self.bar(done, total, item)
         elif done < total:
@@ -206,7 +214,7 @@ def print_summary(report: Any, out: TextIO) -> None:
     if lines:
         out.write("\nnot converted:\n")
         for line in lines[:SKIP_LINES]:
-            out.write(f"  {line}\n")
+            out.write(f"  {safe_text(line)}\n")  # (names and paths from the source)
         if len(lines) > SKIP_LINES:
             out.write(f"  ... and {len(lines) - SKIP_LINES} more\n")
     where = report.repo_root / ".aim"

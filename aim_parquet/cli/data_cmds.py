@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
-from aim_parquet.cli.common import CliError, format_bytes, open_layout, repo_option, repo_root
+from aim_parquet.cli.common import (
+    CliError,
+    format_bytes,
+    open_layout,
+    repo_option,
+    repo_root,
+    safe_text,
+)
 
 OUTPUT_SUFFIXES = (".csv", ".parquet", ".json")
 
@@ -38,9 +46,21 @@ def add_parsers(sub: Any) -> None:
         parents=[parent],
     )
     p.add_argument("expr", metavar="EXPR", help="AimQL expression ('' selects every metric)")
-    p.add_argument("--output", metavar="FILE", help="write to FILE.csv, FILE.parquet or FILE.json")
     p.add_argument(
-        "--max-rows", type=int, default=60, metavar="N", help="rows to print (default 60)"
+        "--output",
+        metavar="FILE",
+        help="write to FILE.csv, FILE.parquet or FILE.json (CSV text cells that a spreadsheet "
+        "would run as formulas get a leading ')",
+    )
+    p.add_argument(
+        "--force", action="store_true", help="replace FILE if it exists (default: refuse)"
+    )
+    p.add_argument(
+        "--max-rows",
+        type=_positive_int,
+        default=60,
+        metavar="N",
+        help="rows to print (default 60)",
     )
     p.set_defaults(func=cmd_query)
     p = sub.add_parser(
@@ -62,6 +82,16 @@ def add_parsers(sub: Any) -> None:
         "--objects", action="store_true", help="also export images, texts, ... of those runs"
     )
     p.set_defaults(func=cmd_export)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -93,9 +123,13 @@ def _repo(args: argparse.Namespace) -> Any:
 
 
 def cmd_query(args: argparse.Namespace) -> int:
+    from aim_parquet.cli.output import printable_frame, write_frame
+
     output = Path(args.output) if args.output else None
     if output is not None and output.suffix.lower() not in OUTPUT_SUFFIXES:
         raise CliError(f"--output must end in {', '.join(OUTPUT_SUFFIXES)}, got {output.name!r}")
+    if output is not None and os.path.lexists(output) and not args.force:
+        raise CliError(f"{output} already exists; pass --force to replace it")
     repo = _repo(args)
     df = repo.query_metrics(args.expr, report_mode=0).dataframe()
     if df is None:
@@ -104,18 +138,13 @@ def cmd_query(args: argparse.Namespace) -> int:
     if output is None:
         import pandas as pd
 
+        shown = printable_frame(df)
         with pd.option_context("display.max_rows", args.max_rows, "display.width", 200):
-            print(df.to_string(index=False, max_rows=args.max_rows))
+            print(shown.to_string(index=False, max_rows=args.max_rows))
         print(f"({len(df)} rows)")
         return 0
-    suffix = output.suffix.lower()
-    if suffix == ".csv":
-        df.to_csv(output, index=False)
-    elif suffix == ".parquet":
-        df.to_parquet(output, index=False)
-    else:
-        df.to_json(output, orient="records", indent=1, date_format="iso")
-    print(f"wrote {len(df)} rows to {output}")
+    write_frame(df, output, force=args.force)
+    print(safe_text(f"wrote {len(df)} rows to {output}"))
     return 0
 
 
@@ -135,11 +164,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     )
     publish_runs_table(repo.layout)
     print(
-        f"exported {report.runs} run(s), {report.sequences} sequence(s), {report.points} metric "
-        f"points, {report.objects} objects to {report.output} "
-        f"({report.files} files, {format_bytes(report.bytes)})"
+        safe_text(
+            f"exported {report.runs} run(s), {report.sequences} sequence(s), {report.points} "
+            f"metric points, {report.objects} objects to {report.output} "
+            f"({report.files} files, {format_bytes(report.bytes)})"
+        )
     )
     if report.points:
         glob = f"{report.output}/metrics/*.parquet"
-        print(f"read it with: duckdb -c \"select * from read_parquet('{glob}')\"")
+        print(safe_text(f"read it with: duckdb -c \"select * from read_parquet('{glob}')\""))
     return 0

@@ -23,7 +23,7 @@ from aim_parquet.cli import (
     runs_cmds,
     ui_cmds,
 )
-from aim_parquet.cli.common import CliError, Parser, repo_option
+from aim_parquet.cli.common import CliError, Parser, one_line, repo_option, safe_text
 
 DEBUG_ENV = "AIM_PARQUET_DEBUG"
 EPILOG = """examples:
@@ -73,19 +73,25 @@ class _OneLineWarnings:
         file: TextIO | None = None,
         line: str | None = None,
     ) -> None:
-        self.stream.write(f"aim-parquet: warning: {message}\n")
+        self.stream.write(f"aim-parquet: warning: {safe_text(one_line(str(message)))}\n")
+
+
+class _SafeFormatter(logging.Formatter):
+    """Log records as one line with names and paths made safe to print (`safe_text`)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return safe_text(one_line(super().format(record)))
 
 
 def _error(message: str) -> None:
     """One line on stderr, even for a multi-line message (a query error with a caret line)."""
-    text = " ".join(line.strip() for line in message.splitlines() if line.strip())
-    sys.stderr.write(f"aim-parquet: error: {text}\n")
+    sys.stderr.write(f"aim-parquet: error: {safe_text(one_line(message))}\n")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line `argv` (default: `sys.argv[1:]`) and return the exit status."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("aim-parquet: %(levelname)s: %(message)s"))
+    handler.setFormatter(_SafeFormatter("aim-parquet: %(levelname)s: %(message)s"))
     handler.setLevel(logging.WARNING)
     root = logging.getLogger("aim_parquet")
     root.addHandler(handler)

@@ -14,6 +14,7 @@ from aim_parquet.cli.common import (
     print_table,
     repo_option,
     resolve_hashes,
+    safe_text,
 )
 
 
@@ -41,10 +42,12 @@ def add_parsers(sub: Any) -> None:
         help="check every file; --repair fixes damage",
         description="Read every sidecar, segment and compacted file and name each damaged run "
         "and file, and each catalogue that disagrees with its data (stale-catalogue: a writer "
-        "killed after writing points its sidecar does not describe); exits with status 1 when "
-        "damage is found (and, with --repair, left). --repair drops torn tails, quarantines "
-        "unreadable files into .aim/quarantine/, rebuilds broken sidecars, catalogues and "
-        "manifests and the run index, keeping every readable point.",
+        "killed after writing points its sidecar does not describe), and every symbolic link "
+        "and special file under .aim/ (never followed or opened); exits with status 1 when "
+        "damage is found (and, with --repair, left). A file you may not read is reported as "
+        "permission-denied, not damage. --repair drops torn tails, quarantines unreadable files "
+        "and FIFOs into .aim/quarantine/, rebuilds broken sidecars, catalogues and manifests and "
+        "the run index, keeping every readable point; it never touches a link.",
         epilog="examples:\n  aim-parquet verify\n  aim-parquet verify --repair",
         parents=[parent],
     )
@@ -55,13 +58,16 @@ def add_parsers(sub: Any) -> None:
         "gc",
         help="remove superseded segments, leftovers and temp files",
         description="Remove segments and Parquet files compaction superseded, what interrupted "
-        "deletes left in .aim/trash/, and temp files, once older than the grace period.",
+        "deletes left in .aim/trash/, and temp files, once older than the grace period (temp "
+        "files: and at least a minute, as a younger one may be a write in progress). Runs "
+        "being compacted are skipped; gc never takes a run's write lock, so training can "
+        "resume any run meanwhile. Nothing is deleted through a symbolic link.",
         epilog="examples:\n  aim-parquet gc\n  aim-parquet gc --grace-s 0   # nothing reads the repo now",
         parents=[parent],
     )
     p.add_argument(
         "--grace-s",
-        type=float,
+        type=_grace_seconds,
         default=600.0,
         metavar="SECONDS",
         help="keep files younger than this (default 600: readers may still use them)",
@@ -76,6 +82,17 @@ def add_parsers(sub: Any) -> None:
     )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_stats)
+
+
+def _grace_seconds(text: str) -> float:
+    from aim_parquet.storage.gc import check_grace
+
+    try:
+        return check_grace(float(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a number of seconds >= 0 (e.g. 600 or 0), got {text!r}"
+        ) from None
 
 
 def cmd_compact(args: argparse.Namespace) -> int:
@@ -116,14 +133,15 @@ def cmd_compact(args: argparse.Namespace) -> int:
         print_table(rows, ["hash", "status", "points", "files", "size", "note"], sys.stdout)
     print(report.summary())
     for note in report.notes:
-        print(f"note: {note}")
+        print(safe_text(f"note: {note}"))
     return 1 if report.has_failures else 0
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from aim_parquet.storage.maintenance import verify_repo
+    from aim_parquet.storage.repo_files import open_repo
 
-    layout = open_layout(args)
+    layout = open_repo(args.repo, check_marker=False)  # verify reports (and repairs) the marker
     report = verify_repo(layout, repair=args.repair)
     if args.json:
         print_json(
@@ -134,6 +152,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
                 "compacted_files": report.compacted_files,
                 "damaged_runs": list(report.damaged_runs),
                 "problems": [p.__dict__ for p in report.problems],
+                "unreadable": [p.path for p in report.unreadable],
                 "notes": list(report.notes),
             },
             sys.stdout,
@@ -141,25 +160,31 @@ def cmd_verify(args: argparse.Namespace) -> int:
         return 0 if report.is_healthy else 1
     for p in report.problems:
         where = f"run {p.run_hash}" if p.run_hash else "repository"
-        print(f"{p.kind}: {where}: {p.path}: {p.detail}")
+        print(safe_text(f"{p.kind}: {where}: {p.path}: {p.detail}"))
         if p.action:
-            print(f"  -> {p.action}")
+            print(safe_text(f"  -> {p.action}"))
     for note in report.notes:
-        print(f"note: {note}")
+        print(safe_text(f"note: {note}"))
     checked = (
         f"checked {report.runs} run(s), {report.segments} segment(s), "
         f"{report.compacted_files} compacted file(s)"
     )
-    if not report.problems:
+    if report.unreadable:
+        checked += (
+            f" ({len(report.unreadable)} file(s) or folder(s) not readable by you were not "
+            "checked: permission denied, not damage)"
+        )
+    damage = report.damage
+    if not damage:
         print(f"{checked}: no damage found")
         return 0
-    left = [p for p in report.problems if not p.repaired]
+    left = [p for p in damage if not p.repaired]
     damaged = ", ".join(report.damaged_runs) or "-"
     if left:
         hint = "" if args.repair else "; run `aim-parquet verify --repair` to fix it"
         print(f"{checked}: {len(left)} problem(s) in run(s) {damaged}{hint}")
         return 1
-    print(f"{checked}: repaired {len(report.problems)} problem(s) in run(s) {damaged}")
+    print(f"{checked}: repaired {len(damage)} problem(s) in run(s) {damaged}")
     return 0
 
 
@@ -181,7 +206,7 @@ def cmd_gc(args: argparse.Namespace) -> int:
     for kind, (n, size) in sorted(report.by_kind().items()):
         print(f"{kind}: removed {n} ({format_bytes(size)})")
     for note in report.notes:
-        print(f"note: {note}")
+        print(safe_text(f"note: {note}"))
     print(f"freed {format_bytes(report.bytes_freed)} ({len(report.removed)} entries)")
     return 0
 
@@ -198,7 +223,13 @@ def cmd_stats(args: argparse.Namespace) -> int:
         return 0
     print(
         f"runs: {s.runs} ({s.active_runs} active, {s.archived_runs} archived, "
-        f"{s.compacted_runs} compacted, {s.damaged_runs} damaged)"
+        f"{s.compacted_runs} compacted, {s.damaged_runs} damaged"
+        + (
+            f", {s.unreadable_runs} not readable by you: permission denied"
+            if s.unreadable_runs
+            else ""
+        )
+        + ")"
     )
     print(f"sequences: {s.metric_sequences} metric, {s.object_sequences} object")
     print(f"points: {s.metric_points} metric, {s.object_points} object")

@@ -10,15 +10,19 @@ from aim_parquet.cli.common import (
     CliError,
     confirm,
     format_time,
+    one_line,
     open_layout,
     print_json,
     print_table,
     repo_option,
     resolve_hashes,
+    safe_text,
 )
+from aim_parquet.errors import AimParquetError
 from aim_parquet.format.paths import RepoLayout
 from aim_parquet.storage.lock import is_run_locked
 from aim_parquet.storage.run_index import RunIndex
+from aim_parquet.storage.run_reader import load_run_meta
 
 EXAMPLES = {
     "ls": "example:\n  aim-parquet runs ls --repo ~/experiments\n  aim-parquet runs ls --json",
@@ -76,9 +80,9 @@ def add_parser(sub: Any) -> None:
 
 
 def _run_rows(layout: RepoLayout) -> list[dict[str, Any]]:
-    snapshot = RunIndex(layout).refresh()
+    metas, damaged = RunIndex(layout).metas()
     rows = []
-    for meta in sorted(snapshot.runs.values(), key=lambda m: (m.creation_time, m.hash)):
+    for meta in sorted(metas, key=lambda m: (m.creation_time, m.hash)):
         active = meta.end_time is None and is_run_locked(layout.lock_file(meta.hash)) is not None
         rows.append(
             {
@@ -92,8 +96,8 @@ def _run_rows(layout: RepoLayout) -> list[dict[str, Any]]:
                 "end_time": meta.end_time,
             }
         )
-    for bad in snapshot.damaged:
-        sys.stderr.write(f"aim-parquet: warning: run {bad.run_hash} is damaged: {bad.reason}\n")
+    for bad in damaged:
+        sys.stderr.write(f"aim-parquet: warning: {safe_text(one_line(bad.describe()))}\n")
     return rows
 
 
@@ -116,6 +120,8 @@ def _repo(args: argparse.Namespace) -> Any:
 
 
 def cmd_rm(args: argparse.Namespace) -> int:
+    from aim_parquet.storage.run_ops import delete_run_folder
+
     repo = _repo(args)
     hashes = resolve_hashes(repo.layout, args.hashes) if args.hashes else []
     if args.query is not None:
@@ -130,29 +136,46 @@ def cmd_rm(args: argparse.Namespace) -> int:
     if not confirm(f"Delete {len(hashes)} run(s) for good?", assume_yes=args.yes):
         print("nothing deleted")
         return 1
-    _ok, failed = repo.delete_runs(hashes)
+    failed = 0
     for run_hash in hashes:
-        if run_hash not in failed:
-            print(f"deleted {run_hash}")
-    return _report_failures(failed, "delete", "close it or wait for its process to finish")
+        try:
+            delete_run_folder(repo.layout, run_hash)
+        except (AimParquetError, OSError) as exc:
+            failed += _report_failure(run_hash, "delete", exc)
+            continue
+        print(f"deleted {run_hash}")
+    return 1 if failed else 0
 
 
 def cmd_transfer(args: argparse.Namespace) -> int:
-    repo = _repo(args)
-    hashes = resolve_hashes(repo.layout, args.hashes)
-    method = repo.copy_runs if args.verb == "copy" else repo.move_runs
-    _ok, failed = method(hashes, args.destination)
+    from aim_parquet.storage.repo_files import ensure_repo
+    from aim_parquet.storage.run_ops import copy_run_folder, move_run_folder
+
+    layout = open_layout(args)
+    hashes = resolve_hashes(layout, args.hashes)
+    dest = ensure_repo(args.destination)
+    if dest.aim_dir.resolve() == layout.aim_dir.resolve():
+        raise CliError(f"the destination {dest.root} is this repository")
+    transfer = copy_run_folder if args.verb == "copy" else move_run_folder
     past = "copied" if args.verb == "copy" else "moved"
+    failed = 0
     for run_hash in hashes:
-        if run_hash not in failed:
-            print(f"{past} {run_hash} to {args.destination}")
-    return _report_failures(failed, args.verb, "it is still being written, or see the log above")
-
-
-def _report_failures(failed: list[str], verb: str, hint: str) -> int:
-    for run_hash in failed:
-        sys.stderr.write(f"aim-parquet: error: could not {verb} run {run_hash} ({hint})\n")
+        try:
+            transfer(layout, dest, run_hash)
+        except (AimParquetError, OSError) as exc:
+            failed += _report_failure(run_hash, args.verb, exc)
+            continue
+        print(f"{past} {run_hash} to {safe_text(str(dest.root))}")
     return 1 if failed else 0
+
+
+def _report_failure(run_hash: str, verb: str, exc: BaseException) -> int:
+    """One line on stderr saying why `verb` failed for this run; returns 1."""
+    text = str(exc) or type(exc).__name__
+    if not text.lower().startswith(f"cannot {verb} run"):
+        text = f"cannot {verb} run {run_hash}: {text}"
+    sys.stderr.write(f"aim-parquet: error: {safe_text(one_line(text))}\n")
+    return 1
 
 
 def cmd_archive(args: argparse.Namespace) -> int:
@@ -170,9 +193,9 @@ def cmd_close(args: argparse.Namespace) -> int:
 
     layout = open_layout(args)
     for run_hash in resolve_hashes(layout, args.hashes):
-        before = RunIndex(layout).refresh().runs.get(run_hash)
+        before = load_run_meta(layout, run_hash)
         meta = finish_run(layout, run_hash)
-        if before is not None and before.end_time is not None:
+        if before.end_time is not None:
             print(f"{run_hash} was already finished (end time {format_time(meta.end_time)})")
         else:
             print(f"closed {run_hash} (end time {format_time(meta.end_time)})")

@@ -28,6 +28,7 @@ from typing import Any, ClassVar
 from aim_parquet.convert.sink import CountingSink, RunCounts, RunSink
 from aim_parquet.errors import RunLockedError
 from aim_parquet.format.paths import RepoLayout
+from aim_parquet.format.values import valid_text
 from aim_parquet.sdk.repo import Repo
 from aim_parquet.sdk.run_import import ImportRun
 from aim_parquet.storage.lock import RunLock, read_holder
@@ -231,8 +232,8 @@ def _convert_one(
     # source's and redone. Its name is the label until the source's own name is read.
     run = ImportRun(
         repo=repo_root,
-        experiment=source_run.experiment,
-        name=label,
+        experiment=valid_text(source_run.experiment),
+        name=valid_text(label),  # (a folder name that is not UTF-8: U+FFFD where it is not)
         params={SOURCE_PARAM: marker},
     )
     run_sink = RunSink(run)

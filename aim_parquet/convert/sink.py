@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from aim_parquet.format.values import valid_text
 from aim_parquet.sdk.run import MAX_STEP
 from aim_parquet.sdk.run_import import ImportRun
 
@@ -205,14 +206,16 @@ class RunSink(CountingSink):
         super().finish()
         run = self.run
         props = self.props
+        # a source's text may not be valid Unicode (a file name os.fsdecode could not decode):
+        # run properties must be, so what is not is replaced (U+FFFD)
         if "name" in props:
-            run.name = str(props["name"])
+            run.name = valid_text(str(props["name"]))
         if "description" in props:
-            run.description = str(props["description"])
+            run.description = valid_text(str(props["description"]))
         if "experiment" in props:
-            run.experiment = str(props["experiment"])
+            run.experiment = valid_text(str(props["experiment"]))
         for tag in props.get("tags", ()):
-            run.add_tag(str(tag))
+            run.add_tag(valid_text(str(tag)))
         if props.get("archived"):
             run.archived = True
         run.set_times(creation_time=self.creation_time, end_time=self.end_time)

@@ -11,9 +11,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from aim_parquet.errors import CorruptFileError, FormatVersionError
 from aim_parquet.format.paths import COMPACTED_DIRNAME, is_segment_name, is_valid_seq_id
-from aim_parquet.format.values import decode_json_value, encode_json_value
+from aim_parquet.format.values import MAX_JSON_DEPTH, decode_json_value, encode_json_value
 
 FORMAT_VERSION = 1
 FORMAT_NAME = "aim_parquet"
@@ -29,6 +31,45 @@ def json_bytes(obj: Any, **options: Any) -> bytes:
         return json.dumps(obj, ensure_ascii=True, allow_nan=False, **options).encode("ascii")
 
 
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+
+
+def json_depth(raw: bytes) -> int:
+    """The deepest nesting of arrays and objects in the JSON text `raw` (brackets inside strings
+    do not count). Cheap for the usual file: one with fewer brackets cannot be deeper."""
+    if raw.count(b"[") + raw.count(b"{") <= MAX_JSON_DEPTH:
+        return 0  # (not exact: only "no deeper than the bound")
+    bare = np.frombuffer(_JSON_STRING.sub(b"", raw), dtype=np.uint8)
+    opens = ((bare == ord("[")) | (bare == ord("{"))).astype(np.int32)
+    closes = ((bare == ord("]")) | (bare == ord("}"))).astype(np.int32)
+    return int(np.cumsum(opens - closes).max(initial=0))
+
+
+def loads_json(raw: bytes, what: str) -> Any:
+    """Parse the JSON file content `raw` (`what` names the file in errors): CorruptFileError when
+    it is not UTF-8 JSON or is nested deeper than `MAX_JSON_DEPTH` levels, so one hostile file
+    can never exhaust the stack of a command that reads every run."""
+    if json_depth(raw) > MAX_JSON_DEPTH:
+        raise CorruptFileError(
+            f"{what} is nested deeper than {MAX_JSON_DEPTH} levels; no file aim_parquet writes "
+            "is. Run `aim-parquet verify --repair` to rebuild or quarantine it."
+        )
+    try:
+        return json.loads(raw.decode("utf-8", "surrogatepass"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise CorruptFileError(
+            f"{what} is not valid JSON ({exc}). Run `aim-parquet verify --repair` to rebuild it."
+        ) from exc
+
+
+def loads_json_object(raw: bytes, what: str) -> dict[str, Any]:
+    """`loads_json` that also requires a JSON object."""
+    data = loads_json(raw, what)
+    if not isinstance(data, dict):
+        raise CorruptFileError(f"{what} is not a JSON object.")
+    return data
+
+
 def check_format_version(data: dict[str, Any], what: str) -> None:
     version = data.get("format_version")
     if not isinstance(version, int):
@@ -38,6 +79,47 @@ def check_format_version(data: dict[str, Any], what: str) -> None:
             f"{what} was written by format version {version}, newer than this aim_parquet "
             f"(reads up to {FORMAT_VERSION}). Upgrade aim_parquet: pip install -U aim_parquet."
         )
+
+
+def _typed(value: Any, typ: type, what: str) -> Any:
+    if not isinstance(value, typ):
+        raise TypeError(f"{what} must be a {typ.__name__}, not {type(value).__name__}")
+    return value
+
+
+def _opt_str(value: Any, what: str) -> str | None:
+    return None if value is None else _typed(value, str, what)
+
+
+def _float(value: Any) -> float:
+    """A number field (bools and strings refused: `float("1e9")` would accept a string)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"expected a number, not {type(value).__name__}")
+    return float(value)
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"expected an integer, not {type(value).__name__}")
+    return value
+
+
+def _opt_int(value: Any) -> int | None:
+    return None if value is None else _int(value)
+
+
+def _seq_id(value: Any) -> str:
+    if not isinstance(value, str) or not is_valid_seq_id(value):
+        raise ValueError(f"invalid sequence id {value!r:.40}")
+    return value
+
+
+def _context(value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise TypeError(f"context must be an object, not {type(value).__name__}")
+    return value
 
 
 def _num(value: float | None) -> Any:
@@ -144,14 +226,16 @@ class SequenceInfo:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SequenceInfo:
+        if not isinstance(data, dict):
+            raise TypeError(f"catalogue entry is not an object: {data!r:.40}")
         return cls(
-            seq_id=data["seq_id"],
-            name=data["name"],
-            context=data.get("context") or {},
-            kind=data["kind"],
-            count=int(data.get("count", 0)),
-            first_step=data.get("first_step"),
-            last_step=data.get("last_step"),
+            seq_id=_seq_id(data["seq_id"]),
+            name=_typed(data["name"], str, "sequence name"),
+            context=_context(data.get("context")),
+            kind=_typed(data["kind"], str, "sequence kind"),
+            count=_int(data.get("count", 0)),
+            first_step=_opt_int(data.get("first_step")),
+            last_step=_opt_int(data.get("last_step")),
             first=decode_json_value(data.get("first")),
             last=decode_json_value(data.get("last")),
             min=_unnum(data.get("min")),
@@ -187,13 +271,13 @@ class SequenceInfo:
         if not isinstance(seq_id, str) or not isinstance(name, str) or not isinstance(kind, str):
             raise TypeError("catalogue key fields must be strings")
         return cls(
-            seq_id=seq_id,
+            seq_id=_seq_id(seq_id),
             name=name,
-            context=context or {},
+            context=_context(context),
             kind=kind,
-            count=int(count),
-            first_step=first_step,
-            last_step=last_step,
+            count=_int(count),
+            first_step=_opt_int(first_step),
+            last_step=_opt_int(last_step),
             first=decode_json_value(first),
             last=decode_json_value(last),
             min=_unnum(lo),
@@ -250,18 +334,25 @@ class RunMeta:
     def from_json(cls, data: dict[str, Any], what: str = "run sidecar") -> RunMeta:
         check_format_version(data, what)
         try:
+            params = data.get("params") or {}
+            sequences = data.get("sequences") or []
+            tags = data.get("tags") or []
+            if not isinstance(params, dict) or not isinstance(sequences, list):
+                raise TypeError("'params' must be an object and 'sequences' a list")
+            if not isinstance(tags, (list, tuple)) or not all(isinstance(t, str) for t in tags):
+                raise TypeError("'tags' must be a list of strings")
             return cls(
-                hash=data["hash"],
-                creation_time=float(data["creation_time"]),
-                name=data.get("name"),
-                description=data.get("description"),
-                experiment=data.get("experiment") or "default",
-                tags=tuple(data.get("tags") or ()),
-                archived=bool(data.get("archived", False)),
-                end_time=data.get("end_time"),
-                params=decode_json_value(data.get("params") or {}),
-                sequences=tuple(SequenceInfo.from_json(s) for s in data.get("sequences") or ()),
-                updated_at=float(data.get("updated_at") or 0.0),
+                hash=_typed(data["hash"], str, "hash"),
+                creation_time=_float(data["creation_time"]),
+                name=_opt_str(data.get("name"), "name"),
+                description=_opt_str(data.get("description"), "description"),
+                experiment=_opt_str(data.get("experiment"), "experiment") or "default",
+                tags=tuple(tags),
+                archived=_typed(data.get("archived", False), bool, "archived"),
+                end_time=None if data.get("end_time") is None else _float(data["end_time"]),
+                params=decode_json_value(params),
+                sequences=tuple(SequenceInfo.from_json(s) for s in sequences),
+                updated_at=_float(data.get("updated_at") or 0.0),
                 format_version=data["format_version"],
             )
         except (KeyError, TypeError, ValueError) as exc:
@@ -269,15 +360,7 @@ class RunMeta:
 
     @classmethod
     def loads(cls, raw: bytes, what: str) -> RunMeta:
-        try:
-            data = json.loads(raw.decode("utf-8", "surrogatepass"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise CorruptFileError(
-                f"{what} is not valid JSON ({exc}). Run `aim-parquet verify --repair` to rebuild it."
-            ) from exc
-        if not isinstance(data, dict):
-            raise CorruptFileError(f"{what} is not a JSON object.")
-        return cls.from_json(data, what)
+        return cls.from_json(loads_json_object(raw, what), what)
 
 
 @dataclass(frozen=True)

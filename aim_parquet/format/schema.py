@@ -36,6 +36,34 @@ OBJECT_FIELDS = [
 
 METRIC_SCHEMA = pa.schema(METRIC_FIELDS)
 OBJECT_SCHEMA = pa.schema(OBJECT_FIELDS)
+
+# Compacted Parquet files: four key columns, then the segment columns.
+KEY_COLUMNS = ("run_hash", "seq_id", "name", "context")
+# Compacted file schemas as readers see them (strings are dictionary-encoded on disk but read
+# back as plain text).
+METRIC_FILE_SCHEMA = pa.schema(
+    [
+        pa.field("run_hash", pa.string(), nullable=False),
+        pa.field("seq_id", pa.string(), nullable=False),
+        pa.field("name", pa.string(), nullable=False),
+        pa.field("context", pa.string(), nullable=False),
+        pa.field("step", pa.int64(), nullable=False),
+        pa.field("epoch", pa.int64(), nullable=True),
+        pa.field("timestamp", pa.float64(), nullable=False),
+        pa.field("value", pa.float64(), nullable=False),
+    ]
+)
+OBJECT_FILE_SCHEMA = pa.schema(
+    [
+        *(METRIC_FILE_SCHEMA.field(i) for i in range(4)),
+        pa.field("step", pa.int64(), nullable=False),
+        pa.field("index", pa.int32(), nullable=False),
+        pa.field("epoch", pa.int64(), nullable=True),
+        pa.field("timestamp", pa.float64(), nullable=False),
+        pa.field("payload", pa.large_binary(), nullable=False),
+        pa.field("meta", pa.string(), nullable=False),
+    ]
+)
 METRIC_KINDS = frozenset({"int", "float", "number"})
 
 

@@ -18,7 +18,8 @@ from typing import Any
 from aim_parquet.errors import UnsupportedValueError
 
 TAG = "$aim_parquet"
-MAX_DEPTH = 200
+MAX_DEPTH = 200  # params and contexts a writer accepts
+MAX_JSON_DEPTH = 512  # what readers accept in any JSON file (MAX_DEPTH plus tagging, with room)
 
 
 def _type_name(value: object) -> str:
@@ -103,28 +104,44 @@ def encode_json_value(value: Any) -> Any:
     if isinstance(value, bytes):
         return {TAG: "bytes", "v": base64.b64encode(value).decode("ascii")}
     if isinstance(value, list):
-        return [encode_json_value(v) for v in value]
+        out = []
+        for v in value:  # a loop, not a comprehension: one stack frame per level
+            out.append(encode_json_value(v))
+        return out
     if isinstance(value, dict):
-        encoded = {k: encode_json_value(v) for k, v in value.items()}
+        encoded = {}
+        for k, v in value.items():
+            encoded[k] = encode_json_value(v)
         return {TAG: "dict", "v": encoded} if TAG in value else encoded
     return value
 
 
-def decode_json_value(value: Any) -> Any:
-    """Inverse of :func:`encode_json_value`."""
+def decode_json_value(value: Any, _depth: int = 0) -> Any:
+    """Inverse of :func:`encode_json_value`. Raises ValueError for JSON nested deeper than
+    `MAX_JSON_DEPTH` levels (no file this format writes comes close) or a malformed tagged value."""
+    if _depth > MAX_JSON_DEPTH:
+        raise ValueError(f"values nested deeper than {MAX_JSON_DEPTH} levels")
     if isinstance(value, list):
-        return [decode_json_value(v) for v in value]
+        out = []
+        for v in value:  # a loop, not a comprehension: one stack frame per level
+            out.append(decode_json_value(v, _depth + 1))
+        return out
     if isinstance(value, dict):
         tag = value.get(TAG)
-        if tag is None:
-            return {k: decode_json_value(v) for k, v in value.items()}
+        items = value.items()
         if tag == "float":
             return float(value["v"])
         if tag == "bytes":
             return base64.b64decode(value["v"])
         if tag == "dict":
-            return {k: decode_json_value(v) for k, v in value["v"].items()}
-        return {k: decode_json_value(v) for k, v in value.items()}
+            inner = value["v"]
+            if not isinstance(inner, dict):
+                raise ValueError(f"tagged dict value is not an object: {inner!r:.40}")
+            items = inner.items()
+        decoded = {}
+        for k, v in items:
+            decoded[k] = decode_json_value(v, _depth + 1)
+        return decoded
     return value
 
 
@@ -150,6 +167,37 @@ def has_lone_surrogate(text: str) -> bool:
     except UnicodeEncodeError:
         return True
     return False
+
+
+def utf8_safe(text: str) -> str:
+    """`text` as valid Unicode: each lone surrogate (which UTF-8 cannot encode) becomes the
+    visible escape `\\udcxx`; any other text is returned unchanged."""
+    if not has_lone_surrogate(text):
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def valid_text(text: str) -> str:
+    """`text` made valid Unicode: the bytes of a name `os.fsdecode` could not decode (surrogate
+    escapes) decoded as UTF-8 with U+FFFD for what is not UTF-8, any other lone surrogate
+    replaced by U+FFFD. Valid text is returned as it is."""
+    if not has_lone_surrogate(text):
+        return text
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:
+        return "".join("\ufffd" if "\ud800" <= c <= "\udfff" else c for c in text)
+
+
+def check_text(value: Any, what: str) -> None:
+    """Refuse a run property (name, experiment, description, tag) that is not valid Unicode."""
+    if isinstance(value, str) and has_lone_surrogate(value):
+        raise UnsupportedValueError(
+            f"{what} {value[:40]!r} holds a lone surrogate (text that is not valid Unicode, e.g. "
+            "from os.fsdecode of a non-UTF-8 file name); it is shown in tables and stored as "
+            "UTF-8 Parquet, so decode it properly first, e.g. "
+            "os.fsencode(text).decode('utf-8', 'replace')."
+        )
 
 
 def _reject_non_json(value: Any, where: str) -> None:

@@ -16,12 +16,19 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from aim_parquet.errors import CorruptFileError, FormatVersionError
 from aim_parquet.format.meta import RunMeta, SequenceInfo
 from aim_parquet.format.paths import RepoLayout
 from aim_parquet.query.planner import QueryPlan
 from aim_parquet.query.views import RunView
 from aim_parquet.storage.catalogue_scan import uncatalogued_sequences
-from aim_parquet.storage.run_index import CatalogueEntry, IndexSnapshot, RunIndex, RunRecord
+from aim_parquet.storage.run_index import (
+    CatalogueEntry,
+    DamagedRun,
+    IndexSnapshot,
+    RunIndex,
+    RunRecord,
+)
 
 
 @dataclass(frozen=True)
@@ -49,12 +56,24 @@ class MatchStep:
 def warn_damaged(snapshot: IndexSnapshot, *, stacklevel: int = 3) -> None:
     """Warn once per damaged run of a snapshot (the run is left out of the results)."""
     for bad in snapshot.damaged:
-        warnings.warn(
-            f"aim_parquet: skipping damaged run {bad.run_hash}: {bad.reason} (file {bad.path}). "
-            "Run `aim-parquet verify --repair` to repair or quarantine it.",
-            RuntimeWarning,
-            stacklevel=stacklevel,
-        )
+        warnings.warn(f"aim_parquet: {bad.describe()}", RuntimeWarning, stacklevel=stacklevel)
+
+
+def warn_unreadable(run_hash: str, exc: BaseException, *, stacklevel: int = 3) -> None:
+    """Warn that a run is left out of a result because one of its files cannot be read."""
+    if isinstance(exc, PermissionError):
+        what = f"cannot read run {run_hash}: permission denied ({exc}); ask its owner"
+    else:
+        what = f"skipping damaged run {run_hash}: {exc}"
+    warnings.warn(f"aim_parquet: {what}", RuntimeWarning, stacklevel=stacklevel)
+
+
+def unreadable_run(layout: RepoLayout, run_hash: str, exc: BaseException) -> DamagedRun:
+    """A run left out of a result because one of its files cannot be read, as a DamagedRun
+    (permission denied is not damage)."""
+    name = getattr(exc, "filename", None)
+    path = name if isinstance(name, str) else str(layout.run_dir(run_hash))
+    return DamagedRun(run_hash, path, str(exc), isinstance(exc, PermissionError))
 
 
 def candidate_runs(
@@ -81,29 +100,50 @@ def execute_plan(
     offset: str | None = None,
     with_misses: bool = True,
     warn: bool = True,
+    skipped: list[DamagedRun] | None = None,
 ) -> Iterator[MatchStep]:
     """One MatchStep per candidate run in result order (newest run first); with
-    `with_misses=False` only the matching runs' steps; `warn` as in `candidate_runs`."""
+    `with_misses=False` only the matching runs' steps; `warn` as in `candidate_runs` (also for a
+    run whose files cannot be read while it is matched: left out of the result). `skipped`
+    collects such runs, for a caller that reports them itself."""
     candidates = candidate_runs(index, offset, warn=warn)
     total = len(candidates)
-    matches_run = plan.matches_run
     for position, record in enumerate(candidates, 1):
-        view = RunView(record, layout)
-        match = None
-        if matches_run(view):
-            if plan.seq_var is None:
-                match = RunMatch(record)
-            else:
-                entries: list[CatalogueEntry | SequenceInfo] = [*record.catalogue()]
-                if record.end_time is None and not record.is_rebuilt:  # a live writer may be ahead
-                    known = {e.seq_id for e in entries}
-                    entries.extend(uncatalogued_sequences(layout, record.hash, known))
-                matched = plan.matching_sequences(view, entries)
-                if matched:
-                    infos = (e.info if isinstance(e, CatalogueEntry) else e for e in matched)
-                    match = RunMatch(record, tuple(infos))
+        try:
+            match = _match(layout, plan, record)
+        except (CorruptFileError, FormatVersionError, PermissionError) as exc:
+            match = None
+            fresh = index.reread(record.hash)  # a damaged index entry: the sidecar decides
+            try:
+                if fresh is None:
+                    raise exc
+                match = _match(layout, plan, fresh)
+            except (CorruptFileError, FormatVersionError, PermissionError) as again:
+                # one bad run never stops a repo-wide query
+                if warn:
+                    warn_unreadable(record.hash, again)
+                if skipped is not None:
+                    skipped.append(unreadable_run(layout, record.hash, again))
         if match is not None or with_misses:
             yield MatchStep(match, position, total)
+
+
+def _match(layout: RepoLayout, plan: QueryPlan, record: RunRecord) -> RunMatch | None:
+    """The match of one run, or None."""
+    view = RunView(record, layout)
+    if not plan.matches_run(view):
+        return None
+    if plan.seq_var is None:
+        return RunMatch(record)
+    entries: list[CatalogueEntry | SequenceInfo] = [*record.catalogue()]
+    if record.end_time is None and not record.is_rebuilt:  # a live writer may be ahead of it
+        known = {e.seq_id for e in entries}
+        entries.extend(uncatalogued_sequences(layout, record.hash, known))
+    matched = plan.matching_sequences(view, entries)
+    if not matched:
+        return None
+    infos = (e.info if isinstance(e, CatalogueEntry) else e for e in matched)
+    return RunMatch(record, tuple(infos))
 
 
 def iter_matches(
@@ -113,9 +153,12 @@ def iter_matches(
     *,
     offset: str | None = None,
     warn: bool = True,
+    skipped: list[DamagedRun] | None = None,
 ) -> Iterator[RunMatch]:
     """Only the matching runs of `execute_plan`."""
-    steps = execute_plan(layout, index, plan, offset=offset, with_misses=False, warn=warn)
+    steps = execute_plan(
+        layout, index, plan, offset=offset, with_misses=False, warn=warn, skipped=skipped
+    )
     for step in steps:
         if step.match is not None:
             yield step.match

@@ -18,9 +18,10 @@ import enum
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from aim_parquet.errors import CorruptFileError, FormatVersionError
 from aim_parquet.format.meta import RunMeta, SequenceInfo
 from aim_parquet.format.paths import RepoLayout
-from aim_parquet.query.executor import execute_plan
+from aim_parquet.query.executor import execute_plan, warn_unreadable
 from aim_parquet.query.planner import QueryPlan, plan_query
 from aim_parquet.query.views import RunView
 from aim_parquet.sdk import dataframes
@@ -214,6 +215,18 @@ class _QueryCollection(SequenceCollection):
         for coll, _progress in self._collections():
             if coll is not None:
                 yield from coll.iter()
+
+    def _tables(self, only_last: bool, flags: dict[str, bool]) -> list[dict[str, Any]]:
+        """As for one run, but a sequence whose files cannot be read (damaged, a newer format,
+        permission denied) is left out with a warning: one bad run never stops a repo-wide
+        table."""
+        tables = []
+        for seq in self.iter():
+            try:
+                tables.append(dataframes.sequence_columns(seq, only_last=only_last, **flags))
+            except (CorruptFileError, FormatVersionError, PermissionError) as exc:
+                warn_unreadable(seq.run.hash, exc, stacklevel=4)
+        return tables
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.query!r}>"

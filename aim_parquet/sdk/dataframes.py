@@ -12,6 +12,8 @@ appear follows Aim's `include_run`/`include_name`/`include_context`/`include_pro
 `experiment`, `description`, `archived`, `creation_time`, `end_time`, `active`, `tags` as JSON)
 and the params flattened to depth 3 as `a.b.c` paths (lists and deeper dicts JSON-dumped).
 Unlike Aim, `time` is naive UTC rather than local time, so it never depends on the reader's zone.
+Text that is not valid Unicode (a lone surrogate in an old run's params) appears with a visible
+`\\udcxx` escape: pandas' string columns, polars and Arrow hold only valid UTF-8.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from aim_parquet.format.paths import canonical_context
+from aim_parquet.format.values import utf8_safe
 
 if TYPE_CHECKING:
     import pandas
@@ -57,7 +60,11 @@ def require_polars() -> Any:
 
 
 def _jsonable(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, default=repr)
+    return utf8_safe(json.dumps(value, ensure_ascii=False, default=repr))
+
+
+def _text(value: Any) -> Any:
+    return utf8_safe(value) if isinstance(value, str) else value
 
 
 def flatten_params(params: dict[str, Any], depth: int = PARAM_DEPTH) -> dict[str, Any]:
@@ -84,9 +91,9 @@ def run_row(run: Any, *, include_props: bool = True, include_params: bool = True
     row: dict[str, Any] = {"hash": run.hash}
     if include_props:
         row.update(
-            name=meta.display_name,
-            experiment=meta.experiment,
-            description=meta.description,
+            name=_text(meta.display_name),
+            experiment=_text(meta.experiment),
+            description=_text(meta.description),
             archived=meta.archived,
             creation_time=meta.creation_time,
             end_time=meta.end_time,
@@ -95,7 +102,7 @@ def run_row(run: Any, *, include_props: bool = True, include_params: bool = True
         )
     if include_params:
         for key, value in flatten_params(meta.params).items():
-            row.setdefault(key, value)
+            row.setdefault(utf8_safe(key), _text(value))
     return row
 
 
@@ -155,8 +162,8 @@ def sequence_columns(
         context = seq.context.to_dict()
         cols[f"{var}.context"] = _full(n, canonical_context(context))
         for key, value in context.items():
-            shown = _jsonable(value) if isinstance(value, (dict, list)) else value
-            cols[f"{var}.context.{key}"] = _full(n, shown)
+            shown = _jsonable(value) if isinstance(value, (dict, list)) else _text(value)
+            cols[utf8_safe(f"{var}.context.{key}")] = _full(n, shown)
     cols["idx"] = np.arange(n, dtype=np.int64)
     cols["step"] = steps
     cols["value"] = values

@@ -37,7 +37,7 @@ from aim_parquet.sdk.sequence import (
 from aim_parquet.storage.lock import is_run_locked
 from aim_parquet.storage.repo_files import ensure_repo, is_repo, open_repo
 from aim_parquet.storage.run_index import IndexSnapshot, RunIndex
-from aim_parquet.storage.run_ops import copy_run_folder, delete_run_folder
+from aim_parquet.storage.run_ops import copy_run_folder, delete_run_folder, move_run_folder
 from aim_parquet.storage.run_reader import list_run_hashes
 
 log = logging.getLogger(__name__)
@@ -189,7 +189,7 @@ class Repo:
         self, run_hashes: Iterable[str], dest_repo: Repo | PathLike
     ) -> tuple[bool, list[str]]:
         """Copy finished runs to `dest_repo`: `(all_copied, hashes_not_copied)`. Runs a live
-        process is writing are refused (they stay in `hashes_not_copied`)."""
+        process is writing or compacting are refused (they stay in `hashes_not_copied`)."""
         dest = self._dest(dest_repo)
         remaining = []
         for run_hash in run_hashes:
@@ -203,14 +203,14 @@ class Repo:
     def move_runs(
         self, run_hashes: Iterable[str], dest_repo: Repo | PathLike
     ) -> tuple[bool, list[str]]:
-        """Copy, then delete, each run: `(all_moved, hashes_not_moved)`."""
+        """Copy, then delete, each run (under its locks: a run being written or compacted is
+        refused): `(all_moved, hashes_not_moved)`."""
         self._check_writable("move runs")
         dest = self._dest(dest_repo)
         remaining = []
         for run_hash in run_hashes:
             try:
-                copy_run_folder(self.layout, dest.layout, run_hash)
-                delete_run_folder(self.layout, run_hash)
+                move_run_folder(self.layout, dest.layout, run_hash)
             except (AimParquetError, OSError) as exc:
                 log.warning("aim_parquet: cannot move run %s: %s", run_hash, exc)
                 remaining.append(run_hash)

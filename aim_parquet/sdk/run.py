@@ -42,6 +42,7 @@ from aim_parquet.format.paths import (
 )
 from aim_parquet.format.schema import is_metric_kind
 from aim_parquet.format.values import (
+    check_text,
     has_lone_surrogate,
     normalize_context,
     normalize_param,
@@ -144,6 +145,7 @@ class Run(RunReadMixin):
         self._is_strict = os.environ.get(STRICT_ENV, "") not in ("", "0")
         if run_hash is not None:
             validate_run_hash(run_hash)
+        check_text(experiment, "experiment name")
         if self.read_only:
             if run_hash is None:
                 raise ValueError("Run(read_only=True) needs the run_hash of an existing run.")

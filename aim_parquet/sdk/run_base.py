@@ -8,6 +8,7 @@ from typing import Any
 
 from aim_parquet.format.meta import RunMeta
 from aim_parquet.format.paths import RepoLayout
+from aim_parquet.format.values import check_text
 from aim_parquet.sdk.run_read import RunSequencesMixin
 from aim_parquet.storage.lock import is_run_locked
 from aim_parquet.storage.repo_files import ensure_repo, open_repo
@@ -44,6 +45,7 @@ class RunPropsMixin:
 
     @name.setter
     def name(self, value: str) -> None:
+        check_text(value, "run name")
         self._set_props(name=None if value is None else str(value))
 
     @property
@@ -52,6 +54,7 @@ class RunPropsMixin:
 
     @description.setter
     def description(self, value: str | None) -> None:
+        check_text(value, "description")
         self._set_props(description=None if value is None else str(value))
 
     @property
@@ -60,6 +63,7 @@ class RunPropsMixin:
 
     @experiment.setter
     def experiment(self, value: str) -> None:
+        check_text(value, "experiment name")
         self._set_props(experiment=str(value) if value else "default")
 
     @property
@@ -76,6 +80,7 @@ class RunPropsMixin:
 
     def add_tag(self, value: str) -> None:
         tag = str(value)
+        check_text(tag, "tag")
         if tag in self._meta.tags:
             return
         self._set_props(tags=(*self._meta.tags, tag))

@@ -21,7 +21,12 @@ from typing import Any
 
 from aim_parquet.errors import StorageError
 from aim_parquet.format.meta import RunMeta
-from aim_parquet.format.values import has_lone_surrogate, normalize_context, normalize_param
+from aim_parquet.format.values import (
+    check_text,
+    has_lone_surrogate,
+    normalize_context,
+    normalize_param,
+)
 from aim_parquet.sdk.params import key_path, set_path
 from aim_parquet.sdk.run import MAX_STEP, MIN_EPOCH, Run
 
@@ -40,6 +45,7 @@ class ImportRun(Run):
     ) -> None:
         """`name` and `params` are in the run's first sidecar: the run never exists without
         them (a converter's source marker, even if the process is killed at once)."""
+        check_text(name, "run name")  # (refused as by the `name` setter)
         self._initial_name = None if name is None else str(name)
         self._initial_params = normalize_param(dict(params or {}), "params")
         super().__init__(

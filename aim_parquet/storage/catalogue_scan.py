@@ -31,10 +31,10 @@ the writer does (`run_writer.summarize`).
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
+import stat
 import time
 from collections.abc import Container, Iterable
 from dataclasses import replace
@@ -45,7 +45,7 @@ import numpy as np
 import pyarrow as pa
 
 from aim_parquet.errors import CorruptFileError, RunLockedError
-from aim_parquet.format.meta import CatalogueReach, Manifest, RunMeta, SequenceInfo
+from aim_parquet.format.meta import CatalogueReach, Manifest, RunMeta, SequenceInfo, loads_json
 from aim_parquet.format.paths import (
     COMPACTED_DIRNAME,
     MANIFEST_FILENAME,
@@ -57,6 +57,7 @@ from aim_parquet.format.paths import (
 from aim_parquet.format.schema import describe_segment_schema, is_metric_kind
 from aim_parquet.storage.columns import to_numpy
 from aim_parquet.storage.compacted_read import is_gone, read_compacted
+from aim_parquet.storage.file_checks import check_segment_schema, segment_source
 from aim_parquet.storage.lock import RunLock, is_run_locked
 from aim_parquet.storage.repo_changes import write_sidecar
 from aim_parquet.storage.run_reader import (
@@ -113,12 +114,13 @@ def stats_differ(stored: SequenceInfo, true: SequenceInfo) -> bool:
 
 
 def stale_sequences(stored: Iterable[SequenceInfo], true: Iterable[SequenceInfo]) -> list[str]:
-    """Names of the sequences whose stored entry disagrees with the true one, or is missing."""
+    """Names of the sequences whose stored entry disagrees with the true one, or is missing (a
+    sequence without a point may be missing: a catalogue rebuilt from the data leaves it out)."""
     have = {s.seq_id: s for s in stored}
     stale = []
     for info in true:
         old = have.get(info.seq_id)
-        if old is None or stats_differ(old, info):
+        if (old is None and info.count) or (old is not None and stats_differ(old, info)):
             stale.append(info.name)
     return stale
 
@@ -153,11 +155,13 @@ class _RunFiles:
 
 def _read_whole(path: str) -> list[pa.RecordBatch]:
     """The complete batches of a segment; none for a just-created empty one, or (logged) for one
-    whose schema is unreadable: `verify` reports it, and nobody can read its points."""
+    whose schema is unreadable, a link or a FIFO in its place (never followed or opened for
+    reading: `storage.safe_fs`): `verify` reports it, and nobody can read its points."""
     try:
         return read_segment(path).batches
-    except CorruptFileError as exc:
-        if os.stat(path).st_size > 0:
+    except CorruptFileError as exc:  # (UnsafeFileError too)
+        st = os.lstat(path)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > 0:
             log.warning("aim_parquet: catalogue scan skips %s", exc)
         return []
 
@@ -215,7 +219,7 @@ def _scan_sequence(files: _RunFiles, info: SequenceInfo, *, full: bool) -> Seque
         reach = info.reach  # no segment at all (never flushed, or compacted and gone)
         return info if reach is None else replace(info, reach=replace(reach, is_sealed=True))
     try:
-        size = os.stat(f"{files.seq_dir(info.seq_id)}/{last}").st_size
+        size = os.lstat(f"{files.seq_dir(info.seq_id)}/{last}").st_size
     except FileNotFoundError:
         size = 0  # compacted: its size no longer matters, it is sealed
     return replace(info, reach=CatalogueReach(last, size, is_sealed=True))
@@ -224,12 +228,14 @@ def _scan_sequence(files: _RunFiles, info: SequenceInfo, *, full: bool) -> Seque
 def _identify(files: _RunFiles, seq_id: str) -> SequenceInfo | None:
     """Name, context and kind of a sequence not catalogued, from its first readable segment."""
     for name in segment_names(files.seq_dir(seq_id)):
+        path = f"{files.seq_dir(seq_id)}/{name}"
         try:
-            with open(f"{files.seq_dir(seq_id)}/{name}", "rb") as f:
-                schema = pa.ipc.open_stream(f).schema
+            source = segment_source(path)  # bounded, regular, not a link (UnsafeFileError)
+            schema = pa.ipc.open_stream(pa.BufferReader(source)).schema
+            check_segment_schema(schema, path)  # FormatVersionError passes
             d = describe_segment_schema(schema)
-        except (pa.ArrowInvalid, OSError, ValueError) as exc:
-            if isinstance(exc, OSError) and is_gone(exc):
+        except (pa.ArrowInvalid, OSError, ValueError) as exc:  # (CorruptFileError)
+            if isinstance(exc, OSError) and (is_gone(exc) or isinstance(exc, PermissionError)):
                 raise
             continue
         return SequenceInfo(seq_id=seq_id, name=d["name"], context=d["context"], kind=d["kind"])
@@ -253,7 +259,13 @@ def _compacted_only(files: _RunFiles, known: Container[str]) -> list[SequenceInf
             continue  # an unreadable compacted file: `verify` reports it
         for key in footer.sequences.values():
             if key.seq_id not in known and key.seq_id not in out:
-                context = json.loads(key.context)
+                what = f"context of sequence {key.seq_id} in {f.path}"
+                try:  # bounded depth: CorruptFileError for a hostile footer
+                    context = loads_json(key.context.encode("utf-8", "surrogatepass"), what)
+                except CorruptFileError:
+                    continue
+                if not isinstance(context, dict):
+                    continue
                 out[key.seq_id] = SequenceInfo(key.seq_id, key.name, context, key.kind)
     return list(out.values())
 

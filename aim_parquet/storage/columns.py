@@ -73,7 +73,9 @@ def large_binary_array(values: list[bytes]) -> pa.Array:
 
 
 def string_array(values: list[str]) -> pa.Array:
-    encoded = [v.encode("utf-8", "surrogatepass") for v in values]
+    """UTF-8 strings; a lone surrogate (not valid Unicode) becomes the visible escape `\\udcxx`,
+    so a string column never holds invalid UTF-8."""
+    encoded = [v.encode("utf-8", "backslashreplace") for v in values]
     lengths = np.fromiter((len(v) for v in encoded), dtype=np.int64, count=len(encoded))
     offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])

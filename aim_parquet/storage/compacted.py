@@ -28,11 +28,17 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from aim_parquet.format.meta import FORMAT_VERSION, CompactedFile
-from aim_parquet.format.paths import COMPACTED_DIRNAME
-from aim_parquet.format.schema import is_metric_kind
+from aim_parquet.format.meta import FORMAT_VERSION, CompactedFile, loads_json
+from aim_parquet.format.paths import COMPACTED_DIRNAME, is_segment_name, is_valid_seq_id
+from aim_parquet.format.schema import (
+    KEY_COLUMNS,
+    METRIC_FILE_SCHEMA,
+    OBJECT_FILE_SCHEMA,
+    is_metric_kind,
+)
 from aim_parquet.storage.atomic import fsync_dir, temp_path_for
 from aim_parquet.storage.columns import string_array, to_numpy
+from aim_parquet.storage.file_checks import check_parquet, format_version_of, parquet_source
 
 METRICS_KIND = "metrics"
 ROW_GROUP_ROWS = 1 << 20
@@ -41,37 +47,12 @@ OBJECT_ROW_GROUP_ROWS = 1 << 16
 OBJECT_ROW_GROUP_BYTES = 64 << 20
 ZSTD_LEVEL = 1  # level 3 saves ~1.5% of the size for ~10% more time
 
-KEY_COLUMNS = ("run_hash", "seq_id", "name", "context")
 # Min/max statistics (and the page index) only where readers prune with them: by run, sequence and
 # step. Statistics of the dictionary and float columns would cost a third of the write time.
 STATISTICS_COLUMNS = ("run_hash", "seq_id", "name", "step")
 METRIC_DATA_COLUMNS = ("step", "epoch", "timestamp", "value")
 OBJECT_DATA_COLUMNS = ("step", "index", "epoch", "timestamp", "payload", "meta")
 
-# Schemas as readers see them (strings are dictionary-encoded on disk but read back as plain text).
-METRIC_FILE_SCHEMA = pa.schema(
-    [
-        pa.field("run_hash", pa.string(), nullable=False),
-        pa.field("seq_id", pa.string(), nullable=False),
-        pa.field("name", pa.string(), nullable=False),
-        pa.field("context", pa.string(), nullable=False),
-        pa.field("step", pa.int64(), nullable=False),
-        pa.field("epoch", pa.int64(), nullable=True),
-        pa.field("timestamp", pa.float64(), nullable=False),
-        pa.field("value", pa.float64(), nullable=False),
-    ]
-)
-OBJECT_FILE_SCHEMA = pa.schema(
-    [
-        *(METRIC_FILE_SCHEMA.field(i) for i in range(4)),
-        pa.field("step", pa.int64(), nullable=False),
-        pa.field("index", pa.int32(), nullable=False),
-        pa.field("epoch", pa.int64(), nullable=True),
-        pa.field("timestamp", pa.float64(), nullable=False),
-        pa.field("payload", pa.large_binary(), nullable=False),
-        pa.field("meta", pa.string(), nullable=False),
-    ]
-)
 _DICT = pa.dictionary(pa.int32(), pa.string())
 
 # Footer key-value metadata: makes every file self-describing and lets `verify --repair` rebuild
@@ -137,20 +118,38 @@ class FileFooter:
     segments: frozenset[str]
     sequences: dict[str, SeqKey]
     rows: int
+    format_version: int = FORMAT_VERSION  # callers refuse to touch a file of a newer one
 
 
 def read_footer(path: Path) -> FileFooter:
-    """Decode a compacted file's footer. Raises OSError/ArrowInvalid/ValueError when unreadable."""
-    md = pq.read_metadata(path)
+    """Decode a compacted file's footer (opened safely: a link or FIFO is refused). Raises
+    OSError (CorruptFileError included), ArrowInvalid, ValueError or KeyError when unreadable."""
+    source, _size = parquet_source(path)
+    md = pq.read_metadata(source)
     kv = {k.decode(): v.decode("utf-8", "surrogatepass") for k, v in (md.metadata or {}).items()}
-    seqs = json.loads(kv.get(META_SEQUENCES, "{}"))
+    what = f"footer of compacted file {path}"
+    seqs = loads_json(kv.get(META_SEQUENCES, "{}").encode("utf-8", "surrogatepass"), what)
+    segments = loads_json(kv.get(META_SEGMENTS, "[]").encode("utf-8", "surrogatepass"), what)
+    if not isinstance(seqs, dict) or not isinstance(segments, list):
+        raise ValueError(f"{what}: invalid sequences or segments")
+    for seg in segments:
+        seq_id, _, name = seg.partition("/") if isinstance(seg, str) else ("", "", "")
+        if not (is_valid_seq_id(seq_id) and is_segment_name(name)):
+            raise ValueError(f"{what}: invalid segment entry {seg!r:.60}")
+    keys = {}
+    for sid, d in seqs.items():
+        key = SeqKey(sid, d["name"], d["context"], d["kind"])
+        if not is_valid_seq_id(sid) or not all(isinstance(v, str) for v in key.__dict__.values()):
+            raise ValueError(f"{what}: invalid sequence entry {sid!r:.40}")
+        keys[sid] = key
     return FileFooter(
         run_hash=kv.get(META_RUN, ""),
         kind=kv[META_KIND],
         generation=int(kv[META_GENERATION]),
-        segments=frozenset(json.loads(kv.get(META_SEGMENTS, "[]"))),
-        sequences={sid: SeqKey(sid, d["name"], d["context"], d["kind"]) for sid, d in seqs.items()},
+        segments=frozenset(segments),
+        sequences=keys,
         rows=md.num_rows,
+        format_version=format_version_of(md.metadata),
     )
 
 
@@ -160,7 +159,10 @@ def iter_file_pieces(path: Path, *, is_metric: bool) -> Iterator[tuple[str, str,
     Streams batch by batch: memory holds one batch (plus the row group Parquet decodes).
     """
     data_cols = list(METRIC_DATA_COLUMNS if is_metric else OBJECT_DATA_COLUMNS)
-    pf = pq.ParquetFile(path, read_dictionary=["seq_id", "name", "context"])
+    source, size = parquet_source(path)
+    pf = pq.ParquetFile(source, read_dictionary=["seq_id", "name", "context"])
+    expected = METRIC_FILE_SCHEMA if is_metric else OBJECT_FILE_SCHEMA
+    check_parquet(pf.metadata, path, size, schema=pf.schema_arrow, expected=expected)
     batch_rows = ROW_GROUP_ROWS // 8 if is_metric else 1024
     for batch in pf.iter_batches(
         batch_size=batch_rows, columns=["seq_id", "name", "context", *data_cols]

@@ -3,13 +3,13 @@
 Rows of a sequence sit in row groups of their own (by min/max statistics of `seq_id`), so a read
 opens each file of the sequence's kind once and reads only those row groups, without a thread
 pool unless the read is large. Errors: a file that vanished (ENOENT, ESTALE) is left to the
-caller, which retries from the new manifest; an unreadable file is a CorruptFileError.
+caller, which retries from the new manifest; an unreadable file is a CorruptFileError; each file
+passes `storage.file_checks` first (format version, column types, decoded size).
 """
 
 from __future__ import annotations
 
 import errno
-import os
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +18,9 @@ import pyarrow as pa
 
 from aim_parquet.errors import CorruptFileError
 from aim_parquet.format.meta import Manifest, SequenceInfo
-from aim_parquet.format.schema import is_metric_kind
+from aim_parquet.format.schema import METRIC_FILE_SCHEMA, OBJECT_FILE_SCHEMA, is_metric_kind
 from aim_parquet.storage.columns import to_numpy
-from aim_parquet.storage.segments import SMALL_SEGMENT_BYTES
+from aim_parquet.storage.file_checks import check_parquet, parquet_source
 
 THREADED_READ_ROWS = 1_000_000  # compacted reads of more rows than this use pyarrow's threads
 
@@ -35,6 +35,10 @@ def _compacted_kind(info: SequenceInfo) -> str:
         return "metrics"
     kind = info.kind
     return kind[5:-1] if kind.startswith("list(") else kind
+
+
+def _file_schema(kind: str) -> pa.Schema:
+    return METRIC_FILE_SCHEMA if kind == "metrics" else OBJECT_FILE_SCHEMA
 
 
 class _ParquetRows:
@@ -66,6 +70,26 @@ class _ParquetRows:
         return self._reader.read_row_groups(groups, column_indices=indices, use_threads=threads)
 
 
+def open_compacted(path: Path, kind: str) -> _ParquetRows:
+    """A compacted file of `kind` opened for reading, checked (`storage.file_checks`: a regular
+    file, not a link; this format version; a bounded decoded size; FORMAT.md's columns).
+    Raises CorruptFileError (UnsafeFileError) naming the file, FormatVersionError, and the
+    OSError of a file that vanished (a compaction swapped it: retry) or may not be read."""
+    try:
+        source, size = parquet_source(path)
+        pf = _ParquetRows(source)
+    except CorruptFileError:
+        raise
+    except OSError as exc:
+        if is_gone(exc) or isinstance(exc, PermissionError):
+            raise
+        raise CorruptFileError(f"compacted file {path} is unreadable ({exc}).") from exc
+    except pa.ArrowInvalid as exc:
+        raise CorruptFileError(f"compacted file {path} is unreadable ({exc}).") from exc
+    check_parquet(pf.metadata, path, size, schema=pf.schema_arrow, expected=_file_schema(kind))
+    return pf
+
+
 def read_compacted(
     run_dir: Path, manifest: Manifest, info: SequenceInfo, columns: list[str]
 ) -> list[pa.Table]:
@@ -75,15 +99,7 @@ def read_compacted(
     for f in manifest.files:
         if f.kind != kind:
             continue
-        path = run_dir / f.path
-        try:
-            pf = _ParquetRows(_parquet_source(os.fspath(path)))
-        except OSError as exc:
-            if is_gone(exc):
-                raise
-            raise CorruptFileError(f"compacted file {path} is unreadable ({exc}).") from exc
-        except pa.ArrowInvalid as exc:
-            raise CorruptFileError(f"compacted file {path} is unreadable ({exc}).") from exc
+        pf = open_compacted(run_dir / f.path, kind)
         groups, is_exact = _row_groups_for(pf, info.seq_id)
         if not groups:
             continue
@@ -96,15 +112,6 @@ def read_compacted(
         t = pf.read_row_groups(groups, ["seq_id", *columns], threads)
         tables.append(_rows_of(t, info.seq_id).select(columns))
     return tables
-
-
-def _parquet_source(path: str) -> pa.NativeFile:
-    """A small compacted file read into memory in one call (cheaper than a memory map), a large
-    one memory-mapped."""
-    with open(path, "rb") as f:
-        if os.fstat(f.fileno()).st_size > SMALL_SEGMENT_BYTES * 8:
-            return pa.memory_map(path)
-        return pa.BufferReader(f.read())
 
 
 def _rows_of(table: pa.Table, seq_id: str) -> pa.Table:

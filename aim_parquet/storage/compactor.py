@@ -7,8 +7,11 @@ another compactor holds is skipped):
    write lock, so a training script may resume the run meanwhile (its new segments are not
    listed and wait for the next compaction). A run with a live writer is skipped unless
    `include_active`; then the newest segment of each sequence (the one it appends to) is left
-   alone. A run whose writer died (no `end_time`) first gets its catalogue caught up with its
-   segments (`catalogue_scan.catch_up_sidecar`, briefly under the write lock).
+   alone. Segments are listed first and the writer checked after (by its identity and the
+   kernel's flock table): a writer that resumed before the listing is seen, one that resumes
+   after it only makes segments that were not listed. A run whose writer died (no `end_time`)
+   first gets its catalogue caught up with its segments (`catalogue_scan.catch_up_sidecar`,
+   briefly under the write lock), before the segments are listed.
 2. Clean up what an interrupted compaction left: `.tmp-*` files, Parquet files the manifest does
    not reference, and segments the manifest already covers.
 3. For each file kind with new sealed segments, stream the previous generation's rows of that kind
@@ -31,15 +34,21 @@ import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-import filelock
 import pyarrow as pa
 
-from aim_parquet.errors import AimParquetError, MissingRunError
+from aim_parquet.errors import AimParquetError, FormatVersionError, MissingRunError, UnsafeFileError
 from aim_parquet.format.meta import CompactedFile, Manifest
-from aim_parquet.format.paths import TEMP_PREFIX, RepoLayout, is_valid_seq_id, validate_run_hash
+from aim_parquet.format.paths import (
+    COMPACTED_DIRNAME,
+    SEQS_DIRNAME,
+    TEMP_PREFIX,
+    RepoLayout,
+    is_valid_seq_id,
+    validate_run_hash,
+)
 from aim_parquet.storage.atomic import atomic_write
 from aim_parquet.storage.catalogue_scan import catch_up_sidecar
 from aim_parquet.storage.compacted import (
@@ -50,10 +59,13 @@ from aim_parquet.storage.compacted import (
     iter_file_pieces,
     read_footer,
 )
+from aim_parquet.storage.compaction_report import CompactionReport, RunCompaction
+from aim_parquet.storage.file_checks import check_version
 from aim_parquet.storage.run_folder import (
-    COMPACT_LOCK_FILENAME,
+    compaction_lock,
     exclude_writer,
     folder_usage,
+    is_run_live,
     is_uncommitted,
     iter_segment_batches,
     remove_empty_dirs,
@@ -62,77 +74,9 @@ from aim_parquet.storage.run_folder import (
     unreadable_listed_file,
 )
 from aim_parquet.storage.run_reader import list_run_hashes, list_segments, load_manifest
+from aim_parquet.storage.safe_fs import first_link
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class RunCompaction:
-    """What compacting one run did. `status`: compacted, unchanged, skipped or failed."""
-
-    run_hash: str
-    status: str
-    note: str = ""
-    generation: int = 0
-    segments: int = 0  # segments newly merged into Parquet
-    points: int = 0  # rows read from those segments
-    rows: int = 0  # rows written into the new Parquet files (old generation rows included)
-    bytes_before: int = 0  # every file of the run folder
-    bytes_after: int = 0
-    files_before: int = 0
-    files_after: int = 0
-    seconds: float = 0.0
-
-
-@dataclass(frozen=True)
-class CompactionReport:
-    """The result of `compact_repo`: one entry per run, plus totals."""
-
-    runs: tuple[RunCompaction, ...]
-    seconds: float
-    notes: tuple[str, ...] = field(default_factory=tuple)
-
-    def _sum(self, attr: str) -> int:
-        return sum(getattr(r, attr) for r in self.runs)
-
-    def count(self, status: str) -> int:
-        return sum(1 for r in self.runs if r.status == status)
-
-    @property
-    def points(self) -> int:
-        return self._sum("points")
-
-    @property
-    def bytes_before(self) -> int:
-        return self._sum("bytes_before")
-
-    @property
-    def bytes_after(self) -> int:
-        return self._sum("bytes_after")
-
-    @property
-    def files_before(self) -> int:
-        return self._sum("files_before")
-
-    @property
-    def files_after(self) -> int:
-        return self._sum("files_after")
-
-    @property
-    def has_failures(self) -> bool:
-        return any(r.status == "failed" for r in self.runs)
-
-    def summary(self) -> str:
-        """One line: runs by status, points, bytes and files before and after, time, rate."""
-        rate = self.points / self.seconds if self.seconds > 0 else 0.0
-        return (
-            f"compacted {self.count('compacted')} of {len(self.runs)} run(s) "
-            f"({self.count('unchanged')} unchanged, {self.count('skipped')} skipped, "
-            f"{self.count('failed')} failed): {self.points:,} points, "
-            f"{self.bytes_before:,} -> {self.bytes_after:,} bytes, "
-            f"{self.files_before} -> {self.files_after} files, {self.seconds:.2f} s "
-            f"({rate:,.0f} points/s)"
-        )
 
 
 @dataclass
@@ -181,6 +125,9 @@ def _plan(layout: RepoLayout, run_hash: str, mode: str, notes: list[str]) -> lis
         return []
     plans = []
     for seq_id in seq_ids:
+        if os.path.islink(seqs_dir / seq_id):
+            notes.append(f"skipped {seqs_dir / seq_id}: a symbolic link (see `aim-parquet verify`)")
+            continue
         segs = list_segments(seqs_dir / seq_id)
         if mode == "active" and segs:
             segs = segs[:-1]  # the live writer appends to the newest one
@@ -282,30 +229,65 @@ def compact_run(
 
     if not layout.seqs_dir(run_hash).is_dir() and not layout.compacted_dir(run_hash).is_dir():
         return result("unchanged", "nothing to compact")  # (no lock taken: it may be new)
-    compact_lock = filelock.FileLock(run_dir / COMPACT_LOCK_FILENAME, timeout=0)
-    try:
-        compact_lock.acquire()
-    except filelock.Timeout:
-        return result("skipped", "another compaction of this run is in progress")
-    try:
+    link = first_link(layout.aim_dir, run_dir / COMPACTED_DIRNAME) or first_link(
+        layout.aim_dir, run_dir / SEQS_DIRNAME
+    )
+    if link is not None:
+        raise UnsafeFileError(
+            f"run {run_hash}: {link} is a symbolic link; aim_parquet never compacts (or deletes) "
+            "through links. Replace it by the folder itself."
+        )
+    with compaction_lock(layout, run_hash) as busy:
+        if busy is not None:
+            return result("skipped", busy)
         with exclude_writer(layout, run_hash, include_active) as mode:
             if mode.startswith("skip:"):
                 return result("skipped", mode[5:])
-            return _compact_locked(layout, run_hash, mode, result)
-    finally:
-        compact_lock.release()
+            try:
+                return _compact_locked(layout, run_hash, mode, result)
+            except FormatVersionError as exc:
+                return result("skipped", f"{exc} (its files are left as they are)")
+
+
+def _refuse_future_files(layout: RepoLayout, run_hash: str) -> None:
+    """FormatVersionError when a compacted file of the run was written by a newer format
+    version: compaction would rewrite it as this version and delete it (FORMAT.md, reader
+    rule 6); its segments are checked while planning."""
+    cdir = layout.compacted_dir(run_hash)
+    try:
+        names = sorted(os.listdir(cdir))
+    except FileNotFoundError:
+        return
+    for name in names:
+        if not is_compacted_name(name):
+            continue
+        try:
+            version = read_footer(cdir / name).format_version
+        except (OSError, pa.ArrowInvalid, ValueError, KeyError):
+            continue  # damage: handled where the file is used
+        check_version(version, cdir / name, "compacted file")
 
 
 def _compact_locked(
     layout: RepoLayout, run_hash: str, mode: str, result: Callable[..., RunCompaction]
 ) -> RunCompaction:
     run_dir = layout.run_dir(run_hash)
-    notes: list[str] = []
+    caught: list[str] = []
     if mode == "closed":
-        _catch_up_catalogue(layout, run_hash, notes)
+        _catch_up_catalogue(layout, run_hash, caught)
     manifest = load_manifest(layout, run_hash)
+    _refuse_future_files(layout, run_hash)
+    _plan(layout, run_hash, mode, [])  # a segment of a newer format: refused before any change
     _clean_leftovers(layout, run_hash, manifest)
-    plans = _plan(layout, run_hash, mode, notes)
+    plan_notes: list[str] = []
+    plans = _plan(layout, run_hash, mode, plan_notes)
+    if mode == "closed" and is_run_live(layout, run_hash):
+        # a writer resumed after the first look: a segment it appends to may be listed, so
+        # list again leaving each sequence's newest segment alone (segments are listed first,
+        # then the writer checked: one that starts later only makes segments not listed)
+        mode, plan_notes = "active", []
+        plans = _plan(layout, run_hash, mode, plan_notes)
+    notes = [*caught, *plan_notes]
     generation = manifest.generation if manifest else 0
     if not plans:
         return result(
@@ -384,6 +366,11 @@ def _compact_one(layout: RepoLayout, run_hash: str, include_active: bool) -> Run
     try:
         return compact_run(layout, run_hash, include_active=include_active)
     except Exception as exc:  # one run's failure is reported; the others still compact
+        if not os.path.lexists(layout.run_dir(run_hash)):  # `runs rm|mv` while we worked on it
+            return RunCompaction(run_hash, "skipped", "deleted while it was being compacted")
+        if isinstance(exc, PermissionError):
+            note = f"permission denied ({exc}); compact it as a user who may write it"
+            return RunCompaction(run_hash, "skipped", note)
         log.error("aim_parquet: compacting run %s failed: %s", run_hash, exc)
         return RunCompaction(run_hash, "failed", str(exc))
 

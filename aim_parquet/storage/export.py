@@ -23,12 +23,17 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from aim_parquet.errors import AimParquetError
+from aim_parquet.errors import AimParquetError, CorruptFileError, FormatVersionError
 from aim_parquet.format.meta import RunMeta
 from aim_parquet.format.paths import RepoLayout, canonical_context, is_valid_run_hash
 from aim_parquet.format.schema import is_metric_kind
-from aim_parquet.format.values import encode_json_value
-from aim_parquet.storage.atomic import atomic_write_json, fsync_dir, temp_path_for
+from aim_parquet.format.values import encode_json_value, utf8_safe
+from aim_parquet.storage.atomic import (
+    atomic_write_json,
+    fsync_dir,
+    replace_folder,
+    temp_path_for,
+)
 from aim_parquet.storage.catalogue_scan import discover_sequences
 from aim_parquet.storage.columns import string_array
 from aim_parquet.storage.compacted import (
@@ -89,8 +94,10 @@ def _string_lists(values: list[tuple[str, ...]]) -> pa.Array:
     return pa.ListArray.from_arrays(offsets_array, flat)
 
 
-def _column(values: list[Any]) -> pa.Array:
-    """One params column: bool, int64, float64 or string; anything else as JSON text."""
+def param_column(values: list[Any]) -> pa.Array:
+    """One params column: bool, int64, float64 or string; anything else (a leaf whose type
+    differs between rows, a list, bytes) as its tagged-JSON text. Text that is not valid
+    Unicode (lone surrogates) is written with visible `\\udcxx` escapes."""
     present = [v for v in values if v is not None]
     if all(type(v) is bool for v in present):
         return _array(values, pa.bool_())
@@ -133,15 +140,15 @@ def runs_table(metas: list[RunMeta], active: dict[str, bool] | None = None) -> p
     }
     for name in param_names:
         if name not in columns:
-            columns[name] = _column([p.get(name) for p in flat])
+            columns[utf8_safe(name)] = param_column([p.get(name) for p in flat])
     return pa.Table.from_arrays(list(columns.values()), names=list(columns))
 
 
 def _repo_runs(layout: RepoLayout, run_hashes: set[str] | None = None) -> list[RunMeta]:
-    snapshot = RunIndex(layout).refresh()
-    for damaged in snapshot.damaged:
-        log.warning("aim_parquet: skipping run %s: %s", damaged.run_hash, damaged.reason)
-    return [m for h, m in snapshot.runs.items() if run_hashes is None or h in run_hashes]
+    metas, damaged = RunIndex(layout).metas()
+    for bad in damaged:
+        log.warning("aim_parquet: %s", bad.describe())
+    return [m for m in metas if run_hashes is None or m.hash in run_hashes]
 
 
 def _is_active(layout: RepoLayout, meta: RunMeta) -> bool:
@@ -182,14 +189,19 @@ class ExportReport:
     bytes: int
 
 
-def _prepare_output(output: Path) -> None:
+def _prepare_output(output: Path) -> Path:
+    """Check `output` (a new or empty folder, or an earlier export) and make the temp folder the
+    export is built in, next to it (it replaces `output` only once complete)."""
+    if output.is_symlink() or (output.exists() and not output.is_dir()):
+        raise AimParquetError(f"{output} is not a folder; choose a new or empty folder.")
     if output.exists() and any(output.iterdir()) and not (output / EXPORT_MARKER).exists():
         raise AimParquetError(
             f"{output} exists and is not an aim_parquet export; choose a new or empty folder."
         )
-    output.mkdir(parents=True, exist_ok=True)
-    for sub in ("metrics", "objects"):
-        shutil.rmtree(output / sub, ignore_errors=True)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    work = temp_path_for(output)
+    work.mkdir()
+    return work
 
 
 def export_dataset(
@@ -199,49 +211,47 @@ def export_dataset(
     sequences: dict[str, set[str] | None] | None = None,
     include_objects: bool = False,
 ) -> ExportReport:
-    """Write the repo as a Parquet dataset in `output` (see module doc).
+    """Write the repo as a Parquet dataset in `output` (see module doc): built in a temp folder
+    next to it, which then replaces `output` at once (an earlier export there stays whole until
+    the new one is complete).
 
     `sequences` limits the export to some runs ({run hash: metric seq_ids, or None for all});
     with `include_objects`, every object sequence of the exported runs is written too.
     """
-    _prepare_output(output)
+    output = Path(os.path.abspath(output))
+    work = _prepare_output(output)
+    try:
+        report = _export_into(work, layout, sequences, include_objects)
+        replace_folder(work, output)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return ExportReport(output, *report)
+
+
+def _export_into(
+    output: Path,
+    layout: RepoLayout,
+    sequences: dict[str, set[str] | None] | None,
+    include_objects: bool,
+) -> tuple[int, int, int, int, int, int]:
+    """Write the dataset into the (temp) folder `output`; the report's figures. A run whose
+    files cannot be read (damaged, a newer format, permission denied) is left out with a
+    warning: one run never stops the export of the others."""
     selected = None if sequences is None else set(sequences)
-    metas = _repo_runs(layout, selected)
     n_seqs = points = objects = 0
-    for meta in metas:
+    exported = []
+    for meta in _repo_runs(layout, selected):
         wanted = None if sequences is None else sequences.get(meta.hash)
-        infos = [
-            i
-            for i in discover_sequences(layout, meta.hash, meta)
-            if wanted is None or i.seq_id in wanted or not is_metric_kind(i.kind)
-        ]
-        writers: dict[str, CompactedFileWriter] = {}
         try:
-            for info in sorted(infos, key=lambda i: i.seq_id):
-                kind = compacted_kind(info.kind)
-                if kind != METRICS_KIND and not include_objects:
-                    continue
-                table = read_sequence(layout, meta.hash, info)
-                if table.num_rows == 0:
-                    continue
-                writer = writers.get(kind)
-                if writer is None:
-                    writer = writers[kind] = _export_writer(output, meta.hash, kind)
-                key = SeqKey(info.seq_id, info.name, canonical_context(info.context), info.kind)
-                writer.add(key, table)
-                n_seqs += 1
-                if kind == METRICS_KIND:
-                    points += table.num_rows
-                else:
-                    objects += table.num_rows
-            for writer in writers.values():
-                writer.finish()
-        except BaseException:
-            for writer in writers.values():
-                writer.abort()
-            raise
-    active = {m.hash: _is_active(layout, m) for m in metas}
-    _write_table_atomic(output / RUNS_TABLE_FILENAME, runs_table(metas, active))
+            counts = _export_run(output, layout, meta, wanted, include_objects)
+        except (CorruptFileError, FormatVersionError, PermissionError) as exc:
+            log.warning("aim_parquet: export leaves out run %s: %s", meta.hash, exc)
+            continue
+        exported.append(meta)
+        n_seqs, points, objects = n_seqs + counts[0], points + counts[1], objects + counts[2]
+    active = {m.hash: _is_active(layout, m) for m in exported}
+    _write_table_atomic(output / RUNS_TABLE_FILENAME, runs_table(exported, active))
     atomic_write_json(
         output / EXPORT_MARKER,
         {"format": "aim_parquet.export", "format_version": 1, "source": str(layout.root)},
@@ -251,7 +261,51 @@ def export_dataset(
         for name in names:
             files += 1
             size += os.path.getsize(os.path.join(dirpath, name))
-    return ExportReport(output, len(metas), n_seqs, points, objects, files, size)
+    return len(exported), n_seqs, points, objects, files, size
+
+
+def _export_run(
+    output: Path,
+    layout: RepoLayout,
+    meta: RunMeta,
+    wanted: set[str] | None,
+    include_objects: bool,
+) -> tuple[int, int, int]:
+    """Write one run's files; (sequences, metric points, objects). On an error no file of the
+    run is left."""
+    infos = [
+        i
+        for i in discover_sequences(layout, meta.hash, meta)
+        if wanted is None or i.seq_id in wanted or not is_metric_kind(i.kind)
+    ]
+    writers: dict[str, CompactedFileWriter] = {}
+    n_seqs = points = objects = 0
+    try:
+        for info in sorted(infos, key=lambda i: i.seq_id):
+            kind = compacted_kind(info.kind)
+            if kind != METRICS_KIND and not include_objects:
+                continue
+            table = read_sequence(layout, meta.hash, info)
+            if table.num_rows == 0:
+                continue
+            writer = writers.get(kind)
+            if writer is None:
+                writer = writers[kind] = _export_writer(output, meta.hash, kind)
+            key = SeqKey(info.seq_id, info.name, canonical_context(info.context), info.kind)
+            writer.add(key, table)
+            n_seqs += 1
+            if kind == METRICS_KIND:
+                points += table.num_rows
+            else:
+                objects += table.num_rows
+        for writer in writers.values():
+            writer.finish()
+    except BaseException:
+        for writer in writers.values():
+            writer.abort()
+            writer.path.unlink(missing_ok=True)  # a kind already finished
+        raise
+    return n_seqs, points, objects
 
 
 def _export_writer(output: Path, run_hash: str, kind: str) -> CompactedFileWriter:

@@ -31,8 +31,11 @@ import json
 import os
 from typing import Any
 
+from aim_parquet.errors import AimParquetError
 from aim_parquet.format.meta import FORMAT_VERSION
+from aim_parquet.format.paths import RepoLayout, is_valid_run_hash
 from aim_parquet.storage.run_records import Catalogue, RunRecord, json_text
+from aim_parquet.storage.safe_fs import MAX_JSON_FILE_BYTES, read_regular
 
 INDEX_FILENAME = "runs.jsonl"
 INDEX_FORMAT = "aim_parquet.run_index"
@@ -105,14 +108,42 @@ def encode_index(rows: list[tuple[StatKey, RunRecord]]) -> bytes:
     return json_text(header).encode("ascii") + b"\n" + b"".join(body)
 
 
+def _is_catalogue(cat: Any) -> bool:
+    return type(cat) is list and len(cat) == 3 and all(type(v) is int and v >= 0 for v in cat)
+
+
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "name": (str,),
+    "description": (str,),
+    "experiment": (str,),
+    "archived": (bool,),
+    "format_version": (int,),
+    "format": (str,),
+}
+
+
+def _valid_fields(fields: dict[str, Any]) -> bool:
+    """The run-level fields a reader uses have the types of the sidecar (unknown keys pass).
+    Defaults are left out of the file, so most runs have few fields to look at."""
+    for name, value in fields.items():
+        types = _FIELD_TYPES.get(name)
+        if types is not None and value is not None and not isinstance(value, types):
+            return False
+        if name == "tags" and not (
+            value is None or (isinstance(value, list) and all(isinstance(t, str) for t in value))
+        ):
+            return False
+    return True
+
+
 def decode_index(raw: bytes) -> list[tuple[StatKey, RunRecord]]:
     """The rows of an index file's bytes. Raises ValueError, KeyError or TypeError when it is
     not an index file of this version."""
     end = raw.find(b"\n")
     if end < 0:
         raise ValueError("no header line")
-    doc = json.loads(raw[:end])
-    if (
+    doc = json.loads(raw[:end])  # (RecursionError: the caller rebuilds the file)
+    if not isinstance(doc, dict) or (
         doc.get("format") != INDEX_FORMAT
         or doc.get("format_version") != INDEX_FORMAT_VERSION
         or tuple(doc.get("columns") or ()) != COLUMNS
@@ -120,16 +151,32 @@ def decode_index(raw: bytes) -> list[tuple[StatKey, RunRecord]]:
         raise ValueError("unknown index format")
     base, size = end + 1, len(raw)
     out = []
-    for h, key, created, updated, ended, fields, params, cat, rebuilt in doc["runs"]:
+    rows = doc["runs"]
+    if not isinstance(rows, list):
+        raise ValueError("bad runs list")
+    for row in rows:
+        if not isinstance(row, list) or len(row) != len(COLUMNS):
+            raise ValueError("bad run row")
+        h, key, created, updated, ended, fields, params, cat, rebuilt = row
+        if not (
+            type(h) is str
+            and type(key) is str
+            and type(created) is str
+            and type(updated) is str
+            and (ended is None or type(ended) is str)
+            and type(fields) is dict
+            and type(params) is dict
+            and _is_catalogue(cat)
+            and type(rebuilt) is bool
+            and _valid_fields(fields)
+        ):
+            raise ValueError(f"bad entry of run {h!r:.40}")
+        float(created), float(updated), ended is None or float(ended)  # (ValueError if not)
         start = base + cat[0]
         keys_end = start + cat[1]
         stats_end = keys_end + 1 + cat[2]
-        if not (base <= start <= keys_end < stats_end <= size) or not isinstance(params, dict):
-            raise ValueError(f"bad entry of run {h!r}")
-        if not isinstance(fields, dict) or not isinstance(h, str) or not isinstance(key, str):
-            raise ValueError(f"bad entry of run {h!r}")
-        if not isinstance(rebuilt, bool):
-            raise ValueError(f"bad entry of run {h!r}")
+        if not (base <= start <= keys_end < stats_end <= size):
+            raise ValueError(f"bad entry of run {h!r:.40}")
         fields["creation_time"] = created
         fields["updated_at"] = updated
         fields["end_time"] = ended
@@ -137,3 +184,29 @@ def decode_index(raw: bytes) -> list[tuple[StatKey, RunRecord]]:
         record = RunRecord(h, fields, catalogue=catalogue, params=params, is_rebuilt=rebuilt)
         out.append((key, record))
     return out
+
+
+def index_file_problem(layout: RepoLayout) -> str | None:
+    """Why the index file cannot be used as it is, decoding every entry in full (None when it
+    is sound or missing)."""
+    try:
+        raw = read_regular(layout.index_dir / INDEX_FILENAME, "run index", MAX_JSON_FILE_BYTES)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return f"unreadable ({exc})"
+    try:
+        for _key, record in decode_index(raw):
+            if not is_valid_run_hash(record.hash):  # (readers just ignore such an entry)
+                raise ValueError(f"invalid run hash {record.hash!r:.40}")
+            record.meta  # noqa: B018 (decodes the fields, params and the whole catalogue)
+    except (
+        ValueError,
+        KeyError,
+        TypeError,
+        AttributeError,
+        RecursionError,
+        AimParquetError,
+    ) as exc:
+        return f"damaged ({exc})"
+    return None

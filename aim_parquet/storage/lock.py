@@ -10,7 +10,9 @@ its heartbeat (the file's mtime, touched by the writer every few seconds) is old
 Taking it never races (`RunLock.acquire`):
 
 - The lock file is never unlinked or replaced, so every taker locks the same inode and at most one
-  holds the flock.
+  holds the flock. It is opened without following a link (a link or FIFO there raises
+  `UnsafeFileError`: nothing outside the repository is truncated) and never creates a missing
+  folder (a run deleted meanwhile stays deleted; `storage.safe_fs`).
 - Whether the previous holder is stale is decided only while holding the flock: the identity left
   in the file counts only if it names a live process that is not us (another host's writer still
   beating where flock is not coherent, or a writer on this host that somehow lost its flock).
@@ -40,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aim_parquet.errors import RunLockedError
+from aim_parquet.storage.safe_fs import MAX_LOCK_FILE_BYTES, open_regular
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +50,6 @@ HEARTBEAT_INTERVAL_S = 5.0
 STALE_AFTER_S = 60.0
 SETTLE_S = 2.0  # how long a busy lock may name no live holder before the taker gives up
 _SETTLE_POLL_S = 0.01
-_IDENTITY_MAX_BYTES = 4096
 
 
 @dataclass(frozen=True)
@@ -93,24 +95,26 @@ def _parse_holder(raw: bytes, mtime: float) -> LockHolder | None:
             acquired_at=float(data.get("acquired_at", 0.0)),
             heartbeat_at=mtime,
         )
-    except (ValueError, KeyError, TypeError, AttributeError):
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
         return None
 
 
 def read_holder(path: Path) -> LockHolder | None:
-    """The identity written in a lock file, or None when there is none (or it is unreadable)."""
+    """The identity written in a lock file, or None when there is none (or it is unreadable, or
+    a link or FIFO: never followed or opened for reading)."""
     try:
-        with open(path, "rb") as f:
-            raw = f.read(_IDENTITY_MAX_BYTES)
-            mtime = os.fstat(f.fileno()).st_mtime
-    except OSError:
+        fd = open_regular(path, "lock file")
+    except OSError:  # (UnsafeFileError too)
         return None
-    return _parse_holder(raw, mtime)
+    try:
+        return _read_holder_fd(fd)
+    finally:
+        os.close(fd)
 
 
 def _read_holder_fd(fd: int) -> LockHolder | None:
     try:
-        raw = os.pread(fd, _IDENTITY_MAX_BYTES, 0)
+        raw = os.pread(fd, MAX_LOCK_FILE_BYTES, 0)
         mtime = os.fstat(fd).st_mtime
     except OSError:
         return None
@@ -183,7 +187,9 @@ class RunLock:
 
     def acquire(self, *, force: bool = False) -> None:
         identity = self._identity()  # before the flock: nothing slow between flock and write
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        # no link followed, no FIFO opened, no missing folder created (UnsafeFileError,
+        # FileNotFoundError): a run deleted meanwhile stays deleted
+        fd = open_regular(self.path, "lock file", os.O_RDWR | os.O_CREAT)
         try:
             self._flock_or_raise(fd, force=force)
             self._check_previous_holder(fd, force=force)

@@ -12,6 +12,7 @@ manifest; the last write of a (step, index) wins).
 from __future__ import annotations
 
 import os
+import stat
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -34,11 +35,11 @@ from aim_parquet.format.schema import OBJECT_SCHEMA, is_metric_kind
 from aim_parquet.storage.columns import int64_array, to_numpy
 from aim_parquet.storage.compacted_read import (
     _compacted_kind,
-    _parquet_source,
     _ParquetRows,
     _row_groups_for,
     _rows_of,
     is_gone,
+    open_compacted,
 )
 from aim_parquet.storage.run_reader import (
     MAX_SWAP_RETRIES,
@@ -93,8 +94,9 @@ def read_object_rows(
                 path = f"{seq_dir}/{name}"
                 try:
                     data = read_segment(path)
-                except CorruptFileError:
-                    if os.stat(path).st_size == 0:
+                except CorruptFileError:  # (a link or FIFO: UnsafeFileError, never opened)
+                    st = os.lstat(path)
+                    if stat.S_ISREG(st.st_mode) and st.st_size == 0:
                         continue  # just created, its header not written yet: no points
                     raise
                 for batch in data.batches:
@@ -143,15 +145,7 @@ def _compacted(
     for f in manifest.files:
         if f.kind != kind:
             continue
-        path = run_dir / f.path
-        try:
-            pf = _ParquetRows(_parquet_source(os.fspath(path)))
-        except OSError as exc:
-            if is_gone(exc):
-                raise
-            raise CorruptFileError(f"compacted file {path} is unreadable ({exc}).") from exc
-        except pa.ArrowInvalid as exc:
-            raise CorruptFileError(f"compacted file {path} is unreadable ({exc}).") from exc
+        pf = open_compacted(run_dir / f.path, kind)  # checked, as every reader's
         groups, is_exact = _row_groups_for(pf, info.seq_id)
         if steps is not None:
             groups = [g for g in groups if _may_hold(pf, g, steps)]

@@ -18,6 +18,7 @@ import time
 
 from aim_parquet.format.paths import RepoLayout
 from aim_parquet.storage.atomic import atomic_write
+from aim_parquet.storage.safe_fs import open_regular
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ def note_change(layout: RepoLayout) -> None:
     path = os.fspath(layout.change_marker)
     now = time.time_ns()
     try:
-        os.utime(path, ns=(now, now))
+        os.utime(path, ns=(now, now), follow_symlinks=False)  # (a link: its own mtime only)
         return
     except FileNotFoundError:
         pass
@@ -38,8 +39,8 @@ def note_change(layout: RepoLayout) -> None:
         return
     try:
         os.makedirs(os.fspath(layout.index_dir), exist_ok=True)
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o644))
-        os.utime(path, ns=(now, now))
+        os.close(open_regular(path, "change marker", os.O_WRONLY | os.O_CREAT))
+        os.utime(path, ns=(now, now), follow_symlinks=False)
     except OSError as exc:
         log.debug("aim_parquet: cannot create change marker %s (%s)", path, exc)
 

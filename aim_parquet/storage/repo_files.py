@@ -3,25 +3,24 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import time
 from pathlib import Path
 
-from aim_parquet.errors import CorruptFileError, RepoNotFoundError
-from aim_parquet.format.meta import RepoMarker
+from aim_parquet.errors import RepoNotFoundError
+from aim_parquet.format.meta import RepoMarker, loads_json_object
 from aim_parquet.format.paths import RepoLayout, resolve_repo_root
 from aim_parquet.storage.atomic import atomic_write_json
+from aim_parquet.storage.safe_fs import MAX_JSON_FILE_BYTES, read_regular
 
 
 def _check_marker(layout: RepoLayout) -> None:
+    what = f"repository marker {layout.marker}"
     try:
-        data = json.loads(layout.marker.read_bytes())
+        raw = read_regular(layout.marker, "repository marker", MAX_JSON_FILE_BYTES)
     except FileNotFoundError:
         return
-    except json.JSONDecodeError as exc:
-        raise CorruptFileError(f"repository marker {layout.marker} is not valid JSON.") from exc
-    RepoMarker.from_json(data, f"repository marker {layout.marker}")
+    RepoMarker.from_json(loads_json_object(raw, what), what)
 
 
 def is_repo(root: Path) -> bool:
@@ -29,8 +28,9 @@ def is_repo(root: Path) -> bool:
     return layout.marker.is_file() or layout.runs_dir.is_dir()
 
 
-def open_repo(repo: str | os.PathLike[str] | None) -> RepoLayout:
-    """The layout of an existing repository; RepoNotFoundError when there is none."""
+def open_repo(repo: str | os.PathLike[str] | None, *, check_marker: bool = True) -> RepoLayout:
+    """The layout of an existing repository; RepoNotFoundError when there is none, and (with
+    `check_marker`) CorruptFileError or FormatVersionError for a damaged or newer marker."""
     root = resolve_repo_root(repo)
     layout = RepoLayout(root)
     if not is_repo(root):
@@ -38,7 +38,8 @@ def open_repo(repo: str | os.PathLike[str] | None) -> RepoLayout:
             f"Cannot find an aim_parquet repository at {root} (no {layout.aim_dir}/ with runs). "
             "Create one with `aim-parquet init --repo DIR` or by starting a Run there."
         )
-    _check_marker(layout)
+    if check_marker:
+        _check_marker(layout)
     return layout
 
 

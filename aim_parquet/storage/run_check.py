@@ -1,7 +1,11 @@
 """The checks of one run for `verify`, each problem paired with the fix `--repair` applies.
 
 See `storage.maintenance` for what is checked and `storage.salvage` for how each fix keeps every
-readable point.
+readable point. A file this process may not read is a `permission-denied` problem, never damage:
+no fix is offered for it, and nothing else of that run is repaired (its owner can). Links and
+special files (FIFOs, devices) are left to the repository-wide scan (`storage.repo_scan`), which
+names each of them once. The checks of the catalogue against the data (`missing-data`,
+`stale-catalogue`) are in `storage.catalogue_check`.
 """
 
 from __future__ import annotations
@@ -9,32 +13,36 @@ from __future__ import annotations
 import functools
 import os
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
 from aim_parquet.errors import AimParquetError, CorruptFileError, FormatVersionError
-from aim_parquet.format.meta import FORMAT_VERSION, CompactedFile, Manifest, RunMeta
+from aim_parquet.format.meta import Manifest, RunMeta
 from aim_parquet.format.paths import TEMP_PREFIX, RepoLayout, is_valid_seq_id
-from aim_parquet.format.schema import META_FORMAT_VERSION
 from aim_parquet.storage import salvage
-from aim_parquet.storage.catalogue_scan import scan_catalogue, stale_sequences
-from aim_parquet.storage.compacted import is_compacted_name, read_footer
-from aim_parquet.storage.lock import is_run_locked
-from aim_parquet.storage.repo_changes import write_sidecar
+from aim_parquet.storage.catalogue_check import CatalogueChecks, rewrite_sidecar
+from aim_parquet.storage.compacted import is_compacted_name
 from aim_parquet.storage.run_folder import (
     COMPACT_LOCK_FILENAME,
     is_file_locked,
+    is_run_live,
     is_uncommitted,
-    segment_key,
 )
 from aim_parquet.storage.run_index import YOUNG_RUN_S
 from aim_parquet.storage.run_reader import list_segments, load_manifest, load_run_meta
+from aim_parquet.storage.safe_fs import read_regular
+from aim_parquet.storage.verify_files import (
+    check_parquet_file,
+    check_segment_file,
+    is_readable_parquet,
+    is_special,
+    missing_segments,
+)
 
 TEMP_GRACE_S = 600.0  # a temp file this old is a leftover even in a run that is being written
+PERMISSION_DENIED = "permission-denied"  # a problem kind that is not damage
 
 
 @dataclass(frozen=True)
@@ -52,11 +60,20 @@ class Problem:
 Fix = Callable[[], str]
 
 
-class RunCheck:
+class RunCheck(CatalogueChecks):
     """Problems of one run, each with the fix `--repair` applies."""
 
-    def __init__(self, layout: RepoLayout, run_hash: str, *, is_exclusive: bool = False) -> None:
-        """`is_exclusive`: the caller holds the run's write and compaction locks."""
+    def __init__(
+        self,
+        layout: RepoLayout,
+        run_hash: str,
+        *,
+        is_exclusive: bool = False,
+        is_sidecar_moved: bool = False,
+    ) -> None:
+        """`is_exclusive`: the caller holds the run's write and compaction locks;
+        `is_sidecar_moved`: the repository scan moved its sidecar (a FIFO) aside, so a missing
+        sidecar is damage even in a young run folder."""
         self.layout = layout
         self.run_hash = run_hash
         self.run_dir = layout.run_dir(run_hash)
@@ -65,26 +82,83 @@ class RunCheck:
         self.segments = 0
         self.files = 0
         self.is_exclusive = is_exclusive
-        self.holder = None if is_exclusive else is_run_locked(layout.lock_file(run_hash))
+        self.is_sidecar_moved = is_sidecar_moved
+        self.is_live = not is_exclusive and is_run_live(layout, run_hash)  # a writer holds it
         self.manifest: Manifest | None = None
         self._files_fixed = False
         self._footer_sequences: set[str] | None = None
+        self.rows: Counter[str] = Counter()  # readable rows per seq_id (segments and Parquet)
+        self.is_partial = False  # a file could not be read (permission denied, link, FIFO)
+        self.is_denied = False  # ... because this user may not read it
 
     def add(self, path: Path, kind: str, detail: str, fix: Fix | None) -> None:
         self.found.append((Problem(self.run_hash, str(path), kind, detail), fix))
 
+    def add_denied(self, path: Path | str, exc: OSError) -> None:
+        """A file this process may not read: reported as such, never as damage, never fixed."""
+        self.is_partial = self.is_denied = True
+        self.add(
+            Path(exc.filename) if isinstance(exc.filename, str) else Path(path),
+            PERMISSION_DENIED,
+            f"cannot read it ({exc.strerror or exc}); it is not damaged: check it as a user who "
+            "may read it (its owner)",
+            None,
+        )
+
     def run(self) -> None:
-        self.check_temp_files()
-        self.check_manifest()
-        self.check_segments()
-        self.check_sidecar()
+        try:
+            os.listdir(self.run_dir)
+        except PermissionError as exc:  # a run folder we may not list: one problem, not three
+            self.add_denied(self.run_dir, exc)
+            return
+        except FileNotFoundError:
+            return  # deleted meanwhile
+        # the counts as of before the data is read (a writer only adds points after them), and
+        # the manifest then: a compaction committing meanwhile moves rows between files
+        counts_before = self._catalogue_counts()
+        manifest_before = self._manifest_bytes()
+        for check in (self.check_temp_files, self.check_manifest, self.check_segments):
+            try:
+                check()
+            except PermissionError as exc:
+                self.add_denied(self.run_dir, exc)
+        try:
+            meta = self.check_sidecar()
+        except PermissionError as exc:
+            self.add_denied(self.layout.sidecar(self.run_hash), exc)
+            meta = None
+        if meta is None:
+            return
+        reported: list[str] = []
+        if counts_before and self._manifest_bytes() == manifest_before:
+            reported = self.check_counts(meta, counts_before)
+        self.check_catalogue(meta, reported)
+
+    def _catalogue_counts(self) -> dict[str, int]:
+        try:
+            meta = load_run_meta(self.layout, self.run_hash)
+        except (OSError, AimParquetError):  # reported by check_sidecar
+            return {}
+        return {s.seq_id: s.count for s in meta.sequences}
+
+    def _manifest_bytes(self) -> bytes | None:
+        try:
+            return read_regular(self.layout.manifest(self.run_hash), "manifest", 1 << 30)
+        except OSError:
+            return None
 
     def check_temp_files(self) -> None:
         idle = self.is_exclusive or (
-            self.holder is None and not is_file_locked(self.run_dir / COMPACT_LOCK_FILENAME)
+            not self.is_live and not is_file_locked(self.run_dir / COMPACT_LOCK_FILENAME)
         )
         now = time.time()
-        for dirpath, _dirs, names in os.walk(self.run_dir):
+        walk = os.walk(
+            self.run_dir,
+            onerror=lambda e: (
+                self.add_denied(self.run_dir, e) if isinstance(e, PermissionError) else None
+            ),
+        )
+        for dirpath, _dirs, names in walk:
             for name in names:
                 path = Path(dirpath) / name
                 if not name.startswith(TEMP_PREFIX):
@@ -127,13 +201,21 @@ class RunCheck:
                     "compaction (`aim-parquet compact` or `gc` removes them)"
                 )
             return
-        bad = []
         for f in self.manifest.files:
             self.files += 1
             fpath = self.run_dir / f.path
-            reason = _check_parquet(fpath, f.rows)
+            if is_special(fpath):
+                self.is_partial = True  # named by the repository scan; its rows are unknown
+                continue
+            try:
+                reason = check_parquet_file(fpath, f.rows, self.rows)
+            except FormatVersionError as exc:
+                self.add(fpath, "future-format", str(exc), None)
+                continue
+            except PermissionError as exc:
+                self.add_denied(fpath, exc)
+                continue
             if reason is not None:
-                bad.append(f.path)
                 kind = "missing-compacted" if "missing" in reason else "unreadable-compacted"
                 self.add(fpath, kind, f"{reason} ({f.rows} rows)", self.fix_compacted_files)
 
@@ -157,11 +239,11 @@ class RunCheck:
         moved = []
         for f in self.manifest.files:
             fpath = self.run_dir / f.path
-            if _check_parquet(fpath, f.rows) is None:
+            if is_readable_parquet(fpath, f.rows):
                 keep.append(f)
             elif fpath.exists():
                 moved.append(str(salvage.quarantine(self.layout, fpath)))
-        lost = _missing_segments(self.run_dir, self.manifest, keep)
+        lost = missing_segments(self.run_dir, self.manifest, keep)
         self.manifest, _ = salvage.rebuild_manifest(self.layout, self.run_hash, keep)
         text = "removed from the manifest"
         if moved:
@@ -179,74 +261,64 @@ class RunCheck:
             for i, seg in enumerate(segs):
                 if f"{seq_dir.name}/{seg.name}" in covered:
                     continue  # already in Parquet; gc removes it
-                if self.holder is not None and i == len(segs) - 1:
+                if self.is_live and i == len(segs) - 1:
                     continue  # the live writer's segment
                 self.segments += 1
-                self.check_segment(seg)
+                if is_special(seg):
+                    self.is_partial = True  # named by the repository scan; its rows are unknown
+                    continue
+                try:
+                    self.check_segment(seg)
+                except PermissionError as exc:
+                    self.add_denied(seg, exc)
 
     def check_segment(self, seg: Path) -> None:
-        key = segment_key(seg)
-        if key is None:
-            self.add(
-                seg,
-                "unreadable-segment",
-                "no readable Arrow schema (empty or garbage file)",
-                lambda: f"quarantined to {salvage.quarantine(self.layout, seg)}",
-            )
+        kind, detail, rows = check_segment_file(seg)  # (PermissionError passes through)
+        self.rows[seg.parent.name] += rows
+        if kind is None:
             return
-        try:
-            with pa.OSFile(os.fspath(seg)) as f:
-                reader = pa.ipc.open_stream(f)
-                version = int((reader.schema.metadata or {}).get(META_FORMAT_VERSION, b"1"))
-                if version > FORMAT_VERSION:
-                    self.add(seg, "future-format", f"written by format version {version}", None)
-                    return
-                rows = 0
-                while True:
-                    try:
-                        rows += reader.read_next_batch().num_rows
-                    except StopIteration:
-                        return
-                    except (pa.ArrowInvalid, OSError, ValueError) as exc:
-                        self.add(
-                            seg,
-                            "torn-tail",
-                            f"incomplete data after {rows} rows ({exc})",
-                            lambda: (
-                                f"rewrote it with its {salvage.rewrite_segment(seg)} complete rows"
-                            ),
-                        )
-                        return
-        except (pa.ArrowInvalid, OSError, ValueError) as exc:
-            self.add(
-                seg,
-                "unreadable-segment",
-                str(exc),
-                lambda: f"quarantined to {salvage.quarantine(self.layout, seg)}",
-            )
+        fix: Fix | None = None
+        if kind == "torn-tail":
 
-    def check_sidecar(self) -> None:
+            def fix() -> str:
+                return f"rewrote it with its {salvage.rewrite_segment(seg)} complete rows"
+
+        elif kind != "future-format":
+
+            def fix() -> str:
+                return f"quarantined to {salvage.quarantine(self.layout, seg)}"
+
+        self.add(seg, kind, detail, fix)
+
+    def check_sidecar(self) -> RunMeta | None:
+        """Check the sidecar; returns it when it is readable and its catalogue can be trusted."""
         path = self.layout.sidecar(self.run_hash)
-        if not path.exists():
-            is_new = not self.is_exclusive and _age(self.run_dir) < YOUNG_RUN_S
-            if self.holder is not None or is_new:
-                return  # a run being created
+        if not os.path.lexists(path):
+            is_new = not (self.is_exclusive or self.is_sidecar_moved) and (
+                _age(self.run_dir) < YOUNG_RUN_S
+            )
+            if self.is_live or is_new:
+                return None  # a run being created
             self.add(path, "missing-sidecar", "the run has no run.json", self.fix_sidecar)
-            return
+            return None
+        if is_special(path):
+            return None  # named by the repository scan (its repair moves it aside)
         try:
             meta = load_run_meta(self.layout, self.run_hash)
         except FormatVersionError as exc:
             self.add(path, "future-format", str(exc), None)
-            return
+            return None
         except CorruptFileError as exc:
             self.add(path, "invalid-sidecar", str(exc), self.fix_sidecar)
-            return
+            return None
         if meta.hash != self.run_hash:
             self.add(
                 path,
                 "invalid-sidecar",
                 f"names run {meta.hash!r}, not its folder's",
-                lambda: _rewrite(self.layout, RunMeta(**{**meta.__dict__, "hash": self.run_hash})),
+                lambda: rewrite_sidecar(
+                    self.layout, RunMeta(**{**meta.__dict__, "hash": self.run_hash})
+                ),
             )
         missing = [s.name for s in meta.sequences if s.count and not self.has_data(s.seq_id)]
         if missing:
@@ -256,36 +328,9 @@ class RunCheck:
                 f"no data left for sequence(s) {missing}",
                 lambda: self.fix_catalogue(meta),
             )
-        if self.holder is None:  # a live writer's catalogue may lag by one flush
-            self.check_catalogue(path, meta, missing)
-
-    def check_catalogue(self, path: Path, meta: RunMeta, missing: list[str]) -> None:
-        """The catalogue against a summary of every readable point (`stale-catalogue`)."""
-        try:
-            true = scan_catalogue(self.layout, self.run_hash, meta, full=True)
-        except (OSError, pa.ArrowException, AimParquetError) as exc:
-            self.notes.append(f"run {self.run_hash}: catalogue not checked ({exc})")
-            return
-        stale = [n for n in stale_sequences(meta.sequences, true) if n not in missing]
-        if not stale:
-            return
-        why = (
-            "its writer died after writing segments the sidecar does not describe"
-            if meta.end_time is None
-            else "a writer closed it with figures that missed points"
-        )
-        self.add(
-            path,
-            "stale-catalogue",
-            f"the catalogue disagrees with the data for sequence(s) {sorted(set(stale))} "
-            f"(count, first/last step or value, min or max): {why}",
-            lambda: self.fix_stale_catalogue(meta),
-        )
-
-    def fix_stale_catalogue(self, meta: RunMeta) -> str:
-        true = scan_catalogue(self.layout, self.run_hash, meta, full=True)
-        _rewrite(self.layout, RunMeta(**{**meta.__dict__, "sequences": true}))
-        return "catalogue rewritten from the segments"
+            self.check_catalogue(meta, missing)
+            return None
+        return meta
 
     def has_data(self, seq_id: str) -> bool:
         if list_segments(self.layout.seqs_dir(self.run_hash) / seq_id):
@@ -310,50 +355,6 @@ class RunCheck:
         source = "params and properties from the run index" if recovered else "params lost"
         return f"rebuilt from the data ({len(meta.sequences)} sequences; {source}){moved}"
 
-    def fix_catalogue(self, meta: RunMeta) -> str:
-        infos = tuple(
-            salvage.data_catalogue(
-                self.layout, self.run_hash, RunMeta(meta.hash, meta.creation_time)
-            )
-        )
-        _rewrite(self.layout, RunMeta(**{**meta.__dict__, "sequences": infos}))
-        return "catalogue rebuilt from the readable data"
-
-
-def _rewrite(layout: RepoLayout, meta: RunMeta) -> str:
-    write_sidecar(layout, meta.hash, meta.dumps())
-    return "sidecar rewritten"
-
-
-def _missing_segments(run_dir: Path, manifest: Manifest, keep: list[CompactedFile]) -> int:
-    kept = {f.path for f in keep}
-    lost = 0
-    for f in manifest.files:
-        if f.path in kept:
-            continue
-        try:
-            segs = read_footer(run_dir / f.path).segments
-        except (OSError, pa.ArrowInvalid, ValueError, KeyError):
-            segs = frozenset(manifest.segments)
-        lost += sum(1 for s in segs if not (run_dir / "seqs" / s).exists())
-    return lost
-
-
-def _check_parquet(path: Path, rows: int) -> str | None:
-    """None when the file reads in full with the expected row count, else why not."""
-    try:
-        pf = pq.ParquetFile(path)
-        n = 0
-        for batch in pf.iter_batches(batch_size=65536):
-            n += batch.num_rows
-    except FileNotFoundError:
-        return "missing compacted file listed in the manifest"
-    except (OSError, pa.ArrowException, ValueError) as exc:
-        return f"unreadable Parquet ({exc})"
-    if n != rows:
-        return f"holds {n} rows, the manifest says {rows}"
-    return None
-
 
 def listdir_sorted(folder: Path) -> list[str]:
     try:
@@ -364,7 +365,13 @@ def listdir_sorted(folder: Path) -> list[str]:
 
 def _seq_dirs(layout: RepoLayout, run_hash: str) -> list[Path]:
     seqs = layout.seqs_dir(run_hash)
-    return [seqs / n for n in listdir_sorted(seqs) if is_valid_seq_id(n)]
+    if os.path.islink(seqs):
+        return []  # named by the repository scan
+    return [
+        seqs / n
+        for n in listdir_sorted(seqs)
+        if is_valid_seq_id(n) and not os.path.islink(seqs / n)
+    ]
 
 
 def _age(path: Path) -> float:

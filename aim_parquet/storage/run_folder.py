@@ -1,7 +1,9 @@
 """One run folder as the maintenance tools see it: its locks, sealed segments and usage.
 
 - `exclude_writer`: whether a live writer holds the run (its newest segments are then left alone).
-- `hold_run_locks`: compaction lock plus write lock, both or neither (for repairs).
+- `compaction_lock` / `hold_run_locks`: the compaction lock (`compact.lock`, taken without waiting,
+  never creating a deleted run's folder again), and it plus the run's write lock, both or neither
+  (for repairs, copies and moves), naming the holder when they are busy.
 - `segment_key` / `iter_segment_batches`: a segment's sequence identity (from its schema) and its
   complete batches streamed one at a time (a torn tail is skipped, as readers do).
 """
@@ -13,10 +15,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-import filelock
 import pyarrow as pa
 
-from aim_parquet.errors import RunLockedError
+from aim_parquet.errors import FormatVersionError, RunLockedError
 from aim_parquet.format.meta import Manifest
 from aim_parquet.format.paths import RepoLayout
 from aim_parquet.format.schema import (
@@ -27,7 +28,9 @@ from aim_parquet.format.schema import (
     OBJECT_SCHEMA,
 )
 from aim_parquet.storage.compacted import SeqKey, read_footer
+from aim_parquet.storage.file_checks import check_segment_schema, segment_source
 from aim_parquet.storage.lock import RunLock, is_run_locked
+from aim_parquet.storage.safe_fs import flock_holder, flock_pids, held_flock, is_flocked
 
 COMPACT_LOCK_FILENAME = "compact.lock"
 
@@ -73,19 +76,29 @@ def folder_usage(folder: Path) -> tuple[int, int]:
 
 
 def segment_key(path: Path) -> SeqKey | None:
-    """The sequence a segment belongs to, from its schema; None when it has no readable schema."""
+    """The sequence a segment belongs to, from its schema; None when it has no readable schema
+    (or is a link, FIFO, decoding bomb, or has columns of the wrong type). Raises
+    FormatVersionError for a segment of a newer format version."""
     try:
-        with pa.OSFile(os.fspath(path)) as f:
-            schema = pa.ipc.open_stream(f).schema
-    except (pa.ArrowInvalid, OSError, ValueError):
+        schema = pa.ipc.open_stream(segment_source(path)).schema
+        check_segment_schema(schema, path)
+    except FormatVersionError:
+        raise
+    except (pa.ArrowInvalid, OSError, ValueError):  # CorruptFileError, UnsafeFileError included
         return None
+    return schema_key(schema, path.parent.name)
+
+
+def schema_key(schema: pa.Schema, seq_id: str) -> SeqKey | None:
+    """The sequence a segment schema describes (None when its columns or metadata are not a
+    segment's)."""
     names = schema.names
     if names != METRIC_SCHEMA.names and names != OBJECT_SCHEMA.names:
         return None
     meta = schema.metadata or {}
     try:
         return SeqKey(
-            seq_id=path.parent.name,
+            seq_id=seq_id,
             name=meta[META_NAME].decode("utf-8", "surrogatepass"),
             context=meta.get(META_CONTEXT, b"{}").decode("utf-8", "surrogatepass"),
             kind=meta[META_KIND].decode(),
@@ -95,17 +108,17 @@ def segment_key(path: Path) -> SeqKey | None:
 
 
 def iter_segment_batches(path: Path) -> Iterator[pa.RecordBatch]:
-    """Complete record batches of a segment, streamed one at a time (a torn tail is skipped)."""
-    with pa.OSFile(os.fspath(path)) as f:
-        reader = pa.ipc.open_stream(f)
-        while True:
-            try:
-                batch = reader.read_next_batch()
-            except StopIteration:
-                return
-            except (pa.ArrowInvalid, OSError, ValueError):
-                return
-            yield batch
+    """Complete record batches of a segment, streamed one at a time (a torn tail is skipped).
+    The segment is checked first (`storage.file_checks`: no link, bounded decoded size)."""
+    reader = pa.ipc.open_stream(segment_source(path))
+    while True:
+        try:
+            batch = reader.read_next_batch()
+        except StopIteration:
+            return
+        except (pa.ArrowInvalid, OSError, ValueError):
+            return
+        yield batch
 
 
 @contextmanager
@@ -117,13 +130,28 @@ def exclude_writer(layout: RepoLayout, run_hash: str, include_active: bool) -> I
     at any moment: a resumed writer only ever creates new segments, which the compaction in
     progress did not list and leaves for the next one.
     """
-    holder = is_run_locked(layout.lock_file(run_hash))
-    if holder is None:
+    if not is_run_live(layout, run_hash):
         yield "closed"
     elif include_active:
         yield "active"
     else:
-        yield f"skip:active run (written by {holder.describe()}); pass include_active to compact its sealed segments"
+        yield (
+            f"skip:active run (written by {run_holder(layout, run_hash)}); pass include_active "
+            "to compact its sealed segments"
+        )
+
+
+def is_run_live(layout: RepoLayout, run_hash: str) -> bool:
+    """Whether a writer holds the run now: its identity names a live process, or (the kernel's
+    view, which also covers the instant between a writer's flock and its identity) /proc/locks
+    shows a flock on its lock file. Takes no lock, so it never makes a resume fail."""
+    path = layout.lock_file(run_hash)
+    if is_run_locked(path) is not None:
+        return True
+    try:
+        return bool(flock_pids(path))
+    except OSError:
+        return False
 
 
 def is_uncommitted(run_dir: Path, path: Path) -> bool:
@@ -159,38 +187,46 @@ def try_run_lock(layout: RepoLayout, run_hash: str) -> RunLock | None:
     return lock
 
 
+def run_holder(layout: RepoLayout, run_hash: str) -> str:
+    """Who holds a run's write lock, in words: the identity in its lock file when that process
+    is alive, else the process /proc/locks names, else "another process"."""
+    holder = is_run_locked(layout.lock_file(run_hash))
+    return holder.describe() if holder is not None else flock_holder(layout.lock_file(run_hash))
+
+
 def is_file_locked(path: Path) -> bool:
-    if not path.exists():
-        return False
-    lock = filelock.FileLock(path, timeout=0)
-    try:
-        lock.acquire()
-    except filelock.Timeout:
-        return True
-    lock.release()
-    return False
+    """Whether another process holds the flock of `path` (a missing file is not locked)."""
+    return is_flocked(path)
+
+
+@contextmanager
+def compaction_lock(layout: RepoLayout, run_hash: str) -> Iterator[str | None]:
+    """Hold the run's compaction lock; yields None, or who holds it ("a compaction of this run
+    is in progress (process 123 (aim-parquet compact))"). Raises FileNotFoundError when the run
+    folder is gone (it is never created again) and UnsafeFileError for a link or FIFO."""
+    path = layout.run_dir(run_hash) / COMPACT_LOCK_FILENAME
+    with held_flock(path, "compaction lock") as held:
+        if held:
+            yield None
+        else:
+            yield f"a compaction of this run is in progress ({flock_holder(path)})"
 
 
 @contextmanager
 def hold_run_locks(layout: RepoLayout, run_hash: str) -> Iterator[str | None]:
-    """Hold the compaction lock and the run's write lock; yields None, or why they are busy."""
-    compact_lock = filelock.FileLock(layout.run_dir(run_hash) / COMPACT_LOCK_FILENAME, timeout=0)
-    try:
-        compact_lock.acquire()
-    except filelock.Timeout:
-        yield "a compaction of this run is in progress"
-        return
-    try:
+    """Hold the compaction lock and the run's write lock; yields None, or why they are busy
+    (naming the holder)."""
+    with compaction_lock(layout, run_hash) as busy:
+        if busy is not None:
+            yield busy
+            return
         run_lock = RunLock(layout.lock_file(run_hash), run_hash)
         try:
             run_lock.acquire()
         except RunLockedError:
-            holder = is_run_locked(layout.lock_file(run_hash))
-            yield f"the run is being written by {holder.describe() if holder else 'another process'}"
+            yield f"the run is being written by {run_holder(layout, run_hash)}"
             return
         try:
             yield None
         finally:
             run_lock.release()
-    finally:
-        compact_lock.release()

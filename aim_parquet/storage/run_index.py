@@ -19,15 +19,18 @@ The index is only a cache, never a source of truth, and needs no re-index step:
   pass (a coarse filesystem clock could hide a second change in the same tick), and the last full
   pass is less than `FULL_CHECK_S` old (so a sidecar edited by a tool that does not touch the
   marker is seen within that time).
-- The file is rewritten atomically (`storage.atomic.atomic_write`) under a `filelock.FileLock` on
-  `.aim/index/runs.lock` taken with a short timeout; if another process holds it, this process keeps
-  its fresh in-memory copy and skips the write. Changes of runs still being tracked (no `end_time`
+- The file is rewritten atomically (`storage.atomic.atomic_write`) under the `flock` of
+  `.aim/index/runs.lock`, taken without waiting (`storage.safe_fs.try_flock`: no link followed);
+  if another process holds it, this process keeps its fresh in-memory copy and skips the write. Changes of runs still being tracked (no `end_time`
   and a sidecar younger than `SETTLE_S`) do not trigger a write by themselves, so a live run that
   rewrites its sidecar every second does not make every query rewrite the index.
 - A missing, unreadable or corrupt index file is rebuilt from the sidecars; the JSON index
   `runs.json` of earlier releases is removed when the new one is written.
-- A damaged sidecar (invalid JSON, a newer format) is reported by `refresh()` (the caller warns);
-  the file keeps the last good copy of it, which `aim-parquet verify --repair` can restore.
+- A damaged sidecar (invalid JSON, a newer format, a link or FIFO, nested too deeply) is reported
+  by `refresh()` (the caller warns); the file keeps the last good copy of it, which
+  `aim-parquet verify --repair` can restore. A sidecar (or run folder) this process may not read is
+  reported as permission denied, never as damage. A run folder that is a symbolic link is not a
+  run (`aim-parquet verify` names it).
 - The catalogue of a run without `end_time` whose writer is gone (its lock is not held) is
   scanned from its segments (`storage.catalogue_scan`: only what was written after the sidecar's
   last write is read) and stored marked `rebuilt`, so later processes do not scan it again. A
@@ -38,18 +41,16 @@ The index is only a cache, never a source of truth, and needs no re-index step:
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
 from dataclasses import dataclass, replace
 from functools import cached_property
 
-import filelock
 import pyarrow as pa
 
-from aim_parquet.errors import AimParquetError
-from aim_parquet.format.meta import RunMeta
+from aim_parquet.errors import AimParquetError, CorruptFileError
+from aim_parquet.format.meta import RunMeta, loads_json_object
 from aim_parquet.format.paths import SIDECAR_FILENAME, RepoLayout, is_valid_run_hash
 from aim_parquet.storage.atomic import atomic_write
 from aim_parquet.storage.catalogue_scan import is_writer_gone, scan_catalogue
@@ -58,11 +59,13 @@ from aim_parquet.storage.index_file import (
     StatKey,
     decode_index,
     encode_index,
+    index_file_problem,
     stat_key,
 )
 from aim_parquet.storage.lock import is_run_locked
 from aim_parquet.storage.repo_changes import MarkerKey, marker_key
 from aim_parquet.storage.run_records import CatalogueEntry, RunRecord
+from aim_parquet.storage.safe_fs import MAX_JSON_FILE_BYTES, held_flock, read_regular
 
 __all__ = [
     "INDEX_FILENAME",
@@ -79,7 +82,6 @@ log = logging.getLogger(__name__)
 
 LEGACY_INDEX_FILENAMES = ("runs.json",)  # the JSON index of earlier releases
 INDEX_LOCK_FILENAME = "runs.lock"
-LOCK_TIMEOUT_S = 0.05
 SETTLE_S = 60.0  # a changed sidecar of a run without end_time triggers a write once this old
 FULL_CHECK_S = 5.0  # a refresh stats every sidecar at least this often
 RACY_S = 1.0  # a runs/ folder modified this recently may change again within its mtime tick
@@ -88,11 +90,25 @@ YOUNG_RUN_S = 30.0  # a run folder without sidecar this young is being created, 
 
 @dataclass(frozen=True)
 class DamagedRun:
-    """A run whose sidecar cannot be read; `path` names the file, `reason` says why."""
+    """A run whose sidecar cannot be read; `path` names the file, `reason` says why.
+    `is_permission_denied`: this process may not read it (not damage: its owner can)."""
 
     run_hash: str
     path: str
     reason: str
+    is_permission_denied: bool = False
+
+    def describe(self) -> str:
+        """One line for a warning: what happened and what to do."""
+        if self.is_permission_denied:
+            return (
+                f"cannot read run {self.run_hash}: permission denied ({self.path}); it is not "
+                "damaged: read it as a user who may, or ask its owner to share it"
+            )
+        return (
+            f"skipping damaged run {self.run_hash}: {self.reason} (file {self.path}). "
+            "Run `aim-parquet verify --repair` to repair or quarantine it."
+        )
 
 
 class _Entry:
@@ -149,23 +165,6 @@ class IndexSnapshot:
         return sorted(self.records.values(), key=lambda r: (r.creation_time, r.hash), reverse=True)
 
 
-def index_file_problem(layout: RepoLayout) -> str | None:
-    """Why the index file cannot be used as it is, decoding every entry in full (None when it
-    is sound or missing)."""
-    try:
-        raw = (layout.index_dir / INDEX_FILENAME).read_bytes()
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        return f"unreadable ({exc})"
-    try:
-        for _key, record in decode_index(raw):
-            record.meta  # noqa: B018 (decodes the fields, params and the whole catalogue)
-    except (ValueError, KeyError, TypeError, AttributeError, AimParquetError) as exc:
-        return f"damaged ({exc})"
-    return None
-
-
 def read_index_file(raw: bytes) -> dict[str, _Entry]:
     """The entries of an index file's bytes (ValueError, KeyError or TypeError: not one)."""
     return {record.hash: _Entry(key, record) for key, record in decode_index(raw)}
@@ -182,12 +181,13 @@ class RunIndex:
         self._snapshot: IndexSnapshot | None = None
         self._quick: tuple[MarkerKey, tuple[int, int, int]] | None = None  # at the last full pass
         self._full_at = 0.0  # time.monotonic() of the last full pass
+        self._needs_write = False  # an entry was replaced by `reread`
 
     # -- reading ---------------------------------------------------------------------------
     def _load_file(self) -> tuple[dict[str, _Entry], bool]:
         """Entries of the index file and whether it was usable (if not, it is rebuilt)."""
         try:
-            raw = self.path.read_bytes()
+            raw = read_regular(self.path, "run index", MAX_JSON_FILE_BYTES)
         except FileNotFoundError:
             return {}, False
         except OSError as exc:
@@ -195,7 +195,7 @@ class RunIndex:
             return {}, False
         try:
             return read_index_file(raw), True
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
             log.warning("aim_parquet: run index %s is damaged (%s); rebuilding it", self.path, exc)
             return {}, False
 
@@ -203,15 +203,16 @@ class RunIndex:
         """The entry of a run's sidecar; for a run whose writer is gone, with the catalogue
         scanned from its segments (the sidecar's may lag them by one flush)."""
         path = self.layout.sidecar(run_hash)
+        what = f"sidecar {path}"
         try:
-            raw = path.read_bytes()
-            data = json.loads(raw.decode("utf-8", "surrogatepass"))
-            if not isinstance(data, dict):
-                raise ValueError("not a JSON object")
-            meta = RunMeta.from_json(data, f"sidecar {path}")
-        except (UnicodeDecodeError, ValueError, AimParquetError) as exc:
-            reason = str(exc) if isinstance(exc, AimParquetError) else f"invalid JSON ({exc})"
-            return _Entry(key, None, DamagedRun(run_hash, str(path), reason))
+            data = loads_json_object(read_regular(path, "sidecar", MAX_JSON_FILE_BYTES), what)
+            meta = RunMeta.from_json(data, what)
+        except PermissionError as exc:
+            return _Entry(key, None, DamagedRun(run_hash, str(path), str(exc), True))
+        except (ValueError, AimParquetError) as exc:  # CorruptFileError, UnsafeFileError, ...
+            return _Entry(key, None, DamagedRun(run_hash, str(path), str(exc)))
+        except FileNotFoundError:  # deleted between its stat and its read
+            return _Entry(key, None, DamagedRun(run_hash, str(path), "the sidecar is missing"))
         if not is_writer_gone(self.layout, meta):
             return _Entry(key, RunRecord(run_hash, data, meta))
         try:
@@ -275,10 +276,12 @@ class RunIndex:
             old, usable = self._load_file()
             needs_write = not usable
         else:
-            old, needs_write = self._entries, False
+            old, needs_write = self._entries, self._needs_write
+        self._needs_write = False
         runs_dir = os.fspath(self.layout.runs_dir)
         try:
-            names = os.listdir(runs_dir)
+            with os.scandir(runs_dir) as listing:  # a run folder that is a link is not a run
+                names = [e.name for e in listing if not e.is_symlink()]
             dir_fd = os.open(runs_dir, os.O_RDONLY)
         except FileNotFoundError:
             names, dir_fd = [], -1
@@ -295,11 +298,15 @@ class RunIndex:
                 if entry is None and not is_valid_run_hash(run_hash):
                     continue
                 try:
-                    st = stat(run_hash + sidecar, dir_fd=dir_fd)
+                    st = stat(run_hash + sidecar, dir_fd=dir_fd, follow_symlinks=False)
                 except FileNotFoundError:
                     missing = self._missing_sidecar(run_hash)
                     if missing is not None:
                         damaged.append(missing)
+                    continue
+                except PermissionError as exc:  # a run folder others may not enter
+                    path = os.path.join(runs_dir, run_hash + sidecar)
+                    damaged.append(DamagedRun(run_hash, path, str(exc), True))
                     continue
                 key = stat_key(st)
                 if (
@@ -327,7 +334,7 @@ class RunIndex:
         removed = any(h not in entries for h in old)
         if removed:
             needs_write = True
-        unchanged = not read and not removed and not damaged and old is self._entries
+        unchanged = not (read or removed or damaged or needs_write) and old is self._entries
         if unchanged and self._snapshot is not None:
             return self._snapshot  # nothing changed: keep the cached order and RunMetas
         self._entries = entries
@@ -342,15 +349,53 @@ class RunIndex:
         data = encode_index(rows)
         try:
             self.layout.index_dir.mkdir(parents=True, exist_ok=True)
-            lock = filelock.FileLock(self.lock_path, timeout=LOCK_TIMEOUT_S)
-            with lock:
+            with held_flock(self.lock_path, "run index lock") as held:
+                if not held:
+                    log.debug("aim_parquet: run index %s is busy; not rewriting it", self.path)
+                    return
                 atomic_write(self.path, data, durable=False)
                 for name in LEGACY_INDEX_FILENAMES:
                     (self.layout.index_dir / name).unlink(missing_ok=True)
-        except filelock.Timeout:
-            log.debug("aim_parquet: run index %s is busy; not rewriting it", self.path)
-        except OSError as exc:  # read-only repository, disk full: the index is only a cache
+        except OSError as exc:  # read-only repository, disk full, a link: the index is a cache
             log.debug("aim_parquet: cannot write run index %s (%s)", self.path, exc)
+
+    def metas(self) -> tuple[list[RunMeta], list[DamagedRun]]:
+        """Every readable run's full RunMeta, and the damaged runs. An entry that fails to decode
+        is read again from its sidecar (the index is only a cache); a run whose sidecar fails
+        too is one more damaged run, never an error of the whole listing."""
+        snapshot = self.refresh()
+        metas: list[RunMeta] = []
+        damaged = list(snapshot.damaged)
+        for run_hash, record in snapshot.records.items():
+            try:
+                metas.append(record.meta)
+                continue
+            except CorruptFileError:
+                fresh = self.reread(run_hash)
+            try:
+                if fresh is None:
+                    raise CorruptFileError("the sidecar cannot be read")
+                metas.append(fresh.meta)
+            except CorruptFileError as exc:
+                path = str(self.layout.sidecar(run_hash))
+                damaged.append(DamagedRun(run_hash, path, str(exc)))
+        return metas, damaged
+
+    def reread(self, run_hash: str) -> RunRecord | None:
+        """Read one run's sidecar again (its index entry was found damaged while a query
+        decoded it: the index is only a cache) and return the fresh record, None when the
+        sidecar cannot be read either. The next refresh rewrites the index file."""
+        try:
+            st = os.stat(self.layout.sidecar(run_hash), follow_symlinks=False)
+        except OSError:
+            return None
+        entry = self._read_sidecar(run_hash, stat_key(st))
+        if self._entries is not None:
+            self._entries[run_hash] = entry
+        self._snapshot = None
+        self._quick = None
+        self._needs_write = True
+        return entry.record
 
     def invalidate(self) -> None:
         """Forget the in-memory copy (the next refresh starts from the index file)."""

@@ -10,9 +10,9 @@ the old manifest must not trust its segment listing), restarts the read from the
 
 from __future__ import annotations
 
-import json
 import logging
 import os
+import stat
 import time
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 
 from aim_parquet.errors import CorruptFileError, MissingRunError
-from aim_parquet.format.meta import Manifest, RunMeta, SequenceInfo
+from aim_parquet.format.meta import Manifest, RunMeta, SequenceInfo, loads_json_object
 from aim_parquet.format.paths import (
     COMPACTED_DIRNAME,
     MANIFEST_FILENAME,
@@ -39,6 +39,7 @@ from aim_parquet.format.schema import (
 )
 from aim_parquet.storage.columns import int64_array, nan_numpy, to_numpy
 from aim_parquet.storage.compacted_read import is_gone, read_compacted
+from aim_parquet.storage.safe_fs import MAX_JSON_FILE_BYTES, read_regular
 from aim_parquet.storage.segments import read_segment
 
 log = logging.getLogger(__name__)
@@ -47,18 +48,22 @@ MAX_SWAP_RETRIES = 12
 
 
 def list_run_hashes(layout: RepoLayout) -> list[str]:
-    """Hashes of every run folder (sorted); a run is visible as soon as its folder exists."""
+    """Hashes of every run folder (sorted); a run is visible as soon as its folder exists. A
+    symbolic link named like a run is not a run (nothing under `.aim/` is followed out of it;
+    `aim-parquet verify` names it)."""
     try:
-        names = os.listdir(layout.runs_dir)
+        with os.scandir(layout.runs_dir) as entries:
+            return sorted(
+                e.name for e in entries if is_valid_run_hash(e.name) and not e.is_symlink()
+            )
     except FileNotFoundError:
         return []
-    return sorted(n for n in names if is_valid_run_hash(n))
 
 
 def load_run_meta(layout: RepoLayout, run_hash: str) -> RunMeta:
     path = layout.sidecar(run_hash)
     try:
-        raw = path.read_bytes()
+        raw = read_regular(path, "sidecar", MAX_JSON_FILE_BYTES)
     except FileNotFoundError:
         if layout.run_dir(run_hash).is_dir():
             raise CorruptFileError(
@@ -77,8 +82,7 @@ def manifest_bytes(path: str) -> bytes | None:
     (its generation grows), so equal bytes mean no compaction committed in between; inode and
     mtime are not enough (inodes are reused and mtime can be as coarse as a clock tick)."""
     try:
-        with open(path, "rb") as f:
-            return f.read()
+        return read_regular(path, "compaction manifest", MAX_JSON_FILE_BYTES)
     except FileNotFoundError:
         return None
 
@@ -92,16 +96,8 @@ def parse_manifest(path: str) -> tuple[Manifest | None, bytes | None]:
     raw = manifest_bytes(path)
     if raw is None:
         return None, None
-    try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CorruptFileError(
-            f"compaction manifest {path} is not valid JSON ({exc}). "
-            "Run `aim-parquet verify --repair` to rebuild it."
-        ) from exc
-    if not isinstance(data, dict):
-        raise CorruptFileError(f"compaction manifest {path} is not a JSON object.")
-    return Manifest.from_json(data, f"compaction manifest {path}"), raw
+    what = f"compaction manifest {path}"
+    return Manifest.from_json(loads_json_object(raw, what), what), raw
 
 
 def list_segments(seq_dir: Path) -> list[Path]:
@@ -178,7 +174,8 @@ def _read_pieces(
                 try:
                     data = read_segment(path)
                 except CorruptFileError:
-                    if os.stat(path).st_size == 0:
+                    st = os.lstat(path)
+                    if stat.S_ISREG(st.st_mode) and st.st_size == 0:
                         continue  # just created, its header not written yet: no points
                     raise
                 tables.extend(data.batches)

@@ -16,7 +16,14 @@ from dataclasses import replace
 from typing import Any, NamedTuple
 
 from aim_parquet.errors import CorruptFileError
-from aim_parquet.format.meta import FORMAT_NAME, FORMAT_VERSION, RunMeta, SequenceInfo
+from aim_parquet.format.meta import (
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    RunMeta,
+    SequenceInfo,
+    loads_json,
+)
+from aim_parquet.format.paths import is_valid_seq_id
 from aim_parquet.format.schema import METRIC_KINDS
 from aim_parquet.format.values import TAG, decode_json_value
 
@@ -56,6 +63,21 @@ class CatalogueEntry:
 
 
 _MISSING: Any = object()
+
+
+def _is_key_row(row: Any) -> bool:
+    """`[seq_id, name, kind, context, start, end]` with the types a query relies on."""
+    return (
+        isinstance(row, list)
+        and len(row) == 6
+        and isinstance(row[0], str)
+        and is_valid_seq_id(row[0])
+        and isinstance(row[1], str)
+        and isinstance(row[2], str)
+        and isinstance(row[3], dict)
+        and type(row[4]) is int
+        and type(row[5]) is int
+    )
 
 
 def damaged_entry(run_hash: str, exc: Exception) -> CorruptFileError:
@@ -134,8 +156,14 @@ class RunRecord:
     @property
     def params(self) -> dict[str, Any]:
         if self._params is None:
-            self._params = decode_json_value(self.raw_params())
+            self._params = self._decode(self.raw_params())
         return self._params
+
+    def _decode(self, raw: Any) -> Any:
+        try:
+            return decode_json_value(raw)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise damaged_entry(self.hash, exc) from exc
 
     def param(self, name: str, default: Any = None) -> Any:
         """`params[name]`, decoding only that param (`default` when there is none)."""
@@ -148,7 +176,7 @@ class RunRecord:
                 return self.params.get(name, default)
             if name not in raw:
                 return default
-            value = self._decoded[name] = decode_json_value(raw[name])
+            value = self._decoded[name] = self._decode(raw[name])
         return value
 
     # -- catalogue -------------------------------------------------------------------------
@@ -158,14 +186,12 @@ class RunRecord:
             try:
                 if self._source is not None:
                     raw, start, keys_end, _ = self._source
-                    keys = json.loads(raw[start:keys_end])
-                    if not isinstance(keys, list) or not all(
-                        isinstance(k, list) and len(k) == 6 for k in keys
-                    ):
+                    keys = loads_json(raw[start:keys_end], "catalogue keys")
+                    if not isinstance(keys, list) or not all(_is_key_row(k) for k in keys):
                         raise ValueError("bad catalogue key rows")
                 else:
                     keys = [SequenceInfo.json_key(d) for d in self._items]
-            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            except (ValueError, KeyError, TypeError, AttributeError, CorruptFileError) as exc:
                 raise damaged_entry(self.hash, exc) from exc
             self._keys = keys
         return self._keys
@@ -179,7 +205,7 @@ class RunRecord:
         start, end = keys_end + 1 + int(key[4]), keys_end + 1 + int(key[5])
         if not keys_end < start < end <= stats_end:
             raise ValueError("catalogue stats row out of its line")
-        return json.loads(raw[start:end])
+        return loads_json(raw[start:end], "catalogue stats")
 
     def sequence_info(self, position: int) -> SequenceInfo:
         """The full catalogue entry at `position` (decoding its stats row on first use)."""
@@ -191,7 +217,7 @@ class RunRecord:
                 if not isinstance(stats, list) or len(stats) != 7:
                     raise ValueError("bad catalogue stats row")
                 info = SequenceInfo.from_rows(key[:4], stats)
-            except (IndexError, KeyError, TypeError, ValueError) as exc:
+            except (IndexError, KeyError, TypeError, ValueError, CorruptFileError) as exc:
                 raise damaged_entry(self.hash, exc) from exc
             self._infos[position] = info
         return info
@@ -253,9 +279,19 @@ class RunRecord:
         read-only Run needs, which reads its catalogue fresh from the sidecar."""
         if self._meta is not None:
             return self._meta
-        data = {"format_version": FORMAT_VERSION, **self._data}
-        data.update(hash=self.hash, params=self.raw_params(), end_time=self.end_time)
-        return RunMeta.from_json(data, f"run index entry of run {self.hash}")
+        what = f"run index entry of run {self.hash}"
+        try:
+            data = {"format_version": FORMAT_VERSION, **self._data}
+            data.update(
+                hash=self.hash,
+                params=self.raw_params(),
+                end_time=self.end_time,
+                creation_time=self.creation_time,
+                updated_at=self.updated_at,
+            )
+        except (TypeError, ValueError) as exc:
+            raise damaged_entry(self.hash, exc) from exc
+        return RunMeta.from_json(data, what)
 
     @property
     def name(self) -> str | None:

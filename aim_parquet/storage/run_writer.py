@@ -320,7 +320,11 @@ class RunWriter:
             self.run_hash, info.name, canonical_context(info.context), info.kind, FORMAT_VERSION
         )
         try:
-            seq.segment = SegmentFile(path, schema)
+            try:
+                seq.segment = SegmentFile(path, schema)
+            except FileNotFoundError:  # `gc` removed the empty folder meanwhile: make it again
+                seq.dir.mkdir(parents=True, exist_ok=True)
+                seq.segment = SegmentFile(path, schema)
         except OSError as exc:
             raise StorageError(f"creating segment {path} failed: {exc}") from exc
         return seq.segment

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -30,12 +29,19 @@ from aim_parquet.format.paths import RepoLayout, is_valid_seq_id
 from aim_parquet.storage.atomic import atomic_write, fsync_dir, temp_path_for
 from aim_parquet.storage.catalogue_scan import scan_catalogue
 from aim_parquet.storage.compacted import is_compacted_name, read_footer
+from aim_parquet.storage.file_checks import segment_source
 from aim_parquet.storage.repo_changes import write_sidecar
 from aim_parquet.storage.run_folder import iter_segment_batches
 from aim_parquet.storage.run_index import INDEX_FILENAME, read_index_file
 from aim_parquet.storage.run_reader import (
     list_segments,
     read_sequence,
+)
+from aim_parquet.storage.safe_fs import (
+    MAX_JSON_FILE_BYTES,
+    copy_regular,
+    read_regular,
+    require_real_dirs,
 )
 
 QUARANTINE_DIRNAME = "quarantine"
@@ -56,11 +62,12 @@ def quarantine(layout: RepoLayout, path: Path, *, keep: bool = False) -> Path:
     except ValueError:
         rel = path.relative_to(layout.aim_dir)
     target = quarantine_dir(layout) / rel
-    if target.exists():
+    if os.path.lexists(target):
         target = target.with_name(f"{target.name}.{time.time_ns()}")
+    require_real_dirs(layout.aim_dir, target.parent, f"quarantine {path}")
     target.parent.mkdir(parents=True, exist_ok=True)
     if keep:
-        shutil.copy2(path, target)
+        copy_regular(path, target)
         return target
     os.rename(path, target)
     fsync_dir(path.parent)
@@ -69,8 +76,7 @@ def quarantine(layout: RepoLayout, path: Path, *, keep: bool = False) -> Path:
 
 def rewrite_segment(path: Path) -> int:
     """Replace a torn segment by its complete batches; returns how many rows it keeps."""
-    with pa.OSFile(os.fspath(path)) as f:
-        schema = pa.ipc.open_stream(f).schema
+    schema = pa.ipc.open_stream(segment_source(path)).schema
     tmp = temp_path_for(path)
     rows = 0
     try:
@@ -154,10 +160,10 @@ def rebuild_manifest(
 def cached_sidecar(layout: RepoLayout, run_hash: str) -> dict[str, Any] | None:
     """The run index's copy of a run's sidecar JSON, if the index file has one."""
     try:
-        entries = read_index_file((layout.index_dir / INDEX_FILENAME).read_bytes())
-        record = entries[run_hash].record
+        raw = read_regular(layout.index_dir / INDEX_FILENAME, "run index", MAX_JSON_FILE_BYTES)
+        record = read_index_file(raw)[run_hash].record
         return None if record is None else record.data
-    except (OSError, ValueError, KeyError, TypeError, AimParquetError):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError, AimParquetError):
         return None
 
 

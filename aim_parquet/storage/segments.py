@@ -25,6 +25,13 @@ import pyarrow as pa
 
 from aim_parquet.errors import CorruptFileError, StorageError
 from aim_parquet.storage.atomic import temp_path_for
+from aim_parquet.storage.file_checks import (
+    SMALL_FILE_BYTES,
+    check_segment_schema,
+    check_segment_tail,
+    segment_source,
+)
+from aim_parquet.storage.safe_fs import map_regular
 
 MAX_OPEN_SEGMENTS = 64
 
@@ -154,7 +161,7 @@ class SegmentData:
     is_torn: bool  # the file ends with an incomplete message that was skipped
 
 
-SMALL_SEGMENT_BYTES = 1 << 20  # read into memory; larger segments are memory-mapped
+SMALL_SEGMENT_BYTES = SMALL_FILE_BYTES  # read into memory; larger segments are memory-mapped
 
 
 def read_segment(path: str | Path, *, memory_map: bool = True) -> SegmentData:
@@ -162,16 +169,12 @@ def read_segment(path: str | Path, *, memory_map: bool = True) -> SegmentData:
 
     Segments up to `SMALL_SEGMENT_BYTES` are read into memory in one `read` (cheaper than
     setting up a memory map); larger ones are memory-mapped unless `memory_map=False`.
-    Raises FileNotFoundError if the file is gone and CorruptFileError if not even the schema can
-    be read (an empty or garbage file).
+    Raises FileNotFoundError if the file is gone, CorruptFileError if not even the schema can
+    be read (an empty or garbage file) or a column has the wrong type, FormatVersionError for a
+    newer format and UnsafeFileError for a link, FIFO or decoding bomb (`storage.file_checks`).
     """
     name = os.fspath(path)
-    source: pa.NativeFile | bytes
-    with open(name, "rb") as f:
-        if memory_map and os.fstat(f.fileno()).st_size > SMALL_SEGMENT_BYTES:
-            source = pa.memory_map(name)
-        else:
-            source = f.read()
+    source = segment_source(name, memory_map=memory_map)  # a bounded, regular file: not a link
     try:
         reader = pa.ipc.RecordBatchStreamReader(source)
     except (pa.ArrowInvalid, OSError, ValueError) as exc:
@@ -181,6 +184,7 @@ def read_segment(path: str | Path, *, memory_map: bool = True) -> SegmentData:
             f"segment {name} has no readable Arrow schema ({exc}). "
             "`aim-parquet verify --repair` quarantines it."
         ) from exc
+    check_segment_schema(reader.schema, name)  # FormatVersionError, CorruptFileError
     batches: list[pa.RecordBatch] = []
     torn = False
     try:
@@ -194,20 +198,29 @@ def read_segment(path: str | Path, *, memory_map: bool = True) -> SegmentData:
 def read_segment_from(path: str | Path, offset: int) -> SegmentData | None:
     """The complete batches of a segment that start at byte `offset` or later, which must be
     where a message starts (the end of the schema or of a batch); None when it is not (the file
-    is shorter, tears before it, no message starts there, or it has no readable schema). A torn
-    tail after `offset` is skipped, as in `read_segment`.
+    is shorter, tears before it, no message starts there, or it has no readable schema), and
+    when the file is damaged, a link or not a regular file (a full `read_segment` then says
+    what is wrong). A torn tail after `offset` is skipped, as in `read_segment`.
 
     The messages before `offset` are walked without being decoded (zero-copy on a memory map),
-    so the cost is that of the batches after it. Raises FileNotFoundError if the file is gone.
+    so the cost is that of the batches after it; what those decode to is bounded as in
+    `read_segment`. Raises FileNotFoundError if the file is gone, PermissionError, and
+    FormatVersionError for a newer format.
     """
     name = os.fspath(path)
-    if os.stat(name).st_size < max(offset, 1):
+    try:
+        data = map_regular(name, "segment", small_bytes=0)  # not a link, not a FIFO
+    except CorruptFileError:  # (UnsafeFileError)
         return None
-    source = pa.memory_map(name)  # not closed here: the batches may point into it
+    if len(data) < max(offset, 1):
+        return None
+    # not closed here: the batches may point into the map
+    source = pa.BufferReader(data if isinstance(data, pa.Buffer) else pa.py_buffer(data))
     reader = pa.ipc.MessageReader.open_stream(source)
     try:
         schema = pa.ipc.read_schema(reader.read_next_message())
-    except (StopIteration, pa.ArrowInvalid, OSError, ValueError):
+        check_segment_schema(schema, name)  # FormatVersionError passes
+    except (StopIteration, pa.ArrowInvalid, OSError, ValueError):  # (CorruptFileError)
         return None
     position = source.tell()
     while position < offset:
@@ -217,6 +230,10 @@ def read_segment_from(path: str | Path, offset: int) -> SegmentData | None:
             return None
         position = source.tell()
     if position != offset:
+        return None
+    try:
+        check_segment_tail(name, data, offset)
+    except CorruptFileError:  # (UnsafeFileError: a decoding bomb)
         return None
     batches: list[pa.RecordBatch] = []
     torn = False

@@ -9,13 +9,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from typing import cast
 
 from aim_parquet.errors import RunLockedError
 from aim_parquet.format.meta import RunMeta
 from aim_parquet.format.paths import RepoLayout, validate_run_hash
+from aim_parquet.format.values import check_text
 from aim_parquet.storage.catalogue_scan import caught_up
-from aim_parquet.storage.lock import RunLock, is_run_locked
+from aim_parquet.storage.lock import RunLock
 from aim_parquet.storage.repo_changes import write_sidecar
+from aim_parquet.storage.run_folder import run_holder
 from aim_parquet.storage.run_reader import load_run_meta
 from aim_parquet.storage.salvage import last_timestamp
 
@@ -29,8 +32,7 @@ def _edit(
     try:
         lock.acquire()
     except RunLockedError:
-        holder = is_run_locked(layout.lock_file(run_hash))
-        who = holder.describe() if holder is not None else "another process"
+        who = run_holder(layout, run_hash)
         raise RunLockedError(
             f"Cannot {what} run {run_hash}: it is being written by {who}. Do it from that "
             "process, or wait until the run is closed."
@@ -81,7 +83,14 @@ def edit_run(
     tags: tuple[str, ...] | object = _KEEP,
 ) -> RunMeta:
     """Change the name, description or tags of a run no live process writes (what is not
-    given is kept)."""
+    given is kept). Text that is not valid Unicode (a lone surrogate) is refused with
+    UnsupportedValueError, as by the SDK's setters."""
+    if name is not _KEEP:
+        check_text(name, "run name")
+    if description is not _KEEP:
+        check_text(description, "description")
+    for tag in () if tags is _KEEP else cast("tuple[str, ...]", tags):
+        check_text(tag, "tag")
 
     def change(meta: RunMeta) -> RunMeta:
         fields: dict[str, object] = {}

@@ -22,6 +22,7 @@ import pytest
 import aim_parquet as aim
 from aim_parquet.format.meta import CatalogueReach
 from aim_parquet.format.paths import RepoLayout
+from aim_parquet.format.schema import METRIC_SCHEMA
 from aim_parquet.storage import catalogue_scan, run_index
 from aim_parquet.storage.compactor import compact_run
 from aim_parquet.storage.run_reader import load_run_meta
@@ -280,13 +281,14 @@ def test_a_reach_that_no_longer_matches_falls_back_to_every_point(killed: tuple[
 def segment_with(path: Path, batches: int) -> list[int]:
     """A segment of `batches` batches of 3 rows; returns the offset after the schema and after
     each batch."""
-    schema = pa.schema([("step", pa.int64()), ("value", pa.float64())])
+    schema = METRIC_SCHEMA  # (a segment of other columns is damaged: read_segment_from refuses it)
     offsets = []
     with open(path, "wb") as f:
         f.write(schema.serialize())
         offsets.append(f.tell())
         for b in range(batches):
-            batch = pa.record_batch([pa.array([b] * 3), pa.array([1.0] * 3)], schema=schema)
+            columns = [pa.array([b] * 3), pa.array([1.0] * 3), pa.array([None] * 3, pa.int64())]
+            batch = pa.record_batch([*columns, pa.array([0.0] * 3)], schema=schema)
             f.write(batch.serialize())
             offsets.append(f.tell())
     return offsets

@@ -107,13 +107,17 @@ def test_truncated_segment_keeps_its_complete_batches(tmp_path: Path) -> None:
     seg = next(_run_dir(tmp_path, run.hash).glob("seqs/*/*.arrows"))
     seg.write_bytes(seg.read_bytes()[:-20])
     report = verify_repo(RepoLayout(tmp_path))
-    assert _kinds(report) == {"torn-tail", "stale-catalogue"}  # 10 catalogued points are gone
+    # the cut lost a whole batch: the catalogue (50 points) no longer matches the data (40);
+    # the problem is named once, as points that are gone (not also as a stale catalogue)
+    assert _kinds(report) == {"torn-tail", "missing-data"}
     assert "after 40 rows" in report.problems[0].detail
+    assert "'m' counts 50, 40 readable" in report.problems[1].detail
     fixed = verify_repo(RepoLayout(tmp_path), repair=True)
     assert fixed.is_healthy and "40 complete rows" in fixed.problems[0].action
     rows = next(iter(snapshot(tmp_path).values()))
     assert [r["step"] for r in rows] == list(range(40))
     assert verify_repo(RepoLayout(tmp_path)).problems == ()
+    assert load_run_meta(RepoLayout(tmp_path), run.hash).sequences[0].count == 40
 
 
 def test_parquet_cut_in_half_falls_back_to_segments_still_there(tmp_path: Path) -> None:
@@ -246,6 +250,10 @@ def test_gc_removes_only_what_nothing_needs(tmp_path: Path) -> None:
     shutil.copy(next(run_dir.glob("compacted/metrics-000001.parquet")), old_gen)
     (tmp_path / ".aim" / "trash" / f"{run_hash}-x").mkdir(parents=True)
     (run_dir / ".tmp-run.json-00000000").write_text("{}")
+    fresh_tmp = run_dir / ".tmp-run.json-11111111"  # a write in progress: never removed
+    fresh_tmp.write_text("{}")
+    two_minutes_ago = time.time() - 120  # (older than TEMP_MIN_AGE_S, younger than the grace)
+    os.utime(run_dir / ".tmp-run.json-00000000", (two_minutes_ago, two_minutes_ago))
     before = snapshot(tmp_path)
     raw = raw_row_counts(tmp_path, run_hash)
     kept = gc_repo(layout)  # default grace: everything above is too young
@@ -255,6 +263,8 @@ def test_gc_removes_only_what_nothing_needs(tmp_path: Path) -> None:
     assert set(kinds) == {"covered-segment", "superseded-file", "temp-file", "empty-folder"}
     assert kinds["superseded-file"][0] == 1 and report.bytes_freed > 0
     assert not old_gen.exists() and not list(run_dir.glob("seqs/*/*.arrows"))
+    assert fresh_tmp.exists() and not (run_dir / ".tmp-run.json-00000000").exists()
+    fresh_tmp.unlink()  # (verify, which locks the idle run, calls any temp file a leftover)
     assert snapshot(tmp_path) == before and raw_row_counts(tmp_path, run_hash) == raw
     assert verify_repo(layout).problems == ()
 

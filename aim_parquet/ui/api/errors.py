@@ -13,12 +13,14 @@ from starlette.responses import Response
 
 from aim_parquet.errors import (
     CorruptFileError,
+    FormatVersionError,
     InvalidRunHashError,
     MissingRunError,
     QueryError,
     QuerySyntaxError,
     RepoNotFoundError,
     RunLockedError,
+    UnsupportedValueError,
 )
 from aim_parquet.ui.api.jsonout import error_response
 
@@ -43,10 +45,13 @@ _STATUS: list[tuple[type[BaseException], int, str]] = [
     (QueryError, 400, "query"),
     (InvalidRunHashError, 400, "bad_hash"),
     (BadRequest, 400, "bad_request"),
+    (UnsupportedValueError, 400, "bad_request"),
     (MissingRunError, 404, "not_found"),
     (RepoNotFoundError, 404, "repo_missing"),
     (RunLockedError, 409, "run_locked"),
-    (CorruptFileError, 500, "damaged"),
+    (CorruptFileError, 500, "damaged"),  # (a link or FIFO in place of a file too)
+    (FormatVersionError, 500, "newer_format"),
+    (PermissionError, 500, "permission_denied"),  # another user's run: not damage
     (ServerStopping, 503, "stopping"),
 ]
 

@@ -27,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from aim_parquet.errors import CorruptFileError
+from aim_parquet.errors import CorruptFileError, FormatVersionError
 from aim_parquet.format.meta import SequenceInfo
 from aim_parquet.query.planner import plan_query
 from aim_parquet.query.views import RunView
@@ -155,6 +155,11 @@ def chart_title(fields: Sequence[str], key: tuple[Any, ...]) -> str:
 
 
 # -- reading ---------------------------------------------------------------------------------
+# what reading one run's files may raise without being the request's fault: a damaged file, a
+# link or FIFO in place of one (UnsafeFileError), a newer format, a file this user may not read
+UNREADABLE = (CorruptFileError, FormatVersionError, PermissionError)
+
+
 def read_series(
     state: UiState, record: RunRecord, info: SequenceInfo, x_axis: str
 ) -> tuple[Array, Array, Array]:
@@ -205,7 +210,7 @@ def search(
         state.check()
         try:
             steps, x, y = read_series(state, record, info, x_axis)
-        except CorruptFileError as exc:  # one damaged series: the others are still drawn
+        except UNREADABLE as exc:  # one damaged series: the others are still drawn
             unreadable.append(unreadable_json(record, info, exc))
             continue
         points_read += int(steps.size)
@@ -270,14 +275,21 @@ def search(
 
 
 def unreadable_json(record: RunRecord, info: SequenceInfo, exc: Exception) -> dict[str, Any]:
-    """A sequence that could not be read, as the API reports it (with what to do)."""
+    """A sequence that could not be read, as the API reports it (with what to do): a damaged
+    file, a link or FIFO in place of one, a newer format, or a file this user may not read."""
+    if isinstance(exc, PermissionError):
+        advice = "permission denied, not damage: read it as a user who may, or ask its owner"
+    elif isinstance(exc, FormatVersionError):
+        advice = "written by a newer aim_parquet: upgrade it (pip install -U aim_parquet)"
+    else:
+        advice = "run `aim-parquet verify --repair` to repair or quarantine the damaged file"
     return {
         "run": record.hash,
         "seq": info.seq_id,
         "name": info.name,
         "context": info.context,
         "reason": str(exc),
-        "advice": "run `aim-parquet verify --repair` to repair or quarantine the damaged file",
+        "advice": advice,
     }
 
 
@@ -304,7 +316,10 @@ def live(
         for info in match.sequences:
             state.check()
             after = cursors.get((record.hash, info.seq_id))
-            steps, x, y = read_series(state, record, info, x_axis)
+            try:
+                steps, x, y = read_series(state, record, info, x_axis)
+            except UNREADABLE:  # reported by the next search
+                continue
             if after is not None:
                 start = int(np.searchsorted(steps, after, side="right"))
                 steps, x, y = steps[start:], x[start:], y[start:]

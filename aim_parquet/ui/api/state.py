@@ -86,8 +86,12 @@ class UiState:
         snapshot = self.snapshot()
         deadline = time.monotonic() + self.query_time_s
         found: list[RunMatch] = []
+        skipped: list[DamagedRun] = []  # runs whose files fail while they are matched
         pinned = _PinnedIndex(self.layout, snapshot)
-        for step in execute_plan(self.layout, pinned, plan, with_misses=True, warn=False):
+        steps = execute_plan(
+            self.layout, pinned, plan, with_misses=True, warn=False, skipped=skipped
+        )
+        for step in steps:
             if step.match is not None:
                 found.append(step.match)
             self.check()
@@ -97,7 +101,7 @@ class UiState:
                     f"{step.position:,} of {step.total:,} runs; make it cheaper (compare params "
                     "directly rather than building large values) or narrow it"
                 )
-        return found, snapshot.damaged
+        return found, (*snapshot.damaged, *skipped)
 
     def records(self) -> list[RunRecord]:
         """Every readable run, newest first (metadata only)."""
@@ -111,12 +115,17 @@ class UiState:
 
 
 def damaged_json(damaged: tuple[DamagedRun, ...]) -> list[dict[str, str]]:
-    """Damaged runs as the API reports them (with what to do)."""
+    """Damaged runs as the API reports them (with what to do). A run this user may not read
+    is not damaged: its advice says so."""
     return [
         {
             "hash": bad.run_hash,
             "reason": bad.reason,
-            "advice": "run `aim-parquet verify --repair` to repair or quarantine it",
+            "advice": (
+                "permission denied, not damage: read it as a user who may, or ask its owner"
+                if bad.is_permission_denied
+                else "run `aim-parquet verify --repair` to repair or quarantine it"
+            ),
         }
         for bad in damaged
     ]

@@ -1,0 +1,303 @@
+"""Opening, locking and removing files inside `.aim/` without following anything out of it.
+
+The rule (FORMAT.md, "Links, special files and bounds"): nothing under `.aim/` is followed out of
+the repository, and no read is unbounded.
+
+- `open_regular` opens with `O_NOFOLLOW` (a symbolic link is refused, never followed) and
+  `O_NONBLOCK` (opening a FIFO does not hang), then requires a regular file (`fstat`): a link,
+  FIFO, device, socket or folder raises `UnsafeFileError` naming the file. `read_regular` and
+  `map_regular` add a size bound.
+- `try_flock` takes the `flock` of a lock file (`compact.lock`, `index/runs.lock`) without
+  waiting: it never follows a link, never truncates the file and never creates a missing folder,
+  so a run deleted meanwhile stays deleted. `flock_holder` names the process holding one.
+- `require_real_dirs` refuses a deletion when a folder between `.aim/` and the target is a link;
+  `remove_tree` never follows one.
+
+Permission errors pass through as `PermissionError`: callers report them as such, never as
+damage, and never repair what they cannot read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import mmap
+import os
+import shutil
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+
+from aim_parquet.errors import UnsafeFileError
+
+O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_LINK_ERRNOS = frozenset({errno.ELOOP, errno.EMLINK})  # Linux says ELOOP, the BSDs EMLINK
+
+MAX_JSON_FILE_BYTES = 256 << 20  # sidecars, manifests, the run index: far above any real one
+MAX_LOCK_FILE_BYTES = 4096  # a lock file holds one small JSON identity
+
+
+def describe_mode(mode: int) -> str:
+    """What kind of file `mode` (an `st_mode`) is, in words."""
+    for test, words in (
+        (stat.S_ISLNK, "a symbolic link"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISDIR, "a folder"),
+    ):
+        if test(mode):
+            return words
+    return "a special file"
+
+
+def link_error(path: str | os.PathLike[str], what: str) -> UnsafeFileError:
+    target = ""
+    with contextlib.suppress(OSError):
+        target = f" (to {os.readlink(path)!r})"
+    return UnsafeFileError(
+        f"{what} {os.fspath(path)} is a symbolic link{target}; aim_parquet never follows links "
+        "inside .aim/. Replace it by the file itself or remove it (`aim-parquet verify` lists "
+        "every link)."
+    )
+
+
+def not_regular_error(path: str | os.PathLike[str], what: str, mode: int) -> UnsafeFileError:
+    return UnsafeFileError(
+        f"{what} {os.fspath(path)} is {describe_mode(mode)}, not a regular file; aim_parquet "
+        "does not read it. Remove it (`aim-parquet verify` lists such files)."
+    )
+
+
+def open_regular(
+    path: str | os.PathLike[str], what: str, flags: int = os.O_RDONLY, mode: int = 0o644
+) -> int:
+    """A descriptor of the regular file at `path` (see module doc); close it yourself.
+
+    Raises UnsafeFileError for a link or a file that is not regular, and the OSError of `open`
+    otherwise (FileNotFoundError, PermissionError, ...).
+    """
+    try:
+        fd = os.open(path, flags | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, mode)
+    except OSError as exc:
+        if exc.errno in _LINK_ERRNOS and os.path.islink(path):
+            raise link_error(path, what) from None
+        if exc.errno == errno.ENXIO:  # a FIFO opened for writing with no reader
+            raise not_regular_error(path, what, stat.S_IFIFO) from None
+        raise
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise not_regular_error(path, what, st.st_mode)
+        if O_NONBLOCK and flags & (os.O_WRONLY | os.O_RDWR):  # (a regular file ignores it;
+            # clear it anyway where we write: some network filesystems honour it)
+            fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~O_NONBLOCK)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _too_large(path: str | os.PathLike[str], what: str, size: int, limit: int) -> UnsafeFileError:
+    return UnsafeFileError(
+        f"{what} {os.fspath(path)} is {size:,} bytes, more than the {limit:,} bytes aim_parquet "
+        "reads for it; it is not a file aim_parquet wrote. Move it away or run "
+        "`aim-parquet verify --repair`."
+    )
+
+
+def read_regular(path: str | os.PathLike[str], what: str, max_bytes: int) -> bytes:
+    """The bytes of a regular file of at most `max_bytes` (UnsafeFileError beyond)."""
+    fd = open_regular(path, what)
+    try:
+        size = os.fstat(fd).st_size
+        if size > max_bytes:
+            raise _too_large(path, what, size, max_bytes)
+        chunks = []
+        total = 0
+        while True:  # the file may grow while we read: never read more than the bound
+            chunk = os.read(fd, max(1 << 16, size - total + 1))
+            if not chunk:
+                break
+            total += len(chunk)
+            if total > max_bytes:
+                raise _too_large(path, what, total, max_bytes)
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def map_regular(
+    path: str | os.PathLike[str], what: str, *, small_bytes: int, max_bytes: int | None = None
+) -> bytes | pa.Buffer:
+    """A regular file's content: read into memory up to `small_bytes`, memory-mapped beyond (a
+    map costs no memory until read)."""
+    fd = open_regular(path, what)
+    try:
+        size = os.fstat(fd).st_size
+        if max_bytes is not None and size > max_bytes:
+            raise _too_large(path, what, size, max_bytes)
+        if size <= small_bytes:
+            chunks = []
+            left = size
+            while left > 0:
+                chunk = os.read(fd, left)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                left -= len(chunk)
+            return b"".join(chunks)
+        return pa.py_buffer(mmap.mmap(fd, size, access=mmap.ACCESS_READ))
+    finally:
+        os.close(fd)
+
+
+def copy_regular(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> str:
+    """Copy a regular file (opened without following a link; a FIFO or device is refused) to a
+    new file `dst`, with its times and mode; `shutil.copytree`'s copy function signature."""
+    fd = open_regular(src, "file")
+    with os.fdopen(fd, "rb") as fsrc, open(dst, "xb") as fdst:
+        shutil.copyfileobj(fsrc, fdst, 1 << 20)
+        fdst.flush()
+        os.fsync(fdst.fileno())
+    shutil.copystat(src, dst, follow_symlinks=False)
+    return os.fspath(dst)
+
+
+def try_flock(path: str | os.PathLike[str], what: str = "lock file") -> int | None:
+    """Take the exclusive `flock` of `path` without waiting; the descriptor (close it to release)
+    or None when another process holds it. Creates the file, never its folder
+    (FileNotFoundError when the folder is gone), never truncates it, never follows a link."""
+    fd = open_regular(path, what, os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            return None
+        raise
+    return fd
+
+
+def is_flocked(path: str | os.PathLike[str]) -> bool:
+    """Whether another process holds the `flock` of an existing `path` (False when it is missing,
+    or cannot be opened: an unreadable lock file is not a lock we can see)."""
+    try:
+        fd = open_regular(path, "lock file")
+    except (OSError, UnsafeFileError):
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)  # closing drops the flock we may have taken
+    return False
+
+
+@contextlib.contextmanager
+def held_flock(path: str | os.PathLike[str], what: str = "lock file") -> Iterator[bool]:
+    """`try_flock` as a context: yields whether the lock is held (released on exit)."""
+    fd = try_flock(path, what)
+    try:
+        yield fd is not None
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+def flock_pids(path: str | os.PathLike[str]) -> list[int] | None:
+    """The processes holding a `flock` on `path`, from /proc/locks (the kernel's own view: no
+    lock is taken to find out); None where there is no /proc/locks."""
+    try:
+        st = os.stat(path, follow_symlinks=False)
+        with open("/proc/locks", encoding="ascii", errors="replace") as f:
+            lines = f.read(1 << 22).splitlines()
+    except FileNotFoundError:
+        return None if not os.path.exists("/proc/locks") else []
+    except OSError:
+        return None
+    wanted = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    pids = []
+    for line in lines:
+        parts = line.split()
+        if len(parts) >= 6 and parts[1] == "FLOCK" and parts[5] == wanted and parts[4].isdigit():
+            pids.append(int(parts[4]))
+    return pids
+
+
+def flock_holder(path: str | os.PathLike[str]) -> str:
+    """Who holds the `flock` of `path`, in words ("process 123 (aim-parquet compact)"); read from
+    /proc/locks where there is one, else "another process"."""
+    pids = flock_pids(path)
+    if not pids:
+        return "another process"
+    return f"process {pids[0]}{_command_of(pids[0])}"
+
+
+def _command_of(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            raw = f.read(4096)
+    except OSError:
+        return ""
+    words = [w.decode("utf-8", "replace") for w in raw.split(b"\0") if w]
+    if not words:
+        return ""
+    shown = [os.path.basename(words[0]), *words[1:]]
+    for i, word in enumerate(shown):  # `python -m aim_parquet ...` / `.../aim-parquet ...`
+        if word.endswith("aim-parquet") or word == "aim_parquet":
+            shown = ["aim-parquet", *shown[i + 1 :]]
+            break
+    text = " ".join(shown)
+    text = "".join(c if c.isprintable() else "?" for c in text)
+    return f" ({text[:80]})"
+
+
+def first_link(base: Path, path: Path) -> Path | None:
+    """The first entry from `base` (excluded) down to `path` (included) that is a symbolic link,
+    or None. Missing entries end the walk (nothing below them exists)."""
+    try:
+        rel = path.relative_to(base)
+    except ValueError:
+        return None
+    current = base
+    for part in rel.parts:
+        current = current / part
+        try:
+            mode = os.lstat(current).st_mode
+        except FileNotFoundError:
+            return None
+        if stat.S_ISLNK(mode):
+            return current
+    return None
+
+
+def require_real_dirs(base: Path, path: Path, what: str) -> None:
+    """Raise UnsafeFileError when a folder from `base` down to `path` is a symbolic link: a
+    deletion there would reach outside the repository."""
+    link = first_link(base, path)
+    if link is not None:
+        raise UnsafeFileError(
+            f"cannot {what}: {link} is a symbolic link; aim_parquet never deletes through links "
+            "inside .aim/. Replace it by a real folder (or remove the link) and retry."
+        )
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a folder (or a file, or a link itself), never following a link."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(mode):
+        shutil.rmtree(path)  # fd-based where supported: never follows a link inside
+    else:
+        os.unlink(path)
