@@ -44,7 +44,9 @@ def add_parser(sub: Any) -> None:
         help="AimQL run query: only these runs (table and charts)",
     )
     p.add_argument(
-        "--output", default="report.html", help="the HTML file to write (default report.html)"
+        "--output",
+        default="report.html",
+        help="the HTML file to write (default report.html); an existing file is replaced atomically",
     )
     p.add_argument("--images", action="store_true", help="add the last step's images as thumbnails")
     p.add_argument("--title", default=None, help="the report's title")

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from aim_parquet.storage.atomic import atomic_write
 from aim_parquet.storage.repo_files import open_repo
 from aim_parquet.ui.api.binary import decode
 from aim_parquet.ui.api.jsonout import json_bytes
@@ -223,9 +224,7 @@ def write_report(
     data = report_data(state, query, runs_query, images=images, width=width)
     text = render(data, title or f"aim_parquet report: {query or 'all metrics'}")
     path = Path(output)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write(path, text.encode("utf-8"))  # a unique temp name: two reports never collide
     header, _ = decode(base64.b64decode(data["series"]))
     return ReportStats(
         path=path.resolve(),

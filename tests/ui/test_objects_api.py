@@ -359,3 +359,28 @@ def test_empty_sequences_are_listed_without_objects(tmp_path: Path) -> None:
         and read(hist["steps"]).size == 0
         and read(hist["heat"]["values"]).size == 0
     )
+
+
+def test_report_never_writes_through_a_planted_temp_name(
+    objects_repo: ObjectsRepo, tmp_path: Path
+) -> None:
+    """A link left (or planted) at the name a report used as its fixed temp file: the report
+    replaces its output through a temp file of its own, and the link's target is untouched."""
+    import subprocess
+
+    from tests.conftest import PYTHON, python_env
+
+    decoy = tmp_path / "decoy.txt"
+    decoy.write_text("not yours", encoding="utf-8")
+    out = tmp_path / "shared.html"
+    out.write_text("an older report", encoding="utf-8")
+    (tmp_path / ".shared.html.tmp").symlink_to(decoy)
+    done = subprocess.run(
+        [PYTHON, "-m", "aim_parquet", "report", "--repo", str(objects_repo.root),
+         "--runs", "run.experiment == 'plain'", "--output", str(out)],
+        capture_output=True, text=True, timeout=120, env=python_env(),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert decoy.read_text(encoding="utf-8") == "not yours"
+    text = out.read_text(encoding="utf-8")
+    assert text.rstrip().endswith("</html>") and text.count('id="report-data"') == 1
