@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -25,25 +26,16 @@ from aim_parquet.ui.api.state import UiState
 from tests.conftest import PYTHON, python_env
 from tests.ui.conftest import quiet_run
 
-testclient = pytest.importorskip("starlette.testclient")
-
 
 @pytest.fixture
 def client_for() -> Iterator[Any]:
-    """`client_for(repo)`: the UI app of `repo` in process (no Host check: the test client's
-    host is `testserver`)."""
+    """`client_for(repo)`: an HTTP client of the UI app of `repo`, served by uvicorn in a
+    thread on a free port."""
     from aim_parquet.ui.server import create_app
+    from tests.ui.test_hostile_api import served
 
-    clients: list[Any] = []
-
-    def make(repo: Path) -> Any:
-        client = testclient.TestClient(create_app(repo, check_host=False))
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        client.close()
+    with ExitStack() as stack:
+        yield lambda repo: stack.enter_context(served(create_app(repo)))
 
 
 def sidecar(root: Path, run_hash: str) -> dict[str, Any]:
