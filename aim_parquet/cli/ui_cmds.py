@@ -16,8 +16,11 @@ DEFAULT_PORT = 43800
 
 DESCRIPTION = (
     "Serve a local web UI of the repository: the runs explorer (a table of runs with an AimQL "
-    "search, archive, tags, edit, delete) and the metrics explorer (curves grouped, aggregated "
-    "and smoothed; active runs update live). It binds to 127.0.0.1 by default. With a "
+    "search, archive, tags, edit, delete), the metrics explorer (curves grouped, aggregated "
+    "and smoothed; active runs update live), a page per run (params, charts, system metrics, "
+    "terminal logs, log records), the images, distributions, texts, audio and figures "
+    "explorers, and the params (parallel coordinates) and scatter views. It binds to "
+    "127.0.0.1 by default. With a "
     "non-loopback --host, every request must carry a token: pass --token TOKEN, or one is "
     "generated and printed in the URL. Ctrl-C or SIGTERM stops it."
 )
@@ -36,7 +39,7 @@ the token then guards every request instead of the localhost-name check."""
 def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "up",
-        help="serve the web UI (runs and metrics explorers)",
+        help="serve the web UI (runs, metrics, run pages, objects, params, scatters)",
         description=DESCRIPTION,
         epilog=EPILOG,
         parents=[repo_option()],

@@ -56,7 +56,7 @@ from aim_parquet.format.paths import (
 )
 from aim_parquet.format.schema import describe_segment_schema, is_metric_kind
 from aim_parquet.storage.columns import to_numpy
-from aim_parquet.storage.compacted_read import is_gone, read_compacted
+from aim_parquet.storage.compacted_read import GoneFiles, is_gone, read_compacted
 from aim_parquet.storage.file_checks import check_segment_schema, segment_source
 from aim_parquet.storage.lock import RunLock, is_run_locked
 from aim_parquet.storage.repo_changes import write_sidecar
@@ -309,6 +309,7 @@ def _scan(
     """`_scan_once` as of one manifest state; starts over when a compaction swapped files."""
     run_dir = f"{os.fspath(layout.runs_dir)}/{validate_run_hash(run_hash)}"
     manifest_path = f"{run_dir}/{COMPACTED_DIRNAME}/{MANIFEST_FILENAME}"
+    gone = GoneFiles(run_hash)
     for attempt in range(MAX_SWAP_RETRIES):
         if attempt > 1:
             time.sleep(min(0.2, 0.005 * 2**attempt))  # let a compaction in progress finish
@@ -318,6 +319,7 @@ def _scan(
             out = _scan_once(files, infos, known, full=full)
         except OSError as exc:
             if is_gone(exc):
+                gone.check(exc, seen)
                 continue
             raise
         if manifest_bytes(manifest_path) == seen:

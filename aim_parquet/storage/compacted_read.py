@@ -30,6 +30,28 @@ def is_gone(exc: OSError) -> bool:
     return isinstance(exc, FileNotFoundError) or exc.errno == errno.ESTALE
 
 
+class GoneFiles:
+    """Tells a file removed by a compaction in progress (the caller reads again, from the new
+    manifest) from one missing for good: the same file gone twice under the same manifest bytes
+    is damage, said at once. It was retried for about 2 s and then reported as "files kept
+    changing", which sent the user looking for a writer that was not there."""
+
+    def __init__(self, run_hash: str) -> None:
+        self.run_hash = run_hash
+        self._last: tuple[object, bytes | None] | None = None
+
+    def check(self, exc: OSError, manifest: bytes | None) -> None:
+        """CorruptFileError when `exc`'s file was already gone under this same manifest."""
+        gone = (exc.filename, manifest)
+        if gone == self._last:
+            raise CorruptFileError(
+                f"run {self.run_hash}: {exc.filename or 'one of its files'} is missing (not "
+                "removed by a compaction: the run's compaction manifest did not change); "
+                "`aim-parquet verify --repair` repairs the run."
+            ) from exc
+        self._last = gone
+
+
 def _compacted_kind(info: SequenceInfo) -> str:
     if is_metric_kind(info.kind):
         return "metrics"

@@ -34,6 +34,7 @@ from aim_parquet.format.paths import (
 from aim_parquet.format.schema import OBJECT_SCHEMA, is_metric_kind
 from aim_parquet.storage.columns import int64_array, to_numpy
 from aim_parquet.storage.compacted_read import (
+    GoneFiles,
     _compacted_kind,
     _ParquetRows,
     _row_groups_for,
@@ -76,9 +77,11 @@ def read_object_rows(
     run_dir = f"{os.fspath(layout.runs_dir)}/{validate_run_hash(run_hash)}"
     seq_dir = f"{run_dir}/{SEQS_DIRNAME}/{info.seq_id}"
     manifest_path = f"{run_dir}/{COMPACTED_DIRNAME}/{MANIFEST_FILENAME}"
+    gone = GoneFiles(run_hash)
     for attempt in range(MAX_SWAP_RETRIES):
         if attempt > 1:
             time.sleep(min(0.2, 0.005 * 2**attempt))  # let a compaction in progress finish
+        seen: bytes | None = None
         try:
             manifest, seen = parse_manifest(manifest_path)
             tables: list[pa.Table] = []
@@ -107,6 +110,7 @@ def read_object_rows(
                         tables.append(kept)
         except OSError as exc:
             if is_gone(exc):
+                gone.check(exc, seen)
                 continue  # compaction or gc swapped files under us: read the new state
             raise
         if manifest_bytes(manifest_path) == seen:

@@ -38,7 +38,7 @@ from aim_parquet.format.schema import (
     is_metric_kind,
 )
 from aim_parquet.storage.columns import int64_array, nan_numpy, to_numpy
-from aim_parquet.storage.compacted_read import is_gone, read_compacted
+from aim_parquet.storage.compacted_read import GoneFiles, is_gone, read_compacted
 from aim_parquet.storage.safe_fs import MAX_JSON_FILE_BYTES, read_regular
 from aim_parquet.storage.segments import read_segment
 
@@ -157,9 +157,11 @@ def _read_pieces(
         raise ValueError(f"invalid sequence id {seq_id!r}")
     seq_dir = f"{run_dir}/{SEQS_DIRNAME}/{seq_id}"
     manifest_path = f"{run_dir}/{COMPACTED_DIRNAME}/{MANIFEST_FILENAME}"
+    gone = GoneFiles(run_hash)
     for attempt in range(MAX_SWAP_RETRIES):
         if attempt > 1:
             time.sleep(min(0.2, 0.005 * 2**attempt))  # let a compaction in progress finish
+        seen: bytes | None = None
         try:
             manifest, seen = parse_manifest(manifest_path)
             tables: list[pa.Table | pa.RecordBatch] = []
@@ -181,6 +183,7 @@ def _read_pieces(
                 tables.extend(data.batches)
         except OSError as exc:
             if is_gone(exc):
+                gone.check(exc, seen)
                 continue  # compaction or gc swapped files under us: read the new state
             raise
         if manifest_bytes(manifest_path) == seen:

@@ -99,7 +99,12 @@ def report_data(
         charted = f"({query}) and ({runs_query})" if query.strip() else runs_query
     body = search(state, charted, "step", width, ["metric.name"], (None, None))
     header, _ = decode(body)
-    names = sorted({s["name"] for c in header["charts"] for s in c["series"]})
+    # the runs table's metric columns: the user's own first, the system metrics (`__system__*`,
+    # one column per GPU) after them (sorted by name they came first and filled the 20 columns)
+    names = sorted(
+        {s["name"] for c in header["charts"] for s in c["series"]},
+        key=lambda name: (name.startswith("__system__"), name),
+    )
     table = runs_table(state, runs_query or "", names[:20])
     if runs_query is None:  # the runs of the metric query
         keep = [i for i, h in enumerate(table["columns"]["hash"]) if h in header["runs"]]
@@ -132,7 +137,7 @@ def _thumbnails(state: UiState, hashes: list[str]) -> dict[str, Any]:
     """The last step's images of the runs, as small data URIs (the first MAX_IMAGES)."""
     from aim_parquet.storage.object_read import read_object_rows
     from aim_parquet.ui.api.media import UndecodableObject, encode, find_sequence
-    from aim_parquet.ui.api.objects import listing
+    from aim_parquet.ui.api.objects import listing, parse_meta
 
     if not hashes:
         return {"count": 0, "items": []}
@@ -141,6 +146,8 @@ def _thumbnails(state: UiState, hashes: list[str]) -> dict[str, Any]:
     items: list[dict[str, Any]] = []
 
     for seq in found["sequences"]:
+        if len(items) >= MAX_IMAGES:
+            break  # the rest are counted, not read
         if seq["step"] is None:
             continue
         _, info = find_sequence(state, seq["run"], seq["seq"])
@@ -158,8 +165,9 @@ def _thumbnails(state: UiState, hashes: list[str]) -> dict[str, Any]:
                 break
             item = {"run": seq["run"], "name": seq["name"], "context": seq["context"],
                     "step": seq["step"], "index": index}  # fmt: skip
-            meta = json.loads(meta_text or "{}")
+            meta = parse_meta(meta_text)
             item["caption"] = str(meta.get("caption", ""))
+            item["width"], item["height"] = meta.get("width"), meta.get("height")
             try:
                 thumb, media_type = encode(info.kind, bytes(payload), meta, THUMB_PX)
                 item["src"] = f"data:{media_type};base64,{base64.b64encode(thumb).decode()}"
@@ -224,7 +232,9 @@ def write_report(
     data = report_data(state, query, runs_query, images=images, width=width)
     text = render(data, title or f"aim_parquet report: {query or 'all metrics'}")
     path = Path(output)
-    atomic_write(path, text.encode("utf-8"))  # a unique temp name: two reports never collide
+    # the one atomic-write path: a unique temp name, removed when the write fails (a fixed
+    # `.NAME.tmp` was left behind by an output that is a folder, or a full disk)
+    atomic_write(path, text.encode("utf-8"))
     header, _ = decode(base64.b64decode(data["series"]))
     return ReportStats(
         path=path.resolve(),

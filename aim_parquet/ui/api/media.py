@@ -39,7 +39,7 @@ from aim_parquet.storage.columns import to_numpy
 from aim_parquet.storage.object_read import read_object_rows
 from aim_parquet.ui.api.errors import BadRequest, api_errors
 from aim_parquet.ui.api.jsonout import error_response, json_bytes
-from aim_parquet.ui.api.objects import find_record, parse_meta, version_of
+from aim_parquet.ui.api.objects import find_record, parse_meta, version_of, whole
 from aim_parquet.ui.api.state import UiState
 
 T = TypeVar("T")
@@ -312,10 +312,7 @@ def routes(state: UiState) -> list[Route]:
         seq_id = p["seq"]
         if not is_valid_seq_id(seq_id):
             raise BadRequest(f"{seq_id!r} is not a sequence id (20 hex digits)")
-        try:
-            step, index = int(p["step"]), int(p["index"])
-        except ValueError:
-            raise BadRequest("step and index must be whole numbers") from None
+        step, index = whole(p["step"], "step"), whole(p["index"], "index")
         params = request.query_params
         size = thumb_size(params.get("size"))
         try:

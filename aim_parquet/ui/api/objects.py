@@ -17,6 +17,7 @@ are still shown.
 from __future__ import annotations
 
 import json
+import re
 import time
 from typing import Any
 
@@ -50,13 +51,22 @@ META_FIELDS = {
 }
 
 
+_WHOLE = re.compile(r"-?[0-9]{1,19}")
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def whole(value: str, name: str) -> int:
+    """A whole number of a URL: ASCII digits in the int64 range steps live in; BadRequest saying
+    what is wrong otherwise (`int()` took '+1', ' 1', '1_0' and '٣', and a step past int64
+    reached the reader as a 500)."""
+    if _WHOLE.fullmatch(value) is None or not INT64_MIN <= int(value) <= INT64_MAX:
+        raise BadRequest(f"{name} must be a whole number (int64), not {value!r}")
+    return int(value)
+
+
 def parse_int(value: str | None, name: str, default: int | None) -> int | None:
-    if value in (None, ""):
-        return default
-    try:
-        return int(value)
-    except ValueError:
-        raise BadRequest(f"{name} must be a whole number, not {value!r}") from None
+    """`whole(value)`, or `default` when the parameter is absent or empty."""
+    return default if value is None or value == "" else whole(value, name)
 
 
 def find_record(state: UiState, run_hash: str) -> RunRecord:
@@ -73,6 +83,28 @@ def sequence_steps(state: UiState, record: RunRecord, info: SequenceInfo) -> np.
     """The distinct steps at which an object sequence has objects (no payload read)."""
     table = read_object_rows(state.layout, record.hash, info, ["step"])
     return np.unique(to_numpy(table.column("step")))
+
+
+def short_read(
+    record: RunRecord, info: SequenceInfo, steps: Any, noun: str = "objects"
+) -> CorruptFileError | None:
+    """Why a finished run's sequence read short, or None: its catalogue's first or last step is
+    not among the `steps` its data files gave. A reader skips a segment's incomplete tail (a
+    writer may be writing it), so a truncated file of a finished run reads as fewer points, not
+    as an error: without this, a run whose logs file was cut showed "no terminal output"."""
+    if record.end_time is None or not info.count or info.last_step is None:
+        return None
+    found = np.asarray(steps)
+    wanted = [s for s in (info.first_step, info.last_step) if s is not None]
+    if found.size and all(bool((found == s).any()) for s in wanted):
+        return None
+    held = f"steps {int(found.min()):,} to {int(found.max()):,}" if found.size else "nothing"
+    first = info.last_step if info.first_step is None else info.first_step
+    return CorruptFileError(
+        f"its catalogue lists {info.count:,} {noun if info.count != 1 else noun[:-1]} from step "
+        f"{first:,} to {info.last_step:,}, "
+        f"but its data files hold {held} (a file was cut short or lost)"
+    )
 
 
 def version_of(record: RunRecord) -> str:
@@ -93,9 +125,14 @@ def listing(state: UiState, seq_var: str, query: str, step: int | None) -> dict[
         for info in match.sequences:
             state.check()
             try:
-                found.append((match.record, info, sequence_steps(state, match.record, info)))
+                steps = sequence_steps(state, match.record, info)
             except CorruptFileError as exc:
                 unreadable.append(unreadable_json(match.record, info, exc))
+                continue
+            found.append((match.record, info, steps))
+            short = short_read(match.record, info, steps)
+            if short is not None:  # shown as far as it can be read
+                unreadable.append(unreadable_json(match.record, info, short))
     every = [steps for _, _, steps in found]
     all_steps = np.unique(np.concatenate(every)).tolist() if every else []
     chosen = all_steps[-1] if step is None and all_steps else step
@@ -187,6 +224,9 @@ def texts(state: UiState, query: str, search: str, offset: int, limit: int) -> d
             except CorruptFileError as exc:
                 unreadable.append(unreadable_json(record, info, exc))
                 continue
+            short = short_read(record, info, to_numpy(table.column("step")))
+            if short is not None:  # searched as far as it can be read
+                unreadable.append(unreadable_json(record, info, short))
             steps = to_numpy(table.column("step")).tolist()
             indices = to_numpy(table.column("index")).tolist()
             for step, index, payload in zip(
@@ -208,6 +248,8 @@ def texts(state: UiState, query: str, search: str, offset: int, limit: int) -> d
                             "index": int(index),
                             "text": text[:MAX_TEXT_CHARS],
                             "length": len(text),
+                            # said, not inferred: a page's string length counts an emoji twice
+                            "truncated": len(text) > MAX_TEXT_CHARS,
                         }
                     )
                 total += 1

@@ -38,7 +38,7 @@ from aim_parquet.storage.object_read import read_object_rows
 from aim_parquet.ui.api.errors import BadRequest, api_errors
 from aim_parquet.ui.api.jsonout import JsonResponse
 from aim_parquet.ui.api.media import find_sequence
-from aim_parquet.ui.api.objects import find_record, parse_int, version_of
+from aim_parquet.ui.api.objects import find_record, parse_int, short_read, version_of
 from aim_parquet.ui.api.state import UiState
 
 MAX_LINES = 5_000
@@ -58,14 +58,18 @@ def clean_line(text: str) -> str:
     return text
 
 
+Lines = tuple[list[int], list[str], str | None]
+"""A run's log lines: their steps, their texts, and why some could not be read (or None)."""
+
+
 class LogCache:
     """The decoded lines of the last few finished runs' logs (an active run's are read anew)."""
 
     def __init__(self) -> None:
-        self._items: OrderedDict[tuple[str, str, str], tuple[list[int], list[str]]] = OrderedDict()
+        self._items: OrderedDict[tuple[str, str, str], Lines] = OrderedDict()
         self._lock = threading.Lock()
 
-    def lines(self, state: UiState, run_hash: str) -> tuple[list[int], list[str]] | None:
+    def lines(self, state: UiState, run_hash: str) -> Lines | None:
         record = find_record(state, run_hash)
         entry = next((e for e in record.catalogue() if e.name == LOGS_SEQUENCE), None)
         if entry is None:
@@ -81,17 +85,24 @@ class LogCache:
         if found is not None:
             return found
         table = read_object_rows(state.layout, run_hash, info, ["payload"])
-        steps = to_numpy(table.column("step")).tolist()
+        steps = to_numpy(table.column("step"))
         texts = [
             clean_line(bytes(p).decode("utf-8", "replace"))
             for p in table.column("payload").to_pylist()
         ]
+        short = short_read(record, info, steps, "lines")
+        found = (steps.tolist(), texts, None if short is None else problem_text(short))
         if key[2]:
             with self._lock:
-                self._items[key] = (steps, texts)
+                self._items[key] = found
                 while len(self._items) > LOG_CACHE_RUNS:
                     self._items.popitem(last=False)
-        return steps, texts
+        return found
+
+
+def problem_text(short: Exception) -> str:
+    """A short read as the run page says it (with what to do)."""
+    return f"Not all of it can be read: {short}. Run `aim-parquet verify --repair` to repair it."
 
 
 def _logs_seq_id() -> str:
@@ -106,13 +117,14 @@ def logs(
     found = cache.lines(state, run_hash)
     if found is None:
         return {"total": 0, "offset": 0, "lines": [], "matches": None, "match_count": 0}
-    steps, texts = found
+    steps, texts, problem = found
     answer: dict[str, Any] = {
         "total": len(texts),
         "offset": offset,
         "lines": [[steps[i], texts[i]] for i in range(offset, min(len(texts), offset + limit))],
         "matches": None,
         "match_count": 0,
+        "problem": problem,
     }
     if search:
         needle = search.lower()
@@ -128,6 +140,7 @@ def log_records(state: UiState, run_hash: str, limit: int) -> dict[str, Any]:
     if entry is None:
         return {"total": 0, "records": []}
     table = read_object_rows(state.layout, run_hash, entry.info, ["payload"])
+    short = short_read(record, entry.info, to_numpy(table.column("step")), "records")
     steps = to_numpy(table.column("step")).tolist()
     payloads = table.column("payload").to_pylist()
     start = max(0, len(payloads) - limit)
@@ -151,7 +164,11 @@ def log_records(state: UiState, run_hash: str, limit: int) -> dict[str, Any]:
             records.append(
                 {"step": step, "level": 40, "level_name": "UNREADABLE", "message": repr(payload)}
             )
-    return {"total": len(payloads), "records": records}
+    return {
+        "total": len(payloads),
+        "records": records,
+        "problem": None if short is None else problem_text(short),
+    }
 
 
 def salvage(state: UiState, run_hash: str) -> dict[str, Any]:

@@ -48,6 +48,15 @@ export async function getJSON(path, params, options = {}) {
   return (await check(response)).json();
 }
 
+/** Most runs one query can name by hash: `run.hash in [...]` of 300 hashes is 8.4k characters
+ * (a query may have 10,000). */
+export const MAX_LINKED_RUNS = 300;
+
+/** The AimQL run query naming exactly these runs. */
+export function hashesQuery(hashes) {
+  return `run.hash in [${hashes.map((x) => `"${x}"`).join(", ")}]`;
+}
+
 /** POST/DELETE with the header the server requires of changing requests. */
 export async function send(method, path, body) {
   const response = await fetch(url(path), {

@@ -33,8 +33,9 @@ export function fmtTick(value, step = NaN) {
     const unit = 10 ** Math.floor(Math.log10(abs));
     return value.toExponential(Math.min(15, decimals(unit))).replace(/\.?0+e/, "e").replace("e+", "e");
   }
-  for (const [size, suffix] of [[1e12, "T"], [1e9, "B"], [1e6, "M"], [1e4, "k"]]) {
-    if (abs >= size) return `${trimZeros((value / size).toFixed(Math.min(15, decimals(size))))}${suffix}`;
+  // [from, unit, suffix]: from 10,000 on in thousands (5000 stays 5000, 12,500 is 12.5k)
+  for (const [from, unit, suffix] of [[1e12, 1e12, "T"], [1e9, 1e9, "B"], [1e6, 1e6, "M"], [1e4, 1e3, "k"]]) {
+    if (abs >= from) return `${trimZeros((value / unit).toFixed(Math.min(15, decimals(unit))))}${suffix}`;
   }
   return trimZeros(value.toFixed(Math.min(15, decimals(1))));
 }

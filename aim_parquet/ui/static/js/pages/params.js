@@ -1,9 +1,12 @@
 // The params explorer (/params?q=AIMQL&params=a,b&metrics=loss&color=KEY): parallel coordinates
 // over chosen params and the last value of chosen metrics, one line per run matching a run query,
 // coloured by any of them. Drag along an axis to select a range (runs outside every selection
-// fade); double click an axis to clear it. A click on a line opens that run.
+// fade); double click an axis to clear it. A click on a line opens that run. The selection opens
+// in the metrics or runs explorer as a query: the page's own (nothing brushed), else the brushed
+// ranges as conditions on their params and metrics (checked against the server before use), else
+// the runs' hashes (at most MAX_LINKED_RUNS of them fit in one query).
 
-import { ApiError, getJSON } from "../api.js";
+import { ApiError, MAX_LINKED_RUNS, getJSON, hashesQuery } from "../api.js";
 import { fmtValue, h, markNav, setReady, setStatus } from "../dom.js";
 import { notesFor, viewState } from "../explorer.js";
 import { clip, colorFor, columnsOf, cssVar, fitCanvas, scaleFor } from "../plot2d.js";
@@ -27,6 +30,8 @@ const errorBox = h("pre", { class: "error", hidden: true, role: "alert" });
 const notes = h("div", {});
 const count = h("span", { class: "count" });
 const selection = h("span", { class: "actions" });
+const selectionNote = h("p", { class: "error", role: "alert", hidden: true, id: "selection-note" });
+let checkFailed = false; // the server named other runs than the brushed ones (see openChecked)
 const canvas = h("canvas", {});
 const tooltip = h("div", { class: "tooltip", hidden: true });
 const area = h("div", { class: "plot-area", id: "params", dataset: { runCount: "0", selectedCount: "0" } }, canvas, tooltip);
@@ -37,7 +42,7 @@ app.append(
   errorBox,
   h("div", { class: "toolbar" }, count, h("label", { class: "inline" }, "Params ", paramsInput),
     h("label", { class: "inline" }, "Metrics ", metricsInput), h("label", { class: "inline" }, "colour by ", colorSelect), selection),
-  paramKeys, metricNames, notes, empty, area);
+  selectionNote, paramKeys, metricNames, notes, empty, area);
 paramsInput.addEventListener("change", () => { state.params = paramsInput.value.trim(); save(true); build(); draw(); });
 metricsInput.addEventListener("change", () => { state.metrics = metricsInput.value.split(",").map((s) => s.trim()).filter(Boolean).join(","); save(true); load(); });
 colorSelect.addEventListener("change", () => { state.color = colorSelect.value; save(); draw(); });
@@ -163,13 +168,101 @@ function draw() {
   });
   area.dataset.selectedCount = String(selected.length);
   const hashes = selected.map((i) => data.columns.hash[i]);
-  const list = hashes.slice(0, 500).map((x) => `"${x}"`).join(", ");
+  const link = selectionQuery(g, hashes);
+  if (hashes.length && !link) {
+    selectionNote.textContent = `${hashes.length.toLocaleString("en-US")} runs cannot be named in one query: ` +
+      `brush only params and metrics (not their none / NaN band), or select at most ${MAX_LINKED_RUNS}`;
+    selectionNote.hidden = false;
+  } else if (!checkFailed) {
+    selectionNote.hidden = true;
+  }
+  const open = (page, label) => h("a", {
+    class: `button${hashes.length && link ? "" : " disabled"}`, "aria-disabled": hashes.length && link ? "false" : "true",
+    href: hashes.length && link ? pageUrl(page, link.q) : undefined,
+    title: link ? "" : `brush only params and metrics (not their none / NaN band), or select at most ${MAX_LINKED_RUNS} runs, to open them`,
+    onclick: (event) => { if (link && link.verify) { event.preventDefault(); openChecked(page, link.q, hashes); } },
+  }, label);
   selection.replaceChildren(...[
     brushes.size ? h("span", {}, `${selected.length.toLocaleString("en-US")} selected `) : null,
-    h("a", { class: `button${hashes.length ? "" : " disabled"}`, href: `metrics?q=${encodeURIComponent(`run.hash in [${list}]`)}` }, "Open in metrics"),
-    h("a", { class: `button${hashes.length ? "" : " disabled"}`, href: `runs?q=${encodeURIComponent(`run.hash in [${list}]`)}` }, "Show in runs"),
+    open("metrics", "Open in metrics"), open("runs", "Show in runs"),
     brushes.size ? h("button", { type: "button", onclick: () => { brushes.clear(); draw(); } }, "Clear selection") : null,
   ].filter(Boolean));
+}
+
+// -- the selection as a query -----------------------------------------------------------------
+
+function pageUrl(page, q) {
+  return q ? `${page}?q=${encodeURIComponent(q)}` : page;
+}
+
+/** The query of the selected runs: {q, verify} (verify: built from the brushes, to be checked
+ * against the server), or null when none can be made. */
+function selectionQuery(g, hashes) {
+  if (!brushes.size) return { q: state.q.trim(), verify: false };
+  const terms = [];
+  for (const [k, [a, b]] of brushes) {
+    const axis = axes[k];
+    if (!axis) continue;
+    const inside = [];
+    for (let i = 0; i < data.count; i++) {
+      const y = yOf(g, axis, i);
+      if (y >= Math.min(a, b) && y <= Math.max(a, b)) inside.push(axis.col.values[i]);
+    }
+    const term = axisTerm(axis, inside);
+    if (term === null) { terms.length = 0; break; }
+    terms.push(term);
+  }
+  const own = state.q.trim();
+  const q = [own ? `(${own})` : "", ...terms].filter(Boolean).join(" and ");
+  if (terms.length && q.length <= 9000) return { q, verify: true };
+  return hashes.length <= MAX_LINKED_RUNS ? { q: hashesQuery(hashes), verify: false } : null;
+}
+
+const PYTHON_KEYWORDS = new Set(("False None True and as assert async await break class continue def del elif else " +
+  "except finally for from global if import in is lambda nonlocal not or pass raise return try while with yield").split(" "));
+
+/** The AimQL expression of an axis: a param (`run["hparams"].lr`: the first key subscripted,
+ * as `run.name` is the run's name, not a param) or a metric's last value
+ * (`run.metrics["loss", {"subset": "val"}].last`). */
+function axisExpr(col) {
+  const part = (name, i) => (i && /^[A-Za-z_]\w*$/.test(name) && !PYTHON_KEYWORDS.has(name) ? `.${name}` : `[${JSON.stringify(name)}]`);
+  if (col.key.startsWith("p:")) return `run${col.label.split(".").map(part).join("")}`;
+  const metric = data.metrics.find((m) => m.label === col.label);
+  return metric ? `run.metrics[${JSON.stringify(metric.name)}, ${JSON.stringify(metric.context || {})}].last` : null;
+}
+
+/** The condition that holds for exactly the `values` inside an axis's brush, or null. */
+function axisTerm(axis, values) {
+  const expr = axisExpr(axis.col);
+  if (expr === null || values.some((v) => axis.scale.position(v) === null)) return null; // the none / NaN band
+  if (axis.scale.numeric) {
+    if (!values.every((v) => Number.isFinite(v) && (!Number.isInteger(v) || Number.isSafeInteger(v)))) return null;
+    const lo = Math.min(...values), hi = Math.max(...values);
+    return `(${expr} >= ${lo} and ${expr} <= ${hi})`;
+  }
+  const literal = (v) => (typeof v === "boolean" ? (v ? "True" : "False")
+    : typeof v === "string" || (typeof v === "number" && Number.isFinite(v)) ? JSON.stringify(v) : null);
+  const items = [...new Set(values.map(literal))];
+  return items.some((x) => x === null) ? null : `${expr} in [${items.join(", ")}]`;
+}
+
+/** Open the brushed runs by their conditions once the server agrees they name exactly these
+ * runs (a param key holding a dot, say, would not), else by their hashes. */
+async function openChecked(page, q, hashes) {
+  checkFailed = false;
+  let same = false;
+  try {
+    const answer = await getJSON("api/runs", { q, sparse: 1 });
+    const wanted = new Set(hashes);
+    same = answer.columns.hash.length === wanted.size && answer.columns.hash.every((x) => wanted.has(x));
+  } catch (_) { /* fall back to the hashes */ }
+  if (same) location.href = pageUrl(page, q);
+  else if (hashes.length <= MAX_LINKED_RUNS) location.href = pageUrl(page, hashesQuery(hashes));
+  else {
+    selectionNote.textContent = `these ${hashes.length.toLocaleString("en-US")} runs cannot be named in one query: select at most ${MAX_LINKED_RUNS}`;
+    selectionNote.hidden = false;
+    checkFailed = true;
+  }
 }
 
 function nearestAxis(x, g) {
@@ -203,6 +296,7 @@ canvas.addEventListener("mousedown", (event) => {
   const k = nearestAxis(x, g);
   if (k < 0) return;
   drag = { k, start: y, moved: false };
+  checkFailed = false;
   event.preventDefault();
 });
 window.addEventListener("mousemove", (event) => {

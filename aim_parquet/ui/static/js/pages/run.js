@@ -7,7 +7,7 @@ import { ApiError, getJSON, getSeries, send } from "../api.js";
 import { Chart } from "../chart.js";
 import { fmtDuration, fmtNumber, fmtTime, fmtValue, h, markNav, setReady, setStatus } from "../dom.js";
 import { LazyLoader, notesFor } from "../explorer.js";
-import { PALETTE, contextLabel, toNullable } from "../series.js";
+import { PALETTE, contextLabel, isolated, toNullable } from "../series.js";
 import { readState, writeState } from "../state.js";
 import { mountAudios } from "../views/audios.js";
 import { mountDistributions } from "../views/distributions.js";
@@ -34,7 +34,8 @@ const app = document.getElementById("app");
 const root = h("div", { id: "run", class: "tab-panel", dataset: { runHash: hash } });
 app.append(root);
 let run = null;
-let charts = [];
+const chartFrames = new Map(); // chart title -> its section (kept across an active run's refreshes)
+let filterWords = []; // the metric filter's words
 let refreshTimer = 0;
 const chartLoader = new LazyLoader();
 
@@ -122,11 +123,8 @@ function overview() {
   const filter = h("input", { type: "search", name: "metric-filter", placeholder: "filter metrics by name",
     "aria-label": "filter metrics", class: "metrics-input" });
   filter.addEventListener("input", () => {
-    const words = filter.value.toLowerCase().split(/\s+/).filter(Boolean);
-    for (const el of [...metricsBox.children, ...systemBox.children]) {
-      const title = (el.querySelector("h3 span") || el).textContent.toLowerCase();
-      el.hidden = !words.every((w) => title.includes(w));
-    }
+    filterWords = filter.value.toLowerCase().split(/\s+/).filter(Boolean);
+    for (const el of chartFrames.values()) el.hidden = !passesFilter(el);
   });
   const panel = h("div", { class: "tab-panel" },
     h("section", { class: "panel" }, h("h2", {}, "Params"), paramsTree(run.params)),
@@ -143,68 +141,91 @@ function paramsTree(params) {
     if (v && typeof v === "object" && !Array.isArray(v) && Object.keys(v).length) {
       return h("details", { open: depth < 2 }, h("summary", {}, h("span", { class: "key" }, k), ` {${Object.keys(v).length}}`), node(v, depth + 1));
     }
-    return h("div", { class: "leaf" }, h("span", { class: "key" }, `${k}: `), fmtValue(v));
+    return h("div", { class: "leaf" }, h("span", { class: "key" }, `${k}: `), v === null ? "None" : fmtValue(v));
   }));
   return h("div", { class: "params-tree", id: "params-tree" }, node(params, 0));
 }
 
+/** Whether a chart's title holds every word of the metric filter. */
+function passesFilter(el) {
+  const title = (el.querySelector("h3 span") || el).textContent.toLowerCase();
+  return filterWords.every((w) => title.includes(w));
+}
+
+/** The run's charts. Each chart's frame is made at once and drawn when it comes near the
+ * screen (a run may have hundreds of metrics). An active run's refresh updates the charts in
+ * place, so the filter, a drag-zoom and the scroll position stay (they were rebuilt, every
+ * 5 s, unfiltered and unzoomed). */
 async function loadCharts(metricsBox, systemBox, systemTitle, notes) {
   setReady(false);
   const width = Math.max(320, Math.floor((metricsBox.clientWidth || 1200) / 3));
-  let answer;
+  let answer = null;
   try {
     answer = await getSeries("api/metrics/search", { q: `run.hash == "${hash}"`, x: "step", chart_by: "metric.name", width });
   } catch (err) {
-    metricsBox.replaceChildren(h("pre", { class: "error" }, err.message || String(err)));
-    setReady(true);
-    return;
+    notes.replaceChildren(h("pre", { class: "error", role: "alert" }, err.message || String(err)));
   }
-  const { header, read } = answer;
-  for (const c of charts) c.destroy();
-  charts = [];
-  metricsBox.replaceChildren();
-  systemBox.replaceChildren();
-  let series = 0;
-  // every chart's frame at once, its drawing when it comes near the screen (a run may have
-  // hundreds of metrics)
-  const frames = [];
-  for (const c of header.charts) {
-    const system = c.title.startsWith(SYSTEM);
-    const el = h("section", { class: "chart small-chart", dataset: { maxStep: c.max_step ?? "", mode: c.mode } });
-    const bad = c.series.reduce((n, s) => n + (s.nonfinite || 0), 0);
-    el.append(h("h3", {}, h("span", {}, system ? c.title.slice(SYSTEM.length) : c.title),
-      h("small", {}, ` ${c.series.length} series · last step ${fmtNumber(c.max_step)}${bad ? ` · ${bad} NaN/inf not drawn` : ""}`)));
-    (system ? systemBox : metricsBox).append(el);
-    el._draw = () => {
-      const chart = new Chart(el, { xAxis: "step", xLabel: "step", approximate: c.mode === "binned", height: 180 });
-      const lines = c.series.map((s, i) => ({
-        label: contextLabel(s.context) || s.name, color: PALETTE[i % PALETTE.length], values: toNullable(read(s.y)),
-        detail: `last value ${fmtNumber(s.last_value)} at step ${fmtNumber(s.last_step)}`,
-      }));
-      chart.draw(Array.from(read(c.x)), lines);
-      el.append(h("div", { class: "legend" }, lines.map((l) => {
-        const swatch = h("span", { class: "swatch" });
-        swatch.style.background = l.color;
-        return h("span", { class: "legend-item" }, swatch, l.label);
-      })));
-      charts.push(chart);
-    };
-    frames.push(el);
-    series += c.series.length;
+  if (answer) {
+    const { header, read } = answer;
+    const fresh = [];
+    let series = 0;
+    for (const c of header.charts) {
+      const system = c.title.startsWith(SYSTEM);
+      let el = chartFrames.get(c.title);
+      if (!el) {
+        el = h("section", { class: "chart small-chart" },
+          h("h3", {}, h("span", {}, system ? c.title.slice(SYSTEM.length) : c.title), h("small", {})));
+        (system ? systemBox : metricsBox).append(el);
+        chartFrames.set(c.title, el);
+        el.hidden = !passesFilter(el);
+        fresh.push(el);
+      }
+      const bad = c.series.reduce((n, s) => n + (s.nonfinite || 0), 0);
+      el.dataset.maxStep = c.max_step ?? "";
+      el.dataset.mode = c.mode;
+      el.querySelector("h3 small").textContent = ` ${c.series.length} series · last step ${fmtNumber(c.max_step)}${bad ? ` · ${bad} NaN/inf not drawn` : ""}`;
+      el._draw = () => drawChart(el, c, read);
+      if (el._chart) el._draw(); // drawn before: new data, same chart
+      series += c.series.length;
+    }
+    const drawn = chartLoader.watch(fresh, (el) => el._draw());
+    const userCharts = metricsBox.querySelectorAll(":scope > section.chart").length;
+    metricsBox.dataset.chartCount = String(userCharts);
+    metricsBox.dataset.seriesCount = String(series);
+    systemBox.dataset.chartCount = String(systemBox.querySelectorAll(":scope > section.chart").length);
+    systemTitle.hidden = systemBox.dataset.chartCount === "0";
+    const unreadable = header.unreadable || [];
+    metricsBox.querySelector(":scope > .empty")?.remove();
+    if (!userCharts) {
+      metricsBox.append(h("div", { class: "empty" }, unreadable.length ? "No metric of this run can be read (see above)."
+        : "This run has no metrics (track some with run.track(value, name=...))."));
+    }
+    notes.replaceChildren(notesFor({ unreadable }) || "");
+    await drawn; // the charts on the first screen
   }
-  chartLoader.disconnect();
-  const drawn = chartLoader.watch(frames, (el) => el._draw());
-  const userCharts = metricsBox.childElementCount;
-  metricsBox.dataset.chartCount = String(userCharts);
-  metricsBox.dataset.seriesCount = String(series);
-  systemBox.dataset.chartCount = String(systemBox.childElementCount);
-  systemTitle.hidden = systemBox.childElementCount === 0;
-  if (!userCharts) metricsBox.append(h("div", { class: "empty" }, "This run has no metrics (track some with run.track(value, name=...))."));
-  notes.replaceChildren(notesFor({ unreadable: header.unreadable || [] }) || "");
-  await drawn; // the charts on the first screen
   setReady(true);
   clearTimeout(refreshTimer);
   if (run.active) refreshTimer = setTimeout(() => loadCharts(metricsBox, systemBox, systemTitle, notes), REFRESH_MS);
+}
+
+/** Draw (or redraw with new data) one chart of the run; a single value is drawn as a dot. */
+function drawChart(el, c, read) {
+  const lines = c.series.map((s, i) => {
+    const values = toNullable(read(s.y));
+    const name = s.name.startsWith(SYSTEM) ? s.name.slice(SYSTEM.length) : s.name;
+    return { label: contextLabel(s.context) || name, color: PALETTE[i % PALETTE.length], values, points: isolated(values),
+      detail: `last value ${fmtNumber(s.last_value)} at step ${fmtNumber(s.last_step)}` };
+  });
+  if (!el._chart) el._chart = new Chart(el, { xAxis: "step", xLabel: "step", approximate: c.mode === "binned", height: 180 });
+  el._chart.approximate = c.mode === "binned";
+  el._chart.draw(Array.from(read(c.x)), lines);
+  const legend = h("div", { class: "legend" }, lines.map((l) => {
+    const swatch = h("span", { class: "swatch" });
+    swatch.style.background = l.color;
+    return h("span", { class: "legend-item" }, swatch, l.label);
+  }));
+  if (el._legend) el._legend.replaceWith(legend); else el.append(legend);
+  el._legend = legend;
 }
 
 async function damaged(err) {

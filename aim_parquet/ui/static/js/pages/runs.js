@@ -1,14 +1,13 @@
 // The runs explorer (/runs, also the home page): a virtual table of the runs matching an AimQL
 // run query, with sorting, column choice, last metric values, selection and run changes.
 
-import { ApiError, getJSON, send } from "../api.js";
+import { ApiError, MAX_LINKED_RUNS, getJSON, hashesQuery, send } from "../api.js";
 import { ask, fmtDuration, fmtNumber, fmtTime, fmtValue, h, markNav, setReady, setStatus } from "../dom.js";
 import { readState, writeState } from "../state.js";
 import { VirtualTable, fitWidth } from "../table.js";
 
 const DEFAULTS = { q: "", metrics: "", sort: "created:desc", params: "", archived: false };
 const DEFAULT_PARAM_COLUMNS = 40;
-const MAX_LINKED_RUNS = 300; // run.hash in [...] of 300 hashes: 8.4k characters (queries: 10k)
 const state = readState(DEFAULTS);
 const selected = new Set();
 let data = null;   // the last /api/runs answer
@@ -319,7 +318,7 @@ function metricsLink(hashes) {
     return q ? `metrics?q=${encodeURIComponent(q)}` : "metrics";
   }
   if (hashes.length > MAX_LINKED_RUNS) return null;
-  return `metrics?q=${encodeURIComponent(`run.hash in [${hashes.map((x) => `"${x}"`).join(", ")}]`)}`;
+  return `metrics?q=${encodeURIComponent(hashesQuery(hashes))}`;
 }
 
 /** The header's box follows the rows' boxes: checked when all are, a dash when some are. */

@@ -2,7 +2,7 @@
 // the data inside the file (no request is made). Bundled into the file by aim_parquet/ui/report.py.
 
 import { fmtDuration, fmtNumber, fmtTime, fmtValue, h, setReady, setStatus } from "../dom.js";
-import { PALETTE, contextLabel, toNullable } from "../series.js";
+import { PALETTE, contextLabel, isolated, toNullable } from "../series.js";
 import { Chart } from "../chart.js";
 import { decodeSeries } from "../api.js";
 
@@ -49,11 +49,14 @@ function main() {
     chart.draw(Array.from(read(c.x)), c.series.map((s) => {
       const run = header.runs[s.run];
       const ctx = contextLabel(s.context);
-      return { label: `${run ? run.name : s.run.slice(0, 8)}${ctx ? ` (${ctx})` : ""}`, color: colors.get(s.run), values: toNullable(read(s.y)),
+      const values = toNullable(read(s.y));
+      return { label: `${run ? run.name : s.run.slice(0, 8)}${ctx ? ` (${ctx})` : ""}`, color: colors.get(s.run), values, points: isolated(values),
         detail: `run ${s.run.slice(0, 8)} · last ${fmtNumber(s.last_value)} at step ${fmtNumber(s.last_step)}` };
     }));
   }
-  if (data.images) root.append(images(data.images, header.runs, root));
+  const names = new Map(runs.columns.hash.map((hash, i) => [hash, runs.columns.name[i]]));
+  for (const [hash, run] of Object.entries(header.runs)) if (!names.has(hash)) names.set(hash, run.name);
+  if (data.images) root.append(images(data.images, names, root));
   setStatus(`drawn in ${(performance.now() - started).toFixed(0)} ms`);
   setReady(true);
 }
@@ -73,14 +76,16 @@ function runsTable(runs, colors) {
     h("thead", {}, h("tr", {}, head.map((c) => h("th", {}, c)))), h("tbody", {}, rows)));
 }
 
-function images(found, runs, root) {
+function images(found, names, root) {
   root.dataset.imageCount = String(found.items.length);
   const cards = found.items.map((item) => {
-    const run = runs[item.run];
     const picture = item.src ? h("img", { src: item.src, alt: item.caption || item.name }) : h("div", { class: "broken" }, item.error || "cannot show this image");
+    const side = Math.max(item.width || 0, item.height || 0);
+    if (item.src && side && side < 160) picture.classList.add("fill"); // as the images explorer: small ones fill their box
+    if (item.src && item.width && item.width <= 32) picture.classList.add("pixelated");
     return h("figure", { class: "image-card" }, h("div", { class: "thumb" }, picture),
       h("figcaption", {}, item.caption ? h("span", { class: "caption" }, item.caption) : null,
-        h("span", { class: "where" }, `${run ? run.name : item.run.slice(0, 8)} · ${item.name} · step ${fmtNumber(item.step)} · #${item.index}`)));
+        h("span", { class: "where" }, `${names.get(item.run) || item.run.slice(0, 8)} · ${item.name} · step ${fmtNumber(item.step)} · #${item.index}`)));
   });
   const more = found.count > found.items.length ? ` (the first ${found.items.length} of ${found.count})` : "";
   return h("section", {}, h("h2", { class: "section-title" }, `Images at the last step${more}`),

@@ -205,7 +205,7 @@ export function mountDistributions(container, { fixedQuery = "", inUrl = true } 
       ({ header, read } = await getSeries("api/distributions", { q: fullQuery(fixedQuery, state.q) }));
       if (mine !== generation) return;
       errorBox.hidden = true;
-      setStatus(`${header.sequences.length} distribution${header.sequences.length === 1 ? "" : "s"} · ${(header.elapsed_s * 1000).toFixed(0)} ms`);
+      setStatus(`${header.count.toLocaleString("en-US")} distribution${header.count === 1 ? "" : "s"} · ${(header.elapsed_s * 1000).toFixed(0)} ms`);
     } catch (err) {
       if (mine !== generation) return;
       errorBox.hidden = false;
@@ -216,8 +216,10 @@ export function mountDistributions(container, { fixedQuery = "", inUrl = true } 
     root.replaceChildren(...cards.map((c) => c.el));
     await lazy.watch(cards.map((c) => c.el), (el) => { el._card.drawn = true; el._card.draw(); });
     notes.replaceChildren(notesFor(fixedQuery ? { unreadable: header.unreadable } : header) || "");
-    root.dataset.sequenceCount = String(cards.length);
-    count.textContent = `${cards.length} distribution${cards.length === 1 ? "" : "s"}`;
+    const matched = header.count ?? cards.length;
+    root.dataset.sequenceCount = String(matched);
+    count.textContent = `${matched.toLocaleString("en-US")} distribution${matched === 1 ? "" : "s"}` +
+      (matched > cards.length ? ` (the first ${cards.length.toLocaleString("en-US")} shown: narrow the query)` : "");
     empty.hidden = cards.length > 0 || !errorBox.hidden;
     empty.textContent = state.q || fixedQuery ? "No distribution matches this query."
       : "This repository has no distributions yet: track some with run.track(aim.Distribution(values), name=...).";

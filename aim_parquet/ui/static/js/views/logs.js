@@ -24,7 +24,10 @@ export function mountLogs(container, hash, { active = false } = {}) {
   const errorBox = h("pre", { class: "error", hidden: true, role: "alert" });
   container.append(h("div", { class: "toolbar" }, info, h("form", { class: "inline", onsubmit: (e) => { e.preventDefault(); find(); } }, search, prev, next, found), h("span", { class: "actions" }, reload, end)),
     errorBox, box);
-  box.addEventListener("scroll", schedule, { passive: true });
+  box.addEventListener("scroll", () => {
+    box.style.setProperty("--sx", `${box.scrollLeft}px`); // the line numbers follow a sideways scroll
+    schedule();
+  }, { passive: true });
   new ResizeObserver(schedule).observe(box);
 
   function chunk(index) {
@@ -89,7 +92,8 @@ export function mountLogs(container, hash, { active = false } = {}) {
       const answer = await getJSON(`api/runs/${hash}/logs`, { offset: 0, limit: CHUNK });
       total = answer.total;
       chunks.set(0, Promise.resolve(answer.lines));
-      errorBox.hidden = true;
+      errorBox.hidden = !answer.problem; // a damaged file: the lines that can be read, and why not all
+      errorBox.textContent = answer.problem || "";
     } catch (err) {
       total = 0;
       errorBox.hidden = false;
@@ -109,10 +113,14 @@ export function mountLogs(container, hash, { active = false } = {}) {
     matchAt = -1;
     if (needle) {
       setReady(false);
-      const answer = await getJSON(`api/runs/${hash}/logs`, { offset: 0, limit: 0, search: needle });
-      matches = answer.matches || [];
-      found.textContent = answer.match_count ? `${answer.match_count.toLocaleString("en-US")} match${answer.match_count === 1 ? "" : "es"}` +
-        (answer.match_count > matches.length ? ` (first ${matches.length.toLocaleString("en-US")})` : "") : "no match";
+      try {
+        const answer = await getJSON(`api/runs/${hash}/logs`, { offset: 0, limit: 0, search: needle });
+        matches = answer.matches || [];
+        found.textContent = answer.match_count ? `${answer.match_count.toLocaleString("en-US")} match${answer.match_count === 1 ? "" : "es"}` +
+          (answer.match_count > matches.length ? ` (first ${matches.length.toLocaleString("en-US")})` : "") : "no match";
+      } catch (err) {
+        found.textContent = `search failed: ${err.message || err}`;
+      }
       setReady(true);
     } else {
       found.textContent = "";
@@ -123,12 +131,19 @@ export function mountLogs(container, hash, { active = false } = {}) {
     if (matches.length) jump(1); else render();
   }
 
-  function jump(direction) {
+  async function jump(direction) {
     if (!matches.length) return;
     matchAt = (matchAt + direction + matches.length) % matches.length;
-    box.scrollTop = Math.max(0, matches[matchAt] * LINE - box.clientHeight / 3);
+    const line = matches[matchAt];
+    box.scrollTop = Math.max(0, line * LINE - box.clientHeight / 3);
     found.textContent = found.textContent.replace(/^(\d+ of )?/, `${matchAt + 1} of `);
-    render();
+    await render();
+    // sideways too: the match may lie far along a long line (or the view was scrolled away)
+    const mark = pool.find((el) => !el.hidden && el.dataset.shown === `${line}:${searchGeneration}`)?.querySelector("mark");
+    if (mark) {
+      const x = mark.offsetLeft;
+      box.scrollLeft = x + mark.offsetWidth < box.clientWidth - 16 ? 0 : Math.max(0, x - box.clientWidth / 3);
+    }
   }
 
   load();
@@ -142,7 +157,7 @@ export function mountLogRecords(container, hash) {
   const table = h("table", { class: "records", id: "log-records", dataset: { recordCount: "0" } });
   const errorBox = h("pre", { class: "error", hidden: true, role: "alert" });
   container.append(h("div", { class: "toolbar" }, info, h("label", { class: "inline" }, "show ", level)), errorBox, table);
-  let records = [];
+  let records = [], problem = "";
   level.addEventListener("change", draw);
 
   function draw() {
@@ -157,7 +172,8 @@ export function mountLogRecords(container, hash) {
         h("td", {}, r.message),
         h("td", { class: "mono" }, Object.entries(r.extra || {}).map(([k, v]) => `${k}=${fmtValue(v)}`).join(" ")),
         h("td", { class: "mono muted" }, r.logger ? `${String(r.logger[0]).split("/").pop()}:${r.logger[1]}` : "")))
-        : h("tr", {}, h("td", { colspan: 5, class: "vt-empty" }, records.length ? "No record at this level." : "This run has no log records (run.log_info(...), log_warning, log_error)."))));
+        : h("tr", {}, h("td", { colspan: 5, class: "vt-empty" }, records.length ? "No record at this level."
+          : problem ? "No record could be read." : "This run has no log records (run.log_info(...), log_warning, log_error)."))));
   }
 
   (async () => {
@@ -165,6 +181,9 @@ export function mountLogRecords(container, hash) {
     try {
       const answer = await getJSON(`api/runs/${hash}/log-records`);
       records = answer.records;
+      problem = answer.problem || "";
+      errorBox.hidden = !problem;
+      errorBox.textContent = problem;
       info.textContent = `${answer.total.toLocaleString("en-US")} record${answer.total === 1 ? "" : "s"}`;
     } catch (err) {
       errorBox.hidden = false;

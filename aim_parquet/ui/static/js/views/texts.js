@@ -83,7 +83,7 @@ export function mountTexts(container, { fixedQuery = "", inUrl = true } = {}) {
   }
 
   async function show(row) {
-    const body = h("pre", { class: "full-text" }, row.length > row.text.length ? "loading…" : row.text);
+    const body = h("pre", { class: "full-text" }, row.truncated ? "loading…" : row.text);
     const dialog = h("dialog", { class: "modal text-modal" },
       h("form", { method: "dialog" },
         h("h2", {}, `${row.name} · step ${fmtNumber(row.step)} · #${row.index}`),
@@ -92,7 +92,7 @@ export function mountTexts(container, { fixedQuery = "", inUrl = true } = {}) {
     dialog.addEventListener("close", () => dialog.remove());
     document.body.append(dialog);
     dialog.showModal();
-    if (row.length > row.text.length) {
+    if (row.truncated) {
       const response = await fetch(objectUrl({ run: row.run, seq: row.seq, step: row.step, version: "" }, row.index));
       body.textContent = response.ok ? await response.text() : `cannot load the text (${response.status})`;
     }
