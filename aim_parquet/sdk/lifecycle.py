@@ -1,8 +1,12 @@
 """How open runs meet the process: interpreter exit, SIGTERM, `os.fork()` and garbage collection.
 
 - **Exit.** An `atexit` hook closes every run this process opened (flushing its data and setting
-  `end_time`) and waits for closes already under way (a collected run's, a signal's).
-- **SIGTERM.** Installed only when the process still has the default handler. The handler takes no
+  `end_time`) and waits for closes already under way (a collected run's, a signal's). In a
+  multiprocessing child (Pool, ProcessPoolExecutor and DataLoader workers), which ends with
+  `os._exit` without running `atexit`, multiprocessing's own exit hook does the same.
+- **SIGTERM.** Installed only when the process still has the default handler, by the first run
+  opened on the main thread (Python sets handlers only there: a process whose runs are all
+  opened on other threads is told, once, that a SIGTERM will not close them). The handler takes no
   lock: it starts a thread that closes the runs. Unless the interrupted code is inside
   aim_parquet, `logging` or `threading` (where it may hold a lock that the close needs), it waits
   for that thread up to `TERM_WAIT_S` and then restores the default action and re-sends the
@@ -10,7 +14,8 @@
   it returns at once and the closing thread re-sends the signal when it is done; meanwhile the
   program runs on, and what it writes to a closed run is dropped with a warning; a main thread
   that was itself in `close()` ends the process by SIGTERM as soon as the close is done, instead
-  of returning to the program. A second SIGTERM during the close changes nothing.
+  of returning to the program. A Run the program opens meanwhile is closed at once
+  (`Run._close_while_terminating`). A second SIGTERM during the close changes nothing.
 - **Fork.** An `os.register_at_fork` hook runs in every forked child (multiprocessing, DataLoader
   workers): every run the parent had open is disowned there, with its writer, lock descriptor,
   system sampler and terminal capture. The child never flushes, unlocks, writes a sidecar or
@@ -35,6 +40,7 @@ import contextlib
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 import weakref
@@ -48,6 +54,7 @@ from aim_parquet.storage.segments import FD_CACHE
 log = logging.getLogger(__name__)
 
 TERM_WAIT_S = 5.0  # how long the SIGTERM handler waits for the close before returning
+MP_EXIT_PRIORITY = 100  # multiprocessing runs finalizers of higher priority first
 INTERRUPTS_TO_ABANDON = 3  # Ctrl-Cs while waiting for a close that make the waiter give up
 
 # Code whose frames may hold a lock the close needs: ours, logging's handlers, threading's.
@@ -70,6 +77,8 @@ _runs: weakref.WeakValueDictionary[tuple[int, int], OpenRun] = weakref.WeakValue
 _jobs: set[CloseJob] = set()  # closes under way (set.add/discard are atomic)
 _install_lock = threading.Lock()
 _installed_pid: int | None = None  # atexit and fork hooks (inherited by forked children)
+_mp_exit_pid: int | None = None  # the process whose multiprocessing exit hook is registered
+_warned_sigterm_pid: int | None = None  # the process told that SIGTERM will not close its runs
 _sigterm_pid: int | None = None  # the process whose SIGTERM handler is ours
 _masks_before_fork: dict[int, set[int | signal.Signals]] = {}  # forking thread -> its signal mask
 _term_started = False  # a SIGTERM close is under way or done
@@ -188,12 +197,15 @@ def close_run_parts(writer: RunWriter, services: list[Any], end_time: float | No
 def register(run: OpenRun) -> None:
     """Close `run` at interpreter exit or SIGTERM in this process, disown it in forked children
     (held weakly: a collected run closes through its own finalizer)."""
-    global _installed_pid, _sigterm_pid
+    global _installed_pid, _sigterm_pid, _mp_exit_pid
     pid = os.getpid()
     _runs[(pid, id(run))] = run
-    if _installed_pid is not None and _sigterm_pid == pid:
+    if _installed_pid is not None and _sigterm_pid == pid and _mp_exit_pid == pid:
         return
     with _install_lock:
+        if _mp_exit_pid != pid:
+            _mp_exit_pid = pid
+            _close_at_multiprocessing_exit()
         if _installed_pid is None:
             _installed_pid = pid
             atexit.register(close_all)
@@ -207,6 +219,39 @@ def register(run: OpenRun) -> None:
                 if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
                     signal.signal(signal.SIGTERM, _on_sigterm)
                     _sigterm_pid = pid
+        elif _sigterm_pid != pid:
+            _warn_no_sigterm_handler(pid)
+
+
+def _warn_no_sigterm_handler(pid: int) -> None:
+    """A run opened off the main thread of a process whose SIGTERM action is still the default:
+    Python installs signal handlers only from the main thread, so a SIGTERM would end the process
+    without closing it. Say so once per process."""
+    global _warned_sigterm_pid
+    if _warned_sigterm_pid == pid or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return
+    _warned_sigterm_pid = pid
+    log.warning(
+        "aim_parquet: a run was opened outside the main thread, and Python installs signal "
+        "handlers only from the main thread: a SIGTERM would end this process without closing "
+        "it (its last second of points and its end_time lost, as after a kill -9). Open the "
+        "first aim_parquet Run of the process on the main thread, or close the run on SIGTERM "
+        "yourself."
+    )
+
+
+def _close_at_multiprocessing_exit() -> None:
+    """In a multiprocessing child (a `Pool` or `ProcessPoolExecutor` worker, a DataLoader worker):
+    close the runs it opened in multiprocessing's exit hook. A child started by fork or forkserver
+    ends with `os._exit` after its target returns, so `atexit` never runs there; multiprocessing
+    runs its own finalizers first (in every child, spawned ones included, where the `atexit`
+    close that follows then has nothing left to do)."""
+    mp = sys.modules.get("multiprocessing")
+    if mp is None or mp.parent_process() is None:
+        return
+    from multiprocessing import util
+
+    util.Finalize(None, close_all, exitpriority=MP_EXIT_PRIORITY)
 
 
 def unregister(run: OpenRun) -> None:

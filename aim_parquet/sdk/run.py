@@ -120,7 +120,7 @@ class Run(RunReadMixin):
     # Class-level defaults: read-only runs built without __init__ (query results) have them too.
     _retired: RunWriter | None = None  # the writer after close(), or a forked child's copy
     _close_job: lifecycle.CloseJob | None = None
-    _finalizer: weakref.finalize[[], None] | None = None
+    _finalizer: weakref.finalize[[], Run] | None = None
     _has_warned_param = False
 
     def __init__(
@@ -135,14 +135,7 @@ class Run(RunReadMixin):
         log_system_params: bool | None = False,
         capture_terminal_logs: bool | None = True,
     ) -> None:
-        self._writer: RunWriter | None = None
-        self._meta_source: Any = None  # a run index record to decode the metadata from
-        self._metric_seqs: dict[Any, SeqBuffer] = {}
-        self._object_seqs: dict[Any, SeqBuffer] = {}
-        self._last_context: dict[Any, tuple[dict[str, Any], SeqBuffer]] = {}
-        self._extensions: list[Any] = []
-        self.read_only = bool(read_only)
-        self._is_strict = os.environ.get(STRICT_ENV, "") not in ("", "0")
+        self._init_tracking(None, read_only=read_only)
         if run_hash is not None:
             validate_run_hash(run_hash)
         check_text(experiment, "experiment name")
@@ -178,6 +171,46 @@ class Run(RunReadMixin):
             log_system_params=bool(log_system_params),
             capture_terminal_logs=bool(capture_terminal_logs),
         )
+        if lifecycle.is_terminating():
+            self._close_while_terminating()
+
+    def _close_while_terminating(self) -> None:
+        """A SIGTERM is closing this process's runs (the program ran on while it did): close
+        this one too rather than hand out a run nobody would close before the process dies. On
+        the main thread the process then ends by SIGTERM; elsewhere what is tracked into the run
+        is dropped with a warning, as after any close."""
+        log.warning(
+            "aim_parquet: run %s was opened while a SIGTERM is closing this process's runs; it is "
+            "closed at once.",
+            self.hash,
+        )
+        extensions = list(self._extensions)
+        self.close()
+        for ext in extensions:  # started after a close the SIGTERM's closer had already done
+            ext.stop()
+
+    def _init_tracking(self, writer: RunWriter | None, *, read_only: bool) -> None:
+        """The state `track()` works on: the writer and the caches of its sequence buffers."""
+        self._writer: RunWriter | None = writer
+        self._meta_source: Any = None  # a run index record to decode the metadata from
+        self._metric_seqs: dict[Any, SeqBuffer] = {}
+        self._object_seqs: dict[Any, SeqBuffer] = {}
+        self._last_context: dict[Any, tuple[dict[str, Any], SeqBuffer]] = {}
+        self._extensions: list[Any] = []
+        self.read_only = bool(read_only)
+        self._is_strict = os.environ.get(STRICT_ENV, "") not in ("", "0")
+
+    @classmethod
+    def _writer_view(cls, writer: RunWriter) -> Run:
+        """A Run that only tracks into `writer`, with no lifecycle of its own (no close job, not
+        registered): the services of a Run collected without close() deliver their last samples
+        and lines through it while the collected run's finalizer closes the writer."""
+        view = cls.__new__(cls)
+        view._init_tracking(writer, read_only=False)
+        view._layout = writer.layout
+        view.hash = writer.run_hash
+        view._meta_cache = None
+        return view
 
     def _open_writer(self, *, is_new: bool, experiment: str | None, force: bool) -> None:
         layout = self._layout

@@ -1,8 +1,15 @@
-"""Wires the `system/` services (resource sampler, terminal capture, system params) to a Run."""
+"""Wires the `system/` services (resource sampler, terminal capture, system params) to a Run.
+
+The services hold their Run only weakly, so a Run dropped without `close()` is collected and its
+finalizer closes it (stopping the services first); what they deliver after the Run is gone (the
+last sample, the lines printed just before it was dropped) goes through a view of its writer.
+"""
 
 from __future__ import annotations
 
 import logging
+import weakref
+from collections.abc import Callable
 from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
@@ -21,6 +28,7 @@ def start_extensions(
 ) -> list[Stoppable]:
     """Start what the Run arguments ask for; return the services in start order."""
     started: list[Stoppable] = []
+    target = _tracking_target(run)
     if log_system_params:
         from aim_parquet.system.params import collect_system_params
 
@@ -29,7 +37,7 @@ def start_extensions(
         from aim_parquet.system.resources import ResourceSampler
 
         def emit(name: str, value: float, context: dict[str, Any]) -> None:
-            run.track(value, name=name, context=context)
+            target().track(value, name=name, context=context)
 
         sampler = ResourceSampler(interval_s, emit)
         sampler.start()
@@ -39,13 +47,33 @@ def start_extensions(
         from aim_parquet.system.terminal import TerminalCapture
 
         def on_lines(lines: list[tuple[int, str]]) -> None:
+            into = target()
             for line_no, text in lines:
-                run.track(LogLine(text), name=LOGS_SEQUENCE, step=line_no)
+                into.track(LogLine(text), name=LOGS_SEQUENCE, step=line_no)
 
         capture = TerminalCapture(on_lines)
         capture.start(start_line=_next_log_line(run))
         started.append(capture)
     return started
+
+
+def _tracking_target(run: Any) -> Callable[[], Any]:
+    """What the services track into: `run` while it lives (held weakly), then a view of its
+    writer (`Run._writer_view`), made once."""
+    ref = weakref.ref(run)
+    writer = run._writer
+    make_view = type(run)._writer_view
+    views: list[Any] = []
+
+    def target() -> Any:
+        live = ref()
+        if live is not None:
+            return live
+        if not views:
+            views.append(make_view(writer))
+        return views[0]
+
+    return target
 
 
 def _next_log_line(run: Any) -> int:

@@ -44,7 +44,7 @@ from aim_parquet.format.schema import segment_schema
 from aim_parquet.storage.lock import RunLock
 from aim_parquet.storage.repo_changes import write_sidecar
 from aim_parquet.storage.run_reader import load_manifest, segment_names
-from aim_parquet.storage.segments import SegmentFile
+from aim_parquet.storage.segments import SegmentFile, UnsyncedFiles
 from aim_parquet.storage.seq_buffer import SeqBuffer, summarize
 
 __all__ = ["RunWriter", "SeqBuffer", "newest_session_ns", "summarize"]
@@ -113,6 +113,7 @@ class RunWriter:
         self.session_ns = next_session_ns(time.time_ns(), newest_session_ns(layout, meta.hash))
         self.session_token = new_session_token()  # same for all segments: they sort by counter
         self._segment_counter = 0
+        self._unsynced = UnsyncedFiles()
         self.error: BaseException | None = None
         self.dropped_points = 0
         self.late_points = 0  # points that reached a buffer after the writer was sealed
@@ -252,6 +253,8 @@ class RunWriter:
                     self._bound_failed(seq)
             if work or self._meta_dirty:
                 try:
+                    if durable:  # the points first, then the sidecar that describes them
+                        self._unsynced.sync()
                     self._write_sidecar(durable=durable)
                 except OSError as exc:
                     first_error = first_error or exc
@@ -287,6 +290,7 @@ class RunWriter:
                     seq.segment = None
                 raise
             seq.failed.pop(0)
+            self._unsynced.files.add(os.fspath(segment.path))
             if segment.size >= self.max_segment_bytes:
                 segment.close(sync=False)
                 seq.segment = None
@@ -312,7 +316,7 @@ class RunWriter:
     def _segment_for(self, seq: SeqBuffer) -> SegmentFile:
         if seq.segment is not None:
             return seq.segment
-        seq.dir.mkdir(parents=True, exist_ok=True)
+        self._unsynced.create_folder(seq.dir)
         self._segment_counter += 1
         path = seq.dir / segment_name(self.session_ns, self._segment_counter, self.session_token)
         info = seq.info
@@ -327,6 +331,8 @@ class RunWriter:
                 seq.segment = SegmentFile(path, schema)
         except OSError as exc:
             raise StorageError(f"creating segment {path} failed: {exc}") from exc
+        self._unsynced.folders.add(os.fspath(seq.dir))
+        self._unsynced.files.add(os.fspath(path))
         return seq.segment
 
     def snapshot(self) -> RunMeta:
@@ -393,7 +399,7 @@ class RunWriter:
             for seq in self.seqs.values():
                 if seq.segment is not None:
                     with contextlib.suppress(OSError):
-                        seq.segment.close(sync=True)
+                        seq.segment.close(sync=False)  # synced by the final flush
                     seq.segment = None
             self._run_lock.release()
             self.is_closed = True

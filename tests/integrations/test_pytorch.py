@@ -62,3 +62,12 @@ def test_weight_and_gradient_histograms_per_layer(tmp_path: Path) -> None:
         "2.Sequential__0.Linear",
         (("params", "biases"), ("type", "data")),
     ) not in stored.objects
+
+
+@pytest.mark.parametrize("start", ["fork", "forkserver"])
+def test_dataloader_workers_that_open_their_own_runs(tmp_path: Path, start: str) -> None:
+    """DataLoader workers (non-persistent: they end with os._exit, no atexit) that each open a
+    run keep every point they tracked, and their runs are closed."""
+    from tests.integration.test_child_runs import run_trial
+
+    run_trial(tmp_path, "dataloader", start)
