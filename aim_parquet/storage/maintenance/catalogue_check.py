@@ -1,10 +1,10 @@
-"""The catalogue checks of `verify`, part of `storage.run_check.RunCheck`.
+"""The catalogue checks of `verify`, part of `storage.maintenance.run_check.RunCheck`.
 
 - `missing-data`: the catalogue counts more points than the data holds (a segment or compacted
   file was lost while others of the sequence are left): judged from the rows the other checks
   read, only when every data file of the run was read without a problem.
 - `stale-catalogue`: any other figure (count, first/last step or value, min, max) disagrees
-  with a summary of every readable point (`storage.catalogue_scan`, the reader's own meaning),
+  with a summary of every readable point (`storage.online.catalogue_scan`, the reader's own meaning),
   e.g. a writer killed after writing points its sidecar does not describe. Not judged while a
   live writer holds the run (its catalogue may lag by one flush), nor when a file of the run
   could not be read (permission denied, a link or special file): its rows are unknown, and a
@@ -24,12 +24,12 @@ import pyarrow as pa
 from aim_parquet.errors import AimParquetError
 from aim_parquet.format.meta import RunMeta
 from aim_parquet.format.paths import RepoLayout
-from aim_parquet.storage import salvage
-from aim_parquet.storage.catalogue_scan import scan_catalogue, stale_sequences
-from aim_parquet.storage.repo_changes import write_sidecar
+from aim_parquet.storage.base.repo_changes import write_sidecar
+from aim_parquet.storage.maintenance import salvage
+from aim_parquet.storage.online.catalogue_scan import scan_catalogue, stale_sequences
 
 if TYPE_CHECKING:
-    from aim_parquet.storage.run_check import Fix, Problem
+    from aim_parquet.storage.maintenance.run_check import Fix, Problem
 
 
 def rewrite_sidecar(layout: RepoLayout, meta: RunMeta) -> str:

@@ -55,20 +55,20 @@ from aim_parquet.format.paths import (
     validate_run_hash,
 )
 from aim_parquet.format.schema import describe_segment_schema, is_metric_kind
-from aim_parquet.storage.columns import to_numpy
-from aim_parquet.storage.compacted_read import GoneFiles, is_gone, read_compacted
-from aim_parquet.storage.file_checks import check_segment_schema, segment_source
-from aim_parquet.storage.lock import RunLock, is_run_locked
-from aim_parquet.storage.repo_changes import write_sidecar
-from aim_parquet.storage.run_reader import (
+from aim_parquet.storage.base.columns import to_numpy
+from aim_parquet.storage.base.file_checks import check_segment_schema, segment_source
+from aim_parquet.storage.base.lock import RunLock, is_run_locked
+from aim_parquet.storage.base.repo_changes import write_sidecar
+from aim_parquet.storage.online.compacted_read import GoneFiles, is_gone, read_compacted
+from aim_parquet.storage.online.run_reader import (
     MAX_SWAP_RETRIES,
     load_run_meta,
     manifest_bytes,
     parse_manifest,
     segment_names,
 )
-from aim_parquet.storage.run_writer import summarize
-from aim_parquet.storage.segments import read_segment, read_segment_from
+from aim_parquet.storage.online.run_writer import summarize
+from aim_parquet.storage.online.segments import read_segment, read_segment_from
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +156,7 @@ class _RunFiles:
 def _read_whole(path: str) -> list[pa.RecordBatch]:
     """The complete batches of a segment; none for a just-created empty one, or (logged) for one
     whose schema is unreadable, a link or a FIFO in its place (never followed or opened for
-    reading: `storage.safe_fs`): `verify` reports it, and nobody can read its points."""
+    reading: `storage.base.safe_fs`): `verify` reports it, and nobody can read its points."""
     try:
         return read_segment(path).batches
     except CorruptFileError as exc:  # (UnsafeFileError too)
@@ -247,7 +247,7 @@ def _compacted_only(files: _RunFiles, known: Container[str]) -> list[SequenceInf
     compacted by an earlier release while its catalogue lagged)."""
     if files.manifest is None:
         return []
-    from aim_parquet.storage.compacted import read_footer
+    from aim_parquet.storage.compaction.compacted import read_footer
 
     out: dict[str, SequenceInfo] = {}
     for f in files.manifest.files:

@@ -19,7 +19,7 @@
 
 Arrays instead of objects and catalogues out of the header keep the one parse a run predicate
 pays small (a fresh process reads 100 runs in about half a millisecond); the catalogue lines are
-parsed per run, and a stats row only for a sequence that matches (`storage.run_records`). The
+parsed per run, and a stats row only for a sequence that matches (`storage.index.run_records`). The
 file is ASCII (`ensure_ascii`), so byte and character offsets agree and a string holding a lone
 surrogate survives. A file of another format or version, or one that does not parse, is rebuilt
 by the caller.
@@ -34,8 +34,8 @@ from typing import Any
 from aim_parquet.errors import AimParquetError
 from aim_parquet.format.meta import FORMAT_VERSION
 from aim_parquet.format.paths import RepoLayout, is_valid_run_hash
-from aim_parquet.storage.run_records import Catalogue, RunRecord, json_text
-from aim_parquet.storage.safe_fs import MAX_JSON_FILE_BYTES, read_regular
+from aim_parquet.storage.base.safe_fs import MAX_JSON_FILE_BYTES, read_regular
+from aim_parquet.storage.index.run_records import Catalogue, RunRecord, json_text
 
 INDEX_FILENAME = "runs.jsonl"
 INDEX_FORMAT = "aim_parquet.run_index"

@@ -37,10 +37,10 @@ from aim_parquet.format.schema import (
     OBJECT_SCHEMA,
     is_metric_kind,
 )
-from aim_parquet.storage.columns import int64_array, nan_numpy, to_numpy
-from aim_parquet.storage.compacted_read import GoneFiles, is_gone, read_compacted
-from aim_parquet.storage.safe_fs import MAX_JSON_FILE_BYTES, read_regular
-from aim_parquet.storage.segments import read_segment
+from aim_parquet.storage.base.columns import int64_array, nan_numpy, to_numpy
+from aim_parquet.storage.base.safe_fs import MAX_JSON_FILE_BYTES, read_regular
+from aim_parquet.storage.online.compacted_read import GoneFiles, is_gone, read_compacted
+from aim_parquet.storage.online.segments import read_segment
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Reading one data file of a run in full for `verify`, and what a verdict on it is.
 
-`check_segment_file` reads a segment through `storage.file_checks` (no link, bounded decoded
+`check_segment_file` reads a segment through `storage.base.file_checks` (no link, bounded decoded
 size) and names what is wrong with it (`unsafe-segment`, `unreadable-segment`, `future-format`,
 `invalid-segment`, `torn-tail`) and how many complete rows it holds; `check_parquet_file` reads a
 compacted file in full and counts its rows per sequence. A `PermissionError` passes through: the
@@ -21,15 +21,15 @@ import pyarrow.parquet as pq
 from aim_parquet.errors import CorruptFileError, FormatVersionError, UnsafeFileError
 from aim_parquet.format.meta import FORMAT_VERSION, CompactedFile, Manifest
 from aim_parquet.format.schema import METRIC_FILE_SCHEMA, OBJECT_FILE_SCHEMA
-from aim_parquet.storage.compacted import read_footer
-from aim_parquet.storage.file_checks import (
+from aim_parquet.storage.base.file_checks import (
     check_parquet,
     check_segment_schema,
     format_version_of,
     parquet_source,
     segment_source,
 )
-from aim_parquet.storage.run_folder import schema_key
+from aim_parquet.storage.compaction.compacted import read_footer
+from aim_parquet.storage.compaction.run_folder import schema_key
 
 
 def check_segment_file(seg: Path) -> tuple[str | None, str, int]:
@@ -77,7 +77,7 @@ def missing_segments(run_dir: Path, manifest: Manifest, keep: list[CompactedFile
 
 def check_parquet_file(path: Path, rows: int, per_seq: Counter[str]) -> str | None:
     """None when the file reads in full with the expected row count and passes
-    `storage.file_checks` (columns, decoded size), else why not; adds its rows per seq_id to
+    `storage.base.file_checks` (columns, decoded size), else why not; adds its rows per seq_id to
     `per_seq`. Raises FormatVersionError for a newer format, PermissionError."""
     counts: Counter[str] = Counter()
     try:

@@ -36,9 +36,9 @@ from aim_parquet.format.schema import (
     OBJECT_FILE_SCHEMA,
     is_metric_kind,
 )
-from aim_parquet.storage.atomic import fsync_dir, temp_path_for
-from aim_parquet.storage.columns import string_array, to_numpy
-from aim_parquet.storage.file_checks import check_parquet, format_version_of, parquet_source
+from aim_parquet.storage.base.atomic import fsync_dir, temp_path_for
+from aim_parquet.storage.base.columns import string_array, to_numpy
+from aim_parquet.storage.base.file_checks import check_parquet, format_version_of, parquet_source
 
 METRICS_KIND = "metrics"
 ROW_GROUP_ROWS = 1 << 20

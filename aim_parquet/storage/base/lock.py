@@ -12,7 +12,7 @@ Taking it never races (`RunLock.acquire`):
 - The lock file is never unlinked or replaced, so every taker locks the same inode and at most one
   holds the flock. It is opened without following a link (a link or FIFO there raises
   `UnsafeFileError`: nothing outside the repository is truncated) and never creates a missing
-  folder (a run deleted meanwhile stays deleted; `storage.safe_fs`).
+  folder (a run deleted meanwhile stays deleted; `storage.base.safe_fs`).
 - Whether the previous holder is stale is decided only while holding the flock: the identity left
   in the file counts only if it names a live process that is not us (another host's writer still
   beating where flock is not coherent, or a writer on this host that somehow lost its flock).
@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aim_parquet.errors import RunLockedError
-from aim_parquet.storage.safe_fs import MAX_LOCK_FILE_BYTES, open_regular
+from aim_parquet.storage.base.safe_fs import MAX_LOCK_FILE_BYTES, open_regular
 
 log = logging.getLogger(__name__)
 

@@ -26,22 +26,22 @@ import pyarrow.compute as pc
 from aim_parquet.errors import AimParquetError
 from aim_parquet.format.meta import CompactedFile, Manifest, RunMeta, SequenceInfo
 from aim_parquet.format.paths import RepoLayout, is_valid_seq_id
-from aim_parquet.storage.atomic import atomic_write, fsync_dir, temp_path_for
-from aim_parquet.storage.catalogue_scan import scan_catalogue
-from aim_parquet.storage.compacted import is_compacted_name, read_footer
-from aim_parquet.storage.file_checks import segment_source
-from aim_parquet.storage.repo_changes import write_sidecar
-from aim_parquet.storage.run_folder import iter_segment_batches
-from aim_parquet.storage.run_index import INDEX_FILENAME, read_index_file
-from aim_parquet.storage.run_reader import (
-    list_segments,
-    read_sequence,
-)
-from aim_parquet.storage.safe_fs import (
+from aim_parquet.storage.base.atomic import atomic_write, fsync_dir, temp_path_for
+from aim_parquet.storage.base.file_checks import segment_source
+from aim_parquet.storage.base.repo_changes import write_sidecar
+from aim_parquet.storage.base.safe_fs import (
     MAX_JSON_FILE_BYTES,
     copy_regular,
     read_regular,
     require_real_dirs,
+)
+from aim_parquet.storage.compaction.compacted import is_compacted_name, read_footer
+from aim_parquet.storage.compaction.run_folder import iter_segment_batches
+from aim_parquet.storage.index.run_index import INDEX_FILENAME, read_index_file
+from aim_parquet.storage.online.catalogue_scan import scan_catalogue
+from aim_parquet.storage.online.run_reader import (
+    list_segments,
+    read_sequence,
 )
 
 QUARANTINE_DIRNAME = "quarantine"

@@ -32,8 +32,8 @@ from aim_parquet.format.paths import (
     validate_run_hash,
 )
 from aim_parquet.format.schema import OBJECT_SCHEMA, is_metric_kind
-from aim_parquet.storage.columns import int64_array, to_numpy
-from aim_parquet.storage.compacted_read import (
+from aim_parquet.storage.base.columns import int64_array, to_numpy
+from aim_parquet.storage.online.compacted_read import (
     GoneFiles,
     _compacted_kind,
     _ParquetRows,
@@ -42,14 +42,14 @@ from aim_parquet.storage.compacted_read import (
     is_gone,
     open_compacted,
 )
-from aim_parquet.storage.run_reader import (
+from aim_parquet.storage.online.run_reader import (
     MAX_SWAP_RETRIES,
     dedupe_steps,
     manifest_bytes,
     parse_manifest,
     segment_names,
 )
-from aim_parquet.storage.segments import read_segment
+from aim_parquet.storage.online.segments import read_segment
 
 Steps = np.ndarray[Any, Any]
 

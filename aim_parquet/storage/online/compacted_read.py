@@ -4,7 +4,7 @@ Rows of a sequence sit in row groups of their own (by min/max statistics of `seq
 opens each file of the sequence's kind once and reads only those row groups, without a thread
 pool unless the read is large. Errors: a file that vanished (ENOENT, ESTALE) is left to the
 caller, which retries from the new manifest; an unreadable file is a CorruptFileError; each file
-passes `storage.file_checks` first (format version, column types, decoded size).
+passes `storage.base.file_checks` first (format version, column types, decoded size).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import pyarrow as pa
 from aim_parquet.errors import CorruptFileError
 from aim_parquet.format.meta import Manifest, SequenceInfo
 from aim_parquet.format.schema import METRIC_FILE_SCHEMA, OBJECT_FILE_SCHEMA, is_metric_kind
-from aim_parquet.storage.columns import to_numpy
-from aim_parquet.storage.file_checks import check_parquet, parquet_source
+from aim_parquet.storage.base.columns import to_numpy
+from aim_parquet.storage.base.file_checks import check_parquet, parquet_source
 
 THREADED_READ_ROWS = 1_000_000  # compacted reads of more rows than this use pyarrow's threads
 
@@ -93,7 +93,7 @@ class _ParquetRows:
 
 
 def open_compacted(path: Path, kind: str) -> _ParquetRows:
-    """A compacted file of `kind` opened for reading, checked (`storage.file_checks`: a regular
+    """A compacted file of `kind` opened for reading, checked (`storage.base.file_checks`: a regular
     file, not a link; this format version; a bounded decoded size; FORMAT.md's columns).
     Raises CorruptFileError (UnsafeFileError) naming the file, FormatVersionError, and the
     OSError of a file that vanished (a compaction swapped it: retry) or may not be read."""

@@ -2,7 +2,7 @@
 decoded on demand) and its `CatalogueEntry`s (what a sequence query looks at).
 
 A record comes either from a sidecar just read (its JSON object, already validated as a RunMeta)
-or from the index file (`storage.index_file`), whose catalogue stays unparsed JSON until a
+or from the index file (`storage.index.index_file`), whose catalogue stays unparsed JSON until a
 query needs it: a run predicate never parses it, and a sequence query parses a run's catalogue
 keys (`[seq_id, name, kind, context, start, end]`) but only the stats row (`[count, first_step,
 last_step, first, last, min, max]`, at `start:end` of the stats line) of a sequence that
@@ -101,7 +101,7 @@ class RunRecord:
     object (`data`, with its params and catalogue), or from the index file (`data` the run-level
     fields, `params` and where the `catalogue` lines are). `is_rebuilt`: the catalogue is not the
     sidecar's but the one scanned from the segments, because the run's writer died before it
-    caught the sidecar up (`storage.catalogue_scan`).
+    caught the sidecar up (`storage.online.catalogue_scan`).
     """
 
     __slots__ = (

@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from aim_parquet.format.meta import SequenceInfo
 from aim_parquet.format.schema import METRIC_SCHEMA, OBJECT_SCHEMA, is_metric_kind
-from aim_parquet.storage.columns import (
+from aim_parquet.storage.base.columns import (
     float64_array,
     int32_array,
     int64_array,
@@ -25,7 +25,7 @@ from aim_parquet.storage.columns import (
     string_array,
     to_numpy,
 )
-from aim_parquet.storage.segments import SegmentFile
+from aim_parquet.storage.online.segments import SegmentFile
 
 METRIC_STRIDE = 4  # step, value, epoch, timestamp
 OBJECT_STRIDE = 6  # step, index, epoch, timestamp, payload, meta_json

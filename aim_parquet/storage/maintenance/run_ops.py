@@ -31,15 +31,19 @@ from pathlib import Path
 
 from aim_parquet.errors import MissingRunError, RunLockedError, UnsafeFileError
 from aim_parquet.format.paths import LOCK_FILENAME, TEMP_PREFIX, RepoLayout, validate_run_hash
-from aim_parquet.storage.lock import RunLock, is_run_locked
-from aim_parquet.storage.repo_changes import note_change
-from aim_parquet.storage.run_folder import COMPACT_LOCK_FILENAME, hold_run_locks, run_holder
-from aim_parquet.storage.safe_fs import (
+from aim_parquet.storage.base.lock import RunLock, is_run_locked
+from aim_parquet.storage.base.repo_changes import note_change
+from aim_parquet.storage.base.safe_fs import (
     copy_regular,
     describe_mode,
     first_link,
     remove_tree,
     require_real_dirs,
+)
+from aim_parquet.storage.compaction.run_folder import (
+    COMPACT_LOCK_FILENAME,
+    hold_run_locks,
+    run_holder,
 )
 
 log = logging.getLogger(__name__)

@@ -49,9 +49,10 @@ from aim_parquet.format.paths import (
     is_valid_seq_id,
     validate_run_hash,
 )
-from aim_parquet.storage.atomic import atomic_write
-from aim_parquet.storage.catalogue_scan import catch_up_sidecar
-from aim_parquet.storage.compacted import (
+from aim_parquet.storage.base.atomic import atomic_write
+from aim_parquet.storage.base.file_checks import check_version
+from aim_parquet.storage.base.safe_fs import first_link
+from aim_parquet.storage.compaction.compacted import (
     CompactedFileWriter,
     SeqKey,
     compacted_kind,
@@ -59,9 +60,8 @@ from aim_parquet.storage.compacted import (
     iter_file_pieces,
     read_footer,
 )
-from aim_parquet.storage.compaction_report import CompactionReport, RunCompaction
-from aim_parquet.storage.file_checks import check_version
-from aim_parquet.storage.run_folder import (
+from aim_parquet.storage.compaction.compaction_report import CompactionReport, RunCompaction
+from aim_parquet.storage.compaction.run_folder import (
     compaction_lock,
     exclude_writer,
     folder_usage,
@@ -73,8 +73,8 @@ from aim_parquet.storage.run_folder import (
     segment_key,
     unreadable_listed_file,
 )
-from aim_parquet.storage.run_reader import list_run_hashes, list_segments, load_manifest
-from aim_parquet.storage.safe_fs import first_link
+from aim_parquet.storage.online.catalogue_scan import catch_up_sidecar
+from aim_parquet.storage.online.run_reader import list_run_hashes, list_segments, load_manifest
 
 log = logging.getLogger(__name__)
 
@@ -404,7 +404,7 @@ def compact_repo(
                 progress(len(done), len(hashes), entry.run_hash)
     notes = []
     try:
-        from aim_parquet.storage.export import publish_runs_table
+        from aim_parquet.storage.maintenance.export import publish_runs_table
 
         publish_runs_table(layout)
     except Exception as exc:  # the compaction itself succeeded: report, don't fail it

@@ -3,7 +3,7 @@
 A repository may come from anywhere (a colleague's tarball, a shared folder), so a reader checks a
 data file before it trusts it, and names the file when it refuses it:
 
-- It is a regular file inside the run folder, opened without following a link (`storage.safe_fs`).
+- It is a regular file inside the run folder, opened without following a link (`storage.base.safe_fs`).
 - Its format version is one this reader implements: a newer one raises `FormatVersionError`
   (FORMAT.md, reader rule 6); its columns have the types FORMAT.md gives (`CorruptFileError`).
 - What it decodes to is bounded: at most `max(DECODED_FLOOR_BYTES, DECODED_RATIO x its size)`
@@ -25,7 +25,7 @@ import pyarrow as pa
 from aim_parquet.errors import CorruptFileError, FormatVersionError, UnsafeFileError
 from aim_parquet.format.meta import FORMAT_VERSION
 from aim_parquet.format.schema import META_FORMAT_VERSION, METRIC_SCHEMA, OBJECT_SCHEMA
-from aim_parquet.storage.safe_fs import map_regular
+from aim_parquet.storage.base.safe_fs import map_regular
 
 DECODED_FLOOR_BYTES = 512 << 20
 DECODED_RATIO = 128

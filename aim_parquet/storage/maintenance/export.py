@@ -28,24 +28,24 @@ from aim_parquet.format.meta import RunMeta
 from aim_parquet.format.paths import RepoLayout, canonical_context, is_valid_run_hash
 from aim_parquet.format.schema import is_metric_kind
 from aim_parquet.format.values import encode_json_value, utf8_safe
-from aim_parquet.storage.atomic import (
+from aim_parquet.storage.base.atomic import (
     atomic_write_json,
     fsync_dir,
     replace_folder,
     temp_path_for,
 )
-from aim_parquet.storage.catalogue_scan import discover_sequences
-from aim_parquet.storage.columns import string_array
-from aim_parquet.storage.compacted import (
+from aim_parquet.storage.base.columns import string_array
+from aim_parquet.storage.base.lock import is_run_locked
+from aim_parquet.storage.compaction.compacted import (
     METRICS_KIND,
     CompactedFileWriter,
     SeqKey,
     compacted_kind,
     kind_token,
 )
-from aim_parquet.storage.lock import is_run_locked
-from aim_parquet.storage.run_index import RunIndex
-from aim_parquet.storage.run_reader import read_sequence
+from aim_parquet.storage.index.run_index import RunIndex
+from aim_parquet.storage.online.catalogue_scan import discover_sequences
+from aim_parquet.storage.online.run_reader import read_sequence
 
 log = logging.getLogger(__name__)
 

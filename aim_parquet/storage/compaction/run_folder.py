@@ -27,10 +27,10 @@ from aim_parquet.format.schema import (
     METRIC_SCHEMA,
     OBJECT_SCHEMA,
 )
-from aim_parquet.storage.compacted import SeqKey, read_footer
-from aim_parquet.storage.file_checks import check_segment_schema, segment_source
-from aim_parquet.storage.lock import RunLock, is_run_locked
-from aim_parquet.storage.safe_fs import flock_holder, flock_pids, held_flock, is_flocked
+from aim_parquet.storage.base.file_checks import check_segment_schema, segment_source
+from aim_parquet.storage.base.lock import RunLock, is_run_locked
+from aim_parquet.storage.base.safe_fs import flock_holder, flock_pids, held_flock, is_flocked
+from aim_parquet.storage.compaction.compacted import SeqKey, read_footer
 
 COMPACT_LOCK_FILENAME = "compact.lock"
 
@@ -109,7 +109,7 @@ def schema_key(schema: pa.Schema, seq_id: str) -> SeqKey | None:
 
 def iter_segment_batches(path: Path) -> Iterator[pa.RecordBatch]:
     """Complete record batches of a segment, streamed one at a time (a torn tail is skipped).
-    The segment is checked first (`storage.file_checks`: no link, bounded decoded size)."""
+    The segment is checked first (`storage.base.file_checks`: no link, bounded decoded size)."""
     reader = pa.ipc.open_stream(segment_source(path))
     while True:
         try:

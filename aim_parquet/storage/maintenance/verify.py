@@ -7,14 +7,14 @@ its catalogue against the data (a sequence missing, or fewer points than it coun
 no live writer holds whose files could all be read, any figure that disagrees with a summary of
 its points: `stale-catalogue`). A live writer's newest segment is never judged (it is being
 written). Repository-wide, every symbolic
-link and special file under `.aim/` is named (`storage.repo_scan`). With `repair=True`, each
+link and special file under `.aim/` is named (`storage.maintenance.repo_scan`). With `repair=True`, each
 problem of a run that no live writer holds is fixed under the run's write lock and compaction
-lock (see `storage.salvage`), keeping every readable point; the run index is rebuilt afterwards.
+lock (see `storage.maintenance.salvage`), keeping every readable point; the run index is rebuilt afterwards.
 Files of a newer format and links are never touched. A file this process may not read is
 reported as `permission-denied`: not damage (the report stays healthy), and nothing of that run
 is repaired.
 
-`gc_repo` and `repo_stats` live in `storage.gc` and are re-exported here.
+`gc_repo` and `repo_stats` live in `storage.maintenance.gc` and are re-exported here.
 """
 
 from __future__ import annotations
@@ -29,10 +29,18 @@ import pyarrow as pa
 from aim_parquet.errors import AimParquetError, CorruptFileError, FormatVersionError
 from aim_parquet.format.meta import RepoMarker, loads_json_object
 from aim_parquet.format.paths import TEMP_PREFIX, RepoLayout
-from aim_parquet.storage.atomic import atomic_write_json
-from aim_parquet.storage.gc import GcReport, StatsReport, gc_repo, repo_stats
-from aim_parquet.storage.repo_scan import scan_repo
-from aim_parquet.storage.run_check import (
+from aim_parquet.storage.base.atomic import atomic_write_json
+from aim_parquet.storage.base.safe_fs import (
+    MAX_JSON_FILE_BYTES,
+    first_link,
+    read_regular,
+    remove_tree,
+)
+from aim_parquet.storage.compaction.run_folder import hold_run_locks
+from aim_parquet.storage.index.run_index import INDEX_FILENAME, RunIndex, index_file_problem
+from aim_parquet.storage.maintenance.gc import GcReport, StatsReport, gc_repo, repo_stats
+from aim_parquet.storage.maintenance.repo_scan import scan_repo
+from aim_parquet.storage.maintenance.run_check import (
     PERMISSION_DENIED,
     TEMP_GRACE_S,
     Fix,
@@ -40,10 +48,7 @@ from aim_parquet.storage.run_check import (
     RunCheck,
     listdir_sorted,
 )
-from aim_parquet.storage.run_folder import hold_run_locks
-from aim_parquet.storage.run_index import INDEX_FILENAME, RunIndex, index_file_problem
-from aim_parquet.storage.run_reader import list_run_hashes
-from aim_parquet.storage.safe_fs import MAX_JSON_FILE_BYTES, first_link, read_regular, remove_tree
+from aim_parquet.storage.online.run_reader import list_run_hashes
 
 __all__ = [
     "GcReport",

@@ -4,7 +4,7 @@ Every change a query could see (a sidecar written, a run created, deleted, copie
 with `note_change`, which sets the marker's mtime to the current time in nanoseconds, exactly
 (`os.utime(ns=...)`, not the filesystem's coarse clock). A process that has already read every
 sidecar can then answer its next query after two `stat` calls (the marker and `runs/`) instead of
-one per run, while they are unchanged (`storage.run_index` documents the rule).
+one per run, while they are unchanged (`storage.index.run_index` documents the rule).
 
 The marker is only a hint: failing to touch it (a read-only or foreign-owned repository) loses no
 data, and readers still stat every sidecar at least every few seconds.
@@ -17,8 +17,8 @@ import os
 import time
 
 from aim_parquet.format.paths import RepoLayout
-from aim_parquet.storage.atomic import atomic_write
-from aim_parquet.storage.safe_fs import open_regular
+from aim_parquet.storage.base.atomic import atomic_write
+from aim_parquet.storage.base.safe_fs import open_regular
 
 log = logging.getLogger(__name__)
 

@@ -15,12 +15,12 @@ from aim_parquet.errors import RunLockedError
 from aim_parquet.format.meta import RunMeta
 from aim_parquet.format.paths import RepoLayout, validate_run_hash
 from aim_parquet.format.values import check_text
-from aim_parquet.storage.catalogue_scan import caught_up
-from aim_parquet.storage.lock import RunLock
-from aim_parquet.storage.repo_changes import write_sidecar
-from aim_parquet.storage.run_folder import run_holder
-from aim_parquet.storage.run_reader import load_run_meta
-from aim_parquet.storage.salvage import last_timestamp
+from aim_parquet.storage.base.lock import RunLock
+from aim_parquet.storage.base.repo_changes import write_sidecar
+from aim_parquet.storage.compaction.run_folder import run_holder
+from aim_parquet.storage.maintenance.salvage import last_timestamp
+from aim_parquet.storage.online.catalogue_scan import caught_up
+from aim_parquet.storage.online.run_reader import load_run_meta
 
 
 def _edit(

@@ -3,8 +3,8 @@
 A query's run predicate needs only run-level fields (properties and params), and a sequence
 query only the sequence catalogue; all of it lives in each run's sidecar `runs/<hash>/run.json`.
 Opening 10,000 sidecars costs about a second, so the index keeps a copy of each one, keyed by the
-stat of the sidecar it was read from, in one JSON Lines file (`storage.index_file` has its
-layout; `storage.run_records` how a record decodes only what a query reads).
+stat of the sidecar it was read from, in one JSON Lines file (`storage.index.index_file` has its
+layout; `storage.index.run_records` how a record decodes only what a query reads).
 
 The index is only a cache, never a source of truth, and needs no re-index step:
 
@@ -13,14 +13,14 @@ The index is only a cache, never a source of truth, and needs no re-index step:
   or changed sidecar is read again; an entry whose run folder is gone is dropped. So a run is
   visible the moment its sidecar exists and a deleted run vanishes at once.
 - A later `refresh()` of the same `RunIndex` skips the per-run `stat`s when neither the change
-  marker `.aim/index/changed` (`storage.repo_changes`: every sidecar write, run creation, delete,
+  marker `.aim/index/changed` (`storage.base.repo_changes`: every sidecar write, run creation, delete,
   copy and move sets its mtime to the exact time in ns) nor `runs/` (mtime, link count, inode)
   changed since the last full pass, `runs/` was last modified more than `RACY_S` before that
   pass (a coarse filesystem clock could hide a second change in the same tick), and the last full
   pass is less than `FULL_CHECK_S` old (so a sidecar edited by a tool that does not touch the
   marker is seen within that time).
-- The file is rewritten atomically (`storage.atomic.atomic_write`) under the `flock` of
-  `.aim/index/runs.lock`, taken without waiting (`storage.safe_fs.try_flock`: no link followed);
+- The file is rewritten atomically (`storage.base.atomic.atomic_write`) under the `flock` of
+  `.aim/index/runs.lock`, taken without waiting (`storage.base.safe_fs.try_flock`: no link followed);
   if another process holds it, this process keeps its fresh in-memory copy and skips the write. Changes of runs still being tracked (no `end_time`
   and a sidecar younger than `SETTLE_S`) do not trigger a write by themselves, so a live run that
   rewrites its sidecar every second does not make every query rewrite the index.
@@ -32,7 +32,7 @@ The index is only a cache, never a source of truth, and needs no re-index step:
   reported as permission denied, never as damage. A run folder that is a symbolic link is not a
   run (`aim-parquet verify` names it).
 - The catalogue of a run without `end_time` whose writer is gone (its lock is not held) is
-  scanned from its segments (`storage.catalogue_scan`: only what was written after the sidecar's
+  scanned from its segments (`storage.online.catalogue_scan`: only what was written after the sidecar's
   last write is read) and stored marked `rebuilt`, so later processes do not scan it again. A
   run whose writer was alive when its entry was made is re-checked on every full pass (a full
   pass runs at least every `FULL_CHECK_S`), so a process keeping a `Repo` open sees a writer's
@@ -52,9 +52,11 @@ import pyarrow as pa
 from aim_parquet.errors import AimParquetError, CorruptFileError
 from aim_parquet.format.meta import RunMeta, loads_json_object
 from aim_parquet.format.paths import SIDECAR_FILENAME, RepoLayout, is_valid_run_hash
-from aim_parquet.storage.atomic import atomic_write
-from aim_parquet.storage.catalogue_scan import is_writer_gone, scan_catalogue
-from aim_parquet.storage.index_file import (
+from aim_parquet.storage.base.atomic import atomic_write
+from aim_parquet.storage.base.lock import is_run_locked
+from aim_parquet.storage.base.repo_changes import MarkerKey, marker_key
+from aim_parquet.storage.base.safe_fs import MAX_JSON_FILE_BYTES, held_flock, read_regular
+from aim_parquet.storage.index.index_file import (
     INDEX_FILENAME,
     StatKey,
     decode_index,
@@ -62,10 +64,8 @@ from aim_parquet.storage.index_file import (
     index_file_problem,
     stat_key,
 )
-from aim_parquet.storage.lock import is_run_locked
-from aim_parquet.storage.repo_changes import MarkerKey, marker_key
-from aim_parquet.storage.run_records import CatalogueEntry, RunRecord
-from aim_parquet.storage.safe_fs import MAX_JSON_FILE_BYTES, held_flock, read_regular
+from aim_parquet.storage.index.run_records import CatalogueEntry, RunRecord
+from aim_parquet.storage.online.catalogue_scan import is_writer_gone, scan_catalogue
 
 __all__ = [
     "INDEX_FILENAME",

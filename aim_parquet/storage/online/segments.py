@@ -24,14 +24,14 @@ from pathlib import Path
 import pyarrow as pa
 
 from aim_parquet.errors import CorruptFileError, StorageError
-from aim_parquet.storage.atomic import fsync_dir, temp_path_for
-from aim_parquet.storage.file_checks import (
+from aim_parquet.storage.base.atomic import fsync_dir, temp_path_for
+from aim_parquet.storage.base.file_checks import (
     SMALL_FILE_BYTES,
     check_segment_schema,
     check_segment_tail,
     segment_source,
 )
-from aim_parquet.storage.safe_fs import map_regular
+from aim_parquet.storage.base.safe_fs import map_regular
 
 MAX_OPEN_SEGMENTS = 64
 
@@ -253,7 +253,7 @@ def read_segment(path: str | Path, *, memory_map: bool = True) -> SegmentData:
     setting up a memory map); larger ones are memory-mapped unless `memory_map=False`.
     Raises FileNotFoundError if the file is gone, CorruptFileError if not even the schema can
     be read (an empty or garbage file) or a column has the wrong type, FormatVersionError for a
-    newer format and UnsafeFileError for a link, FIFO or decoding bomb (`storage.file_checks`).
+    newer format and UnsafeFileError for a link, FIFO or decoding bomb (`storage.base.file_checks`).
     """
     name = os.fspath(path)
     source = segment_source(name, memory_map=memory_map)  # a bounded, regular file: not a link

@@ -1,6 +1,6 @@
 """The write side of one run: the flush policy, segments, the sidecar and closing.
 
-`Run.track` extends a `SeqBuffer` (storage/seq_buffer.py) with one atomic list operation per point,
+`Run.track` extends a `SeqBuffer` (storage/online/seq_buffer.py) with one atomic list operation per point,
 without a lock (the only work on the training thread). A flusher thread turns buffers into record
 batches and appends them to segments at least every `flush_interval_s`, sooner when a buffer holds `max_buffer_points`, and on `close()`. The
 sidecar (`run.json`) is rewritten atomically after the segments it describes.
@@ -41,11 +41,11 @@ from aim_parquet.format.paths import (
     sequence_id,
 )
 from aim_parquet.format.schema import segment_schema
-from aim_parquet.storage.lock import RunLock
-from aim_parquet.storage.repo_changes import write_sidecar
-from aim_parquet.storage.run_reader import load_manifest, segment_names
-from aim_parquet.storage.segments import SegmentFile, UnsyncedFiles
-from aim_parquet.storage.seq_buffer import SeqBuffer, summarize
+from aim_parquet.storage.base.lock import RunLock
+from aim_parquet.storage.base.repo_changes import write_sidecar
+from aim_parquet.storage.online.run_reader import load_manifest, segment_names
+from aim_parquet.storage.online.segments import SegmentFile, UnsyncedFiles
+from aim_parquet.storage.online.seq_buffer import SeqBuffer, summarize
 
 __all__ = ["RunWriter", "SeqBuffer", "newest_session_ns", "summarize"]
 

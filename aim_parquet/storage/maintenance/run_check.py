@@ -1,11 +1,11 @@
 """The checks of one run for `verify`, each problem paired with the fix `--repair` applies.
 
-See `storage.maintenance` for what is checked and `storage.salvage` for how each fix keeps every
+See `storage.maintenance.verify` for what is checked and `storage.maintenance.salvage` for how each fix keeps every
 readable point. A file this process may not read is a `permission-denied` problem, never damage:
 no fix is offered for it, and nothing else of that run is repaired (its owner can). Links and
-special files (FIFOs, devices) are left to the repository-wide scan (`storage.repo_scan`), which
+special files (FIFOs, devices) are left to the repository-wide scan (`storage.maintenance.repo_scan`), which
 names each of them once. The checks of the catalogue against the data (`missing-data`,
-`stale-catalogue`) are in `storage.catalogue_check`.
+`stale-catalogue`) are in `storage.maintenance.catalogue_check`.
 """
 
 from __future__ import annotations
@@ -21,25 +21,25 @@ from pathlib import Path
 from aim_parquet.errors import AimParquetError, CorruptFileError, FormatVersionError
 from aim_parquet.format.meta import Manifest, RunMeta
 from aim_parquet.format.paths import TEMP_PREFIX, RepoLayout, is_valid_seq_id
-from aim_parquet.storage import salvage
-from aim_parquet.storage.catalogue_check import CatalogueChecks, rewrite_sidecar
-from aim_parquet.storage.compacted import is_compacted_name
-from aim_parquet.storage.run_folder import (
+from aim_parquet.storage.base.safe_fs import read_regular
+from aim_parquet.storage.compaction.compacted import is_compacted_name
+from aim_parquet.storage.compaction.run_folder import (
     COMPACT_LOCK_FILENAME,
     is_file_locked,
     is_run_live,
     is_uncommitted,
 )
-from aim_parquet.storage.run_index import YOUNG_RUN_S
-from aim_parquet.storage.run_reader import list_segments, load_manifest, load_run_meta
-from aim_parquet.storage.safe_fs import read_regular
-from aim_parquet.storage.verify_files import (
+from aim_parquet.storage.index.run_index import YOUNG_RUN_S
+from aim_parquet.storage.maintenance import salvage
+from aim_parquet.storage.maintenance.catalogue_check import CatalogueChecks, rewrite_sidecar
+from aim_parquet.storage.maintenance.verify_files import (
     check_parquet_file,
     check_segment_file,
     is_readable_parquet,
     is_special,
     missing_segments,
 )
+from aim_parquet.storage.online.run_reader import list_segments, load_manifest, load_run_meta
 
 TEMP_GRACE_S = 600.0  # a temp file this old is a leftover even in a run that is being written
 PERMISSION_DENIED = "permission-denied"  # a problem kind that is not damage

@@ -10,8 +10,8 @@ from pathlib import Path
 from aim_parquet.errors import RepoNotFoundError
 from aim_parquet.format.meta import RepoMarker, loads_json_object
 from aim_parquet.format.paths import RepoLayout, resolve_repo_root
-from aim_parquet.storage.atomic import atomic_write_json
-from aim_parquet.storage.safe_fs import MAX_JSON_FILE_BYTES, read_regular
+from aim_parquet.storage.base.atomic import atomic_write_json
+from aim_parquet.storage.base.safe_fs import MAX_JSON_FILE_BYTES, read_regular
 
 
 def _check_marker(layout: RepoLayout) -> None:

@@ -42,11 +42,10 @@ from aim_parquet.format.paths import (
     RepoLayout,
     is_segment_name,
 )
-from aim_parquet.storage.catalogue_scan import read_catalogue
-from aim_parquet.storage.compacted import is_compacted_name, read_footer
-from aim_parquet.storage.lock import is_run_locked
-from aim_parquet.storage.run_check import TEMP_GRACE_S
-from aim_parquet.storage.run_folder import (
+from aim_parquet.storage.base.lock import is_run_locked
+from aim_parquet.storage.base.safe_fs import first_link, remove_tree
+from aim_parquet.storage.compaction.compacted import is_compacted_name, read_footer
+from aim_parquet.storage.compaction.run_folder import (
     COMPACT_LOCK_FILENAME,
     compaction_lock,
     is_run_live,
@@ -54,8 +53,9 @@ from aim_parquet.storage.run_folder import (
     remove_empty_dirs,
     unreadable_listed_file,
 )
-from aim_parquet.storage.run_reader import list_run_hashes, load_manifest, load_run_meta
-from aim_parquet.storage.safe_fs import first_link, remove_tree
+from aim_parquet.storage.maintenance.run_check import TEMP_GRACE_S
+from aim_parquet.storage.online.catalogue_scan import read_catalogue
+from aim_parquet.storage.online.run_reader import list_run_hashes, load_manifest, load_run_meta
 
 log = logging.getLogger(__name__)
 
