@@ -34,11 +34,11 @@ from aim_parquet.sdk.sequence import (
     Sequence,
     Texts,
 )
-from aim_parquet.storage.lock import is_run_locked
 from aim_parquet.storage.repo_files import ensure_repo, is_repo, open_repo
 from aim_parquet.storage.run_index import IndexSnapshot, RunIndex
 from aim_parquet.storage.run_ops import copy_run_folder, delete_run_folder, move_run_folder
 from aim_parquet.storage.run_reader import list_run_hashes
+from aim_parquet.storage.writer_parts import run_lock_holder
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ class Repo:
         return [
             h
             for h, record in self._snapshot().records.items()
-            if record.end_time is None and is_run_locked(self.layout.lock_file(h)) is not None
+            if record.end_time is None and run_lock_holder(self.layout, h) is not None
         ]
 
     def list_corrupted_runs(self) -> list[str]:

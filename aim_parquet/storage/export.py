@@ -43,9 +43,9 @@ from aim_parquet.storage.compacted import (
     compacted_kind,
     kind_token,
 )
-from aim_parquet.storage.lock import is_run_locked
 from aim_parquet.storage.run_index import RunIndex
 from aim_parquet.storage.run_reader import read_sequence
+from aim_parquet.storage.writer_parts import run_lock_holder
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +152,7 @@ def _repo_runs(layout: RepoLayout, run_hashes: set[str] | None = None) -> list[R
 
 
 def _is_active(layout: RepoLayout, meta: RunMeta) -> bool:
-    return meta.end_time is None and is_run_locked(layout.lock_file(meta.hash)) is not None
+    return meta.end_time is None and run_lock_holder(layout, meta.hash) is not None
 
 
 def _write_table_atomic(path: Path, table: pa.Table) -> None:
