@@ -46,8 +46,8 @@ def writer_ranks(layout: RepoLayout, run_hash: str, suffix: str | None = None) -
         if os.path.islink(path):
             return []
         names = os.listdir(path)
-    except (FileNotFoundError, NotADirectoryError):
-        return []
+    except (FileNotFoundError, NotADirectoryError, PermissionError):
+        return []  # (a run folder others may not enter: its writers are unknown, as its lock)
     ranks = set()
     for name in names:
         found = writer_file_rank(name)

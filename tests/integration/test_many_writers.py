@@ -187,3 +187,34 @@ def test_layout_and_format_version(tmp_path: Path) -> None:
             assert read_line(p) == "done"
     finally:
         finish(procs)
+
+
+SYSTEM_RANK = """
+import sys, time
+import aim_parquet as aim
+run = aim.Run(repo=sys.argv[1], system_tracking_interval=0.1, capture_terminal_logs=False)
+deadline = time.monotonic() + 60
+while time.monotonic() < deadline:  # poll until the sampler delivered a CPU sample
+    seqs = run._writer.seqs.values()
+    if any(s.info.name == "__system__cpu" and (s.points or s.info.count) for s in seqs):
+        break
+    time.sleep(0.05)
+run.close()
+"""
+
+
+def test_system_metrics_of_every_rank_carry_rank_and_host(tmp_path: Path) -> None:
+    repo = tmp_path / "exp"
+    procs = [
+        subprocess.Popen([PYTHON, "-c", SYSTEM_RANK, str(repo)], env=rank_env(r, "sys-job"))
+        for r in range(2)
+    ]
+    assert [p.wait(LINE_TIMEOUT_S) for p in procs] == [0, 0]
+    runs = list(aim.Repo(str(repo)).iter_runs())
+    assert len(runs) == 1
+    contexts = [m.context.to_dict() for m in runs[0].metrics() if m.name == "__system__cpu"]
+    host = os.uname().nodename
+    assert sorted(contexts, key=lambda c: c["rank"]) == [
+        {"rank": 0, "host": host},
+        {"rank": 1, "host": host},
+    ]
