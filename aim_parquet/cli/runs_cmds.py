@@ -20,9 +20,9 @@ from aim_parquet.cli.common import (
 )
 from aim_parquet.errors import AimParquetError
 from aim_parquet.format.paths import RepoLayout
-from aim_parquet.storage.base.lock import is_run_locked
 from aim_parquet.storage.index.run_index import RunIndex
 from aim_parquet.storage.online.run_reader import load_run_meta
+from aim_parquet.storage.online.writer_parts import run_lock_holder
 
 EXAMPLES = {
     "ls": "example:\n  aim-parquet runs ls --repo ~/experiments\n  aim-parquet runs ls --json",
@@ -83,7 +83,7 @@ def _run_rows(layout: RepoLayout) -> list[dict[str, Any]]:
     metas, damaged = RunIndex(layout).metas()
     rows = []
     for meta in sorted(metas, key=lambda m: (m.creation_time, m.hash)):
-        active = meta.end_time is None and is_run_locked(layout.lock_file(meta.hash)) is not None
+        active = meta.end_time is None and run_lock_holder(layout, meta.hash) is not None
         rows.append(
             {
                 "hash": meta.hash,

@@ -34,7 +34,6 @@ from aim_parquet.sdk.sequence import (
     Sequence,
     Texts,
 )
-from aim_parquet.storage.base.lock import is_run_locked
 from aim_parquet.storage.base.repo_files import ensure_repo, is_repo, open_repo
 from aim_parquet.storage.index.run_index import IndexSnapshot, RunIndex
 from aim_parquet.storage.maintenance.run_ops import (
@@ -43,6 +42,7 @@ from aim_parquet.storage.maintenance.run_ops import (
     move_run_folder,
 )
 from aim_parquet.storage.online.run_reader import list_run_hashes
+from aim_parquet.storage.online.writer_parts import run_lock_holder
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +144,7 @@ class Repo:
         return [
             h
             for h, record in self._snapshot().records.items()
-            if record.end_time is None and is_run_locked(self.layout.lock_file(h)) is not None
+            if record.end_time is None and run_lock_holder(self.layout, h) is not None
         ]
 
     def list_corrupted_runs(self) -> list[str]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from pathlib import Path
 
 from aim_parquet.format.paths import RepoLayout
 from aim_parquet.storage.base.atomic import atomic_write
@@ -54,7 +55,15 @@ def marker_key(layout: RepoLayout) -> MarkerKey:
     return (st.st_mtime_ns, st.st_ino)
 
 
-def write_sidecar(layout: RepoLayout, run_hash: str, data: bytes, *, durable: bool = True) -> None:
-    """Replace a run's sidecar atomically, then note the change."""
-    atomic_write(layout.sidecar(run_hash), data, durable=durable)
+def write_sidecar(
+    layout: RepoLayout,
+    run_hash: str,
+    data: bytes,
+    *,
+    durable: bool = True,
+    path: Path | None = None,
+) -> None:
+    """Replace a run's sidecar (or, with `path`, an extra writer's part) atomically, then note
+    the change."""
+    atomic_write(layout.sidecar(run_hash) if path is None else path, data, durable=durable)
     note_change(layout)

@@ -35,7 +35,6 @@ from aim_parquet.storage.base.atomic import (
     temp_path_for,
 )
 from aim_parquet.storage.base.columns import string_array
-from aim_parquet.storage.base.lock import is_run_locked
 from aim_parquet.storage.compaction.compacted import (
     METRICS_KIND,
     CompactedFileWriter,
@@ -46,6 +45,7 @@ from aim_parquet.storage.compaction.compacted import (
 from aim_parquet.storage.index.run_index import RunIndex
 from aim_parquet.storage.online.catalogue_scan import discover_sequences
 from aim_parquet.storage.online.run_reader import read_sequence
+from aim_parquet.storage.online.writer_parts import run_lock_holder
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +152,7 @@ def _repo_runs(layout: RepoLayout, run_hashes: set[str] | None = None) -> list[R
 
 
 def _is_active(layout: RepoLayout, meta: RunMeta) -> bool:
-    return meta.end_time is None and is_run_locked(layout.lock_file(meta.hash)) is not None
+    return meta.end_time is None and run_lock_holder(layout, meta.hash) is not None
 
 
 def _write_table_atomic(path: Path, table: pa.Table) -> None:

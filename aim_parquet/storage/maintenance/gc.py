@@ -42,7 +42,6 @@ from aim_parquet.format.paths import (
     RepoLayout,
     is_segment_name,
 )
-from aim_parquet.storage.base.lock import is_run_locked
 from aim_parquet.storage.base.safe_fs import first_link, remove_tree
 from aim_parquet.storage.compaction.compacted import is_compacted_name, read_footer
 from aim_parquet.storage.compaction.run_folder import (
@@ -56,6 +55,7 @@ from aim_parquet.storage.compaction.run_folder import (
 from aim_parquet.storage.maintenance.run_check import TEMP_GRACE_S
 from aim_parquet.storage.online.catalogue_scan import read_catalogue
 from aim_parquet.storage.online.run_reader import list_run_hashes, load_manifest, load_run_meta
+from aim_parquet.storage.online.writer_parts import run_lock_holder
 
 log = logging.getLogger(__name__)
 
@@ -347,7 +347,7 @@ def repo_stats(layout: RepoLayout) -> StatsReport:
             )
             sequences = list(meta.sequences)
         archived += meta.archived
-        if meta.end_time is None and is_run_locked(layout.lock_file(run_hash)) is not None:
+        if meta.end_time is None and run_lock_holder(layout, run_hash) is not None:
             active += 1
         for seq in sequences:
             if seq.is_metric:

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from aim_parquet.errors import MissingRunError, RunLockedError, UnsafeFileError
 from aim_parquet.format.paths import LOCK_FILENAME, TEMP_PREFIX, RepoLayout, validate_run_hash
-from aim_parquet.storage.base.lock import RunLock, is_run_locked
+from aim_parquet.storage.base.lock import RunLock
 from aim_parquet.storage.base.repo_changes import note_change
 from aim_parquet.storage.base.safe_fs import (
     copy_regular,
@@ -45,6 +45,7 @@ from aim_parquet.storage.compaction.run_folder import (
     hold_run_locks,
     run_holder,
 )
+from aim_parquet.storage.online.writer_parts import extra_writer_holder, run_lock_holder
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +118,7 @@ def delete_run_folder(layout: RepoLayout, run_hash: str) -> None:
     except FileNotFoundError:
         raise MissingRunError(f"No run {run_hash!r} in repository {layout.root}.") from None
     try:
+        _refuse_extra_writers(layout, run_hash, "delete")
         target = _move_to_trash(layout, run_hash)
     finally:
         lock.release()
@@ -124,6 +126,14 @@ def delete_run_folder(layout: RepoLayout, run_hash: str) -> None:
 
 
 # -- copy and move -----------------------------------------------------------------------------
+
+
+def _refuse_extra_writers(layout: RepoLayout, run_hash: str, what: str) -> None:
+    """RunLockedError when another rank of a distributed job still writes the run (the caller
+    holds its `lock`, rank 0's)."""
+    holder = extra_writer_holder(layout, run_hash)
+    if holder is not None:
+        raise _locked_error(run_hash, what, holder.describe())
 
 
 def _check_copyable(run_dir: Path, run_hash: str) -> None:
@@ -186,8 +196,10 @@ def _source_held(src: RepoLayout, run_hash: str, what: str) -> Iterator[bool]:
                 f"Cannot {what} run {run_hash}: {busy}. Try again when it is done (a run being "
                 "written: close it or wait for its process to finish)."
             )
-        if not is_locked:
-            holder = is_run_locked(src.lock_file(run_hash))
+        if is_locked:
+            _refuse_extra_writers(src, run_hash, what)
+        else:
+            holder = run_lock_holder(src, run_hash)
             if holder is not None:
                 raise _locked_error(run_hash, what, holder.describe())
         yield is_locked
