@@ -176,10 +176,10 @@ def _listed_files(local: Path) -> list[tuple[str, int]]:
 def publish_export(local: Path, target: RemoteTarget, *, source: str) -> tuple[int, int]:
     """Upload the local export folder `local` to `target` and publish it (see module doc);
     returns (files, bytes) of the published export."""
-    previous = _check_target(target)
     prefix = f"{EXPORTS_PREFIX}/{_new_export_id()}"
     files = _listed_files(local)
     try:
+        previous = _check_target(target)
         for relative, _size in files:
             _upload(local / relative, target, f"{prefix}/{relative}")
         _verify_upload(target, prefix, files)
@@ -190,7 +190,7 @@ def publish_export(local: Path, target: RemoteTarget, *, source: str) -> tuple[i
         if isinstance(exc, AimParquetError):
             raise
         raise StorageError(
-            f"upload to {target.uri} failed: {exc}; the published export (if any) is unchanged; "
+            f"export to {target.uri} failed: {exc}; the published export (if any) is unchanged; "
             "check the credentials and the endpoint, then export again"
         ) from exc
     keep = {prefix, previous.get("prefix") if previous else None}
