@@ -6,7 +6,9 @@
   rewritten atomically by `aim-parquet compact` and `aim-parquet export`.
 - `export_dataset(layout, output)` writes a folder that needs nothing of aim_parquet to read:
   `runs.parquet`, `metrics/<run hash>.parquet` (every metric point as queries see it: compacted
-  and uncompacted data merged, one row per step) and, on request, `objects/<kind>/<run hash>.parquet`.
+  and uncompacted data merged, one row per step) and, on request, `objects/<kind>/<run hash>.parquet`;
+  to a URI (`s3://...`) it is built in a local temp folder, then uploaded and published by
+  `storage.remote`.
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import pyarrow.fs as pafs
 
@@ -83,12 +83,16 @@ def _s3_filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
         return pafs.FileSystem.from_uri(uri)  # type: ignore[no-any-return]
     ep = urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")
     region = (query.get("region") or [""])[0] or os.environ.get("AWS_REGION")
+    keys: dict[str, str] = {}
+    if parts.username is not None:  # s3://KEY:SECRET@bucket, as pyarrow's from_uri accepts
+        keys = {"access_key": unquote(parts.username), "secret_key": unquote(parts.password or "")}
     fs = pafs.S3FileSystem(
+        **keys,
         endpoint_override=ep.netloc,
         scheme=ep.scheme or "https",
         region=region or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
     )
-    return fs, f"{parts.netloc}{parts.path}".rstrip("/")
+    return fs, f"{parts.hostname or ''}{parts.path}".rstrip("/")
 
 
 def open_target(uri: str) -> RemoteTarget:
@@ -96,7 +100,7 @@ def open_target(uri: str) -> RemoteTarget:
     filesystem serves its scheme."""
     scheme = uri_scheme(uri)
     if scheme is None:
-        raise AimParquetError(f"{uri!r} is not a URI (expected s3://, gs://, ...)")
+        raise AimParquetError(f"{redacted(uri)!r} is not a URI (expected s3://, gs://, ...)")
     try:
         if scheme == "s3":
             fs, root = _s3_filesystem(uri)
@@ -108,9 +112,18 @@ def open_target(uri: str) -> RemoteTarget:
         if isinstance(exc, AimParquetError):
             raise
         raise StorageError(
-            f"cannot open {uri}: {exc}; check the URI and the credentials in the environment"
+            f"cannot open {redacted(uri)}: {exc}; check the URI and the credentials in the "
+            "environment"
         ) from exc
-    return RemoteTarget(fs, str(root).rstrip("/"), uri.rstrip("/"))
+    return RemoteTarget(fs, str(root).rstrip("/"), redacted(uri).rstrip("/"))
+
+
+def redacted(uri: str) -> str:
+    """`uri` without the credentials a URI may carry (`s3://KEY:SECRET@bucket`), for messages."""
+    parts = urlsplit(uri)
+    if "@" not in parts.netloc:
+        return uri
+    return parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]).geturl()
 
 
 def _fsspec_filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
@@ -118,13 +131,13 @@ def _fsspec_filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
         import fsspec
     except ImportError:
         raise OptionalDependencyError(
-            f"no filesystem for {uri!r}: pyarrow serves s3://, gs:// and hdfs://; for other "
+            f"no filesystem for {redacted(uri)!r}: pyarrow serves s3://, gs:// and hdfs://; for other "
             "schemes install fsspec and its backend (pip install fsspec adlfs ...)"
         ) from None
     try:
         fs, root = fsspec.core.url_to_fs(uri)
     except (ImportError, ValueError) as exc:
-        raise OptionalDependencyError(f"no fsspec filesystem for {uri!r}: {exc}") from exc
+        raise OptionalDependencyError(f"no fsspec filesystem for {redacted(uri)!r}: {exc}") from exc
     return pafs.PyFileSystem(pafs.FSSpecHandler(fs)), str(root)
 
 

@@ -303,3 +303,15 @@ def test_nan_survives_the_round_trip(server: S3Server, s3_env: dict[str, str], r
     values = [r["value"] for name, t in seen.items() if name.startswith("metrics/") for r in t]
     assert "nan" in values and math.inf in values  # rows() marks NaN as "nan"
     assert not any(isinstance(v, float) and math.isnan(v) for v in values)
+
+
+def test_credentials_in_a_uri_are_never_printed(repo: Path) -> None:
+    env = {
+        **python_env(),
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+        "AWS_EC2_METADATA_DISABLED": "1",
+    }
+    uri = "s3://AKIDSECRETKEY:verysecret@nowhere/exp"
+    proc = subprocess.run(export_cmd(repo, uri), env=env, capture_output=True, text=True)
+    assert proc.returncode != 0 and "s3://***@nowhere/exp" in proc.stderr
+    assert "verysecret" not in proc.stderr and "AKIDSECRETKEY" not in proc.stderr
