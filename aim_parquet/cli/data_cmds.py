@@ -71,11 +71,18 @@ def add_parsers(sub: Any) -> None:
         "compacted or not) into DIR, readable by pandas, polars, DuckDB or Spark without "
         "aim_parquet. Also refreshes .aim/index/runs.parquet.",
         epilog="examples:\n  aim-parquet export --output /tmp/dataset\n"
-        '  aim-parquet export --output /tmp/lr --query "run.hparams.lr < 0.001" --objects',
+        '  aim-parquet export --output /tmp/lr --query "run.hparams.lr < 0.001" --objects\n'
+        "  aim-parquet export --output s3://bucket/experiments/dataset",
         parents=[parent],
     )
     p.add_argument(
-        "--output", default="aim-export", metavar="DIR", help="target folder (default ./aim-export)"
+        "--output",
+        default="aim-export",
+        metavar="DIR|URI",
+        help="target folder (default ./aim-export), or object storage: s3://bucket/prefix, "
+        "gs://bucket/prefix or any fsspec URL (credentials from the environment: AWS_*, "
+        "AWS_ENDPOINT_URL, GOOGLE_APPLICATION_CREDENTIALS, ...); a URI export is uploaded "
+        "under URI/exports/<id>/ and published by writing URI/aim_parquet_export.json last",
     )
     p.add_argument("--query", metavar="EXPR", help="only the metrics this AimQL query selects")
     p.add_argument(
@@ -150,7 +157,9 @@ def cmd_query(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from aim_parquet.storage.maintenance.export import export_dataset, publish_runs_table
+    from aim_parquet.storage.maintenance.remote import POINTER_FILENAME, is_remote_target
 
+    is_remote = is_remote_target(args.output)
     repo = _repo(args)
     sequences: dict[str, set[str] | None] | None = None
     if args.query is not None:
@@ -159,9 +168,8 @@ def cmd_export(args: argparse.Namespace) -> int:
             wanted = sequences.setdefault(seq.run.hash, set())
             assert wanted is not None
             wanted.add(seq.info.seq_id)
-    report = export_dataset(
-        repo.layout, Path(args.output), sequences=sequences, include_objects=args.objects
-    )
+    output = args.output if is_remote else Path(args.output)
+    report = export_dataset(repo.layout, output, sequences=sequences, include_objects=args.objects)
     publish_runs_table(repo.layout)
     print(
         safe_text(
@@ -170,7 +178,9 @@ def cmd_export(args: argparse.Namespace) -> int:
             f"({report.files} files, {format_bytes(report.bytes)})"
         )
     )
-    if report.points:
+    if is_remote:
+        print(safe_text(f"published {report.output}/{POINTER_FILENAME}: it lists the files"))
+    elif report.points:
         glob = f"{report.output}/metrics/*.parquet"
         print(safe_text(f"read it with: duckdb -c \"select * from read_parquet('{glob}')\""))
     return 0

@@ -6,7 +6,9 @@
   rewritten atomically by `aim-parquet compact` and `aim-parquet export`.
 - `export_dataset(layout, output)` writes a folder that needs nothing of aim_parquet to read:
   `runs.parquet`, `metrics/<run hash>.parquet` (every metric point as queries see it: compacted
-  and uncompacted data merged, one row per step) and, on request, `objects/<kind>/<run hash>.parquet`.
+  and uncompacted data merged, one row per step) and, on request, `objects/<kind>/<run hash>.parquet`;
+  to a URI (`s3://...`) it is built in a local temp folder, then uploaded and published by
+  `storage.maintenance.remote`.
 """
 
 from __future__ import annotations
@@ -180,7 +182,7 @@ def publish_runs_table(layout: RepoLayout) -> Path:
 class ExportReport:
     """What `export_dataset` wrote."""
 
-    output: Path
+    output: Path | str  # a local folder, or the URI of an export to object storage
     runs: int
     sequences: int
     points: int  # metric points
@@ -206,7 +208,7 @@ def _prepare_output(output: Path) -> Path:
 
 def export_dataset(
     layout: RepoLayout,
-    output: Path,
+    output: Path | str,
     *,
     sequences: dict[str, set[str] | None] | None = None,
     include_objects: bool = False,
@@ -215,9 +217,17 @@ def export_dataset(
     next to it, which then replaces `output` at once (an earlier export there stays whole until
     the new one is complete).
 
+    `output` may also be a URI (`s3://bucket/prefix`, `gs://...`, any fsspec URL): the dataset is
+    built in a local temp folder, uploaded and published by `storage.maintenance.remote` (the previous export
+    stays readable until the new one is complete).
+
     `sequences` limits the export to some runs ({run hash: metric seq_ids, or None for all});
     with `include_objects`, every object sequence of the exported runs is written too.
     """
+    from aim_parquet.storage.maintenance import remote
+
+    if remote.is_remote_target(output):
+        return _export_to_uri(layout, str(output), sequences, include_objects)
     output = Path(os.path.abspath(output))
     work = _prepare_output(output)
     try:
@@ -227,6 +237,24 @@ def export_dataset(
         shutil.rmtree(work, ignore_errors=True)
         raise
     return ExportReport(output, *report)
+
+
+def _export_to_uri(
+    layout: RepoLayout,
+    uri: str,
+    sequences: dict[str, set[str] | None] | None,
+    include_objects: bool,
+) -> ExportReport:
+    import tempfile
+
+    from aim_parquet.storage.maintenance import remote
+
+    target = remote.open_target(uri)
+    with tempfile.TemporaryDirectory(prefix="aim-parquet-export-") as tmp:
+        work = Path(tmp)
+        counts = _export_into(work, layout, sequences, include_objects)
+        files, size = remote.publish_export(work, target, source=str(layout.root))
+    return ExportReport(target.uri, *counts[:4], files, size)
 
 
 def _export_into(
