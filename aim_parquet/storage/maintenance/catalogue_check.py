@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
@@ -26,10 +25,8 @@ from aim_parquet.format.meta import RunMeta
 from aim_parquet.format.paths import RepoLayout
 from aim_parquet.storage.base.repo_changes import write_sidecar
 from aim_parquet.storage.maintenance import salvage
+from aim_parquet.storage.maintenance.problems import Fix, Problem
 from aim_parquet.storage.online.catalogue_scan import scan_catalogue, stale_sequences
-
-if TYPE_CHECKING:
-    from aim_parquet.storage.maintenance.run_check import Fix, Problem
 
 
 def rewrite_sidecar(layout: RepoLayout, meta: RunMeta) -> str:
