@@ -102,7 +102,7 @@ def _positive_int(text: str) -> int:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from aim_parquet.storage.base.repo_files import ensure_repo, is_repo
+    from aim_parquet.storage import ensure_repo, is_repo
 
     root = repo_root(args)
     if is_repo(root):
@@ -115,8 +115,8 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_version(args: argparse.Namespace) -> int:
-    from aim_parquet import __version__
     from aim_parquet.format.meta import FORMAT_VERSION
+    from aim_parquet.version import __version__
 
     print(f"aim-parquet {__version__} (on-disk format version {FORMAT_VERSION})")
     return 0
@@ -156,7 +156,7 @@ def cmd_query(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from aim_parquet.storage.maintenance.export import export_dataset, publish_runs_table
+    from aim_parquet.storage import export_dataset, publish_runs_table
     from aim_parquet.storage.maintenance.remote import POINTER_FILENAME, is_remote_target
 
     is_remote = is_remote_target(args.output)

@@ -18,6 +18,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from aim_parquet.errors import FormatVersionError, RunLockedError
+from aim_parquet.format.compacted import SeqKey
 from aim_parquet.format.meta import Manifest
 from aim_parquet.format.paths import RepoLayout
 from aim_parquet.format.schema import (
@@ -30,7 +31,7 @@ from aim_parquet.format.schema import (
 from aim_parquet.storage.base.file_checks import check_segment_schema, segment_source
 from aim_parquet.storage.base.lock import RunLock
 from aim_parquet.storage.base.safe_fs import flock_holder, flock_pids, held_flock, is_flocked
-from aim_parquet.storage.compaction.compacted import SeqKey, read_footer
+from aim_parquet.storage.online.compacted_read import read_footer
 from aim_parquet.storage.online.writer_parts import run_lock_holder, writer_ranks
 
 COMPACT_LOCK_FILENAME = "compact.lock"

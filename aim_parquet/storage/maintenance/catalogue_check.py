@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
@@ -26,6 +25,7 @@ from aim_parquet.format.meta import RunMeta, SequenceInfo
 from aim_parquet.format.paths import RepoLayout
 from aim_parquet.storage.base.repo_changes import write_sidecar
 from aim_parquet.storage.maintenance import salvage
+from aim_parquet.storage.maintenance.problems import Fix, Problem
 from aim_parquet.storage.online.catalogue_scan import (
     edit_writer_catalogue,
     scan_catalogue,
@@ -33,9 +33,6 @@ from aim_parquet.storage.online.catalogue_scan import (
 )
 from aim_parquet.storage.online.run_reader import load_sidecar
 from aim_parquet.storage.online.writer_parts import sequence_owner, writer_ranks
-
-if TYPE_CHECKING:
-    from aim_parquet.storage.maintenance.run_check import Fix, Problem
 
 
 def rewrite_sidecar(layout: RepoLayout, meta: RunMeta) -> str:

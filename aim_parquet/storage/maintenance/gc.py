@@ -33,6 +33,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from aim_parquet.errors import AimParquetError
+from aim_parquet.format.compacted import is_compacted_name
 from aim_parquet.format.meta import FORMAT_VERSION
 from aim_parquet.format.paths import (
     LOCK_FILENAME,
@@ -43,7 +44,6 @@ from aim_parquet.format.paths import (
     is_segment_name,
 )
 from aim_parquet.storage.base.safe_fs import first_link, remove_tree
-from aim_parquet.storage.compaction.compacted import is_compacted_name, read_footer
 from aim_parquet.storage.compaction.run_folder import (
     COMPACT_LOCK_FILENAME,
     compaction_lock,
@@ -52,8 +52,9 @@ from aim_parquet.storage.compaction.run_folder import (
     remove_empty_dirs,
     unreadable_listed_file,
 )
-from aim_parquet.storage.maintenance.run_check import TEMP_GRACE_S
+from aim_parquet.storage.maintenance.problems import TEMP_GRACE_S
 from aim_parquet.storage.online.catalogue_scan import read_catalogue
+from aim_parquet.storage.online.compacted_read import read_footer
 from aim_parquet.storage.online.run_reader import list_run_hashes, load_manifest, load_run_meta
 from aim_parquet.storage.online.writer_parts import run_lock_holder
 

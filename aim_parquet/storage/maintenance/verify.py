@@ -39,15 +39,9 @@ from aim_parquet.storage.base.safe_fs import (
 from aim_parquet.storage.compaction.run_folder import hold_run_locks
 from aim_parquet.storage.index.run_index import INDEX_FILENAME, RunIndex, index_file_problem
 from aim_parquet.storage.maintenance.gc import GcReport, StatsReport, gc_repo, repo_stats
+from aim_parquet.storage.maintenance.problems import PERMISSION_DENIED, TEMP_GRACE_S, Fix, Problem
 from aim_parquet.storage.maintenance.repo_scan import scan_repo
-from aim_parquet.storage.maintenance.run_check import (
-    PERMISSION_DENIED,
-    TEMP_GRACE_S,
-    Fix,
-    Problem,
-    RunCheck,
-    listdir_sorted,
-)
+from aim_parquet.storage.maintenance.run_check import RunCheck, listdir_sorted
 from aim_parquet.storage.online.run_reader import list_run_hashes
 
 __all__ = [

@@ -260,7 +260,7 @@ def _compacted_only(files: _RunFiles, known: Container[str]) -> list[SequenceInf
     compacted by an earlier release while its catalogue lagged)."""
     if files.manifest is None:
         return []
-    from aim_parquet.storage.compaction.compacted import read_footer
+    from aim_parquet.storage.online.compacted_read import read_footer
 
     out: dict[str, SequenceInfo] = {}
     for f in files.manifest.files:
