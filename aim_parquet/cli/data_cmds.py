@@ -149,6 +149,7 @@ def cmd_query(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from aim_parquet.errors import UnsafeFileError
     from aim_parquet.storage.export import export_dataset, publish_runs_table
 
     repo = _repo(args)
@@ -162,7 +163,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     report = export_dataset(
         repo.layout, Path(args.output), sequences=sequences, include_objects=args.objects
     )
-    publish_runs_table(repo.layout)
+    try:
+        publish_runs_table(repo.layout)
+    except UnsafeFileError as exc:  # (the export itself is complete)
+        print(safe_text(f"note: could not refresh the runs table: {exc}"))
     print(
         safe_text(
             f"exported {report.runs} run(s), {report.sequences} sequence(s), {report.points} "

@@ -23,7 +23,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from aim_parquet.errors import AimParquetError, CorruptFileError, FormatVersionError
+from aim_parquet.errors import (
+    AimParquetError,
+    CorruptFileError,
+    FormatVersionError,
+    UnsafeFileError,
+)
 from aim_parquet.format.meta import RunMeta
 from aim_parquet.format.paths import RepoLayout, canonical_context, is_valid_run_hash
 from aim_parquet.format.schema import is_metric_kind
@@ -44,6 +49,7 @@ from aim_parquet.storage.compacted import (
     kind_token,
 )
 from aim_parquet.storage.lock import is_run_locked
+from aim_parquet.storage.repo_changes import index_link
 from aim_parquet.storage.run_index import RunIndex
 from aim_parquet.storage.run_reader import read_sequence
 
@@ -168,7 +174,14 @@ def _write_table_atomic(path: Path, table: pa.Table) -> None:
 
 
 def publish_runs_table(layout: RepoLayout) -> Path:
-    """Rewrite `.aim/index/runs.parquet` from the sidecars; returns its path."""
+    """Rewrite `.aim/index/runs.parquet` from the sidecars; returns its path. UnsafeFileError
+    when `.aim/index` is a link (nothing is written through it)."""
+    link = index_link(layout)
+    if link is not None:
+        raise UnsafeFileError(
+            f"{link} is a symbolic link; aim_parquet never writes through links inside .aim/, so "
+            f"{runs_table_path(layout)} was not written. Replace the link by a real folder."
+        )
     metas = _repo_runs(layout)
     table = runs_table(metas, {m.hash: _is_active(layout, m) for m in metas})
     path = runs_table_path(layout)

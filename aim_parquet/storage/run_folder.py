@@ -30,7 +30,13 @@ from aim_parquet.format.schema import (
 from aim_parquet.storage.compacted import SeqKey, read_footer
 from aim_parquet.storage.file_checks import check_segment_schema, segment_source
 from aim_parquet.storage.lock import RunLock, is_run_locked
-from aim_parquet.storage.safe_fs import flock_holder, flock_pids, held_flock, is_flocked
+from aim_parquet.storage.safe_fs import (
+    flock_holder,
+    flock_pids,
+    held_flock,
+    is_flocked,
+    require_real_run_dir,
+)
 
 COMPACT_LOCK_FILENAME = "compact.lock"
 
@@ -205,6 +211,7 @@ def compaction_lock(layout: RepoLayout, run_hash: str) -> Iterator[str | None]:
     is in progress (process 123 (aim-parquet compact))"). Raises FileNotFoundError when the run
     folder is gone (it is never created again) and UnsafeFileError for a link or FIFO."""
     path = layout.run_dir(run_hash) / COMPACT_LOCK_FILENAME
+    require_real_run_dir(path, f"lock run {run_hash}")
     with held_flock(path, "compaction lock") as held:
         if held:
             yield None

@@ -29,7 +29,7 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
-from aim_parquet.errors import MissingRunError, RunLockedError, UnsafeFileError
+from aim_parquet.errors import AimParquetError, MissingRunError, RunLockedError, UnsafeFileError
 from aim_parquet.format.paths import LOCK_FILENAME, TEMP_PREFIX, RepoLayout, validate_run_hash
 from aim_parquet.storage.lock import RunLock, is_run_locked
 from aim_parquet.storage.repo_changes import note_change
@@ -49,6 +49,7 @@ _READ_ONLY_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
 
 def _require_run(layout: RepoLayout, run_hash: str) -> Path:
     run_dir = layout.run_dir(validate_run_hash(run_hash))
+    require_real_dirs(layout.aim_dir, layout.runs_dir, None)  # (callers name the action)
     try:
         mode = os.lstat(run_dir).st_mode
     except FileNotFoundError:
@@ -189,7 +190,23 @@ def _source_held(src: RepoLayout, run_hash: str, what: str) -> Iterator[bool]:
         yield is_locked
 
 
+def check_destination(src: RepoLayout, dest_root: Path) -> None:
+    """Refuse a copy or move into the source repository itself or anywhere inside its `.aim/`
+    (a run folder, `trash/`, ...): a move would delete the copy with its source, or `gc`
+    would. Checked on resolved paths, before the destination is created."""
+    src_aim = Path(os.path.realpath(src.aim_dir))
+    dest_aim = Path(os.path.realpath(RepoLayout(dest_root).aim_dir))
+    if dest_aim == src_aim:
+        raise AimParquetError(f"the destination {dest_root} is this repository")
+    if src_aim in dest_aim.parents:
+        raise AimParquetError(
+            f"the destination {dest_root} lies inside this repository's {src.aim_dir}; choose "
+            "a folder outside it."
+        )
+
+
 def _copy_into(src: RepoLayout, dest: RepoLayout, run_hash: str, is_locked: bool) -> None:
+    check_destination(src, dest.root)
     run_dir = src.run_dir(run_hash)
     _check_copyable(run_dir, run_hash)
     target = dest.runs_dir / run_hash

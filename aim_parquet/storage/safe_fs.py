@@ -10,8 +10,8 @@ the repository, and no read is unbounded.
 - `try_flock` takes the `flock` of a lock file (`compact.lock`, `index/runs.lock`) without
   waiting: it never follows a link, never truncates the file and never creates a missing folder,
   so a run deleted meanwhile stays deleted. `flock_holder` names the process holding one.
-- `require_real_dirs` refuses a deletion when a folder between `.aim/` and the target is a link;
-  `remove_tree` never follows one.
+- `require_real_dirs` refuses a write or deletion when a folder between `.aim/` and the target is
+  a link (`require_real_run_dir`: `.aim/runs/` or a run folder); `remove_tree` never follows one.
 
 Permission errors pass through as `PermissionError`: callers report them as such, never as
 damage, and never repair what they cannot read.
@@ -280,15 +280,24 @@ def first_link(base: Path, path: Path) -> Path | None:
     return None
 
 
-def require_real_dirs(base: Path, path: Path, what: str) -> None:
+def require_real_dirs(base: Path, path: Path, what: str | None) -> None:
     """Raise UnsafeFileError when a folder from `base` down to `path` is a symbolic link: a
-    deletion there would reach outside the repository."""
+    write or deletion there would reach outside the repository. `what` (the message starts
+    "cannot <what>: ") may be None where the caller names the action itself."""
     link = first_link(base, path)
     if link is not None:
         raise UnsafeFileError(
-            f"cannot {what}: {link} is a symbolic link; aim_parquet never deletes through links "
+            ("" if what is None else f"cannot {what}: ")
+            + f"{link} is a symbolic link; aim_parquet never writes or deletes through links "
             "inside .aim/. Replace it by a real folder (or remove the link) and retry."
         )
+
+
+def require_real_run_dir(run_file: Path, what: str) -> None:
+    """Raise UnsafeFileError when `.aim/runs` or the run folder holding `run_file` (a file
+    directly in `.aim/runs/<hash>/`: its lock, sidecar, ...) is a symbolic link."""
+    run_dir = run_file.parent
+    require_real_dirs(run_dir.parent.parent, run_dir, what)
 
 
 def remove_tree(path: Path) -> None:
