@@ -43,7 +43,13 @@ from aim_parquet.storage.run_check import (
 from aim_parquet.storage.run_folder import hold_run_locks
 from aim_parquet.storage.run_index import INDEX_FILENAME, RunIndex, index_file_problem
 from aim_parquet.storage.run_reader import list_run_hashes
-from aim_parquet.storage.safe_fs import MAX_JSON_FILE_BYTES, first_link, read_regular, remove_tree
+from aim_parquet.storage.safe_fs import (
+    MAX_JSON_FILE_BYTES,
+    first_link,
+    is_folder_in_use,
+    read_regular,
+    remove_tree,
+)
 
 __all__ = [
     "GcReport",
@@ -164,7 +170,11 @@ def _check_repo_files(layout: RepoLayout, repair: bool) -> tuple[list[Problem], 
             continue  # a linked folder: named by the scan, nothing is deleted through it
         for name in listdir_sorted(folder):
             path = folder / name
-            if name.startswith(TEMP_PREFIX) and now - _mtime(path) > TEMP_GRACE_S:
+            if (
+                name.startswith(TEMP_PREFIX)
+                and now - _mtime(path) > TEMP_GRACE_S
+                and not is_folder_in_use(path)  # a copy in progress
+            ):
                 ok, action = False, ""
                 if repair:
                     _remove_tree(path)

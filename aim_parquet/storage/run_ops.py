@@ -8,7 +8,8 @@
 - **Copy**: hold the source run's compaction lock and write lock for the whole copy, so neither a
   compaction nor a resumed writer changes the run meanwhile (a busy run is refused, naming the
   holder); copy its regular files (not its lock files, not temp files) to
-  `runs/.tmp-<hash>-<random>` of the destination, which readers ignore, then rename it to
+  `runs/.tmp-<hash>-<random>` of the destination, which readers ignore and whose `flock` the copy
+  holds (so `gc` never removes it however old the copied files are), then rename it to
   `runs/<hash>`. A crash leaves only an ignored temp folder. A run holding a symbolic link or a
   special file (FIFO, device) is refused: nothing is copied through a link. From a read-only
   source (its lock files cannot be opened for writing) the copy takes no lock; it is refused if a
@@ -38,6 +39,7 @@ from aim_parquet.storage.safe_fs import (
     copy_regular,
     describe_mode,
     first_link,
+    held_folder,
     remove_tree,
     require_real_dirs,
 )
@@ -217,18 +219,25 @@ def _copy_into(src: RepoLayout, dest: RepoLayout, run_hash: str, is_locked: bool
     tmp = dest.runs_dir / f"{TEMP_PREFIX}{run_hash}-{secrets.token_hex(4)}"
     before = None if is_locked else _tree_state(run_dir)
     try:
-        shutil.copytree(
-            run_dir, tmp, symlinks=True, ignore=_ignore_for_copy, copy_function=copy_regular
-        )
-        if before is not None and _tree_state(run_dir) != before:
-            raise RunLockedError(
-                f"Cannot copy run {run_hash}: its files changed while they were copied (a "
-                "writer or compactor works on it, and its read-only repository lets no lock be "
-                "taken). Try again when it is done."
+        tmp.mkdir()
+        with held_folder(tmp):  # (copied files keep their old mtimes: gc goes by this lock)
+            shutil.copytree(
+                run_dir,
+                tmp,
+                symlinks=True,
+                ignore=_ignore_for_copy,
+                copy_function=copy_regular,
+                dirs_exist_ok=True,
             )
-        if os.path.lexists(target):
-            raise FileExistsError(f"run {run_hash} already exists in repository {dest.root}")
-        os.rename(tmp, target)
+            if before is not None and _tree_state(run_dir) != before:
+                raise RunLockedError(
+                    f"Cannot copy run {run_hash}: its files changed while they were copied (a "
+                    "writer or compactor works on it, and its read-only repository lets no lock "
+                    "be taken). Try again when it is done."
+                )
+            if os.path.lexists(target):
+                raise FileExistsError(f"run {run_hash} already exists in repository {dest.root}")
+            os.rename(tmp, target)
         note_change(dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -10,6 +10,7 @@ the repository, and no read is unbounded.
 - `try_flock` takes the `flock` of a lock file (`compact.lock`, `index/runs.lock`) without
   waiting: it never follows a link, never truncates the file and never creates a missing folder,
   so a run deleted meanwhile stays deleted. `flock_holder` names the process holding one.
+  `held_folder` / `is_folder_in_use`: the same for a temp folder being filled (a copy).
 - `require_real_dirs` refuses a write or deletion when a folder between `.aim/` and the target is
   a link (`require_real_run_dir`: `.aim/runs/` or a run folder); `remove_tree` never follows one.
 
@@ -211,6 +212,34 @@ def held_flock(path: str | os.PathLike[str], what: str = "lock file") -> Iterato
     finally:
         if fd is not None:
             os.close(fd)
+
+
+@contextlib.contextmanager
+def held_folder(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold the exclusive `flock` of a folder we are filling (a run being copied in under a
+    temp name): `gc` and `verify --repair` leave a folder in use alone, however old its files."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        yield
+    finally:
+        os.close(fd)
+
+
+def is_folder_in_use(path: str | os.PathLike[str]) -> bool:
+    """Whether another process holds the `flock` of the folder `path` (`held_folder`); False
+    for a missing path, a file or a link."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+    return False
 
 
 def flock_pids(path: str | os.PathLike[str]) -> list[int] | None:
