@@ -156,6 +156,7 @@ def cmd_query(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from aim_parquet.errors import UnsafeFileError
     from aim_parquet.storage import export_dataset, publish_runs_table
     from aim_parquet.storage.maintenance.remote import POINTER_FILENAME, is_remote_target
 
@@ -170,7 +171,10 @@ def cmd_export(args: argparse.Namespace) -> int:
             wanted.add(seq.info.seq_id)
     output = args.output if is_remote else Path(args.output)
     report = export_dataset(repo.layout, output, sequences=sequences, include_objects=args.objects)
-    publish_runs_table(repo.layout)
+    try:
+        publish_runs_table(repo.layout)
+    except UnsafeFileError as exc:  # (the export itself is complete)
+        print(safe_text(f"note: could not refresh the runs table: {exc}"))
     print(
         safe_text(
             f"exported {report.runs} run(s), {report.sequences} sequence(s), {report.points} "

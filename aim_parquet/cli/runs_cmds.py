@@ -59,7 +59,12 @@ def add_parser(sub: Any) -> None:
             name, help=f"{verb} runs to another repository", epilog=EXAMPLES[name], parents=[parent]
         )
         p.add_argument("hashes", nargs="+", metavar="HASH", help="run hashes or unique prefixes")
-        p.add_argument("--destination", required=True, metavar="DIR", help="target repository")
+        p.add_argument(
+            "--destination",
+            required=True,
+            metavar="DIR",
+            help="target repository (not inside this one's .aim/)",
+        )
         p.set_defaults(func=cmd_transfer, verb=verb)
     for name in ("archive", "unarchive"):
         p = cmds.add_parser(name, help=f"{name} runs", epilog=EXAMPLES[name], parents=[parent])
@@ -147,13 +152,17 @@ def cmd_rm(args: argparse.Namespace) -> int:
 
 
 def cmd_transfer(args: argparse.Namespace) -> int:
+    from aim_parquet.format.paths import resolve_repo_root
     from aim_parquet.storage import copy_run_folder, ensure_repo, move_run_folder
+    from aim_parquet.storage.maintenance.run_ops import check_destination
 
     layout = open_layout(args)
     hashes = resolve_hashes(layout, args.hashes)
+    try:  # before the destination repository is created
+        check_destination(layout, resolve_repo_root(args.destination))
+    except AimParquetError as exc:
+        raise CliError(str(exc)) from None
     dest = ensure_repo(args.destination)
-    if dest.aim_dir.resolve() == layout.aim_dir.resolve():
-        raise CliError(f"the destination {dest.root} is this repository")
     transfer = copy_run_folder if args.verb == "copy" else move_run_folder
     past = "copied" if args.verb == "copy" else "moved"
     failed = 0

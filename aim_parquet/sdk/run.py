@@ -265,6 +265,13 @@ class Run(RunReadMixin):
         lock = RunLock(layout.lock_file(self.hash), self.hash)
         try:
             lock.acquire(force=force)
+        except FileNotFoundError:  # moved or deleted since the check above (`runs mv|rm`)
+            if is_new:
+                raise
+            raise MissingRunError(
+                f"No run {self.hash!r} in repository {layout.root} (it was moved or deleted "
+                "while it was being opened); pass run_hash=None to start a new run."
+            ) from None
         except BaseException:
             if is_new:
                 shutil.rmtree(run_dir, ignore_errors=True)

@@ -30,7 +30,13 @@ from aim_parquet.format.schema import (
 )
 from aim_parquet.storage.base.file_checks import check_segment_schema, segment_source
 from aim_parquet.storage.base.lock import RunLock
-from aim_parquet.storage.base.safe_fs import flock_holder, flock_pids, held_flock, is_flocked
+from aim_parquet.storage.base.safe_fs import (
+    flock_holder,
+    flock_pids,
+    held_flock,
+    is_flocked,
+    require_real_run_dir,
+)
 from aim_parquet.storage.online.compacted_read import read_footer
 from aim_parquet.storage.online.writer_parts import run_lock_holder, writer_ranks
 
@@ -211,6 +217,7 @@ def compaction_lock(layout: RepoLayout, run_hash: str) -> Iterator[str | None]:
     is in progress (process 123 (aim-parquet compact))"). Raises FileNotFoundError when the run
     folder is gone (it is never created again) and UnsafeFileError for a link or FIFO."""
     path = layout.run_dir(run_hash) / COMPACT_LOCK_FILENAME
+    require_real_run_dir(path, f"lock run {run_hash}")
     with held_flock(path, "compaction lock") as held:
         if held:
             yield None

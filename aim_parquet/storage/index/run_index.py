@@ -53,7 +53,7 @@ from aim_parquet.errors import AimParquetError, CorruptFileError
 from aim_parquet.format.meta import RunMeta, loads_json_object
 from aim_parquet.format.paths import SIDECAR_FILENAME, RepoLayout, is_valid_run_hash
 from aim_parquet.storage.base.atomic import atomic_write
-from aim_parquet.storage.base.repo_changes import MarkerKey, marker_key
+from aim_parquet.storage.base.repo_changes import MarkerKey, index_link, marker_key
 from aim_parquet.storage.base.safe_fs import MAX_JSON_FILE_BYTES, held_flock, read_regular
 from aim_parquet.storage.index.index_file import (
     INDEX_FILENAME,
@@ -191,6 +191,8 @@ class RunIndex:
     # -- reading ---------------------------------------------------------------------------
     def _load_file(self) -> tuple[dict[str, _Entry], bool]:
         """Entries of the index file and whether it was usable (if not, it is rebuilt)."""
+        if index_link(self.layout) is not None:
+            return {}, False  # never read through a link (and never written: `_write`)
         try:
             raw = read_regular(self.path, "run index", MAX_JSON_FILE_BYTES)
         except FileNotFoundError:
@@ -381,6 +383,10 @@ class RunIndex:
     def _write(self, entries: dict[str, _Entry]) -> None:
         rows = [(e.key, r) for e in entries.values() if (r := e.stored_record) is not None]
         data = encode_index(rows)
+        link = index_link(self.layout)
+        if link is not None:  # `verify` names it; the index is only a cache
+            log.debug("aim_parquet: not writing run index %s: %s is a link", self.path, link)
+            return
         try:
             self.layout.index_dir.mkdir(parents=True, exist_ok=True)
             with held_flock(self.lock_path, "run index lock") as held:
@@ -439,5 +445,6 @@ class RunIndex:
 
     def remove_file(self) -> None:
         """Delete the index file (it is rebuilt on the next refresh)."""
-        self.path.unlink(missing_ok=True)
+        if index_link(self.layout) is None:
+            self.path.unlink(missing_ok=True)
         self.invalidate()

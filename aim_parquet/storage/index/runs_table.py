@@ -18,11 +18,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from aim_parquet.errors import UnsafeFileError
 from aim_parquet.format.meta import RunMeta
 from aim_parquet.format.paths import RepoLayout
 from aim_parquet.format.values import encode_json_value, utf8_safe
 from aim_parquet.storage.base.atomic import fsync_dir, temp_path_for
 from aim_parquet.storage.base.columns import string_array
+from aim_parquet.storage.base.repo_changes import index_link
 from aim_parquet.storage.index.run_index import RunIndex
 from aim_parquet.storage.online.writer_parts import run_lock_holder
 
@@ -146,7 +148,14 @@ def write_table_atomic(path: Path, table: pa.Table) -> None:
 
 
 def publish_runs_table(layout: RepoLayout) -> Path:
-    """Rewrite `.aim/index/runs.parquet` from the sidecars; returns its path."""
+    """Rewrite `.aim/index/runs.parquet` from the sidecars; returns its path. UnsafeFileError
+    when `.aim/index` is a link (nothing is written through it)."""
+    link = index_link(layout)
+    if link is not None:
+        raise UnsafeFileError(
+            f"{link} is a symbolic link; aim_parquet never writes through links inside .aim/, so "
+            f"{runs_table_path(layout)} was not written. Replace the link by a real folder."
+        )
     metas = repo_runs(layout)
     table = runs_table(metas, {m.hash: is_active(layout, m) for m in metas})
     path = runs_table_path(layout)

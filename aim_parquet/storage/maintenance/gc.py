@@ -9,8 +9,8 @@ period just spares it the retry); `.tmp-*` files older than `grace_s` (and at le
 own for `TEMP_GRACE_S`); empty sequence folders of runs no live writer holds. It never takes a run's write lock, so a training script can resume any
 run while gc works (a writer re-creates a sequence folder removed under it). Repository-wide:
 everything in `.aim/trash/` (runs whose delete was interrupted) and `.tmp-*` entries in `.aim/`,
-`.aim/runs/` and `.aim/index/` whose newest file is that old (a copy in progress lives under such
-a name).
+`.aim/runs/` and `.aim/index/` whose newest file is that old, unless a copy still fills it (a
+run being copied in lives under such a name, with its folder's flock held).
 Quarantined files are never removed: they are the user's to inspect.
 
 Nothing is deleted through a symbolic link: a folder under `.aim/` that is a link (`trash/`,
@@ -43,7 +43,7 @@ from aim_parquet.format.paths import (
     RepoLayout,
     is_segment_name,
 )
-from aim_parquet.storage.base.safe_fs import first_link, remove_tree
+from aim_parquet.storage.base.safe_fs import first_link, is_folder_in_use, remove_tree
 from aim_parquet.storage.compaction.run_folder import (
     COMPACT_LOCK_FILENAME,
     compaction_lock,
@@ -250,10 +250,14 @@ def gc_repo(layout: RepoLayout, *, grace_s: float = DEFAULT_GRACE_S) -> GcReport
             continue
         for name in names:
             path = folder / name
-            if name.startswith(TEMP_PREFIX) and _temp_age(path, now) >= max(
-                grace_s, TEMP_MIN_AGE_S
-            ):
-                out.remove(path, "temp-file")
+            if not name.startswith(TEMP_PREFIX):
+                continue
+            if _temp_age(path, now) < max(grace_s, TEMP_MIN_AGE_S):
+                continue
+            if is_folder_in_use(path):  # a copy in progress (its files keep their old mtimes)
+                out.notes.append(f"kept {path}: a copy into it is in progress")
+                continue
+            out.remove(path, "temp-file")
     return GcReport(tuple(out.removed), tuple(out.notes))
 
 

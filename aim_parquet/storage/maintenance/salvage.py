@@ -65,6 +65,7 @@ def quarantine(layout: RepoLayout, path: Path, *, keep: bool = False) -> Path:
     target = quarantine_dir(layout) / rel
     if os.path.lexists(target):
         target = target.with_name(f"{target.name}.{time.time_ns()}")
+    require_real_dirs(layout.aim_dir, path.parent, f"quarantine {path}")  # (never moved out)
     require_real_dirs(layout.aim_dir, target.parent, f"quarantine {path}")
     target.parent.mkdir(parents=True, exist_ok=True)
     if keep:

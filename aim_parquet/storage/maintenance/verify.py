@@ -33,6 +33,7 @@ from aim_parquet.storage.base.atomic import atomic_write_json
 from aim_parquet.storage.base.safe_fs import (
     MAX_JSON_FILE_BYTES,
     first_link,
+    is_folder_in_use,
     read_regular,
     remove_tree,
 )
@@ -163,7 +164,11 @@ def _check_repo_files(layout: RepoLayout, repair: bool) -> tuple[list[Problem], 
             continue  # a linked folder: named by the scan, nothing is deleted through it
         for name in listdir_sorted(folder):
             path = folder / name
-            if name.startswith(TEMP_PREFIX) and now - _mtime(path) > TEMP_GRACE_S:
+            if (
+                name.startswith(TEMP_PREFIX)
+                and now - _mtime(path) > TEMP_GRACE_S
+                and not is_folder_in_use(path)  # a copy in progress
+            ):
                 ok, action = False, ""
                 if repair:
                     _remove_tree(path)
