@@ -23,7 +23,12 @@ from aim_parquet.storage.maintenance.export import export_dataset
 from aim_parquet.storage.maintenance.remote import POINTER_FILENAME
 from tests.conftest import PYTHON, ROOT, python_env
 from tests.integration.repo_snapshots import rows, write_rich_run
-from tests.objectstore.s3_server import S3Server
+
+# `make test` collects this module without moto installed (its marker deselects the tests);
+# `make test-objectstore` installs requirements-objectstore.txt first.
+pytest.importorskip("moto", reason="moto is installed by `make test-objectstore`")
+
+from tests.objectstore.s3_server import S3Server  # noqa: E402
 
 pytestmark = pytest.mark.objectstore
 
