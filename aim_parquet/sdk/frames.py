@@ -14,7 +14,8 @@ Types: `step` int64, `value` float64, `epoch` float64 (NaN where none was tracke
 float64, `time` a naive UTC timestamp (µs). A run-level column whose values are all numbers
 (bools, ints, floats) stays a number column (ints and floats: float64, ints alone: int64); all
 text stays text; a column that mixes kinds across runs (a param that is a number in one run and
-text in another) is text: strings as they are, other values as their JSON.
+text in another) holds the JSON text of each value (`"two"`, `2`), as `aim-parquet query
+--output` writes such a column.
 
 `only_last=True` comes from the catalogue summaries without reading a point: `step` and `value`
 are each sequence's last step and its value as of the run's last flush; `epoch`, `timestamp`
@@ -69,7 +70,7 @@ def key_column(values: list[Any]) -> pa.Array:
         if is_int and all(-(2**63) <= int(v) < 2**63 for v in present):
             return pa.array(values, pa.int64())
         return pa.array([None if v is None else float(v) for v in values], pa.float64())
-    texts = [None if v is None else v if isinstance(v, str) else _jsonable(v) for v in values]
+    texts = [None if v is None else _jsonable(v) for v in values]
     return pa.array(texts, pa.string()).dictionary_encode()
 
 

@@ -63,7 +63,7 @@ def test_frame_cells_match_the_points(repo_root: Path) -> None:
     only = df[df["run.only_here"].notna()]
     assert set(only["run.only_here"]) == {"yes"}
     assert df["run.only_here"].isna().sum() == len(df) - len(only)  # missing: None, not dropped
-    assert set(df["run.mixed"]) == {"0", "1", "two"}  # one kind per column: text
+    assert set(df["run.mixed"]) == {"0", "1", '"two"'}  # one kind per column: JSON text
 
 
 def test_to_arrow_and_polars_hold_the_same_table(repo_root: Path) -> None:
