@@ -95,7 +95,7 @@ def _positive_int(text: str) -> int:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from aim_parquet.storage.repo_files import ensure_repo, is_repo
+    from aim_parquet.storage.base.repo_files import ensure_repo, is_repo
 
     root = repo_root(args)
     if is_repo(root):
@@ -149,7 +149,7 @@ def cmd_query(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from aim_parquet.storage.export import export_dataset, publish_runs_table
+    from aim_parquet.storage.maintenance.export import export_dataset, publish_runs_table
 
     repo = _repo(args)
     sequences: dict[str, set[str] | None] | None = None

@@ -20,9 +20,9 @@ from aim_parquet.cli.common import (
 )
 from aim_parquet.errors import AimParquetError
 from aim_parquet.format.paths import RepoLayout
-from aim_parquet.storage.lock import is_run_locked
-from aim_parquet.storage.run_index import RunIndex
-from aim_parquet.storage.run_reader import load_run_meta
+from aim_parquet.storage.index.run_index import RunIndex
+from aim_parquet.storage.online.run_reader import load_run_meta
+from aim_parquet.storage.online.writer_parts import run_lock_holder
 
 EXAMPLES = {
     "ls": "example:\n  aim-parquet runs ls --repo ~/experiments\n  aim-parquet runs ls --json",
@@ -83,7 +83,7 @@ def _run_rows(layout: RepoLayout) -> list[dict[str, Any]]:
     metas, damaged = RunIndex(layout).metas()
     rows = []
     for meta in sorted(metas, key=lambda m: (m.creation_time, m.hash)):
-        active = meta.end_time is None and is_run_locked(layout.lock_file(meta.hash)) is not None
+        active = meta.end_time is None and run_lock_holder(layout, meta.hash) is not None
         rows.append(
             {
                 "hash": meta.hash,
@@ -120,7 +120,7 @@ def _repo(args: argparse.Namespace) -> Any:
 
 
 def cmd_rm(args: argparse.Namespace) -> int:
-    from aim_parquet.storage.run_ops import delete_run_folder
+    from aim_parquet.storage.maintenance.run_ops import delete_run_folder
 
     repo = _repo(args)
     hashes = resolve_hashes(repo.layout, args.hashes) if args.hashes else []
@@ -148,8 +148,8 @@ def cmd_rm(args: argparse.Namespace) -> int:
 
 
 def cmd_transfer(args: argparse.Namespace) -> int:
-    from aim_parquet.storage.repo_files import ensure_repo
-    from aim_parquet.storage.run_ops import copy_run_folder, move_run_folder
+    from aim_parquet.storage.base.repo_files import ensure_repo
+    from aim_parquet.storage.maintenance.run_ops import copy_run_folder, move_run_folder
 
     layout = open_layout(args)
     hashes = resolve_hashes(layout, args.hashes)
@@ -179,7 +179,7 @@ def _report_failure(run_hash: str, verb: str, exc: BaseException) -> int:
 
 
 def cmd_archive(args: argparse.Namespace) -> int:
-    from aim_parquet.storage.sidecar_edits import set_archived
+    from aim_parquet.storage.maintenance.sidecar_edits import set_archived
 
     layout = open_layout(args)
     for run_hash in resolve_hashes(layout, args.hashes):
@@ -189,7 +189,7 @@ def cmd_archive(args: argparse.Namespace) -> int:
 
 
 def cmd_close(args: argparse.Namespace) -> int:
-    from aim_parquet.storage.sidecar_edits import finish_run
+    from aim_parquet.storage.maintenance.sidecar_edits import finish_run
 
     layout = open_layout(args)
     for run_hash in resolve_hashes(layout, args.hashes):
