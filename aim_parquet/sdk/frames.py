@@ -35,7 +35,7 @@ from aim_parquet.format.paths import canonical_context
 from aim_parquet.format.schema import METRIC_KINDS
 from aim_parquet.format.values import utf8_safe
 from aim_parquet.sdk.dataframes import require_pandas, require_polars, run_row
-from aim_parquet.storage.run_records import RunRecord
+from aim_parquet.storage.index.run_records import RunRecord
 
 if TYPE_CHECKING:
     import pandas

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pytest
 
 import aim_parquet as aim
-from aim_parquet.storage import run_reader
+from aim_parquet.storage.online import run_reader
 
 pd = pytest.importorskip("pandas")
 pl = pytest.importorskip("polars")

@@ -29,8 +29,8 @@ from aim_parquet.format.paths import (
     sequence_id,
 )
 from aim_parquet.format.schema import META_RUN
-from aim_parquet.storage.repo_files import ensure_repo
-from aim_parquet.storage.segments import read_segment
+from aim_parquet.storage.base.repo_files import ensure_repo
+from aim_parquet.storage.online.segments import read_segment
 
 QUIET: dict[str, Any] = {
     "system_tracking_interval": None,

@@ -126,7 +126,7 @@ def glob_scan(p: dict[str, Any]) -> dict[str, Any]:
 
 def compact(p: dict[str, Any]) -> dict[str, Any]:
     from aim_parquet.format.paths import RepoLayout
-    from aim_parquet.storage.compactor import compact_repo
+    from aim_parquet.storage.compaction.compactor import compact_repo
 
     t0 = time.perf_counter()
     report = compact_repo(RepoLayout(Path(p["repo"])))
