@@ -27,7 +27,7 @@ from aim_parquet.errors import (
 from aim_parquet.objects import Audio, Distribution, Figure, Image, Text
 from aim_parquet.sdk.repo import Repo
 from aim_parquet.sdk.run import Run
-from aim_parquet.sdk.sequence import Audios, Distributions, Figures, Images, Metric, Texts
+from aim_parquet.sdk.sequence import Audios, Context, Distributions, Figures, Images, Metric, Texts
 
 RunLockingError = RunLockedError  # Aim's name
 
@@ -37,6 +37,7 @@ __all__ = [
     "AimParquetError",
     "Audio",
     "Audios",
+    "Context",
     "CorruptFileError",
     "Distribution",
     "Distributions",

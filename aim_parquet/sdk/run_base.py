@@ -39,6 +39,16 @@ class RunPropsMixin:
     def repo_path(self) -> str:
         return str(self._layout.root)
 
+    def __eq__(self, other: object) -> bool:
+        """Two runs are equal when they are the same run of the same repository (as in Aim),
+        whether opened for writing or read-only."""
+        if not isinstance(other, RunPropsMixin):
+            return NotImplemented
+        return self.hash == other.hash and self._layout.root == other._layout.root
+
+    def __hash__(self) -> int:
+        return hash((self.hash, str(self._layout.root)))
+
     @property
     def name(self) -> str:
         return self._meta.display_name
