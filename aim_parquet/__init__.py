@@ -6,6 +6,7 @@ Importing this package starts no thread and imports no heavy optional library.
 
 from aim_parquet.errors import (
     AimParquetError,
+    AimRepositoryError,
     CorruptFileError,
     FormatVersionError,
     IncompatibleSequenceError,
@@ -35,6 +36,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AimParquetError",
+    "AimRepositoryError",
     "Audio",
     "Audios",
     "Context",

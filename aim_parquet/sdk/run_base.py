@@ -39,6 +39,13 @@ class RunPropsMixin:
     def repo_path(self) -> str:
         return str(self._layout.root)
 
+    @property
+    def repo(self) -> Any:
+        """The `Repo` holding this run (as Aim's `run.repo`)."""
+        from aim_parquet.sdk.repo import Repo
+
+        return Repo.from_path(self._layout.root)
+
     def __eq__(self, other: object) -> bool:
         """Two runs are equal when they are the same run of the same repository (as in Aim),
         whether opened for writing or read-only."""
