@@ -129,9 +129,7 @@ def compile_comprehension(compiler: _Compiler, node: ast.expr) -> _Fn:
         return lambda env: _charged([elt_fn(e) for e in _loop_steps(generators, env)])
     if isinstance(node, ast.SetComp):
         return lambda env: _charged({elt_fn(e) for e in _loop_steps(generators, env)})
-    return lambda env: _charged(
-        {key_fn(e): value_fn(e) for e in _loop_steps(generators, env)}
-    )
+    return lambda env: _charged({key_fn(e): value_fn(e) for e in _loop_steps(generators, env)})
 
 
 def _charged(value: Any) -> Any:

@@ -145,9 +145,11 @@ def _times(timestamps: Array) -> Array:
     low, high = float(finite.min()), float(finite.max())
     first = _utc_offset_us(low)
     if first == _utc_offset_us(high) and high - low < _OFFSET_CHECK_SPAN_S:
-        return (micros + first).view("datetime64[us]")
+        shifted: Array = (micros + first).view("datetime64[us]")
+        return shifted
     offsets = np.array([_utc_offset_us(t) if np.isfinite(t) else 0 for t in stamps.tolist()])
-    return (micros + offsets).view("datetime64[us]")
+    local: Array = (micros + offsets).view("datetime64[us]")
+    return local
 
 
 _OFFSET_CHECK_SPAN_S = 12 * 3600  # shorter than any gap between two offset changes
@@ -159,8 +161,9 @@ def _utc_offset_us(timestamp: float) -> int:
     return int(time.localtime(timestamp).tm_gmtoff) * 1_000_000
 
 
-_PROP_KEYS = ("name", "experiment", "description", "archived", "creation_time", "end_time")
-_PROP_KEYS += ("active", "tags")
+_PROP_KEYS = (
+    "name", "experiment", "description", "archived", "creation_time", "end_time", "active", "tags",
+)  # fmt: skip
 
 
 def sequence_columns(

@@ -118,6 +118,7 @@ class Run(RunReadMixin):
     """A training run: properties, params and tracked sequences (Aim's `aim.Run`)."""
 
     # Class-level defaults: read-only runs built without __init__ (query results) have them too.
+    _writer: RunWriter | None
     _retired: RunWriter | None = None  # the writer after close(), or a forked child's copy
     _close_job: lifecycle.CloseJob | None = None
     _finalizer: weakref.finalize[[], Run] | None = None
@@ -190,11 +191,13 @@ class Run(RunReadMixin):
             return False
         entry, owner = joined
         writer = entry.writer
-        self._writer, self._shared, self._shared_owner = writer, entry, owner
+        self._init_tracking(writer, read_only=False)
+        self._shared, self._shared_owner = entry, owner
         for seq in list(writer.seqs.values()):
             if seq.is_metric:
                 self._cache_seq(seq, seq.info.name, seq.info.context)
-        self._finalizer = weakref.finalize(self, shared_writers.release_collected, entry, owner)
+        release = functools.partial(shared_writers.release_collected, entry, owner)
+        self._finalizer = weakref.finalize(self, release)
         self._finalizer.atexit = False
         lifecycle.register(self)
         if experiment:
@@ -245,7 +248,7 @@ class Run(RunReadMixin):
 
     def _init_tracking(self, writer: RunWriter | None, *, read_only: bool) -> None:
         """The state `track()` works on: the writer and the caches of its sequence buffers."""
-        self._writer: RunWriter | None = writer
+        self._writer = writer
         self._meta_source: Any = None  # a run index record to decode the metadata from
         self._metric_seqs: dict[Any, SeqBuffer] = {}
         self._object_seqs: dict[Any, SeqBuffer] = {}

@@ -27,7 +27,9 @@ from aim_parquet.storage.sidecar_edits import change_run
 EDITABLE = frozenset({"name", "description", "experiment", "archived", "tags"})
 
 
-def _tags_after(seen: tuple[str, ...], wanted: tuple[str, ...], now: tuple[str, ...]) -> tuple[str, ...]:
+def _tags_after(
+    seen: tuple[str, ...], wanted: tuple[str, ...], now: tuple[str, ...]
+) -> tuple[str, ...]:
     removed = set(seen) - set(wanted)
     kept = tuple(t for t in now if t not in removed)
     return kept + tuple(t for t in wanted if t not in seen and t not in kept)
@@ -42,7 +44,7 @@ def edit_props(run: Any, changes: dict[str, Any]) -> RunMeta:
         if "tags" in fields:
             fields["tags"] = _tags_after(seen.tags, tuple(fields["tags"]), writer.meta.tags)
         writer.update_meta(**fields)
-        return writer.meta  # type: ignore[no-any-return]
+        return writer.meta
 
     def change(meta: RunMeta) -> RunMeta:
         fields = dict(changes)

@@ -406,7 +406,7 @@ class ArrayView:
                 raise TypeError(f"an ArrayView is sliced by steps (ints), got {part!r}")
         lo = 0 if part.start is None else int(np.searchsorted(steps, part.start))
         hi = len(steps) if part.stop is None else int(np.searchsorted(steps, part.stop))
-        return [self._py(v) for v in values[lo:max(lo, hi)]]
+        return [self._py(v) for v in values[lo : max(lo, hi)]]
 
     def _at(self, pos: int) -> tuple[int, Any]:
         steps, values = self._pair()

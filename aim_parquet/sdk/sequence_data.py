@@ -58,9 +58,7 @@ class SequenceData:
     def view(self, columns: str | Iterable[str]) -> SequenceData:
         """The same points with only `columns` ('val', 'epoch', 'time')."""
         names = [columns] if isinstance(columns, str) else list(columns)
-        return SequenceData(
-            self._seq, names, n_items=self._n_items, step_range=self._step_range
-        )
+        return SequenceData(self._seq, names, n_items=self._n_items, step_range=self._step_range)
 
     def sample(self, k: int) -> SequenceData:
         """About `k` evenly spaced points, the first and last included (Aim's downsampling)."""
@@ -83,7 +81,10 @@ class SequenceData:
         seq.preload()
         steps = seq._column("value")[0]
         cols = [ArrayView(seq, col)._values_array() for col in self.columns]
-        cols = [c.astype(np.float64) if n == "epoch" else c for n, c in zip(self.columns, cols)]
+        cols = [
+            c.astype(np.float64) if n == "epoch" else c
+            for n, c in zip(self.columns, cols, strict=True)
+        ]
         if self._step_range is not None:
             start, stop = self._step_range
             lo, hi = np.searchsorted(steps, [start, max(start, stop)])

@@ -22,7 +22,10 @@ from __future__ import annotations
 import os
 import threading
 import weakref
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from aim_parquet.storage.run_writer import RunWriter
 
 _guard = threading.Lock()
 _open: dict[tuple[str, str], SharedWriter] = {}
@@ -36,7 +39,7 @@ class SharedWriter:
     def __init__(self, key: tuple[str, str], owner: Any) -> None:
         self.key = key
         self.owner_ref = weakref.ref(owner)
-        self.writer = owner._writer
+        self.writer: RunWriter = owner._writer
         self.pid = os.getpid()
         self.open_handles = 1
         self.is_owner_closed = False
@@ -91,7 +94,7 @@ def release_collected(entry: SharedWriter, owner: Any) -> None:
             job.start()
 
 
-def open_writer(layout: Any, run_hash: str) -> Any:
+def open_writer(layout: Any, run_hash: str) -> RunWriter | None:
     """The writer this process has open for the run, or None."""
     with _guard:
         entry = _open.get((str(layout.root), run_hash))

@@ -14,7 +14,8 @@ import json
 import math
 import sys
 import warnings
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 warnings.simplefilter("ignore")
 MODULE, REPO = sys.argv[1], sys.argv[2]
@@ -37,16 +38,22 @@ RUNS = {
 def track_runs() -> dict[str, str]:
     hashes = {}
     for name, (params, tags) in RUNS.items():
-        run = aim.Run(repo=REPO, experiment="exp", system_tracking_interval=None,
-                      capture_terminal_logs=False)
+        run = aim.Run(
+            repo=REPO, experiment="exp", system_tracking_interval=None, capture_terminal_logs=False
+        )
         run.name = name
         for key, value in params.items():
             run[key] = value
         for tag in tags:
             run.add_tag(tag)
         for step in range(6):
-            run.track(1.0 / (step + 1), name="loss", step=step, epoch=step // 2,
-                      context={"subset": "train"})
+            run.track(
+                1.0 / (step + 1),
+                name="loss",
+                step=step,
+                epoch=step // 2,
+                context={"subset": "train"},
+            )
             if step % 2 == 0:
                 run.track(float(step), name="loss", step=step, context={"subset": "val"})
             run.track(step * 10, name="count", step=step)
@@ -96,12 +103,20 @@ def checks(repo: Any, hashes: dict[str, str]) -> dict[str, Callable[[], Any]]:
 
     def run_equality() -> Any:  # item 2
         a, b = get_run(repo, alpha), get_run(repo, alpha)
-        return [a == b, hash(a) == hash(b), len({a, b}), loss(a) == loss(b), len({loss(a), loss(b)})]
+        return [
+            a == b,
+            hash(a) == hash(b),
+            len({a, b}),
+            loss(a) == loss(b),
+            len({loss(a), loss(b)}),
+        ]
 
     def seq_info_by_type() -> Any:  # item 3
         run = get_run(repo, alpha)
-        return {t: sorted(n for n, _c, _r in run.iter_sequence_info_by_type(t))
-                for t in ("float", "int", "aim.image")}
+        return {
+            t: sorted(n for n, _c, _r in run.iter_sequence_info_by_type(t))
+            for t in ("float", "int", "aim.image")
+        }
 
     def query_metric_run() -> Any:  # item 4
         found = repo.query_metrics("metric.run.name == 'alpha' and metric.name == 'count'")
@@ -121,10 +136,24 @@ def checks(repo: Any, hashes: dict[str, str]) -> dict[str, Callable[[], Any]]:
     def df_columns() -> Any:  # item 6: Aim's columns first, in Aim's order
         metric = loss(get_run(repo, alpha))
         df = metric.dataframe(include_name=True, include_context=True, include_run=True)
-        aim_cols = ["idx", "step", "value", "epoch", "time", "run.hash", "run.lr", "run.opt",
-                    "metric.name", "metric.context.subset"]
-        return [list(df.columns)[: len(aim_cols)] == aim_cols, str(df["epoch"].dtype),
-                str(df["value"].dtype), df["time"].iloc[0].timestamp() == pytest_time(metric)]
+        aim_cols = [
+            "idx",
+            "step",
+            "value",
+            "epoch",
+            "time",
+            "run.hash",
+            "run.lr",
+            "run.opt",
+            "metric.name",
+            "metric.context.subset",
+        ]
+        return [
+            list(df.columns)[: len(aim_cols)] == aim_cols,
+            str(df["epoch"].dtype),
+            str(df["value"].dtype),
+            df["time"].iloc[0].timestamp() == pytest_time(metric),
+        ]
 
     def pytest_time(metric: Any) -> bool:
         import datetime
@@ -167,8 +196,10 @@ def checks(repo: Any, hashes: dict[str, str]) -> dict[str, Callable[[], Any]]:
 
     def record_length() -> Any:  # item 10
         run = get_run(repo, alpha)
-        return [run.get_image_sequence("imgs").record_length(),
-                run.get_image_sequence("img").record_length()]
+        return [
+            run.get_image_sequence("imgs").record_length(),
+            run.get_image_sequence("img").record_length(),
+        ]
 
     def imports() -> Any:  # item 11
         mode = sdk_types.QueryReportMode.DISABLED
@@ -186,8 +217,11 @@ def checks(repo: Any, hashes: dict[str, str]) -> dict[str, Callable[[], Any]]:
         again.archived = False
         return out + [type(run.repo).__name__]
 
-    return {name: fn for name, fn in locals().items() if callable(fn) and name != "pytest_time"
-            and name != "loss"}
+    return {
+        name: fn
+        for name, fn in locals().items()
+        if callable(fn) and name != "pytest_time" and name != "loss"
+    }
 
 
 def main() -> None:
