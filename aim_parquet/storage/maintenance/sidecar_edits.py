@@ -48,6 +48,14 @@ def _edit(
         lock.release()
 
 
+def change_run(
+    layout: RepoLayout, run_hash: str, what: str, change: Callable[[RunMeta], RunMeta]
+) -> RunMeta:
+    """Apply `change` to the sidecar of a run no live process writes, under its lock (what the
+    SDK does for a property set on a read-only or closed run); RunLockedError names the writer."""
+    return _edit(layout, run_hash, what, change)
+
+
 def set_archived(layout: RepoLayout, run_hash: str, archived: bool) -> RunMeta:
     """Archive or unarchive a run no live process writes."""
     what = "archive" if archived else "unarchive"
