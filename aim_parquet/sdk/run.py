@@ -271,8 +271,9 @@ class Run(RunReadMixin):
             raise
         try:
             meta = load_sidecar(layout, self.hash)
-            if is_multi:
-                meta = main_writer_meta(layout, self.hash, meta)
+            if is_multi or meta.is_multi_writer:  # a job's run, resumed by a plain process too:
+                meta = main_writer_meta(layout, self.hash, meta)  # it writes as rank 0
+                self._rank = self._rank or 0
             elif not is_new:  # after a killed writer the catalogue is caught up from the data
                 infos = resume_catalogue(layout, self.hash, meta)
                 meta = RunMeta(**{**meta.__dict__, "end_time": None, "sequences": infos})
