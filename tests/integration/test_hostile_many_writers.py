@@ -6,8 +6,13 @@ plain pyarrow; every wait has a time limit."""
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
+import pyarrow.parquet as pq
+
+import aim_parquet as aim
+from tests.conftest import PYTHON, python_env
 from tests.integration.hostile_helpers import (
     Proc,
     arrow_points,
@@ -89,3 +94,101 @@ def test_plain_process_cannot_write_a_live_ranks_sequence(tmp_path: Path) -> Non
     assert found[("loss", _ctx({"rank": 2}))] == [(s, 2e6 + s) for s in range(20)]
     assert catalogue_counts(repo, run_hash)[("loss", _ctx({"rank": 2}))] == 20
     assert as_sorted(arrow_points(repo, run_hash)) == as_sorted(found)
+
+
+def _cli(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            PYTHON,
+            "-c",
+            "import sys; from aim_parquet.cli.main import main; sys.exit(main())",
+            "--repo",
+            str(repo),
+            *args,
+        ],
+        env=python_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def _expect_all(repo: Path, run_hash: str, n: int, world: int = WORLD) -> None:
+    found = sdk_points(repo, run_hash)
+    counts = catalogue_counts(repo, run_hash)
+    for r in range(world):
+        key = ("loss", _ctx({"rank": r} if r else {}))
+        assert found[key] == [(s, r * 1e6 + s) for s in range(n)], key
+        assert counts[key] == n, key
+    assert as_sorted(arrow_points(repo, run_hash)) == as_sorted(found)
+
+
+def test_tools_during_a_job_whose_rank_0_finished_first(tmp_path: Path) -> None:
+    """Rank 0 closes first; while ranks 1-3 still write, every maintenance command runs. None
+    may take the run for finished, lose or duplicate a point, or touch a live rank's files."""
+    repo = tmp_path / "exp"
+    procs = [Proc(repo, torchrun_env(r, WORLD, "job-c")) for r in range(WORLD)]
+    try:
+        run_hash = {p.send("open").split()[1] for p in procs}.pop()
+        for p in procs:
+            p.send("track loss 50")
+            p.send("flush")
+        procs[0].send("close")
+        repo_view = aim.Repo(str(repo))
+        run = repo_view.get_run(run_hash)
+        assert run is not None and run.active and run.end_time is None
+        for args in (
+            ("compact",),
+            ("compact", "--include-active"),
+            ("verify",),
+            ("verify", "--repair"),
+            ("gc", "--grace-s", "0"),
+            ("export", "--output", str(tmp_path / "export-during")),
+            ("query", "metric.name == 'loss'", "--output", str(tmp_path / "q.csv")),
+        ):
+            done = _cli(repo, *args)
+            assert done.returncode == 0, (args, done.stdout, done.stderr)
+        assert "quarantine" not in _cli(repo, "verify").stdout
+        for args in (
+            ("runs", "close", run_hash),
+            ("runs", "rm", "-y", run_hash),
+            ("runs", "cp", "--destination", str(tmp_path / "other"), run_hash),
+            ("runs", "mv", "--destination", str(tmp_path / "other2"), run_hash),
+        ):
+            done = _cli(repo, *args)
+            assert done.returncode != 0, (args, done.stdout, done.stderr)
+        # a Repo kept open sees the live ranks' new points and sequences
+        for p in procs[1:]:
+            p.send("track loss 50")
+            p.send("track late 3")
+            p.send("flush")
+        names = {
+            (m.name, m.context.get("rank"))
+            for m in repo_view.query_metrics("metric.name == 'late'")
+        }
+        assert names == {("late", r) for r in (1, 2, 3)}
+        for p in procs[1:]:
+            p.send("close")
+        procs[0].p.stdin.close()
+        assert procs[0].p.wait(60) == 0
+    finally:
+        for p in procs:
+            p.end()
+    # rank 0 tracked 50, the others 100
+    found = sdk_points(repo, run_hash)
+    assert found[("loss", _ctx({}))] == [(s, float(s)) for s in range(50)]
+    for r in (1, 2, 3):
+        assert found[("loss", _ctx({"rank": r}))] == [(s, r * 1e6 + s) for s in range(100)]
+        assert catalogue_counts(repo, run_hash)[("loss", _ctx({"rank": r}))] == 100
+    run = aim.Repo(str(repo)).get_run(run_hash)
+    assert run is not None and not run.active and run.end_time is not None
+    assert as_sorted(arrow_points(repo, run_hash)) == as_sorted(found)
+    done = _cli(repo, "verify")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert _cli(repo, "compact").returncode == 0
+    assert sdk_points(repo, run_hash) == found
+    assert as_sorted(arrow_points(repo, run_hash)) == as_sorted(found)
+    out = tmp_path / "export-after"
+    assert _cli(repo, "export", "--output", str(out)).returncode == 0
+    table = pq.read_table(out / "metrics" / f"{run_hash}.parquet")
+    assert table.num_rows == sum(len(v) for v in found.values())
