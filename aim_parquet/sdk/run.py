@@ -15,12 +15,12 @@ the run (the process is ending): then it is dropped with a warning too.
 from __future__ import annotations
 
 import functools
-import itertools
 import json
 import logging
 import os
 import shutil
 import sys
+import threading
 import time
 import weakref
 from collections.abc import Iterator
@@ -73,7 +73,11 @@ _MISSING = object()
 
 
 _now = time.time
-_launch_run_numbers = itertools.count()  # the nth Run() of a distributed job's process
+# How many runs of its distributed job this process opened with a derived hash: the next one is
+# the job's run number `_launch_runs[0]`. It advances only when the open succeeds, so a rank
+# whose Run() failed (RunLockedError, a full disk) and retries opens the same run as its peers.
+_launch_runs = [0]
+_launch_runs_lock = threading.Lock()
 _encode_meta = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
 
 
@@ -163,10 +167,16 @@ class Run(RunReadMixin):
             self.hash = run_hash or generate_run_hash()
             self._open_writer(is_new=run_hash is None, experiment=experiment, force=force_resume)
         else:  # one run, written by every rank of the job
-            self.hash = run_hash or launch.run_hash(next(_launch_run_numbers))
             self._rank = launch.rank
             self._system_labels = launch.labels
-            self._open_launch_writer(launch, run_hash is None, experiment, force_resume)
+            if run_hash is not None:
+                self.hash = run_hash
+                self._open_launch_writer(launch, False, experiment, force_resume)
+            else:
+                with _launch_runs_lock:
+                    self.hash = launch.run_hash(_launch_runs[0])
+                    self._open_launch_writer(launch, True, experiment, force_resume)
+                    _launch_runs[0] += 1
         assert self._writer is not None
         job = lifecycle.CloseJob(  # holds the writer and services, never the Run
             functools.partial(lifecycle.close_run_parts, self._writer, self._extensions),

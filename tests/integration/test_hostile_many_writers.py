@@ -19,6 +19,7 @@ from tests.integration.hostile_helpers import (
     as_sorted,
     catalogue_counts,
     sdk_points,
+    slurm_env,
     torchrun_env,
 )
 
@@ -192,3 +193,60 @@ def test_tools_during_a_job_whose_rank_0_finished_first(tmp_path: Path) -> None:
     assert _cli(repo, "export", "--output", str(out)).returncode == 0
     table = pq.read_table(out / "metrics" / f"{run_hash}.parquet")
     assert table.num_rows == sum(len(v) for v in found.values())
+
+
+def test_fork_worker_inside_a_rank_and_a_duplicate_rank(tmp_path: Path) -> None:
+    """A forked DataLoader-like worker of rank 1 leaves through sys.exit (atexit handlers run in
+    it): it must not close, unlock or write rank 1's part. A second process claiming rank 1 of
+    the same job is refused: exactly one writer per rank."""
+    repo = tmp_path / "exp"
+    procs = [Proc(repo, torchrun_env(r, 2, "job-d")) for r in range(2)]
+    dup = Proc(repo, torchrun_env(1, 2, "job-d"))
+    try:
+        run_hash = {p.send("open").split()[1] for p in procs}.pop()
+        procs[1].send("track loss 5")
+        assert procs[1].send("fork-exit") == "ok 0"
+        run = aim.Repo(str(repo)).get_run(run_hash)
+        assert run is not None and run.active
+        part = json.loads((repo / ".aim/runs" / run_hash / "writers/1.json").read_text())
+        assert part["end_time"] is None
+        assert dup.send("open", ok=False).startswith("err RunLockedError")
+        procs[0].send("close")
+        assert aim.Repo(str(repo)).get_run(run_hash).active  # rank 1 still holds its lock
+        assert dup.send("open", ok=False).startswith("err RunLockedError")
+        procs[1].send("track loss 5")
+        procs[1].send("close")
+    finally:
+        for p in [*procs, dup]:
+            p.end()
+    found = sdk_points(repo, run_hash)
+    assert found == {("loss", _ctx({"rank": 1})): [(s, 1e6 + s) for s in range(10)]}
+    assert as_sorted(arrow_points(repo, run_hash)) == as_sorted(found)
+
+
+def test_rank_0_never_starts_and_rank_3_comes_first(tmp_path: Path) -> None:
+    """Ranks 3, 2, 1 start in that order under SLURM variables; rank 0 never starts. The run
+    they write ends when the last of them closes (README: `end_time` when the last one closes)
+    and reads back exactly."""
+    repo = tmp_path / "exp"
+    procs = {r: Proc(repo, slurm_env(r, WORLD, "9001")) for r in (3, 2, 1)}
+    try:
+        hashes = set()
+        for r in (3, 2, 1):
+            hashes.add(procs[r].send("open").split()[1])
+            procs[r].send("track loss 7")
+        run_hash = hashes.pop()
+        assert not hashes
+        for r in (1, 3, 2):
+            procs[r].send("close")
+    finally:
+        for p in procs.values():
+            p.end()
+    run = aim.Repo(str(repo)).get_run(run_hash)
+    assert run is not None and not run.active
+    found = sdk_points(repo, run_hash)
+    assert found == {
+        ("loss", _ctx({"rank": r})): [(s, r * 1e6 + s) for s in range(7)] for r in (1, 2, 3)
+    }
+    assert as_sorted(arrow_points(repo, run_hash)) == as_sorted(found)
+    assert run.end_time is not None
