@@ -226,8 +226,8 @@ def test_fork_worker_inside_a_rank_and_a_duplicate_rank(tmp_path: Path) -> None:
 
 def test_rank_0_never_starts_and_rank_3_comes_first(tmp_path: Path) -> None:
     """Ranks 3, 2, 1 start in that order under SLURM variables; rank 0 never starts. The run
-    they write ends when the last of them closes (README: `end_time` when the last one closes)
-    and reads back exactly."""
+    reads back exactly; it is not active once they closed, but rank 0's part never ended, so it
+    has no end time until `runs close` (README says so), which then ends it."""
     repo = tmp_path / "exp"
     procs = {r: Proc(repo, slurm_env(r, WORLD, "9001")) for r in (3, 2, 1)}
     try:
@@ -249,4 +249,9 @@ def test_rank_0_never_starts_and_rank_3_comes_first(tmp_path: Path) -> None:
         ("loss", _ctx({"rank": r})): [(s, r * 1e6 + s) for s in range(7)] for r in (1, 2, 3)
     }
     assert as_sorted(arrow_points(repo, run_hash)) == as_sorted(found)
-    assert run.end_time is not None
+    assert run.end_time is None
+    done = _cli(repo, "runs", "close", run_hash)
+    assert done.returncode == 0, done.stdout + done.stderr
+    run = aim.Repo(str(repo)).get_run(run_hash)
+    assert run is not None and run.end_time is not None
+    assert sdk_points(repo, run_hash) == found
