@@ -6,6 +6,7 @@ from __future__ import annotations
 import glob
 import json
 import select
+import signal
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -64,9 +65,16 @@ class Proc:
         )
 
     def send(self, line: str, *, ok: bool = True) -> str:
-        assert self.p.stdin is not None and self.p.stdout is not None
+        self.write(line)
+        return self.reply(line, ok=ok)
+
+    def write(self, line: str) -> None:
+        assert self.p.stdin is not None
         self.p.stdin.write(line + "\n")
         self.p.stdin.flush()
+
+    def reply(self, line: str, *, ok: bool = True) -> str:
+        assert self.p.stdout is not None
         ready, _, _ = select.select([self.p.stdout], [], [], REPLY_TIMEOUT_S)
         assert ready, f"no reply to {line!r} within {REPLY_TIMEOUT_S} s"
         reply = self.p.stdout.readline().strip()
@@ -77,9 +85,9 @@ class Proc:
             assert reply.startswith("ok"), f"{line!r} -> {reply}"
         return reply
 
-    def kill(self) -> None:
-        self.p.kill()
-        self.p.wait(REPLY_TIMEOUT_S)
+    def kill(self, sig: int = signal.SIGKILL) -> int:
+        self.p.send_signal(sig)
+        return self.p.wait(REPLY_TIMEOUT_S)
 
     def end(self) -> None:
         if self.p.poll() is None:

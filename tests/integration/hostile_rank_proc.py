@@ -50,7 +50,7 @@ def main() -> None:
                 for _ in range(n):
                     run.track(_value_base() + _next_step(run, name, ctx), name=name, context=ctx)
             elif cmd == "param":
-                run[args[0]] = json.loads(args[1])
+                run[args[0]] = json.loads(line.split(" ", 2)[2])
             elif cmd == "get":
                 try:
                     print(f"ok {json.dumps(run[args[0]])}", flush=True)

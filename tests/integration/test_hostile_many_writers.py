@@ -6,6 +6,8 @@ plain pyarrow; every wait has a time limit."""
 from __future__ import annotations
 
 import json
+import random
+import signal
 import subprocess
 from pathlib import Path
 
@@ -255,3 +257,75 @@ def test_rank_0_never_starts_and_rank_3_comes_first(tmp_path: Path) -> None:
     run = aim.Repo(str(repo)).get_run(run_hash)
     assert run is not None and run.end_time is not None
     assert sdk_points(repo, run_hash) == found
+
+
+def test_random_kills_and_elastic_restarts_at_once(tmp_path: Path) -> None:
+    """4 torchrun ranks; 4 rounds in which every live rank tracks and flushes, then a random
+    rank is SIGKILLed or SIGTERMed and restarted at once as the next elastic attempt (same
+    TORCHELASTIC_RUN_ID). Params set on a rank other than 0 are dropped; rank 0's are read by
+    every rank. Every flushed point is there exactly once."""
+    rng = random.Random(19)
+    repo = tmp_path / "exp"
+    procs = [Proc(repo, torchrun_env(r, WORLD, "job-e")) for r in range(WORLD)]
+    started = list(procs)
+    expected = dict.fromkeys(range(WORLD), 0)
+    try:
+        run_hash = {p.send("open").split()[1] for p in procs}.pop()
+        procs[0].send('param hparams {"lr": 0.1}')
+        procs[2].send('param hparams {"lr": 99}')
+        assert procs[2].send("get hparams") == 'ok {"lr": 0.1}'
+        for attempt in range(1, 5):
+            for r, p in enumerate(procs):
+                p.send("track loss 10")
+                p.send("flush")
+                expected[r] += 10
+            victim = rng.randrange(WORLD)
+            sig = rng.choice([signal.SIGKILL, signal.SIGTERM])
+            procs[victim].kill(sig)
+            procs[victim] = Proc(repo, torchrun_env(victim, WORLD, "job-e", attempt))
+            started.append(procs[victim])
+            assert procs[victim].send("open").split()[1] == run_hash
+            assert aim.Repo(str(repo)).get_run(run_hash).active
+        for p in procs:
+            p.send("close")
+    finally:
+        for p in started:
+            p.end()
+    for r in range(WORLD):
+        key = ("loss", _ctx({"rank": r} if r else {}))
+        found = sdk_points(repo, run_hash)
+        assert found[key] == [(s, r * 1e6 + s) for s in range(expected[r])], key
+        assert catalogue_counts(repo, run_hash)[key] == expected[r]
+    run = aim.Repo(str(repo)).get_run(run_hash)
+    assert run is not None and not run.active and run.end_time is not None
+    assert run["hparams"] == {"lr": 0.1}
+    assert as_sorted(arrow_points(repo, run_hash)) == as_sorted(sdk_points(repo, run_hash))
+
+
+def test_v1_run_resumed_by_a_job_whose_rank_1_comes_first(tmp_path: Path) -> None:
+    """A run written by a plain process (format version 1) is resumed by a 2-rank SLURM job
+    with Run(run_hash=h): rank 1 starts first and waits for rank 0 to mark the run version 2."""
+    repo = tmp_path / "exp"
+    plain = Proc(repo, None)
+    ranks = [Proc(repo, slurm_env(r, 2, "777")) for r in range(2)]
+    try:
+        run_hash = plain.send("open").split()[1]
+        plain.send("track loss 5")
+        plain.send("close")
+        ranks[1].write(f"open {run_hash}")
+        ranks[0].send(f"open {run_hash}")
+        ranks[1].reply("open")
+        for p in ranks:
+            p.send("track loss 5")
+            p.send("close")
+    finally:
+        for p in [plain, *ranks]:
+            p.end()
+    found = sdk_points(repo, run_hash)
+    assert found == {
+        ("loss", _ctx({})): [(s, float(s)) for s in range(10)],
+        ("loss", _ctx({"rank": 1})): [(s, 1e6 + s) for s in range(5)],
+    }
+    assert as_sorted(arrow_points(repo, run_hash)) == as_sorted(found)
+    sidecar = json.loads((repo / ".aim/runs" / run_hash / "run.json").read_text())
+    assert sidecar["format_version"] == 2
