@@ -15,12 +15,12 @@ the run (the process is ending): then it is dropped with a warning too.
 from __future__ import annotations
 
 import functools
-import itertools
 import json
 import logging
 import os
 import shutil
 import sys
+import threading
 import time
 import weakref
 from collections.abc import Iterator
@@ -73,7 +73,11 @@ _MISSING = object()
 
 
 _now = time.time
-_launch_run_numbers = itertools.count()  # the nth Run() of a distributed job's process
+# How many runs of its distributed job this process opened with a derived hash: the next one is
+# the job's run number `_launch_runs[0]`. It advances only when the open succeeds, so a rank
+# whose Run() failed (RunLockedError, a full disk) and retries opens the same run as its peers.
+_launch_runs = [0]
+_launch_runs_lock = threading.Lock()
 _encode_meta = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
 
 
@@ -165,15 +169,21 @@ class Run(RunReadMixin):
         if launch is None:
             self.hash = run_hash or generate_run_hash()
         else:  # one run, written by every rank of the job
-            self.hash = run_hash or launch.run_hash(next(_launch_run_numbers))
             self._rank = launch.rank
             self._system_labels = launch.labels
-        if run_hash is not None and self._join_shared(experiment):
-            return
+        if run_hash is not None:
+            self.hash = run_hash
+            if self._join_shared(experiment):
+                return
         if launch is None:
             self._open_writer(is_new=run_hash is None, experiment=experiment, force=force_resume)
+        elif run_hash is not None:
+            self._open_launch_writer(launch, False, experiment, force_resume)
         else:
-            self._open_launch_writer(launch, run_hash is None, experiment, force_resume)
+            with _launch_runs_lock:
+                self.hash = launch.run_hash(_launch_runs[0])
+                self._open_launch_writer(launch, True, experiment, force_resume)
+                _launch_runs[0] += 1
         assert self._writer is not None
         job = lifecycle.CloseJob(  # holds the writer and services, never the Run
             functools.partial(lifecycle.close_run_parts, self._writer, self._extensions),
@@ -337,8 +347,9 @@ class Run(RunReadMixin):
             raise
         try:
             meta = load_sidecar(layout, self.hash)
-            if is_multi:
-                meta = main_writer_meta(layout, self.hash, meta)
+            if is_multi or meta.is_multi_writer:  # a job's run, resumed by a plain process too:
+                meta = main_writer_meta(layout, self.hash, meta)  # it writes as rank 0
+                self._rank = self._rank or 0
             elif not is_new:  # after a killed writer the catalogue is caught up from the data
                 infos = resume_catalogue(layout, self.hash, meta)
                 meta = RunMeta(**{**meta.__dict__, "end_time": None, "sequences": infos})
