@@ -22,15 +22,26 @@ from __future__ import annotations
 import ast
 import datetime as _dt
 from collections.abc import Callable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final, Protocol
 
 from aim_parquet.errors import QueryError
 from aim_parquet.query import builtins as rt
 
-if TYPE_CHECKING:
-    from aim_parquet.query.lang import _Compiler
-
 Env = Mapping[str, Any]
+
+
+class QueryCompiler(Protocol):
+    """What these functions need of the query compiler (`query.lang`'s), kept as a protocol so
+    this module does not import the compiler back."""
+
+    allowed_names: frozenset[str]
+    local_names: set[str]
+
+    def error(self, node: ast.AST, message: str) -> QueryError: ...
+
+    def compile(self, node: ast.AST) -> Any: ...
+
+
 _Fn = Callable[[Env], Any]
 _Bind = Callable[[Env, Any], Env]
 
@@ -73,7 +84,7 @@ def _loop_steps(generators: list[tuple[_Fn, _Bind, list[_Fn]]], env: Env) -> Ite
             yield from _loop_steps(rest, inner)
 
 
-def _binder(compiler: _Compiler, target: ast.expr, names: set[str]) -> _Bind:
+def _binder(compiler: QueryCompiler, target: ast.expr, names: set[str]) -> _Bind:
     """How a loop target binds one item: a name, or a tuple of targets unpacking it."""
     if isinstance(target, ast.Name):
         name = target.id
@@ -102,7 +113,7 @@ def _binder(compiler: _Compiler, target: ast.expr, names: set[str]) -> _Bind:
     raise compiler.error(target, "a loop variable in a query is a name or a tuple of names")
 
 
-def compile_comprehension(compiler: _Compiler, node: ast.expr) -> _Fn:
+def compile_comprehension(compiler: QueryCompiler, node: ast.expr) -> _Fn:
     """A closure for a list/set/dict comprehension or a generator expression."""
     assert isinstance(node, ast.ListComp | ast.SetComp | ast.DictComp | ast.GeneratorExp)
     saved = set(compiler.local_names)
@@ -137,7 +148,9 @@ def _charged(value: Any) -> Any:
     return value
 
 
-def compile_isinstance(compiler: _Compiler, node: ast.Call) -> tuple[_Fn, type | tuple[type, ...]]:
+def compile_isinstance(
+    compiler: QueryCompiler, node: ast.Call
+) -> tuple[_Fn, type | tuple[type, ...]]:
     """The closure of the value checked, and the type(s) from the table, of `isinstance(x, T)`."""
     if len(node.args) != 2 or node.keywords:
         raise compiler.error(node, "isinstance() takes a value and a type (or a tuple of types)")

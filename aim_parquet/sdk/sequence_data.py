@@ -10,8 +10,9 @@
 As in Aim, epochs are float64 here, with NaN for a point tracked without an epoch (the `epochs`
 ArrayView gives int or None instead), and `time` is epoch seconds. Columns are named as in Aim
 (`val`, `epoch`, `time`); ours (`value`, `timestamp`) are accepted too. `sample(k)` is Aim's
-downsampling of its own stored-in-order sequences: every `len // k`-th point from the first, plus
-the last point; so a sample always holds the first and last step. Two deliberate differences:
+downsampling of its object sequences for every kind: every `len // k`-th point from the first,
+plus the last point, so a sample always holds the first and last step (for metrics Aim 3.29 takes
+the first k points in hashed-key order instead, which is no even spread). Two deliberate differences:
 `values()` yields each point's column tuple (Aim yields the whole column lists, in 1-tuples), and
 an unknown column name raises ValueError (Aim drops it without a word).
 """
