@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from aim_parquet.errors import OptionalDependencyError
 from aim_parquet.format.paths import canonical_context
 from aim_parquet.format.values import utf8_safe
 
@@ -49,7 +50,7 @@ def require_pandas() -> Any:
     try:
         import pandas
     except ImportError as exc:
-        raise ImportError(
+        raise OptionalDependencyError(
             "DataFrames need pandas, which is not installed: pip install pandas "
             "(or pip install 'aim_parquet[pandas]')."
         ) from exc
@@ -60,7 +61,7 @@ def require_polars() -> Any:
     try:
         import polars
     except ImportError as exc:
-        raise ImportError(
+        raise OptionalDependencyError(
             "to_polars() needs polars, which is not installed: pip install polars "
             "(or pip install 'aim_parquet[polars]')."
         ) from exc
