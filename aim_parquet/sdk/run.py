@@ -168,8 +168,31 @@ class Run(RunReadMixin):
             self.hash = run_hash or launch.run_hash(next(_launch_run_numbers))
             self._rank = launch.rank
             self._system_labels = launch.labels
+        from aim_parquet.sdk import shared_writers
+
+        # threads opening this run at once: one opens and registers, the others join it
+        with shared_writers.opening(str(self._layout.root), self.hash):
+            if self._join_or_open(launch, run_hash, experiment, force_resume):
+                return
+        from aim_parquet.sdk.run_extensions import start_extensions
+
+        self._extensions[:] = start_extensions(
+            self,
+            interval_s=interval,
+            log_system_params=bool(log_system_params),
+            capture_terminal_logs=bool(capture_terminal_logs),
+        )
+        if lifecycle.is_terminating():
+            self._close_while_terminating()
+
+    def _join_or_open(
+        self, launch: Any, run_hash: str | None, experiment: str | None, force_resume: bool
+    ) -> bool:
+        """Join this process's open writer of the run (True), or open one and register it."""
+        from aim_parquet.sdk import shared_writers
+
         if run_hash is not None and self._join_shared(experiment):
-            return
+            return True
         if launch is None:
             self._open_writer(is_new=run_hash is None, experiment=experiment, force=force_resume)
         else:
@@ -184,19 +207,8 @@ class Run(RunReadMixin):
         self._finalizer = weakref.finalize(self, job.start)  # collected without close()
         self._finalizer.atexit = False  # at exit lifecycle.close_all closes it and waits
         lifecycle.register(self)
-        from aim_parquet.sdk import shared_writers
-
         self._shared = shared_writers.register_owner(self)
-        from aim_parquet.sdk.run_extensions import start_extensions
-
-        self._extensions[:] = start_extensions(
-            self,
-            interval_s=interval,
-            log_system_params=bool(log_system_params),
-            capture_terminal_logs=bool(capture_terminal_logs),
-        )
-        if lifecycle.is_terminating():
-            self._close_while_terminating()
+        return False
 
     def _join_shared(self, experiment: str | None) -> bool:
         """Share the writer when this process already writes the run (`sdk.shared_writers`)."""
