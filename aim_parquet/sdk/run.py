@@ -14,6 +14,7 @@ the run (the process is ending): then it is dropped with a warning too.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -173,8 +174,37 @@ class Run(RunReadMixin):
             self._system_labels = launch.labels
         if run_hash is not None:
             self.hash = run_hash
-            if self._join_shared(experiment):
+        from aim_parquet.sdk import shared_writers
+
+        # threads opening this run at once: one opens and registers, the others join it (a new
+        # run of a distributed job has no hash yet, and no other handle to join)
+        opening = (
+            contextlib.nullcontext()
+            if launch is not None and run_hash is None
+            else shared_writers.opening(str(self._layout.root), self.hash)
+        )
+        with opening:
+            if self._join_or_open(launch, run_hash, experiment, force_resume):
                 return
+        from aim_parquet.sdk.run_extensions import start_extensions
+
+        self._extensions[:] = start_extensions(
+            self,
+            interval_s=interval,
+            log_system_params=bool(log_system_params),
+            capture_terminal_logs=bool(capture_terminal_logs),
+        )
+        if lifecycle.is_terminating():
+            self._close_while_terminating()
+
+    def _join_or_open(
+        self, launch: Any, run_hash: str | None, experiment: str | None, force_resume: bool
+    ) -> bool:
+        """Join this process's open writer of the run (True), or open one and register it."""
+        from aim_parquet.sdk import shared_writers
+
+        if run_hash is not None and self._join_shared(experiment):
+            return True
         if launch is None:
             self._open_writer(is_new=run_hash is None, experiment=experiment, force=force_resume)
         elif run_hash is not None:
@@ -194,19 +224,8 @@ class Run(RunReadMixin):
         self._finalizer = weakref.finalize(self, job.start)  # collected without close()
         self._finalizer.atexit = False  # at exit lifecycle.close_all closes it and waits
         lifecycle.register(self)
-        from aim_parquet.sdk import shared_writers
-
         self._shared = shared_writers.register_owner(self)
-        from aim_parquet.sdk.run_extensions import start_extensions
-
-        self._extensions[:] = start_extensions(
-            self,
-            interval_s=interval,
-            log_system_params=bool(log_system_params),
-            capture_terminal_logs=bool(capture_terminal_logs),
-        )
-        if lifecycle.is_terminating():
-            self._close_while_terminating()
+        return False
 
     def _join_shared(self, experiment: str | None) -> bool:
         """Share the writer when this process already writes the run (`sdk.shared_writers`)."""

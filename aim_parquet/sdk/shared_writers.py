@@ -14,14 +14,18 @@ same buffers, params and properties set through either are the same, and:
 
 The first handle (the owner) keeps the close job, the system-tracking and terminal-capture
 services; later handles hold the owner, so it is collected only after them. Only handles in the
-same process share: another process still gets `RunLockedError`.
+same process share: another process still gets `RunLockedError`. Threads opening one run at the
+same moment are serialised by `opening()` (join, or open and register, under one lock per run), so
+none finds the write lock taken by a sibling that has not registered its writer yet.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import weakref
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -29,6 +33,7 @@ if TYPE_CHECKING:
 
 _guard = threading.Lock()
 _open: dict[tuple[str, str], SharedWriter] = {}
+_opening: dict[tuple[str, str], tuple[threading.Lock, int]] = {}  # lock, threads using it
 
 
 class SharedWriter:
@@ -57,6 +62,25 @@ class SharedWriter:
 
 def _key(run: Any) -> tuple[str, str]:
     return (str(run._layout.root), run.hash)
+
+
+@contextlib.contextmanager
+def opening(root: str, run_hash: str) -> Iterator[None]:
+    """Held by a thread joining or opening the run's writer, until its writer is registered."""
+    key = (root, run_hash)
+    with _guard:
+        lock, users = _opening.get(key, (threading.Lock(), 0))
+        _opening[key] = (lock, users + 1)
+    try:
+        with lock:
+            yield
+    finally:
+        with _guard:
+            lock, users = _opening[key]
+            if users > 1:
+                _opening[key] = (lock, users - 1)
+            else:
+                del _opening[key]
 
 
 def register_owner(run: Any) -> SharedWriter:

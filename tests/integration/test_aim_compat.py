@@ -6,6 +6,7 @@ from __future__ import annotations
 import gc
 import logging
 import subprocess
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,43 @@ def test_owner_closing_last_and_a_collected_handle(repo_root: Path) -> None:
     first.close()
     run = aim.Repo(repo_root).get_run(first.hash)
     assert run.end_time is not None and run.get_metric("x").values.values_list() == [1.0, 2.0]
+
+
+def test_threads_opening_one_run_at_once_share_one_writer(repo_root: Path) -> None:
+    """Threads of one process (a data loader and the training loop) that open the same closed
+    run at the same moment all get handles of one writer: none sees the lock taken by a sibling
+    that has not registered its writer yet."""
+    run = aim.Run(repo=repo_root, **QUIET)
+    run_hash = run.hash
+    run.close()
+    count = 8
+    barrier = threading.Barrier(count)
+    handles: list[Any] = []
+    errors: list[BaseException] = []
+
+    def open_and_track(i: int) -> None:
+        barrier.wait()
+        try:
+            handle = aim.Run(run_hash=run_hash, repo=repo_root, **QUIET)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+            return
+        handle.track(float(i), name=f"t{i}", step=0)
+        handles.append(handle)
+
+    threads = [threading.Thread(target=open_and_track, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert len({id(handle._writer) for handle in handles}) == 1
+    for handle in handles:
+        handle.close()
+    read = aim.Repo(repo_root).get_run(run_hash)
+    assert read.end_time is not None
+    for i in range(count):
+        assert read.get_metric(f"t{i}").values.values_list() == [float(i)]
 
 
 def test_another_process_is_still_refused(repo_root: Path, make_run: Any) -> None:

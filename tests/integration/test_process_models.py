@@ -149,10 +149,11 @@ def steps_of(repo: Path, run_hash: str, name: str) -> list[int]:
 def assert_closed_and_free(repo: Path, run_hash: str) -> None:
     """end_time is set, the lock names nobody, and exactly one new writer can take it."""
     assert sidecar(repo, run_hash)["end_time"] is not None
-    assert read_holder(repo / ".aim" / "runs" / run_hash / "lock") is None
     lock = repo / ".aim" / "runs" / run_hash / "lock"
+    assert read_holder(lock) is None
+    # a second Run() in this process would share the writer (#20): take the lock directly
     with aim.Run(run_hash, repo=repo, **QUIET), pytest.raises(aim.RunLockedError):
-        RunLock(lock, run_hash).acquire()  # (a second aim.Run here would share the writer)
+        RunLock(lock, run_hash).acquire()
 
 
 # -- fork ---------------------------------------------------------------------------------------
