@@ -53,7 +53,8 @@ class Child:
         self.lines: queue.Queue[str | None] = queue.Queue()
         self.seen: list[str] = []
         self._stderr: list[str] = []
-        threading.Thread(target=self._pump_stdout, daemon=True).start()
+        self._stdout_thread = threading.Thread(target=self._pump_stdout, daemon=True)
+        self._stdout_thread.start()
         self._stderr_thread = threading.Thread(target=self._pump_stderr, daemon=True)
         self._stderr_thread.start()
 
@@ -108,6 +109,7 @@ class Child:
             self.kill()
             pytest.fail(f"hung: still running after {timeout_s} s; stderr: {self.stderr}")
         self._stderr_thread.join(timeout=LIMIT_S)
+        self._stdout_thread.join(timeout=LIMIT_S)  # (closing a pipe it reads raises there)
         for pipe in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
             if pipe is not None:
                 pipe.close()
