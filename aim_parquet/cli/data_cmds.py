@@ -149,7 +149,8 @@ def cmd_query(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from aim_parquet.storage.export import export_dataset, publish_runs_table
+    from aim_parquet.storage.dataset import refresh_after_change
+    from aim_parquet.storage.export import export_dataset
 
     repo = _repo(args)
     sequences: dict[str, set[str] | None] | None = None
@@ -162,7 +163,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     report = export_dataset(
         repo.layout, Path(args.output), sequences=sequences, include_objects=args.objects
     )
-    publish_runs_table(repo.layout)
+    refresh_after_change(repo.layout)
     print(
         safe_text(
             f"exported {report.runs} run(s), {report.sequences} sequence(s), {report.points} "

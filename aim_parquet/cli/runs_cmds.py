@@ -20,6 +20,7 @@ from aim_parquet.cli.common import (
 )
 from aim_parquet.errors import AimParquetError
 from aim_parquet.format.paths import RepoLayout
+from aim_parquet.storage.dataset import refresh_after_change
 from aim_parquet.storage.lock import is_run_locked
 from aim_parquet.storage.run_index import RunIndex
 from aim_parquet.storage.run_reader import load_run_meta
@@ -144,6 +145,7 @@ def cmd_rm(args: argparse.Namespace) -> int:
             failed += _report_failure(run_hash, "delete", exc)
             continue
         print(f"deleted {run_hash}")
+    refresh_after_change(repo.layout)
     return 1 if failed else 0
 
 
@@ -166,6 +168,9 @@ def cmd_transfer(args: argparse.Namespace) -> int:
             failed += _report_failure(run_hash, args.verb, exc)
             continue
         print(f"{past} {run_hash} to {safe_text(str(dest.root))}")
+    refresh_after_change(dest)
+    if args.verb != "copy":
+        refresh_after_change(layout)
     return 1 if failed else 0
 
 
@@ -185,6 +190,7 @@ def cmd_archive(args: argparse.Namespace) -> int:
     for run_hash in resolve_hashes(layout, args.hashes):
         set_archived(layout, run_hash, args.archived)
         print(f"{'archived' if args.archived else 'unarchived'} {run_hash}")
+    refresh_after_change(layout)
     return 0
 
 
@@ -199,4 +205,5 @@ def cmd_close(args: argparse.Namespace) -> int:
             print(f"{run_hash} was already finished (end time {format_time(meta.end_time)})")
         else:
             print(f"closed {run_hash} (end time {format_time(meta.end_time)})")
+    refresh_after_change(layout)
     return 0

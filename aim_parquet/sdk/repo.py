@@ -34,6 +34,7 @@ from aim_parquet.sdk.sequence import (
     Sequence,
     Texts,
 )
+from aim_parquet.storage.dataset import refresh_after_change
 from aim_parquet.storage.lock import is_run_locked
 from aim_parquet.storage.repo_files import ensure_repo, is_repo, open_repo
 from aim_parquet.storage.run_index import IndexSnapshot, RunIndex
@@ -158,6 +159,11 @@ class Repo:
     def delete_run(self, run_hash: str) -> bool:
         """Delete a run; False when there is no such run. Raises RunLockedError for a run a
         live process is writing (close it first)."""
+        deleted = self._delete_one(run_hash)
+        refresh_after_change(self.layout)
+        return deleted
+
+    def _delete_one(self, run_hash: str) -> bool:
         self._check_writable("delete runs")
         if not self.run_exists(run_hash):
             return False
@@ -173,11 +179,12 @@ class Repo:
         remaining = []
         for run_hash in run_hashes:
             try:
-                if not self.delete_run(run_hash):
+                if not self._delete_one(run_hash):
                     remaining.append(run_hash)
             except (AimParquetError, OSError) as exc:
                 log.warning("aim_parquet: cannot delete run %s: %s", run_hash, exc)
                 remaining.append(run_hash)
+        refresh_after_change(self.layout)
         return not remaining, remaining
 
     def _dest(self, dest_repo: Repo | PathLike) -> Repo:
@@ -198,6 +205,7 @@ class Repo:
             except (AimParquetError, OSError) as exc:
                 log.warning("aim_parquet: cannot copy run %s: %s", run_hash, exc)
                 remaining.append(run_hash)
+        refresh_after_change(dest.layout)
         return not remaining, remaining
 
     def move_runs(
@@ -214,6 +222,8 @@ class Repo:
             except (AimParquetError, OSError) as exc:
                 log.warning("aim_parquet: cannot move run %s: %s", run_hash, exc)
                 remaining.append(run_hash)
+        refresh_after_change(dest.layout)
+        refresh_after_change(self.layout)
         return not remaining, remaining
 
     # -- catalogue -------------------------------------------------------------------------

@@ -54,6 +54,7 @@ from aim_parquet.sdk.params import ParamKey, del_path, get_path, key_path, set_p
 from aim_parquet.sdk.run_base import RunReadMixin, layout_for
 from aim_parquet.storage.atomic import atomic_write
 from aim_parquet.storage.catalogue_scan import resume_catalogue
+from aim_parquet.storage.dataset import refresh_after_change
 from aim_parquet.storage.lock import RunLock
 from aim_parquet.storage.repo_changes import note_change
 from aim_parquet.storage.run_reader import load_run_meta
@@ -613,6 +614,8 @@ class Run(RunReadMixin):
                 self.hash,
                 error,
             )
+        elif self._retired is not None and not self._retired.is_disowned:
+            refresh_after_change(self._layout, create=False)
         lifecycle.end_after_sigterm_close()
 
     def _closing_end_time(self) -> float:

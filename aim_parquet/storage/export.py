@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 
 from aim_parquet.errors import AimParquetError, CorruptFileError, FormatVersionError
 from aim_parquet.format.meta import RunMeta
+from aim_parquet.format.naming import PARAMS_PREFIX, flat_columns
 from aim_parquet.format.paths import RepoLayout, canonical_context, is_valid_run_hash
 from aim_parquet.format.schema import is_metric_kind
 from aim_parquet.format.values import encode_json_value, utf8_safe
@@ -56,14 +57,6 @@ _INT64 = (-(2**63), 2**63 - 1)
 
 def runs_table_path(layout: RepoLayout) -> Path:
     return layout.index_dir / RUNS_TABLE_FILENAME
-
-
-def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
-    if isinstance(value, dict) and value:
-        for key, item in value.items():
-            _flatten(f"{prefix}.{key}", item, out)
-    else:
-        out[prefix] = value
 
 
 def _array(values: list[Any], typ: pa.DataType) -> pa.Array:
@@ -120,12 +113,7 @@ def runs_table(metas: list[RunMeta], active: dict[str, bool] | None = None) -> p
     """The runs table (see module doc) of `metas`, sorted by creation time."""
     metas = sorted(metas, key=lambda m: (m.creation_time, m.hash))
     active = active or {}
-    flat: list[dict[str, Any]] = []
-    for meta in metas:
-        params: dict[str, Any] = {}
-        for key, value in meta.params.items():
-            _flatten(f"params.{key}", value, params)
-        flat.append(params)
+    flat = [flat_columns(PARAMS_PREFIX, meta.params) for meta in metas]
     param_names = sorted({k for p in flat for k in p})
     columns: dict[str, pa.Array] = {
         "hash": _array([m.hash for m in metas], pa.string()),
@@ -167,10 +155,12 @@ def _write_table_atomic(path: Path, table: pa.Table) -> None:
     fsync_dir(path.parent)
 
 
-def publish_runs_table(layout: RepoLayout) -> Path:
-    """Rewrite `.aim/index/runs.parquet` from the sidecars; returns its path."""
-    metas = _repo_runs(layout)
-    table = runs_table(metas, {m.hash: _is_active(layout, m) for m in metas})
+def publish_runs_table(layout: RepoLayout, table: pa.Table | None = None) -> Path:
+    """Rewrite `.aim/index/runs.parquet` (with `table`, or from the sidecars); its path. The
+    analyst dataset's refresh publishes it with the runs table of its own snapshot."""
+    if table is None:
+        metas = _repo_runs(layout)
+        table = runs_table(metas, {m.hash: _is_active(layout, m) for m in metas})
     path = runs_table_path(layout)
     _write_table_atomic(path, table)
     return path

@@ -44,6 +44,7 @@ from aim_parquet.format.paths import (
 )
 from aim_parquet.storage.catalogue_scan import read_catalogue
 from aim_parquet.storage.compacted import is_compacted_name, read_footer
+from aim_parquet.storage.dataset import collectable_files
 from aim_parquet.storage.lock import is_run_locked
 from aim_parquet.storage.run_check import TEMP_GRACE_S
 from aim_parquet.storage.run_folder import (
@@ -253,6 +254,8 @@ def gc_repo(layout: RepoLayout, *, grace_s: float = DEFAULT_GRACE_S) -> GcReport
                 grace_s, TEMP_MIN_AGE_S
             ):
                 out.remove(path, "temp-file")
+    for path in collectable_files(layout, grace_s, now):
+        out.remove(path, "dataset-file")
     return GcReport(tuple(out.removed), tuple(out.notes))
 
 
