@@ -69,7 +69,8 @@ def add_parsers(sub: Any) -> None:
         description="Write runs.parquet (one row per run, params flattened into params.* "
         "columns) and metrics/<run hash>.parquet (every metric point as queries see it, "
         "compacted or not) into DIR, readable by pandas, polars, DuckDB or Spark without "
-        "aim_parquet. Also refreshes .aim/index/runs.parquet.",
+        "aim_parquet. Also refreshes the analyst dataset .aim/dataset/ and "
+        ".aim/index/runs.parquet.",
         epilog="examples:\n  aim-parquet export --output /tmp/dataset\n"
         '  aim-parquet export --output /tmp/lr --query "run.hparams.lr < 0.001" --objects',
         parents=[parent],

@@ -145,7 +145,8 @@ def cmd_rm(args: argparse.Namespace) -> int:
             failed += _report_failure(run_hash, "delete", exc)
             continue
         print(f"deleted {run_hash}")
-    refresh_after_change(repo.layout)
+    if failed < len(hashes):
+        refresh_after_change(repo.layout)
     return 1 if failed else 0
 
 
@@ -168,9 +169,10 @@ def cmd_transfer(args: argparse.Namespace) -> int:
             failed += _report_failure(run_hash, args.verb, exc)
             continue
         print(f"{past} {run_hash} to {safe_text(str(dest.root))}")
-    refresh_after_change(dest)
-    if args.verb != "copy":
-        refresh_after_change(layout)
+    if failed < len(hashes):
+        refresh_after_change(dest)
+        if args.verb != "copy":
+            refresh_after_change(layout)
     return 1 if failed else 0
 
 

@@ -160,7 +160,8 @@ class Repo:
         """Delete a run; False when there is no such run. Raises RunLockedError for a run a
         live process is writing (close it first)."""
         deleted = self._delete_one(run_hash)
-        refresh_after_change(self.layout)
+        if deleted:
+            refresh_after_change(self.layout)
         return deleted
 
     def _delete_one(self, run_hash: str) -> bool:
@@ -177,14 +178,16 @@ class Repo:
         """Delete several runs: `(all_deleted, hashes_not_deleted)`."""
         self._check_writable("delete runs")
         remaining = []
-        for run_hash in run_hashes:
+        hashes = list(run_hashes)
+        for run_hash in hashes:
             try:
                 if not self._delete_one(run_hash):
                     remaining.append(run_hash)
             except (AimParquetError, OSError) as exc:
                 log.warning("aim_parquet: cannot delete run %s: %s", run_hash, exc)
                 remaining.append(run_hash)
-        refresh_after_change(self.layout)
+        if len(remaining) < len(hashes):
+            refresh_after_change(self.layout)
         return not remaining, remaining
 
     def _dest(self, dest_repo: Repo | PathLike) -> Repo:
@@ -199,13 +202,15 @@ class Repo:
         process is writing or compacting are refused (they stay in `hashes_not_copied`)."""
         dest = self._dest(dest_repo)
         remaining = []
-        for run_hash in run_hashes:
+        hashes = list(run_hashes)
+        for run_hash in hashes:
             try:
                 copy_run_folder(self.layout, dest.layout, run_hash)
             except (AimParquetError, OSError) as exc:
                 log.warning("aim_parquet: cannot copy run %s: %s", run_hash, exc)
                 remaining.append(run_hash)
-        refresh_after_change(dest.layout)
+        if len(remaining) < len(hashes):
+            refresh_after_change(dest.layout)
         return not remaining, remaining
 
     def move_runs(
@@ -216,14 +221,16 @@ class Repo:
         self._check_writable("move runs")
         dest = self._dest(dest_repo)
         remaining = []
-        for run_hash in run_hashes:
+        hashes = list(run_hashes)
+        for run_hash in hashes:
             try:
                 move_run_folder(self.layout, dest.layout, run_hash)
             except (AimParquetError, OSError) as exc:
                 log.warning("aim_parquet: cannot move run %s: %s", run_hash, exc)
                 remaining.append(run_hash)
-        refresh_after_change(dest.layout)
-        refresh_after_change(self.layout)
+        if len(remaining) < len(hashes):
+            refresh_after_change(dest.layout)
+            refresh_after_change(self.layout)
         return not remaining, remaining
 
     # -- catalogue -------------------------------------------------------------------------

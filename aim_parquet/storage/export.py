@@ -2,8 +2,8 @@
 
 - `publish_runs_table(layout)` writes `.aim/index/runs.parquet`: one row per run (hash, experiment,
   name, description, tags, archived, creation_time, end_time, active) plus every param flattened
-  into a `params.<a>.<b>` column, so params join the compacted metrics in one line of SQL. It is
-  rewritten atomically by `aim-parquet compact` and `aim-parquet export`.
+  into a `params.<a>.<b>` column (`format.naming`), so params join the metrics in one line of
+  SQL. The analyst dataset's refresh (`storage.dataset`) rewrites it atomically at each commit.
 - `export_dataset(layout, output)` writes a folder that needs nothing of aim_parquet to read:
   `runs.parquet`, `metrics/<run hash>.parquet` (every metric point as queries see it: compacted
   and uncompacted data merged, one row per step) and, on request, `objects/<kind>/<run hash>.parquet`.
