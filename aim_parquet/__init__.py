@@ -25,7 +25,7 @@ from aim_parquet.errors import (
     UnsupportedValueError,
 )
 from aim_parquet.objects import Audio, Distribution, Figure, Image, Text
-from aim_parquet.sdk.dataset import DatasetTables, read_dataset
+from aim_parquet.sdk.dataset import read_dataset
 from aim_parquet.sdk.repo import Repo
 from aim_parquet.sdk.run import Run
 from aim_parquet.sdk.sequence import Audios, Distributions, Figures, Images, Metric, Texts
@@ -39,7 +39,6 @@ __all__ = [
     "Audio",
     "Audios",
     "CorruptFileError",
-    "DatasetTables",
     "Distribution",
     "Distributions",
     "Figure",

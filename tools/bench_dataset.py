@@ -14,7 +14,7 @@ from pathlib import Path
 
 from aim_parquet import Run
 from aim_parquet.format.paths import RepoLayout
-from aim_parquet.storage.dataset import refresh_dataset
+from aim_parquet.storage.maintenance.dataset import refresh_dataset
 
 
 def main() -> None:
@@ -50,7 +50,9 @@ def main() -> None:
     files = [str(root / ".aim/dataset" / f) for f in current["metrics"]]
     started = time.perf_counter()
     rows = pl.scan_parquet(files).filter(pl.col("name") == "loss").collect().height
-    print(f"polars recipe: {rows} rows from {len(files)} files in {time.perf_counter() - started:.3f} s")
+    print(
+        f"polars recipe: {rows} rows from {len(files)} files in {time.perf_counter() - started:.3f} s"
+    )
 
 
 if __name__ == "__main__":

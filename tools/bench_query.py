@@ -5,7 +5,7 @@ Builds, in a temp folder:
 - repo `metrics`: 100 runs x 10 metrics x 1,000 steps, written with the real `aim_parquet.Run`
   (`run.track`), params `hparams.lr` and `hparams.seed` (= run number);
 - repo `many`: 10,000 small runs. To keep the set-up short their sidecars are written directly
-  (a `RunMeta` with params and a one-entry `loss` catalogue, through `storage.atomic.atomic_write`,
+  (a `RunMeta` with params and a one-entry `loss` catalogue, through `storage.base.atomic.atomic_write`,
   not fsynced), exactly what `Run` would leave after a run with no points left in buffers; the
   run predicate never opens anything else;
 - repo `long`: one run with one metric of 10,000,000 points (written with `run.track`).
@@ -44,8 +44,8 @@ sys.path.insert(0, str(ROOT))
 import aim_parquet as aim  # noqa: E402
 from aim_parquet.format.meta import RunMeta, SequenceInfo  # noqa: E402
 from aim_parquet.format.paths import RepoLayout, generate_run_hash, sequence_id  # noqa: E402
-from aim_parquet.storage.atomic import atomic_write  # noqa: E402
-from aim_parquet.storage.repo_files import ensure_repo  # noqa: E402
+from aim_parquet.storage.base.atomic import atomic_write  # noqa: E402
+from aim_parquet.storage.base.repo_files import ensure_repo  # noqa: E402
 
 QUIET: dict[str, Any] = {"system_tracking_interval": None, "capture_terminal_logs": False}
 METRIC_NAMES = ["loss"] + [f"metric_{i}" for i in range(9)]

@@ -150,7 +150,7 @@ def catalogue_kill_trials(kills: int, base: Path) -> Tally:
     with auto-steps and explicit steps; readers' statistics checked after every kill, every
     point of every process checked at the end."""
     tally = Tally("SIGKILL at set moments + resume (catalogue)")
-    from aim_parquet.storage import run_index
+    from aim_parquet.storage.index import run_index
     from tests.integration import test_catalogue_kill
 
     rng = random.Random(20240613)

@@ -96,7 +96,7 @@ def _positive_int(text: str) -> int:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from aim_parquet.storage.repo_files import ensure_repo, is_repo
+    from aim_parquet.storage.base.repo_files import ensure_repo, is_repo
 
     root = repo_root(args)
     if is_repo(root):
@@ -150,8 +150,8 @@ def cmd_query(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from aim_parquet.storage.dataset import refresh_after_change
-    from aim_parquet.storage.export import export_dataset
+    from aim_parquet.storage.maintenance.dataset import refresh_after_change
+    from aim_parquet.storage.maintenance.export import export_dataset
 
     repo = _repo(args)
     sequences: dict[str, set[str] | None] | None = None

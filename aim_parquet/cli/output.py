@@ -54,7 +54,7 @@ def _csv_cell(text: str) -> str:
 def _parquet_table(df: Any) -> Any:
     import pyarrow as pa
 
-    from aim_parquet.storage.export import param_column
+    from aim_parquet.storage.maintenance.export import param_column
 
     arrays = []
     for name in df.columns:
@@ -73,7 +73,7 @@ def _is_missing(value: Any) -> bool:
 
 def write_frame(df: Any, output: Path, *, force: bool) -> None:
     """Write `df` to `output` (.csv, .parquet or .json; see module doc)."""
-    from aim_parquet.storage.atomic import temp_path_for
+    from aim_parquet.storage.base.atomic import temp_path_for
 
     if os.path.lexists(output) and not force:
         raise CliError(f"{output} already exists; pass --force to replace it")

@@ -20,10 +20,10 @@ from aim_parquet.cli.common import (
 )
 from aim_parquet.errors import AimParquetError
 from aim_parquet.format.paths import RepoLayout
-from aim_parquet.storage.dataset import refresh_after_change
-from aim_parquet.storage.lock import is_run_locked
-from aim_parquet.storage.run_index import RunIndex
-from aim_parquet.storage.run_reader import load_run_meta
+from aim_parquet.storage.base.lock import is_run_locked
+from aim_parquet.storage.index.run_index import RunIndex
+from aim_parquet.storage.maintenance.dataset import refresh_after_change
+from aim_parquet.storage.online.run_reader import load_run_meta
 
 EXAMPLES = {
     "ls": "example:\n  aim-parquet runs ls --repo ~/experiments\n  aim-parquet runs ls --json",
@@ -121,7 +121,7 @@ def _repo(args: argparse.Namespace) -> Any:
 
 
 def cmd_rm(args: argparse.Namespace) -> int:
-    from aim_parquet.storage.run_ops import delete_run_folder
+    from aim_parquet.storage.maintenance.run_ops import delete_run_folder
 
     repo = _repo(args)
     hashes = resolve_hashes(repo.layout, args.hashes) if args.hashes else []
@@ -151,8 +151,8 @@ def cmd_rm(args: argparse.Namespace) -> int:
 
 
 def cmd_transfer(args: argparse.Namespace) -> int:
-    from aim_parquet.storage.repo_files import ensure_repo
-    from aim_parquet.storage.run_ops import copy_run_folder, move_run_folder
+    from aim_parquet.storage.base.repo_files import ensure_repo
+    from aim_parquet.storage.maintenance.run_ops import copy_run_folder, move_run_folder
 
     layout = open_layout(args)
     hashes = resolve_hashes(layout, args.hashes)
@@ -186,7 +186,7 @@ def _report_failure(run_hash: str, verb: str, exc: BaseException) -> int:
 
 
 def cmd_archive(args: argparse.Namespace) -> int:
-    from aim_parquet.storage.sidecar_edits import set_archived
+    from aim_parquet.storage.maintenance.sidecar_edits import set_archived
 
     layout = open_layout(args)
     for run_hash in resolve_hashes(layout, args.hashes):
@@ -197,7 +197,7 @@ def cmd_archive(args: argparse.Namespace) -> int:
 
 
 def cmd_close(args: argparse.Namespace) -> int:
-    from aim_parquet.storage.sidecar_edits import finish_run
+    from aim_parquet.storage.maintenance.sidecar_edits import finish_run
 
     layout = open_layout(args)
     for run_hash in resolve_hashes(layout, args.hashes):

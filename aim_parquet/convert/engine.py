@@ -31,8 +31,8 @@ from aim_parquet.format.paths import RepoLayout
 from aim_parquet.format.values import valid_text
 from aim_parquet.sdk.repo import Repo
 from aim_parquet.sdk.run_import import ImportRun
-from aim_parquet.storage.lock import RunLock, read_holder
-from aim_parquet.storage.repo_files import ensure_repo
+from aim_parquet.storage.base.lock import RunLock, read_holder
+from aim_parquet.storage.base.repo_files import ensure_repo
 
 log = logging.getLogger(__name__)
 

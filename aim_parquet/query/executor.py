@@ -21,14 +21,14 @@ from aim_parquet.format.meta import RunMeta, SequenceInfo
 from aim_parquet.format.paths import RepoLayout
 from aim_parquet.query.planner import QueryPlan
 from aim_parquet.query.views import RunView
-from aim_parquet.storage.catalogue_scan import uncatalogued_sequences
-from aim_parquet.storage.run_index import (
+from aim_parquet.storage.index.run_index import (
     CatalogueEntry,
     DamagedRun,
     IndexSnapshot,
     RunIndex,
     RunRecord,
 )
+from aim_parquet.storage.online.catalogue_scan import uncatalogued_sequences
 
 
 @dataclass(frozen=True)

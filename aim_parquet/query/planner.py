@@ -23,7 +23,7 @@ from aim_parquet.format.meta import SequenceInfo
 from aim_parquet.format.schema import METRIC_KINDS
 from aim_parquet.query.lang import CompiledQuery, compile_query
 from aim_parquet.query.views import RunView, SequenceView
-from aim_parquet.storage.run_index import CatalogueEntry
+from aim_parquet.storage.index.run_index import CatalogueEntry
 
 SeqEntry = TypeVar("SeqEntry", SequenceInfo, CatalogueEntry, SequenceInfo | CatalogueEntry)
 

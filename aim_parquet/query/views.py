@@ -21,8 +21,8 @@ from typing import Any
 from aim_parquet.format.meta import RunMeta, SequenceInfo
 from aim_parquet.format.paths import RepoLayout, canonical_context
 from aim_parquet.query.lang import SafeNone
-from aim_parquet.storage.lock import is_run_locked
-from aim_parquet.storage.run_index import CatalogueEntry, RunRecord
+from aim_parquet.storage.base.lock import is_run_locked
+from aim_parquet.storage.index.run_index import CatalogueEntry, RunRecord
 
 RunFields = RunMeta | RunRecord  # both have the run-level fields under the same names
 

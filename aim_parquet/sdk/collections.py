@@ -26,7 +26,7 @@ from aim_parquet.query.planner import QueryPlan, plan_query
 from aim_parquet.query.views import RunView
 from aim_parquet.sdk import dataframes
 from aim_parquet.sdk.sequence import Sequence, make_sequence
-from aim_parquet.storage.run_index import RunIndex, RunRecord
+from aim_parquet.storage.index.run_index import RunIndex, RunRecord
 
 if TYPE_CHECKING:
     import pandas

@@ -3,12 +3,14 @@ as Arrow tables that pandas, polars and DuckDB take without copying."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aim_parquet.sdk.run_base import layout_for
-from aim_parquet.storage.dataset_read import DatasetTables, read_dataset_tables
 
-__all__ = ["DatasetTables", "read_dataset"]
+if TYPE_CHECKING:
+    from aim_parquet.storage.maintenance.dataset_read import DatasetTables
+
+__all__ = ["read_dataset"]
 
 
 def read_dataset(repo: Any = None, *, live: bool = True) -> DatasetTables:
@@ -19,4 +21,6 @@ def read_dataset(repo: Any = None, *, live: bool = True) -> DatasetTables:
     was last committed (live runs, runs resumed since) are read from their own files, so the
     result equals what `Repo.query_metrics` returns now; `live=False` reads the committed files
     only. Reads without writing or locking anything."""
+    from aim_parquet.storage.maintenance.dataset_read import read_dataset_tables
+
     return read_dataset_tables(layout_for(repo, create=False), live=live)

@@ -48,8 +48,8 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any, Protocol
 
-from aim_parquet.storage.run_writer import RunWriter
-from aim_parquet.storage.segments import FD_CACHE
+from aim_parquet.storage.online.run_writer import RunWriter
+from aim_parquet.storage.online.segments import FD_CACHE
 
 log = logging.getLogger(__name__)
 

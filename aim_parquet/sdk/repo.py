@@ -1,7 +1,7 @@
 """`Repo`: Aim's repository object: run lookup, queries, deletion and transfer of runs.
 
 A run is visible to every `Repo` as soon as its folder and sidecar exist; closed runs need no
-re-indexing. Repo-wide reads go through the run index (`storage.run_index`), which re-reads only
+re-indexing. Repo-wide reads go through the run index (`storage.index.run_index`), which re-reads only
 the sidecars that changed since the last call, so a run predicate over 10,000 runs opens no file
 when nothing changed. Damaged runs are skipped with a `RuntimeWarning` naming the file in
 repo-wide operations and raise `CorruptFileError` when opened directly (`get_run`).
@@ -34,12 +34,16 @@ from aim_parquet.sdk.sequence import (
     Sequence,
     Texts,
 )
-from aim_parquet.storage.dataset import refresh_after_change
-from aim_parquet.storage.lock import is_run_locked
-from aim_parquet.storage.repo_files import ensure_repo, is_repo, open_repo
-from aim_parquet.storage.run_index import IndexSnapshot, RunIndex
-from aim_parquet.storage.run_ops import copy_run_folder, delete_run_folder, move_run_folder
-from aim_parquet.storage.run_reader import list_run_hashes
+from aim_parquet.storage.base.lock import is_run_locked
+from aim_parquet.storage.base.repo_files import ensure_repo, is_repo, open_repo
+from aim_parquet.storage.index.run_index import IndexSnapshot, RunIndex
+from aim_parquet.storage.maintenance.dataset import refresh_after_change
+from aim_parquet.storage.maintenance.run_ops import (
+    copy_run_folder,
+    delete_run_folder,
+    move_run_folder,
+)
+from aim_parquet.storage.online.run_reader import list_run_hashes
 
 log = logging.getLogger(__name__)
 

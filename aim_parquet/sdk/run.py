@@ -52,13 +52,12 @@ from aim_parquet.objects import CustomObject, object_kind
 from aim_parquet.sdk import lifecycle
 from aim_parquet.sdk.params import ParamKey, del_path, get_path, key_path, set_path
 from aim_parquet.sdk.run_base import RunReadMixin, layout_for
-from aim_parquet.storage.atomic import atomic_write
-from aim_parquet.storage.catalogue_scan import resume_catalogue
-from aim_parquet.storage.dataset import refresh_after_change
-from aim_parquet.storage.lock import RunLock
-from aim_parquet.storage.repo_changes import note_change
-from aim_parquet.storage.run_reader import load_run_meta
-from aim_parquet.storage.run_writer import RunWriter, SeqBuffer
+from aim_parquet.storage.base.atomic import atomic_write
+from aim_parquet.storage.base.lock import RunLock
+from aim_parquet.storage.base.repo_changes import note_change
+from aim_parquet.storage.online.catalogue_scan import resume_catalogue
+from aim_parquet.storage.online.run_reader import load_run_meta
+from aim_parquet.storage.online.run_writer import RunWriter, SeqBuffer
 
 log = logging.getLogger(__name__)
 
@@ -615,6 +614,8 @@ class Run(RunReadMixin):
                 error,
             )
         elif self._retired is not None and not self._retired.is_disowned:
+            from aim_parquet.storage.maintenance.dataset import refresh_after_change
+
             refresh_after_change(self._layout, create=False)
         lifecycle.end_after_sigterm_close()
 

@@ -3,7 +3,7 @@
 Mixed into every `Run` (through `run_base.RunReadMixin`). The catalogue is read fresh on each
 call (one sidecar read), so a read-only run of a live writer sees the sequences it has added since
 the run was opened; a writable run flushes its buffers first so it reads what it has tracked; the
-catalogue of a run whose writer died is caught up from its segments (`storage.catalogue_scan`),
+catalogue of a run whose writer died is caught up from its segments (`storage.online.catalogue_scan`),
 once per Run object while its files stay as they were.
 """
 
@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from aim_parquet.format.meta import RunMeta, SequenceInfo
 from aim_parquet.format.paths import RepoLayout, canonical_context
-from aim_parquet.storage.catalogue_scan import ScanCache, discover_sequences, read_catalogue
-from aim_parquet.storage.run_reader import load_run_meta
+from aim_parquet.storage.online.catalogue_scan import ScanCache, discover_sequences, read_catalogue
+from aim_parquet.storage.online.run_reader import load_run_meta
 
 if TYPE_CHECKING:
     import pandas

@@ -1,7 +1,7 @@
 """Read views of one tracked sequence: `Metric`, `Images`, `Texts`, ... and their `ArrayView`s.
 
 A sequence object holds only its catalogue entry (name, context, kind, summary); points are read
-on first access through `storage.run_reader.read_sequence` (which merges compacted Parquet with
+on first access through `storage.online.run_reader.read_sequence` (which merges compacted Parquet with
 live segments and keeps the last write of a step), and only the columns asked for: `values` of a
 metric reads `step` + `value`, `epochs` reads `step` + `epoch`, and an image sequence reads its
 payload bytes only when its values are asked for. Arrays handed out are read-only views of the
@@ -22,8 +22,8 @@ import numpy as np
 from aim_parquet.format.meta import SequenceInfo
 from aim_parquet.format.paths import RepoLayout, canonical_context
 from aim_parquet.format.schema import METRIC_KINDS, is_metric_kind
-from aim_parquet.storage.columns import nan_numpy
-from aim_parquet.storage.run_reader import read_metric_columns, read_sequence
+from aim_parquet.storage.base.columns import nan_numpy
+from aim_parquet.storage.online.run_reader import read_metric_columns, read_sequence
 
 if TYPE_CHECKING:
     import pandas

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aim_parquet.storage.atomic import atomic_write
-from aim_parquet.storage.repo_files import open_repo
+from aim_parquet.storage.base.atomic import atomic_write
+from aim_parquet.storage.base.repo_files import open_repo
 from aim_parquet.ui.api.binary import decode
 from aim_parquet.ui.api.jsonout import json_bytes
 from aim_parquet.ui.api.state import UiState
@@ -135,7 +135,7 @@ def _subset(table: dict[str, Any], keep: list[int]) -> dict[str, Any]:
 
 def _thumbnails(state: UiState, hashes: list[str]) -> dict[str, Any]:
     """The last step's images of the runs, as small data URIs (the first MAX_IMAGES)."""
-    from aim_parquet.storage.object_read import read_object_rows
+    from aim_parquet.storage.online.object_read import read_object_rows
     from aim_parquet.ui.api.media import UndecodableObject, encode, find_sequence
     from aim_parquet.ui.api.objects import listing, parse_meta
 

@@ -28,7 +28,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp
 
-from aim_parquet.storage.repo_files import open_repo
+from aim_parquet.storage.base.repo_files import open_repo
 from aim_parquet.ui import api, plotly_asset
 from aim_parquet.ui.api.errors import api_errors
 from aim_parquet.ui.api.jsonout import error_response

@@ -37,7 +37,7 @@ import time
 from typing import Any
 
 import aim_parquet as aim
-from aim_parquet.storage import run_writer
+from aim_parquet.storage.online import run_writer
 
 EXPLICIT = {"s": "x"}
 DUP = {"s": "dup"}

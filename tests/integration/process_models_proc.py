@@ -301,7 +301,7 @@ _REAL_CLOCK = (time.time, time.time_ns)
 def clock_back(repo: str) -> None:
     """Resume a run under a wall clock one hour behind, then step it back another hour while the
     run is open: new values must win, compaction must keep live points, the heartbeat goes on."""
-    from aim_parquet.storage import lock
+    from aim_parquet.storage.base import lock
 
     with aim.Run(repo=repo, **QUIET) as run:
         for i in range(100):

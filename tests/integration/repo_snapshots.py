@@ -18,8 +18,8 @@ import pyarrow.parquet as pq
 
 import aim_parquet as aim
 from aim_parquet.format.paths import RepoLayout
-from aim_parquet.storage.catalogue_scan import discover_sequences
-from aim_parquet.storage.run_reader import (
+from aim_parquet.storage.online.catalogue_scan import discover_sequences
+from aim_parquet.storage.online.run_reader import (
     list_run_hashes,
     load_run_meta,
     read_sequence,

@@ -21,9 +21,13 @@ import pytest
 import aim_parquet
 from aim_parquet import Repo, Run
 from aim_parquet.format.paths import RepoLayout, canonical_context
-from aim_parquet.storage.compactor import compact_repo
-from aim_parquet.storage.dataset import dataset_dir, load_dataset_manifest, refresh_dataset
-from aim_parquet.storage.gc import gc_repo
+from aim_parquet.storage.compaction.compactor import compact_repo
+from aim_parquet.storage.maintenance.dataset import (
+    dataset_dir,
+    load_dataset_manifest,
+    refresh_dataset,
+)
+from aim_parquet.storage.maintenance.gc import gc_repo
 from tests.conftest import PYTHON, python_env
 
 Points = dict[tuple[str, str, str], list[tuple[int, float]]]
@@ -209,9 +213,9 @@ LOOP = textwrap.dedent(
     import sys
     from pathlib import Path
     from aim_parquet.format.paths import RepoLayout
-    from aim_parquet.storage.compactor import compact_repo
-    from aim_parquet.storage.dataset import refresh_dataset
-    from aim_parquet.storage.gc import gc_repo
+    from aim_parquet.storage.compaction.compactor import compact_repo
+    from aim_parquet.storage.maintenance.dataset import refresh_dataset
+    from aim_parquet.storage.maintenance.gc import gc_repo
     layout = RepoLayout(Path(sys.argv[1]))
     for _ in range(int(sys.argv[2])):
         compact_repo(layout)

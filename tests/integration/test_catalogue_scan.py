@@ -1,4 +1,4 @@
-"""The catalogue of a run whose writer died, everywhere it is read (`storage.catalogue_scan`).
+"""The catalogue of a run whose writer died, everywhere it is read (`storage.online.catalogue_scan`).
 
 A run is written by three processes: two that close it, then one SIGKILLed between the segment
 writes of a flush and its sidecar write (`catalogue_writer_proc.py`, moment `gap`), so the
@@ -23,10 +23,11 @@ import aim_parquet as aim
 from aim_parquet.format.meta import CatalogueReach
 from aim_parquet.format.paths import RepoLayout
 from aim_parquet.format.schema import METRIC_SCHEMA
-from aim_parquet.storage import catalogue_scan, run_index
-from aim_parquet.storage.compactor import compact_run
-from aim_parquet.storage.run_reader import load_run_meta
-from aim_parquet.storage.segments import read_segment_from
+from aim_parquet.storage.compaction.compactor import compact_run
+from aim_parquet.storage.index import run_index
+from aim_parquet.storage.online import catalogue_scan
+from aim_parquet.storage.online.run_reader import load_run_meta
+from aim_parquet.storage.online.segments import read_segment_from
 from tests.conftest import PYTHON, python_env
 from tests.integration.test_catalogue_kill import Writer, file_rows, summary
 

@@ -21,8 +21,8 @@ import pytest
 
 import aim_parquet as aim
 from aim_parquet.format.paths import RepoLayout
-from aim_parquet.storage.catalogue_scan import discover_sequences
-from aim_parquet.storage.run_reader import (
+from aim_parquet.storage.online.catalogue_scan import discover_sequences
+from aim_parquet.storage.online.run_reader import (
     list_run_hashes,
     list_segments,
     load_manifest,
@@ -64,7 +64,7 @@ import json, sys
 from collections import Counter
 from pathlib import Path
 from aim_parquet.format.paths import RepoLayout
-from aim_parquet.storage.compactor import compact_repo
+from aim_parquet.storage.compaction.compactor import compact_repo
 layout, stop = RepoLayout(Path(sys.argv[1])), Path(sys.argv[2])
 statuses, failures, rounds = Counter(), [], 0
 while True:
@@ -82,7 +82,7 @@ print("RESULT " + json.dumps({"rounds": rounds, "statuses": statuses, "failures"
 
 def _has_compactor() -> bool:
     try:
-        from aim_parquet.storage.compactor import compact_repo  # noqa: F401
+        from aim_parquet.storage.compaction.compactor import compact_repo  # noqa: F401
     except ImportError:
         return False
     return True
@@ -232,7 +232,9 @@ def run_everything(
     }
 
 
-@pytest.mark.skipif(not _has_compactor(), reason="aim_parquet.storage.compactor not built yet")
+@pytest.mark.skipif(
+    not _has_compactor(), reason="aim_parquet.storage.compaction.compactor not built yet"
+)
 def test_writers_reader_and_compactor_all_at_once(tmp_path: Path) -> None:
     stats = run_everything(tmp_path, writers=8, points=2000, phases=2, pace_s=0.05)
     assert stats["reads"] > 8 * 2 and stats["queries"] > 0  # more than the final read
@@ -240,7 +242,9 @@ def test_writers_reader_and_compactor_all_at_once(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not _has_compactor(), reason="aim_parquet.storage.compactor not built yet")
+@pytest.mark.skipif(
+    not _has_compactor(), reason="aim_parquet.storage.compaction.compactor not built yet"
+)
 def test_writers_resuming_with_reader_and_compactor_heavy(tmp_path: Path) -> None:
     stats = run_everything(tmp_path, writers=8, points=30000, phases=6, pace_s=0.01)
     assert stats["compactions"] > 0, stats

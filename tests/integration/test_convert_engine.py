@@ -26,7 +26,7 @@ from aim_parquet.convert.engine import (
 )
 from aim_parquet.convert.sink import CountingSink
 from aim_parquet.errors import RunLockedError
-from aim_parquet.storage import run_writer, segments
+from aim_parquet.storage.online import run_writer, segments
 from tests.convert_helpers import CLI_TIMEOUT_S, convert_cli, write_scalar_file
 
 
@@ -246,7 +246,7 @@ KILLED_AT_BIRTH = """
 import os, signal, sys
 from pathlib import Path
 from aim_parquet.convert.engine import convert_runs
-from aim_parquet.storage import run_writer
+from aim_parquet.storage.online import run_writer
 from tests.integration.test_convert_engine import FakeRun
 
 def die(self):  # the run exists (folder and first sidecar), nothing else happened yet

@@ -15,8 +15,8 @@ import aim_parquet as aim
 from aim_parquet.format.meta import FORMAT_VERSION
 from aim_parquet.format.paths import segment_name, sequence_id
 from aim_parquet.format.schema import METRIC_SCHEMA, segment_schema
-from aim_parquet.storage import catalogue_scan
-from aim_parquet.storage.segments import SegmentFile
+from aim_parquet.storage.online import catalogue_scan
+from aim_parquet.storage.online.segments import SegmentFile
 from tests.conftest import sidecar
 
 N_SEQS = 200

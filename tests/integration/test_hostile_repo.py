@@ -26,12 +26,12 @@ import aim_parquet as aim
 from aim_parquet.errors import FormatVersionError, UnsafeFileError
 from aim_parquet.format.paths import RepoLayout
 from aim_parquet.format.schema import METRIC_SCHEMA
-from aim_parquet.storage import file_checks
-from aim_parquet.storage.compactor import compact_run
-from aim_parquet.storage.maintenance import verify_repo
-from aim_parquet.storage.run_index import RunIndex
-from aim_parquet.storage.run_reader import load_run_meta
-from aim_parquet.storage.segments import read_segment
+from aim_parquet.storage.base import file_checks
+from aim_parquet.storage.compaction.compactor import compact_run
+from aim_parquet.storage.index.run_index import RunIndex
+from aim_parquet.storage.maintenance.verify import verify_repo
+from aim_parquet.storage.online.run_reader import load_run_meta
+from aim_parquet.storage.online.segments import read_segment
 from tests.integration.forked_cli import run_forked
 from tests.integration.repo_snapshots import QUIET, snapshot, write_rich_run
 

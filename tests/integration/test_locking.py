@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 import aim_parquet as aim
-from aim_parquet.storage import lock as lock_module
-from aim_parquet.storage.lock import RunLock, read_holder
+from aim_parquet.storage.base import lock as lock_module
+from aim_parquet.storage.base.lock import RunLock, read_holder
 from tests.conftest import raw_points
 from tests.integration.test_crash import close_pipes, read_hash, start_writer
 

@@ -24,11 +24,12 @@ import pytest
 
 import aim_parquet as aim
 from aim_parquet.format.paths import RepoLayout
-from aim_parquet.storage import compactor, run_ops
-from aim_parquet.storage.gc import gc_repo
-from aim_parquet.storage.maintenance import verify_repo
-from aim_parquet.storage.run_folder import compaction_lock
-from aim_parquet.storage.run_reader import list_run_hashes, load_run_meta, read_sequence
+from aim_parquet.storage.compaction import compactor
+from aim_parquet.storage.compaction.run_folder import compaction_lock
+from aim_parquet.storage.maintenance import run_ops
+from aim_parquet.storage.maintenance.gc import gc_repo
+from aim_parquet.storage.maintenance.verify import verify_repo
+from aim_parquet.storage.online.run_reader import list_run_hashes, load_run_meta, read_sequence
 from tests.conftest import PYTHON, python_env
 from tests.integration.forked_cli import Result, run_forked
 from tests.integration.repo_snapshots import QUIET, raw_row_counts
@@ -82,7 +83,7 @@ COMPACTOR = r"""
 import os, sys
 from pathlib import Path
 from aim_parquet.format.paths import RepoLayout
-from aim_parquet.storage.compactor import compact_repo
+from aim_parquet.storage.compaction.compactor import compact_repo
 repos, stop = sys.argv[1].split(","), sys.argv[2]
 while not os.path.exists(stop):
     for repo in repos:
@@ -210,7 +211,7 @@ def test_gc_racing_rm_brings_no_deleted_run_back(tmp_path: Path) -> None:
     stop = tmp_path / "stop"
     gc_loop = (  # prints a line as each pass starts
         "import os, sys\nfrom pathlib import Path\nfrom aim_parquet.format.paths import RepoLayout\n"
-        "from aim_parquet.storage.gc import gc_repo\n"
+        "from aim_parquet.storage.maintenance.gc import gc_repo\n"
         "while not os.path.exists(sys.argv[2]):\n"
         "    print('pass', flush=True); gc_repo(RepoLayout(Path(sys.argv[1])), grace_s=0)\n"
     )
@@ -241,7 +242,7 @@ def test_a_resume_never_fails_because_of_gc(tmp_path: Path) -> None:
     stop = tmp_path / "stop"
     proc = start(
         "import os, sys\nfrom pathlib import Path\nfrom aim_parquet.format.paths import RepoLayout\n"
-        "from aim_parquet.storage.gc import gc_repo\n"
+        "from aim_parquet.storage.maintenance.gc import gc_repo\n"
         "while not os.path.exists(sys.argv[2]):\n"
         "    gc_repo(RepoLayout(Path(sys.argv[1])), grace_s=0)\n",
         str(tmp_path),

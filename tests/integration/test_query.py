@@ -11,7 +11,8 @@ import pytest
 
 import aim_parquet as aim
 from aim_parquet.sdk.collections import QueryReportMode
-from aim_parquet.storage import run_index, run_reader
+from aim_parquet.storage.index import run_index
+from aim_parquet.storage.online import run_reader
 
 SPECS = [
     ("small", {"lr": 0.0001, "batch_size": 16}, ["v1.0"], "exp-a", False),

@@ -4,12 +4,12 @@ A full disk is simulated two ways:
 
 - in a subprocess with `resource.setrlimit(RLIMIT_FSIZE)` (and SIGXFSZ ignored): every write
   past the limit fails with EFBIG, exactly as the kernel does it, partial writes included;
-- in this process by swapping the `os` module seen by `storage.segments` and `storage.atomic` for
+- in this process by swapping the `os` module seen by `storage.online.segments` and `storage.base.atomic` for
   a proxy whose `write`/`ftruncate`/`open` fail with ENOSPC at random (randomized trials).
 
 Promises checked: training code is not killed by default (track() keeps returning, the error is
 logged at ERROR level and again by close()), data written before the fault stays readable with
-plain pyarrow and with `storage.run_reader`, data tracked during the fault is written once space
+plain pyarrow and with `storage.online.run_reader`, data tracked during the fault is written once space
 returns, strict mode (AIM_PARQUET_STRICT=1) raises StorageError on the next
 track()/flush()/close(), and the open-file count stays bounded.
 """
@@ -33,10 +33,11 @@ import pytest
 
 import aim_parquet as aim
 from aim_parquet.format.paths import RepoLayout
-from aim_parquet.storage import atomic, segments
-from aim_parquet.storage.catalogue_scan import discover_sequences
-from aim_parquet.storage.run_reader import load_run_meta, read_sequence
-from aim_parquet.storage.segments import FD_CACHE, MAX_OPEN_SEGMENTS
+from aim_parquet.storage.base import atomic
+from aim_parquet.storage.online import segments
+from aim_parquet.storage.online.catalogue_scan import discover_sequences
+from aim_parquet.storage.online.run_reader import load_run_meta, read_sequence
+from aim_parquet.storage.online.segments import FD_CACHE, MAX_OPEN_SEGMENTS
 from tests.conftest import PYTHON, python_env, raw_points
 
 # A training script that fills the disk (RLIMIT_FSIZE) part-way through; it prints one
@@ -47,7 +48,7 @@ signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of being killed
 logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 import psutil
 import aim_parquet as aim
-from aim_parquet.storage.segments import FD_CACHE
+from aim_parquet.storage.online.segments import FD_CACHE
 
 repo, scenario = sys.argv[1], sys.argv[2]
 soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
@@ -154,7 +155,7 @@ def test_disk_full_mid_run_keeps_training_alive_and_earlier_data(tmp_path: Path)
     out, stderr = run_child(tmp_path, "default")
     assert out["raised"] == {}, "training code saw an exception without strict mode"
     # logged loudly, once when it happened and again by close()
-    assert "ERROR aim_parquet.storage.run_writer: aim_parquet: writing run" in stderr
+    assert "ERROR aim_parquet.storage.online.run_writer: aim_parquet: writing run" in stderr
     assert "File too large" in stderr
     assert "closed after a write error" in stderr and "AIM_PARQUET_STRICT" in stderr
     run_hash = out["hash"]
@@ -221,7 +222,7 @@ def test_strict_mode_raises_storage_error_on_next_call(tmp_path: Path) -> None:
 
 
 class FaultyOs(types.SimpleNamespace):
-    """Stands in for the `os` module inside storage.segments / storage.atomic: delegates
+    """Stands in for the `os` module inside storage.online.segments / storage.base.atomic: delegates
     everything, but while `is_full` is set, writes fail with ENOSPC (some after writing part of
     the data), and truncates/opens of new files sometimes fail too."""
 

@@ -1,7 +1,7 @@
 """A Hypothesis state machine: random sequences of new run / track / set param / flush / close /
 resume / compact / delete / verify / read on one repository, checked against an in-memory model.
 
-Reads go through our reader (`storage.run_reader`) and, independently, through plain pyarrow:
+Reads go through our reader (`storage.online.run_reader`) and, independently, through plain pyarrow:
 the Parquet files the compaction manifest lists, then every segment it does not cover, in write
 order; "the last write of a step wins" over that order must give the model's values.
 """
@@ -25,8 +25,8 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 import aim_parquet as aim
 from aim_parquet.format.paths import RepoLayout
-from aim_parquet.storage.catalogue_scan import discover_sequences
-from aim_parquet.storage.run_reader import (
+from aim_parquet.storage.online.catalogue_scan import discover_sequences
+from aim_parquet.storage.online.run_reader import (
     list_run_hashes,
     list_segments,
     load_manifest,
@@ -35,11 +35,11 @@ from aim_parquet.storage.run_reader import (
 )
 
 try:
-    from aim_parquet.storage.compactor import compact_repo
+    from aim_parquet.storage.compaction.compactor import compact_repo
 except ImportError:  # built by another issue; the rule is skipped without it
     compact_repo = None  # type: ignore[assignment]
 try:
-    from aim_parquet.storage.maintenance import verify_repo
+    from aim_parquet.storage.maintenance.verify import verify_repo
 except ImportError:
     verify_repo = None  # type: ignore[assignment]
 

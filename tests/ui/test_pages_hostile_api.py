@@ -18,8 +18,8 @@ import pytest
 import aim_parquet as aim
 from aim_parquet.errors import CorruptFileError
 from aim_parquet.objects import LogLine
-from aim_parquet.storage.compactor import compact_repo
-from aim_parquet.storage.repo_files import open_repo
+from aim_parquet.storage.base.repo_files import open_repo
+from aim_parquet.storage.compaction.compactor import compact_repo
 from aim_parquet.ui.api import distributions as dist_api
 from aim_parquet.ui.api.binary import decode
 from aim_parquet.ui.api.state import UiState
@@ -228,7 +228,7 @@ def test_report_written_where_it_cannot_be_leaves_nothing_behind(tmp_path: Path)
 def test_report_images_carry_their_size_and_stop_reading_at_the_limit(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from aim_parquet.storage import object_read
+    from aim_parquet.storage.online import object_read
     from aim_parquet.ui import report
 
     run = quiet_run(tmp_path)

@@ -8,7 +8,7 @@ import socket
 import time
 from pathlib import Path
 
-from aim_parquet.storage.lock import STALE_AFTER_S, LockHolder, is_holder_alive, is_run_locked
+from aim_parquet.storage.base.lock import STALE_AFTER_S, LockHolder, is_holder_alive, is_run_locked
 
 
 def _holder(host: str, pid: int, heartbeat_at: float) -> LockHolder:

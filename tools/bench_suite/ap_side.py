@@ -197,7 +197,7 @@ def create_runs(p: dict[str, Any]) -> dict[str, Any]:
 def compact(p: dict[str, Any]) -> dict[str, Any]:
     """`compact_repo` on the whole repo (what `aim-parquet compact` does), timed in-process."""
     from aim_parquet.format.paths import RepoLayout
-    from aim_parquet.storage.compactor import compact_repo
+    from aim_parquet.storage.compaction.compactor import compact_repo
 
     t0 = time.perf_counter()
     report = compact_repo(RepoLayout(Path(p["repo"])))

@@ -31,8 +31,8 @@ from starlette.routing import Route
 from aim_parquet.errors import CorruptFileError, InvalidObjectError
 from aim_parquet.format.meta import SequenceInfo
 from aim_parquet.query.planner import plan_query
-from aim_parquet.storage.columns import to_numpy
-from aim_parquet.storage.object_read import read_object_rows
+from aim_parquet.storage.base.columns import to_numpy
+from aim_parquet.storage.online.object_read import read_object_rows
 from aim_parquet.ui.api.binary import MEDIA_TYPE, BufferWriter
 from aim_parquet.ui.api.errors import api_errors
 from aim_parquet.ui.api.metrics import run_info, unreadable_json

@@ -6,7 +6,7 @@
     GET /api/objects/HASH/SEQ/STEP/INDEX?size=PX      an image as a thumbnail of at most PX
                                                       pixels a side (made here, with Pillow)
 
-Only that one row's bytes are read (`storage.object_read`). Every answer has an ETag; for a run
+Only that one row's bytes are read (`storage.online.object_read`). Every answer has an ETag; for a run
 that has finished, the object at an address never changes unless the run is resumed, so its
 answers are `immutable` for a year when the URL carries the run's version (`v`, which the
 listings give: it changes when the run is resumed) and revalidated (`no-cache`) otherwise.
@@ -34,9 +34,9 @@ from starlette.routing import Route
 from aim_parquet.errors import MissingRunError
 from aim_parquet.format.meta import SequenceInfo
 from aim_parquet.format.paths import is_valid_seq_id, validate_run_hash
-from aim_parquet.storage.catalogue_scan import uncatalogued_sequences
-from aim_parquet.storage.columns import to_numpy
-from aim_parquet.storage.object_read import read_object_rows
+from aim_parquet.storage.base.columns import to_numpy
+from aim_parquet.storage.online.catalogue_scan import uncatalogued_sequences
+from aim_parquet.storage.online.object_read import read_object_rows
 from aim_parquet.ui.api.errors import BadRequest, api_errors
 from aim_parquet.ui.api.jsonout import error_response, json_bytes
 from aim_parquet.ui.api.objects import find_record, parse_meta, version_of, whole

@@ -31,8 +31,8 @@ from aim_parquet.errors import CorruptFileError, FormatVersionError
 from aim_parquet.format.meta import SequenceInfo
 from aim_parquet.query.planner import plan_query
 from aim_parquet.query.views import RunView
-from aim_parquet.storage.run_reader import read_metric_columns
-from aim_parquet.storage.run_records import RunRecord
+from aim_parquet.storage.index.run_records import RunRecord
+from aim_parquet.storage.online.run_reader import read_metric_columns
 from aim_parquet.ui.api.binary import MEDIA_TYPE, BufferWriter
 from aim_parquet.ui.api.downsample import SeriesPoints, build_grid, clean, minmax_points
 from aim_parquet.ui.api.errors import BadRequest, api_errors

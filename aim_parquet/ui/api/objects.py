@@ -29,10 +29,10 @@ from starlette.routing import Route
 from aim_parquet.errors import CorruptFileError, MissingRunError
 from aim_parquet.format.meta import SequenceInfo
 from aim_parquet.query.planner import plan_query
-from aim_parquet.storage.columns import to_numpy
-from aim_parquet.storage.object_read import read_object_rows
-from aim_parquet.storage.run_reader import load_run_meta
-from aim_parquet.storage.run_records import RunRecord
+from aim_parquet.storage.base.columns import to_numpy
+from aim_parquet.storage.index.run_records import RunRecord
+from aim_parquet.storage.online.object_read import read_object_rows
+from aim_parquet.storage.online.run_reader import load_run_meta
 from aim_parquet.ui.api.errors import BadRequest, api_errors
 from aim_parquet.ui.api.jsonout import JsonResponse
 from aim_parquet.ui.api.metrics import run_info, unreadable_json

@@ -33,8 +33,8 @@ from aim_parquet.errors import AimParquetError, CorruptFileError, MissingRunErro
 from aim_parquet.format.meta import RunMeta
 from aim_parquet.format.paths import validate_run_hash
 from aim_parquet.sdk.run_read import LOG_RECORDS_SEQUENCE, LOGS_SEQUENCE
-from aim_parquet.storage.columns import to_numpy
-from aim_parquet.storage.object_read import read_object_rows
+from aim_parquet.storage.base.columns import to_numpy
+from aim_parquet.storage.online.object_read import read_object_rows
 from aim_parquet.ui.api.errors import BadRequest, api_errors
 from aim_parquet.ui.api.jsonout import JsonResponse
 from aim_parquet.ui.api.media import find_sequence
@@ -173,8 +173,8 @@ def log_records(state: UiState, run_hash: str, limit: int) -> dict[str, Any]:
 
 def salvage(state: UiState, run_hash: str) -> dict[str, Any]:
     """What can be shown of a run whose sidecar cannot be read (see the module docstring)."""
-    from aim_parquet.storage.run_reader import load_run_meta
-    from aim_parquet.storage.salvage import cached_sidecar, data_catalogue
+    from aim_parquet.storage.maintenance.salvage import cached_sidecar, data_catalogue
+    from aim_parquet.storage.online.run_reader import load_run_meta
 
     try:
         load_run_meta(state.layout, run_hash)

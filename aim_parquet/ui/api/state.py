@@ -2,7 +2,7 @@
 
 Reads run in a bounded pool of worker threads (`UiState.call`), so a slow query never blocks the
 event loop or the other requests, and at most `max_workers` of them read at once. The run index
-(`storage.run_index.RunIndex`, a cache of the sidecars) is refreshed under one lock, and a query
+(`storage.index.run_index.RunIndex`, a cache of the sidecars) is refreshed under one lock, and a query
 is then evaluated over that refresh's snapshot without the lock, so one slow query never holds up
 another. It is the same index a `Repo` uses: the UI keeps no copy of any data of its own.
 
@@ -24,7 +24,7 @@ from aim_parquet.errors import RepoNotFoundError
 from aim_parquet.format.paths import RepoLayout
 from aim_parquet.query.executor import RunMatch, execute_plan
 from aim_parquet.query.planner import QueryPlan
-from aim_parquet.storage.run_index import DamagedRun, IndexSnapshot, RunIndex, RunRecord
+from aim_parquet.storage.index.run_index import DamagedRun, IndexSnapshot, RunIndex, RunRecord
 from aim_parquet.ui.api.errors import QueryTooSlow, ServerStopping
 
 T = TypeVar("T")

@@ -1,0 +1,60 @@
+"""The repository's change marker, `.aim/index/changed`, and the one way to write a sidecar.
+
+Every change a query could see (a sidecar written, a run created, deleted, copied or moved) ends
+with `note_change`, which sets the marker's mtime to the current time in nanoseconds, exactly
+(`os.utime(ns=...)`, not the filesystem's coarse clock). A process that has already read every
+sidecar can then answer its next query after two `stat` calls (the marker and `runs/`) instead of
+one per run, while they are unchanged (`storage.index.run_index` documents the rule).
+
+The marker is only a hint: failing to touch it (a read-only or foreign-owned repository) loses no
+data, and readers still stat every sidecar at least every few seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+from aim_parquet.format.paths import RepoLayout
+from aim_parquet.storage.base.atomic import atomic_write
+from aim_parquet.storage.base.safe_fs import open_regular
+
+log = logging.getLogger(__name__)
+
+MarkerKey = tuple[int, int] | None
+
+
+def note_change(layout: RepoLayout) -> None:
+    """Set the marker's mtime to now (ns), creating it if needed; errors are only logged."""
+    path = os.fspath(layout.change_marker)
+    now = time.time_ns()
+    try:
+        os.utime(path, ns=(now, now), follow_symlinks=False)  # (a link: its own mtime only)
+        return
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        log.debug("aim_parquet: cannot touch change marker %s (%s)", path, exc)
+        return
+    try:
+        os.makedirs(os.fspath(layout.index_dir), exist_ok=True)
+        os.close(open_regular(path, "change marker", os.O_WRONLY | os.O_CREAT))
+        os.utime(path, ns=(now, now), follow_symlinks=False)
+    except OSError as exc:
+        log.debug("aim_parquet: cannot create change marker %s (%s)", path, exc)
+
+
+def marker_key(layout: RepoLayout) -> MarkerKey:
+    """(mtime_ns, inode) of the marker, None when there is none."""
+    try:
+        st = os.stat(os.fspath(layout.change_marker))
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_ino)
+
+
+def write_sidecar(layout: RepoLayout, run_hash: str, data: bytes, *, durable: bool = True) -> None:
+    """Replace a run's sidecar atomically, then note the change."""
+    atomic_write(layout.sidecar(run_hash), data, durable=durable)
+    note_change(layout)

@@ -1,0 +1,57 @@
+"""Creating and opening repository folders (`.aim/` with its marker file)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from pathlib import Path
+
+from aim_parquet.errors import RepoNotFoundError
+from aim_parquet.format.meta import RepoMarker, loads_json_object
+from aim_parquet.format.paths import RepoLayout, resolve_repo_root
+from aim_parquet.storage.base.atomic import atomic_write_json
+from aim_parquet.storage.base.safe_fs import MAX_JSON_FILE_BYTES, read_regular
+
+
+def _check_marker(layout: RepoLayout) -> None:
+    what = f"repository marker {layout.marker}"
+    try:
+        raw = read_regular(layout.marker, "repository marker", MAX_JSON_FILE_BYTES)
+    except FileNotFoundError:
+        return
+    RepoMarker.from_json(loads_json_object(raw, what), what)
+
+
+def is_repo(root: Path) -> bool:
+    layout = RepoLayout(root)
+    return layout.marker.is_file() or layout.runs_dir.is_dir()
+
+
+def open_repo(repo: str | os.PathLike[str] | None, *, check_marker: bool = True) -> RepoLayout:
+    """The layout of an existing repository; RepoNotFoundError when there is none, and (with
+    `check_marker`) CorruptFileError or FormatVersionError for a damaged or newer marker."""
+    root = resolve_repo_root(repo)
+    layout = RepoLayout(root)
+    if not is_repo(root):
+        raise RepoNotFoundError(
+            f"Cannot find an aim_parquet repository at {root} (no {layout.aim_dir}/ with runs). "
+            "Create one with `aim-parquet init --repo DIR` or by starting a Run there."
+        )
+    if check_marker:
+        _check_marker(layout)
+    return layout
+
+
+def ensure_repo(repo: str | os.PathLike[str] | None) -> RepoLayout:
+    """The layout of the repository at `repo`, created if missing (idempotent, race-safe)."""
+    root = resolve_repo_root(repo)
+    layout = RepoLayout(root)
+    if layout.marker.is_file():
+        _check_marker(layout)
+        layout.runs_dir.mkdir(parents=True, exist_ok=True)
+        return layout
+    layout.runs_dir.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        atomic_write_json(layout.marker, RepoMarker(created_at=time.time()).to_json())
+    return layout

@@ -1,0 +1,414 @@
+"""The compactor: merges a run's sealed segments into Parquet, atomically and idempotently.
+
+One compaction of a run (`compact_run`), under `runs/<hash>/compact.lock` (non-blocking; a run
+another compactor holds is skipped):
+
+1. Decide the mode. In a closed run every segment listed now is sealed; the compactor takes no
+   write lock, so a training script may resume the run meanwhile (its new segments are not
+   listed and wait for the next compaction). A run with a live writer is skipped unless
+   `include_active`; then the newest segment of each sequence (the one it appends to) is left
+   alone. Segments are listed first and the writer checked after (by its identity and the
+   kernel's flock table): a writer that resumed before the listing is seen, one that resumes
+   after it only makes segments that were not listed. A run whose writer died (no `end_time`)
+   first gets its catalogue caught up with its segments (`catalogue_scan.catch_up_sidecar`,
+   briefly under the write lock), before the segments are listed.
+2. Clean up what an interrupted compaction left: `.tmp-*` files, Parquet files the manifest does
+   not reference, and segments the manifest already covers.
+3. For each file kind with new sealed segments, stream the previous generation's rows of that kind
+   plus the new segments (in write order) into `compacted/<kind>-<generation+1>.parquet`, written
+   under a temp name, fsynced and renamed into place. Kinds without new segments keep their file.
+4. Commit: write the new `compacted/manifest.json` atomically. Until this instant readers use the
+   old manifest (new files are ignored); from it on, the new one.
+5. Remove the now-covered segments and the superseded files (readers that still hold the old
+   manifest see a changed manifest or ENOENT and retry).
+
+A SIGKILL anywhere leaves a manifest that describes readable data, so no point is lost or doubled;
+rerunning cleans up and finishes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+
+from aim_parquet.errors import AimParquetError, FormatVersionError, MissingRunError, UnsafeFileError
+from aim_parquet.format.meta import CompactedFile, Manifest
+from aim_parquet.format.paths import (
+    COMPACTED_DIRNAME,
+    SEQS_DIRNAME,
+    TEMP_PREFIX,
+    RepoLayout,
+    is_valid_seq_id,
+    validate_run_hash,
+)
+from aim_parquet.storage.base.atomic import atomic_write
+from aim_parquet.storage.base.file_checks import check_version
+from aim_parquet.storage.base.safe_fs import first_link
+from aim_parquet.storage.compaction.compacted import (
+    CompactedFileWriter,
+    SeqKey,
+    compacted_kind,
+    is_compacted_name,
+    iter_file_pieces,
+    read_footer,
+)
+from aim_parquet.storage.compaction.compaction_report import CompactionReport, RunCompaction
+from aim_parquet.storage.compaction.run_folder import (
+    compaction_lock,
+    exclude_writer,
+    folder_usage,
+    is_run_live,
+    is_uncommitted,
+    iter_segment_batches,
+    remove_empty_dirs,
+    remove_file,
+    segment_key,
+    unreadable_listed_file,
+)
+from aim_parquet.storage.online.catalogue_scan import catch_up_sidecar
+from aim_parquet.storage.online.run_reader import list_run_hashes, list_segments, load_manifest
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _SeqPlan:
+    key: SeqKey
+    segments: list[Path]
+
+
+def _clean_leftovers(layout: RepoLayout, run_hash: str, manifest: Manifest | None) -> None:
+    """Remove what an interrupted compaction left (caller holds the compact lock)."""
+    run_dir = layout.run_dir(run_hash)
+    cdir = layout.compacted_dir(run_hash)
+    try:
+        names = os.listdir(cdir)
+    except FileNotFoundError:
+        names = []
+    referenced = {Path(f.path).name for f in manifest.files} if manifest else set()
+    for name in names:
+        path = cdir / name
+        if name.startswith(TEMP_PREFIX):
+            remove_file(path)
+        elif is_compacted_name(name) and name not in referenced:
+            if manifest is None and not is_uncommitted(run_dir, path):
+                raise AimParquetError(
+                    f"run {run_hash}: compacted file {path} has no manifest and holds points "
+                    "whose segments are gone. Run `aim-parquet verify --repair` first."
+                )
+            remove_file(path)
+    if manifest is not None:
+        bad = unreadable_listed_file(run_dir, manifest)
+        if bad is not None:
+            raise AimParquetError(
+                f"run {run_hash}: compacted file {run_dir / bad} is missing or unreadable. "
+                "Run `aim-parquet verify --repair` first."
+            )
+        for seg in manifest.segments:
+            remove_file(layout.seqs_dir(run_hash) / seg)
+
+
+def _plan(layout: RepoLayout, run_hash: str, mode: str, notes: list[str]) -> list[_SeqPlan]:
+    """Sealed segments not yet covered, grouped by sequence, sequences in seq_id order."""
+    seqs_dir = layout.seqs_dir(run_hash)
+    try:
+        seq_ids = sorted(n for n in os.listdir(seqs_dir) if is_valid_seq_id(n))
+    except FileNotFoundError:
+        return []
+    plans = []
+    for seq_id in seq_ids:
+        if os.path.islink(seqs_dir / seq_id):
+            notes.append(f"skipped {seqs_dir / seq_id}: a symbolic link (see `aim-parquet verify`)")
+            continue
+        segs = list_segments(seqs_dir / seq_id)
+        if mode == "active" and segs:
+            segs = segs[:-1]  # the live writer appends to the newest one
+        plan: _SeqPlan | None = None
+        for seg in segs:
+            key = segment_key(seg)
+            if key is None:
+                notes.append(f"skipped unreadable segment {seg} (see `aim-parquet verify`)")
+                continue
+            if plan is None:
+                plan = _SeqPlan(key, [])
+            plan.key = SeqKey(seq_id, plan.key.name, plan.key.context, key.kind)
+            plan.segments.append(seg)
+        if plan is not None:
+            plans.append(plan)
+    return plans
+
+
+def _write_kind(
+    run_dir: Path,
+    run_hash: str,
+    kind: str,
+    generation: int,
+    prev: CompactedFile | None,
+    plans: list[_SeqPlan],
+) -> tuple[CompactedFile, int]:
+    """Write one file of `kind`: the previous file's rows, then the new segments, per sequence."""
+    sequences: dict[str, SeqKey] = {}
+    segments: set[str] = set()
+    prev_path = run_dir / prev.path if prev is not None else None
+    if prev_path is not None:
+        footer = read_footer(prev_path)
+        sequences.update(footer.sequences)
+        segments.update(s for s in footer.segments if (run_dir / "seqs" / s).exists())
+    for plan in plans:
+        sequences[plan.key.seq_id] = plan.key
+        segments.update(f"{plan.key.seq_id}/{s.name}" for s in plan.segments)
+    writer = CompactedFileWriter(
+        run_dir,
+        run_hash=run_hash,
+        kind=kind,
+        generation=generation,
+        segments=frozenset(segments),
+        sequences=sequences,
+    )
+    points = 0
+    try:
+        is_metric = writer.is_metric
+        prev_pieces = iter_file_pieces(prev_path, is_metric=is_metric) if prev_path else iter(())
+        head = next(prev_pieces, None)
+        for todo in [*plans, None]:
+            while head is not None and (todo is None or head[0] <= todo.key.seq_id):
+                seq_id, name, context, table = head
+                default = SeqKey(seq_id, name, context, "float" if is_metric else kind)
+                writer.add(sequences.get(seq_id, default), table)
+                head = next(prev_pieces, None)
+            if todo is None:
+                break
+            plan = todo
+            for seg in plan.segments:
+                for batch in iter_segment_batches(seg):
+                    writer.add(plan.key, pa.Table.from_batches([batch]))
+                    points += batch.num_rows
+        return writer.finish(), points
+    except BaseException:
+        writer.abort()
+        raise
+
+
+def compact_run(
+    layout: RepoLayout, run_hash: str, *, include_active: bool = False
+) -> RunCompaction:
+    """Compact one run (see module doc).
+
+    A run that is locked (a live writer without `include_active`, another compactor) is
+    returned as skipped. Raises MissingRunError for an unknown run, and CorruptFileError or
+    AimParquetError, leaving the run as it was, when its compacted files are damaged (run
+    `aim-parquet verify --repair` first); `compact_repo` reports those as failed.
+    """
+    started = time.perf_counter()
+    run_dir = layout.run_dir(validate_run_hash(run_hash))
+    if not run_dir.is_dir():
+        raise MissingRunError(f"No run {run_hash!r} in repository {layout.root}.")
+    files_before, bytes_before = folder_usage(run_dir)
+
+    def result(status: str, note: str = "", **kw: int) -> RunCompaction:
+        files_after, bytes_after = folder_usage(run_dir)
+        return RunCompaction(
+            run_hash,
+            status,
+            note,
+            bytes_before=bytes_before,
+            bytes_after=bytes_after,
+            files_before=files_before,
+            files_after=files_after,
+            seconds=time.perf_counter() - started,
+            **kw,
+        )
+
+    if not layout.seqs_dir(run_hash).is_dir() and not layout.compacted_dir(run_hash).is_dir():
+        return result("unchanged", "nothing to compact")  # (no lock taken: it may be new)
+    link = first_link(layout.aim_dir, run_dir / COMPACTED_DIRNAME) or first_link(
+        layout.aim_dir, run_dir / SEQS_DIRNAME
+    )
+    if link is not None:
+        raise UnsafeFileError(
+            f"run {run_hash}: {link} is a symbolic link; aim_parquet never compacts (or deletes) "
+            "through links. Replace it by the folder itself."
+        )
+    with compaction_lock(layout, run_hash) as busy:
+        if busy is not None:
+            return result("skipped", busy)
+        with exclude_writer(layout, run_hash, include_active) as mode:
+            if mode.startswith("skip:"):
+                return result("skipped", mode[5:])
+            try:
+                return _compact_locked(layout, run_hash, mode, result)
+            except FormatVersionError as exc:
+                return result("skipped", f"{exc} (its files are left as they are)")
+
+
+def _refuse_future_files(layout: RepoLayout, run_hash: str) -> None:
+    """FormatVersionError when a compacted file of the run was written by a newer format
+    version: compaction would rewrite it as this version and delete it (FORMAT.md, reader
+    rule 6); its segments are checked while planning."""
+    cdir = layout.compacted_dir(run_hash)
+    try:
+        names = sorted(os.listdir(cdir))
+    except FileNotFoundError:
+        return
+    for name in names:
+        if not is_compacted_name(name):
+            continue
+        try:
+            version = read_footer(cdir / name).format_version
+        except (OSError, pa.ArrowInvalid, ValueError, KeyError):
+            continue  # damage: handled where the file is used
+        check_version(version, cdir / name, "compacted file")
+
+
+def _compact_locked(
+    layout: RepoLayout, run_hash: str, mode: str, result: Callable[..., RunCompaction]
+) -> RunCompaction:
+    run_dir = layout.run_dir(run_hash)
+    caught: list[str] = []
+    if mode == "closed":
+        _catch_up_catalogue(layout, run_hash, caught)
+    manifest = load_manifest(layout, run_hash)
+    _refuse_future_files(layout, run_hash)
+    _plan(layout, run_hash, mode, [])  # a segment of a newer format: refused before any change
+    _clean_leftovers(layout, run_hash, manifest)
+    plan_notes: list[str] = []
+    plans = _plan(layout, run_hash, mode, plan_notes)
+    if mode == "closed" and is_run_live(layout, run_hash):
+        # a writer resumed after the first look: a segment it appends to may be listed, so
+        # list again leaving each sequence's newest segment alone (segments are listed first,
+        # then the writer checked: one that starts later only makes segments not listed)
+        mode, plan_notes = "active", []
+        plans = _plan(layout, run_hash, mode, plan_notes)
+    notes = [*caught, *plan_notes]
+    generation = manifest.generation if manifest else 0
+    if not plans:
+        return result(
+            "unchanged", "; ".join(notes) or "nothing new to compact", generation=generation
+        )
+    generation += 1
+    prev_files = {f.kind: f for f in manifest.files} if manifest else {}
+    by_kind: dict[str, list[_SeqPlan]] = {}
+    for plan in plans:
+        by_kind.setdefault(compacted_kind(plan.key.kind), []).append(plan)
+    layout.compacted_dir(run_hash).mkdir(exist_ok=True)
+    written: dict[str, CompactedFile] = {}
+    points = 0
+    try:
+        for kind in sorted(by_kind):
+            written[kind], n = _write_kind(
+                run_dir, run_hash, kind, generation, prev_files.get(kind), by_kind[kind]
+            )
+            points += n
+    except BaseException:
+        for f in written.values():
+            remove_file(run_dir / f.path)
+        raise
+    new_segments = {f"{p.key.seq_id}/{s.name}" for p in plans for s in p.segments}
+    still_there = {
+        s for s in (manifest.segments if manifest else ()) if (run_dir / "seqs" / s).exists()
+    }
+    files = {**prev_files, **written}
+    new_manifest = Manifest(
+        generation=generation,
+        files=tuple(files[k] for k in sorted(files)),
+        segments=frozenset(new_segments | still_there),
+        created_at=time.time(),
+    )
+    data = json.dumps(new_manifest.to_json(), ensure_ascii=False, indent=1)
+    atomic_write(layout.manifest(run_hash), data.encode("utf-8", "surrogatepass"))  # commit
+    for plan in plans:
+        for seg in plan.segments:
+            remove_file(seg)
+    for kind in written:
+        old = prev_files.get(kind)
+        if old is not None and old.path != written[kind].path:
+            remove_file(run_dir / old.path)
+    if mode == "closed":
+        remove_empty_dirs(layout.seqs_dir(run_hash))
+    rows = sum(f.rows for f in written.values())
+    return result(
+        "compacted",
+        "; ".join(notes),
+        generation=generation,
+        segments=len(new_segments),
+        points=points,
+        rows=rows,
+    )
+
+
+def _catch_up_catalogue(layout: RepoLayout, run_hash: str, notes: list[str]) -> None:
+    """Before the segments of a run whose writer died move into Parquet, bring its catalogue up
+    to date with them (the sidecar may miss the writer's last flush): afterwards only a full
+    read of the compacted rows could tell what it missed."""
+    try:
+        stale = catch_up_sidecar(layout, run_hash)
+    except (AimParquetError, OSError) as exc:
+        notes.append(f"could not catch its catalogue up with its segments: {exc}")
+        return
+    if stale:
+        notes.append(f"caught the catalogue up with the segments ({', '.join(stale)})")
+
+
+def default_workers() -> int:
+    """Runs compacted at once by `compact_repo`: Parquet encoding releases the GIL."""
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def _compact_one(layout: RepoLayout, run_hash: str, include_active: bool) -> RunCompaction:
+    try:
+        return compact_run(layout, run_hash, include_active=include_active)
+    except Exception as exc:  # one run's failure is reported; the others still compact
+        if not os.path.lexists(layout.run_dir(run_hash)):  # `runs rm|mv` while we worked on it
+            return RunCompaction(run_hash, "skipped", "deleted while it was being compacted")
+        if isinstance(exc, PermissionError):
+            note = f"permission denied ({exc}); compact it as a user who may write it"
+            return RunCompaction(run_hash, "skipped", note)
+        log.error("aim_parquet: compacting run %s failed: %s", run_hash, exc)
+        return RunCompaction(run_hash, "failed", str(exc))
+
+
+def compact_repo(
+    layout: RepoLayout,
+    run_hashes: list[str] | None = None,
+    *,
+    include_active: bool = False,
+    progress: Callable[[int, int, str], None] | None = None,
+    workers: int | None = None,
+) -> CompactionReport:
+    """Compact every run (or `run_hashes`), `workers` runs at a time (default: up to 4, one
+    per CPU), then refresh the published runs table.
+
+    `progress(done, total, run_hash)` is called after each run. A run that fails is reported
+    (status 'failed', with the reason) and the others go on.
+    """
+    started = time.perf_counter()
+    hashes = list_run_hashes(layout) if run_hashes is None else list(run_hashes)
+    n_workers = max(1, workers if workers is not None else default_workers())
+    done: dict[str, RunCompaction] = {}
+    with ThreadPoolExecutor(
+        max_workers=n_workers, thread_name_prefix="aim_parquet-compact"
+    ) as pool:
+        futures = {pool.submit(_compact_one, layout, h, include_active): h for h in hashes}
+        for future in as_completed(futures):
+            entry = future.result()
+            done[futures[future]] = entry
+            if progress is not None:
+                progress(len(done), len(hashes), entry.run_hash)
+    notes: list[str] = []
+    try:
+        from aim_parquet.storage.maintenance.dataset import refresh_dataset
+
+        refreshed = refresh_dataset(layout)
+        notes.extend(f"analyst dataset: {n}" for n in refreshed.notes)
+    except Exception as exc:  # the compaction itself succeeded: report, don't fail it
+        notes.append(f"could not refresh the analyst dataset and runs table: {exc}")
+    entries = tuple(done[h] for h in hashes)
+    return CompactionReport(entries, time.perf_counter() - started, tuple(notes))

@@ -1,0 +1,418 @@
+"""The repo-level run index: `.aim/index/runs.jsonl`, a cache of every run's sidecar.
+
+A query's run predicate needs only run-level fields (properties and params), and a sequence
+query only the sequence catalogue; all of it lives in each run's sidecar `runs/<hash>/run.json`.
+Opening 10,000 sidecars costs about a second, so the index keeps a copy of each one, keyed by the
+stat of the sidecar it was read from, in one JSON Lines file (`storage.index.index_file` has its
+layout; `storage.index.run_records` how a record decodes only what a query reads).
+
+The index is only a cache, never a source of truth, and needs no re-index step:
+
+- `RunIndex.refresh()` lists `runs/` and `stat()`s every sidecar (one `stat` per run, relative to
+  an open `runs/` folder). An entry whose (mtime_ns, size, ino) still matches is used as is; a new
+  or changed sidecar is read again; an entry whose run folder is gone is dropped. So a run is
+  visible the moment its sidecar exists and a deleted run vanishes at once.
+- A later `refresh()` of the same `RunIndex` skips the per-run `stat`s when neither the change
+  marker `.aim/index/changed` (`storage.base.repo_changes`: every sidecar write, run creation, delete,
+  copy and move sets its mtime to the exact time in ns) nor `runs/` (mtime, link count, inode)
+  changed since the last full pass, `runs/` was last modified more than `RACY_S` before that
+  pass (a coarse filesystem clock could hide a second change in the same tick), and the last full
+  pass is less than `FULL_CHECK_S` old (so a sidecar edited by a tool that does not touch the
+  marker is seen within that time).
+- The file is rewritten atomically (`storage.base.atomic.atomic_write`) under the `flock` of
+  `.aim/index/runs.lock`, taken without waiting (`storage.base.safe_fs.try_flock`: no link followed);
+  if another process holds it, this process keeps its fresh in-memory copy and skips the write. Changes of runs still being tracked (no `end_time`
+  and a sidecar younger than `SETTLE_S`) do not trigger a write by themselves, so a live run that
+  rewrites its sidecar every second does not make every query rewrite the index.
+- A missing, unreadable or corrupt index file is rebuilt from the sidecars; the JSON index
+  `runs.json` of earlier releases is removed when the new one is written.
+- A damaged sidecar (invalid JSON, a newer format, a link or FIFO, nested too deeply) is reported
+  by `refresh()` (the caller warns); the file keeps the last good copy of it, which
+  `aim-parquet verify --repair` can restore. A sidecar (or run folder) this process may not read is
+  reported as permission denied, never as damage. A run folder that is a symbolic link is not a
+  run (`aim-parquet verify` names it).
+- The catalogue of a run without `end_time` whose writer is gone (its lock is not held) is
+  scanned from its segments (`storage.online.catalogue_scan`: only what was written after the sidecar's
+  last write is read) and stored marked `rebuilt`, so later processes do not scan it again. A
+  run whose writer was alive when its entry was made is re-checked on every full pass (a full
+  pass runs at least every `FULL_CHECK_S`), so a process keeping a `Repo` open sees a writer's
+  death within that time; until then it shows the live writer's catalogue, one flush behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, replace
+from functools import cached_property
+
+import pyarrow as pa
+
+from aim_parquet.errors import AimParquetError, CorruptFileError
+from aim_parquet.format.meta import RunMeta, loads_json_object
+from aim_parquet.format.paths import SIDECAR_FILENAME, RepoLayout, is_valid_run_hash
+from aim_parquet.storage.base.atomic import atomic_write
+from aim_parquet.storage.base.lock import is_run_locked
+from aim_parquet.storage.base.repo_changes import MarkerKey, marker_key
+from aim_parquet.storage.base.safe_fs import MAX_JSON_FILE_BYTES, held_flock, read_regular
+from aim_parquet.storage.index.index_file import (
+    INDEX_FILENAME,
+    StatKey,
+    decode_index,
+    encode_index,
+    index_file_problem,
+    stat_key,
+)
+from aim_parquet.storage.index.run_records import CatalogueEntry, RunRecord
+from aim_parquet.storage.online.catalogue_scan import is_writer_gone, scan_catalogue
+
+__all__ = [
+    "INDEX_FILENAME",
+    "CatalogueEntry",
+    "DamagedRun",
+    "IndexSnapshot",
+    "RunIndex",
+    "RunRecord",
+    "index_file_problem",
+    "read_index_file",
+]
+
+log = logging.getLogger(__name__)
+
+LEGACY_INDEX_FILENAMES = ("runs.json",)  # the JSON index of earlier releases
+INDEX_LOCK_FILENAME = "runs.lock"
+SETTLE_S = 60.0  # a changed sidecar of a run without end_time triggers a write once this old
+FULL_CHECK_S = 5.0  # a refresh stats every sidecar at least this often
+RACY_S = 1.0  # a runs/ folder modified this recently may change again within its mtime tick
+YOUNG_RUN_S = 30.0  # a run folder without sidecar this young is being created, not damaged
+
+
+@dataclass(frozen=True)
+class DamagedRun:
+    """A run whose sidecar cannot be read; `path` names the file, `reason` says why.
+    `is_permission_denied`: this process may not read it (not damage: its owner can)."""
+
+    run_hash: str
+    path: str
+    reason: str
+    is_permission_denied: bool = False
+
+    def describe(self) -> str:
+        """One line for a warning: what happened and what to do."""
+        if self.is_permission_denied:
+            return (
+                f"cannot read run {self.run_hash}: permission denied ({self.path}); it is not "
+                "damaged: read it as a user who may, or ask its owner to share it"
+            )
+        return (
+            f"skipping damaged run {self.run_hash}: {self.reason} (file {self.path}). "
+            "Run `aim-parquet verify --repair` to repair or quarantine it."
+        )
+
+
+KEPT_KEY_PREFIX = "kept:"  # the stat key of a damaged run's last good copy in the file
+
+
+class _Entry:
+    """One run in memory: the stat key of its sidecar and its record (or why it is damaged).
+
+    `record` is None for a damaged run; `kept` is then the last good record of it (if any), which
+    the index file keeps for repairs. `is_open`: the run has no `end_time` and its catalogue is
+    the sidecar's, which a live writer keeps at most one flush behind; once that writer is gone
+    the catalogue is scanned from the segments instead (`RunIndex._read_sidecar`).
+    """
+
+    __slots__ = ("key", "record", "kept", "damaged", "is_open")
+
+    def __init__(
+        self,
+        key: StatKey,
+        record: RunRecord | None,
+        damaged: DamagedRun | None = None,
+        kept: RunRecord | None = None,
+    ) -> None:
+        self.key = key
+        self.record = record
+        self.kept = kept
+        self.damaged = damaged
+        self.is_open = record is not None and not record.has_end_time and not record.is_rebuilt
+
+    @property
+    def stored_record(self) -> RunRecord | None:
+        return self.record if self.record is not None else self.kept
+
+
+class IndexSnapshot:
+    """The runs of a repository as of one refresh.
+
+    `records` are the readable runs (cheap, lazily decoded); `runs` the same as RunMetas (built
+    on first access); `damaged` the runs skipped; `sidecars_read` how many sidecars this refresh
+    had to open (0 when the index was current).
+    """
+
+    def __init__(
+        self, records: dict[str, RunRecord], damaged: tuple[DamagedRun, ...], sidecars_read: int
+    ) -> None:
+        self.records = records
+        self.damaged = damaged
+        self.sidecars_read = sidecars_read
+
+    @cached_property
+    def runs(self) -> dict[str, RunMeta]:
+        return {h: r.meta for h, r in self.records.items()}
+
+    @cached_property
+    def newest_first(self) -> list[RunRecord]:
+        """Records ordered by creation time, newest first (ties by hash, for a stable order)."""
+        return sorted(self.records.values(), key=lambda r: (r.creation_time, r.hash), reverse=True)
+
+
+def read_index_file(raw: bytes) -> dict[str, _Entry]:
+    """The entries of an index file's bytes (ValueError, KeyError or TypeError: not one)."""
+    return {record.hash: _Entry(key, record) for key, record in decode_index(raw)}
+
+
+class RunIndex:
+    """In-memory plus on-disk index of the run sidecars of one repository (see module doc)."""
+
+    def __init__(self, layout: RepoLayout) -> None:
+        self.layout = layout
+        self.path = layout.index_dir / INDEX_FILENAME
+        self.lock_path = layout.index_dir / INDEX_LOCK_FILENAME
+        self._entries: dict[str, _Entry] | None = None
+        self._snapshot: IndexSnapshot | None = None
+        self._quick: tuple[MarkerKey, tuple[int, int, int]] | None = None  # at the last full pass
+        self._full_at = 0.0  # time.monotonic() of the last full pass
+        self._needs_write = False  # an entry was replaced by `reread`
+
+    # -- reading ---------------------------------------------------------------------------
+    def _load_file(self) -> tuple[dict[str, _Entry], bool]:
+        """Entries of the index file and whether it was usable (if not, it is rebuilt)."""
+        try:
+            raw = read_regular(self.path, "run index", MAX_JSON_FILE_BYTES)
+        except FileNotFoundError:
+            return {}, False
+        except OSError as exc:
+            log.warning("aim_parquet: cannot read run index %s (%s); rebuilding it", self.path, exc)
+            return {}, False
+        try:
+            return read_index_file(raw), True
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+            log.warning("aim_parquet: run index %s is damaged (%s); rebuilding it", self.path, exc)
+            return {}, False
+
+    def _read_sidecar(self, run_hash: str, key: StatKey) -> _Entry:
+        """The entry of a run's sidecar; for a run whose writer is gone, with the catalogue
+        scanned from its segments (the sidecar's may lag them by one flush)."""
+        path = self.layout.sidecar(run_hash)
+        what = f"sidecar {path}"
+        try:
+            data = loads_json_object(read_regular(path, "sidecar", MAX_JSON_FILE_BYTES), what)
+            meta = RunMeta.from_json(data, what)
+        except PermissionError as exc:
+            return _Entry(key, None, DamagedRun(run_hash, str(path), str(exc), True))
+        except (ValueError, AimParquetError) as exc:  # CorruptFileError, UnsafeFileError, ...
+            return _Entry(key, None, DamagedRun(run_hash, str(path), str(exc)))
+        except FileNotFoundError:  # deleted between its stat and its read
+            return _Entry(key, None, DamagedRun(run_hash, str(path), "the sidecar is missing"))
+        if not is_writer_gone(self.layout, meta):
+            return _Entry(key, RunRecord(run_hash, data, meta))
+        try:
+            infos = scan_catalogue(self.layout, run_hash, meta)
+        except (OSError, pa.ArrowException, AimParquetError) as exc:
+            log.warning(
+                "aim_parquet: cannot scan the segments of run %s, whose writer died (%s); its "
+                "catalogue may miss the last flush. Run `aim-parquet verify --repair`.",
+                run_hash,
+                exc,
+            )
+            entry = _Entry(key, RunRecord(run_hash, data, meta))
+            entry.is_open = False  # not retried on every refresh of this process
+            return entry
+        data = {**data, "sequences": [i.to_json() for i in infos]}
+        meta = replace(meta, sequences=infos)
+        return _Entry(key, RunRecord(run_hash, data, meta, is_rebuilt=True))
+
+    def _missing_sidecar(self, run_hash: str) -> DamagedRun | None:
+        """A run folder without sidecar: being created (None) or damaged."""
+        run_dir = self.layout.run_dir(run_hash)
+        try:
+            age = time.time() - run_dir.stat().st_mtime
+        except FileNotFoundError:
+            return None  # deleted meanwhile
+        if age < YOUNG_RUN_S or is_run_locked(self.layout.lock_file(run_hash)) is not None:
+            return None
+        path = run_dir / SIDECAR_FILENAME
+        return DamagedRun(run_hash, str(path), "the sidecar is missing")
+
+    def is_damaged(self, run_hash: str) -> bool:
+        """Whether a run folder without sidecar is damaged (False: it is being created)."""
+        return self._missing_sidecar(run_hash) is not None
+
+    def _quick_key(self) -> tuple[tuple[MarkerKey, tuple[int, int, int]] | None, bool]:
+        """(change marker, `runs/` stat) now, and whether `runs/` changed too recently to trust
+        its mtime; None when `runs/` is missing."""
+        try:
+            st = os.stat(os.fspath(self.layout.runs_dir))
+        except OSError:
+            return None, False
+        is_racy = time.time_ns() - st.st_mtime_ns < RACY_S * 1e9
+        return (marker_key(self.layout), (st.st_mtime_ns, st.st_nlink, st.st_ino)), is_racy
+
+    def refresh(self) -> IndexSnapshot:
+        """Bring the index up to date with the sidecars on disk and return every run."""
+        quick, is_racy = self._quick_key()
+        if (
+            self._snapshot is not None
+            and quick is not None
+            and quick == self._quick
+            and time.monotonic() - self._full_at < FULL_CHECK_S
+        ):
+            return self._snapshot  # nothing was noted since the last full pass
+        self._quick = None if is_racy else quick
+        self._full_at = time.monotonic()
+        return self._full_refresh()
+
+    def _full_refresh(self) -> IndexSnapshot:
+        if self._entries is None:
+            old, usable = self._load_file()
+            needs_write = not usable
+        else:
+            old, needs_write = self._entries, self._needs_write
+        self._needs_write = False
+        runs_dir = os.fspath(self.layout.runs_dir)
+        try:
+            with os.scandir(runs_dir) as listing:  # a run folder that is a link is not a run
+                names = [e.name for e in listing if not e.is_symlink()]
+            dir_fd = os.open(runs_dir, os.O_RDONLY)
+        except FileNotFoundError:
+            names, dir_fd = [], -1
+        entries: dict[str, _Entry] = {}
+        records: dict[str, RunRecord] = {}
+        damaged: list[DamagedRun] = []
+        read = 0
+        settled_ns = time.time_ns() - int(SETTLE_S * 1e9)
+        stat = os.stat
+        sidecar = "/" + SIDECAR_FILENAME
+        try:
+            for run_hash in names:
+                entry = old.get(run_hash)
+                if entry is None and not is_valid_run_hash(run_hash):
+                    continue
+                try:
+                    st = stat(run_hash + sidecar, dir_fd=dir_fd, follow_symlinks=False)
+                except FileNotFoundError:
+                    missing = self._missing_sidecar(run_hash)
+                    if missing is not None:
+                        damaged.append(missing)
+                    continue
+                except PermissionError as exc:  # a run folder others may not enter
+                    path = os.path.join(runs_dir, run_hash + sidecar)
+                    damaged.append(DamagedRun(run_hash, path, str(exc), True))
+                    continue
+                key = stat_key(st)
+                if (
+                    entry is None
+                    or entry.key != key
+                    or entry.record is None
+                    or (entry.is_open and is_run_locked(self.layout.lock_file(run_hash)) is None)
+                ):  # new, changed, damaged, or its writer died since it was read
+                    previous = entry
+                    entry = self._read_sidecar(run_hash, key)
+                    read += 1
+                    if (record := entry.record) is not None:
+                        if record.is_rebuilt or record.has_end_time or st.st_mtime_ns < settled_ns:
+                            needs_write = True
+                    elif previous is not None:
+                        entry.kept = previous.stored_record  # the last good copy, for repairs
+                entries[run_hash] = entry
+                if entry.damaged is not None:
+                    damaged.append(entry.damaged)
+                elif entry.record is not None:
+                    records[run_hash] = entry.record
+        finally:
+            if dir_fd >= 0:
+                os.close(dir_fd)
+        removed = any(h not in entries for h in old)
+        if removed:
+            needs_write = True
+        unchanged = not (read or removed or damaged or needs_write) and old is self._entries
+        if unchanged and self._snapshot is not None:
+            return self._snapshot  # nothing changed: keep the cached order and RunMetas
+        self._entries = entries
+        if needs_write and (records or self.path.exists()):
+            self._write(entries)
+        self._snapshot = IndexSnapshot(records, tuple(damaged), read)
+        return self._snapshot
+
+    # -- writing ---------------------------------------------------------------------------
+    def _write(self, entries: dict[str, _Entry]) -> None:
+        # a damaged run's last good copy is stored under a key no sidecar has, so the next
+        # reader reads the (damaged) sidecar again instead of taking the copy for it
+        rows = [
+            (e.key if e.record is not None else KEPT_KEY_PREFIX + e.key, r)
+            for e in entries.values()
+            if (r := e.stored_record) is not None
+        ]
+        data = encode_index(rows)
+        try:
+            self.layout.index_dir.mkdir(parents=True, exist_ok=True)
+            with held_flock(self.lock_path, "run index lock") as held:
+                if not held:
+                    log.debug("aim_parquet: run index %s is busy; not rewriting it", self.path)
+                    return
+                atomic_write(self.path, data, durable=False)
+                for name in LEGACY_INDEX_FILENAMES:
+                    (self.layout.index_dir / name).unlink(missing_ok=True)
+        except OSError as exc:  # read-only repository, disk full, a link: the index is a cache
+            log.debug("aim_parquet: cannot write run index %s (%s)", self.path, exc)
+
+    def metas(self) -> tuple[list[RunMeta], list[DamagedRun]]:
+        """Every readable run's full RunMeta, and the damaged runs. An entry that fails to decode
+        is read again from its sidecar (the index is only a cache); a run whose sidecar fails
+        too is one more damaged run, never an error of the whole listing."""
+        snapshot = self.refresh()
+        metas: list[RunMeta] = []
+        damaged = list(snapshot.damaged)
+        for run_hash, record in snapshot.records.items():
+            try:
+                metas.append(record.meta)
+                continue
+            except CorruptFileError:
+                fresh = self.reread(run_hash)
+            try:
+                if fresh is None:
+                    raise CorruptFileError("the sidecar cannot be read")
+                metas.append(fresh.meta)
+            except CorruptFileError as exc:
+                path = str(self.layout.sidecar(run_hash))
+                damaged.append(DamagedRun(run_hash, path, str(exc)))
+        return metas, damaged
+
+    def reread(self, run_hash: str) -> RunRecord | None:
+        """Read one run's sidecar again (its index entry was found damaged while a query
+        decoded it: the index is only a cache) and return the fresh record, None when the
+        sidecar cannot be read either. The next refresh rewrites the index file."""
+        try:
+            st = os.stat(self.layout.sidecar(run_hash), follow_symlinks=False)
+        except OSError:
+            return None
+        entry = self._read_sidecar(run_hash, stat_key(st))
+        if self._entries is not None:
+            self._entries[run_hash] = entry
+        self._snapshot = None
+        self._quick = None
+        self._needs_write = True
+        return entry.record
+
+    def invalidate(self) -> None:
+        """Forget the in-memory copy (the next refresh starts from the index file)."""
+        self._entries = None
+        self._snapshot = None
+        self._quick = None
+
+    def remove_file(self) -> None:
+        """Delete the index file (it is rebuilt on the next refresh)."""
+        self.path.unlink(missing_ok=True)
+        self.invalidate()

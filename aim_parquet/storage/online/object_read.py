@@ -1,0 +1,174 @@
+"""Rows of one object sequence at chosen steps, reading no other step's payload.
+
+`run_reader.read_sequence` returns every row of a sequence; for an image sequence that is every
+image's bytes. The web UI shows one step at a time and thumbnails one image per request, so this
+reader takes the steps it wants and keeps only their rows: in a segment (memory-mapped) the other
+rows are never touched, and in a compacted file the row groups whose `step` statistics exclude
+the wanted steps are not read. Same consistency rules as `run_reader` (compacted files first, then
+the segments the manifest does not cover; a read that raced a compaction restarts from the new
+manifest; the last write of a (step, index) wins).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from aim_parquet.errors import CorruptFileError
+from aim_parquet.format.meta import Manifest, SequenceInfo
+from aim_parquet.format.paths import (
+    COMPACTED_DIRNAME,
+    MANIFEST_FILENAME,
+    SEQS_DIRNAME,
+    RepoLayout,
+    is_valid_seq_id,
+    validate_run_hash,
+)
+from aim_parquet.format.schema import OBJECT_SCHEMA, is_metric_kind
+from aim_parquet.storage.base.columns import int64_array, to_numpy
+from aim_parquet.storage.online.compacted_read import (
+    GoneFiles,
+    _compacted_kind,
+    _ParquetRows,
+    _row_groups_for,
+    _rows_of,
+    is_gone,
+    open_compacted,
+)
+from aim_parquet.storage.online.run_reader import (
+    MAX_SWAP_RETRIES,
+    dedupe_steps,
+    manifest_bytes,
+    parse_manifest,
+    segment_names,
+)
+from aim_parquet.storage.online.segments import read_segment
+
+Steps = np.ndarray[Any, Any]
+
+
+def read_object_rows(
+    layout: RepoLayout,
+    run_hash: str,
+    info: SequenceInfo,
+    columns: Iterable[str],
+    *,
+    steps: Iterable[int] | None = None,
+    index: int | None = None,
+) -> pa.Table:
+    """The rows of object sequence `info` at `steps` (every step when None) and, when `index` is
+    given, at that position of the list tracked at a step only, with `columns` (plus `step` and
+    `index`), sorted by step and index, the last write of each winning."""
+    if is_metric_kind(info.kind):
+        raise ValueError(f"{info.name!r} is a metric; read it with read_metric_columns")
+    if not is_valid_seq_id(info.seq_id):
+        raise ValueError(f"invalid sequence id {info.seq_id!r}")
+    asked = set(columns) | {"step", "index"}
+    wanted = [c for c in OBJECT_SCHEMA.names if c in asked]
+    wanted_steps = None if steps is None else np.unique(np.fromiter(steps, np.int64))
+    target = pa.schema([OBJECT_SCHEMA.field(c) for c in wanted])
+    run_dir = f"{os.fspath(layout.runs_dir)}/{validate_run_hash(run_hash)}"
+    seq_dir = f"{run_dir}/{SEQS_DIRNAME}/{info.seq_id}"
+    manifest_path = f"{run_dir}/{COMPACTED_DIRNAME}/{MANIFEST_FILENAME}"
+    gone = GoneFiles(run_hash)
+    for attempt in range(MAX_SWAP_RETRIES):
+        if attempt > 1:
+            time.sleep(min(0.2, 0.005 * 2**attempt))  # let a compaction in progress finish
+        seen: bytes | None = None
+        try:
+            manifest, seen = parse_manifest(manifest_path)
+            tables: list[pa.Table] = []
+            covered: frozenset[str] = frozenset()
+            if manifest is not None:
+                covered = manifest.segments
+                tables.extend(
+                    _compacted(Path(run_dir), manifest, info, wanted, wanted_steps, index)
+                )
+            for name in segment_names(seq_dir):
+                if covered and f"{info.seq_id}/{name}" in covered:
+                    continue
+                path = f"{seq_dir}/{name}"
+                try:
+                    data = read_segment(path)
+                except CorruptFileError:  # (a link or FIFO: UnsafeFileError, never opened)
+                    st = os.lstat(path)
+                    if stat.S_ISREG(st.st_mode) and st.st_size == 0:
+                        continue  # just created, its header not written yet: no points
+                    raise
+                for batch in data.batches:
+                    kept = _at_steps(
+                        pa.Table.from_batches([batch]).select(wanted), wanted_steps, index
+                    )
+                    if kept.num_rows:
+                        tables.append(kept)
+        except OSError as exc:
+            if is_gone(exc):
+                gone.check(exc, seen)
+                continue  # compaction or gc swapped files under us: read the new state
+            raise
+        if manifest_bytes(manifest_path) == seen:
+            tables = [t if t.schema.equals(target) else t.cast(target) for t in tables]
+            table = pa.concat_tables(tables) if tables else target.empty_table()
+            return dedupe_steps(table, by_index=True)
+    raise CorruptFileError(f"run {run_hash}: files kept changing while reading {info.name!r}.")
+
+
+def _at_steps(table: pa.Table, steps: Steps | None, index: int | None) -> pa.Table:
+    if (steps is None and index is None) or table.num_rows == 0:
+        return table
+    keep = np.ones(table.num_rows, bool)
+    if steps is not None:
+        keep &= np.isin(to_numpy(table.column("step")), steps)
+    if index is not None:
+        keep &= to_numpy(table.column("index")) == index
+    positions = np.flatnonzero(keep)
+    if positions.size == table.num_rows:
+        return table
+    return table.take(int64_array(positions))
+
+
+def _compacted(
+    run_dir: Path,
+    manifest: Manifest,
+    info: SequenceInfo,
+    wanted: list[str],
+    steps: Steps | None,
+    index: int | None,
+) -> list[pa.Table]:
+    """The rows of the sequence in the manifest's files of its kind, reading only the row groups
+    whose step range can hold a wanted step."""
+    kind = _compacted_kind(info)
+    out = []
+    for f in manifest.files:
+        if f.kind != kind:
+            continue
+        pf = open_compacted(run_dir / f.path, kind)  # checked, as every reader's
+        groups, is_exact = _row_groups_for(pf, info.seq_id)
+        if steps is not None:
+            groups = [g for g in groups if _may_hold(pf, g, steps)]
+        if not groups:
+            continue
+        if is_exact:
+            table = pf.read_row_groups(groups, wanted, False)
+        else:
+            table = _rows_of(pf.read_row_groups(groups, ["seq_id", *wanted], False), info.seq_id)
+            table = table.select(wanted)
+        kept = _at_steps(table, steps, index)
+        if kept.num_rows:
+            out.append(kept)
+    return out
+
+
+def _may_hold(pf: _ParquetRows, group: int, steps: Steps) -> bool:
+    col = pf.schema_arrow.get_field_index("step")
+    stats = pf.metadata.row_group(group).column(col).statistics
+    if stats is None or not stats.has_min_max:
+        return True
+    return bool(np.any((steps >= stats.min) & (steps <= stats.max)))
