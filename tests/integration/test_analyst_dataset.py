@@ -250,7 +250,7 @@ KILLER = textwrap.dedent(
     import os, signal, sys
     from pathlib import Path
     from aim_parquet.format.paths import RepoLayout
-    from aim_parquet.storage import dataset
+    from aim_parquet.storage.maintenance import dataset
     target, calls = int(sys.argv[2]), [0]
     def step(real):
         def wrapped(*args, **kwargs):
