@@ -5,6 +5,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 INTEGRATIONS_STAMP := $(VENV)/.installed-integrations
 CONVERTERS_STAMP := $(VENV)/.installed-converters
+SPARK_STAMP := $(VENV)/.installed-spark
+OBJECTSTORE_STAMP := $(VENV)/.installed-objectstore
 AIM_VENV ?= .venv-convert-aim
 AIM_VERSION ?= 3.29.1
 MLFLOW2_VENV ?= .venv-convert-mlflow2
@@ -13,7 +15,7 @@ CHROMIUM ?= /usr/bin/chromium
 PYTEST_FLAGS ?= -q -p no:cacheprovider
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo up test test-slow test-integrations test-converters test-browser test-all lint format bench bench-quick bench-convert bench-ui clean
+.PHONY: help install demo up test test-slow test-integrations test-converters test-browser test-spark test-objectstore test-all lint format bench bench-quick bench-convert bench-ui clean
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-18s %s\n", $$1, $$2}'
@@ -33,10 +35,10 @@ up: $(STAMP) ## Serve the web UI on the demo repo (run `make demo` first) at htt
 	$(PY) -m aim_parquet up --repo .
 
 test: $(STAMP) ## Run the test suite (without slow, integrations, converters, browser and gpu tests)
-	$(PY) -m pytest $(PYTEST_FLAGS) -m "not slow and not integrations and not gpu and not converters and not browser"
+	$(PY) -m pytest $(PYTEST_FLAGS) -m "not slow and not integrations and not gpu and not converters and not browser and not spark and not objectstore"
 
 test-slow: $(STAMP) ## Run the slow randomized crash/property trials
-	$(PY) -m pytest $(PYTEST_FLAGS) -m "slow and not integrations and not browser and not converters"
+	$(PY) -m pytest $(PYTEST_FLAGS) -m "slow and not integrations and not browser and not converters and not spark and not objectstore"
 
 $(BROWSER_STAMP): $(STAMP) pyproject.toml
 	$(PY) -m pip install -q -e '.[dev,ui,browser,figures]'
@@ -73,10 +75,25 @@ test-converters: $(CONVERTERS_STAMP) $(AIM_VENV)/.installed $(MLFLOW2_VENV)/.ins
 	AIM_PARQUET_AIM_PYTHON=$(AIM_VENV)/bin/python $(PY) -m pytest $(PYTEST_FLAGS) -m converters tests/converters
 	$(MLFLOW2_VENV)/bin/python -m pytest $(PYTEST_FLAGS) -m converters tests/converters/test_mlflow.py
 
+$(SPARK_STAMP): $(STAMP) requirements-spark.txt
+	$(PY) -m pip install -q -r requirements-spark.txt
+	@touch $(SPARK_STAMP)
+
+test-spark: $(SPARK_STAMP) ## Spark (local mode, Java 17) reads the compacted dataset and the README's Spark lines
+	@command -v java >/dev/null 2>&1 || { echo "make test-spark: java not found: apt-get install -y openjdk-17-jre-headless"; exit 1; }
+	$(PY) -m pytest $(PYTEST_FLAGS) -m spark tests/spark
+
+$(OBJECTSTORE_STAMP): $(STAMP) requirements-objectstore.txt
+	$(PY) -m pip install -q -r requirements-objectstore.txt
+	@touch $(OBJECTSTORE_STAMP)
+
+test-objectstore: $(OBJECTSTORE_STAMP) ## Export to a local S3-compatible server (moto), read back, kill uploads
+	$(PY) -m pytest $(PYTEST_FLAGS) -m objectstore tests/objectstore
+
 bench-convert: $(CONVERTERS_STAMP) $(AIM_VENV)/.installed ## Time the converters against each tracker's own reader
 	$(PY) tools/bench_convert.py --aim-python $(AIM_VENV)/bin/python --write
 
-test-all: test test-slow test-integrations test-converters test-browser ## Everything
+test-all: test test-slow test-integrations test-converters test-browser test-spark test-objectstore ## Everything
 
 lint: $(STAMP) ## ruff (lint + format check) and mypy --strict
 	$(PY) -m ruff check aim_parquet tests tools

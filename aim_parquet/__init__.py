@@ -29,10 +29,9 @@ from aim_parquet.sdk.dataset import read_dataset
 from aim_parquet.sdk.repo import Repo
 from aim_parquet.sdk.run import Run
 from aim_parquet.sdk.sequence import Audios, Distributions, Figures, Images, Metric, Texts
+from aim_parquet.version import __version__
 
 RunLockingError = RunLockedError  # Aim's name
-
-__version__ = "0.1.0"
 
 __all__ = [
     "AimParquetError",

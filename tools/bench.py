@@ -32,6 +32,7 @@ from bench_suite import (  # noqa: E402
     read_workloads,
     report,
     runs_workloads,
+    scale_workloads,
     ui_pages_workloads,
     ui_workloads,
     write_workloads,
@@ -47,6 +48,8 @@ STEPS = [
     read_workloads.reads,
     read_workloads.long_metric,
     runs_workloads.many_runs,
+    scale_workloads.many_runs_scale,
+    scale_workloads.analyst,
     read_workloads.compaction_and_export,
     ui_workloads.ui,
     ui_pages_workloads.ui_pages,
@@ -54,6 +57,7 @@ STEPS = [
 ONLY = {
     "ui": [ui_workloads.ui, ui_pages_workloads.ui_pages],
     "ui-pages": [ui_pages_workloads.ui_pages],
+    "scale": [scale_workloads.many_runs_scale, scale_workloads.analyst],
 }
 
 

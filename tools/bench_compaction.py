@@ -40,7 +40,7 @@ COMPACT_SCRIPT = """
 import json, sys, time
 from pathlib import Path
 from aim_parquet.format.paths import RepoLayout
-from aim_parquet.storage.compaction.compactor import compact_repo, default_workers
+from aim_parquet.storage import compact_repo, default_workers
 import aim_parquet.storage.maintenance.export  # imported up front so its import is not timed
 
 def hwm_kib():  # VmHWM: this process's peak RSS (ru_maxrss would include the parent's)

@@ -75,7 +75,7 @@ READ = textwrap.dedent(
     import json, sys, time
     import aim_parquet as aim
     from aim_parquet.format.paths import RepoLayout
-    from aim_parquet.storage.index.run_index import RunIndex
+    from aim_parquet.storage import RunIndex
     from pathlib import Path
     t0 = time.perf_counter()
     record = RunIndex(RepoLayout(Path(sys.argv[1]))).refresh().records[sys.argv[2]]

@@ -18,7 +18,7 @@ import pyarrow.dataset as ds
 
 import aim_parquet as aim
 from aim_parquet.format.paths import RepoLayout
-from aim_parquet.storage.compaction.compactor import compact_repo
+from aim_parquet.storage import compact_repo
 
 REPO = Path.cwd()
 CLASSES, FEATURES, SAMPLES = 3, 8, 3000

@@ -32,6 +32,7 @@ import pytest  # noqa: E402  (after the sys.path set-up: the trials live in test
 from tests.integration import (  # noqa: E402
     test_bad_input,
     test_concurrency,
+    test_hostile_maintenance_links,
     test_hostile_repo,
     test_maintenance_races,
     test_paths_security,
@@ -306,12 +307,20 @@ def corpus() -> Tally:
 
 def hostile_repositories() -> Tally:
     tally = Tally("hostile/shared repositories (links, FIFOs, bombs, formats, users)")
-    files = ("tests/integration/test_hostile_repo.py", "tests/integration/test_shared_repo.py")
+    files = (
+        "tests/integration/test_hostile_repo.py",
+        "tests/integration/test_shared_repo.py",
+        "tests/integration/test_hostile_maintenance_links.py",
+    )
     with timed(tally):
         code = run_pytest(*files)
     if code != 0:
         tally.failures.append(f"{' '.join(files)} exited {code}")
-    planted = {**test_hostile_repo.PLANTED, **test_shared_repo.PLANTED}
+    planted = {
+        **test_hostile_repo.PLANTED,
+        **test_shared_repo.PLANTED,
+        **test_hostile_maintenance_links.PLANTED,
+    }
     tally.trials = len(planted)  # one repository each (a parametrized test: one per case)
     tally.faults = sum(planted.values())  # hostile files, links and permissions planted
     tally.lost = len(tally.failures)

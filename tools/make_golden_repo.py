@@ -18,7 +18,7 @@ import numpy as np
 
 import aim_parquet as aim
 from aim_parquet.format.paths import RepoLayout
-from aim_parquet.storage.compaction.compactor import compact_run
+from aim_parquet.storage import compact_run
 
 QUIET = {"system_tracking_interval": None, "capture_terminal_logs": False}
 

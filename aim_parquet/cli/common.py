@@ -19,8 +19,7 @@ from typing import Any, TextIO
 
 from aim_parquet.errors import AimParquetError
 from aim_parquet.format.paths import RepoLayout, is_valid_run_hash, resolve_repo_root
-from aim_parquet.storage.base.repo_files import open_repo
-from aim_parquet.storage.online.run_reader import list_run_hashes
+from aim_parquet.storage import list_run_hashes, open_repo
 
 
 class CliError(AimParquetError):

@@ -145,7 +145,7 @@ def _convert(
 
 def _check_target(root: Path) -> None:
     """Refuse to write into a `.aim` folder that is not ours (an Aim repository)."""
-    from aim_parquet.storage.base.repo_files import is_repo
+    from aim_parquet.storage import is_repo
 
     aim_dir = root / ".aim"
     for folder in (root, aim_dir):

@@ -72,11 +72,18 @@ def add_parsers(sub: Any) -> None:
         "aim_parquet. Also refreshes the analyst dataset .aim/dataset/ and "
         ".aim/index/runs.parquet.",
         epilog="examples:\n  aim-parquet export --output /tmp/dataset\n"
-        '  aim-parquet export --output /tmp/lr --query "run.hparams.lr < 0.001" --objects',
+        '  aim-parquet export --output /tmp/lr --query "run.hparams.lr < 0.001" --objects\n'
+        "  aim-parquet export --output s3://bucket/experiments/dataset",
         parents=[parent],
     )
     p.add_argument(
-        "--output", default="aim-export", metavar="DIR", help="target folder (default ./aim-export)"
+        "--output",
+        default="aim-export",
+        metavar="DIR|URI",
+        help="target folder (default ./aim-export), or object storage: s3://bucket/prefix, "
+        "gs://bucket/prefix or any fsspec URL (credentials from the environment: AWS_*, "
+        "AWS_ENDPOINT_URL, GOOGLE_APPLICATION_CREDENTIALS, ...); a URI export is uploaded "
+        "under URI/exports/<id>/ and published by writing URI/aim_parquet_export.json last",
     )
     p.add_argument("--query", metavar="EXPR", help="only the metrics this AimQL query selects")
     p.add_argument(
@@ -96,7 +103,7 @@ def _positive_int(text: str) -> int:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from aim_parquet.storage.base.repo_files import ensure_repo, is_repo
+    from aim_parquet.storage import ensure_repo, is_repo
 
     root = repo_root(args)
     if is_repo(root):
@@ -109,8 +116,8 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_version(args: argparse.Namespace) -> int:
-    from aim_parquet import __version__
     from aim_parquet.format.meta import FORMAT_VERSION
+    from aim_parquet.version import __version__
 
     print(f"aim-parquet {__version__} (on-disk format version {FORMAT_VERSION})")
     return 0
@@ -150,9 +157,10 @@ def cmd_query(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from aim_parquet.storage.maintenance.dataset import refresh_after_change
-    from aim_parquet.storage.maintenance.export import export_dataset
+    from aim_parquet.storage import export_dataset, refresh_after_change
+    from aim_parquet.storage.maintenance.remote import POINTER_FILENAME, is_remote_target
 
+    is_remote = is_remote_target(args.output)
     repo = _repo(args)
     sequences: dict[str, set[str] | None] | None = None
     if args.query is not None:
@@ -161,10 +169,11 @@ def cmd_export(args: argparse.Namespace) -> int:
             wanted = sequences.setdefault(seq.run.hash, set())
             assert wanted is not None
             wanted.add(seq.info.seq_id)
-    report = export_dataset(
-        repo.layout, Path(args.output), sequences=sequences, include_objects=args.objects
-    )
-    refresh_after_change(repo.layout)
+    output = args.output if is_remote else Path(args.output)
+    report = export_dataset(repo.layout, output, sequences=sequences, include_objects=args.objects)
+    problem = refresh_after_change(repo.layout)  # (the export itself is complete)
+    if problem is not None:
+        print(safe_text(f"note: {problem}"))
     print(
         safe_text(
             f"exported {report.runs} run(s), {report.sequences} sequence(s), {report.points} "
@@ -172,7 +181,9 @@ def cmd_export(args: argparse.Namespace) -> int:
             f"({report.files} files, {format_bytes(report.bytes)})"
         )
     )
-    if report.points:
+    if is_remote:
+        print(safe_text(f"published {report.output}/{POINTER_FILENAME}: it lists the files"))
+    elif report.points:
         glob = f"{report.output}/metrics/*.parquet"
         print(safe_text(f"read it with: duckdb -c \"select * from read_parquet('{glob}')\""))
     return 0

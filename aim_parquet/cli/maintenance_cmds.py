@@ -86,7 +86,7 @@ def add_parsers(sub: Any) -> None:
 
 
 def _grace_seconds(text: str) -> float:
-    from aim_parquet.storage.maintenance.gc import check_grace
+    from aim_parquet.storage import check_grace
 
     try:
         return check_grace(float(text))
@@ -97,7 +97,7 @@ def _grace_seconds(text: str) -> float:
 
 
 def cmd_compact(args: argparse.Namespace) -> int:
-    from aim_parquet.storage.compaction.compactor import compact_repo
+    from aim_parquet.storage import compact_repo
 
     layout = open_layout(args)
     hashes = resolve_hashes(layout, args.run) if args.run else None
@@ -139,8 +139,7 @@ def cmd_compact(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from aim_parquet.storage.base.repo_files import open_repo
-    from aim_parquet.storage.maintenance.verify import verify_repo
+    from aim_parquet.storage import open_repo, verify_repo
 
     layout = open_repo(args.repo, check_marker=False)  # verify reports (and repairs) the marker
     report = verify_repo(layout, repair=args.repair)
@@ -190,7 +189,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_gc(args: argparse.Namespace) -> int:
-    from aim_parquet.storage.maintenance.gc import gc_repo
+    from aim_parquet.storage import gc_repo
 
     layout = open_layout(args)
     report = gc_repo(layout, grace_s=args.grace_s)
@@ -213,7 +212,7 @@ def cmd_gc(args: argparse.Namespace) -> int:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    from aim_parquet.storage.maintenance.gc import repo_stats
+    from aim_parquet.storage import repo_stats
 
     layout = open_layout(args)
     s = repo_stats(layout)

@@ -54,7 +54,7 @@ def _csv_cell(text: str) -> str:
 def _parquet_table(df: Any) -> Any:
     import pyarrow as pa
 
-    from aim_parquet.storage.maintenance.export import param_column
+    from aim_parquet.storage.index.runs_table import param_column
 
     arrays = []
     for name in df.columns:

@@ -20,10 +20,8 @@ from aim_parquet.cli.common import (
 )
 from aim_parquet.errors import AimParquetError
 from aim_parquet.format.paths import RepoLayout
-from aim_parquet.storage.base.lock import is_run_locked
-from aim_parquet.storage.index.run_index import RunIndex
-from aim_parquet.storage.maintenance.dataset import refresh_after_change
-from aim_parquet.storage.online.run_reader import load_run_meta
+from aim_parquet.storage import RunIndex, load_run_meta, refresh_after_change
+from aim_parquet.storage.online.writer_parts import run_lock_holder
 
 EXAMPLES = {
     "ls": "example:\n  aim-parquet runs ls --repo ~/experiments\n  aim-parquet runs ls --json",
@@ -61,7 +59,12 @@ def add_parser(sub: Any) -> None:
             name, help=f"{verb} runs to another repository", epilog=EXAMPLES[name], parents=[parent]
         )
         p.add_argument("hashes", nargs="+", metavar="HASH", help="run hashes or unique prefixes")
-        p.add_argument("--destination", required=True, metavar="DIR", help="target repository")
+        p.add_argument(
+            "--destination",
+            required=True,
+            metavar="DIR",
+            help="target repository (not inside this one's .aim/)",
+        )
         p.set_defaults(func=cmd_transfer, verb=verb)
     for name in ("archive", "unarchive"):
         p = cmds.add_parser(name, help=f"{name} runs", epilog=EXAMPLES[name], parents=[parent])
@@ -84,7 +87,7 @@ def _run_rows(layout: RepoLayout) -> list[dict[str, Any]]:
     metas, damaged = RunIndex(layout).metas()
     rows = []
     for meta in sorted(metas, key=lambda m: (m.creation_time, m.hash)):
-        active = meta.end_time is None and is_run_locked(layout.lock_file(meta.hash)) is not None
+        active = meta.end_time is None and run_lock_holder(layout, meta.hash) is not None
         rows.append(
             {
                 "hash": meta.hash,
@@ -121,7 +124,7 @@ def _repo(args: argparse.Namespace) -> Any:
 
 
 def cmd_rm(args: argparse.Namespace) -> int:
-    from aim_parquet.storage.maintenance.run_ops import delete_run_folder
+    from aim_parquet.storage import delete_run_folder
 
     repo = _repo(args)
     hashes = resolve_hashes(repo.layout, args.hashes) if args.hashes else []
@@ -151,14 +154,17 @@ def cmd_rm(args: argparse.Namespace) -> int:
 
 
 def cmd_transfer(args: argparse.Namespace) -> int:
-    from aim_parquet.storage.base.repo_files import ensure_repo
-    from aim_parquet.storage.maintenance.run_ops import copy_run_folder, move_run_folder
+    from aim_parquet.format.paths import resolve_repo_root
+    from aim_parquet.storage import copy_run_folder, ensure_repo, move_run_folder
+    from aim_parquet.storage.maintenance.run_ops import check_destination
 
     layout = open_layout(args)
     hashes = resolve_hashes(layout, args.hashes)
+    try:  # before the destination repository is created
+        check_destination(layout, resolve_repo_root(args.destination))
+    except AimParquetError as exc:
+        raise CliError(str(exc)) from None
     dest = ensure_repo(args.destination)
-    if dest.aim_dir.resolve() == layout.aim_dir.resolve():
-        raise CliError(f"the destination {dest.root} is this repository")
     transfer = copy_run_folder if args.verb == "copy" else move_run_folder
     past = "copied" if args.verb == "copy" else "moved"
     failed = 0
@@ -186,7 +192,7 @@ def _report_failure(run_hash: str, verb: str, exc: BaseException) -> int:
 
 
 def cmd_archive(args: argparse.Namespace) -> int:
-    from aim_parquet.storage.maintenance.sidecar_edits import set_archived
+    from aim_parquet.storage import set_archived
 
     layout = open_layout(args)
     for run_hash in resolve_hashes(layout, args.hashes):
@@ -197,7 +203,7 @@ def cmd_archive(args: argparse.Namespace) -> int:
 
 
 def cmd_close(args: argparse.Namespace) -> int:
-    from aim_parquet.storage.maintenance.sidecar_edits import finish_run
+    from aim_parquet.storage import finish_run
 
     layout = open_layout(args)
     for run_hash in resolve_hashes(layout, args.hashes):

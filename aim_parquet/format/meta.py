@@ -18,6 +18,7 @@ from aim_parquet.format.paths import COMPACTED_DIRNAME, is_segment_name, is_vali
 from aim_parquet.format.values import MAX_JSON_DEPTH, decode_json_value, encode_json_value
 
 FORMAT_VERSION = 1
+MULTI_WRITER_FORMAT_VERSION = 2  # the sidecar of a run with several writers, and their parts
 FORMAT_NAME = "aim_parquet"
 
 
@@ -70,14 +71,16 @@ def loads_json_object(raw: bytes, what: str) -> dict[str, Any]:
     return data
 
 
-def check_format_version(data: dict[str, Any], what: str) -> None:
+def check_format_version(
+    data: dict[str, Any], what: str, max_version: int = FORMAT_VERSION
+) -> None:
     version = data.get("format_version")
     if not isinstance(version, int):
         raise CorruptFileError(f"{what}: missing or invalid 'format_version'.")
-    if version > FORMAT_VERSION:
+    if version > max_version:
         raise FormatVersionError(
             f"{what} was written by format version {version}, newer than this aim_parquet "
-            f"(reads up to {FORMAT_VERSION}). Upgrade aim_parquet: pip install -U aim_parquet."
+            f"(reads up to {max_version}). Upgrade aim_parquet: pip install -U aim_parquet."
         )
 
 
@@ -306,6 +309,11 @@ class RunMeta:
     def display_name(self) -> str:
         return self.name if self.name is not None else f"Run: {self.hash}"
 
+    @property
+    def is_multi_writer(self) -> bool:
+        """The run may have extra writers (`writers/<rank>.json`): format version 2."""
+        return self.format_version >= MULTI_WRITER_FORMAT_VERSION
+
     def param(self, name: str, default: Any = None) -> Any:
         """`params[name]` (`default` when there is none), as `RunRecord.param`."""
         return self.params.get(name, default)
@@ -332,7 +340,7 @@ class RunMeta:
 
     @classmethod
     def from_json(cls, data: dict[str, Any], what: str = "run sidecar") -> RunMeta:
-        check_format_version(data, what)
+        check_format_version(data, what, MULTI_WRITER_FORMAT_VERSION)
         try:
             params = data.get("params") or {}
             sequences = data.get("sequences") or []

@@ -29,10 +29,15 @@ MANIFEST_FILENAME = "manifest.json"
 SEGMENT_SUFFIX = ".arrows"
 TEMP_PREFIX = ".tmp-"
 CHANGE_MARKER_FILENAME = "changed"
+WRITERS_DIRNAME = "writers"
+WRITER_PART_SUFFIX = ".json"
+WRITER_LOCK_SUFFIX = ".lock"
+MAX_WRITER_RANK = 2**20 - 1
 
 _HASH_RE = re.compile(r"[0-9a-f]{24}")
 _SEQ_ID_RE = re.compile(r"[0-9a-f]{20}")
 _SEGMENT_RE = re.compile(r"[0-9a-f]{16}-[0-9]+-[0-9a-f]{6}-[0-9]{6}\.arrows")
+_WRITER_FILE_RE = re.compile(r"([1-9][0-9]{0,6})\.(json|lock)")
 
 
 def generate_run_hash() -> str:
@@ -60,6 +65,22 @@ def is_valid_seq_id(name: str) -> bool:
 
 def is_segment_name(name: str) -> bool:
     return _SEGMENT_RE.fullmatch(name) is not None
+
+
+def writer_file_rank(name: str) -> tuple[int, str] | None:
+    """(rank, "json" or "lock") for a file name of `writers/` (`<rank>.json`, `<rank>.lock`),
+    None for any other name (temp files included)."""
+    match = _WRITER_FILE_RE.fullmatch(name)
+    if match is None or int(match.group(1)) > MAX_WRITER_RANK:
+        return None
+    return int(match.group(1)), match.group(2)
+
+
+def validate_writer_rank(rank: object) -> int:
+    """`rank` if it is the rank of an extra writer (1 … 2**20-1), else ValueError."""
+    if type(rank) is not int or not 1 <= rank <= MAX_WRITER_RANK:
+        raise ValueError(f"an extra writer's rank is an int from 1 to {MAX_WRITER_RANK}: {rank!r}")
+    return rank
 
 
 def canonical_context(context: dict[str, Any] | None) -> str:
@@ -157,3 +178,15 @@ class RepoLayout:
 
     def manifest(self, run_hash: str) -> Path:
         return self.compacted_dir(run_hash) / MANIFEST_FILENAME
+
+    def writers_dir(self, run_hash: str) -> Path:
+        """The folder of a multi-writer run's extra writers (ranks 1, 2, …)."""
+        return self.run_dir(run_hash) / WRITERS_DIRNAME
+
+    def writer_part(self, run_hash: str, rank: int) -> Path:
+        """The catalogue part of extra writer `rank`: `writers/<rank>.json`."""
+        return self.writers_dir(run_hash) / f"{validate_writer_rank(rank)}{WRITER_PART_SUFFIX}"
+
+    def writer_lock(self, run_hash: str, rank: int) -> Path:
+        """The write lock of extra writer `rank`: `writers/<rank>.lock`."""
+        return self.writers_dir(run_hash) / f"{validate_writer_rank(rank)}{WRITER_LOCK_SUFFIX}"

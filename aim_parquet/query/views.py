@@ -21,8 +21,8 @@ from typing import Any
 from aim_parquet.format.meta import RunMeta, SequenceInfo
 from aim_parquet.format.paths import RepoLayout, canonical_context
 from aim_parquet.query.lang import SafeNone
-from aim_parquet.storage.base.lock import is_run_locked
 from aim_parquet.storage.index.run_index import CatalogueEntry, RunRecord
+from aim_parquet.storage.online.writer_parts import run_lock_holder
 
 RunFields = RunMeta | RunRecord  # both have the run-level fields under the same names
 
@@ -64,8 +64,8 @@ class RunView:
             if self.meta.end_time is not None or self.layout is None:
                 self._active = False
             else:
-                lock = self.layout.lock_file(self.meta.hash)
-                self._active = is_run_locked(lock) is not None
+                holder = run_lock_holder(self.layout, self.meta.hash)
+                self._active = holder is not None
         return self._active
 
     def query_attr(self, name: str) -> Any:

@@ -24,13 +24,14 @@ from aim_parquet.format.paths import RepoLayout
 from aim_parquet.query.executor import execute_plan, warn_unreadable
 from aim_parquet.query.planner import QueryPlan, plan_query
 from aim_parquet.query.views import RunView
-from aim_parquet.sdk import dataframes
+from aim_parquet.sdk import dataframes, frames
 from aim_parquet.sdk.sequence import Sequence, make_sequence
 from aim_parquet.storage.index.run_index import RunIndex, RunRecord
 
 if TYPE_CHECKING:
     import pandas
     import polars
+    import pyarrow as pa
 
 
 class QueryReportMode(enum.Enum):
@@ -83,6 +84,39 @@ class SequenceCollection:
     def _tables(self, only_last: bool, flags: dict[str, bool]) -> list[dict[str, Any]]:
         return [dataframes.sequence_columns(s, only_last=only_last, **flags) for s in self.iter()]
 
+    def _add(self, frame: frames.MetricFrame, seq: Sequence) -> None:
+        frame.add(seq)
+
+    def _frame(self, only_last: bool, flags: dict[str, bool]) -> frames.MetricFrame | None:
+        """The Arrow-built frame when every sequence is a metric (None otherwise: a frame of
+        objects is built by `dataframes`)."""
+        sequences = list(self.iter())
+        if not all(s.is_metric for s in sequences):
+            return None
+        frame = frames.MetricFrame(only_last=only_last, **flags)
+        for seq in sequences:
+            self._add(frame, seq)
+        return frame
+
+    def to_arrow(
+        self,
+        only_last: bool = False,
+        include_run: bool = True,
+        include_name: bool = True,
+        include_context: bool = True,
+        include_props: bool = True,
+        include_params: bool = True,
+    ) -> pa.Table | None:
+        """The table of `dataframe()` as a `pyarrow.Table` (text columns dictionary-encoded;
+        None when there is no sequence). Metrics only: a collection of objects (images,
+        texts, ...) raises TypeError."""
+        flags = dict(locals())
+        del flags["self"], flags["only_last"]
+        frame = self._frame(only_last, flags)
+        if frame is None:
+            raise TypeError("to_arrow() builds metric frames only; use dataframe() for objects.")
+        return frame.to_arrow() if len(frame) else None
+
     def dataframe(
         self,
         only_last: bool = False,
@@ -95,6 +129,9 @@ class SequenceCollection:
         """Long-format pandas DataFrame of every sequence (None when there is none)."""
         flags = dict(locals())
         del flags["self"], flags["only_last"]
+        frame = self._frame(only_last, flags)
+        if frame is not None:
+            return frame.to_pandas() if len(frame) else None
         tables = self._tables(only_last, flags)
         return dataframes.to_pandas(tables) if tables else None
 
@@ -110,6 +147,9 @@ class SequenceCollection:
         """The same table as `dataframe()`, as a polars DataFrame (None when empty)."""
         flags = dict(locals())
         del flags["self"], flags["only_last"]
+        frame = self._frame(only_last, flags)
+        if frame is not None:
+            return frame.to_polars() if len(frame) else None
         tables = self._tables(only_last, flags)
         return dataframes.to_polars(tables) if tables else None
 
@@ -228,6 +268,13 @@ class _QueryCollection(SequenceCollection):
                 warn_unreadable(seq.run.hash, exc, stacklevel=4)
         return tables
 
+    def _add(self, frame: frames.MetricFrame, seq: Sequence) -> None:
+        """As `_tables`: a sequence whose files cannot be read is left out with a warning."""
+        try:
+            frame.add(seq)
+        except (CorruptFileError, FormatVersionError, PermissionError) as exc:
+            warn_unreadable(seq.run.hash, exc, stacklevel=5)
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.query!r}>"
 
@@ -240,33 +287,63 @@ class QueryRunSequenceCollection(_QueryCollection):
             if coll is not None:
                 yield coll.run
 
-    def _run_rows(self, include_props: bool, include_params: bool) -> list[dict[str, Any]]:
-        return [
-            dataframes.run_row(run, include_props=include_props, include_params=include_params)
-            for run in self.iter_run_objects()
-        ]
+    def _run_rows(
+        self, include_props: bool, include_params: bool, metrics: list[str] | None = None
+    ) -> list[dict[str, Any]]:
+        rows = []
+        wanted = frozenset(metrics or ())
+        for coll, _progress in self._collections():
+            if coll is None:
+                continue
+            record = coll.run._meta_source  # (decoding the run's fields drops it)
+            row = dataframes.run_row(
+                coll.run, include_props=include_props, include_params=include_params
+            )
+            if wanted:
+                row.update(frames.summary_columns(coll.run, wanted, record))
+            rows.append(row)
+        return rows
 
     def dataframe(  # type: ignore[override]
         self,
         only_last: bool = False,
         include_props: bool = True,
         include_params: bool = True,
+        metrics: list[str] | None = None,
         **_ignored: bool,
     ) -> pandas.DataFrame | None:
-        """One row per matching run (Aim's `Run.dataframe()` rows); None when no run matches."""
-        rows = self._run_rows(include_props, include_params)
-        return dataframes.runs_to_pandas(rows) if rows else None
+        """One row per matching run (Aim's `Run.dataframe()` rows); None when no run matches.
+
+        `metrics`: names of metrics whose stored summaries join the row (MLflow's
+        `search_runs` shape): `<name>.last`, `<name>.last_step`, `<name>.min`, `<name>.max`
+        for the sequence without context, `<name><context JSON>.<stat>` for each other
+        context (`loss{"subset":"val"}.last`); NaN where a run has no such metric."""
+        rows = self._run_rows(include_props, include_params, metrics)
+        return frames.rows_to_pandas(rows) if rows else None
 
     def to_polars(  # type: ignore[override]
         self,
         only_last: bool = False,
         include_props: bool = True,
         include_params: bool = True,
+        metrics: list[str] | None = None,
         **_ignored: bool,
     ) -> polars.DataFrame | None:
         """The same table as `dataframe()`, as a polars DataFrame."""
-        rows = self._run_rows(include_props, include_params)
+        rows = self._run_rows(include_props, include_params, metrics)
         return dataframes.runs_to_polars(rows) if rows else None
+
+    def to_arrow(  # type: ignore[override]
+        self,
+        only_last: bool = False,
+        include_props: bool = True,
+        include_params: bool = True,
+        metrics: list[str] | None = None,
+        **_ignored: bool,
+    ) -> pa.Table | None:
+        """The same table as `dataframe()`, as a `pyarrow.Table`."""
+        rows = self._run_rows(include_props, include_params, metrics)
+        return frames.rows_to_arrow(rows) if rows else None
 
 
 class QuerySequenceCollection(_QueryCollection):

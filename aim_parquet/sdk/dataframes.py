@@ -1,5 +1,8 @@
 """pandas and polars tables of runs and sequences (each library imported only when asked).
 
+Frames of metrics only are built in Arrow by `sdk.frames` (same columns; its doc gives the
+types); the row-by-row columns here serve frames that hold objects (images, texts, ...).
+
 Columns of a sequence table (long format, one row per step), in this order::
 
     run.hash, <var>.name, <var>.context (canonical JSON), <var>.context.<key> ...,

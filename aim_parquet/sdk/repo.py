@@ -34,22 +34,29 @@ from aim_parquet.sdk.sequence import (
     Sequence,
     Texts,
 )
-from aim_parquet.storage.base.lock import is_run_locked
 from aim_parquet.storage.base.repo_files import ensure_repo, is_repo, open_repo
 from aim_parquet.storage.index.run_index import IndexSnapshot, RunIndex
-from aim_parquet.storage.maintenance.dataset import refresh_after_change
 from aim_parquet.storage.maintenance.run_ops import (
     copy_run_folder,
     delete_run_folder,
     move_run_folder,
 )
 from aim_parquet.storage.online.run_reader import list_run_hashes
+from aim_parquet.storage.online.writer_parts import run_lock_holder
 
 log = logging.getLogger(__name__)
 
 PathLike = str | os.PathLike[str]
 
 __all__ = ["QueryReportMode", "Repo"]
+
+
+def _refresh_after_change(layout: RepoLayout) -> None:
+    """Refresh the analyst dataset after a delete/copy/move (logged, never raised); imported
+    here so that `import aim_parquet` and a training script never load the dataset code."""
+    from aim_parquet.storage import refresh_after_change
+
+    refresh_after_change(layout)
 
 
 class Repo:
@@ -145,7 +152,7 @@ class Repo:
         return [
             h
             for h, record in self._snapshot().records.items()
-            if record.end_time is None and is_run_locked(self.layout.lock_file(h)) is not None
+            if record.end_time is None and run_lock_holder(self.layout, h) is not None
         ]
 
     def list_corrupted_runs(self) -> list[str]:
@@ -165,7 +172,7 @@ class Repo:
         live process is writing (close it first)."""
         deleted = self._delete_one(run_hash)
         if deleted:
-            refresh_after_change(self.layout)
+            _refresh_after_change(self.layout)
         return deleted
 
     def _delete_one(self, run_hash: str) -> bool:
@@ -191,7 +198,7 @@ class Repo:
                 log.warning("aim_parquet: cannot delete run %s: %s", run_hash, exc)
                 remaining.append(run_hash)
         if len(remaining) < len(hashes):
-            refresh_after_change(self.layout)
+            _refresh_after_change(self.layout)
         return not remaining, remaining
 
     def _dest(self, dest_repo: Repo | PathLike) -> Repo:
@@ -214,7 +221,7 @@ class Repo:
                 log.warning("aim_parquet: cannot copy run %s: %s", run_hash, exc)
                 remaining.append(run_hash)
         if len(remaining) < len(hashes):
-            refresh_after_change(dest.layout)
+            _refresh_after_change(dest.layout)
         return not remaining, remaining
 
     def move_runs(
@@ -233,8 +240,8 @@ class Repo:
                 log.warning("aim_parquet: cannot move run %s: %s", run_hash, exc)
                 remaining.append(run_hash)
         if len(remaining) < len(hashes):
-            refresh_after_change(dest.layout)
-            refresh_after_change(self.layout)
+            _refresh_after_change(dest.layout)
+            _refresh_after_change(self.layout)
         return not remaining, remaining
 
     # -- catalogue -------------------------------------------------------------------------

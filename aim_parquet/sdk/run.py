@@ -15,6 +15,7 @@ the run (the process is ending): then it is dropped with a warning too.
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import logging
 import os
@@ -33,7 +34,7 @@ from aim_parquet.errors import (
     StorageError,
     UnsupportedValueError,
 )
-from aim_parquet.format.meta import RunMeta
+from aim_parquet.format.meta import MULTI_WRITER_FORMAT_VERSION, RunMeta
 from aim_parquet.format.paths import (
     SIDECAR_FILENAME,
     TEMP_PREFIX,
@@ -56,8 +57,11 @@ from aim_parquet.storage.base.atomic import atomic_write
 from aim_parquet.storage.base.lock import RunLock
 from aim_parquet.storage.base.repo_changes import note_change
 from aim_parquet.storage.online.catalogue_scan import resume_catalogue
-from aim_parquet.storage.online.run_reader import load_run_meta
+from aim_parquet.storage.online.extra_writer import main_writer_meta, open_extra_writer
+from aim_parquet.storage.online.run_reader import load_run_meta, load_sidecar
 from aim_parquet.storage.online.run_writer import RunWriter, SeqBuffer
+from aim_parquet.storage.online.writer_parts import sequence_owner
+from aim_parquet.system.launch import DistributedLaunch, detect_launch
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +73,7 @@ _MISSING = object()
 
 
 _now = time.time
+_launch_run_numbers = itertools.count()  # the nth Run() of a distributed job's process
 _encode_meta = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
 
 
@@ -122,6 +127,8 @@ class Run(RunReadMixin):
     _close_job: lifecycle.CloseJob | None = None
     _finalizer: weakref.finalize[[], Run] | None = None
     _has_warned_param = False
+    _rank: int | None = None  # this process's rank when several processes write the run
+    _system_labels: dict[str, Any] = {}  # added to the context of system metrics (rank, host)
 
     def __init__(
         self,
@@ -150,9 +157,16 @@ class Run(RunReadMixin):
 
         interval = validate_interval(system_tracking_interval)
         self._layout = layout_for(repo, create=True)
-        self.hash = run_hash or generate_run_hash()
+        launch = detect_launch()
         self._meta_cache = None
-        self._open_writer(is_new=run_hash is None, experiment=experiment, force=force_resume)
+        if launch is None:
+            self.hash = run_hash or generate_run_hash()
+            self._open_writer(is_new=run_hash is None, experiment=experiment, force=force_resume)
+        else:  # one run, written by every rank of the job
+            self.hash = run_hash or launch.run_hash(next(_launch_run_numbers))
+            self._rank = launch.rank
+            self._system_labels = launch.labels
+            self._open_launch_writer(launch, run_hash is None, experiment, force_resume)
         assert self._writer is not None
         job = lifecycle.CloseJob(  # holds the writer and services, never the Run
             functools.partial(lifecycle.close_run_parts, self._writer, self._extensions),
@@ -212,7 +226,33 @@ class Run(RunReadMixin):
         view._meta_cache = None
         return view
 
-    def _open_writer(self, *, is_new: bool, experiment: str | None, force: bool) -> None:
+    def _open_launch_writer(
+        self, launch: DistributedLaunch, is_derived: bool, experiment: str | None, force: bool
+    ) -> None:
+        """Open this rank's writer of the job's run: rank 0 as the main writer (`lock`,
+        `run.json`), another rank as an extra writer (`writers/<rank>.*`). Whichever rank comes
+        first creates the run folder; the others find it."""
+        run_dir = self._layout.run_dir(self.hash)
+        if not run_dir.is_dir():
+            if not is_derived:
+                raise MissingRunError(
+                    f"No run {self.hash!r} in repository {self._layout.root}; pass "
+                    "run_hash=None to start the job's run."
+                )
+            self._create_run_folder(experiment, is_multi_writer=True)
+        if launch.rank == 0:
+            self._open_writer(is_new=False, experiment=experiment, force=force, is_multi=True)
+            return
+        writer = open_extra_writer(self._layout, self.hash, launch.rank, force=force)
+        for seq in writer.seqs.values():
+            if seq.is_metric:
+                self._cache_seq(seq, seq.info.name, self._user_context(seq.info.context))
+        writer.start()
+        self._writer = writer
+
+    def _open_writer(
+        self, *, is_new: bool, experiment: str | None, force: bool, is_multi: bool = False
+    ) -> None:
         layout = self._layout
         run_dir = layout.run_dir(self.hash)
         if is_new:
@@ -225,13 +265,22 @@ class Run(RunReadMixin):
         lock = RunLock(layout.lock_file(self.hash), self.hash)
         try:
             lock.acquire(force=force)
+        except FileNotFoundError:  # moved or deleted since the check above (`runs mv|rm`)
+            if is_new:
+                raise
+            raise MissingRunError(
+                f"No run {self.hash!r} in repository {layout.root} (it was moved or deleted "
+                "while it was being opened); pass run_hash=None to start a new run."
+            ) from None
         except BaseException:
             if is_new:
                 shutil.rmtree(run_dir, ignore_errors=True)
             raise
         try:
-            meta = load_run_meta(layout, self.hash)
-            if not is_new:  # after a killed writer the catalogue is caught up from the data
+            meta = load_sidecar(layout, self.hash)
+            if is_multi:
+                meta = main_writer_meta(layout, self.hash, meta)
+            elif not is_new:  # after a killed writer the catalogue is caught up from the data
                 infos = resume_catalogue(layout, self.hash, meta)
                 meta = RunMeta(**{**meta.__dict__, "end_time": None, "sequences": infos})
             if experiment:
@@ -249,16 +298,26 @@ class Run(RunReadMixin):
         writer.start()
         self._writer = writer
 
-    def _create_run_folder(self, experiment: str | None) -> None:
+    def _create_run_folder(self, experiment: str | None, *, is_multi_writer: bool = False) -> None:
         """Make `runs/<hash>/` appear with its sidecar already in it (built under a temp name,
-        then renamed), so no reader ever sees a run folder without a sidecar."""
+        then renamed), so no reader ever sees a run folder without a sidecar. `is_multi_writer`:
+        the run of a distributed job (format version 2); another rank may create it first."""
         layout = self._layout
-        tmp = layout.runs_dir / f"{TEMP_PREFIX}{self.hash}-{os.getpid()}"
+        tmp = layout.runs_dir / f"{TEMP_PREFIX}{self.hash}-{os.getpid()}-{generate_run_hash()}"
         tmp.mkdir()
         try:
             meta = self._new_run_meta(experiment)
+            if is_multi_writer:
+                meta = RunMeta(**{**meta.__dict__, "format_version": MULTI_WRITER_FORMAT_VERSION})
             atomic_write(tmp / SIDECAR_FILENAME, meta.dumps(), durable=True)
-            os.rename(tmp, layout.run_dir(self.hash))
+            try:
+                os.rename(tmp, layout.run_dir(self.hash))
+            except OSError as exc:  # another rank created it first (ENOTEMPTY / EEXIST)
+                if not is_multi_writer or not layout.run_dir(self.hash).is_dir():
+                    raise
+                shutil.rmtree(tmp, ignore_errors=True)
+                del exc
+                return
             note_change(layout)
         except BaseException as exc:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -279,6 +338,8 @@ class Run(RunReadMixin):
     # -- state -----------------------------------------------------------------------------
     @property
     def _meta(self) -> RunMeta:
+        if self._rank:  # an extra writer: properties and params are rank 0's, read fresh
+            return load_run_meta(self._layout, self.hash)
         if self._writer is not None:
             return self._writer.meta
         if self._meta_cache is None:
@@ -309,7 +370,25 @@ class Run(RunReadMixin):
             )
         return RunClosedError(f"Run {self.hash} is closed; resume it with Run(run_hash=...).")
 
+    def _is_dropped_on_rank(self, what: str) -> bool:
+        """An extra writer (rank >= 1) does not write params or properties (rank 0 does): the
+        change is dropped with one warning."""
+        if not self._rank or self._writer is None:
+            return False
+        if not self._has_warned_param:
+            self._has_warned_param = True
+            log.warning(
+                "aim_parquet: run %s: setting %s from rank %d is dropped (warned once); params and "
+                "properties of a distributed job's run are written by rank 0.",
+                self.hash,
+                what,
+                self._rank,
+            )
+        return True
+
     def _set_props(self, **changes: Any) -> None:
+        if self._is_dropped_on_rank(", ".join(changes)):
+            return
         writer = self._writer_for_update(", ".join(changes))
         if writer is not None:
             self._update_meta(writer, **changes)
@@ -361,6 +440,8 @@ class Run(RunReadMixin):
             if strict:
                 raise
             clean = repr(value)
+        if self._is_dropped_on_rank(f"run[{key!r}]"):
+            return
         writer = self._writer_for_update(f"run[{key!r}]")
         if writer is not None:
             self._update_meta(writer, params=set_path(writer.meta.params, path, clean))
@@ -375,6 +456,8 @@ class Run(RunReadMixin):
             return default
 
     def __delitem__(self, key: ParamKey) -> None:
+        if self._is_dropped_on_rank(f"del run[{key!r}]"):
+            return
         writer = self._writer_for_update(f"del run[{key!r}]")
         if writer is not None:
             self._update_meta(writer, params=del_path(writer.meta.params, key_path(key)))
@@ -471,7 +554,10 @@ class Run(RunReadMixin):
             kind, rows = self._object_rows(value, name)
             seq = self._object_seqs.get(_seq_cache_key(name, context))
         if seq is None:
-            seq = writer.open_sequence(name, normalize_context(context), kind)
+            stored = normalize_context(context)
+            if self._rank is not None:
+                stored = self._rank_context(stored)
+            seq = writer.open_sequence(name, stored, kind)
             self._check_kind(seq, kind, value, name)
             self._cache_seq(seq, name, context)
         elif seq.info.kind != kind:
@@ -494,6 +580,27 @@ class Run(RunReadMixin):
             is_full = len(seq.points) >= seq.flush_at
         if is_full:
             writer.request_flush(seq)  # outside writer.lock: see RunWriter's lock order
+
+    def _rank_context(self, context: dict[str, Any]) -> dict[str, Any]:
+        """The context a sequence of this rank is stored with: `{"rank": r}` added on a rank
+        other than 0; a context naming another writer's rank is refused (each sequence has one
+        writer: two ranks never write one sequence)."""
+        rank = self._rank or 0
+        if rank and "rank" not in context:
+            return {**context, "rank": rank}
+        owner = sequence_owner(context)
+        if owner != rank:
+            raise ValueError(
+                f"context {context!r} names rank {owner} but this process is rank {rank} of the "
+                "job: each rank writes only its own sequences. Use another context key."
+            )
+        return context
+
+    def _user_context(self, context: dict[str, Any]) -> dict[str, Any]:
+        """The context this rank's code passes for a stored one (without its own rank)."""
+        if self._rank and context.get("rank") == self._rank:
+            return {k: v for k, v in context.items() if k != "rank"}
+        return context
 
     def _cache_seq(self, seq: SeqBuffer, name: str, context: Any) -> None:
         """Remember the buffer of (name, context) so later calls skip validating the context
@@ -613,10 +720,6 @@ class Run(RunReadMixin):
                 self.hash,
                 error,
             )
-        elif self._retired is not None and not self._retired.is_disowned:
-            from aim_parquet.storage.maintenance.dataset import refresh_after_change
-
-            refresh_after_change(self._layout, create=False)
         lifecycle.end_after_sigterm_close()
 
     def _closing_end_time(self) -> float:

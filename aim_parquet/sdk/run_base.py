@@ -10,8 +10,8 @@ from aim_parquet.format.meta import RunMeta
 from aim_parquet.format.paths import RepoLayout
 from aim_parquet.format.values import check_text
 from aim_parquet.sdk.run_read import RunSequencesMixin
-from aim_parquet.storage.base.lock import is_run_locked
 from aim_parquet.storage.base.repo_files import ensure_repo, open_repo
+from aim_parquet.storage.online.writer_parts import run_lock_holder
 
 
 def layout_for(repo: Any, *, create: bool) -> RepoLayout:
@@ -114,7 +114,7 @@ class RunPropsMixin:
         """True while a live process writes the run (a crashed writer's run is not active)."""
         if self._meta.end_time is not None:
             return False
-        return is_run_locked(self._layout.lock_file(self.hash)) is not None
+        return run_lock_holder(self._layout, self.hash) is not None
 
     @property
     def duration(self) -> float:

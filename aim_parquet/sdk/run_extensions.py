@@ -36,8 +36,10 @@ def start_extensions(
     if interval_s is not None:
         from aim_parquet.system.resources import ResourceSampler
 
+        labels = dict(run._system_labels)  # rank and host, in a distributed job
+
         def emit(name: str, value: float, context: dict[str, Any]) -> None:
-            target().track(value, name=name, context=context)
+            target().track(value, name=name, context={**context, **labels} if labels else context)
 
         sampler = ResourceSampler(interval_s, emit)
         sampler.start()
@@ -81,6 +83,6 @@ def _next_log_line(run: Any) -> int:
     if writer is None:
         return 0
     for seq in writer.seqs.values():
-        if seq.info.name == LOGS_SEQUENCE and not seq.info.context:
+        if seq.info.name == LOGS_SEQUENCE and not run._user_context(seq.info.context):
             return int(seq.next_step)
     return 0

@@ -149,8 +149,8 @@ def create_app(
 
     @api_errors
     async def info(request: Request) -> Response:
-        from aim_parquet import __version__
         from aim_parquet.ui.api.jsonout import JsonResponse
+        from aim_parquet.version import __version__
 
         return JsonResponse(
             {

@@ -12,8 +12,7 @@ import pytest
 
 import aim_parquet as aim
 from aim_parquet.format.paths import RepoLayout
-from aim_parquet.storage.compaction.compactor import compact_run
-from aim_parquet.storage.online.run_reader import list_run_hashes
+from aim_parquet.storage import compact_run, list_run_hashes
 
 QUIET: dict[str, Any] = {"system_tracking_interval": None, "capture_terminal_logs": False}
 PIXELS = np.zeros((3, 3, 3), dtype=np.uint8)

@@ -18,12 +18,7 @@ import pyarrow.parquet as pq
 
 import aim_parquet as aim
 from aim_parquet.format.paths import RepoLayout
-from aim_parquet.storage.online.catalogue_scan import discover_sequences
-from aim_parquet.storage.online.run_reader import (
-    list_run_hashes,
-    load_run_meta,
-    read_sequence,
-)
+from aim_parquet.storage import discover_sequences, list_run_hashes, load_run_meta, read_sequence
 
 QUIET = {"system_tracking_interval": None, "capture_terminal_logs": False}
 

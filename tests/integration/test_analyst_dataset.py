@@ -20,13 +20,10 @@ import pytest
 
 import aim_parquet
 from aim_parquet import Repo, Run
+from aim_parquet.format.dataset import dataset_dir
 from aim_parquet.format.paths import RepoLayout, canonical_context
 from aim_parquet.storage.compaction.compactor import compact_repo
-from aim_parquet.storage.maintenance.dataset import (
-    dataset_dir,
-    load_dataset_manifest,
-    refresh_dataset,
-)
+from aim_parquet.storage.compaction.dataset import load_dataset_manifest, refresh_dataset
 from aim_parquet.storage.maintenance.gc import gc_repo
 from tests.conftest import PYTHON, python_env
 
@@ -127,14 +124,14 @@ def build_repo(root: Path, seed: int) -> Run:
     hashes = [_track_run(root, rng, i) for i in range(6)]
     _resume(root, hashes[0], rng)  # resumed before compaction
     compact_repo(RepoLayout(root))  # (creates the dataset)
-    _resume(root, hashes[1], rng)  # resumed after compaction: refreshed at close
+    _resume(root, hashes[1], rng)  # resumed after compaction: committed by the next refresh
     archived = Run(run_hash=hashes[2], repo=str(root))
     archived.archived = True
     archived.close()
     other = root / "other"
     copied = _track_run(other, rng, 9)
     Repo(str(other)).copy_runs([copied], Repo(str(root)))
-    Repo(str(root)).delete_run(hashes[4])
+    Repo(str(root)).delete_run(hashes[4])  # (refreshes: commits the resume and the archive)
     live = Run(repo=str(root), system_tracking_interval=None)
     for step in range(5):
         live.track(float(step), name="loss", step=step, context={"subset": "train"})
@@ -166,8 +163,67 @@ def test_recipes_give_the_sdk_answers(tmp_path: Path, seed: int) -> None:
         assert active[live.hash] is True
     finally:
         live.close()
-    got, _flags = polars_points(tmp_path)  # closed: committed at close
-    assert got == sdk_points(tmp_path)[0]
+    expected = sdk_points(tmp_path)[0]
+    got, _flags = polars_points(tmp_path)  # closed, not yet committed: close never refreshes
+    assert live.hash not in {k[0] for k in got}
+    got, _flags = _group(aim_parquet.read_dataset(str(tmp_path)).metrics.to_pylist())
+    assert got == expected
+    _cli("compact", "--repo", str(tmp_path))  # commits it
+    got, _flags = polars_points(tmp_path)
+    assert got == expected
+
+
+def _cli(*args: str) -> None:
+    proc = subprocess.run(
+        [PYTHON, "-m", "aim_parquet", *args], env=python_env(), capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
+CLOSE = textwrap.dedent(
+    """
+    import sys
+    import aim_parquet
+    run = aim_parquet.Run(run_hash=sys.argv[2] or None, repo=sys.argv[1],
+                          system_tracking_interval=None)
+    for step in range(3):
+        run.track(100.0 + step, name="loss", step=step, context={"subset": "train"})
+    run.close()
+    print(run.hash, "aim_parquet.storage.compaction.dataset" in sys.modules)
+    """
+)
+
+
+@pytest.mark.parametrize("resumed", [False, True])
+def test_close_leaves_the_dataset_alone(tmp_path: Path, resumed: bool) -> None:
+    """A training script's close costs O(its run): it neither refreshes the dataset nor
+    fingerprints the repository's runs (it never imports the dataset code at all), even when
+    the dataset is damaged; `read_dataset` is current at once, `compact` commits the run."""
+    rng = random.Random(7)
+    hashes = [_track_run(tmp_path, rng, i) for i in range(3)]
+    layout = RepoLayout(tmp_path)
+    refresh_dataset(layout)
+    manifest = dataset_dir(layout) / "current.json"
+    before = manifest.read_bytes()
+    (dataset_dir(layout) / "lock").unlink()  # a close that refreshed would recreate it
+    proc = subprocess.run(
+        [PYTHON, "-c", CLOSE, str(tmp_path), hashes[0] if resumed else ""],
+        env=python_env(),
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    run_hash, is_loaded = proc.stdout.split()
+    assert is_loaded == "False"  # the dataset code was not even imported
+    assert manifest.read_bytes() == before
+    assert not (dataset_dir(layout) / "lock").exists()
+    assert "dataset" not in proc.stderr
+    expected = sdk_points(tmp_path)[0]
+    tables = aim_parquet.read_dataset(str(tmp_path))
+    assert run_hash in tables.fresh_runs
+    assert _group(tables.metrics.to_pylist())[0] == expected
+    _cli("compact", "--repo", str(tmp_path))
+    assert polars_points(tmp_path)[0] == expected
 
 
 def test_runs_table_follows_archive_and_new_runs(tmp_path: Path) -> None:
@@ -176,7 +232,7 @@ def test_runs_table_follows_archive_and_new_runs(tmp_path: Path) -> None:
     rng = random.Random(3)
     first = _track_run(tmp_path, rng, 0)
     compact_repo(RepoLayout(tmp_path))
-    second = _track_run(tmp_path, rng, 1)  # a new run, after compaction: in at its close
+    second = _track_run(tmp_path, rng, 1)  # a new run, after compaction: in at the next refresh
     proc = subprocess.run(
         [PYTHON, "-m", "aim_parquet", "runs", "archive", first, "--repo", str(tmp_path)],
         env=python_env(),
@@ -197,6 +253,7 @@ def test_superseded_files_stay_until_gc(tmp_path: Path) -> None:
     before = load_dataset_manifest(layout)
     assert before is not None
     _resume(tmp_path, hashes[0], rng)
+    refresh_dataset(layout)
     after = load_dataset_manifest(layout)
     assert after is not None and after.generation > before.generation
     old_files = set(before.metrics) - set(after.metrics)
@@ -214,7 +271,7 @@ LOOP = textwrap.dedent(
     from pathlib import Path
     from aim_parquet.format.paths import RepoLayout
     from aim_parquet.storage.compaction.compactor import compact_repo
-    from aim_parquet.storage.maintenance.dataset import refresh_dataset
+    from aim_parquet.storage.compaction.dataset import refresh_dataset
     from aim_parquet.storage.maintenance.gc import gc_repo
     layout = RepoLayout(Path(sys.argv[1]))
     for _ in range(int(sys.argv[2])):
@@ -250,7 +307,7 @@ KILLER = textwrap.dedent(
     import os, signal, sys
     from pathlib import Path
     from aim_parquet.format.paths import RepoLayout
-    from aim_parquet.storage.maintenance import dataset
+    from aim_parquet.storage.compaction import dataset
     target, calls = int(sys.argv[2]), [0]
     def step(real):
         def wrapped(*args, **kwargs):

@@ -25,8 +25,7 @@ import pytest
 
 import aim_parquet as aim
 from aim_parquet.format.paths import RepoLayout
-from aim_parquet.storage.online.catalogue_scan import discover_sequences
-from aim_parquet.storage.online.run_reader import load_run_meta, read_sequence
+from aim_parquet.storage import discover_sequences, load_run_meta, read_sequence
 from tests.conftest import raw_points
 
 HUGE = 100_000

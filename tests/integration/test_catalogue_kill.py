@@ -34,10 +34,8 @@ import pytest
 
 import aim_parquet as aim
 from aim_parquet.format.paths import RepoLayout
-from aim_parquet.storage.compaction.compactor import compact_run
+from aim_parquet.storage import compact_run, finish_run, verify_repo
 from aim_parquet.storage.index import run_index
-from aim_parquet.storage.maintenance.sidecar_edits import finish_run
-from aim_parquet.storage.maintenance.verify import verify_repo
 from tests.conftest import PYTHON, python_env
 
 WRITER = str(Path(__file__).with_name("catalogue_writer_proc.py"))

@@ -23,10 +23,9 @@ import aim_parquet as aim
 from aim_parquet.format.meta import CatalogueReach
 from aim_parquet.format.paths import RepoLayout
 from aim_parquet.format.schema import METRIC_SCHEMA
-from aim_parquet.storage.compaction.compactor import compact_run
+from aim_parquet.storage import compact_run, load_run_meta
 from aim_parquet.storage.index import run_index
 from aim_parquet.storage.online import catalogue_scan
-from aim_parquet.storage.online.run_reader import load_run_meta
 from aim_parquet.storage.online.segments import read_segment_from
 from tests.conftest import PYTHON, python_env
 from tests.integration.test_catalogue_kill import Writer, file_rows, summary

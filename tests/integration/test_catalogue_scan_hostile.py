@@ -15,9 +15,8 @@ from typing import Any
 import pyarrow as pa
 
 from aim_parquet.format.paths import RepoLayout
-from aim_parquet.storage.maintenance.verify import verify_repo
+from aim_parquet.storage import load_run_meta, verify_repo
 from aim_parquet.storage.online.catalogue_scan import scan_catalogue
-from aim_parquet.storage.online.run_reader import load_run_meta
 from aim_parquet.storage.online.segments import read_segment_from
 from tests.integration.test_catalogue_scan import catalogue, write_killed_run
 

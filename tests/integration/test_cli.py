@@ -14,7 +14,7 @@ import pytest
 import aim_parquet as aim
 from aim_parquet.cli.main import main
 from aim_parquet.format.paths import RepoLayout
-from aim_parquet.storage.online.run_reader import list_run_hashes, load_run_meta
+from aim_parquet.storage import list_run_hashes, load_run_meta
 from tests.conftest import PYTHON, python_env
 from tests.integration.repo_snapshots import QUIET, snapshot, write_rich_run
 

@@ -17,10 +17,9 @@ import pytest
 import aim_parquet as aim
 from aim_parquet.cli.main import main
 from aim_parquet.format.paths import RepoLayout
+from aim_parquet.storage import compact_repo, delete_run_folder
 from aim_parquet.storage.compaction import compactor
-from aim_parquet.storage.compaction.compactor import compact_repo
 from aim_parquet.storage.maintenance import export
-from aim_parquet.storage.maintenance.run_ops import delete_run_folder
 from tests.integration.repo_snapshots import QUIET
 
 EVIL_NAME = "evil\x1b]0;pwned\x07\x1b[2J\n0123456789abcdef01234567  fake  row\u202eexe.txt"

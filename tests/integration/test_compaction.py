@@ -15,10 +15,9 @@ import pytest
 
 import aim_parquet as aim
 from aim_parquet.format.paths import RepoLayout, sequence_id
+from aim_parquet.storage import compact_repo, compact_run, load_run_meta, read_sequence
 from aim_parquet.storage.compaction import compacted, compactor
-from aim_parquet.storage.compaction.compactor import compact_repo, compact_run
 from aim_parquet.storage.online import catalogue_scan, run_reader
-from aim_parquet.storage.online.run_reader import load_run_meta, read_sequence
 from tests.conftest import PYTHON, python_env
 from tests.integration.repo_snapshots import (
     QUIET,
@@ -296,7 +295,7 @@ def test_compaction_never_deletes_the_last_copy_of_points(tmp_path: Path) -> Non
     import shutil
 
     from aim_parquet.errors import AimParquetError
-    from aim_parquet.storage.maintenance.verify import verify_repo
+    from aim_parquet.storage import verify_repo
 
     run_hash = write_rich_run(tmp_path)
     before = snapshot(tmp_path)

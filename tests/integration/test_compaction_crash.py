@@ -19,9 +19,7 @@ import pytest
 
 import aim_parquet as aim
 from aim_parquet.format.paths import RepoLayout
-from aim_parquet.storage.compaction.compactor import compact_repo
-from aim_parquet.storage.maintenance.verify import verify_repo
-from aim_parquet.storage.online.run_reader import list_run_hashes
+from aim_parquet.storage import compact_repo, list_run_hashes, verify_repo
 from tests.conftest import PYTHON, python_env
 from tests.integration.repo_snapshots import QUIET, raw_row_counts, snapshot, write_rich_run
 
@@ -31,8 +29,8 @@ WORKER = """
 import sys
 from pathlib import Path
 from aim_parquet.format.paths import RepoLayout
-from aim_parquet.storage.compaction.compactor import compact_repo
-from aim_parquet.storage.maintenance.verify import verify_repo
+from aim_parquet.storage import compact_repo
+from aim_parquet.storage import verify_repo
 layout = RepoLayout(Path(sys.argv[2]))
 print("ready", flush=True)
 sys.stdin.readline()

@@ -21,7 +21,7 @@ import pytest
 
 import aim_parquet as aim
 from aim_parquet.format.paths import RepoLayout
-from aim_parquet.storage.online.catalogue_scan import discover_sequences
+from aim_parquet.storage import discover_sequences
 from aim_parquet.storage.online.run_reader import (
     list_run_hashes,
     list_segments,
@@ -64,7 +64,7 @@ import json, sys
 from collections import Counter
 from pathlib import Path
 from aim_parquet.format.paths import RepoLayout
-from aim_parquet.storage.compaction.compactor import compact_repo
+from aim_parquet.storage import compact_repo
 layout, stop = RepoLayout(Path(sys.argv[1])), Path(sys.argv[2])
 statuses, failures, rounds = Counter(), [], 0
 while True:

@@ -14,8 +14,7 @@ import pytest
 
 import aim_parquet as aim
 from aim_parquet.format.paths import RepoLayout
-from aim_parquet.storage.online.catalogue_scan import discover_sequences
-from aim_parquet.storage.online.run_reader import load_run_meta, read_sequence
+from aim_parquet.storage import discover_sequences, load_run_meta, read_sequence
 from tests.conftest import PYTHON, python_env, raw_points
 
 WRITER = str(Path(__file__).with_name("writer_proc.py"))

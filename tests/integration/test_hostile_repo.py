@@ -26,11 +26,8 @@ import aim_parquet as aim
 from aim_parquet.errors import FormatVersionError, UnsafeFileError
 from aim_parquet.format.paths import RepoLayout
 from aim_parquet.format.schema import METRIC_SCHEMA
+from aim_parquet.storage import RunIndex, compact_run, load_run_meta, verify_repo
 from aim_parquet.storage.base import file_checks
-from aim_parquet.storage.compaction.compactor import compact_run
-from aim_parquet.storage.index.run_index import RunIndex
-from aim_parquet.storage.maintenance.verify import verify_repo
-from aim_parquet.storage.online.run_reader import load_run_meta
 from aim_parquet.storage.online.segments import read_segment
 from tests.integration.forked_cli import run_forked
 from tests.integration.repo_snapshots import QUIET, snapshot, write_rich_run
@@ -328,8 +325,8 @@ def test_real_zstd_and_parquet_bombs_beyond_the_ratio(
     run = aim.Run(victim, repo=root, **QUIET)  # type: ignore[arg-type]
     for i in range(1, 1_000_000, 1000):  # a long constant metric compacts very well...
         run._writer.seqs[next(iter(run._writer.seqs))].points.extend(  # (bulk, for speed)
-            v for s in range(i, i + 1000) for v in (s, 0.0, None, 1.0)
-        )
+            [v for s in range(i, i + 1000) for v in (s, 0.0, None, 1.0)]  # (a list: one atomic
+        )  # extend, as track() makes; a generator let the flusher take half a point)
     run.close()
     compact_run(RepoLayout(root), victim)
     metrics = next(run_dir(root, victim).glob("compacted/metrics-*.parquet"))

@@ -14,7 +14,7 @@ import sys
 import numpy as np
 import aim_parquet as aim
 from aim_parquet.format.paths import RepoLayout
-from aim_parquet.storage.compaction.compactor import compact_run
+from aim_parquet.storage import compact_run
 from pathlib import Path
 repo = sys.argv[1]
 with aim.Run(repo=repo, system_tracking_interval=None, capture_terminal_logs=False) as run:

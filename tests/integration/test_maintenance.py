@@ -13,10 +13,8 @@ import pytest
 
 import aim_parquet as aim
 from aim_parquet.format.paths import RepoLayout
-from aim_parquet.storage.compaction.compactor import compact_run
-from aim_parquet.storage.index.run_index import RunIndex
+from aim_parquet.storage import RunIndex, compact_run, load_run_meta
 from aim_parquet.storage.maintenance.verify import VerifyReport, gc_repo, repo_stats, verify_repo
-from aim_parquet.storage.online.run_reader import load_run_meta
 from tests.integration.repo_snapshots import QUIET, raw_row_counts, snapshot, write_rich_run
 
 

@@ -24,12 +24,10 @@ import pytest
 
 import aim_parquet as aim
 from aim_parquet.format.paths import RepoLayout
+from aim_parquet.storage import gc_repo, list_run_hashes, load_run_meta, read_sequence, verify_repo
 from aim_parquet.storage.compaction import compactor
 from aim_parquet.storage.compaction.run_folder import compaction_lock
 from aim_parquet.storage.maintenance import run_ops
-from aim_parquet.storage.maintenance.gc import gc_repo
-from aim_parquet.storage.maintenance.verify import verify_repo
-from aim_parquet.storage.online.run_reader import list_run_hashes, load_run_meta, read_sequence
 from tests.conftest import PYTHON, python_env
 from tests.integration.forked_cli import Result, run_forked
 from tests.integration.repo_snapshots import QUIET, raw_row_counts
@@ -83,7 +81,7 @@ COMPACTOR = r"""
 import os, sys
 from pathlib import Path
 from aim_parquet.format.paths import RepoLayout
-from aim_parquet.storage.compaction.compactor import compact_repo
+from aim_parquet.storage import compact_repo
 repos, stop = sys.argv[1].split(","), sys.argv[2]
 while not os.path.exists(stop):
     for repo in repos:

@@ -19,7 +19,7 @@ import pytest
 
 import aim_parquet as aim
 from aim_parquet.format.paths import RepoLayout
-from aim_parquet.storage.online.run_reader import read_sequence
+from aim_parquet.storage import read_sequence
 
 MARKER = "evil"
 ABS = "{ABS}"  # replaced by an absolute path inside the scanned tree
@@ -146,8 +146,7 @@ def test_hostile_strings_never_become_paths(arena: tuple[Path, Path], raw: str) 
 def _compaction_and_cli() -> tuple[Any, Any, Any]:
     try:
         from aim_parquet.cli.main import main
-        from aim_parquet.storage.compaction.compactor import compact_repo
-        from aim_parquet.storage.maintenance.verify import verify_repo
+        from aim_parquet.storage import compact_repo, verify_repo
     except ImportError as exc:  # pragma: no cover - built by other issues
         pytest.skip(f"compactor/CLI not available yet: {exc}")
     return main, compact_repo, verify_repo

@@ -26,8 +26,8 @@ import pytest
 
 import aim_parquet as aim
 from aim_parquet.format.paths import RepoLayout
+from aim_parquet.storage import compact_run
 from aim_parquet.storage.base.lock import read_holder
-from aim_parquet.storage.compaction.compactor import compact_run
 from aim_parquet.storage.online.run_reader import load_manifest
 from tests.conftest import PYTHON, python_env, raw_points, sidecar
 from tests.integration.test_crash import close_pipes, read_hash, start_writer

@@ -15,9 +15,8 @@ import pytest
 import aim_parquet as aim
 from aim_parquet.format.paths import RepoLayout
 from aim_parquet.query import executor
+from aim_parquet.storage import compact_run, load_run_meta, read_metric_columns, read_sequence
 from aim_parquet.storage.base.columns import to_numpy, validity
-from aim_parquet.storage.compaction.compactor import compact_run
-from aim_parquet.storage.online.run_reader import load_run_meta, read_metric_columns, read_sequence
 
 QUIET: dict[str, Any] = {"system_tracking_interval": None, "capture_terminal_logs": False}
 

@@ -15,7 +15,7 @@ import aim_parquet as aim
 from aim_parquet.errors import CorruptFileError, RepoNotFoundError, RunLockedError
 from aim_parquet.objects import LogLine, LogRecord
 from aim_parquet.sdk.collections import open_read_only_run
-from aim_parquet.storage.online.run_reader import load_run_meta
+from aim_parquet.storage import load_run_meta
 
 
 def finished_run(make_run: Any, **params: Any) -> Any:

@@ -33,10 +33,9 @@ import pytest
 
 import aim_parquet as aim
 from aim_parquet.format.paths import RepoLayout
+from aim_parquet.storage import discover_sequences, load_run_meta, read_sequence
 from aim_parquet.storage.base import atomic
 from aim_parquet.storage.online import segments
-from aim_parquet.storage.online.catalogue_scan import discover_sequences
-from aim_parquet.storage.online.run_reader import load_run_meta, read_sequence
 from aim_parquet.storage.online.segments import FD_CACHE, MAX_OPEN_SEGMENTS
 from tests.conftest import PYTHON, python_env, raw_points
 

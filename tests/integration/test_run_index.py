@@ -17,9 +17,9 @@ import pytest
 
 import aim_parquet as aim
 from aim_parquet.format.paths import RepoLayout
+from aim_parquet.storage import load_run_meta
 from aim_parquet.storage.index import run_index
 from aim_parquet.storage.index.run_index import index_file_problem
-from aim_parquet.storage.online.run_reader import load_run_meta
 
 QUIET: dict[str, Any] = {"system_tracking_interval": None, "capture_terminal_logs": False}
 

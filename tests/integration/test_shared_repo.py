@@ -21,7 +21,7 @@ import pytest
 
 import aim_parquet as aim
 from aim_parquet.format.paths import RepoLayout
-from aim_parquet.storage.maintenance.verify import verify_repo
+from aim_parquet.storage import verify_repo
 from tests.integration.forked_cli import nobody, run_forked, warm_up
 from tests.integration.repo_snapshots import QUIET, snapshot
 

@@ -25,8 +25,7 @@ from hypothesis import strategies as st
 
 import aim_parquet as aim
 from aim_parquet.format.paths import RepoLayout, canonical_context
-from aim_parquet.storage.online.catalogue_scan import discover_sequences
-from aim_parquet.storage.online.run_reader import load_run_meta, read_sequence
+from aim_parquet.storage import discover_sequences, load_run_meta, read_sequence
 from tests.conftest import raw_points
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1

@@ -25,7 +25,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 import aim_parquet as aim
 from aim_parquet.format.paths import RepoLayout
-from aim_parquet.storage.online.catalogue_scan import discover_sequences
+from aim_parquet.storage import discover_sequences
 from aim_parquet.storage.online.run_reader import (
     list_run_hashes,
     list_segments,
@@ -35,11 +35,11 @@ from aim_parquet.storage.online.run_reader import (
 )
 
 try:
-    from aim_parquet.storage.compaction.compactor import compact_repo
+    from aim_parquet.storage import compact_repo
 except ImportError:  # built by another issue; the rule is skipped without it
     compact_repo = None  # type: ignore[assignment]
 try:
-    from aim_parquet.storage.maintenance.verify import verify_repo
+    from aim_parquet.storage import verify_repo
 except ImportError:
     verify_repo = None  # type: ignore[assignment]
 

@@ -129,7 +129,7 @@ def test_plotly_js_comes_from_the_plotly_package_or_a_clear_404(
 def test_a_finished_steps_objects_are_read_once(
     repo: ObjectsRepo, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from aim_parquet.storage.base.repo_files import open_repo
+    from aim_parquet.storage import open_repo
     from aim_parquet.ui.api.objects import listing
     from aim_parquet.ui.api.state import UiState
 

@@ -312,7 +312,7 @@ def test_bundler_joins_modules_and_refuses_what_it_cannot_read(tmp_path: Path) -
 def test_distributions_answer_is_bounded_however_many_sequences_match(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from aim_parquet.storage.base.repo_files import open_repo
+    from aim_parquet.storage import open_repo
     from aim_parquet.ui.api import distributions as dist_api
     from aim_parquet.ui.api.state import UiState
     from tests.ui.conftest import quiet_run
@@ -337,7 +337,7 @@ def test_distributions_answer_is_bounded_however_many_sequences_match(
 def test_empty_sequences_are_listed_without_objects(tmp_path: Path) -> None:
     """Sequences the catalogue names but that hold no point yet (a writer that created them and
     died before its first flush): every listing answers, with nothing to show for them."""
-    from aim_parquet.storage.base.repo_files import open_repo
+    from aim_parquet.storage import open_repo
     from aim_parquet.ui.api.distributions import distributions
     from aim_parquet.ui.api.objects import listing, texts
     from aim_parquet.ui.api.state import UiState

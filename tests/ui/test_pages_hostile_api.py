@@ -18,8 +18,7 @@ import pytest
 import aim_parquet as aim
 from aim_parquet.errors import CorruptFileError
 from aim_parquet.objects import LogLine
-from aim_parquet.storage.base.repo_files import open_repo
-from aim_parquet.storage.compaction.compactor import compact_repo
+from aim_parquet.storage import compact_repo, open_repo
 from aim_parquet.ui.api import distributions as dist_api
 from aim_parquet.ui.api.binary import decode
 from aim_parquet.ui.api.state import UiState

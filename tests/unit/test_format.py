@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 
 from aim_parquet.errors import CorruptFileError, FormatVersionError, InvalidRunHashError
-from aim_parquet.format.meta import FORMAT_VERSION, Manifest, RunMeta, SequenceInfo
+from aim_parquet.format.meta import (
+    FORMAT_VERSION,
+    MULTI_WRITER_FORMAT_VERSION,
+    Manifest,
+    RunMeta,
+    SequenceInfo,
+)
 from aim_parquet.format.paths import (
     RepoLayout,
     canonical_context,
@@ -140,9 +146,19 @@ def test_run_meta_round_trip_and_unknown_keys_ignored() -> None:
 
 def test_newer_format_version_is_refused_clearly() -> None:
     data = json.loads(RunMeta(hash="0" * 24, creation_time=0.0).dumps())
-    data["format_version"] = FORMAT_VERSION + 1
+    data["format_version"] = MULTI_WRITER_FORMAT_VERSION + 1
     with pytest.raises(FormatVersionError, match="Upgrade aim_parquet"):
         RunMeta.from_json(data)
+
+
+def test_multi_writer_sidecar_is_read_and_other_files_of_version_2_refused() -> None:
+    data = json.loads(RunMeta(hash="0" * 24, creation_time=0.0).dumps())
+    data["format_version"] = MULTI_WRITER_FORMAT_VERSION
+    assert RunMeta.from_json(data).is_multi_writer
+    manifest = json.loads(json.dumps(Manifest(1, (), frozenset()).to_json()))
+    manifest["format_version"] = FORMAT_VERSION + 1
+    with pytest.raises(FormatVersionError):
+        Manifest.from_json(manifest)
 
 
 def test_corrupt_sidecar_is_a_clear_error() -> None:

@@ -143,9 +143,25 @@ def create_runs(p: dict[str, Any]) -> dict[str, Any]:
     for i in range(p["offset"], p["offset"] + p["runs"]):
         run = aim.Run(repo=p["repo"], experiment=f"exp-{i % 10}", **QUIET)
         run["hparams"] = common.hparams(i)
-        run.track(0.01 * (i % 100), name="loss", step=0)
+        for step in range(p.get("points", 1)):
+            run.track(0.01 * (i % 100) / (step + 1), name="loss", step=step)
         run.close()
     return {"s": time.perf_counter() - t0}
+
+
+def frame(p: dict[str, Any]) -> dict[str, Any]:
+    """`query_metrics(query).dataframe()` in a fresh process (pandas imported before the timing,
+    the repo opened inside it)."""
+    import pandas  # noqa: F401
+
+    t0 = time.perf_counter()
+    df = aim.Repo(p["repo"]).query_metrics(p["query"], report_mode=NO_BAR).dataframe()
+    seconds = time.perf_counter() - t0
+    return {
+        "s": seconds,
+        "rows": int(df.shape[0]),
+        "peak_rss_mib": common.status_kib("VmHWM") / 1024,
+    }
 
 
 if __name__ == "__main__":
@@ -159,6 +175,7 @@ if __name__ == "__main__":
             "query_runs": query_runs,
             "export": export,
             "create_runs": create_runs,
+            "frame": frame,
         },
         IMPORT_S,
     )

@@ -183,13 +183,29 @@ def export(p: dict[str, Any]) -> dict[str, Any]:
     return {"s": seconds, "rows": int(frame.shape[0]), "columns": int(frame.shape[1])}
 
 
+def frame(p: dict[str, Any]) -> dict[str, Any]:
+    """`query_metrics(query).dataframe()` in a fresh process (pandas imported before the timing,
+    the repo opened inside it)."""
+    import pandas  # noqa: F401
+
+    t0 = time.perf_counter()
+    df = aim.Repo(p["repo"]).query_metrics(p["query"]).dataframe()
+    seconds = time.perf_counter() - t0
+    return {
+        "s": seconds,
+        "rows": int(df.shape[0]),
+        "peak_rss_mib": common.status_kib("VmHWM") / 1024,
+    }
+
+
 def create_runs(p: dict[str, Any]) -> dict[str, Any]:
     """`runs` small runs (experiment, params, one `loss` point each), one after another."""
     t0 = time.perf_counter()
     for i in range(p["offset"], p["offset"] + p["runs"]):
         run = aim.Run(repo=p["repo"], experiment=f"exp-{i % 10}", **QUIET)
         run["hparams"] = common.hparams(i)
-        run.track(0.01 * (i % 100), name="loss", step=0)
+        for step in range(p.get("points", 1)):
+            run.track(0.01 * (i % 100) / (step + 1), name="loss", step=step)
         run.close()
     return {"s": time.perf_counter() - t0}
 
@@ -197,7 +213,7 @@ def create_runs(p: dict[str, Any]) -> dict[str, Any]:
 def compact(p: dict[str, Any]) -> dict[str, Any]:
     """`compact_repo` on the whole repo (what `aim-parquet compact` does), timed in-process."""
     from aim_parquet.format.paths import RepoLayout
-    from aim_parquet.storage.compaction.compactor import compact_repo
+    from aim_parquet.storage import compact_repo
 
     t0 = time.perf_counter()
     report = compact_repo(RepoLayout(Path(p["repo"])))
@@ -216,6 +232,7 @@ if __name__ == "__main__":
             "query_runs": query_runs,
             "export": export,
             "create_runs": create_runs,
+            "frame": frame,
             "compact": compact,
         },
         IMPORT_S,

@@ -27,6 +27,11 @@ class Config:
     long_points: int  # points of the one-metric read workload (aim_parquet)
     many_runs: int  # runs of the run-predicate workload (aim_parquet)
     aim_many_runs: int  # runs Aim creates to extrapolate to `many_runs`
+    scale_runs: int  # "many runs" section: runs of 5 points each (generated)
+    predicate_runs: int  # "many runs" section: runs of the run-predicate row (sidecars only)
+    aim_scale_runs: int  # "many runs" section: runs both systems make with `Run()`
+    sweep_runs: int  # "analyst" section: runs of the sweep
+    sweep_steps: int  # "analyst" section: steps per run
     warm_reps: int  # warm repetitions of a query inside one process
     system_interval_s: int
     seed: int
@@ -51,6 +56,11 @@ FULL = {
     "long_points": 10_000_000,
     "many_runs": 10_000,
     "aim_many_runs": 200,
+    "scale_runs": 10_000,
+    "predicate_runs": 100_000,
+    "aim_scale_runs": 1_000,
+    "sweep_runs": 300,
+    "sweep_steps": 2_000,
     "max_wait_min": 25.0,
 }
 QUICK = {
@@ -65,6 +75,11 @@ QUICK = {
     "long_points": 1_000_000,
     "many_runs": 1_000,
     "aim_many_runs": 50,
+    "scale_runs": 1_000,
+    "predicate_runs": 10_000,
+    "aim_scale_runs": 100,
+    "sweep_runs": 30,
+    "sweep_steps": 2_000,
     "max_wait_min": 0.0,
 }
 
@@ -88,6 +103,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--long-points", type=int, help="one-metric read size (10M; quick 1M)")
     parser.add_argument("--many-runs", type=int, help="run-predicate repo size (10,000)")
     parser.add_argument("--aim-many-runs", type=int, help="runs Aim creates to extrapolate (200)")
+    parser.add_argument(
+        "--scale-runs", type=int, help="many-runs section size (10,000; quick 1,000)"
+    )
+    parser.add_argument(
+        "--predicate-runs", type=int, help="many-runs predicate size (100,000; quick 10,000)"
+    )
+    parser.add_argument(
+        "--aim-scale-runs", type=int, help="runs both sides make with Run() (1,000; quick 100)"
+    )
+    parser.add_argument("--sweep-runs", type=int, help="analyst sweep runs (300; quick 30)")
+    parser.add_argument("--sweep-steps", type=int, help="analyst sweep steps per run (2,000)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", type=Path, help="report path (BENCHMARKS.md; quick: .bench/)")
     parser.add_argument("--workdir", type=Path, help="where the repos go (default: a temp folder)")
@@ -101,10 +127,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-load", type=float, default=1.0)
     parser.add_argument(
         "--only",
-        choices=["ui", "ui-pages"],
+        choices=["ui", "ui-pages", "scale"],
         help="run one workload group and replace only its section of the report "
         "(ui: the web UI in headless Chromium, side by side with `aim up`, and its second "
-        "part; ui-pages: that second part only: images explorer, run page, static report)",
+        "part; ui-pages: that second part only: images explorer, run page, static report; "
+        "scale: the many-runs and analyst sections)",
     )
     return parser
 
@@ -133,6 +160,11 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         long_points=int(sizes["long_points"]),
         many_runs=int(sizes["many_runs"]),
         aim_many_runs=int(sizes["aim_many_runs"]),
+        scale_runs=int(sizes["scale_runs"]),
+        predicate_runs=int(sizes["predicate_runs"]),
+        aim_scale_runs=int(sizes["aim_scale_runs"]),
+        sweep_runs=int(sizes["sweep_runs"]),
+        sweep_steps=int(sizes["sweep_steps"]),
         warm_reps=10,
         system_interval_s=10,
         seed=args.seed,

@@ -17,6 +17,7 @@ from typing import Any
 SUITE_DIR = Path(__file__).resolve().parent
 AP_SIDE = SUITE_DIR / "ap_side.py"
 AIM_SIDE = SUITE_DIR / "aim_side.py"
+SCALE_SIDE = SUITE_DIR / "scale_side.py"
 SIDE_TIMEOUT_S = 3600
 
 

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 # Units a `Measure` may carry; `fmt_value` knows how to print each.
-UNITS = ("s", "points/s", "B/point", "MiB", "files/run", "runs", "frames")
+UNITS = ("s", "points/s", "B/point", "MiB", "files/run", "runs", "frames", "KiB/run")
 
 
 @dataclass(frozen=True)
@@ -112,6 +112,8 @@ def fmt_value(value: float, unit: str) -> str:
         return f"{_sig3(value)} B"
     if unit == "MiB":
         return f"{_sig3(value)} MiB"
+    if unit == "KiB/run":
+        return f"{_sig3(value)} KiB"
     if unit == "files/run":
         return f"{value:,.1f}"
     if unit in ("runs", "frames"):

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bench_suite.config import Config
-from bench_suite.env import AIM_SIDE, AP_SIDE, SideError, SideResult, log, run_side
+from bench_suite.env import AIM_SIDE, AP_SIDE, SCALE_SIDE, SideError, SideResult, log, run_side
 from bench_suite.stats import Measure, Row, fmt_measure, measure
 
 Results = list[SideResult]
@@ -71,9 +71,11 @@ class Suite:
     def _side(
         self, side: str, workload: str, params: dict[str, Any], tag: str
     ) -> SideResult | None:
-        python, script = (
-            (sys.executable, AP_SIDE) if side == "ours" else (self.aim_python, AIM_SIDE)
-        )
+        python, script = {
+            "ours": (sys.executable, AP_SIDE),
+            "scale": (sys.executable, SCALE_SIDE),
+            "aim": (self.aim_python, AIM_SIDE),
+        }[side]
         try:
             result = run_side(python, script, workload, params, self.work)
         except SideError as exc:
@@ -96,6 +98,10 @@ class Suite:
 
     def ours(self, workload: str, params: dict[str, Any], tag: str) -> SideResult | None:
         return self._side("ours", workload, params, tag)
+
+    def scale(self, workload: str, params: dict[str, Any], tag: str) -> SideResult | None:
+        """A workload of `scale_side.py` (the many-runs and analyst sections)."""
+        return self._side("scale", workload, params, tag)
 
     def aim(self, workload: str, params: dict[str, Any], tag: str) -> SideResult | None:
         return self._side("aim", workload, params, tag)

@@ -78,7 +78,7 @@ def make_long_run(p: dict[str, Any]) -> dict[str, Any]:
     run.close()
     if p.get("compact"):
         from aim_parquet.format.paths import RepoLayout
-        from aim_parquet.storage.compaction.compactor import compact_repo
+        from aim_parquet.storage import compact_repo
 
         compact_repo(RepoLayout(Path(p["repo"])))
     return {"s": time.perf_counter() - started, "hash": run.hash}

@@ -10,9 +10,10 @@ its heartbeat (the file's mtime, touched by the writer every few seconds) is old
 Taking it never races (`RunLock.acquire`):
 
 - The lock file is never unlinked or replaced, so every taker locks the same inode and at most one
-  holds the flock. It is opened without following a link (a link or FIFO there raises
-  `UnsafeFileError`: nothing outside the repository is truncated) and never creates a missing
-  folder (a run deleted meanwhile stays deleted; `storage.base.safe_fs`).
+  holds the flock. It is opened without following a link (a link or FIFO there, or a linked
+  `.aim/runs/` or run folder, raises `UnsafeFileError`: nothing outside the repository is
+  truncated) and never creates a missing folder (a run deleted meanwhile stays deleted;
+  `storage.base.safe_fs`).
 - Whether the previous holder is stale is decided only while holding the flock: the identity left
   in the file counts only if it names a live process that is not us (another host's writer still
   beating where flock is not coherent, or a writer on this host that somehow lost its flock).
@@ -42,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aim_parquet.errors import RunLockedError
-from aim_parquet.storage.base.safe_fs import MAX_LOCK_FILE_BYTES, open_regular
+from aim_parquet.storage.base.safe_fs import MAX_LOCK_FILE_BYTES, open_regular, require_real_run_dir
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +188,8 @@ class RunLock:
 
     def acquire(self, *, force: bool = False) -> None:
         identity = self._identity()  # before the flock: nothing slow between flock and write
+        # `.aim/runs` or the run folder linked out of the repository: nothing written through it
+        require_real_run_dir(self.path, f"write run {self.run_hash}")
         # no link followed, no FIFO opened, no missing folder created (UnsafeFileError,
         # FileNotFoundError): a run deleted meanwhile stays deleted
         fd = open_regular(self.path, "lock file", os.O_RDWR | os.O_CREAT)

@@ -8,6 +8,9 @@ one per run, while they are unchanged (`storage.index.run_index` documents the r
 
 The marker is only a hint: failing to touch it (a read-only or foreign-owned repository) loses no
 data, and readers still stat every sidecar at least every few seconds.
+
+`index_link` says whether `.aim/index/` is a symbolic link: nothing is then read or written in it
+(the marker, the run index, the runs table); readers work from the sidecars alone.
 """
 
 from __future__ import annotations
@@ -15,18 +18,27 @@ from __future__ import annotations
 import logging
 import os
 import time
+from pathlib import Path
 
 from aim_parquet.format.paths import RepoLayout
 from aim_parquet.storage.base.atomic import atomic_write
-from aim_parquet.storage.base.safe_fs import open_regular
+from aim_parquet.storage.base.safe_fs import first_link, open_regular
 
 log = logging.getLogger(__name__)
 
 MarkerKey = tuple[int, int] | None
 
 
+def index_link(layout: RepoLayout) -> Path | None:
+    """The link among `.aim/index` (and the folders above it below `.aim`), None when it is a
+    real folder or missing: a linked index folder is never read or written through."""
+    return first_link(layout.aim_dir, layout.index_dir)
+
+
 def note_change(layout: RepoLayout) -> None:
     """Set the marker's mtime to now (ns), creating it if needed; errors are only logged."""
+    if index_link(layout) is not None:
+        return
     path = os.fspath(layout.change_marker)
     now = time.time_ns()
     try:
@@ -47,6 +59,8 @@ def note_change(layout: RepoLayout) -> None:
 
 def marker_key(layout: RepoLayout) -> MarkerKey:
     """(mtime_ns, inode) of the marker, None when there is none."""
+    if index_link(layout) is not None:
+        return None
     try:
         st = os.stat(os.fspath(layout.change_marker))
     except OSError:
@@ -54,7 +68,15 @@ def marker_key(layout: RepoLayout) -> MarkerKey:
     return (st.st_mtime_ns, st.st_ino)
 
 
-def write_sidecar(layout: RepoLayout, run_hash: str, data: bytes, *, durable: bool = True) -> None:
-    """Replace a run's sidecar atomically, then note the change."""
-    atomic_write(layout.sidecar(run_hash), data, durable=durable)
+def write_sidecar(
+    layout: RepoLayout,
+    run_hash: str,
+    data: bytes,
+    *,
+    durable: bool = True,
+    path: Path | None = None,
+) -> None:
+    """Replace a run's sidecar (or, with `path`, an extra writer's part) atomically, then note
+    the change."""
+    atomic_write(layout.sidecar(run_hash) if path is None else path, data, durable=durable)
     note_change(layout)

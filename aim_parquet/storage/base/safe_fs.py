@@ -10,8 +10,9 @@ the repository, and no read is unbounded.
 - `try_flock` takes the `flock` of a lock file (`compact.lock`, `index/runs.lock`) without
   waiting: it never follows a link, never truncates the file and never creates a missing folder,
   so a run deleted meanwhile stays deleted. `flock_holder` names the process holding one.
-- `require_real_dirs` refuses a deletion when a folder between `.aim/` and the target is a link;
-  `remove_tree` never follows one.
+  `held_folder` / `is_folder_in_use`: the same for a temp folder being filled (a copy).
+- `require_real_dirs` refuses a write or deletion when a folder between `.aim/` and the target is
+  a link (`require_real_run_dir`: `.aim/runs/` or a run folder); `remove_tree` never follows one.
 
 Permission errors pass through as `PermissionError`: callers report them as such, never as
 damage, and never repair what they cannot read.
@@ -213,6 +214,34 @@ def held_flock(path: str | os.PathLike[str], what: str = "lock file") -> Iterato
             os.close(fd)
 
 
+@contextlib.contextmanager
+def held_folder(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold the exclusive `flock` of a folder we are filling (a run being copied in under a
+    temp name): `gc` and `verify --repair` leave a folder in use alone, however old its files."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        yield
+    finally:
+        os.close(fd)
+
+
+def is_folder_in_use(path: str | os.PathLike[str]) -> bool:
+    """Whether another process holds the `flock` of the folder `path` (`held_folder`); False
+    for a missing path, a file or a link."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
 def flock_pids(path: str | os.PathLike[str]) -> list[int] | None:
     """The processes holding a `flock` on `path`, from /proc/locks (the kernel's own view: no
     lock is taken to find out); None where there is no /proc/locks."""
@@ -280,15 +309,24 @@ def first_link(base: Path, path: Path) -> Path | None:
     return None
 
 
-def require_real_dirs(base: Path, path: Path, what: str) -> None:
+def require_real_dirs(base: Path, path: Path, what: str | None) -> None:
     """Raise UnsafeFileError when a folder from `base` down to `path` is a symbolic link: a
-    deletion there would reach outside the repository."""
+    write or deletion there would reach outside the repository. `what` (the message starts
+    "cannot <what>: ") may be None where the caller names the action itself."""
     link = first_link(base, path)
     if link is not None:
         raise UnsafeFileError(
-            f"cannot {what}: {link} is a symbolic link; aim_parquet never deletes through links "
+            ("" if what is None else f"cannot {what}: ")
+            + f"{link} is a symbolic link; aim_parquet never writes or deletes through links "
             "inside .aim/. Replace it by a real folder (or remove the link) and retry."
         )
+
+
+def require_real_run_dir(run_file: Path, what: str) -> None:
+    """Raise UnsafeFileError when `.aim/runs` or the run folder holding `run_file` (a file
+    directly in `.aim/runs/<hash>/`: its lock, sidecar, ...) is a symbolic link."""
+    run_dir = run_file.parent
+    require_real_dirs(run_dir.parent.parent, run_dir, what)
 
 
 def remove_tree(path: Path) -> None:

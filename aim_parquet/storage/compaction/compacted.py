@@ -1,4 +1,5 @@
-"""Compacted Parquet files: names, columns, writer settings, footer metadata and a streaming writer.
+"""The compacted Parquet writer: writer settings and a streaming writer of the layout that
+`format.compacted` defines (names, columns, footer metadata; `storage.online.compacted_read` reads it).
 
 A compaction generation writes one metrics file per run (`compacted/metrics-<gen>.parquet`) and one
 file per object kind (`compacted/objects-<kind>-<gen>.parquet`). Rows are grouped by sequence
@@ -15,12 +16,9 @@ It writes under a `.tmp-` name, fsyncs, and renames into place in `finish()`.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
-import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,129 +26,33 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from aim_parquet.format.meta import FORMAT_VERSION, CompactedFile, loads_json
-from aim_parquet.format.paths import COMPACTED_DIRNAME, is_segment_name, is_valid_seq_id
-from aim_parquet.format.schema import (
-    KEY_COLUMNS,
-    METRIC_FILE_SCHEMA,
-    OBJECT_FILE_SCHEMA,
-    is_metric_kind,
+from aim_parquet.format.compacted import (
+    META_FORMAT_VERSION,
+    META_GENERATION,
+    META_KIND,
+    META_RUN,
+    META_SEGMENTS,
+    META_SEQUENCES,
+    METRIC_DATA_COLUMNS,
+    METRICS_KIND,
+    OBJECT_DATA_COLUMNS,
+    STATISTICS_COLUMNS,
+    SeqKey,
+    relative_path,
 )
+from aim_parquet.format.meta import FORMAT_VERSION, CompactedFile
+from aim_parquet.format.schema import KEY_COLUMNS, METRIC_FILE_SCHEMA, OBJECT_FILE_SCHEMA
 from aim_parquet.storage.base.atomic import fsync_dir, temp_path_for
 from aim_parquet.storage.base.columns import string_array, to_numpy
-from aim_parquet.storage.base.file_checks import check_parquet, format_version_of, parquet_source
+from aim_parquet.storage.base.file_checks import check_parquet, parquet_source
 
-METRICS_KIND = "metrics"
 ROW_GROUP_ROWS = 1 << 20
 MIN_SHARED_GROUP_ROWS = 512  # sequences smaller than this share row groups
 OBJECT_ROW_GROUP_ROWS = 1 << 16
 OBJECT_ROW_GROUP_BYTES = 64 << 20
 ZSTD_LEVEL = 1  # level 3 saves ~1.5% of the size for ~10% more time
 
-# Min/max statistics (and the page index) only where readers prune with them: by run, sequence and
-# step. Statistics of the dictionary and float columns would cost a third of the write time.
-STATISTICS_COLUMNS = ("run_hash", "seq_id", "name", "step")
-METRIC_DATA_COLUMNS = ("step", "epoch", "timestamp", "value")
-OBJECT_DATA_COLUMNS = ("step", "index", "epoch", "timestamp", "payload", "meta")
-
 _DICT = pa.dictionary(pa.int32(), pa.string())
-
-# Footer key-value metadata: makes every file self-describing and lets `verify --repair` rebuild
-# a lost manifest from the files themselves.
-META_FORMAT_VERSION = "aim_parquet.format_version"
-META_RUN = "aim_parquet.run"
-META_KIND = "aim_parquet.kind"
-META_GENERATION = "aim_parquet.generation"
-META_SEGMENTS = "aim_parquet.segments"  # JSON list of "<seq_id>/<segment>" whose rows it holds
-META_SEQUENCES = "aim_parquet.sequences"  # JSON {seq_id: {"name", "context", "kind"}}
-
-_NAME_RE = re.compile(r"(?:metrics|objects-(?P<kind>.+))-(?P<gen>[0-9]{6,})\.parquet")
-_UNSAFE_RE = re.compile(r"[^A-Za-z0-9_.]")
-
-
-def compacted_kind(kind: str) -> str:
-    """The file kind a sequence of Aim dtype `kind` is compacted into (as the run reader expects)."""
-    if is_metric_kind(kind):
-        return METRICS_KIND
-    return kind[5:-1] if kind.startswith("list(") else kind
-
-
-def kind_token(kind: str) -> str:
-    """`kind` made safe for a file name; a short hash keeps distinct kinds apart if it changed."""
-    token = _UNSAFE_RE.sub("_", kind).strip(".") or "_"
-    if token != kind:
-        token += "_" + hashlib.sha1(kind.encode("utf-8", "surrogatepass")).hexdigest()[:8]
-    return token
-
-
-def file_name(kind: str, generation: int) -> str:
-    if kind == METRICS_KIND:
-        return f"metrics-{generation:06d}.parquet"
-    return f"objects-{kind_token(kind)}-{generation:06d}.parquet"
-
-
-def relative_path(kind: str, generation: int) -> str:
-    """Path of a compacted file relative to its run folder, as written in the manifest."""
-    return f"{COMPACTED_DIRNAME}/{file_name(kind, generation)}"
-
-
-def is_compacted_name(name: str) -> bool:
-    return _NAME_RE.fullmatch(name) is not None
-
-
-@dataclass(frozen=True)
-class SeqKey:
-    """Identity of one sequence inside a compacted file."""
-
-    seq_id: str
-    name: str
-    context: str  # canonical JSON text
-    kind: str  # Aim dtype ('float', 'aim.image', 'list(aim.image)', ...)
-
-
-@dataclass(frozen=True)
-class FileFooter:
-    """The aim_parquet metadata of one compacted file (see `read_footer`)."""
-
-    run_hash: str
-    kind: str
-    generation: int
-    segments: frozenset[str]
-    sequences: dict[str, SeqKey]
-    rows: int
-    format_version: int = FORMAT_VERSION  # callers refuse to touch a file of a newer one
-
-
-def read_footer(path: Path) -> FileFooter:
-    """Decode a compacted file's footer (opened safely: a link or FIFO is refused). Raises
-    OSError (CorruptFileError included), ArrowInvalid, ValueError or KeyError when unreadable."""
-    source, _size = parquet_source(path)
-    md = pq.read_metadata(source)
-    kv = {k.decode(): v.decode("utf-8", "surrogatepass") for k, v in (md.metadata or {}).items()}
-    what = f"footer of compacted file {path}"
-    seqs = loads_json(kv.get(META_SEQUENCES, "{}").encode("utf-8", "surrogatepass"), what)
-    segments = loads_json(kv.get(META_SEGMENTS, "[]").encode("utf-8", "surrogatepass"), what)
-    if not isinstance(seqs, dict) or not isinstance(segments, list):
-        raise ValueError(f"{what}: invalid sequences or segments")
-    for seg in segments:
-        seq_id, _, name = seg.partition("/") if isinstance(seg, str) else ("", "", "")
-        if not (is_valid_seq_id(seq_id) and is_segment_name(name)):
-            raise ValueError(f"{what}: invalid segment entry {seg!r:.60}")
-    keys = {}
-    for sid, d in seqs.items():
-        key = SeqKey(sid, d["name"], d["context"], d["kind"])
-        if not is_valid_seq_id(sid) or not all(isinstance(v, str) for v in key.__dict__.values()):
-            raise ValueError(f"{what}: invalid sequence entry {sid!r:.40}")
-        keys[sid] = key
-    return FileFooter(
-        run_hash=kv.get(META_RUN, ""),
-        kind=kv[META_KIND],
-        generation=int(kv[META_GENERATION]),
-        segments=frozenset(segments),
-        sequences=keys,
-        rows=md.num_rows,
-        format_version=format_version_of(md.metadata),
-    )
 
 
 def iter_file_pieces(path: Path, *, is_metric: bool) -> Iterator[tuple[str, str, str, pa.Table]]:

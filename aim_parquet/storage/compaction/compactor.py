@@ -40,6 +40,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from aim_parquet.errors import AimParquetError, FormatVersionError, MissingRunError, UnsafeFileError
+from aim_parquet.format.compacted import SeqKey, compacted_kind, is_compacted_name
 from aim_parquet.format.meta import CompactedFile, Manifest
 from aim_parquet.format.paths import (
     COMPACTED_DIRNAME,
@@ -52,14 +53,7 @@ from aim_parquet.format.paths import (
 from aim_parquet.storage.base.atomic import atomic_write
 from aim_parquet.storage.base.file_checks import check_version
 from aim_parquet.storage.base.safe_fs import first_link
-from aim_parquet.storage.compaction.compacted import (
-    CompactedFileWriter,
-    SeqKey,
-    compacted_kind,
-    is_compacted_name,
-    iter_file_pieces,
-    read_footer,
-)
+from aim_parquet.storage.compaction.compacted import CompactedFileWriter, iter_file_pieces
 from aim_parquet.storage.compaction.compaction_report import CompactionReport, RunCompaction
 from aim_parquet.storage.compaction.run_folder import (
     compaction_lock,
@@ -74,6 +68,7 @@ from aim_parquet.storage.compaction.run_folder import (
     unreadable_listed_file,
 )
 from aim_parquet.storage.online.catalogue_scan import catch_up_sidecar
+from aim_parquet.storage.online.compacted_read import read_footer
 from aim_parquet.storage.online.run_reader import list_run_hashes, list_segments, load_manifest
 
 log = logging.getLogger(__name__)
@@ -404,11 +399,11 @@ def compact_repo(
                 progress(len(done), len(hashes), entry.run_hash)
     notes: list[str] = []
     try:
-        from aim_parquet.storage.maintenance.dataset import refresh_dataset
+        from aim_parquet.storage.compaction.dataset import refresh_dataset
 
         refreshed = refresh_dataset(layout)
         notes.extend(f"analyst dataset: {n}" for n in refreshed.notes)
     except Exception as exc:  # the compaction itself succeeded: report, don't fail it
-        notes.append(f"could not refresh the analyst dataset and runs table: {exc}")
+        notes.append(f"could not refresh the runs table and the analyst dataset: {exc}")
     entries = tuple(done[h] for h in hashes)
     return CompactionReport(entries, time.perf_counter() - started, tuple(notes))

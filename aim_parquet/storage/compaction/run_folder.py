@@ -18,6 +18,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from aim_parquet.errors import FormatVersionError, RunLockedError
+from aim_parquet.format.compacted import SeqKey
 from aim_parquet.format.meta import Manifest
 from aim_parquet.format.paths import RepoLayout
 from aim_parquet.format.schema import (
@@ -28,9 +29,16 @@ from aim_parquet.format.schema import (
     OBJECT_SCHEMA,
 )
 from aim_parquet.storage.base.file_checks import check_segment_schema, segment_source
-from aim_parquet.storage.base.lock import RunLock, is_run_locked
-from aim_parquet.storage.base.safe_fs import flock_holder, flock_pids, held_flock, is_flocked
-from aim_parquet.storage.compaction.compacted import SeqKey, read_footer
+from aim_parquet.storage.base.lock import RunLock
+from aim_parquet.storage.base.safe_fs import (
+    flock_holder,
+    flock_pids,
+    held_flock,
+    is_flocked,
+    require_real_run_dir,
+)
+from aim_parquet.storage.online.compacted_read import read_footer
+from aim_parquet.storage.online.writer_parts import run_lock_holder, writer_ranks
 
 COMPACT_LOCK_FILENAME = "compact.lock"
 
@@ -145,13 +153,17 @@ def is_run_live(layout: RepoLayout, run_hash: str) -> bool:
     """Whether a writer holds the run now: its identity names a live process, or (the kernel's
     view, which also covers the instant between a writer's flock and its identity) /proc/locks
     shows a flock on its lock file. Takes no lock, so it never makes a resume fail."""
-    path = layout.lock_file(run_hash)
-    if is_run_locked(path) is not None:
+    if run_lock_holder(layout, run_hash) is not None:
         return True
-    try:
-        return bool(flock_pids(path))
-    except OSError:
-        return False
+    paths = [layout.lock_file(run_hash)]
+    paths += [layout.writer_lock(run_hash, r) for r in writer_ranks(layout, run_hash, "lock")]
+    for path in paths:  # every writer's, for a run with several
+        try:
+            if flock_pids(path):
+                return True
+        except OSError:
+            continue
+    return False
 
 
 def is_uncommitted(run_dir: Path, path: Path) -> bool:
@@ -190,7 +202,7 @@ def try_run_lock(layout: RepoLayout, run_hash: str) -> RunLock | None:
 def run_holder(layout: RepoLayout, run_hash: str) -> str:
     """Who holds a run's write lock, in words: the identity in its lock file when that process
     is alive, else the process /proc/locks names, else "another process"."""
-    holder = is_run_locked(layout.lock_file(run_hash))
+    holder = run_lock_holder(layout, run_hash)
     return holder.describe() if holder is not None else flock_holder(layout.lock_file(run_hash))
 
 
@@ -205,6 +217,7 @@ def compaction_lock(layout: RepoLayout, run_hash: str) -> Iterator[str | None]:
     is in progress (process 123 (aim-parquet compact))"). Raises FileNotFoundError when the run
     folder is gone (it is never created again) and UnsafeFileError for a link or FIFO."""
     path = layout.run_dir(run_hash) / COMPACT_LOCK_FILENAME
+    require_real_run_dir(path, f"lock run {run_hash}")
     with held_flock(path, "compaction lock") as held:
         if held:
             yield None

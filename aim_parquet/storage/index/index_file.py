@@ -34,7 +34,7 @@ from typing import Any
 from aim_parquet.errors import AimParquetError
 from aim_parquet.format.meta import FORMAT_VERSION
 from aim_parquet.format.paths import RepoLayout, is_valid_run_hash
-from aim_parquet.storage.base.safe_fs import MAX_JSON_FILE_BYTES, read_regular
+from aim_parquet.storage.base.safe_fs import MAX_JSON_FILE_BYTES, first_link, read_regular
 from aim_parquet.storage.index.run_records import Catalogue, RunRecord, json_text
 
 INDEX_FILENAME = "runs.jsonl"
@@ -188,7 +188,9 @@ def decode_index(raw: bytes) -> list[tuple[StatKey, RunRecord]]:
 
 def index_file_problem(layout: RepoLayout) -> str | None:
     """Why the index file cannot be used as it is, decoding every entry in full (None when it
-    is sound or missing)."""
+    is sound or missing, or `.aim/index` is a link: never read, `verify` names the link)."""
+    if first_link(layout.aim_dir, layout.index_dir) is not None:
+        return None
     try:
         raw = read_regular(layout.index_dir / INDEX_FILENAME, "run index", MAX_JSON_FILE_BYTES)
     except FileNotFoundError:

@@ -53,8 +53,7 @@ from aim_parquet.errors import AimParquetError, CorruptFileError
 from aim_parquet.format.meta import RunMeta, loads_json_object
 from aim_parquet.format.paths import SIDECAR_FILENAME, RepoLayout, is_valid_run_hash
 from aim_parquet.storage.base.atomic import atomic_write
-from aim_parquet.storage.base.lock import is_run_locked
-from aim_parquet.storage.base.repo_changes import MarkerKey, marker_key
+from aim_parquet.storage.base.repo_changes import MarkerKey, index_link, marker_key
 from aim_parquet.storage.base.safe_fs import MAX_JSON_FILE_BYTES, held_flock, read_regular
 from aim_parquet.storage.index.index_file import (
     INDEX_FILENAME,
@@ -65,7 +64,13 @@ from aim_parquet.storage.index.index_file import (
     stat_key,
 )
 from aim_parquet.storage.index.run_records import CatalogueEntry, RunRecord
-from aim_parquet.storage.online.catalogue_scan import is_writer_gone, scan_catalogue
+from aim_parquet.storage.online.catalogue_scan import is_writer_gone, read_catalogue, scan_catalogue
+from aim_parquet.storage.online.writer_parts import (
+    load_writer_parts,
+    merge_parts,
+    parts_key,
+    run_lock_holder,
+)
 
 __all__ = [
     "INDEX_FILENAME",
@@ -189,6 +194,8 @@ class RunIndex:
     # -- reading ---------------------------------------------------------------------------
     def _load_file(self) -> tuple[dict[str, _Entry], bool]:
         """Entries of the index file and whether it was usable (if not, it is rebuilt)."""
+        if index_link(self.layout) is not None:
+            return {}, False  # never read through a link (and never written: `_write`)
         try:
             raw = read_regular(self.path, "run index", MAX_JSON_FILE_BYTES)
         except FileNotFoundError:
@@ -216,6 +223,8 @@ class RunIndex:
             return _Entry(key, None, DamagedRun(run_hash, str(path), str(exc)))
         except FileNotFoundError:  # deleted between its stat and its read
             return _Entry(key, None, DamagedRun(run_hash, str(path), "the sidecar is missing"))
+        if meta.is_multi_writer:
+            return self._read_writers(run_hash, key, data, meta)
         if not is_writer_gone(self.layout, meta):
             return _Entry(key, RunRecord(run_hash, data, meta))
         try:
@@ -234,6 +243,31 @@ class RunIndex:
         meta = replace(meta, sequences=infos)
         return _Entry(key, RunRecord(run_hash, data, meta, is_rebuilt=True))
 
+    def _read_writers(
+        self, run_hash: str, key: StatKey, data: dict[str, object], main: RunMeta
+    ) -> _Entry:
+        """The entry of a run with several writers: run.json merged with every writer's part,
+        its catalogue caught up writer by writer (`read_catalogue`). Its key also covers the
+        parts, so a part's change is seen like a sidecar's."""
+        key = f"{key}+{parts_key(self.layout, run_hash)}"
+        path = self.layout.writers_dir(run_hash)
+        try:
+            meta = merge_parts(main, load_writer_parts(self.layout, run_hash))
+            infos = tuple(read_catalogue(self.layout, run_hash, meta))
+        except PermissionError as exc:
+            return _Entry(key, None, DamagedRun(run_hash, str(path), str(exc), True))
+        except (ValueError, OSError, pa.ArrowException, AimParquetError) as exc:
+            return _Entry(key, None, DamagedRun(run_hash, str(path), str(exc)))
+        is_rebuilt = meta.end_time is None and run_lock_holder(self.layout, run_hash) is None
+        data = {
+            **data,
+            "sequences": [i.to_json() for i in infos],
+            "end_time": meta.end_time,
+            "updated_at": meta.updated_at,
+        }
+        meta = replace(meta, sequences=infos)
+        return _Entry(key, RunRecord(run_hash, data, meta, is_rebuilt=is_rebuilt))
+
     def _missing_sidecar(self, run_hash: str) -> DamagedRun | None:
         """A run folder without sidecar: being created (None) or damaged."""
         run_dir = self.layout.run_dir(run_hash)
@@ -241,7 +275,7 @@ class RunIndex:
             age = time.time() - run_dir.stat().st_mtime
         except FileNotFoundError:
             return None  # deleted meanwhile
-        if age < YOUNG_RUN_S or is_run_locked(self.layout.lock_file(run_hash)) is not None:
+        if age < YOUNG_RUN_S or run_lock_holder(self.layout, run_hash) is not None:
             return None
         path = run_dir / SIDECAR_FILENAME
         return DamagedRun(run_hash, str(path), "the sidecar is missing")
@@ -312,11 +346,13 @@ class RunIndex:
                     damaged.append(DamagedRun(run_hash, path, str(exc), True))
                     continue
                 key = stat_key(st)
+                if entry is not None and "+" in entry.key:  # several writers: their parts too
+                    key = f"{key}+{parts_key(self.layout, run_hash)}"
                 if (
                     entry is None
                     or entry.key != key
                     or entry.record is None
-                    or (entry.is_open and is_run_locked(self.layout.lock_file(run_hash)) is None)
+                    or (entry.is_open and run_lock_holder(self.layout, run_hash) is None)
                 ):  # new, changed, damaged, or its writer died since it was read
                     previous = entry
                     entry = self._read_sidecar(run_hash, key)
@@ -356,6 +392,10 @@ class RunIndex:
             if (r := e.stored_record) is not None
         ]
         data = encode_index(rows)
+        link = index_link(self.layout)
+        if link is not None:  # `verify` names it; the index is only a cache
+            log.debug("aim_parquet: not writing run index %s: %s is a link", self.path, link)
+            return
         try:
             self.layout.index_dir.mkdir(parents=True, exist_ok=True)
             with held_flock(self.lock_path, "run index lock") as held:
@@ -414,5 +454,6 @@ class RunIndex:
 
     def remove_file(self) -> None:
         """Delete the index file (it is rebuilt on the next refresh)."""
-        self.path.unlink(missing_ok=True)
+        if index_link(self.layout) is None:
+            self.path.unlink(missing_ok=True)
         self.invalidate()

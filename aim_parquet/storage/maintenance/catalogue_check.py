@@ -17,24 +17,54 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
 from aim_parquet.errors import AimParquetError
-from aim_parquet.format.meta import RunMeta
+from aim_parquet.format.meta import RunMeta, SequenceInfo
 from aim_parquet.format.paths import RepoLayout
 from aim_parquet.storage.base.repo_changes import write_sidecar
 from aim_parquet.storage.maintenance import salvage
-from aim_parquet.storage.online.catalogue_scan import scan_catalogue, stale_sequences
-
-if TYPE_CHECKING:
-    from aim_parquet.storage.maintenance.run_check import Fix, Problem
+from aim_parquet.storage.maintenance.problems import Fix, Problem
+from aim_parquet.storage.online.catalogue_scan import (
+    edit_writer_catalogue,
+    scan_catalogue,
+    stale_sequences,
+)
+from aim_parquet.storage.online.run_reader import load_sidecar
+from aim_parquet.storage.online.writer_parts import sequence_owner, writer_ranks
 
 
 def rewrite_sidecar(layout: RepoLayout, meta: RunMeta) -> str:
-    write_sidecar(layout, meta.hash, meta.dumps())
-    return "sidecar rewritten"
+    """Write `meta` (the caller holds the run's `lock`). For a run with several writers, `meta`
+    is the merged view: each writer's file gets its own sequences (by `sequence_owner`) and
+    keeps its own `end_time`; a part is rewritten under its writer's lock, and not at all while
+    that writer lives."""
+    if not meta.is_multi_writer:
+        write_sidecar(layout, meta.hash, meta.dumps())
+        return "sidecar rewritten"
+    owned: dict[int, list[SequenceInfo]] = {}
+    for info in meta.sequences:
+        owned.setdefault(sequence_owner(info.context), []).append(info)
+    try:
+        own_end = load_sidecar(layout, meta.hash).end_time
+    except (OSError, AimParquetError):  # a sidecar being rebuilt: the merged view's
+        own_end = meta.end_time
+    main = RunMeta(**{**meta.__dict__, "sequences": tuple(owned.pop(0, [])), "end_time": own_end})
+    write_sidecar(layout, meta.hash, main.dumps())
+    for rank in sorted(set(owned) | set(writer_ranks(layout, meta.hash, "json"))):
+        infos = tuple(owned.get(rank, []))
+
+        def change(
+            _layout: RepoLayout,
+            part: RunMeta,
+            _owner: int | None,
+            infos: tuple[SequenceInfo, ...] = infos,
+        ) -> tuple[RunMeta, list[str]]:
+            return RunMeta(**{**part.__dict__, "sequences": infos}), []
+
+        edit_writer_catalogue(layout, meta.hash, rank, change, True)
+    return "sidecar and writer parts rewritten"
 
 
 class CatalogueChecks:

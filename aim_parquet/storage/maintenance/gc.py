@@ -9,8 +9,8 @@ period just spares it the retry); `.tmp-*` files older than `grace_s` (and at le
 own for `TEMP_GRACE_S`); empty sequence folders of runs no live writer holds. It never takes a run's write lock, so a training script can resume any
 run while gc works (a writer re-creates a sequence folder removed under it). Repository-wide:
 everything in `.aim/trash/` (runs whose delete was interrupted) and `.tmp-*` entries in `.aim/`,
-`.aim/runs/` and `.aim/index/` whose newest file is that old (a copy in progress lives under such
-a name).
+`.aim/runs/` and `.aim/index/` whose newest file is that old, unless a copy still fills it (a
+run being copied in lives under such a name, with its folder's flock held).
 Quarantined files are never removed: they are the user's to inspect.
 
 Nothing is deleted through a symbolic link: a folder under `.aim/` that is a link (`trash/`,
@@ -33,6 +33,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from aim_parquet.errors import AimParquetError
+from aim_parquet.format.compacted import is_compacted_name
 from aim_parquet.format.meta import FORMAT_VERSION
 from aim_parquet.format.paths import (
     LOCK_FILENAME,
@@ -42,9 +43,8 @@ from aim_parquet.format.paths import (
     RepoLayout,
     is_segment_name,
 )
-from aim_parquet.storage.base.lock import is_run_locked
-from aim_parquet.storage.base.safe_fs import first_link, remove_tree
-from aim_parquet.storage.compaction.compacted import is_compacted_name, read_footer
+from aim_parquet.storage.base.safe_fs import first_link, is_folder_in_use, remove_tree
+from aim_parquet.storage.compaction.dataset import collectable_files
 from aim_parquet.storage.compaction.run_folder import (
     COMPACT_LOCK_FILENAME,
     compaction_lock,
@@ -53,10 +53,11 @@ from aim_parquet.storage.compaction.run_folder import (
     remove_empty_dirs,
     unreadable_listed_file,
 )
-from aim_parquet.storage.maintenance.dataset import collectable_files
-from aim_parquet.storage.maintenance.run_check import TEMP_GRACE_S
+from aim_parquet.storage.maintenance.problems import TEMP_GRACE_S
 from aim_parquet.storage.online.catalogue_scan import read_catalogue
+from aim_parquet.storage.online.compacted_read import read_footer
 from aim_parquet.storage.online.run_reader import list_run_hashes, load_manifest, load_run_meta
+from aim_parquet.storage.online.writer_parts import run_lock_holder
 
 log = logging.getLogger(__name__)
 
@@ -250,10 +251,14 @@ def gc_repo(layout: RepoLayout, *, grace_s: float = DEFAULT_GRACE_S) -> GcReport
             continue
         for name in names:
             path = folder / name
-            if name.startswith(TEMP_PREFIX) and _temp_age(path, now) >= max(
-                grace_s, TEMP_MIN_AGE_S
-            ):
-                out.remove(path, "temp-file")
+            if not name.startswith(TEMP_PREFIX):
+                continue
+            if _temp_age(path, now) < max(grace_s, TEMP_MIN_AGE_S):
+                continue
+            if is_folder_in_use(path):  # a copy in progress (its files keep their old mtimes)
+                out.notes.append(f"kept {path}: a copy into it is in progress")
+                continue
+            out.remove(path, "temp-file")
     for path in collectable_files(layout, grace_s, now):
         out.remove(path, "dataset-file")
     return GcReport(tuple(out.removed), tuple(out.notes))
@@ -350,7 +355,7 @@ def repo_stats(layout: RepoLayout) -> StatsReport:
             )
             sequences = list(meta.sequences)
         archived += meta.archived
-        if meta.end_time is None and is_run_locked(layout.lock_file(run_hash)) is not None:
+        if meta.end_time is None and run_lock_holder(layout, run_hash) is not None:
             active += 1
         for seq in sequences:
             if seq.is_metric:

@@ -18,7 +18,7 @@ from pathlib import Path
 from aim_parquet.format.paths import RepoLayout, is_valid_run_hash
 from aim_parquet.storage.base.safe_fs import describe_mode
 from aim_parquet.storage.maintenance import salvage
-from aim_parquet.storage.maintenance.run_check import PERMISSION_DENIED, Problem
+from aim_parquet.storage.maintenance.problems import PERMISSION_DENIED, Problem
 
 
 def _run_of(layout: RepoLayout, path: Path) -> str | None:

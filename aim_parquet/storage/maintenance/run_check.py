@@ -14,15 +14,13 @@ import functools
 import os
 import time
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from aim_parquet.errors import AimParquetError, CorruptFileError, FormatVersionError
+from aim_parquet.format.compacted import is_compacted_name
 from aim_parquet.format.meta import Manifest, RunMeta
 from aim_parquet.format.paths import TEMP_PREFIX, RepoLayout, is_valid_seq_id
 from aim_parquet.storage.base.safe_fs import read_regular
-from aim_parquet.storage.compaction.compacted import is_compacted_name
 from aim_parquet.storage.compaction.run_folder import (
     COMPACT_LOCK_FILENAME,
     is_file_locked,
@@ -32,6 +30,7 @@ from aim_parquet.storage.compaction.run_folder import (
 from aim_parquet.storage.index.run_index import YOUNG_RUN_S
 from aim_parquet.storage.maintenance import salvage
 from aim_parquet.storage.maintenance.catalogue_check import CatalogueChecks, rewrite_sidecar
+from aim_parquet.storage.maintenance.problems import PERMISSION_DENIED, TEMP_GRACE_S, Fix, Problem
 from aim_parquet.storage.maintenance.verify_files import (
     check_parquet_file,
     check_segment_file,
@@ -40,24 +39,6 @@ from aim_parquet.storage.maintenance.verify_files import (
     missing_segments,
 )
 from aim_parquet.storage.online.run_reader import list_segments, load_manifest, load_run_meta
-
-TEMP_GRACE_S = 600.0  # a temp file this old is a leftover even in a run that is being written
-PERMISSION_DENIED = "permission-denied"  # a problem kind that is not damage
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One damaged file. `action` says what `--repair` did (empty when it was not asked)."""
-
-    run_hash: str | None  # None for repository-level files
-    path: str
-    kind: str  # invalid-sidecar, missing-sidecar, future-format, invalid-manifest, ...
-    detail: str
-    repaired: bool = False
-    action: str = ""
-
-
-Fix = Callable[[], str]
 
 
 class RunCheck(CatalogueChecks):

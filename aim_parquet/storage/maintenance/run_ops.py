@@ -8,7 +8,8 @@
 - **Copy**: hold the source run's compaction lock and write lock for the whole copy, so neither a
   compaction nor a resumed writer changes the run meanwhile (a busy run is refused, naming the
   holder); copy its regular files (not its lock files, not temp files) to
-  `runs/.tmp-<hash>-<random>` of the destination, which readers ignore, then rename it to
+  `runs/.tmp-<hash>-<random>` of the destination, which readers ignore and whose `flock` the copy
+  holds (so `gc` never removes it however old the copied files are), then rename it to
   `runs/<hash>`. A crash leaves only an ignored temp folder. A run holding a symbolic link or a
   special file (FIFO, device) is refused: nothing is copied through a link. From a read-only
   source (its lock files cannot be opened for writing) the copy takes no lock; it is refused if a
@@ -29,14 +30,15 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
-from aim_parquet.errors import MissingRunError, RunLockedError, UnsafeFileError
+from aim_parquet.errors import AimParquetError, MissingRunError, RunLockedError, UnsafeFileError
 from aim_parquet.format.paths import LOCK_FILENAME, TEMP_PREFIX, RepoLayout, validate_run_hash
-from aim_parquet.storage.base.lock import RunLock, is_run_locked
+from aim_parquet.storage.base.lock import RunLock
 from aim_parquet.storage.base.repo_changes import note_change
 from aim_parquet.storage.base.safe_fs import (
     copy_regular,
     describe_mode,
     first_link,
+    held_folder,
     remove_tree,
     require_real_dirs,
 )
@@ -45,6 +47,7 @@ from aim_parquet.storage.compaction.run_folder import (
     hold_run_locks,
     run_holder,
 )
+from aim_parquet.storage.online.writer_parts import extra_writer_holder, run_lock_holder
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +56,7 @@ _READ_ONLY_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
 
 def _require_run(layout: RepoLayout, run_hash: str) -> Path:
     run_dir = layout.run_dir(validate_run_hash(run_hash))
+    require_real_dirs(layout.aim_dir, layout.runs_dir, None)  # (callers name the action)
     try:
         mode = os.lstat(run_dir).st_mode
     except FileNotFoundError:
@@ -117,6 +121,7 @@ def delete_run_folder(layout: RepoLayout, run_hash: str) -> None:
     except FileNotFoundError:
         raise MissingRunError(f"No run {run_hash!r} in repository {layout.root}.") from None
     try:
+        _refuse_extra_writers(layout, run_hash, "delete")
         target = _move_to_trash(layout, run_hash)
     finally:
         lock.release()
@@ -124,6 +129,14 @@ def delete_run_folder(layout: RepoLayout, run_hash: str) -> None:
 
 
 # -- copy and move -----------------------------------------------------------------------------
+
+
+def _refuse_extra_writers(layout: RepoLayout, run_hash: str, what: str) -> None:
+    """RunLockedError when another rank of a distributed job still writes the run (the caller
+    holds its `lock`, rank 0's)."""
+    holder = extra_writer_holder(layout, run_hash)
+    if holder is not None:
+        raise _locked_error(run_hash, what, holder.describe())
 
 
 def _check_copyable(run_dir: Path, run_hash: str) -> None:
@@ -186,14 +199,32 @@ def _source_held(src: RepoLayout, run_hash: str, what: str) -> Iterator[bool]:
                 f"Cannot {what} run {run_hash}: {busy}. Try again when it is done (a run being "
                 "written: close it or wait for its process to finish)."
             )
-        if not is_locked:
-            holder = is_run_locked(src.lock_file(run_hash))
+        if is_locked:
+            _refuse_extra_writers(src, run_hash, what)
+        else:
+            holder = run_lock_holder(src, run_hash)
             if holder is not None:
                 raise _locked_error(run_hash, what, holder.describe())
         yield is_locked
 
 
+def check_destination(src: RepoLayout, dest_root: Path) -> None:
+    """Refuse a copy or move into the source repository itself or anywhere inside its `.aim/`
+    (a run folder, `trash/`, ...): a move would delete the copy with its source, or `gc`
+    would. Checked on resolved paths, before the destination is created."""
+    src_aim = Path(os.path.realpath(src.aim_dir))
+    dest_aim = Path(os.path.realpath(RepoLayout(dest_root).aim_dir))
+    if dest_aim == src_aim:
+        raise AimParquetError(f"the destination {dest_root} is this repository")
+    if src_aim in dest_aim.parents:
+        raise AimParquetError(
+            f"the destination {dest_root} lies inside this repository's {src.aim_dir}; choose "
+            "a folder outside it."
+        )
+
+
 def _copy_into(src: RepoLayout, dest: RepoLayout, run_hash: str, is_locked: bool) -> None:
+    check_destination(src, dest.root)
     run_dir = src.run_dir(run_hash)
     _check_copyable(run_dir, run_hash)
     target = dest.runs_dir / run_hash
@@ -204,18 +235,25 @@ def _copy_into(src: RepoLayout, dest: RepoLayout, run_hash: str, is_locked: bool
     tmp = dest.runs_dir / f"{TEMP_PREFIX}{run_hash}-{secrets.token_hex(4)}"
     before = None if is_locked else _tree_state(run_dir)
     try:
-        shutil.copytree(
-            run_dir, tmp, symlinks=True, ignore=_ignore_for_copy, copy_function=copy_regular
-        )
-        if before is not None and _tree_state(run_dir) != before:
-            raise RunLockedError(
-                f"Cannot copy run {run_hash}: its files changed while they were copied (a "
-                "writer or compactor works on it, and its read-only repository lets no lock be "
-                "taken). Try again when it is done."
+        tmp.mkdir()
+        with held_folder(tmp):  # (copied files keep their old mtimes: gc goes by this lock)
+            shutil.copytree(
+                run_dir,
+                tmp,
+                symlinks=True,
+                ignore=_ignore_for_copy,
+                copy_function=copy_regular,
+                dirs_exist_ok=True,
             )
-        if os.path.lexists(target):
-            raise FileExistsError(f"run {run_hash} already exists in repository {dest.root}")
-        os.rename(tmp, target)
+            if before is not None and _tree_state(run_dir) != before:
+                raise RunLockedError(
+                    f"Cannot copy run {run_hash}: its files changed while they were copied (a "
+                    "writer or compactor works on it, and its read-only repository lets no lock "
+                    "be taken). Try again when it is done."
+                )
+            if os.path.lexists(target):
+                raise FileExistsError(f"run {run_hash} already exists in repository {dest.root}")
+            os.rename(tmp, target)
         note_change(dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

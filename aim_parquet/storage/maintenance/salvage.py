@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from aim_parquet.errors import AimParquetError
+from aim_parquet.format.compacted import is_compacted_name
 from aim_parquet.format.meta import CompactedFile, Manifest, RunMeta, SequenceInfo
 from aim_parquet.format.paths import RepoLayout, is_valid_seq_id
 from aim_parquet.storage.base.atomic import atomic_write, fsync_dir, temp_path_for
@@ -35,10 +36,10 @@ from aim_parquet.storage.base.safe_fs import (
     read_regular,
     require_real_dirs,
 )
-from aim_parquet.storage.compaction.compacted import is_compacted_name, read_footer
 from aim_parquet.storage.compaction.run_folder import iter_segment_batches
 from aim_parquet.storage.index.run_index import INDEX_FILENAME, read_index_file
 from aim_parquet.storage.online.catalogue_scan import scan_catalogue
+from aim_parquet.storage.online.compacted_read import read_footer
 from aim_parquet.storage.online.run_reader import (
     list_segments,
     read_sequence,
@@ -64,6 +65,7 @@ def quarantine(layout: RepoLayout, path: Path, *, keep: bool = False) -> Path:
     target = quarantine_dir(layout) / rel
     if os.path.lexists(target):
         target = target.with_name(f"{target.name}.{time.time_ns()}")
+    require_real_dirs(layout.aim_dir, path.parent, f"quarantine {path}")  # (never moved out)
     require_real_dirs(layout.aim_dir, target.parent, f"quarantine {path}")
     target.parent.mkdir(parents=True, exist_ok=True)
     if keep:

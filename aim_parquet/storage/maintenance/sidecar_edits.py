@@ -19,8 +19,9 @@ from aim_parquet.storage.base.lock import RunLock
 from aim_parquet.storage.base.repo_changes import write_sidecar
 from aim_parquet.storage.compaction.run_folder import run_holder
 from aim_parquet.storage.maintenance.salvage import last_timestamp
-from aim_parquet.storage.online.catalogue_scan import caught_up
-from aim_parquet.storage.online.run_reader import load_run_meta
+from aim_parquet.storage.online.catalogue_scan import caught_up, edit_writer_catalogue
+from aim_parquet.storage.online.run_reader import load_run_meta, load_sidecar
+from aim_parquet.storage.online.writer_parts import writer_ranks
 
 
 def _edit(
@@ -38,7 +39,7 @@ def _edit(
             "process, or wait until the run is closed."
         ) from None
     try:
-        meta = load_run_meta(layout, run_hash)
+        meta = load_sidecar(layout, run_hash)  # rank 0's, for a run with several writers
         new = change(meta)
         if new != meta:
             write_sidecar(layout, run_hash, replace(new, updated_at=time.time()).dumps())
@@ -59,16 +60,25 @@ def finish_run(layout: RepoLayout, run_hash: str) -> RunMeta:
     `end_time` becomes its newest point's timestamp (the last sidecar update when it has no
     point). A run that already has an `end_time` is left as it is."""
 
-    def change(meta: RunMeta) -> RunMeta:
+    def finish(meta: RunMeta, owner: int | None) -> RunMeta:
         if meta.end_time is not None:
             return meta
-        meta = caught_up(layout, meta)
+        meta = caught_up(layout, meta, owner)
         end = last_timestamp(layout, run_hash, list(meta.sequences))
         if end is None:
             end = meta.updated_at or meta.creation_time
         return replace(meta, end_time=end)
 
-    return _edit(layout, run_hash, "close", change)
+    main = _edit(layout, run_hash, "close", lambda m: finish(m, 0 if m.is_multi_writer else None))
+    if not main.is_multi_writer:
+        return main
+    for rank in writer_ranks(layout, run_hash, "json"):  # each dead rank, under its lock
+
+        def change(_l: RepoLayout, part: RunMeta, owner: int | None) -> tuple[RunMeta, list[str]]:
+            return finish(part, owner), []
+
+        edit_writer_catalogue(layout, run_hash, rank, change, True)
+    return load_run_meta(layout, run_hash)
 
 
 _KEEP: object = object()

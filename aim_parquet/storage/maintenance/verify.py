@@ -33,21 +33,16 @@ from aim_parquet.storage.base.atomic import atomic_write_json
 from aim_parquet.storage.base.safe_fs import (
     MAX_JSON_FILE_BYTES,
     first_link,
+    is_folder_in_use,
     read_regular,
     remove_tree,
 )
 from aim_parquet.storage.compaction.run_folder import hold_run_locks
 from aim_parquet.storage.index.run_index import INDEX_FILENAME, RunIndex, index_file_problem
 from aim_parquet.storage.maintenance.gc import GcReport, StatsReport, gc_repo, repo_stats
+from aim_parquet.storage.maintenance.problems import PERMISSION_DENIED, TEMP_GRACE_S, Fix, Problem
 from aim_parquet.storage.maintenance.repo_scan import scan_repo
-from aim_parquet.storage.maintenance.run_check import (
-    PERMISSION_DENIED,
-    TEMP_GRACE_S,
-    Fix,
-    Problem,
-    RunCheck,
-    listdir_sorted,
-)
+from aim_parquet.storage.maintenance.run_check import RunCheck, listdir_sorted
 from aim_parquet.storage.online.run_reader import list_run_hashes
 
 __all__ = [
@@ -169,7 +164,11 @@ def _check_repo_files(layout: RepoLayout, repair: bool) -> tuple[list[Problem], 
             continue  # a linked folder: named by the scan, nothing is deleted through it
         for name in listdir_sorted(folder):
             path = folder / name
-            if name.startswith(TEMP_PREFIX) and now - _mtime(path) > TEMP_GRACE_S:
+            if (
+                name.startswith(TEMP_PREFIX)
+                and now - _mtime(path) > TEMP_GRACE_S
+                and not is_folder_in_use(path)  # a copy in progress
+            ):
                 ok, action = False, ""
                 if repair:
                     _remove_tree(path)

@@ -28,8 +28,8 @@ from aim_parquet.storage.base.file_checks import (
     parquet_source,
     segment_source,
 )
-from aim_parquet.storage.compaction.compacted import read_footer
 from aim_parquet.storage.compaction.run_folder import schema_key
+from aim_parquet.storage.online.compacted_read import read_footer
 
 
 def check_segment_file(seg: Path) -> tuple[str | None, str, int]:

@@ -36,7 +36,7 @@ import math
 import os
 import stat
 import time
-from collections.abc import Container, Iterable
+from collections.abc import Callable, Container, Iterable
 from dataclasses import replace
 from pathlib import Path
 from typing import TypeAlias
@@ -62,13 +62,21 @@ from aim_parquet.storage.base.repo_changes import write_sidecar
 from aim_parquet.storage.online.compacted_read import GoneFiles, is_gone, read_compacted
 from aim_parquet.storage.online.run_reader import (
     MAX_SWAP_RETRIES,
-    load_run_meta,
+    load_sidecar,
     manifest_bytes,
     parse_manifest,
     segment_names,
 )
 from aim_parquet.storage.online.run_writer import summarize
 from aim_parquet.storage.online.segments import read_segment, read_segment_from
+from aim_parquet.storage.online.writer_parts import (
+    load_writer_part,
+    load_writer_parts,
+    run_lock_holder,
+    sequence_owner,
+    writer_lock_holder,
+    writer_ranks,
+)
 
 log = logging.getLogger(__name__)
 
@@ -127,9 +135,14 @@ def stale_sequences(stored: Iterable[SequenceInfo], true: Iterable[SequenceInfo]
 
 # -- liveness -------------------------------------------------------------------------------
 def is_writer_gone(layout: RepoLayout, meta: RunMeta) -> bool:
-    """True when the run was not closed (no `end_time`) and no live process holds its lock:
-    its catalogue may lag its segments, and nothing will catch it up but a scan."""
-    return meta.end_time is None and is_run_locked(layout.lock_file(meta.hash)) is None
+    """True when the run was not closed (no `end_time`) and no live process holds its lock
+    (any writer's lock, for a run with several): its catalogue may lag its segments, and
+    nothing will catch it up but a scan."""
+    if meta.end_time is not None:
+        return False
+    if meta.is_multi_writer:
+        return run_lock_holder(layout, meta.hash) is None
+    return is_run_locked(layout.lock_file(meta.hash)) is None
 
 
 # -- scanning -------------------------------------------------------------------------------
@@ -247,7 +260,7 @@ def _compacted_only(files: _RunFiles, known: Container[str]) -> list[SequenceInf
     compacted by an earlier release while its catalogue lagged)."""
     if files.manifest is None:
         return []
-    from aim_parquet.storage.compaction.compacted import read_footer
+    from aim_parquet.storage.online.compacted_read import read_footer
 
     out: dict[str, SequenceInfo] = {}
     for f in files.manifest.files:
@@ -279,10 +292,15 @@ def _seq_folder_ids(files: _RunFiles) -> list[str]:
 
 
 def _scan_once(
-    files: _RunFiles, infos: tuple[SequenceInfo, ...], known: Container[str], *, full: bool
+    files: _RunFiles,
+    infos: tuple[SequenceInfo, ...],
+    known: Container[str],
+    *,
+    full: bool,
+    owner: int | None = None,
 ) -> list[SequenceInfo]:
     """`infos` scanned, then the sequences on disk whose seq id is neither among them nor in
-    `known`."""
+    `known` (with `owner`: only those that belong to that writer of a multi-writer run)."""
     out = [_scan_sequence(files, i, full=full) for i in infos]
     seen = {i.seq_id for i in infos}
     new: list[SequenceInfo] = []
@@ -294,6 +312,8 @@ def _scan_once(
     if full:
         seen.update(i.seq_id for i in new)
         new.extend(i for i in _compacted_only(files, seen) if i.seq_id not in known)
+    if owner is not None:
+        new = [i for i in new if sequence_owner(i.context) == owner]
     out.extend(_scan_sequence(files, i, full=True) for i in new)
     return out
 
@@ -305,6 +325,7 @@ def _scan(
     known: Container[str] = (),
     *,
     full: bool = False,
+    owner: int | None = None,
 ) -> list[SequenceInfo]:
     """`_scan_once` as of one manifest state; starts over when a compaction swapped files."""
     run_dir = f"{os.fspath(layout.runs_dir)}/{validate_run_hash(run_hash)}"
@@ -316,7 +337,7 @@ def _scan(
         manifest, seen = parse_manifest(manifest_path)
         files = _RunFiles(run_dir, manifest)
         try:
-            out = _scan_once(files, infos, known, full=full)
+            out = _scan_once(files, infos, known, full=full, owner=owner)
         except OSError as exc:
             if is_gone(exc):
                 gone.check(exc, seen)
@@ -329,17 +350,24 @@ def _scan(
 
 # -- what each caller uses ------------------------------------------------------------------
 def scan_catalogue(
-    layout: RepoLayout, run_hash: str, meta: RunMeta, *, full: bool = False
+    layout: RepoLayout,
+    run_hash: str,
+    meta: RunMeta,
+    *,
+    full: bool = False,
+    owner: int | None = None,
 ) -> tuple[SequenceInfo, ...]:
     """Every sequence of the run summarised from its points: the catalogue's entries caught up
     from their reach, then the sequences it lacks. `full`: every entry from all of its points,
     and sequences found only in compacted files too (what `verify` compares with). Every reach
-    of the result is sealed: call this only for a run no live writer holds."""
-    return tuple(_scan(layout, run_hash, meta.sequences, full=full))
+    of the result is sealed: call this only for a run no live writer holds. `owner`: `meta` is
+    one writer's part (or rank 0's run.json) of a multi-writer run: only the sequences of that
+    rank are added."""
+    return tuple(_scan(layout, run_hash, meta.sequences, full=full, owner=owner))
 
 
 def uncatalogued_sequences(
-    layout: RepoLayout, run_hash: str, catalogued: Container[str]
+    layout: RepoLayout, run_hash: str, catalogued: Container[str], owner: int | None = None
 ) -> list[SequenceInfo]:
     """Sequences with a folder under `seqs/` but no entry in `catalogued` (seq ids), summarised
     from their points: a live writer's new sequences before its next sidecar write."""
@@ -349,15 +377,17 @@ def uncatalogued_sequences(
         return []
     if all(n in catalogued or not is_valid_seq_id(n) for n in names):
         return []  # the usual case: no manifest to read
-    return _scan(layout, run_hash, (), catalogued)
+    return _scan(layout, run_hash, (), catalogued, owner=owner)
 
 
-def discover_sequences(layout: RepoLayout, run_hash: str, meta: RunMeta) -> list[SequenceInfo]:
+def discover_sequences(
+    layout: RepoLayout, run_hash: str, meta: RunMeta, owner: int | None = None
+) -> list[SequenceInfo]:
     """The sidecar's catalogue plus the sequences it does not list yet (summarised from their
     points). What a reader uses for a run a live writer holds (its entries may lag by one flush)
     and for a closed run (complete: `close()` writes the sidecar after the last segment)."""
     infos = {s.seq_id: s for s in meta.sequences}
-    return [*infos.values(), *uncatalogued_sequences(layout, run_hash, infos)]
+    return [*infos.values(), *uncatalogued_sequences(layout, run_hash, infos, owner)]
 
 
 class ScanCache:
@@ -395,6 +425,8 @@ def read_catalogue(
     else `discover_sequences` (a live writer's entries may lag its segments by one flush).
     With `cache`, a dead run whose files did not change is not scanned again (a run with
     thousands of sequences its writer never catalogued costs one `stat` per sequence)."""
+    if meta.is_multi_writer and meta.end_time is None:
+        return _read_writers_catalogue(layout, run_hash, meta)
     if not is_writer_gone(layout, meta):
         return discover_sequences(layout, run_hash, meta)
     if cache is None:
@@ -406,46 +438,105 @@ def read_catalogue(
     return list(cache.infos)
 
 
-def resume_catalogue(layout: RepoLayout, run_hash: str, meta: RunMeta) -> tuple[SequenceInfo, ...]:
+def _read_writers_catalogue(
+    layout: RepoLayout, run_hash: str, merged: RunMeta
+) -> list[SequenceInfo]:
+    """The catalogue of a multi-writer run not closed by all its writers, writer by writer:
+    the entries of a live or closed writer as they are, those of a writer that died (no
+    `end_time`, lock not held) caught up from its segments; then the sequences nobody
+    catalogued yet, summarised from their points."""
+    trusted: dict[str, SequenceInfo] = {}
+    dead: dict[str, SequenceInfo] = {}
+    catalogues = [(0, load_sidecar(layout, run_hash))]
+    catalogues += sorted(load_writer_parts(layout, run_hash).items())
+    for rank, part in catalogues:
+        is_gone = part.end_time is None and writer_lock_holder(layout, run_hash, rank) is None
+        for info in part.sequences:
+            if info.seq_id not in trusted and info.seq_id not in dead:
+                (dead if is_gone else trusted)[info.seq_id] = info
+    if not dead:
+        return discover_sequences(layout, run_hash, replace(merged, sequences=(*trusted.values(),)))
+    return [*trusted.values(), *_scan(layout, run_hash, tuple(dead.values()), trusted)]
+
+
+def resume_catalogue(
+    layout: RepoLayout, run_hash: str, meta: RunMeta, owner: int | None = None
+) -> tuple[SequenceInfo, ...]:
     """The catalogue a writer resuming the run starts from; the caller holds the write lock.
 
     After a writer that did not close the run (no `end_time`) it is caught up from the segments
     written after the sidecar's reach; after a clean close the sidecar's is complete. Either way
-    every reach is sealed: the new session writes new segments only.
+    every reach is sealed: the new session writes new segments only. `owner`: the writer's rank
+    in a multi-writer run (`meta` is its own part): only its own sequences are added.
     """
     if meta.end_time is None:
-        return scan_catalogue(layout, run_hash, meta)
-    infos = discover_sequences(layout, run_hash, meta)
+        return scan_catalogue(layout, run_hash, meta, owner=owner)
+    infos = discover_sequences(layout, run_hash, meta, owner)
     return tuple(
         i if i.reach is None else replace(i, reach=replace(i.reach, is_sealed=True)) for i in infos
     )
 
 
-def caught_up(layout: RepoLayout, meta: RunMeta) -> RunMeta:
-    """`meta` with the catalogue of its points; the caller holds the run's write lock."""
-    return replace(meta, sequences=scan_catalogue(layout, meta.hash, meta))
+def caught_up(layout: RepoLayout, meta: RunMeta, owner: int | None = None) -> RunMeta:
+    """`meta` with the catalogue of its points; the caller holds the run's write lock (`owner`:
+    writer `owner`'s lock, `meta` being its part of a multi-writer run)."""
+    return replace(meta, sequences=scan_catalogue(layout, meta.hash, meta, owner=owner))
 
 
 def catch_up_sidecar(layout: RepoLayout, run_hash: str) -> list[str]:
     """Rewrite the sidecar of a run whose writer is gone with the catalogue of its points (under
     the write lock, taken here); returns the names of the sequences that were stale. Nothing is
-    done for a closed run, or one a live writer holds (that writer keeps its catalogue)."""
-    if load_run_meta(layout, run_hash).end_time is not None:
-        return []
-    lock = RunLock(layout.lock_file(run_hash), run_hash)
+    done for a closed run, or one a live writer holds (that writer keeps its catalogue). For a
+    run with several writers, each dead writer's catalogue (run.json or its part) is caught up
+    under that writer's lock."""
+    main = load_sidecar(layout, run_hash)
+    ranks = [0, *writer_ranks(layout, run_hash)] if main.is_multi_writer else [0]
+    stale: list[str] = []
+    for rank in ranks:
+        stale += edit_writer_catalogue(layout, run_hash, rank, _catch_up, main.is_multi_writer)
+    return stale
+
+
+def _catch_up(layout: RepoLayout, meta: RunMeta, owner: int | None) -> tuple[RunMeta, list[str]]:
+    if meta.end_time is not None:
+        return meta, []
+    new = caught_up(layout, meta, owner)
+    return new, stale_sequences(meta.sequences, new.sequences)
+
+
+def edit_writer_catalogue(
+    layout: RepoLayout,
+    run_hash: str,
+    rank: int,
+    change: Callable[[RepoLayout, RunMeta, int | None], tuple[RunMeta, list[str]]],
+    is_multi_writer: bool,
+) -> list[str]:
+    """Apply `change` to writer `rank`'s catalogue (rank 0: run.json; else its part) under that
+    writer's lock, and write it when it changed; nothing when the writer is alive or has
+    written no part. Returns what `change` reports."""
+    if rank == 0:
+        path, lock_path = layout.sidecar(run_hash), layout.lock_file(run_hash)
+    else:
+        path, lock_path = layout.writer_part(run_hash, rank), layout.writer_lock(run_hash, rank)
+    lock = RunLock(lock_path, run_hash)
     try:
         lock.acquire()
-    except RunLockedError:
+    except (RunLockedError, FileNotFoundError):
         return []
     try:
-        meta = load_run_meta(layout, run_hash)
-        if meta.end_time is not None:
+        meta = (
+            load_sidecar(layout, run_hash)
+            if rank == 0
+            else load_writer_part(layout, run_hash, rank)
+        )
+        if meta is None:
             return []
-        new = caught_up(layout, meta)
-        if new.sequences != meta.sequences or any(
+        new, report = change(layout, meta, rank if is_multi_writer else None)
+        if new != meta or any(
             a.reach != b.reach for a, b in zip(new.sequences, meta.sequences, strict=False)
         ):
-            write_sidecar(layout, run_hash, replace(new, updated_at=time.time()).dumps())
-        return stale_sequences(meta.sequences, new.sequences)
+            data = replace(new, updated_at=time.time()).dumps()
+            write_sidecar(layout, run_hash, data, path=path)
+        return report
     finally:
         lock.release()

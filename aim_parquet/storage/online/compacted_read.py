@@ -1,4 +1,5 @@
-"""Reading one sequence's rows from a run's compacted Parquet files (those its manifest lists).
+"""Reading one sequence's rows from a run's compacted Parquet files (those its manifest lists),
+and a compacted file's footer (`read_footer`; the layout is `format.compacted`'s).
 
 Rows of a sequence sit in row groups of their own (by min/max statistics of `seq_id`), so a read
 opens each file of the sequence's kind once and reads only those row groups, without a thread
@@ -17,10 +18,22 @@ import numpy as np
 import pyarrow as pa
 
 from aim_parquet.errors import CorruptFileError
-from aim_parquet.format.meta import Manifest, SequenceInfo
-from aim_parquet.format.schema import METRIC_FILE_SCHEMA, OBJECT_FILE_SCHEMA, is_metric_kind
+from aim_parquet.format.compacted import (
+    META_GENERATION,
+    META_KIND,
+    META_RUN,
+    META_SEGMENTS,
+    META_SEQUENCES,
+    METRICS_KIND,
+    FileFooter,
+    SeqKey,
+    compacted_kind,
+)
+from aim_parquet.format.meta import Manifest, SequenceInfo, loads_json
+from aim_parquet.format.paths import is_segment_name, is_valid_seq_id
+from aim_parquet.format.schema import METRIC_FILE_SCHEMA, OBJECT_FILE_SCHEMA
 from aim_parquet.storage.base.columns import to_numpy
-from aim_parquet.storage.base.file_checks import check_parquet, parquet_source
+from aim_parquet.storage.base.file_checks import check_parquet, format_version_of, parquet_source
 
 THREADED_READ_ROWS = 1_000_000  # compacted reads of more rows than this use pyarrow's threads
 
@@ -52,15 +65,42 @@ class GoneFiles:
         self._last = gone
 
 
-def _compacted_kind(info: SequenceInfo) -> str:
-    if is_metric_kind(info.kind):
-        return "metrics"
-    kind = info.kind
-    return kind[5:-1] if kind.startswith("list(") else kind
-
-
 def _file_schema(kind: str) -> pa.Schema:
-    return METRIC_FILE_SCHEMA if kind == "metrics" else OBJECT_FILE_SCHEMA
+    return METRIC_FILE_SCHEMA if kind == METRICS_KIND else OBJECT_FILE_SCHEMA
+
+
+def read_footer(path: Path) -> FileFooter:
+    """Decode a compacted file's footer (opened safely: a link or FIFO is refused). Raises
+    OSError (CorruptFileError included), ArrowInvalid, ValueError or KeyError when unreadable."""
+    import pyarrow.parquet as pq  # 10-25 ms to import: only when a footer is read
+
+    source, _size = parquet_source(path)
+    md = pq.read_metadata(source)
+    kv = {k.decode(): v.decode("utf-8", "surrogatepass") for k, v in (md.metadata or {}).items()}
+    what = f"footer of compacted file {path}"
+    seqs = loads_json(kv.get(META_SEQUENCES, "{}").encode("utf-8", "surrogatepass"), what)
+    segments = loads_json(kv.get(META_SEGMENTS, "[]").encode("utf-8", "surrogatepass"), what)
+    if not isinstance(seqs, dict) or not isinstance(segments, list):
+        raise ValueError(f"{what}: invalid sequences or segments")
+    for seg in segments:
+        seq_id, _, name = seg.partition("/") if isinstance(seg, str) else ("", "", "")
+        if not (is_valid_seq_id(seq_id) and is_segment_name(name)):
+            raise ValueError(f"{what}: invalid segment entry {seg!r:.60}")
+    keys = {}
+    for sid, d in seqs.items():
+        key = SeqKey(sid, d["name"], d["context"], d["kind"])
+        if not is_valid_seq_id(sid) or not all(isinstance(v, str) for v in key.__dict__.values()):
+            raise ValueError(f"{what}: invalid sequence entry {sid!r:.40}")
+        keys[sid] = key
+    return FileFooter(
+        run_hash=kv.get(META_RUN, ""),
+        kind=kv[META_KIND],
+        generation=int(kv[META_GENERATION]),
+        segments=frozenset(segments),
+        sequences=keys,
+        rows=md.num_rows,
+        format_version=format_version_of(md.metadata),
+    )
 
 
 class _ParquetRows:
@@ -116,7 +156,7 @@ def read_compacted(
     run_dir: Path, manifest: Manifest, info: SequenceInfo, columns: list[str]
 ) -> list[pa.Table]:
     """The rows of one sequence in the manifest's files of its kind, `columns` only."""
-    kind = _compacted_kind(info)
+    kind = compacted_kind(info.kind)
     tables = []
     for f in manifest.files:
         if f.kind != kind:

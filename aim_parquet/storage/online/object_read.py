@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 
 from aim_parquet.errors import CorruptFileError
+from aim_parquet.format.compacted import compacted_kind
 from aim_parquet.format.meta import Manifest, SequenceInfo
 from aim_parquet.format.paths import (
     COMPACTED_DIRNAME,
@@ -35,7 +36,6 @@ from aim_parquet.format.schema import OBJECT_SCHEMA, is_metric_kind
 from aim_parquet.storage.base.columns import int64_array, to_numpy
 from aim_parquet.storage.online.compacted_read import (
     GoneFiles,
-    _compacted_kind,
     _ParquetRows,
     _row_groups_for,
     _rows_of,
@@ -144,7 +144,7 @@ def _compacted(
 ) -> list[pa.Table]:
     """The rows of the sequence in the manifest's files of its kind, reading only the row groups
     whose step range can hold a wanted step."""
-    kind = _compacted_kind(info)
+    kind = compacted_kind(info.kind)
     out = []
     for f in manifest.files:
         if f.kind != kind:

@@ -41,6 +41,7 @@ from aim_parquet.storage.base.columns import int64_array, nan_numpy, to_numpy
 from aim_parquet.storage.base.safe_fs import MAX_JSON_FILE_BYTES, read_regular
 from aim_parquet.storage.online.compacted_read import GoneFiles, is_gone, read_compacted
 from aim_parquet.storage.online.segments import read_segment
+from aim_parquet.storage.online.writer_parts import load_writer_parts, merge_parts
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,17 @@ def list_run_hashes(layout: RepoLayout) -> list[str]:
 
 
 def load_run_meta(layout: RepoLayout, run_hash: str) -> RunMeta:
+    """The run as readers see it: its sidecar, merged with the parts of its extra writers when
+    it has several (`storage.writer_parts`). Writers and tools that rewrite `run.json` read it
+    with `load_sidecar` instead."""
+    meta = load_sidecar(layout, run_hash)
+    if not meta.is_multi_writer:
+        return meta
+    return merge_parts(meta, load_writer_parts(layout, run_hash))
+
+
+def load_sidecar(layout: RepoLayout, run_hash: str) -> RunMeta:
+    """`run.json` alone: rank 0's catalogue only, for a run with several writers."""
     path = layout.sidecar(run_hash)
     try:
         raw = read_regular(path, "sidecar", MAX_JSON_FILE_BYTES)

@@ -24,6 +24,7 @@ import os
 import threading
 import time
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -94,8 +95,10 @@ class RunWriter:
         flush_interval_s: float = DEFAULT_FLUSH_INTERVAL_S,
         max_buffer_points: int = DEFAULT_MAX_BUFFER_POINTS,
         max_segment_bytes: int = DEFAULT_MAX_SEGMENT_BYTES,
+        sidecar_path: Path | None = None,
     ) -> None:
         self.layout = layout
+        self.sidecar_path = sidecar_path  # an extra writer's part; None: run.json
         self.run_hash = meta.hash
         self.meta = meta  # properties + params; `sequences` is rebuilt from buffers on write
         self.lock = threading.Lock()  # guards `seqs` and the slow path's step bookkeeping
@@ -342,7 +345,8 @@ class RunWriter:
 
     def _write_sidecar(self, *, durable: bool) -> None:
         meta = self.snapshot()
-        write_sidecar(self.layout, self.run_hash, meta.dumps(), durable=durable)
+        data = meta.dumps()
+        write_sidecar(self.layout, self.run_hash, data, durable=durable, path=self.sidecar_path)
         self._meta_dirty = False
 
     def update_meta(self, **changes: Any) -> None:

@@ -25,8 +25,8 @@ from aim_parquet.errors import MissingRunError
 from aim_parquet.format.paths import RepoLayout, validate_run_hash
 from aim_parquet.query.planner import plan_query
 from aim_parquet.query.views import RunView
+from aim_parquet.storage.compaction.dataset import refresh_after_change
 from aim_parquet.storage.index.run_records import RunRecord
-from aim_parquet.storage.maintenance.dataset import refresh_after_change
 from aim_parquet.storage.maintenance.run_ops import delete_run_folder
 from aim_parquet.storage.maintenance.sidecar_edits import edit_run, set_archived
 from aim_parquet.storage.online.run_reader import load_run_meta

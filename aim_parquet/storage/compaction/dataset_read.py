@@ -12,17 +12,17 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from aim_parquet.errors import AimParquetError, CorruptFileError, FormatVersionError
+from aim_parquet.format.dataset import dataset_dir, dataset_schema
 from aim_parquet.format.paths import RepoLayout
-from aim_parquet.storage.compaction.run_folder import is_run_live
-from aim_parquet.storage.index.run_index import RunIndex
-from aim_parquet.storage.maintenance.dataset import (
+from aim_parquet.storage.compaction.dataset import (
     context_columns,
-    dataset_dir,
-    dataset_schema,
     load_dataset_manifest,
     run_fingerprint,
     run_rows,
 )
+from aim_parquet.storage.compaction.run_folder import is_run_live
+from aim_parquet.storage.index.run_index import RunIndex
+from aim_parquet.storage.index.runs_table import runs_table
 
 SORT_KEYS = [
     ("run_hash", "ascending"),
@@ -48,8 +48,6 @@ class DatasetTables:
 def read_dataset_tables(layout: RepoLayout, *, live: bool = True) -> DatasetTables:
     """The committed dataset; with `live`, made current (see module doc). Takes no lock and
     writes nothing."""
-    from aim_parquet.storage.maintenance.export import runs_table
-
     manifest = load_dataset_manifest(layout)
     folder = dataset_dir(layout)
     committed: pa.Table | None = None

@@ -17,8 +17,11 @@ dataset").
   `aim-parquet gc` removes them once older than its grace period: a reader that read the
   previous `current.json` can still open every file it lists.
 
-`refresh_dataset` is called by everything that changes what the dataset says: `Run.close()`,
-`compact`, `export`, `runs archive|unarchive|close|rm|cp|mv` and the web UI's run edits. Refreshes
+`refresh_dataset` is called by the offline operations that change what the dataset says:
+`compact`, `export`, `runs archive|unarchive|close|rm|cp|mv`, the SDK's delete/copy/move and the
+web UI's run edits. `Run.close()` does not call it (a training script's close costs O(its run),
+never O(repository)): runs closed since the last refresh are stale in the committed files, and
+`read_dataset(live=True)` reads them from their own files (`dataset_read`). Refreshes
 are serialised by a non-blocking `flock` on `dataset/lock`; a process that finds it held leaves
 the work to the holder, which refreshes again when the change marker moved while it worked.
 """
@@ -30,7 +33,6 @@ import fcntl
 import json
 import logging
 import os
-import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -42,6 +44,18 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from aim_parquet.errors import AimParquetError, CorruptFileError, FormatVersionError
+from aim_parquet.format.dataset import (
+    COLUMN_TYPES,
+    CURRENT_FILENAME,
+    DEFAULT_BUCKETS,
+    FILE_NAME,
+    LOCK_FILENAME,
+    TAIL_FIELDS,
+    DatasetManifest,
+    bucket_of,
+    dataset_dir,
+    dataset_schema,
+)
 from aim_parquet.format.meta import RunMeta
 from aim_parquet.format.naming import CONTEXT_PREFIX, flat_columns
 from aim_parquet.format.paths import TEMP_PREFIX, RepoLayout, canonical_context, is_segment_name
@@ -49,104 +63,24 @@ from aim_parquet.format.schema import is_metric_kind
 from aim_parquet.format.values import encode_json_value
 from aim_parquet.storage.base.atomic import atomic_write, fsync_dir, temp_path_for
 from aim_parquet.storage.base.repo_changes import marker_key
-from aim_parquet.storage.base.safe_fs import MAX_JSON_FILE_BYTES, open_regular, read_regular
+from aim_parquet.storage.base.safe_fs import (
+    MAX_JSON_FILE_BYTES,
+    open_regular,
+    read_regular,
+    require_real_dirs,
+)
 from aim_parquet.storage.compaction.run_folder import is_run_live
 from aim_parquet.storage.index.index_file import stat_key
 from aim_parquet.storage.index.run_index import RunIndex
+from aim_parquet.storage.index.runs_table import publish_runs_table, runs_table
 from aim_parquet.storage.online.catalogue_scan import discover_sequences
 from aim_parquet.storage.online.run_reader import read_sequence
 
 log = logging.getLogger(__name__)
 
-DATASET_DIRNAME = "dataset"
-CURRENT_FILENAME = "current.json"
-LOCK_FILENAME = "lock"
-DATASET_FORMAT = "aim_parquet.dataset"
-DATASET_FORMAT_VERSION = 1
-DEFAULT_BUCKETS = 16
 ROW_GROUP_ROWS = 128 * 1024
 UNLISTED_MIN_AGE_S = 3600.0  # a file no manifest lists yet may be a refresh about to commit
 MAX_ROUNDS = 5  # refreshes in a row while the repository keeps changing under one
-FILE_NAME = re.compile(r"^(metrics-[0-9a-f]{2}|runs)-[0-9]{6}\.parquet$")
-
-# the columns before the context keys, and after them
-HEAD_FIELDS = [
-    pa.field("run_hash", pa.string(), nullable=False),
-    pa.field("archived", pa.bool_(), nullable=False),
-    pa.field("active", pa.bool_(), nullable=False),
-    pa.field("seq_id", pa.string(), nullable=False),
-    pa.field("name", pa.string(), nullable=False),
-    pa.field("context", pa.string(), nullable=False),
-]
-TAIL_FIELDS = [
-    pa.field("step", pa.int64(), nullable=False),
-    pa.field("epoch", pa.int64()),
-    pa.field("timestamp", pa.float64(), nullable=False),
-    pa.field("value", pa.float64(), nullable=False),
-]
-_TYPES = {"bool": pa.bool_(), "int64": pa.int64(), "double": pa.float64(), "string": pa.string()}
-
-
-def dataset_dir(layout: RepoLayout) -> Path:
-    return layout.aim_dir / DATASET_DIRNAME
-
-
-@dataclass(frozen=True)
-class DatasetManifest:
-    """`current.json` (see FORMAT.md for each field)."""
-
-    generation: int
-    created_at: float
-    buckets: int
-    metrics: tuple[str, ...]  # file name of each bucket, in bucket order
-    runs: str
-    context_columns: dict[str, str]  # column name -> "bool" | "int64" | "double" | "string"
-    run_states: dict[str, str]  # run hash -> fingerprint of its files
-    retired: tuple[tuple[str, float], ...] = ()  # (file name, Unix time it was superseded)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "format": DATASET_FORMAT,
-            "format_version": DATASET_FORMAT_VERSION,
-            "generation": self.generation,
-            "created_at": self.created_at,
-            "buckets": self.buckets,
-            "metrics": list(self.metrics),
-            "runs": self.runs,
-            "context_columns": self.context_columns,
-            "run_states": self.run_states,
-            "retired": [{"file": f, "retired_at": t} for f, t in self.retired],
-        }
-
-    @classmethod
-    def from_json(cls, doc: Any) -> DatasetManifest:
-        if not isinstance(doc, dict) or doc.get("format") != DATASET_FORMAT:
-            raise ValueError("not an analyst dataset manifest")
-        version = doc.get("format_version")
-        if not isinstance(version, int) or version > DATASET_FORMAT_VERSION:
-            raise FormatVersionError(
-                f"the analyst dataset was written by a newer aim_parquet (format version "
-                f"{version!r}); upgrade aim_parquet to read or refresh it."
-            )
-        metrics = tuple(doc["metrics"])
-        names = [*metrics, doc["runs"], *(r["file"] for r in doc.get("retired", ()))]
-        if not all(isinstance(n, str) and FILE_NAME.match(n) for n in names):
-            raise ValueError("bad file name")
-        if len(metrics) != int(doc["buckets"]) or not metrics:
-            raise ValueError("one metrics file per bucket expected")
-        columns = dict(doc["context_columns"])
-        if not all(t in _TYPES for t in columns.values()):
-            raise ValueError("unknown column type")
-        return cls(
-            generation=int(doc["generation"]),
-            created_at=float(doc["created_at"]),
-            buckets=len(metrics),
-            metrics=metrics,
-            runs=doc["runs"],
-            context_columns=columns,
-            run_states={str(k): str(v) for k, v in dict(doc["run_states"]).items()},
-            retired=tuple((r["file"], float(r["retired_at"])) for r in doc.get("retired", ())),
-        )
 
 
 def load_dataset_manifest(layout: RepoLayout) -> DatasetManifest | None:
@@ -160,10 +94,6 @@ def load_dataset_manifest(layout: RepoLayout) -> DatasetManifest | None:
         return DatasetManifest.from_json(json.loads(raw))
     except (ValueError, KeyError, TypeError) as exc:
         raise CorruptFileError(f"{path} is damaged ({exc}); refresh the dataset.") from exc
-
-
-def bucket_of(run_hash: str, buckets: int) -> int:
-    return int(run_hash[:2], 16) * buckets // 256
 
 
 def run_fingerprint(layout: RepoLayout, meta: RunMeta) -> str:
@@ -207,11 +137,6 @@ def context_columns(metas: list[RunMeta]) -> dict[str, str]:
     return {c: _type_of(v) for c, v in sorted(values.items())}
 
 
-def dataset_schema(columns: dict[str, str]) -> pa.Schema:
-    ctx = [pa.field(c, _TYPES[t]) for c, t in columns.items()]
-    return pa.schema([*HEAD_FIELDS, *ctx, *TAIL_FIELDS])
-
-
 def _context_value(value: Any, typ: str) -> Any:
     if value is None:
         return None
@@ -251,7 +176,7 @@ def run_rows(layout: RepoLayout, meta: RunMeta, is_active: bool, schema: pa.Sche
 
 
 def _type_name(typ: pa.DataType) -> str:
-    return next(name for name, t in _TYPES.items() if t == typ)
+    return next(name for name, t in COLUMN_TYPES.items() if t == typ)
 
 
 # -- committing ----------------------------------------------------------------------------------
@@ -306,9 +231,8 @@ def refresh_dataset(layout: RepoLayout, *, rebuild: bool = False) -> DatasetRepo
     """Bring the analyst dataset up to date with the repository (see module doc); with
     `rebuild`, rewrite every bucket. Returns at once (report.skipped) when another process is
     refreshing: it refreshes again if anything changed while it worked."""
-    from aim_parquet.storage.maintenance.export import publish_runs_table
-
     folder = dataset_dir(layout)
+    require_real_dirs(layout.aim_dir, folder, "refresh the analyst dataset")
     folder.mkdir(parents=True, exist_ok=True)
     report = DatasetReport()
     for _round in range(MAX_ROUNDS):
@@ -328,8 +252,6 @@ def refresh_dataset(layout: RepoLayout, *, rebuild: bool = False) -> DatasetRepo
 def _refresh_locked(
     layout: RepoLayout, folder: Path, report: DatasetReport, *, rebuild: bool
 ) -> pa.Table:
-    from aim_parquet.storage.maintenance.export import runs_table
-
     old = load_dataset_manifest(layout) if not rebuild else None
     metas, damaged = RunIndex(layout).metas()
     for bad in damaged:
@@ -463,21 +385,19 @@ def collectable_files(layout: RepoLayout, grace_s: float, now: float) -> list[Pa
     return out
 
 
-def refresh_after_change(layout: RepoLayout, *, create: bool = True) -> None:
-    """Refresh the dataset after an operation that changed what it says; a failure (a read-only
-    repository, a full disk) is logged, never raised: the operation itself succeeded. Without
-    `create`, a repository that has no dataset yet is left without one (`Run.close()`)."""
-    if not create and not (dataset_dir(layout) / CURRENT_FILENAME).exists():
-        return
+def refresh_after_change(layout: RepoLayout) -> str | None:
+    """Refresh the dataset and the runs table after an operation that changed what they say.
+    A failure (a read-only repository, a full disk, a linked folder) is logged and returned as
+    one line, never raised: the operation itself succeeded."""
     try:
         report = refresh_dataset(layout)
     except Exception as exc:  # noqa: BLE001 (reported; the caller's change is done)
-        log.warning(
-            "aim_parquet: could not refresh the analyst dataset %s (%s); run `aim-parquet "
-            "compact` to refresh it.",
-            dataset_dir(layout),
-            exc,
+        problem = (
+            f"could not refresh the runs table and the analyst dataset ({exc}); run "
+            "`aim-parquet compact` to refresh them"
         )
-        return
+        log.warning("aim_parquet: %s", problem)
+        return problem
     for note in report.notes:
         log.warning("aim_parquet: analyst dataset: %s", note)
+    return None

@@ -1,0 +1,314 @@
+"""Metric and run frames built column by column in Arrow (`to_arrow()`, `dataframe()`,
+`to_polars()`), never row by row in Python.
+
+A metric frame has the columns of `sdk.dataframes` (its module doc). What is the same for every
+point of a sequence (the run's hash, props and params, the sequence's name and context) is built
+once per sequence, in a small table of one row per sequence, and repeated by index
+(`Table.take`): its text columns are dictionary-encoded, so 10,000 runs x 2,000 points hold each
+run's hash once. The per-point columns are the numpy arrays the reader returns, concatenated.
+`to_arrow()` hands that table out as it is; `dataframe()` gives pandas numpy columns (text as
+Python `str` objects shared between the rows of a run, missing numbers as NaN, missing text as
+None); `to_polars()` gives polars the Arrow memory (text as plain strings).
+
+Types: `step` int64, `value` float64, `epoch` float64 (NaN where none was tracked), `timestamp`
+float64, `time` a naive UTC timestamp (µs). A run-level column whose values are all numbers
+(bools, ints, floats) stays a number column (ints and floats: float64, ints alone: int64); all
+text stays text; a column that mixes kinds across runs (a param that is a number in one run and
+text in another) holds the JSON text of each value (`"two"`, `2`), as `aim-parquet query
+--output` writes such a column.
+
+`only_last=True` comes from the catalogue summaries without reading a point: `step` and `value`
+are each sequence's last step and its value as of the run's last flush; `epoch`, `timestamp`
+and `time` are not summarised and are missing (NaN, NaT).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+
+from aim_parquet.format.paths import canonical_context
+from aim_parquet.format.schema import METRIC_KINDS
+from aim_parquet.format.values import utf8_safe
+from aim_parquet.sdk.dataframes import require_pandas, require_polars, run_row
+from aim_parquet.storage.index.run_records import RunRecord
+
+if TYPE_CHECKING:
+    import pandas
+    import polars
+
+    from aim_parquet.sdk.sequence import Sequence
+
+Array = np.ndarray[Any, Any]
+_EMPTY_F = np.empty(0, dtype=np.float64)
+_EMPTY_I = np.empty(0, dtype=np.int64)
+
+
+def _jsonable(value: Any) -> str:
+    return utf8_safe(json.dumps(value, ensure_ascii=False, default=repr))
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (bool, int, float, np.integer, np.floating))
+
+
+def key_column(values: list[Any]) -> pa.Array:
+    """One run-level column (one value per sequence) as Arrow (module doc: its type)."""
+    present = [v for v in values if v is not None]
+    if not present:
+        return pa.nulls(len(values), pa.null())
+    if all(isinstance(v, str) for v in present):
+        return pa.array(values, pa.string()).dictionary_encode()
+    if all(isinstance(v, (bool, np.bool_)) for v in present):
+        return pa.array(values, pa.bool_())
+    if all(_is_number(v) and not isinstance(v, (bool, np.bool_)) for v in present):
+        is_int = all(isinstance(v, (int, np.integer)) for v in present)
+        if is_int and all(-(2**63) <= int(v) < 2**63 for v in present):
+            return pa.array(values, pa.int64())
+        return pa.array([None if v is None else float(v) for v in values], pa.float64())
+    texts = [None if v is None else _jsonable(v) for v in values]
+    return pa.array(texts, pa.string()).dictionary_encode()
+
+
+class MetricFrame:
+    """Collects metric sequences, then builds their long-format table (module doc)."""
+
+    def __init__(
+        self,
+        *,
+        only_last: bool = False,
+        include_run: bool = True,
+        include_name: bool = True,
+        include_context: bool = True,
+        include_props: bool = True,
+        include_params: bool = True,
+    ) -> None:
+        self.only_last = only_last
+        self.include_run = include_run
+        self.include_name = include_name
+        self.include_context = include_context
+        self.include_props = include_props and include_run
+        self.include_params = include_params and include_run
+        self._var = "metric"
+        self._keys: dict[str, list[Any]] = {}  # run-level columns, one value per sequence
+        self._n_seqs = 0
+        self._lengths: list[int] = []
+        self._steps: list[Array] = []
+        self._values: list[Array] = []
+        self._epochs: list[Array] = []
+        self._stamps: list[Array] = []
+        self._run_rows: dict[str, dict[str, Any]] = {}
+
+    def _key(self, name: str, value: Any) -> None:
+        column = self._keys.get(name)
+        if column is None:
+            column = self._keys[name] = [None] * self._n_seqs
+        if len(column) == self._n_seqs:  # the first value of this sequence wins
+            column.append(value)
+
+    def add(self, seq: Sequence) -> None:
+        """Read one metric sequence (or its summary, for `only_last`) into the frame."""
+        info = seq.info
+        if self.only_last:
+            if info.last_step is None or info.last is None:
+                steps, values = _EMPTY_I, _EMPTY_F
+            else:
+                steps = np.array([info.last_step], dtype=np.int64)
+                values = np.array([float(info.last)], dtype=np.float64)
+            epochs = np.full(len(steps), np.nan)
+            stamps = np.full(len(steps), np.nan)
+        else:
+            from aim_parquet.sdk.sequence import ArrayView
+
+            seq.preload()
+            steps = ArrayView(seq, "value").indices_numpy()
+            values = ArrayView(seq, "value").values_numpy()
+            epochs = ArrayView(seq, "epoch").values_numpy()
+            stamps = ArrayView(seq, "timestamp").values_numpy()
+        self._var = seq.sequence_name()
+        self._lengths.append(len(steps))
+        self._steps.append(steps)
+        self._values.append(values)
+        self._epochs.append(epochs)
+        self._stamps.append(stamps)
+        var = self._var
+        if self.include_run:
+            self._key("run.hash", seq.run.hash)
+        if self.include_name:
+            self._key(f"{var}.name", utf8_safe(seq.name))
+        if self.include_context:
+            context = info.context
+            self._key(f"{var}.context", utf8_safe(canonical_context(context)))
+            for key, value in context.items():
+                shown = _jsonable(value) if isinstance(value, (dict, list)) else value
+                self._key(utf8_safe(f"{var}.context.{key}"), _text(shown))
+        if self.include_props or self.include_params:
+            row = self._run_rows.get(seq.run.hash)
+            if row is None:
+                row = run_row(
+                    seq.run, include_props=self.include_props, include_params=self.include_params
+                )
+                self._run_rows[seq.run.hash] = row
+            for key, value in row.items():
+                if key != "hash":
+                    self._key(f"run.{key}", value)
+        self._n_seqs += 1
+        for column in self._keys.values():
+            if len(column) < self._n_seqs:
+                column.append(None)
+
+    def __len__(self) -> int:
+        return self._n_seqs
+
+    def to_arrow(self) -> pa.Table:
+        """The frame as an Arrow table (text columns dictionary-encoded)."""
+        lengths = np.asarray(self._lengths, dtype=np.int64)
+        total = int(lengths.sum())
+        repeat = np.repeat(np.arange(self._n_seqs, dtype=np.int64), lengths)
+        starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
+        taken = pa.array(repeat)
+        var = self._var
+        front = [f"{var}.name", f"{var}.context"]
+        names = list(self._keys)
+        head = [n for n in ("run.hash", *front) if n in self._keys]
+        head += [n for n in names if n.startswith(f"{var}.context.")]
+        tail = [n for n in names if n not in head]
+        columns: dict[str, pa.Array | pa.ChunkedArray] = {}
+        for name in head:
+            columns[name] = key_column(self._keys[name]).take(taken)
+        stamps = _cat(self._stamps, _EMPTY_F, np.float64)
+        columns["idx"] = pa.array(np.arange(total, dtype=np.int64) - starts)
+        columns["step"] = pa.array(_cat(self._steps, _EMPTY_I, np.int64))
+        columns["value"] = pa.array(_cat(self._values, _EMPTY_F, np.float64))
+        columns["epoch"] = pa.array(_cat(self._epochs, _EMPTY_F, np.float64))
+        columns["timestamp"] = pa.array(stamps)
+        columns["time"] = _times(stamps)
+        for name in tail:
+            columns[name] = key_column(self._keys[name]).take(taken)
+        return pa.table(columns)
+
+    def to_pandas(self) -> pandas.DataFrame:
+        return table_to_pandas(self.to_arrow())
+
+    def to_polars(self) -> polars.DataFrame:
+        return table_to_polars(self.to_arrow())
+
+
+def _text(value: Any) -> Any:
+    return utf8_safe(value) if isinstance(value, str) else value
+
+
+def _cat(parts: list[Array], empty: Array, dtype: Any) -> Array:
+    if not parts:
+        return empty
+    out = np.concatenate(parts) if len(parts) > 1 else parts[0]
+    return out if out.dtype == dtype else out.astype(dtype)
+
+
+def _times(stamps: Array) -> pa.Array:
+    """Naive UTC timestamps (µs) of float epoch seconds; NaN is missing."""
+    missing = np.isnan(stamps)
+    micros = np.round(np.where(missing, 0.0, stamps) * 1e6).astype(np.int64)
+    mask = missing if missing.any() else None
+    return pa.array(micros, pa.int64(), mask=mask).view(pa.timestamp("us"))
+
+
+def _pandas_column(column: pa.ChunkedArray) -> Array:
+    """One column as pandas wants it: text as shared `str` objects (None when missing),
+    numbers as numpy (NaN when missing), times as datetime64[us]."""
+    typ = column.type
+    if pa.types.is_dictionary(typ):
+        parts = []
+        for chunk in column.chunks:
+            uniques = np.empty(len(chunk.dictionary) + 1, dtype=object)
+            uniques[:-1] = chunk.dictionary.to_pylist()
+            codes = (
+                chunk.indices.fill_null(len(chunk.dictionary))
+                if chunk.null_count
+                else chunk.indices
+            )
+            parts.append(uniques[codes.to_numpy(zero_copy_only=False)])
+        return np.concatenate(parts) if parts else np.empty(0, dtype=object)
+    if pa.types.is_null(typ):
+        return np.full(len(column), None, dtype=object)
+    if pa.types.is_boolean(typ) and column.null_count:
+        return np.array(column.to_pylist(), dtype=object)
+    if pa.types.is_integer(typ) and column.null_count:
+        column = column.cast(pa.float64())
+    out: Array = column.to_numpy()
+    return out
+
+
+def table_to_pandas(table: pa.Table) -> pandas.DataFrame:
+    pd = require_pandas()
+    data = {name: _pandas_column(table.column(name)) for name in table.column_names}
+    return pd.DataFrame(data, copy=False)
+
+
+def plain_text(table: pa.Table) -> pa.Table:
+    """Dictionary-encoded text columns decoded to plain text (null columns as text too)."""
+    fields = [
+        pa.field(f.name, pa.string())
+        if pa.types.is_dictionary(f.type) or pa.types.is_null(f.type)
+        else f
+        for f in table.schema
+    ]
+    return table.cast(pa.schema(fields))
+
+
+def table_to_polars(table: pa.Table) -> polars.DataFrame:
+    pl = require_polars()
+    frame: polars.DataFrame = pl.from_arrow(plain_text(table), rechunk=False)
+    return frame
+
+
+def build_metric_frame(
+    sequences: Iterable[Sequence], add: Callable[[MetricFrame, Sequence], None], **flags: Any
+) -> MetricFrame:
+    """A frame of `sequences`, each added through `add` (which may skip one it cannot read)."""
+    frame = MetricFrame(**flags)
+    for seq in sequences:
+        add(frame, seq)
+    return frame
+
+
+SUMMARY_STATS = ("last", "last_step", "min", "max")
+
+
+def summary_columns(run: Any, names: frozenset[str], record: Any = None) -> dict[str, Any]:
+    """`<name>[<context JSON>].<stat>` of each catalogued metric of `run` named in `names`,
+    from its stored summary (no point is read): the run index's copy of the catalogue
+    (`record`, when the query gave one) for a closed run, the run's own catalogue (sidecar and
+    segments) for a live one."""
+    out: dict[str, Any] = {}
+    if isinstance(record, RunRecord) and (record.has_end_time or record.is_rebuilt):
+        infos: Iterable[Any] = (
+            e.info for e in record.catalogue() if e.name in names and e.is_metric
+        )
+    else:
+        infos = run._catalogue()[1]
+    for info in infos:
+        if info.name not in names or info.kind not in METRIC_KINDS:
+            continue
+        label = info.name if not info.context else f"{info.name}{canonical_context(info.context)}"
+        label = utf8_safe(label)
+        for stat in SUMMARY_STATS:
+            value = getattr(info, stat)
+            out[f"{label}.{stat}"] = float("nan") if value is None else value
+    return out
+
+
+def rows_to_arrow(rows: list[dict[str, Any]]) -> pa.Table:
+    """Run rows (dicts, keys may differ between runs) as an Arrow table, typed as `key_column`."""
+    names: dict[str, None] = {}
+    for row in rows:
+        names.update(dict.fromkeys(row))
+    return pa.table({name: key_column([row.get(name) for row in rows]) for name in names})
+
+
+def rows_to_pandas(rows: list[dict[str, Any]]) -> pandas.DataFrame:
+    return table_to_pandas(rows_to_arrow(rows))
