@@ -72,7 +72,7 @@ $(MLFLOW2_VENV)/.installed: pyproject.toml
 	@touch $(MLFLOW2_VENV)/.installed
 
 test-converters: $(CONVERTERS_STAMP) $(AIM_VENV)/.installed $(MLFLOW2_VENV)/.installed ## Convert files written by tensorboardX, torch, MLflow 3 and 2 and Aim $(AIM_VERSION); compare every point
-	AIM_PARQUET_AIM_PYTHON=$(AIM_VENV)/bin/python $(PY) -m pytest $(PYTEST_FLAGS) -m converters tests/converters
+	AIM_PARQUET_AIM_PYTHON=$(AIM_VENV)/bin/python $(PY) -m pytest $(PYTEST_FLAGS) -m converters tests/converters tests/compat
 	$(MLFLOW2_VENV)/bin/python -m pytest $(PYTEST_FLAGS) -m converters tests/converters/test_mlflow.py
 
 $(SPARK_STAMP): $(STAMP) requirements-spark.txt

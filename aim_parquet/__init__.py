@@ -6,6 +6,7 @@ Importing this package starts no thread and imports no heavy optional library.
 
 from aim_parquet.errors import (
     AimParquetError,
+    AimRepositoryError,
     CorruptFileError,
     FormatVersionError,
     IncompatibleSequenceError,
@@ -28,15 +29,17 @@ from aim_parquet.objects import Audio, Distribution, Figure, Image, Text
 from aim_parquet.sdk.dataset import read_dataset
 from aim_parquet.sdk.repo import Repo
 from aim_parquet.sdk.run import Run
-from aim_parquet.sdk.sequence import Audios, Distributions, Figures, Images, Metric, Texts
+from aim_parquet.sdk.sequence import Audios, Context, Distributions, Figures, Images, Metric, Texts
 from aim_parquet.version import __version__
 
 RunLockingError = RunLockedError  # Aim's name
 
 __all__ = [
     "AimParquetError",
+    "AimRepositoryError",
     "Audio",
     "Audios",
+    "Context",
     "CorruptFileError",
     "Distribution",
     "Distributions",

@@ -5,6 +5,7 @@ exception means the same thing it is a second base, so code written for Aim keep
 
     AimParquetError
     ├── RepoNotFoundError            (+ RuntimeError)   no .aim repository at that path
+    │   └── AimRepositoryError                          the .aim there is Aim's own (RocksDB): convert it
     ├── InvalidRunHashError          (+ ValueError)     hash is not 24 lowercase hex characters
     ├── MissingRunError              (+ KeyError)       no run with that hash
     ├── RunLockedError               (+ RuntimeError)   another live process writes this run
@@ -34,6 +35,11 @@ class AimParquetError(Exception):
 
 class RepoNotFoundError(AimParquetError, RuntimeError):
     """No `.aim` repository exists at the given path."""
+
+
+class AimRepositoryError(RepoNotFoundError):
+    """The `.aim` folder holds an Aim (RocksDB) repository, which aim_parquet neither reads nor
+    writes into: convert it with `aim-parquet convert aim`."""
 
 
 class InvalidRunHashError(AimParquetError, ValueError):

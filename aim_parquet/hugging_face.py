@@ -12,7 +12,10 @@ trainer = Trainer(model=model, args=args, train_dataset=ds, callbacks=[AimCallba
   `context={"subset": "train"|"eval"|"test"}`; with several evaluation datasets (keys like
   `eval_books_loss`) the dataset name goes to `context["sub_dataset"]`;
 - only the world process zero writes; `on_train_end` closes the run, and a later log (a
-  `trainer.evaluate()` after training) resumes the same run.
+  `trainer.evaluate()` after training) resumes the same run;
+- under DDP (torchrun, Accelerate, SLURM) every other process opens the job's run as its own
+  writer with system tracking only (system metrics with `{"rank": r, "host": h}`) from
+  `on_train_begin` to `on_train_end`.
 
 The class subclasses `transformers.TrainerCallback` and is created on first access of
 `AimCallback`: importing this module does not import Transformers.
@@ -31,6 +34,7 @@ from aim_parquet.integrations_base import (
     as_number,
     import_framework,
     lazy_classes,
+    process_rank,
     sanitize_params,
 )
 
@@ -124,10 +128,12 @@ def _build_callback() -> Any:
         ) -> None:
             if state.is_world_process_zero:
                 self.setup(args, state, model)
+            else:  # another rank of a distributed job: its system metrics only
+                rank = getattr(args, "process_index", None)
+                self._holder.open_rank_writer(rank if isinstance(rank, int) else process_rank())
 
         def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            if state.is_world_process_zero:
-                self.close()
+            self.close()  # on another rank: its system-only writer
 
         def on_log(
             self,

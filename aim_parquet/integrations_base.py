@@ -6,6 +6,9 @@
   framework base class is created on first access, not when the adapter module is imported.
 - `RunHolder` creates the adapter's `Run` lazily, and after `close()` resumes the same run (by
   hash) if the framework logs again (Lightning's test loop after `fit`, a Keras `evaluate`).
+  Under a distributed launch (DDP), rank 0 logs as in a single process; on every other rank
+  `open_rank_writer` opens the job's run as that rank's writer with system tracking only (its
+  system metrics carry `{"rank": r, "host": h}`), so no metric or param is written twice.
 - `ContextAffixes` maps metric name prefixes/postfixes (`val_loss`) to a name and a context
   (`loss`, `{"subset": "val"}`).
 - `sanitize_params` turns framework config objects into plain params without losing a whole dict
@@ -19,13 +22,16 @@ import importlib
 import logging
 import math
 import os
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
+from aim_parquet.errors import AimParquetError
 from aim_parquet.format.values import to_python_number
 from aim_parquet.objects.base import OptionalDependencyError
+from aim_parquet.system.launch import detect_launch
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +139,23 @@ def as_epoch(value: Any) -> int | None:
 # -- run -------------------------------------------------------------------------------------
 
 
+def process_rank() -> int:
+    """This process's global rank in a distributed job, 0 outside one: torch.distributed's once
+    a process group is up (torch is not imported for it), else the launcher's environment."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None:
+        try:
+            if dist.is_available() and dist.is_initialized():
+                return int(dist.get_rank())
+        except (RuntimeError, ValueError):  # a group being torn down
+            pass
+    try:
+        launch = detect_launch()
+    except ValueError:
+        return 0
+    return 0 if launch is None else launch.rank
+
+
 class RunHolder:
     """The `Run` behind an adapter: created on first use, resumed by hash after `close()`."""
 
@@ -155,6 +178,7 @@ class RunHolder:
         self.run_hash = run_hash
         self.run_name = run_name
         self._run: Any = None
+        self._has_warned_rank = False
 
     @property
     def is_open(self) -> bool:
@@ -180,6 +204,46 @@ class RunHolder:
             self.run_hash = run.hash
             self._run = run
         return self._run
+
+    def open_rank_writer(self, rank: int) -> None:
+        """On rank `rank` >= 1 of a distributed job: open the job's run as this rank's writer,
+        tracking system metrics only (nothing when system tracking is off, or already open). A
+        rank that cannot attach (the launcher names no job, or the job is not the run's) warns
+        once and trains on: it never makes a run of its own."""
+        if rank < 1 or self._run is not None or self.system_tracking_interval is None:
+            return
+        try:
+            launch = detect_launch()
+        except ValueError as exc:
+            self._warn_rank(rank, str(exc))
+            return
+        if launch is None or launch.rank != rank:
+            self._warn_rank(
+                rank,
+                "the launcher's environment names no job this process is rank "
+                f"{rank} of (RANK/WORLD_SIZE or SLURM_PROCID/SLURM_NTASKS); launch with torchrun, "
+                "SLURM or Lightning's ddp strategy",
+            )
+            return
+        from aim_parquet.sdk.run import Run
+
+        try:
+            self._run = Run(
+                self.run_hash,
+                repo=self.repo,
+                system_tracking_interval=self.system_tracking_interval,
+                log_system_params=False,
+                capture_terminal_logs=False,
+            )
+        except (AimParquetError, OSError, ValueError) as exc:
+            self._warn_rank(rank, str(exc))
+            return
+        self.run_hash = self._run.hash
+
+    def _warn_rank(self, rank: int, why: str) -> None:
+        if not self._has_warned_rank:
+            self._has_warned_rank = True
+            log.warning("aim_parquet: system metrics of rank %d are not tracked: %s", rank, why)
 
     def close(self) -> None:
         """Close the run (flushed, `end_time` set); a later `.run` resumes it."""

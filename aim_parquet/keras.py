@@ -11,7 +11,10 @@ model.fit(x, y, validation_split=0.2, epochs=5, callbacks=[AimCallback(repo=".")
   a second `fit` continues the curves;
 - at the start of training, the fit parameters (`epochs`, `steps`) and the optimizer's config
   go to `run["hparams"]`;
-- `on_train_end` closes the run; a later `fit` with the same callback resumes it.
+- `on_train_end` closes the run; a later `fit` with the same callback resumes it;
+- in a distributed launch (torchrun, SLURM: `RANK`/`WORLD_SIZE` set) only rank 0 logs; every
+  other rank opens the job's run as its own writer with system tracking only (system metrics
+  with `{"rank": r, "host": h}`) for the length of `fit`.
 
 Works with Keras 3 on any backend (`KERAS_BACKEND=torch` needs no TensorFlow). The class subclasses
 `keras.callbacks.Callback` and is created on first access of `AimCallback` (or its alias
@@ -30,6 +33,7 @@ from aim_parquet.integrations_base import (
     as_number,
     import_framework,
     lazy_classes,
+    process_rank,
     sanitize_params,
 )
 
@@ -97,6 +101,10 @@ def _build_callback() -> Any:
             return self._holder.run
 
         def on_train_begin(self, logs: Mapping[str, Any] | None = None) -> None:
+            rank = process_rank()
+            if rank > 0:  # another rank of a distributed job: its system metrics only
+                self._holder.open_rank_writer(rank)
+                return
             run = self.experiment
             params = {k: v for k, v in (self.params or {}).items() if k in ("epochs", "steps")}
             optimizer = getattr(self.model, "optimizer", None)
@@ -110,6 +118,8 @@ def _build_callback() -> Any:
                 run.set(("hparams", key), value, strict=False)
 
         def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
+            if process_rank() > 0:
+                return
             run = self.experiment
             for key, value in (logs or {}).items():
                 number = as_number(value)

@@ -14,6 +14,11 @@ for `model.encoder[0]`). The context
 says what was tracked: `{"type": "data" | "gradients", "params": "weights" | "biases"}`. Steps
 count up per sequence (one step per call). Tensors are copied to the CPU; torch is needed only
 because the model is a torch model, and is imported when a function is called.
+
+Under DDP the model may be passed wrapped (`DistributedDataParallel`, or anything with a
+`.module`): layer names are those of the wrapped model, as in a single process. Its weights and
+(all-reduced) gradients are the same on every rank, so by default only rank 0 tracks them
+(`rank_zero_only=False` tracks every rank's, each in its rank's context).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from aim_parquet.integrations_base import import_framework
+from aim_parquet.integrations_base import import_framework, process_rank
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +67,21 @@ def get_model_layers(model: Any, dt: str) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _track_dists(model: Any, run: Any, dt: str, kind: str) -> None:
+def _unwrapped(model: Any) -> Any:
+    """The model a DDP / DataParallel wrapper holds (`.module`), else `model`."""
+    torch = import_framework("torch", package="torch", what="aim_parquet.pytorch")
+    wrappers = (torch.nn.parallel.DistributedDataParallel, torch.nn.DataParallel)
+    while isinstance(model, wrappers):
+        model = model.module
+    return model
+
+
+def _track_dists(model: Any, run: Any, dt: str, kind: str, rank_zero_only: bool) -> None:
     from aim_parquet.objects import Distribution, InvalidObjectError
 
+    if rank_zero_only and process_rank() > 0:
+        return
+    model = _unwrapped(model)
     for name, tensors in get_model_layers(model, dt).items():
         for attr, label in _PARAMS:
             values = tensors.get(attr)
@@ -80,13 +97,15 @@ def _track_dists(model: Any, run: Any, dt: str, kind: str) -> None:
             run.track(dist, name=name, context={"type": kind, "params": label})
 
 
-def track_params_dists(model: Any, run: Any) -> None:
-    """Track a histogram of each layer's weights and biases (context type `data`)."""
-    _track_dists(model, run, "data", "data")
+def track_params_dists(model: Any, run: Any, *, rank_zero_only: bool = True) -> None:
+    """Track a histogram of each layer's weights and biases (context type `data`). In a
+    distributed job only rank 0 tracks, unless `rank_zero_only=False`."""
+    _track_dists(model, run, "data", "data", rank_zero_only)
 
 
-def track_gradients_dists(model: Any, run: Any) -> None:
+def track_gradients_dists(model: Any, run: Any, *, rank_zero_only: bool = True) -> None:
     """Track a histogram of each layer's weight and bias gradients (context type `gradients`);
-    call it after `backward()` and before `zero_grad()`.
+    call it after `backward()` and before `zero_grad()`. In a distributed job only rank 0
+    tracks, unless `rank_zero_only=False`.
     """
-    _track_dists(model, run, "grad", "gradients")
+    _track_dists(model, run, "grad", "gradients", rank_zero_only)

@@ -10,7 +10,10 @@ trainer = lightning.Trainer(logger=AimLogger(repo=".", experiment="mnist"))
   `val_`, `test_`; configurable, see `context_prefixes` / `context_postfixes`);
 - the `epoch` Lightning adds to each metrics dict becomes the points' `epoch`;
 - `finalize()` (end of `fit`/`test`) closes the run; logging again (a `test` after `fit`)
-  resumes the same run; `AimLogger(run_hash=...)` resumes an earlier run.
+  resumes the same run; `AimLogger(run_hash=...)` resumes an earlier run;
+- under DDP (`strategy="ddp"`, torchrun, SLURM) rank 0 logs as above; every other rank opens the
+  job's run as its own writer with system tracking only (system metrics with `{"rank": r,
+  "host": h}`) from the start of `fit` to `finalize()`: no metric or param is written twice.
 
 The class subclasses Lightning's `Logger`, so it is created on first access of `AimLogger` (module
 `__getattr__`): importing this module does not import Lightning. Works with the `lightning`
@@ -130,7 +133,6 @@ def hparams_dict(params: Any) -> dict[str, Any]:
 def _build_logger() -> Any:
     loggers, utils = _lightning_modules()
     rank_zero: Any = utils.rank_zero_only  # `.rank` is this process's global rank
-    rank_zero_only: Callable[[_Method], _Method] = rank_zero
     rank_zero_experiment: Callable[[_Method], _Method] = loggers.rank_zero_experiment
 
     class AimLogger(loggers.Logger):  # type: ignore[misc,name-defined]
@@ -177,15 +179,28 @@ def _build_logger() -> Any:
             """The `Run` (created, or resumed after `finalize`, on first use)."""
             return self._holder.run
 
-        @rank_zero_only
+        def _on_other_rank(self) -> bool:
+            """On a rank other than 0 (Lightning calls some hooks on every rank): open this
+            rank's system-only writer and say True."""
+            rank = int(getattr(rank_zero, "rank", 0) or 0)
+            if rank > 0:
+                self._holder.open_rank_writer(rank)
+            return rank > 0
+
+        def log_graph(self, model: Any, input_array: Any = None) -> None:
+            """Called on every rank at the start of `fit`: other ranks attach here."""
+            self._on_other_rank()
+
         def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
+            if self._on_other_rank():
+                return
             run = self.experiment
             for key, value in hparams_dict(params).items():
                 run.set(("hparams", key), value, strict=False)
 
-        @rank_zero_only
         def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
-            assert rank_zero.rank == 0, "experiment tried to log from global_rank != 0"
+            if self._on_other_rank():
+                return
             items = dict(metrics)
             epoch = as_epoch(items.pop("epoch", None))
             run = self.experiment
@@ -197,10 +212,9 @@ def _build_logger() -> Any:
                 name, context = self._affixes.split(key)
                 run.track(number, name=name, step=step, epoch=epoch, context=context)
 
-        @rank_zero_only
         def finalize(self, status: str = "") -> None:
             super().finalize(status)
-            self._holder.close()
+            self._holder.close()  # on another rank: its system-only writer
 
         def close(self) -> None:
             self._holder.close()

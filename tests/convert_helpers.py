@@ -158,7 +158,7 @@ def read_converted(root: Path) -> dict[str, ConvertedRun]:
                     item["values"]["dtype"],
                     list(steps),
                     list(values),
-                    list(epochs),
+                    _epochs(epochs),
                     list(times),
                 )
         for getter in (run.get_terminal_logs, run.get_log_records):
@@ -169,12 +169,17 @@ def read_converted(root: Path) -> dict[str, ConvertedRun]:
                     seq.dtype,
                     list(steps),
                     list(values),
-                    list(epochs),
+                    _epochs(epochs),
                     list(times),
                 )
         assert converted.name not in out, f"two runs named {converted.name!r}"
         out[converted.name] = converted
     return out
+
+
+def _epochs(epochs: list[float]) -> list[int | None]:
+    """`data.items_list()` epochs (float64, NaN for none, as Aim's) as ints and None."""
+    return [None if e != e else int(e) for e in epochs]
 
 
 def _sequence(run: Any, seq_type: str, name: str, context: dict[str, Any]) -> Any:

@@ -32,6 +32,7 @@ CHANGE_MARKER_FILENAME = "changed"
 WRITERS_DIRNAME = "writers"
 WRITER_PART_SUFFIX = ".json"
 WRITER_LOCK_SUFFIX = ".lock"
+ATTACH_GATE_FILENAME = "attach.lock"  # in writers/: see storage.online.writer_gate
 MAX_WRITER_RANK = 2**20 - 1
 
 _HASH_RE = re.compile(r"[0-9a-f]{24}")
@@ -190,3 +191,8 @@ class RepoLayout:
     def writer_lock(self, run_hash: str, rank: int) -> Path:
         """The write lock of extra writer `rank`: `writers/<rank>.lock`."""
         return self.writers_dir(run_hash) / f"{validate_writer_rank(rank)}{WRITER_LOCK_SUFFIX}"
+
+    def attach_gate(self, run_hash: str) -> Path:
+        """The flock extra writers take (shared) while they attach, and `runs rm|cp|mv`
+        (exclusive) while they work on the run: `writers/attach.lock`."""
+        return self.writers_dir(run_hash) / ATTACH_GATE_FILENAME

@@ -206,6 +206,11 @@ def _iterable(value: Any) -> Any:
     return value
 
 
+def iterate(value: Any) -> Iterator[Any]:
+    """An iterator over `value` (a comprehension's loop), refusing what `_iterable` refuses."""
+    return iter(_iterable(value))
+
+
 # --------------------------------------------------------------------------- operators
 
 _NUMBERS: Final = frozenset({int, float, bool})
@@ -622,6 +627,22 @@ def _bool(value: Any = False, /) -> bool:
     return bool(value)
 
 
+def _list(values: Any = (), /) -> list[Any]:
+    result = list(_iterable(values))
+    charge(len(result))
+    return result
+
+
+def _tuple(values: Any = (), /) -> tuple[Any, ...]:
+    return tuple(_list(values))
+
+
+def _set(values: Any = (), /) -> set[Any]:
+    result = set(_iterable(values))
+    charge(len(result))
+    return result
+
+
 def _datetime(*args: Any, **kwargs: Any) -> _dt.datetime:
     return _dt.datetime(*args, **kwargs)
 
@@ -630,12 +651,18 @@ def _timedelta(*args: Any, **kwargs: Any) -> _dt.timedelta:
     return _dt.timedelta(*args, **kwargs)
 
 
-def _now() -> _dt.datetime:
-    return _dt.datetime.now()
+def _now(tz: Any = None) -> _dt.datetime:
+    """Local time, naive; `datetime.now(timezone.utc)`: UTC, aware."""
+    return _dt.datetime.now(tz)
 
 
-def _fromtimestamp(timestamp: Any, /) -> _dt.datetime:
-    return _dt.datetime.fromtimestamp(timestamp)
+def _utcnow() -> _dt.datetime:
+    """UTC now, naive (compares with `run.created_at`, which is naive UTC)."""
+    return _dt.datetime.now(_dt.UTC).replace(tzinfo=None)
+
+
+def _fromtimestamp(timestamp: Any, tz: Any = None, /) -> _dt.datetime:
+    return _dt.datetime.fromtimestamp(timestamp, tz)
 
 
 def _fromisoformat(text: Any, /) -> _dt.datetime:
@@ -652,7 +679,7 @@ class Builtin(NamedTuple):
 
 
 _DATETIME_FIELDS: Final = frozenset(
-    {"year", "month", "day", "hour", "minute", "second", "microsecond", "fold"}
+    {"year", "month", "day", "hour", "minute", "second", "microsecond", "fold", "tzinfo"}
 )
 _TIMEDELTA_FIELDS: Final = frozenset(
     {"days", "seconds", "microseconds", "milliseconds", "minutes", "hours", "weeks"}
@@ -672,13 +699,21 @@ BUILTIN_FUNCTIONS: Final[Mapping[str, Builtin]] = {
     "float": Builtin(_float),
     "str": Builtin(_str),
     "bool": Builtin(_bool),
+    "list": Builtin(_list),
+    "tuple": Builtin(_tuple),
+    "set": Builtin(_set),
     "datetime": Builtin(_datetime, _DATETIME_FIELDS),
     "timedelta": Builtin(_timedelta, _TIMEDELTA_FIELDS),
 }
-"""Functions callable by name: `len(run.tags)`, `datetime(2022, 2, 2)`, `timedelta(days=7)`."""
+"""Functions callable by name: `len(run.tags)`, `datetime(2022, 2, 2)`, `timedelta(days=7)`
+(and `isinstance(x, T)`, compiled by `aim_parquet.query.comprehensions`)."""
+
+UTC_TIMEZONE: Final = _dt.UTC
+"""`timezone.utc`, the one time zone a query can name (for `datetime.now(timezone.utc)`)."""
 
 DATETIME_CLASS_METHODS: Final[Mapping[str, Builtin]] = {
-    "now": Builtin(_now, is_pure=False),
+    "now": Builtin(_now, frozenset({"tz"}), is_pure=False),
+    "utcnow": Builtin(_utcnow, is_pure=False),
     "fromtimestamp": Builtin(_fromtimestamp),
     "fromisoformat": Builtin(_fromisoformat),
 }

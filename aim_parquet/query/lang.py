@@ -19,11 +19,17 @@ Semantics follow Aim 3.29 (``aim/storage/query.py``):
 Two deliberate differences: ``x is None`` is True when x is SafeNone, and the archived check looks
 at the syntax tree, so ``run . archived`` counts and a string literal ``'run.archived'`` does not.
 
+Comprehensions, generator expressions and ``isinstance`` are compiled by
+`aim_parquet.query.comprehensions` (loop variables are plain names; each loop step spends the
+evaluation's size budget). ``timezone.utc`` is the one time zone a query can name
+(``datetime.now(timezone.utc)``; ``datetime.utcnow()`` is naive UTC, like ``run.created_at``).
+
 Refusals raise `QueryError` at compile time with the column and a caret (a name that is not
-allowed, an attribute starting with ``_``, lambda, comprehensions, f-strings, ``:=``, ``*x``,
-``str.format``, calls of anything but the allowed builtins and methods, too long or too deeply
-nested queries), or at evaluation time for the size limits of `aim_parquet.query.builtins`. A
-malformed query raises `QuerySyntaxError`.
+allowed, an attribute starting with ``_``, lambda, f-strings, ``:=``, ``*x``, ``str.format``,
+calls of anything but the allowed builtins and methods, a loop variable starting with ``_`` or
+shadowing a query variable, async comprehensions, too long or too deeply nested queries), or at
+evaluation time for the size limits of `aim_parquet.query.builtins`. A malformed query raises
+`QuerySyntaxError`.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from typing import Any, Final, NamedTuple
 
 from aim_parquet.errors import QueryError, QuerySyntaxError
 from aim_parquet.query import builtins as rt
+from aim_parquet.query import comprehensions
 from aim_parquet.query.builtins import QueryObject, SafeNone
 
 __all__ = ["DEFAULT_NAMES", "CompiledQuery", "QueryObject", "SafeNone", "compile_query"]
@@ -65,10 +72,6 @@ _BRACKET_WORDS: Final = ("parenthesis", "never closed", "unmatched")
 
 _REFUSED: Final[Mapping[type[ast.AST], str]] = {
     ast.Lambda: "lambda expressions",
-    ast.ListComp: "list comprehensions",
-    ast.SetComp: "set comprehensions",
-    ast.DictComp: "dict comprehensions",
-    ast.GeneratorExp: "generator expressions",
     ast.JoinedStr: "f-strings",
     ast.FormattedValue: "f-strings",
     ast.NamedExpr: "assignment expressions (:=)",
@@ -419,7 +422,9 @@ def _check_shape(root: ast.expr, text: str, source: str, shift: int) -> None:
 
 
 def _mentions_archived(root: ast.expr) -> bool:
-    def is_run(node: ast.expr) -> bool:
+    def is_run(node: ast.expr) -> bool:  # `run`, or a sequence's run: `metric.run`
+        if isinstance(node, ast.Attribute) and node.attr == "run":
+            return isinstance(node.value, ast.Name) and node.value.id in DEFAULT_NAMES - {"run"}
         return isinstance(node, ast.Name) and node.id == "run"
 
     for node in ast.walk(root):
@@ -450,6 +455,7 @@ class _Compiler:
         self.shift = shift
         self.allowed_names = allowed_names
         self.names: set[str] = set()
+        self.local_names: set[str] = set()  # loop variables of the comprehensions compiled now
 
     def conjunct(self, node: ast.expr) -> _Conjunct:
         self.names = set()
@@ -499,9 +505,13 @@ class _Compiler:
 
     def _compile_name(self, node: ast.Name) -> _Code:
         name = node.id
+        if name in self.local_names:
+            return _Code(operator.itemgetter(name))
         if name in self.allowed_names:
             self.names.add(name)
             return _Code(operator.itemgetter(name))
+        if name == "timezone":
+            raise self.error(node, "timezone can only be used as timezone.utc")
         if name in rt.BUILTIN_FUNCTIONS:
             raise self.error(node, f"the function {name!r} can only be called, as in {name}(...)")
         if name.startswith("_"):
@@ -519,14 +529,22 @@ class _Compiler:
             )
 
     def _is_datetime_class(self, node: ast.expr) -> bool:
+        return self._is_class(node, "datetime")
+
+    def _is_class(self, node: ast.expr, name: str) -> bool:
         return (
             isinstance(node, ast.Name)
-            and node.id == "datetime"
-            and "datetime" not in self.allowed_names
+            and node.id == name
+            and name not in self.allowed_names
+            and name not in self.local_names
         )
 
     def _compile_attribute(self, node: ast.Attribute) -> _Code:
         self._check_attribute(node)
+        if self._is_class(node.value, "timezone"):
+            if node.attr != "utc":
+                raise self.error(node, f"timezone.{node.attr} is not available; use timezone.utc")
+            return _constant(rt.UTC_TIMEZONE)
         if self._is_datetime_class(node.value):
             raise self.error(node, f"datetime.{node.attr} is not available; call datetime(...)")
         obj = self.compile(node.value)
@@ -639,6 +657,8 @@ class _Compiler:
         for keyword in node.keywords:
             if keyword.arg is None:
                 raise self.error(node, "keyword unpacking (**) is not allowed in queries")
+        if isinstance(func, ast.Name) and func.id == "isinstance":
+            return self._call_isinstance(node)
         if isinstance(func, ast.Name) and func.id not in self.allowed_names:
             builtin = rt.BUILTIN_FUNCTIONS.get(func.id)
             if builtin is None:
@@ -659,6 +679,13 @@ class _Compiler:
                 raise self.error(func, f"datetime.{func.attr}() is not allowed; use {allowed}")
             return self._call_builtin(node, f"datetime.{func.attr}", builtin)
         return self._call_method(node, func)
+
+    def _call_isinstance(self, node: ast.Call) -> _Code:
+        value_fn, types = comprehensions.compile_isinstance(self, node)
+        return _Code(lambda env: isinstance(value_fn(env), types))
+
+    def _compile_comprehension(self, node: ast.expr) -> _Code:
+        return _Code(comprehensions.compile_comprehension(self, node))
 
     def _arguments(self, node: ast.Call) -> tuple[list[_Code], list[_Fn], list[tuple[str, _Fn]]]:
         codes, fns = self._elements(node.args)
@@ -719,4 +746,8 @@ _HANDLERS: Final[Mapping[type[ast.AST], Callable[[_Compiler, Any], _Code]]] = {
     ast.IfExp: _Compiler._compile_if_exp,
     ast.Compare: _Compiler._compile_compare,
     ast.Call: _Compiler._compile_call,
+    ast.ListComp: _Compiler._compile_comprehension,
+    ast.SetComp: _Compiler._compile_comprehension,
+    ast.DictComp: _Compiler._compile_comprehension,
+    ast.GeneratorExp: _Compiler._compile_comprehension,
 }

@@ -70,7 +70,7 @@ class QueryPlan:
             if (
                 seq_filter is None
                 or var is None
-                or seq_filter.matches({"run": view, var: SequenceView(info)})
+                or seq_filter.matches({"run": view, var: SequenceView(info, view)})
             ):
                 out.append(info)
         return out

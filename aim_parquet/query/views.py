@@ -18,6 +18,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from aim_parquet.errors import QueryError
 from aim_parquet.format.meta import RunMeta, SequenceInfo
 from aim_parquet.format.paths import RepoLayout, canonical_context
 from aim_parquet.query.lang import SafeNone
@@ -105,17 +106,18 @@ _RUN_FIELDS: dict[str, Callable[[RunView], Any]] = {
     "finalized_at": lambda v: _utc_naive(v.meta.end_time),
     "active": lambda v: v.active,
     "duration": _duration,
-    "metrics": lambda v: RunSequencesView(v.meta),
+    "metrics": lambda v: RunSequencesView(v.meta, v),
 }
 
 
 class RunSequencesView:
     """`run.metrics`: `run.metrics["loss"]` or `run.metrics["loss", {"subset": "train"}]`."""
 
-    __slots__ = ("meta",)
+    __slots__ = ("meta", "run")
 
-    def __init__(self, meta: RunFields) -> None:
+    def __init__(self, meta: RunFields, run: RunView | None = None) -> None:
         self.meta = meta
+        self.run = run
 
     def find(self, name: Any, context: Any) -> SequenceInfo | None:
         if not isinstance(name, str) or not isinstance(context, dict):
@@ -137,10 +139,16 @@ class RunSequencesView:
         else:
             name, context = key, {}
         info = self.find(name, context)
-        return SafeNone if info is None else SequenceView(info)
+        return SafeNone if info is None else SequenceView(info, self.run)
 
     def query_attr(self, name: str) -> Any:
         return self.query_item(name)
+
+
+SEQUENCE_FIELDS = (
+    "name", "context", "dtype", "kind", "version", "count", "first_step", "last_step",
+    "first", "last", "min", "max", "run",
+)  # fmt: skip
 
 
 class SequenceView:
@@ -148,13 +156,15 @@ class SequenceView:
 
     Fields: `name`, `context` (a dict: `.context.subset`, `.context["subset"]`), `dtype`, `count`,
     `version`, and for metrics `first`, `last`, `first_step`, `last_step`, `min`, `max`.
-    `first_step`/`last_step`/`count` are also given for object sequences.
+    `first_step`/`last_step`/`count` are also given for object sequences. `run` is the run view
+    (`metric.run.name`, as in Aim). Any other field raises QueryError rather than match nothing.
     """
 
-    __slots__ = ("info",)
+    __slots__ = ("info", "run")
 
-    def __init__(self, info: SequenceInfo | CatalogueEntry) -> None:
+    def __init__(self, info: SequenceInfo | CatalogueEntry, run: RunView | None = None) -> None:
         self.info = info
+        self.run = run
 
     def __repr__(self) -> str:
         return f"<SequenceView {self.info.name!r} {self.info.context!r}>"
@@ -181,7 +191,13 @@ class SequenceView:
             if info.kind == "int" and isinstance(value, float) and value.is_integer():
                 return int(value)
             return value
-        return SafeNone
+        if name == "run":
+            return SafeNone if self.run is None else self.run
+        if name in SEQUENCE_FIELDS:
+            return SafeNone
+        raise QueryError(
+            f"a sequence has no field {name!r} in queries; it has {', '.join(SEQUENCE_FIELDS)}"
+        )
 
     def query_item(self, key: Any) -> Any:
         return self.query_attr(key) if isinstance(key, str) else SafeNone

@@ -45,6 +45,14 @@ class QueryReportMode(enum.Enum):
     PROGRESS_BAR = 1
     PROGRESS_TUPLE = 2
 
+    @classmethod
+    def _missing_(cls, value: object) -> QueryReportMode | None:
+        """Aim's own `aim.sdk.types.QueryReportMode` members (and their names) map by name."""
+        name = value if isinstance(value, str) else getattr(value, "name", None)
+        if isinstance(name, str) and name.upper() in cls.__members__:
+            return cls[name.upper()]
+        return None
+
 
 def open_read_only_run(layout: RepoLayout, meta: RunMeta | RunRecord) -> Any:
     """A read-only `Run` over metadata already read (what `Run(h, read_only=True)` builds,

@@ -11,7 +11,7 @@ Python `str` objects shared between the rows of a run, missing numbers as NaN, m
 None); `to_polars()` gives polars the Arrow memory (text as plain strings).
 
 Types: `step` int64, `value` float64, `epoch` float64 (NaN where none was tracked), `timestamp`
-float64, `time` a naive UTC timestamp (µs). A run-level column whose values are all numbers
+float64, `time` a naive local-time timestamp (µs, as Aim's; `timestamp` is the instant). A run-level column whose values are all numbers
 (bools, ints, floats) stays a number column (ints and floats: float64, ints alone: int64); all
 text stays text; a column that mixes kinds across runs (a param that is a number in one run and
 text in another) holds the JSON text of each value (`"two"`, `2`), as `aim-parquet query
@@ -34,7 +34,13 @@ import pyarrow as pa
 from aim_parquet.format.paths import canonical_context
 from aim_parquet.format.schema import METRIC_KINDS
 from aim_parquet.format.values import utf8_safe
-from aim_parquet.sdk.dataframes import require_pandas, require_polars, run_row
+from aim_parquet.sdk.dataframes import (
+    column_rank,
+    local_times,
+    require_pandas,
+    require_polars,
+    run_row,
+)
 from aim_parquet.storage.index.run_records import RunRecord
 
 if TYPE_CHECKING:
@@ -171,24 +177,23 @@ class MetricFrame:
         repeat = np.repeat(np.arange(self._n_seqs, dtype=np.int64), lengths)
         starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
         taken = pa.array(repeat)
-        var = self._var
-        front = [f"{var}.name", f"{var}.context"]
-        names = list(self._keys)
-        head = [n for n in ("run.hash", *front) if n in self._keys]
-        head += [n for n in names if n.startswith(f"{var}.context.")]
-        tail = [n for n in names if n not in head]
-        columns: dict[str, pa.Array | pa.ChunkedArray] = {}
-        for name in head:
-            columns[name] = key_column(self._keys[name]).take(taken)
         stamps = _cat(self._stamps, _EMPTY_F, np.float64)
-        columns["idx"] = pa.array(np.arange(total, dtype=np.int64) - starts)
-        columns["step"] = pa.array(_cat(self._steps, _EMPTY_I, np.int64))
-        columns["value"] = pa.array(_cat(self._values, _EMPTY_F, np.float64))
-        columns["epoch"] = pa.array(_cat(self._epochs, _EMPTY_F, np.float64))
-        columns["timestamp"] = pa.array(stamps)
-        columns["time"] = _times(stamps)
-        for name in tail:
-            columns[name] = key_column(self._keys[name]).take(taken)
+        per_point: dict[str, pa.Array] = {
+            "idx": pa.array(np.arange(total, dtype=np.int64) - starts),
+            "step": pa.array(_cat(self._steps, _EMPTY_I, np.int64)),
+            "value": pa.array(_cat(self._values, _EMPTY_F, np.float64)),
+            "epoch": pa.array(_cat(self._epochs, _EMPTY_F, np.float64)),
+            "time": _times(stamps),
+            "timestamp": pa.array(stamps),
+        }
+        # Aim's columns first, in Aim's order, then ours (`sdk.dataframes.column_rank`)
+        order = sorted([*per_point, *self._keys], key=column_rank)
+        columns: dict[str, pa.Array | pa.ChunkedArray] = {}
+        for name in order:
+            if name in per_point:
+                columns[name] = per_point[name]
+            else:
+                columns[name] = key_column(self._keys[name]).take(taken)
         return pa.table(columns)
 
     def to_pandas(self) -> pandas.DataFrame:
@@ -210,11 +215,12 @@ def _cat(parts: list[Array], empty: Array, dtype: Any) -> Array:
 
 
 def _times(stamps: Array) -> pa.Array:
-    """Naive UTC timestamps (µs) of float epoch seconds; NaN is missing."""
+    """Naive local-time timestamps (µs) of float epoch seconds, as Aim's `time` column
+    (`sdk.dataframes.local_times`); NaN is missing."""
     missing = np.isnan(stamps)
-    micros = np.round(np.where(missing, 0.0, stamps) * 1e6).astype(np.int64)
+    local = local_times(np.where(missing, 0.0, stamps)).view(np.int64)
     mask = missing if missing.any() else None
-    return pa.array(micros, pa.int64(), mask=mask).view(pa.timestamp("us"))
+    return pa.array(local, pa.int64(), mask=mask).view(pa.timestamp("us"))
 
 
 def _pandas_column(column: pa.ChunkedArray) -> Array:

@@ -15,12 +15,12 @@ the run (the process is ending): then it is dropped with a warning too.
 from __future__ import annotations
 
 import functools
-import itertools
 import json
 import logging
 import os
 import shutil
 import sys
+import threading
 import time
 import weakref
 from collections.abc import Iterator
@@ -73,7 +73,11 @@ _MISSING = object()
 
 
 _now = time.time
-_launch_run_numbers = itertools.count()  # the nth Run() of a distributed job's process
+# How many runs of its distributed job this process opened with a derived hash: the next one is
+# the job's run number `_launch_runs[0]`. It advances only when the open succeeds, so a rank
+# whose Run() failed (RunLockedError, a full disk) and retries opens the same run as its peers.
+_launch_runs = [0]
+_launch_runs_lock = threading.Lock()
 _encode_meta = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
 
 
@@ -123,12 +127,15 @@ class Run(RunReadMixin):
     """A training run: properties, params and tracked sequences (Aim's `aim.Run`)."""
 
     # Class-level defaults: read-only runs built without __init__ (query results) have them too.
+    _writer: RunWriter | None
     _retired: RunWriter | None = None  # the writer after close(), or a forked child's copy
     _close_job: lifecycle.CloseJob | None = None
     _finalizer: weakref.finalize[[], Run] | None = None
     _has_warned_param = False
     _rank: int | None = None  # this process's rank when several processes write the run
     _system_labels: dict[str, Any] = {}  # added to the context of system metrics (rank, host)
+    _shared: Any = None  # shared_writers.SharedWriter while this handle is open
+    _shared_owner: Run | None = None  # a later handle of a shared writer: the first handle
 
     def __init__(
         self,
@@ -161,12 +168,22 @@ class Run(RunReadMixin):
         self._meta_cache = None
         if launch is None:
             self.hash = run_hash or generate_run_hash()
-            self._open_writer(is_new=run_hash is None, experiment=experiment, force=force_resume)
         else:  # one run, written by every rank of the job
-            self.hash = run_hash or launch.run_hash(next(_launch_run_numbers))
             self._rank = launch.rank
             self._system_labels = launch.labels
-            self._open_launch_writer(launch, run_hash is None, experiment, force_resume)
+        if run_hash is not None:
+            self.hash = run_hash
+            if self._join_shared(experiment):
+                return
+        if launch is None:
+            self._open_writer(is_new=run_hash is None, experiment=experiment, force=force_resume)
+        elif run_hash is not None:
+            self._open_launch_writer(launch, False, experiment, force_resume)
+        else:
+            with _launch_runs_lock:
+                self.hash = launch.run_hash(_launch_runs[0])
+                self._open_launch_writer(launch, True, experiment, force_resume)
+                _launch_runs[0] += 1
         assert self._writer is not None
         job = lifecycle.CloseJob(  # holds the writer and services, never the Run
             functools.partial(lifecycle.close_run_parts, self._writer, self._extensions),
@@ -177,6 +194,9 @@ class Run(RunReadMixin):
         self._finalizer = weakref.finalize(self, job.start)  # collected without close()
         self._finalizer.atexit = False  # at exit lifecycle.close_all closes it and waits
         lifecycle.register(self)
+        from aim_parquet.sdk import shared_writers
+
+        self._shared = shared_writers.register_owner(self)
         from aim_parquet.sdk.run_extensions import start_extensions
 
         self._extensions[:] = start_extensions(
@@ -187,6 +207,55 @@ class Run(RunReadMixin):
         )
         if lifecycle.is_terminating():
             self._close_while_terminating()
+
+    def _join_shared(self, experiment: str | None) -> bool:
+        """Share the writer when this process already writes the run (`sdk.shared_writers`)."""
+        from aim_parquet.sdk import shared_writers
+
+        joined = shared_writers.join(self)
+        if joined is None:
+            return False
+        entry, owner = joined
+        writer = entry.writer
+        self._init_tracking(writer, read_only=False)
+        self._shared, self._shared_owner = entry, owner
+        for seq in list(writer.seqs.values()):
+            if seq.is_metric:
+                self._cache_seq(seq, seq.info.name, seq.info.context)
+        release = functools.partial(shared_writers.release_collected, entry, owner)
+        self._finalizer = weakref.finalize(self, release)
+        self._finalizer.atexit = False
+        lifecycle.register(self)
+        if experiment:
+            self._update_meta(writer, experiment=str(experiment))
+        return True
+
+    def _leave_shared(self, *, is_last: bool) -> None:
+        """Close this handle of a shared writer: flush, then forget the writer (keeping it for
+        late points); the last handle then closes the run through the first handle's job."""
+        entry, writer = self._shared, self._writer
+        assert writer is not None
+        if not is_last:
+            self.flush()
+        self._writer, self._retired, self._meta_cache = None, writer, writer.meta
+        if self._close_job is not None:  # the first handle: it keeps its job for the last one
+            entry.is_owner_closed = True
+            return
+        self._shared = None
+        lifecycle.unregister(self)
+        if self._finalizer is not None:
+            self._finalizer.detach()
+        owner, self._shared_owner = self._shared_owner, None
+        if is_last and owner is not None:
+            owner._close_as_last_handle()
+
+    def _close_as_last_handle(self) -> None:
+        """The first handle of a shared writer, closed before the others: close the run now."""
+        self._shared = None
+        retired = self._retired
+        if self._writer is None and retired is not None and not retired.is_disowned:
+            self._writer, self._retired = retired, None
+        self.close()
 
     def _close_while_terminating(self) -> None:
         """A SIGTERM is closing this process's runs (the program ran on while it did): close
@@ -205,7 +274,7 @@ class Run(RunReadMixin):
 
     def _init_tracking(self, writer: RunWriter | None, *, read_only: bool) -> None:
         """The state `track()` works on: the writer and the caches of its sequence buffers."""
-        self._writer: RunWriter | None = writer
+        self._writer = writer
         self._meta_source: Any = None  # a run index record to decode the metadata from
         self._metric_seqs: dict[Any, SeqBuffer] = {}
         self._object_seqs: dict[Any, SeqBuffer] = {}
@@ -278,8 +347,9 @@ class Run(RunReadMixin):
             raise
         try:
             meta = load_sidecar(layout, self.hash)
-            if is_multi:
-                meta = main_writer_meta(layout, self.hash, meta)
+            if is_multi or meta.is_multi_writer:  # a job's run, resumed by a plain process too:
+                meta = main_writer_meta(layout, self.hash, meta)  # it writes as rank 0
+                self._rank = self._rank or 0
             elif not is_new:  # after a killed writer the catalogue is caught up from the data
                 infos = resume_catalogue(layout, self.hash, meta)
                 meta = RunMeta(**{**meta.__dict__, "end_time": None, "sequences": infos})
@@ -389,6 +459,11 @@ class Run(RunReadMixin):
     def _set_props(self, **changes: Any) -> None:
         if self._is_dropped_on_rank(", ".join(changes)):
             return
+        if self._writer is None and (self.read_only or self._is_closed_here()):
+            from aim_parquet.sdk.run_edits import edit_props
+
+            self._meta_cache, self._meta_source = edit_props(self, changes), None
+            return
         writer = self._writer_for_update(", ".join(changes))
         if writer is not None:
             self._update_meta(writer, **changes)
@@ -400,6 +475,11 @@ class Run(RunReadMixin):
             self._drop_update(what)
             return None
         return self._require_writer()
+
+    def _is_closed_here(self) -> bool:
+        """Closed by this process (not a fork's copy, not by a SIGTERM ending the process)."""
+        retired = self._retired
+        return retired is not None and not retired.is_disowned and not lifecycle.is_terminating()
 
     def _is_closed_on_signal(self) -> bool:
         retired = self._retired
@@ -700,6 +780,16 @@ class Run(RunReadMixin):
         tracked by other threads before the final flush are written; later ones are dropped with
         a warning. Idempotent; several threads may call it at once.
         """
+        entry = self._shared
+        if entry is not None:
+            if self._writer is None:
+                return  # this handle is closed; the run closes with its last handle
+            is_last = entry.release()
+            self._leave_shared(is_last=is_last)
+            if not is_last or self._close_job is None:
+                return
+            self._shared = None
+            self._writer, self._retired = self._retired, None
         job = self._close_job
         if job is None:
             return
@@ -751,7 +841,8 @@ class Run(RunReadMixin):
         self._extensions.clear()
         writer = self._writer
         if writer is not None:
-            writer.disown_after_fork()
+            if not writer.is_disowned:  # shared by several handles: disowned once
+                writer.disown_after_fork()
             self._writer = None
             self._retired = writer
             self._meta_cache = writer.meta

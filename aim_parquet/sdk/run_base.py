@@ -40,6 +40,23 @@ class RunPropsMixin:
         return str(self._layout.root)
 
     @property
+    def repo(self) -> Any:
+        """The `Repo` holding this run (as Aim's `run.repo`)."""
+        from aim_parquet.sdk.repo import Repo
+
+        return Repo.from_path(self._layout.root)
+
+    def __eq__(self, other: object) -> bool:
+        """Two runs are equal when they are the same run of the same repository (as in Aim),
+        whether opened for writing or read-only."""
+        if not isinstance(other, RunPropsMixin):
+            return NotImplemented
+        return self.hash == other.hash and self._layout.root == other._layout.root
+
+    def __hash__(self) -> int:
+        return hash((self.hash, str(self._layout.root)))
+
+    @property
     def name(self) -> str:
         return self._meta.display_name
 

@@ -143,10 +143,12 @@ class RunSequencesMixin:
     def iter_sequence_info_by_type(
         self, dtypes: str | Iterable[str]
     ) -> Iterator[tuple[str, Context, Any]]:
-        """`(name, context, run)` of every sequence whose dtype is in `dtypes` ('float', ...)."""
-        from aim_parquet.sdk.sequence import Context
+        """`(name, context, run)` of every sequence of the sequence types of `dtypes`: as in Aim,
+        a dtype stands for its sequence type, so 'float' also gives int metrics and 'aim.image'
+        also image lists."""
+        from aim_parquet.sdk.sequence import Context, kinds_like
 
-        wanted = {dtypes} if isinstance(dtypes, str) else set(dtypes)
+        wanted = kinds_like([dtypes] if isinstance(dtypes, str) else list(dtypes))
         for info in self._catalogue()[1]:
             if info.kind in wanted:
                 yield info.name, Context(info.context), self

@@ -4,8 +4,9 @@ A sequence object holds only its catalogue entry (name, context, kind, summary);
 on first access through `storage.online.run_reader.read_sequence` (which merges compacted Parquet with
 live segments and keeps the last write of a step), and only the columns asked for: `values` of a
 metric reads `step` + `value`, `epochs` reads `step` + `epoch`, and an image sequence reads its
-payload bytes only when its values are asked for. Arrays handed out are read-only views of the
-cached columns.
+payload bytes only when its values are asked for. The cached columns are read-only; arrays handed
+out to the caller (`sparse_numpy()`, `values_numpy()`, `data.numpy()`, ...) are writable copies of
+their own, as Aim's are (see BENCHMARKS.md for the cost of that copy).
 
 Unlike Aim, every array view is keyed by the **real step**, in step order:
 `steps, values = metric.values.sparse_numpy()` is correct (Aim returns hashed keys there).
@@ -14,7 +15,7 @@ Unlike Aim, every array view is keyed by the **real step**, in step order:
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -28,6 +29,8 @@ from aim_parquet.storage.online.run_reader import read_metric_columns, read_sequ
 if TYPE_CHECKING:
     import pandas
     import polars
+
+    from aim_parquet.sdk.sequence_data import SequenceData
 
 Array = np.ndarray[Any, Any]
 _MAX_EXACT_INT = 2.0**53
@@ -169,6 +172,15 @@ class Sequence:
     def __bool__(self) -> bool:
         return True
 
+    def __eq__(self, other: object) -> bool:
+        """Equal when (name, context, run) are (as in Aim): the same sequence of the same run."""
+        if not isinstance(other, Sequence):
+            return NotImplemented
+        return (self.name, self.context, self.run) == (other.name, other.context, other.run)
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.context, self.run))
+
     def __repr__(self) -> str:
         run_hash = getattr(self.run, "hash", "?")
         return f"<{type(self).__name__} {self.name!r} {self._info.context!r} of run {run_hash}>"
@@ -237,7 +249,25 @@ class Sequence:
 
     @property
     def data(self) -> SequenceData:
+        """Every column at once: `numpy()`, `items_list()`, iteration, `view`, `sample`, ..."""
+        from aim_parquet.sdk.sequence_data import SequenceData
+
         return SequenceData(self)
+
+    def __len__(self) -> int:
+        """The number of points (tracked steps); reads the step and epoch columns only."""
+        return len(self._column("epoch")[0])
+
+    def record_length(self) -> int | None:
+        """The most objects tracked at one step of a list sequence (`run.track([img, img])`);
+        None for a sequence of single objects or numbers (as Aim)."""
+        if not self._info.kind.startswith("list("):
+            return None
+        table = read_sequence(self._layout, self.run.hash, self._info, columns=["step"])
+        starts = _step_starts(column_numpy(table, "step"))
+        if starts.size == 0:
+            return 0
+        return int(np.diff(np.append(starts, table.num_rows)).max())
 
     # -- dataframes ------------------------------------------------------------------------
     def dataframe(
@@ -300,16 +330,24 @@ class ArrayView:
         return self.indices_list(), self.values_list()
 
     def indices_numpy(self) -> Array:
-        return self._pair()[0]
+        """The int64 steps: a writable array of the caller's own."""
+        return self._pair()[0].copy()
 
     def values_numpy(self) -> Array:
+        """The values (numbers, or an object array of objects): a writable array of the
+        caller's own, so `vals /= vals.max()` or `vals.sort()` work as in Aim."""
+        values = self._values_array()
+        return values.copy() if values is self._pair()[1] else values
+
+    def _values_array(self) -> Array:
+        """The values without a copy (read-only when cached): for our own read-only use."""
         values = self._pair()[1]
         if isinstance(values, np.ndarray):
             return values
         out = np.empty(len(values), dtype=object)
         for i, value in enumerate(values):
             out[i] = value
-        return _readonly(out)
+        return out
 
     def indices_list(self) -> list[int]:
         return self._pair()[0].tolist()  # type: ignore[no-any-return]
@@ -342,12 +380,33 @@ class ArrayView:
     def __len__(self) -> int:
         return len(self._pair()[0])
 
-    def __getitem__(self, step: int) -> Any:
+    def __getitem__(self, step: int | slice) -> Any:
+        """The value at real step `step` (KeyError when none was tracked there); a slice
+        `view[a:b]` gives the list of values at the tracked steps `a <= step < b` (Aim raises
+        NotImplementedError for slices)."""
         steps, values = self._pair()
+        if isinstance(step, slice):
+            return self._slice(steps, values, step)
+        if isinstance(step, bool) or not isinstance(step, (int, np.integer)):
+            raise TypeError(
+                f"an ArrayView is indexed by step (an int) or a step slice, not {step!r}"
+            )
         pos = int(np.searchsorted(steps, step))
         if pos >= len(steps) or steps[pos] != step:
             raise KeyError(f"no point at step {step} in {self._seq.name!r}")
         return self._py(values[pos])
+
+    def _slice(self, steps: Array, values: Any, part: slice) -> list[Any]:
+        if part.step not in (None, 1):
+            raise ValueError(f"an ArrayView slice takes no stride, got {part!r}")
+        for bound in (part.start, part.stop):
+            if bound is not None and (
+                isinstance(bound, bool) or not isinstance(bound, (int, np.integer))
+            ):
+                raise TypeError(f"an ArrayView is sliced by steps (ints), got {part!r}")
+        lo = 0 if part.start is None else int(np.searchsorted(steps, part.start))
+        hi = len(steps) if part.stop is None else int(np.searchsorted(steps, part.stop))
+        return [self._py(v) for v in values[lo : max(lo, hi)]]
 
     def _at(self, pos: int) -> tuple[int, Any]:
         steps, values = self._pair()
@@ -374,35 +433,6 @@ class ArrayView:
 
     def last_value(self) -> Any:
         return self.last()[1]
-
-
-class SequenceData:
-    """`seq.data`: all columns at once, step-ordered (Aim's `data.numpy()`/`items_list()`)."""
-
-    __slots__ = ("_seq",)
-
-    def __init__(self, seq: Sequence) -> None:
-        self._seq = seq
-
-    def numpy(self) -> tuple[Array, tuple[Array, Array, Array]]:
-        """`(steps, (values, epochs, timestamps))`; epochs are float64 with NaN for no epoch."""
-        seq = self._seq
-        seq.preload()
-        steps, values = seq._column("value")
-        epochs = seq._column("epoch")[1].astype(np.float64)
-        times = seq._column("timestamp")[1]
-        if not isinstance(values, np.ndarray):
-            values = ArrayView(seq, "value").values_numpy()
-        return steps, (values, epochs, times)
-
-    def items_list(self) -> tuple[list[int], list[list[Any]]]:
-        """`(steps, [values, epochs, timestamps])` as Python lists (epoch None when unset)."""
-        seq = self._seq
-        seq.preload()
-        values = ArrayView(seq, "value")
-        epochs = ArrayView(seq, "epoch").values_list()
-        times = ArrayView(seq, "timestamp").values_list()
-        return values.indices_list(), [values.values_list(), epochs, times]
 
 
 class Metric(Sequence):
@@ -456,6 +486,17 @@ def sequence_class_for(kind: str) -> type[Sequence]:
         if cls.accepts(kind):
             return cls
     return Sequence
+
+
+def kinds_like(dtypes: Iterable[str]) -> frozenset[str]:
+    """Every dtype of the sequence types `dtypes` belong to ('float' -> every metric dtype,
+    'aim.image' -> images and image lists); a dtype no sequence class takes stands for itself."""
+    out: set[str] = set()
+    for dtype in dtypes:
+        cls = sequence_class_for(dtype)
+        out.update(cls.KINDS if cls.KINDS is not None else (dtype,))
+        out.add(dtype)
+    return frozenset(out)
 
 
 def make_sequence(

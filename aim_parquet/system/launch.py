@@ -6,6 +6,9 @@ torchrun / torch elastic (and Accelerate, which launches through it) set `RANK`,
 when the world size is above 1; every process of one job then derives the same run hash from the
 job's id (`DistributedLaunch.run_hash`), so all ranks open one run without talking to each other.
 
+Lightning's own launcher (`Trainer(strategy="ddp")` run with plain `python`) sets no `RANK`:
+on its first node the rank is `LOCAL_RANK` and the job is rank 0's process (`_lightning_launch`).
+
 The job id: `TORCHELASTIC_RUN_ID` unless it is torchrun's default `none`, else `SLURM_JOB_ID`
 (with `SLURM_STEP_ID`), else, when every rank runs on this host (`LOCAL_WORLD_SIZE` equals
 `WORLD_SIZE`), the launcher process that started them all (`MASTER_ADDR`, `MASTER_PORT`, the
@@ -54,15 +57,35 @@ def _int(environ: Mapping[str, str], name: str) -> int | None:
         raise ValueError(f"environment variable {name}={raw!r} is not an integer") from None
 
 
-def _parent_identity() -> str:
-    """The parent process (the local launcher): pid and start time, stable while it lives."""
-    ppid = os.getppid()
+def _process_identity(pid: int) -> str:
+    """A process's pid and start time, stable while it lives."""
     try:
-        with open(f"/proc/{ppid}/stat", "rb") as f:
+        with open(f"/proc/{pid}/stat", "rb") as f:
             start = f.read().rsplit(b")", 1)[1].split()[19].decode()
     except (OSError, IndexError):
         start = "?"
-    return f"{ppid}.{start}"
+    return f"{pid}.{start}"
+
+
+def _parent_identity() -> str:
+    """The parent process (the local launcher)."""
+    return _process_identity(os.getppid())
+
+
+def _lightning_launch(env: Mapping[str, str], world_size: int) -> tuple[int, str] | None:
+    """(rank, job id) under Lightning's own launcher, None when that is not it.
+
+    `Trainer(strategy="ddp")` started with plain `python` makes its process rank 0: it sets
+    `WORLD_SIZE`, `NODE_RANK`, `LOCAL_RANK`, `MASTER_ADDR` and `MASTER_PORT` and starts the other
+    local ranks as its children, with no `RANK`. On node 0 the global rank is the local rank, and
+    rank 0's process (this one, or the parent) identifies the job. Other nodes have no id shared
+    with node 0: None (the caller asks for torchrun or an explicit run hash)."""
+    local_rank, node_rank = _int(env, "LOCAL_RANK"), _int(env, "NODE_RANK")
+    if local_rank is None or node_rank != 0 or not 0 <= local_rank < world_size:
+        return None
+    rank_zero = _process_identity(os.getpid()) if local_rank == 0 else _parent_identity()
+    where = f"{env.get('MASTER_ADDR', '')}:{env.get('MASTER_PORT', '')}"
+    return local_rank, f"lightning:{socket.gethostname()}:{where}:{rank_zero}"
 
 
 def _job_id(environ: Mapping[str, str], world_size: int) -> str:
@@ -94,6 +117,11 @@ def detect_launch(environ: Mapping[str, str] | None = None) -> DistributedLaunch
         local_rank = _int(env, "SLURM_LOCALID")
     if world_size is None or world_size <= 1:
         return None
+    if rank is None and "RANK" not in env and "WORLD_SIZE" in env:
+        found = _lightning_launch(env, world_size)
+        if found is not None:
+            rank, job_id = found
+            return DistributedLaunch(rank, world_size, rank, job_id, socket.gethostname())
     if rank is None or not 0 <= rank < world_size or rank > MAX_RANK:
         raise ValueError(
             f"aim_parquet: distributed launch with world size {world_size} but rank {rank!r}; "

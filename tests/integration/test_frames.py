@@ -89,9 +89,9 @@ def test_only_last_reads_no_point(repo_root: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(run_reader, "_read_pieces", no_reads)
     last = repo.query_metrics("metric.name == 'loss'").dataframe(only_last=True)
     assert len(last) == len(expected)
-    for row in last.itertuples(index=False):
-        steps, values = expected[row[0], row[2]]
-        assert (row.step, row.value) == (steps[-1], values[-1])
+    for row in last.to_dict("records"):
+        steps, values = expected[row["run.hash"], row["metric.context"]]
+        assert (row["step"], row["value"]) == (steps[-1], values[-1])
     assert last["epoch"].isna().all()
 
 

@@ -28,6 +28,7 @@ from aim_parquet.storage import gc_repo, list_run_hashes, load_run_meta, read_se
 from aim_parquet.storage.compaction import compactor
 from aim_parquet.storage.compaction.run_folder import compaction_lock
 from aim_parquet.storage.maintenance import run_ops
+from aim_parquet.storage.online import catalogue_scan
 from tests.conftest import PYTHON, python_env
 from tests.integration.forked_cli import Result, run_forked
 from tests.integration.repo_snapshots import QUIET, raw_row_counts
@@ -409,3 +410,90 @@ def test_maintenance_races_long(tmp_path: Path, seed: int) -> None:
     assert figures["sessions"] >= 10
     print(figures, file=sys.stderr)
     time.sleep(0)  # (keeps the figures line apart in -s output)
+
+
+def test_a_writer_resumed_inside_the_check_then_list_window_loses_no_point(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue #16 item 1: the compactor takes no write lock, so a training script may resume a
+    closed run while it works. With the window between the compactor's liveness check and its
+    listing of the segments widened, a job resumes the run there and tracks 3,000 points
+    (flushing as it goes) while the compaction lists, merges and deletes segments: every one of
+    the 3,000 is read back afterwards, and the job was never refused."""
+    run_hash = make_run(tmp_path, n=100)
+    job = subprocess.Popen(
+        [PYTHON, "-c",
+         "import sys, aim_parquet as aim\n"
+         f"run = aim.Run({run_hash!r}, repo={str(tmp_path)!r}, system_tracking_interval=None,"
+         " capture_terminal_logs=False)\n"
+         "for i in range(100, 3100):\n"
+         "    run.track(float(i), name='loss', step=i)\n"
+         "    if i % 100 == 0:\n"
+         "        run.flush()\n"
+         "    if i == 1100:\n"
+         "        print('tracking', flush=True)\n"
+         "run.close()\nprint('closed', flush=True)\n"],
+        stdout=subprocess.PIPE, text=True, env=python_env(),
+    )  # fmt: skip
+    assert job.stdout is not None
+    real_plan = compactor._plan
+    calls = []
+
+    def resume_between_the_check_and_the_listing(*args: Any) -> Any:
+        if not calls and job.stdout is not None and job.stdout.readline() != "tracking\n":
+            raise AssertionError("the job did not resume")
+        calls.append(args)
+        return real_plan(*args)
+
+    monkeypatch.setattr(compactor, "_plan", resume_between_the_check_and_the_listing)
+    try:
+        entry = compactor.compact_run(RepoLayout(tmp_path), run_hash)
+        assert job.wait(timeout=120) == 0
+        assert job.stdout.read() == "closed\n"
+    finally:
+        job.kill()
+        job.wait(timeout=60)
+        job.stdout.close()
+    assert entry.status in ("compacted", "unchanged"), entry
+    assert calls, "the compactor never listed the segments"
+    assert loss_steps(tmp_path, run_hash) == list(range(3100))
+    assert sum(raw_row_counts(tmp_path, run_hash).values()) == 3100
+    assert compactor.compact_run(RepoLayout(tmp_path), run_hash).status == "compacted"
+    assert loss_steps(tmp_path, run_hash) == list(range(3100))
+
+
+def test_a_resume_during_compaction_of_a_closed_run_is_never_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """FORMAT.md: `compact` takes the write lock only to catch up the catalogue of a run whose
+    writer died. It took it for every run it compacted, so a training script resuming a closed
+    run at that instant got RunLockedError. Here a job resumes (and tracks 10 points) each time
+    the compactor reads the run's sidecar: none is refused and every point is read back."""
+    run_hash = make_run(tmp_path, n=100)
+    resume = (
+        "import aim_parquet as aim\n"
+        f"run = aim.Run({run_hash!r}, repo={str(tmp_path)!r}, system_tracking_interval=None,"
+        " capture_terminal_logs=False)\n"
+        "[run.track(1.0, name='loss') for i in range(10)]\nrun.close()\n"
+    )
+    real = catalogue_scan.load_sidecar
+    jobs: list[subprocess.CompletedProcess[str]] = []
+
+    def resume_meanwhile(*args: Any) -> Any:
+        jobs.append(
+            subprocess.run(
+                [PYTHON, "-c", resume], capture_output=True, text=True, env=python_env(),
+                timeout=120,
+            )
+        )  # fmt: skip
+        return real(*args)
+
+    monkeypatch.setattr(catalogue_scan, "load_sidecar", resume_meanwhile)
+    entry = compactor.compact_run(RepoLayout(tmp_path), run_hash)
+    assert entry.status == "compacted", entry
+    assert jobs, "the compactor never read the sidecar"
+    assert [j.returncode for j in jobs] == [0] * len(jobs), [j.stderr for j in jobs]
+    layout = RepoLayout(tmp_path)
+    info = next(s for s in load_run_meta(layout, run_hash).sequences if s.name == "loss")
+    steps = read_sequence(layout, run_hash, info).column("step").to_pylist()
+    assert steps == list(range(100 + 10 * len(jobs)))

@@ -27,7 +27,7 @@ import pytest
 import aim_parquet as aim
 from aim_parquet.format.paths import RepoLayout
 from aim_parquet.storage import compact_run
-from aim_parquet.storage.base.lock import read_holder
+from aim_parquet.storage.base.lock import RunLock, read_holder
 from aim_parquet.storage.online.run_reader import load_manifest
 from tests.conftest import PYTHON, python_env, raw_points, sidecar
 from tests.integration.test_crash import close_pipes, read_hash, start_writer
@@ -150,8 +150,9 @@ def assert_closed_and_free(repo: Path, run_hash: str) -> None:
     """end_time is set, the lock names nobody, and exactly one new writer can take it."""
     assert sidecar(repo, run_hash)["end_time"] is not None
     assert read_holder(repo / ".aim" / "runs" / run_hash / "lock") is None
+    lock = repo / ".aim" / "runs" / run_hash / "lock"
     with aim.Run(run_hash, repo=repo, **QUIET), pytest.raises(aim.RunLockedError):
-        aim.Run(run_hash, repo=repo, **QUIET)
+        RunLock(lock, run_hash).acquire()  # (a second aim.Run here would share the writer)
 
 
 # -- fork ---------------------------------------------------------------------------------------

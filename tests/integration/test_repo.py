@@ -134,13 +134,13 @@ def test_sparse_numpy_uses_real_steps(repo_root: Path, make_run: Any) -> None:
     assert metric.values[3] == 4.0 and len(metric.values) == 5
     assert metric.epochs.values_list() == [1] * 5
     assert metric.first_step() == 0 and metric.last_step() == 1_000_000_007
-    with pytest.raises(ValueError):
-        values[0] = 0.0  # read-only views of the cached column
+    values[0] = 0.0  # writable, as in Aim: the caller's own copy
+    assert metric.values.values_numpy()[0] == 6.0
     steps2, (vals, epochs, times) = metric.data.numpy()
-    assert steps2.tolist() == steps.tolist() and vals.tolist() == values.tolist()
+    assert steps2.tolist() == steps.tolist() and vals.tolist() == [6.0, *values.tolist()[1:]]
     assert epochs.dtype == np.float64 and times.dtype == np.float64 and len(times) == 5
     s, cols = metric.data.items_list()
-    assert s == steps.tolist() and cols[1] == [1] * 5
+    assert s == steps.tolist() and cols[1] == [1.0] * 5
 
 
 def test_int_metric_and_timestamps(repo_root: Path, make_run: Any) -> None:
@@ -183,13 +183,14 @@ def test_sequence_dataframes(repo_root: Path, make_run: Any) -> None:
     run = finished_run(make_run, hparams={"lr": 0.1})
     metric = aim.Repo(repo_root).get_run(run.hash).get_metric("loss", {"subset": "train"})
     df = metric.dataframe()
-    assert list(df.columns) == ["idx", "step", "value", "epoch", "timestamp", "time"]
+    assert list(df.columns) == ["idx", "step", "value", "epoch", "time", "timestamp"]
     assert df["step"].tolist() == [0, 1, 2, 3, 4] and df["epoch"].tolist() == [0, 0, 1, 1, 2]
     full = metric.dataframe(include_name=True, include_context=True, include_run=True)
     assert full["metric.context.subset"].unique().tolist() == ["train"]
     assert full["run.hparams.lr"].unique().tolist() == [0.1]
     pl_df = metric.to_polars(include_name=True)
-    assert pl_df.columns[:2] == ["metric.name", "idx"] and pl_df.height == 5
+    assert pl_df.columns[:6] == ["idx", "step", "value", "epoch", "time", "metric.name"]
+    assert pl_df.height == 5
 
 
 # -- deletion and transfer -------------------------------------------------------------------

@@ -118,15 +118,6 @@ def test_run_predicate_parses_no_catalogue(
     assert found == ["naïve \u2603 run"] and parsed == []
 
 
-def test_legacy_index_is_replaced(repo_root: Path) -> None:
-    make_rich_runs(repo_root)
-    legacy = repo_root / ".aim" / "index" / "runs.json"
-    legacy.parent.mkdir(parents=True, exist_ok=True)
-    legacy.write_text('{"format": "aim_parquet.run_index", "format_version": 2, "runs": {}}')
-    assert len(list(aim.Repo(repo_root).query_runs("").iter_runs())) == 1  # one is archived
-    assert index_path(repo_root).exists() and not legacy.exists()
-
-
 def test_damaged_catalogue_line_heals_from_the_sidecar(repo_root: Path) -> None:
     """The index is a cache: an entry that fails to decode is read again from its sidecar and
     the query answers as if nothing happened; `verify --repair` rebuilds the whole file."""

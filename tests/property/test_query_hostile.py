@@ -124,7 +124,7 @@ def refused(children: st.SearchStrategy[ast.expr]) -> st.SearchStrategy[ast.expr
     return st.one_of(
         children.map(lambda body: ast.Lambda(ast.arguments([], [], None, [], [], None, []), body)),
         children.map(lambda elt: ast.ListComp(elt, [ast.comprehension(
-            ast.Name("x", ast.Store()), ast.Name("run", load), [], 0)])),
+            ast.Name("_x", ast.Store()), ast.Name("run", load), [], 0)])),
         st.builds(lambda func, value: ast.Call(func, [ast.Starred(value, load)], []), children,
                   children),
     )  # fmt: skip

@@ -1,5 +1,6 @@
 """The docs stay true to the code: every CLI command is in the README, every make target the
-README names exists, and the README's quick start is exactly the two documented commands."""
+README names exists, the README's quick start is exactly the two documented commands, and
+FORMAT.md's sentence on the locks compaction takes is what the compactor does."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ import argparse
 import re
 import subprocess
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from aim_parquet.cli.main import build_parser
 
@@ -51,3 +55,46 @@ def test_make_targets_named_in_readme_exist() -> None:
 
 def test_ci_runs_the_readme_test_command() -> None:
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+FORMAT = (ROOT / "FORMAT.md").read_text()
+COMPACTION_TAKES_NO_WRITE_LOCK = (
+    "5. Compaction (holding `compact.lock`, not the write lock, so a writer may resume meanwhile:"
+)
+
+
+def test_format_md_says_compaction_takes_no_write_lock_and_the_compactor_agrees(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Writer rule 5 is pinned, and checked against the compactor: at each of its steps the
+    run's write lock can be taken (a resume would go on at once)."""
+    assert COMPACTION_TAKES_NO_WRITE_LOCK in FORMAT
+    assert (
+        "nor does `compact` while it compacts (a resume\n  during them goes on at once)" in FORMAT
+    )
+    import aim_parquet as aim
+    from aim_parquet.format.paths import RepoLayout
+    from aim_parquet.storage.base.lock import RunLock
+    from aim_parquet.storage.compaction import compactor
+
+    run = aim.Run(repo=str(tmp_path), system_tracking_interval=None, capture_terminal_logs=False)
+    for i in range(10):
+        run.track(float(i), name="loss", step=i)
+    run.close()
+    layout = RepoLayout(tmp_path)
+    takeable: list[str] = []
+
+    def probe(step: str, real: Any) -> Any:
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            lock = RunLock(layout.lock_file(run.hash), run.hash)
+            lock.acquire()  # RunLockedError if the compactor held it
+            lock.release()
+            takeable.append(step)
+            return real(*args, **kwargs)
+
+        return wrapped
+
+    for step in ("_catch_up_catalogue", "_plan", "_write_kind", "remove_file"):
+        monkeypatch.setattr(compactor, step, probe(step, getattr(compactor, step)))
+    assert compactor.compact_run(layout, run.hash).status == "compacted"
+    assert {"_catch_up_catalogue", "_plan", "_write_kind", "remove_file"} <= set(takeable)

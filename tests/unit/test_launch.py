@@ -53,3 +53,34 @@ def test_sequence_owner_is_the_int_rank_of_the_context() -> None:
     assert sequence_owner({"rank": 3, "subset": "train"}) == 3
     assert sequence_owner({"rank": "3"}) == 0
     assert sequence_owner({"rank": True}) == 0
+
+
+LIGHTNING = {"WORLD_SIZE": "2", "NODE_RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "4"}
+
+
+def test_lightning_launcher_rank_zero_and_its_children_share_the_job() -> None:
+    """Lightning's own launcher sets no RANK: rank 0 is the process that starts the others as
+    its children (a real child process here), with LOCAL_RANK as the rank on node 0."""
+    import json
+    import subprocess
+    import sys
+
+    zero = detect_launch({**LIGHTNING, "LOCAL_RANK": "0"})
+    assert zero is not None and (zero.rank, zero.world_size) == (0, 2)
+    child = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import json, sys; from aim_parquet.system.launch import detect_launch; "
+            "l = detect_launch(json.loads(sys.argv[1])); print(l.rank, l.run_hash())",
+            json.dumps({**LIGHTNING, "LOCAL_RANK": "1"}),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert child.stdout.split() == ["1", zero.run_hash()]
+    other_port = detect_launch({**LIGHTNING, "LOCAL_RANK": "0", "MASTER_PORT": "5"})
+    assert other_port is not None and other_port.run_hash() != zero.run_hash()
+    with pytest.raises(ValueError, match="RANK"):  # another node: no id shared with node 0
+        detect_launch({**LIGHTNING, "LOCAL_RANK": "0", "NODE_RANK": "1"})

@@ -147,12 +147,17 @@ def test_run_query_forms(text: str, expected: bool) -> None:
         ("metric.min == 1 and metric.max == 3", LOSS, True),
         ("metric.last_step == 2 and metric.first_step == 0", LOSS, True),
         ("metric.dtype == 'int'", ACC, True),
-        ("metric.nope == None", LOSS, True),
+        ("metric.context.nope == None", LOSS, True),
         ("metric.name.endswith('oss') and run.hparams.lr >= 0.001", LOSS, True),
     ],
 )
 def test_metric_query_forms(text: str, info: SequenceInfo, expected: bool) -> None:
     assert seq_matches(text, info) is expected
+
+
+def test_unknown_metric_field_raises() -> None:
+    with pytest.raises(QueryError, match="no field 'nope'"):
+        seq_matches("metric.nope == None", LOSS)
 
 
 def test_kinds_restrict_sequences() -> None:

@@ -113,5 +113,7 @@ def test_concat_columns_fills_and_keeps_types() -> None:
         ]
     )
     assert cols["a"].dtype == np.float64 and cols["a"].tolist() == [1.0, 2.0, 0.5]
-    assert cols["s"].tolist() == ["x", "y", None]
-    assert cols["b"].tolist() == [None, None, True]
+    s, b = cols["s"].tolist(), cols["b"].tolist()  # NaN where missing, as pandas' concat
+    assert s[:2] == ["x", "y"] and s[2] != s[2] and b[2] is True and b[0] != b[0]
+    nulls = concat_columns([{"s": np.array(["x"])}, {"t": np.array([1])}], fill=None)
+    assert nulls["s"].tolist() == ["x", None] and nulls["t"].tolist() == [None, 1]

@@ -7,7 +7,7 @@ import os
 import time
 from pathlib import Path
 
-from aim_parquet.errors import RepoNotFoundError
+from aim_parquet.errors import AimRepositoryError, RepoNotFoundError
 from aim_parquet.format.meta import RepoMarker, loads_json_object
 from aim_parquet.format.paths import RepoLayout, resolve_repo_root
 from aim_parquet.storage.base.atomic import atomic_write_json
@@ -23,6 +23,31 @@ def _check_marker(layout: RepoLayout) -> None:
     RepoMarker.from_json(loads_json_object(raw, what), what)
 
 
+AIM_REPO_FILES = ("run_metadata.sqlite", "meta", "seqs", "VERSION")
+"""What Aim 3.x writes in its `.aim/` (its SQLite run table, RocksDB trees and repo version);
+none of these names is ours."""
+ALLOW_AIM_REPO_ENV = "AIM_PARQUET_ALLOW_AIM_REPO"
+
+
+def is_aim_repo(root: Path) -> bool:
+    """True when `root/.aim` holds an Aim (RocksDB) repository's files."""
+    aim_dir = RepoLayout(root).aim_dir
+    return any(os.path.lexists(aim_dir / name) for name in AIM_REPO_FILES)
+
+
+def _aim_repo_error(layout: RepoLayout, what: str) -> AimRepositoryError:
+    return AimRepositoryError(
+        f"{layout.aim_dir} is an Aim repository (RocksDB), not an aim_parquet one; {what}. "
+        f"Convert it with `aim-parquet convert aim {layout.root} --repo NEW_FOLDER` and use "
+        f"NEW_FOLDER (the Aim repository is only read). To write aim_parquet runs into this "
+        f"folder anyway, next to Aim's files, set {ALLOW_AIM_REPO_ENV}=1."
+    )
+
+
+def _allows_aim_repo() -> bool:
+    return os.environ.get(ALLOW_AIM_REPO_ENV, "") not in ("", "0")
+
+
 def is_repo(root: Path) -> bool:
     layout = RepoLayout(root)
     return layout.marker.is_file() or layout.runs_dir.is_dir()
@@ -34,6 +59,8 @@ def open_repo(repo: str | os.PathLike[str] | None, *, check_marker: bool = True)
     root = resolve_repo_root(repo)
     layout = RepoLayout(root)
     if not is_repo(root):
+        if is_aim_repo(root):
+            raise _aim_repo_error(layout, "aim_parquet cannot read it")
         raise RepoNotFoundError(
             f"Cannot find an aim_parquet repository at {root} (no {layout.aim_dir}/ with runs). "
             "Create one with `aim-parquet init --repo DIR` or by starting a Run there."
@@ -44,9 +71,14 @@ def open_repo(repo: str | os.PathLike[str] | None, *, check_marker: bool = True)
 
 
 def ensure_repo(repo: str | os.PathLike[str] | None) -> RepoLayout:
-    """The layout of the repository at `repo`, created if missing (idempotent, race-safe)."""
+    """The layout of the repository at `repo`, created if missing (idempotent, race-safe).
+
+    Refuses (AimRepositoryError) to write into a folder whose `.aim/` is an Aim repository,
+    unless AIM_PARQUET_ALLOW_AIM_REPO=1 asks for it."""
     root = resolve_repo_root(repo)
     layout = RepoLayout(root)
+    if is_aim_repo(root) and not _allows_aim_repo():
+        raise _aim_repo_error(layout, "aim_parquet does not write into it")
     if layout.marker.is_file():
         _check_marker(layout)
         layout.runs_dir.mkdir(parents=True, exist_ok=True)

@@ -24,8 +24,7 @@ The index is only a cache, never a source of truth, and needs no re-index step:
   if another process holds it, this process keeps its fresh in-memory copy and skips the write. Changes of runs still being tracked (no `end_time`
   and a sidecar younger than `SETTLE_S`) do not trigger a write by themselves, so a live run that
   rewrites its sidecar every second does not make every query rewrite the index.
-- A missing, unreadable or corrupt index file is rebuilt from the sidecars; the JSON index
-  `runs.json` of earlier releases is removed when the new one is written.
+- A missing, unreadable or corrupt index file is rebuilt from the sidecars.
 - A damaged sidecar (invalid JSON, a newer format, a link or FIFO, nested too deeply) is reported
   by `refresh()` (the caller warns); the file keeps the last good copy of it, which
   `aim-parquet verify --repair` can restore. A sidecar (or run folder) this process may not read is
@@ -85,7 +84,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-LEGACY_INDEX_FILENAMES = ("runs.json",)  # the JSON index of earlier releases
 INDEX_LOCK_FILENAME = "runs.lock"
 SETTLE_S = 60.0  # a changed sidecar of a run without end_time triggers a write once this old
 FULL_CHECK_S = 5.0  # a refresh stats every sidecar at least this often
@@ -403,8 +401,6 @@ class RunIndex:
                     log.debug("aim_parquet: run index %s is busy; not rewriting it", self.path)
                     return
                 atomic_write(self.path, data, durable=False)
-                for name in LEGACY_INDEX_FILENAMES:
-                    (self.layout.index_dir / name).unlink(missing_ok=True)
         except OSError as exc:  # read-only repository, disk full, a link: the index is a cache
             log.debug("aim_parquet: cannot write run index %s (%s)", self.path, exc)
 

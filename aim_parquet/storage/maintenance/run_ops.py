@@ -3,13 +3,17 @@
 - **Delete**: take the run's write lock (so no writer can be running or start meanwhile), rename
   `runs/<hash>` to `.aim/trash/<hash>-<random>` (one atomic `rename`: the run disappears from every
   reader at once and a crash never leaves a half-deleted run that looks corrupt), release the lock,
-  then remove the trash folder. Leftovers of an earlier crash in `trash/` are removed too. A
-  `trash/` (or run folder) that is a symbolic link is refused: nothing is deleted through a link.
-- **Copy**: hold the source run's compaction lock and write lock for the whole copy, so neither a
-  compaction nor a resumed writer changes the run meanwhile (a busy run is refused, naming the
-  holder); copy its regular files (not its lock files, not temp files) to
-  `runs/.tmp-<hash>-<random>` of the destination, which readers ignore and whose `flock` the copy
-  holds (so `gc` never removes it however old the copied files are), then rename it to
+  then remove the trash folder. In a run with several writers the lock taken is every writer's:
+  `lock`, the attach gate and each rank's `writers/<r>.lock` (`storage.online.writer_gate`), so
+  no rank writes it nor can attach meanwhile. Leftovers of an earlier crash in `trash/` are
+  removed too. A `trash/` (or run folder) that is a symbolic link is refused: nothing is deleted
+  through a link.
+- **Copy**: hold the source run's compaction lock and write lock (every writer's, as for a
+  delete) for the whole copy, so neither a compaction nor a resumed writer changes the run
+  meanwhile (a busy run is refused, naming the holder); copy its regular files (not its lock
+  files, not temp files) to `runs/.tmp-<hash>-<random>` of the destination, which readers ignore
+  and whose `flock` the copy holds (so `gc` never removes it however old the copied files are),
+  then rename it to
   `runs/<hash>`. A crash leaves only an ignored temp folder. A run holding a symbolic link or a
   special file (FIFO, device) is refused: nothing is copied through a link. From a read-only
   source (its lock files cannot be opened for writing) the copy takes no lock; it is refused if a
@@ -31,7 +35,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from aim_parquet.errors import AimParquetError, MissingRunError, RunLockedError, UnsafeFileError
-from aim_parquet.format.paths import LOCK_FILENAME, TEMP_PREFIX, RepoLayout, validate_run_hash
+from aim_parquet.format.paths import (
+    ATTACH_GATE_FILENAME,
+    LOCK_FILENAME,
+    TEMP_PREFIX,
+    WRITERS_DIRNAME,
+    RepoLayout,
+    validate_run_hash,
+    writer_file_rank,
+)
 from aim_parquet.storage.base.lock import RunLock
 from aim_parquet.storage.base.repo_changes import note_change
 from aim_parquet.storage.base.safe_fs import (
@@ -47,7 +59,8 @@ from aim_parquet.storage.compaction.run_folder import (
     hold_run_locks,
     run_holder,
 )
-from aim_parquet.storage.online.writer_parts import extra_writer_holder, run_lock_holder
+from aim_parquet.storage.online.writer_gate import every_writer_held
+from aim_parquet.storage.online.writer_parts import run_lock_holder
 
 log = logging.getLogger(__name__)
 
@@ -121,22 +134,14 @@ def delete_run_folder(layout: RepoLayout, run_hash: str) -> None:
     except FileNotFoundError:
         raise MissingRunError(f"No run {run_hash!r} in repository {layout.root}.") from None
     try:
-        _refuse_extra_writers(layout, run_hash, "delete")
-        target = _move_to_trash(layout, run_hash)
+        with every_writer_held(layout, run_hash, "delete"):
+            target = _move_to_trash(layout, run_hash)
     finally:
         lock.release()
     _finish_delete(layout, target)
 
 
 # -- copy and move -----------------------------------------------------------------------------
-
-
-def _refuse_extra_writers(layout: RepoLayout, run_hash: str, what: str) -> None:
-    """RunLockedError when another rank of a distributed job still writes the run (the caller
-    holds its `lock`, rank 0's)."""
-    holder = extra_writer_holder(layout, run_hash)
-    if holder is not None:
-        raise _locked_error(run_hash, what, holder.describe())
 
 
 def _check_copyable(run_dir: Path, run_hash: str) -> None:
@@ -157,9 +162,17 @@ def _check_copyable(run_dir: Path, run_hash: str) -> None:
 
 
 def _ignore_for_copy(folder: str, names: list[str]) -> set[str]:
-    return {
+    """Temp files and lock files (the main `lock`, `compact.lock`, and in `writers/` each
+    rank's lock and the attach gate): a copied lock would name this tool, held while it copies."""
+    ignored = {
         n for n in names if n.startswith(TEMP_PREFIX) or n in (LOCK_FILENAME, COMPACT_LOCK_FILENAME)
     }
+    if os.path.basename(folder) == WRITERS_DIRNAME:
+        for name in names:
+            found = writer_file_rank(name)
+            if name == ATTACH_GATE_FILENAME or (found is not None and found[1] == "lock"):
+                ignored.add(name)
+    return ignored
 
 
 def _tree_state(run_dir: Path) -> dict[str, tuple[int, int, int]]:
@@ -200,7 +213,7 @@ def _source_held(src: RepoLayout, run_hash: str, what: str) -> Iterator[bool]:
                 "written: close it or wait for its process to finish)."
             )
         if is_locked:
-            _refuse_extra_writers(src, run_hash, what)
+            stack.enter_context(every_writer_held(src, run_hash, what))
         else:
             holder = run_lock_holder(src, run_hash)
             if holder is not None:

@@ -21,7 +21,7 @@ from aim_parquet.storage.compaction.run_folder import run_holder
 from aim_parquet.storage.maintenance.salvage import last_timestamp
 from aim_parquet.storage.online.catalogue_scan import caught_up, edit_writer_catalogue
 from aim_parquet.storage.online.run_reader import load_run_meta, load_sidecar
-from aim_parquet.storage.online.writer_parts import writer_ranks
+from aim_parquet.storage.online.writer_parts import extra_writer_holder, writer_ranks
 
 
 def _edit(
@@ -48,6 +48,14 @@ def _edit(
         lock.release()
 
 
+def change_run(
+    layout: RepoLayout, run_hash: str, what: str, change: Callable[[RunMeta], RunMeta]
+) -> RunMeta:
+    """Apply `change` to the sidecar of a run no live process writes, under its lock (what the
+    SDK does for a property set on a read-only or closed run); RunLockedError names the writer."""
+    return _edit(layout, run_hash, what, change)
+
+
 def set_archived(layout: RepoLayout, run_hash: str, archived: bool) -> RunMeta:
     """Archive or unarchive a run no live process writes."""
     what = "archive" if archived else "unarchive"
@@ -58,7 +66,8 @@ def finish_run(layout: RepoLayout, run_hash: str) -> RunMeta:
     """Mark a crashed run finished: its catalogue is rebuilt from the segments its writer wrote
     after the last sidecar write (and the sequences it never catalogued are added), and
     `end_time` becomes its newest point's timestamp (the last sidecar update when it has no
-    point). A run that already has an `end_time` is left as it is."""
+    point). A run that already has an `end_time` is left as it is. RunLockedError while any
+    writer of the run (any rank of a distributed job) is alive."""
 
     def finish(meta: RunMeta, owner: int | None) -> RunMeta:
         if meta.end_time is not None:
@@ -69,6 +78,12 @@ def finish_run(layout: RepoLayout, run_hash: str) -> RunMeta:
             end = meta.updated_at or meta.creation_time
         return replace(meta, end_time=end)
 
+    holder = extra_writer_holder(layout, run_hash)
+    if holder is not None:  # a rank of the job still writes it: the run is not over
+        raise RunLockedError(
+            f"Cannot close run {run_hash}: it is being written by {holder.describe()}. It ends "
+            "when its last writer closes; close only a run whose processes all died."
+        )
     main = _edit(layout, run_hash, "close", lambda m: finish(m, 0 if m.is_multi_writer else None))
     if not main.is_multi_writer:
         return main

@@ -486,13 +486,20 @@ def caught_up(layout: RepoLayout, meta: RunMeta, owner: int | None = None) -> Ru
 def catch_up_sidecar(layout: RepoLayout, run_hash: str) -> list[str]:
     """Rewrite the sidecar of a run whose writer is gone with the catalogue of its points (under
     the write lock, taken here); returns the names of the sequences that were stale. Nothing is
-    done for a closed run, or one a live writer holds (that writer keeps its catalogue). For a
+    done, and no lock taken, for a closed run; nothing is done for one a live writer holds (that
+    writer keeps its catalogue). For a
     run with several writers, each dead writer's catalogue (run.json or its part) is caught up
     under that writer's lock."""
     main = load_sidecar(layout, run_hash)
     ranks = [0, *writer_ranks(layout, run_hash)] if main.is_multi_writer else [0]
     stale: list[str] = []
     for rank in ranks:
+        meta = main if rank == 0 else load_writer_part(layout, run_hash, rank)
+        if meta is None or meta.end_time is not None:
+            # that writer closed: nothing to catch up, and its lock is not taken, so a resume
+            # at this instant is never refused (a writer that resumed after this look keeps
+            # its own catalogue)
+            continue
         stale += edit_writer_catalogue(layout, run_hash, rank, _catch_up, main.is_multi_writer)
     return stale
 

@@ -1,27 +1,25 @@
 """Opening a writer of a run with several writers (`storage.writer_parts` has the layout).
 
 Rank 0 opens the run as a single writer does (`lock`, `run.json`) and marks its sidecar format
-version 2; an extra writer (rank r >= 1) takes `writers/<r>.lock` and writes only
-`writers/<r>.json`. Either one resumes its own catalogue as writer rule 8 says, limited to its
-own sequences (`catalogue_scan.resume_catalogue(owner=rank)`): after a rank was killed, its
-restart continues its auto-steps after its real last step, whatever the other ranks did.
+version 2; an extra writer (rank r >= 1) takes `writers/<r>.lock` (through the attach gate,
+`writer_gate`) and writes only `writers/<r>.json`. Either one resumes its own catalogue as
+writer rule 8 says, limited to its own sequences (`catalogue_scan.resume_catalogue(owner=
+rank)`): after a rank was killed, its restart continues its auto-steps after its real last step, whatever the other ranks did.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import stat
 import time
 from dataclasses import replace
 
-from aim_parquet.errors import RunLockedError, UnsafeFileError
+from aim_parquet.errors import RunLockedError
 from aim_parquet.format.meta import MULTI_WRITER_FORMAT_VERSION, RunMeta
 from aim_parquet.format.paths import RepoLayout
 from aim_parquet.storage.base.lock import RunLock
 from aim_parquet.storage.online.catalogue_scan import resume_catalogue
 from aim_parquet.storage.online.run_reader import load_sidecar
 from aim_parquet.storage.online.run_writer import RunWriter
+from aim_parquet.storage.online.writer_gate import attaching
 from aim_parquet.storage.online.writer_parts import load_writer_part
 
 # How long an extra writer waits for rank 0 to mark a single-writer run as multi-writer (the
@@ -45,15 +43,6 @@ def _wait_multi_writer(layout: RepoLayout, run_hash: str, wait_s: float) -> RunM
         time.sleep(0.2)
 
 
-def _writers_folder(layout: RepoLayout, run_hash: str) -> None:
-    path = layout.writers_dir(run_hash)
-    with contextlib.suppress(FileExistsError):
-        os.mkdir(path)
-    st = os.lstat(path)
-    if not stat.S_ISDIR(st.st_mode):
-        raise UnsafeFileError(f"{path} is not a folder (a link or file): refusing to write there.")
-
-
 def open_extra_writer(
     layout: RepoLayout,
     run_hash: str,
@@ -66,10 +55,10 @@ def open_extra_writer(
     catalogue resumed and its part written. RunLockedError when another live process is that
     rank's writer."""
     _wait_multi_writer(layout, run_hash, wait_s)
-    _writers_folder(layout, run_hash)
     path = layout.writer_part(run_hash, rank)
     lock = RunLock(layout.writer_lock(run_hash, rank), run_hash)
-    lock.acquire(force=force)
+    with attaching(layout, run_hash, rank):  # not while `runs rm|cp|mv` works on the run
+        lock.acquire(force=force)
     try:
         part = load_writer_part(layout, run_hash, rank)
         if part is None:  # new, or killed before its first part write: its points are found

@@ -118,8 +118,8 @@ def run_lock_holder(layout: RepoLayout, run_hash: str) -> LockHolder | None:
 
 
 def extra_writer_holder(layout: RepoLayout, run_hash: str) -> LockHolder | None:
-    """A live holder of an extra writer's lock (ranks >= 1), or None. Tools that take the run's
-    `lock` (delete, copy, move) refuse a run for which this is not None."""
+    """A live holder of an extra writer's lock (ranks >= 1), or None (`runs close` refuses a run
+    for which this is not None)."""
     for rank in writer_ranks(layout, run_hash, "lock"):
         holder = is_run_locked(layout.writer_lock(run_hash, rank))
         if holder is not None:
