@@ -26,6 +26,7 @@ from aim_parquet.errors import (
     UnsupportedValueError,
 )
 from aim_parquet.objects import Audio, Distribution, Figure, Image, Text
+from aim_parquet.sdk.dataset import read_dataset
 from aim_parquet.sdk.repo import Repo
 from aim_parquet.sdk.run import Run
 from aim_parquet.sdk.sequence import Audios, Context, Distributions, Figures, Images, Metric, Texts
@@ -70,6 +71,7 @@ __all__ = [
     "UnsupportedValueError",
     "__version__",
     "load_ipython_extension",
+    "read_dataset",
 ]
 
 

@@ -69,7 +69,8 @@ def add_parsers(sub: Any) -> None:
         description="Write runs.parquet (one row per run, params flattened into params.* "
         "columns) and metrics/<run hash>.parquet (every metric point as queries see it, "
         "compacted or not) into DIR, readable by pandas, polars, DuckDB or Spark without "
-        "aim_parquet. Also refreshes .aim/index/runs.parquet.",
+        "aim_parquet. Also refreshes the analyst dataset .aim/dataset/ and "
+        ".aim/index/runs.parquet.",
         epilog="examples:\n  aim-parquet export --output /tmp/dataset\n"
         '  aim-parquet export --output /tmp/lr --query "run.hparams.lr < 0.001" --objects\n'
         "  aim-parquet export --output s3://bucket/experiments/dataset",
@@ -156,8 +157,7 @@ def cmd_query(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from aim_parquet.errors import UnsafeFileError
-    from aim_parquet.storage import export_dataset, publish_runs_table
+    from aim_parquet.storage import export_dataset, refresh_after_change
     from aim_parquet.storage.maintenance.remote import POINTER_FILENAME, is_remote_target
 
     is_remote = is_remote_target(args.output)
@@ -171,10 +171,9 @@ def cmd_export(args: argparse.Namespace) -> int:
             wanted.add(seq.info.seq_id)
     output = args.output if is_remote else Path(args.output)
     report = export_dataset(repo.layout, output, sequences=sequences, include_objects=args.objects)
-    try:
-        publish_runs_table(repo.layout)
-    except UnsafeFileError as exc:  # (the export itself is complete)
-        print(safe_text(f"note: could not refresh the runs table: {exc}"))
+    problem = refresh_after_change(repo.layout)  # (the export itself is complete)
+    if problem is not None:
+        print(safe_text(f"note: {problem}"))
     print(
         safe_text(
             f"exported {report.runs} run(s), {report.sequences} sequence(s), {report.points} "

@@ -25,7 +25,8 @@ def add_parsers(sub: Any) -> None:
         help="merge finished runs' segments into Parquet",
         description="Merge the sealed segments of finished runs (and, with --include-active, of "
         "runs still being written, leaving their open segment alone) into Parquet files, then "
-        "refresh .aim/index/runs.parquet. Safe to interrupt and to rerun; queries see the same "
+        "refresh the analyst dataset .aim/dataset/ (creating it) and .aim/index/runs.parquet. "
+        "Safe to interrupt and to rerun; queries see the same "
         "data before, during and after.",
         epilog="examples:\n  aim-parquet compact\n  aim-parquet compact --run 3f2a9c 77d0\n"
         "  aim-parquet compact --include-active",

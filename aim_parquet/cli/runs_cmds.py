@@ -20,7 +20,7 @@ from aim_parquet.cli.common import (
 )
 from aim_parquet.errors import AimParquetError
 from aim_parquet.format.paths import RepoLayout
-from aim_parquet.storage import RunIndex, load_run_meta
+from aim_parquet.storage import RunIndex, load_run_meta, refresh_after_change
 from aim_parquet.storage.online.writer_parts import run_lock_holder
 
 EXAMPLES = {
@@ -148,6 +148,8 @@ def cmd_rm(args: argparse.Namespace) -> int:
             failed += _report_failure(run_hash, "delete", exc)
             continue
         print(f"deleted {run_hash}")
+    if failed < len(hashes):
+        refresh_after_change(repo.layout)
     return 1 if failed else 0
 
 
@@ -173,6 +175,10 @@ def cmd_transfer(args: argparse.Namespace) -> int:
             failed += _report_failure(run_hash, args.verb, exc)
             continue
         print(f"{past} {run_hash} to {safe_text(str(dest.root))}")
+    if failed < len(hashes):
+        refresh_after_change(dest)
+        if args.verb != "copy":
+            refresh_after_change(layout)
     return 1 if failed else 0
 
 
@@ -192,6 +198,7 @@ def cmd_archive(args: argparse.Namespace) -> int:
     for run_hash in resolve_hashes(layout, args.hashes):
         set_archived(layout, run_hash, args.archived)
         print(f"{'archived' if args.archived else 'unarchived'} {run_hash}")
+    refresh_after_change(layout)
     return 0
 
 
@@ -206,4 +213,5 @@ def cmd_close(args: argparse.Namespace) -> int:
             print(f"{run_hash} was already finished (end time {format_time(meta.end_time)})")
         else:
             print(f"closed {run_hash} (end time {format_time(meta.end_time)})")
+    refresh_after_change(layout)
     return 0

@@ -51,6 +51,14 @@ PathLike = str | os.PathLike[str]
 __all__ = ["QueryReportMode", "Repo"]
 
 
+def _refresh_after_change(layout: RepoLayout) -> None:
+    """Refresh the analyst dataset after a delete/copy/move (logged, never raised); imported
+    here so that `import aim_parquet` and a training script never load the dataset code."""
+    from aim_parquet.storage import refresh_after_change
+
+    refresh_after_change(layout)
+
+
 class Repo:
     """An aim_parquet repository: the folder holding `.aim/` (Aim's `aim.Repo`)."""
 
@@ -162,6 +170,12 @@ class Repo:
     def delete_run(self, run_hash: str) -> bool:
         """Delete a run; False when there is no such run. Raises RunLockedError for a run a
         live process is writing (close it first)."""
+        deleted = self._delete_one(run_hash)
+        if deleted:
+            _refresh_after_change(self.layout)
+        return deleted
+
+    def _delete_one(self, run_hash: str) -> bool:
         self._check_writable("delete runs")
         if not self.run_exists(run_hash):
             return False
@@ -175,13 +189,16 @@ class Repo:
         """Delete several runs: `(all_deleted, hashes_not_deleted)`."""
         self._check_writable("delete runs")
         remaining = []
-        for run_hash in run_hashes:
+        hashes = list(run_hashes)
+        for run_hash in hashes:
             try:
-                if not self.delete_run(run_hash):
+                if not self._delete_one(run_hash):
                     remaining.append(run_hash)
             except (AimParquetError, OSError) as exc:
                 log.warning("aim_parquet: cannot delete run %s: %s", run_hash, exc)
                 remaining.append(run_hash)
+        if len(remaining) < len(hashes):
+            _refresh_after_change(self.layout)
         return not remaining, remaining
 
     def _dest(self, dest_repo: Repo | PathLike) -> Repo:
@@ -196,12 +213,15 @@ class Repo:
         process is writing or compacting are refused (they stay in `hashes_not_copied`)."""
         dest = self._dest(dest_repo)
         remaining = []
-        for run_hash in run_hashes:
+        hashes = list(run_hashes)
+        for run_hash in hashes:
             try:
                 copy_run_folder(self.layout, dest.layout, run_hash)
             except (AimParquetError, OSError) as exc:
                 log.warning("aim_parquet: cannot copy run %s: %s", run_hash, exc)
                 remaining.append(run_hash)
+        if len(remaining) < len(hashes):
+            _refresh_after_change(dest.layout)
         return not remaining, remaining
 
     def move_runs(
@@ -212,12 +232,16 @@ class Repo:
         self._check_writable("move runs")
         dest = self._dest(dest_repo)
         remaining = []
-        for run_hash in run_hashes:
+        hashes = list(run_hashes)
+        for run_hash in hashes:
             try:
                 move_run_folder(self.layout, dest.layout, run_hash)
             except (AimParquetError, OSError) as exc:
                 log.warning("aim_parquet: cannot move run %s: %s", run_hash, exc)
                 remaining.append(run_hash)
+        if len(remaining) < len(hashes):
+            _refresh_after_change(dest.layout)
+            _refresh_after_change(self.layout)
         return not remaining, remaining
 
     # -- catalogue -------------------------------------------------------------------------

@@ -5,7 +5,8 @@
 - `online/`: the run path a training script and a reader use (writer, buffers, segments, readers of
   segments and compacted files, the true catalogue, object rows).
 - `index/`: the repository index (`.aim/index/runs.jsonl`) and the published runs table.
-- `compaction/`: the compacted Parquet writer and the compactor.
+- `compaction/`: the compacted Parquet writer, the compactor and the analyst dataset
+  (`.aim/dataset/`: its refresh and its reader with the live tier).
 - `maintenance/`: the offline tools (verify and repair, gc and stats, export, delete/copy/move,
   sidecar edits).
 
@@ -28,6 +29,12 @@ if TYPE_CHECKING:
     from aim_parquet.storage.base.repo_files import ensure_repo, is_repo, open_repo
     from aim_parquet.storage.compaction.compaction_report import CompactionReport, RunCompaction
     from aim_parquet.storage.compaction.compactor import compact_repo, compact_run, default_workers
+    from aim_parquet.storage.compaction.dataset import (
+        DatasetReport,
+        refresh_after_change,
+        refresh_dataset,
+    )
+    from aim_parquet.storage.compaction.dataset_read import DatasetTables, read_dataset_tables
     from aim_parquet.storage.index.run_index import RunIndex
     from aim_parquet.storage.index.runs_table import publish_runs_table
     from aim_parquet.storage.maintenance.export import ExportReport, export_dataset
@@ -77,6 +84,11 @@ _HOMES = {
     "compact_repo": "compaction.compactor",
     "compact_run": "compaction.compactor",
     "default_workers": "compaction.compactor",
+    "DatasetReport": "compaction.dataset",
+    "refresh_after_change": "compaction.dataset",
+    "refresh_dataset": "compaction.dataset",
+    "DatasetTables": "compaction.dataset_read",
+    "read_dataset_tables": "compaction.dataset_read",
     "VerifyReport": "maintenance.verify",
     "verify_repo": "maintenance.verify",
     "GcReport": "maintenance.gc",
@@ -96,6 +108,8 @@ _HOMES = {
 
 __all__ = [
     "CompactionReport",
+    "DatasetReport",
+    "DatasetTables",
     "ExportReport",
     "GcReport",
     "RunCompaction",
@@ -125,9 +139,12 @@ __all__ = [
     "move_run_folder",
     "open_repo",
     "publish_runs_table",
+    "read_dataset_tables",
     "read_metric_columns",
     "read_object_rows",
     "read_sequence",
+    "refresh_after_change",
+    "refresh_dataset",
     "repo_stats",
     "set_archived",
     "verify_repo",

@@ -173,7 +173,8 @@ def test_the_graph_is_read() -> None:
     """Guards the reader itself: a known edge of each kind (top-level, lazy) is found."""
     assert "aim_parquet.storage.online.run_writer" in GRAPH["aim_parquet.sdk.run"]
     assert (
-        "aim_parquet.storage.index.runs_table" in GRAPH["aim_parquet.storage.compaction.compactor"]
+        "aim_parquet.storage.compaction.dataset"
+        in GRAPH["aim_parquet.storage.compaction.compactor"]
     )
     assert len(MODULES) > 100
 

@@ -397,12 +397,13 @@ def compact_repo(
             done[futures[future]] = entry
             if progress is not None:
                 progress(len(done), len(hashes), entry.run_hash)
-    notes = []
+    notes: list[str] = []
     try:
-        from aim_parquet.storage.index.runs_table import publish_runs_table
+        from aim_parquet.storage.compaction.dataset import refresh_dataset
 
-        publish_runs_table(layout)
+        refreshed = refresh_dataset(layout)
+        notes.extend(f"analyst dataset: {n}" for n in refreshed.notes)
     except Exception as exc:  # the compaction itself succeeded: report, don't fail it
-        notes.append(f"could not refresh the runs table: {exc}")
+        notes.append(f"could not refresh the runs table and the analyst dataset: {exc}")
     entries = tuple(done[h] for h in hashes)
     return CompactionReport(entries, time.perf_counter() - started, tuple(notes))

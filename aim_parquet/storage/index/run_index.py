@@ -114,6 +114,9 @@ class DamagedRun:
         )
 
 
+KEPT_KEY_PREFIX = "kept:"  # the stat key of a damaged run's last good copy in the file
+
+
 class _Entry:
     """One run in memory: the stat key of its sidecar and its record (or why it is damaged).
 
@@ -379,7 +382,13 @@ class RunIndex:
 
     # -- writing ---------------------------------------------------------------------------
     def _write(self, entries: dict[str, _Entry]) -> None:
-        rows = [(e.key, r) for e in entries.values() if (r := e.stored_record) is not None]
+        # a damaged run's last good copy is stored under a key no sidecar has, so the next
+        # reader reads the (damaged) sidecar again instead of taking the copy for it
+        rows = [
+            (e.key if e.record is not None else KEPT_KEY_PREFIX + e.key, r)
+            for e in entries.values()
+            if (r := e.stored_record) is not None
+        ]
         data = encode_index(rows)
         link = index_link(self.layout)
         if link is not None:  # `verify` names it; the index is only a cache

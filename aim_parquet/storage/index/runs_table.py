@@ -2,8 +2,9 @@
 
 `publish_runs_table(layout)` writes one row per run (hash, experiment, name, description, tags,
 archived, creation_time, end_time, active) plus every param flattened into a `params.<a>.<b>`
-column, so params join the compacted metrics in one line of SQL. It is rewritten atomically by
-`aim-parquet compact` and `aim-parquet export` (whose folder holds the same table).
+column named by `format.naming`, so params join the metrics in one line of SQL. The analyst
+dataset's refresh rewrites it atomically at each commit (`aim-parquet export`'s folder holds the
+same table).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import pyarrow.parquet as pq
 
 from aim_parquet.errors import UnsafeFileError
 from aim_parquet.format.meta import RunMeta
+from aim_parquet.format.naming import PARAMS_PREFIX, flat_columns
 from aim_parquet.format.paths import RepoLayout
 from aim_parquet.format.values import encode_json_value, utf8_safe
 from aim_parquet.storage.base.atomic import fsync_dir, temp_path_for
@@ -36,14 +38,6 @@ _INT64 = (-(2**63), 2**63 - 1)
 
 def runs_table_path(layout: RepoLayout) -> Path:
     return layout.index_dir / RUNS_TABLE_FILENAME
-
-
-def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
-    if isinstance(value, dict) and value:
-        for key, item in value.items():
-            _flatten(f"{prefix}.{key}", item, out)
-    else:
-        out[prefix] = value
 
 
 def _array(values: list[Any], typ: pa.DataType) -> pa.Array:
@@ -100,12 +94,7 @@ def runs_table(metas: list[RunMeta], active: dict[str, bool] | None = None) -> p
     """The runs table (see module doc) of `metas`, sorted by creation time."""
     metas = sorted(metas, key=lambda m: (m.creation_time, m.hash))
     active = active or {}
-    flat: list[dict[str, Any]] = []
-    for meta in metas:
-        params: dict[str, Any] = {}
-        for key, value in meta.params.items():
-            _flatten(f"params.{key}", value, params)
-        flat.append(params)
+    flat = [flat_columns(PARAMS_PREFIX, meta.params) for meta in metas]
     param_names = sorted({k for p in flat for k in p})
     columns: dict[str, pa.Array] = {
         "hash": _array([m.hash for m in metas], pa.string()),
@@ -147,17 +136,19 @@ def write_table_atomic(path: Path, table: pa.Table) -> None:
     fsync_dir(path.parent)
 
 
-def publish_runs_table(layout: RepoLayout) -> Path:
-    """Rewrite `.aim/index/runs.parquet` from the sidecars; returns its path. UnsafeFileError
-    when `.aim/index` is a link (nothing is written through it)."""
+def publish_runs_table(layout: RepoLayout, table: pa.Table | None = None) -> Path:
+    """Rewrite `.aim/index/runs.parquet` (with `table`, or from the sidecars); returns its path.
+    The analyst dataset's refresh publishes it with the runs table of its own snapshot.
+    UnsafeFileError when `.aim/index` is a link (nothing is written through it)."""
     link = index_link(layout)
     if link is not None:
         raise UnsafeFileError(
             f"{link} is a symbolic link; aim_parquet never writes through links inside .aim/, so "
             f"{runs_table_path(layout)} was not written. Replace the link by a real folder."
         )
-    metas = repo_runs(layout)
-    table = runs_table(metas, {m.hash: is_active(layout, m) for m in metas})
+    if table is None:
+        metas = repo_runs(layout)
+        table = runs_table(metas, {m.hash: is_active(layout, m) for m in metas})
     path = runs_table_path(layout)
     write_table_atomic(path, table)
     return path

@@ -44,6 +44,7 @@ from aim_parquet.format.paths import (
     is_segment_name,
 )
 from aim_parquet.storage.base.safe_fs import first_link, is_folder_in_use, remove_tree
+from aim_parquet.storage.compaction.dataset import collectable_files
 from aim_parquet.storage.compaction.run_folder import (
     COMPACT_LOCK_FILENAME,
     compaction_lock,
@@ -258,6 +259,8 @@ def gc_repo(layout: RepoLayout, *, grace_s: float = DEFAULT_GRACE_S) -> GcReport
                 out.notes.append(f"kept {path}: a copy into it is in progress")
                 continue
             out.remove(path, "temp-file")
+    for path in collectable_files(layout, grace_s, now):
+        out.remove(path, "dataset-file")
     return GcReport(tuple(out.removed), tuple(out.notes))
 
 

@@ -25,6 +25,7 @@ from aim_parquet.errors import MissingRunError
 from aim_parquet.format.paths import RepoLayout, validate_run_hash
 from aim_parquet.query.planner import plan_query
 from aim_parquet.query.views import RunView
+from aim_parquet.storage.compaction.dataset import refresh_after_change
 from aim_parquet.storage.index.run_records import RunRecord
 from aim_parquet.storage.maintenance.run_ops import delete_run_folder
 from aim_parquet.storage.maintenance.sidecar_edits import edit_run, set_archived
@@ -234,6 +235,7 @@ def routes(state: UiState) -> list[Route]:
         if unknown or not changes:
             raise BadRequest("send a JSON object with 'name', 'description' and/or 'tags'")
         await state.call(lambda: edit_run(state.layout, run_hash, **changes))
+        await state.call(refresh_after_change, state.layout)
         return JsonResponse(await state.call(run_detail, state, run_hash))
 
     @api_errors
@@ -243,6 +245,7 @@ def routes(state: UiState) -> list[Route]:
         if not isinstance(data.get("archived"), bool):
             raise BadRequest('send {"archived": true} or {"archived": false}')
         await state.call(set_archived, state.layout, run_hash, data["archived"])
+        await state.call(refresh_after_change, state.layout)
         return JsonResponse(await state.call(run_detail, state, run_hash))
 
     @api_errors
@@ -251,6 +254,7 @@ def routes(state: UiState) -> list[Route]:
         if not state.layout.run_dir(run_hash).is_dir():
             raise MissingRunError(f"no run {run_hash} in {state.layout.root}")
         await state.call(delete_run_folder, state.layout, run_hash)
+        await state.call(refresh_after_change, state.layout)
         return JsonResponse({"deleted": run_hash})
 
     return [

@@ -1,0 +1,403 @@
+"""The analyst dataset `.aim/dataset/`: every metric point as queries see it, in a few Parquet
+files shared by many runs, committed atomically by `current.json` (FORMAT.md, "The analyst
+dataset").
+
+- One file per *bucket* of runs (`bucket = int(hash[:2], 16) * buckets // 256`), named by bucket
+  and generation: `metrics-<bucket, 2 hex>-<generation, 6 digits>.parquet`. Each holds one row
+  per point (the last write of each step wins), sorted by run, sequence name, context and step,
+  with the run's `archived` and `active` flags and one column per context key
+  (`format.naming`). Every file of a generation has the same schema.
+- `runs-<generation>.parquet`: the runs table of the same snapshot (also published as
+  `index/runs.parquet`).
+- `current.json`: the commit point. It lists the current files and, per run, the *fingerprint*
+  of the run's files the rows were read from (its sidecar's stat; for a run without `end_time`
+  also its liveness and its segments' names and sizes), so a refresh rewrites only the buckets
+  of runs that changed and a reader can tell which runs are stale (`dataset_read`).
+- Superseded files stay (listed under `retired` with the time they were retired) until
+  `aim-parquet gc` removes them once older than its grace period: a reader that read the
+  previous `current.json` can still open every file it lists.
+
+`refresh_dataset` is called by the offline operations that change what the dataset says:
+`compact`, `export`, `runs archive|unarchive|close|rm|cp|mv`, the SDK's delete/copy/move and the
+web UI's run edits. `Run.close()` does not call it (a training script's close costs O(its run),
+never O(repository)): runs closed since the last refresh are stale in the committed files, and
+`read_dataset(live=True)` reads them from their own files (`dataset_read`). Refreshes
+are serialised by a non-blocking `flock` on `dataset/lock`; a process that finds it held leaves
+the work to the holder, which refreshes again when the change marker moved while it worked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from aim_parquet.errors import AimParquetError, CorruptFileError, FormatVersionError
+from aim_parquet.format.dataset import (
+    COLUMN_TYPES,
+    CURRENT_FILENAME,
+    DEFAULT_BUCKETS,
+    FILE_NAME,
+    LOCK_FILENAME,
+    TAIL_FIELDS,
+    DatasetManifest,
+    bucket_of,
+    dataset_dir,
+    dataset_schema,
+)
+from aim_parquet.format.meta import RunMeta
+from aim_parquet.format.naming import CONTEXT_PREFIX, flat_columns
+from aim_parquet.format.paths import TEMP_PREFIX, RepoLayout, canonical_context, is_segment_name
+from aim_parquet.format.schema import is_metric_kind
+from aim_parquet.format.values import encode_json_value
+from aim_parquet.storage.base.atomic import atomic_write, fsync_dir, temp_path_for
+from aim_parquet.storage.base.repo_changes import marker_key
+from aim_parquet.storage.base.safe_fs import (
+    MAX_JSON_FILE_BYTES,
+    open_regular,
+    read_regular,
+    require_real_dirs,
+)
+from aim_parquet.storage.compaction.run_folder import is_run_live
+from aim_parquet.storage.index.index_file import stat_key
+from aim_parquet.storage.index.run_index import RunIndex
+from aim_parquet.storage.index.runs_table import publish_runs_table, runs_table
+from aim_parquet.storage.online.catalogue_scan import discover_sequences
+from aim_parquet.storage.online.run_reader import read_sequence
+
+log = logging.getLogger(__name__)
+
+ROW_GROUP_ROWS = 128 * 1024
+UNLISTED_MIN_AGE_S = 3600.0  # a file no manifest lists yet may be a refresh about to commit
+MAX_ROUNDS = 5  # refreshes in a row while the repository keeps changing under one
+
+
+def load_dataset_manifest(layout: RepoLayout) -> DatasetManifest | None:
+    """The committed manifest; None when there is none. CorruptFileError when damaged."""
+    path = dataset_dir(layout) / CURRENT_FILENAME
+    try:
+        raw = read_regular(path, "analyst dataset manifest", MAX_JSON_FILE_BYTES)
+    except FileNotFoundError:
+        return None
+    try:
+        return DatasetManifest.from_json(json.loads(raw))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CorruptFileError(f"{path} is damaged ({exc}); refresh the dataset.") from exc
+
+
+def run_fingerprint(layout: RepoLayout, meta: RunMeta) -> str:
+    """What changes whenever the points or the run-level fields of the run may have changed."""
+    parts = [stat_key(os.stat(layout.sidecar(meta.hash)))]
+    if meta.end_time is None:  # a live or dead writer: its segments may be ahead of the sidecar
+        parts.append("live" if is_run_live(layout, meta.hash) else "gone")
+        seqs = layout.seqs_dir(meta.hash)
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+            for seq_id in sorted(os.listdir(seqs)):
+                with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+                    for name in sorted(os.listdir(seqs / seq_id)):
+                        if is_segment_name(name):
+                            size = os.lstat(seqs / seq_id / name).st_size
+                            parts.append(f"{seq_id}/{name}:{size}")
+    return "|".join(parts)
+
+
+# -- building rows ------------------------------------------------------------------------------
+
+
+def _type_of(values: list[Any]) -> str:
+    """A context column's type from every value it holds in the repository."""
+    if all(type(v) is bool for v in values):
+        return "bool"
+    if all(type(v) is int and -(2**63) <= v < 2**63 for v in values):
+        return "int64"
+    if all(type(v) in (int, float) for v in values):
+        return "double"
+    return "string"  # strings, and anything else as its tagged-JSON text
+
+
+def context_columns(metas: list[RunMeta]) -> dict[str, str]:
+    """{column: type} of every context key of every metric sequence of `metas`."""
+    values: dict[str, list[Any]] = {}
+    for meta in metas:
+        for info in meta.sequences:
+            if is_metric_kind(info.kind):
+                for column, value in flat_columns(CONTEXT_PREFIX, info.context).items():
+                    values.setdefault(column, []).append(value)
+    return {c: _type_of(v) for c, v in sorted(values.items())}
+
+
+def _context_value(value: Any, typ: str) -> Any:
+    if value is None:
+        return None
+    if typ == "string" and type(value) is not str:
+        return json.dumps(encode_json_value(value), ensure_ascii=False)
+    if typ == "double":
+        return float(value)
+    return value
+
+
+def run_rows(layout: RepoLayout, meta: RunMeta, is_active: bool, schema: pa.Schema) -> pa.Table:
+    """One row per point of every metric of the run, as queries see them, in `schema`."""
+    columns = {f.name: f.type for f in schema if f.name.startswith(CONTEXT_PREFIX + ".")}
+    infos = [i for i in discover_sequences(layout, meta.hash, meta) if is_metric_kind(i.kind)]
+    infos.sort(key=lambda i: (i.name, canonical_context(i.context)))
+    tables = []
+    for info in infos:
+        points = read_sequence(layout, meta.hash, info)
+        n = points.num_rows
+        if n == 0:
+            continue
+        ctx = flat_columns(CONTEXT_PREFIX, info.context)
+        arrays: list[pa.Array] = [
+            pa.array([meta.hash] * n, pa.string()),
+            pa.array([meta.archived] * n, pa.bool_()),
+            pa.array([is_active] * n, pa.bool_()),
+            pa.array([info.seq_id] * n, pa.string()),
+            pa.array([info.name] * n, pa.string()),
+            pa.array([canonical_context(info.context)] * n, pa.string()),
+        ]
+        for column, typ in columns.items():
+            value = _context_value(ctx.get(column), str(_type_name(typ)))
+            arrays.append(pa.array([value] * n, typ))
+        arrays.extend(points.column(f.name) for f in TAIL_FIELDS)
+        tables.append(pa.Table.from_arrays(arrays, schema=schema))
+    return pa.concat_tables(tables) if tables else schema.empty_table()
+
+
+def _type_name(typ: pa.DataType) -> str:
+    return next(name for name, t in COLUMN_TYPES.items() if t == typ)
+
+
+# -- committing ----------------------------------------------------------------------------------
+
+
+@dataclass
+class DatasetReport:
+    """What one `refresh_dataset` did."""
+
+    generation: int = 0
+    runs: int = 0
+    rewritten_buckets: int = 0
+    rows: int = 0
+    skipped: str = ""  # why nothing was done (another process is refreshing)
+    notes: list[str] = field(default_factory=list)
+
+
+@contextlib.contextmanager
+def _dataset_lock(folder: Path) -> Iterator[bool]:
+    fd = open_regular(folder / LOCK_FILENAME, "analyst dataset lock", os.O_RDWR | os.O_CREAT)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def _write_parquet(path: Path, table: pa.Table) -> int:
+    tmp = temp_path_for(path)
+    try:
+        pq.write_table(table, tmp, compression="zstd", row_group_size=ROW_GROUP_ROWS)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return int(table.num_rows)
+
+
+def refresh_dataset(layout: RepoLayout, *, rebuild: bool = False) -> DatasetReport:
+    """Bring the analyst dataset up to date with the repository (see module doc); with
+    `rebuild`, rewrite every bucket. Returns at once (report.skipped) when another process is
+    refreshing: it refreshes again if anything changed while it worked."""
+    folder = dataset_dir(layout)
+    require_real_dirs(layout.aim_dir, folder, "refresh the analyst dataset")
+    folder.mkdir(parents=True, exist_ok=True)
+    report = DatasetReport()
+    for _round in range(MAX_ROUNDS):
+        started = marker_key(layout)
+        with _dataset_lock(folder) as is_held:
+            if not is_held:
+                report.skipped = report.skipped or "another process is refreshing the dataset"
+                return report
+            table = _refresh_locked(layout, folder, report, rebuild=rebuild)
+            publish_runs_table(layout, table)
+        rebuild = False
+        if marker_key(layout) == started:  # (checked after unlocking: see module doc)
+            break
+    return report
+
+
+def _refresh_locked(
+    layout: RepoLayout, folder: Path, report: DatasetReport, *, rebuild: bool
+) -> pa.Table:
+    old = load_dataset_manifest(layout) if not rebuild else None
+    metas, damaged = RunIndex(layout).metas()
+    for bad in damaged:
+        report.notes.append(f"left out damaged run: {bad.describe()}")
+    active = {m.hash: m.end_time is None and is_run_live(layout, m.hash) for m in metas}
+    states = {}
+    for meta in list(metas):
+        try:
+            states[meta.hash] = run_fingerprint(layout, meta)
+        except FileNotFoundError:  # deleted meanwhile
+            metas.remove(meta)
+    columns = context_columns(metas)
+    buckets = old.buckets if old is not None else DEFAULT_BUCKETS
+    if old is not None and old.context_columns != columns:
+        old = None  # the schema changed: every file is rewritten
+    schema = dataset_schema(columns)
+    generation = (old.generation if old else _newest_generation(folder)) + 1
+    by_bucket: dict[int, list[RunMeta]] = {}
+    for meta in metas:
+        by_bucket.setdefault(bucket_of(meta.hash, buckets), []).append(meta)
+    changed = {h for h, s in states.items() if old is None or old.run_states.get(h) != s}
+    gone = set(old.run_states) - set(states) if old else set()
+    dirty = {bucket_of(h, buckets) for h in changed | gone}
+    if old is None:
+        dirty = set(range(buckets))
+    now = time.time()
+    files = list(old.metrics) if old else [""] * buckets
+    retired = [(f, t) for f, t in (old.retired if old else ()) if (folder / f).exists()]
+    kept_states = dict(old.run_states) if old else {}
+    for h in gone:
+        kept_states.pop(h, None)
+    for bucket in sorted(dirty):
+        runs = sorted(by_bucket.get(bucket, []), key=lambda m: m.hash)
+        parts = []
+        if old is not None:
+            reuse = {m.hash for m in runs} - changed
+            previous = pq.read_table(folder / old.metrics[bucket])
+            if reuse:
+                parts.append(
+                    previous.filter(pc.is_in(previous["run_hash"], pa.array(sorted(reuse))))
+                )
+        for meta in runs:
+            if meta.hash not in changed:
+                continue
+            try:
+                parts.append(run_rows(layout, meta, active[meta.hash], schema))
+                kept_states[meta.hash] = states[meta.hash]
+            except (CorruptFileError, FormatVersionError, PermissionError, AimParquetError) as exc:
+                report.notes.append(f"left out run {meta.hash}: {exc}")
+                kept_states.pop(meta.hash, None)
+        table = pa.concat_tables(parts) if parts else schema.empty_table()
+        table = table.sort_by(
+            [
+                ("run_hash", "ascending"),
+                ("name", "ascending"),
+                ("context", "ascending"),
+                ("step", "ascending"),
+            ]
+        )
+        name = f"metrics-{bucket:02x}-{generation:06d}.parquet"
+        report.rows += _write_parquet(folder / name, table)
+        if files[bucket]:
+            retired.append((files[bucket], now))
+        files[bucket] = name
+        report.rewritten_buckets += 1
+    runs = runs_table(metas, active)
+    if old is not None and not dirty and _same_table(folder / old.runs, runs):
+        report.generation, report.runs = old.generation, len(metas)
+        return runs  # nothing changed: no new generation
+    runs_name = f"runs-{generation:06d}.parquet"
+    _write_parquet(folder / runs_name, runs)
+    if old is not None:
+        retired.append((old.runs, now))
+    fsync_dir(folder)
+    manifest = DatasetManifest(
+        generation=generation,
+        created_at=now,
+        buckets=buckets,
+        metrics=tuple(files),
+        runs=runs_name,
+        context_columns=columns,
+        run_states={h: kept_states[h] for h in sorted(kept_states) if h in states},
+        retired=tuple(retired),
+    )
+    data = json.dumps(manifest.to_json(), ensure_ascii=False, indent=1)
+    atomic_write(folder / CURRENT_FILENAME, data.encode("utf-8"))  # the commit
+    report.generation, report.runs = generation, len(metas)
+    return runs
+
+
+def _same_table(path: Path, table: pa.Table) -> bool:
+    try:
+        return bool(pq.read_table(path).equals(table))
+    except (OSError, pa.ArrowInvalid):
+        return False
+
+
+def _newest_generation(folder: Path) -> int:
+    """The newest generation of any file in the folder (a rebuild never reuses a name)."""
+    newest = 0
+    with contextlib.suppress(FileNotFoundError):
+        for name in os.listdir(folder):
+            if FILE_NAME.match(name):
+                newest = max(newest, int(name[-14:-8]))
+    return newest
+
+
+def collectable_files(layout: RepoLayout, grace_s: float, now: float) -> list[Path]:
+    """Files of the dataset `gc` may remove: retired at least `grace_s` ago, and files no
+    manifest lists (a refresh killed before its commit) or temp files older than `grace_s`."""
+    folder = dataset_dir(layout)
+    try:
+        manifest = load_dataset_manifest(layout)
+        names = sorted(os.listdir(folder))
+    except (FileNotFoundError, NotADirectoryError, CorruptFileError, FormatVersionError):
+        return []
+    listed = set(manifest.metrics) | {manifest.runs} if manifest else set()
+    retired = dict(manifest.retired) if manifest else {}
+    out = []
+    for name in names:
+        path = folder / name
+        if name in listed:
+            continue
+        if name in retired:
+            if now - retired[name] >= grace_s:
+                out.append(path)
+        elif FILE_NAME.match(name) or name.startswith(TEMP_PREFIX):
+            with contextlib.suppress(FileNotFoundError):  # (may be a refresh in progress)
+                if now - path.lstat().st_mtime >= max(grace_s, UNLISTED_MIN_AGE_S):
+                    out.append(path)
+    return out
+
+
+def refresh_after_change(layout: RepoLayout) -> str | None:
+    """Refresh the dataset and the runs table after an operation that changed what they say.
+    A failure (a read-only repository, a full disk, a linked folder) is logged and returned as
+    one line, never raised: the operation itself succeeded."""
+    try:
+        report = refresh_dataset(layout)
+    except Exception as exc:  # noqa: BLE001 (reported; the caller's change is done)
+        problem = (
+            f"could not refresh the runs table and the analyst dataset ({exc}); run "
+            "`aim-parquet compact` to refresh them"
+        )
+        log.warning("aim_parquet: %s", problem)
+        return problem
+    for note in report.notes:
+        log.warning("aim_parquet: analyst dataset: %s", note)
+    return None
