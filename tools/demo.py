@@ -8,7 +8,7 @@ distribution per epoch and a confusion-matrix image at the end.
 
 from __future__ import annotations
 
-import glob
+import json
 import sys
 import time
 from pathlib import Path
@@ -115,15 +115,18 @@ def main() -> int:
         f"Best run by val accuracy: {best.run.hash} (lr={best.run['hparams', 'learning_rate']}, "
         f"acc={best.values.last()[1]:.3f})"
     )
-    # The compacted files are plain Parquet: read them without aim_parquet (FORMAT.md).
-    files = glob.glob(str(REPO / ".aim" / "runs" / "*" / "compacted" / "metrics-*.parquet"))
+    # The analyst dataset is plain Parquet: read it without aim_parquet (README, FORMAT.md).
+    dataset = REPO / ".aim" / "dataset"
+    current = json.loads((dataset / "current.json").read_text())
+    files = [str(dataset / name) for name in current["metrics"]]
     table = ds.dataset(files, format="parquet").to_table(columns=["run_hash", "name", "value"])
     names = sorted(set(table.column("name").to_pylist()))
     print(
-        f"Plain pyarrow over {len(files)} Parquet files: {table.num_rows:,} metric points, "
+        f"Plain pyarrow over the {len(files)} files .aim/dataset/current.json lists: "
+        f"{table.num_rows:,} metric points (one per step), "
         f"{len(set(table.column('run_hash').to_pylist()))} runs, metrics: {', '.join(names)}"
     )
-    print("Also: polars.scan_parquet('.aim/runs/*/compacted/metrics-*.parquet'), duckdb, pandas")
+    print("Also with polars, duckdb and pandas: README, 'The files are yours'")
     print(
         "Look at the runs and curves in your browser: make up "
         f"(or: .venv/bin/aim-parquet up --repo {REPO}), then open http://localhost:43800/"
