@@ -19,7 +19,10 @@ from tests.conftest import PYTHON, python_env
 
 HERE = Path(__file__).resolve().parent
 SCRIPT = HERE / "compat_script.py"
-AIM_PYTHON = os.environ.get("AIM_PARQUET_AIM_PYTHON")
+_AIM_PYTHON = os.environ.get("AIM_PARQUET_AIM_PYTHON")
+# a path relative to where pytest started (the Makefile passes `.venv-convert-aim/bin/python`):
+# the script runs inside its repository folder, so make it absolute first
+AIM_PYTHON = os.path.abspath(_AIM_PYTHON) if _AIM_PYTHON and os.sep in _AIM_PYTHON else _AIM_PYTHON
 
 DIFFERENCES = {
     "data_api": "Aim 3.29.1 raises SystemError iterating a metric's data; we give its points",
