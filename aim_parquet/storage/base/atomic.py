@@ -24,6 +24,15 @@ def temp_path_for(path: Path) -> Path:
     return path.with_name(f"{TEMP_PREFIX}{path.name}-{secrets.token_hex(4)}")
 
 
+def fsync_file(path: str | os.PathLike[str]) -> None:
+    """Make a written file durable (opened without following a link); OSError if it cannot."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def fsync_dir(folder: Path) -> None:
     with contextlib.suppress(OSError):
         fd = os.open(folder, os.O_RDONLY)

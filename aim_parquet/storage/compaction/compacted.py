@@ -42,7 +42,7 @@ from aim_parquet.format.compacted import (
 )
 from aim_parquet.format.meta import FORMAT_VERSION, CompactedFile
 from aim_parquet.format.schema import KEY_COLUMNS, METRIC_FILE_SCHEMA, OBJECT_FILE_SCHEMA
-from aim_parquet.storage.base.atomic import fsync_dir, temp_path_for
+from aim_parquet.storage.base.atomic import fsync_dir, fsync_file, temp_path_for
 from aim_parquet.storage.base.columns import string_array, to_numpy
 from aim_parquet.storage.base.file_checks import check_parquet, parquet_source
 
@@ -233,11 +233,7 @@ class CompactedFileWriter:
         """Flush, close, fsync and rename the file into place; returns its manifest entry."""
         self._flush()
         self._writer.close()
-        fd = os.open(self.tmp_path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_file(self.tmp_path)
         size = os.path.getsize(self.tmp_path)
         os.replace(self.tmp_path, self.path)
         fsync_dir(self.path.parent)

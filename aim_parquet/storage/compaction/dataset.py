@@ -61,7 +61,7 @@ from aim_parquet.format.naming import CONTEXT_PREFIX, flat_columns
 from aim_parquet.format.paths import TEMP_PREFIX, RepoLayout, canonical_context, is_segment_name
 from aim_parquet.format.schema import is_metric_kind
 from aim_parquet.format.values import encode_json_value
-from aim_parquet.storage.base.atomic import atomic_write, fsync_dir, temp_path_for
+from aim_parquet.storage.base.atomic import atomic_write, fsync_dir, fsync_file, temp_path_for
 from aim_parquet.storage.base.repo_changes import marker_key
 from aim_parquet.storage.base.safe_fs import (
     MAX_JSON_FILE_BYTES,
@@ -215,11 +215,7 @@ def _write_parquet(path: Path, table: pa.Table) -> int:
     tmp = temp_path_for(path)
     try:
         pq.write_table(table, tmp, compression="zstd", row_group_size=ROW_GROUP_ROWS)
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_file(tmp)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -27,7 +27,7 @@ from aim_parquet.errors import AimParquetError
 from aim_parquet.format.compacted import is_compacted_name
 from aim_parquet.format.meta import CompactedFile, Manifest, RunMeta, SequenceInfo
 from aim_parquet.format.paths import RepoLayout, is_valid_seq_id
-from aim_parquet.storage.base.atomic import atomic_write, fsync_dir, temp_path_for
+from aim_parquet.storage.base.atomic import atomic_write, fsync_dir, fsync_file, temp_path_for
 from aim_parquet.storage.base.file_checks import segment_source
 from aim_parquet.storage.base.repo_changes import write_sidecar
 from aim_parquet.storage.base.safe_fs import (
@@ -87,11 +87,7 @@ def rewrite_segment(path: Path) -> int:
             for batch in iter_segment_batches(path):
                 sink.write(batch.serialize())
                 rows += batch.num_rows
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_file(tmp)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -24,7 +24,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from aim_parquet.errors import CorruptFileError, StorageError
-from aim_parquet.storage.base.atomic import fsync_dir, temp_path_for
+from aim_parquet.storage.base.atomic import fsync_dir, fsync_file, temp_path_for
 from aim_parquet.storage.base.file_checks import (
     SMALL_FILE_BYTES,
     check_segment_schema,
@@ -195,14 +195,10 @@ def _fsync_files(names: list[str]) -> None:
 
 
 def _fsync_file(name: str) -> None:
-    try:
-        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW)
-    except FileNotFoundError:  # compacted (`--include-active`): Parquet holds its rows
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    with contextlib.suppress(
+        FileNotFoundError
+    ):  # compacted (`--include-active`): Parquet holds its rows
+        fsync_file(name)
 
 
 class UnsyncedFiles:
