@@ -26,6 +26,9 @@
   default comes back, so the forking thread blocks SIGTERM from just before the fork until the
   hooks are done; a SIGTERM sent meanwhile kills the child then. A child that wants to track
   opens its own run, which installs the handler there.
+- **Threads.** Every thread started here and by the writer blocks the asynchronous signals
+  (`system.threads`): a SIGTERM that landed on one would only set Python's flag, and a main
+  thread blocked in C would never run the handler.
 - **Closing.** `CloseJob` runs a close once, on its own thread, so a Ctrl-C (or a user's signal
   handler calling `sys.exit`) on the waiting thread cannot cut it short: the interrupt is deferred
   until the close is done (a third one stops waiting, and the log says what was left unwritten).
@@ -50,6 +53,7 @@ from typing import Any, Protocol
 
 from aim_parquet.storage.online.run_writer import RunWriter
 from aim_parquet.storage.online.segments import FD_CACHE
+from aim_parquet.system.threads import start_new_thread
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +115,7 @@ class CloseJob:
             return
         _jobs.add(self)
         try:
-            _thread.start_new_thread(self._run, args)
+            start_new_thread(self._run, args)
         except RuntimeError:  # interpreter shutdown: no new threads; close right here
             self._run(*args)
 
@@ -365,7 +369,7 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     elif not _term_started:
         _term_started = True
         _term_done.acquire()  # free until now: never blocks
-        _thread.start_new_thread(_close_on_sigterm, ())
+        start_new_thread(_close_on_sigterm, ())
         if _is_inside_locking_code(frame):
             return  # let the interrupted code release its locks; the closer re-sends SIGTERM
         if not _term_done.acquire(timeout=TERM_WAIT_S):

@@ -38,6 +38,8 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+from aim_parquet.system.threads import start_thread
+
 __all__ = [
     "DEFAULT_INTERVAL_S",
     "MAX_INTERVAL_S",
@@ -149,7 +151,7 @@ class ResourceSampler:
                 # Imported here, on the caller's thread: catch_warnings is not thread-safe.
                 self._nvml = self._load_nvml()
         self._thread = threading.Thread(target=self._run, name=THREAD_NAME, daemon=True)
-        self._thread.start()
+        start_thread(self._thread)
 
     def stop(self) -> None:
         """Stop and join the sampler thread and shut NVML down. Idempotent."""

@@ -31,6 +31,8 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from aim_parquet.system.threads import start_thread
+
 __all__ = ["TerminalCapture", "strip_ansi"]
 
 THREAD_NAME = "aim_parquet-terminal"
@@ -202,7 +204,7 @@ class TerminalCapture:
                 self._tees[index] = tee
                 setattr(sys, name, tee)
         self._thread = threading.Thread(target=self._flush_loop, name=THREAD_NAME, daemon=True)
-        self._thread.start()
+        start_thread(self._thread)
 
     def stop(self) -> None:
         """Restore the streams, join the flush thread and deliver every remaining line. Idempotent."""

@@ -26,7 +26,10 @@ TIMEOUT_S = 120
 
 
 def _is_lock_free(root: Path, run_hash: str) -> bool:
-    fd = os.open(root / ".aim" / "runs" / run_hash / "lock", os.O_RDWR)
+    path = root / ".aim" / "runs" / run_hash / "lock"
+    if not path.exists():  # a worker terminated between publishing its run and locking it
+        return True
+    fd = os.open(path, os.O_RDWR)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         return True

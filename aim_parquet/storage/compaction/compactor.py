@@ -70,6 +70,7 @@ from aim_parquet.storage.compaction.run_folder import (
 from aim_parquet.storage.online.catalogue_scan import catch_up_sidecar
 from aim_parquet.storage.online.compacted_read import read_footer
 from aim_parquet.storage.online.run_reader import list_run_hashes, list_segments, load_manifest
+from aim_parquet.system.threads import signals_blocked
 
 log = logging.getLogger(__name__)
 
@@ -391,7 +392,8 @@ def compact_repo(
     with ThreadPoolExecutor(
         max_workers=n_workers, thread_name_prefix="aim_parquet-compact"
     ) as pool:
-        futures = {pool.submit(_compact_one, layout, h, include_active): h for h in hashes}
+        with signals_blocked():  # the pool's threads leave Ctrl-C and SIGTERM to this one
+            futures = {pool.submit(_compact_one, layout, h, include_active): h for h in hashes}
         for future in as_completed(futures):
             entry = future.result()
             done[futures[future]] = entry

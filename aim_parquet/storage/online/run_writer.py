@@ -47,6 +47,7 @@ from aim_parquet.storage.base.repo_changes import write_sidecar
 from aim_parquet.storage.online.run_reader import load_manifest, segment_names
 from aim_parquet.storage.online.segments import SegmentFile, UnsyncedFiles
 from aim_parquet.storage.online.seq_buffer import SeqBuffer, summarize
+from aim_parquet.system.threads import start_thread
 
 __all__ = ["RunWriter", "SeqBuffer", "newest_session_ns", "summarize"]
 
@@ -158,7 +159,7 @@ class RunWriter:
         self._thread = threading.Thread(
             target=self._loop, name=f"aim_parquet-flush-{self.run_hash[:8]}", daemon=True
         )
-        self._thread.start()
+        start_thread(self._thread)
 
     def request_flush(self, seq: SeqBuffer) -> None:
         """Wake the flusher (`seq`'s buffer is full). Cheap when already requested: `track` calls

@@ -32,6 +32,7 @@ from aim_parquet.storage.base.file_checks import (
     segment_source,
 )
 from aim_parquet.storage.base.safe_fs import map_regular
+from aim_parquet.system.threads import start_thread
 
 MAX_OPEN_SEGMENTS = 64
 
@@ -183,7 +184,7 @@ def _fsync_files(names: list[str]) -> None:
     for _ in range(min(SYNC_THREADS, len(names)) - 1):
         thread = threading.Thread(target=work, name="aim_parquet-fsync", daemon=True)
         try:
-            thread.start()
+            start_thread(thread)
         except RuntimeError:  # the interpreter is finalizing: this thread does it all
             break
         threads.append(thread)
