@@ -16,6 +16,7 @@ import pytest
 
 import aim_parquet as aim
 from aim_parquet.cli.main import main
+from aim_parquet.errors import StorageError
 from aim_parquet.format.paths import RepoLayout
 from aim_parquet.storage import compact_repo, delete_run_folder
 from aim_parquet.storage.compaction import compactor
@@ -193,6 +194,26 @@ def test_copy_and_move_failures_are_one_line_with_the_reason(
         live.close()
     assert code == 1 and len(err.splitlines()) == 1
     assert f"Cannot move run {live.hash}: the run is being written by process {os.getpid()}" in err
+
+
+def test_a_file_where_a_repository_should_be_is_named_in_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    src, blocker = tmp_path / "src", tmp_path / "notes.txt"
+    copied = make(src)
+    blocker.write_text("keep me")
+    for dest in (blocker, blocker / "sub"):
+        code, _out, err = cli(
+            capsys, "runs", "cp", copied, "--destination", str(dest), "--repo", str(src)
+        )
+        assert code == 1 and err.splitlines() == [
+            f"aim-parquet: error: cannot create the repository at {dest}: {blocker} is a file, "
+            "not a folder; pass a folder as the repo."
+        ]
+    with pytest.raises(StorageError, match="is a file, not a folder"):
+        aim.Run(repo=blocker, **QUIET)  # type: ignore[arg-type]
+    assert blocker.read_text() == "keep me"
+    assert [c.run.hash for c in aim.Repo(str(src)).query_runs("").iter_runs()] == [copied]
 
 
 def test_an_export_into_an_earlier_export_is_replaced_whole_or_not_at_all(

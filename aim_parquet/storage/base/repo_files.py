@@ -7,7 +7,7 @@ import os
 import time
 from pathlib import Path
 
-from aim_parquet.errors import AimRepositoryError, RepoNotFoundError
+from aim_parquet.errors import AimRepositoryError, RepoNotFoundError, StorageError
 from aim_parquet.format.meta import RepoMarker, loads_json_object
 from aim_parquet.format.paths import RepoLayout, resolve_repo_root
 from aim_parquet.storage.base.atomic import atomic_write_json
@@ -70,6 +70,19 @@ def open_repo(repo: str | os.PathLike[str] | None, *, check_marker: bool = True)
     return layout
 
 
+def _make_runs_dir(layout: RepoLayout) -> None:
+    """`.aim/runs/` (and the folders above it), or an error that names the path in the way."""
+    try:
+        layout.runs_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        existing = next(p for p in (layout.runs_dir, *layout.runs_dir.parents) if p.exists())
+        blocker = None if existing.is_dir() else existing
+        why = f"{blocker} is a file, not a folder" if blocker is not None else str(exc)
+        raise StorageError(
+            f"cannot create the repository at {layout.root}: {why}; pass a folder as the repo."
+        ) from exc
+
+
 def ensure_repo(repo: str | os.PathLike[str] | None) -> RepoLayout:
     """The layout of the repository at `repo`, created if missing (idempotent, race-safe).
 
@@ -81,9 +94,9 @@ def ensure_repo(repo: str | os.PathLike[str] | None) -> RepoLayout:
         raise _aim_repo_error(layout, "aim_parquet does not write into it")
     if layout.marker.is_file():
         _check_marker(layout)
-        layout.runs_dir.mkdir(parents=True, exist_ok=True)
+        _make_runs_dir(layout)
         return layout
-    layout.runs_dir.mkdir(parents=True, exist_ok=True)
+    _make_runs_dir(layout)
     with contextlib.suppress(FileExistsError):
         atomic_write_json(layout.marker, RepoMarker(created_at=time.time()).to_json())
     return layout
