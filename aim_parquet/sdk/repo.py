@@ -42,7 +42,7 @@ from aim_parquet.storage.maintenance.run_ops import (
     move_run_folder,
 )
 from aim_parquet.storage.online.run_reader import list_run_hashes
-from aim_parquet.storage.online.writer_parts import run_lock_holder
+from aim_parquet.storage.online.writer_parts import is_run_active
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +152,7 @@ class Repo:
         return [
             h
             for h, record in self._snapshot().records.items()
-            if record.end_time is None and run_lock_holder(self.layout, h) is not None
+            if is_run_active(self.layout, record)
         ]
 
     def list_corrupted_runs(self) -> list[str]:

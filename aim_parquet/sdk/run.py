@@ -42,6 +42,7 @@ from aim_parquet.format.paths import (
     generate_run_hash,
     validate_run_hash,
 )
+from aim_parquet.format.run_fields import experiment_or_default
 from aim_parquet.format.schema import is_metric_kind
 from aim_parquet.format.values import (
     check_text,
@@ -421,7 +422,7 @@ class Run(RunReadMixin):
         return RunMeta(
             hash=self.hash,
             creation_time=time.time(),
-            experiment=str(experiment) if experiment else "default",
+            experiment=experiment_or_default(experiment),
         )
 
     # -- state -----------------------------------------------------------------------------

@@ -8,10 +8,11 @@ from typing import Any
 
 from aim_parquet.format.meta import RunMeta
 from aim_parquet.format.paths import RepoLayout
+from aim_parquet.format.run_fields import experiment_or_default
 from aim_parquet.format.values import check_text
 from aim_parquet.sdk.run_read import RunSequencesMixin
 from aim_parquet.storage.base.repo_files import ensure_repo, open_repo
-from aim_parquet.storage.online.writer_parts import run_lock_holder
+from aim_parquet.storage.online.writer_parts import is_run_active
 
 
 def layout_for(repo: Any, *, create: bool) -> RepoLayout:
@@ -81,7 +82,7 @@ class RunPropsMixin:
     @experiment.setter
     def experiment(self, value: str) -> None:
         check_text(value, "experiment name")
-        self._set_props(experiment=str(value) if value else "default")
+        self._set_props(experiment=experiment_or_default(value))
 
     @property
     def archived(self) -> bool:
@@ -129,9 +130,7 @@ class RunPropsMixin:
     @property
     def active(self) -> bool:
         """True while a live process writes the run (a crashed writer's run is not active)."""
-        if self._meta.end_time is not None:
-            return False
-        return run_lock_holder(self._layout, self.hash) is not None
+        return is_run_active(self._layout, self._meta)
 
     @property
     def duration(self) -> float:
