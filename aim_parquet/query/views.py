@@ -19,7 +19,8 @@ from typing import Any
 from aim_parquet.errors import QueryError
 from aim_parquet.format.meta import SequenceInfo
 from aim_parquet.format.paths import RepoLayout, canonical_context
-from aim_parquet.format.run_fields import RunFields, duration_s, utc_naive
+from aim_parquet.format.run_fields import duration_s, utc_naive
+from aim_parquet.format.run_shape import RunFields
 from aim_parquet.query.lang import SafeNone
 from aim_parquet.storage.index.run_index import CatalogueEntry
 from aim_parquet.storage.online.writer_parts import is_run_active

@@ -27,7 +27,7 @@ from typing import Any
 
 from aim_parquet.format.meta import RunMeta
 from aim_parquet.format.paths import MAX_WRITER_RANK, RepoLayout, writer_file_rank
-from aim_parquet.format.run_fields import RunFields
+from aim_parquet.format.run_shape import RunFields
 from aim_parquet.storage.base.lock import LockHolder, is_run_locked
 from aim_parquet.storage.base.safe_fs import MAX_JSON_FILE_BYTES, read_regular
 
