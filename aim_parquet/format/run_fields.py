@@ -35,3 +35,9 @@ def utc_naive(timestamp: float | None) -> datetime | None:
     if timestamp is None:
         return None
     return datetime.fromtimestamp(timestamp, UTC).replace(tzinfo=None)
+
+
+# The sequences the SDK itself writes into a run: the captured terminal output and the records
+# of `run.log_info(...)` and friends.
+LOGS_SEQUENCE = "logs"
+LOG_RECORDS_SEQUENCE = "__log_records"

@@ -25,7 +25,7 @@ import threading
 import time
 import weakref
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any, Self
 
 from aim_parquet.errors import (
     IncompatibleSequenceError,
@@ -35,14 +35,15 @@ from aim_parquet.errors import (
     StorageError,
     UnsupportedValueError,
 )
-from aim_parquet.format.meta import MULTI_WRITER_FORMAT_VERSION, RunMeta
+from aim_parquet.format.meta import MULTI_WRITER_FORMAT_VERSION, RunMeta, SequenceInfo
 from aim_parquet.format.paths import (
     SIDECAR_FILENAME,
     TEMP_PREFIX,
+    RepoLayout,
     generate_run_hash,
     validate_run_hash,
 )
-from aim_parquet.format.run_fields import experiment_or_default
+from aim_parquet.format.run_fields import LOG_RECORDS_SEQUENCE, experiment_or_default
 from aim_parquet.format.schema import is_metric_kind
 from aim_parquet.format.values import (
     check_text,
@@ -54,22 +55,26 @@ from aim_parquet.format.values import (
 from aim_parquet.objects import CustomObject, object_kind
 from aim_parquet.sdk import lifecycle
 from aim_parquet.sdk.params import ParamKey, del_path, get_path, key_path, set_path
-from aim_parquet.sdk.run_base import RunReadMixin, layout_for
+from aim_parquet.sdk.run_base import layout_for
+from aim_parquet.sdk.run_read import ReadableRun
 from aim_parquet.storage.base.atomic import atomic_write
 from aim_parquet.storage.base.lock import RunLock
 from aim_parquet.storage.base.repo_changes import note_change
-from aim_parquet.storage.online.catalogue_scan import resume_catalogue
+from aim_parquet.storage.index.run_records import RunRecord
+from aim_parquet.storage.online.catalogue_scan import discover_sequences, resume_catalogue
 from aim_parquet.storage.online.extra_writer import main_writer_meta, open_extra_writer
 from aim_parquet.storage.online.run_reader import load_run_meta, load_sidecar
 from aim_parquet.storage.online.run_writer import RunWriter, SeqBuffer
 from aim_parquet.storage.online.writer_parts import sequence_owner
 from aim_parquet.system.launch import DistributedLaunch, detect_launch
 
+if TYPE_CHECKING:
+    from aim_parquet.sdk.repo import Repo
+
 log = logging.getLogger(__name__)
 
 MAX_STEP = 2**63 - 1
 MIN_EPOCH = -(2**63)
-LOG_RECORDS_SEQUENCE = "__log_records"
 STRICT_ENV = "AIM_PARQUET_STRICT"
 _MISSING = object()
 
@@ -125,10 +130,10 @@ def _bad_epoch(epoch: Any) -> int:
     return number
 
 
-class Run(RunReadMixin):
-    """A training run: properties, params and tracked sequences (Aim's `aim.Run`)."""
+class Run(ReadableRun):
+    """A training run: properties, params and tracked sequences (Aim's `aim.Run`). A read-only
+    run (`read_only=True`, `open_read_only`) is one with no writer."""
 
-    # Class-level defaults: read-only runs built without __init__ (query results) have them too.
     _writer: RunWriter | None
     _retired: RunWriter | None = None  # the writer after close(), or a forked child's copy
     _close_job: lifecycle.CloseJob | None = None
@@ -158,23 +163,19 @@ class Run(RunReadMixin):
         if self.read_only:
             if run_hash is None:
                 raise ValueError("Run(read_only=True) needs the run_hash of an existing run.")
-            self._layout = layout_for(repo, create=False)
-            self.hash = run_hash
-            self._meta_cache: RunMeta | None = load_run_meta(self._layout, run_hash)
+            layout = layout_for(repo, create=False)
+            self._init_run(layout, run_hash, load_run_meta(layout, run_hash))
             return
         from aim_parquet.system.resources import validate_interval
 
         interval = validate_interval(system_tracking_interval)
-        self._layout = layout_for(repo, create=True)
+        layout = layout_for(repo, create=True)
         launch = detect_launch()
-        self._meta_cache = None
-        if launch is None:
-            self.hash = run_hash or generate_run_hash()
-        else:  # one run, written by every rank of the job
+        if launch is not None:  # one run, written by every rank of the job
             self._rank = launch.rank
             self._system_labels = launch.labels
-        if run_hash is not None:
-            self.hash = run_hash
+        # a new run of a distributed job has no hash yet: `_join_or_open` derives it
+        self._init_run(layout, run_hash or ("" if launch is not None else generate_run_hash()))
         from aim_parquet.sdk import shared_writers
 
         # threads opening this run at once: one opens and registers, the others join it (a new
@@ -292,10 +293,19 @@ class Run(RunReadMixin):
         for ext in extensions:  # started after a close the SIGTERM's closer had already done
             ext.stop()
 
+    @classmethod
+    def open_read_only(cls, layout: RepoLayout, meta: RunMeta | RunRecord) -> Self:
+        """A read-only run over metadata already read (what `Run(h, read_only=True)` builds,
+        without reading the sidecar a second time); a RunRecord's metadata is decoded only when
+        the run's fields are first used."""
+        run = cls.__new__(cls)
+        run._init_run(layout, meta.hash, meta)
+        run._init_tracking(None, read_only=True)
+        return run
+
     def _init_tracking(self, writer: RunWriter | None, *, read_only: bool) -> None:
         """The state `track()` works on: the writer and the caches of its sequence buffers."""
         self._writer = writer
-        self._meta_source: Any = None  # a run index record to decode the metadata from
         self._metric_seqs: dict[Any, SeqBuffer] = {}
         self._object_seqs: dict[Any, SeqBuffer] = {}
         self._last_context: dict[Any, tuple[dict[str, Any], SeqBuffer]] = {}
@@ -309,10 +319,8 @@ class Run(RunReadMixin):
         registered): the services of a Run collected without close() deliver their last samples
         and lines through it while the collected run's finalizer closes the writer."""
         view = cls.__new__(cls)
+        view._init_run(writer.layout, writer.run_hash)
         view._init_tracking(writer, read_only=False)
-        view._layout = writer.layout
-        view.hash = writer.run_hash
-        view._meta_cache = None
         return view
 
     def _open_launch_writer(
@@ -432,13 +440,27 @@ class Run(RunReadMixin):
             return load_run_meta(self._layout, self.hash)
         if self._writer is not None:
             return self._writer.meta
-        if self._meta_cache is None:
-            source = self._meta_source
-            if source is not None:  # a run a query returned: decode what the index holds
-                self._meta_cache, self._meta_source = source.run_meta(), None
-            else:
-                self._meta_cache = load_run_meta(self._layout, self.hash)
-        return self._meta_cache
+        return super()._meta
+
+    def _catalogue(self) -> tuple[RunMeta, list[SequenceInfo]]:
+        """As `RunBase._catalogue`; a writing run flushes its buffers first, so it reads what it
+        has tracked."""
+        writer = self._writer
+        if writer is None:
+            return super()._catalogue()
+        try:
+            writer.flush()
+        except OSError as exc:
+            log.error("aim_parquet: flushing run %s before reading failed: %s", self.hash, exc)
+        meta = writer.snapshot()
+        return meta, discover_sequences(self._layout, self.hash, meta)
+
+    @property
+    def repo(self) -> Repo:
+        """The `Repo` holding this run (as Aim's `run.repo`)."""
+        from aim_parquet.sdk.repo import Repo
+
+        return Repo.from_path(self._layout.root)
 
     def _require_writer(self) -> RunWriter:
         writer = self._writer

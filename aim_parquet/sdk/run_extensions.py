@@ -12,9 +12,9 @@ import weakref
 from collections.abc import Callable
 from typing import Any, Protocol
 
-log = logging.getLogger(__name__)
+from aim_parquet.format.run_fields import LOGS_SEQUENCE
 
-LOGS_SEQUENCE = "logs"
+log = logging.getLogger(__name__)
 
 
 class Stoppable(Protocol):
