@@ -238,8 +238,7 @@ class Run(WritingRun):
 
         return Repo.from_path(self._layout.root)
 
-    # -- tracking --------------------------------------------------------------------------------
-
+    # -- tracking --------------------------------------------------------------------------
     def track(
         self,
         value: Any,
@@ -360,8 +359,7 @@ class Run(WritingRun):
         if is_full:
             writer.request_flush(seq)  # outside writer.lock: see RunWriter's lock order
 
-    # -- log records -----------------------------------------------------------------------------
-
+    # -- log records -----------------------------------------------------------------------
     def _log_message(self, level: int, msg: str, **extra: Any) -> None:
         from aim_parquet.objects import LogRecord
 

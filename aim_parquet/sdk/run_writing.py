@@ -46,8 +46,7 @@ class WritingRun(ReadableRun):
     _shared: shared_writers.SharedWriter | None = None  # while this handle is open
     _shared_owner: WritingRun | None = None  # a later handle of a shared writer: the first one
 
-    # -- state -----------------------------------------------------------------------------------
-
+    # -- state -----------------------------------------------------------------------------
     def _init_tracking(self, writer: RunWriter | None, *, read_only: bool) -> None:
         """The state `track()` works on: the writer and the caches of its sequence buffers."""
         self._writer = writer
@@ -214,8 +213,7 @@ class WritingRun(ReadableRun):
         if key is not None:
             (self._metric_seqs if seq.is_metric else self._object_seqs)[key] = seq
 
-    # -- params ----------------------------------------------------------------------------------
-
+    # -- params ----------------------------------------------------------------------------
     def __setitem__(self, key: ParamKey, value: Any) -> None:
         self.set(key, value, strict=True)
 
@@ -252,8 +250,7 @@ class WritingRun(ReadableRun):
     def iter_params(self) -> Iterator[tuple[str, Any]]:
         yield from self._meta.params.items()
 
-    # -- lifecycle -------------------------------------------------------------------------------
-
+    # -- lifecycle -------------------------------------------------------------------------
     def flush(self) -> None:
         """Write every buffered point now (normally the flusher does this every second).
 
