@@ -27,6 +27,7 @@ from argparse import Namespace
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+from aim_parquet.format.run_fields import experiment_or_default
 from aim_parquet.integrations_base import (
     DEFAULT_SYSTEM_TRACKING_INTERVAL,
     ContextAffixes,
@@ -225,7 +226,7 @@ def _build_logger() -> Any:
 
         @property
         def name(self) -> str:
-            return self._experiment_name or "default"
+            return experiment_or_default(self._experiment_name)
 
         @property
         def version(self) -> str:

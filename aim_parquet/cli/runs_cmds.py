@@ -21,7 +21,7 @@ from aim_parquet.cli.common import (
 from aim_parquet.errors import AimParquetError
 from aim_parquet.format.paths import RepoLayout
 from aim_parquet.storage import RunIndex, load_run_meta, refresh_after_change
-from aim_parquet.storage.online.writer_parts import run_lock_holder
+from aim_parquet.storage.online.writer_parts import is_run_active
 
 EXAMPLES = {
     "ls": "example:\n  aim-parquet runs ls --repo ~/experiments\n  aim-parquet runs ls --json",
@@ -87,7 +87,7 @@ def _run_rows(layout: RepoLayout) -> list[dict[str, Any]]:
     metas, damaged = RunIndex(layout).metas()
     rows = []
     for meta in sorted(metas, key=lambda m: (m.creation_time, m.hash)):
-        active = meta.end_time is None and run_lock_holder(layout, meta.hash) is not None
+        active = is_run_active(layout, meta)
         rows.append(
             {
                 "hash": meta.hash,

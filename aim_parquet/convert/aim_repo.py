@@ -26,6 +26,7 @@ from typing import Any
 from aim_parquet.convert.engine import FoundRuns, SourceRun
 from aim_parquet.convert.sink import CountingSink
 from aim_parquet.errors import OptionalDependencyError, SourceError
+from aim_parquet.format.run_fields import experiment_or_default
 from aim_parquet.objects import Audio, Distribution, Figure, Image, LogLine, LogRecord, Text
 
 INSTALL_HINT = "pip install 'aim_parquet[aim]'"
@@ -72,7 +73,7 @@ def find_runs(path: Path) -> FoundRuns:
     for run_hash in hashes:
         try:
             run = open_run(repo, run_hash)
-            experiment = run.experiment or "default"
+            experiment = experiment_or_default(run.experiment)
             label = f"{run.name or run_hash} ({run_hash[:8]})"
         except Exception as exc:
             problems.append(f"Aim run {run_hash}: cannot be opened ({exc}); skipped")
@@ -150,7 +151,7 @@ class AimRun(SourceRun):
         sink.set_props(
             name=run.name,
             description=run.description,
-            experiment=run.experiment or "default",
+            experiment=experiment_or_default(run.experiment),
             tags=list(run.tags),
             archived=bool(run.archived),
         )

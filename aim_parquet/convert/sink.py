@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from aim_parquet.format.values import valid_text
-from aim_parquet.sdk.run import MAX_STEP
 from aim_parquet.sdk.run_import import ImportRun
+from aim_parquet.sdk.track_checks import MAX_STEP
 
 CHUNK_POINTS = 50_000
 

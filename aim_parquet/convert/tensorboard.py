@@ -29,6 +29,7 @@ from aim_parquet.convert.engine import FoundRuns, SourceRun
 from aim_parquet.convert.sink import CountingSink
 from aim_parquet.convert.tb_reader import RunReader
 from aim_parquet.errors import SourceError
+from aim_parquet.format.run_fields import experiment_or_default
 
 EVENT_FILE_MARK = "tfevents"
 SUBSET_NAMES = frozenset(
@@ -107,7 +108,7 @@ def find_runs(logdir: Path, experiment: str | None = None) -> FoundRuns:
     if not groups:
         why = f" ({problems[0]})" if problems else ""
         raise SourceError(f"no TensorBoard event files (events.out.tfevents.*) under {logdir}{why}")
-    experiment_name = experiment or root.name or "default"
+    experiment_name = experiment_or_default(experiment or root.name)
     runs: list[SourceRun] = []
     for run_dir in sorted(groups):
         rel = run_dir.relative_to(root)

@@ -15,6 +15,7 @@ import numpy as np
 
 from aim_parquet.errors import CorruptFileError, FormatVersionError
 from aim_parquet.format.paths import COMPACTED_DIRNAME, is_segment_name, is_valid_seq_id
+from aim_parquet.format.run_fields import DEFAULT_EXPERIMENT, display_name, experiment_or_default
 from aim_parquet.format.values import MAX_JSON_DEPTH, decode_json_value, encode_json_value
 
 FORMAT_VERSION = 1
@@ -296,7 +297,7 @@ class RunMeta:
     creation_time: float
     name: str | None = None
     description: str | None = None
-    experiment: str = "default"
+    experiment: str = DEFAULT_EXPERIMENT
     tags: tuple[str, ...] = ()
     archived: bool = False
     end_time: float | None = None
@@ -307,7 +308,7 @@ class RunMeta:
 
     @property
     def display_name(self) -> str:
-        return self.name if self.name is not None else f"Run: {self.hash}"
+        return display_name(self.hash, self.name)
 
     @property
     def is_multi_writer(self) -> bool:
@@ -354,7 +355,7 @@ class RunMeta:
                 creation_time=_float(data["creation_time"]),
                 name=_opt_str(data.get("name"), "name"),
                 description=_opt_str(data.get("description"), "description"),
-                experiment=_opt_str(data.get("experiment"), "experiment") or "default",
+                experiment=experiment_or_default(_opt_str(data.get("experiment"), "experiment")),
                 tags=tuple(tags),
                 archived=_typed(data.get("archived", False), bool, "archived"),
                 end_time=None if data.get("end_time") is None else _float(data["end_time"]),

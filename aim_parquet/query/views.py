@@ -13,25 +13,17 @@ evaluating a query never opens a sequence file. They implement the `QueryObject`
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from aim_parquet.errors import QueryError
-from aim_parquet.format.meta import RunMeta, SequenceInfo
+from aim_parquet.format.meta import SequenceInfo
 from aim_parquet.format.paths import RepoLayout, canonical_context
+from aim_parquet.format.run_fields import duration_s, utc_naive
+from aim_parquet.format.run_shape import RunFields
 from aim_parquet.query.lang import SafeNone
-from aim_parquet.storage.index.run_index import CatalogueEntry, RunRecord
-from aim_parquet.storage.online.writer_parts import run_lock_holder
-
-RunFields = RunMeta | RunRecord  # both have the run-level fields under the same names
-
-
-def _utc_naive(timestamp: float | None) -> Any:
-    if timestamp is None:
-        return None
-    return datetime.fromtimestamp(timestamp, UTC).replace(tzinfo=None)
+from aim_parquet.storage.index.run_index import CatalogueEntry
+from aim_parquet.storage.online.writer_parts import is_run_active
 
 
 def param_lookup(params: Any, key: Any) -> Any:
@@ -60,13 +52,9 @@ class RunView:
 
     @property
     def active(self) -> bool:
-        """No end_time and a live lock holder (checked once, only when a query asks)."""
+        """`is_run_active` (checked once, only when a query asks); False without a layout."""
         if self._active is None:
-            if self.meta.end_time is not None or self.layout is None:
-                self._active = False
-            else:
-                holder = run_lock_holder(self.layout, self.meta.hash)
-                self._active = holder is not None
+            self._active = self.layout is not None and is_run_active(self.layout, self.meta)
         return self._active
 
     def query_attr(self, name: str) -> Any:
@@ -86,12 +74,6 @@ class RunView:
         return self._param(key)
 
 
-def _duration(view: RunView) -> float:
-    meta = view.meta
-    end = meta.end_time if meta.end_time is not None else time.time()
-    return end - meta.creation_time
-
-
 _RUN_FIELDS: dict[str, Callable[[RunView], Any]] = {
     "hash": lambda v: v.meta.hash,
     "name": lambda v: v.meta.display_name,
@@ -100,12 +82,12 @@ _RUN_FIELDS: dict[str, Callable[[RunView], Any]] = {
     "tags": lambda v: list(v.meta.tags),
     "archived": lambda v: v.meta.archived,
     "creation_time": lambda v: v.meta.creation_time,
-    "created_at": lambda v: _utc_naive(v.meta.creation_time),
-    "updated_at": lambda v: _utc_naive(v.meta.updated_at or v.meta.creation_time),
+    "created_at": lambda v: utc_naive(v.meta.creation_time),
+    "updated_at": lambda v: utc_naive(v.meta.updated_at or v.meta.creation_time),
     "end_time": lambda v: v.meta.end_time,
-    "finalized_at": lambda v: _utc_naive(v.meta.end_time),
+    "finalized_at": lambda v: utc_naive(v.meta.end_time),
     "active": lambda v: v.active,
-    "duration": _duration,
+    "duration": lambda v: duration_s(v.meta.creation_time, v.meta.end_time),
     "metrics": lambda v: RunSequencesView(v.meta, v),
 }
 

@@ -10,7 +10,7 @@ from typing import Any
 _EXPORTS = {
     "Run": "aim_parquet.sdk.run",
     "Repo": "aim_parquet.sdk.repo",
-    "Context": "aim_parquet.sdk.sequence",
+    "Context": "aim_parquet.sdk.context",
     "Metric": "aim_parquet.sdk.sequence",
     "Images": "aim_parquet.sdk.sequence",
     "Texts": "aim_parquet.sdk.sequence",

@@ -15,17 +15,18 @@ lazily while iterating, and no sequence column is read until a sequence's values
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from aim_parquet.errors import CorruptFileError, FormatVersionError
-from aim_parquet.format.meta import RunMeta, SequenceInfo
 from aim_parquet.format.paths import RepoLayout
 from aim_parquet.query.executor import execute_plan, warn_unreadable
-from aim_parquet.query.planner import QueryPlan, plan_query
-from aim_parquet.query.views import RunView
+from aim_parquet.query.planner import QueryPlan
 from aim_parquet.sdk import dataframes, frames
-from aim_parquet.sdk.sequence import Sequence, make_sequence
+from aim_parquet.sdk.run_base import RunBase
+from aim_parquet.sdk.run_read import ReadableRun
+from aim_parquet.sdk.run_sequences import SequenceCollection, SingleRunSequenceCollection
+from aim_parquet.sdk.sequence import Sequence, sequence_columns
 from aim_parquet.storage.index.run_index import RunIndex, RunRecord
 
 if TYPE_CHECKING:
@@ -54,163 +55,14 @@ class QueryReportMode(enum.Enum):
         return None
 
 
-def open_read_only_run(layout: RepoLayout, meta: RunMeta | RunRecord) -> Any:
-    """A read-only `Run` over metadata already read (what `Run(h, read_only=True)` builds,
-    without reading the sidecar a second time); a RunRecord's metadata is decoded only when
-    the run's fields are first used."""
-    from aim_parquet.sdk.run import Run
+RunOpener = Callable[[RepoLayout, RunRecord], ReadableRun]
+"""Makes the read-only run of a matching run's index record: `Run.open_read_only`, which the
+`Repo` passes in (the run class stands above the collections)."""
 
-    run = Run.__new__(Run)
-    run._writer = None
-    run._metric_seqs = {}
-    run._object_seqs = {}
-    run._last_context = {}
-    run._extensions = []
-    run.read_only = True
-    run._is_strict = False
-    run._layout = layout
-    run.hash = meta.hash
-    run._meta_cache = meta if isinstance(meta, RunMeta) else None
-    run._meta_source = None if isinstance(meta, RunMeta) else meta
-    return run
-
-
-class SequenceCollection:
-    """What every collection offers: iteration over sequences and DataFrames of them."""
-
-    seq_cls: type[Sequence] = Sequence
-
-    def iter(self) -> Iterator[Sequence]:
-        raise NotImplementedError
-
-    def iter_runs(self) -> Iterator[Any]:
-        raise NotImplementedError
-
-    def __iter__(self) -> Iterator[Sequence]:
-        return self.iter()
-
-    def _tables(self, only_last: bool, flags: dict[str, bool]) -> list[dict[str, Any]]:
-        return [dataframes.sequence_columns(s, only_last=only_last, **flags) for s in self.iter()]
-
-    def _add(self, frame: frames.MetricFrame, seq: Sequence) -> None:
-        frame.add(seq)
-
-    def _frame(self, only_last: bool, flags: dict[str, bool]) -> frames.MetricFrame | None:
-        """The Arrow-built frame when every sequence is a metric (None otherwise: a frame of
-        objects is built by `dataframes`)."""
-        sequences = list(self.iter())
-        if not all(s.is_metric for s in sequences):
-            return None
-        frame = frames.MetricFrame(only_last=only_last, **flags)
-        for seq in sequences:
-            self._add(frame, seq)
-        return frame
-
-    def to_arrow(
-        self,
-        only_last: bool = False,
-        include_run: bool = True,
-        include_name: bool = True,
-        include_context: bool = True,
-        include_props: bool = True,
-        include_params: bool = True,
-    ) -> pa.Table | None:
-        """The table of `dataframe()` as a `pyarrow.Table` (text columns dictionary-encoded;
-        None when there is no sequence). Metrics only: a collection of objects (images,
-        texts, ...) raises TypeError."""
-        flags = dict(locals())
-        del flags["self"], flags["only_last"]
-        frame = self._frame(only_last, flags)
-        if frame is None:
-            raise TypeError("to_arrow() builds metric frames only; use dataframe() for objects.")
-        return frame.to_arrow() if len(frame) else None
-
-    def dataframe(
-        self,
-        only_last: bool = False,
-        include_run: bool = True,
-        include_name: bool = True,
-        include_context: bool = True,
-        include_props: bool = True,
-        include_params: bool = True,
-    ) -> pandas.DataFrame | None:
-        """Long-format pandas DataFrame of every sequence (None when there is none)."""
-        flags = dict(locals())
-        del flags["self"], flags["only_last"]
-        frame = self._frame(only_last, flags)
-        if frame is not None:
-            return frame.to_pandas() if len(frame) else None
-        tables = self._tables(only_last, flags)
-        return dataframes.to_pandas(tables) if tables else None
-
-    def to_polars(
-        self,
-        only_last: bool = False,
-        include_run: bool = True,
-        include_name: bool = True,
-        include_context: bool = True,
-        include_props: bool = True,
-        include_params: bool = True,
-    ) -> polars.DataFrame | None:
-        """The same table as `dataframe()`, as a polars DataFrame (None when empty)."""
-        flags = dict(locals())
-        del flags["self"], flags["only_last"]
-        frame = self._frame(only_last, flags)
-        if frame is not None:
-            return frame.to_polars() if len(frame) else None
-        tables = self._tables(only_last, flags)
-        return dataframes.to_polars(tables) if tables else None
-
-
-class SingleRunSequenceCollection(SequenceCollection):
-    """The sequences of one run, optionally filtered by a query (Aim's class of that name).
-
-    `sequences` (catalogue entries) is given by a query result; otherwise the run's catalogue is
-    listed, keeping the kinds of `seq_cls` and, with a `query`, the sequences that satisfy it.
-    """
-
-    def __init__(
-        self,
-        run: Any,
-        seq_cls: type[Sequence] = Sequence,
-        query: str = "",
-        *,
-        sequences: tuple[SequenceInfo, ...] | list[SequenceInfo] | None = None,
-    ) -> None:
-        self.run = run
-        self.seq_cls = seq_cls
-        self.query = query
-        self._infos = None if sequences is None else tuple(sequences)
-        self._plan: QueryPlan | None = None
-        if query and sequences is None:
-            self._plan = plan_query(query, seq_cls.sequence_name())
-
-    def _sequence_infos(self) -> tuple[SequenceInfo, ...]:
-        if self._infos is not None:
-            return self._infos
-        meta, infos = self.run._catalogue()
-        infos = [i for i in infos if self.seq_cls.accepts(i.kind)]
-        if self._plan is not None:
-            view = RunView(meta, self.run._layout)
-            infos = (
-                self._plan.matching_sequences(view, infos) if self._plan.matches_run(view) else []
-            )
-        return tuple(infos)
-
-    def iter(self) -> Iterator[Sequence]:
-        layout = self.run._layout
-        for info in self._sequence_infos():
-            yield make_sequence(info, self.run, layout, self.seq_cls)
-
-    def iter_runs(self) -> Iterator[Any]:
-        """Empty, as in Aim: this collection is already one run's."""
-        return iter(())
-
-    def __len__(self) -> int:
-        return len(self._sequence_infos())
-
-    def __repr__(self) -> str:
-        return f"<SingleRunSequenceCollection of run {self.run.hash}>"
+__all__ = [
+    "QueryReportMode", "QueryRunSequenceCollection", "QuerySequenceCollection",
+    "SequenceCollection", "SingleRunSequenceCollection",
+]  # fmt: skip
 
 
 class _QueryCollection(SequenceCollection):
@@ -222,6 +74,7 @@ class _QueryCollection(SequenceCollection):
         index: RunIndex,
         plan: QueryPlan,
         seq_cls: type[Sequence],
+        open_run: RunOpener,
         *,
         offset: str | None = None,
         report_mode: QueryReportMode | int = QueryReportMode.PROGRESS_BAR,
@@ -231,6 +84,7 @@ class _QueryCollection(SequenceCollection):
         self.plan = plan
         self.query = plan.text
         self.seq_cls = seq_cls
+        self._open_run = open_run
         self.offset = offset
         self.report_mode = QueryReportMode(report_mode)
 
@@ -244,7 +98,7 @@ class _QueryCollection(SequenceCollection):
         for step in steps:
             coll = None
             if step.match is not None:
-                run = open_read_only_run(self._layout, step.match.record)
+                run = self._open_run(self._layout, step.match.record)
                 sequences = step.match.sequences if is_seq_query else None
                 coll = SingleRunSequenceCollection(run, self.seq_cls, sequences=sequences)
             yield coll, (step.position, step.total)
@@ -271,7 +125,7 @@ class _QueryCollection(SequenceCollection):
         tables = []
         for seq in self.iter():
             try:
-                tables.append(dataframes.sequence_columns(seq, only_last=only_last, **flags))
+                tables.append(sequence_columns(seq, only_last=only_last, **flags))
             except (CorruptFileError, FormatVersionError, PermissionError) as exc:
                 warn_unreadable(seq.run.hash, exc, stacklevel=4)
         return tables
@@ -290,7 +144,7 @@ class _QueryCollection(SequenceCollection):
 class QueryRunSequenceCollection(_QueryCollection):
     """`repo.query_runs(query)`: the matching runs (their sequences on iteration)."""
 
-    def iter_run_objects(self) -> Iterator[Any]:
+    def iter_run_objects(self) -> Iterator[RunBase]:
         for coll, _progress in self._collections():
             if coll is not None:
                 yield coll.run

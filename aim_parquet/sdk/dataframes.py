@@ -1,7 +1,9 @@
 """pandas and polars tables of runs and sequences (each library imported only when asked).
 
-Frames of metrics only are built in Arrow by `sdk.frames` (same columns; its doc gives the
-types); the row-by-row columns here serve frames that hold objects (images, texts, ...).
+A leaf of the SDK: it converts columns (numpy arrays, rows) to tables and reads no sequence;
+`sdk.sequence.sequence_columns` gives the columns of a sequence. Frames of metrics only are built
+in Arrow by `sdk.frames` (same columns; its doc gives the types); the row-by-row columns here
+serve frames that hold objects (images, texts, ...).
 
 Columns of a sequence table (long format, one row per step), in this order: Aim's first, in
 Aim's order, then ours::
@@ -28,19 +30,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from aim_parquet.errors import OptionalDependencyError
-from aim_parquet.format.paths import canonical_context
+from aim_parquet.format.run_shape import RunFields
 from aim_parquet.format.values import utf8_safe
 
 if TYPE_CHECKING:
     import pandas
     import polars
-
-    from aim_parquet.sdk.sequence import Sequence
 
 Array = np.ndarray[Any, Any]
 PARAM_DEPTH = 3
@@ -68,11 +68,11 @@ def require_polars() -> Any:
     return polars
 
 
-def _jsonable(value: Any) -> str:
+def jsonable(value: Any) -> str:
     return utf8_safe(json.dumps(value, ensure_ascii=False, default=repr))
 
 
-def _text(value: Any) -> Any:
+def text_value(value: Any) -> Any:
     return utf8_safe(value) if isinstance(value, str) else value
 
 
@@ -86,7 +86,7 @@ def flatten_params(params: dict[str, Any], depth: int = PARAM_DEPTH) -> dict[str
             if isinstance(value, dict) and value and level < depth:
                 walk(value, path, level + 1)
             elif isinstance(value, (dict, list)):
-                out[path] = _jsonable(value)
+                out[path] = jsonable(value)
             else:
                 out[path] = value
 
@@ -94,28 +94,42 @@ def flatten_params(params: dict[str, Any], depth: int = PARAM_DEPTH) -> dict[str
     return out
 
 
-def run_row(run: Any, *, include_props: bool = True, include_params: bool = True) -> dict[str, Any]:
+class RowSource(Protocol):
+    """What a run row reads of a run (`sdk.run_base.RunBase`): its fields and whether it is
+    active (asked only when the props are included)."""
+
+    @property
+    def hash(self) -> str: ...
+    @property
+    def props(self) -> RunFields: ...
+    @property
+    def active(self) -> bool: ...
+
+
+def run_row(
+    run: RowSource, *, include_props: bool = True, include_params: bool = True
+) -> dict[str, Any]:
     """One run as a flat dict (the row of Aim's `Run.dataframe()`)."""
     meta = run.props
     row: dict[str, Any] = {"hash": run.hash}
     if include_props:
         row.update(
-            name=_text(meta.display_name),
-            experiment=_text(meta.experiment),
-            description=_text(meta.description),
+            name=text_value(meta.display_name),
+            experiment=text_value(meta.experiment),
+            description=text_value(meta.description),
             archived=meta.archived,
             creation_time=meta.creation_time,
             end_time=meta.end_time,
             active=run.active,
-            tags=_jsonable(list(meta.tags)),
+            tags=jsonable(list(meta.tags)),
         )
     if include_params:
         for key, value in flatten_params(meta.params).items():
-            row.setdefault(utf8_safe(key), _text(value))
+            row.setdefault(utf8_safe(key), text_value(value))
     return row
 
 
-def _full(n: int, value: Any) -> Array:
+def full_column(n: int, value: Any) -> Array:
     """A column repeating `value` (object dtype for None, bytes and containers)."""
     if value is None or isinstance(value, (list, tuple, dict, bytes)):
         out = np.empty(n, dtype=object)
@@ -165,63 +179,9 @@ def _utc_offset_us(timestamp: float) -> int:
     return int(time.localtime(timestamp).tm_gmtoff) * 1_000_000
 
 
-_PROP_KEYS = (
+PROP_KEYS = (
     "name", "experiment", "description", "archived", "creation_time", "end_time", "active", "tags",
 )  # fmt: skip
-
-
-def sequence_columns(
-    seq: Sequence,
-    *,
-    only_last: bool = False,
-    include_run: bool = True,
-    include_name: bool = True,
-    include_context: bool = True,
-    include_props: bool = True,
-    include_params: bool = True,
-) -> dict[str, Array]:
-    """Columns of one sequence (module doc) as numpy arrays of equal length."""
-    from aim_parquet.sdk.sequence import ArrayView
-
-    seq.preload()
-    steps = seq._column("value")[0]
-    values = ArrayView(seq, "value")._values_array()
-    epochs = ArrayView(seq, "epoch")._values_array().astype(np.float64)
-    stamps = ArrayView(seq, "timestamp")._values_array()
-    if seq.is_metric:
-        values = values.astype(np.float64)
-    if only_last and len(steps):
-        steps, values, epochs, stamps = steps[-1:], values[-1:], epochs[-1:], stamps[-1:]
-    n = len(steps)
-    var = seq.sequence_name()
-    cols: dict[str, Array] = {
-        "idx": np.arange(n, dtype=np.int64),
-        "step": steps,
-        "value": values,
-        "epoch": epochs,
-        "time": local_times(stamps),
-    }
-    row = {}
-    if include_run:
-        cols["run.hash"] = _full(n, seq.run.hash)
-        if include_props or include_params:
-            row = run_row(seq.run, include_props=include_props, include_params=include_params)
-            for key, value in row.items():
-                if key != "hash" and key not in _PROP_KEYS:
-                    cols.setdefault(f"run.{key}", _full(n, value))
-    context = seq.context.to_dict() if include_context else {}
-    if include_name:
-        cols[f"{var}.name"] = _full(n, seq.name)
-    for key, value in context.items():
-        shown = _jsonable(value) if isinstance(value, (dict, list)) else _text(value)
-        cols[utf8_safe(f"{var}.context.{key}")] = _full(n, shown)
-    cols["timestamp"] = stamps
-    if include_context:
-        cols[f"{var}.context"] = _full(n, canonical_context(context))
-    for key in _PROP_KEYS:
-        if key in row:
-            cols.setdefault(f"run.{key}", _full(n, row[key]))
-    return cols
 
 
 def column_rank(name: str) -> int:
@@ -231,7 +191,7 @@ def column_rank(name: str) -> int:
     if name in _LEADING:
         return _LEADING[name]
     if name.startswith("run."):
-        return 6 if name[4:] not in _PROP_KEYS else 10
+        return 6 if name[4:] not in PROP_KEYS else 10
     var, _, rest = name.partition(".")
     if var in _SEQUENCE_VARS and rest == "name":
         return 7
@@ -259,7 +219,7 @@ def concat_columns(tables: Iterable[dict[str, Array]], *, fill: Any = np.nan) ->
     out: dict[str, Array] = {}
     for name in names:
         parts = [
-            cols[name] if name in cols else _full(n, fill)
+            cols[name] if name in cols else full_column(n, fill)
             for cols, n in zip(tables, lengths, strict=True)
         ]
         out[name] = _concat(parts)

@@ -41,6 +41,7 @@ from aim_parquet.sdk.dataframes import (
     require_polars,
     run_row,
 )
+from aim_parquet.sdk.run_base import RunBase
 from aim_parquet.storage.index.run_records import RunRecord
 
 if TYPE_CHECKING:
@@ -285,7 +286,9 @@ def build_metric_frame(
 SUMMARY_STATS = ("last", "last_step", "min", "max")
 
 
-def summary_columns(run: Any, names: frozenset[str], record: Any = None) -> dict[str, Any]:
+def summary_columns(
+    run: RunBase, names: frozenset[str], record: RunRecord | None = None
+) -> dict[str, Any]:
     """`<name>[<context JSON>].<stat>` of each catalogued metric of `run` named in `names`,
     from its stored summary (no point is read): the run index's copy of the catalogue
     (`record`, when the query gave one) for a closed run, the run's own catalogue (sidecar and

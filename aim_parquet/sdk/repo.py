@@ -23,8 +23,8 @@ from aim_parquet.sdk.collections import (
     QueryReportMode,
     QueryRunSequenceCollection,
     QuerySequenceCollection,
-    open_read_only_run,
 )
+from aim_parquet.sdk.run import Run
 from aim_parquet.sdk.sequence import (
     Audios,
     Distributions,
@@ -42,7 +42,7 @@ from aim_parquet.storage.maintenance.run_ops import (
     move_run_folder,
 )
 from aim_parquet.storage.online.run_reader import list_run_hashes
-from aim_parquet.storage.online.writer_parts import run_lock_holder
+from aim_parquet.storage.online.writer_parts import is_run_active
 
 log = logging.getLogger(__name__)
 
@@ -116,12 +116,12 @@ class Repo:
         warn_damaged(snapshot, stacklevel=4)
         return snapshot
 
-    def iter_runs(self) -> Iterator[Any]:
+    def iter_runs(self) -> Iterator[Run]:
         """A read-only Run for every readable run, newest first."""
         for record in self._snapshot().newest_first:
-            yield open_read_only_run(self.layout, record)
+            yield Run.open_read_only(self.layout, record)
 
-    def get_run(self, run_hash: str) -> Any:
+    def get_run(self, run_hash: str) -> Run | None:
         """The read-only Run with this hash, or None (also for a malformed hash, and for a run
         whose folder was just created and has no sidecar yet).
 
@@ -133,8 +133,6 @@ class Repo:
             return None
         if not self.layout.sidecar(run_hash).exists() and not self._index.is_damaged(run_hash):
             return None  # being created: its sidecar is written right after the folder
-        from aim_parquet.sdk.run import Run
-
         try:
             return Run(run_hash, repo=self, read_only=True)
         except MissingRunError:
@@ -152,7 +150,7 @@ class Repo:
         return [
             h
             for h, record in self._snapshot().records.items()
-            if record.end_time is None and run_lock_holder(self.layout, h) is not None
+            if is_run_active(self.layout, record)
         ]
 
     def list_corrupted_runs(self) -> list[str]:
@@ -291,7 +289,13 @@ class Repo:
         hash of the run to resume after. `paginated` is accepted for Aim compatibility."""
         plan = plan_query(query, None)
         return QueryRunSequenceCollection(
-            self.layout, self._index, plan, Sequence, offset=offset, report_mode=report_mode
+            self.layout,
+            self._index,
+            plan,
+            Sequence,
+            Run.open_read_only,
+            offset=offset,
+            report_mode=report_mode,
         )
 
     def _query(
@@ -299,7 +303,7 @@ class Repo:
     ) -> QuerySequenceCollection:
         plan = plan_query(query, seq_cls.sequence_name())
         return QuerySequenceCollection(
-            self.layout, self._index, plan, seq_cls, report_mode=report_mode
+            self.layout, self._index, plan, seq_cls, Run.open_read_only, report_mode=report_mode
         )
 
     def query_metrics(

@@ -1,17 +1,26 @@
-"""Properties shared by writable and read-only runs (Aim's structured run fields)."""
+"""`RunBase`: what every run has, read-only or writing: its repository layout and hash, its
+metadata (decoded from the run index's record or read from the sidecar, on first use), Aim's
+structured properties over it and its sequence catalogue.
+
+It sits below the sequence views and collections (which hold a run), so they are typed with it;
+`sdk.run_read.ReadableRun` adds the sequence access that returns them, and `sdk.run.Run` the
+writing. A writing run overrides `_meta` (its writer's metadata) and `_catalogue` (flushed first).
+"""
 
 from __future__ import annotations
 
-import time
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from aim_parquet.format.meta import RunMeta
+from aim_parquet.format.meta import RunMeta, SequenceInfo
 from aim_parquet.format.paths import RepoLayout
+from aim_parquet.format.run_fields import duration_s, experiment_or_default, utc_naive
 from aim_parquet.format.values import check_text
-from aim_parquet.sdk.run_read import RunSequencesMixin
 from aim_parquet.storage.base.repo_files import ensure_repo, open_repo
-from aim_parquet.storage.online.writer_parts import run_lock_holder
+from aim_parquet.storage.index.run_records import RunRecord
+from aim_parquet.storage.online.catalogue_scan import ScanCache, read_catalogue
+from aim_parquet.storage.online.run_reader import load_run_meta
+from aim_parquet.storage.online.writer_parts import is_run_active
 
 
 def layout_for(repo: Any, *, create: bool) -> RepoLayout:
@@ -22,40 +31,66 @@ def layout_for(repo: Any, *, create: bool) -> RepoLayout:
     return ensure_repo(repo) if create else open_repo(repo)
 
 
-class RunPropsMixin:
-    """Aim's run properties over `self._meta` (a RunMeta); setters go through `_set_props`."""
+class RunBase:
+    """A run's identity, metadata, properties and catalogue (Aim's structured run fields)."""
 
     hash: str
     _layout: RepoLayout
+    _meta_cache: RunMeta | None
+    _meta_source: RunRecord | None  # a run index record to decode the metadata from
+    _scan_cache: ScanCache
 
+    def _init_run(
+        self, layout: RepoLayout, run_hash: str, meta: RunMeta | RunRecord | None = None
+    ) -> None:
+        """The state every run has; `meta`: metadata already read (a RunRecord is decoded only
+        when the run's fields are first used), else the sidecar is read on first use."""
+        self._layout = layout
+        self.hash = run_hash
+        self._meta_cache = meta if isinstance(meta, RunMeta) else None
+        self._meta_source = meta if isinstance(meta, RunRecord) else None
+        self._scan_cache = ScanCache()
+
+    # -- metadata --------------------------------------------------------------------------
     @property
     def _meta(self) -> RunMeta:
-        raise NotImplementedError
+        """The run's metadata: as given or last read (the sidecar is read on first use)."""
+        if self._meta_cache is None:
+            source = self._meta_source
+            if source is not None:  # a run a query returned: decode what the index holds
+                self._meta_cache, self._meta_source = source.run_meta(), None
+            else:
+                self._meta_cache = load_run_meta(self._layout, self.hash)
+        return self._meta_cache
 
     def _set_props(self, **changes: Any) -> None:
+        """Persist changed properties (`sdk.run.Run`: through its writer or a sidecar edit)."""
         raise NotImplementedError
 
+    def _catalogue(self) -> tuple[RunMeta, list[SequenceInfo]]:
+        """The run's metadata and every sequence it has, read fresh (one sidecar read), so a
+        reader of a live run sees the sequences added since it was opened; the catalogue of a
+        run whose writer died is caught up from its segments (`storage.online.catalogue_scan`),
+        once per run object while its files stay as they were."""
+        meta = load_run_meta(self._layout, self.hash)
+        return meta, read_catalogue(self._layout, self.hash, meta, cache=self._scan_cache)
+
+    # -- identity --------------------------------------------------------------------------
     @property
     def repo_path(self) -> str:
         return str(self._layout.root)
 
-    @property
-    def repo(self) -> Any:
-        """The `Repo` holding this run (as Aim's `run.repo`)."""
-        from aim_parquet.sdk.repo import Repo
-
-        return Repo.from_path(self._layout.root)
-
     def __eq__(self, other: object) -> bool:
         """Two runs are equal when they are the same run of the same repository (as in Aim),
         whether opened for writing or read-only."""
-        if not isinstance(other, RunPropsMixin):
+        if not isinstance(other, RunBase):
             return NotImplemented
         return self.hash == other.hash and self._layout.root == other._layout.root
 
     def __hash__(self) -> int:
         return hash((self.hash, str(self._layout.root)))
 
+    # -- properties ------------------------------------------------------------------------
     @property
     def name(self) -> str:
         return self._meta.display_name
@@ -81,7 +116,7 @@ class RunPropsMixin:
     @experiment.setter
     def experiment(self, value: str) -> None:
         check_text(value, "experiment name")
-        self._set_props(experiment=str(value) if value else "default")
+        self._set_props(experiment=experiment_or_default(value))
 
     @property
     def archived(self) -> bool:
@@ -115,7 +150,9 @@ class RunPropsMixin:
     @property
     def created_at(self) -> datetime:
         """Naive UTC datetime of creation (as Aim)."""
-        return datetime.fromtimestamp(self._meta.creation_time, UTC).replace(tzinfo=None)
+        created = utc_naive(self._meta.creation_time)
+        assert created is not None
+        return created
 
     @property
     def end_time(self) -> float | None:
@@ -123,25 +160,17 @@ class RunPropsMixin:
 
     @property
     def finalized_at(self) -> datetime | None:
-        end = self._meta.end_time
-        return None if end is None else datetime.fromtimestamp(end, UTC).replace(tzinfo=None)
+        return utc_naive(self._meta.end_time)
 
     @property
     def active(self) -> bool:
         """True while a live process writes the run (a crashed writer's run is not active)."""
-        if self._meta.end_time is not None:
-            return False
-        return run_lock_holder(self._layout, self.hash) is not None
+        return is_run_active(self._layout, self._meta)
 
     @property
     def duration(self) -> float:
-        end = self._meta.end_time
-        return (end if end is not None else time.time()) - self._meta.creation_time
+        return duration_s(self._meta.creation_time, self._meta.end_time)
 
     @property
     def props(self) -> RunMeta:
         return self._meta
-
-
-class RunReadMixin(RunPropsMixin, RunSequencesMixin):
-    """Everything a read-only run offers: properties plus sequence access."""

@@ -22,6 +22,7 @@ from typing import Any
 
 from aim_parquet.format.meta import RunMeta
 from aim_parquet.sdk import shared_writers
+from aim_parquet.sdk.run_base import RunBase
 from aim_parquet.storage.maintenance.sidecar_edits import change_run
 
 EDITABLE = frozenset({"name", "description", "experiment", "archived", "tags"})
@@ -35,7 +36,7 @@ def _tags_after(
     return kept + tuple(t for t in wanted if t not in seen and t not in kept)
 
 
-def edit_props(run: Any, changes: dict[str, Any]) -> RunMeta:
+def edit_props(run: RunBase, changes: dict[str, Any]) -> RunMeta:
     """Persist `changes` (a subset of EDITABLE) of a run `run` does not write; the new metadata."""
     seen: RunMeta = run._meta
     writer = shared_writers.open_writer(run._layout, run.hash)

@@ -10,11 +10,12 @@ from __future__ import annotations
 import logging
 import weakref
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
+
+from aim_parquet.format.run_fields import LOGS_SEQUENCE
+from aim_parquet.storage.online.run_writer import RunWriter
 
 log = logging.getLogger(__name__)
-
-LOGS_SEQUENCE = "logs"
 
 
 class Stoppable(Protocol):
@@ -23,8 +24,36 @@ class Stoppable(Protocol):
     def disown_after_fork(self) -> None: ...
 
 
+class TrackedRun(Protocol):
+    """What the services need of the `sdk.run.Run` they serve (which imports this module)."""
+
+    _system_labels: dict[str, Any]
+    _writer: RunWriter | None
+
+    def track(
+        self,
+        value: Any,
+        name: str | None = None,
+        step: int | None = None,
+        epoch: int | None = None,
+        *,
+        context: dict[str, Any] | None = None,
+    ) -> None: ...
+
+    def __setitem__(self, key: Any, value: Any) -> None: ...
+
+    def _user_context(self, context: dict[str, Any]) -> dict[str, Any]: ...
+
+    @classmethod
+    def _writer_view(cls, writer: RunWriter) -> Self: ...
+
+
 def start_extensions(
-    run: Any, *, interval_s: float | None, log_system_params: bool, capture_terminal_logs: bool
+    run: TrackedRun,
+    *,
+    interval_s: float | None,
+    log_system_params: bool,
+    capture_terminal_logs: bool,
 ) -> list[Stoppable]:
     """Start what the Run arguments ask for; return the services in start order."""
     started: list[Stoppable] = []
@@ -59,15 +88,16 @@ def start_extensions(
     return started
 
 
-def _tracking_target(run: Any) -> Callable[[], Any]:
+def _tracking_target(run: TrackedRun) -> Callable[[], TrackedRun]:
     """What the services track into: `run` while it lives (held weakly), then a view of its
     writer (`Run._writer_view`), made once."""
     ref = weakref.ref(run)
     writer = run._writer
+    assert writer is not None  # started once the run's writer is open
     make_view = type(run)._writer_view
-    views: list[Any] = []
+    views: list[TrackedRun] = []
 
-    def target() -> Any:
+    def target() -> TrackedRun:
         live = ref()
         if live is not None:
             return live
@@ -78,7 +108,7 @@ def _tracking_target(run: Any) -> Callable[[], Any]:
     return target
 
 
-def _next_log_line(run: Any) -> int:
+def _next_log_line(run: TrackedRun) -> int:
     writer = run._writer
     if writer is None:
         return 0

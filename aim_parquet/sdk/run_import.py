@@ -28,7 +28,8 @@ from aim_parquet.format.values import (
     normalize_param,
 )
 from aim_parquet.sdk.params import key_path, set_path
-from aim_parquet.sdk.run import MAX_STEP, MIN_EPOCH, Run
+from aim_parquet.sdk.run import Run
+from aim_parquet.sdk.track_checks import MAX_STEP, MIN_EPOCH, check_kind
 
 
 class ImportRun(Run):
@@ -157,7 +158,7 @@ class ImportRun(Run):
         if not all(type(t) is float for t in timestamps):
             timestamps = [float(t) for t in timestamps]
         seq = writer.open_sequence(name, normalize_context(context), kind)
-        self._check_kind(seq, kind, values[0], name)
+        check_kind(seq, kind, values[0], name)
         flat: list[Any] = [None] * (4 * n)
         flat[0::4] = steps
         flat[1::4] = values

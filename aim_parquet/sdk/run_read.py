@@ -1,68 +1,49 @@
-"""Sequence access on a run: `metrics()`, `get_metric()`, `dataframe()`, terminal logs, ...
+"""`ReadableRun`: what read-only and writing runs share: `RunBase`'s identity, properties and
+catalogue plus Aim's sequence access (`metrics()`, `get_metric()`, `dataframe()`, terminal logs,
+...). `sdk.run.Run` adds the writing; a read-only `Run` is one with no writer.
 
-Mixed into every `Run` (through `run_base.RunReadMixin`). The catalogue is read fresh on each
-call (one sidecar read), so a read-only run of a live writer sees the sequences it has added since
-the run was opened; a writable run flushes its buffers first so it reads what it has tracked; the
-catalogue of a run whose writer died is caught up from its segments (`storage.online.catalogue_scan`),
-once per Run object while its files stay as they were.
+Every call reads the catalogue fresh (`RunBase._catalogue`), so a read-only run of a live writer
+sees the sequences it has added since the run was opened, and a writing run reads what it has
+tracked (it flushes first).
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from aim_parquet.format.meta import RunMeta, SequenceInfo
-from aim_parquet.format.paths import RepoLayout, canonical_context
-from aim_parquet.storage.online.catalogue_scan import ScanCache, discover_sequences, read_catalogue
-from aim_parquet.storage.online.run_reader import load_run_meta
+from aim_parquet.format.meta import SequenceInfo
+from aim_parquet.format.paths import canonical_context
+from aim_parquet.format.run_fields import LOG_RECORDS_SEQUENCE, LOGS_SEQUENCE
+from aim_parquet.format.schema import METRIC_KINDS
+from aim_parquet.sdk import dataframes
+from aim_parquet.sdk.run_base import RunBase
+from aim_parquet.sdk.run_sequences import SingleRunSequenceCollection
+from aim_parquet.sdk.sequence import (
+    SEQUENCE_CLASSES,
+    Audios,
+    Context,
+    Distributions,
+    Figures,
+    Images,
+    LogLines,
+    LogRecords,
+    Metric,
+    Sequence,
+    Texts,
+    kinds_like,
+)
 
 if TYPE_CHECKING:
     import pandas
 
-    from aim_parquet.sdk.collections import SingleRunSequenceCollection
-    from aim_parquet.sdk.sequence import (
-        Audios,
-        Context,
-        Distributions,
-        Figures,
-        Images,
-        LogLines,
-        LogRecords,
-        Metric,
-        Sequence,
-        Texts,
-    )
-
-log = logging.getLogger(__name__)
-
-LOGS_SEQUENCE = "logs"
-LOG_RECORDS_SEQUENCE = "__log_records"
+SeqT = TypeVar("SeqT", bound=Sequence)
 
 
-class RunSequencesMixin:
-    """Read access to a run's sequences (Aim's `Run.metrics()`, `get_metric()`, ...)."""
+class ReadableRun(RunBase):
+    """A run's sequences (Aim's `Run.metrics()`, `get_metric()`, ...) over its catalogue."""
 
-    hash: str
-    _layout: RepoLayout
-
-    # -- catalogue -------------------------------------------------------------------------
-    def _catalogue(self) -> tuple[RunMeta, list[SequenceInfo]]:
-        """The run's metadata and every sequence it has (catalogued or only on disk)."""
-        writer = getattr(self, "_writer", None)
-        if writer is not None:
-            try:
-                writer.flush()
-            except OSError as exc:
-                log.error("aim_parquet: flushing run %s before reading failed: %s", self.hash, exc)
-            meta = writer.snapshot()
-            return meta, discover_sequences(self._layout, self.hash, meta)
-        meta = load_run_meta(self._layout, self.hash)
-        cache: ScanCache = self.__dict__.setdefault("_scan_cache", ScanCache())
-        return meta, read_catalogue(self._layout, self.hash, meta, cache=cache)
-
-    def _find(self, seq_cls: type[Sequence], name: str, context: Any) -> Any:
+    def _find(self, seq_cls: type[SeqT], name: str, context: Any) -> SeqT | None:
         wanted = canonical_context(dict(context) if context else {})
         for info in self._catalogue()[1]:
             if (
@@ -74,8 +55,6 @@ class RunSequencesMixin:
         return None
 
     def _sequence_class(self, seq_type: str) -> type[Sequence]:
-        from aim_parquet.sdk.sequence import SEQUENCE_CLASSES
-
         for cls in SEQUENCE_CLASSES:
             if cls.sequence_name() == seq_type:
                 return cls
@@ -85,69 +64,46 @@ class RunSequencesMixin:
     # -- collections -----------------------------------------------------------------------
     def metrics(self) -> SingleRunSequenceCollection:
         """Every metric of the run."""
-        from aim_parquet.sdk.collections import SingleRunSequenceCollection
-        from aim_parquet.sdk.sequence import Metric
-
         return SingleRunSequenceCollection(self, Metric)
 
     def get_metric(self, name: str, context: Any = None) -> Metric | None:
         """The metric (name, context), or None when the run has no such metric."""
-        from aim_parquet.sdk.sequence import Metric
-
-        return self._find(Metric, name, context)  # type: ignore[no-any-return]
+        return self._find(Metric, name, context)
 
     def get_image_sequence(self, name: str, context: Any = None) -> Images | None:
-        from aim_parquet.sdk.sequence import Images
-
-        return self._find(Images, name, context)  # type: ignore[no-any-return]
+        return self._find(Images, name, context)
 
     def get_text_sequence(self, name: str, context: Any = None) -> Texts | None:
-        from aim_parquet.sdk.sequence import Texts
-
-        return self._find(Texts, name, context)  # type: ignore[no-any-return]
+        return self._find(Texts, name, context)
 
     def get_audio_sequence(self, name: str, context: Any = None) -> Audios | None:
-        from aim_parquet.sdk.sequence import Audios
-
-        return self._find(Audios, name, context)  # type: ignore[no-any-return]
+        return self._find(Audios, name, context)
 
     def get_figure_sequence(self, name: str, context: Any = None) -> Figures | None:
-        from aim_parquet.sdk.sequence import Figures
-
-        return self._find(Figures, name, context)  # type: ignore[no-any-return]
+        return self._find(Figures, name, context)
 
     def get_distribution_sequence(self, name: str, context: Any = None) -> Distributions | None:
-        from aim_parquet.sdk.sequence import Distributions
-
-        return self._find(Distributions, name, context)  # type: ignore[no-any-return]
+        return self._find(Distributions, name, context)
 
     def get_terminal_logs(self) -> LogLines | None:
         """The captured terminal output (sequence 'logs'), or None."""
-        from aim_parquet.sdk.sequence import LogLines
-
-        return self._find(LogLines, LOGS_SEQUENCE, None)  # type: ignore[no-any-return]
+        return self._find(LogLines, LOGS_SEQUENCE, None)
 
     def get_log_records(self) -> LogRecords | None:
         """The records of `run.log_info(...)` and friends (sequence '__log_records'), or None."""
-        from aim_parquet.sdk.sequence import LogRecords
-
-        return self._find(LogRecords, LOG_RECORDS_SEQUENCE, None)  # type: ignore[no-any-return]
+        return self._find(LogRecords, LOG_RECORDS_SEQUENCE, None)
 
     # -- catalogue summaries ---------------------------------------------------------------
-    def iter_metrics_info(self) -> Iterator[tuple[str, Context, Any]]:
+    def iter_metrics_info(self) -> Iterator[tuple[str, Context, ReadableRun]]:
         """`(name, context, run)` of every metric."""
-        from aim_parquet.format.schema import METRIC_KINDS
-
         return self.iter_sequence_info_by_type(METRIC_KINDS)
 
     def iter_sequence_info_by_type(
         self, dtypes: str | Iterable[str]
-    ) -> Iterator[tuple[str, Context, Any]]:
+    ) -> Iterator[tuple[str, Context, ReadableRun]]:
         """`(name, context, run)` of every sequence of the sequence types of `dtypes`: as in Aim,
         a dtype stands for its sequence type, so 'float' also gives int metrics and 'aim.image'
         also image lists."""
-        from aim_parquet.sdk.sequence import Context, kinds_like
-
         wanted = kinds_like([dtypes] if isinstance(dtypes, str) else list(dtypes))
         for info in self._catalogue()[1]:
             if info.kind in wanted:
@@ -177,8 +133,6 @@ class RunSequencesMixin:
         self, include_props: bool = True, include_params: bool = True
     ) -> pandas.DataFrame:
         """One-row pandas DataFrame: hash, props, tags (JSON) and params as `a.b` columns."""
-        from aim_parquet.sdk import dataframes
-
         row = dataframes.run_row(self, include_props=include_props, include_params=include_params)
         return dataframes.runs_to_pandas([row])
 

@@ -15,7 +15,7 @@ Unlike Aim, every array view is keyed by the **real step**, in step order:
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -23,6 +23,20 @@ import numpy as np
 from aim_parquet.format.meta import SequenceInfo
 from aim_parquet.format.paths import RepoLayout, canonical_context
 from aim_parquet.format.schema import METRIC_KINDS, is_metric_kind
+from aim_parquet.format.values import utf8_safe
+from aim_parquet.sdk import dataframes
+from aim_parquet.sdk.array_view import Array, ArrayView
+from aim_parquet.sdk.context import Context
+from aim_parquet.sdk.dataframes import (
+    PROP_KEYS,
+    full_column,
+    jsonable,
+    local_times,
+    run_row,
+    text_value,
+)
+from aim_parquet.sdk.run_base import RunBase
+from aim_parquet.sdk.sequence_data import SequenceData
 from aim_parquet.storage.base.columns import nan_numpy
 from aim_parquet.storage.online.run_reader import read_metric_columns, read_sequence
 
@@ -30,56 +44,11 @@ if TYPE_CHECKING:
     import pandas
     import polars
 
-    from aim_parquet.sdk.sequence_data import SequenceData
-
-Array = np.ndarray[Any, Any]
+__all__ = [
+    "ArrayView", "Audios", "Context", "Distributions", "Figures", "Images", "LogLines",
+    "LogRecords", "Metric", "Sequence", "SequenceData", "Texts",
+]  # fmt: skip
 _MAX_EXACT_INT = 2.0**53
-
-
-class Context(Mapping[str, Any]):
-    """A sequence context (immutable): `ctx["subset"]`, `ctx.subset`, `ctx.to_dict()`."""
-
-    __slots__ = ("_data",)
-
-    def __init__(self, data: Mapping[str, Any] | None = None) -> None:
-        self._data: dict[str, Any] = dict(data or {})
-
-    def to_dict(self) -> dict[str, Any]:
-        """A deep copy of the context as a plain dict."""
-        return json.loads(canonical_context(self._data))  # type: ignore[no-any-return]
-
-    def __getitem__(self, key: str) -> Any:
-        return self._data[key]
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        try:
-            return self._data[name]
-        except KeyError:
-            raise AttributeError(f"context has no key {name!r}") from None
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._data)
-
-    def __len__(self) -> int:
-        return len(self._data)
-
-    def __hash__(self) -> int:
-        return hash(canonical_context(self._data))
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, Mapping):
-            return canonical_context(self._data) == canonical_context(dict(other))
-        return NotImplemented
-
-    @property
-    def idx(self) -> str:
-        """A stable identity of the context (its canonical JSON)."""
-        return canonical_context(self._data)
-
-    def __repr__(self) -> str:
-        return f"<Context {self._data!r}>"
 
 
 def _readonly(array: Array) -> Array:
@@ -119,7 +88,7 @@ class Sequence:
     KINDS: ClassVar[frozenset[str] | None] = None  # None: any kind
     SEQUENCE_NAME: ClassVar[str] = "sequence"
 
-    def __init__(self, info: SequenceInfo, run: Any, layout: RepoLayout | None = None) -> None:
+    def __init__(self, info: SequenceInfo, run: RunBase, layout: RepoLayout | None = None) -> None:
         self._info = info
         self.run = run
         self._layout: RepoLayout = layout if layout is not None else run._layout
@@ -182,8 +151,9 @@ class Sequence:
         return hash((self.name, self.context, self.run))
 
     def __repr__(self) -> str:
-        run_hash = getattr(self.run, "hash", "?")
-        return f"<{type(self).__name__} {self.name!r} {self._info.context!r} of run {run_hash}>"
+        return (
+            f"<{type(self).__name__} {self.name!r} {self._info.context!r} of run {self.run.hash}>"
+        )
 
     # -- reading ---------------------------------------------------------------------------
     def _read(self, columns: list[str]) -> None:
@@ -250,8 +220,6 @@ class Sequence:
     @property
     def data(self) -> SequenceData:
         """Every column at once: `numpy()`, `items_list()`, iteration, `view`, `sample`, ..."""
-        from aim_parquet.sdk.sequence_data import SequenceData
-
         return SequenceData(self)
 
     def __len__(self) -> int:
@@ -281,9 +249,7 @@ class Sequence:
     ) -> pandas.DataFrame:
         """Long-format pandas DataFrame: idx, step, value, epoch, timestamp, time, plus the
         run/name/context columns asked for (see `aim_parquet.sdk.dataframes`)."""
-        from aim_parquet.sdk import dataframes
-
-        cols = dataframes.sequence_columns(
+        cols = sequence_columns(
             self,
             only_last=only_last,
             include_run=include_run,
@@ -296,143 +262,8 @@ class Sequence:
 
     def to_polars(self, **flags: bool) -> polars.DataFrame:
         """`dataframe(**flags)` as a polars DataFrame (same defaults)."""
-        from aim_parquet.sdk import dataframes
-
         defaults = {"include_name": False, "include_context": False, "include_run": False}
-        return dataframes.to_polars([dataframes.sequence_columns(self, **{**defaults, **flags})])
-
-
-class ArrayView:
-    """One column of a sequence keyed by real step, in step order (read on first use)."""
-
-    __slots__ = ("_seq", "_col")
-
-    def __init__(self, seq: Sequence, column: str) -> None:
-        self._seq = seq
-        self._col = column
-
-    def _pair(self) -> tuple[Array, Any]:
-        return self._seq._column(self._col)
-
-    def _py(self, value: Any) -> Any:
-        """A Python scalar; a missing epoch (stored as NaN in numpy) becomes None."""
-        if isinstance(value, np.generic):
-            value = value.item()
-        if self._col == "epoch" and isinstance(value, float):
-            return None if value != value else int(value)
-        return value
-
-    def sparse_numpy(self) -> tuple[Array, Array]:
-        """`(steps, values)`: int64 steps in increasing order and the values at those steps."""
-        return self.indices_numpy(), self.values_numpy()
-
-    def sparse_list(self) -> tuple[list[int], list[Any]]:
-        return self.indices_list(), self.values_list()
-
-    def indices_numpy(self) -> Array:
-        """The int64 steps: a writable array of the caller's own."""
-        return self._pair()[0].copy()
-
-    def values_numpy(self) -> Array:
-        """The values (numbers, or an object array of objects): a writable array of the
-        caller's own, so `vals /= vals.max()` or `vals.sort()` work as in Aim."""
-        values = self._values_array()
-        return values.copy() if values is self._pair()[1] else values
-
-    def _values_array(self) -> Array:
-        """The values without a copy (read-only when cached): for our own read-only use."""
-        values = self._pair()[1]
-        if isinstance(values, np.ndarray):
-            return values
-        out = np.empty(len(values), dtype=object)
-        for i, value in enumerate(values):
-            out[i] = value
-        return out
-
-    def indices_list(self) -> list[int]:
-        return self._pair()[0].tolist()  # type: ignore[no-any-return]
-
-    def values_list(self) -> list[Any]:
-        values = self._pair()[1]
-        if not isinstance(values, np.ndarray):
-            return list(values)
-        if self._col == "epoch" and values.dtype.kind == "f":
-            return [self._py(v) for v in values.tolist()]
-        return values.tolist()  # type: ignore[no-any-return]
-
-    def tolist(self) -> list[Any]:
-        return self.values_list()
-
-    def keys(self) -> Iterator[int]:
-        return iter(self.indices_list())
-
-    indices = keys
-
-    def values(self) -> Iterator[Any]:
-        return iter(self.values_list())
-
-    def items(self) -> Iterator[tuple[int, Any]]:
-        return zip(self.indices_list(), self.values_list(), strict=True)
-
-    def __iter__(self) -> Iterator[Any]:
-        return self.values()
-
-    def __len__(self) -> int:
-        return len(self._pair()[0])
-
-    def __getitem__(self, step: int | slice) -> Any:
-        """The value at real step `step` (KeyError when none was tracked there); a slice
-        `view[a:b]` gives the list of values at the tracked steps `a <= step < b` (Aim raises
-        NotImplementedError for slices)."""
-        steps, values = self._pair()
-        if isinstance(step, slice):
-            return self._slice(steps, values, step)
-        if isinstance(step, bool) or not isinstance(step, (int, np.integer)):
-            raise TypeError(
-                f"an ArrayView is indexed by step (an int) or a step slice, not {step!r}"
-            )
-        pos = int(np.searchsorted(steps, step))
-        if pos >= len(steps) or steps[pos] != step:
-            raise KeyError(f"no point at step {step} in {self._seq.name!r}")
-        return self._py(values[pos])
-
-    def _slice(self, steps: Array, values: Any, part: slice) -> list[Any]:
-        if part.step not in (None, 1):
-            raise ValueError(f"an ArrayView slice takes no stride, got {part!r}")
-        for bound in (part.start, part.stop):
-            if bound is not None and (
-                isinstance(bound, bool) or not isinstance(bound, (int, np.integer))
-            ):
-                raise TypeError(f"an ArrayView is sliced by steps (ints), got {part!r}")
-        lo = 0 if part.start is None else int(np.searchsorted(steps, part.start))
-        hi = len(steps) if part.stop is None else int(np.searchsorted(steps, part.stop))
-        return [self._py(v) for v in values[lo : max(lo, hi)]]
-
-    def _at(self, pos: int) -> tuple[int, Any]:
-        steps, values = self._pair()
-        if len(steps) == 0:
-            raise IndexError(f"sequence {self._seq.name!r} has no points")
-        return int(steps[pos]), self._py(values[pos])
-
-    def first(self) -> tuple[int, Any]:
-        """`(step, value)` of the lowest step; IndexError when empty."""
-        return self._at(0)
-
-    def last(self) -> tuple[int, Any]:
-        """`(step, value)` of the highest step; IndexError when empty."""
-        return self._at(-1)
-
-    def first_idx(self) -> int:
-        return self.first()[0]
-
-    def first_value(self) -> Any:
-        return self.first()[1]
-
-    def last_idx(self) -> int:
-        return self.last()[0]
-
-    def last_value(self) -> Any:
-        return self.last()[1]
+        return dataframes.to_polars([sequence_columns(self, **{**defaults, **flags})])
 
 
 class Metric(Sequence):
@@ -501,10 +332,63 @@ def kinds_like(dtypes: Iterable[str]) -> frozenset[str]:
 
 def make_sequence(
     info: SequenceInfo,
-    run: Any,
+    run: RunBase,
     layout: RepoLayout | None = None,
     seq_cls: type[Sequence] = Sequence,
 ) -> Sequence:
     """A view of `info`: of `seq_cls`, or of the class matching its kind when that is `Sequence`."""
     cls = sequence_class_for(info.kind) if seq_cls is Sequence else seq_cls
     return cls(info, run, layout)
+
+
+def sequence_columns(
+    seq: Sequence,
+    *,
+    only_last: bool = False,
+    include_run: bool = True,
+    include_name: bool = True,
+    include_context: bool = True,
+    include_props: bool = True,
+    include_params: bool = True,
+) -> dict[str, Array]:
+    """Columns of one sequence as numpy arrays of equal length (`sdk.dataframes` gives the
+    columns and their order)."""
+    seq.preload()
+    steps = seq._column("value")[0]
+    values = ArrayView(seq, "value")._values_array()
+    epochs = ArrayView(seq, "epoch")._values_array().astype(np.float64)
+    stamps = ArrayView(seq, "timestamp")._values_array()
+    if seq.is_metric:
+        values = values.astype(np.float64)
+    if only_last and len(steps):
+        steps, values, epochs, stamps = steps[-1:], values[-1:], epochs[-1:], stamps[-1:]
+    n = len(steps)
+    var = seq.sequence_name()
+    cols: dict[str, Array] = {
+        "idx": np.arange(n, dtype=np.int64),
+        "step": steps,
+        "value": values,
+        "epoch": epochs,
+        "time": local_times(stamps),
+    }
+    row = {}
+    if include_run:
+        cols["run.hash"] = full_column(n, seq.run.hash)
+        if include_props or include_params:
+            row = run_row(seq.run, include_props=include_props, include_params=include_params)
+            for key, value in row.items():
+                if key != "hash" and key not in PROP_KEYS:
+                    cols.setdefault(f"run.{key}", full_column(n, value))
+    context = seq.context.to_dict() if include_context else {}
+    if include_name:
+        cols[f"{var}.name"] = full_column(n, seq.name)
+    for key, value in context.items():
+        shown = jsonable(value) if isinstance(value, (dict, list)) else text_value(value)
+        cols[utf8_safe(f"{var}.context.{key}")] = full_column(n, shown)
+    cols["timestamp"] = stamps
+    if include_context:
+        cols[f"{var}.context"] = full_column(n, canonical_context(context))
+    for key in PROP_KEYS:
+        if key in row:
+            cols.setdefault(f"run.{key}", full_column(n, row[key]))
+    return cols

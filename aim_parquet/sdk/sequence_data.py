@@ -20,14 +20,11 @@ an unknown column name raises ValueError (Aim drops it without a word).
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from aim_parquet.sdk.sequence import Sequence
-
-Array = np.ndarray[Any, Any]
+from aim_parquet.sdk.array_view import Array, ArrayView, ColumnSource
 
 _COLUMNS = {"val": "value", "value": "value", "epoch": "epoch", "time": "timestamp"}
 _COLUMNS["timestamp"] = "timestamp"
@@ -41,7 +38,7 @@ class SequenceData:
 
     def __init__(
         self,
-        seq: Sequence,
+        seq: ColumnSource,
         columns: Iterable[str] = ALL_COLUMNS,
         *,
         n_items: int = -1,
@@ -76,8 +73,6 @@ class SequenceData:
     # -- reading ---------------------------------------------------------------------------
     def _arrays(self) -> tuple[Array, list[Array]]:
         """Steps and the selected columns (read-only cached arrays, or slices of them)."""
-        from aim_parquet.sdk.sequence import ArrayView
-
         seq = self._seq
         seq.preload()
         steps = seq._column("value")[0]

@@ -26,10 +26,22 @@ import os
 import threading
 import weakref
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from aim_parquet.format.paths import RepoLayout
+    from aim_parquet.sdk.lifecycle import CloseJob
     from aim_parquet.storage.online.run_writer import RunWriter
+
+
+class WriterHandle(Protocol):
+    """A `Run` as this registry sees it (`sdk.run_writing.WritingRun`, which imports this)."""
+
+    hash: str
+    _layout: RepoLayout
+    _writer: RunWriter | None
+    _close_job: CloseJob | None
+
 
 _guard = threading.Lock()
 _open: dict[tuple[str, str], SharedWriter] = {}
@@ -41,9 +53,10 @@ class SharedWriter:
 
     __slots__ = ("key", "owner_ref", "writer", "pid", "open_handles", "is_owner_closed")
 
-    def __init__(self, key: tuple[str, str], owner: Any) -> None:
+    def __init__(self, key: tuple[str, str], owner: WriterHandle) -> None:
         self.key = key
         self.owner_ref = weakref.ref(owner)
+        assert owner._writer is not None  # registered once its writer is open
         self.writer: RunWriter = owner._writer
         self.pid = os.getpid()
         self.open_handles = 1
@@ -60,7 +73,7 @@ class SharedWriter:
             return True
 
 
-def _key(run: Any) -> tuple[str, str]:
+def _key(run: WriterHandle) -> tuple[str, str]:
     return (str(run._layout.root), run.hash)
 
 
@@ -83,7 +96,7 @@ def opening(root: str, run_hash: str) -> Iterator[None]:
                 del _opening[key]
 
 
-def register_owner(run: Any) -> SharedWriter:
+def register_owner(run: WriterHandle) -> SharedWriter:
     """`run` just opened its writer: later handles of the same run in this process share it."""
     entry = SharedWriter(_key(run), run)
     with _guard:
@@ -91,7 +104,7 @@ def register_owner(run: Any) -> SharedWriter:
     return entry
 
 
-def join(run: Any) -> tuple[SharedWriter, Any] | None:
+def join(run: WriterHandle) -> tuple[SharedWriter, Any] | None:
     """`(entry, owner)` when this process already writes `run`'s run (the handle count is taken),
     else None."""
     with _guard:
@@ -109,7 +122,7 @@ def join(run: Any) -> tuple[SharedWriter, Any] | None:
         return entry, owner
 
 
-def release_collected(entry: SharedWriter, owner: Any) -> None:
+def release_collected(entry: SharedWriter, owner: WriterHandle) -> None:
     """A later handle was collected without close(): count it closed; when it was the last one
     and the owner is closed already, start the owner's close (not waited for: a finalizer)."""
     if entry.release() and entry.is_owner_closed:
@@ -118,7 +131,7 @@ def release_collected(entry: SharedWriter, owner: Any) -> None:
             job.start()
 
 
-def open_writer(layout: Any, run_hash: str) -> RunWriter | None:
+def open_writer(layout: RepoLayout, run_hash: str) -> RunWriter | None:
     """The writer this process has open for the run, or None."""
     with _guard:
         entry = _open.get((str(layout.root), run_hash))

@@ -78,7 +78,7 @@ def test_a_run_moved_away_while_it_is_resumed_is_a_missing_run(
     import shutil
 
     from aim_parquet.errors import MissingRunError
-    from aim_parquet.sdk import run as sdk_run
+    from aim_parquet.sdk import run_open
     from aim_parquet.storage.base.lock import RunLock
 
     root = tmp_path / "repo"
@@ -91,7 +91,7 @@ def test_a_run_moved_away_while_it_is_resumed_is_a_missing_run(
             shutil.move(run_dir, moved)  # what a `runs mv` in another process does right now
             super().acquire(force=force)
 
-    monkeypatch.setattr(sdk_run, "RunLock", MovedMeanwhile)
+    monkeypatch.setattr(run_open, "RunLock", MovedMeanwhile)
     with pytest.raises(MissingRunError, match="moved or deleted"):
         aim.Run(run_hash, repo=str(root), system_tracking_interval=None)
     assert not run_dir.exists()  # nothing re-created

@@ -14,7 +14,7 @@ import pytest
 import aim_parquet as aim
 from aim_parquet.errors import CorruptFileError, RepoNotFoundError, RunLockedError
 from aim_parquet.objects import LogLine, LogRecord
-from aim_parquet.sdk.collections import open_read_only_run
+from aim_parquet.sdk.run import Run
 from aim_parquet.storage import load_run_meta
 
 
@@ -68,7 +68,7 @@ def test_run_lookup(repo_root: Path, make_run: Any) -> None:
 def test_read_only_run_from_query_equals_opened_run(repo_root: Path, make_run: Any) -> None:
     done = finished_run(make_run, hparams={"lr": 0.1})
     layout = aim.Repo(repo_root).layout
-    fast = open_read_only_run(layout, load_run_meta(layout, done.hash))
+    fast = Run.open_read_only(layout, load_run_meta(layout, done.hash))
     slow = aim.Run(done.hash, repo=repo_root, read_only=True)
     assert vars(fast).keys() == vars(slow).keys()
     assert fast[...] == slow[...] and fast.props == slow.props and repr(fast) == repr(slow)

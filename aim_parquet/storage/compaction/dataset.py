@@ -75,6 +75,7 @@ from aim_parquet.storage.index.run_index import RunIndex
 from aim_parquet.storage.index.runs_table import publish_runs_table, runs_table
 from aim_parquet.storage.online.catalogue_scan import discover_sequences
 from aim_parquet.storage.online.run_reader import read_sequence
+from aim_parquet.storage.online.writer_parts import is_run_active
 
 log = logging.getLogger(__name__)
 
@@ -252,7 +253,7 @@ def _refresh_locked(
     metas, damaged = RunIndex(layout).metas()
     for bad in damaged:
         report.notes.append(f"left out damaged run: {bad.describe()}")
-    active = {m.hash: m.end_time is None and is_run_live(layout, m.hash) for m in metas}
+    active = {m.hash: is_run_active(layout, m) for m in metas}
     states = {}
     for meta in list(metas):
         try:

@@ -20,9 +20,9 @@ from aim_parquet.storage.compaction.dataset import (
     run_fingerprint,
     run_rows,
 )
-from aim_parquet.storage.compaction.run_folder import is_run_live
 from aim_parquet.storage.index.run_index import RunIndex
 from aim_parquet.storage.index.runs_table import runs_table
+from aim_parquet.storage.online.writer_parts import is_run_active
 
 SORT_KEYS = [
     ("run_hash", "ascending"),
@@ -71,7 +71,7 @@ def read_dataset_tables(layout: RepoLayout, *, live: bool = True) -> DatasetTabl
     usable = manifest is not None and committed is not None and manifest.context_columns == columns
     known = manifest.run_states if usable and manifest is not None else {}
     fresh = [m for m in metas if known.get(m.hash) != states[m.hash]]
-    active = {m.hash: m.end_time is None and is_run_live(layout, m.hash) for m in metas}
+    active = {m.hash: is_run_active(layout, m) for m in metas}
     parts = []
     if usable and committed is not None:
         keep = sorted(set(states) - {m.hash for m in fresh})

@@ -34,6 +34,7 @@ from typing import Any
 from aim_parquet.errors import AimParquetError
 from aim_parquet.format.meta import FORMAT_VERSION
 from aim_parquet.format.paths import RepoLayout, is_valid_run_hash
+from aim_parquet.format.run_fields import DEFAULT_EXPERIMENT
 from aim_parquet.storage.base.safe_fs import MAX_JSON_FILE_BYTES, first_link, read_regular
 from aim_parquet.storage.index.run_records import Catalogue, RunRecord, json_text
 
@@ -63,7 +64,7 @@ _NOT_IN_FIELDS = frozenset(
     {"format", "hash", "params", "sequences", "creation_time", "updated_at", "end_time"}
 )
 _DEFAULTS: dict[str, Any] = {  # what RunRecord and RunMeta assume for a missing field
-    "experiment": "default",
+    "experiment": DEFAULT_EXPERIMENT,
     "tags": [],
     "archived": False,
     "format_version": FORMAT_VERSION,

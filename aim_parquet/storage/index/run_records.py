@@ -24,6 +24,7 @@ from aim_parquet.format.meta import (
     loads_json,
 )
 from aim_parquet.format.paths import is_valid_seq_id
+from aim_parquet.format.run_fields import display_name, experiment_or_default
 from aim_parquet.format.schema import METRIC_KINDS
 from aim_parquet.format.values import TAG, decode_json_value
 
@@ -40,8 +41,8 @@ class Catalogue(NamedTuple):
 
 class CatalogueEntry:
     """One catalogue entry of a RunRecord, as a query sees it: `seq_id`, `name`, `kind`,
-    `context` and `is_metric` at once; any other SequenceInfo field (`count`, `last`, ...) and
-    `info` decode the entry's stats on first use."""
+    `context` and `is_metric` at once; the summary fields (`count`, `first_step`, `last_step`,
+    `first`, `last`, `min`, `max`) and `info` decode the entry's stats on first use."""
 
     __slots__ = ("record", "position", "seq_id", "name", "kind", "context")
 
@@ -58,8 +59,33 @@ class CatalogueEntry:
     def info(self) -> SequenceInfo:
         return self.record.sequence_info(self.position)
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.info, name)
+    @property
+    def count(self) -> int:
+        return self.info.count
+
+    @property
+    def first_step(self) -> int | None:
+        return self.info.first_step
+
+    @property
+    def last_step(self) -> int | None:
+        return self.info.last_step
+
+    @property
+    def first(self) -> Any:
+        return self.info.first
+
+    @property
+    def last(self) -> Any:
+        return self.info.last
+
+    @property
+    def min(self) -> float | None:
+        return self.info.min
+
+    @property
+    def max(self) -> float | None:
+        return self.info.max
 
 
 _MISSING: Any = object()
@@ -299,8 +325,7 @@ class RunRecord:
 
     @property
     def display_name(self) -> str:
-        name = self._data.get("name")
-        return name if name is not None else f"Run: {self.hash}"
+        return display_name(self.hash, self._data.get("name"))
 
     @property
     def description(self) -> str | None:
@@ -308,7 +333,7 @@ class RunRecord:
 
     @property
     def experiment(self) -> str:
-        return self._data.get("experiment") or "default"
+        return experiment_or_default(self._data.get("experiment"))
 
     @property
     def tags(self) -> tuple[str, ...]:

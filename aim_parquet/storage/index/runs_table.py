@@ -28,7 +28,7 @@ from aim_parquet.storage.base.atomic import fsync_dir, temp_path_for
 from aim_parquet.storage.base.columns import string_array
 from aim_parquet.storage.base.repo_changes import index_link
 from aim_parquet.storage.index.run_index import RunIndex
-from aim_parquet.storage.online.writer_parts import run_lock_holder
+from aim_parquet.storage.online.writer_parts import is_run_active
 
 log = logging.getLogger(__name__)
 
@@ -120,10 +120,6 @@ def repo_runs(layout: RepoLayout, run_hashes: set[str] | None = None) -> list[Ru
     return [m for m in metas if run_hashes is None or m.hash in run_hashes]
 
 
-def is_active(layout: RepoLayout, meta: RunMeta) -> bool:
-    return meta.end_time is None and run_lock_holder(layout, meta.hash) is not None
-
-
 def write_table_atomic(path: Path, table: pa.Table) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path_for(path)
@@ -148,7 +144,7 @@ def publish_runs_table(layout: RepoLayout, table: pa.Table | None = None) -> Pat
         )
     if table is None:
         metas = repo_runs(layout)
-        table = runs_table(metas, {m.hash: is_active(layout, m) for m in metas})
+        table = runs_table(metas, {m.hash: is_run_active(layout, m) for m in metas})
     path = runs_table_path(layout)
     write_table_atomic(path, table)
     return path

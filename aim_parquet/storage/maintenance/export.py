@@ -28,13 +28,13 @@ from aim_parquet.storage.base.atomic import (
 from aim_parquet.storage.compaction.compacted import CompactedFileWriter
 from aim_parquet.storage.index.runs_table import (
     RUNS_TABLE_FILENAME,
-    is_active,
     repo_runs,
     runs_table,
     write_table_atomic,
 )
 from aim_parquet.storage.online.catalogue_scan import discover_sequences
 from aim_parquet.storage.online.run_reader import read_sequence
+from aim_parquet.storage.online.writer_parts import is_run_active
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +141,7 @@ def _export_into(
             continue
         exported.append(meta)
         n_seqs, points, objects = n_seqs + counts[0], points + counts[1], objects + counts[2]
-    active = {m.hash: is_active(layout, m) for m in exported}
+    active = {m.hash: is_run_active(layout, m) for m in exported}
     write_table_atomic(output / RUNS_TABLE_FILENAME, runs_table(exported, active))
     atomic_write_json(
         output / EXPORT_MARKER,

@@ -57,7 +57,7 @@ from aim_parquet.storage.maintenance.problems import TEMP_GRACE_S
 from aim_parquet.storage.online.catalogue_scan import read_catalogue
 from aim_parquet.storage.online.compacted_read import read_footer
 from aim_parquet.storage.online.run_reader import list_run_hashes, load_manifest, load_run_meta
-from aim_parquet.storage.online.writer_parts import run_lock_holder
+from aim_parquet.storage.online.writer_parts import is_run_active
 
 log = logging.getLogger(__name__)
 
@@ -355,7 +355,7 @@ def repo_stats(layout: RepoLayout) -> StatsReport:
             )
             sequences = list(meta.sequences)
         archived += meta.archived
-        if meta.end_time is None and run_lock_holder(layout, run_hash) is not None:
+        if is_run_active(layout, meta):
             active += 1
         for seq in sequences:
             if seq.is_metric:

@@ -15,7 +15,8 @@ two writers never append to one sequence folder and their segment names never co
 
 The merged view (`merge_parts`): the catalogue is run.json's followed by each part's (by rank);
 `end_time` is set once every writer closed (the latest close), `updated_at` is the latest. The
-run is active while any writer's lock is held (`run_lock_holder`).
+run is active while it has no `end_time` and any writer's lock is held (`is_run_active`, the one
+home of that rule for every layer).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any
 
 from aim_parquet.format.meta import RunMeta
 from aim_parquet.format.paths import MAX_WRITER_RANK, RepoLayout, writer_file_rank
+from aim_parquet.format.run_shape import RunFields
 from aim_parquet.storage.base.lock import LockHolder, is_run_locked
 from aim_parquet.storage.base.safe_fs import MAX_JSON_FILE_BYTES, read_regular
 
@@ -115,6 +117,13 @@ def run_lock_holder(layout: RepoLayout, run_hash: str) -> LockHolder | None:
         if holder is not None:
             return holder
     return None
+
+
+def is_run_active(layout: RepoLayout, run: RunFields) -> bool:
+    """Whether a live process writes the run now: it has no `end_time` and a live process holds
+    a writer's lock of it (any writer's, for a run with several). A run whose writer was killed
+    has no `end_time` but is not active."""
+    return run.end_time is None and run_lock_holder(layout, run.hash) is not None
 
 
 def extra_writer_holder(layout: RepoLayout, run_hash: str) -> LockHolder | None:

@@ -32,7 +32,7 @@ from starlette.routing import Route
 from aim_parquet.errors import AimParquetError, CorruptFileError, MissingRunError
 from aim_parquet.format.meta import RunMeta
 from aim_parquet.format.paths import validate_run_hash
-from aim_parquet.sdk.run_read import LOG_RECORDS_SEQUENCE, LOGS_SEQUENCE
+from aim_parquet.format.run_fields import LOG_RECORDS_SEQUENCE, LOGS_SEQUENCE
 from aim_parquet.storage.base.columns import to_numpy
 from aim_parquet.storage.online.object_read import read_object_rows
 from aim_parquet.ui.api.errors import BadRequest, api_errors

@@ -23,6 +23,7 @@ from starlette.routing import Route
 
 from aim_parquet.errors import MissingRunError
 from aim_parquet.format.paths import RepoLayout, validate_run_hash
+from aim_parquet.format.run_fields import duration_s
 from aim_parquet.query.planner import plan_query
 from aim_parquet.query.views import RunView
 from aim_parquet.storage.compaction.dataset import refresh_after_change
@@ -82,7 +83,7 @@ def run_fields(
         "description": record.description,
         "created": record.creation_time,
         "ended": end,
-        "duration": (last if last is not None else now) - record.creation_time,
+        "duration": duration_s(record.creation_time, last, now),
         "active": view.active,
         "archived": record.archived,
     }
