@@ -26,6 +26,9 @@
   default comes back, so the forking thread blocks SIGTERM from just before the fork until the
   hooks are done; a SIGTERM sent meanwhile kills the child then. A child that wants to track
   opens its own run, which installs the handler there.
+- **A SIGTERM the main thread never handles** (it arrived between two waits inside C): a
+  watcher thread sees it through Python's wakeup fd and re-sends it to the main thread until the
+  handler runs (`term_watch`).
 - **Threads.** Every thread started here and by the writer blocks the asynchronous signals
   (`system.threads`): a SIGTERM that landed on one would only set Python's flag, and a main
   thread blocked in C would never run the handler.
@@ -51,6 +54,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any, Protocol
 
+from aim_parquet.sdk import term_watch
 from aim_parquet.storage.online.run_writer import RunWriter
 from aim_parquet.storage.online.segments import FD_CACHE
 from aim_parquet.system.threads import start_new_thread
@@ -223,6 +227,7 @@ def register(run: OpenRun) -> None:
                 if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
                     signal.signal(signal.SIGTERM, _on_sigterm)
                     _sigterm_pid = pid
+                    term_watch.install(_is_our_handler, _term_state, _close_from_watcher)
         elif _sigterm_pid != pid:
             _warn_no_sigterm_handler(pid)
 
@@ -297,6 +302,7 @@ def _restore_signal_mask() -> None:
 
 def _after_fork_in_child() -> None:
     global _install_lock, _term_started, _term_done, _term_finished, _sigterm_pid
+    term_watch.after_fork_in_child()
     _install_lock = threading.Lock()
     _term_started = False
     _term_finished = False
@@ -315,6 +321,29 @@ def _after_fork_in_child() -> None:
         FD_CACHE.after_fork_in_child()
     finally:
         _restore_signal_mask()  # a SIGTERM that came during the fork acts now, by default
+
+
+def _is_our_handler() -> bool:
+    return signal.getsignal(signal.SIGTERM) is _on_sigterm
+
+
+def _term_state() -> term_watch.TermState:
+    if not _term_started:
+        return term_watch.TermState.IDLE
+    return term_watch.TermState.CLOSED if _term_finished else term_watch.TermState.CLOSING
+
+
+def _close_from_watcher() -> None:
+    """The watcher's close, when the main thread never ran the handler (`term_watch`)."""
+    global _term_started, _term_finished
+    if _term_started:
+        return
+    _term_started = True
+    _term_done.acquire(False)
+    try:
+        close_all()
+    finally:
+        _term_finished = True
 
 
 def _close_on_sigterm() -> None:

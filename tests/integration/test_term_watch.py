@@ -1,0 +1,146 @@
+"""A SIGTERM that the main thread never gets to handle still closes the runs and ends the process.
+
+Python's C-level handler only sets a flag; the Python handler runs when the main thread returns to
+Python or a wait it is in fails with EINTR. A SIGTERM that lands while the main thread is between
+two waits inside C is lost that way: CI saw `with Pool(...)` hang forever when a worker, woken from
+its task queue's semaphore and beaten to it by the parent, took `Pool.terminate()`'s SIGTERM in
+that window and went back to waiting (`test_thread_signals` repeats that trial). These tests
+reproduce the lost signal deterministically: the main thread blocks on a semaphore that is never
+released, and the C handler's trace (the byte Python writes to its wakeup fd) is written without
+the flag being looked at.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+from tests.conftest import python_env, raw_points, sidecar
+
+PRELUDE = textwrap.dedent(
+    """
+    import multiprocessing, os, signal, sys, threading
+    import aim_parquet as aim
+    from aim_parquet.sdk import term_watch
+
+    run = aim.Run(repo=sys.argv[1], system_tracking_interval=None, capture_terminal_logs=False)
+    for i in range(5000):
+        run.track(float(i), name="loss")
+    print(run.hash, flush=True)
+    """
+)
+
+LOST = PRELUDE + textwrap.dedent(
+    """
+    # what the C-level handler leaves when the main thread never runs the Python one
+    os.write(term_watch._pipe[1], bytes([signal.SIGTERM]))
+    lock = multiprocessing.Lock()
+    lock.acquire()
+    lock.acquire()  # blocks in sem_wait for good
+    print("woke up", flush=True)
+    """
+)
+
+DEAF = PRELUDE + textwrap.dedent(
+    """
+    term_watch.GIVE_UP_S = 2.0
+    # a main thread in code that never lets the handler run (here: SIGTERM blocked on it)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    print("deaf", flush=True)
+    threading.Event().wait()
+    """
+)
+
+
+def _start(script: str, root: Path) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, str(root)],
+        env=python_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    return proc, proc.stdout.readline().strip()
+
+
+def _check_closed_with_every_point(root: Path, run_hash: str) -> None:
+    assert sidecar(root, run_hash)["end_time"] is not None
+    steps = [r["step"] for r in raw_points(root, run_hash)[("loss", "{}")]]
+    assert steps == list(range(5000))
+
+
+def test_a_lost_sigterm_is_sent_again_until_the_handler_runs(tmp_path: Path) -> None:
+    proc, run_hash = _start(LOST, tmp_path)
+    try:
+        _out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == -signal.SIGTERM, err[-2000:]
+    assert "woke up" not in _out
+    _check_closed_with_every_point(tmp_path, run_hash)
+
+
+def test_a_main_thread_that_never_handles_sigterm_still_ends_closed(tmp_path: Path) -> None:
+    proc, run_hash = _start(DEAF, tmp_path)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "deaf"
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
+    assert "closing the open runs from another thread" in err
+    _check_closed_with_every_point(tmp_path, run_hash)
+
+
+FORKED = PRELUDE + textwrap.dedent(
+    """
+    pid = os.fork()
+    if pid == 0:  # the child opens a run of its own (its own handler and watcher)
+        child = aim.Run(repo=sys.argv[1], system_tracking_interval=None, capture_terminal_logs=False)
+        child.track(1.0, name="loss")
+        print("child", child.hash, flush=True)
+        threading.Event().wait()
+    print("child pid", pid, flush=True)
+    sys.stdin.readline()  # the test SIGTERMs the child meanwhile
+    os.waitpid(pid, 0)
+    run.track(5000.0, name="loss")
+    run.close()
+    print("parent done", flush=True)
+    """
+)
+
+
+def test_a_forked_childs_sigterm_never_reaches_the_parents_watcher(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", FORKED, str(tmp_path)],
+        env=python_env(),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stdin is not None
+    try:
+        parent_hash = proc.stdout.readline().strip()
+        lines = [proc.stdout.readline().split() for _ in range(2)]
+        child_pid = next(int(w[-1]) for w in lines if w[:2] == ["child", "pid"])
+        child_hash = next(w[1] for w in lines if w[0] == "child" and w[1] != "pid")
+        os.kill(child_pid, signal.SIGTERM)
+        time.sleep(2 * 0.5 + 1)  # longer than the watcher's re-send delay
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err[-2000:]
+    assert "parent done" in out
+    assert sidecar(tmp_path, child_hash)["end_time"] is not None
+    steps = [r["step"] for r in raw_points(tmp_path, parent_hash)[("loss", "{}")]]
+    assert steps == list(range(5001))
