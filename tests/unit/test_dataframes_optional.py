@@ -6,6 +6,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
 import pytest
 
 import aim_parquet as aim
@@ -26,6 +28,10 @@ def test_a_missing_dataframe_library_raises_optional_dependency_error(
     run.track(1.0, name="loss", step=0)
     run.close()
     metrics = aim.Repo(str(tmp_path)).query_metrics("metric.name == 'loss'")
+    # pyarrow looks pandas up once per process, on its first numpy conversion; let it do so
+    # before `pandas` is hidden (it copes with a pandas that is not installed, not with a
+    # sys.modules entry of None), so that only our own import meets the missing module
+    pa.array(np.zeros(1))
     monkeypatch.setitem(sys.modules, module, None)  # `import <module>` raises ImportError
     with pytest.raises(OptionalDependencyError, match=f"pip install {module}"):
         convert(metrics)  # type: ignore[operator]
