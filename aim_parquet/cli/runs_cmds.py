@@ -21,7 +21,7 @@ from aim_parquet.cli.common import (
 from aim_parquet.errors import AimParquetError
 from aim_parquet.format.paths import RepoLayout
 from aim_parquet.storage import RunIndex, load_run_meta, refresh_after_change
-from aim_parquet.storage.online.writer_parts import run_lock_holder
+from aim_parquet.storage.base.lock import run_lock_holder
 
 EXAMPLES = {
     "ls": "example:\n  aim-parquet runs ls --repo ~/experiments\n  aim-parquet runs ls --json",

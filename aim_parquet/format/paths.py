@@ -23,6 +23,7 @@ INDEX_DIRNAME = "index"
 TRASH_DIRNAME = "trash"
 SIDECAR_FILENAME = "run.json"
 LOCK_FILENAME = "lock"
+COMPACT_LOCK_FILENAME = "compact.lock"
 SEQS_DIRNAME = "seqs"
 COMPACTED_DIRNAME = "compacted"
 MANIFEST_FILENAME = "manifest.json"
@@ -165,6 +166,9 @@ class RepoLayout:
 
     def lock_file(self, run_hash: str) -> Path:
         return self.run_dir(run_hash) / LOCK_FILENAME
+
+    def compact_lock(self, run_hash: str) -> Path:
+        return self.run_dir(run_hash) / COMPACT_LOCK_FILENAME
 
     def seqs_dir(self, run_hash: str) -> Path:
         return self.run_dir(run_hash) / SEQS_DIRNAME

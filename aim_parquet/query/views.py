@@ -22,8 +22,8 @@ from aim_parquet.errors import QueryError
 from aim_parquet.format.meta import RunMeta, SequenceInfo
 from aim_parquet.format.paths import RepoLayout, canonical_context
 from aim_parquet.query.lang import SafeNone
+from aim_parquet.storage.base.lock import run_lock_holder
 from aim_parquet.storage.index.run_index import CatalogueEntry, RunRecord
-from aim_parquet.storage.online.writer_parts import run_lock_holder
 
 RunFields = RunMeta | RunRecord  # both have the run-level fields under the same names
 

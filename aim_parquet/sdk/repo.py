@@ -34,6 +34,7 @@ from aim_parquet.sdk.sequence import (
     Sequence,
     Texts,
 )
+from aim_parquet.storage.base.lock import run_lock_holder
 from aim_parquet.storage.base.repo_files import ensure_repo, is_repo, open_repo
 from aim_parquet.storage.index.run_index import IndexSnapshot, RunIndex
 from aim_parquet.storage.maintenance.run_ops import (
@@ -42,7 +43,6 @@ from aim_parquet.storage.maintenance.run_ops import (
     move_run_folder,
 )
 from aim_parquet.storage.online.run_reader import list_run_hashes
-from aim_parquet.storage.online.writer_parts import run_lock_holder
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ from aim_parquet.format.meta import RunMeta
 from aim_parquet.format.paths import RepoLayout
 from aim_parquet.format.values import check_text
 from aim_parquet.sdk.run_read import RunSequencesMixin
+from aim_parquet.storage.base.lock import run_lock_holder
 from aim_parquet.storage.base.repo_files import ensure_repo, open_repo
-from aim_parquet.storage.online.writer_parts import run_lock_holder
 
 
 def layout_for(repo: Any, *, create: bool) -> RepoLayout:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from aim_parquet.errors import AimRepositoryError, RepoNotFoundError
 from aim_parquet.format.meta import RepoMarker, loads_json_object
-from aim_parquet.format.paths import RepoLayout, resolve_repo_root
+from aim_parquet.format.paths import RepoLayout, resolve_repo_root, writer_file_rank
 from aim_parquet.storage.base.atomic import atomic_write_json
 from aim_parquet.storage.base.safe_fs import MAX_JSON_FILE_BYTES, read_regular
 
@@ -87,3 +87,21 @@ def ensure_repo(repo: str | os.PathLike[str] | None) -> RepoLayout:
     with contextlib.suppress(FileExistsError):
         atomic_write_json(layout.marker, RepoMarker(created_at=time.time()).to_json())
     return layout
+
+
+def writer_ranks(layout: RepoLayout, run_hash: str, suffix: str | None = None) -> list[int]:
+    """The ranks (>= 1) with a file in the run's `writers/` folder (`suffix` "json": a part,
+    "lock": a lock file; None: either), sorted. A `writers` that is a link holds none."""
+    path = os.fspath(layout.writers_dir(run_hash))
+    try:
+        if os.path.islink(path):
+            return []
+        names = os.listdir(path)
+    except (FileNotFoundError, NotADirectoryError, PermissionError):
+        return []  # (a run folder others may not enter: its writers are unknown, as its lock)
+    ranks = set()
+    for name in names:
+        found = writer_file_rank(name)
+        if found is not None and (suffix is None or found[1] == suffix):
+            ranks.add(found[0])
+    return sorted(ranks)

@@ -3,9 +3,9 @@
 One compaction of a run (`compact_run`), under `runs/<hash>/compact.lock` (non-blocking; a run
 another compactor holds is skipped):
 
-1. Decide the mode. In a closed run every segment listed now is sealed; the compactor takes no
-   write lock, so a training script may resume the run meanwhile (its new segments are not
-   listed and wait for the next compaction). A run with a live writer is skipped unless
+1. Look at the writer (`storage.base.lock.writer_state`). In a closed run every segment listed
+   now is sealed; the compactor takes no write lock, so a training script may resume the run
+   meanwhile (its new segments are not listed and wait for the next compaction). A run with a live writer is skipped unless
    `include_active`; then the newest segment of each sequence (the one it appends to) is left
    alone. Segments are listed first and the writer checked after (by its identity and the
    kernel's flock table): a writer that resumed before the listing is seen, one that resumes
@@ -52,14 +52,12 @@ from aim_parquet.format.paths import (
 )
 from aim_parquet.storage.base.atomic import atomic_write
 from aim_parquet.storage.base.file_checks import check_version
+from aim_parquet.storage.base.lock import WriterState, compaction_lock, run_holder, writer_state
 from aim_parquet.storage.base.safe_fs import first_link
 from aim_parquet.storage.compaction.compacted import CompactedFileWriter, iter_file_pieces
 from aim_parquet.storage.compaction.compaction_report import CompactionReport, RunCompaction
 from aim_parquet.storage.compaction.run_folder import (
-    compaction_lock,
-    exclude_writer,
     folder_usage,
-    is_run_live,
     is_uncommitted,
     iter_segment_batches,
     remove_empty_dirs,
@@ -111,8 +109,11 @@ def _clean_leftovers(layout: RepoLayout, run_hash: str, manifest: Manifest | Non
             remove_file(layout.seqs_dir(run_hash) / seg)
 
 
-def _plan(layout: RepoLayout, run_hash: str, mode: str, notes: list[str]) -> list[_SeqPlan]:
-    """Sealed segments not yet covered, grouped by sequence, sequences in seq_id order."""
+def _plan(
+    layout: RepoLayout, run_hash: str, writer: WriterState, notes: list[str]
+) -> list[_SeqPlan]:
+    """Sealed segments not yet covered, grouped by sequence, sequences in seq_id order (with a
+    LIVE writer, each sequence's newest segment is left out: the writer may append to it)."""
     seqs_dir = layout.seqs_dir(run_hash)
     try:
         seq_ids = sorted(n for n in os.listdir(seqs_dir) if is_valid_seq_id(n))
@@ -124,7 +125,7 @@ def _plan(layout: RepoLayout, run_hash: str, mode: str, notes: list[str]) -> lis
             notes.append(f"skipped {seqs_dir / seq_id}: a symbolic link (see `aim-parquet verify`)")
             continue
         segs = list_segments(seqs_dir / seq_id)
-        if mode == "active" and segs:
+        if writer is WriterState.LIVE and segs:
             segs = segs[:-1]  # the live writer appends to the newest one
         plan: _SeqPlan | None = None
         for seg in segs:
@@ -235,13 +236,17 @@ def compact_run(
     with compaction_lock(layout, run_hash) as busy:
         if busy is not None:
             return result("skipped", busy)
-        with exclude_writer(layout, run_hash, include_active) as mode:
-            if mode.startswith("skip:"):
-                return result("skipped", mode[5:])
-            try:
-                return _compact_locked(layout, run_hash, mode, result)
-            except FormatVersionError as exc:
-                return result("skipped", f"{exc} (its files are left as they are)")
+        writer = writer_state(layout, run_hash)
+        if writer is WriterState.LIVE and not include_active:
+            return result(
+                "skipped",
+                f"active run (written by {run_holder(layout, run_hash)}); pass include_active "
+                "to compact its sealed segments",
+            )
+        try:
+            return _compact_locked(layout, run_hash, writer, result)
+        except FormatVersionError as exc:
+            return result("skipped", f"{exc} (its files are left as they are)")
 
 
 def _refuse_future_files(layout: RepoLayout, run_hash: str) -> None:
@@ -264,24 +269,24 @@ def _refuse_future_files(layout: RepoLayout, run_hash: str) -> None:
 
 
 def _compact_locked(
-    layout: RepoLayout, run_hash: str, mode: str, result: Callable[..., RunCompaction]
+    layout: RepoLayout, run_hash: str, writer: WriterState, result: Callable[..., RunCompaction]
 ) -> RunCompaction:
     run_dir = layout.run_dir(run_hash)
     caught: list[str] = []
-    if mode == "closed":
+    if writer is WriterState.CLOSED:
         _catch_up_catalogue(layout, run_hash, caught)
     manifest = load_manifest(layout, run_hash)
     _refuse_future_files(layout, run_hash)
-    _plan(layout, run_hash, mode, [])  # a segment of a newer format: refused before any change
+    _plan(layout, run_hash, writer, [])  # a segment of a newer format: refused before any change
     _clean_leftovers(layout, run_hash, manifest)
     plan_notes: list[str] = []
-    plans = _plan(layout, run_hash, mode, plan_notes)
-    if mode == "closed" and is_run_live(layout, run_hash):
+    plans = _plan(layout, run_hash, writer, plan_notes)
+    if writer is WriterState.CLOSED and writer_state(layout, run_hash) is WriterState.LIVE:
         # a writer resumed after the first look: a segment it appends to may be listed, so
         # list again leaving each sequence's newest segment alone (segments are listed first,
         # then the writer checked: one that starts later only makes segments not listed)
-        mode, plan_notes = "active", []
-        plans = _plan(layout, run_hash, mode, plan_notes)
+        writer, plan_notes = WriterState.LIVE, []
+        plans = _plan(layout, run_hash, writer, plan_notes)
     notes = [*caught, *plan_notes]
     generation = manifest.generation if manifest else 0
     if not plans:
@@ -326,7 +331,7 @@ def _compact_locked(
         old = prev_files.get(kind)
         if old is not None and old.path != written[kind].path:
             remove_file(run_dir / old.path)
-    if mode == "closed":
+    if writer is WriterState.CLOSED:
         remove_empty_dirs(layout.seqs_dir(run_hash))
     rows = sum(f.rows for f in written.values())
     return result(

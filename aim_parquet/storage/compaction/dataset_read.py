@@ -14,13 +14,13 @@ import pyarrow.parquet as pq
 from aim_parquet.errors import AimParquetError, CorruptFileError, FormatVersionError
 from aim_parquet.format.dataset import dataset_dir, dataset_schema
 from aim_parquet.format.paths import RepoLayout
+from aim_parquet.storage.base.lock import WriterState, writer_state
 from aim_parquet.storage.compaction.dataset import (
     context_columns,
     load_dataset_manifest,
     run_fingerprint,
     run_rows,
 )
-from aim_parquet.storage.compaction.run_folder import is_run_live
 from aim_parquet.storage.index.run_index import RunIndex
 from aim_parquet.storage.index.runs_table import runs_table
 
@@ -71,7 +71,10 @@ def read_dataset_tables(layout: RepoLayout, *, live: bool = True) -> DatasetTabl
     usable = manifest is not None and committed is not None and manifest.context_columns == columns
     known = manifest.run_states if usable and manifest is not None else {}
     fresh = [m for m in metas if known.get(m.hash) != states[m.hash]]
-    active = {m.hash: m.end_time is None and is_run_live(layout, m.hash) for m in metas}
+    active = {
+        m.hash: m.end_time is None and writer_state(layout, m.hash) is WriterState.LIVE
+        for m in metas
+    }
     parts = []
     if usable and committed is not None:
         keep = sorted(set(states) - {m.hash for m in fresh})

@@ -52,8 +52,9 @@ from aim_parquet.errors import AimParquetError, CorruptFileError
 from aim_parquet.format.meta import RunMeta, loads_json_object
 from aim_parquet.format.paths import SIDECAR_FILENAME, RepoLayout, is_valid_run_hash
 from aim_parquet.storage.base.atomic import atomic_write
+from aim_parquet.storage.base.lock import held_flock, run_lock_holder
 from aim_parquet.storage.base.repo_changes import MarkerKey, index_link, marker_key
-from aim_parquet.storage.base.safe_fs import MAX_JSON_FILE_BYTES, held_flock, read_regular
+from aim_parquet.storage.base.safe_fs import MAX_JSON_FILE_BYTES, read_regular
 from aim_parquet.storage.index.index_file import (
     INDEX_FILENAME,
     StatKey,
@@ -68,7 +69,6 @@ from aim_parquet.storage.online.writer_parts import (
     load_writer_parts,
     merge_parts,
     parts_key,
-    run_lock_holder,
 )
 
 __all__ = [

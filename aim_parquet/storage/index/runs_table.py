@@ -26,9 +26,9 @@ from aim_parquet.format.paths import RepoLayout
 from aim_parquet.format.values import encode_json_value, utf8_safe
 from aim_parquet.storage.base.atomic import fsync_dir, temp_path_for
 from aim_parquet.storage.base.columns import string_array
+from aim_parquet.storage.base.lock import run_lock_holder
 from aim_parquet.storage.base.repo_changes import index_link
 from aim_parquet.storage.index.run_index import RunIndex
-from aim_parquet.storage.online.writer_parts import run_lock_holder
 
 log = logging.getLogger(__name__)
 

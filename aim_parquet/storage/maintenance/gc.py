@@ -36,6 +36,7 @@ from aim_parquet.errors import AimParquetError
 from aim_parquet.format.compacted import is_compacted_name
 from aim_parquet.format.meta import FORMAT_VERSION
 from aim_parquet.format.paths import (
+    COMPACT_LOCK_FILENAME,
     LOCK_FILENAME,
     MANIFEST_FILENAME,
     SIDECAR_FILENAME,
@@ -43,12 +44,16 @@ from aim_parquet.format.paths import (
     RepoLayout,
     is_segment_name,
 )
-from aim_parquet.storage.base.safe_fs import first_link, is_folder_in_use, remove_tree
+from aim_parquet.storage.base.lock import (
+    WriterState,
+    compaction_lock,
+    is_folder_in_use,
+    run_lock_holder,
+    writer_state,
+)
+from aim_parquet.storage.base.safe_fs import first_link, remove_tree
 from aim_parquet.storage.compaction.dataset import collectable_files
 from aim_parquet.storage.compaction.run_folder import (
-    COMPACT_LOCK_FILENAME,
-    compaction_lock,
-    is_run_live,
     is_uncommitted,
     remove_empty_dirs,
     unreadable_listed_file,
@@ -57,7 +62,6 @@ from aim_parquet.storage.maintenance.problems import TEMP_GRACE_S
 from aim_parquet.storage.online.catalogue_scan import read_catalogue
 from aim_parquet.storage.online.compacted_read import read_footer
 from aim_parquet.storage.online.run_reader import list_run_hashes, load_manifest, load_run_meta
-from aim_parquet.storage.online.writer_parts import run_lock_holder
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +175,7 @@ def _gc_locked(layout: RepoLayout, run_hash: str, grace_s: float, out: _Collecto
             if name.startswith(TEMP_PREFIX) and _age(path, now) >= max(grace_s, TEMP_MIN_AGE_S):
                 temps.append(path)
     # listed first, checked after: a writer that starts now only makes temp files not listed
-    is_live = is_run_live(layout, run_hash)
+    is_live = writer_state(layout, run_hash) is WriterState.LIVE
     for path in temps:
         if not is_live or _age(path, now) >= TEMP_GRACE_S:
             out.remove(path, "temp-file")

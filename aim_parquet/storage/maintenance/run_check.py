@@ -20,13 +20,9 @@ from aim_parquet.errors import AimParquetError, CorruptFileError, FormatVersionE
 from aim_parquet.format.compacted import is_compacted_name
 from aim_parquet.format.meta import Manifest, RunMeta
 from aim_parquet.format.paths import TEMP_PREFIX, RepoLayout, is_valid_seq_id
+from aim_parquet.storage.base.lock import WriterState, is_flocked, writer_state
 from aim_parquet.storage.base.safe_fs import read_regular
-from aim_parquet.storage.compaction.run_folder import (
-    COMPACT_LOCK_FILENAME,
-    is_file_locked,
-    is_run_live,
-    is_uncommitted,
-)
+from aim_parquet.storage.compaction.run_folder import is_uncommitted
 from aim_parquet.storage.index.run_index import YOUNG_RUN_S
 from aim_parquet.storage.maintenance import salvage
 from aim_parquet.storage.maintenance.catalogue_check import CatalogueChecks, rewrite_sidecar
@@ -64,7 +60,8 @@ class RunCheck(CatalogueChecks):
         self.files = 0
         self.is_exclusive = is_exclusive
         self.is_sidecar_moved = is_sidecar_moved
-        self.is_live = not is_exclusive and is_run_live(layout, run_hash)  # a writer holds it
+        # a writer holds it
+        self.is_live = not is_exclusive and writer_state(layout, run_hash) is WriterState.LIVE
         self.manifest: Manifest | None = None
         self._files_fixed = False
         self._footer_sequences: set[str] | None = None
@@ -130,7 +127,7 @@ class RunCheck(CatalogueChecks):
 
     def check_temp_files(self) -> None:
         idle = self.is_exclusive or (
-            not self.is_live and not is_file_locked(self.run_dir / COMPACT_LOCK_FILENAME)
+            not self.is_live and not is_flocked(self.layout.compact_lock(self.run_hash))
         )
         now = time.time()
         walk = os.walk(

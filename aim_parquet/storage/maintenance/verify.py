@@ -30,14 +30,13 @@ from aim_parquet.errors import AimParquetError, CorruptFileError, FormatVersionE
 from aim_parquet.format.meta import RepoMarker, loads_json_object
 from aim_parquet.format.paths import TEMP_PREFIX, RepoLayout
 from aim_parquet.storage.base.atomic import atomic_write_json
+from aim_parquet.storage.base.lock import hold_run_locks, is_folder_in_use
 from aim_parquet.storage.base.safe_fs import (
     MAX_JSON_FILE_BYTES,
     first_link,
-    is_folder_in_use,
     read_regular,
     remove_tree,
 )
-from aim_parquet.storage.compaction.run_folder import hold_run_locks
 from aim_parquet.storage.index.run_index import INDEX_FILENAME, RunIndex, index_file_problem
 from aim_parquet.storage.maintenance.gc import GcReport, StatsReport, gc_repo, repo_stats
 from aim_parquet.storage.maintenance.problems import PERMISSION_DENIED, TEMP_GRACE_S, Fix, Problem

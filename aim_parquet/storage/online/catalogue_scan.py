@@ -44,7 +44,7 @@ from typing import TypeAlias
 import numpy as np
 import pyarrow as pa
 
-from aim_parquet.errors import CorruptFileError, RunLockedError
+from aim_parquet.errors import CorruptFileError
 from aim_parquet.format.meta import CatalogueReach, Manifest, RunMeta, SequenceInfo, loads_json
 from aim_parquet.format.paths import (
     COMPACTED_DIRNAME,
@@ -57,8 +57,14 @@ from aim_parquet.format.paths import (
 from aim_parquet.format.schema import describe_segment_schema, is_metric_kind
 from aim_parquet.storage.base.columns import to_numpy
 from aim_parquet.storage.base.file_checks import check_segment_schema, segment_source
-from aim_parquet.storage.base.lock import RunLock, is_run_locked
+from aim_parquet.storage.base.lock import (
+    held_run_lock,
+    is_run_locked,
+    run_lock_holder,
+    writer_lock_holder,
+)
 from aim_parquet.storage.base.repo_changes import write_sidecar
+from aim_parquet.storage.base.repo_files import writer_ranks
 from aim_parquet.storage.online.compacted_read import GoneFiles, is_gone, read_compacted
 from aim_parquet.storage.online.run_reader import (
     MAX_SWAP_RETRIES,
@@ -72,10 +78,7 @@ from aim_parquet.storage.online.segments import read_segment, read_segment_from
 from aim_parquet.storage.online.writer_parts import (
     load_writer_part,
     load_writer_parts,
-    run_lock_holder,
     sequence_owner,
-    writer_lock_holder,
-    writer_ranks,
 )
 
 log = logging.getLogger(__name__)
@@ -525,25 +528,25 @@ def edit_writer_catalogue(
         path, lock_path = layout.sidecar(run_hash), layout.lock_file(run_hash)
     else:
         path, lock_path = layout.writer_part(run_hash, rank), layout.writer_lock(run_hash, rank)
-    lock = RunLock(lock_path, run_hash)
     try:
-        lock.acquire()
-    except (RunLockedError, FileNotFoundError):
-        return []
-    try:
-        meta = (
-            load_sidecar(layout, run_hash)
-            if rank == 0
-            else load_writer_part(layout, run_hash, rank)
-        )
-        if meta is None:
-            return []
-        new, report = change(layout, meta, rank if is_multi_writer else None)
-        if new != meta or any(
-            a.reach != b.reach for a, b in zip(new.sequences, meta.sequences, strict=False)
-        ):
-            data = replace(new, updated_at=time.time()).dumps()
-            write_sidecar(layout, run_hash, data, path=path)
-        return report
-    finally:
-        lock.release()
+        with held_run_lock(lock_path, run_hash) as holder:
+            if holder is not None:
+                return []  # a live writer keeps its own catalogue
+            meta = (
+                load_sidecar(layout, run_hash)
+                if rank == 0
+                else load_writer_part(layout, run_hash, rank)
+            )
+            if meta is None:
+                return []
+            new, report = change(layout, meta, rank if is_multi_writer else None)
+            if new != meta or any(
+                a.reach != b.reach for a, b in zip(new.sequences, meta.sequences, strict=False)
+            ):
+                data = replace(new, updated_at=time.time()).dumps()
+                write_sidecar(layout, run_hash, data, path=path)
+            return report
+    except FileNotFoundError:
+        if os.path.lexists(lock_path.parent):
+            raise
+        return []  # the run (or its writers/ folder) is gone
