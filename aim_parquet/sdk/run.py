@@ -100,7 +100,8 @@ def _seq_cache_key(name: str, context: Any) -> Any:
     return None
 
 
-def _bad_step(step: Any) -> int:
+def _checked_step(step: Any) -> int:
+    """`step` as a Python int in [0, 2**63-1] (numpy and torch integers too), else ValueError."""
     number = to_python_number(step)
     if type(number) is not int or isinstance(step, float):
         raise ValueError(f"step must be an int, got {step!r} ({type(step).__name__}).")
@@ -115,7 +116,8 @@ def _no_next_step(name: Any) -> None:
     )
 
 
-def _bad_epoch(epoch: Any) -> int:
+def _checked_epoch(epoch: Any) -> int:
+    """`epoch` as a Python int that fits in int64, else ValueError."""
     number = to_python_number(epoch)
     if type(number) is not int or isinstance(epoch, float):
         raise ValueError(f"epoch must be an int or None, got {epoch!r}.")
@@ -597,9 +599,9 @@ class Run(RunReadMixin):
             if step > MAX_STEP:
                 _no_next_step(name)
         elif type(step) is not int or not 0 <= step <= MAX_STEP:
-            step = _bad_step(step)
+            step = _checked_step(step)
         if epoch is not None and (type(epoch) is not int or not MIN_EPOCH <= epoch <= MAX_STEP):
-            epoch = _bad_epoch(epoch)
+            epoch = _checked_epoch(epoch)
         if step >= seq.next_step:
             seq.next_step = step + 1
         points = seq.points
@@ -641,9 +643,11 @@ class Run(RunReadMixin):
                 "so decode such text properly (or use errors='replace')."
             )
         if step is not None:
-            step = _bad_step(step) if type(step) is not int or not 0 <= step <= MAX_STEP else step
+            step = (
+                _checked_step(step) if type(step) is not int or not 0 <= step <= MAX_STEP else step
+            )
         if epoch is not None:
-            epoch = _bad_epoch(epoch)
+            epoch = _checked_epoch(epoch)
         number = to_python_number(value)
         if number is not None:
             kind = "float" if type(number) is float else "int"

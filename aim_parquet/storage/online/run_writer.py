@@ -253,7 +253,7 @@ class RunWriter:
                     self._write_batches(seq)
                 except (OSError, pa.ArrowException) as exc:
                     first_error = first_error or exc
-                    self._bound_failed(seq)
+                    self._bound_unwritten(seq)
             if work or self._meta_dirty:
                 try:
                     if durable:  # the points first, then the sidecar that describes them
@@ -277,14 +277,14 @@ class RunWriter:
         for seq in seqs:
             batch = seq.take_batch()
             if batch is not None:
-                seq.failed.append(batch)
-            if seq.failed:
+                seq.unwritten.append(batch)
+            if seq.unwritten:
                 work.append(seq)
         return work
 
     def _write_batches(self, seq: SeqBuffer) -> None:
-        while seq.failed:
-            batch = seq.failed[0]
+        while seq.unwritten:
+            batch = seq.unwritten[0]
             segment = self._segment_for(seq)
             try:
                 segment.append(batch)
@@ -292,7 +292,7 @@ class RunWriter:
                 if segment.is_broken:
                     seq.segment = None
                 raise
-            seq.failed.pop(0)
+            seq.unwritten.pop(0)
             self._unsynced.files.add(os.fspath(segment.path))
             if segment.size >= self.max_segment_bytes:
                 segment.close(sync=False)
@@ -302,11 +302,11 @@ class RunWriter:
             reach = CatalogueReach(segment.path.name, segment.size, seq.segment is None)
             seq.info = replace(summarize(seq.info, batch), reach=reach)
 
-    def _bound_failed(self, seq: SeqBuffer) -> None:
+    def _bound_unwritten(self, seq: SeqBuffer) -> None:
         """Keep at most MAX_PENDING_POINTS unwritten points per sequence while writes fail."""
-        pending = sum(b.num_rows for b in seq.failed)
-        while pending > MAX_PENDING_POINTS and len(seq.failed) > 1:
-            dropped = seq.failed.pop(0)
+        pending = sum(b.num_rows for b in seq.unwritten)
+        while pending > MAX_PENDING_POINTS and len(seq.unwritten) > 1:
+            dropped = seq.unwritten.pop(0)
             pending -= dropped.num_rows
             self.dropped_points += dropped.num_rows
             log.error(
@@ -431,15 +431,15 @@ class RunWriter:
         other threads write."""
         points = seqs = 0
         for seq in list(self.seqs.values()):
-            n = len(seq.points) // seq.stride + sum(b.num_rows for b in list(seq.failed))
+            n = len(seq.points) // seq.stride + sum(b.num_rows for b in list(seq.unwritten))
             if n:
                 points, seqs = points + n, seqs + 1
         return f"{points:,} points of {seqs:,} sequences"
 
     def _drop_unwritten(self) -> None:
         for seq in self.seqs.values():
-            self.dropped_points += sum(b.num_rows for b in seq.failed)
-            seq.failed.clear()
+            self.dropped_points += sum(b.num_rows for b in seq.unwritten)
+            seq.unwritten.clear()
         if self.dropped_points:
             log.error(
                 "aim_parquet: run %s closed with %d points that could not be written "

@@ -51,7 +51,7 @@ class SeqBuffer:
         "next_step",
         "points",
         "segment",
-        "failed",
+        "unwritten",
         "dir",
     )
 
@@ -63,7 +63,7 @@ class SeqBuffer:
         self.next_step = 0 if info.last_step is None else info.last_step + 1
         self.points: list[Any] = []
         self.segment: SegmentFile | None = None
-        self.failed: list[pa.RecordBatch] = []
+        self.unwritten: list[pa.RecordBatch] = []  # taken from `points`, not yet appended
         self.dir = seq_dir
 
     def take_batch(self) -> pa.RecordBatch | None:
