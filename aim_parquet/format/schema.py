@@ -12,6 +12,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from aim_parquet.format.kinds import is_metric_kind
+
 META_RUN = b"aim_parquet.run"
 META_NAME = b"aim_parquet.name"
 META_CONTEXT = b"aim_parquet.context"
@@ -64,11 +66,6 @@ OBJECT_FILE_SCHEMA = pa.schema(
         pa.field("meta", pa.string(), nullable=False),
     ]
 )
-METRIC_KINDS = frozenset({"int", "float", "number"})
-
-
-def is_metric_kind(kind: str) -> bool:
-    return kind in METRIC_KINDS
 
 
 def segment_schema(

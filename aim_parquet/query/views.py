@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aim_parquet.errors import QueryError
+from aim_parquet.format.kinds import metric_value
 from aim_parquet.format.meta import RunMeta, SequenceInfo
 from aim_parquet.format.paths import RepoLayout, canonical_context
 from aim_parquet.query.lang import SafeNone
@@ -188,9 +189,7 @@ class SequenceView:
             value = getattr(info, name)
             if value is None:
                 return SafeNone
-            if info.kind == "int" and isinstance(value, float) and value.is_integer():
-                return int(value)
-            return value
+            return metric_value(value, info.kind)
         if name == "run":
             return SafeNone if self.run is None else self.run
         if name in SEQUENCE_FIELDS:

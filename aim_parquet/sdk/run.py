@@ -35,6 +35,7 @@ from aim_parquet.errors import (
     StorageError,
     UnsupportedValueError,
 )
+from aim_parquet.format.kinds import is_metric_kind
 from aim_parquet.format.meta import MULTI_WRITER_FORMAT_VERSION, RunMeta
 from aim_parquet.format.paths import (
     SIDECAR_FILENAME,
@@ -42,7 +43,6 @@ from aim_parquet.format.paths import (
     generate_run_hash,
     validate_run_hash,
 )
-from aim_parquet.format.schema import is_metric_kind
 from aim_parquet.format.values import (
     check_text,
     has_lone_surrogate,

@@ -136,7 +136,7 @@ class RunSequencesMixin:
     # -- catalogue summaries ---------------------------------------------------------------
     def iter_metrics_info(self) -> Iterator[tuple[str, Context, Any]]:
         """`(name, context, run)` of every metric."""
-        from aim_parquet.format.schema import METRIC_KINDS
+        from aim_parquet.format.kinds import METRIC_KINDS
 
         return self.iter_sequence_info_by_type(METRIC_KINDS)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from aim_parquet.errors import AimRepositoryError, RepoNotFoundError
 from aim_parquet.format.meta import RepoMarker, loads_json_object
-from aim_parquet.format.paths import RepoLayout, resolve_repo_root, writer_file_rank
+from aim_parquet.format.paths import AIM_REPO_FILES, RepoLayout, resolve_repo_root, writer_file_rank
 from aim_parquet.storage.base.atomic import atomic_write_json
 from aim_parquet.storage.base.safe_fs import MAX_JSON_FILE_BYTES, read_regular
 
@@ -23,9 +23,6 @@ def _check_marker(layout: RepoLayout) -> None:
     RepoMarker.from_json(loads_json_object(raw, what), what)
 
 
-AIM_REPO_FILES = ("run_metadata.sqlite", "meta", "seqs", "VERSION")
-"""What Aim 3.x writes in its `.aim/` (its SQLite run table, RocksDB trees and repo version);
-none of these names is ours."""
 ALLOW_AIM_REPO_ENV = "AIM_PARQUET_ALLOW_AIM_REPO"
 
 

@@ -157,7 +157,7 @@ def _write_kind(
     if prev_path is not None:
         footer = read_footer(prev_path)
         sequences.update(footer.sequences)
-        segments.update(s for s in footer.segments if (run_dir / "seqs" / s).exists())
+        segments.update(s for s in footer.segments if (run_dir / SEQS_DIRNAME / s).exists())
     for plan in plans:
         sequences[plan.key.seq_id] = plan.key
         segments.update(f"{plan.key.seq_id}/{s.name}" for s in plan.segments)
@@ -313,7 +313,7 @@ def _compact_locked(
         raise
     new_segments = {f"{p.key.seq_id}/{s.name}" for p in plans for s in p.segments}
     still_there = {
-        s for s in (manifest.segments if manifest else ()) if (run_dir / "seqs" / s).exists()
+        s for s in (manifest.segments if manifest else ()) if (run_dir / SEQS_DIRNAME / s).exists()
     }
     files = {**prev_files, **written}
     new_manifest = Manifest(

@@ -53,11 +53,13 @@ from aim_parquet.format.dataset import (
     bucket_of,
     dataset_dir,
     dataset_schema,
+    metrics_file_name,
+    runs_file_name,
 )
+from aim_parquet.format.kinds import is_metric_kind
 from aim_parquet.format.meta import RunMeta
 from aim_parquet.format.naming import CONTEXT_PREFIX, flat_columns
 from aim_parquet.format.paths import TEMP_PREFIX, RepoLayout, canonical_context, is_segment_name
-from aim_parquet.format.schema import is_metric_kind
 from aim_parquet.format.values import encode_json_value
 from aim_parquet.storage.base.atomic import atomic_write, fsync_dir, fsync_file, temp_path_for
 from aim_parquet.storage.base.lock import WriterState, held_flock, writer_state
@@ -290,7 +292,7 @@ def _refresh_locked(
                 ("step", "ascending"),
             ]
         )
-        name = f"metrics-{bucket:02x}-{generation:06d}.parquet"
+        name = metrics_file_name(bucket, generation)
         report.rows += _write_parquet(folder / name, table)
         if files[bucket]:
             retired.append((files[bucket], now))
@@ -300,7 +302,7 @@ def _refresh_locked(
     if old is not None and not dirty and _same_table(folder / old.runs, runs):
         report.generation, report.runs = old.generation, len(metas)
         return runs  # nothing changed: no new generation
-    runs_name = f"runs-{generation:06d}.parquet"
+    runs_name = runs_file_name(generation)
     _write_parquet(folder / runs_name, runs)
     if old is not None:
         retired.append((old.runs, now))

@@ -17,6 +17,7 @@ import pyarrow as pa
 from aim_parquet.errors import FormatVersionError
 from aim_parquet.format.compacted import SeqKey
 from aim_parquet.format.meta import Manifest
+from aim_parquet.format.paths import SEQS_DIRNAME
 from aim_parquet.format.schema import (
     META_CONTEXT,
     META_KIND,
@@ -120,7 +121,7 @@ def is_uncommitted(run_dir: Path, path: Path) -> bool:
         footer = read_footer(path)
     except (OSError, pa.ArrowInvalid, ValueError, KeyError):
         return False  # a final name is only ever given to a complete file: this is damage
-    return all((run_dir / "seqs" / seg).exists() for seg in footer.segments)
+    return all((run_dir / SEQS_DIRNAME / seg).exists() for seg in footer.segments)
 
 
 def unreadable_listed_file(run_dir: Path, manifest: Manifest) -> str | None:

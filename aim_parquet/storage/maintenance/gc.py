@@ -37,10 +37,14 @@ from aim_parquet.format.compacted import is_compacted_name
 from aim_parquet.format.meta import FORMAT_VERSION
 from aim_parquet.format.paths import (
     COMPACT_LOCK_FILENAME,
+    INDEX_DIRNAME,
     LOCK_FILENAME,
     MANIFEST_FILENAME,
+    QUARANTINE_DIRNAME,
+    RUNS_DIRNAME,
     SIDECAR_FILENAME,
     TEMP_PREFIX,
+    TRASH_DIRNAME,
     RepoLayout,
     is_segment_name,
 )
@@ -246,7 +250,7 @@ def gc_repo(layout: RepoLayout, *, grace_s: float = DEFAULT_GRACE_S) -> GcReport
         )
     elif trash.is_dir():
         for name in sorted(os.listdir(trash)):
-            out.remove(trash / name, "trash")
+            out.remove(trash / name, TRASH_DIRNAME)
     now = time.time()
     for folder in (layout.aim_dir, layout.runs_dir, layout.index_dir):
         try:
@@ -300,9 +304,9 @@ def _file_kind(rel: Path) -> str:
     if name.startswith(TEMP_PREFIX):
         return "temp"
     top = parts[0]
-    if top in ("trash", "quarantine", "index"):
+    if top in (TRASH_DIRNAME, QUARANTINE_DIRNAME, INDEX_DIRNAME):
         return top
-    if top != "runs" or len(parts) < 3:
+    if top != RUNS_DIRNAME or len(parts) < 3:
         return "repo"
     if name == SIDECAR_FILENAME:
         return "sidecar"

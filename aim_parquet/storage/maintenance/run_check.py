@@ -19,7 +19,7 @@ from pathlib import Path
 from aim_parquet.errors import AimParquetError, CorruptFileError, FormatVersionError
 from aim_parquet.format.compacted import is_compacted_name
 from aim_parquet.format.meta import Manifest, RunMeta
-from aim_parquet.format.paths import TEMP_PREFIX, RepoLayout, is_valid_seq_id
+from aim_parquet.format.paths import SIDECAR_FILENAME, TEMP_PREFIX, RepoLayout, is_valid_seq_id
 from aim_parquet.storage.base.lock import WriterState, is_flocked, writer_state
 from aim_parquet.storage.base.safe_fs import read_regular
 from aim_parquet.storage.compaction.run_folder import is_uncommitted
@@ -277,7 +277,9 @@ class RunCheck(CatalogueChecks):
             )
             if self.is_live or is_new:
                 return None  # a run being created
-            self.add(path, "missing-sidecar", "the run has no run.json", self.fix_sidecar)
+            self.add(
+                path, "missing-sidecar", f"the run has no {SIDECAR_FILENAME}", self.fix_sidecar
+            )
             return None
         if is_special(path):
             return None  # named by the repository scan (its repair moves it aside)

@@ -37,19 +37,13 @@ from aim_parquet.storage.base.safe_fs import (
     require_real_dirs,
 )
 from aim_parquet.storage.compaction.run_folder import iter_segment_batches
-from aim_parquet.storage.index.run_index import INDEX_FILENAME, read_index_file
+from aim_parquet.storage.index.run_index import read_index_file
 from aim_parquet.storage.online.catalogue_scan import scan_catalogue
 from aim_parquet.storage.online.compacted_read import read_footer
 from aim_parquet.storage.online.run_reader import (
     list_segments,
     read_sequence,
 )
-
-QUARANTINE_DIRNAME = "quarantine"
-
-
-def quarantine_dir(layout: RepoLayout) -> Path:
-    return layout.aim_dir / QUARANTINE_DIRNAME
 
 
 def quarantine(layout: RepoLayout, path: Path, *, keep: bool = False) -> Path:
@@ -62,7 +56,7 @@ def quarantine(layout: RepoLayout, path: Path, *, keep: bool = False) -> Path:
         rel = path.relative_to(layout.runs_dir)
     except ValueError:
         rel = path.relative_to(layout.aim_dir)
-    target = quarantine_dir(layout) / rel
+    target = layout.quarantine_dir / rel
     if os.path.lexists(target):
         target = target.with_name(f"{target.name}.{time.time_ns()}")
     require_real_dirs(layout.aim_dir, path.parent, f"quarantine {path}")  # (never moved out)
@@ -158,7 +152,7 @@ def rebuild_manifest(
 def cached_sidecar(layout: RepoLayout, run_hash: str) -> dict[str, Any] | None:
     """The run index's copy of a run's sidecar JSON, if the index file has one."""
     try:
-        raw = read_regular(layout.index_dir / INDEX_FILENAME, "run index", MAX_JSON_FILE_BYTES)
+        raw = read_regular(layout.index_file, "run index", MAX_JSON_FILE_BYTES)
         record = read_index_file(raw)[run_hash].record
         return None if record is None else record.data
     except (OSError, ValueError, KeyError, TypeError, RecursionError, AimParquetError):

@@ -37,7 +37,7 @@ from aim_parquet.storage.base.safe_fs import (
     read_regular,
     remove_tree,
 )
-from aim_parquet.storage.index.run_index import INDEX_FILENAME, RunIndex, index_file_problem
+from aim_parquet.storage.index.run_index import RunIndex, index_file_problem
 from aim_parquet.storage.maintenance.gc import GcReport, StatsReport, gc_repo, repo_stats
 from aim_parquet.storage.maintenance.problems import PERMISSION_DENIED, TEMP_GRACE_S, Fix, Problem
 from aim_parquet.storage.maintenance.repo_scan import scan_repo
@@ -217,7 +217,7 @@ def verify_repo(layout: RepoLayout, *, repair: bool = False) -> VerifyReport:
         problems.append(
             Problem(
                 None,
-                str(layout.index_dir / INDEX_FILENAME),
+                str(layout.index_file),
                 "damaged-index",
                 f"{index_problem} (the index is a cache: rebuilding it loses nothing)",
                 repair,

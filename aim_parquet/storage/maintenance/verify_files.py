@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 
 from aim_parquet.errors import CorruptFileError, FormatVersionError, UnsafeFileError
 from aim_parquet.format.meta import FORMAT_VERSION, CompactedFile, Manifest
+from aim_parquet.format.paths import SEQS_DIRNAME
 from aim_parquet.format.schema import METRIC_FILE_SCHEMA, OBJECT_FILE_SCHEMA
 from aim_parquet.storage.base.file_checks import (
     check_parquet,
@@ -71,7 +72,7 @@ def missing_segments(run_dir: Path, manifest: Manifest, keep: list[CompactedFile
             segs = read_footer(run_dir / f.path).segments
         except (OSError, pa.ArrowInvalid, ValueError, KeyError):
             segs = frozenset(manifest.segments)
-        lost += sum(1 for s in segs if not (run_dir / "seqs" / s).exists())
+        lost += sum(1 for s in segs if not (run_dir / SEQS_DIRNAME / s).exists())
     return lost
 
 

@@ -45,6 +45,7 @@ import numpy as np
 import pyarrow as pa
 
 from aim_parquet.errors import CorruptFileError
+from aim_parquet.format.kinds import INT_KIND, NUMBER_KIND, is_metric_kind
 from aim_parquet.format.meta import CatalogueReach, Manifest, RunMeta, SequenceInfo, loads_json
 from aim_parquet.format.paths import (
     COMPACTED_DIRNAME,
@@ -54,7 +55,7 @@ from aim_parquet.format.paths import (
     is_valid_seq_id,
     validate_run_hash,
 )
-from aim_parquet.format.schema import describe_segment_schema, is_metric_kind
+from aim_parquet.format.schema import describe_segment_schema
 from aim_parquet.storage.base.columns import to_numpy
 from aim_parquet.storage.base.file_checks import check_segment_schema, segment_source
 from aim_parquet.storage.base.lock import (
@@ -101,10 +102,10 @@ def summarize_pieces(info: SequenceInfo, pieces: Iterable[Piece]) -> SequenceInf
         for batch in piece.to_batches() if isinstance(piece, pa.Table) else (piece,):
             if batch.num_rows == 0:
                 continue
-            if info.kind == "int":
+            if info.kind == INT_KIND:
                 values = to_numpy(batch.column(1))
                 if not bool(np.all(np.isfinite(values) & (values == np.floor(values)))):
-                    info = replace(info, kind="number")
+                    info = replace(info, kind=NUMBER_KIND)
             info = summarize(info, batch)
     return info
 

@@ -23,6 +23,7 @@ import pyarrow as pa
 
 from aim_parquet.errors import CorruptFileError
 from aim_parquet.format.compacted import compacted_kind
+from aim_parquet.format.kinds import is_metric_kind
 from aim_parquet.format.meta import Manifest, SequenceInfo
 from aim_parquet.format.paths import (
     COMPACTED_DIRNAME,
@@ -32,7 +33,7 @@ from aim_parquet.format.paths import (
     is_valid_seq_id,
     validate_run_hash,
 )
-from aim_parquet.format.schema import OBJECT_SCHEMA, is_metric_kind
+from aim_parquet.format.schema import OBJECT_SCHEMA
 from aim_parquet.storage.base.columns import int64_array, to_numpy
 from aim_parquet.storage.online.compacted_read import (
     GoneFiles,

@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 
 from aim_parquet.errors import CorruptFileError, MissingRunError
+from aim_parquet.format.kinds import is_metric_kind
 from aim_parquet.format.meta import Manifest, RunMeta, SequenceInfo, loads_json_object
 from aim_parquet.format.paths import (
     COMPACTED_DIRNAME,
@@ -32,11 +33,7 @@ from aim_parquet.format.paths import (
     is_valid_seq_id,
     validate_run_hash,
 )
-from aim_parquet.format.schema import (
-    METRIC_SCHEMA,
-    OBJECT_SCHEMA,
-    is_metric_kind,
-)
+from aim_parquet.format.schema import METRIC_SCHEMA, OBJECT_SCHEMA
 from aim_parquet.storage.base.columns import int64_array, nan_numpy, to_numpy
 from aim_parquet.storage.base.safe_fs import MAX_JSON_FILE_BYTES, read_regular
 from aim_parquet.storage.online.compacted_read import GoneFiles, is_gone, read_compacted
