@@ -52,22 +52,21 @@ from aim_parquet.format.paths import (
 )
 from aim_parquet.storage.base.atomic import atomic_write
 from aim_parquet.storage.base.file_checks import check_version
+from aim_parquet.storage.base.files import folder_usage, list_names
 from aim_parquet.storage.base.lock import WriterState, compaction_lock, run_holder, writer_state
 from aim_parquet.storage.base.safe_fs import first_link
 from aim_parquet.storage.compaction.compacted import CompactedFileWriter, iter_file_pieces
 from aim_parquet.storage.compaction.compaction_report import CompactionReport, RunCompaction
 from aim_parquet.storage.compaction.run_folder import (
-    folder_usage,
     is_uncommitted,
-    iter_segment_batches,
     remove_empty_dirs,
     remove_file,
-    segment_key,
     unreadable_listed_file,
 )
 from aim_parquet.storage.online.catalogue_scan import catch_up_sidecar
 from aim_parquet.storage.online.compacted_read import read_footer
 from aim_parquet.storage.online.run_reader import list_run_hashes, list_segments, load_manifest
+from aim_parquet.storage.online.segments import iter_segment_batches, segment_identity
 
 log = logging.getLogger(__name__)
 
@@ -82,10 +81,7 @@ def _clean_leftovers(layout: RepoLayout, run_hash: str, manifest: Manifest | Non
     """Remove what an interrupted compaction left (caller holds the compact lock)."""
     run_dir = layout.run_dir(run_hash)
     cdir = layout.compacted_dir(run_hash)
-    try:
-        names = os.listdir(cdir)
-    except FileNotFoundError:
-        names = []
+    names = list_names(cdir)
     referenced = {Path(f.path).name for f in manifest.files} if manifest else set()
     for name in names:
         path = cdir / name
@@ -129,7 +125,7 @@ def _plan(
             segs = segs[:-1]  # the live writer appends to the newest one
         plan: _SeqPlan | None = None
         for seg in segs:
-            key = segment_key(seg)
+            key = segment_identity(seg)
             if key is None:
                 notes.append(f"skipped unreadable segment {seg} (see `aim-parquet verify`)")
                 continue
@@ -254,11 +250,7 @@ def _refuse_future_files(layout: RepoLayout, run_hash: str) -> None:
     version: compaction would rewrite it as this version and delete it (FORMAT.md, reader
     rule 6); its segments are checked while planning."""
     cdir = layout.compacted_dir(run_hash)
-    try:
-        names = sorted(os.listdir(cdir))
-    except FileNotFoundError:
-        return
-    for name in names:
+    for name in list_names(cdir):
         if not is_compacted_name(name):
             continue
         try:

@@ -33,6 +33,7 @@ from aim_parquet.storage.base.atomic import (
     replace_folder,
     temp_path_for,
 )
+from aim_parquet.storage.base.files import folder_usage
 from aim_parquet.storage.compaction.compacted import CompactedFileWriter
 from aim_parquet.storage.index.runs_table import (
     is_active,
@@ -156,11 +157,7 @@ def _export_into(
         output / EXPORT_POINTER_FILENAME,
         {"format": "aim_parquet.export", "format_version": 1, "source": str(layout.root)},
     )
-    files = size = 0
-    for dirpath, _dirs, names in os.walk(output):
-        for name in names:
-            files += 1
-            size += os.path.getsize(os.path.join(dirpath, name))
+    files, size = folder_usage(output)
     return len(exported), n_seqs, points, objects, files, size
 
 

@@ -48,6 +48,7 @@ from aim_parquet.format.paths import (
     RepoLayout,
     is_segment_name,
 )
+from aim_parquet.storage.base.files import age_s, path_size
 from aim_parquet.storage.base.lock import (
     WriterState,
     compaction_lock,
@@ -98,32 +99,9 @@ class GcReport:
         return out
 
 
-def _size(path: Path) -> int:
-    if path.is_dir() and not path.is_symlink():
-        total = 0
-        for dirpath, _dirs, names in os.walk(path):
-            for name in names:
-                try:
-                    total += os.lstat(os.path.join(dirpath, name)).st_size
-                except FileNotFoundError:
-                    continue
-        return total
-    try:
-        return path.lstat().st_size
-    except FileNotFoundError:
-        return 0
-
-
-def _age(path: Path, now: float) -> float:
-    try:
-        return now - path.lstat().st_mtime
-    except FileNotFoundError:
-        return 0.0
-
-
 def _temp_age(path: Path, now: float) -> float:
     """How long nothing was written in a temp entry (a folder: its newest file)."""
-    newest = now - _age(path, now)
+    newest = now - age_s(path, now)
     if path.is_dir() and not path.is_symlink():
         for dirpath, _dirs, names in os.walk(path):
             for name in names:
@@ -143,7 +121,7 @@ class _Collector:
         if link is not None:
             self.notes.append(f"kept {path}: {link} is a symbolic link (never deleted through)")
             return
-        size = _size(path)
+        size = path_size(path)
         try:
             remove_tree(path)  # a link itself is removed, never what it points to
         except FileNotFoundError:
@@ -176,12 +154,12 @@ def _gc_locked(layout: RepoLayout, run_hash: str, grace_s: float, out: _Collecto
     for dirpath, _dirs, names in os.walk(run_dir):  # (never descends into a linked folder)
         for name in names:
             path = Path(dirpath) / name
-            if name.startswith(TEMP_PREFIX) and _age(path, now) >= max(grace_s, TEMP_MIN_AGE_S):
+            if name.startswith(TEMP_PREFIX) and age_s(path, now) >= max(grace_s, TEMP_MIN_AGE_S):
                 temps.append(path)
     # listed first, checked after: a writer that starts now only makes temp files not listed
     is_live = writer_state(layout, run_hash) is WriterState.LIVE
     for path in temps:
-        if not is_live or _age(path, now) >= TEMP_GRACE_S:
+        if not is_live or age_s(path, now) >= TEMP_GRACE_S:
             out.remove(path, "temp-file")
     try:
         manifest = load_manifest(layout, run_hash)
@@ -195,7 +173,7 @@ def _gc_locked(layout: RepoLayout, run_hash: str, grace_s: float, out: _Collecto
             "(run `aim-parquet verify --repair`)"
         )
         return
-    is_settled = manifest is None or _age(layout.manifest(run_hash), now) >= grace_s
+    is_settled = manifest is None or age_s(layout.manifest(run_hash), now) >= grace_s
     if manifest is not None and is_settled:
         for seg in sorted(manifest.segments):
             path = layout.seqs_dir(run_hash) / seg
@@ -204,7 +182,7 @@ def _gc_locked(layout: RepoLayout, run_hash: str, grace_s: float, out: _Collecto
     listed = {Path(f.path).name for f in manifest.files} if manifest else set()
     for name in sorted(os.listdir(cdir)) if cdir.is_dir() and not cdir.is_symlink() else []:
         path = cdir / name
-        if not is_compacted_name(name) or name in listed or _age(path, now) < grace_s:
+        if not is_compacted_name(name) or name in listed or age_s(path, now) < grace_s:
             continue
         if _is_future_format(path):
             out.notes.append(f"run {run_hash}: {path} kept (a newer format version)")

@@ -31,6 +31,7 @@ the writer does (`run_writer.summarize`).
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -55,9 +56,10 @@ from aim_parquet.format.paths import (
     is_valid_seq_id,
     validate_run_hash,
 )
-from aim_parquet.format.schema import describe_segment_schema
+from aim_parquet.format.schema import segment_key
 from aim_parquet.storage.base.columns import to_numpy
-from aim_parquet.storage.base.file_checks import check_segment_schema, segment_source
+from aim_parquet.storage.base.file_checks import check_segment_schema
+from aim_parquet.storage.base.files import list_names
 from aim_parquet.storage.base.lock import (
     held_run_lock,
     is_run_locked,
@@ -75,7 +77,7 @@ from aim_parquet.storage.online.run_reader import (
     segment_names,
 )
 from aim_parquet.storage.online.run_writer import summarize
-from aim_parquet.storage.online.segments import read_segment, read_segment_from
+from aim_parquet.storage.online.segments import open_segment, read_segment, read_segment_from
 from aim_parquet.storage.online.writer_parts import (
     load_writer_part,
     load_writer_parts,
@@ -247,15 +249,17 @@ def _identify(files: _RunFiles, seq_id: str) -> SequenceInfo | None:
     for name in segment_names(files.seq_dir(seq_id)):
         path = f"{files.seq_dir(seq_id)}/{name}"
         try:
-            source = segment_source(path)  # bounded, regular, not a link (UnsafeFileError)
-            schema = pa.ipc.open_stream(pa.BufferReader(source)).schema
+            schema = open_segment(path).schema  # bounded, regular, not a link (UnsafeFileError)
             check_segment_schema(schema, path)  # FormatVersionError passes
-            d = describe_segment_schema(schema)
+            key = segment_key(schema, seq_id)
+            context = None if key is None else json.loads(key.context)
         except (pa.ArrowInvalid, OSError, ValueError) as exc:  # (CorruptFileError)
             if isinstance(exc, OSError) and (is_gone(exc) or isinstance(exc, PermissionError)):
                 raise
             continue
-        return SequenceInfo(seq_id=seq_id, name=d["name"], context=d["context"], kind=d["kind"])
+        if key is None or not isinstance(context, dict):
+            continue  # not a segment's metadata: the next segment may tell
+        return SequenceInfo(seq_id=seq_id, name=key.name, context=context, kind=key.kind)
     return None
 
 
@@ -288,11 +292,7 @@ def _compacted_only(files: _RunFiles, known: Container[str]) -> list[SequenceInf
 
 
 def _seq_folder_ids(files: _RunFiles) -> list[str]:
-    try:
-        names = os.listdir(f"{files.run_dir}/{SEQS_DIRNAME}")
-    except FileNotFoundError:
-        return []
-    return sorted(n for n in names if is_valid_seq_id(n))
+    return [n for n in list_names(f"{files.run_dir}/{SEQS_DIRNAME}") if is_valid_seq_id(n)]
 
 
 def _scan_once(
@@ -375,10 +375,7 @@ def uncatalogued_sequences(
 ) -> list[SequenceInfo]:
     """Sequences with a folder under `seqs/` but no entry in `catalogued` (seq ids), summarised
     from their points: a live writer's new sequences before its next sidecar write."""
-    try:
-        names = os.listdir(layout.seqs_dir(run_hash))
-    except FileNotFoundError:
-        return []
+    names = list_names(layout.seqs_dir(run_hash))
     if all(n in catalogued or not is_valid_seq_id(n) for n in names):
         return []  # the usual case: no manifest to read
     return _scan(layout, run_hash, (), catalogued, owner=owner)

@@ -42,6 +42,7 @@ from aim_parquet.format.paths import (
     sequence_id,
 )
 from aim_parquet.format.schema import segment_schema
+from aim_parquet.storage.base.files import list_names
 from aim_parquet.storage.base.lock import RunLock
 from aim_parquet.storage.base.repo_changes import write_sidecar
 from aim_parquet.storage.online.run_reader import load_manifest, segment_names
@@ -63,11 +64,7 @@ def newest_session_ns(layout: RepoLayout, run_hash: str) -> int | None:
     compaction manifest lists (already merged into Parquet). None for a run without segments."""
     names: list[str] = []
     seqs_dir = layout.seqs_dir(run_hash)
-    try:
-        seq_ids = os.listdir(seqs_dir)
-    except FileNotFoundError:
-        seq_ids = []
-    for seq_id in seq_ids:
+    for seq_id in list_names(seqs_dir):
         if is_valid_seq_id(seq_id):
             names += segment_names(os.path.join(seqs_dir, seq_id))[-1:]
     with contextlib.suppress(AimParquetError, OSError):  # a damaged manifest: verify reports it
