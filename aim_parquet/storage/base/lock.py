@@ -245,12 +245,18 @@ def is_flocked(path: str | os.PathLike[str]) -> bool:
         fd = open_regular(path, "lock file")
     except (OSError, UnsafeFileError):
         return False
+    return _is_held_elsewhere(fd)
+
+
+def _is_held_elsewhere(fd: int) -> bool:
+    """Whether another process holds a `flock` on `fd`'s file; closes `fd` (which drops the
+    flock this probe may have taken)."""
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         return True
     finally:
-        os.close(fd)  # closing drops the flock we may have taken
+        os.close(fd)
     return False
 
 
@@ -265,9 +271,6 @@ def held_flock(
     finally:
         if fd is not None:
             os.close(fd)
-
-
-# -- a run's locks, as the tools take them ---------------------------------------------------------
 
 
 @contextlib.contextmanager
@@ -289,13 +292,10 @@ def is_folder_in_use(path: str | os.PathLike[str]) -> bool:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
     except OSError:
         return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        return True
-    finally:
-        os.close(fd)
-    return False
+    return _is_held_elsewhere(fd)
+
+
+# -- a run's locks, as the tools take them ---------------------------------------------------------
 
 
 def writer_lock_holder(layout: RepoLayout, run_hash: str, rank: int) -> LockHolder | None:
