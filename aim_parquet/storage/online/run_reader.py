@@ -63,7 +63,7 @@ def list_run_hashes(layout: RepoLayout) -> list[str]:
 
 def load_run_meta(layout: RepoLayout, run_hash: str) -> RunMeta:
     """The run as readers see it: its sidecar, merged with the parts of its extra writers when
-    it has several (`storage.writer_parts`). Writers and tools that rewrite `run.json` read it
+    it has several (`storage.online.writer_parts`). Writers and tools that rewrite `run.json` read it
     with `load_sidecar` instead."""
     meta = load_sidecar(layout, run_hash)
     if not meta.is_multi_writer:
