@@ -145,9 +145,10 @@ def _convert(
 
 def _check_target(root: Path) -> None:
     """Refuse to write into a `.aim` folder that is not ours (an Aim repository)."""
+    from aim_parquet.format.paths import RepoLayout
     from aim_parquet.storage import is_repo
 
-    aim_dir = root / ".aim"
+    aim_dir = RepoLayout(root).aim_dir
     for folder in (root, aim_dir):
         if folder.exists() and not folder.is_dir():
             raise CliError(f"{folder} is a file, not a folder; pass a folder with --repo DIR")
@@ -175,6 +176,8 @@ class _Progress:
 
 
 def print_summary(report: Any, out: TextIO) -> None:
+    from aim_parquet.format.paths import RepoLayout
+
     rows = []
     for r in report.runs:
         c = r.counts
@@ -217,7 +220,7 @@ def print_summary(report: Any, out: TextIO) -> None:
             out.write(f"  {safe_text(line)}\n")  # (names and paths from the source)
         if len(lines) > SKIP_LINES:
             out.write(f"  ... and {len(lines) - SKIP_LINES} more\n")
-    where = report.repo_root / ".aim"
+    where = RepoLayout(report.repo_root).aim_dir
     if report.is_dry_run:
         out.write(f"\ndry run: nothing was written to {where}\n")
     else:

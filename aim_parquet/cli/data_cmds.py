@@ -107,8 +107,8 @@ def cmd_init(args: argparse.Namespace) -> int:
 
     root = repo_root(args)
     if is_repo(root):
-        ensure_repo(root)  # checks the marker
-        print(f"repository already exists at {root / '.aim'}")
+        layout = ensure_repo(root)  # checks the marker
+        print(f"repository already exists at {layout.aim_dir}")
         return 0
     layout = ensure_repo(root)
     print(f"initialized an empty aim_parquet repository in {layout.aim_dir}")
@@ -157,8 +157,9 @@ def cmd_query(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from aim_parquet.format.paths import EXPORT_METRICS_DIRNAME, EXPORT_POINTER_FILENAME
     from aim_parquet.storage import export_dataset, refresh_after_change
-    from aim_parquet.storage.maintenance.remote import POINTER_FILENAME, is_remote_target
+    from aim_parquet.storage.maintenance.remote import is_remote_target
 
     is_remote = is_remote_target(args.output)
     repo = _repo(args)
@@ -182,8 +183,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         )
     )
     if is_remote:
-        print(safe_text(f"published {report.output}/{POINTER_FILENAME}: it lists the files"))
+        print(safe_text(f"published {report.output}/{EXPORT_POINTER_FILENAME}: it lists the files"))
     elif report.points:
-        glob = f"{report.output}/metrics/*.parquet"
+        glob = f"{report.output}/{EXPORT_METRICS_DIRNAME}/*.parquet"
         print(safe_text(f"read it with: duckdb -c \"select * from read_parquet('{glob}')\""))
     return 0

@@ -26,6 +26,7 @@ from typing import Any
 from aim_parquet.convert.engine import FoundRuns, SourceRun
 from aim_parquet.convert.sink import CountingSink
 from aim_parquet.errors import OptionalDependencyError, SourceError
+from aim_parquet.format.paths import MARKER_FILENAME
 from aim_parquet.format.run_fields import experiment_or_default
 from aim_parquet.objects import Audio, Distribution, Figure, Image, LogLine, LogRecord, Text
 
@@ -54,7 +55,7 @@ def find_runs(path: Path) -> FoundRuns:
     aim_dir = root / ".aim"
     if not aim_dir.is_dir():
         raise SourceError(f"no Aim repository at {path}: {aim_dir} does not exist")
-    if (aim_dir / "aim_parquet.json").exists():
+    if (aim_dir / MARKER_FILENAME).exists():
         raise SourceError(
             f"{path} is an aim_parquet repository already; copy runs with `aim-parquet runs cp`"
         )

@@ -10,9 +10,9 @@ import hashlib
 import re
 from dataclasses import dataclass
 
+from aim_parquet.format.kinds import element_kind, is_metric_kind
 from aim_parquet.format.meta import FORMAT_VERSION
 from aim_parquet.format.paths import COMPACTED_DIRNAME
-from aim_parquet.format.schema import is_metric_kind
 
 METRICS_KIND = "metrics"
 
@@ -39,7 +39,7 @@ def compacted_kind(kind: str) -> str:
     """The file kind a sequence of Aim dtype `kind` is compacted into (as the run reader expects)."""
     if is_metric_kind(kind):
         return METRICS_KIND
-    return kind[5:-1] if kind.startswith("list(") else kind
+    return element_kind(kind)
 
 
 def kind_token(kind: str) -> str:

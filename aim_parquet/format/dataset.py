@@ -109,6 +109,16 @@ class DatasetManifest:
         )
 
 
+def metrics_file_name(bucket: int, generation: int) -> str:
+    """The name of bucket `bucket`'s metrics file of generation `generation` (`FILE_NAME`)."""
+    return f"metrics-{bucket:02x}-{generation:06d}.parquet"
+
+
+def runs_file_name(generation: int) -> str:
+    """The name of the runs file of generation `generation` (`FILE_NAME`)."""
+    return f"runs-{generation:06d}.parquet"
+
+
 def bucket_of(run_hash: str, buckets: int) -> int:
     return int(run_hash[:2], 16) * buckets // 256
 

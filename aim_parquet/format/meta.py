@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from aim_parquet.errors import CorruptFileError, FormatVersionError
+from aim_parquet.format.kinds import is_metric_kind
 from aim_parquet.format.paths import COMPACTED_DIRNAME, is_segment_name, is_valid_seq_id
 from aim_parquet.format.run_fields import DEFAULT_EXPERIMENT, display_name, experiment_or_default
 from aim_parquet.format.values import MAX_JSON_DEPTH, decode_json_value, encode_json_value
@@ -208,7 +209,7 @@ class SequenceInfo:
 
     @property
     def is_metric(self) -> bool:
-        return self.kind in ("int", "float", "number")
+        return is_metric_kind(self.kind)
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {

@@ -23,6 +23,7 @@ INDEX_DIRNAME = "index"
 TRASH_DIRNAME = "trash"
 SIDECAR_FILENAME = "run.json"
 LOCK_FILENAME = "lock"
+COMPACT_LOCK_FILENAME = "compact.lock"
 SEQS_DIRNAME = "seqs"
 COMPACTED_DIRNAME = "compacted"
 MANIFEST_FILENAME = "manifest.json"
@@ -33,6 +34,16 @@ WRITERS_DIRNAME = "writers"
 WRITER_PART_SUFFIX = ".json"
 WRITER_LOCK_SUFFIX = ".lock"
 ATTACH_GATE_FILENAME = "attach.lock"  # in writers/: see storage.online.writer_gate
+INDEX_FILENAME = "runs.jsonl"  # in index/: the run index
+INDEX_LOCK_FILENAME = "runs.lock"  # in index/: taken by whoever rewrites the run index
+RUNS_TABLE_FILENAME = "runs.parquet"  # in index/ (and in an export): one row per run
+QUARANTINE_DIRNAME = "quarantine"  # in .aim/: what `verify --repair` moved aside
+EXPORT_POINTER_FILENAME = "aim_parquet_export.json"  # at the top of an export (local or remote)
+EXPORT_METRICS_DIRNAME = "metrics"  # an export's metrics/<run hash>.parquet
+EXPORT_OBJECTS_DIRNAME = "objects"  # an export's objects/<kind token>/<run hash>.parquet
+AIM_REPO_FILES = ("run_metadata.sqlite", "meta", "seqs", "VERSION")
+"""What Aim 3.x writes in its `.aim/` (its SQLite run table, RocksDB trees and repo version);
+none of these names is ours."""
 MAX_WRITER_RANK = 2**20 - 1
 
 _HASH_RE = re.compile(r"[0-9a-f]{24}")
@@ -156,6 +167,10 @@ class RepoLayout:
         self.index_dir = self.aim_dir / INDEX_DIRNAME
         self.trash_dir = self.aim_dir / TRASH_DIRNAME
         self.change_marker = self.index_dir / CHANGE_MARKER_FILENAME
+        self.index_file = self.index_dir / INDEX_FILENAME
+        self.index_lock = self.index_dir / INDEX_LOCK_FILENAME
+        self.runs_table = self.index_dir / RUNS_TABLE_FILENAME
+        self.quarantine_dir = self.aim_dir / QUARANTINE_DIRNAME
 
     def run_dir(self, run_hash: str) -> Path:
         return self.runs_dir / validate_run_hash(run_hash)
@@ -165,6 +180,9 @@ class RepoLayout:
 
     def lock_file(self, run_hash: str) -> Path:
         return self.run_dir(run_hash) / LOCK_FILENAME
+
+    def compact_lock(self, run_hash: str) -> Path:
+        return self.run_dir(run_hash) / COMPACT_LOCK_FILENAME
 
     def seqs_dir(self, run_hash: str) -> Path:
         return self.run_dir(run_hash) / SEQS_DIRNAME

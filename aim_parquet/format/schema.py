@@ -7,10 +7,10 @@ The schema's metadata makes each segment self-describing (run, sequence name, co
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 import pyarrow as pa
+
+from aim_parquet.format.compacted import SeqKey
+from aim_parquet.format.kinds import is_metric_kind
 
 META_RUN = b"aim_parquet.run"
 META_NAME = b"aim_parquet.name"
@@ -64,11 +64,6 @@ OBJECT_FILE_SCHEMA = pa.schema(
         pa.field("meta", pa.string(), nullable=False),
     ]
 )
-METRIC_KINDS = frozenset({"int", "float", "number"})
-
-
-def is_metric_kind(kind: str) -> bool:
-    return kind in METRIC_KINDS
 
 
 def segment_schema(
@@ -86,13 +81,29 @@ def segment_schema(
     )
 
 
-def describe_segment_schema(schema: pa.Schema) -> dict[str, Any]:
-    """Decode a segment schema's metadata into run, name, context, kind and format_version."""
+def format_version_of(metadata: dict[bytes, bytes] | None) -> int:
+    """The `aim_parquet.format_version` of a segment schema or Parquet footer (1 when absent;
+    -1 when it is not a number, which the callers' checks report as damage)."""
+    raw = (metadata or {}).get(META_FORMAT_VERSION, b"1")
+    try:
+        return int(raw)
+    except ValueError:
+        return -1
+
+
+def segment_key(schema: pa.Schema, seq_id: str) -> SeqKey | None:
+    """The sequence a segment schema describes: the one decoder of a segment's metadata (name,
+    context, kind). None when its columns or metadata are not a segment's."""
+    names = schema.names
+    if names != METRIC_SCHEMA.names and names != OBJECT_SCHEMA.names:
+        return None
     meta = schema.metadata or {}
-    return {
-        "run": meta.get(META_RUN, b"").decode(),
-        "name": meta.get(META_NAME, b"").decode("utf-8", "surrogatepass"),
-        "context": json.loads(meta.get(META_CONTEXT, b"{}").decode("utf-8", "surrogatepass")),
-        "kind": meta.get(META_KIND, b"").decode(),
-        "format_version": int(meta.get(META_FORMAT_VERSION, b"1")),
-    }
+    try:
+        return SeqKey(
+            seq_id=seq_id,
+            name=meta[META_NAME].decode("utf-8", "surrogatepass"),
+            context=meta.get(META_CONTEXT, b"{}").decode("utf-8", "surrogatepass"),
+            kind=meta[META_KIND].decode(),
+        )
+    except (KeyError, UnicodeDecodeError):
+        return None

@@ -25,6 +25,7 @@ from aim_parquet.errors import (
     OptionalDependencyError,
     UnsupportedValueError,
 )
+from aim_parquet.format.kinds import list_kind
 
 __all__ = [
     "CustomObject",
@@ -117,7 +118,7 @@ def object_kind(value: Any) -> str | None:
                 f"a tracked list mixes kinds: item 0 is {name!r} but item {index} is {other!r}; "
                 "track each kind under its own name"
             )
-    return f"list({name})"
+    return list_kind(name)
 
 
 # ----------------------------------------------------------------------------- shared helpers

@@ -8,7 +8,7 @@
 A loop variable is a plain name (or a tuple of them): not starting with `_`, not shadowing a
 query variable (`run`, `metric`, ...), a callable builtin or `datetime`/`timezone`. Every step of
 every loop spends `LOOP_STEP_COST` units of the evaluation's size budget
-(`aim_parquet.query.builtins.MAX_EVAL_SIZE`), so nested loops over large values are refused like
+(`aim_parquet.query.runtime.MAX_EVAL_SIZE`), so nested loops over large values are refused like
 any other oversized query; a built list/set/dict is charged its length too. `async` loops are
 refused. Comprehensions are never folded into constants (a generator can be consumed once).
 
@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Final, Protocol
 
 from aim_parquet.errors import QueryError
-from aim_parquet.query import builtins as rt
+from aim_parquet.query import runtime as rt
 
 Env = Mapping[str, Any]
 

@@ -4,7 +4,7 @@ A query such as ``run.hparams.lr > 0.01 and metric.name == "loss"`` is parsed wi
 ``ast.parse(mode="eval")``, checked against allow-lists of node types, names, attributes and calls,
 and compiled once into a tree of closures. Evaluating it calls the root closure with an environment
 such as ``{"run": run_view, "metric": metric_view}``. The text is never given to eval, exec or
-compile. The values and operations the closures use live in `aim_parquet.query.builtins`.
+compile. The values and operations the closures use live in `aim_parquet.query.runtime`.
 
 Semantics follow Aim 3.29 (``aim/storage/query.py``):
 
@@ -28,7 +28,7 @@ Refusals raise `QueryError` at compile time with the column and a caret (a name 
 allowed, an attribute starting with ``_``, lambda, f-strings, ``:=``, ``*x``, ``str.format``,
 calls of anything but the allowed builtins and methods, a loop variable starting with ``_`` or
 shadowing a query variable, async comprehensions, too long or too deeply nested queries), or at
-evaluation time for the size limits of `aim_parquet.query.builtins`. A malformed query raises
+evaluation time for the size limits of `aim_parquet.query.runtime`. A malformed query raises
 `QuerySyntaxError`.
 """
 
@@ -45,9 +45,9 @@ from types import MappingProxyType
 from typing import Any, Final, NamedTuple
 
 from aim_parquet.errors import QueryError, QuerySyntaxError
-from aim_parquet.query import builtins as rt
 from aim_parquet.query import comprehensions
-from aim_parquet.query.builtins import QueryObject, SafeNone
+from aim_parquet.query import runtime as rt
+from aim_parquet.query.runtime import QueryObject, SafeNone
 
 __all__ = ["DEFAULT_NAMES", "CompiledQuery", "QueryObject", "SafeNone", "compile_query"]
 

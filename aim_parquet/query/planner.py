@@ -19,25 +19,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from aim_parquet.format.kinds import SEQUENCE_KINDS
 from aim_parquet.format.meta import SequenceInfo
-from aim_parquet.format.schema import METRIC_KINDS
 from aim_parquet.query.lang import CompiledQuery, compile_query
 from aim_parquet.query.views import RunView, SequenceView
 from aim_parquet.storage.index.run_index import CatalogueEntry
 
 SeqEntry = TypeVar("SeqEntry", SequenceInfo, CatalogueEntry, SequenceInfo | CatalogueEntry)
-
-SEQUENCE_KINDS: dict[str, frozenset[str]] = {
-    "metric": METRIC_KINDS,
-    "images": frozenset({"aim.image", "list(aim.image)"}),
-    "texts": frozenset({"aim.text", "list(aim.text)"}),
-    "distributions": frozenset({"aim.distribution", "list(aim.distribution)"}),
-    "audios": frozenset({"aim.audio", "list(aim.audio)"}),
-    "figures": frozenset({"aim.figure", "list(aim.figure)"}),
-    "logs": frozenset({"aim.log_line"}),
-    "log_records": frozenset({"aim.log_record"}),
-}
-"""Query variable (Aim's `sequence_name()`) -> the Aim dtypes of the sequences it ranges over."""
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from aim_parquet.errors import QueryError
+from aim_parquet.format.kinds import metric_value
 from aim_parquet.format.meta import SequenceInfo
 from aim_parquet.format.paths import RepoLayout, canonical_context
 from aim_parquet.format.run_fields import duration_s, utc_naive
@@ -170,9 +171,7 @@ class SequenceView:
             value = getattr(info, name)
             if value is None:
                 return SafeNone
-            if info.kind == "int" and isinstance(value, float) and value.is_integer():
-                return int(value)
-            return value
+            return metric_value(value, info.kind)
         if name == "run":
             return SafeNone if self.run is None else self.run
         if name in SEQUENCE_FIELDS:

@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
+from aim_parquet.format.kinds import METRIC_KINDS
 from aim_parquet.format.paths import canonical_context
-from aim_parquet.format.schema import METRIC_KINDS
 from aim_parquet.format.values import utf8_safe
 from aim_parquet.sdk.dataframes import (
     column_rank,

@@ -16,9 +16,10 @@ from typing import Any, ClassVar
 from weakref import WeakValueDictionary
 
 from aim_parquet.errors import AimParquetError, MissingRunError
+from aim_parquet.format.kinds import SEQUENCE_KINDS
 from aim_parquet.format.paths import RepoLayout, is_valid_run_hash, resolve_repo_root
 from aim_parquet.query.executor import warn_damaged
-from aim_parquet.query.planner import SEQUENCE_KINDS, plan_query
+from aim_parquet.query.planner import plan_query
 from aim_parquet.sdk.collections import (
     QueryReportMode,
     QueryRunSequenceCollection,

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from aim_parquet.format.meta import SequenceInfo
 from aim_parquet.format.paths import canonical_context
 from aim_parquet.format.run_fields import LOG_RECORDS_SEQUENCE, LOGS_SEQUENCE
-from aim_parquet.format.schema import METRIC_KINDS
 from aim_parquet.sdk import dataframes
 from aim_parquet.sdk.run_base import RunBase
 from aim_parquet.sdk.run_sequences import SingleRunSequenceCollection
@@ -96,6 +95,8 @@ class ReadableRun(RunBase):
     # -- catalogue summaries ---------------------------------------------------------------
     def iter_metrics_info(self) -> Iterator[tuple[str, Context, ReadableRun]]:
         """`(name, context, run)` of every metric."""
+        from aim_parquet.format.kinds import METRIC_KINDS
+
         return self.iter_sequence_info_by_type(METRIC_KINDS)
 
     def iter_sequence_info_by_type(

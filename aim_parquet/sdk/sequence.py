@@ -20,9 +20,15 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from aim_parquet.format.kinds import (
+    SEQUENCE_KINDS,
+    element_kind,
+    is_list_kind,
+    is_metric_kind,
+    metric_values,
+)
 from aim_parquet.format.meta import SequenceInfo
 from aim_parquet.format.paths import RepoLayout, canonical_context
-from aim_parquet.format.schema import METRIC_KINDS, is_metric_kind
 from aim_parquet.format.values import utf8_safe
 from aim_parquet.sdk import dataframes
 from aim_parquet.sdk.array_view import Array, ArrayView
@@ -67,19 +73,6 @@ def _step_starts(steps: Array) -> Array:
     if steps.size == 0:
         return np.zeros(0, dtype=np.intp)
     return np.flatnonzero(np.concatenate(([True], steps[1:] != steps[:-1])))
-
-
-def metric_values(values: Array, kind: str) -> Array:
-    """float64 values as int64 for an 'int' metric when every value is an exact integer."""
-    if kind != "int":
-        return values
-    if values.size == 0:
-        return values.astype(np.int64)
-    if np.all(np.isfinite(values)) and np.all(np.abs(values) <= _MAX_EXACT_INT):
-        ints = values.astype(np.int64)
-        if np.array_equal(ints, values):
-            return ints
-    return values
 
 
 class Sequence:
@@ -180,8 +173,8 @@ class Sequence:
         from aim_parquet.objects import object_class
 
         kind = self._info.kind
-        is_list = kind.startswith("list(")
-        cls = object_class(kind[5:-1] if is_list else kind)
+        is_list = is_list_kind(kind)
+        cls = object_class(element_kind(kind))
         payloads = table.column("payload").to_pylist()
         metas = table.column("meta").to_pylist()
         objects = [cls.from_record(p, json.loads(m)) for p, m in zip(payloads, metas, strict=True)]
@@ -229,7 +222,7 @@ class Sequence:
     def record_length(self) -> int | None:
         """The most objects tracked at one step of a list sequence (`run.track([img, img])`);
         None for a sequence of single objects or numbers (as Aim)."""
-        if not self._info.kind.startswith("list("):
+        if not is_list_kind(self._info.kind):
             return None
         table = read_sequence(self._layout, self.run.hash, self._info, columns=["step"])
         starts = _step_starts(column_numpy(table, "step"))
@@ -267,43 +260,43 @@ class Sequence:
 
 
 class Metric(Sequence):
-    KINDS = METRIC_KINDS
     SEQUENCE_NAME = "metric"
+    KINDS = SEQUENCE_KINDS[SEQUENCE_NAME]
 
 
 class Images(Sequence):
-    KINDS = frozenset({"aim.image", "list(aim.image)"})
     SEQUENCE_NAME = "images"
+    KINDS = SEQUENCE_KINDS[SEQUENCE_NAME]
 
 
 class Texts(Sequence):
-    KINDS = frozenset({"aim.text", "list(aim.text)"})
     SEQUENCE_NAME = "texts"
+    KINDS = SEQUENCE_KINDS[SEQUENCE_NAME]
 
 
 class Distributions(Sequence):
-    KINDS = frozenset({"aim.distribution", "list(aim.distribution)"})
     SEQUENCE_NAME = "distributions"
+    KINDS = SEQUENCE_KINDS[SEQUENCE_NAME]
 
 
 class Audios(Sequence):
-    KINDS = frozenset({"aim.audio", "list(aim.audio)"})
     SEQUENCE_NAME = "audios"
+    KINDS = SEQUENCE_KINDS[SEQUENCE_NAME]
 
 
 class Figures(Sequence):
-    KINDS = frozenset({"aim.figure", "list(aim.figure)"})
     SEQUENCE_NAME = "figures"
+    KINDS = SEQUENCE_KINDS[SEQUENCE_NAME]
 
 
 class LogLines(Sequence):
-    KINDS = frozenset({"aim.log_line"})
     SEQUENCE_NAME = "logs"
+    KINDS = SEQUENCE_KINDS[SEQUENCE_NAME]
 
 
 class LogRecords(Sequence):
-    KINDS = frozenset({"aim.log_record"})
     SEQUENCE_NAME = "log_records"
+    KINDS = SEQUENCE_KINDS[SEQUENCE_NAME]
 
 
 SEQUENCE_CLASSES: tuple[type[Sequence], ...] = (

@@ -9,7 +9,7 @@ from dataclasses import replace
 from typing import Any, NoReturn
 
 from aim_parquet.errors import IncompatibleSequenceError
-from aim_parquet.format.schema import is_metric_kind
+from aim_parquet.format.kinds import is_list_kind, is_metric_kind
 from aim_parquet.format.values import to_python_number
 from aim_parquet.objects import CustomObject, object_kind
 from aim_parquet.storage.online.run_writer import SeqBuffer
@@ -88,9 +88,9 @@ def check_kind(seq: SeqBuffer, kind: str, value: Any, name: str) -> None:
     have = seq.info.kind
     if have == kind or (is_metric_kind(have) and is_metric_kind(kind)):
         return
-    if kind == "list" and have.startswith("list("):
+    if kind == "list" and is_list_kind(have):
         return
-    if have == "list" and kind.startswith("list(") and seq.info.count == 0:
+    if have == "list" and is_list_kind(kind) and seq.info.count == 0:
         seq.info = replace(seq.info, kind=kind)
         return
     shown = repr(value)

@@ -79,15 +79,11 @@ def test_disk_full_while_converting_is_never_marked_complete(
     """Segment writes fail (the disk is full) while the sidecar still gets written: the run must
     not be marked complete, or the next conversion would call it up to date with points lost."""
 
-    class FullDisk:
-        def __getattr__(self, name: str) -> Any:
-            return getattr(os, name)
-
-        def write(self, fd: int, data: Any) -> int:
-            raise OSError(errno.ENOSPC, "No space left on device (injected)")
+    def full_disk(fd: int, data: Any) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device (injected)")
 
     with monkeypatch.context() as patch:
-        patch.setattr(segments, "os", FullDisk())
+        patch.setattr(segments, "write_all", full_disk)  # the segments' writes, not the sidecar's
         report = convert_runs("fake", "x", [FakeRun("a")], tmp_path)
     (result,) = report.runs
     assert result.status == PARTIAL, result

@@ -25,8 +25,8 @@ import pytest
 import aim_parquet as aim
 from aim_parquet.format.paths import RepoLayout
 from aim_parquet.storage import gc_repo, list_run_hashes, load_run_meta, read_sequence, verify_repo
+from aim_parquet.storage.base.lock import compaction_lock
 from aim_parquet.storage.compaction import compactor
-from aim_parquet.storage.compaction.run_folder import compaction_lock
 from aim_parquet.storage.maintenance import run_ops
 from aim_parquet.storage.online import catalogue_scan
 from tests.conftest import PYTHON, python_env

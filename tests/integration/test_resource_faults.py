@@ -34,7 +34,7 @@ import pytest
 import aim_parquet as aim
 from aim_parquet.format.paths import RepoLayout
 from aim_parquet.storage import discover_sequences, load_run_meta, read_sequence
-from aim_parquet.storage.base import atomic
+from aim_parquet.storage.base import atomic, files
 from aim_parquet.storage.online import segments
 from aim_parquet.storage.online.segments import FD_CACHE, MAX_OPEN_SEGMENTS
 from tests.conftest import PYTHON, python_env, raw_points
@@ -272,6 +272,7 @@ def fault_trial(repo: Path, rng: random.Random, monkeypatch: pytest.MonkeyPatch)
     with monkeypatch.context() as patch:
         patch.setattr(segments, "os", fake)
         patch.setattr(atomic, "os", fake)
+        patch.setattr(files, "os", fake)  # (the write loop of both)
         run = aim.Run(repo=repo, system_tracking_interval=None, capture_terminal_logs=False)
         model: dict[str, list[int]] = {}
         params: dict[str, int] = {}

@@ -25,7 +25,7 @@ QUIET: dict[str, Any] = {"system_tracking_interval": None, "capture_terminal_log
 
 
 def index_path(root: Path) -> Path:
-    return root / ".aim" / "index" / run_index.INDEX_FILENAME
+    return RepoLayout(root).index_file
 
 
 def make_rich_runs(root: Path) -> list[str]:

@@ -19,9 +19,9 @@ import pytest
 import aim_parquet as aim
 from aim_parquet.errors import RunLockedError
 from aim_parquet.format.paths import RepoLayout
+from aim_parquet.storage.base.lock import run_lock_holder
 from aim_parquet.storage.maintenance import run_ops
 from aim_parquet.storage.maintenance.verify import verify_repo
-from aim_parquet.storage.online.writer_parts import run_lock_holder
 from tests.conftest import PYTHON, python_env
 
 TIMEOUT_S = 60.0

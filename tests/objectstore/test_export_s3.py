@@ -18,9 +18,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from aim_parquet.errors import AimParquetError
+from aim_parquet.format.paths import EXPORT_POINTER_FILENAME as POINTER_FILENAME
 from aim_parquet.format.paths import RepoLayout
 from aim_parquet.storage.maintenance.export import export_dataset
-from aim_parquet.storage.maintenance.remote import POINTER_FILENAME
 from tests.conftest import PYTHON, ROOT, python_env
 from tests.integration.repo_snapshots import rows, write_rich_run
 

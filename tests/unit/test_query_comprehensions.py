@@ -10,9 +10,9 @@ import pytest
 from aim_parquet.errors import QueryError
 from aim_parquet.format.meta import RunMeta, SequenceInfo
 from aim_parquet.format.paths import sequence_id
-from aim_parquet.query.builtins import SafeNone
 from aim_parquet.query.lang import compile_query
 from aim_parquet.query.planner import plan_query
+from aim_parquet.query.runtime import SafeNone
 from aim_parquet.query.views import RunView, SequenceView
 
 

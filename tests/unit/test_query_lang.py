@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from aim_parquet.errors import QueryError, QuerySyntaxError
-from aim_parquet.query import builtins as rt
+from aim_parquet.query import runtime as rt
 from aim_parquet.query.lang import (
     DEFAULT_NAMES,
     CompiledQuery,

@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 
 from aim_parquet.errors import QueryError, QuerySyntaxError
+from aim_parquet.format.kinds import SEQUENCE_KINDS
 from aim_parquet.format.meta import RunMeta, SequenceInfo
 from aim_parquet.query.lang import SafeNone
-from aim_parquet.query.planner import SEQUENCE_KINDS, plan_query
+from aim_parquet.query.planner import plan_query
 from aim_parquet.query.views import RunView, SequenceView, param_lookup
 
 T0 = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC

@@ -1,2 +1,3 @@
-"""Shared primitives of storage: atomic writes, safe file access, file checks, the run lock,
-the change marker and sidecar write, repository folders and Arrow column builders."""
+"""Shared primitives of storage: atomic writes, safe file access, small file helpers (`files`),
+file checks, every lock (`lock`, with `lock_holder` naming holders), the change marker and sidecar
+write, repository folders and Arrow column builders."""

@@ -18,6 +18,7 @@ from typing import Any
 
 from aim_parquet.format.meta import json_bytes
 from aim_parquet.format.paths import TEMP_PREFIX
+from aim_parquet.storage.base.files import write_all
 
 
 def temp_path_for(path: Path) -> Path:
@@ -51,10 +52,7 @@ def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
         try:
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
+            write_all(fd, data)
             if durable:
                 os.fsync(fd)
         finally:

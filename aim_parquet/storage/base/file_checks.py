@@ -24,7 +24,7 @@ import pyarrow as pa
 
 from aim_parquet.errors import CorruptFileError, FormatVersionError, UnsafeFileError
 from aim_parquet.format.meta import FORMAT_VERSION
-from aim_parquet.format.schema import META_FORMAT_VERSION, METRIC_SCHEMA, OBJECT_SCHEMA
+from aim_parquet.format.schema import METRIC_SCHEMA, OBJECT_SCHEMA, format_version_of
 from aim_parquet.storage.base.safe_fs import map_regular
 
 DECODED_FLOOR_BYTES = 512 << 20
@@ -47,15 +47,6 @@ def _refuse_bomb(path: str | os.PathLike[str], what: str, decoded: int, size: in
             f"more than aim_parquet decodes from such a file ({decoded_limit(size):,}); it is not "
             "a file aim_parquet wrote. `aim-parquet verify --repair` quarantines it."
         )
-
-
-def format_version_of(metadata: dict[bytes, bytes] | None) -> int:
-    """The `aim_parquet.format_version` of a segment schema or Parquet footer (1 when absent)."""
-    raw = (metadata or {}).get(META_FORMAT_VERSION, b"1")
-    try:
-        return int(raw)
-    except ValueError:
-        return -1  # not a number: reported as damage by the callers' checks
 
 
 def check_version(version: int, path: str | os.PathLike[str], what: str) -> None:

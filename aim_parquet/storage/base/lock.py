@@ -1,4 +1,14 @@
-"""The per-run write lock: `runs/<hash>/lock`, the one place that takes it and names its holder.
+"""Every lock of a repository, the one place that takes them and names their holders.
+
+- The run's write lock `runs/<hash>/lock` (and writer r's `writers/<r>.lock`): `RunLock`, below.
+- The flock of a plain lock file (`compact.lock`, `index/runs.lock`): `try_flock` / `held_flock`,
+  taken without waiting; `is_flocked` and `flock_pids` look without taking; `flock_holder` names
+  the holder from the kernel's `/proc/locks`. `held_folder` / `is_folder_in_use`: the same for a
+  temp folder being filled (a run copied in).
+- A run's locks as the tools use them: `held_run_lock` (the write lock, or who holds it),
+  `compaction_lock`, `hold_run_locks` (both or neither), `run_lock_holder` / `run_holder` (who
+  writes the run) and `writer_state` (whether a writer holds the run now: `WriterState`), the one
+  definition of a run's writer being alive.
 
 A writer holds an exclusive `flock` on the lock file for the run's whole life and writes its
 identity (host, pid, process start time) into it. The kernel drops the flock when the process dies,
@@ -32,6 +42,7 @@ process): `disown_after_fork` closes the child's descriptor without unlocking or
 from __future__ import annotations
 
 import contextlib
+import enum
 import errno
 import fcntl
 import json
@@ -39,137 +50,62 @@ import logging
 import os
 import socket
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
-from aim_parquet.errors import RunLockedError
-from aim_parquet.storage.base.safe_fs import MAX_LOCK_FILE_BYTES, open_regular, require_real_run_dir
+from aim_parquet.errors import RunLockedError, UnsafeFileError
+from aim_parquet.format.paths import RepoLayout
+from aim_parquet.storage.base.lock_holder import (
+    STALE_AFTER_S,
+    LockHolder,
+    busy_error,
+    flock_holder,
+    flock_pids,
+    is_holder_alive,
+    is_run_locked,
+    process_start_time,
+    read_holder,
+    read_holder_fd,
+)
+from aim_parquet.storage.base.repo_files import writer_ranks
+from aim_parquet.storage.base.safe_fs import (
+    O_CLOEXEC,
+    O_NOFOLLOW,
+    open_regular,
+    require_real_run_dir,
+)
+
+__all__ = [
+    "STALE_AFTER_S",
+    "LockHolder",
+    "RunLock",
+    "WriterState",
+    "compaction_lock",
+    "extra_writer_holder",
+    "flock_holder",
+    "flock_pids",
+    "held_flock",
+    "held_run_lock",
+    "hold_run_locks",
+    "held_folder",
+    "is_flocked",
+    "is_folder_in_use",
+    "is_holder_alive",
+    "is_run_locked",
+    "lock_file_holder",
+    "read_holder",
+    "run_holder",
+    "run_lock_holder",
+    "try_flock",
+    "writer_lock_holder",
+    "writer_state",
+]
 
 log = logging.getLogger(__name__)
 
 HEARTBEAT_INTERVAL_S = 5.0
-STALE_AFTER_S = 60.0
 SETTLE_S = 2.0  # how long a busy lock may name no live holder before the taker gives up
 _SETTLE_POLL_S = 0.01
-
-
-@dataclass(frozen=True)
-class LockHolder:
-    host: str
-    pid: int
-    pid_start_time: float | None
-    acquired_at: float
-    heartbeat_at: float  # the lock file's mtime
-
-    def describe(self) -> str:
-        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.acquired_at))
-        return f"process {self.pid} on host {self.host!r} (since {since})"
-
-    @property
-    def is_on_this_host(self) -> bool:
-        return self.host == socket.gethostname()
-
-    @property
-    def is_this_process(self) -> bool:
-        if not self.is_on_this_host or self.pid != os.getpid():
-            return False
-        start = _process_start_time(self.pid)
-        return self.pid_start_time is None or start is None or abs(start - self.pid_start_time) < 1
-
-
-def _process_start_time(pid: int) -> float | None:
-    import psutil
-
-    try:
-        return float(psutil.Process(pid).create_time())
-    except (psutil.Error, OSError):
-        return None
-
-
-def _parse_holder(raw: bytes, mtime: float) -> LockHolder | None:
-    try:
-        data = json.loads(raw.decode("utf-8"))
-        return LockHolder(
-            host=str(data["host"]),
-            pid=int(data["pid"]),
-            pid_start_time=data.get("pid_start_time"),
-            acquired_at=float(data.get("acquired_at", 0.0)),
-            heartbeat_at=mtime,
-        )
-    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
-        return None
-
-
-def read_holder(path: Path) -> LockHolder | None:
-    """The identity written in a lock file, or None when there is none (or it is unreadable, or
-    a link or FIFO: never followed or opened for reading)."""
-    try:
-        fd = open_regular(path, "lock file")
-    except OSError:  # (UnsafeFileError too)
-        return None
-    try:
-        return _read_holder_fd(fd)
-    finally:
-        os.close(fd)
-
-
-def _read_holder_fd(fd: int) -> LockHolder | None:
-    try:
-        raw = os.pread(fd, MAX_LOCK_FILE_BYTES, 0)
-        mtime = os.fstat(fd).st_mtime
-    except OSError:
-        return None
-    return _parse_holder(raw, mtime)
-
-
-def is_holder_alive(holder: LockHolder, *, now: float | None = None) -> bool:
-    """Whether the process named by `holder` still runs (same host) or still beats (other host)."""
-    if not holder.is_on_this_host:
-        return (now if now is not None else time.time()) - holder.heartbeat_at < STALE_AFTER_S
-    start = _process_start_time(holder.pid)
-    if start is None:
-        return False
-    if holder.pid_start_time is None:
-        return True
-    return abs(start - holder.pid_start_time) < 1.0
-
-
-def describe_holder(holder: LockHolder | None) -> str:
-    return holder.describe() if holder is not None else "another process"
-
-
-def _busy_error(run_hash: str, holder: LockHolder | None, path: Path, *, force: bool) -> str:
-    """What to tell a taker who found the flock held."""
-    if holder is None or not is_holder_alive(holder):
-        named = f" (it names {holder.describe()}, which has exited)" if holder else ""
-        return (
-            f"Run {run_hash}: its write lock {path} is held by a process other than the writer "
-            f"it names{named}, most likely a child process that inherited it. Find it with "
-            f"`fuser {path}` (or `lsof {path}`) and stop it; the run can be resumed then."
-        )
-    who = holder.describe()
-    if holder.is_this_process:
-        return (
-            f"Run {run_hash} is already open for writing in this process; use that Run object "
-            "(or close it first), or open the run with read_only=True."
-        )
-    if not holder.is_on_this_host:
-        return (
-            f"Run {run_hash} is being written by {who}; that host still holds the lock. Wait for "
-            "it to finish, or open the run with read_only=True; if that host is down, its lock "
-            "expires with the filesystem's lock lease."
-        )
-    if force:
-        return (
-            f"Run {run_hash} is being written by {who}, which is alive on this host: "
-            "force_resume=True does not take a run from a live writer (two writers would "
-            f"overwrite each other's catalogue). Stop that process (kill {holder.pid}) or wait "
-            "for it to close the run, or open the run with read_only=True."
-        )
-    return (
-        f"Run {run_hash} is being written by {who}. Only one process may write a run at a time. "
-        "Wait for it to finish, or open the run with read_only=True."
-    )
 
 
 class RunLock:
@@ -214,20 +150,20 @@ class RunLock:
             except OSError as exc:
                 if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                     raise
-            holder = _read_holder_fd(fd)
+            holder = read_holder_fd(fd)
             if holder is not None and is_holder_alive(holder):
-                raise RunLockedError(_busy_error(self.run_hash, holder, self.path, force=force))
+                raise RunLockedError(busy_error(self.run_hash, holder, self.path, force=force))
             if time.monotonic() >= deadline:
-                raise RunLockedError(_busy_error(self.run_hash, holder, self.path, force=force))
+                raise RunLockedError(busy_error(self.run_hash, holder, self.path, force=force))
             time.sleep(_SETTLE_POLL_S)  # a taker is writing its identity: poll, bounded
 
     def _check_previous_holder(self, fd: int, *, force: bool) -> None:
         """We hold the flock; refuse if the file still names a live writer other than us."""
-        holder = _read_holder_fd(fd)
+        holder = read_holder_fd(fd)
         if holder is None or holder.is_this_process or not is_holder_alive(holder):
             return
         if holder.is_on_this_host or not force:
-            message = _busy_error(self.run_hash, holder, self.path, force=force)
+            message = busy_error(self.run_hash, holder, self.path, force=force)
             if not holder.is_on_this_host:
                 message += (
                     " (Its heartbeat is fresh; pass force_resume=True if that host is gone, or "
@@ -246,7 +182,7 @@ class RunLock:
         identity = {
             "host": socket.gethostname(),
             "pid": os.getpid(),
-            "pid_start_time": _process_start_time(os.getpid()),
+            "pid_start_time": process_start_time(os.getpid()),
             "acquired_at": time.time(),
         }
         return json.dumps(identity).encode()
@@ -281,9 +217,189 @@ class RunLock:
                 os.close(fd)
 
 
-def is_run_locked(path: Path) -> LockHolder | None:
-    """The live holder of a run's lock, or None. Never takes or disturbs the lock."""
-    holder = read_holder(path)
-    if holder is None or not is_holder_alive(holder):
-        return None
-    return holder
+# -- plain lock files: compact.lock, index/runs.lock, writers/attach.lock -------------------------
+
+
+def try_flock(
+    path: str | os.PathLike[str], what: str = "lock file", *, shared: bool = False
+) -> int | None:
+    """Take the exclusive (or `shared`) `flock` of `path` without waiting; the descriptor (close
+    it to release) or None when another process holds it the other way. Creates the file, never
+    its folder (FileNotFoundError when the folder is gone), never truncates it, never follows a
+    link."""
+    fd = open_regular(path, what, os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            return None
+        raise
+    return fd
+
+
+def is_flocked(path: str | os.PathLike[str]) -> bool:
+    """Whether another process holds the `flock` of an existing `path` (False when it is missing,
+    or cannot be opened: an unreadable lock file is not a lock we can see)."""
+    try:
+        fd = open_regular(path, "lock file")
+    except (OSError, UnsafeFileError):
+        return False
+    return _is_held_elsewhere(fd)
+
+
+def _is_held_elsewhere(fd: int) -> bool:
+    """Whether another process holds a `flock` on `fd`'s file; closes `fd` (which drops the
+    flock this probe may have taken)."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+@contextlib.contextmanager
+def held_flock(
+    path: str | os.PathLike[str], what: str = "lock file", *, shared: bool = False
+) -> Iterator[bool]:
+    """`try_flock` as a context: yields whether the lock is held (released on exit)."""
+    fd = try_flock(path, what, shared=shared)
+    try:
+        yield fd is not None
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def held_folder(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold the exclusive `flock` of a folder we are filling (a run being copied in under a
+    temp name): `gc` and `verify --repair` leave a folder in use alone, however old its files."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        yield
+    finally:
+        os.close(fd)
+
+
+def is_folder_in_use(path: str | os.PathLike[str]) -> bool:
+    """Whether another process holds the `flock` of the folder `path` (`held_folder`); False
+    for a missing path, a file or a link."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+    except OSError:
+        return False
+    return _is_held_elsewhere(fd)
+
+
+# -- a run's locks, as the tools take them ---------------------------------------------------------
+
+
+def writer_lock_holder(layout: RepoLayout, run_hash: str, rank: int) -> LockHolder | None:
+    """The live holder of writer `rank`'s lock (rank 0: the run's `lock`), or None."""
+    path = layout.lock_file(run_hash) if rank == 0 else layout.writer_lock(run_hash, rank)
+    return is_run_locked(path)
+
+
+def run_lock_holder(layout: RepoLayout, run_hash: str) -> LockHolder | None:
+    """A live holder of any writer's lock of the run (rank 0's first), or None: the run is
+    active while this is not None."""
+    holder = is_run_locked(layout.lock_file(run_hash))
+    if holder is not None:
+        return holder
+    return extra_writer_holder(layout, run_hash)
+
+
+def extra_writer_holder(layout: RepoLayout, run_hash: str) -> LockHolder | None:
+    """A live holder of an extra writer's lock (ranks >= 1), or None. Tools that take the run's
+    `lock` (delete, copy, move) refuse a run for which this is not None."""
+    for rank in writer_ranks(layout, run_hash, "lock"):
+        holder = is_run_locked(layout.writer_lock(run_hash, rank))
+        if holder is not None:
+            return holder
+    return None
+
+
+def lock_file_holder(path: Path) -> str:
+    """Who holds the write lock `path`, in words: the identity in it when that process is alive,
+    else the process /proc/locks names, else "another process"."""
+    holder = is_run_locked(path)
+    return holder.describe() if holder is not None else flock_holder(path)
+
+
+def run_holder(layout: RepoLayout, run_hash: str) -> str:
+    """Who writes the run, in words: a live writer any of its locks names (rank 0's first), else
+    the process /proc/locks names for its `lock`, else "another process"."""
+    holder = run_lock_holder(layout, run_hash)
+    return holder.describe() if holder is not None else flock_holder(layout.lock_file(run_hash))
+
+
+@contextlib.contextmanager
+def held_run_lock(path: Path, run_hash: str) -> Iterator[str | None]:
+    """Hold the write lock `path` of run `run_hash` (its `lock`, or an extra writer's); yields
+    None, or who holds it in words (nothing is held then). Raises FileNotFoundError when the
+    run folder is gone (it is never created again) and UnsafeFileError for a link or FIFO."""
+    lock = RunLock(path, run_hash)
+    try:
+        lock.acquire()
+    except RunLockedError:
+        yield lock_file_holder(path)
+        return
+    try:
+        yield None
+    finally:
+        lock.release()
+
+
+@contextlib.contextmanager
+def compaction_lock(layout: RepoLayout, run_hash: str) -> Iterator[str | None]:
+    """Hold the run's compaction lock; yields None, or who holds it ("a compaction of this run
+    is in progress (process 123 (aim-parquet compact))"). Raises FileNotFoundError when the run
+    folder is gone (it is never created again) and UnsafeFileError for a link or FIFO."""
+    path = layout.compact_lock(run_hash)
+    require_real_run_dir(path, f"lock run {run_hash}")
+    with held_flock(path, "compaction lock") as held:
+        if held:
+            yield None
+        else:
+            yield f"a compaction of this run is in progress ({flock_holder(path)})"
+
+
+@contextlib.contextmanager
+def hold_run_locks(layout: RepoLayout, run_hash: str) -> Iterator[str | None]:
+    """Hold the compaction lock and the run's write lock; yields None, or why they are busy
+    (naming the holder)."""
+    with compaction_lock(layout, run_hash) as busy:
+        if busy is not None:
+            yield busy
+            return
+        with held_run_lock(layout.lock_file(run_hash), run_hash) as holder:
+            yield None if holder is None else f"the run is being written by {holder}"
+
+
+class WriterState(enum.Enum):
+    """Whether a writer holds a run at the instant `writer_state` looked."""
+
+    CLOSED = "closed"  # no live writer: every segment that exists now is sealed
+    LIVE = "live"  # a writer holds the run: it may still append to its newest segments
+
+
+def writer_state(layout: RepoLayout, run_hash: str) -> WriterState:
+    """LIVE when a writer holds the run now: its identity names a live process, or (the kernel's
+    view, which also covers the instant between a writer's flock and its identity) /proc/locks
+    shows a flock on its lock file (every writer's, for a run with several). Takes no lock, so
+    it never makes a resume fail."""
+    if run_lock_holder(layout, run_hash) is not None:
+        return WriterState.LIVE
+    paths = [layout.lock_file(run_hash)]
+    paths += [layout.writer_lock(run_hash, r) for r in writer_ranks(layout, run_hash, "lock")]
+    for path in paths:
+        try:
+            if flock_pids(path):
+                return WriterState.LIVE
+        except OSError:
+            continue
+    return WriterState.CLOSED

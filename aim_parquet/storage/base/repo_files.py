@@ -9,7 +9,7 @@ from pathlib import Path
 
 from aim_parquet.errors import AimRepositoryError, RepoNotFoundError, StorageError
 from aim_parquet.format.meta import RepoMarker, loads_json_object
-from aim_parquet.format.paths import RepoLayout, resolve_repo_root
+from aim_parquet.format.paths import AIM_REPO_FILES, RepoLayout, resolve_repo_root, writer_file_rank
 from aim_parquet.storage.base.atomic import atomic_write_json
 from aim_parquet.storage.base.safe_fs import MAX_JSON_FILE_BYTES, read_regular
 
@@ -23,9 +23,6 @@ def _check_marker(layout: RepoLayout) -> None:
     RepoMarker.from_json(loads_json_object(raw, what), what)
 
 
-AIM_REPO_FILES = ("run_metadata.sqlite", "meta", "seqs", "VERSION")
-"""What Aim 3.x writes in its `.aim/` (its SQLite run table, RocksDB trees and repo version);
-none of these names is ours."""
 ALLOW_AIM_REPO_ENV = "AIM_PARQUET_ALLOW_AIM_REPO"
 
 
@@ -100,3 +97,21 @@ def ensure_repo(repo: str | os.PathLike[str] | None) -> RepoLayout:
     with contextlib.suppress(FileExistsError):
         atomic_write_json(layout.marker, RepoMarker(created_at=time.time()).to_json())
     return layout
+
+
+def writer_ranks(layout: RepoLayout, run_hash: str, suffix: str | None = None) -> list[int]:
+    """The ranks (>= 1) with a file in the run's `writers/` folder (`suffix` "json": a part,
+    "lock": a lock file; None: either), sorted. A `writers` that is a link holds none."""
+    path = os.fspath(layout.writers_dir(run_hash))
+    try:
+        if os.path.islink(path):
+            return []
+        names = os.listdir(path)
+    except (FileNotFoundError, NotADirectoryError, PermissionError):
+        return []  # (a run folder others may not enter: its writers are unknown, as its lock)
+    ranks = set()
+    for name in names:
+        found = writer_file_rank(name)
+        if found is not None and (suffix is None or found[1] == suffix):
+            ranks.add(found[0])
+    return sorted(ranks)

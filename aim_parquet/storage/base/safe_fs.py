@@ -7,10 +7,8 @@ the repository, and no read is unbounded.
   `O_NONBLOCK` (opening a FIFO does not hang), then requires a regular file (`fstat`): a link,
   FIFO, device, socket or folder raises `UnsafeFileError` naming the file. `read_regular` and
   `map_regular` add a size bound.
-- `try_flock` takes the `flock` of a lock file (`compact.lock`, `index/runs.lock`) without
-  waiting: it never follows a link, never truncates the file and never creates a missing folder,
-  so a run deleted meanwhile stays deleted. `flock_holder` names the process holding one.
-  `held_folder` / `is_folder_in_use`: the same for a temp folder being filled (a copy).
+- Lock files are opened with `open_regular` too; taking and naming locks (a file's or a
+  folder's) is `storage.base.lock`'s job.
 - `require_real_dirs` refuses a write or deletion when a folder between `.aim/` and the target is
   a link (`require_real_run_dir`: `.aim/runs/` or a run folder); `remove_tree` never follows one.
 
@@ -27,7 +25,6 @@ import mmap
 import os
 import shutil
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -170,124 +167,6 @@ def copy_regular(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> st
         os.fsync(fdst.fileno())
     shutil.copystat(src, dst, follow_symlinks=False)
     return os.fspath(dst)
-
-
-def try_flock(path: str | os.PathLike[str], what: str = "lock file") -> int | None:
-    """Take the exclusive `flock` of `path` without waiting; the descriptor (close it to release)
-    or None when another process holds it. Creates the file, never its folder
-    (FileNotFoundError when the folder is gone), never truncates it, never follows a link."""
-    fd = open_regular(path, what, os.O_RDWR | os.O_CREAT)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as exc:
-        os.close(fd)
-        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-            return None
-        raise
-    return fd
-
-
-def is_flocked(path: str | os.PathLike[str]) -> bool:
-    """Whether another process holds the `flock` of an existing `path` (False when it is missing,
-    or cannot be opened: an unreadable lock file is not a lock we can see)."""
-    try:
-        fd = open_regular(path, "lock file")
-    except (OSError, UnsafeFileError):
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        return True
-    finally:
-        os.close(fd)  # closing drops the flock we may have taken
-    return False
-
-
-@contextlib.contextmanager
-def held_flock(path: str | os.PathLike[str], what: str = "lock file") -> Iterator[bool]:
-    """`try_flock` as a context: yields whether the lock is held (released on exit)."""
-    fd = try_flock(path, what)
-    try:
-        yield fd is not None
-    finally:
-        if fd is not None:
-            os.close(fd)
-
-
-@contextlib.contextmanager
-def held_folder(path: str | os.PathLike[str]) -> Iterator[None]:
-    """Hold the exclusive `flock` of a folder we are filling (a run being copied in under a
-    temp name): `gc` and `verify --repair` leave a folder in use alone, however old its files."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        yield
-    finally:
-        os.close(fd)
-
-
-def is_folder_in_use(path: str | os.PathLike[str]) -> bool:
-    """Whether another process holds the `flock` of the folder `path` (`held_folder`); False
-    for a missing path, a file or a link."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        return True
-    finally:
-        os.close(fd)
-    return False
-
-
-def flock_pids(path: str | os.PathLike[str]) -> list[int] | None:
-    """The processes holding a `flock` on `path`, from /proc/locks (the kernel's own view: no
-    lock is taken to find out); None where there is no /proc/locks."""
-    try:
-        st = os.stat(path, follow_symlinks=False)
-        with open("/proc/locks", encoding="ascii", errors="replace") as f:
-            lines = f.read(1 << 22).splitlines()
-    except FileNotFoundError:
-        return None if not os.path.exists("/proc/locks") else []
-    except OSError:
-        return None
-    wanted = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
-    pids = []
-    for line in lines:
-        parts = line.split()
-        if len(parts) >= 6 and parts[1] == "FLOCK" and parts[5] == wanted and parts[4].isdigit():
-            pids.append(int(parts[4]))
-    return pids
-
-
-def flock_holder(path: str | os.PathLike[str]) -> str:
-    """Who holds the `flock` of `path`, in words ("process 123 (aim-parquet compact)"); read from
-    /proc/locks where there is one, else "another process"."""
-    pids = flock_pids(path)
-    if not pids:
-        return "another process"
-    return f"process {pids[0]}{_command_of(pids[0])}"
-
-
-def _command_of(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            raw = f.read(4096)
-    except OSError:
-        return ""
-    words = [w.decode("utf-8", "replace") for w in raw.split(b"\0") if w]
-    if not words:
-        return ""
-    shown = [os.path.basename(words[0]), *words[1:]]
-    for i, word in enumerate(shown):  # `python -m aim_parquet ...` / `.../aim-parquet ...`
-        if word.endswith("aim-parquet") or word == "aim_parquet":
-            shown = ["aim-parquet", *shown[i + 1 :]]
-            break
-    text = " ".join(shown)
-    text = "".join(c if c.isprintable() else "?" for c in text)
-    return f" ({text[:80]})"
 
 
 def first_link(base: Path, path: Path) -> Path | None:

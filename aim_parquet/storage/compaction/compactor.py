@@ -3,9 +3,9 @@
 One compaction of a run (`compact_run`), under `runs/<hash>/compact.lock` (non-blocking; a run
 another compactor holds is skipped):
 
-1. Decide the mode. In a closed run every segment listed now is sealed; the compactor takes no
-   write lock, so a training script may resume the run meanwhile (its new segments are not
-   listed and wait for the next compaction). A run with a live writer is skipped unless
+1. Look at the writer (`storage.base.lock.writer_state`). In a closed run every segment listed
+   now is sealed; the compactor takes no write lock, so a training script may resume the run
+   meanwhile (its new segments are not listed and wait for the next compaction). A run with a live writer is skipped unless
    `include_active`; then the newest segment of each sequence (the one it appends to) is left
    alone. Segments are listed first and the writer checked after (by its identity and the
    kernel's flock table): a writer that resumed before the listing is seen, one that resumes
@@ -52,24 +52,21 @@ from aim_parquet.format.paths import (
 )
 from aim_parquet.storage.base.atomic import atomic_write
 from aim_parquet.storage.base.file_checks import check_version
+from aim_parquet.storage.base.files import folder_usage, list_names
+from aim_parquet.storage.base.lock import WriterState, compaction_lock, run_holder, writer_state
 from aim_parquet.storage.base.safe_fs import first_link
 from aim_parquet.storage.compaction.compacted import CompactedFileWriter, iter_file_pieces
 from aim_parquet.storage.compaction.compaction_report import CompactionReport, RunCompaction
 from aim_parquet.storage.compaction.run_folder import (
-    compaction_lock,
-    exclude_writer,
-    folder_usage,
-    is_run_live,
     is_uncommitted,
-    iter_segment_batches,
     remove_empty_dirs,
     remove_file,
-    segment_key,
     unreadable_listed_file,
 )
 from aim_parquet.storage.online.catalogue_scan import catch_up_sidecar
 from aim_parquet.storage.online.compacted_read import read_footer
 from aim_parquet.storage.online.run_reader import list_run_hashes, list_segments, load_manifest
+from aim_parquet.storage.online.segments import iter_segment_batches, segment_identity
 from aim_parquet.system.threads import signals_blocked
 
 log = logging.getLogger(__name__)
@@ -85,10 +82,7 @@ def _clean_leftovers(layout: RepoLayout, run_hash: str, manifest: Manifest | Non
     """Remove what an interrupted compaction left (caller holds the compact lock)."""
     run_dir = layout.run_dir(run_hash)
     cdir = layout.compacted_dir(run_hash)
-    try:
-        names = os.listdir(cdir)
-    except FileNotFoundError:
-        names = []
+    names = list_names(cdir)
     referenced = {Path(f.path).name for f in manifest.files} if manifest else set()
     for name in names:
         path = cdir / name
@@ -112,8 +106,11 @@ def _clean_leftovers(layout: RepoLayout, run_hash: str, manifest: Manifest | Non
             remove_file(layout.seqs_dir(run_hash) / seg)
 
 
-def _plan(layout: RepoLayout, run_hash: str, mode: str, notes: list[str]) -> list[_SeqPlan]:
-    """Sealed segments not yet covered, grouped by sequence, sequences in seq_id order."""
+def _plan(
+    layout: RepoLayout, run_hash: str, writer: WriterState, notes: list[str]
+) -> list[_SeqPlan]:
+    """Sealed segments not yet covered, grouped by sequence, sequences in seq_id order (with a
+    LIVE writer, each sequence's newest segment is left out: the writer may append to it)."""
     seqs_dir = layout.seqs_dir(run_hash)
     try:
         seq_ids = sorted(n for n in os.listdir(seqs_dir) if is_valid_seq_id(n))
@@ -125,11 +122,11 @@ def _plan(layout: RepoLayout, run_hash: str, mode: str, notes: list[str]) -> lis
             notes.append(f"skipped {seqs_dir / seq_id}: a symbolic link (see `aim-parquet verify`)")
             continue
         segs = list_segments(seqs_dir / seq_id)
-        if mode == "active" and segs:
+        if writer is WriterState.LIVE and segs:
             segs = segs[:-1]  # the live writer appends to the newest one
         plan: _SeqPlan | None = None
         for seg in segs:
-            key = segment_key(seg)
+            key = segment_identity(seg)
             if key is None:
                 notes.append(f"skipped unreadable segment {seg} (see `aim-parquet verify`)")
                 continue
@@ -157,7 +154,7 @@ def _write_kind(
     if prev_path is not None:
         footer = read_footer(prev_path)
         sequences.update(footer.sequences)
-        segments.update(s for s in footer.segments if (run_dir / "seqs" / s).exists())
+        segments.update(s for s in footer.segments if (run_dir / SEQS_DIRNAME / s).exists())
     for plan in plans:
         sequences[plan.key.seq_id] = plan.key
         segments.update(f"{plan.key.seq_id}/{s.name}" for s in plan.segments)
@@ -236,13 +233,17 @@ def compact_run(
     with compaction_lock(layout, run_hash) as busy:
         if busy is not None:
             return result("skipped", busy)
-        with exclude_writer(layout, run_hash, include_active) as mode:
-            if mode.startswith("skip:"):
-                return result("skipped", mode[5:])
-            try:
-                return _compact_locked(layout, run_hash, mode, result)
-            except FormatVersionError as exc:
-                return result("skipped", f"{exc} (its files are left as they are)")
+        writer = writer_state(layout, run_hash)
+        if writer is WriterState.LIVE and not include_active:
+            return result(
+                "skipped",
+                f"active run (written by {run_holder(layout, run_hash)}); pass include_active "
+                "to compact its sealed segments",
+            )
+        try:
+            return _compact_locked(layout, run_hash, writer, result)
+        except FormatVersionError as exc:
+            return result("skipped", f"{exc} (its files are left as they are)")
 
 
 def _refuse_future_files(layout: RepoLayout, run_hash: str) -> None:
@@ -250,11 +251,7 @@ def _refuse_future_files(layout: RepoLayout, run_hash: str) -> None:
     version: compaction would rewrite it as this version and delete it (FORMAT.md, reader
     rule 6); its segments are checked while planning."""
     cdir = layout.compacted_dir(run_hash)
-    try:
-        names = sorted(os.listdir(cdir))
-    except FileNotFoundError:
-        return
-    for name in names:
+    for name in list_names(cdir):
         if not is_compacted_name(name):
             continue
         try:
@@ -265,24 +262,24 @@ def _refuse_future_files(layout: RepoLayout, run_hash: str) -> None:
 
 
 def _compact_locked(
-    layout: RepoLayout, run_hash: str, mode: str, result: Callable[..., RunCompaction]
+    layout: RepoLayout, run_hash: str, writer: WriterState, result: Callable[..., RunCompaction]
 ) -> RunCompaction:
     run_dir = layout.run_dir(run_hash)
     caught: list[str] = []
-    if mode == "closed":
+    if writer is WriterState.CLOSED:
         _catch_up_catalogue(layout, run_hash, caught)
     manifest = load_manifest(layout, run_hash)
     _refuse_future_files(layout, run_hash)
-    _plan(layout, run_hash, mode, [])  # a segment of a newer format: refused before any change
+    _plan(layout, run_hash, writer, [])  # a segment of a newer format: refused before any change
     _clean_leftovers(layout, run_hash, manifest)
     plan_notes: list[str] = []
-    plans = _plan(layout, run_hash, mode, plan_notes)
-    if mode == "closed" and is_run_live(layout, run_hash):
+    plans = _plan(layout, run_hash, writer, plan_notes)
+    if writer is WriterState.CLOSED and writer_state(layout, run_hash) is WriterState.LIVE:
         # a writer resumed after the first look: a segment it appends to may be listed, so
         # list again leaving each sequence's newest segment alone (segments are listed first,
         # then the writer checked: one that starts later only makes segments not listed)
-        mode, plan_notes = "active", []
-        plans = _plan(layout, run_hash, mode, plan_notes)
+        writer, plan_notes = WriterState.LIVE, []
+        plans = _plan(layout, run_hash, writer, plan_notes)
     notes = [*caught, *plan_notes]
     generation = manifest.generation if manifest else 0
     if not plans:
@@ -309,7 +306,7 @@ def _compact_locked(
         raise
     new_segments = {f"{p.key.seq_id}/{s.name}" for p in plans for s in p.segments}
     still_there = {
-        s for s in (manifest.segments if manifest else ()) if (run_dir / "seqs" / s).exists()
+        s for s in (manifest.segments if manifest else ()) if (run_dir / SEQS_DIRNAME / s).exists()
     }
     files = {**prev_files, **written}
     new_manifest = Manifest(
@@ -327,7 +324,7 @@ def _compact_locked(
         old = prev_files.get(kind)
         if old is not None and old.path != written[kind].path:
             remove_file(run_dir / old.path)
-    if mode == "closed":
+    if writer is WriterState.CLOSED:
         remove_empty_dirs(layout.seqs_dir(run_hash))
     rows = sum(f.rows for f in written.values())
     return result(

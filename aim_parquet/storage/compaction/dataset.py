@@ -29,12 +29,10 @@ the work to the holder, which refreshes again when the change marker moved while
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
 import os
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,21 +53,22 @@ from aim_parquet.format.dataset import (
     bucket_of,
     dataset_dir,
     dataset_schema,
+    metrics_file_name,
+    runs_file_name,
 )
+from aim_parquet.format.kinds import is_metric_kind
 from aim_parquet.format.meta import RunMeta
 from aim_parquet.format.naming import CONTEXT_PREFIX, flat_columns
 from aim_parquet.format.paths import TEMP_PREFIX, RepoLayout, canonical_context, is_segment_name
-from aim_parquet.format.schema import is_metric_kind
 from aim_parquet.format.values import encode_json_value
 from aim_parquet.storage.base.atomic import atomic_write, fsync_dir, fsync_file, temp_path_for
+from aim_parquet.storage.base.lock import WriterState, held_flock, writer_state
 from aim_parquet.storage.base.repo_changes import marker_key
 from aim_parquet.storage.base.safe_fs import (
     MAX_JSON_FILE_BYTES,
-    open_regular,
     read_regular,
     require_real_dirs,
 )
-from aim_parquet.storage.compaction.run_folder import is_run_live
 from aim_parquet.storage.index.index_file import stat_key
 from aim_parquet.storage.index.run_index import RunIndex
 from aim_parquet.storage.index.runs_table import publish_runs_table, runs_table
@@ -101,7 +100,7 @@ def run_fingerprint(layout: RepoLayout, meta: RunMeta) -> str:
     """What changes whenever the points or the run-level fields of the run may have changed."""
     parts = [stat_key(os.stat(layout.sidecar(meta.hash)))]
     if meta.end_time is None:  # a live or dead writer: its segments may be ahead of the sidecar
-        parts.append("live" if is_run_live(layout, meta.hash) else "gone")
+        parts.append("live" if writer_state(layout, meta.hash) is WriterState.LIVE else "gone")
         seqs = layout.seqs_dir(meta.hash)
         with contextlib.suppress(FileNotFoundError, NotADirectoryError):
             for seq_id in sorted(os.listdir(seqs)):
@@ -195,23 +194,6 @@ class DatasetReport:
     notes: list[str] = field(default_factory=list)
 
 
-@contextlib.contextmanager
-def _dataset_lock(folder: Path) -> Iterator[bool]:
-    fd = open_regular(folder / LOCK_FILENAME, "analyst dataset lock", os.O_RDWR | os.O_CREAT)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
-
-
 def _write_parquet(path: Path, table: pa.Table) -> int:
     tmp = temp_path_for(path)
     try:
@@ -234,7 +216,7 @@ def refresh_dataset(layout: RepoLayout, *, rebuild: bool = False) -> DatasetRepo
     report = DatasetReport()
     for _round in range(MAX_ROUNDS):
         started = marker_key(layout)
-        with _dataset_lock(folder) as is_held:
+        with held_flock(folder / LOCK_FILENAME, "analyst dataset lock") as is_held:
             if not is_held:
                 report.skipped = report.skipped or "another process is refreshing the dataset"
                 return report
@@ -308,7 +290,7 @@ def _refresh_locked(
                 ("step", "ascending"),
             ]
         )
-        name = f"metrics-{bucket:02x}-{generation:06d}.parquet"
+        name = metrics_file_name(bucket, generation)
         report.rows += _write_parquet(folder / name, table)
         if files[bucket]:
             retired.append((files[bucket], now))
@@ -318,7 +300,7 @@ def _refresh_locked(
     if old is not None and not dirty and _same_table(folder / old.runs, runs):
         report.generation, report.runs = old.generation, len(metas)
         return runs  # nothing changed: no new generation
-    runs_name = f"runs-{generation:06d}.parquet"
+    runs_name = runs_file_name(generation)
     _write_parquet(folder / runs_name, runs)
     if old is not None:
         retired.append((old.runs, now))

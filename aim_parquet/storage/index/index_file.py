@@ -38,7 +38,6 @@ from aim_parquet.format.run_fields import DEFAULT_EXPERIMENT
 from aim_parquet.storage.base.safe_fs import MAX_JSON_FILE_BYTES, first_link, read_regular
 from aim_parquet.storage.index.run_records import Catalogue, RunRecord, json_text
 
-INDEX_FILENAME = "runs.jsonl"
 INDEX_FORMAT = "aim_parquet.run_index"
 INDEX_FORMAT_VERSION = 4
 StatKey = str  # "<st_mtime_ns>-<st_size>-<st_ino>" of a sidecar, in hex
@@ -193,7 +192,7 @@ def index_file_problem(layout: RepoLayout) -> str | None:
     if first_link(layout.aim_dir, layout.index_dir) is not None:
         return None
     try:
-        raw = read_regular(layout.index_dir / INDEX_FILENAME, "run index", MAX_JSON_FILE_BYTES)
+        raw = read_regular(layout.index_file, "run index", MAX_JSON_FILE_BYTES)
     except FileNotFoundError:
         return None
     except OSError as exc:

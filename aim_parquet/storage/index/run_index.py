@@ -52,10 +52,10 @@ from aim_parquet.errors import AimParquetError, CorruptFileError
 from aim_parquet.format.meta import RunMeta, loads_json_object
 from aim_parquet.format.paths import SIDECAR_FILENAME, RepoLayout, is_valid_run_hash
 from aim_parquet.storage.base.atomic import atomic_write
+from aim_parquet.storage.base.lock import held_flock, run_lock_holder
 from aim_parquet.storage.base.repo_changes import MarkerKey, index_link, marker_key
-from aim_parquet.storage.base.safe_fs import MAX_JSON_FILE_BYTES, held_flock, read_regular
+from aim_parquet.storage.base.safe_fs import MAX_JSON_FILE_BYTES, read_regular
 from aim_parquet.storage.index.index_file import (
-    INDEX_FILENAME,
     StatKey,
     decode_index,
     encode_index,
@@ -68,11 +68,9 @@ from aim_parquet.storage.online.writer_parts import (
     load_writer_parts,
     merge_parts,
     parts_key,
-    run_lock_holder,
 )
 
 __all__ = [
-    "INDEX_FILENAME",
     "CatalogueEntry",
     "DamagedRun",
     "IndexSnapshot",
@@ -84,7 +82,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-INDEX_LOCK_FILENAME = "runs.lock"
 SETTLE_S = 60.0  # a changed sidecar of a run without end_time triggers a write once this old
 FULL_CHECK_S = 5.0  # a refresh stats every sidecar at least this often
 RACY_S = 1.0  # a runs/ folder modified this recently may change again within its mtime tick
@@ -181,8 +178,8 @@ class RunIndex:
 
     def __init__(self, layout: RepoLayout) -> None:
         self.layout = layout
-        self.path = layout.index_dir / INDEX_FILENAME
-        self.lock_path = layout.index_dir / INDEX_LOCK_FILENAME
+        self.path = layout.index_file
+        self.lock_path = layout.index_lock
         self._entries: dict[str, _Entry] | None = None
         self._snapshot: IndexSnapshot | None = None
         self._quick: tuple[MarkerKey, tuple[int, int, int]] | None = None  # at the last full pass

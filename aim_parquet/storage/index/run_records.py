@@ -16,6 +16,7 @@ from dataclasses import replace
 from typing import Any, NamedTuple
 
 from aim_parquet.errors import CorruptFileError
+from aim_parquet.format.kinds import is_metric_kind
 from aim_parquet.format.meta import (
     FORMAT_NAME,
     FORMAT_VERSION,
@@ -25,7 +26,6 @@ from aim_parquet.format.meta import (
 )
 from aim_parquet.format.paths import is_valid_seq_id
 from aim_parquet.format.run_fields import display_name, experiment_or_default
-from aim_parquet.format.schema import METRIC_KINDS
 from aim_parquet.format.values import TAG, decode_json_value
 
 
@@ -53,7 +53,7 @@ class CatalogueEntry:
 
     @property
     def is_metric(self) -> bool:
-        return self.kind in METRIC_KINDS
+        return is_metric_kind(self.kind)
 
     @property
     def info(self) -> SequenceInfo:

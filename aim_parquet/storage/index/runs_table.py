@@ -32,12 +32,11 @@ from aim_parquet.storage.online.writer_parts import is_run_active
 
 log = logging.getLogger(__name__)
 
-RUNS_TABLE_FILENAME = "runs.parquet"
 _INT64 = (-(2**63), 2**63 - 1)
 
 
 def runs_table_path(layout: RepoLayout) -> Path:
-    return layout.index_dir / RUNS_TABLE_FILENAME
+    return layout.runs_table
 
 
 def _array(values: list[Any], typ: pa.DataType) -> pa.Array:

@@ -24,6 +24,7 @@ from aim_parquet.errors import AimParquetError
 from aim_parquet.format.meta import RunMeta, SequenceInfo
 from aim_parquet.format.paths import RepoLayout
 from aim_parquet.storage.base.repo_changes import write_sidecar
+from aim_parquet.storage.base.repo_files import writer_ranks
 from aim_parquet.storage.maintenance import salvage
 from aim_parquet.storage.maintenance.problems import Fix, Problem
 from aim_parquet.storage.online.catalogue_scan import (
@@ -32,7 +33,7 @@ from aim_parquet.storage.online.catalogue_scan import (
     stale_sequences,
 )
 from aim_parquet.storage.online.run_reader import load_sidecar
-from aim_parquet.storage.online.writer_parts import sequence_owner, writer_ranks
+from aim_parquet.storage.online.writer_parts import sequence_owner
 
 
 def rewrite_sidecar(layout: RepoLayout, meta: RunMeta) -> str:

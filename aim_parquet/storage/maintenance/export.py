@@ -17,17 +17,25 @@ from pathlib import Path
 
 from aim_parquet.errors import AimParquetError, CorruptFileError, FormatVersionError
 from aim_parquet.format.compacted import METRICS_KIND, SeqKey, compacted_kind, kind_token
+from aim_parquet.format.kinds import is_metric_kind
 from aim_parquet.format.meta import RunMeta
-from aim_parquet.format.paths import RepoLayout, canonical_context, is_valid_run_hash
-from aim_parquet.format.schema import is_metric_kind
+from aim_parquet.format.paths import (
+    EXPORT_METRICS_DIRNAME,
+    EXPORT_OBJECTS_DIRNAME,
+    EXPORT_POINTER_FILENAME,
+    RUNS_TABLE_FILENAME,
+    RepoLayout,
+    canonical_context,
+    is_valid_run_hash,
+)
 from aim_parquet.storage.base.atomic import (
     atomic_write_json,
     replace_folder,
     temp_path_for,
 )
+from aim_parquet.storage.base.files import folder_usage
 from aim_parquet.storage.compaction.compacted import CompactedFileWriter
 from aim_parquet.storage.index.runs_table import (
-    RUNS_TABLE_FILENAME,
     repo_runs,
     runs_table,
     write_table_atomic,
@@ -37,8 +45,6 @@ from aim_parquet.storage.online.run_reader import read_sequence
 from aim_parquet.storage.online.writer_parts import is_run_active
 
 log = logging.getLogger(__name__)
-
-EXPORT_MARKER = "aim_parquet_export.json"
 
 
 @dataclass(frozen=True)
@@ -59,7 +65,11 @@ def _prepare_output(output: Path) -> Path:
     export is built in, next to it (it replaces `output` only once complete)."""
     if output.is_symlink() or (output.exists() and not output.is_dir()):
         raise AimParquetError(f"{output} is not a folder; choose a new or empty folder.")
-    if output.exists() and any(output.iterdir()) and not (output / EXPORT_MARKER).exists():
+    if (
+        output.exists()
+        and any(output.iterdir())
+        and not (output / EXPORT_POINTER_FILENAME).exists()
+    ):
         raise AimParquetError(
             f"{output} exists and is not an aim_parquet export; choose a new or empty folder."
         )
@@ -144,14 +154,10 @@ def _export_into(
     active = {m.hash: is_run_active(layout, m) for m in exported}
     write_table_atomic(output / RUNS_TABLE_FILENAME, runs_table(exported, active))
     atomic_write_json(
-        output / EXPORT_MARKER,
+        output / EXPORT_POINTER_FILENAME,
         {"format": "aim_parquet.export", "format_version": 1, "source": str(layout.root)},
     )
-    files = size = 0
-    for dirpath, _dirs, names in os.walk(output):
-        for name in names:
-            files += 1
-            size += os.path.getsize(os.path.join(dirpath, name))
+    files, size = folder_usage(output)
     return len(exported), n_seqs, points, objects, files, size
 
 
@@ -201,9 +207,9 @@ def _export_run(
 
 def _export_writer(output: Path, run_hash: str, kind: str) -> CompactedFileWriter:
     if kind == METRICS_KIND:
-        path = output / "metrics" / f"{run_hash}.parquet"
+        path = output / EXPORT_METRICS_DIRNAME / f"{run_hash}.parquet"
     else:
-        path = output / "objects" / kind_token(kind) / f"{run_hash}.parquet"
+        path = output / EXPORT_OBJECTS_DIRNAME / kind_token(kind) / f"{run_hash}.parquet"
     path.parent.mkdir(parents=True, exist_ok=True)
     assert is_valid_run_hash(run_hash)
     return CompactedFileWriter(

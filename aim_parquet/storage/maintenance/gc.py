@@ -36,19 +36,28 @@ from aim_parquet.errors import AimParquetError
 from aim_parquet.format.compacted import is_compacted_name
 from aim_parquet.format.meta import FORMAT_VERSION
 from aim_parquet.format.paths import (
+    COMPACT_LOCK_FILENAME,
+    INDEX_DIRNAME,
     LOCK_FILENAME,
     MANIFEST_FILENAME,
+    QUARANTINE_DIRNAME,
+    RUNS_DIRNAME,
     SIDECAR_FILENAME,
     TEMP_PREFIX,
+    TRASH_DIRNAME,
     RepoLayout,
     is_segment_name,
 )
-from aim_parquet.storage.base.safe_fs import first_link, is_folder_in_use, remove_tree
+from aim_parquet.storage.base.files import age_s, path_size
+from aim_parquet.storage.base.lock import (
+    WriterState,
+    compaction_lock,
+    is_folder_in_use,
+    writer_state,
+)
+from aim_parquet.storage.base.safe_fs import first_link, remove_tree
 from aim_parquet.storage.compaction.dataset import collectable_files
 from aim_parquet.storage.compaction.run_folder import (
-    COMPACT_LOCK_FILENAME,
-    compaction_lock,
-    is_run_live,
     is_uncommitted,
     remove_empty_dirs,
     unreadable_listed_file,
@@ -90,32 +99,9 @@ class GcReport:
         return out
 
 
-def _size(path: Path) -> int:
-    if path.is_dir() and not path.is_symlink():
-        total = 0
-        for dirpath, _dirs, names in os.walk(path):
-            for name in names:
-                try:
-                    total += os.lstat(os.path.join(dirpath, name)).st_size
-                except FileNotFoundError:
-                    continue
-        return total
-    try:
-        return path.lstat().st_size
-    except FileNotFoundError:
-        return 0
-
-
-def _age(path: Path, now: float) -> float:
-    try:
-        return now - path.lstat().st_mtime
-    except FileNotFoundError:
-        return 0.0
-
-
 def _temp_age(path: Path, now: float) -> float:
     """How long nothing was written in a temp entry (a folder: its newest file)."""
-    newest = now - _age(path, now)
+    newest = now - age_s(path, now)
     if path.is_dir() and not path.is_symlink():
         for dirpath, _dirs, names in os.walk(path):
             for name in names:
@@ -135,7 +121,7 @@ class _Collector:
         if link is not None:
             self.notes.append(f"kept {path}: {link} is a symbolic link (never deleted through)")
             return
-        size = _size(path)
+        size = path_size(path)
         try:
             remove_tree(path)  # a link itself is removed, never what it points to
         except FileNotFoundError:
@@ -168,12 +154,12 @@ def _gc_locked(layout: RepoLayout, run_hash: str, grace_s: float, out: _Collecto
     for dirpath, _dirs, names in os.walk(run_dir):  # (never descends into a linked folder)
         for name in names:
             path = Path(dirpath) / name
-            if name.startswith(TEMP_PREFIX) and _age(path, now) >= max(grace_s, TEMP_MIN_AGE_S):
+            if name.startswith(TEMP_PREFIX) and age_s(path, now) >= max(grace_s, TEMP_MIN_AGE_S):
                 temps.append(path)
     # listed first, checked after: a writer that starts now only makes temp files not listed
-    is_live = is_run_live(layout, run_hash)
+    is_live = writer_state(layout, run_hash) is WriterState.LIVE
     for path in temps:
-        if not is_live or _age(path, now) >= TEMP_GRACE_S:
+        if not is_live or age_s(path, now) >= TEMP_GRACE_S:
             out.remove(path, "temp-file")
     try:
         manifest = load_manifest(layout, run_hash)
@@ -187,7 +173,7 @@ def _gc_locked(layout: RepoLayout, run_hash: str, grace_s: float, out: _Collecto
             "(run `aim-parquet verify --repair`)"
         )
         return
-    is_settled = manifest is None or _age(layout.manifest(run_hash), now) >= grace_s
+    is_settled = manifest is None or age_s(layout.manifest(run_hash), now) >= grace_s
     if manifest is not None and is_settled:
         for seg in sorted(manifest.segments):
             path = layout.seqs_dir(run_hash) / seg
@@ -196,7 +182,7 @@ def _gc_locked(layout: RepoLayout, run_hash: str, grace_s: float, out: _Collecto
     listed = {Path(f.path).name for f in manifest.files} if manifest else set()
     for name in sorted(os.listdir(cdir)) if cdir.is_dir() and not cdir.is_symlink() else []:
         path = cdir / name
-        if not is_compacted_name(name) or name in listed or _age(path, now) < grace_s:
+        if not is_compacted_name(name) or name in listed or age_s(path, now) < grace_s:
             continue
         if _is_future_format(path):
             out.notes.append(f"run {run_hash}: {path} kept (a newer format version)")
@@ -242,7 +228,7 @@ def gc_repo(layout: RepoLayout, *, grace_s: float = DEFAULT_GRACE_S) -> GcReport
         )
     elif trash.is_dir():
         for name in sorted(os.listdir(trash)):
-            out.remove(trash / name, "trash")
+            out.remove(trash / name, TRASH_DIRNAME)
     now = time.time()
     for folder in (layout.aim_dir, layout.runs_dir, layout.index_dir):
         try:
@@ -296,9 +282,9 @@ def _file_kind(rel: Path) -> str:
     if name.startswith(TEMP_PREFIX):
         return "temp"
     top = parts[0]
-    if top in ("trash", "quarantine", "index"):
+    if top in (TRASH_DIRNAME, QUARANTINE_DIRNAME, INDEX_DIRNAME):
         return top
-    if top != "runs" or len(parts) < 3:
+    if top != RUNS_DIRNAME or len(parts) < 3:
         return "repo"
     if name == SIDECAR_FILENAME:
         return "sidecar"

@@ -38,10 +38,15 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import pyarrow.fs as pafs
 
 from aim_parquet.errors import AimParquetError, OptionalDependencyError, StorageError
+from aim_parquet.format.paths import (
+    EXPORT_METRICS_DIRNAME,
+    EXPORT_OBJECTS_DIRNAME,
+    EXPORT_POINTER_FILENAME,
+    RUNS_TABLE_FILENAME,
+)
 
 log = logging.getLogger(__name__)
 
-POINTER_FILENAME = "aim_parquet_export.json"
 EXPORTS_PREFIX = "exports"
 STALE_UPLOAD_S = 3600.0
 _SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
@@ -143,7 +148,7 @@ def _fsspec_filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
 
 def read_pointer(target: RemoteTarget) -> dict[str, Any] | None:
     """The published pointer of `target`, or None when there is none yet."""
-    path = target.path(POINTER_FILENAME)
+    path = target.path(EXPORT_POINTER_FILENAME)
     if target.fs.get_file_info(path).type == pafs.FileType.NotFound:
         return None
     with target.fs.open_input_stream(path) as f:
@@ -154,7 +159,7 @@ def read_pointer(target: RemoteTarget) -> dict[str, Any] | None:
         pointer = None
     if not isinstance(pointer, dict) or pointer.get("format") != "aim_parquet.export":
         raise AimParquetError(
-            f"{target.uri}/{POINTER_FILENAME} is not an aim_parquet export pointer; "
+            f"{target.uri}/{EXPORT_POINTER_FILENAME} is not an aim_parquet export pointer; "
             "choose another URI"
         )
     return pointer
@@ -167,7 +172,7 @@ def _check_target(target: RemoteTarget) -> dict[str, Any] | None:
         listing = target.fs.get_file_info(pafs.FileSelector(target.root, allow_not_found=True))
         if any(i.base_name != EXPORTS_PREFIX for i in listing):
             raise AimParquetError(
-                f"{target.uri} holds other data and no {POINTER_FILENAME}: it is not an "
+                f"{target.uri} holds other data and no {EXPORT_POINTER_FILENAME}: it is not an "
                 "aim_parquet export; choose a new or empty location"
             )
     return pointer
@@ -181,7 +186,7 @@ def _listed_files(local: Path) -> list[tuple[str, int]]:
     """(relative posix path, bytes) of every file of a local export folder, pointer excluded."""
     out = []
     for path in sorted(local.rglob("*")):
-        if path.is_file() and path.name != POINTER_FILENAME:
+        if path.is_file() and path.name != EXPORT_POINTER_FILENAME:
             out.append((path.relative_to(local).as_posix(), path.stat().st_size))
     return out
 
@@ -197,7 +202,7 @@ def publish_export(local: Path, target: RemoteTarget, *, source: str) -> tuple[i
             _upload(local / relative, target, f"{prefix}/{relative}")
         _verify_upload(target, prefix, files)
         pointer = _pointer(prefix, files, source)
-        with target.fs.open_output_stream(target.path(POINTER_FILENAME)) as out:
+        with target.fs.open_output_stream(target.path(EXPORT_POINTER_FILENAME)) as out:
             out.write(json.dumps(pointer, indent=1, ensure_ascii=False).encode())
     except OSError as exc:
         if isinstance(exc, AimParquetError):
@@ -232,7 +237,7 @@ def _pointer(prefix: str, files: list[tuple[str, int]], source: str) -> dict[str
     objects: dict[str, list[str]] = {}
     for relative, _size in files:
         parts = relative.split("/")
-        if parts[0] == "objects" and len(parts) == 3:
+        if parts[0] == EXPORT_OBJECTS_DIRNAME and len(parts) == 3:
             objects.setdefault(parts[1], []).append(f"{prefix}/{relative}")
     return {
         "format": "aim_parquet.export",
@@ -240,8 +245,10 @@ def _pointer(prefix: str, files: list[tuple[str, int]], source: str) -> dict[str
         "source": source,
         "created_at": time.time(),
         "prefix": prefix,
-        "runs": f"{prefix}/runs.parquet",
-        "metrics": [f"{prefix}/{r}" for r, _s in files if r.startswith("metrics/")],
+        "runs": f"{prefix}/{RUNS_TABLE_FILENAME}",
+        "metrics": [
+            f"{prefix}/{r}" for r, _s in files if r.startswith(f"{EXPORT_METRICS_DIRNAME}/")
+        ],
         "objects": objects,
         "files": [{"path": f"{prefix}/{r}", "bytes": size} for r, size in files],
     }

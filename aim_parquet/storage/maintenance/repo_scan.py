@@ -61,7 +61,7 @@ def scan_repo(layout: RepoLayout, repair: bool) -> list[Problem]:
                 )
             )
 
-    quarantine = salvage.quarantine_dir(layout)
+    quarantine = layout.quarantine_dir
     for dirpath, dirs, names in os.walk(layout.aim_dir, onerror=denied):
         folder = Path(dirpath)
         if folder == layout.aim_dir:

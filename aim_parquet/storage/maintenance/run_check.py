@@ -19,14 +19,11 @@ from pathlib import Path
 from aim_parquet.errors import AimParquetError, CorruptFileError, FormatVersionError
 from aim_parquet.format.compacted import is_compacted_name
 from aim_parquet.format.meta import Manifest, RunMeta
-from aim_parquet.format.paths import TEMP_PREFIX, RepoLayout, is_valid_seq_id
+from aim_parquet.format.paths import SIDECAR_FILENAME, TEMP_PREFIX, RepoLayout, is_valid_seq_id
+from aim_parquet.storage.base.files import age_s, list_names
+from aim_parquet.storage.base.lock import WriterState, is_flocked, writer_state
 from aim_parquet.storage.base.safe_fs import read_regular
-from aim_parquet.storage.compaction.run_folder import (
-    COMPACT_LOCK_FILENAME,
-    is_file_locked,
-    is_run_live,
-    is_uncommitted,
-)
+from aim_parquet.storage.compaction.run_folder import is_uncommitted
 from aim_parquet.storage.index.run_index import YOUNG_RUN_S
 from aim_parquet.storage.maintenance import salvage
 from aim_parquet.storage.maintenance.catalogue_check import CatalogueChecks, rewrite_sidecar
@@ -64,7 +61,8 @@ class RunCheck(CatalogueChecks):
         self.files = 0
         self.is_exclusive = is_exclusive
         self.is_sidecar_moved = is_sidecar_moved
-        self.is_live = not is_exclusive and is_run_live(layout, run_hash)  # a writer holds it
+        # a writer holds it
+        self.is_live = not is_exclusive and writer_state(layout, run_hash) is WriterState.LIVE
         self.manifest: Manifest | None = None
         self._files_fixed = False
         self._footer_sequences: set[str] | None = None
@@ -130,7 +128,7 @@ class RunCheck(CatalogueChecks):
 
     def check_temp_files(self) -> None:
         idle = self.is_exclusive or (
-            not self.is_live and not is_file_locked(self.run_dir / COMPACT_LOCK_FILENAME)
+            not self.is_live and not is_flocked(self.layout.compact_lock(self.run_hash))
         )
         now = time.time()
         walk = os.walk(
@@ -168,7 +166,7 @@ class RunCheck(CatalogueChecks):
             return
         cdir = self.layout.compacted_dir(self.run_hash)
         if self.manifest is None:
-            names = [n for n in listdir_sorted(cdir) if is_compacted_name(n)]
+            names = [n for n in list_names(cdir) if is_compacted_name(n)]
             if any(not is_uncommitted(self.run_dir, cdir / n) for n in names):
                 self.add(
                     path,
@@ -276,11 +274,13 @@ class RunCheck(CatalogueChecks):
         path = self.layout.sidecar(self.run_hash)
         if not os.path.lexists(path):
             is_new = not (self.is_exclusive or self.is_sidecar_moved) and (
-                _age(self.run_dir) < YOUNG_RUN_S
+                age_s(self.run_dir) < YOUNG_RUN_S
             )
             if self.is_live or is_new:
                 return None  # a run being created
-            self.add(path, "missing-sidecar", "the run has no run.json", self.fix_sidecar)
+            self.add(
+                path, "missing-sidecar", f"the run has no {SIDECAR_FILENAME}", self.fix_sidecar
+            )
             return None
         if is_special(path):
             return None  # named by the repository scan (its repair moves it aside)
@@ -337,29 +337,13 @@ class RunCheck(CatalogueChecks):
         return f"rebuilt from the data ({len(meta.sequences)} sequences; {source}){moved}"
 
 
-def listdir_sorted(folder: Path) -> list[str]:
-    try:
-        return sorted(os.listdir(folder))
-    except FileNotFoundError:
-        return []
-
-
 def _seq_dirs(layout: RepoLayout, run_hash: str) -> list[Path]:
     seqs = layout.seqs_dir(run_hash)
     if os.path.islink(seqs):
         return []  # named by the repository scan
     return [
-        seqs / n
-        for n in listdir_sorted(seqs)
-        if is_valid_seq_id(n) and not os.path.islink(seqs / n)
+        seqs / n for n in list_names(seqs) if is_valid_seq_id(n) and not os.path.islink(seqs / n)
     ]
-
-
-def _age(path: Path) -> float:
-    try:
-        return time.time() - path.stat().st_mtime
-    except FileNotFoundError:
-        return 0.0
 
 
 def _unlink(path: Path) -> str:

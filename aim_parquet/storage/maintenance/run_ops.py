@@ -37,6 +37,7 @@ from pathlib import Path
 from aim_parquet.errors import AimParquetError, MissingRunError, RunLockedError, UnsafeFileError
 from aim_parquet.format.paths import (
     ATTACH_GATE_FILENAME,
+    COMPACT_LOCK_FILENAME,
     LOCK_FILENAME,
     TEMP_PREFIX,
     WRITERS_DIRNAME,
@@ -44,23 +45,21 @@ from aim_parquet.format.paths import (
     validate_run_hash,
     writer_file_rank,
 )
-from aim_parquet.storage.base.lock import RunLock
+from aim_parquet.storage.base.lock import (
+    held_folder,
+    held_run_lock,
+    hold_run_locks,
+    run_lock_holder,
+)
 from aim_parquet.storage.base.repo_changes import note_change
 from aim_parquet.storage.base.safe_fs import (
     copy_regular,
     describe_mode,
     first_link,
-    held_folder,
     remove_tree,
     require_real_dirs,
 )
-from aim_parquet.storage.compaction.run_folder import (
-    COMPACT_LOCK_FILENAME,
-    hold_run_locks,
-    run_holder,
-)
 from aim_parquet.storage.online.writer_gate import every_writer_held
-from aim_parquet.storage.online.writer_parts import run_lock_holder
 
 log = logging.getLogger(__name__)
 
@@ -126,18 +125,16 @@ def delete_run_folder(layout: RepoLayout, run_hash: str) -> None:
     UnsafeFileError (a run folder or `trash/` that is a link)."""
     _require_run(layout, run_hash)
     require_real_dirs(layout.aim_dir, layout.trash_dir, f"delete run {run_hash}")
-    lock = RunLock(layout.lock_file(run_hash), run_hash)
     try:
-        lock.acquire()
-    except RunLockedError as exc:
-        raise _locked_error(run_hash, "delete", run_holder(layout, run_hash)) from exc
+        with held_run_lock(layout.lock_file(run_hash), run_hash) as who:
+            if who is not None:
+                raise _locked_error(run_hash, "delete", who)
+            with every_writer_held(layout, run_hash, "delete"):
+                target = _move_to_trash(layout, run_hash)
     except FileNotFoundError:
+        if os.path.lexists(layout.run_dir(run_hash)):
+            raise
         raise MissingRunError(f"No run {run_hash!r} in repository {layout.root}.") from None
-    try:
-        with every_writer_held(layout, run_hash, "delete"):
-            target = _move_to_trash(layout, run_hash)
-    finally:
-        lock.release()
     _finish_delete(layout, target)
 
 

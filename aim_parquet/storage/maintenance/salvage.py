@@ -28,7 +28,7 @@ from aim_parquet.format.compacted import is_compacted_name
 from aim_parquet.format.meta import CompactedFile, Manifest, RunMeta, SequenceInfo
 from aim_parquet.format.paths import RepoLayout, is_valid_seq_id
 from aim_parquet.storage.base.atomic import atomic_write, fsync_dir, fsync_file, temp_path_for
-from aim_parquet.storage.base.file_checks import segment_source
+from aim_parquet.storage.base.files import list_names
 from aim_parquet.storage.base.repo_changes import write_sidecar
 from aim_parquet.storage.base.safe_fs import (
     MAX_JSON_FILE_BYTES,
@@ -36,20 +36,14 @@ from aim_parquet.storage.base.safe_fs import (
     read_regular,
     require_real_dirs,
 )
-from aim_parquet.storage.compaction.run_folder import iter_segment_batches
-from aim_parquet.storage.index.run_index import INDEX_FILENAME, read_index_file
+from aim_parquet.storage.index.run_index import read_index_file
 from aim_parquet.storage.online.catalogue_scan import scan_catalogue
 from aim_parquet.storage.online.compacted_read import read_footer
 from aim_parquet.storage.online.run_reader import (
     list_segments,
     read_sequence,
 )
-
-QUARANTINE_DIRNAME = "quarantine"
-
-
-def quarantine_dir(layout: RepoLayout) -> Path:
-    return layout.aim_dir / QUARANTINE_DIRNAME
+from aim_parquet.storage.online.segments import iter_segment_batches, open_segment
 
 
 def quarantine(layout: RepoLayout, path: Path, *, keep: bool = False) -> Path:
@@ -62,7 +56,7 @@ def quarantine(layout: RepoLayout, path: Path, *, keep: bool = False) -> Path:
         rel = path.relative_to(layout.runs_dir)
     except ValueError:
         rel = path.relative_to(layout.aim_dir)
-    target = quarantine_dir(layout) / rel
+    target = layout.quarantine_dir / rel
     if os.path.lexists(target):
         target = target.with_name(f"{target.name}.{time.time_ns()}")
     require_real_dirs(layout.aim_dir, path.parent, f"quarantine {path}")  # (never moved out)
@@ -78,7 +72,7 @@ def quarantine(layout: RepoLayout, path: Path, *, keep: bool = False) -> Path:
 
 def rewrite_segment(path: Path) -> int:
     """Replace a torn segment by its complete batches; returns how many rows it keeps."""
-    schema = pa.ipc.open_stream(segment_source(path)).schema
+    schema = open_segment(path).schema
     tmp = temp_path_for(path)
     rows = 0
     try:
@@ -99,11 +93,7 @@ def rewrite_segment(path: Path) -> int:
 def readable_footers(compacted_dir: Path) -> dict[str, Any]:
     """{file name: FileFooter} of every compacted file whose footer can be read."""
     out: dict[str, Any] = {}
-    try:
-        names = sorted(os.listdir(compacted_dir))
-    except FileNotFoundError:
-        return out
-    for name in names:
+    for name in list_names(compacted_dir):
         if not is_compacted_name(name):
             continue
         try:
@@ -158,7 +148,7 @@ def rebuild_manifest(
 def cached_sidecar(layout: RepoLayout, run_hash: str) -> dict[str, Any] | None:
     """The run index's copy of a run's sidecar JSON, if the index file has one."""
     try:
-        raw = read_regular(layout.index_dir / INDEX_FILENAME, "run index", MAX_JSON_FILE_BYTES)
+        raw = read_regular(layout.index_file, "run index", MAX_JSON_FILE_BYTES)
         record = read_index_file(raw)[run_hash].record
         return None if record is None else record.data
     except (OSError, ValueError, KeyError, TypeError, RecursionError, AimParquetError):
@@ -177,11 +167,8 @@ def _creation_time(layout: RepoLayout, run_hash: str) -> float:
 
 
 def _seq_dirs(layout: RepoLayout, run_hash: str) -> list[Path]:
-    try:
-        names = os.listdir(layout.seqs_dir(run_hash))
-    except FileNotFoundError:
-        return []
-    return [layout.seqs_dir(run_hash) / n for n in sorted(names) if is_valid_seq_id(n)]
+    names = list_names(layout.seqs_dir(run_hash))
+    return [layout.seqs_dir(run_hash) / n for n in names if is_valid_seq_id(n)]
 
 
 def data_catalogue(layout: RepoLayout, run_hash: str, base: RunMeta) -> list[SequenceInfo]:

@@ -15,13 +15,12 @@ from aim_parquet.errors import RunLockedError
 from aim_parquet.format.meta import RunMeta
 from aim_parquet.format.paths import RepoLayout, validate_run_hash
 from aim_parquet.format.values import check_text
-from aim_parquet.storage.base.lock import RunLock
+from aim_parquet.storage.base.lock import extra_writer_holder, held_run_lock
 from aim_parquet.storage.base.repo_changes import write_sidecar
-from aim_parquet.storage.compaction.run_folder import run_holder
+from aim_parquet.storage.base.repo_files import writer_ranks
 from aim_parquet.storage.maintenance.salvage import last_timestamp
 from aim_parquet.storage.online.catalogue_scan import caught_up, edit_writer_catalogue
 from aim_parquet.storage.online.run_reader import load_run_meta, load_sidecar
-from aim_parquet.storage.online.writer_parts import extra_writer_holder, writer_ranks
 
 
 def _edit(
@@ -29,23 +28,17 @@ def _edit(
 ) -> RunMeta:
     validate_run_hash(run_hash)
     load_run_meta(layout, run_hash)  # MissingRunError / CorruptFileError before locking
-    lock = RunLock(layout.lock_file(run_hash), run_hash)
-    try:
-        lock.acquire()
-    except RunLockedError:
-        who = run_holder(layout, run_hash)
-        raise RunLockedError(
-            f"Cannot {what} run {run_hash}: it is being written by {who}. Do it from that "
-            "process, or wait until the run is closed."
-        ) from None
-    try:
+    with held_run_lock(layout.lock_file(run_hash), run_hash) as who:
+        if who is not None:
+            raise RunLockedError(
+                f"Cannot {what} run {run_hash}: it is being written by {who}. Do it from that "
+                "process, or wait until the run is closed."
+            )
         meta = load_sidecar(layout, run_hash)  # rank 0's, for a run with several writers
         new = change(meta)
         if new != meta:
             write_sidecar(layout, run_hash, replace(new, updated_at=time.time()).dumps())
         return new
-    finally:
-        lock.release()
 
 
 def change_run(

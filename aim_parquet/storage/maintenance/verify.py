@@ -30,19 +30,19 @@ from aim_parquet.errors import AimParquetError, CorruptFileError, FormatVersionE
 from aim_parquet.format.meta import RepoMarker, loads_json_object
 from aim_parquet.format.paths import TEMP_PREFIX, RepoLayout
 from aim_parquet.storage.base.atomic import atomic_write_json
+from aim_parquet.storage.base.files import age_s, list_names
+from aim_parquet.storage.base.lock import hold_run_locks, is_folder_in_use
 from aim_parquet.storage.base.safe_fs import (
     MAX_JSON_FILE_BYTES,
     first_link,
-    is_folder_in_use,
     read_regular,
     remove_tree,
 )
-from aim_parquet.storage.compaction.run_folder import hold_run_locks
-from aim_parquet.storage.index.run_index import INDEX_FILENAME, RunIndex, index_file_problem
+from aim_parquet.storage.index.run_index import RunIndex, index_file_problem
 from aim_parquet.storage.maintenance.gc import GcReport, StatsReport, gc_repo, repo_stats
 from aim_parquet.storage.maintenance.problems import PERMISSION_DENIED, TEMP_GRACE_S, Fix, Problem
 from aim_parquet.storage.maintenance.repo_scan import scan_repo
-from aim_parquet.storage.maintenance.run_check import RunCheck, listdir_sorted
+from aim_parquet.storage.maintenance.run_check import RunCheck
 from aim_parquet.storage.online.run_reader import list_run_hashes
 
 __all__ = [
@@ -162,11 +162,11 @@ def _check_repo_files(layout: RepoLayout, repair: bool) -> tuple[list[Problem], 
     for folder in (layout.aim_dir, layout.runs_dir, layout.index_dir):
         if first_link(layout.root, folder) is not None and folder != layout.aim_dir:
             continue  # a linked folder: named by the scan, nothing is deleted through it
-        for name in listdir_sorted(folder):
+        for name in list_names(folder):
             path = folder / name
             if (
                 name.startswith(TEMP_PREFIX)
-                and now - _mtime(path) > TEMP_GRACE_S
+                and age_s(path, now) > TEMP_GRACE_S
                 and not is_folder_in_use(path)  # a copy in progress
             ):
                 ok, action = False, ""
@@ -177,13 +177,6 @@ def _check_repo_files(layout: RepoLayout, repair: bool) -> tuple[list[Problem], 
                     Problem(None, str(path), "temp-file", "leftover temp entry", ok, action)
                 )
     return problems, True
-
-
-def _mtime(path: Path) -> float:
-    try:
-        return path.lstat().st_mtime
-    except FileNotFoundError:
-        return time.time()
 
 
 def _remove_tree(path: Path) -> None:
@@ -218,7 +211,7 @@ def verify_repo(layout: RepoLayout, *, repair: bool = False) -> VerifyReport:
         problems.append(
             Problem(
                 None,
-                str(layout.index_dir / INDEX_FILENAME),
+                str(layout.index_file),
                 "damaged-index",
                 f"{index_problem} (the index is a cache: rebuilding it loses nothing)",
                 repair,

@@ -20,22 +20,26 @@ import pyarrow.parquet as pq
 
 from aim_parquet.errors import CorruptFileError, FormatVersionError, UnsafeFileError
 from aim_parquet.format.meta import FORMAT_VERSION, CompactedFile, Manifest
-from aim_parquet.format.schema import METRIC_FILE_SCHEMA, OBJECT_FILE_SCHEMA
+from aim_parquet.format.paths import SEQS_DIRNAME
+from aim_parquet.format.schema import (
+    METRIC_FILE_SCHEMA,
+    OBJECT_FILE_SCHEMA,
+    format_version_of,
+    segment_key,
+)
 from aim_parquet.storage.base.file_checks import (
     check_parquet,
     check_segment_schema,
-    format_version_of,
     parquet_source,
-    segment_source,
 )
-from aim_parquet.storage.compaction.run_folder import schema_key
 from aim_parquet.storage.online.compacted_read import read_footer
+from aim_parquet.storage.online.segments import open_segment
 
 
 def check_segment_file(seg: Path) -> tuple[str | None, str, int]:
     """(problem kind or None, detail, complete rows) of one segment read in full."""
     try:
-        reader = pa.ipc.open_stream(segment_source(seg))  # bounded: never a decoding bomb
+        reader = open_segment(seg)  # bounded: never a decoding bomb
     except PermissionError:
         raise
     except UnsafeFileError as exc:
@@ -49,7 +53,7 @@ def check_segment_file(seg: Path) -> tuple[str | None, str, int]:
         check_segment_schema(reader.schema, seg)
     except CorruptFileError as exc:
         return "invalid-segment", str(exc), 0
-    if schema_key(reader.schema, seg.parent.name) is None:
+    if segment_key(reader.schema, seg.parent.name) is None:
         return "unreadable-segment", "not a segment schema (columns or metadata)", 0
     rows = 0
     while True:
@@ -71,7 +75,7 @@ def missing_segments(run_dir: Path, manifest: Manifest, keep: list[CompactedFile
             segs = read_footer(run_dir / f.path).segments
         except (OSError, pa.ArrowInvalid, ValueError, KeyError):
             segs = frozenset(manifest.segments)
-        lost += sum(1 for s in segs if not (run_dir / "seqs" / s).exists())
+        lost += sum(1 for s in segs if not (run_dir / SEQS_DIRNAME / s).exists())
     return lost
 
 

@@ -31,6 +31,7 @@ the writer does (`run_writer.summarize`).
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -44,7 +45,8 @@ from typing import TypeAlias
 import numpy as np
 import pyarrow as pa
 
-from aim_parquet.errors import CorruptFileError, RunLockedError
+from aim_parquet.errors import CorruptFileError
+from aim_parquet.format.kinds import INT_KIND, NUMBER_KIND, is_metric_kind
 from aim_parquet.format.meta import CatalogueReach, Manifest, RunMeta, SequenceInfo, loads_json
 from aim_parquet.format.paths import (
     COMPACTED_DIRNAME,
@@ -54,11 +56,18 @@ from aim_parquet.format.paths import (
     is_valid_seq_id,
     validate_run_hash,
 )
-from aim_parquet.format.schema import describe_segment_schema, is_metric_kind
+from aim_parquet.format.schema import segment_key
 from aim_parquet.storage.base.columns import to_numpy
-from aim_parquet.storage.base.file_checks import check_segment_schema, segment_source
-from aim_parquet.storage.base.lock import RunLock, is_run_locked
+from aim_parquet.storage.base.file_checks import check_segment_schema
+from aim_parquet.storage.base.files import list_names
+from aim_parquet.storage.base.lock import (
+    held_run_lock,
+    is_run_locked,
+    run_lock_holder,
+    writer_lock_holder,
+)
 from aim_parquet.storage.base.repo_changes import write_sidecar
+from aim_parquet.storage.base.repo_files import writer_ranks
 from aim_parquet.storage.online.compacted_read import GoneFiles, is_gone, read_compacted
 from aim_parquet.storage.online.run_reader import (
     MAX_SWAP_RETRIES,
@@ -68,14 +77,11 @@ from aim_parquet.storage.online.run_reader import (
     segment_names,
 )
 from aim_parquet.storage.online.run_writer import summarize
-from aim_parquet.storage.online.segments import read_segment, read_segment_from
+from aim_parquet.storage.online.segments import open_segment, read_segment, read_segment_from
 from aim_parquet.storage.online.writer_parts import (
     load_writer_part,
     load_writer_parts,
-    run_lock_holder,
     sequence_owner,
-    writer_lock_holder,
-    writer_ranks,
 )
 
 log = logging.getLogger(__name__)
@@ -98,10 +104,10 @@ def summarize_pieces(info: SequenceInfo, pieces: Iterable[Piece]) -> SequenceInf
         for batch in piece.to_batches() if isinstance(piece, pa.Table) else (piece,):
             if batch.num_rows == 0:
                 continue
-            if info.kind == "int":
+            if info.kind == INT_KIND:
                 values = to_numpy(batch.column(1))
                 if not bool(np.all(np.isfinite(values) & (values == np.floor(values)))):
-                    info = replace(info, kind="number")
+                    info = replace(info, kind=NUMBER_KIND)
             info = summarize(info, batch)
     return info
 
@@ -243,15 +249,17 @@ def _identify(files: _RunFiles, seq_id: str) -> SequenceInfo | None:
     for name in segment_names(files.seq_dir(seq_id)):
         path = f"{files.seq_dir(seq_id)}/{name}"
         try:
-            source = segment_source(path)  # bounded, regular, not a link (UnsafeFileError)
-            schema = pa.ipc.open_stream(pa.BufferReader(source)).schema
+            schema = open_segment(path).schema  # bounded, regular, not a link (UnsafeFileError)
             check_segment_schema(schema, path)  # FormatVersionError passes
-            d = describe_segment_schema(schema)
+            key = segment_key(schema, seq_id)
+            context = None if key is None else json.loads(key.context)
         except (pa.ArrowInvalid, OSError, ValueError) as exc:  # (CorruptFileError)
             if isinstance(exc, OSError) and (is_gone(exc) or isinstance(exc, PermissionError)):
                 raise
             continue
-        return SequenceInfo(seq_id=seq_id, name=d["name"], context=d["context"], kind=d["kind"])
+        if key is None or not isinstance(context, dict):
+            continue  # not a segment's metadata: the next segment may tell
+        return SequenceInfo(seq_id=seq_id, name=key.name, context=context, kind=key.kind)
     return None
 
 
@@ -284,11 +292,7 @@ def _compacted_only(files: _RunFiles, known: Container[str]) -> list[SequenceInf
 
 
 def _seq_folder_ids(files: _RunFiles) -> list[str]:
-    try:
-        names = os.listdir(f"{files.run_dir}/{SEQS_DIRNAME}")
-    except FileNotFoundError:
-        return []
-    return sorted(n for n in names if is_valid_seq_id(n))
+    return [n for n in list_names(f"{files.run_dir}/{SEQS_DIRNAME}") if is_valid_seq_id(n)]
 
 
 def _scan_once(
@@ -371,10 +375,7 @@ def uncatalogued_sequences(
 ) -> list[SequenceInfo]:
     """Sequences with a folder under `seqs/` but no entry in `catalogued` (seq ids), summarised
     from their points: a live writer's new sequences before its next sidecar write."""
-    try:
-        names = os.listdir(layout.seqs_dir(run_hash))
-    except FileNotFoundError:
-        return []
+    names = list_names(layout.seqs_dir(run_hash))
     if all(n in catalogued or not is_valid_seq_id(n) for n in names):
         return []  # the usual case: no manifest to read
     return _scan(layout, run_hash, (), catalogued, owner=owner)
@@ -525,25 +526,25 @@ def edit_writer_catalogue(
         path, lock_path = layout.sidecar(run_hash), layout.lock_file(run_hash)
     else:
         path, lock_path = layout.writer_part(run_hash, rank), layout.writer_lock(run_hash, rank)
-    lock = RunLock(lock_path, run_hash)
     try:
-        lock.acquire()
-    except (RunLockedError, FileNotFoundError):
-        return []
-    try:
-        meta = (
-            load_sidecar(layout, run_hash)
-            if rank == 0
-            else load_writer_part(layout, run_hash, rank)
-        )
-        if meta is None:
-            return []
-        new, report = change(layout, meta, rank if is_multi_writer else None)
-        if new != meta or any(
-            a.reach != b.reach for a, b in zip(new.sequences, meta.sequences, strict=False)
-        ):
-            data = replace(new, updated_at=time.time()).dumps()
-            write_sidecar(layout, run_hash, data, path=path)
-        return report
-    finally:
-        lock.release()
+        with held_run_lock(lock_path, run_hash) as holder:
+            if holder is not None:
+                return []  # a live writer keeps its own catalogue
+            meta = (
+                load_sidecar(layout, run_hash)
+                if rank == 0
+                else load_writer_part(layout, run_hash, rank)
+            )
+            if meta is None:
+                return []
+            new, report = change(layout, meta, rank if is_multi_writer else None)
+            if new != meta or any(
+                a.reach != b.reach for a, b in zip(new.sequences, meta.sequences, strict=False)
+            ):
+                data = replace(new, updated_at=time.time()).dumps()
+                write_sidecar(layout, run_hash, data, path=path)
+            return report
+    except FileNotFoundError:
+        if os.path.lexists(lock_path.parent):
+            raise
+        return []  # the run (or its writers/ folder) is gone

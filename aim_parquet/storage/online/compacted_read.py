@@ -31,9 +31,9 @@ from aim_parquet.format.compacted import (
 )
 from aim_parquet.format.meta import Manifest, SequenceInfo, loads_json
 from aim_parquet.format.paths import is_segment_name, is_valid_seq_id
-from aim_parquet.format.schema import METRIC_FILE_SCHEMA, OBJECT_FILE_SCHEMA
+from aim_parquet.format.schema import METRIC_FILE_SCHEMA, OBJECT_FILE_SCHEMA, format_version_of
 from aim_parquet.storage.base.columns import to_numpy
-from aim_parquet.storage.base.file_checks import check_parquet, format_version_of, parquet_source
+from aim_parquet.storage.base.file_checks import check_parquet, parquet_source
 
 THREADED_READ_ROWS = 1_000_000  # compacted reads of more rows than this use pyarrow's threads
 

@@ -1,4 +1,4 @@
-"""Opening a writer of a run with several writers (`storage.writer_parts` has the layout).
+"""Opening a writer of a run with several writers (`storage.online.writer_parts` has the layout).
 
 Rank 0 opens the run as a single writer does (`lock`, `run.json`) and marks its sidecar format
 version 2; an extra writer (rank r >= 1) takes `writers/<r>.lock` (through the attach gate,

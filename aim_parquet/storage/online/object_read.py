@@ -11,9 +11,6 @@ manifest; the last write of a (step, index) wins).
 
 from __future__ import annotations
 
-import os
-import stat
-import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -21,35 +18,21 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from aim_parquet.errors import CorruptFileError
 from aim_parquet.format.compacted import compacted_kind
+from aim_parquet.format.kinds import is_metric_kind
 from aim_parquet.format.meta import Manifest, SequenceInfo
 from aim_parquet.format.paths import (
-    COMPACTED_DIRNAME,
-    MANIFEST_FILENAME,
-    SEQS_DIRNAME,
     RepoLayout,
-    is_valid_seq_id,
-    validate_run_hash,
 )
-from aim_parquet.format.schema import OBJECT_SCHEMA, is_metric_kind
+from aim_parquet.format.schema import OBJECT_SCHEMA
 from aim_parquet.storage.base.columns import int64_array, to_numpy
 from aim_parquet.storage.online.compacted_read import (
-    GoneFiles,
     _ParquetRows,
     _row_groups_for,
     _rows_of,
-    is_gone,
     open_compacted,
 )
-from aim_parquet.storage.online.run_reader import (
-    MAX_SWAP_RETRIES,
-    dedupe_steps,
-    manifest_bytes,
-    parse_manifest,
-    segment_names,
-)
-from aim_parquet.storage.online.segments import read_segment
+from aim_parquet.storage.online.run_reader import dedupe_steps, read_pieces
 
 Steps = np.ndarray[Any, Any]
 
@@ -68,56 +51,25 @@ def read_object_rows(
     `index`), sorted by step and index, the last write of each winning."""
     if is_metric_kind(info.kind):
         raise ValueError(f"{info.name!r} is a metric; read it with read_metric_columns")
-    if not is_valid_seq_id(info.seq_id):
-        raise ValueError(f"invalid sequence id {info.seq_id!r}")
     asked = set(columns) | {"step", "index"}
     wanted = [c for c in OBJECT_SCHEMA.names if c in asked]
     wanted_steps = None if steps is None else np.unique(np.fromiter(steps, np.int64))
     target = pa.schema([OBJECT_SCHEMA.field(c) for c in wanted])
-    run_dir = f"{os.fspath(layout.runs_dir)}/{validate_run_hash(run_hash)}"
-    seq_dir = f"{run_dir}/{SEQS_DIRNAME}/{info.seq_id}"
-    manifest_path = f"{run_dir}/{COMPACTED_DIRNAME}/{MANIFEST_FILENAME}"
-    gone = GoneFiles(run_hash)
-    for attempt in range(MAX_SWAP_RETRIES):
-        if attempt > 1:
-            time.sleep(min(0.2, 0.005 * 2**attempt))  # let a compaction in progress finish
-        seen: bytes | None = None
-        try:
-            manifest, seen = parse_manifest(manifest_path)
-            tables: list[pa.Table] = []
-            covered: frozenset[str] = frozenset()
-            if manifest is not None:
-                covered = manifest.segments
-                tables.extend(
-                    _compacted(Path(run_dir), manifest, info, wanted, wanted_steps, index)
-                )
-            for name in segment_names(seq_dir):
-                if covered and f"{info.seq_id}/{name}" in covered:
-                    continue
-                path = f"{seq_dir}/{name}"
-                try:
-                    data = read_segment(path)
-                except CorruptFileError:  # (a link or FIFO: UnsafeFileError, never opened)
-                    st = os.lstat(path)
-                    if stat.S_ISREG(st.st_mode) and st.st_size == 0:
-                        continue  # just created, its header not written yet: no points
-                    raise
-                for batch in data.batches:
-                    kept = _at_steps(
-                        pa.Table.from_batches([batch]).select(wanted), wanted_steps, index
-                    )
-                    if kept.num_rows:
-                        tables.append(kept)
-        except OSError as exc:
-            if is_gone(exc):
-                gone.check(exc, seen)
-                continue  # compaction or gc swapped files under us: read the new state
-            raise
-        if manifest_bytes(manifest_path) == seen:
-            tables = [t if t.schema.equals(target) else t.cast(target) for t in tables]
-            table = pa.concat_tables(tables) if tables else target.empty_table()
-            return dedupe_steps(table, by_index=True)
-    raise CorruptFileError(f"run {run_hash}: files kept changing while reading {info.name!r}.")
+
+    def from_batch(batch: pa.RecordBatch) -> pa.Table | None:
+        kept = _at_steps(pa.Table.from_batches([batch]).select(wanted), wanted_steps, index)
+        return kept if kept.num_rows else None
+
+    tables: list[pa.Table] = read_pieces(
+        layout,
+        run_hash,
+        info,
+        lambda run_dir, manifest: _compacted(run_dir, manifest, info, wanted, wanted_steps, index),
+        from_batch,
+    )
+    tables = [t if t.schema.equals(target) else t.cast(target) for t in tables]
+    table = pa.concat_tables(tables) if tables else target.empty_table()
+    return dedupe_steps(table, by_index=True)
 
 
 def _at_steps(table: pa.Table, steps: Steps | None, index: int | None) -> pa.Table:

@@ -14,13 +14,15 @@ import logging
 import os
 import stat
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
 
 from aim_parquet.errors import CorruptFileError, MissingRunError
+from aim_parquet.format.kinds import is_metric_kind
 from aim_parquet.format.meta import Manifest, RunMeta, SequenceInfo, loads_json_object
 from aim_parquet.format.paths import (
     COMPACTED_DIRNAME,
@@ -32,12 +34,9 @@ from aim_parquet.format.paths import (
     is_valid_seq_id,
     validate_run_hash,
 )
-from aim_parquet.format.schema import (
-    METRIC_SCHEMA,
-    OBJECT_SCHEMA,
-    is_metric_kind,
-)
+from aim_parquet.format.schema import METRIC_SCHEMA, OBJECT_SCHEMA
 from aim_parquet.storage.base.columns import int64_array, nan_numpy, to_numpy
+from aim_parquet.storage.base.files import list_names
 from aim_parquet.storage.base.safe_fs import MAX_JSON_FILE_BYTES, read_regular
 from aim_parquet.storage.online.compacted_read import GoneFiles, is_gone, read_compacted
 from aim_parquet.storage.online.segments import read_segment
@@ -46,6 +45,7 @@ from aim_parquet.storage.online.writer_parts import load_writer_parts, merge_par
 log = logging.getLogger(__name__)
 
 MAX_SWAP_RETRIES = 12
+Piece = TypeVar("Piece")
 
 
 def list_run_hashes(layout: RepoLayout) -> list[str]:
@@ -63,7 +63,7 @@ def list_run_hashes(layout: RepoLayout) -> list[str]:
 
 def load_run_meta(layout: RepoLayout, run_hash: str) -> RunMeta:
     """The run as readers see it: its sidecar, merged with the parts of its extra writers when
-    it has several (`storage.writer_parts`). Writers and tools that rewrite `run.json` read it
+    it has several (`storage.online.writer_parts`). Writers and tools that rewrite `run.json` read it
     with `load_sidecar` instead."""
     meta = load_sidecar(layout, run_hash)
     if not meta.is_multi_writer:
@@ -119,12 +119,7 @@ def list_segments(seq_dir: Path) -> list[Path]:
 
 def segment_names(seq_dir: str) -> list[str]:
     """Names of the segment files of one sequence folder in write order."""
-    try:
-        names = os.listdir(seq_dir)
-    except FileNotFoundError:
-        return []
-    names.sort()
-    return [n for n in names if is_segment_name(n)]
+    return [n for n in list_names(seq_dir) if is_segment_name(n)]
 
 
 def dedupe_steps(table: pa.Table, *, by_index: bool) -> pa.Table:
@@ -157,12 +152,18 @@ def last_writes(steps: np.ndarray[Any, Any]) -> np.ndarray[Any, Any] | None:
     return order[keep]
 
 
-def _read_pieces(
-    layout: RepoLayout, run_hash: str, info: SequenceInfo, wanted: list[str]
-) -> list[pa.Table | pa.RecordBatch]:
-    """The points of one sequence as tables (compacted files, `wanted` columns only) and record
-    batches (segments, every column), in write order (compacted files first, then the segments
-    they do not cover), as of one manifest state."""
+def read_pieces(
+    layout: RepoLayout,
+    run_hash: str,
+    info: SequenceInfo,
+    from_compacted: Callable[[Path, Manifest], Iterable[Piece]],
+    from_batch: Callable[[pa.RecordBatch], Piece | None],
+) -> list[Piece]:
+    """The points of one sequence as of one manifest state, in write order: what
+    `from_compacted(run_dir, manifest)` takes from the compacted files, then what `from_batch`
+    keeps of each batch of every segment they do not cover (None: nothing). The one retry loop
+    of every sequence reader: a read that raced a compaction or gc (a file gone, or a manifest
+    that changed meanwhile) restarts from the new manifest."""
     run_dir = f"{os.fspath(layout.runs_dir)}/{validate_run_hash(run_hash)}"
     seq_id = info.seq_id
     if not is_valid_seq_id(seq_id):
@@ -176,32 +177,47 @@ def _read_pieces(
         seen: bytes | None = None
         try:
             manifest, seen = parse_manifest(manifest_path)
-            tables: list[pa.Table | pa.RecordBatch] = []
+            pieces: list[Piece] = []
             covered: frozenset[str] = frozenset()
             if manifest is not None:
                 covered = manifest.segments
-                tables.extend(read_compacted(Path(run_dir), manifest, info, wanted))
+                pieces.extend(from_compacted(Path(run_dir), manifest))
             for name in segment_names(seq_dir):
                 if covered and f"{seq_id}/{name}" in covered:
                     continue
                 path = f"{seq_dir}/{name}"
                 try:
                     data = read_segment(path)
-                except CorruptFileError:
+                except CorruptFileError:  # (a link or FIFO: UnsafeFileError, never opened)
                     st = os.lstat(path)
                     if stat.S_ISREG(st.st_mode) and st.st_size == 0:
                         continue  # just created, its header not written yet: no points
                     raise
-                tables.extend(data.batches)
+                for batch in data.batches:
+                    kept = from_batch(batch)
+                    if kept is not None:
+                        pieces.append(kept)
         except OSError as exc:
             if is_gone(exc):
                 gone.check(exc, seen)
                 continue  # compaction or gc swapped files under us: read the new state
             raise
         if manifest_bytes(manifest_path) == seen:
-            return tables
+            return pieces
         # a compaction committed while we read: segments we listed may have been removed
     raise CorruptFileError(f"run {run_hash}: files kept changing while reading {info.name!r}.")
+
+
+def _read_pieces(
+    layout: RepoLayout, run_hash: str, info: SequenceInfo, wanted: list[str]
+) -> list[pa.Table | pa.RecordBatch]:
+    """The sequence's compacted rows (`wanted` columns only) and its segments' batches (every
+    column), in write order."""
+
+    def from_compacted(run_dir: Path, manifest: Manifest) -> list[pa.Table | pa.RecordBatch]:
+        return [*read_compacted(run_dir, manifest, info, wanted)]
+
+    return read_pieces(layout, run_hash, info, from_compacted, lambda batch: batch)
 
 
 def read_sequence(

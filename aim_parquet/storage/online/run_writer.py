@@ -42,6 +42,7 @@ from aim_parquet.format.paths import (
     sequence_id,
 )
 from aim_parquet.format.schema import segment_schema
+from aim_parquet.storage.base.files import list_names
 from aim_parquet.storage.base.lock import RunLock
 from aim_parquet.storage.base.repo_changes import write_sidecar
 from aim_parquet.storage.online.run_reader import load_manifest, segment_names
@@ -64,11 +65,7 @@ def newest_session_ns(layout: RepoLayout, run_hash: str) -> int | None:
     compaction manifest lists (already merged into Parquet). None for a run without segments."""
     names: list[str] = []
     seqs_dir = layout.seqs_dir(run_hash)
-    try:
-        seq_ids = os.listdir(seqs_dir)
-    except FileNotFoundError:
-        seq_ids = []
-    for seq_id in seq_ids:
+    for seq_id in list_names(seqs_dir):
         if is_valid_seq_id(seq_id):
             names += segment_names(os.path.join(seqs_dir, seq_id))[-1:]
     with contextlib.suppress(AimParquetError, OSError):  # a damaged manifest: verify reports it
@@ -254,7 +251,7 @@ class RunWriter:
                     self._write_batches(seq)
                 except (OSError, pa.ArrowException) as exc:
                     first_error = first_error or exc
-                    self._bound_failed(seq)
+                    self._bound_unwritten(seq)
             if work or self._meta_dirty:
                 try:
                     if durable:  # the points first, then the sidecar that describes them
@@ -278,14 +275,14 @@ class RunWriter:
         for seq in seqs:
             batch = seq.take_batch()
             if batch is not None:
-                seq.failed.append(batch)
-            if seq.failed:
+                seq.unwritten.append(batch)
+            if seq.unwritten:
                 work.append(seq)
         return work
 
     def _write_batches(self, seq: SeqBuffer) -> None:
-        while seq.failed:
-            batch = seq.failed[0]
+        while seq.unwritten:
+            batch = seq.unwritten[0]
             segment = self._segment_for(seq)
             try:
                 segment.append(batch)
@@ -293,7 +290,7 @@ class RunWriter:
                 if segment.is_broken:
                     seq.segment = None
                 raise
-            seq.failed.pop(0)
+            seq.unwritten.pop(0)
             self._unsynced.files.add(os.fspath(segment.path))
             if segment.size >= self.max_segment_bytes:
                 segment.close(sync=False)
@@ -303,11 +300,11 @@ class RunWriter:
             reach = CatalogueReach(segment.path.name, segment.size, seq.segment is None)
             seq.info = replace(summarize(seq.info, batch), reach=reach)
 
-    def _bound_failed(self, seq: SeqBuffer) -> None:
+    def _bound_unwritten(self, seq: SeqBuffer) -> None:
         """Keep at most MAX_PENDING_POINTS unwritten points per sequence while writes fail."""
-        pending = sum(b.num_rows for b in seq.failed)
-        while pending > MAX_PENDING_POINTS and len(seq.failed) > 1:
-            dropped = seq.failed.pop(0)
+        pending = sum(b.num_rows for b in seq.unwritten)
+        while pending > MAX_PENDING_POINTS and len(seq.unwritten) > 1:
+            dropped = seq.unwritten.pop(0)
             pending -= dropped.num_rows
             self.dropped_points += dropped.num_rows
             log.error(
@@ -432,15 +429,15 @@ class RunWriter:
         other threads write."""
         points = seqs = 0
         for seq in list(self.seqs.values()):
-            n = len(seq.points) // seq.stride + sum(b.num_rows for b in list(seq.failed))
+            n = len(seq.points) // seq.stride + sum(b.num_rows for b in list(seq.unwritten))
             if n:
                 points, seqs = points + n, seqs + 1
         return f"{points:,} points of {seqs:,} sequences"
 
     def _drop_unwritten(self) -> None:
         for seq in self.seqs.values():
-            self.dropped_points += sum(b.num_rows for b in seq.failed)
-            seq.failed.clear()
+            self.dropped_points += sum(b.num_rows for b in seq.unwritten)
+            seq.unwritten.clear()
         if self.dropped_points:
             log.error(
                 "aim_parquet: run %s closed with %d points that could not be written "

@@ -5,7 +5,10 @@ one complete record-batch message with a single `write`. A failed append is trun
 garbage never sits between good batches; if even that fails, the writer moves to a new segment.
 
 Reading: batches are read until end of file; an incomplete last message (a writer killed
-mid-write, or a batch still being written) is skipped and reported as a torn tail.
+mid-write, or a batch still being written) is skipped and reported as a torn tail. Every reader of
+a segment file opens it here (`read_segment`, `read_segment_from`, `open_segment`,
+`iter_segment_batches`, `segment_identity`), through `storage.base.file_checks` (bounded, regular,
+not a link); its schema's metadata is decoded by `format.schema` only.
 
 File handles stay bounded: `FdCache` keeps at most `MAX_OPEN_SEGMENTS` descriptors open per
 process and reopens evicted segments in append mode on demand.
@@ -23,7 +26,9 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from aim_parquet.errors import CorruptFileError, StorageError
+from aim_parquet.errors import CorruptFileError, FormatVersionError, StorageError
+from aim_parquet.format.compacted import SeqKey
+from aim_parquet.format.schema import segment_key
 from aim_parquet.storage.base.atomic import fsync_dir, fsync_file, temp_path_for
 from aim_parquet.storage.base.file_checks import (
     SMALL_FILE_BYTES,
@@ -31,6 +36,7 @@ from aim_parquet.storage.base.file_checks import (
     check_segment_tail,
     segment_source,
 )
+from aim_parquet.storage.base.files import write_all
 from aim_parquet.storage.base.safe_fs import map_regular
 from aim_parquet.system.threads import start_thread
 
@@ -108,13 +114,6 @@ class FdCache:
 FD_CACHE = FdCache()
 
 
-def _write_all(fd: int, data: bytes | memoryview) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
-
-
 class SegmentFile:
     """One segment being written. Not thread-safe: the run writer serialises flushes."""
 
@@ -127,7 +126,7 @@ class SegmentFile:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
             try:
-                _write_all(fd, header)
+                write_all(fd, header)
             finally:
                 os.close(fd)
             os.rename(tmp, path)
@@ -142,7 +141,7 @@ class SegmentFile:
         data = batch.serialize()
         with FD_CACHE.use(self.path) as fd:
             try:
-                _write_all(fd, data)
+                write_all(fd, data)
             except OSError as exc:
                 try:
                     os.ftruncate(fd, self.size)
@@ -241,6 +240,40 @@ class SegmentData:
 
 
 SMALL_SEGMENT_BYTES = SMALL_FILE_BYTES  # read into memory; larger segments are memory-mapped
+
+
+def open_segment(path: str | os.PathLike[str]) -> pa.ipc.RecordBatchStreamReader:
+    """A stream reader over a segment (bounded, regular, not a link: `segment_source`); its
+    schema is read, not checked. Raises OSError (UnsafeFileError, FileNotFoundError, ...) and
+    pa.ArrowInvalid when it has no readable schema."""
+    return pa.ipc.open_stream(segment_source(path))
+
+
+def iter_segment_batches(path: str | os.PathLike[str]) -> Iterator[pa.RecordBatch]:
+    """Complete record batches of a segment, streamed one at a time (a torn tail is skipped)."""
+    reader = open_segment(path)
+    while True:
+        try:
+            batch = reader.read_next_batch()
+        except StopIteration:
+            return
+        except (pa.ArrowInvalid, OSError, ValueError):
+            return
+        yield batch
+
+
+def segment_identity(path: Path) -> SeqKey | None:
+    """The sequence a segment belongs to, from its schema; None when it has no readable schema
+    (or is a link, FIFO, decoding bomb, or has columns of the wrong type). Raises
+    FormatVersionError for a segment of a newer format version."""
+    try:
+        schema = open_segment(path).schema
+        check_segment_schema(schema, path)
+    except FormatVersionError:
+        raise
+    except (pa.ArrowInvalid, OSError, ValueError):  # CorruptFileError, UnsafeFileError included
+        return None
+    return segment_key(schema, path.parent.name)
 
 
 def read_segment(path: str | Path, *, memory_map: bool = True) -> SegmentData:

@@ -6,7 +6,6 @@ run writer's flusher takes the points out as one Arrow record batch (see `RunWri
 
 from __future__ import annotations
 
-import math
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -14,8 +13,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from aim_parquet.format.kinds import INT_KIND, NUMBER_KIND, is_metric_kind, metric_value
 from aim_parquet.format.meta import SequenceInfo
-from aim_parquet.format.schema import METRIC_SCHEMA, OBJECT_SCHEMA, is_metric_kind
+from aim_parquet.format.schema import METRIC_SCHEMA, OBJECT_SCHEMA
 from aim_parquet.storage.base.columns import (
     float64_array,
     int32_array,
@@ -51,7 +51,7 @@ class SeqBuffer:
         "next_step",
         "points",
         "segment",
-        "failed",
+        "unwritten",
         "dir",
     )
 
@@ -63,7 +63,7 @@ class SeqBuffer:
         self.next_step = 0 if info.last_step is None else info.last_step + 1
         self.points: list[Any] = []
         self.segment: SegmentFile | None = None
-        self.failed: list[pa.RecordBatch] = []
+        self.unwritten: list[pa.RecordBatch] = []  # taken from `points`, not yet appended
         self.dir = seq_dir
 
     def take_batch(self) -> pa.RecordBatch | None:
@@ -76,8 +76,8 @@ class SeqBuffer:
         del points[:n]
         if self.is_metric:
             values = chunk[1::4]
-            if self.info.kind == "int" and any(type(v) is float for v in values):
-                self.info = replace(self.info, kind="number")
+            if self.info.kind == INT_KIND and any(type(v) is float for v in values):
+                self.info = replace(self.info, kind=NUMBER_KIND)
             arrays = [
                 int64_array(chunk[0::4]),
                 float64_array(values),
@@ -109,11 +109,13 @@ def summarize(info: SequenceInfo, batch: pa.RecordBatch) -> SequenceInfo:
     if info.last_step is None or hi >= info.last_step:
         changes["last_step"] = hi
         if values is not None:
-            changes["last"] = _py(values[n - 1 - int(np.argmax(steps[::-1] == hi))], info.kind)
+            last = float(values[n - 1 - int(np.argmax(steps[::-1] == hi))])
+            changes["last"] = metric_value(last, info.kind)
     if info.first_step is None or lo <= info.first_step:
         changes["first_step"] = lo
         if values is not None:
-            changes["first"] = _py(values[n - 1 - int(np.argmax(steps[::-1] == lo))], info.kind)
+            first = float(values[n - 1 - int(np.argmax(steps[::-1] == lo))])
+            changes["first"] = metric_value(first, info.kind)
     if values is not None:
         finite = values[~np.isnan(values)]
         if finite.size:
@@ -121,10 +123,3 @@ def summarize(info: SequenceInfo, batch: pa.RecordBatch) -> SequenceInfo:
             changes["min"] = bmin if info.min is None else min(info.min, bmin)
             changes["max"] = bmax if info.max is None else max(info.max, bmax)
     return replace(info, **changes)
-
-
-def _py(value: Any, kind: str) -> Any:
-    v = float(value)
-    if kind == "int" and math.isfinite(v) and v.is_integer():
-        return int(v)
-    return v

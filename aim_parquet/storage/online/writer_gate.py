@@ -21,20 +21,15 @@ host, or a shared filesystem with coherent locks).
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import os
 import stat
 from collections.abc import Iterator
 
 from aim_parquet.errors import AimParquetError, RunLockedError, UnsafeFileError
 from aim_parquet.format.paths import RepoLayout
-from aim_parquet.storage.base.lock import RunLock
-from aim_parquet.storage.base.safe_fs import open_regular
+from aim_parquet.storage.base.lock import held_flock, held_run_lock
+from aim_parquet.storage.base.repo_files import writer_ranks
 from aim_parquet.storage.online.run_reader import load_sidecar
-from aim_parquet.storage.online.writer_parts import writer_ranks
-
-_BUSY = (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)
 
 
 def ensure_writers_dir(layout: RepoLayout, run_hash: str) -> None:
@@ -58,33 +53,19 @@ def _may_have_extra_writers(layout: RepoLayout, run_hash: str) -> bool:
 
 
 @contextlib.contextmanager
-def _gate(layout: RepoLayout, run_hash: str, operation: int) -> Iterator[bool]:
-    """Hold the gate's flock (`operation`: LOCK_SH or LOCK_EX, never waiting); yields False
-    when it is held the other way."""
+def _gate(layout: RepoLayout, run_hash: str, *, shared: bool) -> Iterator[bool]:
+    """Hold the gate's flock (shared or exclusive, never waiting; `storage.base.lock`); yields
+    False when it is held the other way."""
     ensure_writers_dir(layout, run_hash)
-    fd = open_regular(layout.attach_gate(run_hash), "attach gate", os.O_RDWR | os.O_CREAT)
-    try:
-        try:
-            fcntl.flock(fd, operation | fcntl.LOCK_NB)
-        except OSError as exc:
-            if exc.errno not in _BUSY:
-                raise
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            with contextlib.suppress(OSError):
-                fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
+    with held_flock(layout.attach_gate(run_hash), "attach gate", shared=shared) as is_held:
+        yield is_held
 
 
 @contextlib.contextmanager
 def attaching(layout: RepoLayout, run_hash: str, rank: int) -> Iterator[None]:
     """Held by extra writer `rank` while it takes its lock. RunLockedError when a tool is
     deleting, copying or moving the run."""
-    with _gate(layout, run_hash, fcntl.LOCK_SH) as is_open:
+    with _gate(layout, run_hash, shared=True) as is_open:
         if not is_open:
             raise RunLockedError(
                 f"Run {run_hash}: rank {rank} cannot attach now, a tool is deleting, copying or "
@@ -104,7 +85,7 @@ def every_writer_held(layout: RepoLayout, run_hash: str, what: str) -> Iterator[
     if not _may_have_extra_writers(layout, run_hash):
         yield
         return
-    with _gate(layout, run_hash, fcntl.LOCK_EX) as is_closed:
+    with _gate(layout, run_hash, shared=False) as is_closed:
         if not is_closed:
             raise RunLockedError(
                 f"Cannot {what} run {run_hash}: a rank of its distributed job is attaching to it "
@@ -113,14 +94,12 @@ def every_writer_held(layout: RepoLayout, run_hash: str, what: str) -> Iterator[
             )
         with contextlib.ExitStack() as held:
             for rank in writer_ranks(layout, run_hash, "lock"):
-                lock = RunLock(layout.writer_lock(run_hash, rank), run_hash)
-                try:
-                    lock.acquire()
-                except RunLockedError as exc:
+                path = layout.writer_lock(run_hash, rank)
+                who = held.enter_context(held_run_lock(path, run_hash))
+                if who is not None:
                     raise RunLockedError(
                         f"Cannot {what} run {run_hash}: its rank {rank} is still writing it "
-                        f"({exc}). Close the run (every rank) or wait for the job to finish, "
+                        f"({who}). Close the run (every rank) or wait for the job to finish, "
                         "then try again."
-                    ) from exc
-                held.callback(lock.release)
+                    )
             yield

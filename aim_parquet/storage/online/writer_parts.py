@@ -26,9 +26,10 @@ from dataclasses import replace
 from typing import Any
 
 from aim_parquet.format.meta import RunMeta
-from aim_parquet.format.paths import MAX_WRITER_RANK, RepoLayout, writer_file_rank
+from aim_parquet.format.paths import MAX_WRITER_RANK, RepoLayout
 from aim_parquet.format.run_shape import RunFields
-from aim_parquet.storage.base.lock import LockHolder, is_run_locked
+from aim_parquet.storage.base.lock import run_lock_holder
+from aim_parquet.storage.base.repo_files import writer_ranks
 from aim_parquet.storage.base.safe_fs import MAX_JSON_FILE_BYTES, read_regular
 
 
@@ -38,24 +39,6 @@ def sequence_owner(context: dict[str, Any] | None) -> int:
     if type(rank) is int and 0 <= rank <= MAX_WRITER_RANK:
         return rank
     return 0
-
-
-def writer_ranks(layout: RepoLayout, run_hash: str, suffix: str | None = None) -> list[int]:
-    """The ranks (>= 1) with a file in the run's `writers/` folder (`suffix` "json": a part,
-    "lock": a lock file; None: either), sorted. A `writers` that is a link holds none."""
-    path = os.fspath(layout.writers_dir(run_hash))
-    try:
-        if os.path.islink(path):
-            return []
-        names = os.listdir(path)
-    except (FileNotFoundError, NotADirectoryError, PermissionError):
-        return []  # (a run folder others may not enter: its writers are unknown, as its lock)
-    ranks = set()
-    for name in names:
-        found = writer_file_rank(name)
-        if found is not None and (suffix is None or found[1] == suffix):
-            ranks.add(found[0])
-    return sorted(ranks)
 
 
 def load_writer_part(layout: RepoLayout, run_hash: str, rank: int) -> RunMeta | None:
@@ -100,40 +83,11 @@ def merge_parts(main: RunMeta, parts: dict[int, RunMeta]) -> RunMeta:
     return replace(main, sequences=tuple(sequences), end_time=end_time, updated_at=updated)
 
 
-def writer_lock_holder(layout: RepoLayout, run_hash: str, rank: int) -> LockHolder | None:
-    """The live holder of writer `rank`'s lock (rank 0: the run's `lock`), or None."""
-    path = layout.lock_file(run_hash) if rank == 0 else layout.writer_lock(run_hash, rank)
-    return is_run_locked(path)
-
-
-def run_lock_holder(layout: RepoLayout, run_hash: str) -> LockHolder | None:
-    """A live holder of any writer's lock of the run (rank 0's first), or None: the run is
-    active while this is not None."""
-    holder = is_run_locked(layout.lock_file(run_hash))
-    if holder is not None:
-        return holder
-    for rank in writer_ranks(layout, run_hash, "lock"):
-        holder = is_run_locked(layout.writer_lock(run_hash, rank))
-        if holder is not None:
-            return holder
-    return None
-
-
 def is_run_active(layout: RepoLayout, run: RunFields) -> bool:
     """Whether a live process writes the run now: it has no `end_time` and a live process holds
     a writer's lock of it (any writer's, for a run with several). A run whose writer was killed
     has no `end_time` but is not active."""
     return run.end_time is None and run_lock_holder(layout, run.hash) is not None
-
-
-def extra_writer_holder(layout: RepoLayout, run_hash: str) -> LockHolder | None:
-    """A live holder of an extra writer's lock (ranks >= 1), or None (`runs close` refuses a run
-    for which this is not None)."""
-    for rank in writer_ranks(layout, run_hash, "lock"):
-        holder = is_run_locked(layout.writer_lock(run_hash, rank))
-        if holder is not None:
-            return holder
-    return None
 
 
 def parts_key(layout: RepoLayout, run_hash: str) -> str:

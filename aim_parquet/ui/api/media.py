@@ -32,6 +32,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from aim_parquet.errors import MissingRunError
+from aim_parquet.format.kinds import (
+    AUDIO_KIND,
+    DISTRIBUTION_KIND,
+    FIGURE_KIND,
+    IMAGE_KIND,
+    element_kind,
+)
 from aim_parquet.format.meta import SequenceInfo
 from aim_parquet.format.paths import is_valid_seq_id, validate_run_hash
 from aim_parquet.storage.base.columns import to_numpy
@@ -212,17 +219,17 @@ def _step_rows(
 
 def encode(kind: str, payload: bytes, meta: dict[str, Any], size: int | None) -> tuple[bytes, str]:
     """What the browser gets for a stored object, and its media type."""
-    base = kind[5:-1] if kind.startswith("list(") else kind
-    if base == "aim.image":
+    base = element_kind(kind)
+    if base == IMAGE_KIND:
         fmt = str(meta.get("format", ""))
         if _looks_like(fmt, payload) and (size is None or _fits(meta, size, len(payload))):
             return payload, IMAGE_TYPES[fmt]  # already small: sent as stored, nothing decoded
         return thumbnail(payload, size), "image/webp" if webp_ok() else "image/png"
-    if base == "aim.audio":
+    if base == AUDIO_KIND:
         return payload, AUDIO_TYPES.get(str(meta.get("format", "")), "application/octet-stream")
-    if base == "aim.figure":
+    if base == FIGURE_KIND:
         return payload, "application/json"
-    if base == "aim.distribution":
+    if base == DISTRIBUTION_KIND:
         from aim_parquet.objects import Distribution
 
         dist = Distribution.from_record(payload, meta)
