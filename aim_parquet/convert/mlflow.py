@@ -19,46 +19,19 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 from aim_parquet.convert.engine import FoundRuns, SourceRun
+from aim_parquet.convert.mlflow_records import RunRecord, Store
 from aim_parquet.convert.sink import CountingSink, needs_renumbering
 from aim_parquet.errors import SourceError
 
-STATUS_NAMES = {1: "RUNNING", 2: "SCHEDULED", 3: "FINISHED", 4: "FAILED", 5: "KILLED"}
 SYSTEM_TAG_PREFIX = "mlflow."
 NOTE_TAG = "mlflow.note.content"
 RUN_NAME_TAG = "mlflow.runName"
 SQLITE_MAGIC = b"SQLite format 3\x00"
-
-# one metric point: (timestamp in ms, value, step)
-Point = tuple[int, float, int]
-
-
-@dataclass
-class RunRecord:
-    """What a store says about one run, before its metrics are read."""
-
-    run_id: str
-    experiment_id: str
-    experiment_name: str
-    info: dict[str, Any]  # name, status, start_time, end_time (ms), user_id, artifact_uri, ...
-    params: dict[str, str] = field(default_factory=dict)
-    tags: dict[str, str] = field(default_factory=dict)
-
-
-class Store(Protocol):
-    location: str
-
-    def fingerprint(self, record: RunRecord) -> str: ...
-
-    def metric_histories(
-        self, record: RunRecord, sink: CountingSink
-    ) -> Iterator[tuple[str, list[Point]]]: ...
 
 
 class MlflowRun(SourceRun):

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from aim_parquet.convert.mlflow import STATUS_NAMES, Point, RunRecord
+from aim_parquet.convert.mlflow_records import STATUS_NAMES, Point, RunRecord
 from aim_parquet.convert.sink import CountingSink
 from aim_parquet.errors import SourceError
 

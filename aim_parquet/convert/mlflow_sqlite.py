@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from aim_parquet.convert.mlflow import Point, RunRecord
+from aim_parquet.convert.mlflow_records import Point, RunRecord
 from aim_parquet.convert.sink import CountingSink
 from aim_parquet.errors import SourceError
 

@@ -50,13 +50,6 @@ OFFLINE_WINGS = {"compaction", "maintenance"}
 # Repo and a Repo hands out Runs; it is one lazy import in the `Run.repo` property.
 KNOWN_CIRCLES: set[frozenset[str]] = {
     frozenset({"aim_parquet.sdk.repo", "aim_parquet.sdk.run"}),
-    frozenset(
-        {
-            "aim_parquet.convert.mlflow",
-            "aim_parquet.convert.mlflow_files",
-            "aim_parquet.convert.mlflow_sqlite",
-        }
-    ),
 }
 
 
