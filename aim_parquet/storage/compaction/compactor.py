@@ -47,6 +47,7 @@ from aim_parquet.format.paths import (
     SEQS_DIRNAME,
     TEMP_PREFIX,
     RepoLayout,
+    is_valid_run_hash,
     is_valid_seq_id,
     validate_run_hash,
 )
@@ -60,6 +61,7 @@ from aim_parquet.storage.compaction.run_folder import (
     exclude_writer,
     folder_usage,
     is_run_live,
+    is_settled,
     is_uncommitted,
     iter_segment_batches,
     remove_empty_dirs,
@@ -72,6 +74,8 @@ from aim_parquet.storage.online.compacted_read import read_footer
 from aim_parquet.storage.online.run_reader import list_run_hashes, list_segments, load_manifest
 
 log = logging.getLogger(__name__)
+
+SETTLED_NOTE = "nothing new to compact (settled: not opened)"
 
 
 @dataclass
@@ -388,10 +392,19 @@ def compact_repo(
     hashes = list_run_hashes(layout) if run_hashes is None else list(run_hashes)
     n_workers = max(1, workers if workers is not None else default_workers())
     done: dict[str, RunCompaction] = {}
+    todo = []
+    runs_dir = os.fspath(layout.runs_dir)
+    for run_hash in hashes:  # compacted again: a settled run costs one listing, no lock
+        if not (is_valid_run_hash(run_hash) and is_settled(os.path.join(runs_dir, run_hash))):
+            todo.append(run_hash)
+            continue
+        done[run_hash] = RunCompaction(run_hash, "unchanged", SETTLED_NOTE)
+        if progress is not None:
+            progress(len(done), len(hashes), run_hash)
     with ThreadPoolExecutor(
         max_workers=n_workers, thread_name_prefix="aim_parquet-compact"
     ) as pool:
-        futures = {pool.submit(_compact_one, layout, h, include_active): h for h in hashes}
+        futures = {pool.submit(_compact_one, layout, h, include_active): h for h in todo}
         for future in as_completed(futures):
             entry = future.result()
             done[futures[future]] = entry

@@ -20,7 +20,7 @@ import pyarrow as pa
 from aim_parquet.errors import FormatVersionError, RunLockedError
 from aim_parquet.format.compacted import SeqKey
 from aim_parquet.format.meta import Manifest
-from aim_parquet.format.paths import RepoLayout
+from aim_parquet.format.paths import COMPACTED_DIRNAME, SEQS_DIRNAME, RepoLayout
 from aim_parquet.format.schema import (
     META_CONTEXT,
     META_KIND,
@@ -70,17 +70,50 @@ def remove_empty_dirs(seqs_dir: Path) -> list[Path]:
     return removed
 
 
-def folder_usage(folder: Path) -> tuple[int, int]:
-    """(files, bytes) of every regular file under `folder`."""
+def folder_usage(folder: Path | str) -> tuple[int, int]:
+    """(files, bytes) of every file under `folder`; a link to a folder is neither walked nor
+    counted (as with `os.walk`)."""
     files = size = 0
-    for dirpath, _dirs, names in os.walk(folder):
-        for name in names:
-            try:
-                size += os.lstat(os.path.join(dirpath, name)).st_size
-            except FileNotFoundError:
+    try:
+        with os.scandir(folder) as listing:
+            entries = list(listing)
+    except (FileNotFoundError, NotADirectoryError):
+        return 0, 0
+    for entry in entries:
+        try:
+            if entry.is_dir():
+                if not entry.is_symlink():
+                    sub_files, sub_size = folder_usage(entry.path)
+                    files, size = files + sub_files, size + sub_size
                 continue
-            files += 1
+            size += entry.stat(follow_symlinks=False).st_size
+        except FileNotFoundError:
+            continue
+        files += 1
     return files, size
+
+
+def is_settled(run_dir: Path | str) -> bool:
+    """Whether a finished compaction left the run with nothing to do: no `seqs/` folder (the
+    compactor removes it last, once every segment is in Parquet and the superseded files are
+    gone, so an interrupted compaction always leaves it; a writer that resumes the run creates
+    it again) and a real `compacted/` folder. One listing of the run folder, no lock, nothing
+    opened. A run folder or a `compacted/` that is a link is never settled (`compact_run`
+    refuses it by name)."""
+    run_dir = os.fspath(run_dir)
+    try:
+        if os.path.islink(run_dir):
+            return False
+        with os.scandir(run_dir) as listing:
+            entries = {e.name: e for e in listing}
+        compacted = entries.get(COMPACTED_DIRNAME)
+        return (
+            SEQS_DIRNAME not in entries
+            and compacted is not None
+            and compacted.is_dir(follow_symlinks=False)
+        )
+    except OSError:
+        return False
 
 
 def segment_key(path: Path) -> SeqKey | None:

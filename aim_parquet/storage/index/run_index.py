@@ -404,6 +404,12 @@ class RunIndex:
         except OSError as exc:  # read-only repository, disk full, a link: the index is a cache
             log.debug("aim_parquet: cannot write run index %s (%s)", self.path, exc)
 
+    def stat_keys(self) -> dict[str, StatKey]:
+        """The stat key of every readable run as of the last `refresh()`: its sidecar's
+        (mtime_ns, size, ino), followed by `+` and its writers' parts for a run with several."""
+        entries = self._entries or {}
+        return {h: e.key for h, e in entries.items() if e.record is not None}
+
     def metas(self) -> tuple[list[RunMeta], list[DamagedRun]]:
         """Every readable run's full RunMeta, and the damaged runs. An entry that fails to decode
         is read again from its sidecar (the index is only a cache); a run whose sidecar fails
