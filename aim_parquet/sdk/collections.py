@@ -105,12 +105,8 @@ class SequenceCollection:
         if not all(s.is_metric for s in sequences):
             return None
         points: dict[tuple[str, str], Any] = {}
-        layout = sequences[0]._layout if sequences else None
-        if (
-            not only_last
-            and len(sequences) > 1
-            and all(s._layout.root == layout.root for s in sequences)
-        ):
+        root = sequences[0]._layout.root if sequences else None
+        if not only_last and len(sequences) > 1 and all(s._layout.root == root for s in sequences):
             from aim_parquet.storage.compaction.dataset_read import committed_metric_points
 
             wanted: dict[str, set[str]] = {}

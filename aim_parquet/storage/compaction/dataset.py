@@ -12,7 +12,9 @@ dataset").
 - `current.json`: the commit point. It lists the current files and, per run, the *fingerprint*
   of the run's files the rows were read from (its sidecar's stat; for a run without `end_time`
   also its liveness and its segments' names and sizes), so a refresh rewrites only the buckets
-  of runs that changed and a reader can tell which runs are stale (`dataset_read`).
+  of runs that changed and a reader can tell which runs are stale (`dataset_read`). A refresh
+  with nothing to do decodes no run: a closed run's fingerprint is the stat key the run index
+  already holds (`_current_runs_table`).
 - Superseded files stay (listed under `retired` with the time they were retired) until
   `aim-parquet gc` removes them once older than its grace period: a reader that read the
   previous `current.json` can still open every file it lists.
