@@ -137,6 +137,7 @@ def test_frame_reads_current_runs_from_the_dataset(
     resumed.close()
     compact_repo(RepoLayout(repo_root))  # (refreshes the dataset)
     expected = _frames_per_run(repo_root, monkeypatch)
+    monkeypatch.setattr(dataset_read, "MIN_SHARED_READ_RUNS", 1)  # (3 runs here)
     opened: list[str] = []
     real = run_reader._read_pieces
 

@@ -94,6 +94,7 @@ def read_dataset_tables(layout: RepoLayout, *, live: bool = True) -> DatasetTabl
     )
 
 
+MIN_SHARED_READ_RUNS = 64  # fewer runs are read from their own files
 MetricPoints = tuple[np.ndarray[Any, Any], ...]  # steps, values, epochs (NaN: none), timestamps
 _POINT_COLUMNS = ["run_hash", "seq_id", "step", "value", "epoch", "timestamp"]
 
@@ -107,8 +108,11 @@ def committed_metric_points(
     is still the file the commit fingerprinted (FORMAT.md: a closed run's fingerprint is its
     sidecar's stat, which every change of its points or fields replaces); the steps are then the
     same, last write winning, as `read_metric_columns` reads from the run's own files. A sequence
-    of such a run with no row has no point. Runs left out (live, changed, not committed): read
-    them from their own files. Takes no lock; anything unreadable leaves its runs out."""
+    of such a run with no row has no point. A bucket file is read only when at least half of
+    the runs it holds are wanted, and only when `MIN_SHARED_READ_RUNS` runs are (a whole file
+    for a few runs costs more than their own files). Runs left out (live, changed, not
+    committed, in a bucket not read): read them from their own files. Takes no lock; anything
+    unreadable leaves its runs out."""
     try:
         manifest = load_dataset_manifest(layout)
     except (CorruptFileError, FormatVersionError, OSError):
@@ -127,9 +131,17 @@ def committed_metric_points(
         except (OSError, ValueError):
             continue
         by_bucket.setdefault(bucket_of(run_hash, manifest.buckets), []).append(run_hash)
+    if sum(len(h) for h in by_bucket.values()) < MIN_SHARED_READ_RUNS:
+        return {}  # a few runs: their own files are cheaper than whole bucket files
+    committed: dict[int, int] = {}
+    for run_hash in manifest.run_states:
+        bucket = bucket_of(run_hash, manifest.buckets)
+        committed[bucket] = committed.get(bucket, 0) + 1
     out: dict[tuple[str, str], MetricPoints] = {}
     folder = dataset_dir(layout)
     for bucket, hashes in sorted(by_bucket.items()):
+        if len(hashes) * 2 < committed.get(bucket, 0):
+            continue  # most of the file is other runs: read these from their own files
         try:
             table = pq.ParquetFile(folder / manifest.metrics[bucket]).read(columns=_POINT_COLUMNS)
         except (OSError, pa.ArrowException):
