@@ -130,10 +130,12 @@ class _QueryCollection(SequenceCollection):
                 warn_unreadable(seq.run.hash, exc, stacklevel=4)
         return tables
 
-    def _add(self, frame: frames.MetricFrame, seq: Sequence) -> None:
+    def _add(
+        self, frame: frames.MetricFrame, seq: Sequence, points: tuple[Any, ...] | None
+    ) -> None:
         """As `_tables`: a sequence whose files cannot be read is left out with a warning."""
         try:
-            frame.add(seq)
+            frame.add(seq, points)
         except (CorruptFileError, FormatVersionError, PermissionError) as exc:
             warn_unreadable(seq.run.hash, exc, stacklevel=5)
 

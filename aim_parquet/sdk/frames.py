@@ -117,10 +117,14 @@ class MetricFrame:
         if len(column) == self._n_seqs:  # the first value of this sequence wins
             column.append(value)
 
-    def add(self, seq: Sequence) -> None:
-        """Read one metric sequence (or its summary, for `only_last`) into the frame."""
+    def add(self, seq: Sequence, points: tuple[Array, ...] | None = None) -> None:
+        """Read one metric sequence (or its summary, for `only_last`) into the frame; `points`
+        (steps, values, epochs, timestamps), when given, are its points read already (from the
+        analyst dataset's shared files: `committed_metric_points`)."""
         info = seq.info
-        if self.only_last:
+        if points is not None and not self.only_last:
+            steps, values, epochs, stamps = points
+        elif self.only_last:
             if info.last_step is None or info.last is None:
                 steps, values = _EMPTY_I, _EMPTY_F
             else:

@@ -72,7 +72,7 @@ class Repo:
         self.root_path = str(self.layout.root)
         self.path = str(self.layout.aim_dir)
         self.read_only = bool(read_only)
-        self._index = RunIndex(self.layout)
+        self._index = RunIndex.shared(self.layout)
 
     # -- construction ----------------------------------------------------------------------
     @classmethod

@@ -37,18 +37,30 @@ class SequenceCollection:
     def _tables(self, only_last: bool, flags: dict[str, bool]) -> list[dict[str, Any]]:
         return [sequence_columns(s, only_last=only_last, **flags) for s in self.iter()]
 
-    def _add(self, frame: frames.MetricFrame, seq: Sequence) -> None:
-        frame.add(seq)
+    def _add(
+        self, frame: frames.MetricFrame, seq: Sequence, points: tuple[Any, ...] | None
+    ) -> None:
+        frame.add(seq, points)
 
     def _frame(self, only_last: bool, flags: dict[str, bool]) -> frames.MetricFrame | None:
         """The Arrow-built frame when every sequence is a metric (None otherwise: a frame of
-        objects is built by `dataframes`)."""
+        objects is built by `dataframes`). The points of runs the analyst dataset holds as they
+        are now come from its shared files, one read per file instead of one per run."""
         sequences = list(self.iter())
         if not all(s.is_metric for s in sequences):
             return None
+        points: dict[tuple[str, str], Any] = {}
+        root = sequences[0]._layout.root if sequences else None
+        if not only_last and len(sequences) > 1 and all(s._layout.root == root for s in sequences):
+            from aim_parquet.storage.compaction.dataset_read import committed_metric_points
+
+            wanted: dict[str, set[str]] = {}
+            for seq in sequences:
+                wanted.setdefault(seq.run.hash, set()).add(seq.info.seq_id)
+            points = committed_metric_points(sequences[0]._layout, wanted)
         frame = frames.MetricFrame(only_last=only_last, **flags)
         for seq in sequences:
-            self._add(frame, seq)
+            self._add(frame, seq, points.get((seq.run.hash, seq.info.seq_id)))
         return frame
 
     def to_arrow(

@@ -355,3 +355,32 @@ def test_refresh_killed_at_every_step_leaves_the_dataset_exact(tmp_path: Path) -
     assert duckdb_points(tmp_path)[0] == expected
     leftovers = [n for n in os.listdir(dataset_dir(RepoLayout(tmp_path))) if n.startswith(".tmp-")]
     assert leftovers == []  # (every kill fell between two whole writes)
+
+
+def test_refresh_with_nothing_to_do_decodes_no_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A refresh after which nothing changed compares fingerprints with the run index's stat
+    keys and commits nothing, without decoding a run; a change (an archive) is still seen."""
+    for i in range(3):
+        run = Run(repo=str(tmp_path), system_tracking_interval=None, capture_terminal_logs=False)
+        run.track(float(i), name="loss", step=0)
+        run.close()
+    layout = RepoLayout(tmp_path)
+    first = refresh_dataset(layout)
+    from aim_parquet.storage.index.run_index import RunIndex
+
+    real = RunIndex.metas
+    calls: list[int] = []
+
+    def counted(self: RunIndex) -> Any:
+        calls.append(1)
+        return real(self)
+
+    monkeypatch.setattr(RunIndex, "metas", counted)
+    again = refresh_dataset(layout)
+    assert calls == [] and again.generation == first.generation
+    repo = Repo(str(tmp_path))
+    repo.get_run(run.hash).archived = True
+    refresh_dataset(layout)
+    assert calls and load_dataset_manifest(layout).generation > first.generation

@@ -311,3 +311,33 @@ def test_compaction_never_deletes_the_last_copy_of_points(tmp_path: Path) -> Non
     assert list(run_dir.glob("seqs/*/*.arrows"))  # the covered segments were kept
     assert verify_repo(RepoLayout(tmp_path), repair=True).is_healthy
     assert snapshot(tmp_path) == before
+
+
+def test_compact_again_passes_settled_runs_by_without_their_lock(tmp_path: Path) -> None:
+    """A run compacted to the end (no `seqs/` left) is passed by without taking its lock; a run
+    resumed since (its writer made `seqs/` again) is compacted as before."""
+    hashes = []
+    for i in range(2):
+        run = aim.Run(repo=str(tmp_path), **QUIET)
+        run.track(float(i), name="loss", step=0)
+        run.close()
+        hashes.append(run.hash)
+    layout = RepoLayout(tmp_path)
+    compact_repo(layout)
+    resumed = aim.Run(run_hash=hashes[1], repo=str(tmp_path), **QUIET)
+    resumed.track(5.0, name="loss", step=1)
+    resumed.close()
+    # another compactor holds the settled run's lock: it is not waited for, nor even looked at
+    with filelock.FileLock(str(layout.run_dir(hashes[0]) / "compact.lock"), timeout=0):
+        report = compact_repo(layout)
+    by_hash = {r.run_hash: r for r in report.runs}
+    assert by_hash[hashes[0]].status == "unchanged"
+    assert by_hash[hashes[0]].note == compactor.SETTLED_NOTE
+    assert by_hash[hashes[1]].status == "compacted"
+    steps, values = (
+        read_sequence(layout, hashes[1], load_run_meta(layout, hashes[1]).sequences[0])
+        .select(["step", "value"])
+        .to_pydict()
+        .values()
+    )
+    assert steps == [0, 1] and values == [1.0, 5.0]

@@ -12,6 +12,9 @@ import pyarrow as pa
 import pytest
 
 import aim_parquet as aim
+from aim_parquet.format.paths import RepoLayout
+from aim_parquet.storage.compaction import dataset_read
+from aim_parquet.storage.compaction.compactor import compact_repo
 from aim_parquet.storage.online import run_reader
 
 pd = pytest.importorskip("pandas")
@@ -112,3 +115,47 @@ def test_run_level_frame_from_summaries(repo_root: Path) -> None:
     table = repo.query_runs("").to_arrow(metrics=["loss"])
     assert table is not None and table.num_rows == 3
     assert not math.isnan(table.column(f"loss{train}.last").to_pylist()[0])
+
+
+def _frames_per_run(repo_root: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The frame of every metric read from each run's own files (no dataset)."""
+    with monkeypatch.context() as patch:
+        patch.setattr(dataset_read, "committed_metric_points", lambda layout, wanted: {})
+        return aim.Repo(repo_root).query_metrics("").dataframe()
+
+
+def test_frame_reads_current_runs_from_the_dataset(
+    repo_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a refresh the frame takes the points of unchanged closed runs from the dataset's
+    shared files (no run file opened), and the frame is cell for cell the per-run one: resumed
+    steps overwritten, NaN and inf values, an int metric, missing epochs."""
+    resumed = aim.Run(run_hash=aim.Repo(repo_root).list_all_runs()[0], repo=repo_root, **QUIET)
+    resumed.track(float("nan"), name="loss", step=1, context={"subset": "train"})
+    resumed.track(float("inf"), name="loss", step=2, epoch=7, context={"subset": "train"})
+    resumed.track(3, name="count", step=0)
+    resumed.close()
+    compact_repo(RepoLayout(repo_root))  # (refreshes the dataset)
+    expected = _frames_per_run(repo_root, monkeypatch)
+    monkeypatch.setattr(dataset_read, "MIN_SHARED_READ_RUNS", 1)  # (3 runs here)
+    opened: list[str] = []
+    real = run_reader._read_pieces
+
+    def spy(layout: Any, run_hash: str, info: Any, wanted: list[str]) -> Any:
+        opened.append(run_hash)
+        return real(layout, run_hash, info, wanted)
+
+    monkeypatch.setattr(run_reader, "_read_pieces", spy)
+    got = aim.Repo(repo_root).query_metrics("").dataframe()
+    assert opened == []
+    pd.testing.assert_frame_equal(got, expected, check_exact=True)
+    # a run resumed after the refresh is stale in the dataset: read from its own files
+    again = aim.Run(run_hash=resumed.hash, repo=repo_root, **QUIET)
+    again.track(-1.0, name="loss", step=0, context={"subset": "train"})
+    again.close()
+    got = aim.Repo(repo_root).query_metrics("").dataframe()
+    assert set(opened) == {resumed.hash}
+    monkeypatch.undo()
+    pd.testing.assert_frame_equal(got, _frames_per_run(repo_root, monkeypatch), check_exact=True)
+    row = got[(got["run.hash"] == resumed.hash) & (got["metric.context.subset"] == "train")]
+    assert row["value"].tolist()[:3][0] == -1.0 and math.isnan(row["value"].tolist()[1])

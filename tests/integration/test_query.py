@@ -255,7 +255,8 @@ def test_fresh_index_reads_no_sidecar(
         return real(self, run_hash, key)
 
     monkeypatch.setattr(run_index.RunIndex, "_read_sidecar", spy)
-    fresh = aim.Repo(repo_root)  # a new Repo: nothing in memory, the index file is used
+    fresh = aim.Repo(repo_root)
+    fresh.close()  # forgets the process's in-memory index: the index file is used
     assert names(fresh, "run.hparams.lr > 0.01") == ["big"]
     assert reads == []
     resumed = aim.Run(
@@ -268,7 +269,9 @@ def test_fresh_index_reads_no_sidecar(
     resumed.close()
     assert names(fresh, "run.hparams.lr > 0.01") == ["big", "small"]
     assert reads == [runs["small"].hash]  # only the changed sidecar
-    assert names(aim.Repo(repo_root), "run.hparams.lr > 0.01") == ["big", "small"]
+    again = aim.Repo(repo_root)
+    again.close()
+    assert names(again, "run.hparams.lr > 0.01") == ["big", "small"]
     assert reads == [runs["small"].hash]  # the rewritten index already has it
 
 
@@ -286,7 +289,9 @@ def test_new_and_deleted_runs_need_no_reindex(
 
 def test_damaged_index_is_rebuilt(runs: dict[str, Any], repo_root: Path) -> None:
     index_file = repo_root / ".aim" / "index" / "runs.jsonl"
-    names(aim.Repo(repo_root), "")
+    first = aim.Repo(repo_root)
+    names(first, "")  # builds the index file
+    first.close()  # and forgets it in memory: the next Repo reads the file
     index_file.write_text('{"format": "aim_parquet.run_index", "format_version": 1, "runs": [')
     assert names(aim.Repo(repo_root), "") == ["big", "mid", "small"]
     assert len(index_runs(index_file)) == 4

@@ -90,7 +90,8 @@ def test_index_file_holds_exactly_the_sidecars(repo_root: Path) -> None:
 def test_sequence_query_decodes_stats_of_matching_sequences_only(repo_root: Path) -> None:
     make_rich_runs(repo_root)
     every_run(aim.Repo(repo_root))
-    repo = aim.Repo(repo_root)  # a new Repo: records come from the index file
+    repo = aim.Repo(repo_root)
+    repo.close()  # forgets the process's in-memory index: records come from the index file
     metrics = list(repo.query_metrics("metric.name == 'loss'"))
     assert [m.name for m in metrics] == ["loss"]
     record = repo._index.refresh().records[metrics[0].run.hash]
@@ -189,3 +190,20 @@ def test_warm_refresh_skips_sidecar_stats_until_something_changes(
     sidecar.write_text(json.dumps(data))
     monkeypatch.setattr(run_index, "FULL_CHECK_S", 0.0)  # as when that much time has passed
     assert "edited by hand" in {run.name for run in every_run(repo)} and passes == [1]
+
+
+def test_repo_made_again_starts_from_the_processes_index(repo_root: Path) -> None:
+    """`Repo(path)` made again in the same process reuses the in-memory index (no sidecar is
+    read, the index file is not decoded again), and still sees a run written meanwhile."""
+    make_rich_runs(repo_root)
+    first = aim.Repo(repo_root)
+    every_run(first)
+    again = aim.Repo(repo_root)
+    assert again._index is first._index
+    snapshot = again._index.refresh()
+    assert snapshot is first._index.refresh()
+    extra = aim.Run(repo=str(repo_root), **QUIET)
+    extra.close()
+    assert extra.hash in {r.hash for r in aim.Repo(repo_root).iter_runs()}
+    again.close()  # forgets it: the next Repo decodes the index file again
+    assert aim.Repo(repo_root)._index.refresh() is not snapshot

@@ -47,6 +47,7 @@ from aim_parquet.format.paths import (
     SEQS_DIRNAME,
     TEMP_PREFIX,
     RepoLayout,
+    is_valid_run_hash,
     is_valid_seq_id,
     validate_run_hash,
 )
@@ -58,6 +59,7 @@ from aim_parquet.storage.base.safe_fs import first_link
 from aim_parquet.storage.compaction.compacted import CompactedFileWriter, iter_file_pieces
 from aim_parquet.storage.compaction.compaction_report import CompactionReport, RunCompaction
 from aim_parquet.storage.compaction.run_folder import (
+    is_settled,
     is_uncommitted,
     remove_empty_dirs,
     remove_file,
@@ -70,6 +72,8 @@ from aim_parquet.storage.online.segments import iter_segment_batches, segment_id
 from aim_parquet.system.threads import signals_blocked
 
 log = logging.getLogger(__name__)
+
+SETTLED_NOTE = "nothing new to compact (settled: not opened)"
 
 
 @dataclass
@@ -386,11 +390,20 @@ def compact_repo(
     hashes = list_run_hashes(layout) if run_hashes is None else list(run_hashes)
     n_workers = max(1, workers if workers is not None else default_workers())
     done: dict[str, RunCompaction] = {}
+    todo = []
+    runs_dir = os.fspath(layout.runs_dir)
+    for run_hash in hashes:  # compacted again: a settled run costs one listing, no lock
+        if not (is_valid_run_hash(run_hash) and is_settled(os.path.join(runs_dir, run_hash))):
+            todo.append(run_hash)
+            continue
+        done[run_hash] = RunCompaction(run_hash, "unchanged", SETTLED_NOTE)
+        if progress is not None:
+            progress(len(done), len(hashes), run_hash)
     with ThreadPoolExecutor(
         max_workers=n_workers, thread_name_prefix="aim_parquet-compact"
     ) as pool:
         with signals_blocked():  # the pool's threads leave Ctrl-C and SIGTERM to this one
-            futures = {pool.submit(_compact_one, layout, h, include_active): h for h in hashes}
+            futures = {pool.submit(_compact_one, layout, h, include_active): h for h in todo}
         for future in as_completed(futures):
             entry = future.result()
             done[futures[future]] = entry

@@ -12,7 +12,9 @@ dataset").
 - `current.json`: the commit point. It lists the current files and, per run, the *fingerprint*
   of the run's files the rows were read from (its sidecar's stat; for a run without `end_time`
   also its liveness and its segments' names and sizes), so a refresh rewrites only the buckets
-  of runs that changed and a reader can tell which runs are stale (`dataset_read`).
+  of runs that changed and a reader can tell which runs are stale (`dataset_read`). A refresh
+  with nothing to do decodes no run: a closed run's fingerprint is the stat key the run index
+  already holds (`_current_runs_table`).
 - Superseded files stay (listed under `retired` with the time they were retired) until
   `aim-parquet gc` removes them once older than its grace period: a reader that read the
   previous `current.json` can still open every file it lists.
@@ -228,11 +230,53 @@ def refresh_dataset(layout: RepoLayout, *, rebuild: bool = False) -> DatasetRepo
     return report
 
 
+def _current_runs_table(
+    layout: RepoLayout, index: RunIndex, old: DatasetManifest, report: DatasetReport
+) -> pa.Table | None:
+    """The committed runs table when no run changed since `old` was committed, else None.
+
+    One listing of `runs/` and one `stat` per sidecar (the run index's refresh), with no run
+    decoded: a closed run's fingerprint is its sidecar's stat key, which the index holds. Only a
+    run without `end_time` is fingerprinted on its own (liveness, segments). Every column of the
+    runs table and every metrics row comes from the files the fingerprints cover, so equal
+    fingerprints mean the refresh would write the same files. A run with several writers (its
+    parts change without its sidecar) always takes the full refresh."""
+    snapshot = index.refresh()
+    keys = index.stat_keys()
+    states = {}
+    for run_hash, record in snapshot.records.items():
+        key = keys.get(run_hash)
+        if key is None or "+" in key:
+            return None
+        if record.has_end_time:
+            states[run_hash] = key
+            continue
+        try:
+            states[run_hash] = run_fingerprint(layout, record.meta)
+        except (FileNotFoundError, CorruptFileError):
+            return None
+    if states != old.run_states:
+        return None
+    try:
+        table = pq.ParquetFile(dataset_dir(layout) / old.runs).read()
+    except (OSError, pa.ArrowInvalid):
+        return None
+    for bad in snapshot.damaged:
+        report.notes.append(f"left out damaged run: {bad.describe()}")
+    report.generation, report.runs = old.generation, len(states)
+    return table
+
+
 def _refresh_locked(
     layout: RepoLayout, folder: Path, report: DatasetReport, *, rebuild: bool
 ) -> pa.Table:
     old = load_dataset_manifest(layout) if not rebuild else None
-    metas, damaged = RunIndex(layout).metas()
+    index = RunIndex(layout)
+    if old is not None:
+        current = _current_runs_table(layout, index, old, report)
+        if current is not None:
+            return current
+    metas, damaged = index.metas()
     for bad in damaged:
         report.notes.append(f"left out damaged run: {bad.describe()}")
     active = {m.hash: is_run_active(layout, m) for m in metas}
@@ -267,7 +311,7 @@ def _refresh_locked(
         parts = []
         if old is not None:
             reuse = {m.hash for m in runs} - changed
-            previous = pq.read_table(folder / old.metrics[bucket])
+            previous = pq.ParquetFile(folder / old.metrics[bucket]).read()
             if reuse:
                 parts.append(
                     previous.filter(pc.is_in(previous["run_hash"], pa.array(sorted(reuse))))
@@ -323,7 +367,7 @@ def _refresh_locked(
 
 def _same_table(path: Path, table: pa.Table) -> bool:
     try:
-        return bool(pq.read_table(path).equals(table))
+        return bool(pq.ParquetFile(path).read().equals(table))
     except (OSError, pa.ArrowInvalid):
         return False
 

@@ -5,21 +5,26 @@ dataset": reading live and committed data together)."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from aim_parquet.errors import AimParquetError, CorruptFileError, FormatVersionError
-from aim_parquet.format.dataset import dataset_dir, dataset_schema
-from aim_parquet.format.paths import RepoLayout
+from aim_parquet.format.dataset import bucket_of, dataset_dir, dataset_schema
+from aim_parquet.format.paths import SIDECAR_FILENAME, RepoLayout
+from aim_parquet.storage.base.columns import nan_numpy, to_numpy
 from aim_parquet.storage.compaction.dataset import (
     context_columns,
     load_dataset_manifest,
     run_fingerprint,
     run_rows,
 )
+from aim_parquet.storage.index.index_file import stat_key
 from aim_parquet.storage.index.run_index import RunIndex
 from aim_parquet.storage.index.runs_table import runs_table
 from aim_parquet.storage.online.writer_parts import is_run_active
@@ -87,3 +92,85 @@ def read_dataset_tables(layout: RepoLayout, *, live: bool = True) -> DatasetTabl
     return DatasetTables(
         metrics, runs_table(metas, active), generation, tuple(m.hash for m in fresh)
     )
+
+
+MIN_SHARED_READ_RUNS = 64  # fewer runs are read from their own files
+MetricPoints = tuple[np.ndarray[Any, Any], ...]  # steps, values, epochs (NaN: none), timestamps
+_POINT_COLUMNS = ["run_hash", "seq_id", "step", "value", "epoch", "timestamp"]
+
+
+def committed_metric_points(
+    layout: RepoLayout, wanted: dict[str, set[str]]
+) -> dict[tuple[str, str], MetricPoints]:
+    """The points of the metric sequences `wanted` ({run hash: seq ids}) that the committed
+    dataset holds as they are now, keyed by (run hash, seq id): one read of each bucket file
+    instead of one per run. A run is taken only when it was closed at the commit and its sidecar
+    is still the file the commit fingerprinted (FORMAT.md: a closed run's fingerprint is its
+    sidecar's stat, which every change of its points or fields replaces); the steps are then the
+    same, last write winning, as `read_metric_columns` reads from the run's own files. A sequence
+    of such a run with no row has no point. A bucket file is read only when at least half of
+    the runs it holds are wanted, and only when `MIN_SHARED_READ_RUNS` runs are (a whole file
+    for a few runs costs more than their own files). Runs left out (live, changed, not
+    committed, in a bucket not read): read them from their own files. Takes no lock; anything
+    unreadable leaves its runs out."""
+    try:
+        manifest = load_dataset_manifest(layout)
+    except (CorruptFileError, FormatVersionError, OSError):
+        return {}
+    if manifest is None:
+        return {}
+    by_bucket: dict[int, list[str]] = {}
+    runs_dir = os.fspath(layout.runs_dir)
+    for run_hash in wanted:
+        state = manifest.run_states.get(run_hash)
+        if state is None or "|" in state:  # not committed, or not closed then
+            continue
+        try:
+            if stat_key(os.stat(f"{runs_dir}/{run_hash}/{SIDECAR_FILENAME}")) != state:
+                continue
+        except (OSError, ValueError):
+            continue
+        by_bucket.setdefault(bucket_of(run_hash, manifest.buckets), []).append(run_hash)
+    if sum(len(h) for h in by_bucket.values()) < MIN_SHARED_READ_RUNS:
+        return {}  # a few runs: their own files are cheaper than whole bucket files
+    committed: dict[int, int] = {}
+    for run_hash in manifest.run_states:
+        bucket = bucket_of(run_hash, manifest.buckets)
+        committed[bucket] = committed.get(bucket, 0) + 1
+    out: dict[tuple[str, str], MetricPoints] = {}
+    folder = dataset_dir(layout)
+    for bucket, hashes in sorted(by_bucket.items()):
+        if len(hashes) * 2 < committed.get(bucket, 0):
+            continue  # most of the file is other runs: read these from their own files
+        try:
+            table = pq.ParquetFile(folder / manifest.metrics[bucket]).read(columns=_POINT_COLUMNS)
+        except (OSError, pa.ArrowException):
+            continue  # (removed by gc after its grace period, damaged): read from the runs
+        keys = sorted(f"{h}/{s}" for h in hashes for s in wanted[h])
+        joined = pc.binary_join_element_wise(table["run_hash"], table["seq_id"], "/")
+        table = table.filter(pc.is_in(joined, pa.array(keys, pa.string())))
+        joined = pc.binary_join_element_wise(table["run_hash"], table["seq_id"], "/")
+        for key in keys:
+            run_hash, seq_id = key.split("/", 1)
+            out[run_hash, seq_id] = _EMPTY_POINTS
+        if table.num_rows == 0:
+            continue
+        codes = to_numpy(joined.combine_chunks().dictionary_encode().indices)
+        bounds = np.flatnonzero(np.diff(codes)) + 1  # rows of one sequence are contiguous
+        starts = np.concatenate([[0], bounds])
+        ends = np.concatenate([bounds, [table.num_rows]])
+        names = joined.to_numpy(zero_copy_only=False)[starts]
+        columns = [nan_numpy(table[c]) for c in ("step", "value", "epoch", "timestamp")]
+        epochs = columns[2].astype(np.float64, copy=False)
+        for name, a, b in zip(names.tolist(), starts.tolist(), ends.tolist(), strict=True):
+            run_hash, seq_id = name.split("/", 1)
+            out[run_hash, seq_id] = (columns[0][a:b], columns[1][a:b], epochs[a:b], columns[3][a:b])
+    return out
+
+
+_EMPTY_POINTS: MetricPoints = (
+    np.empty(0, np.int64),
+    np.empty(0, np.float64),
+    np.empty(0, np.float64),
+    np.empty(0, np.float64),
+)

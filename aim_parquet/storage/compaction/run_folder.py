@@ -11,7 +11,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from aim_parquet.format.meta import Manifest
-from aim_parquet.format.paths import SEQS_DIRNAME
+from aim_parquet.format.paths import COMPACTED_DIRNAME, SEQS_DIRNAME
 from aim_parquet.storage.base.files import list_names
 from aim_parquet.storage.online.compacted_read import read_footer
 
@@ -38,6 +38,29 @@ def remove_empty_dirs(seqs_dir: Path) -> list[Path]:
     with suppress(OSError):
         os.rmdir(seqs_dir)
     return removed
+
+
+def is_settled(run_dir: Path | str) -> bool:
+    """Whether a finished compaction left the run with nothing to do: no `seqs/` folder (the
+    compactor removes it last, once every segment is in Parquet and the superseded files are
+    gone, so an interrupted compaction always leaves it; a writer that resumes the run creates
+    it again) and a real `compacted/` folder. One listing of the run folder, no lock, nothing
+    opened. A run folder or a `compacted/` that is a link is never settled (`compact_run`
+    refuses it by name)."""
+    run_dir = os.fspath(run_dir)
+    try:
+        if os.path.islink(run_dir):
+            return False
+        with os.scandir(run_dir) as listing:
+            entries = {e.name: e for e in listing}
+        compacted = entries.get(COMPACTED_DIRNAME)
+        return (
+            SEQS_DIRNAME not in entries
+            and compacted is not None
+            and compacted.is_dir(follow_symlinks=False)
+        )
+    except OSError:
+        return False
 
 
 def is_uncommitted(run_dir: Path, path: Path) -> bool:

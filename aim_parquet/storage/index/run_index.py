@@ -21,9 +21,13 @@ The index is only a cache, never a source of truth, and needs no re-index step:
   marker is seen within that time).
 - The file is rewritten atomically (`storage.base.atomic.atomic_write`) under the `flock` of
   `.aim/index/runs.lock`, taken without waiting (`storage.base.safe_fs.try_flock`: no link followed);
-  if another process holds it, this process keeps its fresh in-memory copy and skips the write. Changes of runs still being tracked (no `end_time`
+  if another process holds it, this process keeps its fresh in-memory copy, skips the write and
+  tries again on its next full pass. Changes of runs still being tracked (no `end_time`
   and a sidecar younger than `SETTLE_S`) do not trigger a write by themselves, so a live run that
   rewrites its sidecar every second does not make every query rewrite the index.
+- A process keeps the in-memory index of its most recent repositories (`RunIndex.shared`, used by
+  every `Repo`): a `Repo(path)` made again starts from it, checked as above, instead of decoding
+  the file again; `Repo.close()` forgets it.
 - A missing, unreadable or corrupt index file is rebuilt from the sidecars.
 - A damaged sidecar (invalid JSON, a newer format, a link or FIFO, nested too deeply) is reported
   by `refresh()` (the caller warns); the file keeps the last good copy of it, which
@@ -42,9 +46,12 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, replace
 from functools import cached_property
+from typing import ClassVar
 
 import pyarrow as pa
 
@@ -173,8 +180,36 @@ def read_index_file(raw: bytes) -> dict[str, _Entry]:
     return {record.hash: _Entry(key, record) for key, record in decode_index(raw)}
 
 
+SHARED_INDEXES = 4  # repositories whose in-memory index a process keeps for `RunIndex.shared`
+
+
 class RunIndex:
     """In-memory plus on-disk index of the run sidecars of one repository (see module doc)."""
+
+    _shared: ClassVar[OrderedDict[tuple[str, int, int], RunIndex]] = OrderedDict()
+    _shared_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    @classmethod
+    def shared(cls, layout: RepoLayout) -> RunIndex:
+        """The process's index of the repository at `layout` (the `SHARED_INDEXES` most recent
+        ones are kept), so that a `Repo(path)` made again in a warm process starts from the
+        in-memory copy: its `refresh()` checks it against the disk as it checks its own,
+        exactly as a `Repo` kept open does. Keyed by the repository's path and the
+        identity of its `.aim` folder (a repository deleted and made again is another one)."""
+        try:
+            st = os.stat(layout.aim_dir)
+        except OSError:
+            return cls(layout)
+        key = (str(layout.aim_dir), st.st_dev, st.st_ino)
+        with cls._shared_lock:
+            index = cls._shared.get(key)
+            if index is None:
+                index = cls._shared[key] = cls(layout)
+                while len(cls._shared) > SHARED_INDEXES:
+                    cls._shared.popitem(last=False)
+            else:
+                cls._shared.move_to_end(key)
+            return index
 
     def __init__(self, layout: RepoLayout) -> None:
         self.layout = layout
@@ -396,10 +431,17 @@ class RunIndex:
             with held_flock(self.lock_path, "run index lock") as held:
                 if not held:
                     log.debug("aim_parquet: run index %s is busy; not rewriting it", self.path)
+                    self._needs_write, self._quick = True, None  # retried on the next refresh
                     return
                 atomic_write(self.path, data, durable=False)
         except OSError as exc:  # read-only repository, disk full, a link: the index is a cache
             log.debug("aim_parquet: cannot write run index %s (%s)", self.path, exc)
+
+    def stat_keys(self) -> dict[str, StatKey]:
+        """The stat key of every readable run as of the last `refresh()`: its sidecar's
+        (mtime_ns, size, ino), followed by `+` and its writers' parts for a run with several."""
+        entries = self._entries or {}
+        return {h: e.key for h, e in entries.items() if e.record is not None}
 
     def metas(self) -> tuple[list[RunMeta], list[DamagedRun]]:
         """Every readable run's full RunMeta, and the damaged runs. An entry that fails to decode
