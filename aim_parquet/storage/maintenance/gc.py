@@ -275,7 +275,7 @@ class StatsReport:
     compacted_runs: int
     metric_sequences: int
     object_sequences: int
-    metric_points: int  # as written (a step written twice counts twice)
+    metric_points: int  # visible points (a step written twice counts once: last write wins)
     object_points: int
     files: dict[str, int] = field(default_factory=dict)
     bytes: dict[str, int] = field(default_factory=dict)
