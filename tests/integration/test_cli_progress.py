@@ -43,13 +43,18 @@ def cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.parametrize(
     ("command", "summary"),
-    [(("verify",), "checked 50 run(s)"), (("compact",), "compacted"), (("gc",), "freed ")],
+    [
+        (("verify",), "checked 50 run(s)"),
+        (("compact",), "compacted"),
+        (("gc",), "freed "),
+        (("export", "--output", "{tmp}"), "read it with"),
+    ],
 )
 def test_no_line_per_run_without_a_terminal(
-    repo: tuple[Path, list[str]], command: tuple[str, ...], summary: str
+    repo: tuple[Path, list[str]], command: tuple[str, ...], summary: str, tmp_path: Path
 ) -> None:
     root, hashes = repo
-    quiet = cli(root, *command)
+    quiet = cli(root, *(c.format(tmp=tmp_path / "export") for c in command))
     assert quiet.returncode == 0, quiet.stderr
     assert not any(h in quiet.stdout for h in hashes)  # no line per run
     assert summary in quiet.stdout.splitlines()[-1]
@@ -58,10 +63,13 @@ def test_no_line_per_run_without_a_terminal(
     assert len(quiet.stderr.splitlines()) <= 11  # every tenth (or 5 s) at most
 
 
-@pytest.mark.parametrize("command", ["verify", "compact"])
-def test_verbose_prints_a_line_per_run(repo: tuple[Path, list[str]], command: str) -> None:
+@pytest.mark.parametrize("command", ["verify", "compact", "export"])
+def test_verbose_prints_a_line_per_run(
+    repo: tuple[Path, list[str]], command: str, tmp_path: Path
+) -> None:
     root, hashes = repo
-    loud = cli(root, command, "--verbose")
+    extra = ["--output", str(tmp_path / "export")] if command == "export" else []
+    loud = cli(root, command, *extra, "--verbose")
     assert loud.returncode == 0, loud.stderr
     assert all(h in loud.stdout for h in hashes)
 
