@@ -138,7 +138,7 @@ def cmd_compact(args: argparse.Namespace) -> int:
             "note": r.note,
         }
         for r in report.runs
-        if args.verbose or r.status == "failed"
+        if args.verbose or r.status == "failed" or r.note  # a note: something to know
     ]
     if rows:
         print_table(rows, ["hash", "status", "points", "files", "size", "note"], sys.stdout)
