@@ -89,6 +89,7 @@ def add_parsers(sub: Any) -> None:
     p.add_argument(
         "--objects", action="store_true", help="also export images, texts, ... of those runs"
     )
+    p.add_argument("-v", "--verbose", action="store_true", help="also print one line per run")
     p.set_defaults(func=cmd_export)
 
 
@@ -157,6 +158,7 @@ def cmd_query(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from aim_parquet.cli.progress import Progress
     from aim_parquet.format.paths import EXPORT_METRICS_DIRNAME, EXPORT_POINTER_FILENAME
     from aim_parquet.storage import export_dataset, refresh_after_change
     from aim_parquet.storage.maintenance.remote import is_remote_target
@@ -171,7 +173,18 @@ def cmd_export(args: argparse.Namespace) -> int:
             assert wanted is not None
             wanted.add(seq.info.seq_id)
     output = args.output if is_remote else Path(args.output)
-    report = export_dataset(repo.layout, output, sequences=sequences, include_objects=args.objects)
+    bar = Progress("exporting")
+
+    def progress(done: int, total: int, run_hash: str) -> None:
+        bar(done, total, run_hash)
+        if args.verbose:
+            bar.finish()
+            print(safe_text(f"exported run {run_hash}"), flush=True)
+
+    report = export_dataset(
+        repo.layout, output, sequences=sequences, include_objects=args.objects, progress=progress
+    )
+    bar.finish()
     problem = refresh_after_change(repo.layout)  # (the export itself is complete)
     if problem is not None:
         print(safe_text(f"note: {problem}"))

@@ -7,7 +7,6 @@ import sys
 from typing import Any
 
 from aim_parquet.cli.common import (
-    ProgressBar,
     format_bytes,
     open_layout,
     print_json,
@@ -16,6 +15,7 @@ from aim_parquet.cli.common import (
     resolve_hashes,
     safe_text,
 )
+from aim_parquet.cli.progress import Progress
 
 
 def add_parsers(sub: Any) -> None:
@@ -36,6 +36,9 @@ def add_parsers(sub: Any) -> None:
     p.add_argument(
         "--include-active", action="store_true", help="also compact sealed segments of live runs"
     )
+    p.add_argument(
+        "-v", "--verbose", action="store_true", help="also print one line per run (or file)"
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_compact)
     p = sub.add_parser(
@@ -53,6 +56,9 @@ def add_parsers(sub: Any) -> None:
         parents=[parent],
     )
     p.add_argument("--repair", action="store_true", help="fix what can be fixed")
+    p.add_argument(
+        "-v", "--verbose", action="store_true", help="also print one line per run (or file)"
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_verify)
     p = sub.add_parser(
@@ -72,6 +78,9 @@ def add_parsers(sub: Any) -> None:
         default=600.0,
         metavar="SECONDS",
         help="keep files younger than this (default 600: readers may still use them)",
+    )
+    p.add_argument(
+        "-v", "--verbose", action="store_true", help="also print one line per run (or file)"
     )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_gc)
@@ -101,9 +110,9 @@ def cmd_compact(args: argparse.Namespace) -> int:
 
     layout = open_layout(args)
     hashes = resolve_hashes(layout, args.run) if args.run else None
-    report = compact_repo(
-        layout, hashes, include_active=args.include_active, progress=ProgressBar("compacting")
-    )
+    progress = Progress("compacting")
+    report = compact_repo(layout, hashes, include_active=args.include_active, progress=progress)
+    progress.finish()
     if args.json:
         print_json(
             {
@@ -129,6 +138,7 @@ def cmd_compact(args: argparse.Namespace) -> int:
             "note": r.note,
         }
         for r in report.runs
+        if args.verbose or r.status == "failed" or r.note  # a note: something to know
     ]
     if rows:
         print_table(rows, ["hash", "status", "points", "files", "size", "note"], sys.stdout)
@@ -142,7 +152,16 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from aim_parquet.storage import open_repo, verify_repo
 
     layout = open_repo(args.repo, check_marker=False)  # verify reports (and repairs) the marker
-    report = verify_repo(layout, repair=args.repair)
+    bar = Progress("verifying")
+
+    def progress(done: int, total: int, run_hash: str) -> None:
+        bar(done, total, run_hash)
+        if args.verbose:
+            bar.finish()
+            print(safe_text(f"checked run {run_hash}"), flush=True)
+
+    report = verify_repo(layout, repair=args.repair, progress=progress)
+    bar.finish()
     if args.json:
         print_json(
             {
@@ -192,7 +211,9 @@ def cmd_gc(args: argparse.Namespace) -> int:
     from aim_parquet.storage import gc_repo
 
     layout = open_layout(args)
-    report = gc_repo(layout, grace_s=args.grace_s)
+    progress = Progress("collecting")
+    report = gc_repo(layout, grace_s=args.grace_s, progress=progress)
+    progress.finish()
     if args.json:
         print_json(
             {
@@ -203,6 +224,9 @@ def cmd_gc(args: argparse.Namespace) -> int:
             sys.stdout,
         )
         return 0
+    if args.verbose:
+        for r in report.removed:
+            print(safe_text(f"removed {r.kind}: {r.path}"))
     for kind, (n, size) in sorted(report.by_kind().items()):
         print(f"{kind}: removed {n} ({format_bytes(size)})")
     for note in report.notes:

@@ -198,7 +198,7 @@ class SequenceInfo:
     name: str
     context: dict[str, Any]
     kind: str  # Aim dtype: 'int', 'float', 'number', 'aim.image', 'list(aim.image)', ...
-    count: int = 0  # points written (a step written twice counts twice)
+    count: int = 0  # visible points: steps (objects: (step, index) pairs), last write wins
     first_step: int | None = None
     last_step: int | None = None
     first: Any = None  # value at first_step (numbers only)
@@ -206,6 +206,10 @@ class SequenceInfo:
     min: float | None = None
     max: float | None = None
     reach: CatalogueReach | None = field(default=None, compare=False)
+    # a write targeted a step at or before `last_step` since the summary was last made exact:
+    # `count`, `min` and `max` may still include replaced points until a recount from the data
+    # (`storage.online.catalogue_scan.recount_sequences`; FORMAT.md, writer rule 8)
+    has_rewrites: bool = False
 
     @property
     def is_metric(self) -> bool:
@@ -227,6 +231,8 @@ class SequenceInfo:
         }
         if self.reach is not None:
             data["reach"] = self.reach.to_json()
+        if self.has_rewrites:
+            data["rewritten"] = True
         return data
 
     @classmethod
@@ -246,6 +252,7 @@ class SequenceInfo:
             min=_unnum(data.get("min")),
             max=_unnum(data.get("max")),
             reach=CatalogueReach.from_json(data.get("reach")),
+            has_rewrites=data.get("rewritten") is True,
         )
 
     @staticmethod
@@ -320,8 +327,10 @@ class RunMeta:
         """`params[name]` (`default` when there is none), as `RunRecord.param`."""
         return self.params.get(name, default)
 
-    def to_json(self) -> dict[str, Any]:
-        return {
+    def to_json(self, params_file: str | None = None) -> dict[str, Any]:
+        """The sidecar object; with `params_file`, the params are in that file of the run
+        folder (written by the caller) and the sidecar only names it."""
+        data = {
             "format": FORMAT_NAME,
             "format_version": self.format_version,
             "hash": self.hash,
@@ -333,16 +342,25 @@ class RunMeta:
             "creation_time": self.creation_time,
             "end_time": self.end_time,
             "updated_at": self.updated_at,
-            "params": encode_json_value(self.params),
+            "params": None if params_file else encode_json_value(self.params),
             "sequences": [s.to_json() for s in self.sequences],
         }
+        if params_file:
+            del data["params"]
+            data["params_file"] = params_file
+        return data
 
-    def dumps(self) -> bytes:
-        return json_bytes(self.to_json())
+    def dumps(self, params_file: str | None = None) -> bytes:
+        return json_bytes(self.to_json(params_file))
 
     @classmethod
     def from_json(cls, data: dict[str, Any], what: str = "run sidecar") -> RunMeta:
         check_format_version(data, what, MULTI_WRITER_FORMAT_VERSION)
+        if "params_file" in data and "params" not in data:
+            raise CorruptFileError(
+                f"{what}: its params are in {data['params_file']!r}, which was not read "
+                "(read sidecars with storage.online.params_file.read_sidecar_object)."
+            )
         try:
             params = data.get("params") or {}
             sequences = data.get("sequences") or []

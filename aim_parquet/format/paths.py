@@ -22,6 +22,8 @@ RUNS_DIRNAME = "runs"
 INDEX_DIRNAME = "index"
 TRASH_DIRNAME = "trash"
 SIDECAR_FILENAME = "run.json"
+# a run's params when they are large, written once per change (FORMAT.md, "Large params")
+PARAMS_FILE_MIN_BYTES = 64 << 10
 LOCK_FILENAME = "lock"
 COMPACT_LOCK_FILENAME = "compact.lock"
 SEQS_DIRNAME = "seqs"
@@ -49,6 +51,7 @@ MAX_WRITER_RANK = 2**20 - 1
 _HASH_RE = re.compile(r"[0-9a-f]{24}")
 _SEQ_ID_RE = re.compile(r"[0-9a-f]{20}")
 _SEGMENT_RE = re.compile(r"[0-9a-f]{16}-[0-9]+-[0-9a-f]{6}-[0-9]{6}\.arrows")
+_PARAMS_FILE_RE = re.compile(r"params-[0-9a-f]{16}\.json")
 _WRITER_FILE_RE = re.compile(r"([1-9][0-9]{0,6})\.(json|lock)")
 
 
@@ -214,3 +217,12 @@ class RepoLayout:
         """The flock extra writers take (shared) while they attach, and `runs rm|cp|mv`
         (exclusive) while they work on the run: `writers/attach.lock`."""
         return self.writers_dir(run_hash) / ATTACH_GATE_FILENAME
+
+
+def params_file_name(encoded: bytes) -> str:
+    """`params-<16 hex of SHA-256>.json`: named by its content, so it is never rewritten."""
+    return f"params-{hashlib.sha256(encoded).hexdigest()[:16]}.json"
+
+
+def is_params_file_name(name: object) -> bool:
+    return isinstance(name, str) and _PARAMS_FILE_RE.fullmatch(name) is not None

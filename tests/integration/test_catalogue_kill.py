@@ -164,19 +164,17 @@ def file_rows(repo: Path, run_hash: str) -> dict[str, list[tuple[int, Any]]]:
 
 
 def summary(rows: list[tuple[int, Any]], *, is_metric: bool) -> dict[str, Any]:
-    """FORMAT.md's catalogue fields of these rows (in write order): count and min/max over every
-    row, first/last the value of the last row written at the smallest/largest step."""
-    steps = [s for s, _ in rows]
-    lo, hi = min(steps), max(steps)
-    out: dict[str, Any] = {"count": len(rows), "first_step": lo, "last_step": hi}
+    """FORMAT.md's catalogue fields of these rows (in write order), by last write wins: the
+    visible point of a step is the last row written at it; count, min and max are over the
+    visible points, first/last the visible values at the smallest/largest step."""
+    visible: dict[int, Any] = {}
+    for step, value in rows:
+        visible[step] = value
+    lo, hi = min(visible), max(visible)
+    out: dict[str, Any] = {"count": len(visible), "first_step": lo, "last_step": hi}
     if is_metric:
-        values = [v for _, v in rows if not math.isnan(v)]
-        out.update(
-            first=[v for s, v in rows if s == lo][-1],
-            last=[v for s, v in rows if s == hi][-1],
-            min=min(values),
-            max=max(values),
-        )
+        values = [v for v in visible.values() if not math.isnan(v)]
+        out.update(first=visible[lo], last=visible[hi], min=min(values), max=max(values))
     return out
 
 

@@ -169,7 +169,7 @@ def test_compact_query_export(
 ) -> None:
     root, hashes = repo
     before = snapshot(root)
-    code, out, _ = cli(capsys, "compact", "--run", hashes[0][:5], "--repo", str(root))
+    code, out, _ = cli(capsys, "compact", "--run", hashes[0][:5], "--verbose", "--repo", str(root))
     assert code == 0 and "compacted 1 of 1 run(s)" in out and hashes[0] in out
     code, out, _ = cli(capsys, "compact", "--include-active", "--json", "--repo", str(root))
     report = json.loads(out)

@@ -115,7 +115,7 @@ def test_repair_never_moves_a_file_out_of_a_linked_compacted_folder(tmp_path: Pa
     before = tree_digest(outside)
     r = ["--repo", str(root)]
     verify, repair, compact = run_forked(
-        [["verify", *r], ["verify", "--repair", *r], ["compact", *r]]
+        [["verify", *r], ["verify", "--repair", *r], ["compact", "--verbose", *r]]
     )
     assert tree_digest(outside) == before
     assert not (root / ".aim" / "quarantine").exists()

@@ -120,7 +120,7 @@ def test_linked_lock_files_are_never_truncated(tmp_path: Path) -> None:
             ["runs", "close", victim, *r],
             ["verify", *r],
             ["verify", "--repair", *r],
-            ["compact", *r],
+            ["compact", "--verbose", *r],
         ]
     )
     with pytest.raises(UnsafeFileError, match="symbolic link"):
@@ -374,7 +374,7 @@ def test_newer_format_files_are_reported_and_never_rewritten(tmp_path: Path) -> 
         [
             ["query", "metric.name == 'loss'", *r],
             ["verify", *r],
-            ["compact", *r],
+            ["compact", "--verbose", *r],
             ["verify", "--repair", *r],
             ["gc", "--grace-s", "0", *r],
         ]

@@ -273,6 +273,7 @@ def test_stats_counts_runs_points_and_files(tmp_path: Path) -> None:
     stats = repo_stats(RepoLayout(tmp_path))
     assert (stats.runs, stats.compacted_runs, stats.active_runs, stats.damaged_runs) == (2, 1, 0, 0)
     assert stats.metric_sequences == 4 and stats.object_sequences == 8
-    assert stats.metric_points == 2 * (30 + 10 + 3)
+    # visible points (last write wins): loss 30 steps (two rewritten), acc 10 steps + step 1
+    assert stats.metric_points == 2 * (30 + 10 + 1)
     assert stats.files["compacted-metrics"] == 1 and stats.files["segment"] == 6
     assert stats.total_bytes == sum(stats.bytes.values()) > 0

@@ -15,12 +15,13 @@ data, and readers still stat every sidecar at least every few seconds.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
 from pathlib import Path
 
-from aim_parquet.format.paths import RepoLayout
+from aim_parquet.format.paths import RepoLayout, is_params_file_name
 from aim_parquet.storage.base.atomic import atomic_write
 from aim_parquet.storage.base.safe_fs import first_link, open_regular
 
@@ -75,8 +76,17 @@ def write_sidecar(
     *,
     durable: bool = True,
     path: Path | None = None,
+    has_inline_params: bool = True,
 ) -> None:
     """Replace a run's sidecar (or, with `path`, an extra writer's part) atomically, then note
-    the change."""
+    the change. A run.json with `has_inline_params` (every writer but the run's own, which
+    keeps large params in a params file: `storage.online.params_file`) leaves every params
+    file of the run unnamed: they are removed."""
     atomic_write(layout.sidecar(run_hash) if path is None else path, data, durable=durable)
+    if path is None and has_inline_params:
+        run_dir = layout.run_dir(run_hash)
+        for name in os.listdir(run_dir):
+            if is_params_file_name(name):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(run_dir / name)
     note_change(layout)

@@ -56,7 +56,7 @@ from typing import ClassVar
 import pyarrow as pa
 
 from aim_parquet.errors import AimParquetError, CorruptFileError
-from aim_parquet.format.meta import RunMeta, loads_json_object
+from aim_parquet.format.meta import RunMeta
 from aim_parquet.format.paths import SIDECAR_FILENAME, RepoLayout, is_valid_run_hash
 from aim_parquet.storage.base.atomic import atomic_write
 from aim_parquet.storage.base.lock import held_flock, run_lock_holder
@@ -70,7 +70,13 @@ from aim_parquet.storage.index.index_file import (
     stat_key,
 )
 from aim_parquet.storage.index.run_records import CatalogueEntry, RunRecord
-from aim_parquet.storage.online.catalogue_scan import is_writer_gone, read_catalogue, scan_catalogue
+from aim_parquet.storage.online.catalogue_scan import (
+    discover_sequences,
+    is_writer_gone,
+    read_catalogue,
+    scan_catalogue,
+)
+from aim_parquet.storage.online.params_file import read_sidecar_object
 from aim_parquet.storage.online.writer_parts import (
     load_writer_parts,
     merge_parts,
@@ -245,7 +251,7 @@ class RunIndex:
         path = self.layout.sidecar(run_hash)
         what = f"sidecar {path}"
         try:
-            data = loads_json_object(read_regular(path, "sidecar", MAX_JSON_FILE_BYTES), what)
+            data = read_sidecar_object(path)
             meta = RunMeta.from_json(data, what)
         except PermissionError as exc:
             return _Entry(key, None, DamagedRun(run_hash, str(path), str(exc), True))
@@ -256,6 +262,15 @@ class RunIndex:
         if meta.is_multi_writer:
             return self._read_writers(run_hash, key, data, meta)
         if not is_writer_gone(self.layout, meta):
+            if any(i.has_rewrites for i in meta.sequences):  # count/min/max made exact
+                try:
+                    infos = tuple(discover_sequences(self.layout, run_hash, meta))
+                except (OSError, pa.ArrowException, AimParquetError) as exc:
+                    return _Entry(key, None, DamagedRun(run_hash, str(path), str(exc)))
+                known = {i.seq_id for i in meta.sequences}
+                infos = tuple(i for i in infos if i.seq_id in known)
+                data = {**data, "sequences": [i.to_json() for i in infos]}
+                meta = replace(meta, sequences=infos)
             return _Entry(key, RunRecord(run_hash, data, meta))
         try:
             infos = scan_catalogue(self.layout, run_hash, meta)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +46,8 @@ from aim_parquet.storage.online.run_reader import read_sequence
 from aim_parquet.storage.online.writer_parts import is_run_active
 
 log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int, str], None]  # (done, total, run hash)
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,7 @@ def export_dataset(
     *,
     sequences: dict[str, set[str] | None] | None = None,
     include_objects: bool = False,
+    progress: Progress | None = None,
 ) -> ExportReport:
     """Write the repo as a Parquet dataset in `output` (see module doc): built in a temp folder
     next to it, which then replaces `output` at once (an earlier export there stays whole until
@@ -96,15 +100,16 @@ def export_dataset(
 
     `sequences` limits the export to some runs ({run hash: metric seq_ids, or None for all});
     with `include_objects`, every object sequence of the exported runs is written too.
+    `progress(done, total, run_hash)` is called after each run.
     """
     from aim_parquet.storage.maintenance import remote
 
     if remote.is_remote_target(output):
-        return _export_to_uri(layout, str(output), sequences, include_objects)
+        return _export_to_uri(layout, str(output), sequences, include_objects, progress)
     output = Path(os.path.abspath(output))
     work = _prepare_output(output)
     try:
-        report = _export_into(work, layout, sequences, include_objects)
+        report = _export_into(work, layout, sequences, include_objects, progress)
         replace_folder(work, output)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
@@ -117,6 +122,7 @@ def _export_to_uri(
     uri: str,
     sequences: dict[str, set[str] | None] | None,
     include_objects: bool,
+    progress: Progress | None,
 ) -> ExportReport:
     import tempfile
 
@@ -125,7 +131,7 @@ def _export_to_uri(
     target = remote.open_target(uri)
     with tempfile.TemporaryDirectory(prefix="aim-parquet-export-") as tmp:
         work = Path(tmp)
-        counts = _export_into(work, layout, sequences, include_objects)
+        counts = _export_into(work, layout, sequences, include_objects, progress)
         files, size = remote.publish_export(work, target, source=str(layout.root))
     return ExportReport(target.uri, *counts[:4], files, size)
 
@@ -135,6 +141,7 @@ def _export_into(
     layout: RepoLayout,
     sequences: dict[str, set[str] | None] | None,
     include_objects: bool,
+    progress: Progress | None = None,
 ) -> tuple[int, int, int, int, int, int]:
     """Write the dataset into the (temp) folder `output`; the report's figures. A run whose
     files cannot be read (damaged, a newer format, permission denied) is left out with a
@@ -142,13 +149,17 @@ def _export_into(
     selected = None if sequences is None else set(sequences)
     n_seqs = points = objects = 0
     exported = []
-    for meta in repo_runs(layout, selected):
+    metas = repo_runs(layout, selected)
+    for done, meta in enumerate(metas, 1):
         wanted = None if sequences is None else sequences.get(meta.hash)
         try:
             counts = _export_run(output, layout, meta, wanted, include_objects)
         except (CorruptFileError, FormatVersionError, PermissionError) as exc:
             log.warning("aim_parquet: export leaves out run %s: %s", meta.hash, exc)
             continue
+        finally:
+            if progress is not None:
+                progress(done, len(metas), meta.hash)
         exported.append(meta)
         n_seqs, points, objects = n_seqs + counts[0], points + counts[1], objects + counts[2]
     active = {m.hash: is_run_active(layout, m) for m in exported}

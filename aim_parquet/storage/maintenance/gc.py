@@ -27,6 +27,7 @@ import math
 import os
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -213,12 +214,21 @@ def check_grace(grace_s: float) -> float:
     return float(grace_s)
 
 
-def gc_repo(layout: RepoLayout, *, grace_s: float = DEFAULT_GRACE_S) -> GcReport:
-    """Remove superseded, leftover and temporary files (see module doc)."""
+def gc_repo(
+    layout: RepoLayout,
+    *,
+    grace_s: float = DEFAULT_GRACE_S,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> GcReport:
+    """Remove superseded, leftover and temporary files (see module doc).
+    `progress(done, total, run_hash)` is called after each run."""
     grace_s = check_grace(grace_s)
     out = _Collector(layout)
-    for run_hash in list_run_hashes(layout):
+    hashes = list_run_hashes(layout)
+    for done, run_hash in enumerate(hashes, 1):
         _gc_run(layout, run_hash, grace_s, out)
+        if progress is not None:
+            progress(done, len(hashes), run_hash)
     trash = layout.trash_dir
     link = first_link(layout.aim_dir, trash)
     if link is not None:
@@ -261,7 +271,7 @@ class StatsReport:
     compacted_runs: int
     metric_sequences: int
     object_sequences: int
-    metric_points: int  # as written (a step written twice counts twice)
+    metric_points: int  # visible points (a step written twice counts once: last write wins)
     object_points: int
     files: dict[str, int] = field(default_factory=dict)
     bytes: dict[str, int] = field(default_factory=dict)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -184,8 +185,14 @@ def _remove_tree(path: Path) -> None:
         remove_tree(path)
 
 
-def verify_repo(layout: RepoLayout, *, repair: bool = False) -> VerifyReport:
-    """Check every run of the repository (see module doc); with `repair`, fix what can be."""
+def verify_repo(
+    layout: RepoLayout,
+    *,
+    repair: bool = False,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> VerifyReport:
+    """Check every run of the repository (see module doc); with `repair`, fix what can be.
+    `progress(done, total, run_hash)` is called after each run."""
     problems, go_on = _check_repo_files(layout, repair)
     if not go_on:
         return VerifyReport(0, 0, 0, tuple(problems), repair)
@@ -199,8 +206,10 @@ def verify_repo(layout: RepoLayout, *, repair: bool = False) -> VerifyReport:
     hashes = list_run_hashes(layout)
     segments = files = 0
     notes: list[str] = []
-    for run_hash in hashes:
+    for done, run_hash in enumerate(hashes, 1):
         check = _verify_run(layout, run_hash, repair, run_hash in moved)
+        if progress is not None:
+            progress(done, len(hashes), run_hash)
         seen = {(p.path, p.kind) for p in problems}
         problems.extend(p for p, _fix in check.found if (p.path, p.kind) not in seen)
         notes.extend(check.notes)

@@ -23,10 +23,13 @@ reach (a sidecar of an earlier release), or whose reach no longer matches the fi
 segment was compacted while it could still grow, repaired shorter, quarantined), is summarised
 from all of its points: slower, never wrong.
 
-Summaries follow the catalogue's documented meaning (FORMAT.md): `count`, `min` and `max` over
-every row written (a step written twice counts twice), `first`/`last` the value of the last row
-written at `first_step`/`last_step` (last write wins), folding the rows in write order exactly as
-the writer does (`run_writer.summarize`).
+Summaries follow the catalogue's documented meaning (FORMAT.md): every field describes the
+visible points (last write wins: `count` counts steps, `min`/`max` ignore replaced values). A
+catch-up folds the rows after the reach exactly as the writer does (`seq_buffer.summarize`,
+incremental while steps only grow); an entry marked `has_rewrites` (a write went to a step at or
+before `last_step`) is recounted from all of its points, deduplicated (`summarize_exact`): by
+every scan, by `discover_sequences` for readers of a live run (nothing written), and by the
+writer at `close()` (`recount_sequences`), so only a run that rewrites steps pays for it.
 """
 
 from __future__ import annotations
@@ -76,8 +79,8 @@ from aim_parquet.storage.online.run_reader import (
     parse_manifest,
     segment_names,
 )
-from aim_parquet.storage.online.run_writer import summarize
 from aim_parquet.storage.online.segments import open_segment, read_segment, read_segment_from
+from aim_parquet.storage.online.seq_buffer import summarize, visible_rows
 from aim_parquet.storage.online.writer_parts import (
     load_writer_part,
     load_writer_parts,
@@ -110,6 +113,36 @@ def summarize_pieces(info: SequenceInfo, pieces: Iterable[Piece]) -> SequenceInf
                     info = replace(info, kind=NUMBER_KIND)
             info = summarize(info, batch)
     return info
+
+
+def _piece_batches(pieces: Iterable[Piece]) -> list[pa.RecordBatch]:
+    out: list[pa.RecordBatch] = []
+    for piece in pieces:
+        batches = piece.to_batches() if isinstance(piece, pa.Table) else [piece]
+        out.extend(b for b in batches if b.num_rows)
+    return out
+
+
+def summarize_exact(info: SequenceInfo, pieces: Iterable[Piece]) -> SequenceInfo:
+    """`info`'s entry made from all of its rows (`pieces` in write order: metrics `step, value`,
+    objects `step, index` first), deduplicated by last write wins, then folded as one growing
+    batch: exact whatever steps were rewritten. `reach` is kept."""
+    batches = _piece_batches(pieces)
+    entry = replace(blank(info), reach=info.reach)
+    if not batches:
+        return entry
+    steps = np.concatenate([to_numpy(b.column(0)) for b in batches])
+    second = np.concatenate([to_numpy(b.column(1)) for b in batches])
+    is_metric = is_metric_kind(info.kind)
+    if info.kind == "int" and not bool(np.all(np.isfinite(second) & (second == np.floor(second)))):
+        entry = replace(entry, kind="number")  # as the writer's would (any value ever written)
+    keep = visible_rows(steps, None if is_metric else second)
+    if keep is not None:
+        steps, second = steps[keep], second[keep]
+    name = "value" if is_metric else "index"
+    second_array = pa.array(second, pa.float64() if is_metric else pa.int32())
+    batch = pa.record_batch([pa.array(steps, pa.int64()), second_array], names=["step", name])
+    return summarize(entry, batch)
 
 
 def _same_value(a: object, b: object) -> bool:
@@ -216,7 +249,7 @@ def _all_pieces(files: _RunFiles, info: SequenceInfo, names: list[str]) -> list[
     """Every row of the sequence: its compacted rows, then the segments they do not cover."""
     pieces: list[Piece] = []
     if files.manifest is not None:
-        columns = ["step", "value"] if is_metric_kind(info.kind) else ["step"]
+        columns = ["step", "value"] if is_metric_kind(info.kind) else ["step", "index"]
         pieces.extend(read_compacted(Path(files.run_dir), files.manifest, info, columns))
     for name in names:
         if f"{info.seq_id}/{name}" not in files.covered:
@@ -228,11 +261,11 @@ def _scan_sequence(files: _RunFiles, info: SequenceInfo, *, full: bool) -> Seque
     """`info` caught up with the rows written after its reach (`full`: summarised from all of its
     points), with a sealed reach at the newest segment of the sequence."""
     names = segment_names(files.seq_dir(info.seq_id))
-    pieces = None if full else _tail_pieces(files, info, names)
-    if pieces is None:
-        info = summarize_pieces(blank(info), _all_pieces(files, info, names))
-    else:
+    pieces = None if full or info.has_rewrites else _tail_pieces(files, info, names)
+    if pieces is not None:
         info = summarize_pieces(info, pieces)
+    if pieces is None or info.has_rewrites:
+        info = summarize_exact(info, _all_pieces(files, info, names))
     last = max([*names, *files.covered_names(info.seq_id)], default=None)
     if last is None:
         reach = info.reach  # no segment at all (never flushed, or compacted and gone)
@@ -332,6 +365,35 @@ def _scan(
     owner: int | None = None,
 ) -> list[SequenceInfo]:
     """`_scan_once` as of one manifest state; starts over when a compaction swapped files."""
+    return _as_of_one_manifest(
+        layout, run_hash, lambda files: _scan_once(files, infos, known, full=full, owner=owner)
+    )
+
+
+def _recount_once(files: _RunFiles, infos: Iterable[SequenceInfo]) -> list[SequenceInfo]:
+    out = []
+    for info in infos:
+        names = segment_names(files.seq_dir(info.seq_id))
+        out.append(summarize_exact(info, _all_pieces(files, info, names)))
+    return out
+
+
+def recount_sequences(
+    layout: RepoLayout, run_hash: str, infos: Iterable[SequenceInfo]
+) -> list[SequenceInfo]:
+    """`infos` summarised exactly from all of their points (last write wins), each keeping its
+    `reach`: the recount of entries marked `has_rewrites`. Writes nothing."""
+    todo = tuple(infos)
+    if not todo:
+        return []
+    return _as_of_one_manifest(layout, run_hash, lambda files: _recount_once(files, todo))
+
+
+def _as_of_one_manifest(
+    layout: RepoLayout, run_hash: str, work: Callable[[_RunFiles], list[SequenceInfo]]
+) -> list[SequenceInfo]:
+    """`work` done on the run's files as of one manifest state; starts over when a compaction
+    swapped files (reader rule 5)."""
     run_dir = f"{os.fspath(layout.runs_dir)}/{validate_run_hash(run_hash)}"
     manifest_path = f"{run_dir}/{COMPACTED_DIRNAME}/{MANIFEST_FILENAME}"
     gone = GoneFiles(run_hash)
@@ -341,7 +403,7 @@ def _scan(
         manifest, seen = parse_manifest(manifest_path)
         files = _RunFiles(run_dir, manifest)
         try:
-            out = _scan_once(files, infos, known, full=full, owner=owner)
+            out = work(files)
         except OSError as exc:
             if is_gone(exc):
                 gone.check(exc, seen)
@@ -386,8 +448,12 @@ def discover_sequences(
 ) -> list[SequenceInfo]:
     """The sidecar's catalogue plus the sequences it does not list yet (summarised from their
     points). What a reader uses for a run a live writer holds (its entries may lag by one flush)
-    and for a closed run (complete: `close()` writes the sidecar after the last segment)."""
+    and for a closed run (complete: `close()` writes the sidecar after the last segment). An
+    entry marked `has_rewrites` is recounted from its points (nothing is written)."""
     infos = {s.seq_id: s for s in meta.sequences}
+    rewritten = [i for i in infos.values() if i.has_rewrites]
+    for info in recount_sequences(layout, run_hash, rewritten):
+        infos[info.seq_id] = info
     return [*infos.values(), *uncatalogued_sequences(layout, run_hash, infos, owner)]
 
 

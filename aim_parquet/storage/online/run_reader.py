@@ -39,6 +39,7 @@ from aim_parquet.storage.base.columns import int64_array, nan_numpy, to_numpy
 from aim_parquet.storage.base.files import list_names
 from aim_parquet.storage.base.safe_fs import MAX_JSON_FILE_BYTES, read_regular
 from aim_parquet.storage.online.compacted_read import GoneFiles, is_gone, read_compacted
+from aim_parquet.storage.online.params_file import read_sidecar_object
 from aim_parquet.storage.online.segments import read_segment
 from aim_parquet.storage.online.writer_parts import load_writer_parts, merge_parts
 
@@ -75,14 +76,14 @@ def load_sidecar(layout: RepoLayout, run_hash: str) -> RunMeta:
     """`run.json` alone: rank 0's catalogue only, for a run with several writers."""
     path = layout.sidecar(run_hash)
     try:
-        raw = read_regular(path, "sidecar", MAX_JSON_FILE_BYTES)
+        data = read_sidecar_object(path)
     except FileNotFoundError:
         if layout.run_dir(run_hash).is_dir():
             raise CorruptFileError(
                 f"run {run_hash} has no sidecar {path}. Run `aim-parquet verify --repair`."
             ) from None
         raise MissingRunError(f"No run {run_hash!r} in repository {layout.root}.") from None
-    return RunMeta.loads(raw, f"sidecar {path}")
+    return RunMeta.from_json(data, f"sidecar {path}")
 
 
 def load_manifest(layout: RepoLayout, run_hash: str) -> Manifest | None:

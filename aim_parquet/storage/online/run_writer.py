@@ -45,6 +45,7 @@ from aim_parquet.format.schema import segment_schema
 from aim_parquet.storage.base.files import list_names
 from aim_parquet.storage.base.lock import RunLock
 from aim_parquet.storage.base.repo_changes import write_sidecar
+from aim_parquet.storage.online.params_file import ParamsFile
 from aim_parquet.storage.online.run_reader import load_manifest, segment_names
 from aim_parquet.storage.online.segments import SegmentFile, UnsyncedFiles
 from aim_parquet.storage.online.seq_buffer import SeqBuffer, summarize
@@ -111,6 +112,8 @@ class RunWriter:
             )
         self.flush_interval_s = flush_interval_s
         self.max_segment_bytes = max_segment_bytes
+        # large params go to their own file, written once per change (run.json only)
+        self.params_file = ParamsFile(layout.run_dir(meta.hash)) if sidecar_path is None else None
         self.session_ns = next_session_ns(time.time_ns(), newest_session_ns(layout, meta.hash))
         self.session_token = new_session_token()  # same for all segments: they sort by counter
         self._segment_counter = 0
@@ -252,6 +255,8 @@ class RunWriter:
                 except (OSError, pa.ArrowException) as exc:
                     first_error = first_error or exc
                     self._bound_unwritten(seq)
+            if end_time is not None and first_error is None:
+                self._recount_rewrites()
             if work or self._meta_dirty:
                 try:
                     if durable:  # the points first, then the sidecar that describes them
@@ -300,6 +305,31 @@ class RunWriter:
             reach = CatalogueReach(segment.path.name, segment.size, seq.segment is None)
             seq.info = replace(summarize(seq.info, batch), reach=reach)
 
+    def _recount_rewrites(self) -> None:
+        """Before the final sidecar: make exact (from the deduplicated points) the summary of
+        every sequence into which a step at or before its `last_step` was written this session
+        (`SeqBuffer.summarize` marks it `has_rewrites`), so a closed run's catalogue follows
+        last write wins. A failure leaves the mark: readers then recount (`discover_sequences`)."""
+        rewritten = [seq for seq in self.seqs.values() if seq.info.has_rewrites]
+        if not rewritten:
+            return
+        # imported here: catalogue_scan imports this module's summary code
+        from aim_parquet.storage.online.catalogue_scan import recount_sequences
+
+        try:
+            exact = recount_sequences(self.layout, self.run_hash, [s.info for s in rewritten])
+        except (OSError, pa.ArrowException, AimParquetError) as exc:
+            log.warning(
+                "aim_parquet: run %s: could not recount the summaries of rewritten steps (%s); "
+                "readers recount them from the points.",
+                self.run_hash,
+                exc,
+            )
+            return
+        for seq, info in zip(rewritten, exact, strict=True):
+            seq.info = info
+        self._meta_dirty = True
+
     def _bound_unwritten(self, seq: SeqBuffer) -> None:
         """Keep at most MAX_PENDING_POINTS unwritten points per sequence while writes fail."""
         pending = sum(b.num_rows for b in seq.unwritten)
@@ -343,9 +373,21 @@ class RunWriter:
 
     def _write_sidecar(self, *, durable: bool) -> None:
         meta = self.snapshot()
-        data = meta.dumps()
-        write_sidecar(self.layout, self.run_hash, data, durable=durable, path=self.sidecar_path)
+        name, is_new_file = None, False
+        if self.params_file is not None:
+            name, is_new_file = self.params_file.name_for(meta.params, durable=durable)
+        data = meta.dumps(params_file=name)
+        write_sidecar(
+            self.layout,
+            self.run_hash,
+            data,
+            durable=durable,
+            path=self.sidecar_path,
+            has_inline_params=False,
+        )
         self._meta_dirty = False
+        if is_new_file and self.params_file is not None:
+            self.params_file.prune()  # the sidecar no longer names the superseded file
 
     def update_meta(self, **changes: Any) -> None:
         """Change properties/params and persist them at once (durably). RunClosedError once the

@@ -96,16 +96,50 @@ class SeqBuffer:
         return pa.record_batch(arrays, schema=OBJECT_SCHEMA)
 
 
+def visible_rows(steps: np.ndarray, index: np.ndarray | None = None) -> np.ndarray | None:
+    """Positions of the rows that last write wins keeps (the last row of each step; objects: of
+    each `(step, index)`), in key order; None when every row is kept in the order given (keys
+    strictly increasing: the usual case, one vectorised comparison)."""
+    n = len(steps)
+    if n < 2:
+        return None
+    later, same = steps[1:] > steps[:-1], steps[1:] == steps[:-1]
+    if index is None:
+        if bool(np.all(later)):
+            return None
+        order = np.argsort(steps, kind="stable")
+        keyed = steps[order]
+        is_last = np.ones(n, dtype=bool)
+        is_last[:-1] = keyed[1:] != keyed[:-1]
+        return order[is_last]
+    if bool(np.all(later | (same & (index[1:] > index[:-1])))):
+        return None
+    order = np.lexsort((index, steps))  # stable: equal keys keep their write order
+    s, i = steps[order], index[order]
+    is_last = np.ones(n, dtype=bool)
+    is_last[:-1] = (s[1:] != s[:-1]) | (i[1:] != i[:-1])
+    return order[is_last]
+
+
 def summarize(info: SequenceInfo, batch: pa.RecordBatch) -> SequenceInfo:
-    """The catalogue entry after `batch` was written (count, first/last step and value, min/max)."""
+    """The catalogue entry after `batch` was written (count, first/last step and value, min/max),
+    by last write wins. Exact and incremental while steps only grow (every step of the batch
+    after `last_step`: nothing visible is replaced); a batch that writes a step at or before
+    `last_step` may replace a point, so the entry is marked `has_rewrites` until a recount from
+    the data (`catalogue_scan.recount_sequences`) makes `count`, `min` and `max` exact again."""
     steps = to_numpy(batch.column(0))
     n = len(steps)
     if n == 0:
         return info
+    values = to_numpy(batch.column(1)) if info.is_metric else None
+    keep = visible_rows(steps, None if info.is_metric else to_numpy(batch.column(1)))
     hi = int(steps.max())
     lo = int(steps.min())
-    changes: dict[str, Any] = {"count": info.count + n}
-    values = to_numpy(batch.column(1)) if info.is_metric else None
+    is_growing = info.last_step is None or lo > info.last_step
+    changes: dict[str, Any] = {
+        "count": info.count + (n if keep is None else len(keep)),
+        "has_rewrites": info.has_rewrites or not is_growing,
+    }
     if info.last_step is None or hi >= info.last_step:
         changes["last_step"] = hi
         if values is not None:
@@ -117,7 +151,8 @@ def summarize(info: SequenceInfo, batch: pa.RecordBatch) -> SequenceInfo:
             first = float(values[n - 1 - int(np.argmax(steps[::-1] == lo))])
             changes["first"] = metric_value(first, info.kind)
     if values is not None:
-        finite = values[~np.isnan(values)]
+        seen = values if keep is None else values[keep]
+        finite = seen[~np.isnan(seen)]
         if finite.size:
             bmin, bmax = float(finite.min()), float(finite.max())
             changes["min"] = bmin if info.min is None else min(info.min, bmin)

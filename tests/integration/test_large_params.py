@@ -1,0 +1,104 @@
+"""Large params are written once per change, not with every sidecar rewrite: a run with a 10 MB
+param that tracks over several flushes writes the param once (`params-<digest>.json`), and each
+flush rewrites only a small `run.json` that names it. Readers see the params as if inline."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import aim_parquet as aim
+from aim_parquet.errors import CorruptFileError
+from aim_parquet.format.meta import RunMeta
+from aim_parquet.format.paths import PARAMS_FILE_MIN_BYTES, RepoLayout
+from aim_parquet.storage import load_run_meta
+from aim_parquet.storage.online import params_file as params_module
+
+QUIET: dict[str, Any] = {"system_tracking_interval": None, "capture_terminal_logs": False}
+BIG = "x" * (10 << 20)
+
+
+def params_files(run_dir: Path) -> list[str]:
+    return sorted(n for n in os.listdir(run_dir) if n.startswith("params-"))
+
+
+def test_a_10_mb_param_is_written_once_over_many_flushes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    written: list[tuple[str, int]] = []
+    real_write = params_module.atomic_write
+
+    def counting_write(path: Path, data: bytes, **kwargs: Any) -> None:
+        written.append((Path(path).name, len(data)))
+        real_write(path, data, **kwargs)
+
+    monkeypatch.setattr(params_module, "atomic_write", counting_write)
+    run = aim.Run(repo=str(tmp_path), **QUIET)
+    run["blob"] = {"text": BIG, "lr": 0.1}
+    run_dir = tmp_path / ".aim" / "runs" / run.hash
+    sizes = []
+    for flush in range(6):
+        for i in range(20):
+            run.track(float(i), name="loss", step=flush * 20 + i)
+        run.flush()
+        sizes.append((run_dir / "run.json").stat().st_size)
+    run.close()
+    sizes.append((run_dir / "run.json").stat().st_size)
+    (name,) = params_files(run_dir)
+    assert written == [(name, (run_dir / name).stat().st_size)]  # the param: once
+    assert written[0][1] > len(BIG)
+    assert max(sizes) < PARAMS_FILE_MIN_BYTES  # every sidecar rewrite is small
+    sidecar = json.loads((run_dir / "run.json").read_text())
+    assert sidecar["params_file"] == name and "params" not in sidecar
+    repo = aim.Repo(str(tmp_path))
+    for reader in (repo.get_run(run.hash), load_run_meta(RepoLayout(tmp_path), run.hash)):
+        blob = reader["blob"] if isinstance(reader, aim.Run) else reader.params["blob"]
+        assert blob == {"text": BIG, "lr": 0.1}
+    matched = aim.Repo(str(tmp_path)).query_runs("run.blob.lr == 0.1").iter_runs()
+    assert [r.run.hash for r in matched] == [run.hash]
+
+
+def test_changing_a_large_param_replaces_its_file(tmp_path: Path) -> None:
+    run = aim.Run(repo=str(tmp_path), **QUIET)
+    run_dir = tmp_path / ".aim" / "runs" / run.hash
+    run["blob"] = BIG
+    first = params_files(run_dir)
+    run["small"] = 1  # params change: a new file, the superseded one removed
+    second = params_files(run_dir)
+    assert len(first) == len(second) == 1 and first != second
+    run["blob"] = "small now"  # small params go back inline
+    assert params_files(run_dir) == []
+    assert "params" in json.loads((run_dir / "run.json").read_text())
+    run.close()
+    assert aim.Repo(str(tmp_path)).get_run(run.hash)["blob"] == "small now"
+
+
+def test_a_tool_that_rewrites_the_sidecar_inlines_the_params(tmp_path: Path) -> None:
+    run = aim.Run(repo=str(tmp_path), **QUIET)
+    run["blob"] = BIG
+    run.close()
+    run_dir = tmp_path / ".aim" / "runs" / run.hash
+    assert len(params_files(run_dir)) == 1
+    reopened = aim.Repo(str(tmp_path)).get_run(run.hash)
+    reopened.archived = True  # a sidecar edit by the SDK on a closed run
+    assert aim.Repo(str(tmp_path)).get_run(run.hash)["blob"] == BIG
+    meta = load_run_meta(RepoLayout(tmp_path), run.hash)
+    assert meta.archived and meta.params["blob"] == BIG
+
+
+def test_a_missing_params_file_is_a_clear_error(tmp_path: Path) -> None:
+    run = aim.Run(repo=str(tmp_path), **QUIET)
+    run["blob"] = BIG
+    run.close()
+    run_dir = tmp_path / ".aim" / "runs" / run.hash
+    (name,) = params_files(run_dir)
+    (run_dir / name).unlink()
+    with pytest.raises(CorruptFileError, match="params file"):
+        load_run_meta(RepoLayout(tmp_path), run.hash)
+    raw = json.loads((run_dir / "run.json").read_text())
+    with pytest.raises(CorruptFileError, match="was not read"):  # never silently empty
+        RunMeta.from_json(raw)
