@@ -17,7 +17,8 @@ if the handler still has not run after `GIVE_UP_S` (C code that retries EINTR wi
 signals), the watcher closes the runs itself and ends the process with status 128 + SIGTERM.
 
 The wakeup fd is the process's only one: the watcher is installed only where no one else (asyncio)
-has set one, and stops watching if it is replaced. Forked children drop it before anything can
+has set one (a signal caught while we looked is passed on to theirs), and stops watching if it is
+replaced. Forked children drop it before anything can
 write to the parent's pipe.
 """
 
@@ -71,12 +72,24 @@ def install(
         return
     if previous != -1:  # someone else's (an asyncio loop): leave it to them
         signal.set_wakeup_fd(previous)
+        _hand_over(read_fd, previous)
         os.close(read_fd)
         os.close(write_fd)
         return
     _pipe, _pipe_pid = (read_fd, write_fd), os.getpid()
     main_id = threading.main_thread().ident
     start_new_thread(_watch, (read_fd, main_id, is_ours, state, close))
+
+
+def _hand_over(read_fd: int, owner_fd: int) -> None:
+    """Pass on to the wakeup fd's owner what the C handler wrote to our pipe while it stood in
+    for theirs (a signal that landed between the two `set_wakeup_fd` calls): asyncio runs its
+    `add_signal_handler` callbacks only for the signal numbers it reads there."""
+    os.set_blocking(read_fd, False)
+    with contextlib.suppress(OSError):  # nothing written (BlockingIOError), or theirs is full
+        data = os.read(read_fd, 512)
+        if data:
+            os.write(owner_fd, data)
 
 
 def after_fork_in_child() -> None:

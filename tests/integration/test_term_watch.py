@@ -144,3 +144,51 @@ def test_a_forked_childs_sigterm_never_reaches_the_parents_watcher(tmp_path: Pat
     assert sidecar(tmp_path, child_hash)["end_time"] is not None
     steps = [r["step"] for r in raw_points(tmp_path, parent_hash)[("loss", "{}")]]
     assert steps == list(range(5001))
+
+
+RACED = textwrap.dedent(
+    """
+    import asyncio, signal, sys
+    import aim_parquet as aim
+
+    real = signal.set_wakeup_fd
+    fired = []
+
+    def racing(fd, **kwargs):  # a signal lands while Run() has its own pipe in place of asyncio's
+        previous = real(fd, **kwargs)
+        if not fired and previous != -1 and kwargs.get("warn_on_full_buffer") is False:
+            fired.append(fd)
+            signal.raise_signal(signal.SIGUSR1)
+        return previous
+
+    signal.set_wakeup_fd = racing
+    seen = []
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGUSR1, lambda: seen.append("USR1"))
+        run = aim.Run(repo=sys.argv[1], system_tracking_interval=None, capture_terminal_logs=False)
+        await asyncio.sleep(0.5)
+        run.close()
+
+    asyncio.run(main())
+    print("raced" if fired else "no race", seen, flush=True)
+    """
+)
+
+
+def test_a_signal_caught_while_run_probes_asyncios_wakeup_fd_still_reaches_asyncio(
+    tmp_path: Path,
+) -> None:
+    """The first `Run()` swaps its pipe in to learn whether someone else set the wakeup fd; a
+    signal caught before it swaps theirs back is written to our pipe, and asyncio, which runs its
+    `add_signal_handler` callbacks from what it reads on its own fd, would never see it."""
+    proc = subprocess.run(
+        [sys.executable, "-c", RACED, str(tmp_path)],
+        env=python_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["raced", "['USR1']"], proc.stdout
