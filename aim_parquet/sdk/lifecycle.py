@@ -92,6 +92,7 @@ _masks_before_fork: dict[int, set[int | signal.Signals]] = {}  # forking thread 
 _term_started = False  # a SIGTERM close is under way or done
 _term_done = _thread.allocate_lock()  # held until the SIGTERM close is done
 _term_finished = False  # the SIGTERM close is done (a flag: no lock for the handler to misread)
+_handler_waits = False  # the handler waits for the close: it ends the process itself when done
 
 
 class CloseJob:
@@ -301,8 +302,9 @@ def _restore_signal_mask() -> None:
 
 
 def _after_fork_in_child() -> None:
-    global _install_lock, _term_started, _term_done, _term_finished, _sigterm_pid
+    global _install_lock, _term_started, _term_done, _term_finished, _sigterm_pid, _handler_waits
     term_watch.after_fork_in_child()
+    _handler_waits = False
     _install_lock = threading.Lock()
     _term_started = False
     _term_finished = False
@@ -353,9 +355,14 @@ def _close_on_sigterm() -> None:
             log.warning("aim_parquet: SIGTERM: closing the open runs before exiting.")
         close_all()
     finally:
+        # Re-send only when no handler waits: a waiting one ends the process itself, and a
+        # re-sent signal would run the process's current handler (a user's that chains to ours)
+        # a second time. Read before the release: once released, the handler stops waiting.
+        resend = not _handler_waits
         _term_finished = True
         _term_done.release()
-    os.kill(os.getpid(), signal.SIGTERM)  # the handler sees the close done and exits
+    if resend:
+        os.kill(os.getpid(), signal.SIGTERM)  # the handler sees the close done and exits
 
 
 def end_after_sigterm_close() -> None:
@@ -392,7 +399,7 @@ def _is_inside_locking_code(frame: FrameType | None) -> bool:
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     """No lock on this thread: start the close elsewhere, wait for it only if that is safe."""
-    global _term_started
+    global _term_started, _handler_waits
     if os.getpid() != _sigterm_pid:
         pass  # a forked child before the fork hook ran: it has no runs; act as the default
     elif not _term_started:
@@ -401,7 +408,12 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
         start_new_thread(_close_on_sigterm, ())
         if _is_inside_locking_code(frame):
             return  # let the interrupted code release its locks; the closer re-sends SIGTERM
-        if not _term_done.acquire(timeout=TERM_WAIT_S):
+        _handler_waits = True
+        try:
+            is_done = _term_done.acquire(timeout=TERM_WAIT_S)
+        finally:  # (a wait that ends without the close: the watcher re-sends SIGTERM later)
+            _handler_waits = False
+        if not is_done:
             return  # (once acquired it is never needed again: nothing to release)
     elif not _term_finished:
         return  # a second SIGTERM while closing: the closer re-sends it when done

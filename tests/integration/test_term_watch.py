@@ -20,6 +20,8 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import python_env, raw_points, sidecar
 
 PRELUDE = textwrap.dedent(
@@ -192,3 +194,51 @@ def test_a_signal_caught_while_run_probes_asyncios_wakeup_fd_still_reaches_async
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.split() == ["raced", "['USR1']"], proc.stdout
+
+
+CHAINED = PRELUDE + textwrap.dedent(
+    """
+    import time
+    previous = signal.getsignal(signal.SIGTERM)
+    calls = []
+
+    def user_handler(signum, frame):  # as PyTorch Lightning's: note it, then call the previous one
+        calls.append(signum)
+        os.write(1, f"user handler call {len(calls)}\\n".encode())
+        previous(signum, frame)
+
+    signal.signal(signal.SIGTERM, user_handler)
+    lock = multiprocessing.Lock()
+    lock.acquire()
+    print("chained", flush=True)
+    if sys.argv[2] == "lock":
+        lock.acquire()  # waits in C for good
+    while True:
+        time.sleep(60)
+    """
+)
+
+
+@pytest.mark.parametrize("waiting_in", ["sleep", "lock"])
+def test_a_user_handler_that_chains_to_ours_runs_once_per_sigterm(
+    tmp_path: Path, waiting_in: str
+) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHAINED, str(tmp_path), waiting_in],
+        env=python_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    try:
+        run_hash = proc.stdout.readline().strip()
+        assert proc.stdout.readline().strip() == "chained"
+        time.sleep(1.0)  # the main thread is in its wait (outside any lock-holding code) by then
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == -signal.SIGTERM, err[-2000:]
+    assert out.splitlines() == ["user handler call 1"], out
+    _check_closed_with_every_point(tmp_path, run_hash)
