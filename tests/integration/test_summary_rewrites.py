@@ -8,7 +8,6 @@ compaction. The reference is computed here from the points as written (a dict, s
 from __future__ import annotations
 
 import json
-import math
 import signal
 import subprocess
 from pathlib import Path
@@ -20,27 +19,9 @@ import aim_parquet as aim
 from aim_parquet.format.paths import RepoLayout
 from aim_parquet.storage import compact_run
 from tests.conftest import PYTHON, python_env
+from tests.summary_reference import reference, stats
 
 QUIET: dict[str, Any] = {"system_tracking_interval": None, "capture_terminal_logs": False}
-
-
-def reference(visible: dict[int, float]) -> dict[str, Any]:
-    finite = [v for v in visible.values() if not math.isnan(v)]
-    lo, hi = min(visible), max(visible)
-    return {
-        "count": len(visible),
-        "first_step": lo,
-        "last_step": hi,
-        "first": visible[lo],
-        "last": visible[hi],
-        "min": min(finite) if finite else None,
-        "max": max(finite) if finite else None,
-    }
-
-
-def stats(info: Any) -> dict[str, Any]:
-    keys = ("count", "first_step", "last_step", "first", "last", "min", "max")
-    return {k: getattr(info, k) for k in keys}
 
 
 def check_readers(repo: Path, run_hash: str, name: str, want: dict[str, Any]) -> None:

@@ -18,6 +18,7 @@ from aim_parquet.format.paths import RepoLayout
 from aim_parquet.storage import compact_run, load_run_meta
 from aim_parquet.storage.online import catalogue_scan
 from aim_parquet.storage.online.seq_buffer import visible_rows
+from tests.summary_reference import reference, stats
 
 SETTINGS = settings(
     max_examples=25,
@@ -37,27 +38,6 @@ OPS = st.lists(
     min_size=1,
     max_size=60,
 )
-
-
-def reference(visible: dict[int, float]) -> dict[str, Any]:
-    finite = [v for v in visible.values() if not math.isnan(v)]
-    lo, hi = min(visible), max(visible)
-    return {
-        "count": len(visible),
-        "first_step": lo,
-        "last_step": hi,
-        "first": visible[lo],
-        "last": visible[hi],
-        "min": min(finite) if finite else None,
-        "max": max(finite) if finite else None,
-    }
-
-
-def stats(info: Any) -> dict[str, Any]:
-    return {k: getattr(info, k) for k in ("count", "first_step", "last_step", "first", "last")} | {
-        "min": info.min,
-        "max": info.max,
-    }
 
 
 def same(a: dict[str, Any], b: dict[str, Any]) -> bool:
