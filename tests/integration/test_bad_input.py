@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 
 import aim_parquet as aim
+from aim_parquet.errors import StorageError
 from aim_parquet.format.paths import RepoLayout
 from aim_parquet.storage import discover_sequences, load_run_meta, read_sequence
 from tests.conftest import raw_points
@@ -201,7 +202,7 @@ def test_bad_run_arguments_are_clear_errors(
 def test_repo_that_is_a_file_is_a_clear_os_error(tmp_path: Path) -> None:
     target = tmp_path / "file"
     target.write_text("not a folder")
-    with pytest.raises(NotADirectoryError, match="Not a directory"):
+    with pytest.raises(StorageError, match=f"{target} is a file, not a folder"):
         aim.Run(repo=target, system_tracking_interval=None, capture_terminal_logs=False)
     assert target.read_text() == "not a folder"
 
