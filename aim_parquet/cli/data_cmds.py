@@ -174,13 +174,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             wanted.add(seq.info.seq_id)
     output = args.output if is_remote else Path(args.output)
     bar = Progress("exporting")
-
-    def progress(done: int, total: int, run_hash: str) -> None:
-        bar(done, total, run_hash)
-        if args.verbose:
-            bar.finish()
-            print(safe_text(f"exported run {run_hash}"), flush=True)
-
+    progress = bar.per_run("exported", verbose=args.verbose)
     report = export_dataset(
         repo.layout, output, sequences=sequences, include_objects=args.objects, progress=progress
     )

@@ -153,13 +153,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     layout = open_repo(args.repo, check_marker=False)  # verify reports (and repairs) the marker
     bar = Progress("verifying")
-
-    def progress(done: int, total: int, run_hash: str) -> None:
-        bar(done, total, run_hash)
-        if args.verbose:
-            bar.finish()
-            print(safe_text(f"checked run {run_hash}"), flush=True)
-
+    progress = bar.per_run("checked", verbose=args.verbose)
     report = verify_repo(layout, repair=args.repair, progress=progress)
     bar.finish()
     if args.json:

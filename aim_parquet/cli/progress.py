@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from typing import TextIO
+
+from aim_parquet.cli.common import safe_text
 
 PLAIN_INTERVAL_S = 5.0
 BAR_WIDTH = 24
@@ -79,3 +82,15 @@ class Progress:
             self.stream.write("\n")
             self.stream.flush()
             self._is_drawn = False
+
+    def per_run(self, done_verb: str, *, verbose: bool) -> Callable[[int, int, str], None]:
+        """A `progress(done, total, run_hash)` callback for a repo-wide command: the bar, plus
+        one "<done_verb> run <hash>" line per run with `--verbose`."""
+
+        def progress(done: int, total: int, run_hash: str) -> None:
+            self(done, total, run_hash)
+            if verbose:
+                self.finish()
+                print(safe_text(f"{done_verb} run {run_hash}"), flush=True)
+
+        return progress
