@@ -206,6 +206,7 @@ def process_model_trials(base: Path, *, quick: bool) -> list[Tally]:
     """The looped trials of tests/integration/test_process_models.py: signals during updates and
     during a long close, simultaneous resumes, Pools, threads. Each trial asserts that nothing
     hung, one writer held the run and every point was read back once; a failed trial is a loss."""
+    from tests.integration import test_child_runs as child_runs
     from tests.integration import test_process_models as pm
 
     rng = random.Random(21)
@@ -241,6 +242,12 @@ def process_model_trials(base: Path, *, quick: bool) -> list[Tally]:
             lambda r: pm.resume_race_trial(r, 4),
         ),
         ("`with Pool()` per epoch, 20 epochs", (10, 2), 0, lambda r: pm.check_pool_trial(r, 20)),
+        (
+            "`with Pool(2)` whose workers open runs, terminated (SIGTERM) each epoch, 2 epochs",
+            (40, 3),
+            4,
+            lambda r: child_runs.run_trial(r, "pool", "fork"),
+        ),
         ("8 threads start the same 300 sequences", (30, 3), 0, lambda r: pm.check_threads(r, 1)),
         ("track() from 4 threads while close() runs", (10, 2), 0, pm.track_during_close_trial),
     ]
