@@ -244,7 +244,7 @@ def process_model_trials(base: Path, *, quick: bool) -> list[Tally]:
         ("`with Pool()` per epoch, 20 epochs", (10, 2), 0, lambda r: pm.check_pool_trial(r, 20)),
         (
             "`with Pool(2)` whose workers open runs, terminated (SIGTERM) each epoch, 2 epochs",
-            (40, 3),
+            (200, 3),
             4,
             lambda r: child_runs.run_trial(r, "pool", "fork"),
         ),
