@@ -340,8 +340,7 @@ def _close_from_watcher() -> None:
     global _term_started, _term_finished
     if _term_started:
         return
-    _term_started = True
-    _term_done.acquire(False)
+    _term_started = True  # (`_term_done` is only for a handler that waits: none does here)
     try:
         close_all()
     finally:

@@ -65,20 +65,19 @@ def install(
     read_fd, write_fd = os.pipe()
     os.set_blocking(write_fd, False)
     try:
-        previous = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+        previous: int | None = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
     except (ValueError, OSError):
-        os.close(read_fd)
-        os.close(write_fd)
+        previous = None
+    if previous == -1:  # no one else's: ours to watch
+        _pipe, _pipe_pid = (read_fd, write_fd), os.getpid()
+        main_id = threading.main_thread().ident
+        start_new_thread(_watch, (read_fd, main_id, is_ours, state, close))
         return
-    if previous != -1:  # someone else's (an asyncio loop): leave it to them
+    if previous is not None:  # someone else's (an asyncio loop): leave it to them
         signal.set_wakeup_fd(previous)
         _hand_over(read_fd, previous)
-        os.close(read_fd)
-        os.close(write_fd)
-        return
-    _pipe, _pipe_pid = (read_fd, write_fd), os.getpid()
-    main_id = threading.main_thread().ident
-    start_new_thread(_watch, (read_fd, main_id, is_ours, state, close))
+    os.close(read_fd)
+    os.close(write_fd)
 
 
 def _hand_over(read_fd: int, owner_fd: int) -> None:
