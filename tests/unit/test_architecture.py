@@ -56,7 +56,6 @@ MAX_MODULE_LINES = 400
 # Modules still over MAX_MODULE_LINES, with their length today. Shrink-only: a module may not grow
 # past its number, and one that got to MAX_MODULE_LINES or less must be removed from here.
 LONG_MODULES: dict[str, int] = {
-    "aim_parquet/query/lang.py": 753,
     "aim_parquet/query/runtime.py": 725,
     "aim_parquet/storage/online/catalogue_scan.py": 616,
     "aim_parquet/storage/index/run_index.py": 509,
