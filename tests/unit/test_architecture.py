@@ -63,7 +63,6 @@ LONG_MODULES: dict[str, int] = {
     "aim_parquet/storage/compaction/dataset.py": 426,
     "aim_parquet/storage/compaction/compactor.py": 421,
     "aim_parquet/sdk/lifecycle.py": 420,
-    "aim_parquet/ui/api/metrics.py": 410,
 }
 
 
