@@ -38,7 +38,7 @@ from aim_parquet.format.values import (
     normalize_param,
     to_python_number,
 )
-from aim_parquet.sdk import lifecycle, shared_writers
+from aim_parquet.sdk import close_job, lifecycle, shared_writers
 from aim_parquet.sdk.run_base import layout_for
 from aim_parquet.sdk.run_open import create_run_folder, open_main_writer
 from aim_parquet.sdk.run_writing import WritingRun
@@ -149,8 +149,8 @@ class Run(WritingRun):
                 self._open_launch_writer(launch, True, experiment, force_resume)
                 _launch_runs[0] += 1
         assert self._writer is not None
-        job = lifecycle.CloseJob(  # holds the writer and services, never the Run
-            functools.partial(lifecycle.close_run_parts, self._writer, self._extensions),
+        job = close_job.CloseJob(  # holds the writer and services, never the Run
+            functools.partial(close_job.close_run_parts, self._writer, self._extensions),
             f"closing run {self.hash}",
             pending=self._writer.describe_unwritten,
         )

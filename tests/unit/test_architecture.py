@@ -62,7 +62,6 @@ LONG_MODULES: dict[str, int] = {
     "aim_parquet/format/meta.py": 459,
     "aim_parquet/storage/compaction/dataset.py": 426,
     "aim_parquet/storage/compaction/compactor.py": 421,
-    "aim_parquet/sdk/lifecycle.py": 420,
 }
 
 
