@@ -17,8 +17,9 @@ from pathlib import Path
 import pyarrow as pa
 
 from aim_parquet.errors import CorruptFileError
+from aim_parquet.format.json_records import loads_json
 from aim_parquet.format.kinds import is_metric_kind
-from aim_parquet.format.meta import CatalogueReach, Manifest, SequenceInfo, loads_json
+from aim_parquet.format.meta import CatalogueReach, Manifest, SequenceInfo
 from aim_parquet.format.paths import (
     COMPACTED_DIRNAME,
     MANIFEST_FILENAME,
