@@ -58,7 +58,6 @@ MAX_MODULE_LINES = 400
 LONG_MODULES: dict[str, int] = {
     "aim_parquet/query/runtime.py": 725,
     "aim_parquet/storage/index/run_index.py": 509,
-    "aim_parquet/storage/online/run_writer.py": 489,
     "aim_parquet/storage/compaction/dataset.py": 426,
     "aim_parquet/storage/compaction/compactor.py": 421,
 }
