@@ -1,76 +1,37 @@
 """Metadata records: the repository marker, the run sidecar with its sequence catalogue, and the
 compaction manifest. Frozen dataclasses with `to_json()` / `from_json()`; unknown keys are ignored
 on read, `format_version` is always written, and a newer version is refused with a clear error.
+The JSON text itself (strict encoding, bounded decoding, checked fields) is `format.json_records`.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from aim_parquet.errors import CorruptFileError, FormatVersionError
+from aim_parquet.format.json_records import (
+    context_of,
+    decode_number,
+    encode_number,
+    integer,
+    json_bytes,
+    loads_json_object,
+    number,
+    opt_integer,
+    opt_str,
+    seq_id_of,
+    typed,
+)
 from aim_parquet.format.kinds import is_metric_kind
 from aim_parquet.format.paths import COMPACTED_DIRNAME, is_segment_name, is_valid_seq_id
 from aim_parquet.format.run_fields import DEFAULT_EXPERIMENT, display_name, experiment_or_default
-from aim_parquet.format.values import MAX_JSON_DEPTH, decode_json_value, encode_json_value
+from aim_parquet.format.values import decode_json_value, encode_json_value
 
 FORMAT_VERSION = 1
 MULTI_WRITER_FORMAT_VERSION = 2  # the sidecar of a run with several writers, and their parts
 FORMAT_NAME = "aim_parquet"
-
-
-def json_bytes(obj: Any, **options: Any) -> bytes:
-    """Strict UTF-8 JSON (no NaN tokens); strings holding lone surrogates (which UTF-8 cannot
-    encode) are written as `\\uXXXX` escapes so any JSON reader still opens the file."""
-    text = json.dumps(obj, ensure_ascii=False, allow_nan=False, **options)
-    try:
-        return text.encode("utf-8")
-    except UnicodeEncodeError:
-        return json.dumps(obj, ensure_ascii=True, allow_nan=False, **options).encode("ascii")
-
-
-_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
-
-
-def json_depth(raw: bytes) -> int:
-    """The deepest nesting of arrays and objects in the JSON text `raw` (brackets inside strings
-    do not count). Cheap for the usual file: one with fewer brackets cannot be deeper."""
-    if raw.count(b"[") + raw.count(b"{") <= MAX_JSON_DEPTH:
-        return 0  # (not exact: only "no deeper than the bound")
-    bare = np.frombuffer(_JSON_STRING.sub(b"", raw), dtype=np.uint8)
-    opens = ((bare == ord("[")) | (bare == ord("{"))).astype(np.int32)
-    closes = ((bare == ord("]")) | (bare == ord("}"))).astype(np.int32)
-    return int(np.cumsum(opens - closes).max(initial=0))
-
-
-def loads_json(raw: bytes, what: str) -> Any:
-    """Parse the JSON file content `raw` (`what` names the file in errors): CorruptFileError when
-    it is not UTF-8 JSON or is nested deeper than `MAX_JSON_DEPTH` levels, so one hostile file
-    can never exhaust the stack of a command that reads every run."""
-    if json_depth(raw) > MAX_JSON_DEPTH:
-        raise CorruptFileError(
-            f"{what} is nested deeper than {MAX_JSON_DEPTH} levels; no file aim_parquet writes "
-            "is. Run `aim-parquet verify --repair` to rebuild or quarantine it."
-        )
-    try:
-        return json.loads(raw.decode("utf-8", "surrogatepass"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise CorruptFileError(
-            f"{what} is not valid JSON ({exc}). Run `aim-parquet verify --repair` to rebuild it."
-        ) from exc
-
-
-def loads_json_object(raw: bytes, what: str) -> dict[str, Any]:
-    """`loads_json` that also requires a JSON object."""
-    data = loads_json(raw, what)
-    if not isinstance(data, dict):
-        raise CorruptFileError(f"{what} is not a JSON object.")
-    return data
 
 
 def check_format_version(
@@ -84,57 +45,6 @@ def check_format_version(
             f"{what} was written by format version {version}, newer than this aim_parquet "
             f"(reads up to {max_version}). Upgrade aim_parquet: pip install -U aim_parquet."
         )
-
-
-def _typed(value: Any, typ: type, what: str) -> Any:
-    if not isinstance(value, typ):
-        raise TypeError(f"{what} must be a {typ.__name__}, not {type(value).__name__}")
-    return value
-
-
-def _opt_str(value: Any, what: str) -> str | None:
-    return None if value is None else _typed(value, str, what)
-
-
-def _float(value: Any) -> float:
-    """A number field (bools and strings refused: `float("1e9")` would accept a string)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"expected a number, not {type(value).__name__}")
-    return float(value)
-
-
-def _int(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"expected an integer, not {type(value).__name__}")
-    return value
-
-
-def _opt_int(value: Any) -> int | None:
-    return None if value is None else _int(value)
-
-
-def _seq_id(value: Any) -> str:
-    if not isinstance(value, str) or not is_valid_seq_id(value):
-        raise ValueError(f"invalid sequence id {value!r:.40}")
-    return value
-
-
-def _context(value: Any) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise TypeError(f"context must be an object, not {type(value).__name__}")
-    return value
-
-
-def _num(value: float | None) -> Any:
-    if value is None or math.isfinite(value):
-        return value
-    return encode_json_value(value)
-
-
-def _unnum(value: Any) -> float | None:
-    return None if value is None else float(decode_json_value(value))
 
 
 @dataclass(frozen=True)
@@ -224,10 +134,10 @@ class SequenceInfo:
             "count": self.count,
             "first_step": self.first_step,
             "last_step": self.last_step,
-            "first": _num(self.first) if isinstance(self.first, float) else self.first,
-            "last": _num(self.last) if isinstance(self.last, float) else self.last,
-            "min": _num(self.min),
-            "max": _num(self.max),
+            "first": encode_number(self.first) if isinstance(self.first, float) else self.first,
+            "last": encode_number(self.last) if isinstance(self.last, float) else self.last,
+            "min": encode_number(self.min),
+            "max": encode_number(self.max),
         }
         if self.reach is not None:
             data["reach"] = self.reach.to_json()
@@ -240,17 +150,17 @@ class SequenceInfo:
         if not isinstance(data, dict):
             raise TypeError(f"catalogue entry is not an object: {data!r:.40}")
         return cls(
-            seq_id=_seq_id(data["seq_id"]),
-            name=_typed(data["name"], str, "sequence name"),
-            context=_context(data.get("context")),
-            kind=_typed(data["kind"], str, "sequence kind"),
-            count=_int(data.get("count", 0)),
-            first_step=_opt_int(data.get("first_step")),
-            last_step=_opt_int(data.get("last_step")),
+            seq_id=seq_id_of(data["seq_id"]),
+            name=typed(data["name"], str, "sequence name"),
+            context=context_of(data.get("context")),
+            kind=typed(data["kind"], str, "sequence kind"),
+            count=integer(data.get("count", 0)),
+            first_step=opt_integer(data.get("first_step")),
+            last_step=opt_integer(data.get("last_step")),
             first=decode_json_value(data.get("first")),
             last=decode_json_value(data.get("last")),
-            min=_unnum(data.get("min")),
-            max=_unnum(data.get("max")),
+            min=decode_number(data.get("min")),
+            max=decode_number(data.get("max")),
             reach=CatalogueReach.from_json(data.get("reach")),
             has_rewrites=data.get("rewritten") is True,
         )
@@ -283,17 +193,17 @@ class SequenceInfo:
         if not isinstance(seq_id, str) or not isinstance(name, str) or not isinstance(kind, str):
             raise TypeError("catalogue key fields must be strings")
         return cls(
-            seq_id=_seq_id(seq_id),
+            seq_id=seq_id_of(seq_id),
             name=name,
-            context=_context(context),
+            context=context_of(context),
             kind=kind,
-            count=_int(count),
-            first_step=_opt_int(first_step),
-            last_step=_opt_int(last_step),
+            count=integer(count),
+            first_step=opt_integer(first_step),
+            last_step=opt_integer(last_step),
             first=decode_json_value(first),
             last=decode_json_value(last),
-            min=_unnum(lo),
-            max=_unnum(hi),
+            min=decode_number(lo),
+            max=decode_number(hi),
         )
 
 
@@ -370,17 +280,17 @@ class RunMeta:
             if not isinstance(tags, (list, tuple)) or not all(isinstance(t, str) for t in tags):
                 raise TypeError("'tags' must be a list of strings")
             return cls(
-                hash=_typed(data["hash"], str, "hash"),
-                creation_time=_float(data["creation_time"]),
-                name=_opt_str(data.get("name"), "name"),
-                description=_opt_str(data.get("description"), "description"),
-                experiment=experiment_or_default(_opt_str(data.get("experiment"), "experiment")),
+                hash=typed(data["hash"], str, "hash"),
+                creation_time=number(data["creation_time"]),
+                name=opt_str(data.get("name"), "name"),
+                description=opt_str(data.get("description"), "description"),
+                experiment=experiment_or_default(opt_str(data.get("experiment"), "experiment")),
                 tags=tuple(tags),
-                archived=_typed(data.get("archived", False), bool, "archived"),
-                end_time=None if data.get("end_time") is None else _float(data["end_time"]),
+                archived=typed(data.get("archived", False), bool, "archived"),
+                end_time=None if data.get("end_time") is None else number(data["end_time"]),
                 params=decode_json_value(params),
                 sequences=tuple(SequenceInfo.from_json(s) for s in sequences),
-                updated_at=_float(data.get("updated_at") or 0.0),
+                updated_at=number(data.get("updated_at") or 0.0),
                 format_version=data["format_version"],
             )
         except (KeyError, TypeError, ValueError) as exc:

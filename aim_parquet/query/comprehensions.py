@@ -31,8 +31,8 @@ Env = Mapping[str, Any]
 
 
 class QueryCompiler(Protocol):
-    """What these functions need of the query compiler (`query.lang`'s), kept as a protocol so
-    this module does not import the compiler back."""
+    """What these functions need of the query compiler (`query.compiler.Compiler`), kept as a
+    protocol so that this module does not import the compiler back."""
 
     allowed_names: frozenset[str]
     local_names: set[str]

@@ -56,8 +56,9 @@ class QueryReportMode(enum.Enum):
 
 
 RunOpener = Callable[[RepoLayout, RunRecord], ReadableRun]
-"""Makes the read-only run of a matching run's index record: `Run.open_read_only`, which the
-`Repo` passes in (the run class stands above the collections)."""
+"""Makes the read-only run of a matching run's index record: the `Repo`'s `_open_run`
+(`Run.open_read_only` with that Repo as `run.repo`), passed in since the run class stands above
+the collections."""
 
 __all__ = [
     "QueryReportMode", "QueryRunSequenceCollection", "QuerySequenceCollection",

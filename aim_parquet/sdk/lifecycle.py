@@ -32,10 +32,11 @@
 - **Threads.** Every thread started here and by the writer blocks the asynchronous signals
   (`system.threads`): a SIGTERM that landed on one would only set Python's flag, and a main
   thread blocked in C would never run the handler.
-- **Closing.** `CloseJob` runs a close once, on its own thread, so a Ctrl-C (or a user's signal
-  handler calling `sys.exit`) on the waiting thread cannot cut it short: the interrupt is deferred
-  until the close is done (a third one stops waiting, and the log says what was left unwritten).
-  A `Run` collected without `close()` starts its job from a `weakref.finalize` callback.
+- **Closing.** `CloseJob` (`sdk.close_job`) runs a close once, on its own thread, so a Ctrl-C (or
+  a user's signal handler calling `sys.exit`) on the waiting thread cannot cut it short: the
+  interrupt is deferred until the close is done (a third one stops waiting, and the log says what
+  was left unwritten). A `Run` collected without `close()` starts its job from a
+  `weakref.finalize` callback. Exit waits for every close under way (`close_job.JOBS`).
 """
 
 from __future__ import annotations
@@ -50,12 +51,10 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Callable
 from types import FrameType
-from typing import Any, Protocol
+from typing import Protocol
 
-from aim_parquet.sdk import term_watch
-from aim_parquet.storage.online.run_writer import RunWriter
+from aim_parquet.sdk import close_job, term_watch
 from aim_parquet.storage.online.segments import FD_CACHE
 from aim_parquet.system.threads import start_new_thread
 
@@ -63,7 +62,6 @@ log = logging.getLogger(__name__)
 
 TERM_WAIT_S = 5.0  # how long the SIGTERM handler waits for the close before returning
 MP_EXIT_PRIORITY = 100  # multiprocessing runs finalizers of higher priority first
-INTERRUPTS_TO_ABANDON = 3  # Ctrl-Cs while waiting for a close that make the waiter give up
 
 # Code whose frames may hold a lock the close needs: ours, logging's handlers, threading's.
 _LOCKING_PATHS = (
@@ -82,7 +80,6 @@ class OpenRun(Protocol):
 
 
 _runs: weakref.WeakValueDictionary[tuple[int, int], OpenRun] = weakref.WeakValueDictionary()
-_jobs: set[CloseJob] = set()  # closes under way (set.add/discard are atomic)
 _install_lock = threading.Lock()
 _installed_pid: int | None = None  # atexit and fork hooks (inherited by forked children)
 _mp_exit_pid: int | None = None  # the process whose multiprocessing exit hook is registered
@@ -93,114 +90,6 @@ _term_started = False  # a SIGTERM close is under way or done
 _term_done = _thread.allocate_lock()  # held until the SIGTERM close is done
 _term_finished = False  # the SIGTERM close is done (a flag: no lock for the handler to misread)
 _handler_waits = False  # the handler waits for the close: it ends the process itself when done
-
-
-class CloseJob:
-    """Runs `work` once on its own thread; `wait()` returns when it is done (see module doc)."""
-
-    def __init__(
-        self, work: Callable[..., None], what: str, *, pending: Callable[[], str] | None = None
-    ) -> None:
-        self.what = what
-        self._pending = pending  # says what is not written yet, for the interrupt messages
-        self.error: BaseException | None = None
-        self._work: Callable[..., None] | None = work
-        self._start_guard = _thread.allocate_lock()
-        # One lock per waiter, held until the work is done: a waiter never shares a lock, so an
-        # interrupt that lands between its acquire and anything after cannot leave a lock held
-        # that another waiter (or the worker) needs.
-        self._waiters: list[Any] = []
-        self._thread_id: int | None = None
-        self.is_done = False
-
-    def start(self, *args: Any) -> None:
-        """Start the work (with `args`) unless it was started already. Takes no lock that can
-        block: safe in a garbage-collection callback and on any thread."""
-        if not self._start_guard.acquire(False):
-            return
-        _jobs.add(self)
-        try:
-            start_new_thread(self._run, args)
-        except RuntimeError:  # interpreter shutdown: no new threads; close right here
-            self._run(*args)
-
-    def _run(self, *args: Any) -> None:
-        self._thread_id = _thread.get_ident()
-        work, self._work = self._work, None
-        try:
-            if work is not None:
-                work(*args)
-        except BaseException as exc:  # reported by whoever waits (or logged, for a finalizer)
-            self.error = exc
-            log.error("aim_parquet: %s failed: %r", self.what, exc)
-        finally:
-            self.is_done = True  # before the waiters are read: one that registers later sees it
-            for waiter in list(self._waiters):
-                waiter.release()
-            _jobs.discard(self)
-
-    def wait(self, timeout_s: float | None = None) -> bool:
-        """Block until the work is done (False: `timeout_s` passed first). KeyboardInterrupt and
-        SystemExit raised meanwhile are re-raised after it is done; the third one is raised at
-        once, leaving the work to finish in the background."""
-        if self._thread_id == _thread.get_ident():
-            return True  # called from the work itself
-        waiter = _thread.allocate_lock()
-        waiter.acquire()
-        self._waiters.append(waiter)
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        deferred: BaseException | None = None
-        interrupts = 0
-        while not self.is_done:
-            try:
-                if deadline is None:
-                    waiter.acquire()
-                elif not waiter.acquire(timeout=max(0.0, deadline - time.monotonic())):
-                    return False
-            except (KeyboardInterrupt, SystemExit) as exc:
-                interrupts += 1
-                deferred = deferred or exc
-                pending = self._pending() if self._pending is not None else "some data"
-                if interrupts >= INTERRUPTS_TO_ABANDON:
-                    log.error(
-                        "aim_parquet: stopped waiting for %s after %d interrupts with %s not "
-                        "written yet; the close goes on in the background but ends with the "
-                        "process, and then end_time is not set (`aim-parquet runs close` sets it).",
-                        self.what,
-                        interrupts,
-                        pending,
-                    )
-                    raise
-                log.warning(
-                    "aim_parquet: %s is still writing (%s to go); the interrupt takes effect when "
-                    "it is done (%d more to stop waiting and lose what is not written yet).",
-                    self.what,
-                    pending,
-                    INTERRUPTS_TO_ABANDON - interrupts,
-                )
-        if deferred is not None:
-            raise deferred
-        return True
-
-
-def close_run_parts(writer: RunWriter, services: list[Any], end_time: float | None = None) -> None:
-    """The work of closing a run (its `CloseJob`'s): stop its services (system sampler, terminal
-    capture) in reverse start order, then close the writer with `end_time` (default: now)."""
-    for ext in reversed(services):
-        try:
-            ext.stop()
-        except Exception as exc:
-            log.error("aim_parquet: stopping %r failed: %s", ext, exc)
-        ext_error = getattr(ext, "error", None)
-        if ext_error is not None and writer.error is None:
-            log.error(
-                "aim_parquet: %s of run %s failed: %s",
-                type(ext).__name__,
-                writer.run_hash,
-                ext_error,
-            )
-    services.clear()
-    writer.close(end_time=time.time() if end_time is None else end_time)
 
 
 def register(run: OpenRun) -> None:
@@ -278,7 +167,7 @@ def close_all() -> None:
             run.close()
         except Exception as exc:  # exiting: report, keep closing the others
             log.error("aim_parquet: closing %r at exit failed: %s", run, exc)
-    for job in list(_jobs):
+    for job in list(close_job.JOBS):
         job.wait()
 
 
@@ -316,7 +205,7 @@ def _after_fork_in_child() -> None:
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
     runs = list(_runs.values())
     _runs.clear()
-    _jobs.clear()
+    close_job.JOBS.clear()
     try:
         for run in runs:
             run._after_fork_in_child()

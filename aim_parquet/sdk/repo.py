@@ -5,6 +5,10 @@ re-indexing. Repo-wide reads go through the run index (`storage.index.run_index`
 the sidecars that changed since the last call, so a run predicate over 10,000 runs opens no file
 when nothing changed. Damaged runs are skipped with a `RuntimeWarning` naming the file in
 repo-wide operations and raise `CorruptFileError` when opened directly (`get_run`).
+
+Every run this Repo hands out (`get_run`, `iter_runs`, a query's `.run`) has it as `run.repo`; the
+module plugs `Repo` into the run's hook (`RunBase.use_repo_class`) at its bottom, so that the run
+module needs no import of this one.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from aim_parquet.sdk.sequence import (
     Texts,
 )
 from aim_parquet.storage.base.repo_files import ensure_repo, is_repo, open_repo
-from aim_parquet.storage.index.run_index import IndexSnapshot, RunIndex
+from aim_parquet.storage.index.run_index import IndexSnapshot, RunIndex, RunRecord
 from aim_parquet.storage.maintenance.run_ops import (
     copy_run_folder,
     delete_run_folder,
@@ -120,7 +124,7 @@ class Repo:
     def iter_runs(self) -> Iterator[Run]:
         """A read-only Run for every readable run, newest first."""
         for record in self._snapshot().newest_first:
-            yield Run.open_read_only(self.layout, record)
+            yield Run.open_read_only(self.layout, record, repo=self)
 
     def get_run(self, run_hash: str) -> Run | None:
         """The read-only Run with this hash, or None (also for a malformed hash, and for a run
@@ -278,6 +282,10 @@ class Repo:
             _merge_params(merged, record.params)
         return merged
 
+    def _open_run(self, layout: RepoLayout, record: RunRecord) -> Run:
+        """The read-only run of a query's match, with this Repo as its `run.repo`."""
+        return Run.open_read_only(layout, record, repo=self)
+
     # -- queries ---------------------------------------------------------------------------
     def query_runs(
         self,
@@ -294,7 +302,7 @@ class Repo:
             self._index,
             plan,
             Sequence,
-            Run.open_read_only,
+            self._open_run,
             offset=offset,
             report_mode=report_mode,
         )
@@ -304,7 +312,7 @@ class Repo:
     ) -> QuerySequenceCollection:
         plan = plan_query(query, seq_cls.sequence_name())
         return QuerySequenceCollection(
-            self.layout, self._index, plan, seq_cls, Run.open_read_only, report_mode=report_mode
+            self.layout, self._index, plan, seq_cls, self._open_run, report_mode=report_mode
         )
 
     def query_metrics(
@@ -353,3 +361,7 @@ def _merge_params(into: dict[str, Any], params: dict[str, Any]) -> None:
             _merge_params(node, value)
         elif key not in into:
             into[key] = {"__example_type__": str(type(value))}
+
+
+# `run.repo` is a Repo: plug this class into the run's hook (the run module does not import this one).
+Run.use_repo_class(Repo)

@@ -38,7 +38,7 @@ from aim_parquet.format.values import (
     normalize_param,
     to_python_number,
 )
-from aim_parquet.sdk import lifecycle, shared_writers
+from aim_parquet.sdk import close_job, lifecycle, shared_writers
 from aim_parquet.sdk.run_base import layout_for
 from aim_parquet.sdk.run_open import create_run_folder, open_main_writer
 from aim_parquet.sdk.run_writing import WritingRun
@@ -98,7 +98,7 @@ class Run(WritingRun):
             if run_hash is None:
                 raise ValueError("Run(read_only=True) needs the run_hash of an existing run.")
             layout = layout_for(repo, create=False)
-            self._init_run(layout, run_hash, load_run_meta(layout, run_hash))
+            self._init_run(layout, run_hash, load_run_meta(layout, run_hash), repo=repo)
             return
         from aim_parquet.system.resources import validate_interval
 
@@ -109,7 +109,9 @@ class Run(WritingRun):
             self._rank = launch.rank
             self._system_labels = launch.labels
         # a new run of a distributed job has no hash yet: `_join_or_open` derives it
-        self._init_run(layout, run_hash or ("" if launch is not None else generate_run_hash()))
+        self._init_run(
+            layout, run_hash or ("" if launch is not None else generate_run_hash()), repo=repo
+        )
         # threads opening this run at once: one opens and registers, the others join it (a new
         # run of a distributed job has no hash yet, and no other handle to join)
         opening = (
@@ -147,8 +149,8 @@ class Run(WritingRun):
                 self._open_launch_writer(launch, True, experiment, force_resume)
                 _launch_runs[0] += 1
         assert self._writer is not None
-        job = lifecycle.CloseJob(  # holds the writer and services, never the Run
-            functools.partial(lifecycle.close_run_parts, self._writer, self._extensions),
+        job = close_job.CloseJob(  # holds the writer and services, never the Run
+            functools.partial(close_job.close_run_parts, self._writer, self._extensions),
             f"closing run {self.hash}",
             pending=self._writer.describe_unwritten,
         )
@@ -160,12 +162,14 @@ class Run(WritingRun):
         return False
 
     @classmethod
-    def open_read_only(cls, layout: RepoLayout, meta: RunMeta | RunRecord) -> Self:
+    def open_read_only(
+        cls, layout: RepoLayout, meta: RunMeta | RunRecord, *, repo: Repo | None = None
+    ) -> Self:
         """A read-only run over metadata already read (what `Run(h, read_only=True)` builds,
         without reading the sidecar a second time); a RunRecord's metadata is decoded only when
-        the run's fields are first used."""
+        the run's fields are first used. `repo`: the Repo handing it out (then `run.repo`)."""
         run = cls.__new__(cls)
-        run._init_run(layout, meta.hash, meta)
+        run._init_run(layout, meta.hash, meta, repo=repo)
         run._init_tracking(None, read_only=True)
         return run
 
@@ -230,13 +234,6 @@ class Run(WritingRun):
             creation_time=time.time(),
             experiment=experiment_or_default(experiment),
         )
-
-    @property
-    def repo(self) -> Repo:
-        """The `Repo` holding this run (as Aim's `run.repo`)."""
-        from aim_parquet.sdk.repo import Repo
-
-        return Repo.from_path(self._layout.root)
 
     # -- tracking --------------------------------------------------------------------------
     def track(

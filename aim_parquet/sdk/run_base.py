@@ -5,12 +5,17 @@ structured properties over it and its sequence catalogue.
 It sits below the sequence views and collections (which hold a run), so they are typed with it;
 `sdk.run_read.ReadableRun` adds the sequence access that returns them, and `sdk.run.Run` the
 writing. A writing run overrides `_meta` (its writer's metadata) and `_catalogue` (flushed first).
+
+`run.repo` is a `Repo`, which stands above the run (a Repo hands out Runs): the run depends on it
+through a hook, not an import. `RunBase.use_repo_class` is that hook; `sdk/repo.py` plugs `Repo`
+into it at the bottom of its module, and `aim_parquet/__init__.py` imports `sdk.repo`, so it is
+plugged in before any user code runs.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from aim_parquet.format.meta import RunMeta, SequenceInfo
 from aim_parquet.format.paths import RepoLayout
@@ -21,6 +26,9 @@ from aim_parquet.storage.index.run_records import RunRecord
 from aim_parquet.storage.online.catalogue_scan import ScanCache, read_catalogue
 from aim_parquet.storage.online.run_reader import load_run_meta
 from aim_parquet.storage.online.writer_parts import is_run_active
+
+if TYPE_CHECKING:
+    from aim_parquet.sdk.repo import Repo
 
 
 def layout_for(repo: Any, *, create: bool) -> RepoLayout:
@@ -39,12 +47,30 @@ class RunBase:
     _meta_cache: RunMeta | None
     _meta_source: RunRecord | None  # a run index record to decode the metadata from
     _scan_cache: ScanCache
+    _repo: Repo | None  # the Repo that made this run (or was passed as `repo=`), if any
+
+    # The class `run.repo` is made with: `Repo`, plugged in by `sdk/repo.py` at import
+    # (`use_repo_class`), since the Repo module imports this one and not the other way round.
+    _repo_class: ClassVar[type[Repo] | None] = None
+
+    @staticmethod
+    def use_repo_class(repo_class: type[Repo]) -> None:
+        """Plug in the class `run.repo` returns instances of (called once, by `sdk/repo.py`)."""
+        RunBase._repo_class = repo_class
 
     def _init_run(
-        self, layout: RepoLayout, run_hash: str, meta: RunMeta | RunRecord | None = None
+        self,
+        layout: RepoLayout,
+        run_hash: str,
+        meta: RunMeta | RunRecord | None = None,
+        *,
+        repo: object = None,
     ) -> None:
         """The state every run has; `meta`: metadata already read (a RunRecord is decoded only
-        when the run's fields are first used), else the sidecar is read on first use."""
+        when the run's fields are first used), else the sidecar is read on first use; `repo`:
+        what the run was opened with (a `Repo` instance is kept and is then `run.repo`)."""
+        repo_class = RunBase._repo_class
+        self._repo = repo if repo_class is not None and isinstance(repo, repo_class) else None
         self._layout = layout
         self.hash = run_hash
         self._meta_cache = meta if isinstance(meta, RunMeta) else None
@@ -76,6 +102,20 @@ class RunBase:
         return meta, read_catalogue(self._layout, self.hash, meta, cache=self._scan_cache)
 
     # -- identity --------------------------------------------------------------------------
+    @property
+    def repo(self) -> Repo:
+        """The `Repo` holding this run (as Aim's `run.repo`): the one that made the run or was
+        passed as `repo=`, else the shared Repo of the run's path (`Repo.from_path`)."""
+        if self._repo is None:
+            repo_class = RunBase._repo_class
+            if repo_class is None:
+                raise RuntimeError(
+                    "internal error: no Repo class is plugged into RunBase.use_repo_class; "
+                    "aim_parquet.sdk.repo does it at import (import aim_parquet first)"
+                )
+            self._repo = repo_class.from_path(self._layout.root)
+        return self._repo
+
     @property
     def repo_path(self) -> str:
         return str(self._layout.root)

@@ -20,7 +20,7 @@ from typing import Any, Self
 from aim_parquet.errors import ReadOnlyRunError, RunClosedError, StorageError, UnsupportedValueError
 from aim_parquet.format.meta import RunMeta, SequenceInfo
 from aim_parquet.format.values import normalize_param
-from aim_parquet.sdk import lifecycle, shared_writers
+from aim_parquet.sdk import close_job, lifecycle, shared_writers
 from aim_parquet.sdk.params import ParamKey, del_path, get_path, key_path, set_path
 from aim_parquet.sdk.run_read import ReadableRun
 from aim_parquet.sdk.track_checks import seq_cache_key, user_context
@@ -38,7 +38,7 @@ class WritingRun(ReadableRun):
 
     _writer: RunWriter | None
     _retired: RunWriter | None = None  # the writer after close(), or a forked child's copy
-    _close_job: lifecycle.CloseJob | None = None
+    _close_job: close_job.CloseJob | None = None
     _finalizer: weakref.finalize[[], WritingRun] | None = None
     _has_warned_param = False
     _rank: int | None = None  # this process's rank when several processes write the run

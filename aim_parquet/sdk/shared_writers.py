@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from aim_parquet.format.paths import RepoLayout
-    from aim_parquet.sdk.lifecycle import CloseJob
+    from aim_parquet.sdk.close_job import CloseJob
     from aim_parquet.storage.online.run_writer import RunWriter
 
 

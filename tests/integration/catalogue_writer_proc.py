@@ -19,8 +19,8 @@ It calls `run.flush()` every few points and then prints `flushed <auto> <explici
 MOMENT says where the parent will SIGKILL it:
 - `early`: prints `early` after a few points, before this process flushes anything, and waits;
 - `gap`: at a random flush of the script (not of the background flusher), after its segments
-  are written and before the sidecar is (test-only wrappers around `RunWriter._write_batches`
-  and `_write_sidecar`, installed in this process only: production code has no hook), prints
+  are written and before the sidecar is (test-only wrappers around `SessionSegments.write_batches`
+  and `RunWriter._write_sidecar`, installed in this process only: production code has no hook), prints
   `gap <auto> <explicit> <late> <notes>` and waits;
 - `mid`: tracks and flushes until killed (the parent kills at a random moment);
 - `close`: tracks, then in `close()`, between its last segment write and its sidecar write,
@@ -37,7 +37,7 @@ import time
 from typing import Any
 
 import aim_parquet as aim
-from aim_parquet.storage.online import run_writer
+from aim_parquet.storage.online import run_writer, session_segments
 
 EXPLICIT = {"s": "x"}
 DUP = {"s": "dup"}
@@ -56,7 +56,7 @@ def install_gap(counts: Counts, state: dict[str, Any]) -> None:
     """Stop before a sidecar write of the script's flush() or close() when `state["armed"]` says
     so: "flush" once that flush has written segments, "close" at any (the last one, of
     `close()`)."""
-    write_batches = run_writer.RunWriter._write_batches
+    write_batches = session_segments.SessionSegments.write_batches
     write_sidecar = run_writer.RunWriter._write_sidecar
 
     def is_ours() -> bool:
@@ -77,7 +77,7 @@ def install_gap(counts: Counts, state: dict[str, Any]) -> None:
             state["wrote"] = False
         write_sidecar(self, durable=durable)
 
-    run_writer.RunWriter._write_batches = batches_then_note  # type: ignore[method-assign]
+    session_segments.SessionSegments.write_batches = batches_then_note  # type: ignore[method-assign]
     run_writer.RunWriter._write_sidecar = stop_then_sidecar  # type: ignore[method-assign]
 
 

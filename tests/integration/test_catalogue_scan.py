@@ -25,7 +25,7 @@ from aim_parquet.format.paths import RepoLayout
 from aim_parquet.format.schema import METRIC_SCHEMA
 from aim_parquet.storage import compact_run, load_run_meta
 from aim_parquet.storage.index import run_index
-from aim_parquet.storage.online import catalogue_scan
+from aim_parquet.storage.online import catalogue_files, catalogue_scan, catalogue_summary
 from aim_parquet.storage.online.segments import read_segment_from
 from tests.conftest import PYTHON, python_env
 from tests.integration.test_catalogue_kill import Writer, file_rows, summary
@@ -227,13 +227,13 @@ def test_resume_reads_only_the_segments_after_the_reach(
     reaches = {i.seq_id: i.reach for i in meta.sequences}
     assert all(r is not None for r in reaches.values())
     whole: list[str] = []
-    real_read = catalogue_scan.read_segment
+    real_read = catalogue_files.read_segment
 
     def spy_read(path: Any, **kwargs: Any) -> Any:
         whole.append(Path(path).name)
         return real_read(path, **kwargs)
 
-    real_all = catalogue_scan._all_pieces
+    real_all = catalogue_files._all_pieces
     rewritten: set[str] = set()
 
     def full_read_of_rewrites_only(files: Any, info: Any, names: Any) -> Any:
@@ -243,8 +243,8 @@ def test_resume_reads_only_the_segments_after_the_reach(
         rewritten.add(info.seq_id)
         return real_all(files, info, names)
 
-    monkeypatch.setattr(catalogue_scan, "read_segment", spy_read)
-    monkeypatch.setattr(catalogue_scan, "_all_pieces", full_read_of_rewrites_only)
+    monkeypatch.setattr(catalogue_files, "read_segment", spy_read)
+    monkeypatch.setattr(catalogue_files, "_all_pieces", full_read_of_rewrites_only)
     with aim.Run(run_hash, repo=repo, system_tracking_interval=None, capture_terminal_logs=False):
         pass
     seqs = repo / ".aim" / "runs" / run_hash / "seqs"
@@ -353,7 +353,7 @@ def test_writer_summary_equals_scan_before_and_after_compaction(tmp_path: Path, 
     meta = load_run_meta(layout, run.hash)
     for _ in range(2):  # as written, then compacted (rows re-sorted by step within chunks)
         scanned = catalogue_scan.scan_catalogue(layout, run.hash, meta, full=True)
-        assert catalogue_scan.stale_sequences(meta.sequences, scanned) == []
+        assert catalogue_summary.stale_sequences(meta.sequences, scanned) == []
         assert catalogue(scanned) == catalogue(meta.sequences)
         assert {i.name: i.kind for i in scanned} == {i.name: i.kind for i in meta.sequences}
         assert compact_run(layout, run.hash).status in ("compacted", "unchanged")

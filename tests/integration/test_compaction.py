@@ -218,7 +218,7 @@ from pathlib import Path
 import aim_parquet as aim
 repo, stop = sys.argv[1], Path(sys.argv[2])
 run = aim.Run(repo=repo, system_tracking_interval=None, capture_terminal_logs=False)
-run._writer.max_segment_bytes = 2048  # roll segments often so there are sealed ones
+run._writer.segments.max_segment_bytes = 2048  # roll segments often so there are sealed ones
 run._writer.flush_interval_s = 0.02
 print(run.hash, flush=True)
 i = 0

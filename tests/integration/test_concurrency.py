@@ -41,7 +41,7 @@ repo, n, phases, pace_s = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float
 run_hash, i = None, 0
 for phase in range(phases):
     run = aim.Run(run_hash, repo=repo, system_tracking_interval=None, capture_terminal_logs=False)
-    run._writer.max_segment_bytes = 4096  # test knob: roll segments over often
+    run._writer.segments.max_segment_bytes = 4096  # test knob: roll segments over often
     if run_hash is None:
         run_hash = run.hash
         print("hash", run_hash, flush=True)

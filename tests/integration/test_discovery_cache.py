@@ -15,7 +15,7 @@ import aim_parquet as aim
 from aim_parquet.format.meta import FORMAT_VERSION
 from aim_parquet.format.paths import segment_name, sequence_id
 from aim_parquet.format.schema import METRIC_SCHEMA, segment_schema
-from aim_parquet.storage.online import catalogue_scan
+from aim_parquet.storage.online import catalogue_files
 from aim_parquet.storage.online.segments import SegmentFile
 from tests.conftest import sidecar
 
@@ -57,13 +57,13 @@ def counts(run: Any) -> dict[str, int]:
 def scans(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The sequence folders the catalogue scan identified (one per uncatalogued sequence)."""
     seen: list[str] = []
-    real = catalogue_scan._identify
+    real = catalogue_files._identify
 
     def counting(files: Any, seq_id: str) -> Any:
         seen.append(seq_id)
         return real(files, seq_id)
 
-    monkeypatch.setattr(catalogue_scan, "_identify", counting)
+    monkeypatch.setattr(catalogue_files, "_identify", counting)
     return seen
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 import aim_parquet as aim
-from aim_parquet.sdk.lifecycle import CloseJob
+from aim_parquet.sdk.close_job import CloseJob
 from aim_parquet.system.threads import start_thread
 from tests.conftest import python_env
 from tests.integration.test_child_runs import run_trial

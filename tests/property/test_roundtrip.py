@@ -167,7 +167,7 @@ def check_metric_round_trip(
 ) -> None:
     run = aim.Run(repo=repo, system_tracking_interval=None, capture_terminal_logs=False)
     if segment_bytes is not None:
-        run._writer.max_segment_bytes = segment_bytes  # test knob: a new segment per flush
+        run._writer.segments.max_segment_bytes = segment_bytes  # test knob: a new segment per flush
     written: list[tuple[int, float]] = []
     next_step = 0
     for step, value in points:

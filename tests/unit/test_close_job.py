@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from aim_parquet.sdk.lifecycle import CloseJob
+from aim_parquet.sdk.close_job import CloseJob
 
 TRIALS = 300
 TIMEOUT_S = 60
@@ -26,7 +26,7 @@ def test_an_interrupt_at_the_very_end_of_the_work_never_hangs_the_waiter() -> No
     script = textwrap.dedent(
         f"""
         import os, signal
-        from aim_parquet.sdk.lifecycle import CloseJob
+        from aim_parquet.sdk.close_job import CloseJob
 
         def work():
             for _ in range(os.getpid() % 7 * 50):  # vary where the signal lands

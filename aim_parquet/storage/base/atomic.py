@@ -16,7 +16,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from aim_parquet.format.meta import json_bytes
+from aim_parquet.format.json_records import json_bytes
 from aim_parquet.format.paths import TEMP_PREFIX
 from aim_parquet.storage.base.files import write_all
 

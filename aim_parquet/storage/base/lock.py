@@ -8,7 +8,8 @@
 - A run's locks as the tools use them: `held_run_lock` (the write lock, or who holds it),
   `compaction_lock`, `hold_run_locks` (both or neither), `run_lock_holder` / `run_holder` (who
   writes the run) and `writer_state` (whether a writer holds the run now: `WriterState`), the one
-  definition of a run's writer being alive.
+  definition of a run's writer being alive. The look-ups that take no lock (holders, liveness,
+  `writer_state`) are made in `storage.base.lock_holder`; callers import them from here.
 
 A writer holds an exclusive `flock` on the lock file for the run's whole life and writes its
 identity (host, pid, process start time) into it. The kernel drops the flock when the process dies,
@@ -42,7 +43,6 @@ process): `disown_after_fork` closes the child's descriptor without unlocking or
 from __future__ import annotations
 
 import contextlib
-import enum
 import errno
 import fcntl
 import json
@@ -58,16 +58,22 @@ from aim_parquet.format.paths import RepoLayout
 from aim_parquet.storage.base.lock_holder import (
     STALE_AFTER_S,
     LockHolder,
+    WriterState,
     busy_error,
+    extra_writer_holder,
     flock_holder,
     flock_pids,
     is_holder_alive,
     is_run_locked,
+    lock_file_holder,
     process_start_time,
     read_holder,
     read_holder_fd,
+    run_holder,
+    run_lock_holder,
+    writer_lock_holder,
+    writer_state,
 )
-from aim_parquet.storage.base.repo_files import writer_ranks
 from aim_parquet.storage.base.safe_fs import (
     O_CLOEXEC,
     O_NOFOLLOW,
@@ -298,45 +304,6 @@ def is_folder_in_use(path: str | os.PathLike[str]) -> bool:
 # -- a run's locks, as the tools take them ---------------------------------------------------------
 
 
-def writer_lock_holder(layout: RepoLayout, run_hash: str, rank: int) -> LockHolder | None:
-    """The live holder of writer `rank`'s lock (rank 0: the run's `lock`), or None."""
-    path = layout.lock_file(run_hash) if rank == 0 else layout.writer_lock(run_hash, rank)
-    return is_run_locked(path)
-
-
-def run_lock_holder(layout: RepoLayout, run_hash: str) -> LockHolder | None:
-    """A live holder of any writer's lock of the run (rank 0's first), or None: the run is
-    active while this is not None."""
-    holder = is_run_locked(layout.lock_file(run_hash))
-    if holder is not None:
-        return holder
-    return extra_writer_holder(layout, run_hash)
-
-
-def extra_writer_holder(layout: RepoLayout, run_hash: str) -> LockHolder | None:
-    """A live holder of an extra writer's lock (ranks >= 1), or None. Tools that take the run's
-    `lock` (delete, copy, move) refuse a run for which this is not None."""
-    for rank in writer_ranks(layout, run_hash, "lock"):
-        holder = is_run_locked(layout.writer_lock(run_hash, rank))
-        if holder is not None:
-            return holder
-    return None
-
-
-def lock_file_holder(path: Path) -> str:
-    """Who holds the write lock `path`, in words: the identity in it when that process is alive,
-    else the process /proc/locks names, else "another process"."""
-    holder = is_run_locked(path)
-    return holder.describe() if holder is not None else flock_holder(path)
-
-
-def run_holder(layout: RepoLayout, run_hash: str) -> str:
-    """Who writes the run, in words: a live writer any of its locks names (rank 0's first), else
-    the process /proc/locks names for its `lock`, else "another process"."""
-    holder = run_lock_holder(layout, run_hash)
-    return holder.describe() if holder is not None else flock_holder(layout.lock_file(run_hash))
-
-
 @contextlib.contextmanager
 def held_run_lock(path: Path, run_hash: str) -> Iterator[str | None]:
     """Hold the write lock `path` of run `run_hash` (its `lock`, or an extra writer's); yields
@@ -378,28 +345,3 @@ def hold_run_locks(layout: RepoLayout, run_hash: str) -> Iterator[str | None]:
             return
         with held_run_lock(layout.lock_file(run_hash), run_hash) as holder:
             yield None if holder is None else f"the run is being written by {holder}"
-
-
-class WriterState(enum.Enum):
-    """Whether a writer holds a run at the instant `writer_state` looked."""
-
-    CLOSED = "closed"  # no live writer: every segment that exists now is sealed
-    LIVE = "live"  # a writer holds the run: it may still append to its newest segments
-
-
-def writer_state(layout: RepoLayout, run_hash: str) -> WriterState:
-    """LIVE when a writer holds the run now: its identity names a live process, or (the kernel's
-    view, which also covers the instant between a writer's flock and its identity) /proc/locks
-    shows a flock on its lock file (every writer's, for a run with several). Takes no lock, so
-    it never makes a resume fail."""
-    if run_lock_holder(layout, run_hash) is not None:
-        return WriterState.LIVE
-    paths = [layout.lock_file(run_hash)]
-    paths += [layout.writer_lock(run_hash, r) for r in writer_ranks(layout, run_hash, "lock")]
-    for path in paths:
-        try:
-            if flock_pids(path):
-                return WriterState.LIVE
-        except OSError:
-            continue
-    return WriterState.CLOSED

@@ -1,10 +1,12 @@
 """Who holds a lock: the identity a writer leaves in its lock file (`LockHolder`), whether that
 process still runs (or, on another host, still beats), and the kernel's own view of a `flock`
-(`/proc/locks`). Nothing here takes a lock: `storage.base.lock` does.
+(`/proc/locks`), and who writes a run (any of its writers' locks, `writer_state`). Nothing here
+takes a lock: `storage.base.lock` does, and is the face callers import all of these through.
 """
 
 from __future__ import annotations
 
+import enum
 import json
 import os
 import socket
@@ -12,6 +14,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from aim_parquet.format.paths import RepoLayout
+from aim_parquet.storage.base.repo_files import writer_ranks
 from aim_parquet.storage.base.safe_fs import MAX_LOCK_FILE_BYTES, open_regular
 
 STALE_AFTER_S = 60.0  # a holder on another host whose heartbeat is older counts as dead
@@ -190,3 +194,68 @@ def _command_of(pid: int) -> str:
     text = " ".join(shown)
     text = "".join(c if c.isprintable() else "?" for c in text)
     return f" ({text[:80]})"
+
+
+# -- a run's writers, as the tools ask about them ---------------------------------------------
+def writer_lock_holder(layout: RepoLayout, run_hash: str, rank: int) -> LockHolder | None:
+    """The live holder of writer `rank`'s lock (rank 0: the run's `lock`), or None."""
+    path = layout.lock_file(run_hash) if rank == 0 else layout.writer_lock(run_hash, rank)
+    return is_run_locked(path)
+
+
+def run_lock_holder(layout: RepoLayout, run_hash: str) -> LockHolder | None:
+    """A live holder of any writer's lock of the run (rank 0's first), or None: the run is
+    active while this is not None."""
+    holder = is_run_locked(layout.lock_file(run_hash))
+    if holder is not None:
+        return holder
+    return extra_writer_holder(layout, run_hash)
+
+
+def extra_writer_holder(layout: RepoLayout, run_hash: str) -> LockHolder | None:
+    """A live holder of an extra writer's lock (ranks >= 1), or None. Tools that take the run's
+    `lock` (delete, copy, move) refuse a run for which this is not None."""
+    for rank in writer_ranks(layout, run_hash, "lock"):
+        holder = is_run_locked(layout.writer_lock(run_hash, rank))
+        if holder is not None:
+            return holder
+    return None
+
+
+def lock_file_holder(path: Path) -> str:
+    """Who holds the write lock `path`, in words: the identity in it when that process is alive,
+    else the process /proc/locks names, else "another process"."""
+    holder = is_run_locked(path)
+    return holder.describe() if holder is not None else flock_holder(path)
+
+
+def run_holder(layout: RepoLayout, run_hash: str) -> str:
+    """Who writes the run, in words: a live writer any of its locks names (rank 0's first), else
+    the process /proc/locks names for its `lock`, else "another process"."""
+    holder = run_lock_holder(layout, run_hash)
+    return holder.describe() if holder is not None else flock_holder(layout.lock_file(run_hash))
+
+
+class WriterState(enum.Enum):
+    """Whether a writer holds a run at the instant `writer_state` looked."""
+
+    CLOSED = "closed"  # no live writer: every segment that exists now is sealed
+    LIVE = "live"  # a writer holds the run: it may still append to its newest segments
+
+
+def writer_state(layout: RepoLayout, run_hash: str) -> WriterState:
+    """LIVE when a writer holds the run now: its identity names a live process, or (the kernel's
+    view, which also covers the instant between a writer's flock and its identity) /proc/locks
+    shows a flock on its lock file (every writer's, for a run with several). Takes no lock, so
+    it never makes a resume fail."""
+    if run_lock_holder(layout, run_hash) is not None:
+        return WriterState.LIVE
+    paths = [layout.lock_file(run_hash)]
+    paths += [layout.writer_lock(run_hash, r) for r in writer_ranks(layout, run_hash, "lock")]
+    for path in paths:
+        try:
+            if flock_pids(path):
+                return WriterState.LIVE
+        except OSError:
+            continue
+    return WriterState.CLOSED

@@ -8,7 +8,8 @@ import time
 from pathlib import Path
 
 from aim_parquet.errors import AimRepositoryError, RepoNotFoundError, StorageError
-from aim_parquet.format.meta import RepoMarker, loads_json_object
+from aim_parquet.format.json_records import loads_json_object
+from aim_parquet.format.meta import RepoMarker
 from aim_parquet.format.paths import AIM_REPO_FILES, RepoLayout, resolve_repo_root, writer_file_rank
 from aim_parquet.storage.base.atomic import atomic_write_json
 from aim_parquet.storage.base.safe_fs import MAX_JSON_FILE_BYTES, read_regular

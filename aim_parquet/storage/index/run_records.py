@@ -16,14 +16,9 @@ from dataclasses import replace
 from typing import Any, NamedTuple
 
 from aim_parquet.errors import CorruptFileError
+from aim_parquet.format.json_records import loads_json
 from aim_parquet.format.kinds import is_metric_kind
-from aim_parquet.format.meta import (
-    FORMAT_NAME,
-    FORMAT_VERSION,
-    RunMeta,
-    SequenceInfo,
-    loads_json,
-)
+from aim_parquet.format.meta import FORMAT_NAME, FORMAT_VERSION, RunMeta, SequenceInfo
 from aim_parquet.format.paths import is_valid_seq_id
 from aim_parquet.format.run_fields import display_name, experiment_or_default
 from aim_parquet.format.values import TAG, decode_json_value

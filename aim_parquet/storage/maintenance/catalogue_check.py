@@ -27,11 +27,8 @@ from aim_parquet.storage.base.repo_changes import write_sidecar
 from aim_parquet.storage.base.repo_files import writer_ranks
 from aim_parquet.storage.maintenance import salvage
 from aim_parquet.storage.maintenance.problems import Fix, Problem
-from aim_parquet.storage.online.catalogue_scan import (
-    edit_writer_catalogue,
-    scan_catalogue,
-    stale_sequences,
-)
+from aim_parquet.storage.online.catalogue_scan import edit_writer_catalogue, scan_catalogue
+from aim_parquet.storage.online.catalogue_summary import stale_sequences
 from aim_parquet.storage.online.run_reader import load_sidecar
 from aim_parquet.storage.online.writer_parts import sequence_owner
 

@@ -28,7 +28,8 @@ from pathlib import Path
 import pyarrow as pa
 
 from aim_parquet.errors import AimParquetError, CorruptFileError, FormatVersionError
-from aim_parquet.format.meta import RepoMarker, loads_json_object
+from aim_parquet.format.json_records import loads_json_object
+from aim_parquet.format.meta import RepoMarker
 from aim_parquet.format.paths import TEMP_PREFIX, RepoLayout
 from aim_parquet.storage.base.atomic import atomic_write_json
 from aim_parquet.storage.base.files import age_s, list_names

@@ -29,7 +29,8 @@ from aim_parquet.format.compacted import (
     SeqKey,
     compacted_kind,
 )
-from aim_parquet.format.meta import Manifest, SequenceInfo, loads_json
+from aim_parquet.format.json_records import loads_json
+from aim_parquet.format.meta import Manifest, SequenceInfo
 from aim_parquet.format.paths import is_segment_name, is_valid_seq_id
 from aim_parquet.format.schema import METRIC_FILE_SCHEMA, OBJECT_FILE_SCHEMA, format_version_of
 from aim_parquet.storage.base.columns import to_numpy

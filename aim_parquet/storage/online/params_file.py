@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from aim_parquet.errors import CorruptFileError
-from aim_parquet.format.meta import json_bytes, loads_json_object
+from aim_parquet.format.json_records import json_bytes, loads_json_object
 from aim_parquet.format.paths import (
     PARAMS_FILE_MIN_BYTES,
     is_params_file_name,

@@ -22,8 +22,9 @@ import numpy as np
 import pyarrow as pa
 
 from aim_parquet.errors import CorruptFileError, MissingRunError
+from aim_parquet.format.json_records import loads_json_object
 from aim_parquet.format.kinds import is_metric_kind
-from aim_parquet.format.meta import Manifest, RunMeta, SequenceInfo, loads_json_object
+from aim_parquet.format.meta import Manifest, RunMeta, SequenceInfo
 from aim_parquet.format.paths import (
     COMPACTED_DIRNAME,
     MANIFEST_FILENAME,

@@ -3,7 +3,9 @@
 `Run.track` extends a `SeqBuffer` (storage/online/seq_buffer.py) with one atomic list operation per point,
 without a lock (the only work on the training thread). A flusher thread turns buffers into record
 batches and appends them to segments at least every `flush_interval_s`, sooner when a buffer holds `max_buffer_points`, and on `close()`. The
-sidecar (`run.json`) is rewritten atomically after the segments it describes.
+sidecar (`run.json`) is rewritten atomically after the segments it describes. The segments of the
+session (naming, appending, rolling over, what is not synced yet) are `SessionSegments`
+(storage/online/session_segments.py).
 
 A failed flush keeps its batches and retries them on the next flush. The error is stored and the
 `Run` re-raises it on the next `track()`/`close()` in strict mode; otherwise it is logged loudly.
@@ -30,51 +32,23 @@ from typing import Any
 import pyarrow as pa
 
 from aim_parquet.errors import AimParquetError, RunClosedError, StorageError
-from aim_parquet.format.meta import FORMAT_VERSION, CatalogueReach, RunMeta, SequenceInfo
-from aim_parquet.format.paths import (
-    RepoLayout,
-    canonical_context,
-    is_valid_seq_id,
-    new_session_token,
-    next_session_ns,
-    segment_name,
-    segment_session_ns,
-    sequence_id,
-)
-from aim_parquet.format.schema import segment_schema
-from aim_parquet.storage.base.files import list_names
+from aim_parquet.format.meta import RunMeta, SequenceInfo
+from aim_parquet.format.paths import RepoLayout, sequence_id
 from aim_parquet.storage.base.lock import RunLock
 from aim_parquet.storage.base.repo_changes import write_sidecar
+from aim_parquet.storage.online.catalogue_scan import recount_sequences
 from aim_parquet.storage.online.params_file import ParamsFile
-from aim_parquet.storage.online.run_reader import load_manifest, segment_names
-from aim_parquet.storage.online.segments import SegmentFile, UnsyncedFiles
-from aim_parquet.storage.online.seq_buffer import SeqBuffer, summarize
+from aim_parquet.storage.online.seq_buffer import SeqBuffer
+from aim_parquet.storage.online.session_segments import SessionSegments
 from aim_parquet.system.threads import start_thread
 
-__all__ = ["RunWriter", "SeqBuffer", "newest_session_ns", "summarize"]
+__all__ = ["RunWriter", "SeqBuffer"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_FLUSH_INTERVAL_S = 1.0
 DEFAULT_MAX_BUFFER_POINTS = 100_000
 DEFAULT_MAX_SEGMENT_BYTES = 64 * 1024 * 1024
-MAX_PENDING_POINTS = 1_000_000
-
-
-def newest_session_ns(layout: RepoLayout, run_hash: str) -> int | None:
-    """The newest session start among the run's segments: those in `seqs/` and those the
-    compaction manifest lists (already merged into Parquet). None for a run without segments."""
-    names: list[str] = []
-    seqs_dir = layout.seqs_dir(run_hash)
-    for seq_id in list_names(seqs_dir):
-        if is_valid_seq_id(seq_id):
-            names += segment_names(os.path.join(seqs_dir, seq_id))[-1:]
-    with contextlib.suppress(AimParquetError, OSError):  # a damaged manifest: verify reports it
-        manifest = load_manifest(layout, run_hash)
-        if manifest is not None:
-            names += [seg.rpartition("/")[2] for seg in manifest.segments]
-    starts = [segment_session_ns(n) for n in names if len(n) > 16]
-    return max(starts) if starts else None
 
 
 class RunWriter:
@@ -111,13 +85,9 @@ class RunWriter:
                 info, layout.seq_dir(meta.hash, info.seq_id), max_buffer_points
             )
         self.flush_interval_s = flush_interval_s
-        self.max_segment_bytes = max_segment_bytes
+        self.segments = SessionSegments(layout, meta.hash, max_segment_bytes)
         # large params go to their own file, written once per change (run.json only)
         self.params_file = ParamsFile(layout.run_dir(meta.hash)) if sidecar_path is None else None
-        self.session_ns = next_session_ns(time.time_ns(), newest_session_ns(layout, meta.hash))
-        self.session_token = new_session_token()  # same for all segments: they sort by counter
-        self._segment_counter = 0
-        self._unsynced = UnsyncedFiles()
         self.error: BaseException | None = None
         self.dropped_points = 0
         self.late_points = 0  # points that reached a buffer after the writer was sealed
@@ -251,16 +221,16 @@ class RunWriter:
             first_error: BaseException | None = None
             for seq in work:
                 try:
-                    self._write_batches(seq)
+                    self.segments.write_batches(seq)
                 except (OSError, pa.ArrowException) as exc:
                     first_error = first_error or exc
-                    self._bound_unwritten(seq)
+                    self.dropped_points += self.segments.bound_unwritten(seq)
             if end_time is not None and first_error is None:
                 self._recount_rewrites()
             if work or self._meta_dirty:
                 try:
                     if durable:  # the points first, then the sidecar that describes them
-                        self._unsynced.sync()
+                        self.segments.unsynced.sync()
                     self._write_sidecar(durable=durable)
                 except OSError as exc:
                     first_error = first_error or exc
@@ -285,26 +255,6 @@ class RunWriter:
                 work.append(seq)
         return work
 
-    def _write_batches(self, seq: SeqBuffer) -> None:
-        while seq.unwritten:
-            batch = seq.unwritten[0]
-            segment = self._segment_for(seq)
-            try:
-                segment.append(batch)
-            except StorageError:
-                if segment.is_broken:
-                    seq.segment = None
-                raise
-            seq.unwritten.pop(0)
-            self._unsynced.files.add(os.fspath(segment.path))
-            if segment.size >= self.max_segment_bytes:
-                segment.close(sync=False)
-                seq.segment = None
-            # the summary and how far into the segments it reaches change together, so every
-            # sidecar says exactly which points its catalogue covers (FORMAT.md, writer rule 8)
-            reach = CatalogueReach(segment.path.name, segment.size, seq.segment is None)
-            seq.info = replace(summarize(seq.info, batch), reach=reach)
-
     def _recount_rewrites(self) -> None:
         """Before the final sidecar: make exact (from the deduplicated points) the summary of
         every sequence into which a step at or before its `last_step` was written this session
@@ -313,9 +263,6 @@ class RunWriter:
         rewritten = [seq for seq in self.seqs.values() if seq.info.has_rewrites]
         if not rewritten:
             return
-        # imported here: catalogue_scan imports this module's summary code
-        from aim_parquet.storage.online.catalogue_scan import recount_sequences
-
         try:
             exact = recount_sequences(self.layout, self.run_hash, [s.info for s in rewritten])
         except (OSError, pa.ArrowException, AimParquetError) as exc:
@@ -329,42 +276,6 @@ class RunWriter:
         for seq, info in zip(rewritten, exact, strict=True):
             seq.info = info
         self._meta_dirty = True
-
-    def _bound_unwritten(self, seq: SeqBuffer) -> None:
-        """Keep at most MAX_PENDING_POINTS unwritten points per sequence while writes fail."""
-        pending = sum(b.num_rows for b in seq.unwritten)
-        while pending > MAX_PENDING_POINTS and len(seq.unwritten) > 1:
-            dropped = seq.unwritten.pop(0)
-            pending -= dropped.num_rows
-            self.dropped_points += dropped.num_rows
-            log.error(
-                "aim_parquet: run %s: dropped %d unwritten points of %r (writes keep failing).",
-                self.run_hash,
-                dropped.num_rows,
-                seq.info.name,
-            )
-
-    def _segment_for(self, seq: SeqBuffer) -> SegmentFile:
-        if seq.segment is not None:
-            return seq.segment
-        self._unsynced.create_folder(seq.dir)
-        self._segment_counter += 1
-        path = seq.dir / segment_name(self.session_ns, self._segment_counter, self.session_token)
-        info = seq.info
-        schema = segment_schema(
-            self.run_hash, info.name, canonical_context(info.context), info.kind, FORMAT_VERSION
-        )
-        try:
-            try:
-                seq.segment = SegmentFile(path, schema)
-            except FileNotFoundError:  # `gc` removed the empty folder meanwhile: make it again
-                seq.dir.mkdir(parents=True, exist_ok=True)
-                seq.segment = SegmentFile(path, schema)
-        except OSError as exc:
-            raise StorageError(f"creating segment {path} failed: {exc}") from exc
-        self._unsynced.folders.add(os.fspath(seq.dir))
-        self._unsynced.files.add(os.fspath(path))
-        return seq.segment
 
     def snapshot(self) -> RunMeta:
         with self.lock:
