@@ -174,7 +174,8 @@ def decode_index(raw: bytes) -> list[tuple[StatKey, RunRecord]]:
         offset, keys_length, stats_length = cat
         if not (type(offset) is int and type(keys_length) is int and type(stats_length) is int):
             raise ValueError(f"bad entry of run {h!r:.40}")
-        float(created), float(updated), ended is None or float(ended)  # (ValueError if not)
+        created_at = float(created)  # (ValueError if not a number, like the two below)
+        float(updated), ended is None or float(ended)
         start = base + offset
         keys_end = start + keys_length
         stats_end = keys_end + 1 + stats_length
@@ -185,7 +186,12 @@ def decode_index(raw: bytes) -> list[tuple[StatKey, RunRecord]]:
         fields["updated_at"] = updated
         fields["end_time"] = ended
         append(
-            (key, RunRecord.from_index(h, fields, params, raw, start, keys_end, stats_end, rebuilt))
+            (
+                key,
+                RunRecord.from_index(
+                    h, fields, params, raw, start, keys_end, stats_end, rebuilt, created_at
+                ),
+            )
         )
     return out
 

@@ -144,6 +144,7 @@ class RunRecord:
         "_meta",
         "_params",
         "_decoded",
+        "_created",
         "is_rebuilt",
     )
 
@@ -173,6 +174,7 @@ class RunRecord:
         self._meta = meta
         self._params: dict[str, Any] | None = None
         self._decoded: dict[str, Any] = {}  # params decoded one by one by `param`
+        self._created: float | None = None  # creation_time, parsed once
         if meta is not None:
             self._params = meta.params
             self._infos = dict(enumerate(meta.sequences))
@@ -188,6 +190,7 @@ class RunRecord:
         keys_end: int,
         stats_end: int,
         is_rebuilt: bool,
+        created: float,
     ) -> RunRecord:
         """A record of the index file (`__init__` with `catalogue=`, without its branches: a
         fresh process makes one per run)."""
@@ -203,6 +206,7 @@ class RunRecord:
         self._meta = None
         self._params = None
         self._decoded = {}
+        self._created = created
         return self
 
     # -- params ----------------------------------------------------------------------------
@@ -380,7 +384,10 @@ class RunRecord:
 
     @property
     def creation_time(self) -> float:
-        return float(self._data["creation_time"])
+        created = self._created
+        if created is None:
+            created = self._created = float(self._data["creation_time"])
+        return created
 
     @property
     def end_time(self) -> float | None:
