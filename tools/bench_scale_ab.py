@@ -97,6 +97,8 @@ def main() -> None:
         ab.one("after", "generate", {"repo": ab.repo(side), "runs": args.runs, "points": 5})
     ab.both("first query (index built)", "repo_again", {"query": PREDICATE}, _again)
     for _ in range(2):
+        ab.both("first query, index current", "repo_again", {"query": PREDICATE}, _again)
+    for _ in range(2):
         ab.both("dataframe() of loss, as written", "frame", {"query": LOSS})
     ab.both("sparse_numpy() of every loss, as written", "sparse", {"query": LOSS})
     ab.both("compact", "compact", {}, lambda out: "; ".join(ab.per_run(s) for s in out))

@@ -1,4 +1,5 @@
-"""Shared pieces of the command line: the `--repo` option, hash prefixes, tables and a progress bar.
+"""Shared pieces of the command line: the `--repo` option, hash prefixes and tables (the
+progress bar of long commands is `cli.progress`).
 
 The CLI is the only layer that prints. Errors reach the user as one line on stderr (see `main`).
 """
@@ -11,7 +12,6 @@ import json
 import re
 import sys
 import textwrap
-import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -167,25 +167,3 @@ def confirm(question: str, *, assume_yes: bool) -> bool:
         raise CliError("refusing to delete without confirmation: pass -y (no terminal to ask on)")
     answer = input(f"{question} [y/N] ")
     return answer.strip().lower() in ("y", "yes")
-
-
-class ProgressBar:
-    """A one-line progress bar on stderr, drawn only when stderr is a terminal."""
-
-    def __init__(self, label: str, stream: TextIO | None = None) -> None:
-        self.label = label
-        self.stream = stream if stream is not None else sys.stderr
-        self.is_shown = self.stream.isatty()
-        self._started = time.monotonic()
-
-    def __call__(self, done: int, total: int, item: str) -> None:
-        if not self.is_shown or total <= 0:
-            return
-        width = 30
-        filled = int(width * done / total)
-        elapsed = time.monotonic() - self._started
-        bar = "#" * filled + "-" * (width - filled)
-        self.stream.write(f"\r{self.label} [{bar}] {done}/{total} {item[:12]} {elapsed:5.1f}s")
-        if done >= total:
-            self.stream.write("\n")
-        self.stream.flush()

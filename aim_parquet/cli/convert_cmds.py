@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any, TextIO
 
 from aim_parquet.cli.common import (
     CliError,
-    ProgressBar,
     print_table,
     repo_option,
     repo_root,
     safe_text,
 )
+from aim_parquet.cli.progress import Progress
 
 COMMON_EPILOG = """
 Each source run becomes one run here, with run["__source"] naming it: converting again adds
@@ -103,6 +104,13 @@ def _common_options(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="convert again the source runs that changed since their conversion",
     )
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="also print one line per source run as it is converted, and every run's row in the "
+        "summary (without it: only the runs with something to report)",
+    )
 
 
 def cmd_tensorboard(args: argparse.Namespace) -> int:
@@ -134,12 +142,28 @@ def _convert(
     root = repo_root(args)
     _check_target(root)
     out = sys.stdout
-    progress = _Progress(f"converting {tracker}", sys.stderr)
-    report = convert_runs(
-        tracker, source, runs, root, is_dry_run=args.dry_run, update=args.update, progress=progress
-    )
+    bar = Progress(f"converting {tracker}", sys.stderr)
+
+    def progress(done: int, total: int, label: str) -> None:
+        bar(done, total, label)
+        if args.verbose and done < total:  # (called before each run, with the runs done so far)
+            bar.finish()
+            print(safe_text(f"[{done + 1}/{total}] {label}"), flush=True)  # (a source's name)
+
+    try:
+        report = convert_runs(
+            tracker,
+            source,
+            runs,
+            root,
+            is_dry_run=args.dry_run,
+            update=args.update,
+            progress=progress,
+        )
+    finally:
+        bar.finish()
     report.problems.extend(problems)
-    print_summary(report, out)
+    print_summary(report, out, verbose=args.verbose)
     return 1 if report.has_loss else 0
 
 
@@ -159,27 +183,25 @@ def _check_target(root: Path) -> None:
         )
 
 
-class _Progress:
-    """A progress bar on a terminal, one plain line per run otherwise."""
-
-    def __init__(self, label: str, stream: TextIO) -> None:
-        self.bar = ProgressBar(label, stream)
-        self.stream = stream
-
-    def __call__(self, done: int, total: int, item: str) -> None:
-        item = safe_text(item)  # a source run's name: no escape sequences reach the terminal
-        if self.bar.is_shown:
-            self.bar(done, total, item)
-        elif done < total:
-            self.stream.write(f"[{done + 1}/{total}] {item}\n")
-            self.stream.flush()
+_PLAIN_STATUSES = frozenset(
+    {"converted", "replaced", "up to date", "would convert", "would replace"}
+)
 
 
-def print_summary(report: Any, out: TextIO) -> None:
+def _is_noteworthy(run: Any) -> bool:
+    """A source run the summary lists without --verbose: one not converted as it is."""
+    return run.status not in _PLAIN_STATUSES or bool(run.message or run.counts.skipped)
+
+
+def print_summary(report: Any, out: TextIO, *, verbose: bool = True) -> None:
+    """The table (every source run with `verbose`, else those with something to report, and
+    the totals), the count of runs per status, what was not converted and where it went."""
     from aim_parquet.format.paths import RepoLayout
 
     rows = []
     for r in report.runs:
+        if not (verbose or _is_noteworthy(r)):
+            continue
         c = r.counts
         rows.append(
             {
@@ -208,6 +230,10 @@ def print_summary(report: Any, out: TextIO) -> None:
     )
     columns = ["source run", "status", "run", "sequences", "points", "objects", "params", "skipped"]
     print_table(rows, columns, out)
+    statuses = Counter(r.status for r in report.runs)
+    if statuses:
+        out.write("source runs: " + ", ".join(f"{n} {s}" for s, n in sorted(statuses.items())))
+        out.write("\n")
     lines = [f"{problem}" for problem in report.problems]
     for r in report.runs:
         if r.message:

@@ -269,21 +269,3 @@ def test_default_repo_is_found_upward(tmp_path: Path) -> None:
     sub.mkdir(parents=True)
     proc = run_cli("runs", "ls", "--json", cwd=sub)
     assert proc.returncode == 0 and len(json.loads(proc.stdout)) == 1
-
-
-def test_progress_bar_only_on_a_terminal() -> None:
-    import io
-
-    from aim_parquet.cli.common import ProgressBar
-
-    class Tty(io.StringIO):
-        def isatty(self) -> bool:
-            return True
-
-    tty, pipe = Tty(), io.StringIO()
-    for stream in (tty, pipe):
-        bar = ProgressBar("compacting", stream)
-        bar(1, 2, "3f2a9c0e51d7")
-        bar(2, 2, "77d0aa11bb22")
-    assert "[###############---------------] 1/2" in tty.getvalue()
-    assert tty.getvalue().endswith("\n") and pipe.getvalue() == ""

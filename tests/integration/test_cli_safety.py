@@ -249,14 +249,14 @@ def test_compact_reports_a_run_deleted_meanwhile_as_skipped(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     doomed, kept = make(tmp_path), make(tmp_path)
-    real = compactor._write_kind
+    real = compactor.write_kind
 
     def delete_while_writing(run_dir: Path, run_hash: str, *args: Any) -> Any:
         if run_hash == doomed:
             delete_run_folder(RepoLayout(tmp_path), doomed)  # `runs rm` from another shell
         return real(run_dir, run_hash, *args)
 
-    monkeypatch.setattr(compactor, "_write_kind", delete_while_writing)
+    monkeypatch.setattr(compactor, "write_kind", delete_while_writing)
     report = compact_repo(RepoLayout(tmp_path), workers=1)
     status = {r.run_hash: (r.status, r.note) for r in report.runs}
     assert status[doomed] == ("skipped", "deleted while it was being compacted")

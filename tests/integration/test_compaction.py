@@ -169,7 +169,7 @@ def test_writer_resumes_during_compaction_and_nothing_is_lost(
     """The compactor takes no write lock: a training script resuming the run mid-compaction
     goes on at once, and its new points survive both this compaction and the next."""
     run_hash = write_rich_run(tmp_path, n=20)
-    real = compactor._write_kind
+    real = compactor.write_kind
     resumed: list[str] = []
 
     def write_and_resume(*args: Any) -> Any:
@@ -179,10 +179,10 @@ def test_writer_resumes_during_compaction_and_nothing_is_lost(
             resumed.append(run.hash)
         return real(*args)
 
-    monkeypatch.setattr(compactor, "_write_kind", write_and_resume)
+    monkeypatch.setattr(compactor, "write_kind", write_and_resume)
     assert compact_run(RepoLayout(tmp_path), run_hash).status == "compacted"
     assert resumed == [run_hash]
-    monkeypatch.setattr(compactor, "_write_kind", real)
+    monkeypatch.setattr(compactor, "write_kind", real)
     before_new = snapshot(tmp_path)
     resumed_rows = before_new[(run_hash, sequence_id("resumed-metric", {}))]
     assert [(r["step"], r["value"]) for r in resumed_rows] == [(7, 123.0)]
@@ -341,3 +341,54 @@ def test_compact_again_passes_settled_runs_by_without_their_lock(tmp_path: Path)
         .values()
     )
     assert steps == [0, 1] and values == [1.0, 5.0]
+
+
+def test_settled_runs_checks_each_folder_without_following_links(tmp_path: Path) -> None:
+    """Only a real run folder with a real `compacted/` and no `seqs/` is settled: a resumed
+    run, a run never compacted, a linked run folder or `compacted/`, and a run deleted
+    meanwhile are all compacted as usual (`compact_run` refuses the links by name)."""
+    from aim_parquet.storage.compaction.run_folder import settled_runs
+
+    runs = tmp_path / "runs"
+    names = {
+        "settled": ["compacted/"],
+        "resumed": ["compacted/", "seqs/"],
+        "never": ["seqs/"],
+        "empty": [],
+        "file": ["compacted"],  # `compacted` a file, not a folder
+    }
+    for name, entries in names.items():
+        (runs / name).mkdir(parents=True)
+        for entry in entries:
+            path = runs / name / entry.rstrip("/")
+            path.mkdir() if entry.endswith("/") else path.write_text("x")
+    (runs / "linked_run").symlink_to(runs / "settled")
+    (runs / "linked_compacted").mkdir()
+    (runs / "linked_compacted" / "compacted").symlink_to(runs / "settled" / "compacted")
+    hashes = [*names, "linked_run", "linked_compacted", "gone"]
+    assert settled_runs(runs, hashes) == {"settled"}
+    assert settled_runs(tmp_path / "missing", hashes) == set()
+
+
+def test_compact_again_with_nothing_to_do_rewrites_no_runs_table(tmp_path: Path) -> None:
+    """A compaction with nothing to do leaves `.aim/index/runs.parquet` as it is (the same
+    bytes are not written again); one whose published table was lost or differs publishes the
+    dataset's committed table again."""
+    for i in range(3):
+        run = aim.Run(repo=str(tmp_path), **QUIET)
+        run.track(float(i), name="loss", step=0)
+        run.close()
+    layout = RepoLayout(tmp_path)
+    compact_repo(layout)
+    compact_repo(layout)  # (publishes the committed file's bytes)
+    published = layout.runs_table
+    inode = published.stat().st_ino
+    compact_repo(layout)
+    assert published.stat().st_ino == inode  # not replaced
+    expected = pq.read_table(published)
+    published.write_bytes(b"not parquet")
+    compact_repo(layout)
+    assert pq.read_table(published).equals(expected)
+    published.unlink()
+    compact_repo(layout)
+    assert pq.read_table(published).equals(expected)

@@ -46,12 +46,18 @@ def test_tensorboard_convert_dry_run_idempotent_update(tmp_path: Path) -> None:
     dry = convert_cli("tensorboard", str(logdir), "--repo", str(dest), "--dry-run")
     assert dry.returncode == 0, dry.stderr
     assert "would convert" in dry.stdout and "total (2 runs)" in dry.stdout
-    assert " 95 " in dry.stdout.splitlines()[-3]  # the total row: 50 + 5 + 40 points
+    assert " 95 " in dry.stdout.splitlines()[-4]  # the total row: 50 + 5 + 40 points
+    assert "source runs: 2 would convert" in dry.stdout.splitlines()[-3]
     assert not (dest / ".aim").exists()
 
     first = convert_cli("tensorboard", str(logdir), "--repo", str(dest), "--experiment", "tb")
     assert first.returncode == 0, first.stderr
-    assert first.stderr.splitlines() == ["[1/2] exp", "[2/2] other"]  # plain progress lines
+    plain = first.stderr.splitlines()  # periodic plain progress lines, not one per run
+    assert [line.split(" runs,")[0] for line in plain] == [
+        "converting tensorboard: 1/2",
+        "converting tensorboard: 2/2",
+    ]
+    assert "[1/2]" not in first.stdout and " exp " not in first.stdout  # no line per run
     runs = read_converted(dest)
     assert sorted(runs) == ["exp", "other"]
     exp = runs["exp"]
@@ -68,7 +74,11 @@ def test_tensorboard_convert_dry_run_idempotent_update(tmp_path: Path) -> None:
 
     again = convert_cli("tensorboard", str(logdir), "--repo", str(dest))
     assert again.returncode == 0, again.stderr
-    assert again.stdout.count("up to date") == 2
+    assert "source runs: 2 up to date" in again.stdout and " exp " not in again.stdout
+    verbose = convert_cli("tensorboard", str(logdir), "--repo", str(dest), "--verbose")
+    assert verbose.returncode == 0, verbose.stderr
+    assert "[1/2] exp\n[2/2] other\n" in verbose.stdout  # one line per source run
+    assert verbose.stdout.count("up to date") == 3  # every run's row, and the status count
     assert len(aim.Repo(dest).list_all_runs()) == 2
 
     write_scalar_file(logdir / "other" / "events.out.tfevents.2.c", [(300.0, 20, "acc", 5.0)])

@@ -102,3 +102,53 @@ def test_a_missing_params_file_is_a_clear_error(tmp_path: Path) -> None:
     raw = json.loads((run_dir / "run.json").read_text())
     with pytest.raises(CorruptFileError, match="was not read"):  # never silently empty
         RunMeta.from_json(raw)
+
+
+def _age(path: Path, seconds: float) -> None:
+    old = path.stat().st_mtime - seconds
+    os.utime(path, (old, old))
+
+
+def test_gc_removes_orphaned_params_files_never_the_current_one(tmp_path: Path) -> None:
+    """A superseded params file its writer did not remove (killed between the sidecar naming
+    the new one and the removal) is removed by gc once it and run.json are older than the grace
+    period; the file run.json names, and a young orphan, are kept."""
+    from aim_parquet.storage import gc_repo
+
+    run = aim.Run(repo=str(tmp_path), **QUIET)
+    run["blob"] = {"text": BIG, "lr": 0.1}
+    run.close()
+    run_dir = tmp_path / ".aim" / "runs" / run.hash
+    (current,) = params_files(run_dir)
+    orphan = run_dir / "params-0123456789abcdef.json"
+    orphan.write_bytes((run_dir / current).read_bytes())  # what a killed writer leaves
+    layout = RepoLayout(tmp_path)
+    assert not [r for r in gc_repo(layout, grace_s=600).removed if r.kind == "params-file"]
+    for path in (orphan, run_dir / current, run_dir / "run.json"):
+        _age(path, 3600)
+    report = gc_repo(layout, grace_s=600)
+    assert [Path(r.path).name for r in report.removed if r.kind == "params-file"] == [orphan.name]
+    assert params_files(run_dir) == [current]
+    reopened = aim.Repo(str(tmp_path)).get_run(run.hash)
+    assert reopened is not None and reopened["blob"] == {"text": BIG, "lr": 0.1}
+
+
+def test_gc_leaves_the_params_files_of_a_live_writer_alone(tmp_path: Path) -> None:
+    """While a writer holds the run, gc removes none of its params files, however old: the
+    writer removes its superseded ones itself."""
+    from aim_parquet.storage import gc_repo
+
+    run = aim.Run(repo=str(tmp_path), **QUIET)
+    run["blob"] = {"text": BIG, "lr": 0.1}
+    run.flush()
+    run_dir = tmp_path / ".aim" / "runs" / run.hash
+    orphan = run_dir / "params-0123456789abcdef.json"
+    orphan.write_bytes(b"{}")
+    for path in (orphan, *[run_dir / n for n in params_files(run_dir)], run_dir / "run.json"):
+        _age(path, 3600)
+    try:
+        report = gc_repo(RepoLayout(tmp_path), grace_s=0)
+        assert not [r for r in report.removed if r.kind == "params-file"]
+        assert orphan.exists()
+    finally:
+        run.close()

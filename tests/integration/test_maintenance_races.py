@@ -436,7 +436,7 @@ def test_a_writer_resumed_inside_the_check_then_list_window_loses_no_point(
         stdout=subprocess.PIPE, text=True, env=python_env(),
     )  # fmt: skip
     assert job.stdout is not None
-    real_plan = compactor._plan
+    real_plan = compactor.plan_run
     calls = []
 
     def resume_between_the_check_and_the_listing(*args: Any) -> Any:
@@ -445,7 +445,7 @@ def test_a_writer_resumed_inside_the_check_then_list_window_loses_no_point(
         calls.append(args)
         return real_plan(*args)
 
-    monkeypatch.setattr(compactor, "_plan", resume_between_the_check_and_the_listing)
+    monkeypatch.setattr(compactor, "plan_run", resume_between_the_check_and_the_listing)
     try:
         entry = compactor.compact_run(RepoLayout(tmp_path), run_hash)
         assert job.wait(timeout=120) == 0

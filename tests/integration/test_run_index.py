@@ -207,3 +207,26 @@ def test_repo_made_again_starts_from_the_processes_index(repo_root: Path) -> Non
     assert extra.hash in {r.hash for r in aim.Repo(repo_root).iter_runs()}
     again.close()  # forgets it: the next Repo decodes the index file again
     assert aim.Repo(repo_root)._index.refresh() is not snapshot
+
+
+def test_gc_paused_leaves_the_collector_as_it_found_it() -> None:
+    """The index's decoding holds the cyclic collector off and turns it back on only if it
+    was on: a caller that disabled it keeps it disabled."""
+    import gc
+
+    from aim_parquet.storage.index.run_index import gc_paused
+
+    assert gc.isenabled()
+    with gc_paused():
+        assert not gc.isenabled()
+        with gc_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with gc_paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

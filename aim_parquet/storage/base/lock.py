@@ -1,15 +1,16 @@
 """Every lock of a repository, the one place that takes them and names their holders.
 
 - The run's write lock `runs/<hash>/lock` (and writer r's `writers/<r>.lock`): `RunLock`, below.
-- The flock of a plain lock file (`compact.lock`, `index/runs.lock`): `try_flock` / `held_flock`,
+- The flock of a plain lock file (`index/runs.lock`): `try_flock` / `held_flock`,
   taken without waiting; `is_flocked` and `flock_pids` look without taking; `flock_holder` names
   the holder from the kernel's `/proc/locks`. `held_folder` / `is_folder_in_use`: the same for a
   temp folder being filled (a run copied in).
 - A run's locks as the tools use them: `held_run_lock` (the write lock, or who holds it),
-  `compaction_lock`, `hold_run_locks` (both or neither), `run_lock_holder` / `run_holder` (who
-  writes the run) and `writer_state` (whether a writer holds the run now: `WriterState`), the one
-  definition of a run's writer being alive. The look-ups that take no lock (holders, liveness,
-  `writer_state`) are made in `storage.base.lock_holder`; callers import them from here.
+  `compaction_lock` (its `compact.lock` exists only while held), `hold_run_locks` (both or
+  neither), `run_lock_holder` / `run_holder` (who writes the run) and `writer_state` (whether a
+  writer holds the run now: `WriterState`), the one definition of a run's writer being alive. The
+  look-ups that take no lock (holders, liveness, `writer_state`) are made in
+  `storage.base.lock_holder`; callers import them from here.
 
 A writer holds an exclusive `flock` on the lock file for the run's whole life and writes its
 identity (host, pid, process start time) into it. The kernel drops the flock when the process dies,
@@ -325,14 +326,51 @@ def held_run_lock(path: Path, run_hash: str) -> Iterator[str | None]:
 def compaction_lock(layout: RepoLayout, run_hash: str) -> Iterator[str | None]:
     """Hold the run's compaction lock; yields None, or who holds it ("a compaction of this run
     is in progress (process 123 (aim-parquet compact))"). Raises FileNotFoundError when the run
-    folder is gone (it is never created again) and UnsafeFileError for a link or FIFO."""
+    folder is gone (it is never created again) and UnsafeFileError for a link or FIFO.
+
+    `compact.lock` exists only while held, so a run keeps no lock file between compactions: its
+    holder removes it before it unlocks, and a taker keeps the flock only if the file it locked
+    is still the one at the path (else it locked the inode a holder just removed, and takes the
+    file at the path instead). So two takers never both hold it."""
     path = layout.compact_lock(run_hash)
     require_real_run_dir(path, f"lock run {run_hash}")
-    with held_flock(path, "compaction lock") as held:
-        if held:
-            yield None
-        else:
-            yield f"a compaction of this run is in progress ({flock_holder(path)})"
+    fd = _take_current_flock(path)
+    if fd is None:
+        yield f"a compaction of this run is in progress ({flock_holder(path)})"
+        return
+    try:
+        yield None
+    finally:
+        try:
+            if _is_file_at(path, fd):  # (a run deleted or moved meanwhile: nothing to remove)
+                os.unlink(path)
+        except OSError:
+            pass  # left for the next holder (or `gc`), which removes it as it lets go
+        finally:
+            os.close(fd)
+
+
+_TAKE_TRIES = 100  # takers racing holders that remove the file as they let go
+
+
+def _take_current_flock(path: Path) -> int | None:
+    """`try_flock` of the file at `path` that is still there once locked; None when busy."""
+    for _ in range(_TAKE_TRIES):
+        fd = try_flock(path, "compaction lock")
+        if fd is None or _is_file_at(path, fd):
+            return fd
+        os.close(fd)  # removed by its holder after we opened it: take the new file
+    return None
+
+
+def _is_file_at(path: Path, fd: int) -> bool:
+    """Whether `path` names the file open as `fd` (not removed, nor replaced)."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    held = os.fstat(fd)
+    return (st.st_dev, st.st_ino) == (held.st_dev, held.st_ino)
 
 
 @contextlib.contextmanager

@@ -34,21 +34,17 @@ import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
-from pathlib import Path
 
 import pyarrow as pa
 
 from aim_parquet.errors import AimParquetError, FormatVersionError, MissingRunError, UnsafeFileError
-from aim_parquet.format.compacted import SeqKey, compacted_kind, is_compacted_name
+from aim_parquet.format.compacted import compacted_kind, is_compacted_name
 from aim_parquet.format.meta import CompactedFile, Manifest
 from aim_parquet.format.paths import (
     COMPACTED_DIRNAME,
     SEQS_DIRNAME,
-    TEMP_PREFIX,
     RepoLayout,
     is_valid_run_hash,
-    is_valid_seq_id,
     validate_run_hash,
 )
 from aim_parquet.storage.base.atomic import atomic_write
@@ -56,142 +52,26 @@ from aim_parquet.storage.base.file_checks import check_version
 from aim_parquet.storage.base.files import folder_usage, list_names
 from aim_parquet.storage.base.lock import WriterState, compaction_lock, run_holder, writer_state
 from aim_parquet.storage.base.safe_fs import first_link
-from aim_parquet.storage.compaction.compacted import CompactedFileWriter, iter_file_pieces
 from aim_parquet.storage.compaction.compaction_report import CompactionReport, RunCompaction
+from aim_parquet.storage.compaction.compaction_steps import (
+    SeqPlan,
+    clean_leftovers,
+    plan_run,
+    write_kind,
+)
 from aim_parquet.storage.compaction.run_folder import (
-    is_settled,
-    is_uncommitted,
     remove_empty_dirs,
     remove_file,
-    unreadable_listed_file,
+    settled_runs,
 )
 from aim_parquet.storage.online.catalogue_scan import catch_up_sidecar
 from aim_parquet.storage.online.compacted_read import read_footer
-from aim_parquet.storage.online.run_reader import list_run_hashes, list_segments, load_manifest
-from aim_parquet.storage.online.segments import iter_segment_batches, segment_identity
+from aim_parquet.storage.online.run_reader import list_run_hashes, load_manifest
 from aim_parquet.system.threads import signals_blocked
 
 log = logging.getLogger(__name__)
 
 SETTLED_NOTE = "nothing new to compact (settled: not opened)"
-
-
-@dataclass
-class _SeqPlan:
-    key: SeqKey
-    segments: list[Path]
-
-
-def _clean_leftovers(layout: RepoLayout, run_hash: str, manifest: Manifest | None) -> None:
-    """Remove what an interrupted compaction left (caller holds the compact lock)."""
-    run_dir = layout.run_dir(run_hash)
-    cdir = layout.compacted_dir(run_hash)
-    names = list_names(cdir)
-    referenced = {Path(f.path).name for f in manifest.files} if manifest else set()
-    for name in names:
-        path = cdir / name
-        if name.startswith(TEMP_PREFIX):
-            remove_file(path)
-        elif is_compacted_name(name) and name not in referenced:
-            if manifest is None and not is_uncommitted(run_dir, path):
-                raise AimParquetError(
-                    f"run {run_hash}: compacted file {path} has no manifest and holds points "
-                    "whose segments are gone. Run `aim-parquet verify --repair` first."
-                )
-            remove_file(path)
-    if manifest is not None:
-        bad = unreadable_listed_file(run_dir, manifest)
-        if bad is not None:
-            raise AimParquetError(
-                f"run {run_hash}: compacted file {run_dir / bad} is missing or unreadable. "
-                "Run `aim-parquet verify --repair` first."
-            )
-        for seg in manifest.segments:
-            remove_file(layout.seqs_dir(run_hash) / seg)
-
-
-def _plan(
-    layout: RepoLayout, run_hash: str, writer: WriterState, notes: list[str]
-) -> list[_SeqPlan]:
-    """Sealed segments not yet covered, grouped by sequence, sequences in seq_id order (with a
-    LIVE writer, each sequence's newest segment is left out: the writer may append to it)."""
-    seqs_dir = layout.seqs_dir(run_hash)
-    try:
-        seq_ids = sorted(n for n in os.listdir(seqs_dir) if is_valid_seq_id(n))
-    except FileNotFoundError:
-        return []
-    plans = []
-    for seq_id in seq_ids:
-        if os.path.islink(seqs_dir / seq_id):
-            notes.append(f"skipped {seqs_dir / seq_id}: a symbolic link (see `aim-parquet verify`)")
-            continue
-        segs = list_segments(seqs_dir / seq_id)
-        if writer is WriterState.LIVE and segs:
-            segs = segs[:-1]  # the live writer appends to the newest one
-        plan: _SeqPlan | None = None
-        for seg in segs:
-            key = segment_identity(seg)
-            if key is None:
-                notes.append(f"skipped unreadable segment {seg} (see `aim-parquet verify`)")
-                continue
-            if plan is None:
-                plan = _SeqPlan(key, [])
-            plan.key = SeqKey(seq_id, plan.key.name, plan.key.context, key.kind)
-            plan.segments.append(seg)
-        if plan is not None:
-            plans.append(plan)
-    return plans
-
-
-def _write_kind(
-    run_dir: Path,
-    run_hash: str,
-    kind: str,
-    generation: int,
-    prev: CompactedFile | None,
-    plans: list[_SeqPlan],
-) -> tuple[CompactedFile, int]:
-    """Write one file of `kind`: the previous file's rows, then the new segments, per sequence."""
-    sequences: dict[str, SeqKey] = {}
-    segments: set[str] = set()
-    prev_path = run_dir / prev.path if prev is not None else None
-    if prev_path is not None:
-        footer = read_footer(prev_path)
-        sequences.update(footer.sequences)
-        segments.update(s for s in footer.segments if (run_dir / SEQS_DIRNAME / s).exists())
-    for plan in plans:
-        sequences[plan.key.seq_id] = plan.key
-        segments.update(f"{plan.key.seq_id}/{s.name}" for s in plan.segments)
-    writer = CompactedFileWriter(
-        run_dir,
-        run_hash=run_hash,
-        kind=kind,
-        generation=generation,
-        segments=frozenset(segments),
-        sequences=sequences,
-    )
-    points = 0
-    try:
-        is_metric = writer.is_metric
-        prev_pieces = iter_file_pieces(prev_path, is_metric=is_metric) if prev_path else iter(())
-        head = next(prev_pieces, None)
-        for todo in [*plans, None]:
-            while head is not None and (todo is None or head[0] <= todo.key.seq_id):
-                seq_id, name, context, table = head
-                default = SeqKey(seq_id, name, context, "float" if is_metric else kind)
-                writer.add(sequences.get(seq_id, default), table)
-                head = next(prev_pieces, None)
-            if todo is None:
-                break
-            plan = todo
-            for seg in plan.segments:
-                for batch in iter_segment_batches(seg):
-                    writer.add(plan.key, pa.Table.from_batches([batch]))
-                    points += batch.num_rows
-        return writer.finish(), points
-    except BaseException:
-        writer.abort()
-        raise
 
 
 def compact_run(
@@ -274,16 +154,16 @@ def _compact_locked(
         _catch_up_catalogue(layout, run_hash, caught)
     manifest = load_manifest(layout, run_hash)
     _refuse_future_files(layout, run_hash)
-    _plan(layout, run_hash, writer, [])  # a segment of a newer format: refused before any change
-    _clean_leftovers(layout, run_hash, manifest)
+    plan_run(layout, run_hash, writer, [])  # a segment of a newer format: refused before any change
+    clean_leftovers(layout, run_hash, manifest)
     plan_notes: list[str] = []
-    plans = _plan(layout, run_hash, writer, plan_notes)
+    plans = plan_run(layout, run_hash, writer, plan_notes)
     if writer is WriterState.CLOSED and writer_state(layout, run_hash) is WriterState.LIVE:
         # a writer resumed after the first look: a segment it appends to may be listed, so
         # list again leaving each sequence's newest segment alone (segments are listed first,
         # then the writer checked: one that starts later only makes segments not listed)
         writer, plan_notes = WriterState.LIVE, []
-        plans = _plan(layout, run_hash, writer, plan_notes)
+        plans = plan_run(layout, run_hash, writer, plan_notes)
     notes = [*caught, *plan_notes]
     generation = manifest.generation if manifest else 0
     if not plans:
@@ -292,7 +172,7 @@ def _compact_locked(
         )
     generation += 1
     prev_files = {f.kind: f for f in manifest.files} if manifest else {}
-    by_kind: dict[str, list[_SeqPlan]] = {}
+    by_kind: dict[str, list[SeqPlan]] = {}
     for plan in plans:
         by_kind.setdefault(compacted_kind(plan.key.kind), []).append(plan)
     layout.compacted_dir(run_hash).mkdir(exist_ok=True)
@@ -300,7 +180,7 @@ def _compact_locked(
     points = 0
     try:
         for kind in sorted(by_kind):
-            written[kind], n = _write_kind(
+            written[kind], n = write_kind(
                 run_dir, run_hash, kind, generation, prev_files.get(kind), by_kind[kind]
             )
             points += n
@@ -391,9 +271,10 @@ def compact_repo(
     n_workers = max(1, workers if workers is not None else default_workers())
     done: dict[str, RunCompaction] = {}
     todo = []
-    runs_dir = os.fspath(layout.runs_dir)
-    for run_hash in hashes:  # compacted again: a settled run costs one listing, no lock
-        if not (is_valid_run_hash(run_hash) and is_settled(os.path.join(runs_dir, run_hash))):
+    valid = [h for h in hashes if is_valid_run_hash(h)]
+    settled = settled_runs(layout.runs_dir, valid)  # compacted again: a few lstats a run, no lock
+    for run_hash in hashes:
+        if run_hash not in settled:
             todo.append(run_hash)
             continue
         done[run_hash] = RunCompaction(run_hash, "unchanged", SETTLED_NOTE)

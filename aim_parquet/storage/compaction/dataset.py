@@ -14,7 +14,7 @@ dataset").
   also its liveness and its segments' names and sizes), so a refresh rewrites only the buckets
   of runs that changed and a reader can tell which runs are stale (`dataset_read`). A refresh
   with nothing to do decodes no run: a closed run's fingerprint is the stat key the run index
-  already holds (`_current_runs_table`).
+  already holds (`_current_runs_file`).
 - Superseded files stay (listed under `retired` with the time they were retired) until
   `aim-parquet gc` removes them once older than its grace period: a reader that read the
   previous `current.json` can still open every file it lists.
@@ -37,20 +37,16 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from aim_parquet.errors import AimParquetError, CorruptFileError, FormatVersionError
 from aim_parquet.format.dataset import (
-    COLUMN_TYPES,
     CURRENT_FILENAME,
     DEFAULT_BUCKETS,
     FILE_NAME,
     LOCK_FILENAME,
-    TAIL_FIELDS,
     DatasetManifest,
     bucket_of,
     dataset_dir,
@@ -58,127 +54,44 @@ from aim_parquet.format.dataset import (
     metrics_file_name,
     runs_file_name,
 )
-from aim_parquet.format.kinds import is_metric_kind
 from aim_parquet.format.meta import RunMeta
-from aim_parquet.format.naming import CONTEXT_PREFIX, flat_columns
-from aim_parquet.format.paths import TEMP_PREFIX, RepoLayout, canonical_context, is_segment_name
-from aim_parquet.format.values import encode_json_value
+from aim_parquet.format.paths import TEMP_PREFIX, RepoLayout
 from aim_parquet.storage.base.atomic import atomic_write, fsync_dir, fsync_file, temp_path_for
-from aim_parquet.storage.base.lock import WriterState, held_flock, writer_state
+from aim_parquet.storage.base.lock import held_flock
 from aim_parquet.storage.base.repo_changes import marker_key
 from aim_parquet.storage.base.safe_fs import (
-    MAX_JSON_FILE_BYTES,
-    read_regular,
     require_real_dirs,
 )
-from aim_parquet.storage.index.index_file import stat_key
+from aim_parquet.storage.compaction.dataset_rows import (
+    context_columns,
+    load_dataset_manifest,
+    run_fingerprint,
+    run_rows,
+)
 from aim_parquet.storage.index.run_index import RunIndex
-from aim_parquet.storage.index.runs_table import publish_runs_table, runs_table
-from aim_parquet.storage.online.catalogue_scan import discover_sequences
-from aim_parquet.storage.online.run_reader import read_sequence
+from aim_parquet.storage.index.runs_table import (
+    publish_runs_file,
+    publish_runs_table,
+    runs_table,
+)
 from aim_parquet.storage.online.writer_parts import is_run_active
+
+__all__ = [  # (the rows and fingerprints live in `dataset_rows`; `dataset_read` imports them here)
+    "DatasetReport",
+    "collectable_files",
+    "context_columns",
+    "load_dataset_manifest",
+    "refresh_after_change",
+    "refresh_dataset",
+    "run_fingerprint",
+    "run_rows",
+]
 
 log = logging.getLogger(__name__)
 
 ROW_GROUP_ROWS = 128 * 1024
 UNLISTED_MIN_AGE_S = 3600.0  # a file no manifest lists yet may be a refresh about to commit
 MAX_ROUNDS = 5  # refreshes in a row while the repository keeps changing under one
-
-
-def load_dataset_manifest(layout: RepoLayout) -> DatasetManifest | None:
-    """The committed manifest; None when there is none. CorruptFileError when damaged."""
-    path = dataset_dir(layout) / CURRENT_FILENAME
-    try:
-        raw = read_regular(path, "analyst dataset manifest", MAX_JSON_FILE_BYTES)
-    except FileNotFoundError:
-        return None
-    try:
-        return DatasetManifest.from_json(json.loads(raw))
-    except (ValueError, KeyError, TypeError) as exc:
-        raise CorruptFileError(f"{path} is damaged ({exc}); refresh the dataset.") from exc
-
-
-def run_fingerprint(layout: RepoLayout, meta: RunMeta) -> str:
-    """What changes whenever the points or the run-level fields of the run may have changed."""
-    parts = [stat_key(os.stat(layout.sidecar(meta.hash)))]
-    if meta.end_time is None:  # a live or dead writer: its segments may be ahead of the sidecar
-        parts.append("live" if writer_state(layout, meta.hash) is WriterState.LIVE else "gone")
-        seqs = layout.seqs_dir(meta.hash)
-        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
-            for seq_id in sorted(os.listdir(seqs)):
-                with contextlib.suppress(FileNotFoundError, NotADirectoryError):
-                    for name in sorted(os.listdir(seqs / seq_id)):
-                        if is_segment_name(name):
-                            size = os.lstat(seqs / seq_id / name).st_size
-                            parts.append(f"{seq_id}/{name}:{size}")
-    return "|".join(parts)
-
-
-# -- building rows ------------------------------------------------------------------------------
-
-
-def _type_of(values: list[Any]) -> str:
-    """A context column's type from every value it holds in the repository."""
-    if all(type(v) is bool for v in values):
-        return "bool"
-    if all(type(v) is int and -(2**63) <= v < 2**63 for v in values):
-        return "int64"
-    if all(type(v) in (int, float) for v in values):
-        return "double"
-    return "string"  # strings, and anything else as its tagged-JSON text
-
-
-def context_columns(metas: list[RunMeta]) -> dict[str, str]:
-    """{column: type} of every context key of every metric sequence of `metas`."""
-    values: dict[str, list[Any]] = {}
-    for meta in metas:
-        for info in meta.sequences:
-            if is_metric_kind(info.kind):
-                for column, value in flat_columns(CONTEXT_PREFIX, info.context).items():
-                    values.setdefault(column, []).append(value)
-    return {c: _type_of(v) for c, v in sorted(values.items())}
-
-
-def _context_value(value: Any, typ: str) -> Any:
-    if value is None:
-        return None
-    if typ == "string" and type(value) is not str:
-        return json.dumps(encode_json_value(value), ensure_ascii=False)
-    if typ == "double":
-        return float(value)
-    return value
-
-
-def run_rows(layout: RepoLayout, meta: RunMeta, is_active: bool, schema: pa.Schema) -> pa.Table:
-    """One row per point of every metric of the run, as queries see them, in `schema`."""
-    columns = {f.name: f.type for f in schema if f.name.startswith(CONTEXT_PREFIX + ".")}
-    infos = [i for i in discover_sequences(layout, meta.hash, meta) if is_metric_kind(i.kind)]
-    infos.sort(key=lambda i: (i.name, canonical_context(i.context)))
-    tables = []
-    for info in infos:
-        points = read_sequence(layout, meta.hash, info)
-        n = points.num_rows
-        if n == 0:
-            continue
-        ctx = flat_columns(CONTEXT_PREFIX, info.context)
-        arrays: list[pa.Array] = [
-            pa.array([meta.hash] * n, pa.string()),
-            pa.array([meta.archived] * n, pa.bool_()),
-            pa.array([is_active] * n, pa.bool_()),
-            pa.array([info.seq_id] * n, pa.string()),
-            pa.array([info.name] * n, pa.string()),
-            pa.array([canonical_context(info.context)] * n, pa.string()),
-        ]
-        for column, typ in columns.items():
-            value = _context_value(ctx.get(column), str(_type_name(typ)))
-            arrays.append(pa.array([value] * n, typ))
-        arrays.extend(points.column(f.name) for f in TAIL_FIELDS)
-        tables.append(pa.Table.from_arrays(arrays, schema=schema))
-    return pa.concat_tables(tables) if tables else schema.empty_table()
-
-
-def _type_name(typ: pa.DataType) -> str:
-    return next(name for name, t in COLUMN_TYPES.items() if t == typ)
 
 
 # -- committing ----------------------------------------------------------------------------------
@@ -223,17 +136,20 @@ def refresh_dataset(layout: RepoLayout, *, rebuild: bool = False) -> DatasetRepo
                 report.skipped = report.skipped or "another process is refreshing the dataset"
                 return report
             table = _refresh_locked(layout, folder, report, rebuild=rebuild)
-            publish_runs_table(layout, table)
+            if isinstance(table, Path):  # nothing changed: the committed runs file, as it is
+                publish_runs_file(layout, table)
+            else:
+                publish_runs_table(layout, table)
         rebuild = False
         if marker_key(layout) == started:  # (checked after unlocking: see module doc)
             break
     return report
 
 
-def _current_runs_table(
+def _current_runs_file(
     layout: RepoLayout, index: RunIndex, old: DatasetManifest, report: DatasetReport
-) -> pa.Table | None:
-    """The committed runs table when no run changed since `old` was committed, else None.
+) -> Path | None:
+    """The committed runs table's file when no run changed since `old` was committed, else None.
 
     One listing of `runs/` and one `stat` per sidecar (the run index's refresh), with no run
     decoded: a closed run's fingerprint is its sidecar's stat key, which the index holds. Only a
@@ -257,23 +173,22 @@ def _current_runs_table(
             return None
     if states != old.run_states:
         return None
-    try:
-        table = pq.ParquetFile(dataset_dir(layout) / old.runs).read()
-    except (OSError, pa.ArrowInvalid):
+    path = dataset_dir(layout) / old.runs
+    if not path.is_file():
         return None
     for bad in snapshot.damaged:
         report.notes.append(f"left out damaged run: {bad.describe()}")
     report.generation, report.runs = old.generation, len(states)
-    return table
+    return path
 
 
 def _refresh_locked(
     layout: RepoLayout, folder: Path, report: DatasetReport, *, rebuild: bool
-) -> pa.Table:
+) -> pa.Table | Path:
     old = load_dataset_manifest(layout) if not rebuild else None
     index = RunIndex(layout)
     if old is not None:
-        current = _current_runs_table(layout, index, old, report)
+        current = _current_runs_file(layout, index, old, report)
         if current is not None:
             return current
     metas, damaged = index.metas()
@@ -310,6 +225,8 @@ def _refresh_locked(
         runs = sorted(by_bucket.get(bucket, []), key=lambda m: m.hash)
         parts = []
         if old is not None:
+            import pyarrow.compute as pc  # (0.1 s to import: only a refresh with work needs it)
+
             reuse = {m.hash for m in runs} - changed
             previous = pq.ParquetFile(folder / old.metrics[bucket]).read()
             if reuse:

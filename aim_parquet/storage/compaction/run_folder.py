@@ -5,6 +5,7 @@ through `storage.online.segments`)."""
 from __future__ import annotations
 
 import os
+import stat
 from contextlib import suppress
 from pathlib import Path
 
@@ -40,27 +41,40 @@ def remove_empty_dirs(seqs_dir: Path) -> list[Path]:
     return removed
 
 
-def is_settled(run_dir: Path | str) -> bool:
-    """Whether a finished compaction left the run with nothing to do: no `seqs/` folder (the
-    compactor removes it last, once every segment is in Parquet and the superseded files are
-    gone, so an interrupted compaction always leaves it; a writer that resumes the run creates
-    it again) and a real `compacted/` folder. One listing of the run folder, no lock, nothing
-    opened. A run folder or a `compacted/` that is a link is never settled (`compact_run`
-    refuses it by name)."""
-    run_dir = os.fspath(run_dir)
+def settled_runs(runs_dir: Path | str, run_hashes: list[str]) -> set[str]:
+    """Those of `run_hashes` a finished compaction left with nothing to do: no `seqs/` folder
+    (the compactor removes it last, once every segment is in Parquet and the superseded files
+    are gone, so an interrupted compaction always leaves it; a writer that resumes the run
+    creates it again) and a real `compacted/` folder. At most three `lstat`s per run, relative
+    to an open `runs/`, no lock, nothing opened. A run folder or a `compacted/` that is a link
+    is never settled (`compact_run` refuses it by name); a path that cannot be checked is not
+    settled either."""
     try:
-        if os.path.islink(run_dir):
-            return False
-        with os.scandir(run_dir) as listing:
-            entries = {e.name: e for e in listing}
-        compacted = entries.get(COMPACTED_DIRNAME)
-        return (
-            SEQS_DIRNAME not in entries
-            and compacted is not None
-            and compacted.is_dir(follow_symlinks=False)
-        )
+        dir_fd = os.open(os.fspath(runs_dir), os.O_RDONLY | os.O_DIRECTORY)
     except OSError:
-        return False
+        return set()
+    lstat, is_dir = os.lstat, stat.S_ISDIR
+    seqs, compacted = "/" + SEQS_DIRNAME, "/" + COMPACTED_DIRNAME
+    out = set()
+    try:
+        for run_hash in run_hashes:
+            try:
+                if not (
+                    is_dir(lstat(run_hash, dir_fd=dir_fd).st_mode)
+                    and is_dir(lstat(run_hash + compacted, dir_fd=dir_fd).st_mode)
+                ):
+                    continue
+            except OSError:
+                continue
+            try:
+                lstat(run_hash + seqs, dir_fd=dir_fd)
+            except FileNotFoundError:
+                out.add(run_hash)
+            except OSError:
+                continue
+    finally:
+        os.close(dir_fd)
+    return out
 
 
 def is_uncommitted(run_dir: Path, path: Path) -> bool:

@@ -36,7 +36,7 @@ from aim_parquet.format.meta import FORMAT_VERSION
 from aim_parquet.format.paths import RepoLayout, is_valid_run_hash
 from aim_parquet.format.run_fields import DEFAULT_EXPERIMENT
 from aim_parquet.storage.base.safe_fs import MAX_JSON_FILE_BYTES, first_link, read_regular
-from aim_parquet.storage.index.run_records import Catalogue, RunRecord, json_text
+from aim_parquet.storage.index.run_records import RunRecord, json_text
 
 INDEX_FORMAT = "aim_parquet.run_index"
 INDEX_FORMAT_VERSION = 4
@@ -108,10 +108,6 @@ def encode_index(rows: list[tuple[StatKey, RunRecord]]) -> bytes:
     return json_text(header).encode("ascii") + b"\n" + b"".join(body)
 
 
-def _is_catalogue(cat: Any) -> bool:
-    return type(cat) is list and len(cat) == 3 and all(type(v) is int and v >= 0 for v in cat)
-
-
 _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "name": (str,),
     "description": (str,),
@@ -150,12 +146,15 @@ def decode_index(raw: bytes) -> list[tuple[StatKey, RunRecord]]:
     ):
         raise ValueError("unknown index format")
     base, size = end + 1, len(raw)
-    out = []
     rows = doc["runs"]
     if not isinstance(rows, list):
         raise ValueError("bad runs list")
+    out: list[tuple[StatKey, RunRecord]] = []
+    append = out.append
+    width = len(COLUMNS)
+    # one pass, checks inlined: this loop is most of what a fresh process pays per run
     for row in rows:
-        if not isinstance(row, list) or len(row) != len(COLUMNS):
+        if type(row) is not list or len(row) != width:
             raise ValueError("bad run row")
         h, key, created, updated, ended, fields, params, cat, rebuilt = row
         if not (
@@ -166,23 +165,34 @@ def decode_index(raw: bytes) -> list[tuple[StatKey, RunRecord]]:
             and (ended is None or type(ended) is str)
             and type(fields) is dict
             and type(params) is dict
-            and _is_catalogue(cat)
+            and type(cat) is list
+            and len(cat) == 3
             and type(rebuilt) is bool
-            and _valid_fields(fields)
+            and (not fields or _valid_fields(fields))
         ):
             raise ValueError(f"bad entry of run {h!r:.40}")
-        float(created), float(updated), ended is None or float(ended)  # (ValueError if not)
-        start = base + cat[0]
-        keys_end = start + cat[1]
-        stats_end = keys_end + 1 + cat[2]
+        offset, keys_length, stats_length = cat
+        if not (type(offset) is int and type(keys_length) is int and type(stats_length) is int):
+            raise ValueError(f"bad entry of run {h!r:.40}")
+        created_at = float(created)  # (ValueError if not a number, like the two below)
+        float(updated), ended is None or float(ended)
+        start = base + offset
+        keys_end = start + keys_length
+        stats_end = keys_end + 1 + stats_length
+        # (also rules out negative numbers: each bound must not come before the previous one)
         if not (base <= start <= keys_end < stats_end <= size):
             raise ValueError(f"bad entry of run {h!r:.40}")
         fields["creation_time"] = created
         fields["updated_at"] = updated
         fields["end_time"] = ended
-        catalogue = Catalogue(raw, start, keys_end, stats_end)
-        record = RunRecord(h, fields, catalogue=catalogue, params=params, is_rebuilt=rebuilt)
-        out.append((key, record))
+        append(
+            (
+                key,
+                RunRecord.from_index(
+                    h, fields, params, raw, start, keys_end, stats_end, rebuilt, created_at
+                ),
+            )
+        )
     return out
 
 

@@ -113,6 +113,9 @@ def json_text(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=True, separators=(",", ":"))
 
 
+_PLAIN = frozenset({str, int, float, bool, type(None)})  # JSON values decoded as they are
+
+
 class RunRecord:
     """The run-level fields of one run, decoded on demand.
 
@@ -136,6 +139,7 @@ class RunRecord:
         "_meta",
         "_params",
         "_decoded",
+        "_created",
         "is_rebuilt",
     )
 
@@ -165,9 +169,40 @@ class RunRecord:
         self._meta = meta
         self._params: dict[str, Any] | None = None
         self._decoded: dict[str, Any] = {}  # params decoded one by one by `param`
+        self._created: float | None = None  # creation_time, parsed once
         if meta is not None:
             self._params = meta.params
             self._infos = dict(enumerate(meta.sequences))
+
+    @classmethod
+    def from_index(
+        cls,
+        run_hash: str,
+        data: dict[str, Any],
+        params: dict[str, Any],
+        raw: bytes,
+        start: int,
+        keys_end: int,
+        stats_end: int,
+        is_rebuilt: bool,
+        created: float,
+    ) -> RunRecord:
+        """A record of the index file (`__init__` with `catalogue=`, without its branches: a
+        fresh process makes one per run)."""
+        self = cls.__new__(cls)
+        self.hash = run_hash
+        self.is_rebuilt = is_rebuilt
+        self._source = Catalogue(raw, start, keys_end, stats_end)
+        self._raw_params = params
+        self._data = data
+        self._items = []
+        self._keys = None
+        self._infos = {}
+        self._meta = None
+        self._params = None
+        self._decoded = {}
+        self._created = created
+        return self
 
     # -- params ----------------------------------------------------------------------------
     def raw_params(self) -> dict[str, Any]:
@@ -181,6 +216,10 @@ class RunRecord:
         return self._params
 
     def _decode(self, raw: Any) -> Any:
+        if type(raw) in _PLAIN:
+            return raw
+        if type(raw) is dict and TAG not in raw and all(type(v) in _PLAIN for v in raw.values()):
+            return dict(raw)  # a dict of plain values (the usual params): nothing is tagged
         try:
             return decode_json_value(raw)
         except (ValueError, TypeError, KeyError) as exc:
@@ -340,7 +379,10 @@ class RunRecord:
 
     @property
     def creation_time(self) -> float:
-        return float(self._data["creation_time"])
+        created = self._created
+        if created is None:
+            created = self._created = float(self._data["creation_time"])
+        return created
 
     @property
     def end_time(self) -> float | None:

@@ -24,15 +24,17 @@ from aim_parquet.format.meta import RunMeta
 from aim_parquet.format.naming import PARAMS_PREFIX, flat_columns
 from aim_parquet.format.paths import RepoLayout
 from aim_parquet.format.values import encode_json_value, utf8_safe
-from aim_parquet.storage.base.atomic import fsync_dir, temp_path_for
+from aim_parquet.storage.base.atomic import atomic_write, fsync_dir, temp_path_for
 from aim_parquet.storage.base.columns import string_array
 from aim_parquet.storage.base.repo_changes import index_link
+from aim_parquet.storage.base.safe_fs import read_regular
 from aim_parquet.storage.index.run_index import RunIndex
 from aim_parquet.storage.online.writer_parts import is_run_active
 
 log = logging.getLogger(__name__)
 
 _INT64 = (-(2**63), 2**63 - 1)
+MAX_RUNS_FILE_BYTES = 1 << 30  # a runs table copied by `publish_runs_file` (held in memory)
 
 
 def runs_table_path(layout: RepoLayout) -> Path:
@@ -146,4 +148,27 @@ def publish_runs_table(layout: RepoLayout, table: pa.Table | None = None) -> Pat
         table = runs_table(metas, {m.hash: is_run_active(layout, m) for m in metas})
     path = runs_table_path(layout)
     write_table_atomic(path, table)
+    return path
+
+
+def publish_runs_file(layout: RepoLayout, source: Path) -> Path:
+    """Publish the runs table held by the Parquet file `source` (the analyst dataset's
+    committed one) as `.aim/index/runs.parquet`, its bytes copied; nothing is written when the
+    published file already has those bytes (a refresh with nothing to do writes nothing).
+    UnsafeFileError when `.aim/index` is a link."""
+    link = index_link(layout)
+    if link is not None:
+        raise UnsafeFileError(
+            f"{link} is a symbolic link; aim_parquet never writes through links inside .aim/, so "
+            f"{runs_table_path(layout)} was not written. Replace the link by a real folder."
+        )
+    data = read_regular(source, "runs table", MAX_RUNS_FILE_BYTES)
+    path = runs_table_path(layout)
+    try:
+        if read_regular(path, "runs table", MAX_RUNS_FILE_BYTES) == data:
+            return path
+    except (FileNotFoundError, UnsafeFileError, OSError):
+        pass  # missing, replaced by something else, or too large: written again below
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, data)
     return path

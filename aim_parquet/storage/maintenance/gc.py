@@ -1,14 +1,16 @@
 """`gc` (remove what nothing needs any more) and `stats` (what the repository holds).
 
 `gc_repo` removes, per run and only while no compaction of it runs (its `compact.lock` is taken,
-without waiting: a run being compacted is skipped): segments the manifest already covers and
-compacted files it no longer lists, once the manifest is `grace_s` old (a reader that loaded the
-previous manifest just before the commit may still read them; it would retry anyway, the grace
-period just spares it the retry); `.tmp-*` files older than `grace_s` (and at least
-`TEMP_MIN_AGE_S`: a younger one may belong to a write in progress; a run's live writer keeps its
-own for `TEMP_GRACE_S`); empty sequence folders of runs no live writer holds. It never takes a run's write lock, so a training script can resume any
-run while gc works (a writer re-creates a sequence folder removed under it). Repository-wide:
-everything in `.aim/trash/` (runs whose delete was interrupted) and `.tmp-*` entries in `.aim/`,
+without waiting: a run being compacted is skipped; the lock file goes when gc lets go of it, a
+leftover one with it): segments the manifest already covers and compacted files it no longer
+lists, once the manifest is `grace_s` old (a reader that loaded the previous manifest just before
+the commit may still read them; it would retry anyway, the grace period just spares it the
+retry); `.tmp-*` files older than `grace_s` (and at least `TEMP_MIN_AGE_S`: a younger one may
+belong to a write in progress; a run's live writer keeps its own for `TEMP_GRACE_S`); empty
+sequence folders of runs no live writer holds; params files its `run.json` does not name
+(`params_gc`: with no live writer, never the current one). It never takes a run's write lock, so
+a training script can resume any run while gc works (a writer re-creates a sequence folder
+removed under it). Repository-wide: everything in `.aim/trash/` (runs whose delete was interrupted) and `.tmp-*` entries in `.aim/`,
 `.aim/runs/` and `.aim/index/` whose newest file is that old, unless a copy still fills it (a
 run being copied in lives under such a name, with its folder's flock held).
 Quarantined files are never removed: they are the user's to inspect.
@@ -63,6 +65,10 @@ from aim_parquet.storage.compaction.run_folder import (
     remove_empty_dirs,
     unreadable_listed_file,
 )
+from aim_parquet.storage.maintenance.params_gc import (
+    list_params_files,
+    remove_orphaned_params_files,
+)
 from aim_parquet.storage.maintenance.problems import TEMP_GRACE_S
 from aim_parquet.storage.online.catalogue_scan import read_catalogue
 from aim_parquet.storage.online.compacted_read import read_footer
@@ -78,7 +84,7 @@ TEMP_MIN_AGE_S = 60.0  # a temp file younger than this may be a write in progres
 @dataclass(frozen=True)
 class Removed:
     path: str
-    kind: str  # covered-segment, superseded-file, temp-file, trash, empty-folder
+    kind: str  # covered-segment, superseded-file, params-file, temp-file, trash, empty-folder
     bytes: int
 
 
@@ -151,6 +157,7 @@ def _gc_run(layout: RepoLayout, run_hash: str, grace_s: float, out: _Collector) 
 def _gc_locked(layout: RepoLayout, run_hash: str, grace_s: float, out: _Collector) -> None:
     run_dir = layout.run_dir(run_hash)
     now = time.time()
+    params_files = list_params_files(run_dir)  # (listed before the writer is checked)
     temps = []
     for dirpath, _dirs, names in os.walk(run_dir):  # (never descends into a linked folder)
         for name in names:
@@ -162,6 +169,11 @@ def _gc_locked(layout: RepoLayout, run_hash: str, grace_s: float, out: _Collecto
     for path in temps:
         if not is_live or age_s(path, now) >= TEMP_GRACE_S:
             out.remove(path, "temp-file")
+    note = remove_orphaned_params_files(
+        layout, run_hash, params_files, grace_s, now, lambda p: out.remove(p, "params-file")
+    )
+    if note is not None:
+        out.notes.append(note)
     try:
         manifest = load_manifest(layout, run_hash)
     except AimParquetError as exc:
