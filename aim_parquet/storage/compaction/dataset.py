@@ -8,7 +8,8 @@ dataset").
   with the run's `archived` and `active` flags and one column per context key
   (`format.naming`). Every file of a generation has the same schema.
 - `runs-<generation>.parquet`: the runs table of the same snapshot (also published as
-  `index/runs.parquet`).
+  `index/runs.parquet`; a refresh with nothing to do copies this file's bytes there only when
+  they differ, so it writes nothing).
 - `current.json`: the commit point. It lists the current files and, per run, the *fingerprint*
   of the run's files the rows were read from (its sidecar's stat; for a run without `end_time`
   also its liveness and its segments' names and sizes), so a refresh rewrites only the buckets
