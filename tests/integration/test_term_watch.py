@@ -51,10 +51,13 @@ LOST = PRELUDE + textwrap.dedent(
 DEAF = PRELUDE + textwrap.dedent(
     """
     term_watch.GIVE_UP_S = 2.0
-    # a main thread in code that never lets the handler run (here: SIGTERM blocked on it)
+    # a main thread in C code that never lets the handler run (here: SIGTERM blocked on it, and a
+    # read(2) of a pipe nobody writes: the test signals once /proc shows it blocked there, since a
+    # SIGTERM taken by a C library's thread before that would still run the handler in between)
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    never, _keep = os.pipe()
     print("deaf", flush=True)
-    threading.Event().wait()
+    os.read(never, 1)
     """
 )
 
@@ -69,6 +72,18 @@ def _start(script: str, root: Path) -> tuple[subprocess.Popen[str], str]:
     )
     assert proc.stdout is not None
     return proc, proc.stdout.readline().strip()
+
+
+def _wait_in_read(pid: int) -> None:
+    """Until the main thread of `pid` is blocked in read(2) (x86-64 and arm64 syscall numbers)."""
+    read_numbers = {"0", "63"}
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with open(f"/proc/{pid}/task/{pid}/syscall") as f:
+            if f.read().split(" ", 1)[0] in read_numbers:
+                return
+        time.sleep(0.01)
+    raise AssertionError("the main thread never blocked in read(2)")
 
 
 def _check_closed_with_every_point(root: Path, run_hash: str) -> None:
@@ -92,6 +107,7 @@ def test_a_main_thread_that_never_handles_sigterm_still_ends_closed(tmp_path: Pa
     proc, run_hash = _start(DEAF, tmp_path)
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "deaf"
+        _wait_in_read(proc.pid)
         proc.send_signal(signal.SIGTERM)
         _out, err = proc.communicate(timeout=60)
     finally:
