@@ -44,45 +44,41 @@ The index is only a cache, never a source of truth, and needs no re-index step:
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, replace
-from functools import cached_property
 from typing import ClassVar
 
-import pyarrow as pa
-
-from aim_parquet.errors import AimParquetError, CorruptFileError
+from aim_parquet.errors import CorruptFileError
 from aim_parquet.format.meta import RunMeta
 from aim_parquet.format.paths import SIDECAR_FILENAME, RepoLayout, is_valid_run_hash
 from aim_parquet.storage.base.atomic import atomic_write
 from aim_parquet.storage.base.lock import held_flock, run_lock_holder
 from aim_parquet.storage.base.repo_changes import MarkerKey, index_link, marker_key
 from aim_parquet.storage.base.safe_fs import MAX_JSON_FILE_BYTES, read_regular
+from aim_parquet.storage.index.index_entries import (
+    KEPT_KEY_PREFIX,
+    DamagedRun,
+    IndexEntry,
+    IndexSnapshot,
+    gc_paused,
+    read_index_file,
+)
 from aim_parquet.storage.index.index_file import (
     StatKey,
-    decode_index,
     encode_index,
     index_file_problem,
     stat_key,
 )
 from aim_parquet.storage.index.run_records import CatalogueEntry, RunRecord
-from aim_parquet.storage.online.catalogue_scan import (
-    discover_sequences,
-    is_writer_gone,
-    read_catalogue,
-    scan_catalogue,
+from aim_parquet.storage.index.sidecar_entries import (
+    YOUNG_RUN_S,
+    missing_sidecar,
+    read_sidecar_entry,
 )
-from aim_parquet.storage.online.params_file import read_sidecar_object
 from aim_parquet.storage.online.writer_parts import (
-    load_writer_parts,
-    merge_parts,
     parts_key,
 )
 
@@ -92,6 +88,8 @@ __all__ = [
     "IndexSnapshot",
     "RunIndex",
     "RunRecord",
+    "YOUNG_RUN_S",
+    "gc_paused",
     "index_file_problem",
     "read_index_file",
 ]
@@ -101,112 +99,6 @@ log = logging.getLogger(__name__)
 SETTLE_S = 60.0  # a changed sidecar of a run without end_time triggers a write once this old
 FULL_CHECK_S = 5.0  # a refresh stats every sidecar at least this often
 RACY_S = 1.0  # a runs/ folder modified this recently may change again within its mtime tick
-YOUNG_RUN_S = 30.0  # a run folder without sidecar this young is being created, not damaged
-
-
-@dataclass(frozen=True)
-class DamagedRun:
-    """A run whose sidecar cannot be read; `path` names the file, `reason` says why.
-    `is_permission_denied`: this process may not read it (not damage: its owner can)."""
-
-    run_hash: str
-    path: str
-    reason: str
-    is_permission_denied: bool = False
-
-    def describe(self) -> str:
-        """One line for a warning: what happened and what to do."""
-        if self.is_permission_denied:
-            return (
-                f"cannot read run {self.run_hash}: permission denied ({self.path}); it is not "
-                "damaged: read it as a user who may, or ask its owner to share it"
-            )
-        return (
-            f"skipping damaged run {self.run_hash}: {self.reason} (file {self.path}). "
-            "Run `aim-parquet verify --repair` to repair or quarantine it."
-        )
-
-
-KEPT_KEY_PREFIX = "kept:"  # the stat key of a damaged run's last good copy in the file
-
-
-class _Entry:
-    """One run in memory: the stat key of its sidecar and its record (or why it is damaged).
-
-    `record` is None for a damaged run; `kept` is then the last good record of it (if any), which
-    the index file keeps for repairs. `is_open`: the run has no `end_time` and its catalogue is
-    the sidecar's, which a live writer keeps at most one flush behind; once that writer is gone
-    the catalogue is scanned from the segments instead (`RunIndex._read_sidecar`).
-    """
-
-    __slots__ = ("key", "record", "kept", "damaged", "is_open")
-
-    def __init__(
-        self,
-        key: StatKey,
-        record: RunRecord | None,
-        damaged: DamagedRun | None = None,
-        kept: RunRecord | None = None,
-    ) -> None:
-        self.key = key
-        self.record = record
-        self.kept = kept
-        self.damaged = damaged
-        self.is_open = record is not None and not record.has_end_time and not record.is_rebuilt
-
-    @property
-    def stored_record(self) -> RunRecord | None:
-        return self.record if self.record is not None else self.kept
-
-
-class IndexSnapshot:
-    """The runs of a repository as of one refresh.
-
-    `records` are the readable runs (cheap, lazily decoded); `runs` the same as RunMetas (built
-    on first access); `damaged` the runs skipped; `sidecars_read` how many sidecars this refresh
-    had to open (0 when the index was current).
-    """
-
-    def __init__(
-        self, records: dict[str, RunRecord], damaged: tuple[DamagedRun, ...], sidecars_read: int
-    ) -> None:
-        self.records = records
-        self.damaged = damaged
-        self.sidecars_read = sidecars_read
-
-    @cached_property
-    def runs(self) -> dict[str, RunMeta]:
-        return {h: r.meta for h, r in self.records.items()}
-
-    @cached_property
-    def newest_first(self) -> list[RunRecord]:
-        """Records ordered by creation time, newest first (ties by hash, for a stable order)."""
-        return sorted(self.records.values(), key=_newest_key, reverse=True)
-
-
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """The cyclic garbage collector held off while a block allocates many long-lived objects
-    and no cycles (decoding the index: the collections it would trigger, one per 700
-    allocations, each walking every object made so far, were a third of the time). Restored
-    only by the block that paused it, so nested or concurrent blocks leave it as it was."""
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
-
-
-def _newest_key(record: RunRecord) -> tuple[float, str]:
-    return record.creation_time, record.hash
-
-
-def read_index_file(raw: bytes) -> dict[str, _Entry]:
-    """The entries of an index file's bytes (ValueError, KeyError or TypeError: not one)."""
-    return {record.hash: _Entry(key, record) for key, record in decode_index(raw)}
 
 
 SHARED_INDEXES = 4  # repositories whose in-memory index a process keeps for `RunIndex.shared`
@@ -244,14 +136,14 @@ class RunIndex:
         self.layout = layout
         self.path = layout.index_file
         self.lock_path = layout.index_lock
-        self._entries: dict[str, _Entry] | None = None
+        self._entries: dict[str, IndexEntry] | None = None
         self._snapshot: IndexSnapshot | None = None
         self._quick: tuple[MarkerKey, tuple[int, int, int]] | None = None  # at the last full pass
         self._full_at = 0.0  # time.monotonic() of the last full pass
         self._needs_write = False  # an entry was replaced by `reread`
 
     # -- reading ---------------------------------------------------------------------------
-    def _load_file(self) -> tuple[dict[str, _Entry], bool]:
+    def _load_file(self) -> tuple[dict[str, IndexEntry], bool]:
         """Entries of the index file and whether it was usable (if not, it is rebuilt)."""
         if index_link(self.layout) is not None:
             return {}, False  # never read through a link (and never written: `_write`)
@@ -268,89 +160,12 @@ class RunIndex:
             log.warning("aim_parquet: run index %s is damaged (%s); rebuilding it", self.path, exc)
             return {}, False
 
-    def _read_sidecar(self, run_hash: str, key: StatKey) -> _Entry:
-        """The entry of a run's sidecar; for a run whose writer is gone, with the catalogue
-        scanned from its segments (the sidecar's may lag them by one flush)."""
-        path = self.layout.sidecar(run_hash)
-        what = f"sidecar {path}"
-        try:
-            data = read_sidecar_object(path)
-            meta = RunMeta.from_json(data, what)
-        except PermissionError as exc:
-            return _Entry(key, None, DamagedRun(run_hash, str(path), str(exc), True))
-        except (ValueError, AimParquetError) as exc:  # CorruptFileError, UnsafeFileError, ...
-            return _Entry(key, None, DamagedRun(run_hash, str(path), str(exc)))
-        except FileNotFoundError:  # deleted between its stat and its read
-            return _Entry(key, None, DamagedRun(run_hash, str(path), "the sidecar is missing"))
-        if meta.is_multi_writer:
-            return self._read_writers(run_hash, key, data, meta)
-        if not is_writer_gone(self.layout, meta):
-            if any(i.has_rewrites for i in meta.sequences):  # count/min/max made exact
-                try:
-                    infos = tuple(discover_sequences(self.layout, run_hash, meta))
-                except (OSError, pa.ArrowException, AimParquetError) as exc:
-                    return _Entry(key, None, DamagedRun(run_hash, str(path), str(exc)))
-                known = {i.seq_id for i in meta.sequences}
-                infos = tuple(i for i in infos if i.seq_id in known)
-                data = {**data, "sequences": [i.to_json() for i in infos]}
-                meta = replace(meta, sequences=infos)
-            return _Entry(key, RunRecord(run_hash, data, meta))
-        try:
-            infos = scan_catalogue(self.layout, run_hash, meta)
-        except (OSError, pa.ArrowException, AimParquetError) as exc:
-            log.warning(
-                "aim_parquet: cannot scan the segments of run %s, whose writer died (%s); its "
-                "catalogue may miss the last flush. Run `aim-parquet verify --repair`.",
-                run_hash,
-                exc,
-            )
-            entry = _Entry(key, RunRecord(run_hash, data, meta))
-            entry.is_open = False  # not retried on every refresh of this process
-            return entry
-        data = {**data, "sequences": [i.to_json() for i in infos]}
-        meta = replace(meta, sequences=infos)
-        return _Entry(key, RunRecord(run_hash, data, meta, is_rebuilt=True))
-
-    def _read_writers(
-        self, run_hash: str, key: StatKey, data: dict[str, object], main: RunMeta
-    ) -> _Entry:
-        """The entry of a run with several writers: run.json merged with every writer's part,
-        its catalogue caught up writer by writer (`read_catalogue`). Its key also covers the
-        parts, so a part's change is seen like a sidecar's."""
-        key = f"{key}+{parts_key(self.layout, run_hash)}"
-        path = self.layout.writers_dir(run_hash)
-        try:
-            meta = merge_parts(main, load_writer_parts(self.layout, run_hash))
-            infos = tuple(read_catalogue(self.layout, run_hash, meta))
-        except PermissionError as exc:
-            return _Entry(key, None, DamagedRun(run_hash, str(path), str(exc), True))
-        except (ValueError, OSError, pa.ArrowException, AimParquetError) as exc:
-            return _Entry(key, None, DamagedRun(run_hash, str(path), str(exc)))
-        is_rebuilt = meta.end_time is None and run_lock_holder(self.layout, run_hash) is None
-        data = {
-            **data,
-            "sequences": [i.to_json() for i in infos],
-            "end_time": meta.end_time,
-            "updated_at": meta.updated_at,
-        }
-        meta = replace(meta, sequences=infos)
-        return _Entry(key, RunRecord(run_hash, data, meta, is_rebuilt=is_rebuilt))
-
-    def _missing_sidecar(self, run_hash: str) -> DamagedRun | None:
-        """A run folder without sidecar: being created (None) or damaged."""
-        run_dir = self.layout.run_dir(run_hash)
-        try:
-            age = time.time() - run_dir.stat().st_mtime
-        except FileNotFoundError:
-            return None  # deleted meanwhile
-        if age < YOUNG_RUN_S or run_lock_holder(self.layout, run_hash) is not None:
-            return None
-        path = run_dir / SIDECAR_FILENAME
-        return DamagedRun(run_hash, str(path), "the sidecar is missing")
+    def _read_sidecar(self, run_hash: str, key: StatKey) -> IndexEntry:
+        return read_sidecar_entry(self.layout, run_hash, key)
 
     def is_damaged(self, run_hash: str) -> bool:
         """Whether a run folder without sidecar is damaged (False: it is being created)."""
-        return self._missing_sidecar(run_hash) is not None
+        return missing_sidecar(self.layout, run_hash) is not None
 
     def _quick_key(self) -> tuple[tuple[MarkerKey, tuple[int, int, int]] | None, bool]:
         """(change marker, `runs/` stat) now, and whether `runs/` changed too recently to trust
@@ -394,7 +209,7 @@ class RunIndex:
             dir_fd = os.open(runs_dir, os.O_RDONLY)
         except FileNotFoundError:
             names, dir_fd = [], -1
-        entries: dict[str, _Entry] = {}
+        entries: dict[str, IndexEntry] = {}
         records: dict[str, RunRecord] = {}
         damaged: list[DamagedRun] = []
         read = 0
@@ -409,7 +224,7 @@ class RunIndex:
                 try:
                     st = stat(run_hash + sidecar, dir_fd=dir_fd, follow_symlinks=False)
                 except FileNotFoundError:
-                    missing = self._missing_sidecar(run_hash)
+                    missing = missing_sidecar(self.layout, run_hash)
                     if missing is not None:
                         damaged.append(missing)
                     continue
@@ -455,7 +270,7 @@ class RunIndex:
         return self._snapshot
 
     # -- writing ---------------------------------------------------------------------------
-    def _write(self, entries: dict[str, _Entry]) -> None:
+    def _write(self, entries: dict[str, IndexEntry]) -> None:
         # a damaged run's last good copy is stored under a key no sidecar has, so the next
         # reader reads the (damaged) sidecar again instead of taking the copy for it
         rows = [
