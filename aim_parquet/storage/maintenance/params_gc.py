@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from aim_parquet.errors import AimParquetError
-from aim_parquet.format.meta import loads_json_object
+from aim_parquet.format.json_records import loads_json_object
 from aim_parquet.format.paths import RepoLayout, is_params_file_name
 from aim_parquet.storage.base.files import age_s
 from aim_parquet.storage.base.lock import WriterState, writer_state
