@@ -19,10 +19,12 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from aim_parquet.errors import CorruptFileError, FormatVersionError
+from aim_parquet.format.kinds import METRIC_KINDS
 from aim_parquet.format.paths import RepoLayout
 from aim_parquet.query.executor import execute_plan, warn_unreadable
 from aim_parquet.query.planner import QueryPlan
 from aim_parquet.sdk import dataframes, frames
+from aim_parquet.sdk.query_frames import build_query_frame
 from aim_parquet.sdk.run_base import RunBase
 from aim_parquet.sdk.run_read import ReadableRun
 from aim_parquet.sdk.run_sequences import SequenceCollection, SingleRunSequenceCollection
@@ -212,3 +214,24 @@ class QueryRunSequenceCollection(_QueryCollection):
 
 class QuerySequenceCollection(_QueryCollection):
     """`repo.query_metrics(query)` and friends: the matching sequences, grouped by run."""
+
+    def _frame(self, only_last: bool, flags: dict[str, bool]) -> Any:
+        """A query of metrics only is built in bulk (`sdk.query_frames`); other kinds as any
+        collection's."""
+        if not self.plan.kinds or not self.plan.kinds <= METRIC_KINDS:
+            return super()._frame(only_last, flags)
+        matches = (
+            step.match
+            for step in execute_plan(
+                self._layout,
+                self._index,
+                self.plan,
+                offset=self.offset,
+                with_misses=False,
+                summaries=False,
+            )
+            if step.match is not None
+        )
+        return build_query_frame(
+            self._layout, matches, self.seq_cls.sequence_name(), only_last=only_last, flags=flags
+        )

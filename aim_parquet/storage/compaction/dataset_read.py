@@ -159,12 +159,17 @@ def committed_metric_points(
         bounds = np.flatnonzero(np.diff(codes)) + 1  # rows of one sequence are contiguous
         starts = np.concatenate([[0], bounds])
         ends = np.concatenate([bounds, [table.num_rows]])
-        names = joined.to_numpy(zero_copy_only=False)[starts]
-        columns = [nan_numpy(table[c]) for c in ("step", "value", "epoch", "timestamp")]
-        epochs = columns[2].astype(np.float64, copy=False)
-        for name, a, b in zip(names.tolist(), starts.tolist(), ends.tolist(), strict=True):
-            run_hash, seq_id = name.split("/", 1)
-            out[run_hash, seq_id] = (columns[0][a:b], columns[1][a:b], epochs[a:b], columns[3][a:b])
+        at = pa.array(starts)
+        run_hashes = table["run_hash"].take(at).to_pylist()
+        seq_ids = table["seq_id"].take(at).to_pylist()
+        steps, values, epochs, stamps = (
+            nan_numpy(table[c]) for c in ("step", "value", "epoch", "timestamp")
+        )
+        epochs = epochs.astype(np.float64, copy=False)
+        for run_hash, seq_id, a, b in zip(
+            run_hashes, seq_ids, starts.tolist(), ends.tolist(), strict=True
+        ):
+            out[run_hash, seq_id] = (steps[a:b], values[a:b], epochs[a:b], stamps[a:b])
     return out
 
 
