@@ -24,11 +24,13 @@ from aim_parquet.format.paths import RepoLayout
 from aim_parquet.query.executor import execute_plan, warn_unreadable
 from aim_parquet.query.planner import QueryPlan
 from aim_parquet.sdk import dataframes, frames
+from aim_parquet.sdk.prefetch import BATCH_RUNS, MetricBatch
 from aim_parquet.sdk.query_frames import build_query_frame
 from aim_parquet.sdk.run_base import RunBase
 from aim_parquet.sdk.run_read import ReadableRun
 from aim_parquet.sdk.run_sequences import SequenceCollection, SingleRunSequenceCollection
 from aim_parquet.sdk.sequence import Sequence, sequence_columns
+from aim_parquet.storage.compaction.dataset_read import BucketCache
 from aim_parquet.storage.index.run_index import RunIndex, RunRecord
 
 if TYPE_CHECKING:
@@ -116,9 +118,32 @@ class _QueryCollection(SequenceCollection):
                 yield coll
 
     def iter(self) -> Iterator[Sequence]:
+        """Every matching sequence; a metric's points are read with those of the metrics of
+        the next closed runs (`sdk.prefetch`)."""
+        if not self.plan.kinds or not self.plan.kinds <= METRIC_KINDS:
+            for coll, _progress in self._collections():
+                if coll is not None:
+                    yield from coll.iter()
+            return
+        cache = BucketCache()
+        batch: list[Sequence] = []
+        runs = 0
         for coll, _progress in self._collections():
-            if coll is not None:
-                yield from coll.iter()
+            if coll is None:
+                continue
+            seqs = list(coll.iter())
+            if coll.run._meta_source is None or not coll.run._meta_source.has_end_time:
+                yield from seqs  # a live run's points are read when asked for
+                continue
+            batch.extend(seqs)
+            runs += 1
+            if runs >= BATCH_RUNS:
+                MetricBatch(self._layout, cache, batch)
+                yield from batch
+                batch, runs = [], 0
+        if batch:
+            MetricBatch(self._layout, cache, batch)
+            yield from batch
 
     def _tables(self, only_last: bool, flags: dict[str, bool]) -> list[dict[str, Any]]:
         """As for one run, but a sequence whose files cannot be read (damaged, a newer format,

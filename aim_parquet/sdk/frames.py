@@ -71,7 +71,7 @@ def key_column(values: list[Any]) -> pa.Array:
         return pa.array(values, pa.string()).dictionary_encode()
     if kinds == {int}:  # (the usual cases, decided by the values' exact types)
         present = [v for v in values if v is not None]
-        if -(2**63) <= min(present) and max(present) < 2**63:
+        if min(present) >= -(2**63) and max(present) < 2**63:
             return pa.array(values, pa.int64())
     elif kinds == {float} or kinds == {int, float}:
         return pa.array([None if v is None else float(v) for v in values], pa.float64())

@@ -117,9 +117,7 @@ def _same_table(got: pa.Table | None, want: pa.Table | None) -> None:
             assert a.is_null().equals(b.is_null()), name
         else:
             assert a.equals(b), name
-    pd.testing.assert_frame_equal(
-        table_to_pandas(got), table_to_pandas(want), check_exact=True
-    )
+    pd.testing.assert_frame_equal(table_to_pandas(got), table_to_pandas(want), check_exact=True)
 
 
 def _check_frames(root: Path) -> None:
