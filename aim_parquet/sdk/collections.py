@@ -25,7 +25,7 @@ from aim_parquet.query.executor import execute_plan, warn_unreadable
 from aim_parquet.query.planner import QueryPlan
 from aim_parquet.sdk import dataframes, frames
 from aim_parquet.sdk.prefetch import BATCH_RUNS, MetricBatch
-from aim_parquet.sdk.query_frames import build_query_frame
+from aim_parquet.sdk.query_frames import build_query_frame, paused_gc
 from aim_parquet.sdk.run_base import RunBase
 from aim_parquet.sdk.run_read import ReadableRun
 from aim_parquet.sdk.run_sequences import SequenceCollection, SingleRunSequenceCollection
@@ -126,24 +126,37 @@ class _QueryCollection(SequenceCollection):
                     yield from coll.iter()
             return
         cache = BucketCache()
-        batch: list[Sequence] = []
+        steps = self._collections()
+        while True:
+            with paused_gc():  # (sdk.query_frames.paused_gc; never while the caller runs)
+                batch = self._next_batch(steps, cache)
+            if not batch:
+                return
+            yield from batch
+
+    def _next_batch(
+        self, steps: Iterator[tuple[SingleRunSequenceCollection | None, Any]], cache: BucketCache
+    ) -> list[Sequence]:
+        """The sequences of the next matching runs, up to `BATCH_RUNS` closed ones, in result
+        order; those of closed runs are read together (`sdk.prefetch`), those of live runs
+        when asked for."""
+        out: list[Sequence] = []
+        closed: list[Sequence] = []
         runs = 0
-        for coll, _progress in self._collections():
+        for coll, _progress in steps:
             if coll is None:
                 continue
             seqs = list(coll.iter())
-            if coll.run._meta_source is None or not coll.run._meta_source.has_end_time:
-                yield from seqs  # a live run's points are read when asked for
-                continue
-            batch.extend(seqs)
-            runs += 1
-            if runs >= BATCH_RUNS:
-                MetricBatch(self._layout, cache, batch)
-                yield from batch
-                batch, runs = [], 0
-        if batch:
-            MetricBatch(self._layout, cache, batch)
-            yield from batch
+            out.extend(seqs)
+            record = coll.run._meta_source
+            if record is not None and record.has_end_time:
+                closed.extend(seqs)
+                runs += 1
+                if runs >= BATCH_RUNS:
+                    break
+        if closed:
+            MetricBatch(self._layout, cache, closed)
+        return out
 
     def _tables(self, only_last: bool, flags: dict[str, bool]) -> list[dict[str, Any]]:
         """As for one run, but a sequence whose files cannot be read (damaged, a newer format,
@@ -257,6 +270,11 @@ class QuerySequenceCollection(_QueryCollection):
             )
             if step.match is not None
         )
-        return build_query_frame(
-            self._layout, matches, self.seq_cls.sequence_name(), only_last=only_last, flags=flags
-        )
+        with paused_gc():
+            return build_query_frame(
+                self._layout,
+                matches,
+                self.seq_cls.sequence_name(),
+                only_last=only_last,
+                flags=flags,
+            )

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from aim_parquet.format.paths import RepoLayout
+from aim_parquet.sdk.query_frames import paused_gc
 from aim_parquet.storage.compaction.dataset_read import BucketCache, committed_metric_points
 from aim_parquet.storage.online.bulk_read import read_metrics_bulk
 
@@ -37,7 +38,8 @@ class MetricBatch:
 
     def points(self, position: int) -> Points | None:
         if self._points is None:
-            self._points = self._load()
+            with paused_gc():
+                self._points = self._load()
         return self._points.pop(position, None)
 
     def _load(self) -> dict[int, Points]:
