@@ -30,7 +30,6 @@ from aim_parquet.sdk.run_base import RunBase
 from aim_parquet.sdk.run_read import ReadableRun
 from aim_parquet.sdk.run_sequences import SequenceCollection, SingleRunSequenceCollection
 from aim_parquet.sdk.sequence import Sequence, sequence_columns
-from aim_parquet.storage.compaction.dataset_read import BucketCache
 from aim_parquet.storage.index.run_index import RunIndex, RunRecord
 
 if TYPE_CHECKING:
@@ -125,7 +124,7 @@ class _QueryCollection(SequenceCollection):
                 if coll is not None:
                     yield from coll.iter()
             return
-        cache = BucketCache()
+        cache: dict[str, Any] = {}  # (sdk.prefetch: the dataset's files read by the batches)
         steps = self._collections()
         while True:
             with paused_gc():  # (sdk.query_frames.paused_gc; never while the caller runs)
@@ -135,7 +134,9 @@ class _QueryCollection(SequenceCollection):
             yield from batch
 
     def _next_batch(
-        self, steps: Iterator[tuple[SingleRunSequenceCollection | None, Any]], cache: BucketCache
+        self,
+        steps: Iterator[tuple[SingleRunSequenceCollection | None, Any]],
+        cache: dict[str, Any],
     ) -> list[Sequence]:
         """The sequences of the next matching runs, up to `BATCH_RUNS` closed ones, in result
         order; those of closed runs are read together (`sdk.prefetch`), those of live runs

@@ -15,7 +15,6 @@ import numpy as np
 
 from aim_parquet.format.paths import RepoLayout
 from aim_parquet.sdk.query_frames import paused_gc
-from aim_parquet.storage.compaction.dataset_read import BucketCache, committed_metric_points
 from aim_parquet.storage.online.bulk_read import read_metrics_bulk
 
 if TYPE_CHECKING:
@@ -28,7 +27,9 @@ Points = tuple[np.ndarray[Any, Any], ...]  # steps, values, epochs, timestamps
 class MetricBatch:
     """The points of a batch of metric sequences, read on first need."""
 
-    def __init__(self, layout: RepoLayout, cache: BucketCache, seqs: list[Sequence]) -> None:
+    def __init__(self, layout: RepoLayout, cache: dict[str, Any], seqs: list[Sequence]) -> None:
+        """`cache`: one dict for every batch of an iteration (it keeps the dataset's bucket
+        files read; the dataset code is imported only when a batch is read)."""
         self._layout = layout
         self._cache = cache
         self._wanted = [(s.run.hash, s.info) for s in seqs]
@@ -43,11 +44,17 @@ class MetricBatch:
         return self._points.pop(position, None)
 
     def _load(self) -> dict[int, Points]:
+        from aim_parquet.storage.compaction.dataset_read import (
+            BucketCache,
+            committed_metric_points,
+        )
+
         wanted = self._wanted
         by_run: dict[str, set[str]] = {}
         for run_hash, info in wanted:
             by_run.setdefault(run_hash, set()).add(info.seq_id)
-        committed = committed_metric_points(self._layout, by_run, self._cache)
+        buckets = self._cache.setdefault("buckets", BucketCache())
+        committed = committed_metric_points(self._layout, by_run, buckets)
         out: dict[int, Points] = {}
         rest = []
         for position, (run_hash, info) in enumerate(wanted):
