@@ -10,7 +10,9 @@ A query is compiled once (`aim_parquet.query.lang`) and split at its top-level `
    images, ...);
 3. only then does the caller read the columns of the matching sequences, lazily.
 
-`QueryPlan.matches_run` and `QueryPlan.matching_sequences` are those two steps.
+`QueryPlan.matches_run` and `QueryPlan.matching_sequences` are those two steps. Within one
+execution the sequence part's verdict is kept per (name, kind, context) when it reads nothing
+else (not `run`, not a summary), so 10,000 runs with the same `loss` evaluate it once.
 """
 
 from __future__ import annotations
