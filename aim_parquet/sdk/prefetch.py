@@ -2,7 +2,8 @@
 the sequences of the next `BATCH_RUNS` closed runs share a batch, and the first sequence of a
 batch whose values are asked for reads the points of every sequence of the batch at once, from
 the analyst dataset's shared files (each bucket file read once per iteration:
-`dataset_read.BucketCache`) or in one pass over the segments of runs without compacted files
+`dataset_read.BucketCache`; an iteration whose first batch has fewer than
+`MIN_SHARED_READ_RUNS` runs reads their own files) or in one pass over the segments of runs without compacted files
 (`storage.online.bulk_read`). A sequence the batch could not read reads its own files, as
 without a batch. The arrays are those `Sequence` reads itself: same steps, values, dtypes
 (`epoch` int64 unless a point has none)."""
@@ -44,17 +45,18 @@ class MetricBatch:
         return self._points.pop(position, None)
 
     def _load(self) -> dict[int, Points]:
-        from aim_parquet.storage.compaction.dataset_read import (
-            BucketCache,
-            committed_metric_points,
-        )
+        from aim_parquet.storage.compaction import dataset_read
 
         wanted = self._wanted
         by_run: dict[str, set[str]] = {}
         for run_hash, info in wanted:
             by_run.setdefault(run_hash, set()).add(info.seq_id)
-        buckets = self._cache.setdefault("buckets", BucketCache())
-        committed = committed_metric_points(self._layout, by_run, buckets)
+        committed: dict[tuple[str, str], Points] = {}
+        buckets = self._cache.get("buckets")
+        if buckets is None and len(by_run) >= dataset_read.MIN_SHARED_READ_RUNS:
+            buckets = self._cache["buckets"] = dataset_read.BucketCache()
+        if buckets is not None:  # (a few runs alone read their own files, as a frame does)
+            committed = dataset_read.committed_metric_points(self._layout, by_run, buckets)
         out: dict[int, Points] = {}
         rest = []
         for position, (run_hash, info) in enumerate(wanted):
