@@ -18,6 +18,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from aim_parquet.errors import CorruptFileError, FormatVersionError
 from aim_parquet.format.meta import RunMeta, SequenceInfo
@@ -34,12 +35,28 @@ from aim_parquet.storage.index.run_index import (
 from aim_parquet.storage.online.catalogue_scan import uncatalogued_sequences
 
 
-@dataclass(frozen=True)
 class RunMatch:
-    """A run that satisfies a query and, for a sequence query, its matching sequences."""
+    """A run that satisfies a query and, for a sequence query, its matching catalogue entries
+    (`entries`: the index's `CatalogueEntry`s, whose summaries are decoded on first use, or
+    `SequenceInfo`s of sequences a live writer has not catalogued yet)."""
 
-    record: RunRecord
-    sequences: tuple[SequenceInfo, ...] = ()
+    __slots__ = ("record", "entries", "_sequences")
+
+    def __init__(
+        self, record: RunRecord, entries: tuple[CatalogueEntry | SequenceInfo, ...] = ()
+    ) -> None:
+        self.record = record
+        self.entries = entries
+        self._sequences: tuple[SequenceInfo, ...] | None = None
+
+    @property
+    def sequences(self) -> tuple[SequenceInfo, ...]:
+        """The matching sequences' full catalogue entries (summaries decoded)."""
+        if self._sequences is None:
+            self._sequences = tuple(
+                e.info if isinstance(e, CatalogueEntry) else e for e in self.entries
+            )
+        return self._sequences
 
     @property
     def meta(self) -> RunMeta:
@@ -104,23 +121,27 @@ def execute_plan(
     with_misses: bool = True,
     warn: bool = True,
     skipped: list[DamagedRun] | None = None,
+    summaries: bool = True,
 ) -> Iterator[MatchStep]:
     """One MatchStep per candidate run in result order (newest run first); with
     `with_misses=False` only the matching runs' steps; `warn` as in `candidate_runs` (also for a
     run whose files cannot be read while it is matched: left out of the result). `skipped`
-    collects such runs, for a caller that reports them itself."""
+    collects such runs, for a caller that reports them itself. With `summaries=False` the
+    matching sequences' summaries are left undecoded until `RunMatch.sequences` is read (a
+    frame of points never reads them; a damaged one then raises there)."""
     candidates = candidate_runs(index, offset, warn=warn)
     total = len(candidates)
+    memo: dict[Any, bool] = {}  # the sequence part's verdicts by sequence key (`planner`)
     for position, record in enumerate(candidates, 1):
         try:
-            match = _match(layout, plan, record)
+            match = _match(layout, plan, record, memo, summaries)
         except (CorruptFileError, FormatVersionError, PermissionError) as exc:
             match = None
             fresh = index.reread(record.hash)  # a damaged index entry: the sidecar decides
             try:
                 if fresh is None:
                     raise exc
-                match = _match(layout, plan, fresh)
+                match = _match(layout, plan, fresh, memo, summaries)
             except (CorruptFileError, FormatVersionError, PermissionError) as again:
                 # one bad run never stops a repo-wide query
                 if warn:
@@ -131,7 +152,13 @@ def execute_plan(
             yield MatchStep(match, position, total)
 
 
-def _match(layout: RepoLayout, plan: QueryPlan, record: RunRecord) -> RunMatch | None:
+def _match(
+    layout: RepoLayout,
+    plan: QueryPlan,
+    record: RunRecord,
+    memo: dict[Any, bool] | None = None,
+    summaries: bool = True,
+) -> RunMatch | None:
     """The match of one run, or None."""
     view = RunView(record, layout)
     if not plan.matches_run(view):
@@ -142,11 +169,13 @@ def _match(layout: RepoLayout, plan: QueryPlan, record: RunRecord) -> RunMatch |
     if record.end_time is None and not record.is_rebuilt:  # a live writer may be ahead of it
         known = {e.seq_id for e in entries}
         entries.extend(uncatalogued_sequences(layout, record.hash, known))
-    matched = plan.matching_sequences(view, entries)
+    matched = plan.matching_sequences(view, entries, memo)
     if not matched:
         return None
-    infos = (e.info if isinstance(e, CatalogueEntry) else e for e in matched)
-    return RunMatch(record, tuple(infos))
+    match = RunMatch(record, tuple(matched))
+    if summaries:
+        _ = match.sequences  # decoded here, where a damaged entry is caught
+    return match
 
 
 def iter_matches(

@@ -10,19 +10,27 @@ A query is compiled once (`aim_parquet.query.lang`) and split at its top-level `
    images, ...);
 3. only then does the caller read the columns of the matching sequences, lazily.
 
-`QueryPlan.matches_run` and `QueryPlan.matching_sequences` are those two steps.
+`QueryPlan.matches_run` and `QueryPlan.matching_sequences` are those two steps. Within one
+execution the sequence part's verdict is kept per (name, kind, context) when it reads nothing
+else (not `run`, not a summary), so 10,000 runs with the same `loss` evaluate it once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from aim_parquet.format.kinds import SEQUENCE_KINDS
 from aim_parquet.format.meta import SequenceInfo
 from aim_parquet.query.lang import CompiledQuery, compile_query
-from aim_parquet.query.views import RunView, SequenceView
+from aim_parquet.query.views import (
+    KEY_FIELDS,
+    RecordingSequenceView,
+    RunView,
+    SequenceView,
+    sequence_key,
+)
 from aim_parquet.storage.index.run_index import CatalogueEntry
 
 SeqEntry = TypeVar("SeqEntry", SequenceInfo, CatalogueEntry, SequenceInfo | CatalogueEntry)
@@ -48,18 +56,37 @@ class QueryPlan:
         """Step 1: the run part on run metadata only."""
         return self.run_filter is None or self.run_filter.matches({"run": view})
 
-    def matching_sequences(self, view: RunView, infos: Iterable[SeqEntry]) -> list[SeqEntry]:
-        """Step 2: catalogue entries of the queried kinds that satisfy the sequence part."""
+    def matching_sequences(
+        self, view: RunView, infos: Iterable[SeqEntry], memo: dict[Any, bool] | None = None
+    ) -> list[SeqEntry]:
+        """Step 2: catalogue entries of the queried kinds that satisfy the sequence part.
+
+        `memo` (one dict for all the runs of one execution) keeps the verdict of each sequence
+        key (name, kind, context) on which it depends alone: when the sequence part does not
+        read `run` and an evaluation read only key fields of the sequence (`KEY_FIELDS`), every
+        sequence with that key gets the same verdict without evaluating it again."""
         out = []
         seq_filter, var = self.seq_filter, self.seq_var
+        if seq_filter is None or var is None:
+            return [info for info in infos if info.kind in self.kinds]
+        if memo is None or "run" in seq_filter.names:
+            for info in infos:
+                if info.kind in self.kinds and seq_filter.matches(
+                    {"run": view, var: SequenceView(info, view)}
+                ):
+                    out.append(info)
+            return out
         for info in infos:
             if info.kind not in self.kinds:
                 continue
-            if (
-                seq_filter is None
-                or var is None
-                or seq_filter.matches({"run": view, var: SequenceView(info, view)})
-            ):
+            key = sequence_key(info)
+            verdict = memo.get(key)
+            if verdict is None:
+                seen = RecordingSequenceView(info, view)
+                verdict = seq_filter.matches({"run": view, var: seen})
+                if seen.read <= KEY_FIELDS:
+                    memo[key] = verdict
+            if verdict:
                 out.append(info)
         return out
 

@@ -13,6 +13,7 @@ evaluating a query never opens a sequence file. They implement the `QueryObject`
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -182,3 +183,36 @@ class SequenceView:
 
     def query_item(self, key: Any) -> Any:
         return self.query_attr(key) if isinstance(key, str) else SafeNone
+
+
+KEY_FIELDS = frozenset({"name", "context", "dtype", "kind", "version"})
+"""The fields of a sequence that its key (`sequence_key`) decides."""
+
+
+class RecordingSequenceView(SequenceView):
+    """A SequenceView that records the fields a query reads (`read`), so the planner knows
+    whether a verdict depends on the sequence's key alone."""
+
+    __slots__ = ("read",)
+
+    def __init__(self, info: SequenceInfo | CatalogueEntry, run: RunView | None = None) -> None:
+        super().__init__(info, run)
+        self.read: set[str] = set()
+
+    def query_attr(self, name: str) -> Any:
+        self.read.add(name)
+        return super().query_attr(name)
+
+
+def sequence_key(info: SequenceInfo | CatalogueEntry) -> Any:
+    """(name, kind, context) as a hashable key, equal only for equal contexts whose values have
+    equal types (`1`, `1.0` and `True` are different keys)."""
+    context = info.context
+    if not context:
+        return (info.name, info.kind)
+    items = tuple((k, type(v), v) for k, v in sorted(context.items()))
+    try:
+        hash(items)
+    except TypeError:
+        return (info.name, info.kind, json.dumps(context, sort_keys=True, default=repr))
+    return (info.name, info.kind, items)

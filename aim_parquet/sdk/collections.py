@@ -19,15 +19,19 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from aim_parquet.errors import CorruptFileError, FormatVersionError
+from aim_parquet.format.kinds import METRIC_KINDS
 from aim_parquet.format.paths import RepoLayout
 from aim_parquet.query.executor import execute_plan, warn_unreadable
 from aim_parquet.query.planner import QueryPlan
 from aim_parquet.sdk import dataframes, frames
+from aim_parquet.sdk.prefetch import BATCH_RUNS, MetricBatch
+from aim_parquet.sdk.query_frames import build_query_frame
 from aim_parquet.sdk.run_base import RunBase
 from aim_parquet.sdk.run_read import ReadableRun
 from aim_parquet.sdk.run_sequences import SequenceCollection, SingleRunSequenceCollection
 from aim_parquet.sdk.sequence import Sequence, sequence_columns
 from aim_parquet.storage.index.run_index import RunIndex, RunRecord
+from aim_parquet.system.gc_pause import gc_paused
 
 if TYPE_CHECKING:
     import pandas
@@ -115,9 +119,47 @@ class _QueryCollection(SequenceCollection):
                 yield coll
 
     def iter(self) -> Iterator[Sequence]:
-        for coll, _progress in self._collections():
-            if coll is not None:
-                yield from coll.iter()
+        """Every matching sequence; a metric's points are read with those of the metrics of
+        the next closed runs (`sdk.prefetch`)."""
+        if not self.plan.kinds or not self.plan.kinds <= METRIC_KINDS:
+            for coll, _progress in self._collections():
+                if coll is not None:
+                    yield from coll.iter()
+            return
+        cache: dict[str, Any] = {}  # (sdk.prefetch: the dataset's files read by the batches)
+        steps = self._collections()
+        while True:
+            with gc_paused():  # (never while the caller runs)
+                batch = self._next_batch(steps, cache)
+            if not batch:
+                return
+            yield from batch
+
+    def _next_batch(
+        self,
+        steps: Iterator[tuple[SingleRunSequenceCollection | None, Any]],
+        cache: dict[str, Any],
+    ) -> list[Sequence]:
+        """The sequences of the next matching runs, up to `BATCH_RUNS` closed ones, in result
+        order; those of closed runs are read together (`sdk.prefetch`), those of live runs
+        when asked for."""
+        out: list[Sequence] = []
+        closed: list[Sequence] = []
+        runs = 0
+        for coll, _progress in steps:
+            if coll is None:
+                continue
+            seqs = list(coll.iter())
+            out.extend(seqs)
+            record = coll.run._meta_source
+            if record is not None and record.has_end_time:
+                closed.extend(seqs)
+                runs += 1
+                if runs >= BATCH_RUNS:
+                    break
+        if closed:
+            MetricBatch(self._layout, cache, closed)
+        return out
 
     def _tables(self, only_last: bool, flags: dict[str, bool]) -> list[dict[str, Any]]:
         """As for one run, but a sequence whose files cannot be read (damaged, a newer format,
@@ -213,3 +255,29 @@ class QueryRunSequenceCollection(_QueryCollection):
 
 class QuerySequenceCollection(_QueryCollection):
     """`repo.query_metrics(query)` and friends: the matching sequences, grouped by run."""
+
+    def _frame(self, only_last: bool, flags: dict[str, bool]) -> Any:
+        """A query of metrics only is built in bulk (`sdk.query_frames`); other kinds as any
+        collection's."""
+        if not self.plan.kinds or not self.plan.kinds <= METRIC_KINDS:
+            return super()._frame(only_last, flags)
+        matches = (
+            step.match
+            for step in execute_plan(
+                self._layout,
+                self._index,
+                self.plan,
+                offset=self.offset,
+                with_misses=False,
+                summaries=False,
+            )
+            if step.match is not None
+        )
+        with gc_paused():
+            return build_query_frame(
+                self._layout,
+                matches,
+                self.seq_cls.sequence_name(),
+                only_last=only_last,
+                flags=flags,
+            )

@@ -28,6 +28,7 @@ Text that is not valid Unicode (a lone surrogate in an old run's params) appears
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Protocol
@@ -121,12 +122,18 @@ def run_row(
             creation_time=meta.creation_time,
             end_time=meta.end_time,
             active=run.active,
-            tags=jsonable(list(meta.tags)),
+            tags=_tags_text(tuple(meta.tags)),
         )
     if include_params:
         for key, value in flatten_params(meta.params).items():
             row.setdefault(utf8_safe(key), text_value(value))
     return row
+
+
+@functools.lru_cache(maxsize=4096)
+def _tags_text(tags: tuple[str, ...]) -> str:
+    """The `tags` column's JSON (runs mostly share a few tag lists)."""
+    return jsonable(list(tags))
 
 
 def full_column(n: int, value: Any) -> Array:

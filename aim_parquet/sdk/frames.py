@@ -65,6 +65,16 @@ def _is_number(value: Any) -> bool:
 
 def key_column(values: list[Any]) -> pa.Array:
     """One run-level column (one value per sequence) as Arrow (module doc: its type)."""
+    kinds = set(map(type, values))
+    kinds.discard(type(None))
+    if kinds == {str}:
+        return pa.array(values, pa.string()).dictionary_encode()
+    if kinds == {int}:  # (the usual cases, decided by the values' exact types)
+        present = [v for v in values if v is not None]
+        if min(present) >= -(2**63) and max(present) < 2**63:
+            return pa.array(values, pa.int64())
+    elif kinds == {float} or kinds == {int, float}:
+        return pa.array([None if v is None else float(v) for v in values], pa.float64())
     present = [v for v in values if v is not None]
     if not present:
         return pa.nulls(len(values), pa.null())

@@ -86,6 +86,7 @@ class Sequence:
         self.run = run
         self._layout: RepoLayout = layout if layout is not None else run._layout
         self._columns: dict[str, tuple[Array, Any]] = {}
+        self._prefetch: tuple[Any, int] | None = None  # (`sdk.prefetch.MetricBatch`, position)
 
     @classmethod
     def sequence_name(cls) -> str:
@@ -151,7 +152,19 @@ class Sequence:
     # -- reading ---------------------------------------------------------------------------
     def _read(self, columns: list[str]) -> None:
         if self.is_metric:
-            steps, arrays = read_metric_columns(self._layout, self.run.hash, self._info, columns)
+            points = None
+            if self._prefetch is not None:  # read with the other sequences of its batch
+                batch, position = self._prefetch
+                self._prefetch = None
+                points = batch.points(position)
+            if points is not None:
+                steps, values, epochs, stamps = points
+                arrays = {"value": values, "epoch": epochs, "timestamp": stamps}
+                columns = ["value", "epoch", "timestamp"]
+            else:
+                steps, arrays = read_metric_columns(
+                    self._layout, self.run.hash, self._info, columns
+                )
             _readonly(steps)
             for col in columns:
                 arr = arrays[col]

@@ -12,7 +12,7 @@ import pytest
 import aim_parquet as aim
 from aim_parquet.sdk.collections import QueryReportMode
 from aim_parquet.storage.index import run_index
-from aim_parquet.storage.online import run_reader
+from aim_parquet.storage.online import bulk_read, run_reader
 
 SPECS = [
     ("small", {"lr": 0.0001, "batch_size": 16}, ["v1.0"], "exp-a", False),
@@ -222,7 +222,14 @@ def test_run_predicate_opens_no_file_of_other_runs(
         discovered.append(record.hash)
         return real_catalogue(record)
 
+    real_read_small = bulk_read._read_small
+
+    def spy_read_small(path: str) -> bytes:  # (segments read in bulk: sdk.prefetch)
+        opened.append(Path(path))
+        return real_read_small(path)
+
     monkeypatch.setattr(run_reader, "read_segment", spy_read_segment)
+    monkeypatch.setattr(bulk_read, "_read_small", spy_read_small)
     monkeypatch.setattr(run_index.RunRecord, "catalogue", spy_catalogue)
     repo = aim.Repo(repo_root)
     result = repo.query_metrics("run.name == 'mid' and metric.name == 'loss'")

@@ -214,7 +214,7 @@ def test_gc_paused_leaves_the_collector_as_it_found_it() -> None:
     was on: a caller that disabled it keeps it disabled."""
     import gc
 
-    from aim_parquet.storage.index.run_index import gc_paused
+    from aim_parquet.system.gc_pause import gc_paused
 
     assert gc.isenabled()
     with gc_paused():

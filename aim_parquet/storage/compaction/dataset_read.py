@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 from aim_parquet.errors import AimParquetError, CorruptFileError, FormatVersionError
 from aim_parquet.format.dataset import bucket_of, dataset_dir, dataset_schema
 from aim_parquet.format.paths import SIDECAR_FILENAME, RepoLayout
-from aim_parquet.storage.base.columns import nan_numpy, to_numpy
+from aim_parquet.storage.base.columns import nan_numpy
 from aim_parquet.storage.compaction.dataset import (
     context_columns,
     load_dataset_manifest,
@@ -99,8 +99,19 @@ MetricPoints = tuple[np.ndarray[Any, Any], ...]  # steps, values, epochs (NaN: n
 _POINT_COLUMNS = ["run_hash", "seq_id", "step", "value", "epoch", "timestamp"]
 
 
+class BucketCache:
+    """What `committed_metric_points` keeps between calls of one reader (the batches of one
+    query's iteration): the manifest it started from and the points of each bucket file it
+    read, so that every bucket file is read once however the runs are batched."""
+
+    def __init__(self) -> None:
+        self.loaded = False
+        self.manifest: Any = None
+        self.buckets: dict[int, dict[tuple[str, str], MetricPoints] | None] = {}
+
+
 def committed_metric_points(
-    layout: RepoLayout, wanted: dict[str, set[str]]
+    layout: RepoLayout, wanted: dict[str, set[str]], cache: BucketCache | None = None
 ) -> dict[tuple[str, str], MetricPoints]:
     """The points of the metric sequences `wanted` ({run hash: seq ids}) that the committed
     dataset holds as they are now, keyed by (run hash, seq id): one read of each bucket file
@@ -108,15 +119,21 @@ def committed_metric_points(
     is still the file the commit fingerprinted (FORMAT.md: a closed run's fingerprint is its
     sidecar's stat, which every change of its points or fields replaces); the steps are then the
     same, last write winning, as `read_metric_columns` reads from the run's own files. A sequence
-    of such a run with no row has no point. A bucket file is read only when at least half of
-    the runs it holds are wanted, and only when `MIN_SHARED_READ_RUNS` runs are (a whole file
-    for a few runs costs more than their own files). Runs left out (live, changed, not
-    committed, in a bucket not read): read them from their own files. Takes no lock; anything
-    unreadable leaves its runs out."""
-    try:
-        manifest = load_dataset_manifest(layout)
-    except (CorruptFileError, FormatVersionError, OSError):
-        return {}
+    of such a run with no row has no point. Without a `cache`, a bucket file is read only when
+    at least half of the runs it holds are wanted, and only when `MIN_SHARED_READ_RUNS` runs are
+    (a whole file for a few runs costs more than their own files); with one, each bucket file
+    is read once, on first need, and kept there. Runs left out (live, changed, not committed,
+    in a bucket not read): read them from their own files. Takes no lock; anything unreadable
+    leaves its runs out."""
+    if cache is None or not cache.loaded:
+        try:
+            manifest = load_dataset_manifest(layout)
+        except (CorruptFileError, FormatVersionError, OSError):
+            manifest = None
+        if cache is not None:
+            cache.loaded, cache.manifest = True, manifest
+    else:
+        manifest = cache.manifest
     if manifest is None:
         return {}
     by_bucket: dict[int, list[str]] = {}
@@ -131,40 +148,62 @@ def committed_metric_points(
         except (OSError, ValueError):
             continue
         by_bucket.setdefault(bucket_of(run_hash, manifest.buckets), []).append(run_hash)
-    if sum(len(h) for h in by_bucket.values()) < MIN_SHARED_READ_RUNS:
+    if cache is None and sum(len(h) for h in by_bucket.values()) < MIN_SHARED_READ_RUNS:
         return {}  # a few runs: their own files are cheaper than whole bucket files
     committed: dict[int, int] = {}
-    for run_hash in manifest.run_states:
-        bucket = bucket_of(run_hash, manifest.buckets)
-        committed[bucket] = committed.get(bucket, 0) + 1
+    if cache is None:
+        for run_hash in manifest.run_states:
+            bucket = bucket_of(run_hash, manifest.buckets)
+            committed[bucket] = committed.get(bucket, 0) + 1
     out: dict[tuple[str, str], MetricPoints] = {}
     folder = dataset_dir(layout)
     for bucket, hashes in sorted(by_bucket.items()):
-        if len(hashes) * 2 < committed.get(bucket, 0):
+        if cache is None and len(hashes) * 2 < committed.get(bucket, 0):
             continue  # most of the file is other runs: read these from their own files
-        try:
-            table = pq.ParquetFile(folder / manifest.metrics[bucket]).read(columns=_POINT_COLUMNS)
-        except (OSError, pa.ArrowException):
+        if cache is not None and bucket in cache.buckets:
+            points = cache.buckets[bucket]
+        else:
+            points = _bucket_points(folder / manifest.metrics[bucket], hashes, wanted, cache)
+            if cache is not None:
+                cache.buckets[bucket] = points
+        if points is None:
             continue  # (removed by gc after its grace period, damaged): read from the runs
-        keys = sorted(f"{h}/{s}" for h in hashes for s in wanted[h])
-        joined = pc.binary_join_element_wise(table["run_hash"], table["seq_id"], "/")
-        table = table.filter(pc.is_in(joined, pa.array(keys, pa.string())))
-        joined = pc.binary_join_element_wise(table["run_hash"], table["seq_id"], "/")
-        for key in keys:
-            run_hash, seq_id = key.split("/", 1)
-            out[run_hash, seq_id] = _EMPTY_POINTS
-        if table.num_rows == 0:
-            continue
-        codes = to_numpy(joined.combine_chunks().dictionary_encode().indices)
-        bounds = np.flatnonzero(np.diff(codes)) + 1  # rows of one sequence are contiguous
-        starts = np.concatenate([[0], bounds])
-        ends = np.concatenate([bounds, [table.num_rows]])
-        names = joined.to_numpy(zero_copy_only=False)[starts]
-        columns = [nan_numpy(table[c]) for c in ("step", "value", "epoch", "timestamp")]
-        epochs = columns[2].astype(np.float64, copy=False)
-        for name, a, b in zip(names.tolist(), starts.tolist(), ends.tolist(), strict=True):
-            run_hash, seq_id = name.split("/", 1)
-            out[run_hash, seq_id] = (columns[0][a:b], columns[1][a:b], epochs[a:b], columns[3][a:b])
+        for run_hash in hashes:
+            for seq_id in wanted[run_hash]:
+                out[run_hash, seq_id] = points.get((run_hash, seq_id), _EMPTY_POINTS)
+    return out
+
+
+def _bucket_points(
+    path: Any, hashes: list[str], wanted: dict[str, set[str]], cache: BucketCache | None
+) -> dict[tuple[str, str], MetricPoints] | None:
+    """The points of one bucket file by (run hash, seq id): of the `wanted` sequences of
+    `hashes`, or of every sequence it holds when they are kept in a `cache`. (No
+    `pyarrow.compute` call: its first use imports pandas.)"""
+    try:
+        table = pq.ParquetFile(path).read(columns=_POINT_COLUMNS)
+    except (OSError, pa.ArrowException):
+        return None
+    out: dict[tuple[str, str], MetricPoints] = {}
+    if table.num_rows == 0:
+        return out
+    run_column = np.asarray(table["run_hash"].to_pylist())
+    seq_column = np.asarray(table["seq_id"].to_pylist())
+    changes = (run_column[1:] != run_column[:-1]) | (seq_column[1:] != seq_column[:-1])
+    bounds = np.flatnonzero(changes) + 1  # rows of one sequence are contiguous
+    starts = np.concatenate([[0], bounds])
+    ends = np.concatenate([bounds, [table.num_rows]])
+    steps, values, epochs, stamps = (
+        nan_numpy(table[c]) for c in ("step", "value", "epoch", "timestamp")
+    )
+    epochs = epochs.astype(np.float64, copy=False)
+    keep = None if cache is not None else {(h, q) for h in hashes for q in wanted[h]}
+    for run_hash, seq_id, a, b in zip(
+        run_column[starts].tolist(), seq_column[starts].tolist(), starts.tolist(), ends.tolist(),
+        strict=True,
+    ):  # fmt: skip
+        if keep is None or (run_hash, seq_id) in keep:
+            out[run_hash, seq_id] = (steps[a:b], values[a:b], epochs[a:b], stamps[a:b])
     return out
 
 

@@ -4,9 +4,6 @@ bytes decoded into entries, and the collector pause its decoding runs under."""
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -19,7 +16,6 @@ __all__ = [
     "DamagedRun",
     "IndexEntry",
     "IndexSnapshot",
-    "gc_paused",
     "read_index_file",
 ]
 
@@ -102,22 +98,6 @@ class IndexSnapshot:
     def newest_first(self) -> list[RunRecord]:
         """Records ordered by creation time, newest first (ties by hash, for a stable order)."""
         return sorted(self.records.values(), key=_newest_key, reverse=True)
-
-
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """The cyclic garbage collector held off while a block allocates many long-lived objects
-    and no cycles (decoding the index: the collections it would trigger, one per 700
-    allocations, each walking every object made so far, were a third of the time). Restored
-    only by the block that paused it, so nested or concurrent blocks leave it as it was."""
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 def _newest_key(record: RunRecord) -> tuple[float, str]:

@@ -63,7 +63,6 @@ from aim_parquet.storage.index.index_entries import (
     DamagedRun,
     IndexEntry,
     IndexSnapshot,
-    gc_paused,
     read_index_file,
 )
 from aim_parquet.storage.index.index_file import (
@@ -81,6 +80,7 @@ from aim_parquet.storage.index.sidecar_entries import (
 from aim_parquet.storage.online.writer_parts import (
     parts_key,
 )
+from aim_parquet.system.gc_pause import gc_paused
 
 __all__ = [
     "CatalogueEntry",

@@ -1,0 +1,263 @@
+"""The points of many metric sequences of runs that have no compacted files, read in one pass:
+each segment is read once into memory, its record-batch messages are found by walking the IPC
+framing (without decoding a batch), and the messages of every segment are decoded together as
+one Arrow stream, so the per-file cost is a `read` and a few header reads instead of a reader, a
+table and a dozen numpy calls per sequence.
+
+The result is what `run_reader.read_metric_columns` reads for each sequence (module doc of
+`run_reader`: steps in step order, the last write of a step winning; `epoch` int64, or float64
+with NaN when one of its points has none; `value` as stored, float64). Anything out of the
+ordinary leaves the sequence out of the answer, and the caller reads it with
+`read_metric_columns`, which gives the same points or raises the error that says what is wrong:
+a run with a compaction manifest (before or after the read: a compaction committed meanwhile), a
+file that vanished or cannot be read, a segment larger than `SMALL_FILE_BYTES`, a link, a schema
+that is not the metric schema of a readable format version, a compressed or dictionary message,
+or a stream the decoder refuses.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import struct
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from aim_parquet.errors import AimParquetError
+from aim_parquet.format.meta import SequenceInfo
+from aim_parquet.format.paths import (
+    COMPACTED_DIRNAME,
+    MANIFEST_FILENAME,
+    SEQS_DIRNAME,
+    RepoLayout,
+    is_valid_seq_id,
+    validate_run_hash,
+)
+from aim_parquet.format.schema import METRIC_SCHEMA
+from aim_parquet.storage.base.columns import nan_numpy, to_numpy, validity
+from aim_parquet.storage.base.file_checks import SMALL_FILE_BYTES, check_segment_schema
+from aim_parquet.storage.online.run_reader import last_writes, segment_names
+
+Array = np.ndarray[Any, Any]
+MetricPoints = tuple[Array, Array, Array, Array]  # steps, values, epochs, timestamps
+
+_I32 = struct.Struct("<i").unpack_from
+_U32 = struct.Struct("<I").unpack_from
+_U16 = struct.Struct("<H").unpack_from
+_I64 = struct.Struct("<q").unpack_from
+_RECORD_BATCH = 3
+_EOS = b"\xff\xff\xff\xff\x00\x00\x00\x00"
+_SCHEMA_MESSAGE = METRIC_SCHEMA.serialize().to_pybytes()
+
+
+class _Odd(Exception):
+    """A file the bulk reader leaves to the per-sequence reader."""
+
+
+def _field(buf: bytes, table: int, index: int) -> int:
+    """Position of field `index` of the flatbuffer table at `table`, 0 when it is absent."""
+    vtable = table - _I32(buf, table)[0]
+    slot = 4 + 2 * index
+    if slot + 2 > _U16(buf, vtable)[0]:
+        return 0
+    offset: int = _U16(buf, vtable + slot)[0]
+    return table + offset if offset else 0
+
+
+def _message(data: bytes, pos: int) -> tuple[int, int, int] | None:
+    """(metadata start, metadata length, body length) of the message at `pos`; None at the end of
+    the stream or at a torn tail (what `read_segment` skips)."""
+    end = len(data)
+    if pos + 8 > end:
+        return None
+    length = _I32(data, pos)[0]
+    pos += 4
+    if length == -1:
+        length = _I32(data, pos)[0]
+        pos += 4
+    if length <= 0 or pos + length > end:
+        return None
+    meta = data[pos : pos + length]
+    root = _U32(meta, 0)[0]
+    body_pos = _field(meta, root, 3)
+    body = _I64(meta, body_pos)[0] if body_pos else 0
+    if body < 0 or pos + length + body > end:
+        return None
+    return pos, length, body
+
+
+class _Schemas:
+    """Verdicts on segment schema messages: equal messages but for the run hash (one per
+    sequence name, context and kind) are checked once."""
+
+    def __init__(self) -> None:
+        self._ok: dict[bytes, bool] = {}
+
+    def check(self, message: bytes, run_hash: bytes, path: str) -> None:
+        key = message.replace(run_hash, b"")
+        verdict = self._ok.get(key)
+        if verdict is None:
+            try:
+                schema = pa.ipc.read_schema(pa.py_buffer(message))
+                check_segment_schema(schema, path)
+                verdict = schema.equals(METRIC_SCHEMA, check_metadata=False)
+            except (AimParquetError, pa.ArrowException, OSError, ValueError):
+                verdict = False
+            self._ok[key] = verdict
+        if not verdict:
+            raise _Odd(path)
+
+
+def _batches(data: bytes, path: str, run_hash: bytes, schemas: _Schemas) -> tuple[list[bytes], int]:
+    """The complete record-batch messages of one segment and their rows."""
+    first = _message(data, 0)
+    if first is None:
+        raise _Odd(path)  # no schema: the per-sequence reader says what is wrong
+    pos, length, body = first
+    schemas.check(data[: pos + length + body], run_hash, path)
+    pos += length + body
+    out: list[bytes] = []
+    rows = 0
+    while True:
+        found = _message(data, pos)
+        if found is None:
+            break  # the end, or a torn tail
+        start, length, body = found
+        meta = data[start : start + length]
+        root = _U32(meta, 0)[0]
+        kind_pos = _field(meta, root, 1)
+        header_pos = _field(meta, root, 2)
+        if not kind_pos or meta[kind_pos] != _RECORD_BATCH or not header_pos:
+            raise _Odd(path)  # dictionaries and the like: not a metric segment as written
+        header = header_pos + _U32(meta, header_pos)[0]
+        if _field(meta, header, 3):
+            raise _Odd(path)  # compressed
+        length_pos = _field(meta, header, 0)
+        rows += _I64(meta, length_pos)[0] if length_pos else 0
+        end = start + length + body
+        out.append(data[pos:end])
+        pos = end
+    return out, rows
+
+
+def _exists(path: str) -> bool:
+    try:
+        os.lstat(path)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+_OPEN_FLAGS |= getattr(os, "O_CLOEXEC", 0)
+
+
+def _read_small(path: str) -> bytes:
+    """The bytes of a regular segment file of at most `SMALL_FILE_BYTES` (`_Odd` otherwise: a
+    link, a FIFO, a larger file, one that grows while read)."""
+    fd = os.open(path, _OPEN_FLAGS)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > SMALL_FILE_BYTES:
+            raise _Odd(path)
+        data = os.read(fd, st.st_size + 1)
+    finally:
+        os.close(fd)
+    if len(data) != st.st_size:
+        raise _Odd(path)  # it changed under us
+    return data
+
+
+def _run_messages(
+    layout: RepoLayout, run_hash: str, seq_ids: list[str], schemas: _Schemas
+) -> list[tuple[list[bytes], int]] | None:
+    """Per sequence of one run, its batch messages in write order and their rows; None when the
+    run is left to the per-sequence reader."""
+    run_dir = f"{os.fspath(layout.runs_dir)}/{validate_run_hash(run_hash)}"
+    manifest = f"{run_dir}/{COMPACTED_DIRNAME}/{MANIFEST_FILENAME}"
+    key = run_hash.encode()
+    try:
+        out = []
+        for seq_id in seq_ids:
+            if not is_valid_seq_id(seq_id):
+                return None
+            seq_dir = f"{run_dir}/{SEQS_DIRNAME}/{seq_id}"
+            messages: list[bytes] = []
+            rows = 0
+            for name in segment_names(seq_dir):
+                path = f"{seq_dir}/{name}"
+                data = _read_small(path)
+                if not data:
+                    continue  # just created, its header not written yet: no points
+                found, n = _batches(data, path, key, schemas)
+                messages.extend(found)
+                rows += n
+            out.append((messages, rows))
+        if _exists(manifest):
+            # compacted, maybe while we read (a manifest, once committed, is only ever
+            # replaced, so one absent after the reads was absent during them)
+            return None
+    except (OSError, AimParquetError, _Odd, struct.error, IndexError, ValueError):
+        return None
+    return out
+
+
+def read_metrics_bulk(
+    layout: RepoLayout, wanted: list[tuple[str, SequenceInfo | Any]]
+) -> dict[int, MetricPoints]:
+    """The points of the metric sequences `wanted` ((run hash, entry with `seq_id`), a run's
+    sequences next to each other), keyed by position in `wanted`; a position missing from the
+    answer is left to `read_metric_columns` (module doc)."""
+    schemas = _Schemas()
+    placed: list[tuple[int, int]] = []  # (position, rows)
+    chunks: list[bytes] = [_SCHEMA_MESSAGE]
+    i = 0
+    while i < len(wanted):
+        run_hash = wanted[i][0]
+        j = i
+        while j < len(wanted) and wanted[j][0] == run_hash:
+            j += 1
+        seq_ids = [entry.seq_id for _h, entry in wanted[i:j]]
+        found = _run_messages(layout, run_hash, seq_ids, schemas)
+        if found is not None:
+            for position, (messages, rows) in zip(range(i, j), found, strict=True):
+                chunks.extend(messages)
+                placed.append((position, rows))
+        i = j
+    if not placed:
+        return {}
+    chunks.append(_EOS)
+    try:
+        table = pa.ipc.open_stream(pa.py_buffer(b"".join(chunks))).read_all()
+    except (pa.ArrowException, OSError, ValueError):
+        return {}
+    if table.num_rows != sum(rows for _p, rows in placed):
+        return {}
+    table = table.combine_chunks()
+    if table.column("step").null_count:
+        return {}
+    steps = to_numpy(table.column("step")).astype(np.int64, copy=False)
+    values = nan_numpy(table.column("value")).astype(np.float64, copy=False)
+    epoch_column = table.column("epoch")
+    ints = to_numpy(epoch_column).astype(np.int64, copy=False)  # (a null reads as 0)
+    missing = None
+    if epoch_column.null_count:
+        missing = ~np.concatenate([validity(chunk) for chunk in epoch_column.chunks])
+    stamps = nan_numpy(table.column("timestamp")).astype(np.float64, copy=False)
+    out: dict[int, MetricPoints] = {}
+    start = 0
+    for position, rows in placed:
+        end = start + rows
+        s = steps[start:end]
+        e = ints[start:end]
+        if missing is not None and missing[start:end].any():
+            e = np.where(missing[start:end], np.nan, e)  # as `nan_numpy` of such a piece
+        v, t = values[start:end], stamps[start:end]
+        chosen = last_writes(s)
+        if chosen is not None:
+            s, v, e, t = s[chosen], v[chosen], e[chosen], t[chosen]
+        out[position] = (s, v, e, t)
+        start = end
+    return out

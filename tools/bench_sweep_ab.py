@@ -1,0 +1,81 @@
+"""Before/after of the analyst sweep's frames: `loss` as `dataframe()` and `to_polars()`, and the
+whole repo's `dataframe()`, by two checkouts in turn (a fresh process each, `repeat` times), on one
+sweep repository (`bench_suite/scale_side.py sweep` builds it; frames only read it), next to the
+floor: the same `loss` rows saved to one Parquet file and read back by pandas or polars.
+
+    git archive <base-rev> aim_parquet tools | tar -x -C /tmp/base
+    .venv/bin/python tools/bench_suite/scale_side.py sweep \
+        '{"repo": "/tmp/sweep", "runs": 300, "steps": 2000}'
+    .venv/bin/python tools/bench_sweep_ab.py --base /tmp/base --repo /tmp/sweep
+
+Prints one line per measurement: the median seconds of each side and its ratio to the floor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+LOSS = "metric.name == 'loss'"
+
+
+def run(root: Path, workload: str, params: dict[str, Any]) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, str(root / "tools" / "bench_suite" / "scale_side.py"), workload,
+         json.dumps(params)],
+        capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(root)), check=True,
+    )  # fmt: skip
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--base", type=Path, required=True, help="the checkout to compare with")
+    parser.add_argument("--repo", type=Path, required=True, help="the sweep repository")
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    sides = {"before": args.base.resolve(), "after": HERE.parent}
+    repo = str(args.repo.resolve())
+    print(f"1-minute load average at start: {os.getloadavg()[0]:.2f}", flush=True)
+    floor_path = str(args.repo.resolve().parent / "floor-loss.parquet")
+    run(HERE.parent, "save_floor", {"repo": repo, "query": LOSS, "path": floor_path})
+    floors = {
+        engine: statistics.median(
+            run(HERE.parent, "floor", {"path": floor_path, "engine": engine})["s"]
+            for _ in range(args.repeat)
+        )
+        for engine in ("pandas", "polars")
+    }
+    print(f"floor: pandas {floors['pandas']:.3f}  polars {floors['polars']:.3f}", flush=True)
+    cases = [
+        ("loss dataframe()", {"query": LOSS}, "pandas"),
+        ("loss to_polars()", {"query": LOSS, "fmt": "polars"}, "polars"),
+        ("whole repo dataframe()", {"query": ""}, None),
+    ]
+    for label, params, floor in cases:
+        times: dict[str, list[float]] = {s: [] for s in sides}
+        rss: dict[str, float] = {}
+        for _ in range(args.repeat):
+            for side, root in sides.items():
+                out = run(root, "frame", dict(params, repo=repo))
+                times[side].append(out["s"])
+                rss[side] = max(rss.get(side, 0.0), out.get("peak_rss_mib", 0.0))
+        cells = []
+        for side in sides:
+            median = statistics.median(times[side])
+            ratio = f" ({median / floors[floor]:.1f}x floor)" if floor else ""
+            cells.append(f"{side}: {median:.3f}{ratio}, {rss[side]:,.0f} MiB")
+        print(f"{label:26s} " + "  ".join(cells), flush=True)
+    print(f"1-minute load average at the end: {os.getloadavg()[0]:.2f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
