@@ -55,9 +55,7 @@ OFFLINE_WINGS = {"compaction", "maintenance"}
 MAX_MODULE_LINES = 400
 # Modules still over MAX_MODULE_LINES, with their length today. Shrink-only: a module may not grow
 # past its number, and one that got to MAX_MODULE_LINES or less must be removed from here.
-LONG_MODULES: dict[str, int] = {
-    "aim_parquet/query/runtime.py": 725,
-}
+LONG_MODULES: dict[str, int] = {}  # none left; a module that must grow past the limit gets split
 
 
 def _module_name(path: Path) -> str:
