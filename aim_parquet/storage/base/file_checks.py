@@ -63,37 +63,37 @@ def check_version(version: int, path: str | os.PathLike[str], what: str) -> None
 # -- segments (Arrow IPC streams) --------------------------------------------------------------
 
 
-_I32 = struct.Struct("<i").unpack_from
-_U32 = struct.Struct("<I").unpack_from
-_U16 = struct.Struct("<H").unpack_from
-_I64 = struct.Struct("<q").unpack_from
+I32 = struct.Struct("<i").unpack_from
+U32 = struct.Struct("<I").unpack_from
+U16 = struct.Struct("<H").unpack_from
+I64 = struct.Struct("<q").unpack_from
 _BUFFER = struct.Struct("<qq").unpack_from
 
 
-def _field(buf: memoryview, table: int, index: int) -> int:
+def flatbuffer_field(buf: bytes | memoryview, table: int, index: int) -> int:
     """Position of field `index` of the flatbuffer table at `table`, 0 when it is absent."""
-    vtable = table - _I32(buf, table)[0]
+    vtable = table - I32(buf, table)[0]
     slot = 4 + 2 * index
-    if slot + 2 > _U16(buf, vtable)[0]:
+    if slot + 2 > U16(buf, vtable)[0]:
         return 0
-    offset: int = _U16(buf, vtable + slot)[0]
+    offset: int = U16(buf, vtable + slot)[0]
     return table + offset if offset else 0
 
 
 def _table(buf: memoryview, table: int, index: int) -> int:
     """Position of the table that field `index` points to, 0 when it is absent."""
-    pos = _field(buf, table, index)
-    return pos + _U32(buf, pos)[0] if pos else 0
+    pos = flatbuffer_field(buf, table, index)
+    return pos + U32(buf, pos)[0] if pos else 0
 
 
 def _compressed_size(meta: memoryview, batch: int, body: memoryview) -> int:
     """Bytes the buffers of a compressed RecordBatch decode to: each buffer starts with its
     decoded length (-1: stored as is)."""
-    pos = _field(meta, batch, 2)
+    pos = flatbuffer_field(meta, batch, 2)
     if not pos:
         return 0
-    vec = pos + _U32(meta, pos)[0]
-    count = _U32(meta, vec)[0]
+    vec = pos + U32(meta, pos)[0]
+    count = U32(meta, vec)[0]
     if vec + 4 + 16 * count > len(meta):
         raise ValueError("buffer vector beyond the message")
     total = 0
@@ -101,7 +101,7 @@ def _compressed_size(meta: memoryview, batch: int, body: memoryview) -> int:
         offset, length = _BUFFER(meta, vec + 4 + 16 * i)
         if length < 8 or offset < 0 or offset + 8 > len(body):
             continue  # an empty buffer, or a torn body pyarrow reports itself
-        raw = _I64(body, offset)[0]
+        raw = I64(body, offset)[0]
         total += length - 8 if raw == -1 else max(0, raw)
     return total
 
@@ -114,20 +114,20 @@ def ipc_decoded_size(data: bytes | pa.Buffer | memoryview) -> int:
     buf = memoryview(data)
     pos, total, end = 0, 0, len(buf)
     while pos + 8 <= end:
-        length = _I32(buf, pos)[0]
+        length = I32(buf, pos)[0]
         pos += 4
         if length == -1:  # continuation marker, then the metadata length
-            length = _I32(buf, pos)[0]
+            length = I32(buf, pos)[0]
             pos += 4
         if length <= 0 or pos + length > end:
             break
         try:
             meta = buf[pos : pos + length]
-            message = _U32(meta, 0)[0]
-            kind_pos = _field(meta, message, 1)
+            message = U32(meta, 0)[0]
+            kind_pos = flatbuffer_field(meta, message, 1)
             kind = meta[kind_pos] if kind_pos else 0
-            body_pos = _field(meta, message, 3)
-            body_length = _I64(meta, body_pos)[0] if body_pos else 0
+            body_pos = flatbuffer_field(meta, message, 3)
+            body_length = I64(meta, body_pos)[0] if body_pos else 0
             body_start = pos + length
             if body_length < 0 or body_start + body_length > end:
                 break
@@ -135,7 +135,7 @@ def ipc_decoded_size(data: bytes | pa.Buffer | memoryview) -> int:
                 header = _table(meta, message, 2)
                 if header and kind == _MESSAGE_DICTIONARY:
                     header = _table(meta, header, 1)
-                if header and _field(meta, header, 3):  # body compression
+                if header and flatbuffer_field(meta, header, 3):  # body compression
                     body = buf[body_start : body_start + body_length]
                     total += _compressed_size(meta, header, body)
                 else:

@@ -37,16 +37,19 @@ from aim_parquet.format.paths import (
 )
 from aim_parquet.format.schema import METRIC_SCHEMA
 from aim_parquet.storage.base.columns import nan_numpy, to_numpy, validity
-from aim_parquet.storage.base.file_checks import SMALL_FILE_BYTES, check_segment_schema
+from aim_parquet.storage.base.file_checks import (
+    I32,
+    I64,
+    SMALL_FILE_BYTES,
+    U32,
+    check_segment_schema,
+    flatbuffer_field,
+)
 from aim_parquet.storage.online.run_reader import last_writes, segment_names
 
 Array = np.ndarray[Any, Any]
 MetricPoints = tuple[Array, Array, Array, Array]  # steps, values, epochs, timestamps
 
-_I32 = struct.Struct("<i").unpack_from
-_U32 = struct.Struct("<I").unpack_from
-_U16 = struct.Struct("<H").unpack_from
-_I64 = struct.Struct("<q").unpack_from
 _RECORD_BATCH = 3
 _EOS = b"\xff\xff\xff\xff\x00\x00\x00\x00"
 _SCHEMA_MESSAGE = METRIC_SCHEMA.serialize().to_pybytes()
@@ -56,33 +59,23 @@ class _Odd(Exception):
     """A file the bulk reader leaves to the per-sequence reader."""
 
 
-def _field(buf: bytes, table: int, index: int) -> int:
-    """Position of field `index` of the flatbuffer table at `table`, 0 when it is absent."""
-    vtable = table - _I32(buf, table)[0]
-    slot = 4 + 2 * index
-    if slot + 2 > _U16(buf, vtable)[0]:
-        return 0
-    offset: int = _U16(buf, vtable + slot)[0]
-    return table + offset if offset else 0
-
-
 def _message(data: bytes, pos: int) -> tuple[int, int, int] | None:
     """(metadata start, metadata length, body length) of the message at `pos`; None at the end of
     the stream or at a torn tail (what `read_segment` skips)."""
     end = len(data)
     if pos + 8 > end:
         return None
-    length = _I32(data, pos)[0]
+    length = I32(data, pos)[0]
     pos += 4
     if length == -1:
-        length = _I32(data, pos)[0]
+        length = I32(data, pos)[0]
         pos += 4
     if length <= 0 or pos + length > end:
         return None
     meta = data[pos : pos + length]
-    root = _U32(meta, 0)[0]
-    body_pos = _field(meta, root, 3)
-    body = _I64(meta, body_pos)[0] if body_pos else 0
+    root = U32(meta, 0)[0]
+    body_pos = flatbuffer_field(meta, root, 3)
+    body = I64(meta, body_pos)[0] if body_pos else 0
     if body < 0 or pos + length + body > end:
         return None
     return pos, length, body
@@ -126,16 +119,16 @@ def _batches(data: bytes, path: str, run_hash: bytes, schemas: _Schemas) -> tupl
             break  # the end, or a torn tail
         start, length, body = found
         meta = data[start : start + length]
-        root = _U32(meta, 0)[0]
-        kind_pos = _field(meta, root, 1)
-        header_pos = _field(meta, root, 2)
+        root = U32(meta, 0)[0]
+        kind_pos = flatbuffer_field(meta, root, 1)
+        header_pos = flatbuffer_field(meta, root, 2)
         if not kind_pos or meta[kind_pos] != _RECORD_BATCH or not header_pos:
             raise _Odd(path)  # dictionaries and the like: not a metric segment as written
-        header = header_pos + _U32(meta, header_pos)[0]
-        if _field(meta, header, 3):
+        header = header_pos + U32(meta, header_pos)[0]
+        if flatbuffer_field(meta, header, 3):
             raise _Odd(path)  # compressed
-        length_pos = _field(meta, header, 0)
-        rows += _I64(meta, length_pos)[0] if length_pos else 0
+        length_pos = flatbuffer_field(meta, header, 0)
+        rows += I64(meta, length_pos)[0] if length_pos else 0
         end = start + length + body
         out.append(data[pos:end])
         pos = end
