@@ -242,3 +242,35 @@ def _all_flags() -> dict[str, bool]:
         ("include_run", "include_name", "include_context", "include_props", "include_params"),
         True,
     )
+
+
+def test_a_missing_epoch_overwritten_leaves_epochs_int_on_every_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A step first tracked without an epoch and then again with one has an epoch: the epochs a
+    lone read, the iteration's batch from the segments and the one from the analyst dataset give
+    are the same int64 array (the superseded point's missing epoch is no point's)."""
+    hashes = []
+    for _ in range(3):
+        run = aim.Run(repo=tmp_path, experiment="ep", **QUIET)
+        run.track(1.0, name="loss", step=0)
+        run.track(2.0, name="loss", step=0, epoch=1)
+        run.track(3.0, name="loss", step=1, epoch=1)
+        run.close()
+        hashes.append(run.hash)
+
+    def check() -> None:
+        seen = 0
+        for metric in aim.Repo(tmp_path).query_metrics("run.experiment == 'ep'"):
+            lone = aim.Run(metric.run.hash, repo=tmp_path, read_only=True).get_metric("loss", {})
+            assert lone is not None
+            for epochs in (metric.epochs.values_numpy(), lone.epochs.values_numpy()):
+                assert epochs.dtype == np.int64 and epochs.tolist() == [1, 1]
+            seen += 1
+        assert seen == len(hashes)
+
+    check()  # segments
+    compact_repo(RepoLayout(tmp_path))
+    check()  # compacted files
+    monkeypatch.setattr(dataset_read, "MIN_SHARED_READ_RUNS", 1)
+    check()  # the analyst dataset's shared files

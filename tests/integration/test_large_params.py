@@ -152,3 +152,58 @@ def test_gc_leaves_the_params_files_of_a_live_writer_alone(tmp_path: Path) -> No
         assert orphan.exists()
     finally:
         run.close()
+
+
+_RESUME_WITH_OLD_PARAMS = """
+import sys
+import aim_parquet as aim
+run = aim.Run(sys.argv[2], repo=sys.argv[1], system_tracking_interval=None,
+              capture_terminal_logs=False)
+run["blob"] = {"text": "x" * (10 << 20), "lr": 0.1}
+run.close()
+"""
+
+
+def test_gc_never_removes_a_params_file_a_writer_resumed_onto(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer that resumes between gc's last look at the run and its removal of an orphaned
+    params file, and sets params whose file is that orphan (it reuses the file on disk), keeps
+    its params: gc moves the file aside first and puts it back once it sees the run changed."""
+    import subprocess
+    import sys
+
+    from aim_parquet.storage import gc_repo
+    from aim_parquet.storage.maintenance import params_gc
+
+    run = aim.Run(repo=str(tmp_path), **QUIET)
+    run["blob"] = {"text": BIG, "lr": 0.1}
+    run.flush()
+    run_dir = tmp_path / ".aim" / "runs" / run.hash
+    (old,) = params_files(run_dir)
+    old_bytes = (run_dir / old).read_bytes()
+    run["blob"] = {"text": BIG, "lr": 0.2}
+    run.close()
+    (current,) = params_files(run_dir)
+    (run_dir / old).write_bytes(old_bytes)
+    assert params_files(run_dir) == sorted([old, current])  # what a killed writer leaves
+    for name in (old, current, "run.json"):
+        _age(run_dir / name, 3600)
+    real_state = params_gc.writer_state
+    calls = []
+
+    def state_then_resume(layout: RepoLayout, run_hash: str) -> Any:
+        state = real_state(layout, run_hash)
+        calls.append(state)
+        if len(calls) == 2:  # gc's last check before removing the orphan: a writer resumes now
+            subprocess.run(
+                [sys.executable, "-c", _RESUME_WITH_OLD_PARAMS, str(tmp_path), run.hash],
+                check=True,
+            )
+        return state
+
+    monkeypatch.setattr(params_gc, "writer_state", state_then_resume)
+    gc_repo(RepoLayout(tmp_path), grace_s=0)
+    assert len(calls) >= 2
+    reopened = aim.Repo(str(tmp_path)).get_run(run.hash)
+    assert reopened is not None and reopened["blob"] == {"text": BIG, "lr": 0.1}

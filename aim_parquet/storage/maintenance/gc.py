@@ -123,7 +123,8 @@ class _Collector:
         self.removed: list[Removed] = []
         self.notes: list[str] = []
 
-    def remove(self, path: Path, kind: str) -> None:
+    def remove(self, path: Path, kind: str, shown: Path | None = None) -> None:
+        """Remove `path`, reported as `shown` (a file gc moved aside first) or itself."""
         link = first_link(self.layout.aim_dir, path.parent)
         if link is not None:
             self.notes.append(f"kept {path}: {link} is a symbolic link (never deleted through)")
@@ -136,7 +137,7 @@ class _Collector:
         except OSError as exc:
             self.notes.append(f"could not remove {path}: {exc}")
             return
-        self.removed.append(Removed(str(path), kind, size))
+        self.removed.append(Removed(str(shown or path), kind, size))
 
 
 def _gc_run(layout: RepoLayout, run_hash: str, grace_s: float, out: _Collector) -> None:
@@ -170,7 +171,12 @@ def _gc_locked(layout: RepoLayout, run_hash: str, grace_s: float, out: _Collecto
         if not is_live or age_s(path, now) >= TEMP_GRACE_S:
             out.remove(path, "temp-file")
     note = remove_orphaned_params_files(
-        layout, run_hash, params_files, grace_s, now, lambda p: out.remove(p, "params-file")
+        layout,
+        run_hash,
+        params_files,
+        grace_s,
+        now,
+        lambda moved, path: out.remove(moved, "params-file", shown=path),
     )
     if note is not None:
         out.notes.append(note)

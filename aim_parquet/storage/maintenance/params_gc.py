@@ -11,7 +11,12 @@ file behind, and nothing else removes it. `gc` removes such a file only when all
   grace period: a writer that resumes meanwhile and reuses a file left on disk makes `run.json`
   young, and a file it writes is young);
 - `run.json`, read after that check and read again just before each removal (the same bytes),
-  names another file or none: the current params file is never removed.
+  names another file or none: the current params file is never removed;
+- it is moved aside (renamed to a `.tmp-` name) before it is removed, and the writer and
+  `run.json` are checked once more after the move: a writer that resumed in between and set params
+  whose file it is (a writer reuses a params file it finds on disk) is live, or has written a
+  `run.json` that names it, and the file is put back. (A writer that checks for the file after the
+  move writes it again.)
 """
 
 from __future__ import annotations
@@ -22,10 +27,10 @@ from pathlib import Path
 
 from aim_parquet.errors import AimParquetError
 from aim_parquet.format.json_records import loads_json_object
-from aim_parquet.format.paths import RepoLayout, is_params_file_name
+from aim_parquet.format.paths import TEMP_PREFIX, RepoLayout, is_params_file_name
 from aim_parquet.storage.base.files import age_s
 from aim_parquet.storage.base.lock import WriterState, writer_state
-from aim_parquet.storage.base.safe_fs import MAX_JSON_FILE_BYTES, read_regular
+from aim_parquet.storage.base.safe_fs import MAX_JSON_FILE_BYTES, first_link, read_regular
 
 
 def list_params_files(run_dir: Path) -> list[Path]:
@@ -51,10 +56,11 @@ def remove_orphaned_params_files(
     listed: list[Path],
     grace_s: float,
     now: float,
-    remove: Callable[[Path], None],
+    remove: Callable[[Path, Path], None],
 ) -> str | None:
-    """`remove` each of `listed` gc may remove (see module doc); a note when none may be
-    looked at (a live writer is no reason for one: it prunes its own files)."""
+    """`remove(moved, path)` each of `listed` gc may remove, once moved aside (see module doc); a
+    note when none may be looked at (a live writer is no reason for one: it prunes its own
+    files)."""
     if not listed or writer_state(layout, run_hash) is WriterState.LIVE:
         return None
     try:
@@ -74,5 +80,29 @@ def remove_orphaned_params_files(
             return None
         if again != raw or writer_state(layout, run_hash) is WriterState.LIVE:
             return None  # the run changed, or a writer resumed: left for the next gc
-        remove(path)
+        moved = path.with_name(f"{TEMP_PREFIX}gc-{path.name}")
+        if first_link(layout.aim_dir, path.parent) is not None:
+            remove(path, path)  # (refused, with a note: nothing is moved through a link)
+            continue
+        try:
+            os.rename(path, moved)
+        except FileNotFoundError:
+            continue
+        if _still_orphaned(layout, run_hash, raw):
+            remove(moved, path)
+        else:
+            os.replace(moved, path)  # a writer resumed onto it: its bytes back (same digest)
+            return None
     return None
+
+
+def _still_orphaned(layout: RepoLayout, run_hash: str, raw: bytes) -> bool:
+    """After a move aside: no writer is live now, and `run.json` is still `raw` (checked in this
+    order: a writer that let go meanwhile wrote its `run.json` before)."""
+    if writer_state(layout, run_hash) is WriterState.LIVE:
+        return False
+    try:
+        again, _ = _sidecar(layout, run_hash)
+    except (OSError, AimParquetError):
+        return False
+    return again == raw

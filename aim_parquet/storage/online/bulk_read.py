@@ -6,7 +6,7 @@ table and a dozen numpy calls per sequence.
 
 The result is what `run_reader.read_metric_columns` reads for each sequence (module doc of
 `run_reader`: steps in step order, the last write of a step winning; `epoch` int64, or float64
-with NaN when one of its points has none; `value` as stored, float64). Anything out of the
+with NaN when one of the points kept has none; `value` as stored, float64). Anything out of the
 ordinary leaves the sequence out of the answer, and the caller reads it with
 `read_metric_columns`, which gives the same points or raises the error that says what is wrong:
 a run with a compaction manifest (before or after the read: a compaction committed meanwhile), a
@@ -245,12 +245,14 @@ def read_metrics_bulk(
         end = start + rows
         s = steps[start:end]
         e = ints[start:end]
-        if missing is not None and missing[start:end].any():
-            e = np.where(missing[start:end], np.nan, e)  # as `nan_numpy` of such a piece
+        miss = None if missing is None else missing[start:end]
         v, t = values[start:end], stamps[start:end]
         chosen = last_writes(s)
         if chosen is not None:
             s, v, e, t = s[chosen], v[chosen], e[chosen], t[chosen]
+            miss = None if miss is None else miss[chosen]
+        if miss is not None and miss.any():  # (a kept point's missing epoch)
+            e = np.where(miss, np.nan, e)  # as `nan_numpy` of such a piece
         out[position] = (s, v, e, t)
         start = end
     return out

@@ -259,7 +259,8 @@ def read_metric_columns(
     """The points of one metric as numpy arrays, without building Arrow tables: the steps (int64,
     increasing, each once: the last write of a step wins) and each of `columns` (`value`,
     `epoch`, `timestamp`) at those steps. An int column with nulls (a missing epoch) is float64
-    with NaN there. Same result as `read_sequence`, for the cost of a few numpy calls."""
+    with NaN there when a kept point has one (a missing epoch overwritten by the step's last
+    write leaves it int64). Same result as `read_sequence`, for the cost of a few numpy calls."""
     wanted = ["step", *(c for c in _METRIC_DTYPES if c in columns and c != "step")]
     parts: dict[str, list[np.ndarray[Any, Any]]] = {c: [] for c in wanted}
     for piece in _read_pieces(layout, run_hash, info, wanted):
@@ -282,6 +283,9 @@ def read_metric_columns(
     if chosen is not None:
         steps = steps[chosen]
         arrays = {name: array[chosen] for name, array in arrays.items()}
+        epochs = arrays.get("epoch")
+        if epochs is not None and epochs.dtype != np.int64 and not np.isnan(epochs).any():
+            arrays["epoch"] = epochs.astype(np.int64)  # the missing epochs were overwritten
     return steps, arrays
 
 
