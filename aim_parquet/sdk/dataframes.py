@@ -161,7 +161,7 @@ def local_times(timestamps: Array) -> Array:
     (`datetime.fromtimestamp`); one offset for the whole column unless it spans a change of the
     local UTC offset (daylight saving), then each point's own."""
     stamps = np.asarray(timestamps, dtype=np.float64)
-    micros = np.round(stamps * 1e6).astype(np.int64)
+    micros = _micros(stamps)
     if stamps.size == 0:
         return micros.view("datetime64[us]")
     finite = stamps[np.isfinite(stamps)]
@@ -175,6 +175,20 @@ def local_times(timestamps: Array) -> Array:
     offsets = np.array([_utc_offset_us(t) if np.isfinite(t) else 0 for t in stamps.tolist()])
     local: Array = (micros + offsets).view("datetime64[us]")
     return local
+
+
+def _micros(stamps: Array) -> Array:
+    """Whole microseconds of epoch-second timestamps rounded as `datetime.fromtimestamp`
+    rounds them: the fraction split off exactly, then rounded half to even (scaling the whole
+    timestamp first rounds it to a quarter microsecond and can land on the other side); NaT
+    where a timestamp is missing."""
+    known = np.isfinite(stamps)
+    finite = np.where(known, stamps, 0.0)
+    whole = np.trunc(finite)
+    fraction: Array = np.round((finite - whole) * 1e6)
+    micros: Array = whole.astype(np.int64) * 1_000_000 + fraction.astype(np.int64)
+    micros[~known] = np.iinfo(np.int64).min  # NaT
+    return micros
 
 
 _OFFSET_CHECK_SPAN_S = 12 * 3600  # shorter than any gap between two offset changes

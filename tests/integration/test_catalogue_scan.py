@@ -24,7 +24,7 @@ from aim_parquet.format.meta import CatalogueReach
 from aim_parquet.format.paths import RepoLayout
 from aim_parquet.format.schema import METRIC_SCHEMA
 from aim_parquet.storage import compact_run, load_run_meta
-from aim_parquet.storage.index import run_index
+from aim_parquet.storage.index import run_index, sidecar_entries
 from aim_parquet.storage.online import catalogue_files, catalogue_scan, catalogue_summary
 from aim_parquet.storage.online.segments import read_segment_from
 from tests.conftest import PYTHON, python_env
@@ -145,7 +145,7 @@ def test_the_index_file_keeps_the_scanned_catalogue(
     def no_scan(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("scanned again")
 
-    monkeypatch.setattr(run_index, "scan_catalogue", no_scan)
+    monkeypatch.setattr(sidecar_entries, "scan_catalogue", no_scan)
     again = run_index.RunIndex(RepoLayout(repo)).refresh().records[run_hash]  # from the file
     assert again.is_rebuilt and catalogue(again.sequences) == truth(repo, run_hash)
 
