@@ -48,3 +48,37 @@ def test_track_and_read_without_importing_pandas(tmp_path: Path) -> None:
             env=python_env(),
         )
         assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+MANY_RUNS = """
+import sys
+from pathlib import Path
+import aim_parquet as aim
+from aim_parquet.format.paths import RepoLayout
+from aim_parquet.storage.compaction.compactor import compact_repo
+repo = sys.argv[1]
+for i in range(70):  # enough runs for reads to go through the analyst dataset
+    with aim.Run(repo=repo, system_tracking_interval=None, capture_terminal_logs=False) as run:
+        run["hparams"] = {"lr": i / 100, "tag": f"r{i}"}
+        for step in range(5):
+            run.track(float(i + step), name="loss", step=step, context={"subset": "train", "k": i})
+report = compact_repo(RepoLayout(Path(repo)))
+assert report.count("compacted") == 70 and not report.notes, report
+assert (Path(repo) / ".aim" / "dataset" / "current.json").exists(), "no dataset was written"
+assert "pandas" not in sys.modules, "compacting imported pandas"
+found = {m.run["hparams"]["tag"]: m.values.sparse_numpy() for m in aim.Repo(repo).query_metrics(
+    "metric.name == 'loss'")}
+assert len(found) == 70 and list(found["r3"][1]) == [3.0, 4.0, 5.0, 6.0, 7.0], found["r3"]
+assert "pandas" not in sys.modules, "reading through the dataset imported pandas"
+print("ok")
+"""
+
+
+def test_compact_and_dataset_reads_without_importing_pandas(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [PYTHON, "-c", MANY_RUNS, str(tmp_path / "many")],
+        capture_output=True,
+        text=True,
+        env=python_env(),
+    )
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr

@@ -92,6 +92,44 @@ def string_array(values: list[str]) -> pa.Array:
     )
 
 
+def constant_array(value: Any, typ: pa.DataType, n: int) -> pa.Array:
+    """`n` copies of one bool, int64, float64 or string value (None: `n` nulls)."""
+    if value is None:
+        validity = pa.py_buffer(np.zeros((n + 7) // 8, dtype=np.uint8))
+        if typ == pa.string():
+            offsets = pa.py_buffer(np.zeros(n + 1, dtype=np.int32))
+            return pa.Array.from_buffers(typ, n, [validity, offsets, pa.py_buffer(b"")], n)
+        width = (n + 7) // 8 if typ == pa.bool_() else n * 8
+        return pa.Array.from_buffers(typ, n, [validity, pa.py_buffer(bytes(width))], n)
+    if typ == pa.string():
+        return _repeated_string(value, n)
+    data: np.ndarray[Any, Any]
+    if typ == pa.bool_():
+        data = np.packbits(np.full(n, bool(value)), bitorder="little")
+    elif typ == pa.int64():
+        data = np.full(n, value, dtype=np.int64)
+    elif typ == pa.float64():
+        data = np.full(n, value, dtype=np.float64)
+    else:
+        raise TypeError(f"constant_array supports bool, int64, float64 and string, not {typ}")
+    return pa.Array.from_buffers(typ, n, [None, pa.py_buffer(data)])
+
+
+def empty_table(schema: pa.Schema) -> pa.Table:
+    """A table of no rows (`schema.empty_table()` goes through `pa.array`)."""
+    return pa.Table.from_batches([], schema=schema)
+
+
+def _repeated_string(value: str, n: int) -> pa.Array:
+    encoded = value.encode("utf-8", "backslashreplace")
+    if len(encoded) * n >= 2**31:  # beyond a string column's 32-bit offsets: one at a time
+        return string_array([value] * n)
+    offsets = np.arange(n + 1, dtype=np.int32) * np.int32(len(encoded))
+    return pa.Array.from_buffers(
+        pa.string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(encoded * n)]
+    )
+
+
 _NUMPY_TYPES = {
     pa.int8(): np.int8,
     pa.int16(): np.int16,

@@ -58,6 +58,7 @@ from aim_parquet.format.dataset import (
 from aim_parquet.format.meta import RunMeta
 from aim_parquet.format.paths import TEMP_PREFIX, RepoLayout
 from aim_parquet.storage.base.atomic import atomic_write, fsync_dir, fsync_file, temp_path_for
+from aim_parquet.storage.base.columns import empty_table, string_array
 from aim_parquet.storage.base.lock import held_flock
 from aim_parquet.storage.base.repo_changes import marker_key
 from aim_parquet.storage.base.safe_fs import (
@@ -232,7 +233,7 @@ def _refresh_locked(
             previous = pq.ParquetFile(folder / old.metrics[bucket]).read()
             if reuse:
                 parts.append(
-                    previous.filter(pc.is_in(previous["run_hash"], pa.array(sorted(reuse))))
+                    previous.filter(pc.is_in(previous["run_hash"], string_array(sorted(reuse))))
                 )
         for meta in runs:
             if meta.hash not in changed:
@@ -243,7 +244,7 @@ def _refresh_locked(
             except (CorruptFileError, FormatVersionError, PermissionError, AimParquetError) as exc:
                 report.notes.append(f"left out run {meta.hash}: {exc}")
                 kept_states.pop(meta.hash, None)
-        table = pa.concat_tables(parts) if parts else schema.empty_table()
+        table = pa.concat_tables(parts) if parts else empty_table(schema)
         table = table.sort_by(
             [
                 ("run_hash", "ascending"),

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 from aim_parquet.errors import AimParquetError, CorruptFileError, FormatVersionError
 from aim_parquet.format.dataset import bucket_of, dataset_dir, dataset_schema
 from aim_parquet.format.paths import SIDECAR_FILENAME, RepoLayout
-from aim_parquet.storage.base.columns import nan_numpy
+from aim_parquet.storage.base.columns import empty_table, nan_numpy, string_array
 from aim_parquet.storage.compaction.dataset import (
     context_columns,
     load_dataset_manifest,
@@ -80,13 +80,13 @@ def read_dataset_tables(layout: RepoLayout, *, live: bool = True) -> DatasetTabl
     parts = []
     if usable and committed is not None:
         keep = sorted(set(states) - {m.hash for m in fresh})
-        parts.append(committed.filter(pc.is_in(committed["run_hash"], pa.array(keep, pa.string()))))
+        parts.append(committed.filter(pc.is_in(committed["run_hash"], string_array(keep))))
     for meta in fresh:
         try:
             parts.append(run_rows(layout, meta, active[meta.hash], schema))
         except (CorruptFileError, FormatVersionError, PermissionError, AimParquetError):
             continue  # damaged or unreadable: left out, as queries and the refresh do
-    metrics = pa.concat_tables(parts) if parts else schema.empty_table()
+    metrics = pa.concat_tables(parts) if parts else empty_table(schema)
     if fresh:
         metrics = metrics.sort_by(SORT_KEYS)
     return DatasetTables(

@@ -23,6 +23,7 @@ from aim_parquet.format.meta import RunMeta
 from aim_parquet.format.naming import CONTEXT_PREFIX, flat_columns
 from aim_parquet.format.paths import RepoLayout, canonical_context, is_segment_name
 from aim_parquet.format.values import encode_json_value
+from aim_parquet.storage.base.columns import constant_array, empty_table
 from aim_parquet.storage.base.lock import WriterState, writer_state
 from aim_parquet.storage.base.safe_fs import MAX_JSON_FILE_BYTES, read_regular
 from aim_parquet.storage.index.index_file import stat_key
@@ -106,20 +107,20 @@ def run_rows(layout: RepoLayout, meta: RunMeta, is_active: bool, schema: pa.Sche
         if n == 0:
             continue
         ctx = flat_columns(CONTEXT_PREFIX, info.context)
-        arrays: list[pa.Array] = [
-            pa.array([meta.hash] * n, pa.string()),
-            pa.array([meta.archived] * n, pa.bool_()),
-            pa.array([is_active] * n, pa.bool_()),
-            pa.array([info.seq_id] * n, pa.string()),
-            pa.array([info.name] * n, pa.string()),
-            pa.array([canonical_context(info.context)] * n, pa.string()),
+        arrays: list[pa.Array] = [  # (pa.array would import pandas into `compact`)
+            constant_array(meta.hash, pa.string(), n),
+            constant_array(meta.archived, pa.bool_(), n),
+            constant_array(is_active, pa.bool_(), n),
+            constant_array(info.seq_id, pa.string(), n),
+            constant_array(info.name, pa.string(), n),
+            constant_array(canonical_context(info.context), pa.string(), n),
         ]
         for column, typ in columns.items():
             value = _context_value(ctx.get(column), str(_type_name(typ)))
-            arrays.append(pa.array([value] * n, typ))
+            arrays.append(constant_array(value, typ, n))
         arrays.extend(points.column(f.name) for f in TAIL_FIELDS)
         tables.append(pa.Table.from_arrays(arrays, schema=schema))
-    return pa.concat_tables(tables) if tables else schema.empty_table()
+    return pa.concat_tables(tables) if tables else empty_table(schema)
 
 
 def _type_name(typ: pa.DataType) -> str:

@@ -25,7 +25,7 @@ from aim_parquet.format.paths import (
     RepoLayout,
 )
 from aim_parquet.format.schema import OBJECT_SCHEMA
-from aim_parquet.storage.base.columns import int64_array, to_numpy
+from aim_parquet.storage.base.columns import empty_table, int64_array, to_numpy
 from aim_parquet.storage.online.compacted_read import (
     _ParquetRows,
     _row_groups_for,
@@ -68,7 +68,7 @@ def read_object_rows(
         from_batch,
     )
     tables = [t if t.schema.equals(target) else t.cast(target) for t in tables]
-    table = pa.concat_tables(tables) if tables else target.empty_table()
+    table = pa.concat_tables(tables) if tables else empty_table(target)
     return dedupe_steps(table, by_index=True)
 
 
