@@ -161,13 +161,13 @@ def compile_query(text: str, *, allowed_names: frozenset[str] = DEFAULT_NAMES) -
     Raises QuerySyntaxError for a malformed expression and QueryError for a refused construct or
     an exceeded limit; both carry the column and show the query with a caret.
     """
+    if not isinstance(text, str):  # checked before the cache, which would hash a list first
+        raise TypeError(f"a query is a str, not {type(text).__name__}")
     return _compile_cached(text, frozenset(allowed_names))
 
 
 @functools.lru_cache(maxsize=256)
 def _compile_cached(text: str, allowed_names: frozenset[str]) -> CompiledQuery:
-    if not isinstance(text, str):
-        raise TypeError(f"a query is a str, not {type(text).__name__}")
     if len(text) > MAX_QUERY_CHARS:
         raise QueryError(
             f"query refused: {len(text):,} characters (limit {MAX_QUERY_CHARS:,}); "

@@ -41,11 +41,6 @@ from aim_parquet.sdk.sequence import (
 )
 from aim_parquet.storage.base.repo_files import ensure_repo, is_repo, open_repo
 from aim_parquet.storage.index.run_index import IndexSnapshot, RunIndex, RunRecord
-from aim_parquet.storage.maintenance.run_ops import (
-    copy_run_folder,
-    delete_run_folder,
-    move_run_folder,
-)
 from aim_parquet.storage.online.run_reader import list_run_hashes
 from aim_parquet.storage.online.writer_parts import is_run_active
 
@@ -179,6 +174,8 @@ class Repo:
         return deleted
 
     def _delete_one(self, run_hash: str) -> bool:
+        from aim_parquet.storage.maintenance.run_ops import delete_run_folder  # offline tool
+
         self._check_writable("delete runs")
         if not self.run_exists(run_hash):
             return False
@@ -214,6 +211,8 @@ class Repo:
     ) -> tuple[bool, list[str]]:
         """Copy finished runs to `dest_repo`: `(all_copied, hashes_not_copied)`. Runs a live
         process is writing or compacting are refused (they stay in `hashes_not_copied`)."""
+        from aim_parquet.storage.maintenance.run_ops import copy_run_folder  # offline tool
+
         dest = self._dest(dest_repo)
         remaining = []
         hashes = list(run_hashes)
@@ -232,6 +231,8 @@ class Repo:
     ) -> tuple[bool, list[str]]:
         """Copy, then delete, each run (under its locks: a run being written or compacted is
         refused): `(all_moved, hashes_not_moved)`."""
+        from aim_parquet.storage.maintenance.run_ops import move_run_folder  # offline tool
+
         self._check_writable("move runs")
         dest = self._dest(dest_repo)
         remaining = []

@@ -82,3 +82,36 @@ def test_compact_and_dataset_reads_without_importing_pandas(tmp_path: Path) -> N
         env=python_env(),
     )
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+TRAINING_SCRIPT = """
+import sys
+import aim_parquet as aim
+repo = sys.argv[1]
+with aim.Run(repo=repo, system_tracking_interval=None, capture_terminal_logs=False) as run:
+    run["hparams"] = {"lr": 0.1}
+    for step in range(5):
+        run.track(float(step), name="loss", step=step)
+with aim.Run(run_hash=run.hash, repo=repo, system_tracking_interval=None,
+             capture_terminal_logs=False) as resumed:
+    resumed.track(9.0, name="loss")
+read = aim.Repo(repo).get_run(run.hash)
+assert read["hparams"] == {"lr": 0.1}, read["hparams"]
+assert [list(m.values.sparse_numpy()[0]) for m in read.metrics()] == [[0, 1, 2, 3, 4, 5]]
+offline = sorted(m for m in sys.modules if m.startswith(
+    ("aim_parquet.storage.maintenance", "aim_parquet.storage.compaction")))
+assert offline == [], offline
+print("ok")
+"""
+
+
+def test_a_training_script_never_imports_the_offline_tools(tmp_path: Path) -> None:
+    """STYLE.md: the online path never imports the offline tools (maintenance, compaction); a
+    training script that tracks, resumes and reads its run back pays for neither."""
+    out = subprocess.run(
+        [PYTHON, "-c", TRAINING_SCRIPT, str(tmp_path / "repo")],
+        capture_output=True,
+        text=True,
+        env=python_env(),
+    )
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr

@@ -85,6 +85,29 @@ def test_loop_variables_stay_local() -> None:
         compile_query("[t for t in run.tags] and t == 'a'")
 
 
+@pytest.mark.parametrize(
+    "query",
+    [
+        "(x for x in run.tags).gi_frame",  # a generator's frame, then its globals and builtins
+        "(x for x in run.tags).gi_frame.f_globals",
+        "(x for x in run.tags).gi_code",
+        "run.tags.sort",  # methods outside the allow-list, read without calling them
+        "run.hparams.opt.upper.mro",
+        "run.hparams.keys().mapping",  # the dict behind a view
+        "datetime.now(timezone.utc).tzinfo.utcoffset",
+        "run.created_at.replace",
+        "(1).denominator",
+    ],
+)
+def test_objects_a_query_makes_expose_no_attribute_outside_the_allow_list(query: str) -> None:
+    """Attribute names without an underscore (`gi_frame`, `f_globals`, `mro`) are refused at
+    evaluation for every value that is not a query object, a dict or a datetime field."""
+    compiled = compile_query(query)
+    with pytest.raises(AttributeError, match="in queries"):
+        compiled.evaluate({"run": RUN})
+    assert compiled.matches({"run": RUN}) is False
+
+
 def _info(*, name: str, context: dict[str, Any], kind: str) -> SequenceInfo:
     return SequenceInfo(sequence_id(name, context), name, context, kind)
 

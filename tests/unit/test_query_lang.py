@@ -986,3 +986,10 @@ def test_legacy_getitem_iteration_is_refused() -> None:
     run = make_run(endless=Endless())
     for query in ["1 in run.endless", "sorted(run.endless)", "' '.join(run.endless)"]:
         assert compile_query(query).matches(env_of(run)) is False, query
+
+
+@pytest.mark.parametrize("text", [b"run.name", 5, ["run.name"], {"q": 1}])
+def test_a_query_that_is_not_a_str_is_named_so(text: Any) -> None:
+    """An unhashable query (a list, a dict) got "unhashable type" from the compile cache."""
+    with pytest.raises(TypeError, match=f"a query is a str, not {type(text).__name__}"):
+        compile_query(text)
