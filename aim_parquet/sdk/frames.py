@@ -238,6 +238,24 @@ def _times(stamps: Array) -> pa.Array:
     return pa.array(local, pa.int64(), mask=mask).view(pa.timestamp("us"))
 
 
+def _text_dtype(pd: Any) -> Any:
+    """The dtype pandas gives a column of `str` objects: object, or (pandas 3, or 2 with
+    `future.infer_string`) its Arrow-backed string dtype."""
+    return pd.DataFrame({"t": np.array(["t", None], dtype=object)}, copy=False)["t"].dtype
+
+
+def _arrow_text(pd: Any, column: pa.ChunkedArray, dtype: Any) -> Any:
+    """A dictionary text column as pandas' Arrow-backed string array of `dtype` (what pandas
+    makes of the `str` objects, without them); None when this pandas makes it otherwise."""
+    if getattr(dtype, "storage", None) != "pyarrow" or column.null_count == len(column):
+        return None  # (no text at all: pandas keeps such a column as objects)
+    try:
+        out = pd.arrays.ArrowStringArray(column.cast(pa.large_string()), dtype=dtype)
+    except (TypeError, ValueError, pa.ArrowException):
+        return None
+    return out if out.dtype == dtype else None
+
+
 def _pandas_column(column: pa.ChunkedArray) -> Array:
     """One column as pandas wants it: text as shared `str` objects (None when missing),
     numbers as numpy (NaN when missing), times as datetime64[us]."""
@@ -265,8 +283,18 @@ def _pandas_column(column: pa.ChunkedArray) -> Array:
 
 
 def table_to_pandas(table: pa.Table) -> pandas.DataFrame:
+    """The table as pandas (`_pandas_column`); a text column goes to the Arrow-backed string
+    dtype of pandas 3 straight from Arrow, the same column as its `str` objects would give."""
     pd = require_pandas()
-    data = {name: _pandas_column(table.column(name)) for name in table.column_names}
+    text_dtype = _text_dtype(pd)
+    data: dict[str, Any] = {}
+    for name in table.column_names:
+        column = table.column(name)
+        data[name] = None
+        if pa.types.is_dictionary(column.type):
+            data[name] = _arrow_text(pd, column, text_dtype)
+        if data[name] is None:
+            data[name] = _pandas_column(column)
     return pd.DataFrame(data, copy=False)
 
 
@@ -281,9 +309,66 @@ def plain_text(table: pa.Table) -> pa.Table:
     return table.cast(pa.schema(fields))
 
 
+def _text_views(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """A dictionary text column as Arrow string views (the text polars holds): each row's
+    16-byte view is its dictionary entry's, taken by index, over the dictionary's own bytes,
+    so no row's text is copied."""
+    view = pa.string_view()
+    chunks = []
+    for chunk in column.chunks:
+        words = chunk.dictionary.cast(view)
+        if not len(words):  # (every row missing)
+            chunks.append(pa.nulls(len(chunk), view))
+            continue
+        buffers = words.buffers()
+        views = np.frombuffer(buffers[1], dtype=np.dtype((np.void, 16)))
+        views = views[words.offset : words.offset + len(words)]
+        indices = chunk.indices
+        validity = None
+        if indices.null_count:
+            validity = indices.is_valid().buffers()[1]
+            indices = indices.fill_null(0)
+        rows = views[indices.to_numpy(zero_copy_only=False)]
+        chunks.append(
+            pa.Array.from_buffers(
+                view, len(chunk), [validity, pa.py_buffer(rows), *buffers[2:]], chunk.null_count
+            )
+        )
+    return pa.chunked_array(chunks, view)
+
+
+def _polars_views(pl: Any, table: pa.Table) -> polars.DataFrame | None:
+    """The table as polars with its text columns handed over as string views (`_text_views`);
+    None where this pyarrow or polars cannot, or where polars types them otherwise."""
+    try:
+        columns = []
+        for field, column in zip(table.schema, table.columns, strict=True):
+            if pa.types.is_dictionary(field.type):
+                column = _text_views(column)
+            elif pa.types.is_null(field.type):
+                column = pa.nulls(len(column), pa.string_view())
+            columns.append(column)
+        frame: polars.DataFrame = pl.from_arrow(
+            pa.table(columns, names=table.column_names), rechunk=False
+        )
+    except (AttributeError, TypeError, ValueError, NotImplementedError, pa.ArrowException):
+        return None
+    except pl.exceptions.PolarsError:  # (a polars that does not take string views)
+        return None
+    for field in table.schema:
+        text = pa.types.is_dictionary(field.type) or pa.types.is_null(field.type)
+        if text and frame.schema[field.name] != pl.String:
+            return None
+    return frame
+
+
 def table_to_polars(table: pa.Table) -> polars.DataFrame:
+    """The table as polars: text columns as polars strings (`_polars_views`, or decoded to
+    plain Arrow text first where that cannot be)."""
     pl = require_polars()
-    frame: polars.DataFrame = pl.from_arrow(plain_text(table), rechunk=False)
+    frame = _polars_views(pl, table)
+    if frame is None:
+        frame = pl.from_arrow(plain_text(table), rechunk=False)
     return frame
 
 
