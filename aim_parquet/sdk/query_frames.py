@@ -220,15 +220,8 @@ def build_query_frame(
     if not kept:
         return BuiltFrame(None)
     # runs and sequence keys as the kept sequences first meet them
-    run_pos: dict[int, int] = {}
-    key_pos: dict[int, int] = {}
-    seq_run = np.empty(len(kept), dtype=np.int64)
-    seq_key = np.empty(len(kept), dtype=np.int64)
-    for n, i in enumerate(kept):
-        seq_run[n] = run_pos.setdefault(wanted.seq_run[i], len(run_pos))
-        seq_key[n] = key_pos.setdefault(wanted.seq_key[i], len(key_pos))
-    runs = list(run_pos)
-    keys = list(key_pos)
+    runs, seq_run = _first_seen(np.asarray(wanted.seq_run, dtype=np.int64)[kept])
+    keys, seq_key = _first_seen(np.asarray(wanted.seq_key, dtype=np.int64)[kept])
     parts = [points[i] for i in kept]
     lengths = np.fromiter((len(p[0]) for p in parts), dtype=np.int64, count=len(parts))  # type: ignore[index]
     total = int(lengths.sum())
@@ -243,32 +236,58 @@ def build_query_frame(
         "time": _times(stamps),
         "timestamp": pa.array(stamps),
     }
-    level: dict[str, tuple[list[dict[str, Any] | None], Array]] = {}
-    names: dict[str, None] = {}
+    level: dict[str, tuple[list[Any], Array]] = {}
     if flags["include_run"]:
-        names["run.hash"] = None
-    key_rows: list[dict[str, Any] | None] = [wanted.key_rows[k] for k in keys]
-    for row in key_rows:
-        for name in row or ():
-            names.setdefault(name, None)
-            level.setdefault(name, (key_rows, seq_key))
-    run_rows = [wanted.rows[r] for r in runs]
-    for row in run_rows:
-        for name in row or ():
-            if name != "hash":
-                names.setdefault(f"run.{name}", None)
-                level.setdefault(f"run.{name}", (run_rows, seq_run))
-    order = sorted([*per_point, *names], key=column_rank)
+        level["run.hash"] = ([wanted.records[r].hash for r in runs], seq_run)
+    for name, values in _row_columns([wanted.key_rows[k] for k in keys]).items():
+        level.setdefault(name, (values, seq_key))
+    for name, values in _row_columns([wanted.rows[r] for r in runs]).items():
+        if name != "hash":
+            level.setdefault(f"run.{name}", (values, seq_run))
+    order = sorted([*per_point, *level], key=column_rank)
     columns: dict[str, pa.Array | pa.ChunkedArray] = {}
     for name in order:
         if name in per_point:
             columns[name] = per_point[name]
-        elif name == "run.hash":
-            hashes = [wanted.records[r].hash for r in runs]
-            columns[name] = key_column(hashes).take(pa.array(seq_run[by_seq]))
         else:
-            rows, index = level[name]
-            field = name[4:] if rows is run_rows else name
-            values = [None if row is None else row.get(field) for row in rows]
+            values, index = level[name]
             columns[name] = key_column(values).take(pa.array(index[by_seq]))
     return BuiltFrame(pa.table(columns))
+
+
+def _first_seen(codes: Array) -> tuple[list[int], Array]:
+    """The distinct `codes` in the order they first appear, and each code's place among them."""
+    if not len(codes):
+        return [], codes
+    distinct, first, inverse = np.unique(codes, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")
+    place = np.empty(len(order), dtype=np.int64)
+    place[order] = np.arange(len(order), dtype=np.int64)
+    return distinct[order].tolist(), place[inverse.reshape(-1)]
+
+
+def _row_columns(rows: list[dict[str, Any] | None]) -> dict[str, list[Any]]:
+    """The rows' columns, one value per row (None where a row lacks the column), in the order
+    the rows first name them: rows with the same keys in the same order (most runs' rows) are
+    turned into columns together."""
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for i, row in enumerate(rows):
+        groups.setdefault(() if row is None else tuple(row), []).append(i)
+    names: dict[str, None] = {}
+    for key in groups:
+        names.update(dict.fromkeys(key))
+    if len(groups) == 1:
+        ((key, _),) = groups.items()
+        cells = zip(*(row.values() for row in rows if row is not None), strict=True)
+        return dict(zip(key, map(list, cells), strict=True))
+    out = {name: np.full(len(rows), None, dtype=object) for name in names}
+    for key, where in groups.items():
+        if not key:
+            continue
+        cells = zip(*(rows[i].values() for i in where), strict=True)  # type: ignore[union-attr]
+        places = np.asarray(where, dtype=np.int64)
+        for name, values in zip(key, cells, strict=True):
+            column = np.empty(len(values), dtype=object)
+            column[:] = values
+            out[name][places] = column
+    return {name: column.tolist() for name, column in out.items()}
