@@ -24,7 +24,6 @@ and `time` are not summarised and are missing (NaN, NaT).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -34,13 +33,9 @@ import pyarrow as pa
 from aim_parquet.format.kinds import METRIC_KINDS
 from aim_parquet.format.paths import canonical_context
 from aim_parquet.format.values import utf8_safe
-from aim_parquet.sdk.dataframes import (
-    column_rank,
-    local_times,
-    require_pandas,
-    require_polars,
-    run_row,
-)
+from aim_parquet.sdk.dataframes import column_rank, jsonable, run_row
+from aim_parquet.sdk.frame_arrays import EMPTY_F, EMPTY_I, cat, key_column, times
+from aim_parquet.sdk.frame_tables import table_to_pandas, table_to_polars
 from aim_parquet.sdk.run_base import RunBase
 from aim_parquet.storage.index.run_records import RunRecord
 
@@ -51,44 +46,6 @@ if TYPE_CHECKING:
     from aim_parquet.sdk.sequence import Sequence
 
 Array = np.ndarray[Any, Any]
-_EMPTY_F = np.empty(0, dtype=np.float64)
-_EMPTY_I = np.empty(0, dtype=np.int64)
-
-
-def _jsonable(value: Any) -> str:
-    return utf8_safe(json.dumps(value, ensure_ascii=False, default=repr))
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (bool, int, float, np.integer, np.floating))
-
-
-def key_column(values: list[Any]) -> pa.Array:
-    """One run-level column (one value per sequence) as Arrow (module doc: its type)."""
-    kinds = set(map(type, values))
-    kinds.discard(type(None))
-    if kinds == {str}:
-        return pa.array(values, pa.string()).dictionary_encode()
-    if kinds == {int}:  # (the usual cases, decided by the values' exact types)
-        present = [v for v in values if v is not None]
-        if min(present) >= -(2**63) and max(present) < 2**63:
-            return pa.array(values, pa.int64())
-    elif kinds == {float} or kinds == {int, float}:
-        return pa.array([None if v is None else float(v) for v in values], pa.float64())
-    present = [v for v in values if v is not None]
-    if not present:
-        return pa.nulls(len(values), pa.null())
-    if all(isinstance(v, str) for v in present):
-        return pa.array(values, pa.string()).dictionary_encode()
-    if all(isinstance(v, (bool, np.bool_)) for v in present):
-        return pa.array(values, pa.bool_())
-    if all(_is_number(v) and not isinstance(v, (bool, np.bool_)) for v in present):
-        is_int = all(isinstance(v, (int, np.integer)) for v in present)
-        if is_int and all(-(2**63) <= int(v) < 2**63 for v in present):
-            return pa.array(values, pa.int64())
-        return pa.array([None if v is None else float(v) for v in values], pa.float64())
-    texts = [None if v is None else _jsonable(v) for v in values]
-    return pa.array(texts, pa.string()).dictionary_encode()
 
 
 class MetricFrame:
@@ -136,7 +93,7 @@ class MetricFrame:
             steps, values, epochs, stamps = points
         elif self.only_last:
             if info.last_step is None or info.last is None:
-                steps, values = _EMPTY_I, _EMPTY_F
+                steps, values = EMPTY_I, EMPTY_F
             else:
                 steps = np.array([info.last_step], dtype=np.int64)
                 values = np.array([float(info.last)], dtype=np.float64)
@@ -165,7 +122,7 @@ class MetricFrame:
             context = info.context
             self._key(f"{var}.context", utf8_safe(canonical_context(context)))
             for key, value in context.items():
-                shown = _jsonable(value) if isinstance(value, (dict, list)) else value
+                shown = jsonable(value) if isinstance(value, (dict, list)) else value
                 self._key(utf8_safe(f"{var}.context.{key}"), _text(shown))
         if self.include_props or self.include_params:
             row = self._run_rows.get(seq.run.hash)
@@ -192,13 +149,13 @@ class MetricFrame:
         repeat = np.repeat(np.arange(self._n_seqs, dtype=np.int64), lengths)
         starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
         taken = pa.array(repeat)
-        stamps = _cat(self._stamps, _EMPTY_F, np.float64)
+        stamps = cat(self._stamps, EMPTY_F, np.float64)
         per_point: dict[str, pa.Array] = {
             "idx": pa.array(np.arange(total, dtype=np.int64) - starts),
-            "step": pa.array(_cat(self._steps, _EMPTY_I, np.int64)),
-            "value": pa.array(_cat(self._values, _EMPTY_F, np.float64)),
-            "epoch": pa.array(_cat(self._epochs, _EMPTY_F, np.float64)),
-            "time": _times(stamps),
+            "step": pa.array(cat(self._steps, EMPTY_I, np.int64)),
+            "value": pa.array(cat(self._values, EMPTY_F, np.float64)),
+            "epoch": pa.array(cat(self._epochs, EMPTY_F, np.float64)),
+            "time": times(stamps),
             "timestamp": pa.array(stamps),
         }
         # Aim's columns first, in Aim's order, then ours (`sdk.dataframes.column_rank`)
@@ -220,156 +177,6 @@ class MetricFrame:
 
 def _text(value: Any) -> Any:
     return utf8_safe(value) if isinstance(value, str) else value
-
-
-def _cat(parts: list[Array], empty: Array, dtype: Any) -> Array:
-    if not parts:
-        return empty
-    out = np.concatenate(parts) if len(parts) > 1 else parts[0]
-    return out if out.dtype == dtype else out.astype(dtype)
-
-
-def _times(stamps: Array) -> pa.Array:
-    """Naive local-time timestamps (µs) of float epoch seconds, as Aim's `time` column
-    (`sdk.dataframes.local_times`); NaN is missing."""
-    missing = np.isnan(stamps)
-    local = local_times(np.where(missing, 0.0, stamps)).view(np.int64)
-    mask = missing if missing.any() else None
-    return pa.array(local, pa.int64(), mask=mask).view(pa.timestamp("us"))
-
-
-def _text_dtype(pd: Any) -> Any:
-    """The dtype pandas gives a column of `str` objects: object, or (pandas 3, or 2 with
-    `future.infer_string`) its Arrow-backed string dtype."""
-    return pd.DataFrame({"t": np.array(["t", None], dtype=object)}, copy=False)["t"].dtype
-
-
-def _arrow_text(pd: Any, column: pa.ChunkedArray, dtype: Any) -> Any:
-    """A dictionary text column as pandas' Arrow-backed string array of `dtype` (what pandas
-    makes of the `str` objects, without them); None when this pandas makes it otherwise."""
-    if getattr(dtype, "storage", None) != "pyarrow" or column.null_count == len(column):
-        return None  # (no text at all: pandas keeps such a column as objects)
-    try:
-        out = pd.arrays.ArrowStringArray(column.cast(pa.large_string()), dtype=dtype)
-    except (TypeError, ValueError, pa.ArrowException):
-        return None
-    return out if out.dtype == dtype else None
-
-
-def _pandas_column(column: pa.ChunkedArray) -> Array:
-    """One column as pandas wants it: text as shared `str` objects (None when missing),
-    numbers as numpy (NaN when missing), times as datetime64[us]."""
-    typ = column.type
-    if pa.types.is_dictionary(typ):
-        parts = []
-        for chunk in column.chunks:
-            uniques = np.empty(len(chunk.dictionary) + 1, dtype=object)
-            uniques[:-1] = chunk.dictionary.to_pylist()
-            codes = (
-                chunk.indices.fill_null(len(chunk.dictionary))
-                if chunk.null_count
-                else chunk.indices
-            )
-            parts.append(uniques[codes.to_numpy(zero_copy_only=False)])
-        return np.concatenate(parts) if parts else np.empty(0, dtype=object)
-    if pa.types.is_null(typ):
-        return np.full(len(column), None, dtype=object)
-    if pa.types.is_boolean(typ) and column.null_count:
-        return np.array(column.to_pylist(), dtype=object)
-    if pa.types.is_integer(typ) and column.null_count:
-        column = column.cast(pa.float64())
-    out: Array = column.to_numpy()
-    return out
-
-
-def table_to_pandas(table: pa.Table) -> pandas.DataFrame:
-    """The table as pandas (`_pandas_column`); a text column goes to the Arrow-backed string
-    dtype of pandas 3 straight from Arrow, the same column as its `str` objects would give."""
-    pd = require_pandas()
-    text_dtype = _text_dtype(pd)
-    data: dict[str, Any] = {}
-    for name in table.column_names:
-        column = table.column(name)
-        data[name] = None
-        if pa.types.is_dictionary(column.type):
-            data[name] = _arrow_text(pd, column, text_dtype)
-        if data[name] is None:
-            data[name] = _pandas_column(column)
-    return pd.DataFrame(data, copy=False)
-
-
-def plain_text(table: pa.Table) -> pa.Table:
-    """Dictionary-encoded text columns decoded to plain text (null columns as text too)."""
-    fields = [
-        pa.field(f.name, pa.string())
-        if pa.types.is_dictionary(f.type) or pa.types.is_null(f.type)
-        else f
-        for f in table.schema
-    ]
-    return table.cast(pa.schema(fields))
-
-
-def _text_views(column: pa.ChunkedArray) -> pa.ChunkedArray:
-    """A dictionary text column as Arrow string views (the text polars holds): each row's
-    16-byte view is its dictionary entry's, taken by index, over the dictionary's own bytes,
-    so no row's text is copied."""
-    view = pa.string_view()
-    chunks = []
-    for chunk in column.chunks:
-        words = chunk.dictionary.cast(view)
-        if not len(words):  # (every row missing)
-            chunks.append(pa.nulls(len(chunk), view))
-            continue
-        buffers = words.buffers()
-        views = np.frombuffer(buffers[1], dtype=np.dtype((np.void, 16)))
-        views = views[words.offset : words.offset + len(words)]
-        indices = chunk.indices
-        validity = None
-        if indices.null_count:
-            validity = indices.is_valid().buffers()[1]
-            indices = indices.fill_null(0)
-        rows = views[indices.to_numpy(zero_copy_only=False)]
-        chunks.append(
-            pa.Array.from_buffers(
-                view, len(chunk), [validity, pa.py_buffer(rows), *buffers[2:]], chunk.null_count
-            )
-        )
-    return pa.chunked_array(chunks, view)
-
-
-def _polars_views(pl: Any, table: pa.Table) -> polars.DataFrame | None:
-    """The table as polars with its text columns handed over as string views (`_text_views`);
-    None where this pyarrow or polars cannot, or where polars types them otherwise."""
-    try:
-        columns = []
-        for field, column in zip(table.schema, table.columns, strict=True):
-            if pa.types.is_dictionary(field.type):
-                column = _text_views(column)
-            elif pa.types.is_null(field.type):
-                column = pa.nulls(len(column), pa.string_view())
-            columns.append(column)
-        frame: polars.DataFrame = pl.from_arrow(
-            pa.table(columns, names=table.column_names), rechunk=False
-        )
-    except (AttributeError, TypeError, ValueError, NotImplementedError, pa.ArrowException):
-        return None
-    except pl.exceptions.PolarsError:  # (a polars that does not take string views)
-        return None
-    for field in table.schema:
-        text = pa.types.is_dictionary(field.type) or pa.types.is_null(field.type)
-        if text and frame.schema[field.name] != pl.String:
-            return None
-    return frame
-
-
-def table_to_polars(table: pa.Table) -> polars.DataFrame:
-    """The table as polars: text columns as polars strings (`_polars_views`, or decoded to
-    plain Arrow text first where that cannot be)."""
-    pl = require_polars()
-    frame = _polars_views(pl, table)
-    if frame is None:
-        frame = pl.from_arrow(plain_text(table), rechunk=False)
-    return frame
 
 
 def build_metric_frame(

@@ -32,18 +32,10 @@ from aim_parquet.format.paths import RepoLayout, canonical_context
 from aim_parquet.format.values import utf8_safe
 from aim_parquet.query.executor import RunMatch, warn_unreadable
 from aim_parquet.query.views import sequence_key
-from aim_parquet.sdk.dataframes import column_rank, run_row
-from aim_parquet.sdk.frames import (
-    _EMPTY_F,
-    _EMPTY_I,
-    _cat,
-    _jsonable,
-    _text,
-    _times,
-    key_column,
-    table_to_pandas,
-    table_to_polars,
-)
+from aim_parquet.sdk.dataframes import column_rank, jsonable, run_row
+from aim_parquet.sdk.frame_arrays import EMPTY_F, EMPTY_I, cat, key_column, numbers, times
+from aim_parquet.sdk.frame_tables import table_to_pandas, table_to_polars
+from aim_parquet.sdk.frames import _text
 from aim_parquet.storage.index.run_records import RunRecord
 from aim_parquet.storage.online.bulk_read import read_metrics_bulk
 from aim_parquet.storage.online.run_reader import read_metric_columns
@@ -141,7 +133,7 @@ class _Wanted:
         if self.flags["include_context"]:
             row[f"{var}.context"] = utf8_safe(canonical_context(context))
             for key, value in context.items():
-                shown = _jsonable(value) if isinstance(value, (dict, list)) else value
+                shown = jsonable(value) if isinstance(value, (dict, list)) else value
                 row.setdefault(utf8_safe(f"{var}.context.{key}"), _text(shown))
         return row
 
@@ -160,7 +152,7 @@ def _points(layout: RepoLayout, wanted: _Wanted, only_last: bool) -> list[tuple[
                 warn_unreadable(hashes[i], exc, stacklevel=6)
                 continue
             if info.last_step is None or info.last is None:
-                steps, values = _EMPTY_I, _EMPTY_F
+                steps, values = EMPTY_I, EMPTY_F
             else:
                 steps = np.array([info.last_step], dtype=np.int64)
                 values = np.array([float(info.last)], dtype=np.float64)
@@ -227,14 +219,14 @@ def build_query_frame(
     total = int(lengths.sum())
     by_seq = np.repeat(np.arange(len(kept), dtype=np.int64), lengths)
     starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
-    stamps = _cat([p[3] for p in parts], _EMPTY_F, np.float64)  # type: ignore[index]
+    stamps = cat([p[3] for p in parts], EMPTY_F, np.float64)  # type: ignore[index]
     per_point: dict[str, pa.Array] = {
-        "idx": pa.array(np.arange(total, dtype=np.int64) - starts),
-        "step": pa.array(_cat([p[0] for p in parts], _EMPTY_I, np.int64)),  # type: ignore[index]
-        "value": pa.array(_cat([p[1] for p in parts], _EMPTY_F, np.float64)),  # type: ignore[index]
-        "epoch": pa.array(_cat([p[2] for p in parts], _EMPTY_F, np.float64)),  # type: ignore[index]
-        "time": _times(stamps),
-        "timestamp": pa.array(stamps),
+        "idx": numbers(np.arange(total, dtype=np.int64) - starts),
+        "step": numbers(cat([p[0] for p in parts], EMPTY_I, np.int64)),  # type: ignore[index]
+        "value": numbers(cat([p[1] for p in parts], EMPTY_F, np.float64)),  # type: ignore[index]
+        "epoch": numbers(cat([p[2] for p in parts], EMPTY_F, np.float64)),  # type: ignore[index]
+        "time": times(stamps),
+        "timestamp": numbers(stamps),
     }
     level: dict[str, tuple[list[Any], Array]] = {}
     if flags["include_run"]:
@@ -251,8 +243,8 @@ def build_query_frame(
             columns[name] = per_point[name]
         else:
             values, index = level[name]
-            columns[name] = key_column(values).take(pa.array(index[by_seq]))
-    return BuiltFrame(pa.table(columns))
+            columns[name] = key_column(values).take(numbers(index[by_seq]))
+    return BuiltFrame(pa.Table.from_arrays(list(columns.values()), names=list(columns)))
 
 
 def _first_seen(codes: Array) -> tuple[list[int], Array]:
