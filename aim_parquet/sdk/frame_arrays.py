@@ -98,13 +98,71 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (bool, int, float, np.integer, np.floating))
 
 
+def _encoded(values: list[Any]) -> pa.Array:
+    """`pa.array(values, pa.string()).dictionary_encode()` of str values and None: the
+    distinct values in the order they first appear, int32 indices, None as a null index."""
+    codes: dict[str, int] = {}
+    indices = np.fromiter(
+        (-1 if v is None else codes.setdefault(v, len(codes)) for v in values),
+        dtype=np.int32,
+        count=len(values),
+    )
+    validity, nulls = _bitmap(indices >= 0)
+    np.maximum(indices, 0, out=indices)
+    index_array = pa.Array.from_buffers(
+        pa.int32(), len(indices), [validity, pa.py_buffer(indices)], nulls
+    )
+    return pa.DictionaryArray.from_arrays(index_array, _strings(list(codes)))
+
+
+def repeat(column: pa.Array, index: Array) -> pa.Array:
+    """`column.take(index)` (rows by position, `index` int64 in range) for the columns
+    `key_column` makes, without `pyarrow.compute` (its import is tens of milliseconds)."""
+    n = len(index)
+    typ = column.type
+    if pa.types.is_null(typ):
+        return pa.nulls(n, typ)
+    if column.offset or not (
+        pa.types.is_dictionary(typ) or typ in (pa.int64(), pa.float64(), pa.bool_())
+    ):
+        return column.take(numbers(index))
+    base = column.indices if pa.types.is_dictionary(typ) else column
+    validity, nulls = None, 0
+    if column.null_count:
+        validity, nulls = _bitmap(valid_mask(base)[index])
+    if pa.types.is_dictionary(typ):
+        codes = np.frombuffer(base.buffers()[1], dtype=np.int32, count=len(column))
+        taken = pa.py_buffer(np.ascontiguousarray(codes[index]))
+        indices = pa.Array.from_buffers(pa.int32(), n, [validity, taken], nulls)
+        return pa.DictionaryArray.from_arrays(indices, column.dictionary)
+    if typ == pa.bool_():
+        bits = np.unpackbits(
+            np.frombuffer(column.buffers()[1], dtype=np.uint8), count=len(column), bitorder="little"
+        )
+        data = pa.py_buffer(np.packbits(bits[index], bitorder="little"))
+    else:
+        width = np.int64 if typ == pa.int64() else np.float64
+        values = np.frombuffer(column.buffers()[1], dtype=width, count=len(column))
+        data = pa.py_buffer(np.ascontiguousarray(values[index]))
+    return pa.Array.from_buffers(typ, n, [validity, data], nulls)
+
+
+def valid_mask(column: pa.Array) -> Array:
+    """Which entries of an array (offset 0) are present."""
+    bitmap = column.buffers()[0]
+    if bitmap is None or not column.null_count:
+        return np.ones(len(column), dtype=bool)
+    bits = np.unpackbits(np.frombuffer(bitmap, dtype=np.uint8), bitorder="little")
+    return bits[column.offset : column.offset + len(column)].astype(bool)
+
+
 def key_column(values: list[Any]) -> pa.Array:
     """One run-level column (one value per sequence) as Arrow (`sdk.frames` module doc: its
     type)."""
     kinds = set(map(type, values))
     kinds.discard(type(None))
     if kinds == {str}:
-        return _strings(values).dictionary_encode()
+        return _encoded(values)
     if kinds == {int}:  # (the usual cases, decided by the values' exact types)
         present = [v for v in values if v is not None]
         if min(present) >= -(2**63) and max(present) < 2**63:
@@ -115,7 +173,7 @@ def key_column(values: list[Any]) -> pa.Array:
     if not present:
         return pa.nulls(len(values), pa.null())
     if all(isinstance(v, str) for v in present):
-        return _strings(values).dictionary_encode()
+        return _encoded(values)
     if all(isinstance(v, (bool, np.bool_)) for v in present):
         return _scalars(values, pa.bool_())
     if all(_is_number(v) and not isinstance(v, (bool, np.bool_)) for v in present):
@@ -124,7 +182,7 @@ def key_column(values: list[Any]) -> pa.Array:
             return _scalars(values, pa.int64())
         return _scalars([None if v is None else float(v) for v in values], pa.float64())
     texts = [None if v is None else jsonable(v) for v in values]
-    return _strings(texts).dictionary_encode()
+    return _encoded(texts)
 
 
 def cat(parts: list[Array], empty: Array, dtype: Any) -> Array:

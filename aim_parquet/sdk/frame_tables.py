@@ -4,6 +4,7 @@ plain conversions (pandas from columns of `str` objects, polars from plain Arrow
 
 from __future__ import annotations
 
+import struct
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -11,12 +12,15 @@ import pyarrow as pa
 
 from aim_parquet.sdk.dataframes import require_pandas, require_polars
 from aim_parquet.storage.base.columns import to_numpy
+from aim_parquet.storage.base.columns import validity as validity_mask
 
 if TYPE_CHECKING:
     import pandas
     import polars
 
 Array = np.ndarray[Any, Any]
+_VIEW_HEAD = struct.Struct("<i")
+_VIEW_REF = struct.Struct("<ii")
 
 
 def _text_dtype(pd: Any) -> Any:
@@ -90,6 +94,29 @@ def plain_text(table: pa.Table) -> pa.Table:
     return table.cast(pa.schema(fields))
 
 
+def _views(words: pa.Array) -> tuple[Array, pa.Buffer]:
+    """The 16-byte Arrow string views of a string array's entries (none missing) over its
+    data buffer: the length, then the text itself when it fits in 12 bytes, else its first
+    four bytes, buffer 0 and its offset there."""
+    _validity, offsets_buffer, data = words.buffers()
+    n = len(words)
+    offsets = np.frombuffer(offsets_buffer, dtype=np.int32, count=words.offset + n + 1)
+    offsets = offsets[words.offset :].tolist()
+    raw = bytearray(16 * n)
+    text = memoryview(data) if data is not None else memoryview(b"")
+    for i in range(n):
+        start, end = offsets[i], offsets[i + 1]
+        at = 16 * i
+        _VIEW_HEAD.pack_into(raw, at, end - start)
+        if end - start <= 12:
+            raw[at + 4 : at + 4 + end - start] = text[start:end]
+        else:
+            raw[at + 4 : at + 8] = text[start : start + 4]
+            _VIEW_REF.pack_into(raw, at + 8, 0, start)
+    views = np.frombuffer(raw, dtype=np.dtype((np.void, 16)), count=n)
+    return views, data if data is not None else pa.py_buffer(b"")
+
+
 def _text_views(column: pa.ChunkedArray) -> pa.ChunkedArray:
     """A dictionary text column as Arrow string views (the text polars holds): each row's
     16-byte view is its dictionary entry's, taken by index, over the dictionary's own bytes,
@@ -97,23 +124,23 @@ def _text_views(column: pa.ChunkedArray) -> pa.ChunkedArray:
     view = pa.string_view()
     chunks = []
     for chunk in column.chunks:
-        words = chunk.dictionary.cast(view)
+        words = chunk.dictionary
+        if words.type != pa.string() or words.null_count:
+            raise TypeError(words.type)  # (the plain conversion takes it)
         if not len(words):  # (every row missing)
             chunks.append(pa.nulls(len(chunk), view))
             continue
-        buffers = words.buffers()
-        views = np.frombuffer(buffers[1], dtype=np.dtype((np.void, 16)))
-        views = views[words.offset : words.offset + len(words)]
+        views, data = _views(words)
         indices = chunk.indices
+        codes = to_numpy(indices)
         validity = None
         if indices.null_count:
-            validity = indices.is_valid().buffers()[1]
-            indices = indices.fill_null(0)
-        rows = views[to_numpy(indices)]
+            valid = validity_mask(indices)
+            validity = pa.py_buffer(np.packbits(valid, bitorder="little"))
+            codes = np.where(valid, codes, 0)
+        rows = pa.py_buffer(np.ascontiguousarray(views[codes]))
         chunks.append(
-            pa.Array.from_buffers(
-                view, len(chunk), [validity, pa.py_buffer(rows), *buffers[2:]], chunk.null_count
-            )
+            pa.Array.from_buffers(view, len(chunk), [validity, rows, data], chunk.null_count)
         )
     return pa.chunked_array(chunks, view)
 

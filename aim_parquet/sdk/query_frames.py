@@ -33,7 +33,15 @@ from aim_parquet.format.values import utf8_safe
 from aim_parquet.query.executor import RunMatch, warn_unreadable
 from aim_parquet.query.views import sequence_key
 from aim_parquet.sdk.dataframes import column_rank, jsonable, run_row
-from aim_parquet.sdk.frame_arrays import EMPTY_F, EMPTY_I, cat, key_column, numbers, times
+from aim_parquet.sdk.frame_arrays import (
+    EMPTY_F,
+    EMPTY_I,
+    cat,
+    key_column,
+    numbers,
+    repeat,
+    times,
+)
 from aim_parquet.sdk.frame_tables import table_to_pandas, table_to_polars
 from aim_parquet.sdk.frames import _text
 from aim_parquet.storage.index.run_records import RunRecord
@@ -243,7 +251,7 @@ def build_query_frame(
             columns[name] = per_point[name]
         else:
             values, index = level[name]
-            columns[name] = key_column(values).take(numbers(index[by_seq]))
+            columns[name] = repeat(key_column(values), index[by_seq])
     return BuiltFrame(pa.Table.from_arrays(list(columns.values()), names=list(columns)))
 
 

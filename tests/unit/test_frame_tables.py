@@ -170,3 +170,24 @@ def test_a_polars_frame_imports_no_pandas(tmp_path: Any) -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_repeat_is_take(seed: int) -> None:
+    rng = random.Random(seed)
+    kind = KINDS[seed % len(KINDS)]
+    n = rng.randrange(1, 20)
+    values = [None if rng.random() < 0.3 or not kind else rng.choice(kind) for _ in range(n)]
+    column = frame_arrays.key_column(values)
+    index = np.array([rng.randrange(n) for _ in range(rng.randrange(0, 50))], dtype=np.int64)
+    got, want = frame_arrays.repeat(column, index), column.take(pa.array(index))
+    assert got.type == want.type
+    assert got.is_null().to_pylist() == want.is_null().to_pylist()
+    if pa.types.is_dictionary(want.type):
+        assert got.dictionary.equals(want.dictionary)
+        assert got.indices.fill_null(0).equals(want.indices.fill_null(0))
+    elif pa.types.is_floating(want.type):
+        x, y = (np.asarray(a.fill_null(0.0).to_pylist(), dtype=float) for a in (got, want))
+        assert x.view(np.int64).tolist() == y.view(np.int64).tolist()
+    else:
+        assert got.equals(want)
