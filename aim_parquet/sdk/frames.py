@@ -7,8 +7,12 @@ once per sequence, in a small table of one row per sequence, and repeated by ind
 (`Table.take`): its text columns are dictionary-encoded, so 10,000 runs x 2,000 points hold each
 run's hash once. The per-point columns are the numpy arrays the reader returns, concatenated.
 `to_arrow()` hands that table out as it is; `dataframe()` gives pandas numpy columns (text as
-Python `str` objects shared between the rows of a run, missing numbers as NaN, missing text as
-None); `to_polars()` gives polars the Arrow memory (text as plain strings).
+pandas makes it of Python `str` objects: objects shared between the rows of a run, or pandas 3's
+Arrow-backed strings, built from Arrow directly; missing numbers as NaN, missing text as None);
+`to_polars()` gives polars the Arrow memory (text as plain strings, handed over as string views
+of the dictionary's bytes: `sdk.frame_tables`). The arrays are built over their buffers
+(`sdk.frame_arrays`), so a frame imports neither pandas (which `pa.array` would) nor
+`pyarrow.compute` unless asked for pandas.
 
 Types: `step` int64, `value` float64, `epoch` float64 (NaN where none was tracked), `timestamp`
 float64, `time` a naive local-time timestamp (µs, as Aim's; `timestamp` is the instant). A run-level column whose values are all numbers

@@ -14,9 +14,9 @@ object or a read per sequence.
 - Python's cycle collector is paused while the frame is built (`system.gc_pause.gc_paused`): the build makes
   hundreds of thousands of small objects and no cycle, and each full collection would walk
   every object of the run index again (a quarter of the build's time at 10,000 runs).
-- The run-level and sequence-level columns are typed (`frames.key_column`) over one value per
-  run or per distinct sequence key and repeated by index (`take`), which gives the same types,
-  dictionaries and column order as the per-sequence frame.
+- The run-level and sequence-level columns are typed (`frame_arrays.key_column`) over one
+  value per run or per distinct sequence key and repeated by index (`frame_arrays.repeat`),
+  which gives the same types, dictionaries and column order as the per-sequence frame.
 """
 
 from __future__ import annotations
