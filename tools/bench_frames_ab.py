@@ -13,7 +13,9 @@ them), so a rerun takes seconds, not minutes.
         --repo /tmp/many-c --repeat 5
 
 Each repository is read once, untimed, first (its files back in the page cache). Prints one
-line per measurement: each side's median seconds and its runs, sorted.
+line per measurement: each side's median seconds and its runs, sorted, and the median CPU
+seconds (user + system) of its whole process, imports included (steadier than the seconds on a
+shared machine).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -36,14 +39,18 @@ STEPS = [
 ]
 
 
-def run(root: Path, workload: str, params: dict[str, Any]) -> float:
+def run(root: Path, workload: str, params: dict[str, Any]) -> tuple[float, float]:
+    """(seconds the step took inside the process, CPU seconds of the whole process)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(
         [sys.executable, str(root / "tools" / "bench_suite" / "scale_side.py"), workload,
          json.dumps(params)],
         capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(root)), check=True,
     )  # fmt: skip
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
     seconds: float = json.loads(done.stdout.strip().splitlines()[-1])["s"]
-    return seconds
+    return seconds, cpu
 
 
 def main() -> None:
@@ -60,14 +67,16 @@ def main() -> None:
         run(sides["after"], "sparse", {"repo": str(repo.resolve()), "query": LOSS})
         for label, workload, extra in STEPS:
             params = {"repo": str(repo.resolve()), "query": LOSS, **extra}
-            times: dict[str, list[float]] = {side: [] for side in sides}
+            times: dict[str, list[tuple[float, float]]] = {side: [] for side in sides}
             for _ in range(args.repeat):
                 for side, root in sides.items():
                     times[side].append(run(root, workload, params))
-            cells = [
-                f"{side}: {statistics.median(t):.3f} ({', '.join(f'{x:.2f}' for x in sorted(t))})"
-                for side, t in times.items()
-            ]
+            cells = []
+            for side, got in times.items():
+                walls = sorted(wall for wall, _cpu in got)
+                cpu = statistics.median(c for _wall, c in got)
+                runs = ", ".join(f"{x:.2f}" for x in walls)
+                cells.append(f"{side}: {statistics.median(walls):.3f} ({runs}) cpu {cpu:.2f}")
             print(f"{repo.name:10s} {label:30s} " + "  ".join(cells), flush=True)
     print(f"1-minute load average at the end: {os.getloadavg()[0]:.2f}", flush=True)
 
