@@ -80,19 +80,26 @@ def text_value(value: Any) -> Any:
 def flatten_params(params: dict[str, Any], depth: int = PARAM_DEPTH) -> dict[str, Any]:
     """`{"a": {"b": 1}}` -> `{"a.b": 1}` down to `depth` levels; lists/deeper dicts as JSON."""
     out: dict[str, Any] = {}
-
-    def walk(node: dict[str, Any], prefix: str, level: int) -> None:
-        for key, value in node.items():
-            path = f"{prefix}.{key}" if prefix else key
-            if isinstance(value, dict) and value and level < depth:
-                walk(value, path, level + 1)
-            elif isinstance(value, (dict, list)):
-                out[path] = jsonable(value)
-            else:
-                out[path] = value
-
-    walk(params, "", 1)
+    _flatten(params, "", 1, depth, out)
     return out
+
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def _flatten(
+    node: dict[str, Any], prefix: str, level: int, depth: int, out: dict[str, Any]
+) -> None:
+    for key, value in node.items():
+        path = f"{prefix}.{key}" if prefix else key
+        if type(value) in _SCALARS:  # (most values: neither a dict nor a list)
+            out[path] = value
+        elif isinstance(value, dict) and value and level < depth:
+            _flatten(value, path, level + 1, depth, out)
+        elif isinstance(value, (dict, list)):
+            out[path] = jsonable(value)
+        else:
+            out[path] = value
 
 
 class RowSource(Protocol):
@@ -126,7 +133,11 @@ def run_row(
         )
     if include_params:
         for key, value in flatten_params(meta.params).items():
-            row.setdefault(utf8_safe(key), text_value(value))
+            # (`utf8_safe` of each key and text value: ASCII text is valid as it is)
+            safe_key = key if key.isascii() else utf8_safe(key)
+            if isinstance(value, str) and not value.isascii():
+                value = utf8_safe(value)
+            row.setdefault(safe_key, value)
     return row
 
 

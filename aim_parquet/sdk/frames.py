@@ -7,8 +7,12 @@ once per sequence, in a small table of one row per sequence, and repeated by ind
 (`Table.take`): its text columns are dictionary-encoded, so 10,000 runs x 2,000 points hold each
 run's hash once. The per-point columns are the numpy arrays the reader returns, concatenated.
 `to_arrow()` hands that table out as it is; `dataframe()` gives pandas numpy columns (text as
-Python `str` objects shared between the rows of a run, missing numbers as NaN, missing text as
-None); `to_polars()` gives polars the Arrow memory (text as plain strings).
+pandas makes it of Python `str` objects: objects shared between the rows of a run, or pandas 3's
+Arrow-backed strings, built from Arrow directly; missing numbers as NaN, missing text as None);
+`to_polars()` gives polars the Arrow memory (text as plain strings, handed over as string views
+of the dictionary's bytes: `sdk.frame_tables`). The arrays are built over their buffers
+(`sdk.frame_arrays`), so a frame imports neither pandas (which `pa.array` would) nor
+`pyarrow.compute` unless asked for pandas.
 
 Types: `step` int64, `value` float64, `epoch` float64 (NaN where none was tracked), `timestamp`
 float64, `time` a naive local-time timestamp (µs, as Aim's; `timestamp` is the instant). A run-level column whose values are all numbers
@@ -24,7 +28,6 @@ and `time` are not summarised and are missing (NaN, NaT).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -34,13 +37,9 @@ import pyarrow as pa
 from aim_parquet.format.kinds import METRIC_KINDS
 from aim_parquet.format.paths import canonical_context
 from aim_parquet.format.values import utf8_safe
-from aim_parquet.sdk.dataframes import (
-    column_rank,
-    local_times,
-    require_pandas,
-    require_polars,
-    run_row,
-)
+from aim_parquet.sdk.dataframes import column_rank, jsonable, run_row
+from aim_parquet.sdk.frame_arrays import EMPTY_F, EMPTY_I, cat, key_column, times
+from aim_parquet.sdk.frame_tables import table_to_pandas, table_to_polars
 from aim_parquet.sdk.run_base import RunBase
 from aim_parquet.storage.index.run_records import RunRecord
 
@@ -51,44 +50,6 @@ if TYPE_CHECKING:
     from aim_parquet.sdk.sequence import Sequence
 
 Array = np.ndarray[Any, Any]
-_EMPTY_F = np.empty(0, dtype=np.float64)
-_EMPTY_I = np.empty(0, dtype=np.int64)
-
-
-def _jsonable(value: Any) -> str:
-    return utf8_safe(json.dumps(value, ensure_ascii=False, default=repr))
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (bool, int, float, np.integer, np.floating))
-
-
-def key_column(values: list[Any]) -> pa.Array:
-    """One run-level column (one value per sequence) as Arrow (module doc: its type)."""
-    kinds = set(map(type, values))
-    kinds.discard(type(None))
-    if kinds == {str}:
-        return pa.array(values, pa.string()).dictionary_encode()
-    if kinds == {int}:  # (the usual cases, decided by the values' exact types)
-        present = [v for v in values if v is not None]
-        if min(present) >= -(2**63) and max(present) < 2**63:
-            return pa.array(values, pa.int64())
-    elif kinds == {float} or kinds == {int, float}:
-        return pa.array([None if v is None else float(v) for v in values], pa.float64())
-    present = [v for v in values if v is not None]
-    if not present:
-        return pa.nulls(len(values), pa.null())
-    if all(isinstance(v, str) for v in present):
-        return pa.array(values, pa.string()).dictionary_encode()
-    if all(isinstance(v, (bool, np.bool_)) for v in present):
-        return pa.array(values, pa.bool_())
-    if all(_is_number(v) and not isinstance(v, (bool, np.bool_)) for v in present):
-        is_int = all(isinstance(v, (int, np.integer)) for v in present)
-        if is_int and all(-(2**63) <= int(v) < 2**63 for v in present):
-            return pa.array(values, pa.int64())
-        return pa.array([None if v is None else float(v) for v in values], pa.float64())
-    texts = [None if v is None else _jsonable(v) for v in values]
-    return pa.array(texts, pa.string()).dictionary_encode()
 
 
 class MetricFrame:
@@ -136,7 +97,7 @@ class MetricFrame:
             steps, values, epochs, stamps = points
         elif self.only_last:
             if info.last_step is None or info.last is None:
-                steps, values = _EMPTY_I, _EMPTY_F
+                steps, values = EMPTY_I, EMPTY_F
             else:
                 steps = np.array([info.last_step], dtype=np.int64)
                 values = np.array([float(info.last)], dtype=np.float64)
@@ -165,7 +126,7 @@ class MetricFrame:
             context = info.context
             self._key(f"{var}.context", utf8_safe(canonical_context(context)))
             for key, value in context.items():
-                shown = _jsonable(value) if isinstance(value, (dict, list)) else value
+                shown = jsonable(value) if isinstance(value, (dict, list)) else value
                 self._key(utf8_safe(f"{var}.context.{key}"), _text(shown))
         if self.include_props or self.include_params:
             row = self._run_rows.get(seq.run.hash)
@@ -192,13 +153,13 @@ class MetricFrame:
         repeat = np.repeat(np.arange(self._n_seqs, dtype=np.int64), lengths)
         starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
         taken = pa.array(repeat)
-        stamps = _cat(self._stamps, _EMPTY_F, np.float64)
+        stamps = cat(self._stamps, EMPTY_F, np.float64)
         per_point: dict[str, pa.Array] = {
             "idx": pa.array(np.arange(total, dtype=np.int64) - starts),
-            "step": pa.array(_cat(self._steps, _EMPTY_I, np.int64)),
-            "value": pa.array(_cat(self._values, _EMPTY_F, np.float64)),
-            "epoch": pa.array(_cat(self._epochs, _EMPTY_F, np.float64)),
-            "time": _times(stamps),
+            "step": pa.array(cat(self._steps, EMPTY_I, np.int64)),
+            "value": pa.array(cat(self._values, EMPTY_F, np.float64)),
+            "epoch": pa.array(cat(self._epochs, EMPTY_F, np.float64)),
+            "time": times(stamps),
             "timestamp": pa.array(stamps),
         }
         # Aim's columns first, in Aim's order, then ours (`sdk.dataframes.column_rank`)
@@ -220,71 +181,6 @@ class MetricFrame:
 
 def _text(value: Any) -> Any:
     return utf8_safe(value) if isinstance(value, str) else value
-
-
-def _cat(parts: list[Array], empty: Array, dtype: Any) -> Array:
-    if not parts:
-        return empty
-    out = np.concatenate(parts) if len(parts) > 1 else parts[0]
-    return out if out.dtype == dtype else out.astype(dtype)
-
-
-def _times(stamps: Array) -> pa.Array:
-    """Naive local-time timestamps (µs) of float epoch seconds, as Aim's `time` column
-    (`sdk.dataframes.local_times`); NaN is missing."""
-    missing = np.isnan(stamps)
-    local = local_times(np.where(missing, 0.0, stamps)).view(np.int64)
-    mask = missing if missing.any() else None
-    return pa.array(local, pa.int64(), mask=mask).view(pa.timestamp("us"))
-
-
-def _pandas_column(column: pa.ChunkedArray) -> Array:
-    """One column as pandas wants it: text as shared `str` objects (None when missing),
-    numbers as numpy (NaN when missing), times as datetime64[us]."""
-    typ = column.type
-    if pa.types.is_dictionary(typ):
-        parts = []
-        for chunk in column.chunks:
-            uniques = np.empty(len(chunk.dictionary) + 1, dtype=object)
-            uniques[:-1] = chunk.dictionary.to_pylist()
-            codes = (
-                chunk.indices.fill_null(len(chunk.dictionary))
-                if chunk.null_count
-                else chunk.indices
-            )
-            parts.append(uniques[codes.to_numpy(zero_copy_only=False)])
-        return np.concatenate(parts) if parts else np.empty(0, dtype=object)
-    if pa.types.is_null(typ):
-        return np.full(len(column), None, dtype=object)
-    if pa.types.is_boolean(typ) and column.null_count:
-        return np.array(column.to_pylist(), dtype=object)
-    if pa.types.is_integer(typ) and column.null_count:
-        column = column.cast(pa.float64())
-    out: Array = column.to_numpy()
-    return out
-
-
-def table_to_pandas(table: pa.Table) -> pandas.DataFrame:
-    pd = require_pandas()
-    data = {name: _pandas_column(table.column(name)) for name in table.column_names}
-    return pd.DataFrame(data, copy=False)
-
-
-def plain_text(table: pa.Table) -> pa.Table:
-    """Dictionary-encoded text columns decoded to plain text (null columns as text too)."""
-    fields = [
-        pa.field(f.name, pa.string())
-        if pa.types.is_dictionary(f.type) or pa.types.is_null(f.type)
-        else f
-        for f in table.schema
-    ]
-    return table.cast(pa.schema(fields))
-
-
-def table_to_polars(table: pa.Table) -> polars.DataFrame:
-    pl = require_polars()
-    frame: polars.DataFrame = pl.from_arrow(plain_text(table), rechunk=False)
-    return frame
 
 
 def build_metric_frame(

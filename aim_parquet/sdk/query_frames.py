@@ -14,9 +14,9 @@ object or a read per sequence.
 - Python's cycle collector is paused while the frame is built (`system.gc_pause.gc_paused`): the build makes
   hundreds of thousands of small objects and no cycle, and each full collection would walk
   every object of the run index again (a quarter of the build's time at 10,000 runs).
-- The run-level and sequence-level columns are typed (`frames.key_column`) over one value per
-  run or per distinct sequence key and repeated by index (`take`), which gives the same types,
-  dictionaries and column order as the per-sequence frame.
+- The run-level and sequence-level columns are typed (`frame_arrays.key_column`) over one
+  value per run or per distinct sequence key and repeated by index (`frame_arrays.repeat`),
+  which gives the same types, dictionaries and column order as the per-sequence frame.
 """
 
 from __future__ import annotations
@@ -32,18 +32,18 @@ from aim_parquet.format.paths import RepoLayout, canonical_context
 from aim_parquet.format.values import utf8_safe
 from aim_parquet.query.executor import RunMatch, warn_unreadable
 from aim_parquet.query.views import sequence_key
-from aim_parquet.sdk.dataframes import column_rank, run_row
-from aim_parquet.sdk.frames import (
-    _EMPTY_F,
-    _EMPTY_I,
-    _cat,
-    _jsonable,
-    _text,
-    _times,
+from aim_parquet.sdk.dataframes import column_rank, jsonable, run_row
+from aim_parquet.sdk.frame_arrays import (
+    EMPTY_F,
+    EMPTY_I,
+    cat,
     key_column,
-    table_to_pandas,
-    table_to_polars,
+    numbers,
+    repeat,
+    times,
 )
+from aim_parquet.sdk.frame_tables import table_to_pandas, table_to_polars
+from aim_parquet.sdk.frames import _text
 from aim_parquet.storage.index.run_records import RunRecord
 from aim_parquet.storage.online.bulk_read import read_metrics_bulk
 from aim_parquet.storage.online.run_reader import read_metric_columns
@@ -141,7 +141,7 @@ class _Wanted:
         if self.flags["include_context"]:
             row[f"{var}.context"] = utf8_safe(canonical_context(context))
             for key, value in context.items():
-                shown = _jsonable(value) if isinstance(value, (dict, list)) else value
+                shown = jsonable(value) if isinstance(value, (dict, list)) else value
                 row.setdefault(utf8_safe(f"{var}.context.{key}"), _text(shown))
         return row
 
@@ -160,7 +160,7 @@ def _points(layout: RepoLayout, wanted: _Wanted, only_last: bool) -> list[tuple[
                 warn_unreadable(hashes[i], exc, stacklevel=6)
                 continue
             if info.last_step is None or info.last is None:
-                steps, values = _EMPTY_I, _EMPTY_F
+                steps, values = EMPTY_I, EMPTY_F
             else:
                 steps = np.array([info.last_step], dtype=np.int64)
                 values = np.array([float(info.last)], dtype=np.float64)
@@ -220,55 +220,74 @@ def build_query_frame(
     if not kept:
         return BuiltFrame(None)
     # runs and sequence keys as the kept sequences first meet them
-    run_pos: dict[int, int] = {}
-    key_pos: dict[int, int] = {}
-    seq_run = np.empty(len(kept), dtype=np.int64)
-    seq_key = np.empty(len(kept), dtype=np.int64)
-    for n, i in enumerate(kept):
-        seq_run[n] = run_pos.setdefault(wanted.seq_run[i], len(run_pos))
-        seq_key[n] = key_pos.setdefault(wanted.seq_key[i], len(key_pos))
-    runs = list(run_pos)
-    keys = list(key_pos)
+    runs, seq_run = _first_seen(np.asarray(wanted.seq_run, dtype=np.int64)[kept])
+    keys, seq_key = _first_seen(np.asarray(wanted.seq_key, dtype=np.int64)[kept])
     parts = [points[i] for i in kept]
     lengths = np.fromiter((len(p[0]) for p in parts), dtype=np.int64, count=len(parts))  # type: ignore[index]
     total = int(lengths.sum())
     by_seq = np.repeat(np.arange(len(kept), dtype=np.int64), lengths)
     starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
-    stamps = _cat([p[3] for p in parts], _EMPTY_F, np.float64)  # type: ignore[index]
+    stamps = cat([p[3] for p in parts], EMPTY_F, np.float64)  # type: ignore[index]
     per_point: dict[str, pa.Array] = {
-        "idx": pa.array(np.arange(total, dtype=np.int64) - starts),
-        "step": pa.array(_cat([p[0] for p in parts], _EMPTY_I, np.int64)),  # type: ignore[index]
-        "value": pa.array(_cat([p[1] for p in parts], _EMPTY_F, np.float64)),  # type: ignore[index]
-        "epoch": pa.array(_cat([p[2] for p in parts], _EMPTY_F, np.float64)),  # type: ignore[index]
-        "time": _times(stamps),
-        "timestamp": pa.array(stamps),
+        "idx": numbers(np.arange(total, dtype=np.int64) - starts),
+        "step": numbers(cat([p[0] for p in parts], EMPTY_I, np.int64)),  # type: ignore[index]
+        "value": numbers(cat([p[1] for p in parts], EMPTY_F, np.float64)),  # type: ignore[index]
+        "epoch": numbers(cat([p[2] for p in parts], EMPTY_F, np.float64)),  # type: ignore[index]
+        "time": times(stamps),
+        "timestamp": numbers(stamps),
     }
-    level: dict[str, tuple[list[dict[str, Any] | None], Array]] = {}
-    names: dict[str, None] = {}
+    level: dict[str, tuple[list[Any], Array]] = {}
     if flags["include_run"]:
-        names["run.hash"] = None
-    key_rows: list[dict[str, Any] | None] = [wanted.key_rows[k] for k in keys]
-    for row in key_rows:
-        for name in row or ():
-            names.setdefault(name, None)
-            level.setdefault(name, (key_rows, seq_key))
-    run_rows = [wanted.rows[r] for r in runs]
-    for row in run_rows:
-        for name in row or ():
-            if name != "hash":
-                names.setdefault(f"run.{name}", None)
-                level.setdefault(f"run.{name}", (run_rows, seq_run))
-    order = sorted([*per_point, *names], key=column_rank)
+        level["run.hash"] = ([wanted.records[r].hash for r in runs], seq_run)
+    for name, values in _row_columns([wanted.key_rows[k] for k in keys]).items():
+        level.setdefault(name, (values, seq_key))
+    for name, values in _row_columns([wanted.rows[r] for r in runs]).items():
+        if name != "hash":
+            level.setdefault(f"run.{name}", (values, seq_run))
+    order = sorted([*per_point, *level], key=column_rank)
     columns: dict[str, pa.Array | pa.ChunkedArray] = {}
     for name in order:
         if name in per_point:
             columns[name] = per_point[name]
-        elif name == "run.hash":
-            hashes = [wanted.records[r].hash for r in runs]
-            columns[name] = key_column(hashes).take(pa.array(seq_run[by_seq]))
         else:
-            rows, index = level[name]
-            field = name[4:] if rows is run_rows else name
-            values = [None if row is None else row.get(field) for row in rows]
-            columns[name] = key_column(values).take(pa.array(index[by_seq]))
-    return BuiltFrame(pa.table(columns))
+            values, index = level[name]
+            columns[name] = repeat(key_column(values), index[by_seq])
+    return BuiltFrame(pa.Table.from_arrays(list(columns.values()), names=list(columns)))
+
+
+def _first_seen(codes: Array) -> tuple[list[int], Array]:
+    """The distinct `codes` in the order they first appear, and each code's place among them."""
+    if not len(codes):
+        return [], codes
+    distinct, first, inverse = np.unique(codes, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")
+    place = np.empty(len(order), dtype=np.int64)
+    place[order] = np.arange(len(order), dtype=np.int64)
+    return distinct[order].tolist(), place[inverse.reshape(-1)]
+
+
+def _row_columns(rows: list[dict[str, Any] | None]) -> dict[str, list[Any]]:
+    """The rows' columns, one value per row (None where a row lacks the column), in the order
+    the rows first name them: rows with the same keys in the same order (most runs' rows) are
+    turned into columns together."""
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for i, row in enumerate(rows):
+        groups.setdefault(() if row is None else tuple(row), []).append(i)
+    names: dict[str, None] = {}
+    for key in groups:
+        names.update(dict.fromkeys(key))
+    if len(groups) == 1:
+        ((key, _),) = groups.items()
+        cells = zip(*(row.values() for row in rows if row is not None), strict=True)
+        return dict(zip(key, map(list, cells), strict=True))
+    out = {name: np.full(len(rows), None, dtype=object) for name in names}
+    for key, where in groups.items():
+        if not key:
+            continue
+        cells = zip(*(rows[i].values() for i in where), strict=True)  # type: ignore[union-attr]
+        places = np.asarray(where, dtype=np.int64)
+        for name, values in zip(key, cells, strict=True):
+            column = np.empty(len(values), dtype=object)
+            column[:] = values
+            out[name][places] = column
+    return {name: column.tolist() for name, column in out.items()}

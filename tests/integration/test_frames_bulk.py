@@ -17,12 +17,17 @@ import pytest
 import aim_parquet as aim
 from aim_parquet.format.paths import RepoLayout
 from aim_parquet.query import executor
+from aim_parquet.sdk.frame_tables import _pandas_column, plain_text, table_to_polars
 from aim_parquet.sdk.frames import MetricFrame, table_to_pandas
 from aim_parquet.storage.compaction import dataset_read
 from aim_parquet.storage.compaction.compactor import compact_repo
 from aim_parquet.storage.online import bulk_read
 
 pd = pytest.importorskip("pandas")
+try:
+    import polars as pl
+except ImportError:  # pragma: no cover
+    pl = None
 
 QUIET: dict[str, Any] = {"system_tracking_interval": None, "capture_terminal_logs": False}
 CONTEXTS: list[dict[str, Any]] = [
@@ -118,6 +123,16 @@ def _same_table(got: pa.Table | None, want: pa.Table | None) -> None:
         else:
             assert a.equals(b), name
     pd.testing.assert_frame_equal(table_to_pandas(got), table_to_pandas(want), check_exact=True)
+    pd.testing.assert_frame_equal(table_to_pandas(got), _plain_pandas(want), check_exact=True)
+    if pl is not None:  # (string views over the dictionaries: the frame of plain text)
+        assert table_to_polars(got).equals(pl.from_arrow(plain_text(want), rechunk=False))
+
+
+def _plain_pandas(table: pa.Table) -> Any:
+    """pandas of the table's columns as numpy (text as `str` objects), as pandas makes it."""
+    return pd.DataFrame(
+        {name: _pandas_column(table.column(name)) for name in table.column_names}, copy=False
+    )
 
 
 def _check_frames(root: Path) -> None:

@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from aim_parquet.errors import AimParquetError, CorruptFileError, FormatVersionError
@@ -79,6 +78,8 @@ def read_dataset_tables(layout: RepoLayout, *, live: bool = True) -> DatasetTabl
     active = {m.hash: is_run_active(layout, m) for m in metas}
     parts = []
     if usable and committed is not None:
+        import pyarrow.compute as pc  # (imported here: point reads need none of it, ~40 ms)
+
         keep = sorted(set(states) - {m.hash for m in fresh})
         parts.append(committed.filter(pc.is_in(committed["run_hash"], string_array(keep))))
     for meta in fresh:

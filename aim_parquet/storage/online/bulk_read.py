@@ -83,10 +83,12 @@ def _message(data: bytes, pos: int) -> tuple[int, int, int] | None:
 
 class _Schemas:
     """Verdicts on segment schema messages: equal messages but for the run hash (one per
-    sequence name, context and kind) are checked once."""
+    sequence name, context and kind) are checked once; and on batch message metadata (equal
+    for batches of as many rows, with as many nulls), each read once (`_batch_meta`)."""
 
     def __init__(self) -> None:
         self._ok: dict[bytes, bool] = {}
+        self.batches: dict[bytes, tuple[int, int]] = {}
 
     def check(self, message: bytes, run_hash: bytes, path: str) -> None:
         key = message.replace(run_hash, b"")
@@ -103,8 +105,26 @@ class _Schemas:
             raise _Odd(path)
 
 
+def _batch_meta(meta: bytes) -> tuple[int, int]:
+    """(body length, rows) of a message's metadata; rows -1 when it is not an uncompressed
+    record batch (a dictionary and the like: not a metric segment as written)."""
+    root = U32(meta, 0)[0]
+    body_pos = flatbuffer_field(meta, root, 3)
+    body = I64(meta, body_pos)[0] if body_pos else 0
+    kind_pos = flatbuffer_field(meta, root, 1)
+    header_pos = flatbuffer_field(meta, root, 2)
+    if not kind_pos or meta[kind_pos] != _RECORD_BATCH or not header_pos:
+        return body, -1
+    header = header_pos + U32(meta, header_pos)[0]
+    if flatbuffer_field(meta, header, 3):
+        return body, -1  # compressed
+    length_pos = flatbuffer_field(meta, header, 0)
+    return body, I64(meta, length_pos)[0] if length_pos else 0
+
+
 def _batches(data: bytes, path: str, run_hash: bytes, schemas: _Schemas) -> tuple[list[bytes], int]:
-    """The complete record-batch messages of one segment and their rows."""
+    """The complete record-batch messages of one segment and their rows (the framing read as
+    `_message` reads it, each distinct metadata parsed once)."""
     first = _message(data, 0)
     if first is None:
         raise _Odd(path)  # no schema: the per-sequence reader says what is wrong
@@ -113,23 +133,27 @@ def _batches(data: bytes, path: str, run_hash: bytes, schemas: _Schemas) -> tupl
     pos += length + body
     out: list[bytes] = []
     rows = 0
-    while True:
-        found = _message(data, pos)
-        if found is None:
+    known = schemas.batches
+    size = len(data)
+    while pos + 8 <= size:
+        start = pos + 4
+        length = I32(data, pos)[0]
+        if length == -1:
+            length = I32(data, start)[0]
+            start += 4
+        if length <= 0 or start + length > size:
             break  # the end, or a torn tail
-        start, length, body = found
         meta = data[start : start + length]
-        root = U32(meta, 0)[0]
-        kind_pos = flatbuffer_field(meta, root, 1)
-        header_pos = flatbuffer_field(meta, root, 2)
-        if not kind_pos or meta[kind_pos] != _RECORD_BATCH or not header_pos:
-            raise _Odd(path)  # dictionaries and the like: not a metric segment as written
-        header = header_pos + U32(meta, header_pos)[0]
-        if flatbuffer_field(meta, header, 3):
-            raise _Odd(path)  # compressed
-        length_pos = flatbuffer_field(meta, header, 0)
-        rows += I64(meta, length_pos)[0] if length_pos else 0
+        verdict = known.get(meta)
+        if verdict is None:
+            verdict = known[meta] = _batch_meta(meta)
+        body, n = verdict
         end = start + length + body
+        if body < 0 or end > size:
+            break  # a torn tail
+        if n < 0:
+            raise _Odd(path)
+        rows += n
         out.append(data[pos:end])
         pos = end
     return out, rows
@@ -240,19 +264,25 @@ def read_metrics_bulk(
         missing = ~np.concatenate([validity(chunk) for chunk in epoch_column.chunks])
     stamps = nan_numpy(table.column("timestamp")).astype(np.float64, copy=False)
     out: dict[int, MetricPoints] = {}
-    start = 0
-    for position, rows in placed:
-        end = start + rows
-        s = steps[start:end]
-        e = ints[start:end]
+    counts = np.fromiter((n for _p, n in placed), dtype=np.int64, count=len(placed))
+    ends = np.cumsum(counts)
+    # a sequence whose steps do not increase strictly (a step written again) is deduplicated
+    # alone (`last_writes`); the others are kept as they are, found in one pass
+    rises = np.ones(len(steps) + 1, dtype=bool)
+    rises[1:-1] = steps[1:] > steps[:-1]
+    rises[ends[ends < len(steps)]] = True  # (a sequence's first row rises from nothing)
+    falls = np.flatnonzero(~rises)
+    redo = set(np.searchsorted(ends, falls, side="right").tolist())
+    bounds = zip([p for p, _n in placed], (ends - counts).tolist(), ends.tolist(), strict=True)
+    for n, (position, start, end) in enumerate(bounds):
+        s, v, e, t = steps[start:end], values[start:end], ints[start:end], stamps[start:end]
         miss = None if missing is None else missing[start:end]
-        v, t = values[start:end], stamps[start:end]
-        chosen = last_writes(s)
-        if chosen is not None:
-            s, v, e, t = s[chosen], v[chosen], e[chosen], t[chosen]
-            miss = None if miss is None else miss[chosen]
+        if n in redo:
+            chosen = last_writes(s)
+            if chosen is not None:
+                s, v, e, t = s[chosen], v[chosen], e[chosen], t[chosen]
+                miss = None if miss is None else miss[chosen]
         if miss is not None and miss.any():  # (a kept point's missing epoch)
             e = np.where(miss, np.nan, e)  # as `nan_numpy` of such a piece
         out[position] = (s, v, e, t)
-        start = end
     return out

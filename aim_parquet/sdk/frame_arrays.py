@@ -1,0 +1,193 @@
+"""The Arrow arrays of a frame's columns, built from numpy arrays and Python lists over their
+buffers (`pa.Array.from_buffers`) rather than by `pa.array`, whose every call imports pandas
+where it is installed (a `to_polars()` or `to_arrow()` user would pay for that import, a few
+tenths of a second, on the first frame). Each array is the one `pa.array` makes of the same
+input: values, nulls (None; a float NaN stays a value) and type; an input these builders do not
+expect goes to `pa.array`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from aim_parquet.sdk.dataframes import jsonable, local_times
+
+Array = np.ndarray[Any, Any]
+EMPTY_F = np.empty(0, dtype=np.float64)
+EMPTY_I = np.empty(0, dtype=np.int64)
+_MAX_OFFSET = 2**31 - 1
+_FIXED = {
+    np.dtype(np.int64): pa.int64(),
+    np.dtype(np.float64): pa.float64(),
+    np.dtype(np.int32): pa.int32(),
+}
+
+
+def numbers(array: Array, typ: pa.DataType | None = None) -> pa.Array:
+    """An int64, int32 or float64 numpy array as Arrow (`typ`: a type of the same width to
+    view it as), every entry a value (NaN too, as `pa.array` of numpy keeps it)."""
+    known = _FIXED.get(array.dtype)
+    if known is None or array.ndim != 1:
+        return pa.array(array, typ)
+    data = np.ascontiguousarray(array)
+    return pa.Array.from_buffers(typ or known, len(data), [None, pa.py_buffer(data)], 0)
+
+
+def _bitmap(valid: Array) -> tuple[pa.Buffer | None, int]:
+    """The validity bitmap of a boolean mask of present entries (None when all are) and the
+    count of nulls."""
+    nulls = len(valid) - int(np.count_nonzero(valid))
+    if not nulls:
+        return None, 0
+    return pa.py_buffer(np.packbits(valid, bitorder="little")), nulls
+
+
+def times(stamps: Array) -> pa.Array:
+    """Naive local-time timestamps (µs) of float epoch seconds, as Aim's `time` column
+    (`sdk.dataframes.local_times`); NaN is missing."""
+    missing = np.isnan(stamps)
+    local = np.ascontiguousarray(local_times(np.where(missing, 0.0, stamps)).view(np.int64))
+    validity, nulls = _bitmap(~missing)
+    buffers = [validity, pa.py_buffer(local)]
+    return pa.Array.from_buffers(pa.timestamp("us"), len(local), buffers, nulls)
+
+
+def _present(values: list[Any]) -> Array:
+    return np.fromiter((v is not None for v in values), dtype=bool, count=len(values))
+
+
+def _scalars(values: list[Any], typ: pa.DataType) -> pa.Array:
+    """`pa.array(values, typ)` of ints (int64), floats (float64) or bools, None as null."""
+    n = len(values)
+    try:
+        if typ == pa.bool_():
+            bits = np.fromiter((v is not None and bool(v) for v in values), dtype=bool, count=n)
+            data = pa.py_buffer(np.packbits(bits, bitorder="little"))
+        elif typ == pa.int64():
+            data = pa.py_buffer(
+                np.fromiter((0 if v is None else v for v in values), dtype=np.int64, count=n)
+            )
+        else:
+            floats = (np.nan if v is None else float(v) for v in values)
+            data = pa.py_buffer(np.fromiter(floats, dtype=np.float64, count=n))
+    except (TypeError, ValueError, OverflowError):
+        return pa.array(values, typ)
+    validity, nulls = _bitmap(_present(values))
+    return pa.Array.from_buffers(typ, n, [validity, data], nulls)
+
+
+def _strings(values: list[Any]) -> pa.Array:
+    """`pa.array(values, pa.string())` of str values and None."""
+    try:
+        encoded = [b"" if v is None else v.encode("utf-8") for v in values]
+    except (AttributeError, UnicodeEncodeError):
+        return pa.array(values, pa.string())
+    n = len(values)
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.fromiter(map(len, encoded), dtype=np.int64, count=n), out=offsets[1:])
+    if offsets[-1] > _MAX_OFFSET:
+        return pa.array(values, pa.string())
+    validity, nulls = _bitmap(_present(values))
+    buffers = [validity, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(b"".join(encoded))]
+    return pa.Array.from_buffers(pa.string(), n, buffers, nulls)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (bool, int, float, np.integer, np.floating))
+
+
+def _encoded(values: list[Any]) -> pa.Array:
+    """`pa.array(values, pa.string()).dictionary_encode()` of str values and None: the
+    distinct values in the order they first appear, int32 indices, None as a null index."""
+    codes: dict[str, int] = {}
+    indices = np.fromiter(
+        (-1 if v is None else codes.setdefault(v, len(codes)) for v in values),
+        dtype=np.int32,
+        count=len(values),
+    )
+    validity, nulls = _bitmap(indices >= 0)
+    np.maximum(indices, 0, out=indices)
+    index_array = pa.Array.from_buffers(
+        pa.int32(), len(indices), [validity, pa.py_buffer(indices)], nulls
+    )
+    return pa.DictionaryArray.from_arrays(index_array, _strings(list(codes)))
+
+
+def repeat(column: pa.Array, index: Array) -> pa.Array:
+    """`column.take(index)` (rows by position, `index` int64 in range) for the columns
+    `key_column` makes, without `pyarrow.compute` (its import is tens of milliseconds)."""
+    n = len(index)
+    typ = column.type
+    if pa.types.is_null(typ):
+        return pa.nulls(n, typ)
+    if column.offset or not (
+        pa.types.is_dictionary(typ) or typ in (pa.int64(), pa.float64(), pa.bool_())
+    ):
+        return column.take(numbers(index))
+    base = column.indices if pa.types.is_dictionary(typ) else column
+    validity, nulls = None, 0
+    if column.null_count:
+        validity, nulls = _bitmap(valid_mask(base)[index])
+    if pa.types.is_dictionary(typ):
+        codes = np.frombuffer(base.buffers()[1], dtype=np.int32, count=len(column))
+        taken = pa.py_buffer(np.ascontiguousarray(codes[index]))
+        indices = pa.Array.from_buffers(pa.int32(), n, [validity, taken], nulls)
+        return pa.DictionaryArray.from_arrays(indices, column.dictionary)
+    if typ == pa.bool_():
+        bits = np.unpackbits(
+            np.frombuffer(column.buffers()[1], dtype=np.uint8), count=len(column), bitorder="little"
+        )
+        data = pa.py_buffer(np.packbits(bits[index], bitorder="little"))
+    else:
+        width = np.int64 if typ == pa.int64() else np.float64
+        values = np.frombuffer(column.buffers()[1], dtype=width, count=len(column))
+        data = pa.py_buffer(np.ascontiguousarray(values[index]))
+    return pa.Array.from_buffers(typ, n, [validity, data], nulls)
+
+
+def valid_mask(column: pa.Array) -> Array:
+    """Which entries of an array (offset 0) are present."""
+    bitmap = column.buffers()[0]
+    if bitmap is None or not column.null_count:
+        return np.ones(len(column), dtype=bool)
+    bits = np.unpackbits(np.frombuffer(bitmap, dtype=np.uint8), bitorder="little")
+    return bits[column.offset : column.offset + len(column)].astype(bool)
+
+
+def key_column(values: list[Any]) -> pa.Array:
+    """One run-level column (one value per sequence) as Arrow (`sdk.frames` module doc: its
+    type)."""
+    kinds = set(map(type, values))
+    kinds.discard(type(None))
+    if kinds == {str}:
+        return _encoded(values)
+    if kinds == {int}:  # (the usual cases, decided by the values' exact types)
+        present = [v for v in values if v is not None]
+        if min(present) >= -(2**63) and max(present) < 2**63:
+            return _scalars(values, pa.int64())
+    elif kinds == {float} or kinds == {int, float}:
+        return _scalars([None if v is None else float(v) for v in values], pa.float64())
+    present = [v for v in values if v is not None]
+    if not present:
+        return pa.nulls(len(values), pa.null())
+    if all(isinstance(v, str) for v in present):
+        return _encoded(values)
+    if all(isinstance(v, (bool, np.bool_)) for v in present):
+        return _scalars(values, pa.bool_())
+    if all(_is_number(v) and not isinstance(v, (bool, np.bool_)) for v in present):
+        is_int = all(isinstance(v, (int, np.integer)) for v in present)
+        if is_int and all(-(2**63) <= int(v) < 2**63 for v in present):
+            return _scalars(values, pa.int64())
+        return _scalars([None if v is None else float(v) for v in values], pa.float64())
+    texts = [None if v is None else jsonable(v) for v in values]
+    return _encoded(texts)
+
+
+def cat(parts: list[Array], empty: Array, dtype: Any) -> Array:
+    """The arrays end to end, as `dtype`."""
+    if not parts:
+        return empty
+    out = np.concatenate(parts) if len(parts) > 1 else parts[0]
+    return out if out.dtype == dtype else out.astype(dtype)

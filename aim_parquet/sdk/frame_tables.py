@@ -1,0 +1,180 @@
+"""A frame's Arrow table (`sdk.frames`) handed to pandas and polars: text columns go over from
+Arrow (pandas 3's Arrow-backed strings, polars' string views) and make the same frames as the
+plain conversions (pandas from columns of `str` objects, polars from plain Arrow text)."""
+
+from __future__ import annotations
+
+import struct
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+
+from aim_parquet.sdk.dataframes import require_pandas, require_polars
+from aim_parquet.storage.base.columns import to_numpy
+from aim_parquet.storage.base.columns import validity as validity_mask
+
+if TYPE_CHECKING:
+    import pandas
+    import polars
+
+Array = np.ndarray[Any, Any]
+_VIEW_HEAD = struct.Struct("<i")
+_VIEW_REF = struct.Struct("<ii")
+
+
+def _text_dtype(pd: Any) -> Any:
+    """The dtype pandas gives a column of `str` objects: object, or (pandas 3, or 2 with
+    `future.infer_string`) its Arrow-backed string dtype."""
+    return pd.DataFrame({"t": np.array(["t", None], dtype=object)}, copy=False)["t"].dtype
+
+
+def _arrow_text(pd: Any, column: pa.ChunkedArray, dtype: Any) -> Any:
+    """A dictionary text column as pandas' Arrow-backed string array of `dtype` (what pandas
+    makes of the `str` objects, without them); None when this pandas makes it otherwise."""
+    if getattr(dtype, "storage", None) != "pyarrow" or column.null_count == len(column):
+        return None  # (no text at all: pandas keeps such a column as objects)
+    try:
+        out = pd.arrays.ArrowStringArray(column.cast(pa.large_string()), dtype=dtype)
+    except (TypeError, ValueError, pa.ArrowException):
+        return None
+    return out if out.dtype == dtype else None
+
+
+def _pandas_column(column: pa.ChunkedArray) -> Array:
+    """One column as pandas wants it: text as shared `str` objects (None when missing),
+    numbers as numpy (NaN when missing), times as datetime64[us]."""
+    typ = column.type
+    if pa.types.is_dictionary(typ):
+        parts = []
+        for chunk in column.chunks:
+            uniques = np.empty(len(chunk.dictionary) + 1, dtype=object)
+            uniques[:-1] = chunk.dictionary.to_pylist()
+            codes = (
+                chunk.indices.fill_null(len(chunk.dictionary))
+                if chunk.null_count
+                else chunk.indices
+            )
+            parts.append(uniques[codes.to_numpy(zero_copy_only=False)])
+        return np.concatenate(parts) if parts else np.empty(0, dtype=object)
+    if pa.types.is_null(typ):
+        return np.full(len(column), None, dtype=object)
+    if pa.types.is_boolean(typ) and column.null_count:
+        return np.array(column.to_pylist(), dtype=object)
+    if pa.types.is_integer(typ) and column.null_count:
+        column = column.cast(pa.float64())
+    out: Array = column.to_numpy()
+    return out
+
+
+def table_to_pandas(table: pa.Table) -> pandas.DataFrame:
+    """The table as pandas (`_pandas_column`); a text column goes to the Arrow-backed string
+    dtype of pandas 3 straight from Arrow, the same column as its `str` objects would give."""
+    pd = require_pandas()
+    text_dtype = _text_dtype(pd)
+    data: dict[str, Any] = {}
+    for name in table.column_names:
+        column = table.column(name)
+        data[name] = None
+        if pa.types.is_dictionary(column.type):
+            data[name] = _arrow_text(pd, column, text_dtype)
+        if data[name] is None:
+            data[name] = _pandas_column(column)
+    return pd.DataFrame(data, copy=False)
+
+
+def plain_text(table: pa.Table) -> pa.Table:
+    """Dictionary-encoded text columns decoded to plain text (null columns as text too)."""
+    fields = [
+        pa.field(f.name, pa.string())
+        if pa.types.is_dictionary(f.type) or pa.types.is_null(f.type)
+        else f
+        for f in table.schema
+    ]
+    return table.cast(pa.schema(fields))
+
+
+def _views(words: pa.Array) -> tuple[Array, pa.Buffer]:
+    """The 16-byte Arrow string views of a string array's entries (none missing) over its
+    data buffer: the length, then the text itself when it fits in 12 bytes, else its first
+    four bytes, buffer 0 and its offset there."""
+    _validity, offsets_buffer, data = words.buffers()
+    n = len(words)
+    offsets = np.frombuffer(offsets_buffer, dtype=np.int32, count=words.offset + n + 1)
+    offsets = offsets[words.offset :].tolist()
+    raw = bytearray(16 * n)
+    text = memoryview(data) if data is not None else memoryview(b"")
+    for i in range(n):
+        start, end = offsets[i], offsets[i + 1]
+        at = 16 * i
+        _VIEW_HEAD.pack_into(raw, at, end - start)
+        if end - start <= 12:
+            raw[at + 4 : at + 4 + end - start] = text[start:end]
+        else:
+            raw[at + 4 : at + 8] = text[start : start + 4]
+            _VIEW_REF.pack_into(raw, at + 8, 0, start)
+    views = np.frombuffer(raw, dtype=np.dtype((np.void, 16)), count=n)
+    return views, data if data is not None else pa.py_buffer(b"")
+
+
+def _text_views(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """A dictionary text column as Arrow string views (the text polars holds): each row's
+    16-byte view is its dictionary entry's, taken by index, over the dictionary's own bytes,
+    so no row's text is copied."""
+    view = pa.string_view()
+    chunks = []
+    for chunk in column.chunks:
+        words = chunk.dictionary
+        if words.type != pa.string() or words.null_count:
+            raise TypeError(words.type)  # (the plain conversion takes it)
+        if not len(words):  # (every row missing)
+            chunks.append(pa.nulls(len(chunk), view))
+            continue
+        views, data = _views(words)
+        indices = chunk.indices
+        codes = to_numpy(indices)
+        validity = None
+        if indices.null_count:
+            valid = validity_mask(indices)
+            validity = pa.py_buffer(np.packbits(valid, bitorder="little"))
+            codes = np.where(valid, codes, 0)
+        rows = pa.py_buffer(np.ascontiguousarray(views[codes]))
+        chunks.append(
+            pa.Array.from_buffers(view, len(chunk), [validity, rows, data], chunk.null_count)
+        )
+    return pa.chunked_array(chunks, view)
+
+
+def _polars_views(pl: Any, table: pa.Table) -> polars.DataFrame | None:
+    """The table as polars with its text columns handed over as string views (`_text_views`);
+    None where this pyarrow or polars cannot, or where polars types them otherwise."""
+    try:
+        columns = []
+        for field, column in zip(table.schema, table.columns, strict=True):
+            if pa.types.is_dictionary(field.type):
+                column = _text_views(column)
+            elif pa.types.is_null(field.type):
+                column = pa.nulls(len(column), pa.string_view())
+            columns.append(column)
+        frame: polars.DataFrame = pl.from_arrow(
+            pa.table(columns, names=table.column_names), rechunk=False
+        )
+    except (AttributeError, TypeError, ValueError, NotImplementedError, pa.ArrowException):
+        return None
+    except pl.exceptions.PolarsError:  # (a polars that does not take string views)
+        return None
+    for field in table.schema:
+        text = pa.types.is_dictionary(field.type) or pa.types.is_null(field.type)
+        if text and frame.schema[field.name] != pl.String:
+            return None
+    return frame
+
+
+def table_to_polars(table: pa.Table) -> polars.DataFrame:
+    """The table as polars: text columns as polars strings (`_polars_views`, or decoded to
+    plain Arrow text first where that cannot be)."""
+    pl = require_polars()
+    frame = _polars_views(pl, table)
+    if frame is None:
+        frame = pl.from_arrow(plain_text(table), rechunk=False)
+    return frame

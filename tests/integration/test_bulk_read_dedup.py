@@ -1,0 +1,64 @@
+"""The bulk segment reader (`storage.online.bulk_read`) finds the sequences whose steps were
+written again in one pass over all of them: each sequence's points are the ones its own read
+(`read_metric_columns`) gives, whatever the neighbours (empty sequences, a sequence starting
+below where the previous one ended, a step written again first, last or several times, a
+missing epoch rewritten)."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import aim_parquet as aim
+from aim_parquet.storage.online import bulk_read
+from aim_parquet.storage.online.run_reader import read_metric_columns
+
+QUIET: dict[str, Any] = {"system_tracking_interval": None, "capture_terminal_logs": False}
+
+
+def _steps(rng: random.Random) -> list[int]:
+    pattern = rng.choice(["none", "rising", "falling", "again", "first", "last", "one"])
+    if pattern == "none":
+        return []
+    if pattern == "one":
+        return [rng.randrange(5)]
+    steps = list(range(rng.randrange(1, 6)))
+    if pattern == "falling":
+        return steps[::-1]
+    if pattern == "again":
+        return steps + [rng.choice(steps) for _ in range(rng.randrange(1, 4))]
+    if pattern == "first":
+        return [steps[0], *steps]
+    if pattern == "last":
+        return [*steps, steps[-1]]
+    return steps
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_bulk_points_are_each_sequences_own(tmp_path: Path, seed: int) -> None:
+    rng = random.Random(seed)
+    for i in range(30):
+        run = aim.Run(repo=tmp_path, experiment="dedup", **QUIET)
+        for name in ("a", "b", "c"):
+            for step in _steps(rng):
+                epoch = None if rng.random() < 0.3 else step
+                run.track(rng.random() + i, name=name, step=step, epoch=epoch)
+        run.close()
+    repo = aim.Repo(tmp_path)
+    wanted = [(m.run.hash, m.info) for m in repo.query_metrics("run.experiment == 'dedup'")]
+    rng.shuffle(wanted)
+    wanted.sort(key=lambda w: w[0])  # (a run's sequences next to each other)
+    got = bulk_read.read_metrics_bulk(repo.layout, wanted)
+    assert sorted(got) == list(range(len(wanted)))
+    for i, (run_hash, info) in enumerate(wanted):
+        steps, arrays = read_metric_columns(
+            repo.layout, run_hash, info, ["value", "epoch", "timestamp"]
+        )
+        want = (steps, arrays["value"], arrays["epoch"], arrays["timestamp"])
+        for a, b in zip(got[i], want, strict=True):
+            assert a.dtype == b.dtype, (run_hash, info.name)
+            assert np.array_equal(a, b, equal_nan=True), (run_hash, info.name)
