@@ -16,14 +16,17 @@ Damaged runs (a sidecar that is not valid JSON, a newer format, ...) are skipped
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from aim_parquet.errors import CorruptFileError, FormatVersionError
 from aim_parquet.format.meta import RunMeta, SequenceInfo
 from aim_parquet.format.paths import RepoLayout
 from aim_parquet.query.planner import QueryPlan
+from aim_parquet.query.prefilter import run_mask
 from aim_parquet.query.views import RunView
 from aim_parquet.storage.index.run_index import (
     CatalogueEntry,
@@ -101,15 +104,23 @@ def candidate_runs(
 ) -> list[RunRecord]:
     """Every readable run newest first, starting after the run `offset` when given (`warn`:
     a RuntimeWarning per damaged run; a server reports them in its answer instead)."""
+    snapshot, start = _candidates(index, offset, warn=warn, stacklevel=5)
+    ordered = snapshot.newest_first
+    return ordered[start:] if start else ordered
+
+
+def _candidates(
+    index: RunIndex, offset: str | None, *, warn: bool, stacklevel: int = 4
+) -> tuple[IndexSnapshot, int]:
+    """The snapshot of `candidate_runs` and where its candidates start in `newest_first`."""
     snapshot = index.refresh()
     if warn:
-        warn_damaged(snapshot, stacklevel=4)
-    ordered = snapshot.newest_first
+        warn_damaged(snapshot, stacklevel=stacklevel)
     if offset:
-        for i, record in enumerate(ordered):
+        for i, record in enumerate(snapshot.newest_first):
             if record.hash == offset:
-                return ordered[i + 1 :]
-    return ordered
+                return snapshot, i + 1
+    return snapshot, 0
 
 
 def execute_plan(
@@ -128,11 +139,26 @@ def execute_plan(
     run whose files cannot be read while it is matched: left out of the result). `skipped`
     collects such runs, for a caller that reports them itself. With `summaries=False` the
     matching sequences' summaries are left undecoded until `RunMatch.sequences` is read (a
-    frame of points never reads them; a damaged one then raises there)."""
-    candidates = candidate_runs(index, offset, warn=warn)
-    total = len(candidates)
+    frame of points never reads them; a damaged one then raises there). The runs the run part
+    surely rejects (`query.prefilter`, over columns of the whole snapshot) are not looked at."""
+    snapshot, start = _candidates(index, offset, warn=warn)
+    ordered = snapshot.newest_first
+    total = len(ordered) - start
+    mask = run_mask(plan.run_filter, snapshot)
+    if mask is None:
+        positions: Iterable[int] = range(start, len(ordered))
+    elif with_misses:
+        positions = range(start, len(ordered))
+    else:
+        positions = (start + np.flatnonzero(mask[start:])).tolist()
     memo: dict[Any, bool] = {}  # the sequence part's verdicts by sequence key (`planner`)
-    for position, record in enumerate(candidates, 1):
+    for i in positions:
+        position = i - start + 1
+        if mask is not None and not mask[i]:
+            if with_misses:
+                yield MatchStep(None, position, total)
+            continue
+        record = ordered[i]
         try:
             match = _match(layout, plan, record, memo, summaries)
         except (CorruptFileError, FormatVersionError, PermissionError) as exc:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 from aim_parquet.format.meta import RunMeta
 from aim_parquet.storage.index.index_file import StatKey, decode_index
@@ -80,7 +81,8 @@ class IndexSnapshot:
 
     `records` are the readable runs (cheap, lazily decoded); `runs` the same as RunMetas (built
     on first access); `damaged` the runs skipped; `sidecars_read` how many sidecars this refresh
-    had to open (0 when the index was current).
+    had to open (0 when the index was current). `query_cache` is for the query layer: what it
+    derives from these runs (columns of values, verdicts), dropped with the snapshot.
     """
 
     def __init__(
@@ -89,6 +91,7 @@ class IndexSnapshot:
         self.records = records
         self.damaged = damaged
         self.sidecars_read = sidecars_read
+        self.query_cache: dict[Any, Any] = {}
 
     @cached_property
     def runs(self) -> dict[str, RunMeta]:
