@@ -20,8 +20,11 @@ nothing), T (true, raises nothing) or U (unknown: anything, an error included):
   where a is T, U where a is U; so an unknown operand never hides a later error);
 - any other node (calls, arithmetic, comparison chains, `run.active`, `run.metrics`, ...) is U.
 
-Verdicts of each node, each column and each mask are kept in the snapshot's `query_cache`, so a
-warm process evaluates a query again in the time of a few array operations.
+Columns and verdicts are computed in the order the snapshot's records were decoded
+(`IndexSnapshot.in_stored_order`, several times faster to walk than `newest_first`) and the mask
+is put in `newest_first`'s order at the end. Verdicts of each node, each column and each mask
+are kept in the snapshot's `query_cache`, so a warm process evaluates a query again in the time
+of a few array operations.
 """
 
 from __future__ import annotations
@@ -75,11 +78,15 @@ def run_mask(run_filter: CompiledQuery | None, snapshot: IndexSnapshot) -> Any:
     if len(cache) > _MAX_CACHED:
         cache.clear()
     with gc_paused():  # (columns allocate an object or more per run)
-        codes = _Columns(snapshot.newest_first, cache).all_of(nodes)
+        codes = _Columns(snapshot.in_stored_order, cache).all_of(nodes)
     mask = None if codes is None else codes != F
-    if mask is not None and bool(mask.all()):
-        mask = None
-    cache[key] = mask
+    if mask is None or bool(mask.all()):
+        cache[key] = None
+        return None
+    order = cache.get("newest positions")
+    if order is None:
+        order = cache["newest positions"] = np.array(snapshot.newest_positions, dtype=np.intp)
+    cache[key] = mask = mask[order]
     return mask
 
 

@@ -36,6 +36,7 @@ UNKNOWN: Final[Any] = _Unknown()
 """A run whose value the column cannot tell (computing it raises): the interpreter decides it."""
 
 _MISSING: Final[Any] = object()
+_OTHER: Final[Any] = object()  # a value `_stored` leaves to `_one`
 _PLAIN: Final = frozenset({str, int, float, bool, type(None)})
 
 # run properties a column reads straight from the record (RunView gives the same values)
@@ -74,7 +75,7 @@ def path_column(records: Sequence[RunRecord], path: Path) -> list[Any]:
     )
     if is_param and all(type(k) is str for _, k in rest):
         names = (key, *(k for _, k in rest))
-        return [_stored(r, names, path) for r in records]
+        return _stored(records, names, path)
     return [_one(r, path) for r in records]
 
 
@@ -96,23 +97,22 @@ def _one(record: RunRecord, path: Path) -> Any:
         budget.left = saved
 
 
-def _stored(record: RunRecord, names: tuple[str, ...], path: Path) -> Any:
-    """The value of a param path of str keys read from the stored params: a missing key gives
-    SafeNone, a plain JSON value itself (decoding leaves those as they are); anything tagged,
-    or a non-dict on the way, is computed as the interpreter does (`_one`)."""
-    node = record.raw_params()
-    if type(node) is not dict or TAG in node:
-        return _one(record, path)
-    last = len(names) - 1
-    for i, name in enumerate(names):
-        node = node.get(name, _MISSING)
-        if node is _MISSING:
-            return rt.SafeNone
-        kind = type(node)
-        if kind is dict:
-            if TAG in node or i == last:
-                return _one(record, path)
-            continue
-        if i != last or kind not in _PLAIN:
-            return _one(record, path)
-    return node
+def _stored(records: Sequence[RunRecord], names: tuple[str, ...], path: Path) -> list[Any]:
+    """The values of a param path of str keys, read from the stored params one level at a time
+    for every run: a missing key gives SafeNone (as every later step of it does), a plain JSON
+    value is itself (decoding leaves those as they are); a run with anything tagged, or a
+    non-dict, on the way is computed as the interpreter does (`_one`)."""
+    missing, other, tag = _MISSING, _OTHER, TAG
+    nodes: list[Any] = [r.raw_params() for r in records]
+    for name in names:
+        nodes = [
+            node.get(name, missing)
+            if type(node) is dict and tag not in node
+            else (missing if node is missing else other)
+            for node in nodes
+        ]
+    plain = _PLAIN
+    for i in [i for i, node in enumerate(nodes) if type(node) not in plain]:
+        node = nodes[i]
+        nodes[i] = rt.SafeNone if node is missing else _one(records[i], path)
+    return nodes
