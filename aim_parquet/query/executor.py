@@ -2,7 +2,8 @@
 
 `execute_plan` refreshes the run index (one `stat` per sidecar; only changed sidecars are read),
 orders the runs newest first, skips up to and including `offset`, evaluates the run part of the
-plan on each run's metadata and, for a sequence query, the sequence part on the catalogue of each
+plan on each run's metadata (first column-wise over every run, `query.prefilter`: the
+interpreter then looks only at the runs that may match) and, for a sequence query, the sequence part on the catalogue of each
 surviving run. For a closed run no sequence file is opened here (its catalogue is complete);
 for a run without `end_time` (a live writer may be ahead of its sidecar) the sequence folders are
 listed, and the points of a sequence folder the catalogue does not list yet are read to

@@ -62,7 +62,8 @@ _KEYED: Final = frozenset(
     {str, int, float, bool, type(None), type(rt.SafeNone), _dt.datetime, type(UNKNOWN)}
 )
 _IDENTITY_CONSTANTS: Final = frozenset({type(None), bool})
-_MAX_CACHED: Final = 512  # entries of a snapshot's query_cache before it is emptied
+_MAX_CACHED: Final = 64  # entries of a snapshot's query_cache before it is emptied (a column of
+# 100,000 runs is about 1 MB)
 
 
 def run_mask(run_filter: CompiledQuery | None, snapshot: IndexSnapshot) -> Any:
