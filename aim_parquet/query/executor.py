@@ -3,8 +3,8 @@
 `execute_plan` refreshes the run index (one `stat` per sidecar; only changed sidecars are read),
 orders the runs newest first, skips up to and including `offset`, evaluates the run part of the
 plan on each run's metadata (first column-wise over every run, `query.prefilter`: the
-interpreter then looks only at the runs that may match) and, for a sequence query, the sequence part on the catalogue of each
-surviving run. For a closed run no sequence file is opened here (its catalogue is complete);
+interpreter then looks only at the runs that may match) and, for a sequence query, the sequence
+part on the catalogue of each surviving run. For a closed run no sequence file is opened here (its catalogue is complete);
 for a run without `end_time` (a live writer may be ahead of its sidecar) the sequence folders are
 listed, and the points of a sequence folder the catalogue does not list yet are read to
 summarise it (`uncatalogued_sequences`). The caller reads the columns of the returned sequences
@@ -146,11 +146,8 @@ def execute_plan(
     ordered = snapshot.newest_first
     total = len(ordered) - start
     mask = run_mask(plan.run_filter, snapshot)
-    if mask is None:
-        positions: Iterable[int] = range(start, len(ordered))
-    elif with_misses:
-        positions = range(start, len(ordered))
-    else:
+    positions: Iterable[int] = range(start, len(ordered))
+    if mask is not None and not with_misses:
         positions = (start + np.flatnonzero(mask[start:])).tolist()
     memo: dict[Any, bool] = {}  # the sequence part's verdicts by sequence key (`planner`)
     for i in positions:
