@@ -214,3 +214,40 @@ def test_the_mask_prunes_and_is_cached(repo: Path) -> None:
     assert run_mask(plan_query("run.name.startswith('a')").run_filter, snapshot) is not None
     everything = plan_query("run.archived or not run.archived")
     assert run_mask(everything.run_filter, snapshot) is None
+
+
+def test_a_damaged_index_entry_is_left_to_the_interpreter(tmp_path: Path) -> None:
+    """A run whose params in the index file do not decode: the columns cannot tell its value,
+    so the interpreter decides it, exactly as without the mask."""
+    import json
+
+    root = tmp_path / "repo"
+    _write_repo(root, 3, 6)
+    layout = RepoLayout(root)
+    RunIndex(layout).refresh()  # the index file written
+    raw = layout.index_file.read_bytes()
+    end = raw.index(b"\n")
+    header = json.loads(raw[:end])
+    header["runs"][0][6] = {"hparams": {"lr": {"$aim_parquet": "float", "v": "not a number"}}}
+    layout.index_file.write_bytes(json.dumps(header).encode("ascii") + raw[end:])
+    for text in ["run.hparams.lr < 1", "run.experiment != 'nothing' and run.hparams.lr is None"]:
+        _check_fresh(root, text)
+        snapshot = RunIndex(layout).refresh()
+        mask = run_mask(plan_query(text).run_filter, snapshot)
+        damaged = header["runs"][0][0]
+        if mask is not None:  # the damaged run is never ruled out by the columns
+            assert [r.hash for r, keep in zip(snapshot.newest_first, mask, strict=True) if keep]
+            assert damaged in {
+                r.hash for r, k in zip(snapshot.newest_first, mask, strict=True) if k
+            }
+
+
+def _check_fresh(root: Path, text: str) -> None:
+    """`_check` with new `RunIndex`es (the index file read again) on each side."""
+    layout = RepoLayout(root)
+    plan = plan_query(text)
+    index = RunIndex(layout)
+    expected = _outcome(lambda: _interpreted(layout, index, plan))
+    other = RunIndex(layout)
+    got = _outcome(lambda: (m.record.hash for m in iter_matches(layout, other, plan)))
+    assert got == expected, text
