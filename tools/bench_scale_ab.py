@@ -7,6 +7,16 @@ by both in turn (fresh process each), so both see the same machine load.
 
 The base checkout runs with this checkout's virtual environment and `PYTHONPATH=<base>` (its
 `aim_parquet` shadows the editable install). Prints one line per measurement, in seconds.
+
+    .venv/bin/python tools/bench_scale_ab.py --base /tmp/base --runs 100000 --work /tmp/ab \
+        --predicates 3
+
+measures run predicates only (`scale_side.py predicate`, this checkout's workload with each
+side's `aim_parquet`) on sidecar-only runs (`points: 0`): per round and side a fresh process
+making one query (its whole wall time: interpreter start, import, the query, exit; and the
+query's own time), then another process's best of five warm queries (`Repo(path)` made again)
+and its query after 6 s idle (the index's `FULL_CHECK_S` passed: every sidecar is stat()ed
+again); the sides alternate which goes first.
 """
 
 from __future__ import annotations
@@ -17,12 +27,14 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
 PREDICATE = "run.hparams.lr < 0.0005 and run.experiment == 'exp-3'"
+PREDICATES = (PREDICATE, "run.hparams.batch == 64 or not run.hparams.seed >= 100")
 LOSS = "metric.name == 'loss'"
 
 
@@ -37,10 +49,15 @@ class AB:
     def repo(self, side: str) -> str:
         return str(self.work / f"many-{side}")
 
-    def one(self, side: str, workload: str, params: dict[str, Any]) -> dict[str, Any] | None:
+    def one(
+        self, side: str, workload: str, params: dict[str, Any], *, own_tools: bool = False
+    ) -> dict[str, Any] | None:
+        """One workload in a fresh process, with that side's `aim_parquet` and tools (or with
+        this checkout's tools: `own_tools`); `wall_s` is the whole process's time."""
         root = self.sides[side]
-        script = root / "tools" / "bench_suite" / "scale_side.py"
+        script = (HERE if own_tools else root / "tools") / "bench_suite" / "scale_side.py"
         env = dict(os.environ, PYTHONPATH=str(root))
+        started = time.perf_counter()
         done = subprocess.run(
             [sys.executable, str(script), workload, json.dumps(params)],
             capture_output=True,
@@ -52,6 +69,7 @@ class AB:
             print(done.stderr[-2000:], file=sys.stderr)
             return None
         result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+        result["wall_s"] = time.perf_counter() - started
         return result
 
     def both(
@@ -83,15 +101,54 @@ def _again(out: dict[str, Any]) -> str:
     )
 
 
+def predicates(ab: AB, rounds: int) -> None:
+    """The `--predicates` measurements (module doc)."""
+    for text in PREDICATES:
+        print(f"predicate: {text}", flush=True)
+        for side in ab.sides:  # the index written (each side writes its own)
+            out = ab.one(side, "predicate", {"repo": ab.repo(side), "query": text}, own_tools=True)
+            print(f"  {side:6s} index built: first query {out['s']:.3f}" if out else "failed")
+        for r in range(rounds):
+            order = list(ab.sides) if r % 2 == 0 else list(reversed(ab.sides))
+            for side in order:
+                fresh = {"repo": ab.repo(side), "query": text, "reps": 0}
+                one = ab.one(side, "predicate", fresh, own_tools=True)
+                warm = dict(fresh, reps=5, idle_s=6)
+                out = ab.one(side, "predicate", warm, own_tools=True)
+                if one is None or out is None:
+                    print(f"  {side:6s} failed", flush=True)
+                    continue
+                print(
+                    f"  {side:6s} fresh process: wall {one['wall_s']:.3f} (import "
+                    f"{one['import_s']:.3f}, first query {one['s']:.3f})  warm: best of 5 "
+                    f"{min(out['again_s']):.3f}, after 6 s idle {out['idle_again_s']:.3f}  "
+                    f"runs {out['runs']}  load {os.getloadavg()[0]:.2f}",
+                    flush=True,
+                )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--base", type=Path, required=True, help="the checkout to compare with")
     parser.add_argument("--work", type=Path, required=True, help="folder for the two repos")
     parser.add_argument("--runs", type=int, default=10_000)
+    parser.add_argument(
+        "--predicates", type=int, metavar="ROUNDS", help="run predicates only (module doc)"
+    )
+    parser.add_argument("--keep", action="store_true", help="reuse the repos of --work")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     ab = AB(args.base.resolve(), args.work.resolve(), args.runs)
     print(f"1-minute load average at start: {os.getloadavg()[0]:.2f}", flush=True)
+    if args.predicates:
+        for side in ab.sides:
+            if not (args.keep and Path(ab.repo(side)).exists()):
+                shutil.rmtree(ab.repo(side), ignore_errors=True)
+                params = {"repo": ab.repo(side), "runs": args.runs, "points": 0}
+                ab.one("after", "generate", params)
+        predicates(ab, args.predicates)
+        print(f"1-minute load average at the end: {os.getloadavg()[0]:.2f}", flush=True)
+        return
     for side in ab.sides:
         shutil.rmtree(ab.repo(side), ignore_errors=True)
         ab.one("after", "generate", {"repo": ab.repo(side), "runs": args.runs, "points": 5})

@@ -2,8 +2,9 @@
 
 `execute_plan` refreshes the run index (one `stat` per sidecar; only changed sidecars are read),
 orders the runs newest first, skips up to and including `offset`, evaluates the run part of the
-plan on each run's metadata and, for a sequence query, the sequence part on the catalogue of each
-surviving run. For a closed run no sequence file is opened here (its catalogue is complete);
+plan on each run's metadata (first column-wise over every run, `query.prefilter`: the
+interpreter then looks only at the runs that may match) and, for a sequence query, the sequence
+part on the catalogue of each surviving run. For a closed run no sequence file is opened here (its catalogue is complete);
 for a run without `end_time` (a live writer may be ahead of its sidecar) the sequence folders are
 listed, and the points of a sequence folder the catalogue does not list yet are read to
 summarise it (`uncatalogued_sequences`). The caller reads the columns of the returned sequences
@@ -16,14 +17,17 @@ Damaged runs (a sidecar that is not valid JSON, a newer format, ...) are skipped
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from aim_parquet.errors import CorruptFileError, FormatVersionError
 from aim_parquet.format.meta import RunMeta, SequenceInfo
 from aim_parquet.format.paths import RepoLayout
 from aim_parquet.query.planner import QueryPlan
+from aim_parquet.query.prefilter import run_mask
 from aim_parquet.query.views import RunView
 from aim_parquet.storage.index.run_index import (
     CatalogueEntry,
@@ -101,15 +105,23 @@ def candidate_runs(
 ) -> list[RunRecord]:
     """Every readable run newest first, starting after the run `offset` when given (`warn`:
     a RuntimeWarning per damaged run; a server reports them in its answer instead)."""
+    snapshot, start = _candidates(index, offset, warn=warn, stacklevel=5)
+    ordered = snapshot.newest_first
+    return ordered[start:] if start else ordered
+
+
+def _candidates(
+    index: RunIndex, offset: str | None, *, warn: bool, stacklevel: int = 4
+) -> tuple[IndexSnapshot, int]:
+    """The snapshot of `candidate_runs` and where its candidates start in `newest_first`."""
     snapshot = index.refresh()
     if warn:
-        warn_damaged(snapshot, stacklevel=4)
-    ordered = snapshot.newest_first
+        warn_damaged(snapshot, stacklevel=stacklevel)
     if offset:
-        for i, record in enumerate(ordered):
+        for i, record in enumerate(snapshot.newest_first):
             if record.hash == offset:
-                return ordered[i + 1 :]
-    return ordered
+                return snapshot, i + 1
+    return snapshot, 0
 
 
 def execute_plan(
@@ -128,11 +140,23 @@ def execute_plan(
     run whose files cannot be read while it is matched: left out of the result). `skipped`
     collects such runs, for a caller that reports them itself. With `summaries=False` the
     matching sequences' summaries are left undecoded until `RunMatch.sequences` is read (a
-    frame of points never reads them; a damaged one then raises there)."""
-    candidates = candidate_runs(index, offset, warn=warn)
-    total = len(candidates)
+    frame of points never reads them; a damaged one then raises there). The runs the run part
+    surely rejects (`query.prefilter`, over columns of the whole snapshot) are not looked at."""
+    snapshot, start = _candidates(index, offset, warn=warn)
+    ordered = snapshot.newest_first
+    total = len(ordered) - start
+    mask = run_mask(plan.run_filter, snapshot)
+    positions: Iterable[int] = range(start, len(ordered))
+    if mask is not None and not with_misses:
+        positions = (start + np.flatnonzero(mask[start:])).tolist()
     memo: dict[Any, bool] = {}  # the sequence part's verdicts by sequence key (`planner`)
-    for position, record in enumerate(candidates, 1):
+    for i in positions:
+        position = i - start + 1
+        if mask is not None and not mask[i]:
+            if with_misses:
+                yield MatchStep(None, position, total)
+            continue
+        record = ordered[i]
         try:
             match = _match(layout, plan, record, memo, summaries)
         except (CorruptFileError, FormatVersionError, PermissionError) as exc:

@@ -150,6 +150,12 @@ class CompiledQuery:
 
         return CompiledQuery(text, conjuncts, mentions_archived=self._mentions_archived)
 
+    @property
+    def nodes(self) -> tuple[ast.expr, ...]:
+        """The syntax trees of the top-level `and` operands, in evaluation order (the implied
+        `run.archived == False` first when it was added)."""
+        return tuple(c.node for c in self._conjuncts)
+
     def mentions_archived(self) -> bool:
         """True when the query itself reads `run.archived`, so no default filter was added."""
         return self._mentions_archived

@@ -4,7 +4,9 @@ A query is compiled once (`aim_parquet.query.lang`) and split at its top-level `
 
 1. the **run part** (conjuncts that read only `run`, including the implied
    `run.archived == False`) is evaluated on each run's metadata (from the run index), so runs that
-   fail it are dropped without opening any of their files;
+   fail it are dropped without opening any of their files (the executor first evaluates it
+   column-wise over every run, `query.prefilter`, and this interpreter only on the runs that
+   may match);
 2. the **sequence part** (everything else; it may read `run` too) is evaluated on each catalogue
    entry of the surviving runs whose kind the query asks for (`metric` -> numbers, `images` ->
    images, ...);

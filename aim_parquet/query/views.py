@@ -92,6 +92,8 @@ _RUN_FIELDS: dict[str, Callable[[RunView], Any]] = {
     "duration": lambda v: duration_s(v.meta.creation_time, v.meta.end_time),
     "metrics": lambda v: RunSequencesView(v.meta, v),
 }
+RUN_PROPERTIES = frozenset(_RUN_FIELDS)
+"""The names `run.<name>` reads as run properties (any other name is a param)."""
 
 
 class RunSequencesView:

@@ -147,6 +147,21 @@ def repo_again(p: dict[str, Any]) -> dict[str, Any]:
     return {"s": first, "again_s": again, "runs": n}
 
 
+def predicate(p: dict[str, Any]) -> dict[str, Any]:
+    """`repo_again` for a run predicate (`s`: the first query of this process, `again_s`: a
+    `Repo(path)` made again and queried, `reps` times), then the same after `idle_s` seconds
+    idle (`idle_again_s`: once the index's `FULL_CHECK_S` has passed, every sidecar is
+    stat()ed again)."""
+    result = repo_again(p)
+    if p.get("idle_s"):
+        time.sleep(p["idle_s"])
+        t0 = time.perf_counter()
+        n = sum(1 for _ in aim.Repo(p["repo"]).query_runs(p["query"]).iter_runs())
+        result["idle_again_s"] = time.perf_counter() - t0
+        assert n == result["runs"]
+    return result
+
+
 if __name__ == "__main__":
     common.serve(
         {
@@ -159,6 +174,7 @@ if __name__ == "__main__":
             "glob_scan": glob_scan,
             "compact": compact,
             "repo_again": repo_again,
+            "predicate": predicate,
         },
         IMPORT_S,
     )

@@ -6,10 +6,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
+
+import numpy as np
 
 from aim_parquet.format.meta import RunMeta
 from aim_parquet.storage.index.index_file import StatKey, decode_index
 from aim_parquet.storage.index.run_records import RunRecord
+from aim_parquet.system.gc_pause import gc_paused
 
 __all__ = [
     "KEPT_KEY_PREFIX",
@@ -80,7 +84,8 @@ class IndexSnapshot:
 
     `records` are the readable runs (cheap, lazily decoded); `runs` the same as RunMetas (built
     on first access); `damaged` the runs skipped; `sidecars_read` how many sidecars this refresh
-    had to open (0 when the index was current).
+    had to open (0 when the index was current). `query_cache` is for the query layer: what it
+    derives from these runs (columns of values, verdicts), dropped with the snapshot.
     """
 
     def __init__(
@@ -89,6 +94,7 @@ class IndexSnapshot:
         self.records = records
         self.damaged = damaged
         self.sidecars_read = sidecars_read
+        self.query_cache: dict[Any, Any] = {}
 
     @cached_property
     def runs(self) -> dict[str, RunMeta]:
@@ -97,11 +103,29 @@ class IndexSnapshot:
     @cached_property
     def newest_first(self) -> list[RunRecord]:
         """Records ordered by creation time, newest first (ties by hash, for a stable order)."""
-        return sorted(self.records.values(), key=_newest_key, reverse=True)
+        stored = self.in_stored_order
+        return list(map(stored.__getitem__, self.newest_positions))
 
+    @cached_property
+    def in_stored_order(self) -> list[RunRecord]:
+        """The records in the order they were decoded (the index file's): reading a field of
+        every run in this order is several times faster than in `newest_first`'s, whose
+        records lie all over memory."""
+        return list(self.records.values())
 
-def _newest_key(record: RunRecord) -> tuple[float, str]:
-    return record.creation_time, record.hash
+    @cached_property
+    def newest_positions(self) -> list[int]:
+        """`newest_first` as positions in `in_stored_order`."""
+        stored = self.in_stored_order
+        created = [r.creation_time for r in stored]
+        times = np.array(created, dtype=np.float64)
+        if np.isnan(times).any():  # (NaN has no order: Python's sort of the same keys)
+            with gc_paused():
+                keys = list(zip(created, [r.hash for r in stored], strict=True))
+                return sorted(range(len(keys)), key=keys.__getitem__, reverse=True)
+        hashes = np.array([r.hash for r in stored], dtype=str)
+        order: list[int] = np.lexsort((hashes, times))[::-1].tolist()  # (hashes are unique)
+        return order
 
 
 def read_index_file(raw: bytes) -> dict[str, IndexEntry]:

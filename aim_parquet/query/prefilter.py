@@ -1,0 +1,267 @@
+"""The run part of a query evaluated column-wise over every run of an index snapshot, to drop
+the runs it surely rejects before the interpreter looks at any run.
+
+`run_mask(run_filter, snapshot)` gives one bool per run of `snapshot.newest_first`: False where
+the run part is certainly False for that run, True where it may hold. The executor evaluates the
+interpreter (`CompiledQuery.matches`) on the True runs only, so the result is the interpreter's
+by construction; the mask only has to be sound: it never says False where the interpreter would
+say True or raise.
+
+Each node of the syntax tree gets a verdict per run, F (false, and evaluating it raises
+nothing), T (true, raises nothing) or U (unknown: anything, an error included):
+
+- a comparison of `run.<path>` (attribute and item steps with constant keys, as
+  `query.run_columns` reads them) with a constant, by one of `== != < <= > >= in not in`, or by
+  `is`/`is not` with None, True or False (identity is only decided by value for those), and a
+  bare `run.<path>` (its truth): the interpreter's own operator (`query.runtime`) is applied
+  once per distinct (type, value) of the column (plain JSON values, datetimes, lists of
+  those); any other value, a value whose computation raised and an operator that raises give U;
+- `not`, and `and`/`or` left to right as Python evaluates them (`a and b`: F where a is F, b
+  where a is T, U where a is U; so an unknown operand never hides a later error);
+- any other node (calls, arithmetic, comparison chains, `run.active`, `run.metrics`, ...) is U.
+
+Columns and verdicts are computed in the order the snapshot's records were decoded
+(`IndexSnapshot.in_stored_order`, several times faster to walk than `newest_first`) and the mask
+is put in `newest_first`'s order at the end. Verdicts of each node, each column and each mask
+are kept in the snapshot's `query_cache`, so a warm process evaluates a query again in the time
+of a few array operations.
+"""
+
+from __future__ import annotations
+
+import ast
+import datetime as _dt
+from collections.abc import Callable, Sequence
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+
+from aim_parquet.query import runtime as rt
+from aim_parquet.query.closures import COMPARE, NOT_CONSTANT
+from aim_parquet.query.compiler import Compiler
+from aim_parquet.query.lang import CompiledQuery
+from aim_parquet.query.run_columns import (
+    UNKNOWN,
+    Path,
+    Step,
+    path_column,
+    unsupported_first_step,
+)
+from aim_parquet.storage.index.run_index import IndexSnapshot, RunRecord
+from aim_parquet.system.gc_pause import gc_paused
+
+__all__ = ["run_mask"]
+
+Codes = npt.NDArray[np.int8]
+F: Final = 0
+T: Final = 1
+U: Final = 2
+_NOT: Final = np.array([T, F, U], dtype=np.int8)
+_KEYED: Final = frozenset(
+    {str, int, float, bool, type(None), type(rt.SafeNone), _dt.datetime, type(UNKNOWN)}
+)
+_IDENTITY_CONSTANTS: Final = frozenset({type(None), bool})
+_MAX_CACHED: Final = 64  # entries of a snapshot's query_cache before it is emptied (a column of
+# 100,000 runs is about 1 MB)
+
+
+def run_mask(run_filter: CompiledQuery | None, snapshot: IndexSnapshot) -> Any:
+    """One bool per run of `snapshot.newest_first` (a numpy array), False where `run_filter`
+    surely does not match; None when it rejects no run for sure (module doc)."""
+    if run_filter is None:
+        return None
+    cache = snapshot.query_cache
+    nodes = run_filter.nodes
+    key = ("mask", *(ast.dump(n) for n in nodes))
+    if key in cache:
+        return cache[key]
+    if len(cache) > _MAX_CACHED:
+        cache.clear()
+    with gc_paused():  # (columns allocate an object or more per run)
+        codes = _Columns(snapshot.in_stored_order, cache).all_of(nodes)
+    mask = None if codes is None else codes != F
+    if mask is None or bool(mask.all()):
+        cache[key] = None
+        return None
+    order = cache.get("newest positions")
+    if order is None:
+        order = cache["newest positions"] = np.array(snapshot.newest_positions, dtype=np.intp)
+    cache[key] = mask = mask[order]
+    return mask
+
+
+class _Columns:
+    """Verdicts of syntax nodes over `records` (module doc), cached in `cache`."""
+
+    def __init__(self, records: Sequence[RunRecord], cache: dict[Any, Any]) -> None:
+        self.records = records
+        self.cache = cache
+        self.size = len(records)
+
+    def unknown(self) -> Codes:
+        return np.full(self.size, U, dtype=np.int8)
+
+    def all_of(self, nodes: Sequence[ast.expr]) -> Codes | None:
+        return self._fold([self.codes(n) for n in nodes], T)
+
+    def _fold(self, parts: list[Codes | None], stop_unless: int) -> Codes | None:
+        """`and` (stop_unless=T) or `or` (stop_unless=F) of `parts`, left to right."""
+        acc = parts[0]
+        if acc is None:
+            return None
+        for part in parts[1:]:
+            acc = np.where(acc == stop_unless, self.unknown() if part is None else part, acc)
+        return acc
+
+    def codes(self, node: ast.expr) -> Codes | None:
+        """The verdicts of `node`, None when they are all U."""
+        if isinstance(node, ast.BoolOp):
+            parts = [self.codes(v) for v in node.values]
+            return self._fold(parts, T if isinstance(node.op, ast.And) else F)
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+            inner = self.codes(node.operand)
+            return None if inner is None else _NOT[inner]
+        key = ("node", ast.dump(node))
+        if key not in self.cache:
+            self.cache[key] = self._leaf(node)
+        codes: Codes | None = self.cache[key]
+        return codes
+
+    def _leaf(self, node: ast.expr) -> Codes | None:
+        test = _leaf_test(node)
+        if test is None:
+            return None
+        path_node, fn = test
+        values = self.column(path_node)
+        return None if values is None else _verdicts(values, fn)
+
+    def column(self, node: ast.expr) -> list[Any] | None:
+        key = ("column", ast.dump(node))
+        if key not in self.cache:
+            path = _path(node)
+            self.cache[key] = None if path is None else path_column(self.records, path)
+        values: list[Any] | None = self.cache[key]
+        return values
+
+
+def _verdicts(values: list[Any], test: Callable[[Any], Any]) -> Codes:
+    """`test` applied once per distinct (type, value) of `values` (UNKNOWN: U)."""
+    kinds = set(map(type, values))
+    if not kinds <= _KEYED:
+        return _verdicts_mixed(values, test)
+    if len(kinds) == 1:  # one type: the values alone are the keys
+        memo = {v: _verdict(test, v) for v in set(values)}
+        return np.array(list(map(memo.__getitem__, values)), dtype=np.int8)
+    keys = list(zip(map(type, values), values, strict=True))
+    memo = {k: _verdict(test, k[1]) for k in set(keys)}
+    return np.array(list(map(memo.__getitem__, keys)), dtype=np.int8)
+
+
+def _verdicts_mixed(values: list[Any], test: Callable[[Any], Any]) -> Codes:
+    """`_verdicts` for a column that also holds lists or values of other types."""
+    memo: dict[Any, int] = {}
+    out = bytearray(len(values))
+    keyed = _KEYED
+    for i, value in enumerate(values):
+        kind = type(value)
+        if kind in keyed:
+            key: Any = (kind, value)
+        elif kind is list and all(type(v) in keyed for v in value):
+            key = (list, tuple(value), tuple(map(type, value)))
+        else:
+            out[i] = U
+            continue
+        code = memo.get(key)
+        if code is None:
+            code = memo[key] = _verdict(test, value)
+        out[i] = code
+    return np.frombuffer(out, dtype=np.int8)
+
+
+def _verdict(test: Callable[[Any], Any], value: Any) -> int:
+    if value is UNKNOWN:
+        return U
+    budget = rt.BUDGET
+    saved = budget.left
+    budget.left = rt.MAX_EVAL_SIZE
+    try:
+        return T if test(value) else F
+    except Exception:
+        return U
+    finally:
+        budget.left = saved
+
+
+def _leaf_test(node: ast.expr) -> tuple[ast.expr, Callable[[Any], Any]] | None:
+    """(the `run.<path>` node, the test of its value) for a node the columns decide."""
+    if _path(node) is not None:
+        return node, _truth
+    if not isinstance(node, ast.Compare) or len(node.ops) != 1:
+        return None
+    op_node, left, right = node.ops[0], node.left, node.comparators[0]
+    op = COMPARE[type(op_node)]
+    is_identity = isinstance(op_node, ast.Is | ast.IsNot)
+    if _path(left) is not None:
+        value = _constant(right)
+        if not _usable(value, is_identity):
+            return None
+        return left, lambda v: op(v, value)
+    if _path(right) is not None:
+        value = _constant(left)
+        if not _usable(value, is_identity):
+            return None
+        return right, lambda v: op(value, v)
+    return None
+
+
+def _truth(value: Any) -> Any:
+    return value
+
+
+def _usable(value: Any, is_identity: bool) -> bool:
+    if value is NOT_CONSTANT:
+        return False
+    return not is_identity or type(value) in _IDENTITY_CONSTANTS
+
+
+def _path(node: ast.expr) -> Path | None:
+    """The steps of `run.<path>` (constant keys only), None for any other node."""
+    steps: list[Step] = []
+    while not (isinstance(node, ast.Name) and node.id == "run"):
+        if isinstance(node, ast.Attribute):
+            steps.append(("attr", node.attr))
+            node = node.value
+        elif isinstance(node, ast.Subscript):
+            key = _constant(node.slice)
+            if key is NOT_CONSTANT:
+                return None
+            try:
+                hash(key)
+            except TypeError:
+                return None
+            steps.append(("item", key))
+            node = node.value
+        else:
+            return None
+    if not steps:
+        return None
+    steps.reverse()
+    return None if unsupported_first_step(steps[0]) else tuple(steps)
+
+
+def _constant(node: ast.expr) -> Any:
+    """The value the interpreter folds `node` to, NOT_CONSTANT when it does not fold."""
+    if isinstance(node, ast.Constant):
+        value = node.value
+        if value is None or type(value) in (bool, float, str):
+            return value
+    budget = rt.BUDGET
+    saved = budget.left
+    budget.left = rt.MAX_EVAL_SIZE
+    try:
+        return Compiler("", "", 0, frozenset()).compile(node).value
+    except Exception:
+        return NOT_CONSTANT
+    finally:
+        budget.left = saved
