@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 
 from aim_parquet.sdk.dataframes import jsonable, local_times
+from aim_parquet.storage.base.columns import nullable_scalars, validity, validity_bitmap
 
 Array = np.ndarray[Any, Any]
 EMPTY_F = np.empty(0, dtype=np.float64)
@@ -35,47 +36,14 @@ def numbers(array: Array, typ: pa.DataType | None = None) -> pa.Array:
     return pa.Array.from_buffers(typ or known, len(data), [None, pa.py_buffer(data)], 0)
 
 
-def _bitmap(valid: Array) -> tuple[pa.Buffer | None, int]:
-    """The validity bitmap of a boolean mask of present entries (None when all are) and the
-    count of nulls."""
-    nulls = len(valid) - int(np.count_nonzero(valid))
-    if not nulls:
-        return None, 0
-    return pa.py_buffer(np.packbits(valid, bitorder="little")), nulls
-
-
 def times(stamps: Array) -> pa.Array:
     """Naive local-time timestamps (µs) of float epoch seconds, as Aim's `time` column
     (`sdk.dataframes.local_times`); NaN is missing."""
     missing = np.isnan(stamps)
     local = np.ascontiguousarray(local_times(np.where(missing, 0.0, stamps)).view(np.int64))
-    validity, nulls = _bitmap(~missing)
-    buffers = [validity, pa.py_buffer(local)]
+    bitmap, nulls = validity_bitmap(~missing)
+    buffers = [bitmap, pa.py_buffer(local)]
     return pa.Array.from_buffers(pa.timestamp("us"), len(local), buffers, nulls)
-
-
-def _present(values: list[Any]) -> Array:
-    return np.fromiter((v is not None for v in values), dtype=bool, count=len(values))
-
-
-def _scalars(values: list[Any], typ: pa.DataType) -> pa.Array:
-    """`pa.array(values, typ)` of ints (int64), floats (float64) or bools, None as null."""
-    n = len(values)
-    try:
-        if typ == pa.bool_():
-            bits = np.fromiter((v is not None and bool(v) for v in values), dtype=bool, count=n)
-            data = pa.py_buffer(np.packbits(bits, bitorder="little"))
-        elif typ == pa.int64():
-            data = pa.py_buffer(
-                np.fromiter((0 if v is None else v for v in values), dtype=np.int64, count=n)
-            )
-        else:
-            floats = (np.nan if v is None else float(v) for v in values)
-            data = pa.py_buffer(np.fromiter(floats, dtype=np.float64, count=n))
-    except (TypeError, ValueError, OverflowError):
-        return pa.array(values, typ)
-    validity, nulls = _bitmap(_present(values))
-    return pa.Array.from_buffers(typ, n, [validity, data], nulls)
 
 
 def _strings(values: list[Any]) -> pa.Array:
@@ -89,8 +57,9 @@ def _strings(values: list[Any]) -> pa.Array:
     np.cumsum(np.fromiter(map(len, encoded), dtype=np.int64, count=n), out=offsets[1:])
     if offsets[-1] > _MAX_OFFSET:
         return pa.array(values, pa.string())
-    validity, nulls = _bitmap(_present(values))
-    buffers = [validity, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(b"".join(encoded))]
+    present = np.fromiter((v is not None for v in values), dtype=bool, count=n)
+    bitmap, nulls = validity_bitmap(present)
+    buffers = [bitmap, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(b"".join(encoded))]
     return pa.Array.from_buffers(pa.string(), n, buffers, nulls)
 
 
@@ -107,10 +76,10 @@ def _encoded(values: list[Any]) -> pa.Array:
         dtype=np.int32,
         count=len(values),
     )
-    validity, nulls = _bitmap(indices >= 0)
+    bitmap, nulls = validity_bitmap(indices >= 0)
     np.maximum(indices, 0, out=indices)
     index_array = pa.Array.from_buffers(
-        pa.int32(), len(indices), [validity, pa.py_buffer(indices)], nulls
+        pa.int32(), len(indices), [bitmap, pa.py_buffer(indices)], nulls
     )
     return pa.DictionaryArray.from_arrays(index_array, _strings(list(codes)))
 
@@ -127,13 +96,13 @@ def repeat(column: pa.Array, index: Array) -> pa.Array:
     ):
         return column.take(numbers(index))
     base = column.indices if pa.types.is_dictionary(typ) else column
-    validity, nulls = None, 0
+    bitmap, nulls = None, 0
     if column.null_count:
-        validity, nulls = _bitmap(valid_mask(base)[index])
+        bitmap, nulls = validity_bitmap(validity(base)[index])
     if pa.types.is_dictionary(typ):
         codes = np.frombuffer(base.buffers()[1], dtype=np.int32, count=len(column))
         taken = pa.py_buffer(np.ascontiguousarray(codes[index]))
-        indices = pa.Array.from_buffers(pa.int32(), n, [validity, taken], nulls)
+        indices = pa.Array.from_buffers(pa.int32(), n, [bitmap, taken], nulls)
         return pa.DictionaryArray.from_arrays(indices, column.dictionary)
     if typ == pa.bool_():
         bits = np.unpackbits(
@@ -144,16 +113,7 @@ def repeat(column: pa.Array, index: Array) -> pa.Array:
         width = np.int64 if typ == pa.int64() else np.float64
         values = np.frombuffer(column.buffers()[1], dtype=width, count=len(column))
         data = pa.py_buffer(np.ascontiguousarray(values[index]))
-    return pa.Array.from_buffers(typ, n, [validity, data], nulls)
-
-
-def valid_mask(column: pa.Array) -> Array:
-    """Which entries of an array (offset 0) are present."""
-    bitmap = column.buffers()[0]
-    if bitmap is None or not column.null_count:
-        return np.ones(len(column), dtype=bool)
-    bits = np.unpackbits(np.frombuffer(bitmap, dtype=np.uint8), bitorder="little")
-    return bits[column.offset : column.offset + len(column)].astype(bool)
+    return pa.Array.from_buffers(typ, n, [bitmap, data], nulls)
 
 
 def key_column(values: list[Any]) -> pa.Array:
@@ -166,21 +126,21 @@ def key_column(values: list[Any]) -> pa.Array:
     if kinds == {int}:  # (the usual cases, decided by the values' exact types)
         present = [v for v in values if v is not None]
         if min(present) >= -(2**63) and max(present) < 2**63:
-            return _scalars(values, pa.int64())
+            return nullable_scalars(values, pa.int64())
     elif kinds == {float} or kinds == {int, float}:
-        return _scalars([None if v is None else float(v) for v in values], pa.float64())
+        return nullable_scalars([None if v is None else float(v) for v in values], pa.float64())
     present = [v for v in values if v is not None]
     if not present:
         return pa.nulls(len(values), pa.null())
     if all(isinstance(v, str) for v in present):
         return _encoded(values)
     if all(isinstance(v, (bool, np.bool_)) for v in present):
-        return _scalars(values, pa.bool_())
+        return nullable_scalars(values, pa.bool_())
     if all(_is_number(v) and not isinstance(v, (bool, np.bool_)) for v in present):
         is_int = all(isinstance(v, (int, np.integer)) for v in present)
         if is_int and all(-(2**63) <= int(v) < 2**63 for v in present):
-            return _scalars(values, pa.int64())
-        return _scalars([None if v is None else float(v) for v in values], pa.float64())
+            return nullable_scalars(values, pa.int64())
+        return nullable_scalars([None if v is None else float(v) for v in values], pa.float64())
     texts = [None if v is None else jsonable(v) for v in values]
     return _encoded(texts)
 

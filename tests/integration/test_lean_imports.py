@@ -39,14 +39,16 @@ print("ok")
 """
 
 
+def _run_script(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """`script` in a fresh interpreter with `args`."""
+    return subprocess.run(
+        [PYTHON, "-c", script, *args], capture_output=True, text=True, env=python_env()
+    )
+
+
 def test_track_and_read_without_importing_pandas(tmp_path: Path) -> None:
     for mode in ("segments", "compact"):
-        out = subprocess.run(
-            [PYTHON, "-c", SCRIPT, str(tmp_path / mode), mode],
-            capture_output=True,
-            text=True,
-            env=python_env(),
-        )
+        out = _run_script(SCRIPT, str(tmp_path / mode), mode)
         assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
 
 
@@ -75,12 +77,7 @@ print("ok")
 
 
 def test_compact_and_dataset_reads_without_importing_pandas(tmp_path: Path) -> None:
-    out = subprocess.run(
-        [PYTHON, "-c", MANY_RUNS, str(tmp_path / "many")],
-        capture_output=True,
-        text=True,
-        env=python_env(),
-    )
+    out = _run_script(MANY_RUNS, str(tmp_path / "many"))
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
 
 
@@ -108,10 +105,5 @@ print("ok")
 def test_a_training_script_never_imports_the_offline_tools(tmp_path: Path) -> None:
     """STYLE.md: the online path never imports the offline tools (maintenance, compaction); a
     training script that tracks, resumes and reads its run back pays for neither."""
-    out = subprocess.run(
-        [PYTHON, "-c", TRAINING_SCRIPT, str(tmp_path / "repo")],
-        capture_output=True,
-        text=True,
-        env=python_env(),
-    )
+    out = _run_script(TRAINING_SCRIPT, str(tmp_path / "repo"))
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr

@@ -43,23 +43,39 @@ def _to_float(value: Any) -> float:
         return math.inf if value > 0 else -math.inf
 
 
+def validity_bitmap(present: np.ndarray[Any, Any]) -> tuple[pa.Buffer | None, int]:
+    """The validity bitmap of a boolean mask of present entries (None when all are) and the
+    count of nulls."""
+    nulls = len(present) - int(np.count_nonzero(present))
+    if not nulls:
+        return None, 0
+    return pa.py_buffer(np.packbits(present, bitorder="little")), nulls
+
+
 def nullable_int64_array(values: list[int | None]) -> pa.Array:
+    return nullable_scalars(values, pa.int64())
+
+
+def nullable_scalars(values: list[Any], typ: pa.DataType) -> pa.Array:
+    """`pa.array(values, typ)` of bools, ints (int64) or floats (float64), None as null; values
+    these buffers cannot hold go to `pa.array` itself."""
     n = len(values)
-    if all(v is None for v in values):
-        validity = np.zeros((n + 7) // 8, dtype=np.uint8)
-        data = np.zeros(n, dtype=np.int64)
-        return pa.Array.from_buffers(
-            pa.int64(), n, [pa.py_buffer(validity), pa.py_buffer(data)], null_count=n
-        )
-    mask = np.fromiter((v is not None for v in values), dtype=bool, count=n)
-    data = np.fromiter((0 if v is None else v for v in values), dtype=np.int64, count=n)
-    nulls = int(n - mask.sum())
-    if nulls == 0:
-        return pa.Array.from_buffers(pa.int64(), n, [None, pa.py_buffer(data)])
-    validity = np.packbits(mask, bitorder="little")
-    return pa.Array.from_buffers(
-        pa.int64(), n, [pa.py_buffer(validity), pa.py_buffer(data)], null_count=nulls
-    )
+    try:
+        if typ == pa.bool_():
+            bits = np.fromiter((v is not None and bool(v) for v in values), dtype=bool, count=n)
+            data = pa.py_buffer(np.packbits(bits, bitorder="little"))
+        elif typ == pa.int64():
+            data = pa.py_buffer(
+                np.fromiter((0 if v is None else v for v in values), dtype=np.int64, count=n)
+            )
+        else:
+            floats = (np.nan if v is None else float(v) for v in values)
+            data = pa.py_buffer(np.fromiter(floats, dtype=np.float64, count=n))
+    except (TypeError, ValueError, OverflowError):
+        return pa.array(values, typ)
+    present = np.fromiter((v is not None for v in values), dtype=bool, count=n)
+    bitmap, nulls = validity_bitmap(present)
+    return pa.Array.from_buffers(typ, n, [bitmap, data], nulls)
 
 
 def large_binary_array(values: list[bytes]) -> pa.Array:

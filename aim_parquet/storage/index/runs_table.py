@@ -25,7 +25,7 @@ from aim_parquet.format.naming import PARAMS_PREFIX, flat_columns
 from aim_parquet.format.paths import RepoLayout
 from aim_parquet.format.values import encode_json_value, utf8_safe
 from aim_parquet.storage.base.atomic import atomic_write, fsync_dir, temp_path_for
-from aim_parquet.storage.base.columns import string_array
+from aim_parquet.storage.base.columns import nullable_scalars, string_array, validity_bitmap
 from aim_parquet.storage.base.repo_changes import index_link
 from aim_parquet.storage.base.safe_fs import read_regular
 from aim_parquet.storage.index.run_index import RunIndex
@@ -43,22 +43,12 @@ def runs_table_path(layout: RepoLayout) -> Path:
 
 def _array(values: list[Any], typ: pa.DataType) -> pa.Array:
     """A nullable bool/int64/float64/string array built from buffers (pa.array imports pandas)."""
-    n = len(values)
-    mask = np.fromiter((v is not None for v in values), dtype=bool, count=n)
-    nulls = n - int(mask.sum())
-    validity = pa.py_buffer(np.packbits(mask, bitorder="little")) if nulls else None
-    if typ == pa.string():
-        dense = string_array(["" if v is None else v for v in values])
-        return pa.Array.from_buffers(typ, n, [validity, *dense.buffers()[1:]], null_count=nulls)
-    data: np.ndarray[Any, Any]
-    if typ == pa.bool_():
-        bits = np.fromiter((bool(v) for v in values), dtype=bool, count=n)
-        data = np.packbits(bits, bitorder="little")
-    elif typ == pa.int64():
-        data = np.fromiter((0 if v is None else v for v in values), dtype=np.int64, count=n)
-    else:
-        data = np.fromiter((np.nan if v is None else v for v in values), dtype=np.float64, count=n)
-    return pa.Array.from_buffers(typ, n, [validity, pa.py_buffer(data)], null_count=nulls)
+    if typ != pa.string():
+        return nullable_scalars(values, typ)
+    present = np.fromiter((v is not None for v in values), dtype=bool, count=len(values))
+    bitmap, nulls = validity_bitmap(present)
+    dense = string_array(["" if v is None else v for v in values])
+    return pa.Array.from_buffers(typ, len(values), [bitmap, *dense.buffers()[1:]], nulls)
 
 
 def _string_lists(values: list[tuple[str, ...]]) -> pa.Array:
