@@ -1,11 +1,12 @@
 """The "many runs" and "analyst" sections (issue 17): frames and the open dataset at scale.
 
 Many runs: `scale_runs` closed runs of 5 `loss` points (generated: `scale_repos`), a metric frame,
-`sparse_numpy()` over every metric, the open files through polars and DuckDB, compaction and its
-files per run, the first query and `Repo(path)` again, and a run predicate over `predicate_runs`
-runs. Aim is measured side by side on `aim_scale_runs` runs that both systems make with `Run()`:
-Aim's frame and reads go run by run through RocksDB, so a larger repo only scales its figure
-linearly, and making 10,000 Aim runs (and indexing them) would take longer than the whole suite.
+`sparse_numpy()` over every metric, the open files through polars and DuckDB (the per-run glob
+and the shared files of `.aim/dataset/`), compaction and its files per run, the first query and
+`Repo(path)` again, and a run predicate over `predicate_runs` runs. Aim is measured side by side
+on `aim_scale_runs` runs that both systems make with `Run()`: Aim's frame and reads go run by run
+through RocksDB, so a larger repo only scales its figure linearly, and making 10,000 Aim runs
+(and indexing them) would take longer than the whole suite.
 
 Analyst: a `sweep_runs` x `sweep_steps` sweep (train/val `loss` and `acc`, resumed and archived
 runs), whose `loss` frame and whole-repo frame are held to the floor: the same rows read from one
@@ -62,6 +63,8 @@ def many_runs_scale(s: Suite) -> None:
     sparse_c = _times(s, "sparse", frame_p, "sparse_numpy after compaction")
     pl_glob = _times(s, "glob_scan", {"repo": s.repo("many"), "engine": "polars"}, "polars glob")
     dk_glob = _times(s, "glob_scan", {"repo": s.repo("many"), "engine": "duckdb"}, "duckdb glob")
+    pl_set = _times(s, "dataset_scan", {"repo": s.repo("many"), "engine": "polars"}, "polars set")
+    dk_set = _times(s, "dataset_scan", {"repo": s.repo("many"), "engine": "duckdb"}, "duckdb set")
     s.drop("many")
     # side by side with Aim: runs both make with Run()
     s.ours("create_runs", {"repo": s.repo("ap-k"), "runs": small, "offset": 0, "points": 5}, "ap k")
@@ -106,6 +109,8 @@ def many_runs_scale(s: Suite) -> None:
             Row("  ... after compaction", _best(sparse_c)),
             Row("polars over the compacted glob", _best(pl_glob)),
             Row("DuckDB over the compacted glob", _best(dk_glob)),
+            Row("polars over `.aim/dataset/` (the README's recipe)", _best(pl_set)),
+            Row("DuckDB over `.aim/dataset/` (the README's recipe)", _best(dk_set)),
             Row(f"`compact` {n:,} runs", _m(compact1)),
             Row("`compact` again, nothing to do", _m(compact2)),
             Row(
