@@ -4,8 +4,10 @@ usage: python tools/bench_first_query.py REPO [--before SRC] [--repeat N] [--que
 
 REPO is a repo of many runs (`tools/bench_suite/scale_side.py generate`). Each sample is a fresh
 interpreter running `import aim_parquet as aim` and one `query_runs(Q).iter_runs()`, its wall time
-measured from outside (interpreter start included). Three figures, median of N:
+measured from outside (interpreter start included). Four figures, median of N:
   import  `python -c "import aim_parquet"`
+  +Repo   `import aim_parquet as aim; aim.Repo`: the SDK loaded (where `import aim_parquet` defers
+          it, its cost moves here)
   first   the first query after writing: `.aim/index` removed, so the run index is built from the
           run sidecars
   later   the same query again, the index file present
@@ -69,6 +71,8 @@ def main() -> None:
                 env = _env(src)
                 seconds, _ = _time(["-c", "import aim_parquet"], env, cwd)
                 samples.setdefault((side, "import"), []).append(seconds)
+                seconds, _ = _time(["-c", "import aim_parquet as aim; aim.Repo"], env, cwd)
+                samples.setdefault((side, "+Repo"), []).append(seconds)
                 shutil.rmtree(index_dir, ignore_errors=True)
                 for kind in ("first", "later"):
                     seconds, answer = _time(["-c", QUERY, args.repo, args.query], env, cwd)
