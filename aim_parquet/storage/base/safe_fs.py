@@ -26,10 +26,12 @@ import os
 import shutil
 import stat
 from pathlib import Path
-
-import pyarrow as pa
+from typing import TYPE_CHECKING
 
 from aim_parquet.errors import UnsafeFileError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
@@ -152,6 +154,8 @@ def map_regular(
                 chunks.append(chunk)
                 left -= len(chunk)
             return b"".join(chunks)
+        import pyarrow as pa  # only a large file's reader pays for pyarrow
+
         return pa.py_buffer(mmap.mmap(fd, size, access=mmap.ACCESS_READ))
     finally:
         os.close(fd)

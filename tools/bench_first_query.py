@@ -1,0 +1,92 @@
+"""Import and first query in a fresh process, timed from interpreter start (issue #17).
+
+usage: python tools/bench_first_query.py REPO [--before SRC] [--repeat N] [--query Q]
+
+REPO is a repo of many runs (`tools/bench_suite/scale_side.py generate`). Each sample is a fresh
+interpreter running `import aim_parquet as aim` and one `query_runs(Q).iter_runs()`, its wall time
+measured from outside (interpreter start included). Four figures, median of N:
+  import  `python -c "import aim_parquet"`
+  +Repo   `import aim_parquet as aim; aim.Repo`: the SDK loaded (where `import aim_parquet` defers
+          it, its cost moves here)
+  first   the first query after writing: `.aim/index` removed, so the run index is built from the
+          run sidecars
+  later   the same query again, the index file present
+With --before SRC (a source tree, e.g. `git archive 7db2c30 | tar -x -C SRC`), the same figures
+for SRC's aim_parquet, the samples of both sides interleaved. Byte code is written and reused
+(PYTHONDONTWRITEBYTECODE unset), as in an installed package.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+QUERY = """
+import sys
+import aim_parquet as aim
+print(sum(1 for _ in aim.Repo(sys.argv[1]).query_runs(sys.argv[2]).iter_runs()))
+"""
+
+
+def _env(src: str | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    if src is not None:
+        env["PYTHONPATH"] = src
+    return env
+
+
+def _time(args: list[str], env: dict[str, str], cwd: str) -> tuple[float, str]:
+    t0 = time.perf_counter()
+    out = subprocess.run(
+        [sys.executable, *args], env=env, cwd=cwd, capture_output=True, text=True, check=True
+    )
+    return time.perf_counter() - t0, out.stdout.strip()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("repo")
+    parser.add_argument("--before", default=None, help="source tree of the 'before' side")
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--query", default="run.hparams.lr < 0.0005")
+    args = parser.parse_args()
+    sides: dict[str, str | None] = {"after": None}
+    if args.before:
+        sides = {"before": str(Path(args.before).resolve()), "after": None}
+    index_dir = Path(args.repo) / ".aim" / "index"
+    samples: dict[tuple[str, str], list[float]] = {}
+    answers: set[str] = set()
+    with tempfile.TemporaryDirectory() as cwd:  # not the checkout: '' on sys.path is cwd
+        for src in sides.values():  # warm-up: byte code written, file cache warm
+            _time(["-c", QUERY, args.repo, args.query], _env(src), cwd)
+        for _ in range(args.repeat):
+            for side, src in sides.items():
+                env = _env(src)
+                seconds, _ = _time(["-c", "import aim_parquet"], env, cwd)
+                samples.setdefault((side, "import"), []).append(seconds)
+                seconds, _ = _time(["-c", "import aim_parquet as aim; aim.Repo"], env, cwd)
+                samples.setdefault((side, "+Repo"), []).append(seconds)
+                shutil.rmtree(index_dir, ignore_errors=True)
+                for kind in ("first", "later"):
+                    seconds, answer = _time(["-c", QUERY, args.repo, args.query], env, cwd)
+                    samples.setdefault((side, kind), []).append(seconds)
+                    answers.add(answer)
+    if len(answers) != 1:
+        raise SystemExit(f"the sides disagree: {sorted(answers)}")
+    for (side, kind), values in samples.items():
+        print(
+            f"{side:6} {kind:6} median {statistics.median(values):.3f} s"
+            f"  (min {min(values):.3f}, max {max(values):.3f}, n={len(values)})"
+        )
+    print(f"runs matched: {answers.pop()}")
+
+
+if __name__ == "__main__":
+    main()
