@@ -38,21 +38,46 @@ def _steps(rng: random.Random) -> list[int]:
     return steps
 
 
-@pytest.mark.parametrize("seed", [3, 4])
-def test_bulk_points_are_each_sequences_own(tmp_path: Path, seed: int) -> None:
+@pytest.mark.parametrize(("seed", "missing"), [(3, 0.3), (4, 0.3), (5, 0.0), (6, 0.0)])
+def test_bulk_points_are_each_sequences_own(
+    tmp_path: Path, seed: int, missing: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With missing epochs the batches go through the IPC reader; without, every batch is
+    plain and its columns are taken from the files' bytes (`_plain_points`): both paths give
+    each sequence's own points (NaN and inf values, int metrics, steps written again)."""
     rng = random.Random(seed)
     for i in range(30):
         run = aim.Run(repo=tmp_path, experiment="dedup", **QUIET)
         for name in ("a", "b", "c"):
             for step in _steps(rng):
-                epoch = None if rng.random() < 0.3 else step
-                run.track(rng.random() + i, name=name, step=step, epoch=epoch)
+                epoch = None if rng.random() < missing else step
+                value = rng.choice([rng.random() + i, float("nan"), float("-inf")])
+                run.track(i if name == "c" else value, name=name, step=step, epoch=epoch)
+            if rng.random() < 0.3:
+                run.flush()  # (more than one batch in a segment)
         run.close()
+    run = aim.Run(repo=tmp_path, experiment="dedup", **QUIET)  # batches of many points
+    for step in [*range(300), *range(250, 260), *range(600, 900)]:
+        epoch = None if rng.random() < missing else step
+        run.track(rng.random(), name="long", step=step, epoch=epoch)
+        if step in (259, 700):
+            run.flush()
+    run.close()
+    plain = bulk_read._plain_points
+    taken: list[bool] = []
+
+    def spy(batches: Any) -> Any:
+        columns = plain(batches)
+        taken.append(columns is not None)
+        return columns
+
+    monkeypatch.setattr(bulk_read, "_plain_points", spy)
     repo = aim.Repo(tmp_path)
     wanted = [(m.run.hash, m.info) for m in repo.query_metrics("run.experiment == 'dedup'")]
     rng.shuffle(wanted)
     wanted.sort(key=lambda w: w[0])  # (a run's sequences next to each other)
     got = bulk_read.read_metrics_bulk(repo.layout, wanted)
+    assert taken == [missing == 0.0]
     assert sorted(got) == list(range(len(wanted)))
     for i, (run_hash, info) in enumerate(wanted):
         steps, arrays = read_metric_columns(

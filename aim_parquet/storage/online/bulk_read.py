@@ -1,8 +1,11 @@
 """The points of many metric sequences of runs that have no compacted files, read in one pass:
-each segment is read once into memory, its record-batch messages are found by walking the IPC
-framing (without decoding a batch), and the messages of every segment are decoded together as
-one Arrow stream, so the per-file cost is a `read` and a few header reads instead of a reader, a
-table and a dozen numpy calls per sequence.
+each segment is read once into memory and its record-batch messages are found by walking the IPC
+framing (each distinct batch metadata parsed once), so the per-file cost is a `read` and a few
+header reads instead of a reader, a table and a dozen numpy calls per sequence. When every batch
+is plain (no null in any column: metrics tracked with their epochs), each column's values are
+taken from the files' bytes where the batch metadata puts them, as the IPC reader would decode
+them, and concatenated once; otherwise the messages of every segment are decoded together as
+one Arrow stream.
 
 The result is what `run_reader.read_metric_columns` reads for each sequence (module doc of
 `run_reader`: steps in step order, the last write of a step winning; `epoch` int64, or float64
@@ -51,6 +54,7 @@ Array = np.ndarray[Any, Any]
 MetricPoints = tuple[Array, Array, Array, Array]  # steps, values, epochs, timestamps
 
 _RECORD_BATCH = 3
+_PAIR = struct.Struct("<qq").unpack_from
 _EOS = b"\xff\xff\xff\xff\x00\x00\x00\x00"
 _SCHEMA_MESSAGE = METRIC_SCHEMA.serialize().to_pybytes()
 
@@ -88,7 +92,7 @@ class _Schemas:
 
     def __init__(self) -> None:
         self._ok: dict[bytes, bool] = {}
-        self.batches: dict[bytes, tuple[int, int]] = {}
+        self.batches: dict[bytes, tuple[int, int, Plain | None]] = {}
 
     def check(self, message: bytes, run_hash: bytes, path: str) -> None:
         key = message.replace(run_hash, b"")
@@ -105,33 +109,72 @@ class _Schemas:
             raise _Odd(path)
 
 
-def _batch_meta(meta: bytes) -> tuple[int, int]:
-    """(body length, rows) of a message's metadata; rows -1 when it is not an uncompressed
-    record batch (a dictionary and the like: not a metric segment as written)."""
+Plain = tuple[int, int, int, int]  # the data buffers' offsets in a batch's body, by column
+Batch = tuple[bytes, int, int, int, int, Plain | None]  # file, message, body, end, rows, plain
+Columns = tuple[Array, Array, Array, Array | None, Array]  # steps, values, epochs, missing, stamps
+_COLUMNS = len(METRIC_SCHEMA)
+_DTYPES = (np.dtype(np.int64), np.dtype(np.float64), np.dtype(np.int64), np.dtype(np.float64))
+
+
+def _batch_meta(meta: bytes) -> tuple[int, int, Plain | None]:
+    """(body length, rows, plain offsets) of a message's metadata; rows -1 when it is not an
+    uncompressed record batch (a dictionary and the like: not a metric segment as written).
+    The plain offsets, when every column of the batch is without nulls and its data buffer holds
+    its rows within the body: where each column's values start in the body (`_plain_points`
+    reads them there as the IPC reader would); None otherwise (the IPC reader decodes it)."""
     root = U32(meta, 0)[0]
     body_pos = flatbuffer_field(meta, root, 3)
     body = I64(meta, body_pos)[0] if body_pos else 0
     kind_pos = flatbuffer_field(meta, root, 1)
     header_pos = flatbuffer_field(meta, root, 2)
     if not kind_pos or meta[kind_pos] != _RECORD_BATCH or not header_pos:
-        return body, -1
+        return body, -1, None
     header = header_pos + U32(meta, header_pos)[0]
     if flatbuffer_field(meta, header, 3):
-        return body, -1  # compressed
+        return body, -1, None  # compressed
     length_pos = flatbuffer_field(meta, header, 0)
-    return body, I64(meta, length_pos)[0] if length_pos else 0
+    rows = I64(meta, length_pos)[0] if length_pos else 0
+    try:
+        plain = _plain_offsets(meta, header, rows, body)
+    except (struct.error, IndexError, ValueError):
+        plain = None
+    return body, rows, plain
 
 
-def _batches(data: bytes, path: str, run_hash: bytes, schemas: _Schemas) -> tuple[list[bytes], int]:
-    """The complete record-batch messages of one segment and their rows (the framing read as
-    `_message` reads it, each distinct metadata parsed once)."""
+def _plain_offsets(meta: bytes, header: int, rows: int, body: int) -> Plain | None:
+    """See `_batch_meta`: a column's node says its rows and no null, its data buffer (the second
+    of its two) lies within the body and holds 8 bytes per row."""
+    nodes_pos = flatbuffer_field(meta, header, 1)
+    buffers_pos = flatbuffer_field(meta, header, 2)
+    if not nodes_pos or not buffers_pos or rows < 0:
+        return None
+    nodes = nodes_pos + U32(meta, nodes_pos)[0]
+    buffers = buffers_pos + U32(meta, buffers_pos)[0]
+    if U32(meta, nodes)[0] != _COLUMNS or U32(meta, buffers)[0] != 2 * _COLUMNS:
+        return None
+    offsets = []
+    for column in range(_COLUMNS):
+        length, nulls = _PAIR(meta, nodes + 4 + 16 * column)
+        offset, size = _PAIR(meta, buffers + 4 + 16 * (2 * column + 1))
+        if length != rows or nulls != 0 or offset < 0 or size < 8 * rows:
+            return None
+        if offset + 8 * rows > body:
+            return None
+        offsets.append(offset)
+    return offsets[0], offsets[1], offsets[2], offsets[3]
+
+
+def _batches(data: bytes, path: str, run_hash: bytes, schemas: _Schemas) -> tuple[list[Batch], int]:
+    """The complete record-batch messages of one segment, each as (the file's bytes, where its
+    message starts, where its body starts, where it ends, its rows, its plain offsets), and
+    their rows (the framing read as `_message` reads it, each distinct metadata parsed once)."""
     first = _message(data, 0)
     if first is None:
         raise _Odd(path)  # no schema: the per-sequence reader says what is wrong
     pos, length, body = first
     schemas.check(data[: pos + length + body], run_hash, path)
     pos += length + body
-    out: list[bytes] = []
+    out: list[Batch] = []
     rows = 0
     known = schemas.batches
     size = len(data)
@@ -147,14 +190,14 @@ def _batches(data: bytes, path: str, run_hash: bytes, schemas: _Schemas) -> tupl
         verdict = known.get(meta)
         if verdict is None:
             verdict = known[meta] = _batch_meta(meta)
-        body, n = verdict
+        body, n, plain = verdict
         end = start + length + body
         if body < 0 or end > size:
             break  # a torn tail
         if n < 0:
             raise _Odd(path)
         rows += n
-        out.append(data[pos:end])
+        out.append((data, pos, start + length, end, n, plain))
         pos = end
     return out, rows
 
@@ -189,7 +232,7 @@ def _read_small(path: str) -> bytes:
 
 def _run_messages(
     layout: RepoLayout, run_hash: str, seq_ids: list[str], schemas: _Schemas
-) -> list[tuple[list[bytes], int]] | None:
+) -> list[tuple[list[Batch], int]] | None:
     """Per sequence of one run, its batch messages in write order and their rows; None when the
     run is left to the per-sequence reader."""
     run_dir = f"{os.fspath(layout.runs_dir)}/{validate_run_hash(run_hash)}"
@@ -201,7 +244,7 @@ def _run_messages(
             if not is_valid_seq_id(seq_id):
                 return None
             seq_dir = f"{run_dir}/{SEQS_DIRNAME}/{seq_id}"
-            messages: list[bytes] = []
+            messages: list[Batch] = []
             rows = 0
             for name in segment_names(seq_dir):
                 path = f"{seq_dir}/{name}"
@@ -229,7 +272,7 @@ def read_metrics_bulk(
     answer is left to `read_metric_columns` (module doc)."""
     schemas = _Schemas()
     placed: list[tuple[int, int]] = []  # (position, rows)
-    chunks: list[bytes] = [_SCHEMA_MESSAGE]
+    batches: list[Batch] = []
     i = 0
     while i < len(wanted):
         run_hash = wanted[i][0]
@@ -240,29 +283,17 @@ def read_metrics_bulk(
         found = _run_messages(layout, run_hash, seq_ids, schemas)
         if found is not None:
             for position, (messages, rows) in zip(range(i, j), found, strict=True):
-                chunks.extend(messages)
+                batches.extend(messages)
                 placed.append((position, rows))
         i = j
     if not placed:
         return {}
-    chunks.append(_EOS)
-    try:
-        table = pa.ipc.open_stream(pa.py_buffer(b"".join(chunks))).read_all()
-    except (pa.ArrowException, OSError, ValueError):
+    columns = _plain_points(batches)
+    if columns is None:
+        columns = _decoded_points(batches, sum(rows for _p, rows in placed))
+    if columns is None:
         return {}
-    if table.num_rows != sum(rows for _p, rows in placed):
-        return {}
-    table = table.combine_chunks()
-    if table.column("step").null_count:
-        return {}
-    steps = to_numpy(table.column("step")).astype(np.int64, copy=False)
-    values = nan_numpy(table.column("value")).astype(np.float64, copy=False)
-    epoch_column = table.column("epoch")
-    ints = to_numpy(epoch_column).astype(np.int64, copy=False)  # (a null reads as 0)
-    missing = None
-    if epoch_column.null_count:
-        missing = ~np.concatenate([validity(chunk) for chunk in epoch_column.chunks])
-    stamps = nan_numpy(table.column("timestamp")).astype(np.float64, copy=False)
+    steps, values, ints, missing, stamps = columns
     out: dict[int, MetricPoints] = {}
     counts = np.fromiter((n for _p, n in placed), dtype=np.int64, count=len(placed))
     ends = np.cumsum(counts)
@@ -286,3 +317,75 @@ def read_metrics_bulk(
             e = np.where(miss, np.nan, e)  # as `nan_numpy` of such a piece
         out[position] = (s, v, e, t)
     return out
+
+
+def _plain_points(batches: list[Batch]) -> Columns | None:
+    """The columns of `batches` when every batch is plain (`_batch_meta`): each column's values
+    taken from the file's bytes where the batch's metadata puts them, as the IPC reader decodes
+    them; None when one is not. Small batches with the same layout (most: a few points per
+    segment) are gathered together from the files' bytes joined; a large one is copied alone."""
+    files: dict[int, int] = {}  # id of a file's bytes: where they start in the joined bytes
+    datas: list[bytes] = []
+    joined = 0
+    groups: dict[tuple[int, Plain], list[int]] = {}
+    bases = np.empty(len(batches), dtype=np.int64)  # a batch's body in the joined bytes
+    counts = np.empty(len(batches), dtype=np.int64)
+    for k, (data, _pos, body, _end, rows, plain) in enumerate(batches):
+        if plain is None:
+            return None
+        at = files.get(id(data))
+        if at is None:
+            at = files[id(data)] = joined
+            datas.append(data)
+            joined += len(data)
+        bases[k] = at + body
+        counts[k] = rows
+        groups.setdefault((rows, plain), []).append(k)
+    starts = np.cumsum(counts) - counts  # a batch's first row in the columns
+    columns = [np.empty(int(counts.sum()), dtype) for dtype in _DTYPES]
+    raw = np.frombuffer(b"".join(datas), dtype=np.uint8)
+    for (rows, plain), members in groups.items():
+        if rows == 0:
+            continue
+        which = np.asarray(members, dtype=np.int64)
+        if rows >= _GATHER_ROWS:
+            for k in members:
+                data, _pos, body, _end, _rows, _plain = batches[k]
+                a = int(starts[k])
+                for column, dtype, offset in zip(columns, _DTYPES, plain, strict=True):
+                    column[a : a + rows] = np.frombuffer(data, dtype, rows, body + offset)
+            continue
+        dest = (starts[which][:, None] + np.arange(rows)).ravel()
+        span = np.arange(8 * rows)
+        for column, dtype, offset in zip(columns, _DTYPES, plain, strict=True):
+            source = ((bases[which] + offset)[:, None] + span).ravel()
+            column[dest] = raw[source].view(dtype)
+    steps, values, epochs, stamps = columns
+    return steps, values, epochs, None, stamps
+
+
+_GATHER_ROWS = 256  # a batch of fewer rows is gathered with the others of its layout
+
+
+def _decoded_points(batches: list[Batch], rows: int) -> Columns | None:
+    """The columns of `batches` decoded by the IPC reader as one stream; None when it refuses
+    them or finds other rows than the framing said."""
+    chunks = [_SCHEMA_MESSAGE, *(data[pos:end] for data, pos, _b, end, _n, _p in batches), _EOS]
+    try:
+        table = pa.ipc.open_stream(pa.py_buffer(b"".join(chunks))).read_all()
+    except (pa.ArrowException, OSError, ValueError):
+        return None
+    if table.num_rows != rows:
+        return None
+    table = table.combine_chunks()
+    if table.column("step").null_count:
+        return None
+    steps = to_numpy(table.column("step")).astype(np.int64, copy=False)
+    values = nan_numpy(table.column("value")).astype(np.float64, copy=False)
+    epoch_column = table.column("epoch")
+    ints = to_numpy(epoch_column).astype(np.int64, copy=False)  # (a null reads as 0)
+    missing = None
+    if epoch_column.null_count:
+        missing = ~np.concatenate([validity(chunk) for chunk in epoch_column.chunks])
+    stamps = nan_numpy(table.column("timestamp")).astype(np.float64, copy=False)
+    return steps, values, ints, missing, stamps
