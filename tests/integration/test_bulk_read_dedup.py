@@ -42,9 +42,10 @@ def _steps(rng: random.Random) -> list[int]:
 def test_bulk_points_are_each_sequences_own(
     tmp_path: Path, seed: int, missing: float, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """With missing epochs the batches go through the IPC reader; without, every batch is
-    plain and its columns are taken from the files' bytes (`_plain_points`): both paths give
-    each sequence's own points (NaN and inf values, int metrics, steps written again)."""
+    """A plain batch (no missing epoch) has its columns taken from the files' bytes, gathered
+    with the other small ones of its layout or copied alone when large (`_fill_plain`); the
+    others go through the IPC reader: alone or mixed, each sequence gets its own points (NaN and
+    inf values, int metrics, steps written again)."""
     rng = random.Random(seed)
     for i in range(30):
         run = aim.Run(repo=tmp_path, experiment="dedup", **QUIET)
@@ -63,21 +64,28 @@ def test_bulk_points_are_each_sequences_own(
         if step in (259, 700):
             run.flush()
     run.close()
-    plain = bulk_read._plain_points
-    taken: list[bool] = []
+    columns, decoded = bulk_read._columns, bulk_read._decoded_points
+    batches: list[int] = []
 
-    def spy(batches: Any) -> Any:
-        columns = plain(batches)
-        taken.append(columns is not None)
-        return columns
+    def spy_columns(found: Any) -> Any:
+        batches.append(len(found))
+        return columns(found)
 
-    monkeypatch.setattr(bulk_read, "_plain_points", spy)
+    def spy_decoded(found: Any, rows: int) -> Any:
+        batches.append(-len(found))
+        return decoded(found, rows)
+
+    monkeypatch.setattr(bulk_read, "_columns", spy_columns)
+    monkeypatch.setattr(bulk_read, "_decoded_points", spy_decoded)
     repo = aim.Repo(tmp_path)
     wanted = [(m.run.hash, m.info) for m in repo.query_metrics("run.experiment == 'dedup'")]
     rng.shuffle(wanted)
     wanted.sort(key=lambda w: w[0])  # (a run's sequences next to each other)
     got = bulk_read.read_metrics_bulk(repo.layout, wanted)
-    assert taken == [missing == 0.0]
+    if missing:  # some batches plain, the others (a missing epoch) through the IPC reader
+        assert len(batches) == 2 and 0 < -batches[1] < batches[0]
+    else:
+        assert len(batches) == 1
     assert sorted(got) == list(range(len(wanted)))
     for i, (run_hash, info) in enumerate(wanted):
         steps, arrays = read_metric_columns(

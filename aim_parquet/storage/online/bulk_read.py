@@ -1,11 +1,10 @@
 """The points of many metric sequences of runs that have no compacted files, read in one pass:
 each segment is read once into memory and its record-batch messages are found by walking the IPC
 framing (each distinct batch metadata parsed once), so the per-file cost is a `read` and a few
-header reads instead of a reader, a table and a dozen numpy calls per sequence. When every batch
-is plain (no null in any column: metrics tracked with their epochs), each column's values are
-taken from the files' bytes where the batch metadata puts them, as the IPC reader would decode
-them, and concatenated once; otherwise the messages of every segment are decoded together as
-one Arrow stream.
+header reads instead of a reader, a table and a dozen numpy calls per sequence. A plain batch
+(no null in any column: points tracked with their epochs) has each column's values taken from the
+file's bytes where the batch metadata puts them, as the IPC reader would decode them; the other
+batches are decoded together as one Arrow stream.
 
 The result is what `run_reader.read_metric_columns` reads for each sequence (module doc of
 `run_reader`: steps in step order, the last write of a step winning; `epoch` int64, or float64
@@ -288,9 +287,7 @@ def read_metrics_bulk(
         i = j
     if not placed:
         return {}
-    columns = _plain_points(batches)
-    if columns is None:
-        columns = _decoded_points(batches, sum(rows for _p, rows in placed))
+    columns = _columns(batches)
     if columns is None:
         return {}
     steps, values, ints, missing, stamps = columns
@@ -319,49 +316,74 @@ def read_metrics_bulk(
     return out
 
 
-def _plain_points(batches: list[Batch]) -> Columns | None:
-    """The columns of `batches` when every batch is plain (`_batch_meta`): each column's values
-    taken from the file's bytes where the batch's metadata puts them, as the IPC reader decodes
-    them; None when one is not. Small batches with the same layout (most: a few points per
-    segment) are gathered together from the files' bytes joined; a large one is copied alone."""
+def _columns(batches: list[Batch]) -> Columns | None:
+    """The columns of `batches`, in order: those of plain batches (`_batch_meta`) taken from
+    the files' bytes where their metadata puts each column, as the IPC reader decodes them
+    (`_fill_plain`), the others decoded by the IPC reader as one stream; None when it refuses
+    them or finds other rows than the framing said."""
+    counts = np.fromiter((b[4] for b in batches), dtype=np.int64, count=len(batches))
+    starts = np.cumsum(counts) - counts  # a batch's first row in the columns
+    total = int(counts.sum())
+    columns = [np.empty(total, dtype) for dtype in _DTYPES]
+    rest = _fill_plain(batches, starts, columns)
+    missing = None
+    if rest:
+        which = np.asarray(rest, dtype=np.int64)
+        rows = counts[which]
+        decoded = _decoded_points([batches[k] for k in rest], int(rows.sum()))
+        if decoded is None:
+            return None
+        dest = np.arange(int(rows.sum()), dtype=np.int64)
+        dest += np.repeat(starts[which] - (np.cumsum(rows) - rows), rows)
+        steps, values, epochs, miss, stamps = decoded
+        for column, part in zip(columns, (steps, values, epochs, stamps), strict=True):
+            column[dest] = part
+        if miss is not None:
+            missing = np.zeros(total, dtype=bool)
+            missing[dest] = miss
+    steps, values, epochs, stamps = columns
+    return steps, values, epochs, missing, stamps
+
+
+def _fill_plain(batches: list[Batch], starts: Array, columns: list[Array]) -> list[int]:
+    """Fill `columns` with the rows of the plain batches; returns the positions of the others.
+    Small batches with the same layout (most: a few points per segment) are gathered together
+    from the files' bytes joined; a large one is copied alone."""
     files: dict[int, int] = {}  # id of a file's bytes: where they start in the joined bytes
     datas: list[bytes] = []
     joined = 0
     groups: dict[tuple[int, Plain], list[int]] = {}
-    bases = np.empty(len(batches), dtype=np.int64)  # a batch's body in the joined bytes
-    counts = np.empty(len(batches), dtype=np.int64)
+    bases = np.zeros(len(batches), dtype=np.int64)  # a batch's body in the joined bytes
+    rest = []
     for k, (data, _pos, body, _end, rows, plain) in enumerate(batches):
         if plain is None:
-            return None
+            rest.append(k)
+            continue
+        if rows >= _GATHER_ROWS:
+            a = int(starts[k])
+            for column, dtype, offset in zip(columns, _DTYPES, plain, strict=True):
+                column[a : a + rows] = np.frombuffer(data, dtype, rows, body + offset)
+            continue
         at = files.get(id(data))
         if at is None:
             at = files[id(data)] = joined
             datas.append(data)
             joined += len(data)
         bases[k] = at + body
-        counts[k] = rows
         groups.setdefault((rows, plain), []).append(k)
-    starts = np.cumsum(counts) - counts  # a batch's first row in the columns
-    columns = [np.empty(int(counts.sum()), dtype) for dtype in _DTYPES]
+    if not groups:
+        return rest
     raw = np.frombuffer(b"".join(datas), dtype=np.uint8)
     for (rows, plain), members in groups.items():
         if rows == 0:
             continue
         which = np.asarray(members, dtype=np.int64)
-        if rows >= _GATHER_ROWS:
-            for k in members:
-                data, _pos, body, _end, _rows, _plain = batches[k]
-                a = int(starts[k])
-                for column, dtype, offset in zip(columns, _DTYPES, plain, strict=True):
-                    column[a : a + rows] = np.frombuffer(data, dtype, rows, body + offset)
-            continue
         dest = (starts[which][:, None] + np.arange(rows)).ravel()
         span = np.arange(8 * rows)
         for column, dtype, offset in zip(columns, _DTYPES, plain, strict=True):
             source = ((bases[which] + offset)[:, None] + span).ravel()
             column[dest] = raw[source].view(dtype)
-    steps, values, epochs, stamps = columns
-    return steps, values, epochs, None, stamps
+    return rest
 
 
 _GATHER_ROWS = 256  # a batch of fewer rows is gathered with the others of its layout
