@@ -231,7 +231,6 @@ def build_query_frame(
     parts = [points[i] for i in kept]
     lengths = np.fromiter((len(p[0]) for p in parts), dtype=np.int64, count=len(parts))  # type: ignore[index]
     total = int(lengths.sum())
-    by_seq = np.repeat(np.arange(len(kept), dtype=np.int64), lengths)
     starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
     stamps = cat([p[3] for p in parts], EMPTY_F, np.float64)  # type: ignore[index]
     per_point: dict[str, pa.Array] = {
@@ -255,8 +254,8 @@ def build_query_frame(
         if name in per_point:
             columns[name] = per_point[name]
         else:
-            values, index = level[name]
-            columns[name] = repeat(key_column(values), index[by_seq])
+            values, index = level[name]  # (one entry per kept sequence, spread to its points)
+            columns[name] = repeat(key_column(values), index, lengths)
     return BuiltFrame(pa.Table.from_arrays(list(columns.values()), names=list(columns)))
 
 
