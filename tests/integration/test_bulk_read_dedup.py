@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import aim_parquet as aim
-from aim_parquet.storage.online import bulk_read
+from aim_parquet.storage.online import batch_columns, bulk_read
 from aim_parquet.storage.online.run_reader import read_metric_columns
 
 QUIET: dict[str, Any] = {"system_tracking_interval": None, "capture_terminal_logs": False}
@@ -43,7 +43,7 @@ def test_bulk_points_are_each_sequences_own(
     tmp_path: Path, seed: int, missing: float, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A plain batch (no missing epoch) has its columns taken from the files' bytes, gathered
-    with the other small ones of its layout or copied alone when large (`_fill_plain`); the
+    with the other small ones of its layout or copied alone when large (`batch_columns`); the
     others go through the IPC reader: alone or mixed, each sequence gets its own points (NaN and
     inf values, int metrics, steps written again)."""
     rng = random.Random(seed)
@@ -64,7 +64,7 @@ def test_bulk_points_are_each_sequences_own(
         if step in (259, 700):
             run.flush()
     run.close()
-    columns, decoded = bulk_read._columns, bulk_read._decoded_points
+    columns, decoded = bulk_read.batch_columns, batch_columns.decoded_points
     batches: list[int] = []
 
     def spy_columns(found: Any) -> Any:
@@ -75,8 +75,8 @@ def test_bulk_points_are_each_sequences_own(
         batches.append(-len(found))
         return decoded(found, rows)
 
-    monkeypatch.setattr(bulk_read, "_columns", spy_columns)
-    monkeypatch.setattr(bulk_read, "_decoded_points", spy_decoded)
+    monkeypatch.setattr(bulk_read, "batch_columns", spy_columns)
+    monkeypatch.setattr(batch_columns, "decoded_points", spy_decoded)
     repo = aim.Repo(tmp_path)
     wanted = [(m.run.hash, m.info) for m in repo.query_metrics("run.experiment == 'dedup'")]
     rng.shuffle(wanted)
