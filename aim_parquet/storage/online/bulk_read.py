@@ -41,6 +41,7 @@ from aim_parquet.storage.base.file_checks import (
     I32,
     I64,
     SMALL_FILE_BYTES,
+    U16,
     U32,
     check_segment_schema,
     flatbuffer_field,
@@ -95,11 +96,27 @@ class _Schemas:
                 schema = pa.ipc.read_schema(pa.py_buffer(message))
                 check_segment_schema(schema, path)
                 verdict = schema.equals(METRIC_SCHEMA, check_metadata=False)
-            except (AimParquetError, pa.ArrowException, OSError, ValueError):
+                verdict = verdict and _little_endian(message)  # (as `batch_columns` reads)
+            except (AimParquetError, pa.ArrowException, OSError, ValueError, struct.error):
                 verdict = False
             self._ok[key] = verdict
         if not verdict:
             raise _Odd(path)
+
+
+def _little_endian(message: bytes) -> bool:
+    """Whether a schema message says its buffers are little-endian (Arrow's default; a file
+    from a big-endian writer is left to the per-sequence reader, whose IPC reader swaps)."""
+    found = _message(message, 0)
+    if found is None:
+        return False
+    pos, length, _body = found
+    meta = message[pos : pos + length]
+    header_pos = flatbuffer_field(meta, U32(meta, 0)[0], 2)
+    if not header_pos:
+        return False
+    field = flatbuffer_field(meta, header_pos + U32(meta, header_pos)[0], 0)
+    return not field or U16(meta, field)[0] == 0
 
 
 def _batches(data: bytes, path: str, run_hash: bytes, schemas: _Schemas) -> tuple[list[Batch], int]:
