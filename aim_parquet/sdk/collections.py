@@ -158,6 +158,8 @@ class _QueryCollection(SequenceCollection):
                 if runs >= BATCH_RUNS:
                     break
         if closed:
+            if "stat_keys" not in cache:  # (those of the refresh the query's records came from)
+                cache["stat_keys"] = self._index.stat_keys()
             MetricBatch(self._layout, cache, closed)
         return out
 
@@ -280,4 +282,5 @@ class QuerySequenceCollection(_QueryCollection):
                 self.seq_cls.sequence_name(),
                 only_last=only_last,
                 flags=flags,
+                stat_keys=self._index.stat_keys,
             )

@@ -84,35 +84,42 @@ def _encoded(values: list[Any]) -> pa.Array:
     return pa.DictionaryArray.from_arrays(index_array, _strings(list(codes)))
 
 
-def repeat(column: pa.Array, index: Array) -> pa.Array:
+def repeat(column: pa.Array, index: Array, lengths: Array | None = None) -> pa.Array:
     """`column.take(index)` (rows by position, `index` int64 in range) for the columns
-    `key_column` makes, without `pyarrow.compute` (its import is tens of milliseconds)."""
-    n = len(index)
+    `key_column` makes, without `pyarrow.compute` (its import is tens of milliseconds); with
+    `lengths`, each row taken is repeated that many times (`take(np.repeat(index, lengths))`,
+    the rows gathered per entry of `index` and then spread, not gathered per row)."""
+    n = len(index) if lengths is None else int(lengths.sum())
     typ = column.type
     if pa.types.is_null(typ):
         return pa.nulls(n, typ)
+
+    def rows(array: Array) -> Array:
+        taken = array[index]
+        return taken if lengths is None else np.repeat(taken, lengths)
+
     if column.offset or not (
         pa.types.is_dictionary(typ) or typ in (pa.int64(), pa.float64(), pa.bool_())
     ):
-        return column.take(numbers(index))
+        return column.take(numbers(index if lengths is None else np.repeat(index, lengths)))
     base = column.indices if pa.types.is_dictionary(typ) else column
     bitmap, nulls = None, 0
     if column.null_count:
-        bitmap, nulls = validity_bitmap(validity(base)[index])
+        bitmap, nulls = validity_bitmap(rows(validity(base)))
     if pa.types.is_dictionary(typ):
         codes = np.frombuffer(base.buffers()[1], dtype=np.int32, count=len(column))
-        taken = pa.py_buffer(np.ascontiguousarray(codes[index]))
+        taken = pa.py_buffer(np.ascontiguousarray(rows(codes)))
         indices = pa.Array.from_buffers(pa.int32(), n, [bitmap, taken], nulls)
         return pa.DictionaryArray.from_arrays(indices, column.dictionary)
     if typ == pa.bool_():
         bits = np.unpackbits(
             np.frombuffer(column.buffers()[1], dtype=np.uint8), count=len(column), bitorder="little"
         )
-        data = pa.py_buffer(np.packbits(bits[index], bitorder="little"))
+        data = pa.py_buffer(np.packbits(rows(bits), bitorder="little"))
     else:
         width = np.int64 if typ == pa.int64() else np.float64
         values = np.frombuffer(column.buffers()[1], dtype=width, count=len(column))
-        data = pa.py_buffer(np.ascontiguousarray(values[index]))
+        data = pa.py_buffer(np.ascontiguousarray(rows(values)))
     return pa.Array.from_buffers(typ, n, [bitmap, data], nulls)
 
 

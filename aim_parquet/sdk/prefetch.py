@@ -30,7 +30,8 @@ class MetricBatch:
 
     def __init__(self, layout: RepoLayout, cache: dict[str, Any], seqs: list[Sequence]) -> None:
         """`cache`: one dict for every batch of an iteration (it keeps the dataset's bucket
-        files read; the dataset code is imported only when a batch is read)."""
+        files read, and `stat_keys`: the sidecar stat keys of the run index's refresh the
+        query's records came from; the dataset code is imported only when a batch is read)."""
         self._layout = layout
         self._cache = cache
         self._wanted = [(s.run.hash, s.info) for s in seqs]
@@ -56,7 +57,8 @@ class MetricBatch:
         if buckets is None and len(by_run) >= dataset_read.MIN_SHARED_READ_RUNS:
             buckets = self._cache["buckets"] = dataset_read.BucketCache()
         if buckets is not None:  # (a few runs alone read their own files, as a frame does)
-            committed = dataset_read.committed_metric_points(self._layout, by_run, buckets)
+            keys = self._cache.get("stat_keys")
+            committed = dataset_read.committed_metric_points(self._layout, by_run, buckets, keys)
         out: dict[int, Points] = {}
         rest = []
         for position, (run_hash, info) in enumerate(wanted):

@@ -3,8 +3,8 @@ sequence to a `frames.MetricFrame` (`sdk.frames`, module doc), without a run obj
 object or a read per sequence.
 
 - The query is matched on the run index's records (`query.executor.execute_plan`); a matching
-  run's row (`sdk.dataframes.run_row`) is built once from its record, and a sequence's name and
-  context columns once per distinct (name, kind, context).
+  run's row (`sdk.run_rows`: the cells of `sdk.dataframes.run_row`) is built once from its
+  record, and a sequence's name and context columns once per distinct (name, kind, context).
 - Points come, in this order of preference, from the analyst dataset's shared files
   (`storage.compaction.dataset_read.committed_metric_points`: runs it holds as they are now),
   from one bulk pass over the segments of runs that have no compacted files
@@ -21,7 +21,7 @@ object or a read per sequence.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -32,7 +32,7 @@ from aim_parquet.format.paths import RepoLayout, canonical_context
 from aim_parquet.format.values import utf8_safe
 from aim_parquet.query.executor import RunMatch, warn_unreadable
 from aim_parquet.query.views import sequence_key
-from aim_parquet.sdk.dataframes import column_rank, jsonable, run_row
+from aim_parquet.sdk.dataframes import column_rank, jsonable
 from aim_parquet.sdk.frame_arrays import (
     EMPTY_F,
     EMPTY_I,
@@ -44,6 +44,7 @@ from aim_parquet.sdk.frame_arrays import (
 )
 from aim_parquet.sdk.frame_tables import table_to_pandas, table_to_polars
 from aim_parquet.sdk.frames import _text
+from aim_parquet.sdk.run_rows import RunRows, row_columns
 from aim_parquet.storage.index.run_records import RunRecord
 from aim_parquet.storage.online.bulk_read import read_metrics_bulk
 from aim_parquet.storage.online.run_reader import read_metric_columns
@@ -58,7 +59,7 @@ _UNREADABLE = (CorruptFileError, FormatVersionError, PermissionError)
 
 
 class _RecordRun:
-    """What `run_row` reads of a run, over its index record."""
+    """What a run row (`sdk.run_rows`) reads of a run, over its index record."""
 
     __slots__ = ("hash", "props", "_layout")
 
@@ -100,7 +101,9 @@ class _Wanted:
         self.var = var
         self.flags = flags
         self.records: list[RunRecord] = []
-        self.rows: list[dict[str, Any] | None] = []
+        self.rows = RunRows(
+            include_props=flags["include_props"], include_params=flags["include_params"]
+        )
         self.key_rows: list[dict[str, Any]] = []
         self._keys: dict[Any, int] = {}
         self.seq_run: list[int] = []
@@ -109,20 +112,14 @@ class _Wanted:
 
     def add_run(self, layout: RepoLayout, match: RunMatch) -> None:
         record = match.record
-        row = None
         if self.flags["include_props"] or self.flags["include_params"]:
             try:
-                row = run_row(
-                    _RecordRun(layout, record),
-                    include_props=self.flags["include_props"],
-                    include_params=self.flags["include_params"],
-                )
+                self.rows.add(_RecordRun(layout, record))
             except _UNREADABLE as exc:
                 warn_unreadable(record.hash, exc, stacklevel=6)
                 return
         run = len(self.records)
         self.records.append(record)
-        self.rows.append(row)
         for entry in match.entries:
             key = sequence_key(entry)
             position = self._keys.get(key)
@@ -146,9 +143,15 @@ class _Wanted:
         return row
 
 
-def _points(layout: RepoLayout, wanted: _Wanted, only_last: bool) -> list[tuple[Array, ...] | None]:
+def _points(
+    layout: RepoLayout,
+    wanted: _Wanted,
+    only_last: bool,
+    stat_keys: Callable[[], dict[str, str]] | None,
+) -> list[tuple[Array, ...] | None]:
     """Each sequence's (steps, values, epochs, timestamps); None for one that cannot be read
-    (warned about)."""
+    (warned about). `stat_keys`: the sidecar stat keys of the run index's refresh the records
+    came from (`committed_metric_points`)."""
     entries = wanted.entries
     out: list[tuple[Array, ...] | None] = [None] * len(entries)
     hashes = [wanted.records[r].hash for r in wanted.seq_run]
@@ -173,7 +176,8 @@ def _points(layout: RepoLayout, wanted: _Wanted, only_last: bool) -> list[tuple[
         by_run: dict[str, set[str]] = {}
         for h, entry in zip(hashes, entries, strict=True):
             by_run.setdefault(h, set()).add(entry.seq_id)
-        committed = committed_metric_points(layout, by_run)
+        keys = None if stat_keys is None else stat_keys()
+        committed = committed_metric_points(layout, by_run, keys=keys)
         for i, (h, entry) in enumerate(zip(hashes, entries, strict=True)):
             points = committed.get((h, entry.seq_id))
             if points is not None:
@@ -206,16 +210,18 @@ def build_query_frame(
     *,
     only_last: bool,
     flags: dict[str, bool],
+    stat_keys: Callable[[], dict[str, str]] | None = None,
 ) -> BuiltFrame:
     """The frame of the metric sequences of `matches` (module doc); `flags` are `dataframe()`'s
-    `include_*` arguments."""
+    `include_*` arguments; `stat_keys` gives the sidecar stat keys of the run index's refresh
+    `matches` came from, once they are all read (`RunIndex.stat_keys`)."""
     flags = dict(flags)
     flags["include_props"] = flags["include_props"] and flags["include_run"]
     flags["include_params"] = flags["include_params"] and flags["include_run"]
     wanted = _Wanted(var, flags)
     for match in matches:
         wanted.add_run(layout, match)
-    points = _points(layout, wanted, only_last)
+    points = _points(layout, wanted, only_last, stat_keys)
     kept = [i for i, p in enumerate(points) if p is not None]
     if not kept:
         return BuiltFrame(None)
@@ -225,7 +231,6 @@ def build_query_frame(
     parts = [points[i] for i in kept]
     lengths = np.fromiter((len(p[0]) for p in parts), dtype=np.int64, count=len(parts))  # type: ignore[index]
     total = int(lengths.sum())
-    by_seq = np.repeat(np.arange(len(kept), dtype=np.int64), lengths)
     starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
     stamps = cat([p[3] for p in parts], EMPTY_F, np.float64)  # type: ignore[index]
     per_point: dict[str, pa.Array] = {
@@ -239,19 +244,18 @@ def build_query_frame(
     level: dict[str, tuple[list[Any], Array]] = {}
     if flags["include_run"]:
         level["run.hash"] = ([wanted.records[r].hash for r in runs], seq_run)
-    for name, values in _row_columns([wanted.key_rows[k] for k in keys]).items():
+    for name, values in row_columns([wanted.key_rows[k] for k in keys]).items():
         level.setdefault(name, (values, seq_key))
-    for name, values in _row_columns([wanted.rows[r] for r in runs]).items():
-        if name != "hash":
-            level.setdefault(f"run.{name}", (values, seq_run))
+    for name, values in wanted.rows.columns(runs).items():
+        level.setdefault(f"run.{name}", (values, seq_run))
     order = sorted([*per_point, *level], key=column_rank)
     columns: dict[str, pa.Array | pa.ChunkedArray] = {}
     for name in order:
         if name in per_point:
             columns[name] = per_point[name]
         else:
-            values, index = level[name]
-            columns[name] = repeat(key_column(values), index[by_seq])
+            values, index = level[name]  # (one entry per kept sequence, spread to its points)
+            columns[name] = repeat(key_column(values), index, lengths)
     return BuiltFrame(pa.Table.from_arrays(list(columns.values()), names=list(columns)))
 
 
@@ -264,30 +268,3 @@ def _first_seen(codes: Array) -> tuple[list[int], Array]:
     place = np.empty(len(order), dtype=np.int64)
     place[order] = np.arange(len(order), dtype=np.int64)
     return distinct[order].tolist(), place[inverse.reshape(-1)]
-
-
-def _row_columns(rows: list[dict[str, Any] | None]) -> dict[str, list[Any]]:
-    """The rows' columns, one value per row (None where a row lacks the column), in the order
-    the rows first name them: rows with the same keys in the same order (most runs' rows) are
-    turned into columns together."""
-    groups: dict[tuple[str, ...], list[int]] = {}
-    for i, row in enumerate(rows):
-        groups.setdefault(() if row is None else tuple(row), []).append(i)
-    names: dict[str, None] = {}
-    for key in groups:
-        names.update(dict.fromkeys(key))
-    if len(groups) == 1:
-        ((key, _),) = groups.items()
-        cells = zip(*(row.values() for row in rows if row is not None), strict=True)
-        return dict(zip(key, map(list, cells), strict=True))
-    out = {name: np.full(len(rows), None, dtype=object) for name in names}
-    for key, where in groups.items():
-        if not key:
-            continue
-        cells = zip(*(rows[i].values() for i in where), strict=True)  # type: ignore[union-attr]
-        places = np.asarray(where, dtype=np.int64)
-        for name, values in zip(key, cells, strict=True):
-            column = np.empty(len(values), dtype=object)
-            column[:] = values
-            out[name][places] = column
-    return {name: column.tolist() for name, column in out.items()}

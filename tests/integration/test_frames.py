@@ -120,7 +120,7 @@ def test_run_level_frame_from_summaries(repo_root: Path) -> None:
 def _frames_per_run(repo_root: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     """The frame of every metric read from each run's own files (no dataset)."""
     with monkeypatch.context() as patch:
-        patch.setattr(dataset_read, "committed_metric_points", lambda layout, wanted: {})
+        patch.setattr(dataset_read, "committed_metric_points", lambda *_a, **_kw: {})
         return aim.Repo(repo_root).query_metrics("").dataframe()
 
 

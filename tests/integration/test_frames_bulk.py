@@ -7,6 +7,8 @@ archived runs and a live run."""
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -289,3 +291,34 @@ def test_a_missing_epoch_overwritten_leaves_epochs_int_on_every_path(
     check()  # compacted files
     monkeypatch.setattr(dataset_read, "MIN_SHARED_READ_RUNS", 1)
     check()  # the analyst dataset's shared files
+
+
+def test_a_run_resumed_by_another_process_is_current_in_a_warm_repo(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The dataset's rows of a closed run are taken when its sidecar's stat key, as the run
+    index's last refresh saw it, is the one the dataset committed: a run resumed by another
+    process after the repo's first frame (the index warm in this process) is read from its own
+    files by the next frame and iteration of the same `Repo`, not from its stale rows."""
+    rng, hashes = _build(tmp_path, 7)
+    compact_repo(RepoLayout(tmp_path))  # (refreshes the analyst dataset)
+    monkeypatch.setattr(dataset_read, "MIN_SHARED_READ_RUNS", 1)
+    repo = aim.Repo(tmp_path)
+    coll = repo.query_metrics("metric.name == 'loss'")
+    before = coll.to_arrow()
+    _same_table(before, _reference(coll, False))
+    resumed = hashes[rng.randrange(len(hashes))]
+    code = (
+        "import aim_parquet as aim\n"
+        f"run = aim.Run(run_hash={resumed!r}, repo={str(tmp_path)!r},"
+        " system_tracking_interval=None, capture_terminal_logs=False)\n"
+        "for step in range(12):\n"
+        "    run.track(100.0 + step, name='loss', step=step, epoch=step)\n"
+        "run.close()\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+    after = coll.to_arrow()
+    assert after is not None and before is not None and not after.equals(before)
+    _same_table(after, _reference(coll, False))
+    values = [m.values.sparse_numpy()[1].tolist() for m in coll if m.run.hash == resumed]
+    assert [100.0 + step for step in range(12)] in [v[:12] for v in values]

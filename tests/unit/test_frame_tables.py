@@ -181,6 +181,13 @@ def test_repeat_is_take(seed: int) -> None:
     column = frame_arrays.key_column(values)
     index = np.array([rng.randrange(n) for _ in range(rng.randrange(0, 50))], dtype=np.int64)
     got, want = frame_arrays.repeat(column, index), column.take(pa.array(index))
+    _same_taken(got, want)
+    lengths = np.array([rng.randrange(4) for _ in index], dtype=np.int64)  # (each row spread)
+    got = frame_arrays.repeat(column, index, lengths)
+    _same_taken(got, column.take(pa.array(np.repeat(index, lengths), pa.int64())))
+
+
+def _same_taken(got: pa.Array, want: pa.Array) -> None:
     assert got.type == want.type
     assert got.is_null().to_pylist() == want.is_null().to_pylist()
     if pa.types.is_dictionary(want.type):

@@ -1,18 +1,23 @@
 """`sdk.dataframes.flatten_params` and the params of `run_row` (their fast paths for plain
 values and ASCII text) against the straightforward walk they replaced, on random params:
 nesting past the depth, empty dicts, lists, non-ASCII text, lone surrogates in keys and
-values."""
+values; and the bulk frame's run rows (`sdk.run_rows`) against `run_row`."""
 
 from __future__ import annotations
 
 import json
 import random
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from aim_parquet.format.values import utf8_safe
+from aim_parquet.format.paths import RepoLayout
+from aim_parquet.format.values import TAG, encode_json_value, utf8_safe
 from aim_parquet.sdk.dataframes import PARAM_DEPTH, flatten_params, run_row
+from aim_parquet.sdk.query_frames import _RecordRun
+from aim_parquet.sdk.run_rows import RunRows, row_columns
+from aim_parquet.storage.index.run_records import RunRecord
 
 
 def _reference(params: dict[str, Any], depth: int = PARAM_DEPTH) -> dict[str, Any]:
@@ -79,3 +84,44 @@ def test_flat_params_are_the_walks(seed: int) -> None:
         expected.setdefault(utf8_safe(key), utf8_safe(value) if isinstance(value, str) else value)
     assert list(row) == list(expected)
     assert json.dumps(row, default=repr) == json.dumps(expected, default=repr)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_bulk_run_rows_are_run_rows_transposed(seed: int, tmp_path: Path) -> None:
+    """`sdk.run_rows.RunRows` (the bulk frame's run-level columns, params flattened from the
+    index record's stored JSON where they are plain) gives `run_row`'s cells of each run, in
+    `run_row`'s column order, with and without the props: params named like a prop or `hash`,
+    tagged values (bytes, NaN, a dict with the tag's key), lists, deep and empty dicts,
+    non-ASCII text and lone surrogates in keys and values, runs with different keys."""
+    rng = random.Random(seed)
+    layout = RepoLayout(tmp_path)
+    records = []
+    for i in range(30):
+        params = {rng.choice(TEXTS) + str(j): _value(rng, 1) for j in range(rng.randrange(6))}
+        if rng.random() < 0.3:
+            params[rng.choice(["name", "hash", "tags", "active", TAG])] = _value(rng, 2)
+        if rng.random() < 0.2:
+            params["blob"] = rng.choice([b"\x00x", float("nan"), {TAG: 1}])
+        if rng.random() < 0.5:
+            params = {"hparams": {"lr": rng.random(), "seed": i}}  # the common shape
+        run_hash = f"{i:024x}"
+        data = {
+            "hash": run_hash, "name": rng.choice([None, "n", "é\udcff"]),
+            "experiment": rng.choice([None, "", "x"]), "description": rng.choice([None, "d"]),
+            "tags": rng.choice([[], ["a"], ["b", "\ud800"]]), "archived": rng.random() < 0.3,
+            "creation_time": 1.5 + i, "end_time": 2.5 + i,
+            "params": encode_json_value(params), "sequences": [],
+        }  # fmt: skip
+        records.append(RunRecord(run_hash, data))
+    for include_props in (True, False):
+        rows = RunRows(include_props=include_props, include_params=True)
+        want = []
+        for record in records:
+            rows.add(_RecordRun(layout, record))
+            want.append(run_row(_RecordRun(layout, record), include_props=include_props))
+        runs = rng.sample(range(len(records)), 20)
+        expected = row_columns([want[r] for r in runs])
+        del expected["hash"]
+        got = rows.columns(runs)
+        assert list(got) == list(expected)
+        assert json.dumps(got, default=repr) == json.dumps(expected, default=repr)

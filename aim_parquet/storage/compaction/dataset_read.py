@@ -112,7 +112,10 @@ class BucketCache:
 
 
 def committed_metric_points(
-    layout: RepoLayout, wanted: dict[str, set[str]], cache: BucketCache | None = None
+    layout: RepoLayout,
+    wanted: dict[str, set[str]],
+    cache: BucketCache | None = None,
+    keys: dict[str, str] | None = None,
 ) -> dict[tuple[str, str], MetricPoints]:
     """The points of the metric sequences `wanted` ({run hash: seq ids}) that the committed
     dataset holds as they are now, keyed by (run hash, seq id): one read of each bucket file
@@ -125,7 +128,10 @@ def committed_metric_points(
     (a whole file for a few runs costs more than their own files); with one, each bucket file
     is read once, on first need, and kept there. Runs left out (live, changed, not committed,
     in a bucket not read): read them from their own files. Takes no lock; anything unreadable
-    leaves its runs out."""
+    leaves its runs out. `keys`: the sidecar stat keys of the run index's refresh the caller's
+    query read its records from (`RunIndex.stat_keys`): a run's is taken instead of a `stat` of
+    its sidecar, so the points are those of the records the query matched (a run missing from
+    `keys` is stat'ed)."""
     if cache is None or not cache.loaded:
         try:
             manifest = load_dataset_manifest(layout)
@@ -143,10 +149,13 @@ def committed_metric_points(
         state = manifest.run_states.get(run_hash)
         if state is None or "|" in state:  # not committed, or not closed then
             continue
-        try:
-            if stat_key(os.stat(f"{runs_dir}/{run_hash}/{SIDECAR_FILENAME}")) != state:
+        key = None if keys is None else keys.get(run_hash)
+        if key is None:
+            try:
+                key = stat_key(os.stat(f"{runs_dir}/{run_hash}/{SIDECAR_FILENAME}"))
+            except (OSError, ValueError):
                 continue
-        except (OSError, ValueError):
+        if key != state:
             continue
         by_bucket.setdefault(bucket_of(run_hash, manifest.buckets), []).append(run_hash)
     if cache is None and sum(len(h) for h in by_bucket.values()) < MIN_SHARED_READ_RUNS:

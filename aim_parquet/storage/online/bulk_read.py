@@ -1,8 +1,9 @@
 """The points of many metric sequences of runs that have no compacted files, read in one pass:
-each segment is read once into memory, its record-batch messages are found by walking the IPC
-framing (without decoding a batch), and the messages of every segment are decoded together as
-one Arrow stream, so the per-file cost is a `read` and a few header reads instead of a reader, a
-table and a dozen numpy calls per sequence.
+each segment is read once into memory and its record-batch messages are found by walking the IPC
+framing (each distinct batch metadata parsed once), so the per-file cost is a `read` and a few
+header reads instead of a reader, a table and a dozen numpy calls per sequence. The batches'
+columns are taken from the files' bytes where a batch without nulls has them, the other batches
+decoded together as one Arrow stream (`storage.online.batch_columns`).
 
 The result is what `run_reader.read_metric_columns` reads for each sequence (module doc of
 `run_reader`: steps in step order, the last write of a step winning; `epoch` int64, or float64
@@ -36,23 +37,20 @@ from aim_parquet.format.paths import (
     validate_run_hash,
 )
 from aim_parquet.format.schema import METRIC_SCHEMA
-from aim_parquet.storage.base.columns import nan_numpy, to_numpy, validity
 from aim_parquet.storage.base.file_checks import (
     I32,
     I64,
     SMALL_FILE_BYTES,
+    U16,
     U32,
     check_segment_schema,
     flatbuffer_field,
 )
+from aim_parquet.storage.online.batch_columns import Batch, Plain, batch_columns, batch_meta
 from aim_parquet.storage.online.run_reader import last_writes, segment_names
 
 Array = np.ndarray[Any, Any]
 MetricPoints = tuple[Array, Array, Array, Array]  # steps, values, epochs, timestamps
-
-_RECORD_BATCH = 3
-_EOS = b"\xff\xff\xff\xff\x00\x00\x00\x00"
-_SCHEMA_MESSAGE = METRIC_SCHEMA.serialize().to_pybytes()
 
 
 class _Odd(Exception):
@@ -84,11 +82,11 @@ def _message(data: bytes, pos: int) -> tuple[int, int, int] | None:
 class _Schemas:
     """Verdicts on segment schema messages: equal messages but for the run hash (one per
     sequence name, context and kind) are checked once; and on batch message metadata (equal
-    for batches of as many rows, with as many nulls), each read once (`_batch_meta`)."""
+    for batches of as many rows, with as many nulls), each read once (`batch_meta`)."""
 
     def __init__(self) -> None:
         self._ok: dict[bytes, bool] = {}
-        self.batches: dict[bytes, tuple[int, int]] = {}
+        self.batches: dict[bytes, tuple[int, int, Plain | None]] = {}
 
     def check(self, message: bytes, run_hash: bytes, path: str) -> None:
         key = message.replace(run_hash, b"")
@@ -98,40 +96,40 @@ class _Schemas:
                 schema = pa.ipc.read_schema(pa.py_buffer(message))
                 check_segment_schema(schema, path)
                 verdict = schema.equals(METRIC_SCHEMA, check_metadata=False)
-            except (AimParquetError, pa.ArrowException, OSError, ValueError):
+                verdict = verdict and _little_endian(message)  # (as `batch_columns` reads)
+            except (AimParquetError, pa.ArrowException, OSError, ValueError, struct.error):
                 verdict = False
             self._ok[key] = verdict
         if not verdict:
             raise _Odd(path)
 
 
-def _batch_meta(meta: bytes) -> tuple[int, int]:
-    """(body length, rows) of a message's metadata; rows -1 when it is not an uncompressed
-    record batch (a dictionary and the like: not a metric segment as written)."""
-    root = U32(meta, 0)[0]
-    body_pos = flatbuffer_field(meta, root, 3)
-    body = I64(meta, body_pos)[0] if body_pos else 0
-    kind_pos = flatbuffer_field(meta, root, 1)
-    header_pos = flatbuffer_field(meta, root, 2)
-    if not kind_pos or meta[kind_pos] != _RECORD_BATCH or not header_pos:
-        return body, -1
-    header = header_pos + U32(meta, header_pos)[0]
-    if flatbuffer_field(meta, header, 3):
-        return body, -1  # compressed
-    length_pos = flatbuffer_field(meta, header, 0)
-    return body, I64(meta, length_pos)[0] if length_pos else 0
+def _little_endian(message: bytes) -> bool:
+    """Whether a schema message says its buffers are little-endian (Arrow's default; a file
+    from a big-endian writer is left to the per-sequence reader, whose IPC reader swaps)."""
+    found = _message(message, 0)
+    if found is None:
+        return False
+    pos, length, _body = found
+    meta = message[pos : pos + length]
+    header_pos = flatbuffer_field(meta, U32(meta, 0)[0], 2)
+    if not header_pos:
+        return False
+    field = flatbuffer_field(meta, header_pos + U32(meta, header_pos)[0], 0)
+    return not field or U16(meta, field)[0] == 0
 
 
-def _batches(data: bytes, path: str, run_hash: bytes, schemas: _Schemas) -> tuple[list[bytes], int]:
-    """The complete record-batch messages of one segment and their rows (the framing read as
-    `_message` reads it, each distinct metadata parsed once)."""
+def _batches(data: bytes, path: str, run_hash: bytes, schemas: _Schemas) -> tuple[list[Batch], int]:
+    """The complete record-batch messages of one segment, each as (the file's bytes, where its
+    message starts, where its body starts, where it ends, its rows, its plain offsets), and
+    their rows (the framing read as `_message` reads it, each distinct metadata parsed once)."""
     first = _message(data, 0)
     if first is None:
         raise _Odd(path)  # no schema: the per-sequence reader says what is wrong
     pos, length, body = first
     schemas.check(data[: pos + length + body], run_hash, path)
     pos += length + body
-    out: list[bytes] = []
+    out: list[Batch] = []
     rows = 0
     known = schemas.batches
     size = len(data)
@@ -146,15 +144,15 @@ def _batches(data: bytes, path: str, run_hash: bytes, schemas: _Schemas) -> tupl
         meta = data[start : start + length]
         verdict = known.get(meta)
         if verdict is None:
-            verdict = known[meta] = _batch_meta(meta)
-        body, n = verdict
+            verdict = known[meta] = batch_meta(meta)
+        body, n, plain = verdict
         end = start + length + body
         if body < 0 or end > size:
             break  # a torn tail
         if n < 0:
             raise _Odd(path)
         rows += n
-        out.append(data[pos:end])
+        out.append((data, pos, start + length, end, n, plain))
         pos = end
     return out, rows
 
@@ -189,7 +187,7 @@ def _read_small(path: str) -> bytes:
 
 def _run_messages(
     layout: RepoLayout, run_hash: str, seq_ids: list[str], schemas: _Schemas
-) -> list[tuple[list[bytes], int]] | None:
+) -> list[tuple[list[Batch], int]] | None:
     """Per sequence of one run, its batch messages in write order and their rows; None when the
     run is left to the per-sequence reader."""
     run_dir = f"{os.fspath(layout.runs_dir)}/{validate_run_hash(run_hash)}"
@@ -201,7 +199,7 @@ def _run_messages(
             if not is_valid_seq_id(seq_id):
                 return None
             seq_dir = f"{run_dir}/{SEQS_DIRNAME}/{seq_id}"
-            messages: list[bytes] = []
+            messages: list[Batch] = []
             rows = 0
             for name in segment_names(seq_dir):
                 path = f"{seq_dir}/{name}"
@@ -229,7 +227,7 @@ def read_metrics_bulk(
     answer is left to `read_metric_columns` (module doc)."""
     schemas = _Schemas()
     placed: list[tuple[int, int]] = []  # (position, rows)
-    chunks: list[bytes] = [_SCHEMA_MESSAGE]
+    batches: list[Batch] = []
     i = 0
     while i < len(wanted):
         run_hash = wanted[i][0]
@@ -240,29 +238,15 @@ def read_metrics_bulk(
         found = _run_messages(layout, run_hash, seq_ids, schemas)
         if found is not None:
             for position, (messages, rows) in zip(range(i, j), found, strict=True):
-                chunks.extend(messages)
+                batches.extend(messages)
                 placed.append((position, rows))
         i = j
     if not placed:
         return {}
-    chunks.append(_EOS)
-    try:
-        table = pa.ipc.open_stream(pa.py_buffer(b"".join(chunks))).read_all()
-    except (pa.ArrowException, OSError, ValueError):
+    columns = batch_columns(batches)
+    if columns is None:
         return {}
-    if table.num_rows != sum(rows for _p, rows in placed):
-        return {}
-    table = table.combine_chunks()
-    if table.column("step").null_count:
-        return {}
-    steps = to_numpy(table.column("step")).astype(np.int64, copy=False)
-    values = nan_numpy(table.column("value")).astype(np.float64, copy=False)
-    epoch_column = table.column("epoch")
-    ints = to_numpy(epoch_column).astype(np.int64, copy=False)  # (a null reads as 0)
-    missing = None
-    if epoch_column.null_count:
-        missing = ~np.concatenate([validity(chunk) for chunk in epoch_column.chunks])
-    stamps = nan_numpy(table.column("timestamp")).astype(np.float64, copy=False)
+    steps, values, ints, missing, stamps = columns
     out: dict[int, MetricPoints] = {}
     counts = np.fromiter((n for _p, n in placed), dtype=np.int64, count=len(placed))
     ends = np.cumsum(counts)
