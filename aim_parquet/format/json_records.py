@@ -14,11 +14,12 @@ import numpy as np
 
 from aim_parquet.errors import CorruptFileError
 from aim_parquet.format.paths import is_valid_seq_id
-from aim_parquet.format.values import MAX_JSON_DEPTH, decode_json_value, encode_json_value
+from aim_parquet.format.values import MAX_JSON_DEPTH, TAG, decode_json_value, encode_json_value
 
 __all__ = [
-    "context_of", "decode_number", "encode_number", "integer", "json_bytes", "json_depth",
-    "loads_json", "loads_json_object", "number", "opt_integer", "opt_str", "seq_id_of", "typed",
+    "context_of", "decode_json_values", "decode_number", "encode_number", "integer",
+    "is_plain_entry", "is_plain_sidecar", "json_bytes", "json_depth", "loads_json",
+    "loads_json_object", "number", "opt_integer", "opt_str", "seq_id_of", "typed",
 ]  # fmt: skip
 
 
@@ -120,3 +121,81 @@ def encode_number(value: float | None) -> Any:
 
 def decode_number(value: Any) -> float | None:
     return None if value is None else float(decode_json_value(value))
+
+
+# -- the plain case, checked at once ---------------------------------------------------------
+# Reading every sidecar of a repository (the run index) calls the field decoders above some 30
+# times per run. A record whose fields all have their plain JSON type (what every writer of this
+# format writes) is checked by the predicates below in one expression and built directly; any
+# other record goes through the field decoders, which give its value or its error: the result is
+# the same either way (tests/property/test_sidecar_decode.py checks it).
+_LEAF = frozenset({str, int, float, bool, type(None)})
+_NUMBER = frozenset({int, float})
+_OPT_STR = frozenset({str, type(None)})
+_OPT_INT = frozenset({int, type(None)})
+_OPT_FLOAT = frozenset({float, type(None)})
+
+
+def decode_json_values(value: Any, _depth: int = 0) -> Any:
+    """`values.decode_json_value(value)`, without a call per leaf: containers without a tag are
+    copied here, anything else (a tagged value, a subclass, the depth bound) is left to it."""
+    kind = type(value)
+    if kind in _LEAF:
+        return value
+    leaf, depth = _LEAF, _depth + 1
+    if kind is list and _depth < MAX_JSON_DEPTH:
+        out = []
+        for v in value:  # loops, not comprehensions: one stack frame per level, as there
+            out.append(v if type(v) in leaf else decode_json_values(v, depth))
+        return out
+    if kind is dict and _depth < MAX_JSON_DEPTH and TAG not in value:
+        decoded = {}
+        for k, v in value.items():
+            decoded[k] = v if type(v) in leaf else decode_json_values(v, depth)
+        return decoded
+    return decode_json_value(value, _depth)
+
+
+def is_plain_sidecar(data: dict[str, Any]) -> bool:
+    """Whether the run-level fields of a sidecar's JSON object (all but its params' and
+    catalogue's content) have their plain JSON types, so `RunMeta.from_json` can take them as
+    they are. (`format_version` is checked before.)"""
+    get = data.get
+    tags = get("tags") or []
+    return (
+        type(get("hash")) is str
+        and type(get("creation_time")) in _NUMBER
+        and type(get("name")) in _OPT_STR
+        and type(get("description")) in _OPT_STR
+        and type(get("experiment")) in _OPT_STR
+        and type(get("archived", False)) is bool
+        and (get("end_time") is None or type(get("end_time")) in _NUMBER)
+        and type(get("updated_at") or 0.0) in _NUMBER
+        and type(get("params") or {}) is dict
+        and type(get("sequences") or []) is list
+        and type(tags) is list
+        and all(type(t) is str for t in tags)
+    )
+
+
+def is_plain_entry(data: Any) -> bool:
+    """Whether a catalogue entry's JSON has its plain JSON types (its `reach` aside, which is
+    read leniently), so `SequenceInfo.from_json` can take its fields as they are."""
+    if type(data) is not dict:
+        return False
+    get = data.get
+    seq_id = get("seq_id")
+    return (
+        type(seq_id) is str
+        and is_valid_seq_id(seq_id)
+        and type(get("name")) is str
+        and type(get("kind")) is str
+        and type(get("count", 0)) is int
+        and (get("context") is None or type(get("context")) is dict)
+        and type(get("first_step")) in _OPT_INT
+        and type(get("last_step")) in _OPT_INT
+        and type(get("first")) in _LEAF
+        and type(get("last")) in _LEAF
+        and type(get("min")) in _OPT_FLOAT
+        and type(get("max")) in _OPT_FLOAT
+    )

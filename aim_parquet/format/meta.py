@@ -13,9 +13,12 @@ from typing import Any
 from aim_parquet.errors import CorruptFileError, FormatVersionError
 from aim_parquet.format.json_records import (
     context_of,
+    decode_json_values,
     decode_number,
     encode_number,
     integer,
+    is_plain_entry,
+    is_plain_sidecar,
     json_bytes,
     loads_json_object,
     number,
@@ -147,6 +150,15 @@ class SequenceInfo:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SequenceInfo:
+        if is_plain_entry(data):  # the fields as they are (`json_records`, "the plain case")
+            get = data.get
+            context = get("context")
+            return cls(
+                data["seq_id"], data["name"], {} if context is None else context, data["kind"],
+                get("count", 0), get("first_step"), get("last_step"), get("first"), get("last"),
+                get("min"), get("max"), CatalogueReach.from_json(get("reach")),
+                get("rewritten") is True,
+            )  # fmt: skip
         if not isinstance(data, dict):
             raise TypeError(f"catalogue entry is not an object: {data!r:.40}")
         return cls(
@@ -272,6 +284,17 @@ class RunMeta:
                 "(read sidecars with storage.online.params_file.read_sidecar_object)."
             )
         try:
+            if is_plain_sidecar(data):  # the fields as they are (`json_records`, "the plain case")
+                get = data.get
+                end_time = get("end_time")
+                return cls(
+                    data["hash"], float(data["creation_time"]), get("name"), get("description"),
+                    get("experiment") or DEFAULT_EXPERIMENT, tuple(get("tags") or ()),
+                    get("archived", False), None if end_time is None else float(end_time),
+                    decode_json_values(get("params") or {}),
+                    tuple([SequenceInfo.from_json(s) for s in get("sequences") or ()]),
+                    float(get("updated_at") or 0.0), data["format_version"],
+                )  # fmt: skip
             params = data.get("params") or {}
             sequences = data.get("sequences") or []
             tags = data.get("tags") or []

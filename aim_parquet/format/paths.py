@@ -181,6 +181,11 @@ class RepoLayout:
     def sidecar(self, run_hash: str) -> Path:
         return self.run_dir(run_hash) / SIDECAR_FILENAME
 
+    def sidecar_path(self, run_hash: str) -> str:
+        """`sidecar(run_hash)` as a str, built without Path objects (the run index reads every
+        sidecar of the repository)."""
+        return os.path.join(os.fspath(self.runs_dir), validate_run_hash(run_hash), SIDECAR_FILENAME)
+
     def lock_file(self, run_hash: str) -> Path:
         return self.run_dir(run_hash) / LOCK_FILENAME
 

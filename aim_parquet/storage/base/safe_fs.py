@@ -83,6 +83,13 @@ def open_regular(
     Raises UnsafeFileError for a link or a file that is not regular, and the OSError of `open`
     otherwise (FileNotFoundError, PermissionError, ...).
     """
+    return _open_regular_stat(path, what, flags, mode)[0]
+
+
+def _open_regular_stat(
+    path: str | os.PathLike[str], what: str, flags: int = os.O_RDONLY, mode: int = 0o644
+) -> tuple[int, os.stat_result]:
+    """`open_regular`, and the `fstat` it checked the file with."""
     try:
         fd = os.open(path, flags | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, mode)
     except OSError as exc:
@@ -101,7 +108,7 @@ def open_regular(
     except BaseException:
         os.close(fd)
         raise
-    return fd
+    return fd, st
 
 
 def _too_large(path: str | os.PathLike[str], what: str, size: int, limit: int) -> UnsafeFileError:
@@ -114,9 +121,9 @@ def _too_large(path: str | os.PathLike[str], what: str, size: int, limit: int) -
 
 def read_regular(path: str | os.PathLike[str], what: str, max_bytes: int) -> bytes:
     """The bytes of a regular file of at most `max_bytes` (UnsafeFileError beyond)."""
-    fd = open_regular(path, what)
+    fd, st = _open_regular_stat(path, what)
     try:
-        size = os.fstat(fd).st_size
+        size = st.st_size
         if size > max_bytes:
             raise _too_large(path, what, size, max_bytes)
         chunks = []

@@ -36,17 +36,16 @@ YOUNG_RUN_S = 30.0  # a run folder without sidecar this young is being created, 
 def read_sidecar_entry(layout: RepoLayout, run_hash: str, key: StatKey) -> IndexEntry:
     """The entry of a run's sidecar; for a run whose writer is gone, with the catalogue
     scanned from its segments (the sidecar's may lag them by one flush)."""
-    path = layout.sidecar(run_hash)
-    what = f"sidecar {path}"
+    path = layout.sidecar_path(run_hash)  # (a str: no Path objects per run)
     try:
         data = read_sidecar_object(path)
-        meta = RunMeta.from_json(data, what)
+        meta = RunMeta.from_json(data, f"sidecar {path}")
     except PermissionError as exc:
-        return IndexEntry(key, None, DamagedRun(run_hash, str(path), str(exc), True))
+        return IndexEntry(key, None, DamagedRun(run_hash, path, str(exc), True))
     except (ValueError, AimParquetError) as exc:  # CorruptFileError, UnsafeFileError, ...
-        return IndexEntry(key, None, DamagedRun(run_hash, str(path), str(exc)))
+        return IndexEntry(key, None, DamagedRun(run_hash, path, str(exc)))
     except FileNotFoundError:  # deleted between its stat and its read
-        return IndexEntry(key, None, DamagedRun(run_hash, str(path), "the sidecar is missing"))
+        return IndexEntry(key, None, DamagedRun(run_hash, path, "the sidecar is missing"))
     if meta.is_multi_writer:
         return _read_writers(layout, run_hash, key, data, meta)
     if not is_writer_gone(layout, meta):
@@ -54,7 +53,7 @@ def read_sidecar_entry(layout: RepoLayout, run_hash: str, key: StatKey) -> Index
             try:
                 infos = tuple(discover_sequences(layout, run_hash, meta))
             except (OSError, pa.ArrowException, AimParquetError) as exc:
-                return IndexEntry(key, None, DamagedRun(run_hash, str(path), str(exc)))
+                return IndexEntry(key, None, DamagedRun(run_hash, path, str(exc)))
             known = {i.seq_id for i in meta.sequences}
             infos = tuple(i for i in infos if i.seq_id in known)
             data = {**data, "sequences": [i.to_json() for i in infos]}

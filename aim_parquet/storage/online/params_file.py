@@ -40,7 +40,7 @@ def read_sidecar_object(path: str | os.PathLike[str], what: str = "sidecar") -> 
             return data
         if not is_params_file_name(name):
             raise CorruptFileError(f"{what} {path}: invalid params_file {name!r}.")
-        params_path = Path(path).parent / name
+        params_path = os.path.join(os.path.dirname(os.fspath(path)), name)
         try:
             raw = read_regular(params_path, "params file", MAX_JSON_FILE_BYTES)
         except FileNotFoundError:
