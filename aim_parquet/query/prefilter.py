@@ -144,7 +144,7 @@ class _Columns:
             return None
         path_node, fn = test
         values = self.column(path_node)
-        return None if values is None else _verdicts(values, fn)
+        return None if values is None else _verdicts(values, fn, _numeric_test(node))
 
     def column(self, node: ast.expr) -> Encoded | None:
         key = ("column", ast.dump(node))
@@ -155,10 +155,78 @@ class _Columns:
         return values
 
 
-def _verdicts(column: Encoded, test: Callable[[Any], Any]) -> Codes:
-    """`test` applied once per distinct (type, value) of the column (UNKNOWN: U)."""
-    codes = _verdicts_mixed(column.distinct, test)
+def _verdicts(
+    column: Encoded, test: Callable[[Any], Any], numeric: NumericTest | None = None
+) -> Codes:
+    """`test` applied once per distinct (type, value) of the column (UNKNOWN: U); with numpy
+    for the many distinct ints and floats of a column compared with a number (`numeric`)."""
+    distinct = column.distinct
+    if numeric is not None and len(distinct) > _VECTOR_FROM:
+        codes = _numeric_verdicts(distinct, test, numeric)
+    else:
+        codes = _verdicts_mixed(distinct, test)
     return codes[column.slots] if len(codes) else np.zeros(len(column.slots), dtype=np.int8)
+
+
+NumericTest = tuple[Callable[[Any, Any], Any], Any, bool]  # (numpy operator, constant, on left)
+_VECTOR_FROM: Final = 256  # distinct values from which numbers are compared with numpy
+_NUMPY_COMPARE: Final[dict[type[ast.cmpop], Callable[[Any, Any], Any]]] = {
+    ast.Eq: np.equal,
+    ast.NotEq: np.not_equal,
+    ast.Lt: np.less,
+    ast.LtE: np.less_equal,
+    ast.Gt: np.greater,
+    ast.GtE: np.greater_equal,
+}
+_EXACT: Final = 2**53  # ints up to this convert to float64 exactly
+
+
+def _numeric_test(node: ast.expr) -> NumericTest | None:
+    """(numpy operator, constant, whether the column is on the left) of a comparison of a
+    `run.<path>` with an int or float constant (not bool) by `== != < <= > >=`."""
+    if not isinstance(node, ast.Compare) or len(node.ops) != 1:
+        return None
+    op = _NUMPY_COMPARE.get(type(node.ops[0]))
+    if op is None:
+        return None
+    left, right = node.left, node.comparators[0]
+    column_left = _path(left) is not None
+    value = _constant(right if column_left else left)
+    if type(value) not in (int, float):
+        return None
+    return op, value, column_left
+
+
+def _numeric_verdicts(values: list[Any], test: Callable[[Any], Any], numeric: NumericTest) -> Codes:
+    """`_verdicts_mixed`, with the ints and floats among `values` compared by numpy where it
+    gives Python's answer: float64 against a float or an int up to 2**53, int64 against an int64
+    or against a float when every int is up to 2**53 (numpy converts both to float64)."""
+    op, constant, column_left = numeric
+    kinds = [type(v) for v in values]
+    floats = [i for i, k in enumerate(kinds) if k is float]
+    ints = [i for i, k in enumerate(kinds) if k is int]
+    out = np.full(len(values), -1, dtype=np.int8)
+    if floats and (type(constant) is float or abs(constant) <= _EXACT):
+        out[floats] = _compared(np.array([values[i] for i in floats], np.float64), numeric)
+    if ints and all(abs(values[i]) < 2**63 for i in ints):
+        array = np.array([values[i] for i in ints], np.int64)
+        if (
+            type(constant) is int
+            and abs(constant) < 2**63
+            or type(constant) is float
+            and int(np.abs(array).max()) <= _EXACT
+        ):
+            out[ints] = _compared(array, numeric)
+    rest = np.flatnonzero(out < 0)
+    if len(rest):
+        out[rest] = _verdicts_mixed([values[i] for i in rest.tolist()], test)
+    return out
+
+
+def _compared(array: npt.NDArray[Any], numeric: NumericTest) -> Codes:
+    op, constant, column_left = numeric
+    truth = op(array, constant) if column_left else op(constant, array)
+    return np.where(truth, T, F).astype(np.int8)
 
 
 def _verdicts_mixed(values: list[Any], test: Callable[[Any], Any]) -> Codes:
