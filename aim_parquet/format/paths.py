@@ -49,7 +49,8 @@ AIM_REPO_FILES = ("run_metadata.sqlite", "meta", "seqs", "VERSION")
 none of these names is ours."""
 MAX_WRITER_RANK = 2**20 - 1
 
-_HASH_RE = re.compile(r"[0-9a-f]{24}")
+RUN_HASH_PATTERN = "[0-9a-f]{24}"  # a run hash (`is_valid_run_hash`: the whole name)
+_HASH_RE = re.compile(RUN_HASH_PATTERN)
 _SEQ_ID_RE = re.compile(r"[0-9a-f]{20}")
 _SEGMENT_RE = re.compile(r"[0-9a-f]{16}-[0-9]+-[0-9a-f]{6}-[0-9]{6}\.arrows")
 _PARAMS_FILE_RE = re.compile(r"params-[0-9a-f]{16}\.json")

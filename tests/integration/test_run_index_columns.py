@@ -195,3 +195,29 @@ def test_a_fresh_process_makes_records_only_for_runs_the_columns_keep(repo: Path
     # the matching run, and "flat" (its hparams is no dict: the column leaves it to the
     # interpreter); none of the 7 runs the column rules out
     assert made == "2" and pandas == "False"
+
+
+def test_fields_utf8_cannot_hold_are_kept_in_fields(tmp_path: Path) -> None:
+    """A name or tag with a lone surrogate (the SDK refuses one, a sidecar written by another
+    tool may hold it; an Arrow string cannot) is stored in `fields`, and queries and records
+    read it exactly."""
+    root = tmp_path / "repo"
+    odd = "odd \udc80 name"
+    run = aim.Run(repo=root, **QUIET)
+    run["hparams"] = {"opt": odd, "lr": 0.5}
+    run.close()
+    plain = aim.Run(repo=root, experiment="e", **QUIET)
+    plain["hparams"] = {"opt": "adam", "lr": 0.5}
+    plain.close()
+    sidecar = RepoLayout(root).sidecar(run.hash)
+    data = json.loads(sidecar.read_text())
+    data.update(name=odd, tags=[odd, "t"])
+    sidecar.write_text(json.dumps(data))  # (ASCII: the surrogate as an escape)
+    assert _query(root) == []  # builds the index
+    row = next(r for r in _table(root).to_pylist() if r["hash"] == run.hash)
+    assert row["name"] is None and row["tags"] is None and row["fields"] is not None
+    for text in [f"run.name == {odd!r}", f"run.hparams.opt == {odd!r}", f"{odd!r} in run.tags"]:
+        assert _query(root, text) == [odd], text
+    record = RunIndex(RepoLayout(root)).refresh().records[run.hash]
+    assert record.meta.to_json() == load_run_meta(RepoLayout(root), run.hash).to_json()
+    assert index_file_problem(RepoLayout(root)) is None

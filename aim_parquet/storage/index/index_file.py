@@ -124,14 +124,6 @@ _DEFAULTS: dict[str, Any] = {  # what RunRecord and RunMeta assume for a missing
 _STRINGS = ("experiment", "name", "description")
 
 
-def _utf8(value: Any) -> bool:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def _columns_of(record: RunRecord) -> dict[str, Any]:
     """The run-level columns of one record (its other fields in `fields`)."""
     data = record.fields
@@ -144,7 +136,7 @@ def _columns_of(record: RunRecord) -> dict[str, Any]:
     for name in _STRINGS:
         value = fields.get(name)
         out[name] = None
-        if type(value) is str and _utf8(value):
+        if type(value) is str and pc_.is_utf8(value):
             out[name] = fields.pop(name)
     archived = fields.get("archived")
     out["archived"] = False
@@ -152,7 +144,7 @@ def _columns_of(record: RunRecord) -> dict[str, Any]:
         out["archived"] = fields.pop("archived")
     tags = fields.get("tags")
     out["tags"] = None
-    if type(tags) is list and all(type(t) is str and _utf8(t) for t in tags):
+    if type(tags) is list and all(type(t) is str and pc_.is_utf8(t) for t in tags):
         out["tags"] = fields.pop("tags")
     out["fields"] = json_text(fields) if fields else None
     end_time = data.get("end_time")

@@ -117,15 +117,19 @@ def walk(params: Any, path: Path) -> tuple[int, Any]:
     return OTHER, None
 
 
+def is_utf8(text: str) -> bool:
+    """Whether an Arrow string can hold `text` (not with a lone surrogate)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _fits(kind: type, value: Any) -> bool:
     if kind is int:
         return bool(_INT64[0] <= value <= _INT64[1])
-    if kind is str:
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:  # a lone surrogate: Arrow strings are UTF-8
-            return False
-    return True
+    return kind is not str or is_utf8(value)
 
 
 def param_arrays(

@@ -12,7 +12,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from aim_parquet.format.paths import SIDECAR_FILENAME, RepoLayout
+from aim_parquet.format.paths import RUN_HASH_PATTERN, SIDECAR_FILENAME, RepoLayout
 from aim_parquet.storage.base.columns import int64_array, string_array
 from aim_parquet.storage.base.lock import run_lock_holder
 from aim_parquet.storage.index.index_entries import DamagedRun, IndexEntry
@@ -23,8 +23,6 @@ from aim_parquet.storage.index.sidecar_entries import missing_sidecar
 __all__ = ["stat_sidecars", "unchanged_rows"]
 
 Stats = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.uint64]]
-
-RUN_HASH_PATTERN = "^[0-9a-f]{24}$"  # `is_valid_run_hash`, column-wise
 
 
 def _in(names: pa.Array, entries: dict[str, IndexEntry]) -> npt.NDArray[np.bool_]:
@@ -81,7 +79,7 @@ def stat_sidecars(
     run hash is skipped unless the index has it."""
     given = string_array(names)  # (a lone surrogate becomes an escape: no run's hash)
     rows = table.rows_of(given)
-    wanted = as_numpy(pc.match_substring_regex(given, RUN_HASH_PATTERN)) | (rows >= 0)
+    wanted = as_numpy(pc.match_substring_regex(given, f"^{RUN_HASH_PATTERN}$")) | (rows >= 0)
     if overlay:
         wanted |= _in(given, overlay)
     keep = np.flatnonzero(wanted)
