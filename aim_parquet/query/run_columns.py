@@ -1,12 +1,16 @@
 """Columns of run values for the vectorised run filter (`query.prefilter`): the value a query's
-`run.<path>` gives for every run of a snapshot, in one list, computed as the interpreter does.
+`run.<path>` gives for every run of a snapshot (`Encoded`: its distinct values and, per run, the
+slot of its value), computed as the interpreter does.
 
 A path is the chain of attribute and item steps after `run` with constant keys
 (`run.hparams.lr` is `(("attr", "hparams"), ("attr", "lr"))`). Its value for a run is exactly
 what `RunView` and `runtime.get_attr`/`get_item` give it, or `UNKNOWN` when computing it raises
-(the interpreter then decides that run). A param path of str keys is read straight from the
-stored (tagged JSON) params when nothing on the way is tagged, which decodes nothing; any other
-path goes through a `RunView` of the run, as the interpreter's does.
+(the interpreter then decides that run). Run properties (`hash`, `name`, `experiment`, ...) are
+read from the index's columns, dictionary-encoded by Arrow; a param path of str keys from its
+typed column (`storage.index.param_columns`), or, without one, straight from the stored (tagged
+JSON) params when nothing on the way is tagged; the runs the columns cannot tell (a run read from
+its sidecar, a value of another type, a run with other fields) and any other path go through the
+run's record and a `RunView`, as the interpreter's does, making records only for those runs.
 """
 
 from __future__ import annotations

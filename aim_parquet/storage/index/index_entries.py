@@ -1,6 +1,7 @@
 """The in-memory pieces of the run index (`storage.index.run_index`): one run's entry (its
-sidecar's stat key and record, or why it is damaged), a refresh's snapshot, the index file's
-bytes decoded into entries, and the collector pause its decoding runs under."""
+sidecar's stat key and record, or why it is damaged), a refresh's snapshot (the index file's
+columns plus the records read from sidecars, a run's record made only when it is read), and the
+index file's bytes decoded into entries (every record made: for repairs and checks)."""
 
 from __future__ import annotations
 

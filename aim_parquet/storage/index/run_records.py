@@ -2,8 +2,8 @@
 decoded on demand) and its `CatalogueEntry`s (what a sequence query looks at).
 
 A record comes either from a sidecar just read (its JSON object, already validated as a RunMeta)
-or from the index file (`storage.index.index_file`), whose catalogue stays unparsed JSON until a
-query needs it: a run predicate never parses it, and a sequence query parses a run's catalogue
+or from a row of the index file (`storage.index.index_file`), whose params stay JSON text until
+they are read and whose catalogue stays unparsed JSON until a query needs it: a run predicate never parses it, and a sequence query parses a run's catalogue
 keys (`[seq_id, name, kind, context, start, end]`) but only the stats row (`[count, first_step,
 last_step, first, last, min, max]`, at `start:end` of the stats line) of a sequence that
 matches: parsing floats is most of the cost of JSON.
