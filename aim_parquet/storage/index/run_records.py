@@ -51,9 +51,13 @@ def damaged_entry(run_hash: str, exc: Exception) -> CorruptFileError:
     )
 
 
+_ASCII_JSON = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"))  # (`json.dumps` with
+# these arguments makes an encoder per call: most of its time for a small value)
+
+
 def json_text(obj: Any) -> str:
     """ASCII JSON: valid UTF-8 even for strings with lone surrogates."""
-    return json.dumps(obj, ensure_ascii=True, separators=(",", ":"))
+    return _ASCII_JSON.encode(obj)
 
 
 _PLAIN = frozenset({str, int, float, bool, type(None)})  # JSON values decoded as they are
