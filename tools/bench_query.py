@@ -233,7 +233,7 @@ print(json.dumps({"s": time.perf_counter() - t, "n": n}))
 n = len(list(repo.query_runs({query!r}).iter_runs()))
 print(json.dumps({{"s": time.perf_counter() - t, "n": n}}))
 """
-        index_file = many / ".aim" / "index" / "runs.jsonl"
+        index_file = many / ".aim" / "index" / "runs.arrow"
         index_file.unlink(missing_ok=True)
         res, wall = fresh(snippet(many, count_body), 1)
         rows.append(

@@ -36,7 +36,8 @@ WRITERS_DIRNAME = "writers"
 WRITER_PART_SUFFIX = ".json"
 WRITER_LOCK_SUFFIX = ".lock"
 ATTACH_GATE_FILENAME = "attach.lock"  # in writers/: see storage.online.writer_gate
-INDEX_FILENAME = "runs.jsonl"  # in index/: the run index
+INDEX_FILENAME = "runs.arrow"  # in index/: the run index
+OLD_INDEX_FILENAME = "runs.jsonl"  # in index/: the run index of format 4 and before (removed)
 INDEX_LOCK_FILENAME = "runs.lock"  # in index/: taken by whoever rewrites the run index
 RUNS_TABLE_FILENAME = "runs.parquet"  # in index/ (and in an export): one row per run
 QUARANTINE_DIRNAME = "quarantine"  # in .aim/: what `verify --repair` moved aside
@@ -48,7 +49,8 @@ AIM_REPO_FILES = ("run_metadata.sqlite", "meta", "seqs", "VERSION")
 none of these names is ours."""
 MAX_WRITER_RANK = 2**20 - 1
 
-_HASH_RE = re.compile(r"[0-9a-f]{24}")
+RUN_HASH_PATTERN = "[0-9a-f]{24}"  # a run hash (`is_valid_run_hash`: the whole name)
+_HASH_RE = re.compile(RUN_HASH_PATTERN)
 _SEQ_ID_RE = re.compile(r"[0-9a-f]{20}")
 _SEGMENT_RE = re.compile(r"[0-9a-f]{16}-[0-9]+-[0-9a-f]{6}-[0-9]{6}\.arrows")
 _PARAMS_FILE_RE = re.compile(r"params-[0-9a-f]{16}\.json")
@@ -171,6 +173,7 @@ class RepoLayout:
         self.trash_dir = self.aim_dir / TRASH_DIRNAME
         self.change_marker = self.index_dir / CHANGE_MARKER_FILENAME
         self.index_file = self.index_dir / INDEX_FILENAME
+        self.old_index_file = self.index_dir / OLD_INDEX_FILENAME
         self.index_lock = self.index_dir / INDEX_LOCK_FILENAME
         self.runs_table = self.index_dir / RUNS_TABLE_FILENAME
         self.quarantine_dir = self.aim_dir / QUARANTINE_DIRNAME

@@ -17,7 +17,7 @@ Damaged runs (a sidecar that is not valid JSON, a newer format, ...) are skipped
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,12 +27,13 @@ from aim_parquet.errors import CorruptFileError, FormatVersionError
 from aim_parquet.format.meta import RunMeta, SequenceInfo
 from aim_parquet.format.paths import RepoLayout
 from aim_parquet.query.planner import QueryPlan
-from aim_parquet.query.prefilter import run_mask
+from aim_parquet.query.prefilter import run_verdicts
 from aim_parquet.query.views import RunView
 from aim_parquet.storage.index.run_index import (
     CatalogueEntry,
     DamagedRun,
     IndexSnapshot,
+    RecordSequence,
     RunIndex,
     RunRecord,
 )
@@ -102,7 +103,7 @@ def unreadable_run(layout: RepoLayout, run_hash: str, exc: BaseException) -> Dam
 
 def candidate_runs(
     index: RunIndex, offset: str | None = None, *, warn: bool = True
-) -> list[RunRecord]:
+) -> Sequence[RunRecord]:
     """Every readable run newest first, starting after the run `offset` when given (`warn`:
     a RuntimeWarning per damaged run; a server reports them in its answer instead)."""
     snapshot, start = _candidates(index, offset, warn=warn, stacklevel=5)
@@ -118,9 +119,9 @@ def _candidates(
     if warn:
         warn_damaged(snapshot, stacklevel=stacklevel)
     if offset:
-        for i, record in enumerate(snapshot.newest_first):
-            if record.hash == offset:
-                return snapshot, i + 1
+        found = snapshot.newest_index(offset)
+        if found is not None:
+            return snapshot, found + 1
     return snapshot, 0
 
 
@@ -145,20 +146,19 @@ def execute_plan(
     snapshot, start = _candidates(index, offset, warn=warn)
     ordered = snapshot.newest_first
     total = len(ordered) - start
-    mask = run_mask(plan.run_filter, snapshot)
+    mask, sure = run_verdicts(plan.run_filter, snapshot)
     positions: Iterable[int] = range(start, len(ordered))
     if mask is not None and not with_misses:
         positions = (start + np.flatnonzero(mask[start:])).tolist()
     memo: dict[Any, bool] = {}  # the sequence part's verdicts by sequence key (`planner`)
-    for i in positions:
+    for i, record in _records(ordered, positions, mask):
         position = i - start + 1
-        if mask is not None and not mask[i]:
+        if record is None:
             if with_misses:
                 yield MatchStep(None, position, total)
             continue
-        record = ordered[i]
         try:
-            match = _match(layout, plan, record, memo, summaries)
+            match = _match(layout, plan, record, memo, summaries, sure is not None and sure[i])
         except (CorruptFileError, FormatVersionError, PermissionError) as exc:
             match = None
             fresh = index.reread(record.hash)  # a damaged index entry: the sidecar decides
@@ -176,16 +176,41 @@ def execute_plan(
             yield MatchStep(match, position, total)
 
 
+def _records(
+    ordered: RecordSequence, positions: Iterable[int], mask: Any
+) -> Iterator[tuple[int, RunRecord | None]]:
+    """(position, record) for `positions` of `ordered`, the record None where `mask` rules the
+    run out; records are made a block at a time."""
+    block: list[int] = []
+    for i in positions:
+        block.append(i)
+        if len(block) == RecordSequence.BLOCK:
+            yield from _block(ordered, block, mask)
+            block = []
+    yield from _block(ordered, block, mask)
+
+
+def _block(
+    ordered: RecordSequence, block: list[int], mask: Any
+) -> Iterator[tuple[int, RunRecord | None]]:
+    wanted = block if mask is None else [i for i in block if mask[i]]
+    made = dict(zip(wanted, ordered.take(wanted), strict=True)) if wanted else {}
+    for i in block:
+        yield i, made.get(i)
+
+
 def _match(
     layout: RepoLayout,
     plan: QueryPlan,
     record: RunRecord,
     memo: dict[Any, bool] | None = None,
     summaries: bool = True,
+    is_sure: Any = False,
 ) -> RunMatch | None:
-    """The match of one run, or None."""
+    """The match of one run, or None (`is_sure`: the columns found that its run part holds,
+    `query.prefilter`, so the interpreter need not say it again)."""
     view = RunView(record, layout)
-    if not plan.matches_run(view):
+    if not is_sure and not plan.matches_run(view):
         return None
     if plan.seq_var is None:
         return RunMatch(record)

@@ -3,9 +3,10 @@ the runs it surely rejects before the interpreter looks at any run.
 
 `run_mask(run_filter, snapshot)` gives one bool per run of `snapshot.newest_first`: False where
 the run part is certainly False for that run, True where it may hold. The executor evaluates the
-interpreter (`CompiledQuery.matches`) on the True runs only, so the result is the interpreter's
-by construction; the mask only has to be sound: it never says False where the interpreter would
-say True or raise.
+interpreter (`CompiledQuery.matches`) on the True runs only, and not even on those where
+`run_verdicts` says the run part is certainly True (and raises nothing); the verdicts only have
+to be sound: never F where the interpreter would say True or raise, never T where it would say
+False or raise.
 
 Each node of the syntax tree gets a verdict per run, F (false, and evaluating it raises
 nothing), T (true, raises nothing) or U (unknown: anything, an error included):
@@ -20,9 +21,9 @@ nothing), T (true, raises nothing) or U (unknown: anything, an error included):
   where a is T, U where a is U; so an unknown operand never hides a later error);
 - any other node (calls, arithmetic, comparison chains, `run.active`, `run.metrics`, ...) is U.
 
-Columns and verdicts are computed in the order the snapshot's records were decoded
-(`IndexSnapshot.in_stored_order`, several times faster to walk than `newest_first`) and the mask
-is put in `newest_first`'s order at the end. Verdicts of each node, each column and each mask
+Columns (`query.run_columns`: from the index's columns, as distinct values and a slot per run)
+and verdicts are computed in the snapshot's stored order and the mask is put in
+`newest_first`'s order at the end. Verdicts of each node, each column and each mask
 are kept in the snapshot's `query_cache`, so a warm process evaluates a query again in the time
 of a few array operations.
 """
@@ -43,12 +44,13 @@ from aim_parquet.query.compiler import Compiler
 from aim_parquet.query.lang import CompiledQuery
 from aim_parquet.query.run_columns import (
     UNKNOWN,
+    Encoded,
     Path,
     Step,
     path_column,
     unsupported_first_step,
 )
-from aim_parquet.storage.index.run_index import IndexSnapshot, RunRecord
+from aim_parquet.storage.index.run_index import IndexSnapshot
 from aim_parquet.system.gc_pause import gc_paused
 
 __all__ = ["run_mask"]
@@ -69,35 +71,43 @@ _MAX_CACHED: Final = 64  # entries of a snapshot's query_cache before it is empt
 def run_mask(run_filter: CompiledQuery | None, snapshot: IndexSnapshot) -> Any:
     """One bool per run of `snapshot.newest_first` (a numpy array), False where `run_filter`
     surely does not match; None when it rejects no run for sure (module doc)."""
+    return run_verdicts(run_filter, snapshot)[0]
+
+
+def run_verdicts(run_filter: CompiledQuery | None, snapshot: IndexSnapshot) -> tuple[Any, Any]:
+    """(`run_mask`, and one bool per run of `snapshot.newest_first`, True where `run_filter`
+    surely matches and raises nothing, None when it is sure of no run)."""
     if run_filter is None:
-        return None
+        return None, None
     cache = snapshot.query_cache
     nodes = run_filter.nodes
     key = ("mask", *(ast.dump(n) for n in nodes))
     if key in cache:
-        return cache[key]
+        return cache[key]  # type: ignore[no-any-return]
     if len(cache) > _MAX_CACHED:
         cache.clear()
     with gc_paused():  # (columns allocate an object or more per run)
-        codes = _Columns(snapshot.in_stored_order, cache).all_of(nodes)
-    mask = None if codes is None else codes != F
-    if mask is None or bool(mask.all()):
-        cache[key] = None
-        return None
+        codes = _Columns(snapshot, cache).all_of(nodes)
+    if codes is None:
+        cache[key] = None, None
+        return None, None
     order = cache.get("newest positions")
     if order is None:
-        order = cache["newest positions"] = np.array(snapshot.newest_positions, dtype=np.intp)
-    cache[key] = mask = mask[order]
-    return mask
+        order = cache["newest positions"] = snapshot.newest_positions
+    codes = codes[order]
+    mask, sure = codes != F, codes == T
+    found = (None if bool(mask.all()) else mask, sure if bool(sure.any()) else None)
+    cache[key] = found
+    return found
 
 
 class _Columns:
     """Verdicts of syntax nodes over `records` (module doc), cached in `cache`."""
 
-    def __init__(self, records: Sequence[RunRecord], cache: dict[Any, Any]) -> None:
-        self.records = records
+    def __init__(self, snapshot: IndexSnapshot, cache: dict[Any, Any]) -> None:
+        self.snapshot = snapshot
         self.cache = cache
-        self.size = len(records)
+        self.size = len(snapshot)
 
     def unknown(self) -> Codes:
         return np.full(self.size, U, dtype=np.int8)
@@ -134,28 +144,89 @@ class _Columns:
             return None
         path_node, fn = test
         values = self.column(path_node)
-        return None if values is None else _verdicts(values, fn)
+        return None if values is None else _verdicts(values, fn, _numeric_test(node))
 
-    def column(self, node: ast.expr) -> list[Any] | None:
+    def column(self, node: ast.expr) -> Encoded | None:
         key = ("column", ast.dump(node))
         if key not in self.cache:
             path = _path(node)
-            self.cache[key] = None if path is None else path_column(self.records, path)
-        values: list[Any] | None = self.cache[key]
+            self.cache[key] = None if path is None else path_column(self.snapshot, path)
+        values: Encoded | None = self.cache[key]
         return values
 
 
-def _verdicts(values: list[Any], test: Callable[[Any], Any]) -> Codes:
-    """`test` applied once per distinct (type, value) of `values` (UNKNOWN: U)."""
-    kinds = set(map(type, values))
-    if not kinds <= _KEYED:
-        return _verdicts_mixed(values, test)
-    if len(kinds) == 1:  # one type: the values alone are the keys
-        memo = {v: _verdict(test, v) for v in set(values)}
-        return np.array(list(map(memo.__getitem__, values)), dtype=np.int8)
-    keys = list(zip(map(type, values), values, strict=True))
-    memo = {k: _verdict(test, k[1]) for k in set(keys)}
-    return np.array(list(map(memo.__getitem__, keys)), dtype=np.int8)
+def _verdicts(
+    column: Encoded, test: Callable[[Any], Any], numeric: NumericTest | None = None
+) -> Codes:
+    """`test` applied once per distinct (type, value) of the column (UNKNOWN: U); with numpy
+    for the many distinct ints and floats of a column compared with a number (`numeric`)."""
+    distinct = column.distinct
+    if numeric is not None and len(distinct) > _VECTOR_FROM:
+        codes = _numeric_verdicts(distinct, test, numeric)
+    else:
+        codes = _verdicts_mixed(distinct, test)
+    return codes[column.slots] if len(codes) else np.zeros(len(column.slots), dtype=np.int8)
+
+
+NumericTest = tuple[Callable[[Any, Any], Any], Any, bool]  # (numpy operator, constant, on left)
+_VECTOR_FROM: Final = 256  # distinct values from which numbers are compared with numpy
+_NUMPY_COMPARE: Final[dict[type[ast.cmpop], Callable[[Any, Any], Any]]] = {
+    ast.Eq: np.equal,
+    ast.NotEq: np.not_equal,
+    ast.Lt: np.less,
+    ast.LtE: np.less_equal,
+    ast.Gt: np.greater,
+    ast.GtE: np.greater_equal,
+}
+_EXACT: Final = 2**53  # ints up to this convert to float64 exactly
+
+
+def _numeric_test(node: ast.expr) -> NumericTest | None:
+    """(numpy operator, constant, whether the column is on the left) of a comparison of a
+    `run.<path>` with an int or float constant (not bool) by `== != < <= > >=`."""
+    if not isinstance(node, ast.Compare) or len(node.ops) != 1:
+        return None
+    op = _NUMPY_COMPARE.get(type(node.ops[0]))
+    if op is None:
+        return None
+    left, right = node.left, node.comparators[0]
+    column_left = _path(left) is not None
+    value = _constant(right if column_left else left)
+    if type(value) not in (int, float):
+        return None
+    return op, value, column_left
+
+
+def _numeric_verdicts(values: list[Any], test: Callable[[Any], Any], numeric: NumericTest) -> Codes:
+    """`_verdicts_mixed`, with the ints and floats among `values` compared by numpy where it
+    gives Python's answer: float64 against a float or an int up to 2**53, int64 against an int64
+    or against a float when every int is up to 2**53 (numpy converts both to float64)."""
+    op, constant, column_left = numeric
+    kinds = [type(v) for v in values]
+    floats = [i for i, k in enumerate(kinds) if k is float]
+    ints = [i for i, k in enumerate(kinds) if k is int]
+    out = np.full(len(values), -1, dtype=np.int8)
+    if floats and (type(constant) is float or abs(constant) <= _EXACT):
+        out[floats] = _compared(np.array([values[i] for i in floats], np.float64), numeric)
+    if ints and all(abs(values[i]) < 2**63 for i in ints):
+        array = np.array([values[i] for i in ints], np.int64)
+        if (
+            type(constant) is int
+            and abs(constant) < 2**63
+            or type(constant) is float
+            and int(np.abs(array).max()) <= _EXACT
+        ):
+            out[ints] = _compared(array, numeric)
+    rest = np.flatnonzero(out < 0)
+    if len(rest):
+        out[rest] = _verdicts_mixed([values[i] for i in rest.tolist()], test)
+    return out
+
+
+def _compared(array: npt.NDArray[Any], numeric: NumericTest) -> Codes:
+    op, constant, column_left = numeric
+    truth = op(array, constant) if column_left else op(constant, array)
+    return np.where(truth, T, F).astype(np.int8)
 
 
 def _verdicts_mixed(values: list[Any], test: Callable[[Any], Any]) -> Codes:

@@ -4,7 +4,7 @@
   marker and sidecar write, repository folders, Arrow column builders).
 - `online/`: the run path a training script and a reader use (writer, buffers, segments, readers of
   segments and compacted files, the true catalogue, object rows).
-- `index/`: the repository index (`.aim/index/runs.jsonl`) and the published runs table.
+- `index/`: the repository index (`.aim/index/runs.arrow`) and the published runs table.
 - `compaction/`: the compacted Parquet writer, the compactor and the analyst dataset
   (`.aim/dataset/`: its refresh and its reader with the live tier).
 - `maintenance/`: the offline tools (verify and repair, gc and stats, export, delete/copy/move,

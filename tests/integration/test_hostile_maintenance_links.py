@@ -32,7 +32,7 @@ def _stamped(folder: Path) -> dict[str, tuple[str, int]]:
 def _outside(tmp_path: Path) -> Path:
     outside = tmp_path / "outside"
     outside.mkdir()
-    for name in ("runs.jsonl", "runs.parquet", "changed", "manifest.json", "keep.txt"):
+    for name in ("runs.arrow", "runs.parquet", "changed", "manifest.json", "keep.txt"):
         (outside / name).write_text(f"precious {name}")
         os.utime(outside / name, (1_000_000_000, 1_000_000_000))
     return outside

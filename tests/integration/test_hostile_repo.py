@@ -242,9 +242,8 @@ def test_deeply_nested_manifest_and_index_are_rebuilt(tmp_path: Path) -> None:
     nested = "[" * 5000 + "1" + "]" * 5000  # (json.dumps itself cannot write it)
     manifest = run_dir(root, victim) / "compacted" / "manifest.json"
     manifest.write_text(manifest.read_text().rstrip()[:-1] + f', "x": {nested}}}')
-    index = root / ".aim" / "index" / "runs.jsonl"
-    header, rest = index.read_bytes().split(b"\n", 1)
-    index.write_bytes(header[:-1] + f', "x": {nested}}}'.encode() + b"\n" + rest)
+    index = root / ".aim" / "index" / "runs.arrow"
+    _rewrite_index(index, lambda t: _first(t, "params", f'{{"x": {nested}}}'))
     verify, query, repair = run_forked(
         [
             ["verify", "--repo", str(root)],  # (before the query rebuilds the index)
@@ -462,41 +461,54 @@ def test_a_lost_segment_among_others_is_reported_and_the_catalogue_fixed(tmp_pat
 # -- a crafted run index -------------------------------------------------------------------------
 
 
-def _rewrite_index(path: Path, change_header: Any = None, change_keys: Any = None) -> None:
-    """Rewrite runs.jsonl with `change_header(doc)` and `change_keys(run_hash, keys)` applied,
-    keeping every offset consistent (a crafted file that still looks well-formed)."""
-    raw = path.read_bytes()
-    header, body = raw.split(b"\n", 1)
-    doc = json.loads(header)
-    lines = []
-    at = doc["columns"].index("catalogue")
-    for row in doc["runs"]:
-        offset, keys_len, stats_len = row[at]
-        keys = json.loads(body[offset : offset + keys_len])
-        stats = body[offset + keys_len + 1 : offset + keys_len + 1 + stats_len]
-        if change_keys is not None:
-            keys = change_keys(row[0], keys)
-        lines.append((row, json.dumps(keys, separators=(",", ":")).encode(), stats))
-    out, offset = [], 0
-    for row, keys_line, stats in lines:
-        row[at] = [offset, len(keys_line), len(stats)]
-        out.append(keys_line + b"\n" + stats + b"\n")
-        offset += len(keys_line) + len(stats) + 2
-    if change_header is not None:
-        change_header(doc)
-    path.write_bytes(json.dumps(doc).encode() + b"\n" + b"".join(out))
+def _rewrite_index(path: Path, change_column: Any = None, change_keys: Any = None) -> None:
+    """Rewrite runs.arrow with `change_column(table)` (a table back) and
+    `change_keys(run_hash, keys)` (each run's catalogue keys) applied, keeping every other column
+    (a crafted file that still looks well-formed)."""
+    table = pa.ipc.open_file(pa.BufferReader(path.read_bytes())).read_all()
+    if change_keys is not None:
+        keys = [
+            json.dumps(change_keys(h, json.loads(k)), separators=(",", ":"))
+            for h, k in zip(
+                table.column("hash").to_pylist(),
+                table.column("catalogue_keys").to_pylist(),
+                strict=True,
+            )
+        ]
+        at = table.schema.get_field_index("catalogue_keys")
+        table = table.set_column(at, "catalogue_keys", pa.array(keys, pa.string()))
+    if change_column is not None:
+        table = change_column(table)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    path.write_bytes(sink.getvalue().to_pybytes())
 
 
-def _row(doc: dict[str, Any]) -> list[Any]:
-    return doc["runs"][0]  # type: ignore[no-any-return]
+def _first(table: pa.Table, name: str, value: Any, typ: pa.DataType | None = None) -> pa.Table:
+    """`table` with the first run's `name` set to `value` (the column retyped to `typ`)."""
+    column = table.column(name).to_pylist()
+    if typ is not None:  # (the other cells as text, or empty, as a crafted file might hold)
+        column = [json.dumps(v) if typ == pa.string() else None for v in column]
+    column[0] = value
+    at = table.schema.get_field_index(name)
+    typ = typ or table.schema.field(name).type
+    return table.set_column(at, pa.field(name, typ), pa.array(column, typ))
 
 
 CRAFTED = {
-    "time is an object": dict(change_header=lambda d: _row(d).__setitem__(2, {"x": 1})),
-    "hash escapes the repository": dict(
-        change_header=lambda d: _row(d).__setitem__(0, "../../../../tmp/evil")
+    "time is an object": dict(
+        change_column=lambda t: _first(t, "creation_time", '{"x": 1}', pa.string())
     ),
-    "tags are numbers": dict(change_header=lambda d: _row(d)[5].__setitem__("tags", [1, 2])),
+    "hash escapes the repository": dict(
+        change_column=lambda t: _first(t, "hash", "../../../../tmp/evil")
+    ),
+    "tags are numbers": dict(
+        change_column=lambda t: _first(t, "tags", [1, 2], pa.list_(pa.int64()))
+    ),
+    "other fields are numbers": dict(
+        change_column=lambda t: _first(t, "fields", '{"tags": [1, 2], "archived": 3}')
+    ),
     "context is a list": dict(change_keys=lambda h, keys: [[*k[:3], [], *k[4:]] for k in keys]),
     "seq id escapes": dict(change_keys=lambda h, keys: [["../x", *k[1:]] for k in keys]),
 }
@@ -507,7 +519,7 @@ def test_a_crafted_run_index_breaks_nothing(tmp_path: Path, craft: str) -> None:
     root = tmp_path / "repo"
     hashes = sorted(small_run(root) for _ in range(2))
     RunIndex(RepoLayout(root)).refresh()
-    _rewrite_index(root / ".aim" / "index" / "runs.jsonl", **CRAFTED[craft])
+    _rewrite_index(root / ".aim" / "index" / "runs.arrow", **CRAFTED[craft])
     r = ["--repo", str(root)]
     verify, ls, query, repair = run_forked(
         [["verify", *r], ["runs", "ls", "--json", *r], ["query", "metric.name == 'loss'", *r],

@@ -252,7 +252,7 @@ def test_fresh_index_reads_no_sidecar(
     runs: dict[str, Any], repo_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert names(aim.Repo(repo_root), "run.hparams.lr > 0.01") == ["big"]  # builds the index
-    index_file = repo_root / ".aim" / "index" / "runs.jsonl"
+    index_file = repo_root / ".aim" / "index" / "runs.arrow"
     assert set(index_runs(index_file)) == {r.hash for r in runs.values()}
     reads: list[str] = []
     real = run_index.RunIndex._read_sidecar
@@ -295,7 +295,7 @@ def test_new_and_deleted_runs_need_no_reindex(
 
 
 def test_damaged_index_is_rebuilt(runs: dict[str, Any], repo_root: Path) -> None:
-    index_file = repo_root / ".aim" / "index" / "runs.jsonl"
+    index_file = repo_root / ".aim" / "index" / "runs.arrow"
     first = aim.Repo(repo_root)
     names(first, "")  # builds the index file
     first.close()  # and forgets it in memory: the next Repo reads the file
@@ -305,7 +305,7 @@ def test_damaged_index_is_rebuilt(runs: dict[str, Any], repo_root: Path) -> None
 
 
 def test_busy_index_lock_falls_back_to_sidecars(runs: dict[str, Any], repo_root: Path) -> None:
-    index_file = repo_root / ".aim" / "index" / "runs.jsonl"
+    index_file = repo_root / ".aim" / "index" / "runs.arrow"
     index_file.parent.mkdir(parents=True, exist_ok=True)
     with filelock.FileLock(index_file.parent / "runs.lock"):
         assert names(aim.Repo(repo_root), "run.hparams.lr < 0.01") == ["mid", "small"]
@@ -317,7 +317,7 @@ def test_busy_index_lock_falls_back_to_sidecars(runs: dict[str, Any], repo_root:
 def test_index_keeps_last_good_copy_of_a_damaged_sidecar(
     runs: dict[str, Any], repo_root: Path
 ) -> None:
-    index_file = repo_root / ".aim" / "index" / "runs.jsonl"
+    index_file = repo_root / ".aim" / "index" / "runs.arrow"
     names(aim.Repo(repo_root), "")
     bad = runs["mid"].hash
     (repo_root / ".aim" / "runs" / bad / "run.json").write_text("garbage")

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pytest
 
 import aim_parquet as aim
@@ -81,10 +82,9 @@ def test_index_file_holds_exactly_the_sidecars(repo_root: Path) -> None:
         extra.close()
         repo.delete_run(extra.hash)  # a change that rewrites the index from those records
         every_run(repo)
-    raw = index_path(repo_root).read_bytes()
-    raw.decode("ascii")  # ASCII throughout, so byte and character offsets agree
-    header = json.loads(raw.split(b"\n", 1)[0])
-    assert header["columns"][0] == "hash" and len(header["runs"]) == len(hashes)
+    table = pa.ipc.open_file(pa.BufferReader(index_path(repo_root).read_bytes())).read_all()
+    assert table.schema.names[0] == "hash" and table.num_rows == len(hashes)
+    assert table.schema.metadata[b"format_version"] == b"5"
 
 
 def test_sequence_query_decodes_stats_of_matching_sequences_only(repo_root: Path) -> None:

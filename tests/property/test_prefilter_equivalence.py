@@ -8,12 +8,14 @@ never rejects a run the interpreter accepts."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 import random
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -25,6 +27,7 @@ from aim_parquet.query.executor import iter_matches
 from aim_parquet.query.planner import QueryPlan, plan_query
 from aim_parquet.query.prefilter import run_mask
 from aim_parquet.query.views import RunView
+from aim_parquet.storage.index import param_columns
 from aim_parquet.storage.index.run_index import RunIndex
 
 QUIET: dict[str, Any] = {
@@ -219,20 +222,18 @@ def test_the_mask_prunes_and_is_cached(repo: Path) -> None:
 def test_a_damaged_index_entry_is_left_to_the_interpreter(tmp_path: Path) -> None:
     """A run whose params in the index file do not decode: the columns cannot tell its value,
     so the interpreter decides it, exactly as without the mask."""
-    import json
 
     root = tmp_path / "repo"
     _write_repo(root, 3, 6)
     layout = RepoLayout(root)
     RunIndex(layout).refresh()  # the index file written
-    raw = layout.index_file.read_bytes()
-    end = raw.index(b"\n")
-    header = json.loads(raw[:end])
+    table = pa.ipc.open_file(pa.BufferReader(layout.index_file.read_bytes())).read_all()
     # a run queries see (an archived one is left out by every query, masked or not)
-    row = next(row for row in header["runs"] if not row[5].get("archived"))
-    row[6] = {"hparams": {"lr": {"$aim_parquet": "float", "v": "not a number"}}}
-    damaged_file = json.dumps(header).encode("ascii") + raw[end:]
-    damaged = row[0]
+    row = next(i for i, a in enumerate(table.column("archived").to_pylist()) if not a)
+    damaged = table.column("hash")[row].as_py()
+    damaged_file = _with_params(
+        table, row, {"hparams": {"lr": {"$aim_parquet": "float", "v": "not a number"}}}
+    )
     for text in ["run.hparams.lr < 1", "run.experiment != 'nothing' and run.hparams.lr is None"]:
         # damaged again each time: a query that met the entry reread the sidecar, and a later
         # refresh may have written the repaired entry back
@@ -245,6 +246,30 @@ def test_a_damaged_index_entry_is_left_to_the_interpreter(tmp_path: Path) -> Non
         kept = {r.hash for r, k in zip(snapshot.newest_first, mask, strict=True) if k}
         assert damaged in kept  # never ruled out by the columns
         _check_fresh(root, text)
+
+
+def _with_params(table: pa.Table, row: int, params: Any) -> bytes:
+    """The bytes of an index file whose run at `row` has stored params `params`, its param
+    columns made as the writer makes them (`storage.index.param_columns`)."""
+    texts = table.column("params").to_pylist()
+    texts[row] = json.dumps(params)
+    table = table.set_column(
+        table.schema.get_field_index("params"), "params", pa.array(texts, pa.string())
+    )
+    decoded = [json.loads(t) for t in texts]
+    for at, name in enumerate(table.schema.names):
+        path = param_columns.parse_column_name(name)
+        if path is None:
+            continue
+        kind = param_columns.python_kind(table.schema.field(name).type)
+        values, statuses = param_columns.param_arrays(decoded, path, kind)
+        table = table.set_column(at, name, values).set_column(
+            at + 1, table.schema.names[at + 1], statuses
+        )
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    return bytes(sink.getvalue().to_pybytes())
 
 
 def _check_fresh(root: Path, text: str) -> None:

@@ -32,4 +32,4 @@ def test_newest_first_is_pythons_order(seed: int, with_nan: bool) -> None:
     snapshot = IndexSnapshot(records, (), 0)
     assert [r.hash for r in snapshot.newest_first] == _reference(records)
     stored = snapshot.in_stored_order
-    assert [stored[i] for i in snapshot.newest_positions] == snapshot.newest_first
+    assert [stored[i] for i in snapshot.newest_positions] == list(snapshot.newest_first)

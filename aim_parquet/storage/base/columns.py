@@ -91,20 +91,23 @@ def large_binary_array(values: list[bytes]) -> pa.Array:
 def string_array(values: list[str]) -> pa.Array:
     """UTF-8 strings; a lone surrogate (not valid Unicode) becomes the visible escape `\\udcxx`,
     so a string column never holds invalid UTF-8."""
-    encoded = [v.encode("utf-8", "backslashreplace") for v in values]
-    lengths = np.fromiter((len(v) for v in encoded), dtype=np.int64, count=len(encoded))
-    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+    n = len(values)
+    joined = "".join(values)
+    if joined.isascii():  # (run hashes, JSON text: one encode, characters are bytes)
+        data = joined.encode("ascii")
+        lengths = np.fromiter(map(len, values), dtype=np.int64, count=n)
+    else:
+        encoded = [v.encode("utf-8", "backslashreplace") for v in values]
+        lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=n)
+        data = b"".join(encoded)
+    offsets = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
     if offsets[-1] >= 2**31:
         return pa.Array.from_buffers(
-            pa.large_string(),
-            len(encoded),
-            [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))],
+            pa.large_string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data)]
         ).cast(pa.string())
     return pa.Array.from_buffers(
-        pa.string(),
-        len(encoded),
-        [None, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(b"".join(encoded))],
+        pa.string(), n, [None, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(data)]
     )
 
 
@@ -146,7 +149,61 @@ def _repeated_string(value: str, n: int) -> pa.Array:
     )
 
 
+def nullable_strings(values: list[str | None]) -> pa.Array:
+    """`string_array` with None as null."""
+    n = len(values)
+    present = np.fromiter((v is not None for v in values), dtype=bool, count=n)
+    strings = string_array(["" if v is None else v for v in values])
+    bitmap, nulls = validity_bitmap(present)
+    return pa.Array.from_buffers(pa.string(), n, [bitmap, *strings.buffers()[1:]], nulls)
+
+
+def nullable_string_lists(values: list[list[str] | None]) -> pa.Array:
+    """A list<string> column of `values`, None as null."""
+    n = len(values)
+    lengths = np.fromiter((0 if v is None else len(v) for v in values), dtype=np.int32, count=n)
+    offsets = np.zeros(n + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    flat = string_array([t for v in values if v is not None for t in v])
+    present = np.fromiter((v is not None for v in values), dtype=bool, count=n)
+    bitmap, nulls = validity_bitmap(present)
+    return pa.ListArray.from_buffers(
+        pa.list_(pa.string()), n, [bitmap, pa.py_buffer(offsets)], nulls, children=[flat]
+    )
+
+
+def int8_array(values: np.ndarray[Any, Any]) -> pa.Array:
+    data = np.ascontiguousarray(values, dtype=np.int8)
+    return pa.Array.from_buffers(pa.int8(), len(data), [None, pa.py_buffer(data)])
+
+
+def any_numpy(column: pa.Array | pa.ChunkedArray) -> np.ndarray[Any, Any]:
+    """`to_numpy`, also of bool (nulls False) and uint64 columns."""
+    if column.type == pa.bool_():
+        chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+        parts = [validity(c) & _bits(c) for c in chunks]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=bool)
+    return to_numpy(column)
+
+
+def positions_numpy(column: pa.Array) -> np.ndarray[Any, Any]:
+    """An int column of positions as intp, -1 for null (`fill_null(-1)` would import pandas)."""
+    out = to_numpy(column).astype(np.intp)
+    if column.null_count:
+        out[~validity(column)] = -1
+    return out
+
+
+def _bits(chunk: pa.Array) -> np.ndarray[Any, Any]:
+    n = len(chunk)
+    if not n:
+        return np.zeros(0, dtype=bool)
+    bits = np.unpackbits(np.frombuffer(chunk.buffers()[1], dtype=np.uint8), bitorder="little")
+    return bits[chunk.offset : chunk.offset + n].astype(bool)
+
+
 _NUMPY_TYPES = {
+    pa.uint64(): np.uint64,
     pa.int8(): np.int8,
     pa.int16(): np.int16,
     pa.int64(): np.int64,

@@ -1,1 +1,1 @@
-"""The repository index: `.aim/index/runs.jsonl`, a cache of every run's sidecar, and its records."""
+"""The repository index: `.aim/index/runs.arrow`, a cache of every run's sidecar, and its records."""

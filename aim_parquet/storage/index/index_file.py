@@ -1,46 +1,60 @@
-"""The run index file `.aim/index/runs.jsonl`: a JSON Lines file (ASCII), read by one
-`json.loads` of its first line plus, per run, the catalogue lines a sequence query needs.
+"""The run index file `.aim/index/runs.arrow`: an Arrow IPC file, one row per run, read
+memory-mapped so that a fresh process decodes its columns without a Python object per run.
 
-- Line 1, the header: `{"format": "aim_parquet.run_index", "format_version": 4, "columns":
-  [...], "runs": [[...], ...]}`, one array per run with the `columns`:
-  `hash`; `stat` (`"<st_mtime_ns>-<st_size>-<st_ino>"` in hex, of `runs/<hash>/run.json` when it
-  was read); `creation_time`, `updated_at`, `end_time` (the float's shortest repr as a string,
-  which parses faster than a JSON number; `end_time` null when the run has none); `fields` (the
-  other
-  run-level sidecar fields, leaving out null ones and the defaults: `experiment` "default", no
-  `tags`, `archived` false, the current `format_version`); `params` (as in the sidecar, tagged
-  JSON); `catalogue`: `[offset, keys_length, stats_length]`; `rebuilt` (true when the catalogue
-  lines hold the catalogue scanned from the segments of a run whose writer died, not the
-  sidecar's, which lags them).
-- Then two lines per run, at `offset` bytes after the header's newline: the catalogue's keys
-  `[[seq_id, name, kind, context, start, end], ...]` (`keys_length` bytes) and its stats
-  `[[count, first_step, last_step, first, last, min, max], ...]` (`stats_length` bytes), where
-  `start:end` locate each stats row in its line.
+Schema metadata: `format` "aim_parquet.run_index", `format_version` "5". Columns:
 
-Arrays instead of objects and catalogues out of the header keep the one parse a run predicate
-pays small (a fresh process reads 100 runs in about half a millisecond); the catalogue lines are
-parsed per run, and a stats row only for a sequence that matches (`storage.index.run_records`). The
-file is ASCII (`ensure_ascii`), so byte and character offsets agree and a string holding a lone
-surrogate survives. A file of another format or version, or one that does not parse, is rebuilt
-by the caller.
+- `hash` (string); `mtime_ns`, `size` (int64), `ino` (uint64): the stat of `runs/<hash>/run.json`
+  when it was read; `parts` (string, null but for a run with several writers: `+` and the key
+  of its writers' parts); `kept` (bool: the row is the last good copy of a run whose sidecar is
+  damaged, kept for `verify --repair`; never taken for the sidecar);
+- `creation_time`, `updated_at` (float64), `end_time` (float64, null when the run has none);
+- `experiment`, `name`, `description` (string, null when the sidecar has none: the experiment
+  is then "default"), `archived` (bool), `tags` (list of string, null for none); `fields` (string,
+  null for almost every run: a JSON object of the other sidecar fields that are not null nor
+  their defaults, such as an older `format_version`, and of any of the fields above that UTF-8
+  cannot hold (a lone surrogate));
+- `params` (string: the sidecar's params, tagged JSON, ASCII);
+- `catalogue_keys` (`[[seq_id, name, kind, context, start, end], ...]`) and `catalogue_stats`
+  (`[[count, first_step, last_step, first, last, min, max], ...]`, where `start:end` locate each
+  stats row in the text), both ASCII JSON text, parsed per run only when a query needs them;
+- `rebuilt` (bool: the catalogue was scanned from the segments of a run whose writer died, not
+  the sidecar's, which lags them);
+- then typed columns of the params (`storage.index.param_columns`), `param <path>` and
+  `status <path>` for each path that leads to a plain value in some run.
+
+A file of another format or version, or one that does not parse, is rebuilt by the caller.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from typing import Any
 
-from aim_parquet.errors import AimParquetError
+import numpy as np
+import pyarrow as pa
+
 from aim_parquet.format.meta import FORMAT_VERSION
-from aim_parquet.format.paths import RepoLayout, is_valid_run_hash
 from aim_parquet.format.run_fields import DEFAULT_EXPERIMENT
-from aim_parquet.storage.base.safe_fs import MAX_JSON_FILE_BYTES, first_link, read_regular
+from aim_parquet.storage.base.columns import (
+    any_numpy,
+    nullable_scalars,
+    nullable_string_lists,
+    nullable_strings,
+)
+from aim_parquet.storage.index import param_columns as pc_
 from aim_parquet.storage.index.run_records import RunRecord, json_text
 
 INDEX_FORMAT = "aim_parquet.run_index"
-INDEX_FORMAT_VERSION = 4
-StatKey = str  # "<st_mtime_ns>-<st_size>-<st_ino>" of a sidecar, in hex
+INDEX_FORMAT_VERSION = 5
+StatKey = str  # "<st_mtime_ns>-<st_size>-<st_ino>" of a sidecar, in hex (+ writers' parts)
+KEPT_KEY_PREFIX = "kept:"  # the stat key of a damaged run's last good copy in the file
+
+
+def as_numpy(column: pa.Array | pa.ChunkedArray) -> np.ndarray[Any, Any]:
+    """A fixed-width column as a numpy array (nulls 0, NaN or False), importing no pandas."""
+    return any_numpy(column)
 
 
 def stat_key(st: os.stat_result) -> StatKey:
@@ -48,17 +62,56 @@ def stat_key(st: os.stat_result) -> StatKey:
     return f"{st.st_mtime_ns:x}-{st.st_size:x}-{st.st_ino:x}"
 
 
-COLUMNS = (
+def key_of(mtime_ns: int, size: int, ino: int, parts: str | None, kept: bool) -> StatKey:
+    """The stat key of a stored row."""
+    key = f"{mtime_ns:x}-{size:x}-{ino:x}{parts or ''}"
+    return KEPT_KEY_PREFIX + key if kept else key
+
+
+def split_key(key: StatKey) -> tuple[int, int, int, str | None, bool]:
+    """(mtime_ns, size, ino, parts, kept) of a stat key (ValueError if it is not one)."""
+    kept = key.startswith(KEPT_KEY_PREFIX)
+    if kept:
+        key = key[len(KEPT_KEY_PREFIX) :]
+    stat, plus, parts = key.partition("+")
+    mtime, size, ino = stat.rsplit("-", 2)
+    return int(mtime, 16), int(size, 16), int(ino, 16), (plus + parts) or None, kept
+
+
+SCHEMA = pa.schema(
+    [
+        ("hash", pa.string()),
+        ("mtime_ns", pa.int64()),
+        ("size", pa.int64()),
+        ("ino", pa.uint64()),
+        ("parts", pa.string()),
+        ("kept", pa.bool_()),
+        ("creation_time", pa.float64()),
+        ("updated_at", pa.float64()),
+        ("end_time", pa.float64()),
+        ("experiment", pa.string()),
+        ("name", pa.string()),
+        ("description", pa.string()),
+        ("archived", pa.bool_()),
+        ("tags", pa.list_(pa.string())),
+        ("fields", pa.string()),
+        ("params", pa.string()),
+        ("catalogue_keys", pa.string()),
+        ("catalogue_stats", pa.string()),
+        ("rebuilt", pa.bool_()),
+    ]
+)
+FIXED = tuple(SCHEMA.names)
+NOT_NULL: tuple[str, ...] = (
     "hash",
-    "stat",
+    "mtime_ns",
+    "size",
+    "ino",
+    "kept",
     "creation_time",
     "updated_at",
-    "end_time",
-    "fields",
-    "params",
-    "catalogue",
-    "rebuilt",
 )
+NOT_NULL += ("archived", "params", "catalogue_keys", "catalogue_stats", "rebuilt")
 _NOT_IN_FIELDS = frozenset(
     {"format", "hash", "params", "sequences", "creation_time", "updated_at", "end_time"}
 )
@@ -68,44 +121,173 @@ _DEFAULTS: dict[str, Any] = {  # what RunRecord and RunMeta assume for a missing
     "archived": False,
     "format_version": FORMAT_VERSION,
 }
+_STRINGS = ("experiment", "name", "description")
 
 
-def encode_index(rows: list[tuple[StatKey, RunRecord]]) -> bytes:
-    """The index file's bytes for `(sidecar stat, record)` rows."""
-    runs: list[list[Any]] = []
-    body: list[bytes] = []
-    offset = 0
-    for key, record in rows:
-        data = record.fields
-        fields = {
-            k: v
-            for k, v in data.items()
-            if k not in _NOT_IN_FIELDS and v is not None and _DEFAULTS.get(k, ...) != v
-        }
-        keys, stats = record.stored_catalogue()
-        end_time = data.get("end_time")
-        runs.append(
-            [
-                record.hash,
-                key,
-                repr(float(data["creation_time"])),
-                repr(float(data.get("updated_at") or 0.0)),
-                None if end_time is None else repr(float(end_time)),
-                fields,
-                record.raw_params(),
-                [offset, len(keys), len(stats)],
-                record.is_rebuilt,
-            ]
-        )
-        body.append(keys + b"\n" + stats + b"\n")
-        offset += len(keys) + len(stats) + 2
-    header = {
-        "format": INDEX_FORMAT,
-        "format_version": INDEX_FORMAT_VERSION,
-        "columns": list(COLUMNS),
-        "runs": runs,
+def _columns_of(record: RunRecord) -> dict[str, Any]:
+    """The run-level columns of one record (its other fields in `fields`)."""
+    data = record.fields
+    fields = {
+        k: v
+        for k, v in data.items()
+        if k not in _NOT_IN_FIELDS and v is not None and _DEFAULTS.get(k, ...) != v
     }
-    return json_text(header).encode("ascii") + b"\n" + b"".join(body)
+    out: dict[str, Any] = {}
+    for name in _STRINGS:
+        value = fields.get(name)
+        out[name] = None
+        if type(value) is str and pc_.is_utf8(value):
+            out[name] = fields.pop(name)
+    archived = fields.get("archived")
+    out["archived"] = False
+    if type(archived) is bool:
+        out["archived"] = fields.pop("archived")
+    tags = fields.get("tags")
+    out["tags"] = None
+    if type(tags) is list and all(type(t) is str and pc_.is_utf8(t) for t in tags):
+        out["tags"] = fields.pop("tags")
+    out["fields"] = json_text(fields) if fields else None
+    end_time = data.get("end_time")
+    out["creation_time"] = float(data["creation_time"])
+    out["updated_at"] = float(data.get("updated_at") or 0.0)
+    out["end_time"] = None if end_time is None else float(end_time)
+    return out
+
+
+def _new_rows(rows: Sequence[tuple[StatKey, RunRecord]]) -> tuple[pa.Table, list[Any]]:
+    """The fixed columns of `rows` and their stored params (None where they do not decode)."""
+    columns: dict[str, list[Any]] = {name: [] for name in FIXED}
+    params: list[Any] = []
+    for key, record in rows:
+        mtime, size, ino, parts, kept = split_key(key)
+        keys, stats = record.stored_catalogue()
+        row = _columns_of(record)
+        row.update(
+            hash=record.hash,
+            mtime_ns=mtime,
+            size=size,
+            ino=ino,
+            parts=parts,
+            kept=kept,
+            params=record.params_text(),
+            catalogue_keys=keys.decode("ascii"),
+            catalogue_stats=stats.decode("ascii"),
+            rebuilt=record.is_rebuilt,
+        )
+        for name in FIXED:
+            columns[name].append(row[name])
+        params.append(record.stored_params())
+    arrays = [_array(columns[f.name], f.type) for f in SCHEMA]
+    return pa.Table.from_arrays(arrays, schema=SCHEMA), params
+
+
+def _array(values: list[Any], typ: pa.DataType) -> pa.Array:
+    """An array of a fixed column's values, importing no pandas (`pa.array` would)."""
+    if typ == pa.string():
+        return nullable_strings(values)
+    if typ == pa.uint64():
+        data = np.array(values, dtype=np.uint64)
+        return pa.Array.from_buffers(typ, len(data), [None, pa.py_buffer(data)])
+    if typ == pa.list_(pa.string()):
+        return nullable_string_lists(values)
+    return nullable_scalars(values, typ)
+
+
+def _base_params(base: pa.Table) -> list[Any]:
+    out: list[Any] = []
+    for text in base.column("params").to_pylist():
+        try:
+            out.append(json.loads(text))
+        except (ValueError, RecursionError):
+            out.append(None)
+    return out
+
+
+def encode_index(rows: Sequence[tuple[StatKey, RunRecord]], base: pa.Table | None = None) -> bytes:
+    """The index file's bytes for `base` (rows of an index table, kept as they are) followed
+    by `(sidecar stat key, record)` rows."""
+    new, params = _new_rows(rows)
+    known: dict[pc_.Path, pa.DataType] = {}
+    if base is not None:
+        for field in base.schema:
+            path = pc_.parse_column_name(field.name)
+            if path is not None:
+                known[path] = field.type
+    paths = pc_.union_paths(known, params)
+    base_params: list[Any] | None = None
+    parts: list[pa.Table] = []
+    extra: dict[str, list[pa.Array]] = {}
+    for path in paths:
+        value_name, status_name = pc_.column_names(path)
+        kind = pc_.python_kind(known[path]) if path in known else None
+        values, statuses = pc_.param_arrays(params, path, kind)
+        if base is not None and path not in known:  # (a new path: its values in the base)
+            if base_params is None:
+                base_params = _base_params(base)
+            old_values, old_statuses = pc_.param_arrays(
+                base_params, path, pc_.python_kind(values.type)
+            )
+            extra[value_name] = [old_values]
+            extra[status_name] = [old_statuses]
+        new = new.append_column(value_name, values).append_column(status_name, statuses)
+    if base is not None:
+        for name, arrays in extra.items():
+            base = base.append_column(name, pa.chunked_array(arrays, type=arrays[0].type))
+        parts.append(base.select(new.schema.names).cast(new.schema))
+    parts.append(new)
+    table = pa.concat_tables(parts) if len(parts) > 1 else new
+    meta = {"format": INDEX_FORMAT, "format_version": str(INDEX_FORMAT_VERSION)}
+    table = table.replace_schema_metadata(meta)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    return bytes(sink.getvalue())
+
+
+def decode_table(buf: bytes | pa.Buffer) -> pa.Table:
+    """The table of an index file's bytes. Raises ValueError (or pa.ArrowException) when it is
+    not an index file of this version."""
+    table = pa.ipc.open_file(pa.BufferReader(buf)).read_all()
+    meta = table.schema.metadata or {}
+    if (
+        meta.get(b"format") != INDEX_FORMAT.encode()
+        or meta.get(b"format_version") != str(INDEX_FORMAT_VERSION).encode()
+    ):
+        raise ValueError("unknown index format")
+    names = table.schema.names
+    if tuple(names[: len(FIXED)]) != FIXED:
+        raise ValueError("unknown index columns")
+    for field in SCHEMA:
+        if table.schema.field(field.name).type != field.type:
+            raise ValueError(f"column {field.name} has type {table.schema.field(field.name).type}")
+    for name in NOT_NULL:
+        if table.column(name).null_count:
+            raise ValueError(f"column {name} has nulls")
+    rest = names[len(FIXED) :]
+    if len(rest) % 2:
+        raise ValueError("unpaired param columns")
+    for value_name, status_name in zip(rest[::2], rest[1::2], strict=True):
+        path = pc_.parse_column_name(value_name)
+        if path is None or pc_.column_names(path) != (value_name, status_name):
+            raise ValueError(f"unknown column {value_name!r:.60}")
+        if pc_.python_kind(table.schema.field(value_name).type) is None:
+            raise ValueError(f"column {value_name!r:.60} of an unknown type")
+        statuses = table.column(status_name)
+        if statuses.type != pa.int8() or statuses.null_count:
+            raise ValueError(f"column {status_name!r:.60} is not int8")
+        codes = as_numpy(statuses)
+        if len(codes) and not (codes.min() >= 0 and codes.max() <= pc_.OTHER):
+            raise ValueError(f"column {status_name!r:.60} out of range")
+        valid = as_numpy(table.column(value_name).is_valid())
+        if bool(((codes == pc_.VALUE) & ~valid).any()):
+            raise ValueError(f"column {value_name!r:.60} misses values")
+    fields = table.column("fields")
+    if fields.null_count < len(fields):  # the few runs with other fields: checked here
+        for text in fields.drop_null().to_pylist():
+            value = json.loads(text)
+            if not isinstance(value, dict) or not valid_fields(value):
+                raise ValueError("bad fields")
+    return table
 
 
 _FIELD_TYPES: dict[str, tuple[type, ...]] = {
@@ -118,9 +300,8 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
-def _valid_fields(fields: dict[str, Any]) -> bool:
-    """The run-level fields a reader uses have the types of the sidecar (unknown keys pass).
-    Defaults are left out of the file, so most runs have few fields to look at."""
+def valid_fields(fields: dict[str, Any]) -> bool:
+    """The run-level fields a reader uses have the types of the sidecar (unknown keys pass)."""
     for name, value in fields.items():
         types = _FIELD_TYPES.get(name)
         if types is not None and value is not None and not isinstance(value, types):
@@ -130,95 +311,3 @@ def _valid_fields(fields: dict[str, Any]) -> bool:
         ):
             return False
     return True
-
-
-def decode_index(raw: bytes) -> list[tuple[StatKey, RunRecord]]:
-    """The rows of an index file's bytes. Raises ValueError, KeyError or TypeError when it is
-    not an index file of this version."""
-    end = raw.find(b"\n")
-    if end < 0:
-        raise ValueError("no header line")
-    doc = json.loads(raw[:end])  # (RecursionError: the caller rebuilds the file)
-    if not isinstance(doc, dict) or (
-        doc.get("format") != INDEX_FORMAT
-        or doc.get("format_version") != INDEX_FORMAT_VERSION
-        or tuple(doc.get("columns") or ()) != COLUMNS
-    ):
-        raise ValueError("unknown index format")
-    base, size = end + 1, len(raw)
-    rows = doc["runs"]
-    if not isinstance(rows, list):
-        raise ValueError("bad runs list")
-    out: list[tuple[StatKey, RunRecord]] = []
-    append = out.append
-    width = len(COLUMNS)
-    # one pass, checks inlined: this loop is most of what a fresh process pays per run
-    for row in rows:
-        if type(row) is not list or len(row) != width:
-            raise ValueError("bad run row")
-        h, key, created, updated, ended, fields, params, cat, rebuilt = row
-        if not (
-            type(h) is str
-            and type(key) is str
-            and type(created) is str
-            and type(updated) is str
-            and (ended is None or type(ended) is str)
-            and type(fields) is dict
-            and type(params) is dict
-            and type(cat) is list
-            and len(cat) == 3
-            and type(rebuilt) is bool
-            and (not fields or _valid_fields(fields))
-        ):
-            raise ValueError(f"bad entry of run {h!r:.40}")
-        offset, keys_length, stats_length = cat
-        if not (type(offset) is int and type(keys_length) is int and type(stats_length) is int):
-            raise ValueError(f"bad entry of run {h!r:.40}")
-        created_at = float(created)  # (ValueError if not a number, like the two below)
-        float(updated), ended is None or float(ended)
-        start = base + offset
-        keys_end = start + keys_length
-        stats_end = keys_end + 1 + stats_length
-        # (also rules out negative numbers: each bound must not come before the previous one)
-        if not (base <= start <= keys_end < stats_end <= size):
-            raise ValueError(f"bad entry of run {h!r:.40}")
-        fields["creation_time"] = created
-        fields["updated_at"] = updated
-        fields["end_time"] = ended
-        append(
-            (
-                key,
-                RunRecord.from_index(
-                    h, fields, params, raw, start, keys_end, stats_end, rebuilt, created_at
-                ),
-            )
-        )
-    return out
-
-
-def index_file_problem(layout: RepoLayout) -> str | None:
-    """Why the index file cannot be used as it is, decoding every entry in full (None when it
-    is sound or missing, or `.aim/index` is a link: never read, `verify` names the link)."""
-    if first_link(layout.aim_dir, layout.index_dir) is not None:
-        return None
-    try:
-        raw = read_regular(layout.index_file, "run index", MAX_JSON_FILE_BYTES)
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        return f"unreadable ({exc})"
-    try:
-        for _key, record in decode_index(raw):
-            if not is_valid_run_hash(record.hash):  # (readers just ignore such an entry)
-                raise ValueError(f"invalid run hash {record.hash!r:.40}")
-            record.meta  # noqa: B018 (decodes the fields, params and the whole catalogue)
-    except (
-        ValueError,
-        KeyError,
-        TypeError,
-        AttributeError,
-        RecursionError,
-        AimParquetError,
-    ) as exc:
-        return f"damaged ({exc})"
-    return None

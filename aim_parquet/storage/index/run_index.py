@@ -1,15 +1,19 @@
-"""The repo-level run index: `.aim/index/runs.jsonl`, a cache of every run's sidecar.
+"""The repo-level run index: `.aim/index/runs.arrow`, a cache of every run's sidecar.
 
 A query's run predicate needs only run-level fields (properties and params), and a sequence
 query only the sequence catalogue; all of it lives in each run's sidecar `runs/<hash>/run.json`.
 Opening 10,000 sidecars costs about a second, so the index keeps a copy of each one, keyed by the
-stat of the sidecar it was read from, in one JSON Lines file (`storage.index.index_file` has its
-layout; `storage.index.run_records` how a record decodes only what a query reads).
+stat of the sidecar it was read from, in one Arrow IPC file with a row per run
+(`storage.index.index_file` has its layout). In memory the entries are the file's columns
+(`storage.index.index_table`: no Python object per run) plus the entries this process read from
+sidecars; a snapshot makes a run's RunRecord only when a query looks at that run
+(`storage.index.run_records` decodes only what the query reads).
 
 The index is only a cache, never a source of truth, and needs no re-index step:
 
 - `RunIndex.refresh()` lists `runs/` and `stat()`s every sidecar (one `stat` per run, relative to
-  an open `runs/` folder). An entry whose (mtime_ns, size, ino) still matches is used as is; a new
+  an open `runs/` folder; `storage.index.sidecar_stats`). An entry whose (mtime_ns, size, ino)
+  still matches (compared column-wise, with numpy) is used as is; a new
   or changed sidecar is read again; an entry whose run folder is gone is dropped. So a run is
   visible the moment its sidecar exists and a deleted run vanishes at once.
 - A later `refresh()` of the same `RunIndex` skips the per-run `stat`s when neither the change
@@ -51,25 +55,35 @@ import time
 from collections import OrderedDict
 from typing import ClassVar
 
+import numpy as np
+import pyarrow as pa
+
 from aim_parquet.errors import CorruptFileError
 from aim_parquet.format.meta import RunMeta
-from aim_parquet.format.paths import SIDECAR_FILENAME, RepoLayout, is_valid_run_hash
+from aim_parquet.format.paths import RepoLayout
 from aim_parquet.storage.base.atomic import atomic_write
+from aim_parquet.storage.base.columns import int64_array
 from aim_parquet.storage.base.lock import held_flock, run_lock_holder
 from aim_parquet.storage.base.repo_changes import MarkerKey, index_link, marker_key
-from aim_parquet.storage.base.safe_fs import MAX_JSON_FILE_BYTES, read_regular
 from aim_parquet.storage.index.index_entries import (
     KEPT_KEY_PREFIX,
     DamagedRun,
     IndexEntry,
     IndexSnapshot,
+    RecordSequence,
     read_index_file,
 )
 from aim_parquet.storage.index.index_file import (
     StatKey,
     encode_index,
-    index_file_problem,
+    key_of,
     stat_key,
+)
+from aim_parquet.storage.index.index_table import (
+    IndexTable,
+    Positions,
+    index_file_problem,
+    read_table_file,
 )
 from aim_parquet.storage.index.run_records import CatalogueEntry, RunRecord
 from aim_parquet.storage.index.sidecar_entries import (
@@ -77,6 +91,7 @@ from aim_parquet.storage.index.sidecar_entries import (
     missing_sidecar,
     read_sidecar_entry,
 )
+from aim_parquet.storage.index.sidecar_stats import stat_sidecars, unchanged_rows
 from aim_parquet.storage.online.writer_parts import (
     parts_key,
 )
@@ -86,6 +101,7 @@ __all__ = [
     "CatalogueEntry",
     "DamagedRun",
     "IndexSnapshot",
+    "RecordSequence",
     "RunIndex",
     "RunRecord",
     "YOUNG_RUN_S",
@@ -136,29 +152,30 @@ class RunIndex:
         self.layout = layout
         self.path = layout.index_file
         self.lock_path = layout.index_lock
-        self._entries: dict[str, IndexEntry] | None = None
+        # the entries: rows `_rows` of `_table` (the index file's columns), then `_overlay`
+        # (entries read from sidecars by this process); `_table` None: not loaded yet
+        self._table: IndexTable | None = None
+        self._rows: Positions = np.zeros(0, dtype=np.intp)
+        self._overlay: dict[str, IndexEntry] = {}
         self._snapshot: IndexSnapshot | None = None
         self._quick: tuple[MarkerKey, tuple[int, int, int]] | None = None  # at the last full pass
         self._full_at = 0.0  # time.monotonic() of the last full pass
         self._needs_write = False  # an entry was replaced by `reread`
 
     # -- reading ---------------------------------------------------------------------------
-    def _load_file(self) -> tuple[dict[str, IndexEntry], bool]:
-        """Entries of the index file and whether it was usable (if not, it is rebuilt)."""
+    def _load_file(self) -> tuple[IndexTable, bool]:
+        """The index file's table and whether it was usable (if not, it is rebuilt)."""
         if index_link(self.layout) is not None:
-            return {}, False  # never read through a link (and never written: `_write`)
+            return IndexTable.empty(), False  # never read through a link (nor written: `_write`)
         try:
-            raw = read_regular(self.path, "run index", MAX_JSON_FILE_BYTES)
+            return read_table_file(self.layout), True
         except FileNotFoundError:
-            return {}, False
+            return IndexTable.empty(), False
+        except (ValueError, KeyError, TypeError, RecursionError, pa.ArrowException) as exc:
+            log.warning("aim_parquet: run index %s is damaged (%s); rebuilding it", self.path, exc)
         except OSError as exc:
             log.warning("aim_parquet: cannot read run index %s (%s); rebuilding it", self.path, exc)
-            return {}, False
-        try:
-            return read_index_file(raw), True
-        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
-            log.warning("aim_parquet: run index %s is damaged (%s); rebuilding it", self.path, exc)
-            return {}, False
+        return IndexTable.empty(), False
 
     def _read_sidecar(self, run_hash: str, key: StatKey) -> IndexEntry:
         return read_sidecar_entry(self.layout, run_hash, key)
@@ -196,11 +213,16 @@ class RunIndex:
             return self._full_refresh_unpaused()
 
     def _full_refresh_unpaused(self) -> IndexSnapshot:
-        if self._entries is None:
-            old, usable = self._load_file()
+        if self._table is None:
+            table, usable = self._load_file()
+            current = np.ones(table.size, dtype=bool)
+            overlay: dict[str, IndexEntry] = {}
             needs_write = not usable
         else:
-            old, needs_write = self._entries, self._needs_write
+            table, overlay, needs_write = self._table, self._overlay, self._needs_write
+            current = np.zeros(table.size, dtype=bool)
+            current[self._rows] = True
+        previous = int(current.sum()) + len(overlay)
         self._needs_write = False
         runs_dir = os.fspath(self.layout.runs_dir)
         try:
@@ -209,76 +231,75 @@ class RunIndex:
             dir_fd = os.open(runs_dir, os.O_RDONLY)
         except FileNotFoundError:
             names, dir_fd = [], -1
-        entries: dict[str, IndexEntry] = {}
-        records: dict[str, RunRecord] = {}
         damaged: list[DamagedRun] = []
-        read = 0
-        settled_ns = time.time_ns() - int(SETTLE_S * 1e9)
-        stat = os.stat
-        sidecar = "/" + SIDECAR_FILENAME
         try:
-            for run_hash in names:
-                entry = old.get(run_hash)
-                if entry is None and not is_valid_run_hash(run_hash):
-                    continue
-                try:
-                    st = stat(run_hash + sidecar, dir_fd=dir_fd, follow_symlinks=False)
-                except FileNotFoundError:
-                    missing = missing_sidecar(self.layout, run_hash)
-                    if missing is not None:
-                        damaged.append(missing)
-                    continue
-                except PermissionError as exc:  # a run folder others may not enter
-                    path = os.path.join(runs_dir, run_hash + sidecar)
-                    damaged.append(DamagedRun(run_hash, path, str(exc), True))
-                    continue
-                key = stat_key(st)
-                if entry is not None and "+" in entry.key:  # several writers: their parts too
-                    key = f"{key}+{parts_key(self.layout, run_hash)}"
-                if (
-                    entry is None
-                    or entry.key != key
-                    or entry.record is None
-                    or (entry.is_open and run_lock_holder(self.layout, run_hash) is None)
-                ):  # new, changed, damaged, or its writer died since it was read
-                    previous = entry
-                    entry = self._read_sidecar(run_hash, key)
-                    read += 1
-                    if (record := entry.record) is not None:
-                        if record.is_rebuilt or record.has_end_time or st.st_mtime_ns < settled_ns:
-                            needs_write = True
-                    elif previous is not None:
-                        entry.kept = previous.stored_record  # the last good copy, for repairs
-                entries[run_hash] = entry
-                if entry.damaged is not None:
-                    damaged.append(entry.damaged)
-                elif entry.record is not None:
-                    records[run_hash] = entry.record
+            found = stat_sidecars(self.layout, names, table, overlay, dir_fd, damaged)
+            listed, listed_array, listed_rows, stats = found
         finally:
             if dir_fd >= 0:
                 os.close(dir_fd)
-        removed = any(h not in entries for h in old)
+        # rows whose sidecar is the one stored, compared column-wise
+        pos, known, same = unchanged_rows(
+            self.layout, listed_array, listed_rows, stats, table, current, overlay
+        )
+        entries: dict[str, IndexEntry] = {}
+        read, kept_previous = 0, int(same.sum())
+        settled_ns = time.time_ns() - int(SETTLE_S * 1e9)
+        for i in np.flatnonzero(~same).tolist():
+            run_hash = listed[i]
+            entry = overlay.get(run_hash)
+            if entry is None and known[i]:
+                entry = IndexEntry(table.key(int(pos[i])), table.record(int(pos[i])))
+            if entry is not None:
+                kept_previous += 1
+            key = key_of(int(stats[0][i]), int(stats[1][i]), int(stats[2][i]), None, False)
+            if entry is not None and "+" in entry.key:  # several writers: their parts too
+                key = f"{key}+{parts_key(self.layout, run_hash)}"
+            if (
+                entry is None
+                or entry.key != key
+                or entry.record is None
+                or (entry.is_open and run_lock_holder(self.layout, run_hash) is None)
+            ):  # new, changed, damaged, or its writer died since it was read
+                old = entry
+                entry = self._read_sidecar(run_hash, key)
+                read += 1
+                if (record := entry.record) is not None:
+                    if record.is_rebuilt or record.has_end_time or stats[0][i] < settled_ns:
+                        needs_write = True
+                elif old is not None:
+                    entry.kept = old.stored_record  # the last good copy, for repairs
+            entries[run_hash] = entry
+            if entry.damaged is not None:
+                damaged.append(entry.damaged)
+        removed = kept_previous < previous
         if removed:
             needs_write = True
-        unchanged = not (read or removed or damaged or needs_write) and old is self._entries
-        if unchanged and self._snapshot is not None:
+        rows = pos[same]
+        unchanged = not (read or removed or damaged or needs_write) and self._table is table
+        if unchanged and self._snapshot is not None and not entries.keys() - overlay.keys():
             return self._snapshot  # nothing changed: keep the cached order and RunMetas
-        self._entries = entries
-        if needs_write and (records or self.path.exists()):
-            self._write(entries)
-        self._snapshot = IndexSnapshot(records, tuple(damaged), read)
+        self._table, self._rows, self._overlay = table, rows, entries
+        if needs_write and (len(rows) or entries or self.path.exists()):
+            self._write()
+        records = {h: e.record for h, e in entries.items() if e.record is not None}
+        self._snapshot = IndexSnapshot(
+            records, tuple(damaged), read, table=table, rows=rows, repair=self.reread
+        )
         return self._snapshot
 
     # -- writing ---------------------------------------------------------------------------
-    def _write(self, entries: dict[str, IndexEntry]) -> None:
+    def _write(self) -> None:
         # a damaged run's last good copy is stored under a key no sidecar has, so the next
         # reader reads the (damaged) sidecar again instead of taking the copy for it
         rows = [
             (e.key if e.record is not None else KEPT_KEY_PREFIX + e.key, r)
-            for e in entries.values()
+            for e in self._overlay.values()
             if (r := e.stored_record) is not None
         ]
-        data = encode_index(rows)
+        assert self._table is not None
+        base = self._table.table.take(int64_array(self._rows))
+        data = encode_index(rows, base)
         link = index_link(self.layout)
         if link is not None:  # `verify` names it; the index is only a cache
             log.debug("aim_parquet: not writing run index %s: %s is a link", self.path, link)
@@ -291,14 +312,19 @@ class RunIndex:
                     self._needs_write, self._quick = True, None  # retried on the next refresh
                     return
                 atomic_write(self.path, data, durable=False)
+                self.layout.old_index_file.unlink(missing_ok=True)  # (format 4 and before)
         except OSError as exc:  # read-only repository, disk full, a link: the index is a cache
             log.debug("aim_parquet: cannot write run index %s (%s)", self.path, exc)
 
     def stat_keys(self) -> dict[str, StatKey]:
         """The stat key of every readable run as of the last `refresh()`: its sidecar's
         (mtime_ns, size, ino), followed by `+` and its writers' parts for a run with several."""
-        entries = self._entries or {}
-        return {h: e.key for h, e in entries.items() if e.record is not None}
+        out: dict[str, StatKey] = {}
+        if self._table is not None:
+            table = self._table
+            out = {table.hashes[r]: table.key(r) for r in self._rows.tolist()}
+        out.update((h, e.key) for h, e in self._overlay.items() if e.record is not None)
+        return out
 
     def metas(self) -> tuple[list[RunMeta], list[DamagedRun]]:
         """Every readable run's full RunMeta, and the damaged runs. An entry that fails to decode
@@ -331,8 +357,11 @@ class RunIndex:
         except OSError:
             return None
         entry = self._read_sidecar(run_hash, stat_key(st))
-        if self._entries is not None:
-            self._entries[run_hash] = entry
+        if self._table is not None:
+            self._overlay[run_hash] = entry
+            row = self._table.where.get(run_hash)
+            if row is not None:
+                self._rows = self._rows[self._rows != row]
         self._snapshot = None
         self._quick = None
         self._needs_write = True
@@ -340,7 +369,9 @@ class RunIndex:
 
     def invalidate(self) -> None:
         """Forget the in-memory copy (the next refresh starts from the index file)."""
-        self._entries = None
+        self._table = None
+        self._rows = np.zeros(0, dtype=np.intp)
+        self._overlay = {}
         self._snapshot = None
         self._quick = None
 

@@ -2,8 +2,8 @@
 decoded on demand) and its `CatalogueEntry`s (what a sequence query looks at).
 
 A record comes either from a sidecar just read (its JSON object, already validated as a RunMeta)
-or from the index file (`storage.index.index_file`), whose catalogue stays unparsed JSON until a
-query needs it: a run predicate never parses it, and a sequence query parses a run's catalogue
+or from a row of the index file (`storage.index.index_file`), whose params stay JSON text until
+they are read and whose catalogue stays unparsed JSON until a query needs it: a run predicate never parses it, and a sequence query parses a run's catalogue
 keys (`[seq_id, name, kind, context, start, end]`) but only the stats row (`[count, first_step,
 last_step, first, last, min, max]`, at `start:end` of the stats line) of a sequence that
 matches: parsing floats is most of the cost of JSON.
@@ -13,74 +13,17 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from typing import Any, NamedTuple
+from typing import Any
 
 from aim_parquet.errors import CorruptFileError
 from aim_parquet.format.json_records import loads_json
-from aim_parquet.format.kinds import is_metric_kind
 from aim_parquet.format.meta import FORMAT_NAME, FORMAT_VERSION, RunMeta, SequenceInfo
 from aim_parquet.format.paths import is_valid_seq_id
 from aim_parquet.format.run_fields import display_name, experiment_or_default
 from aim_parquet.format.values import TAG, decode_json_value
+from aim_parquet.storage.index.catalogue_entries import Catalogue, CatalogueEntry
 
-
-class Catalogue(NamedTuple):
-    """Where a run's catalogue lies in the index file's bytes: its keys line is
-    `raw[start:keys_end]`, its stats line `raw[keys_end + 1:stats_end]`."""
-
-    raw: bytes
-    start: int
-    keys_end: int
-    stats_end: int
-
-
-class CatalogueEntry:
-    """One catalogue entry of a RunRecord, as a query sees it: `seq_id`, `name`, `kind`,
-    `context` and `is_metric` at once; the summary fields (`count`, `first_step`, `last_step`,
-    `first`, `last`, `min`, `max`) and `info` decode the entry's stats on first use."""
-
-    __slots__ = ("record", "position", "seq_id", "name", "kind", "context")
-
-    def __init__(self, record: RunRecord, position: int, key: list[Any]) -> None:
-        self.record = record
-        self.position = position
-        self.seq_id, self.name, self.kind, self.context = key[0], key[1], key[2], key[3]
-
-    @property
-    def is_metric(self) -> bool:
-        return is_metric_kind(self.kind)
-
-    @property
-    def info(self) -> SequenceInfo:
-        return self.record.sequence_info(self.position)
-
-    @property
-    def count(self) -> int:
-        return self.info.count
-
-    @property
-    def first_step(self) -> int | None:
-        return self.info.first_step
-
-    @property
-    def last_step(self) -> int | None:
-        return self.info.last_step
-
-    @property
-    def first(self) -> Any:
-        return self.info.first
-
-    @property
-    def last(self) -> Any:
-        return self.info.last
-
-    @property
-    def min(self) -> float | None:
-        return self.info.min
-
-    @property
-    def max(self) -> float | None:
-        return self.info.max
+__all__ = ["Catalogue", "CatalogueEntry", "RunRecord", "damaged_entry", "json_text"]
 
 
 _MISSING: Any = object()
@@ -108,9 +51,13 @@ def damaged_entry(run_hash: str, exc: Exception) -> CorruptFileError:
     )
 
 
+_ASCII_JSON = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"))  # (`json.dumps` with
+# these arguments makes an encoder per call: most of its time for a small value)
+
+
 def json_text(obj: Any) -> str:
     """ASCII JSON: valid UTF-8 even for strings with lone surrogates."""
-    return json.dumps(obj, ensure_ascii=True, separators=(",", ":"))
+    return _ASCII_JSON.encode(obj)
 
 
 _PLAIN = frozenset({str, int, float, bool, type(None)})  # JSON values decoded as they are
@@ -157,7 +104,7 @@ class RunRecord:
         self.is_rebuilt = is_rebuilt  # the catalogue was scanned from the data: its writer died
         self._source = catalogue
         if catalogue is None:  # the sidecar's JSON object
-            self._raw_params: dict[str, Any] = data.get("params") or {}
+            self._raw_params: Any = data.get("params") or {}
             self._data = {k: v for k, v in data.items() if k not in ("params", "sequences")}
             self._items: list[dict[str, Any]] = data.get("sequences") or []
         else:  # from the index file: run-level fields only, params given apart
@@ -179,7 +126,7 @@ class RunRecord:
         cls,
         run_hash: str,
         data: dict[str, Any],
-        params: dict[str, Any],
+        params: dict[str, Any] | str,
         raw: bytes,
         start: int,
         keys_end: int,
@@ -207,7 +154,28 @@ class RunRecord:
     # -- params ----------------------------------------------------------------------------
     def raw_params(self) -> dict[str, Any]:
         """The params as stored (tagged JSON)."""
-        return self._raw_params
+        raw = self._raw_params
+        if type(raw) is str:  # from the index file: JSON text, parsed on first use
+            try:
+                raw = loads_json(raw.encode("ascii", "surrogatepass"), "params")
+                if type(raw) is not dict:
+                    raise ValueError("params are not an object")
+            except (ValueError, CorruptFileError) as exc:
+                raise damaged_entry(self.hash, exc) from exc
+            self._raw_params = raw
+        return raw  # type: ignore[no-any-return]
+
+    def params_text(self) -> str:
+        """The params as the index file stores them (ASCII JSON text)."""
+        raw = self._raw_params
+        return raw if type(raw) is str else json_text(raw)
+
+    def stored_params(self) -> Any:
+        """`raw_params()`, None when they do not decode."""
+        try:
+            return self.raw_params()
+        except CorruptFileError:
+            return None
 
     @property
     def params(self) -> dict[str, Any]:

@@ -31,12 +31,10 @@ from aim_parquet.storage.base.atomic import atomic_write, fsync_dir, fsync_file,
 from aim_parquet.storage.base.files import list_names
 from aim_parquet.storage.base.repo_changes import write_sidecar
 from aim_parquet.storage.base.safe_fs import (
-    MAX_JSON_FILE_BYTES,
     copy_regular,
-    read_regular,
     require_real_dirs,
 )
-from aim_parquet.storage.index.run_index import read_index_file
+from aim_parquet.storage.index.index_table import read_table_file
 from aim_parquet.storage.online.catalogue_scan import scan_catalogue
 from aim_parquet.storage.online.compacted_read import read_footer
 from aim_parquet.storage.online.run_reader import (
@@ -148,10 +146,17 @@ def rebuild_manifest(
 def cached_sidecar(layout: RepoLayout, run_hash: str) -> dict[str, Any] | None:
     """The run index's copy of a run's sidecar JSON, if the index file has one."""
     try:
-        raw = read_regular(layout.index_file, "run index", MAX_JSON_FILE_BYTES)
-        record = read_index_file(raw)[run_hash].record
-        return None if record is None else record.data
-    except (OSError, ValueError, KeyError, TypeError, RecursionError, AimParquetError):
+        table = read_table_file(layout)
+        return table.record(table.where[run_hash]).data
+    except (
+        OSError,
+        ValueError,
+        KeyError,
+        TypeError,
+        RecursionError,
+        AimParquetError,
+        pa.ArrowException,
+    ):
         return None
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import anyio
@@ -103,7 +103,7 @@ class UiState:
                 )
         return found, (*snapshot.damaged, *skipped)
 
-    def records(self) -> list[RunRecord]:
+    def records(self) -> Sequence[RunRecord]:
         """Every readable run, newest first (metadata only)."""
         return self.snapshot().newest_first
 
