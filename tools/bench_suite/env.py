@@ -36,6 +36,15 @@ class SideResult:
     wall_s: float  # the whole process: interpreter start, imports, workload, exit
 
 
+def side_env() -> dict[str, str]:
+    """A side process's environment: byte code written and reused (a `PYTHONDONTWRITEBYTECODE`
+    of the calling shell dropped), as in an installed package, whose modules pip compiled when
+    it installed them (Aim's are); no progress bars."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["TQDM_DISABLE"] = "1"
+    return env
+
+
 def run_side(
     python: Path | str, script: Path, workload: str, params: dict[str, Any], cwd: Path
 ) -> SideResult:
@@ -47,7 +56,7 @@ def run_side(
         capture_output=True,
         text=True,
         timeout=SIDE_TIMEOUT_S,
-        env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1", TQDM_DISABLE="1"),
+        env=side_env(),
     )
     wall = time.perf_counter() - started
     lines = proc.stdout.strip().splitlines()
