@@ -168,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for title, intro, rows in suite.sections:
             section = report.render_section(
                 title, intro, rows, suite.extra, f"Aim {AIM_VERSION}",
-                command=f"`{command_line(argv)}`", date=date,
+                command=f"`{command_line(argv)}`", date=f"{date} (1-minute load average {load_note})",
             )  # fmt: skip
             text = report.splice_section(text, section)
     elif cfg.output.exists():  # keep what other tools wrote (tools/bench_convert.py --write)
