@@ -2,13 +2,15 @@
 `to_arrow()`, `to_polars()`), built column by column from the index records the query matched,
 without a run object per run.
 
-The table is the one the rows of `sdk.dataframes.run_row` plus `sdk.frames.summary_columns`
-give, one row per matching run in result order (newest first): `hash`, the props, the params
-flattened (`sdk.run_rows`: the same cells, without a dict per run made twice), then each wanted
-metric's `<name>[<context JSON>].<stat>` summary columns, columns in the order the rows first
-name them (a summary column named like a param takes the param's place and value, as a dict
-update does). A closed run's summaries come from its record's catalogue (no file is opened), a
-live run's from its own catalogue (sidecar and segments), as `summary_columns` reads them.
+The table is the one the per-run builder it replaced made (a read-only run per match, its
+`sdk.dataframes.run_row` and summary columns, the rows then turned into a table; kept as the
+reference of `tests/integration/test_run_frame.py`): one row per matching run in result order
+(newest first), `hash`, the props, the params flattened (`sdk.run_rows`), then each wanted
+metric's `<name>[<context JSON>].<stat>` summary columns (`last`, `last_step`, `min`, `max`;
+NaN for a stat not stored), columns in the order the rows first name them (a summary column
+named like a param takes the param's place and value, as a dict update does). A closed run's
+summaries come from its record's catalogue (no file is opened), a live run's from its own
+catalogue (sidecar and segments, which a live writer may have moved ahead of the index).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from aim_parquet.format.kinds import METRIC_KINDS
+from aim_parquet.format.kinds import METRIC_KINDS, is_metric_kind
 from aim_parquet.format.paths import RepoLayout, canonical_context
 from aim_parquet.format.values import utf8_safe
 from aim_parquet.query.executor import RunMatch
@@ -47,11 +49,11 @@ class RunColumns:
         self.n_runs = n_runs
 
     def to_arrow(self) -> pa.Table:
-        """Typed as `frame_arrays.key_column` types a run row's column (`frames.rows_to_arrow`)."""
+        """Each column typed by `frame_arrays.key_column`, as a run row's column always was."""
         return pa.table({name: key_column(values) for name, values in self.columns.items()})
 
     def to_polars(self) -> polars.DataFrame:
-        """As `dataframes.runs_to_polars` of the rows (`pl.from_dicts`, every row inferred):
+        """As `pl.from_dicts` of the rows (every row inferred) makes it, as the rows always were:
         a column of one Python type is handed over as it is, others through the rows."""
         pl = require_polars()
         if all(_is_plain(values) for values in self.columns.values()):
@@ -84,7 +86,7 @@ def _is_plain(values: list[Any]) -> bool:
 
 
 class _Summaries:
-    """`frames.summary_columns` of each run, the label of each (name, context) made once."""
+    """The summary columns of each run, the label of each (name, context) made once."""
 
     def __init__(self, layout: RepoLayout, names: frozenset[str]) -> None:
         self._layout = layout
@@ -96,7 +98,9 @@ class _Summaries:
         names = self.names
         if record.has_end_time or record.is_rebuilt:
             infos: Iterable[Any] = (
-                e.info for e in record.catalogue() if e.name in names and e.is_metric
+                record.sequence_info(i)
+                for i, key in enumerate(record.sequence_keys())
+                if self.is_wanted(key)
             )
         else:  # a live run: its own catalogue, read fresh (sidecar and segments)
             meta = load_run_meta(self._layout, record.hash)
@@ -109,6 +113,10 @@ class _Summaries:
                 value = getattr(info, stat)
                 out[f"{label}.{stat}"] = _NAN if value is None else value
         return out
+
+    def is_wanted(self, key: list[Any]) -> bool:
+        """Whether a catalogue key row (`[seq_id, name, kind, context, ...]`) is a wanted metric."""
+        return key[1] in self.names and is_metric_kind(key[2])
 
     def _label(self, info: Any) -> str:
         key = sequence_key(info)

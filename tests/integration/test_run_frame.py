@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 import subprocess
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +19,17 @@ import pyarrow as pa
 import pytest
 
 import aim_parquet as aim
-from aim_parquet.format.paths import RepoLayout
+from aim_parquet.format.kinds import METRIC_KINDS
+from aim_parquet.format.paths import RepoLayout, canonical_context
+from aim_parquet.format.values import utf8_safe
 from aim_parquet.sdk.collections import QueryRunSequenceCollection
-from aim_parquet.sdk.dataframes import run_row, runs_to_polars
-from aim_parquet.sdk.frames import rows_to_arrow, rows_to_pandas, summary_columns
+from aim_parquet.sdk.dataframes import run_row
+from aim_parquet.sdk.frame_arrays import key_column
+from aim_parquet.sdk.frame_tables import table_to_pandas
+from aim_parquet.sdk.frames import SUMMARY_STATS
+from aim_parquet.sdk.run_base import RunBase
 from aim_parquet.storage.compaction.compactor import compact_repo
+from aim_parquet.storage.index.run_records import RunRecord
 from tests.conftest import PYTHON, python_env
 
 pd = pytest.importorskip("pandas")
@@ -123,6 +130,46 @@ def _build(root: Path, seed: int) -> None:
         run["resumed"] = True
         _track(run, rng, range(1, 4))
         run.close()
+
+
+# -- the per-run builder the run-level frame replaced (its reference) -----------------------
+def summary_columns(
+    run: RunBase, names: frozenset[str], record: RunRecord | None = None
+) -> dict[str, Any]:
+    """`<name>[<context JSON>].<stat>` of each catalogued metric of `run` named in `names`: the
+    run index's copy of the catalogue for a closed run, the run's own catalogue for a live one."""
+    out: dict[str, Any] = {}
+    if isinstance(record, RunRecord) and (record.has_end_time or record.is_rebuilt):
+        infos: Iterable[Any] = (
+            e.info for e in record.catalogue() if e.name in names and e.is_metric
+        )
+    else:
+        infos = run._catalogue()[1]
+    for info in infos:
+        if info.name not in names or info.kind not in METRIC_KINDS:
+            continue
+        label = info.name if not info.context else f"{info.name}{canonical_context(info.context)}"
+        label = utf8_safe(label)
+        for stat in SUMMARY_STATS:
+            value = getattr(info, stat)
+            out[f"{label}.{stat}"] = float("nan") if value is None else value
+    return out
+
+
+def rows_to_arrow(rows: list[dict[str, Any]]) -> pa.Table:
+    """Run rows (dicts, keys may differ between runs) as an Arrow table, typed as `key_column`."""
+    names: dict[str, None] = {}
+    for row in rows:
+        names.update(dict.fromkeys(row))
+    return pa.table({name: key_column([row.get(name) for row in rows]) for name in names})
+
+
+def rows_to_pandas(rows: list[dict[str, Any]]) -> Any:
+    return table_to_pandas(rows_to_arrow(rows))
+
+
+def runs_to_polars(rows: list[dict[str, Any]]) -> Any:
+    return pl.from_dicts(rows, infer_schema_length=None, strict=False)
 
 
 def _reference_rows(
