@@ -23,10 +23,12 @@ from aim_parquet.format.kinds import METRIC_KINDS
 from aim_parquet.format.paths import RepoLayout
 from aim_parquet.query.executor import execute_plan, warn_unreadable
 from aim_parquet.query.planner import QueryPlan
-from aim_parquet.sdk import dataframes, frames
+from aim_parquet.sdk import frames
+from aim_parquet.sdk.frame_tables import table_to_pandas
 from aim_parquet.sdk.prefetch import BATCH_RUNS, MetricBatch
 from aim_parquet.sdk.query_frames import build_query_frame
 from aim_parquet.sdk.run_base import RunBase
+from aim_parquet.sdk.run_frame import RunColumns, run_columns
 from aim_parquet.sdk.run_read import ReadableRun
 from aim_parquet.sdk.run_sequences import SequenceCollection, SingleRunSequenceCollection
 from aim_parquet.sdk.sequence import Sequence, sequence_columns
@@ -196,22 +198,26 @@ class QueryRunSequenceCollection(_QueryCollection):
             if coll is not None:
                 yield coll.run
 
-    def _run_rows(
-        self, include_props: bool, include_params: bool, metrics: list[str] | None = None
-    ) -> list[dict[str, Any]]:
-        rows = []
-        wanted = frozenset(metrics or ())
-        for coll, _progress in self._collections():
-            if coll is None:
-                continue
-            record = coll.run._meta_source  # (decoding the run's fields drops it)
-            row = dataframes.run_row(
-                coll.run, include_props=include_props, include_params=include_params
+    def _run_columns(
+        self, include_props: bool, include_params: bool, metrics: list[str] | None
+    ) -> RunColumns | None:
+        """The run-level frame's columns, built from the matching runs' index records
+        (`sdk.run_frame`)."""
+        matches = (
+            step.match
+            for step in execute_plan(
+                self._layout, self._index, self.plan, offset=self.offset, with_misses=False
             )
-            if wanted:
-                row.update(frames.summary_columns(coll.run, wanted, record))
-            rows.append(row)
-        return rows
+            if step.match is not None
+        )
+        with gc_paused():
+            return run_columns(
+                self._layout,
+                matches,
+                include_props=include_props,
+                include_params=include_params,
+                metrics=metrics,
+            )
 
     def dataframe(  # type: ignore[override]
         self,
@@ -227,8 +233,8 @@ class QueryRunSequenceCollection(_QueryCollection):
         `search_runs` shape): `<name>.last`, `<name>.last_step`, `<name>.min`, `<name>.max`
         for the sequence without context, `<name><context JSON>.<stat>` for each other
         context (`loss{"subset":"val"}.last`); NaN where a run has no such metric."""
-        rows = self._run_rows(include_props, include_params, metrics)
-        return frames.rows_to_pandas(rows) if rows else None
+        columns = self._run_columns(include_props, include_params, metrics)
+        return None if columns is None else table_to_pandas(columns.to_arrow())
 
     def to_polars(  # type: ignore[override]
         self,
@@ -239,8 +245,8 @@ class QueryRunSequenceCollection(_QueryCollection):
         **_ignored: bool,
     ) -> polars.DataFrame | None:
         """The same table as `dataframe()`, as a polars DataFrame."""
-        rows = self._run_rows(include_props, include_params, metrics)
-        return dataframes.runs_to_polars(rows) if rows else None
+        columns = self._run_columns(include_props, include_params, metrics)
+        return None if columns is None else columns.to_polars()
 
     def to_arrow(  # type: ignore[override]
         self,
@@ -251,8 +257,8 @@ class QueryRunSequenceCollection(_QueryCollection):
         **_ignored: bool,
     ) -> pa.Table | None:
         """The same table as `dataframe()`, as a `pyarrow.Table`."""
-        rows = self._run_rows(include_props, include_params, metrics)
-        return frames.rows_to_arrow(rows) if rows else None
+        columns = self._run_columns(include_props, include_params, metrics)
+        return None if columns is None else columns.to_arrow()
 
 
 class QuerySequenceCollection(_QueryCollection):

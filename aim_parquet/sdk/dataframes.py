@@ -279,9 +279,3 @@ def to_polars(tables: Iterable[dict[str, Array]]) -> polars.DataFrame:
 def runs_to_pandas(rows: list[dict[str, Any]]) -> pandas.DataFrame:
     pd = require_pandas()
     return pd.DataFrame(rows)
-
-
-def runs_to_polars(rows: list[dict[str, Any]]) -> polars.DataFrame:
-    pl = require_polars()
-    frame: polars.DataFrame = pl.from_dicts(rows, infer_schema_length=None, strict=False)
-    return frame

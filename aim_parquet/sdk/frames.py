@@ -34,14 +34,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
-from aim_parquet.format.kinds import METRIC_KINDS
 from aim_parquet.format.paths import canonical_context
 from aim_parquet.format.values import utf8_safe
 from aim_parquet.sdk.dataframes import column_rank, jsonable, run_row
 from aim_parquet.sdk.frame_arrays import EMPTY_F, EMPTY_I, cat, key_column, times
 from aim_parquet.sdk.frame_tables import table_to_pandas, table_to_polars
-from aim_parquet.sdk.run_base import RunBase
-from aim_parquet.storage.index.run_records import RunRecord
 
 if TYPE_CHECKING:
     import pandas
@@ -194,40 +191,3 @@ def build_metric_frame(
 
 
 SUMMARY_STATS = ("last", "last_step", "min", "max")
-
-
-def summary_columns(
-    run: RunBase, names: frozenset[str], record: RunRecord | None = None
-) -> dict[str, Any]:
-    """`<name>[<context JSON>].<stat>` of each catalogued metric of `run` named in `names`,
-    from its stored summary (no point is read): the run index's copy of the catalogue
-    (`record`, when the query gave one) for a closed run, the run's own catalogue (sidecar and
-    segments) for a live one."""
-    out: dict[str, Any] = {}
-    if isinstance(record, RunRecord) and (record.has_end_time or record.is_rebuilt):
-        infos: Iterable[Any] = (
-            e.info for e in record.catalogue() if e.name in names and e.is_metric
-        )
-    else:
-        infos = run._catalogue()[1]
-    for info in infos:
-        if info.name not in names or info.kind not in METRIC_KINDS:
-            continue
-        label = info.name if not info.context else f"{info.name}{canonical_context(info.context)}"
-        label = utf8_safe(label)
-        for stat in SUMMARY_STATS:
-            value = getattr(info, stat)
-            out[f"{label}.{stat}"] = float("nan") if value is None else value
-    return out
-
-
-def rows_to_arrow(rows: list[dict[str, Any]]) -> pa.Table:
-    """Run rows (dicts, keys may differ between runs) as an Arrow table, typed as `key_column`."""
-    names: dict[str, None] = {}
-    for row in rows:
-        names.update(dict.fromkeys(row))
-    return pa.table({name: key_column([row.get(name) for row in rows]) for name in names})
-
-
-def rows_to_pandas(rows: list[dict[str, Any]]) -> pandas.DataFrame:
-    return table_to_pandas(rows_to_arrow(rows))

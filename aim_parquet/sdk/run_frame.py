@@ -1,0 +1,162 @@
+"""The run-level frame of a repo-wide query (`repo.query_runs(q).dataframe(metrics=[...])`,
+`to_arrow()`, `to_polars()`), built column by column from the index records the query matched,
+without a run object per run.
+
+The table is the one the per-run builder it replaced made (a read-only run per match, its
+`sdk.dataframes.run_row` and summary columns, the rows then turned into a table; kept as the
+reference of `tests/integration/test_run_frame.py`): one row per matching run in result order
+(newest first), `hash`, the props, the params flattened (`sdk.run_rows`), then each wanted
+metric's `<name>[<context JSON>].<stat>` summary columns (`last`, `last_step`, `min`, `max`;
+NaN for a stat not stored), columns in the order the rows first name them (a summary column
+named like a param takes the param's place and value, as a dict update does). A closed run's
+summaries come from its record's catalogue (no file is opened), a live run's from its own
+catalogue (sidecar and segments, which a live writer may have moved ahead of the index).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from aim_parquet.format.kinds import METRIC_KINDS, is_metric_kind
+from aim_parquet.format.paths import RepoLayout, canonical_context
+from aim_parquet.format.values import utf8_safe
+from aim_parquet.query.executor import RunMatch
+from aim_parquet.query.views import sequence_key
+from aim_parquet.sdk.dataframes import PROP_KEYS, require_polars
+from aim_parquet.sdk.frame_arrays import key_column
+from aim_parquet.sdk.frames import SUMMARY_STATS
+from aim_parquet.sdk.query_frames import _RecordRun
+from aim_parquet.sdk.run_rows import RunRows, row_columns
+from aim_parquet.storage.index.run_records import RunRecord
+from aim_parquet.storage.online.catalogue_scan import ScanCache, read_catalogue
+from aim_parquet.storage.online.run_reader import load_run_meta
+
+if TYPE_CHECKING:
+    import polars
+
+_NAN = math.nan
+
+
+class RunColumns:
+    """The columns of a run-level frame: `names` in table order, one list of cells each."""
+
+    def __init__(self, columns: dict[str, list[Any]], n_runs: int) -> None:
+        self.columns = columns
+        self.n_runs = n_runs
+
+    def to_arrow(self) -> pa.Table:
+        """Each column typed by `frame_arrays.key_column`, as a run row's column always was."""
+        return pa.table({name: key_column(values) for name, values in self.columns.items()})
+
+    def to_polars(self) -> polars.DataFrame:
+        """As `pl.from_dicts` of the rows (every row inferred) makes it, as the rows always were:
+        a column of one Python type is handed over as it is, others through the rows."""
+        pl = require_polars()
+        if all(_is_plain(values) for values in self.columns.values()):
+            series = [pl.Series(name, values) for name, values in self.columns.items()]
+            frame: polars.DataFrame = pl.DataFrame(series)
+            return frame
+        names = list(self.columns)
+        rows = [
+            dict(zip(names, cells, strict=True))
+            for cells in zip(*self.columns.values(), strict=True)
+        ]
+        frame = pl.from_dicts(rows, infer_schema_length=None, strict=False)
+        return frame
+
+
+def _is_plain(values: list[Any]) -> bool:
+    """Whether a column holds one of str, bool, float or an int64 int (and None): a type both
+    ways of making a polars column agree on."""
+    kinds = set(map(type, values))
+    kinds.discard(type(None))
+    if not kinds:
+        return False
+    if len(kinds) > 1:
+        return False
+    (kind,) = kinds
+    if kind is int:
+        present = [v for v in values if v is not None]
+        return bool(min(present) >= -(2**63) and max(present) < 2**63)
+    return kind in (str, bool, float)
+
+
+class _Summaries:
+    """The summary columns of each run, the label of each (name, context) made once."""
+
+    def __init__(self, layout: RepoLayout, names: frozenset[str]) -> None:
+        self._layout = layout
+        self.names = names
+        self._labels: dict[Any, str] = {}
+
+    def of(self, record: RunRecord) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        names = self.names
+        if record.has_end_time or record.is_rebuilt:
+            infos: Iterable[Any] = (
+                record.sequence_info(i)
+                for i, key in enumerate(record.sequence_keys())
+                if self.is_wanted(key)
+            )
+        else:  # a live run: its own catalogue, read fresh (sidecar and segments)
+            meta = load_run_meta(self._layout, record.hash)
+            infos = read_catalogue(self._layout, record.hash, meta, cache=ScanCache())
+        for info in infos:
+            if info.name not in names or info.kind not in METRIC_KINDS:
+                continue
+            label = self._label(info)
+            for stat in SUMMARY_STATS:
+                value = getattr(info, stat)
+                out[f"{label}.{stat}"] = _NAN if value is None else value
+        return out
+
+    def is_wanted(self, key: list[Any]) -> bool:
+        """Whether a catalogue key row (`[seq_id, name, kind, context, ...]`) is a wanted metric."""
+        return key[1] in self.names and is_metric_kind(key[2])
+
+    def _label(self, info: Any) -> str:
+        key = sequence_key(info)
+        label = self._labels.get(key)
+        if label is None:
+            context = info.context
+            label = info.name if not context else f"{info.name}{canonical_context(context)}"
+            label = self._labels[key] = utf8_safe(label)
+        return label
+
+
+def run_columns(
+    layout: RepoLayout,
+    matches: Iterable[RunMatch],
+    *,
+    include_props: bool,
+    include_params: bool,
+    metrics: list[str] | None,
+) -> RunColumns | None:
+    """The run-level frame's columns of `matches` (module doc); None when nothing matched."""
+    rows = RunRows(include_props=include_props, include_params=include_params)
+    wanted = frozenset(metrics or ())
+    summaries = _Summaries(layout, wanted)
+    hashes: list[str] = []
+    extra: list[dict[str, Any]] = []  # params then summaries, one dict per run
+    for match in matches:
+        record = match.record
+        rows.add(_RecordRun(layout, record))
+        hashes.append(record.hash)
+        cells = rows.params[-1] if include_params else {}
+        if wanted:
+            found = summaries.of(record)
+            if found:
+                cells = {**cells, **found}
+        extra.append(cells)
+    if not hashes:
+        return None
+    columns: dict[str, list[Any]] = {"hash": hashes}
+    if include_props:
+        props = zip(*rows.props, strict=True)
+        columns.update(zip(PROP_KEYS, map(list, props), strict=True))
+    columns.update(row_columns(extra))
+    return RunColumns(columns, len(hashes))
