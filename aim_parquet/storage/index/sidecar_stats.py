@@ -97,6 +97,8 @@ def stat_sidecars(
             if missing is not None:
                 damaged.append(missing)
             failed.append(i)
+        except NotADirectoryError:  # a file named like a run (not a folder): not a run
+            failed.append(i)
         except PermissionError as exc:  # a run folder others may not enter
             path = os.path.join(os.fspath(layout.runs_dir), run_hash + sidecar)
             damaged.append(DamagedRun(run_hash, path, str(exc), True))
