@@ -64,6 +64,7 @@ _KEYED: Final = frozenset(
     {str, int, float, bool, type(None), type(rt.SafeNone), _dt.datetime, type(UNKNOWN)}
 )
 _IDENTITY_CONSTANTS: Final = frozenset({type(None), bool})
+_ABSENT: Final[Any] = object()
 _MAX_CACHED: Final = 64  # entries of a snapshot's query_cache before it is emptied (a column of
 # 100,000 runs is about 1 MB)
 
@@ -82,8 +83,9 @@ def run_verdicts(run_filter: CompiledQuery | None, snapshot: IndexSnapshot) -> t
     cache = snapshot.query_cache
     nodes = run_filter.nodes
     key = ("mask", *(ast.dump(n) for n in nodes))
-    if key in cache:
-        return cache[key]  # type: ignore[no-any-return]
+    cached = cache.get(key, _ABSENT)  # (one lookup: another thread may empty the cache)
+    if cached is not _ABSENT:
+        return cached  # type: ignore[no-any-return]
     if len(cache) > _MAX_CACHED:
         cache.clear()
     with gc_paused():  # (columns allocate an object or more per run)
@@ -133,9 +135,9 @@ class _Columns:
             inner = self.codes(node.operand)
             return None if inner is None else _NOT[inner]
         key = ("node", ast.dump(node))
-        if key not in self.cache:
-            self.cache[key] = self._leaf(node)
-        codes: Codes | None = self.cache[key]
+        codes: Codes | None = self.cache.get(key, _ABSENT)
+        if codes is _ABSENT:
+            codes = self.cache[key] = self._leaf(node)
         return codes
 
     def _leaf(self, node: ast.expr) -> Codes | None:
@@ -148,10 +150,11 @@ class _Columns:
 
     def column(self, node: ast.expr) -> Encoded | None:
         key = ("column", ast.dump(node))
-        if key not in self.cache:
+        values: Encoded | None = self.cache.get(key, _ABSENT)
+        if values is _ABSENT:
             path = _path(node)
-            self.cache[key] = None if path is None else path_column(self.snapshot, path)
-        values: Encoded | None = self.cache[key]
+            values = None if path is None else path_column(self.snapshot, path)
+            self.cache[key] = values
         return values
 
 

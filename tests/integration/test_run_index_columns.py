@@ -221,3 +221,33 @@ def test_fields_utf8_cannot_hold_are_kept_in_fields(tmp_path: Path) -> None:
     record = RunIndex(RepoLayout(root)).refresh().records[run.hash]
     assert record.meta.to_json() == load_run_meta(RepoLayout(root), run.hash).to_json()
     assert index_file_problem(RepoLayout(root)) is None
+
+
+def test_a_param_few_runs_have_gets_no_column_and_still_answers(tmp_path: Path) -> None:
+    """A column holds a cell for every run: a param found in under 1% of the runs gets none
+    (its runs' params are read when a query names it), whether the index is built from the
+    sidecars or a run that has it is added to an index that exists (a repo where one run in a
+    hundred has a key of its own made an index of 256 dense columns, ten times the size)."""
+    for i in range(150):
+        run = aim.Run(repo=tmp_path, **QUIET)
+        run["hparams"] = {"lr": i / 1000}
+        if i == 7:
+            run["only_me"] = {"x": 1.5}
+        run.close()
+    assert len(_query(tmp_path, "run.hparams.lr >= 0")) == 150  # (builds the index)
+    paths = {param_columns.parse_column_name(n) for n in _table(tmp_path).schema.names}
+    assert ("hparams", "lr") in paths
+    assert ("only_me", "x") not in paths  # 1 run of 150
+    late = aim.Run(repo=tmp_path, **QUIET)
+    late["hparams"] = {"lr": 1.0}
+    late["late_key"] = "rare"
+    late.close()
+    assert len(_query(tmp_path, "run.only_me.x == 1.5")) == 1
+    assert len(_query(tmp_path, "run.late_key == 'rare'")) == 1
+    paths = {param_columns.parse_column_name(n) for n in _table(tmp_path).schema.names}
+    assert ("late_key",) not in paths  # added to an index of 151 runs by a batch of one
+    assert ("hparams", "lr") in paths
+    (tmp_path / ".aim" / "index" / "runs.arrow").unlink()
+    assert len(_query(tmp_path, "run.late_key == 'rare'")) == 1
+    rebuilt = {param_columns.parse_column_name(n) for n in _table(tmp_path).schema.names}
+    assert rebuilt == paths

@@ -1,5 +1,6 @@
 """The run index file `.aim/index/runs.arrow`: an Arrow IPC file, one row per run, read
-memory-mapped so that a fresh process decodes its columns without a Python object per run.
+in one piece (`index_table.read_table_file`) and decoded column-wise, so that a fresh process
+makes no Python object per run.
 
 Schema metadata: `format` "aim_parquet.run_index", `format_version` "5". Columns:
 
@@ -213,7 +214,7 @@ def encode_index(rows: Sequence[tuple[StatKey, RunRecord]], base: pa.Table | Non
             path = pc_.parse_column_name(field.name)
             if path is not None:
                 known[path] = field.type
-    paths = pc_.union_paths(known, params)
+    paths = pc_.union_paths(known, params, len(params) + (0 if base is None else base.num_rows))
     base_params: list[Any] | None = None
     parts: list[pa.Table] = []
     extra: dict[str, list[pa.Array]] = {}

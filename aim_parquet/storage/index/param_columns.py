@@ -13,13 +13,15 @@ one key at a time through dicts with nothing tagged. It has a status per run:
   column's, a path through a non-dict): the reader decides that run from its params.
 
 Column names: `param <path as a JSON list>` (the values) and `status <path as a JSON list>`.
-At most `MAX_COLUMNS` paths, of at most `MAX_DEPTH` keys; a path without column is read from
-the params of every run.
+At most `MAX_COLUMNS` paths, of at most `MAX_DEPTH` keys, each found in at least `MIN_SHARE` of
+the runs (counted among the runs being written: a param first seen in a few runs added to a large
+index gets no column); a path without column is read from the params of every run.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
@@ -47,6 +49,7 @@ NONE: Final = 1
 MISSING: Final = 2
 OTHER: Final = 3
 MAX_COLUMNS: Final = 256
+MIN_SHARE: Final = 0.01  # a path gets a column when at least this share of the runs have it
 MAX_DEPTH: Final = 8
 VALUE_PREFIX: Final = "param "
 STATUS_PREFIX: Final = "status "
@@ -163,11 +166,22 @@ def python_kind(arrow_type: pa.DataType) -> type | None:
     return None
 
 
-def union_paths(known: Iterable[Path], params: Sequence[Any]) -> dict[Path, None]:
-    """`known` paths, then those of `params` (up to `MAX_COLUMNS` in all)."""
+def union_paths(known: Iterable[Path], params: Sequence[Any], runs: int) -> dict[Path, None]:
+    """`known` paths, then the paths of `params` found in at least `MIN_SHARE` of the index's
+    `runs` (first found first; up to `MAX_COLUMNS` in all). A column holds a value for every
+    run, so a param only a few runs have would cost as much as one they all have: its runs'
+    params are read instead, when a query names it."""
     paths: dict[Path, None] = dict.fromkeys(known)
+    counts: dict[Path, int] = {}
     for raw in params:
+        found: dict[Path, None] = {}
+        leaf_paths(raw, found, limit=1 << 30)
+        for path in found:
+            counts[path] = counts.get(path, 0) + 1
+    least = max(1, math.ceil(runs * MIN_SHARE))
+    for path, count in counts.items():
         if len(paths) >= MAX_COLUMNS:
             break
-        leaf_paths(raw, paths)
+        if count >= least:
+            paths[path] = None
     return paths

@@ -53,11 +53,13 @@ Piece = TypeVar("Piece")
 def list_run_hashes(layout: RepoLayout) -> list[str]:
     """Hashes of every run folder (sorted); a run is visible as soon as its folder exists. A
     symbolic link named like a run is not a run (nothing under `.aim/` is followed out of it;
-    `aim-parquet verify` names it)."""
+    `aim-parquet verify` names it), nor is a file that is not a folder."""
     try:
         with os.scandir(layout.runs_dir) as entries:
             return sorted(
-                e.name for e in entries if is_valid_run_hash(e.name) and not e.is_symlink()
+                e.name
+                for e in entries
+                if is_valid_run_hash(e.name) and e.is_dir(follow_symlinks=False)
             )
     except FileNotFoundError:
         return []
