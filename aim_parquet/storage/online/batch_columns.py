@@ -55,7 +55,7 @@ def batch_meta(meta: bytes) -> tuple[int, int, Plain | None]:
 
 def _plain_offsets(meta: bytes, header: int, rows: int, body: int) -> Plain | None:
     """See `batch_meta`: a column's node says its rows and no null, its data buffer (the second
-    of its two) lies within the body and holds 8 bytes per row."""
+    of its two) lies within the body, as declared, and holds 8 bytes per row."""
     nodes_pos = flatbuffer_field(meta, header, 1)
     buffers_pos = flatbuffer_field(meta, header, 2)
     if not nodes_pos or not buffers_pos or rows < 0:
@@ -70,7 +70,7 @@ def _plain_offsets(meta: bytes, header: int, rows: int, body: int) -> Plain | No
         offset, size = _PAIR(meta, buffers + 4 + 16 * (2 * column + 1))
         if length != rows or nulls != 0 or offset < 0 or size < 8 * rows:
             return None
-        if offset + 8 * rows > body:
+        if offset + size > body:  # (the IPC reader refuses a buffer past the body)
             return None
         offsets.append(offset)
     return offsets[0], offsets[1], offsets[2], offsets[3]
