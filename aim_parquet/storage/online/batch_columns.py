@@ -46,6 +46,8 @@ def batch_meta(meta: bytes) -> tuple[int, int, Plain | None]:
         return body, -1, None  # compressed
     length_pos = flatbuffer_field(meta, header, 0)
     rows = I64(meta, length_pos)[0] if length_pos else 0
+    if rows < 0 or 8 * rows > body:  # more rows than its body holds steps for: damaged
+        return body, -1, None
     try:
         plain = _plain_offsets(meta, header, rows, body)
     except (struct.error, IndexError, ValueError):

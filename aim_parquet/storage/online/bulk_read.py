@@ -144,7 +144,13 @@ def _batches(data: bytes, path: str, run_hash: bytes, schemas: _Schemas) -> tupl
         meta = data[start : start + length]
         verdict = known.get(meta)
         if verdict is None:
-            verdict = known[meta] = batch_meta(meta)
+            verdict = batch_meta(meta)
+            end = start + length + verdict[0]
+            if verdict[0] < 0 or end > size:
+                break  # a torn tail (no verdict kept: an equal metadata elsewhere is whole)
+            if verdict[2] is not None and not _ipc_reads(data[pos:end]):
+                verdict = (verdict[0], verdict[1], None)  # (the IPC reader says what is wrong)
+            known[meta] = verdict
         body, n, plain = verdict
         end = start + length + body
         if body < 0 or end > size:
@@ -155,6 +161,18 @@ def _batches(data: bytes, path: str, run_hash: bytes, schemas: _Schemas) -> tupl
         out.append((data, pos, start + length, end, n, plain))
         pos = end
     return out, rows
+
+
+def _ipc_reads(message: bytes) -> bool:
+    """Whether the IPC reader decodes this record batch message (its metadata verified, its
+    version supported, its buffers within its body): a plain batch is read from the file's bytes
+    only where the IPC reader would read it. (Checked once per distinct metadata: the verdict
+    does not depend on a plain batch's values.)"""
+    try:
+        pa.ipc.read_record_batch(pa.ipc.read_message(pa.py_buffer(message)), METRIC_SCHEMA)
+    except (pa.ArrowException, OSError, ValueError):
+        return False
+    return True
 
 
 def _exists(path: str) -> bool:
