@@ -316,7 +316,7 @@ class RunMeta:
                 updated_at=number(data.get("updated_at") or 0.0),
                 format_version=data["format_version"],
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:  # (10**400 as a time)
             raise CorruptFileError(f"{what}: invalid field ({exc!r}).") from exc
 
     @classmethod
@@ -375,7 +375,7 @@ class Manifest:
                 created_at=float(data.get("created_at") or 0.0),
                 format_version=data["format_version"],
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:  # (10**400 as a time)
             raise CorruptFileError(f"{what}: invalid field ({exc!r}).") from exc
         # Readers open and the compactor deletes these paths: a damaged or hostile manifest must
         # never name a file outside the run folder's `compacted/` and `seqs/`.
