@@ -61,8 +61,8 @@ def _pandas_column(column: pa.ChunkedArray) -> Array:
         return np.full(len(column), None, dtype=object)
     if pa.types.is_boolean(typ) and column.null_count:
         return np.array(column.to_pylist(), dtype=object)
-    if pa.types.is_integer(typ) and column.null_count:
-        column = column.cast(pa.float64())
+    if pa.types.is_integer(typ) and column.null_count:  # (as pandas: beyond 2**53 rounded)
+        column = column.cast(pa.float64(), safe=False)
     out: Array = column.to_numpy()
     return out
 
