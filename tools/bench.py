@@ -95,10 +95,8 @@ def method_notes(cfg: Config, suite: Suite) -> list[str]:
         "timed apart and never inside a read figure. Aim queries run with "
         "`report_mode=QueryReportMode.DISABLED` (no progress bar).",
         "Fresh-process reads are timed inside the process after the library's import (the import "
-        "has a row of its own; aim_parquet's SDK, which `import aim_parquet` defers to the first "
-        "use of `aim.Run` or `aim.Repo`, is loaded in it) with a warm page cache and byte code "
-        'cached, as in an installed package; the "first query" row is the whole process\'s wall '
-        "time.",
+        "has a row of its own) with a warm page cache and byte code cached, as in an installed "
+        'package; the "first query" row is the whole process\'s wall time.',
         "Extrapolated figures (marked ~) are computed, never measured, and say from what.",
     ]
 

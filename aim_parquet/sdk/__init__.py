@@ -1,10 +1,6 @@
 """Aim's `aim.sdk` import paths: `from aim_parquet.sdk import Run, Repo` (as `from aim.sdk import
-Run, Repo`). The names are resolved on first use, so importing a submodule of this package does
-not import the rest of the SDK in a cycle.
-
-Importing any SDK module imports `sdk.repo` (at the bottom here): it plugs `Repo` into the runs
-(`RunBase.use_repo_class`), so that `run.repo` works however the SDK was reached (`aim.Run`,
-`from aim_parquet.sdk.run import Run`); `import aim_parquet` alone imports no SDK module."""
+Run, Repo`). The names are resolved on first use, so importing a submodule of this package (which
+the top-level package does) does not import the rest of the SDK in a cycle."""
 
 from __future__ import annotations
 
@@ -36,6 +32,3 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted({*globals(), *_EXPORTS})
-
-
-from aim_parquet.sdk import repo as _repo  # noqa: E402, F401  (the hook above: last, on purpose)

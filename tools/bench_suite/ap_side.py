@@ -31,8 +31,6 @@ if len(sys.argv) > 2 and json.loads(sys.argv[2]).get("block_pandas"):
 _T0 = time.perf_counter()
 import aim_parquet as aim  # noqa: E402
 
-aim.Run, aim.Repo  # noqa: B018 (resolved on first use: the SDK's import belongs to this row)
-
 IMPORT_S = time.perf_counter() - _T0
 
 import common  # noqa: E402

@@ -16,8 +16,6 @@ from typing import Any
 _T0 = time.perf_counter()
 import aim_parquet as aim  # noqa: E402
 
-aim.Run, aim.Repo  # noqa: B018 (resolved on first use: the SDK's import belongs to this row)
-
 IMPORT_S = time.perf_counter() - _T0
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
