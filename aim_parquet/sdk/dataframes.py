@@ -172,6 +172,7 @@ def local_times(timestamps: Array) -> Array:
     (`datetime.fromtimestamp`); one offset for the whole column unless it spans a change of the
     local UTC offset (daylight saving), then each point's own."""
     stamps = np.asarray(timestamps, dtype=np.float64)
+    stamps = np.where(representable_times(stamps), stamps, np.nan)  # (others: NaT)
     micros = _micros(stamps)
     if stamps.size == 0:
         return micros.view("datetime64[us]")
@@ -186,6 +187,16 @@ def local_times(timestamps: Array) -> Array:
     offsets = np.array([_utc_offset_us(t) if np.isfinite(t) else 0 for t in stamps.tolist()])
     local: Array = (micros + offsets).view("datetime64[us]")
     return local
+
+
+_FIRST_S, _LAST_S = -62135596800.0, 253402300799.0  # 0001-01-01 and 9999-12-31 23:59:59 UTC
+
+
+def representable_times(stamps: Array) -> Array:
+    """Where epoch-second timestamps are datetimes at all (finite, years 1 to 9999): a damaged
+    point's timestamp (1e300, inf) is a missing time, not a frame that cannot be built."""
+    with np.errstate(invalid="ignore"):
+        return (stamps >= _FIRST_S) & (stamps <= _LAST_S)
 
 
 def _micros(stamps: Array) -> Array:

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from aim_parquet.sdk.dataframes import jsonable, local_times
+from aim_parquet.sdk.dataframes import jsonable, local_times, representable_times
 from aim_parquet.storage.base.columns import nullable_scalars, validity, validity_bitmap
 
 Array = np.ndarray[Any, Any]
@@ -38,8 +38,8 @@ def numbers(array: Array, typ: pa.DataType | None = None) -> pa.Array:
 
 def times(stamps: Array) -> pa.Array:
     """Naive local-time timestamps (µs) of float epoch seconds, as Aim's `time` column
-    (`sdk.dataframes.local_times`); NaN is missing."""
-    missing = np.isnan(stamps)
+    (`sdk.dataframes.local_times`); NaN (and a time no datetime holds) is missing."""
+    missing = ~representable_times(stamps)
     local = np.ascontiguousarray(local_times(np.where(missing, 0.0, stamps)).view(np.int64))
     bitmap, nulls = validity_bitmap(~missing)
     buffers = [bitmap, pa.py_buffer(local)]
