@@ -16,8 +16,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from aim_parquet.format.meta import RunMeta
-from aim_parquet.storage.base.columns import int64_array, string_array
-from aim_parquet.storage.index.index_file import KEPT_KEY_PREFIX, StatKey, as_numpy, decode_table
+from aim_parquet.storage.base.columns import any_numpy, int64_array, string_array
+from aim_parquet.storage.index.index_file import KEPT_KEY_PREFIX, StatKey, decode_table
 from aim_parquet.storage.index.index_table import IndexTable, Positions
 from aim_parquet.storage.index.run_records import RunRecord
 from aim_parquet.system.gc_pause import gc_paused
@@ -166,7 +166,7 @@ class IndexSnapshot:
 
     @cached_property
     def creation_times(self) -> npt.NDArray[np.float64]:
-        stored = as_numpy(self.taken(self.table.column("creation_time")))
+        stored = any_numpy(self.taken(self.table.column("creation_time")))
         extra = np.array([r.creation_time for r in self.extra], dtype=np.float64)
         return np.concatenate([stored, extra])
 
@@ -195,13 +195,13 @@ class IndexSnapshot:
         if not (ordered[1:] == ordered[:-1]).any():  # no ties (-0.0 == 0.0): no hash needed
             return order[::-1]
         ranks = np.empty(self.size, dtype=np.intp)  # (hashes are unique; UTF-8 order is
-        ranks[as_numpy(pc.sort_indices(self.hashes))] = np.arange(self.size)  # Python's)
+        ranks[any_numpy(pc.sort_indices(self.hashes))] = np.arange(self.size)  # Python's)
         positions = np.lexsort((ranks, times))[::-1]
         return positions
 
     def newest_index(self, run_hash: str) -> int | None:
         """Where the run `run_hash` is in `newest_first`, None if it is not there."""
-        found = np.flatnonzero(as_numpy(pc.is_in(self.hashes, value_set=string_array([run_hash]))))
+        found = np.flatnonzero(any_numpy(pc.is_in(self.hashes, value_set=string_array([run_hash]))))
         if not len(found):
             return None
         where = np.flatnonzero(self.newest_positions == found[0])

@@ -53,14 +53,9 @@ StatKey = str  # "<st_mtime_ns>-<st_size>-<st_ino>" of a sidecar, in hex (+ writ
 KEPT_KEY_PREFIX = "kept:"  # the stat key of a damaged run's last good copy in the file
 
 
-def as_numpy(column: pa.Array | pa.ChunkedArray) -> np.ndarray[Any, Any]:
-    """A fixed-width column as a numpy array (nulls 0, NaN or False), importing no pandas."""
-    return any_numpy(column)
-
-
 def stat_key(st: os.stat_result) -> StatKey:
     """What identifies one version of a sidecar: it is replaced, never rewritten in place."""
-    return f"{st.st_mtime_ns:x}-{st.st_size:x}-{st.st_ino:x}"
+    return key_of(st.st_mtime_ns, st.st_size, st.st_ino, None, False)
 
 
 def key_of(mtime_ns: int, size: int, ino: int, parts: str | None, kept: bool) -> StatKey:
@@ -103,16 +98,8 @@ SCHEMA = pa.schema(
     ]
 )
 FIXED = tuple(SCHEMA.names)
-NOT_NULL: tuple[str, ...] = (
-    "hash",
-    "mtime_ns",
-    "size",
-    "ino",
-    "kept",
-    "creation_time",
-    "updated_at",
-)
-NOT_NULL += ("archived", "params", "catalogue_keys", "catalogue_stats", "rebuilt")
+NOT_NULL: tuple[str, ...] = ("hash", "mtime_ns", "size", "ino", "kept", "creation_time")
+NOT_NULL += ("updated_at", "archived", "params", "catalogue_keys", "catalogue_stats", "rebuilt")
 _NOT_IN_FIELDS = frozenset(
     {"format", "hash", "params", "sequences", "creation_time", "updated_at", "end_time"}
 )
@@ -276,10 +263,10 @@ def decode_table(buf: bytes | pa.Buffer) -> pa.Table:
         statuses = table.column(status_name)
         if statuses.type != pa.int8() or statuses.null_count:
             raise ValueError(f"column {status_name!r:.60} is not int8")
-        codes = as_numpy(statuses)
+        codes = any_numpy(statuses)
         if len(codes) and not (codes.min() >= 0 and codes.max() <= pc_.OTHER):
             raise ValueError(f"column {status_name!r:.60} out of range")
-        valid = as_numpy(table.column(value_name).is_valid())
+        valid = any_numpy(table.column(value_name).is_valid())
         if bool(((codes == pc_.VALUE) & ~valid).any()):
             raise ValueError(f"column {value_name!r:.60} misses values")
     fields = table.column("fields")

@@ -16,10 +16,10 @@ import pyarrow.compute as pc
 
 from aim_parquet.errors import AimParquetError
 from aim_parquet.format.paths import RepoLayout, is_valid_run_hash
-from aim_parquet.storage.base.columns import empty_table, int64_array, positions_numpy
+from aim_parquet.storage.base.columns import any_numpy, empty_table, int64_array, positions_numpy
 from aim_parquet.storage.base.safe_fs import first_link, read_regular
 from aim_parquet.storage.index import param_columns as pc_
-from aim_parquet.storage.index.index_file import FIXED, StatKey, as_numpy, decode_table, key_of
+from aim_parquet.storage.index.index_file import FIXED, StatKey, decode_table, key_of
 from aim_parquet.storage.index.run_records import RunRecord
 
 __all__ = ["MAX_INDEX_BYTES", "IndexTable", "index_file_problem", "read_table_file"]
@@ -106,7 +106,7 @@ class IndexTable:
         value_name, status_name = pc_.column_names(path)
         if value_name not in self.table.schema.names:
             return None
-        statuses = as_numpy(self.table.column(status_name))
+        statuses = any_numpy(self.table.column(status_name))
         return self.table.column(value_name), statuses
 
 
@@ -157,11 +157,11 @@ def _make_record(row: dict[str, Any]) -> RunRecord:
 
 
 def _ints(table: pa.Table, name: str) -> np.ndarray:
-    return as_numpy(table.column(name))
+    return any_numpy(table.column(name))
 
 
 def _bools(table: pa.Table, name: str) -> np.ndarray:
-    return np.asarray(as_numpy(table.column(name)), dtype=bool)
+    return np.asarray(any_numpy(table.column(name)), dtype=bool)
 
 
 def _valid(table: pa.Table, name: str) -> np.ndarray:
@@ -170,7 +170,7 @@ def _valid(table: pa.Table, name: str) -> np.ndarray:
         return np.zeros(len(column), dtype=bool)
     if column.null_count == 0:
         return np.ones(len(column), dtype=bool)
-    return np.asarray(as_numpy(column.is_valid()), dtype=bool)
+    return np.asarray(any_numpy(column.is_valid()), dtype=bool)
 
 
 def read_table_file(layout: RepoLayout) -> IndexTable:
@@ -210,8 +210,8 @@ def index_file_problem(layout: RepoLayout) -> str | None:
             values, statuses = table.param_column(path)  # type: ignore[misc]
             kind = pc_.python_kind(values.type)
             want_values, want_statuses = pc_.param_arrays(params, path, kind)
-            same = np.array_equal(statuses, as_numpy(want_statuses)) and (
-                np.array_equal(as_numpy(values), as_numpy(want_values), equal_nan=True)
+            same = np.array_equal(statuses, any_numpy(want_statuses)) and (
+                np.array_equal(any_numpy(values), any_numpy(want_values), equal_nan=True)
                 if kind is float
                 else values.to_pylist() == want_values.to_pylist()
             )

@@ -13,10 +13,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from aim_parquet.format.paths import RUN_HASH_PATTERN, SIDECAR_FILENAME, RepoLayout
-from aim_parquet.storage.base.columns import int64_array, string_array
+from aim_parquet.storage.base.columns import any_numpy, int64_array, string_array
 from aim_parquet.storage.base.lock import run_lock_holder
 from aim_parquet.storage.index.index_entries import DamagedRun, IndexEntry
-from aim_parquet.storage.index.index_file import as_numpy
 from aim_parquet.storage.index.index_table import IndexTable, Positions
 from aim_parquet.storage.index.sidecar_entries import missing_sidecar
 
@@ -27,7 +26,7 @@ Stats = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.uint6
 
 def _in(names: pa.Array, entries: dict[str, IndexEntry]) -> npt.NDArray[np.bool_]:
     keys = string_array(list(entries))
-    return np.asarray(as_numpy(pc.is_in(names, value_set=keys)), dtype=bool)
+    return np.asarray(any_numpy(pc.is_in(names, value_set=keys)), dtype=bool)
 
 
 def unchanged_rows(
@@ -79,7 +78,7 @@ def stat_sidecars(
     run hash is skipped unless the index has it."""
     given = string_array(names)  # (a lone surrogate becomes an escape: no run's hash)
     rows = table.rows_of(given)
-    wanted = as_numpy(pc.match_substring_regex(given, f"^{RUN_HASH_PATTERN}$")) | (rows >= 0)
+    wanted = any_numpy(pc.match_substring_regex(given, f"^{RUN_HASH_PATTERN}$")) | (rows >= 0)
     if overlay:
         wanted |= _in(given, overlay)
     keep = np.flatnonzero(wanted)
