@@ -178,6 +178,38 @@ def test_atexit_flushes_unclosed_run(tmp_path: Path) -> None:
     assert len(raw_points(tmp_path, run_hash)[("m", "{}")]) == 10
 
 
+def test_resumed_run_closed_at_exit_after_an_error_is_quiet_and_whole(tmp_path: Path) -> None:
+    """A resumed run that rewrote a step and is left open by an exception is closed by the exit
+    hook, after `threading` has shut down (no module that registers a threading exit hook, such
+    as `concurrent.futures.thread` imported by pandas, can be imported then): the close recounts
+    the rewritten sequence without importing anything, so stderr has only the program's own
+    traceback and every point is there (hx17a)."""
+    code = (
+        "import sys, aim_parquet as aim\n"
+        f"repo = {str(tmp_path)!r}\n"
+        "r = aim.Run(repo=repo, system_tracking_interval=None, capture_terminal_logs=False)\n"
+        "for i in range(20): r.track(float(i), name='loss', step=i, context={'subset': 'train'})\n"
+        "h = r.hash; r.close(); print(h, flush=True)\n"
+        "r = aim.Run(run_hash=h, repo=repo, system_tracking_interval=None, capture_terminal_logs=False)\n"
+        "r.track(-1.0, name='loss', step=3, epoch=1, context={'subset': 'train'})\n"
+        "r.track(-2.0, name='loss', step=-5)\n"  # raises ValueError: the run is left open
+    )
+    proc = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, env=python_env())
+    assert proc.returncode == 1 and proc.stderr.rstrip().endswith("got -5."), proc.stderr
+    assert "aim_parquet" not in proc.stderr.split("ValueError: step")[-1], proc.stderr
+    assert "atexit" not in proc.stderr, proc.stderr
+    run_hash = proc.stdout.split()[0]
+    run = aim.Run(run_hash, repo=tmp_path, read_only=True)
+    assert run.end_time is not None and not run.active
+    (metric,) = aim.Repo(tmp_path).get_run(run_hash).metrics()
+    steps, values = metric.values.sparse_numpy()
+    expected = [float(i) for i in range(20)]
+    expected[3] = -1.0
+    assert list(steps) == list(range(20)) and list(values) == expected
+    (info,) = load_run_meta(RepoLayout(tmp_path), run_hash).sequences  # the exact recount
+    assert (info.count, info.min, info.max, info.last) == (20, -1.0, 19.0, 19.0)
+
+
 def test_torn_tail_is_skipped(tmp_path: Path, make_run: Any) -> None:
     run = make_run(repo=tmp_path)
     for i in range(5):

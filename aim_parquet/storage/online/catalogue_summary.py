@@ -7,14 +7,14 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import replace
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 import numpy as np
 import pyarrow as pa
 
 from aim_parquet.format.kinds import INT_KIND, NUMBER_KIND, is_metric_kind
 from aim_parquet.format.meta import SequenceInfo
-from aim_parquet.storage.base.columns import to_numpy
+from aim_parquet.storage.base.columns import int64_array, to_numpy
 from aim_parquet.storage.online.seq_buffer import summarize, visible_rows
 
 __all__ = [
@@ -71,9 +71,18 @@ def summarize_exact(info: SequenceInfo, pieces: Iterable[Piece]) -> SequenceInfo
     if keep is not None:
         steps, second = steps[keep], second[keep]
     name = "value" if is_metric else "index"
-    second_array = pa.array(second, pa.float64() if is_metric else pa.int32())
-    batch = pa.record_batch([pa.array(steps, pa.int64()), second_array], names=["step", name])
+    second_array = _plain_array(second, np.float64 if is_metric else np.int32)
+    batch = pa.record_batch([int64_array(steps), second_array], names=["step", name])
     return summarize(entry, batch)
+
+
+def _plain_array(values: np.ndarray[Any, Any], dtype: type[np.generic]) -> pa.Array:
+    """`values` as an Arrow array without `pa.array`, which imports pandas: this runs in the
+    close at interpreter exit, where that import fails (columns.py)."""
+    data = np.ascontiguousarray(values, dtype=dtype)
+    return pa.Array.from_buffers(
+        pa.from_numpy_dtype(data.dtype), len(data), [None, pa.py_buffer(data)]
+    )
 
 
 def _same_value(a: object, b: object) -> bool:
