@@ -18,8 +18,11 @@ Types: `step` int64, `value` float64, `epoch` float64 (NaN where none was tracke
 float64, `time` a naive local-time timestamp (µs, as Aim's; `timestamp` is the instant). A run-level column whose values are all numbers
 (bools, ints, floats) stays a number column (ints and floats: float64, ints alone: int64); all
 text stays text; a column that mixes kinds across runs (a param that is a number in one run and
-text in another) holds the JSON text of each value (`"two"`, `2`), as `aim-parquet query
---output` writes such a column.
+text in another, a bool among ints, bytes) holds the JSON text of each value (`"two"`, `2`,
+`true`; bytes as the JSON string of their Python repr), as `aim-parquet query --output` writes
+such a column. `to_polars()` is `to_arrow()`'s table in polars, column for column, here and in
+the run-level frame (`sdk.run_frame`): polars' own inference of such a column is never reached
+(bytes among ints is a polars SchemaError there, a bool among ints silently 1).
 
 `only_last=True` comes from the catalogue summaries without reading a point: `step` and `value`
 are each sequence's last step and its value as of the run's last flush; `epoch`, `timestamp`

@@ -26,8 +26,9 @@ from aim_parquet.format.paths import RepoLayout, canonical_context
 from aim_parquet.format.values import utf8_safe
 from aim_parquet.query.executor import RunMatch
 from aim_parquet.query.views import sequence_key
-from aim_parquet.sdk.dataframes import PROP_KEYS, require_polars
+from aim_parquet.sdk.dataframes import PROP_KEYS
 from aim_parquet.sdk.frame_arrays import key_column
+from aim_parquet.sdk.frame_tables import table_to_polars
 from aim_parquet.sdk.frames import SUMMARY_STATS
 from aim_parquet.sdk.query_frames import _RecordRun
 from aim_parquet.sdk.run_rows import RunRows, row_columns
@@ -53,36 +54,8 @@ class RunColumns:
         return pa.table({name: key_column(values) for name, values in self.columns.items()})
 
     def to_polars(self) -> polars.DataFrame:
-        """As `pl.from_dicts` of the rows (every row inferred) makes it, as the rows always were:
-        a column of one Python type is handed over as it is, others through the rows."""
-        pl = require_polars()
-        if all(_is_plain(values) for values in self.columns.values()):
-            series = [pl.Series(name, values) for name, values in self.columns.items()]
-            frame: polars.DataFrame = pl.DataFrame(series)
-            return frame
-        names = list(self.columns)
-        rows = [
-            dict(zip(names, cells, strict=True))
-            for cells in zip(*self.columns.values(), strict=True)
-        ]
-        frame = pl.from_dicts(rows, infer_schema_length=None, strict=False)
-        return frame
-
-
-def _is_plain(values: list[Any]) -> bool:
-    """Whether a column holds one of str, bool, float or an int64 int (and None): a type both
-    ways of making a polars column agree on."""
-    kinds = set(map(type, values))
-    kinds.discard(type(None))
-    if not kinds:
-        return False
-    if len(kinds) > 1:
-        return False
-    (kind,) = kinds
-    if kind is int:
-        present = [v for v in values if v is not None]
-        return bool(min(present) >= -(2**63) and max(present) < 2**63)
-    return kind in (str, bool, float)
+        """`to_arrow()`'s table in polars, column for column (`frame_tables.table_to_polars`)."""
+        return table_to_polars(self.to_arrow())
 
 
 class _Summaries:
