@@ -172,6 +172,10 @@ def local_times(timestamps: Array) -> Array:
     (`datetime.fromtimestamp`); one offset for the whole column unless it spans a change of the
     local UTC offset (daylight saving), then each point's own."""
     stamps = np.asarray(timestamps, dtype=np.float64)
+    if stamps.size:
+        low, high = float(stamps.min()), float(stamps.max())  # (NaN when one is)
+        if low >= _FIRST_S and high <= _LAST_S:  # every time a datetime: no mask, in place
+            return _local_micros(stamps, low, high).view("datetime64[us]")
     stamps = np.where(representable_times(stamps), stamps, np.nan)  # (others: NaT)
     micros = _micros(stamps)
     if stamps.size == 0:
@@ -190,6 +194,25 @@ def local_times(timestamps: Array) -> Array:
 
 
 _FIRST_S, _LAST_S = -62135596800.0, 253402300799.0  # 0001-01-01 and 9999-12-31 23:59:59 UTC
+
+
+def _local_micros(stamps: Array, low: float, high: float) -> Array:
+    """`local_times`' microseconds of timestamps that are all datetimes (`low`, `high`: the
+    least and greatest), as `_micros` rounds them, in four arrays instead of a dozen (a frame of
+    600,000 points spent most of its `time` column in fresh temporaries)."""
+    whole = np.trunc(stamps)
+    fraction = np.subtract(stamps, whole)
+    fraction *= 1e6
+    np.round(fraction, out=fraction)
+    micros: Array = whole.astype(np.int64)
+    micros *= 1_000_000
+    micros += fraction.astype(np.int64)
+    first = _utc_offset_us(low)
+    if first == _utc_offset_us(high) and high - low < _OFFSET_CHECK_SPAN_S:
+        micros += first
+        return micros
+    micros += np.array([_utc_offset_us(t) for t in stamps.tolist()], dtype=np.int64)
+    return micros
 
 
 def representable_times(stamps: Array) -> Array:

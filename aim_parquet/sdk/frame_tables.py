@@ -113,7 +113,7 @@ def _views(words: pa.Array) -> tuple[Array, pa.Buffer]:
         else:
             raw[at + 4 : at + 8] = text[start : start + 4]
             _VIEW_REF.pack_into(raw, at + 8, 0, start)
-    views = np.frombuffer(raw, dtype=np.dtype((np.void, 16)), count=n)
+    views = np.frombuffer(raw, dtype=np.uint64).reshape(n, 2)  # (one view per row: 2 words)
     return views, data if data is not None else pa.py_buffer(b"")
 
 
@@ -138,7 +138,7 @@ def _text_views(column: pa.ChunkedArray) -> pa.ChunkedArray:
             valid = validity_mask(indices)
             validity = pa.py_buffer(np.packbits(valid, bitorder="little"))
             codes = np.where(valid, codes, 0)
-        rows = pa.py_buffer(np.ascontiguousarray(views[codes]))
+        rows = pa.py_buffer(np.take(views, codes, axis=0))  # (faster than views[codes])
         chunks.append(
             pa.Array.from_buffers(view, len(chunk), [validity, rows, data], chunk.null_count)
         )

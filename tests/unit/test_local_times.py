@@ -31,3 +31,14 @@ def test_a_fraction_near_half_a_microsecond_rounds_as_datetime_does() -> None:
 def test_a_missing_timestamp_is_nat() -> None:
     got = local_times(np.array([1700000000.0, np.nan]))
     assert not np.isnat(got[0]) and np.isnat(got[1])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.floats(min_value=-62135596800.0, max_value=253402300799.0), min_size=1))
+def test_all_times_known_and_some_missing_give_the_same_times(stamps: list[float]) -> None:
+    """A column whose every timestamp is a datetime is converted without masks, in place; the
+    same timestamps next to a missing one (the masked way) get the same times."""
+    whole = local_times(np.array(stamps))
+    masked = local_times(np.array([*stamps, np.nan]))
+    assert whole.dtype == masked.dtype == np.dtype("datetime64[us]")
+    assert whole.tolist() == masked[:-1].tolist() and np.isnat(masked[-1])
