@@ -18,10 +18,11 @@ appear follows Aim's `include_run`/`include_name`/`include_context`/`include_pro
 without an epoch) and `time` is a naive datetime in the reader's local time
 (`datetime.fromtimestamp`); the zone-free UTC instant is `timestamp`. Stacking the tables of
 several sequences fills a column one of them lacks with NaN, as pandas' `concat` does in Aim (a
-numeric param some runs lack stays float64); polars gets nulls. A run row is Aim's
-`Run.dataframe()`: `hash`, the props (`name`,
-`experiment`, `description`, `archived`, `creation_time`, `end_time`, `active`, `tags` as JSON)
-and the params flattened to depth 3 as `a.b.c` paths (lists and deeper dicts JSON-dumped).
+numeric param some runs lack stays float64); polars gets nulls. A run or context column whose
+values differ in kind between runs is an object column in pandas (each run's own value) and the
+JSON text of each value in polars, as in a metric frame. A run row is Aim's `Run.dataframe()`:
+`hash`, the props (`name`, `experiment`, `description`, `archived`, `creation_time`,
+`end_time`, `active`, `tags` as JSON) and the params flattened to depth 3 as `a.b.c` paths (lists and deeper dicts JSON-dumped).
 Text that is not valid Unicode (a lone surrogate in an old run's params) appears with a visible
 `\\udcxx` escape: pandas' string columns, polars and Arrow hold only valid UTF-8.
 """
@@ -298,9 +299,20 @@ def to_pandas(tables: Iterable[dict[str, Array]]) -> pandas.DataFrame:
 
 
 def _polars_series(pl: Any, name: str, array: Array) -> Any:
-    if array.dtype == object:
-        return pl.Series(name, array.tolist(), strict=False)
-    return pl.Series(name, array)
+    """A column as polars; a run or context column whose values differ in kind (a param that is
+    text in one run and a number in another, a bool among ints, bytes among ints) as the JSON
+    text of each value, as in a metric frame (`sdk.frames`), not as polars infers it (bytes
+    among ints: a SchemaError; a bool among ints: silently 1)."""
+    if array.dtype != object:
+        return pl.Series(name, array)
+    values = array.tolist()
+    if name.startswith("run.") or ".context." in name:
+        kinds = set(map(type, values))
+        kinds.discard(type(None))
+        if len(kinds) > 1 and kinds != {int, float}:
+            texts = [None if v is None else jsonable(v) for v in values]
+            return pl.Series(name, texts, dtype=pl.String)
+    return pl.Series(name, values, strict=False)
 
 
 def to_polars(tables: Iterable[dict[str, Array]]) -> polars.DataFrame:

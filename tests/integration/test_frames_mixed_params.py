@@ -97,3 +97,20 @@ def test_a_param_of_one_kind_keeps_its_type_in_polars(tmp_path: Path) -> None:
         assert frame.schema[f"{prefix}flag"] == pl.Boolean
         assert frame.schema[f"{prefix}count"] == pl.Int64
         assert sorted(frame[f"{prefix}count"].to_list(), key=str) == [2**40, 3, None]
+
+
+@pytest.mark.parametrize("case", ["bytes_int", "str_int", "bool_int"])
+def test_an_object_frame_gives_polars_the_same_json_text(tmp_path: Path, case: str) -> None:
+    """A frame of texts (built row by row, `sdk.dataframes`) gives polars such a param as JSON
+    text too; pandas keeps each run's own value in an object column."""
+    for value, _cell in CASES[case]:
+        with aim.Run(repo=tmp_path, **QUIET) as run:
+            run["k"] = value
+            run.track(aim.Text("x"), name="notes")
+    cell_of = {repr(value): cell for value, cell in CASES[case]}
+    query = aim.Repo(tmp_path).query_texts("True")
+    frame, df = query.to_polars(), query.dataframe()
+    assert frame.schema["run.k"] == pl.String
+    values = df["run.k"].tolist()
+    assert sorted(map(repr, values)) == sorted(repr(v) for v, _cell in CASES[case])
+    assert frame["run.k"].to_list() == [cell_of[repr(v)] for v in values]
