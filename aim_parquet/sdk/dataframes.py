@@ -22,9 +22,10 @@ numeric param some runs lack stays float64); polars gets nulls. A run or context
 values differ in kind between runs is an object column in pandas (each run's own value) and the
 JSON text of each value in polars, as in a metric frame. A run row is Aim's `Run.dataframe()`:
 `hash`, the props (`name`, `experiment`, `description`, `archived`, `creation_time`,
-`end_time`, `active`, `tags` as JSON) and the params flattened to depth 3 as `a.b.c` paths (lists and deeper dicts JSON-dumped).
-Text that is not valid Unicode (a lone surrogate in an old run's params) appears with a visible
-`\\udcxx` escape: pandas' string columns, polars and Arrow hold only valid UTF-8.
+`end_time`, `active`, `tags` as JSON) and the params flattened to depth 3 as `a.b.c` paths
+(lists and deeper dicts JSON-dumped). Text that is not valid Unicode (a lone surrogate in an old
+run's params) appears with a visible `\\udcxx` escape: pandas' string columns, polars and Arrow
+hold only valid UTF-8.
 """
 
 from __future__ import annotations
