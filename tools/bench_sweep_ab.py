@@ -8,7 +8,10 @@ floor: the same `loss` rows saved to one Parquet file and read back by pandas or
         '{"repo": "/tmp/sweep", "runs": 300, "steps": 2000}'
     .venv/bin/python tools/bench_sweep_ab.py --base /tmp/base --repo /tmp/sweep
 
-Prints one line per measurement: the median seconds of each side and its ratio to the floor.
+Prints one line per measurement: the median seconds of each side and its ratio to the floor, which
+is read in the same rounds as the sides (floor, before and after in turn, `repeat` times), and the
+median CPU seconds (user + system of all threads: steadier than the wall time on a shared
+machine).
 """
 
 from __future__ import annotations
@@ -27,8 +30,10 @@ LOSS = "metric.name == 'loss'"
 
 
 def run(root: Path, workload: str, params: dict[str, Any]) -> dict[str, Any]:
+    """`workload` of this checkout's `scale_side.py` (one harness for both sides) with the
+    `aim_parquet` of `root`."""
     done = subprocess.run(
-        [sys.executable, str(root / "tools" / "bench_suite" / "scale_side.py"), workload,
+        [sys.executable, str(HERE / "bench_suite" / "scale_side.py"), workload,
          json.dumps(params)],
         capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(root)), check=True,
     )  # fmt: skip
@@ -47,32 +52,39 @@ def main() -> None:
     print(f"1-minute load average at start: {os.getloadavg()[0]:.2f}", flush=True)
     floor_path = str(args.repo.resolve().parent / "floor-loss.parquet")
     run(HERE.parent, "save_floor", {"repo": repo, "query": LOSS, "path": floor_path})
-    floors = {
-        engine: statistics.median(
-            run(HERE.parent, "floor", {"path": floor_path, "engine": engine})["s"]
-            for _ in range(args.repeat)
-        )
-        for engine in ("pandas", "polars")
-    }
-    print(f"floor: pandas {floors['pandas']:.3f}  polars {floors['polars']:.3f}", flush=True)
     cases = [
         ("loss dataframe()", {"query": LOSS}, "pandas"),
         ("loss to_polars()", {"query": LOSS, "fmt": "polars"}, "polars"),
         ("whole repo dataframe()", {"query": ""}, None),
     ]
     for label, params, floor in cases:
-        times: dict[str, list[float]] = {s: [] for s in sides}
+        # the floor is read in the same rounds as the two sides (a shared machine's load moves)
+        times: dict[str, list[float]] = {s: [] for s in [*sides, "floor"]}
+        cpu: dict[str, list[float]] = {s: [] for s in [*sides, "floor"]}
         rss: dict[str, float] = {}
         for _ in range(args.repeat):
+            if floor:
+                out = run(HERE.parent, "floor", {"path": floor_path, "engine": floor})
+                times["floor"].append(out["s"])
+                cpu["floor"].append(out["cpu_s"])
             for side, root in sides.items():
                 out = run(root, "frame", dict(params, repo=repo))
                 times[side].append(out["s"])
+                cpu[side].append(out["cpu_s"])
                 rss[side] = max(rss.get(side, 0.0), out.get("peak_rss_mib", 0.0))
+        floor_s = statistics.median(times["floor"]) if floor else 0.0
         cells = []
         for side in sides:
             median = statistics.median(times[side])
-            ratio = f" ({median / floors[floor]:.1f}x floor)" if floor else ""
-            cells.append(f"{side}: {median:.3f}{ratio}, {rss[side]:,.0f} MiB")
+            ratio = f" ({median / floor_s:.2f}x floor)" if floor else ""
+            cells.append(
+                f"{side}: {median:.3f}{ratio}, CPU {statistics.median(cpu[side]):.3f}, "
+                f"{rss[side]:,.0f} MiB"
+            )
+        if floor:
+            cells.append(
+                f"floor ({floor}): {floor_s:.3f}, CPU {statistics.median(cpu['floor']):.3f}"
+            )
         print(f"{label:26s} " + "  ".join(cells), flush=True)
     print(f"1-minute load average at the end: {os.getloadavg()[0]:.2f}", flush=True)
 

@@ -53,7 +53,7 @@ def frame(p: dict[str, Any]) -> dict[str, Any]:
     """A frame of `query_metrics(query)` (`fmt`: pandas, polars, arrow; `only_last`) or of
     `query_runs(query)` with `metrics` (the run-level frame), the repo opened inside the timing."""
     _import_frame_library(p.get("fmt", "pandas"))
-    t0 = time.perf_counter()
+    c0, t0 = time.process_time(), time.perf_counter()
     repo = aim.Repo(p["repo"])
     if p.get("metrics"):
         coll: Any = repo.query_runs(p["query"])
@@ -68,9 +68,9 @@ def frame(p: dict[str, Any]) -> dict[str, Any]:
             df = coll.to_arrow(only_last=only_last)
         else:
             df = coll.dataframe(only_last=only_last)
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     rows = 0 if df is None else (df.num_rows if hasattr(df, "num_rows") else int(df.shape[0]))
-    return {"s": seconds, "rows": rows, "peak_rss_mib": _rss()}
+    return {"s": seconds, "cpu_s": cpu, "rows": rows, "peak_rss_mib": _rss()}
 
 
 def sparse(p: dict[str, Any]) -> dict[str, Any]:
@@ -87,7 +87,7 @@ def sparse(p: dict[str, Any]) -> dict[str, Any]:
 def floor(p: dict[str, Any]) -> dict[str, Any]:
     """Reading `path` (one Parquet file) with pandas or polars: the floor a frame is held to."""
     _import_frame_library(p["engine"])
-    t0 = time.perf_counter()
+    c0, t0 = time.process_time(), time.perf_counter()
     if p["engine"] == "polars":
         import polars as pl
 
@@ -96,7 +96,8 @@ def floor(p: dict[str, Any]) -> dict[str, Any]:
         import pandas as pd
 
         rows = len(pd.read_parquet(p["path"]))
-    return {"s": time.perf_counter() - t0, "rows": rows, "peak_rss_mib": _rss()}
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return {"s": seconds, "cpu_s": cpu, "rows": rows, "peak_rss_mib": _rss()}
 
 
 def save_floor(p: dict[str, Any]) -> dict[str, Any]:
