@@ -54,7 +54,8 @@ class RunColumns:
         return pa.table({name: key_column(values) for name, values in self.columns.items()})
 
     def to_polars(self) -> polars.DataFrame:
-        """`to_arrow()`'s table in polars, column for column (`frame_tables.table_to_polars`)."""
+        """`to_arrow()`'s table in polars, column for column (`frame_tables.table_to_polars`:
+        a column no run has a value in is null text, as in the metric frame)."""
         return table_to_polars(self.to_arrow())
 
 

@@ -83,7 +83,8 @@ def test_a_param_of_mixed_kinds_is_json_text_in_every_frame(tmp_path: Path, case
 
 def test_a_param_of_one_kind_keeps_its_type_in_polars(tmp_path: Path) -> None:
     """Numbers stay numbers (ints int64, missing as null), bools bools: the frames' polars
-    columns are their Arrow columns."""
+    columns are their Arrow columns (a column without a value is null text, as in Arrow's
+    frame once decoded; the run-level frame's was polars' Null type before)."""
     for i, (flag, count) in enumerate([(True, 3), (False, None), (None, 2**40)]):
         with aim.Run(repo=tmp_path, **QUIET) as run:
             run["flag"], run["count"] = flag, count
@@ -97,6 +98,9 @@ def test_a_param_of_one_kind_keeps_its_type_in_polars(tmp_path: Path) -> None:
         assert frame.schema[f"{prefix}flag"] == pl.Boolean
         assert frame.schema[f"{prefix}count"] == pl.Int64
         assert sorted(frame[f"{prefix}count"].to_list(), key=str) == [2**40, 3, None]
+        # a prop no run has (no description) is a text column of nulls, in every frame
+        assert frame.schema[f"{prefix}description"] == pl.String
+        assert frame[f"{prefix}description"].null_count() == 3
 
 
 @pytest.mark.parametrize("case", ["bytes_int", "str_int", "bool_int"])
