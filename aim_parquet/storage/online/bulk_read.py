@@ -250,17 +250,17 @@ def read_metrics_bulk(
     runs_dir = os.fspath(layout.runs_dir)
     placed: list[tuple[int, int]] = []  # (position, rows)
     batches: list[Batch] = []
-    i = 0
-    while i < len(wanted):
-        run_hash = wanted[i][0]
-        j = i
-        while j < len(wanted) and wanted[j][0] == run_hash:
+    i, size = 0, len(wanted)
+    while i < size:
+        run_hash, entry = wanted[i]
+        j = i + 1
+        while j < size and wanted[j][0] == run_hash:
             j += 1
-        seq_ids = [entry.seq_id for _h, entry in wanted[i:j]]
+        seq_ids = [entry.seq_id] if j == i + 1 else [e.seq_id for _h, e in wanted[i:j]]
         found = _run_messages(runs_dir, run_hash, seq_ids, schemas)
         if found is not None:
-            for position, (messages, rows) in zip(range(i, j), found, strict=True):
-                batches.extend(messages)
+            for position, (messages, rows) in enumerate(found, i):
+                batches += messages
                 placed.append((position, rows))
         i = j
     if not placed:
@@ -279,8 +279,18 @@ def read_metrics_bulk(
     rises[ends[ends < len(steps)]] = True  # (a sequence's first row rises from nothing)
     falls = np.flatnonzero(~rises)
     redo = set(np.searchsorted(ends, falls, side="right").tolist())
-    bounds = zip([p for p, _n in placed], (ends - counts).tolist(), ends.tolist(), strict=True)
-    for n, (position, start, end) in enumerate(bounds):
+    positions = [p for p, _n in placed]
+    starts, stops = (ends - counts).tolist(), ends.tolist()
+    if missing is None and not redo:  # (most reads: every sequence kept as it is)
+        for position, start, end in zip(positions, starts, stops, strict=True):
+            out[position] = (
+                steps[start:end],
+                values[start:end],
+                ints[start:end],
+                stamps[start:end],
+            )
+        return out
+    for n, (position, start, end) in enumerate(zip(positions, starts, stops, strict=True)):
         s, v, e, t = steps[start:end], values[start:end], ints[start:end], stamps[start:end]
         miss = None if missing is None else missing[start:end]
         if n in redo:
