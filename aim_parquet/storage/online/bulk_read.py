@@ -33,6 +33,7 @@ from aim_parquet.format.paths import (
     MANIFEST_FILENAME,
     SEQS_DIRNAME,
     RepoLayout,
+    is_segment_name,
     is_valid_seq_id,
     validate_run_hash,
 )
@@ -47,7 +48,7 @@ from aim_parquet.storage.base.file_checks import (
     flatbuffer_field,
 )
 from aim_parquet.storage.online.batch_columns import Batch, Plain, batch_columns, batch_meta
-from aim_parquet.storage.online.run_reader import last_writes, segment_names
+from aim_parquet.storage.online.run_reader import last_writes
 
 Array = np.ndarray[Any, Any]
 MetricPoints = tuple[Array, Array, Array, Array]  # steps, values, epochs, timestamps
@@ -175,14 +176,6 @@ def _ipc_reads(message: bytes) -> bool:
     return True
 
 
-def _exists(path: str) -> bool:
-    try:
-        os.lstat(path)
-    except FileNotFoundError:
-        return False
-    return True
-
-
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
 _OPEN_FLAGS |= getattr(os, "O_CLOEXEC", 0)
 
@@ -204,12 +197,12 @@ def _read_small(path: str) -> bytes:
 
 
 def _run_messages(
-    layout: RepoLayout, run_hash: str, seq_ids: list[str], schemas: _Schemas
+    runs_dir: str, run_hash: str, seq_ids: list[str], schemas: _Schemas
 ) -> list[tuple[list[Batch], int]] | None:
     """Per sequence of one run, its batch messages in write order and their rows; None when the
-    run is left to the per-sequence reader."""
-    run_dir = f"{os.fspath(layout.runs_dir)}/{validate_run_hash(run_hash)}"
-    manifest = f"{run_dir}/{COMPACTED_DIRNAME}/{MANIFEST_FILENAME}"
+    run is left to the per-sequence reader. (Per run: one listing and one read per segment, and
+    one `lstat` of the manifest after them; `run_reader.segment_names`' names, inline.)"""
+    run_dir = f"{runs_dir}/{validate_run_hash(run_hash)}"
     key = run_hash.encode()
     try:
         out = []
@@ -217,24 +210,34 @@ def _run_messages(
             if not is_valid_seq_id(seq_id):
                 return None
             seq_dir = f"{run_dir}/{SEQS_DIRNAME}/{seq_id}"
+            try:
+                names = [n for n in os.listdir(seq_dir) if is_segment_name(n)]
+            except FileNotFoundError:
+                names = []
+            if len(names) > 1:
+                names.sort()
             messages: list[Batch] = []
             rows = 0
-            for name in segment_names(seq_dir):
+            for name in names:
                 path = f"{seq_dir}/{name}"
                 data = _read_small(path)
                 if not data:
                     continue  # just created, its header not written yet: no points
                 found, n = _batches(data, path, key, schemas)
-                messages.extend(found)
+                messages += found
                 rows += n
             out.append((messages, rows))
-        if _exists(manifest):
-            # compacted, maybe while we read (a manifest, once committed, is only ever
-            # replaced, so one absent after the reads was absent during them)
-            return None
     except (OSError, AimParquetError, _Odd, struct.error, IndexError, ValueError):
         return None
-    return out
+    try:
+        # compacted, maybe while we read (a manifest, once committed, is only ever replaced,
+        # so one absent after the reads was absent during them)
+        os.lstat(f"{run_dir}/{COMPACTED_DIRNAME}/{MANIFEST_FILENAME}")
+    except FileNotFoundError:
+        return out
+    except OSError:
+        pass
+    return None
 
 
 def read_metrics_bulk(
@@ -244,19 +247,20 @@ def read_metrics_bulk(
     sequences next to each other), keyed by position in `wanted`; a position missing from the
     answer is left to `read_metric_columns` (module doc)."""
     schemas = _Schemas()
+    runs_dir = os.fspath(layout.runs_dir)
     placed: list[tuple[int, int]] = []  # (position, rows)
     batches: list[Batch] = []
-    i = 0
-    while i < len(wanted):
-        run_hash = wanted[i][0]
-        j = i
-        while j < len(wanted) and wanted[j][0] == run_hash:
+    i, size = 0, len(wanted)
+    while i < size:
+        run_hash, entry = wanted[i]
+        j = i + 1
+        while j < size and wanted[j][0] == run_hash:
             j += 1
-        seq_ids = [entry.seq_id for _h, entry in wanted[i:j]]
-        found = _run_messages(layout, run_hash, seq_ids, schemas)
+        seq_ids = [entry.seq_id] if j == i + 1 else [e.seq_id for _h, e in wanted[i:j]]
+        found = _run_messages(runs_dir, run_hash, seq_ids, schemas)
         if found is not None:
-            for position, (messages, rows) in zip(range(i, j), found, strict=True):
-                batches.extend(messages)
+            for position, (messages, rows) in enumerate(found, i):
+                batches += messages
                 placed.append((position, rows))
         i = j
     if not placed:
@@ -275,8 +279,18 @@ def read_metrics_bulk(
     rises[ends[ends < len(steps)]] = True  # (a sequence's first row rises from nothing)
     falls = np.flatnonzero(~rises)
     redo = set(np.searchsorted(ends, falls, side="right").tolist())
-    bounds = zip([p for p, _n in placed], (ends - counts).tolist(), ends.tolist(), strict=True)
-    for n, (position, start, end) in enumerate(bounds):
+    positions = [p for p, _n in placed]
+    starts, stops = (ends - counts).tolist(), ends.tolist()
+    if missing is None and not redo:  # (most reads: every sequence kept as it is)
+        for position, start, end in zip(positions, starts, stops, strict=True):
+            out[position] = (
+                steps[start:end],
+                values[start:end],
+                ints[start:end],
+                stamps[start:end],
+            )
+        return out
+    for n, (position, start, end) in enumerate(zip(positions, starts, stops, strict=True)):
         s, v, e, t = steps[start:end], values[start:end], ints[start:end], stamps[start:end]
         miss = None if missing is None else missing[start:end]
         if n in redo:
