@@ -32,7 +32,10 @@ The index is only a cache, never a source of truth, and needs no re-index step:
 - A process keeps the in-memory index of its most recent repositories (`RunIndex.shared`, used by
   every `Repo`): a `Repo(path)` made again starts from it, checked as above, instead of decoding
   the file again; `Repo.close()` forgets it.
-- A missing, unreadable or corrupt index file is rebuilt from the sidecars.
+- A missing, unreadable or corrupt index file is rebuilt from the sidecars; where the index of
+  format 4 and before (`runs.jsonl`, `storage.index.legacy_index`) is still there, its entries
+  are taken as the file's would be (only where the stat key still matches the sidecar), and
+  it is deleted once the new file is written.
 - A damaged sidecar (invalid JSON, a newer format, a link or FIFO, nested too deeply) is reported
   by `refresh()` (the caller warns); the file keeps the last good copy of it, which
   `aim-parquet verify --repair` can restore. A sidecar (or run folder) this process may not read is
@@ -85,6 +88,7 @@ from aim_parquet.storage.index.index_table import (
     index_file_problem,
     read_table_file,
 )
+from aim_parquet.storage.index.legacy_index import read_legacy_index
 from aim_parquet.storage.index.run_records import CatalogueEntry, RunRecord
 from aim_parquet.storage.index.sidecar_entries import (
     YOUNG_RUN_S,
@@ -216,7 +220,8 @@ class RunIndex:
         if self._table is None:
             table, usable = self._load_file()
             current = np.ones(table.size, dtype=bool)
-            overlay: dict[str, IndexEntry] = {}
+            # an index of format 4 and before seeds the entries (checked like its own)
+            overlay: dict[str, IndexEntry] = {} if usable else read_legacy_index(self.layout)
             needs_write = not usable
         else:
             table, overlay, needs_write = self._table, self._overlay, self._needs_write
