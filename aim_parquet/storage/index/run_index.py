@@ -95,7 +95,7 @@ from aim_parquet.storage.index.sidecar_entries import (
     missing_sidecar,
     read_sidecar_entry,
 )
-from aim_parquet.storage.index.sidecar_stats import stat_sidecars, unchanged_rows
+from aim_parquet.storage.index.sidecar_stats import prefetched, stat_sidecars, unchanged_rows
 from aim_parquet.storage.online.writer_parts import (
     parts_key,
 )
@@ -250,33 +250,36 @@ class RunIndex:
         entries: dict[str, IndexEntry] = {}
         read, kept_previous = 0, int(same.sum())
         settled_ns = time.time_ns() - int(SETTLE_S * 1e9)
-        for i in np.flatnonzero(~same).tolist():
-            run_hash = listed[i]
-            entry = overlay.get(run_hash)
-            if entry is None and known[i]:
-                entry = IndexEntry(table.key(int(pos[i])), table.record(int(pos[i])))
-            if entry is not None:
-                kept_previous += 1
-            key = key_of(int(stats[0][i]), int(stats[1][i]), int(stats[2][i]), None, False)
-            if entry is not None and "+" in entry.key:  # several writers: their parts too
-                key = f"{key}+{parts_key(self.layout, run_hash)}"
-            if (
-                entry is None
-                or entry.key != key
-                or entry.record is None
-                or (entry.is_open and run_lock_holder(self.layout, run_hash) is None)
-            ):  # new, changed, damaged, or its writer died since it was read
-                old = entry
-                entry = self._read_sidecar(run_hash, key)
-                read += 1
-                if (record := entry.record) is not None:
-                    if record.is_rebuilt or record.has_end_time or stats[0][i] < settled_ns:
-                        needs_write = True
-                elif old is not None:
-                    entry.kept = old.stored_record  # the last good copy, for repairs
-            entries[run_hash] = entry
-            if entry.damaged is not None:
-                damaged.append(entry.damaged)
+        todo = np.flatnonzero(~same).tolist()
+        new = [listed[i] for i in todo if not known[i] and listed[i] not in overlay]
+        with prefetched(self.layout, new):  # (threads read them ahead from a cold disk)
+            for i in todo:
+                run_hash = listed[i]
+                entry = overlay.get(run_hash)
+                if entry is None and known[i]:
+                    entry = IndexEntry(table.key(int(pos[i])), table.record(int(pos[i])))
+                if entry is not None:
+                    kept_previous += 1
+                key = key_of(int(stats[0][i]), int(stats[1][i]), int(stats[2][i]), None, False)
+                if entry is not None and "+" in entry.key:  # several writers: their parts too
+                    key = f"{key}+{parts_key(self.layout, run_hash)}"
+                if (
+                    entry is None
+                    or entry.key != key
+                    or entry.record is None
+                    or (entry.is_open and run_lock_holder(self.layout, run_hash) is None)
+                ):  # new, changed, damaged, or its writer died since it was read
+                    old = entry
+                    entry = self._read_sidecar(run_hash, key)
+                    read += 1
+                    if (record := entry.record) is not None:
+                        if record.is_rebuilt or record.has_end_time or stats[0][i] < settled_ns:
+                            needs_write = True
+                    elif old is not None:
+                        entry.kept = old.stored_record  # the last good copy, for repairs
+                entries[run_hash] = entry
+                if entry.damaged is not None:
+                    damaged.append(entry.damaged)
         removed = kept_previous < previous
         if removed:
             needs_write = True
