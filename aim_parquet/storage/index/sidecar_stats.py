@@ -1,10 +1,15 @@
 """The per-run part of a full refresh of the run index (`storage.index.run_index`): one
 `stat` of every run's sidecar, and the runs whose stored row still matches its sidecar,
-compared column-wise."""
+compared column-wise. On a cold disk (the first stats wait for it) the stats, and the reads of
+the sidecars a refresh will read, are made by threads: the disk serves many at once."""
 
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from operator import attrgetter
 
 import numpy as np
@@ -19,7 +24,7 @@ from aim_parquet.storage.index.index_entries import DamagedRun, IndexEntry
 from aim_parquet.storage.index.index_table import IndexTable, Positions
 from aim_parquet.storage.index.sidecar_entries import missing_sidecar
 
-__all__ = ["stat_sidecars", "unchanged_rows"]
+__all__ = ["prefetched", "stat_sidecars", "unchanged_rows"]
 
 Stats = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.uint64]]
 
@@ -64,6 +69,89 @@ def unchanged_rows(
     return pos, known, same
 
 
+PROBE = 256  # stats timed before deciding whether the rest go to threads
+COLD_PROBE_S = 0.01  # ... which they do when these took longer (about 2 ms from the page cache)
+STAT_THREADS = 16
+STAT_CHUNK = 256
+
+
+def _stat_chunk(paths: list[str], dir_fd: int) -> list[os.stat_result | OSError]:
+    out: list[os.stat_result | OSError] = []
+    append, stat = out.append, os.stat
+    for path in paths:
+        try:
+            append(stat(path, dir_fd=dir_fd, follow_symlinks=False))
+        except OSError as exc:
+            append(exc)
+    return out
+
+
+def _stat_all(paths: list[str], dir_fd: int) -> list[os.stat_result | OSError]:
+    """`os.stat` of each of `paths` (relative to `dir_fd`, no link followed), or its error.
+    Where the first `PROBE` show that the inodes are not in memory (a repository not read since
+    the page cache dropped it: each stat waits for the disk), the rest are made by
+    `STAT_THREADS` threads at once, which the disk serves several times faster than one by one
+    (100,000 sidecars: 35 s one by one, 4-8 s so, on this machine's disk)."""
+    started = time.perf_counter()
+    out = _stat_chunk(paths[:PROBE], dir_fd)
+    rest = paths[PROBE:]
+    if not rest:
+        return out
+    if time.perf_counter() - started < COLD_PROBE_S:
+        out.extend(_stat_chunk(rest, dir_fd))
+        return out
+    chunks = [rest[i : i + STAT_CHUNK] for i in range(0, len(rest), STAT_CHUNK)]
+    with ThreadPoolExecutor(STAT_THREADS, thread_name_prefix="aim_parquet-stat") as pool:
+        for part in pool.map(_stat_chunk, chunks, [dir_fd] * len(chunks)):
+            out.extend(part)
+    return out
+
+
+def _read_chunk(paths: list[str]) -> None:
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    for path in paths:
+        try:
+            fd = os.open(path, flags)
+        except OSError:
+            continue
+        try:
+            os.read(fd, PREFETCH_BYTES)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+
+PREFETCH_BYTES = 1 << 16
+
+
+@contextmanager
+def prefetched(layout: RepoLayout, names: list[str]) -> Iterator[None]:
+    """While the body reads the sidecars of `names` one by one, threads read them ahead of it
+    into the page cache, when there are many and the first ones are not in memory (as
+    `_stat_all` decides): the body's reads then wait for the disk less. The bytes read ahead
+    are only a hint to the cache: the body reads (and checks) each file itself."""
+    if len(names) < 2 * PROBE:
+        yield
+        return
+    runs_dir = os.fspath(layout.runs_dir)
+    paths = [os.path.join(runs_dir, h, SIDECAR_FILENAME) for h in names]
+    started = time.perf_counter()
+    _read_chunk(paths[:PROBE])
+    if time.perf_counter() - started < COLD_PROBE_S:
+        yield
+        return
+    rest = paths[PROBE:]
+    chunks = [rest[i : i + STAT_CHUNK] for i in range(0, len(rest), STAT_CHUNK)]
+    pool = ThreadPoolExecutor(STAT_THREADS, thread_name_prefix="aim_parquet-prefetch")
+    try:
+        for chunk in chunks:
+            pool.submit(_read_chunk, chunk)
+        yield
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 def stat_sidecars(
     layout: RepoLayout,
     names: list[str],
@@ -86,22 +174,22 @@ def stat_sidecars(
         names = [names[i] for i in keep.tolist()]
     found: list[os.stat_result] = []
     failed: list[int] = []
-    stat = os.stat
     sidecar = "/" + SIDECAR_FILENAME
-    for i, run_hash in enumerate(names):
-        try:
-            found.append(stat(run_hash + sidecar, dir_fd=dir_fd, follow_symlinks=False))
-        except FileNotFoundError:
+    for i, st in enumerate(_stat_all([h + sidecar for h in names], dir_fd)):
+        if type(st) is os.stat_result:
+            found.append(st)
+            continue
+        run_hash = names[i]
+        if isinstance(st, FileNotFoundError):
             missing = missing_sidecar(layout, run_hash)
             if missing is not None:
                 damaged.append(missing)
-            failed.append(i)
-        except NotADirectoryError:  # a file named like a run (not a folder): not a run
-            failed.append(i)
-        except PermissionError as exc:  # a run folder others may not enter
+        elif isinstance(st, PermissionError):  # a run folder others may not enter
             path = os.path.join(os.fspath(layout.runs_dir), run_hash + sidecar)
-            damaged.append(DamagedRun(run_hash, path, str(exc), True))
-            failed.append(i)
+            damaged.append(DamagedRun(run_hash, path, str(st), True))
+        elif not isinstance(st, NotADirectoryError):  # (a file named like a run: not a run)
+            raise st
+        failed.append(i)
     if failed:
         keep = np.delete(keep, failed)
         names = [names[i] for i in sorted(set(range(len(names))) - set(failed))]
