@@ -15,12 +15,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from aim_parquet.errors import AimParquetError
+from aim_parquet.format.meta import SequenceInfo
 from aim_parquet.format.paths import RepoLayout, is_valid_run_hash
 from aim_parquet.storage.base.columns import any_numpy, empty_table, int64_array, positions_numpy
 from aim_parquet.storage.base.safe_fs import first_link, read_regular
 from aim_parquet.storage.index import param_columns as pc_
+from aim_parquet.storage.index.catalogue_columns import CatalogueColumns
 from aim_parquet.storage.index.index_file import FIXED, StatKey, decode_table, key_of
-from aim_parquet.storage.index.run_records import RunRecord
+from aim_parquet.storage.index.run_records import RunRecord, json_text
 
 __all__ = ["MAX_INDEX_BYTES", "IndexTable", "index_file_problem", "read_table_file"]
 
@@ -92,9 +94,19 @@ class IndexTable:
         if todo:
             taken = self.table.select(list(FIXED)).take(int64_array(todo))
             cols = {name: taken.column(name).to_pylist() for name in _RECORD_COLUMNS}
+            catalogue, plain = self.catalogue, self.catalogue.plain
             for i, row in enumerate(todo):
-                cache[row] = _make_record({name: col[i] for name, col in cols.items()})
+                cache[row] = _make_record(
+                    {name: col[i] for name, col in cols.items()},
+                    catalogue if plain[row] else None,
+                    row,
+                )
         return [cache[r] for r in rows]  # type: ignore[misc]
+
+    @cached_property
+    def catalogue(self) -> CatalogueColumns:
+        """The catalogue columns (`storage.index.catalogue_columns`)."""
+        return CatalogueColumns(self.table)
 
     # -- columns for the query layer -------------------------------------------------------
     def column(self, name: str) -> pa.ChunkedArray:
@@ -128,7 +140,7 @@ _RECORD_COLUMNS = (
 )
 
 
-def _make_record(row: dict[str, Any]) -> RunRecord:
+def _make_record(row: dict[str, Any], catalogue: CatalogueColumns | None, at: int) -> RunRecord:
     data: dict[str, Any] = {}
     for name in ("experiment", "name", "description", "tags"):
         if row[name] is not None:
@@ -153,6 +165,8 @@ def _make_record(row: dict[str, Any]) -> RunRecord:
         len(raw),
         row["rebuilt"],
         row["creation_time"],
+        catalogue,
+        at,
     )
 
 
@@ -171,6 +185,10 @@ def _valid(table: pa.Table, name: str) -> np.ndarray:
     if column.null_count == 0:
         return np.ones(len(column), dtype=bool)
     return np.asarray(any_numpy(column.is_valid()), dtype=bool)
+
+
+def _texts(infos: Sequence[SequenceInfo]) -> list[str]:
+    return [json_text(info.to_json()) for info in infos]
 
 
 def read_table_file(layout: RepoLayout) -> IndexTable:
@@ -203,6 +221,9 @@ def index_file_problem(layout: RepoLayout) -> str | None:
             if not is_valid_run_hash(record.hash):  # (readers just ignore such an entry)
                 raise ValueError(f"invalid run hash {record.hash!r:.40}")
             record.meta  # noqa: B018 (decodes the fields, params and the whole catalogue)
+            from_json = record.without_columns()
+            if from_json is not record and _texts(from_json.sequences) != _texts(record.sequences):
+                raise ValueError(f"catalogue columns of run {record.hash} disagree with its JSON")
         params = [r.raw_params() for r in records]
         for name in table.table.schema.names[len(FIXED) :: 2]:
             path = pc_.parse_column_name(name)
