@@ -92,7 +92,7 @@ class IndexTable:
         cache = self._records
         todo = [r for r in rows if cache[r] is None]
         if todo:
-            taken = self.table.select(list(FIXED)).take(int64_array(todo))
+            taken = self.table.select(list(_RECORD_COLUMNS)).take(int64_array(todo))
             cols = {name: taken.column(name).to_pylist() for name in _RECORD_COLUMNS}
             catalogue, plain = self.catalogue, self.catalogue.plain
             for i, row in enumerate(todo):

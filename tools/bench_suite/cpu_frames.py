@@ -1,0 +1,33 @@
+"""Wall and CPU seconds of the run-level frame, the metric frame and `sparse_numpy()` iteration
+in a fresh process (`python cpu_frames.py REPO WORKLOAD`, WORKLOAD one of runs, df, sparse): the
+CPU time is the process's own (`time.process_time`), which another process on a shared machine
+disturbs less than the wall time. Prints one JSON line."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import pandas  # noqa: F401  (a user who asks for a frame has it loaded already)
+
+import aim_parquet as aim
+
+
+def main() -> None:
+    root, workload = sys.argv[1], sys.argv[2]
+    wall, cpu = time.perf_counter(), time.process_time()
+    repo = aim.Repo(root)
+    if workload == "runs":
+        repo.query_runs("").dataframe(metrics=["loss"])
+    elif workload == "df":
+        repo.query_metrics("metric.name == 'loss'").dataframe()
+    else:
+        for metric in repo.query_metrics("metric.name == 'loss'"):
+            metric.values.sparse_numpy()
+    out = {"wall_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu}
+    print(json.dumps({k: round(v, 3) for k, v in out.items()}))
+
+
+if __name__ == "__main__":
+    main()
