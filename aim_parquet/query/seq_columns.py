@@ -6,7 +6,9 @@ sequence's key fields (`query.views.KEY_FIELDS`: name, context, kind, version).
 The interpreter itself gives each verdict: the sequence part is evaluated once per distinct
 (name, kind, context text) of the columns, on a `RecordingSequenceView`, exactly as the planner's
 memo does it (`QueryPlan.matching_sequences`), and the verdict is used only when that
-evaluation read key fields alone (and did not raise a QueryError: the per-run path then raises
+evaluation read key fields alone; when it also read summary fields, the sequence part is
+evaluated on each entry of that key, its SequenceInfo made from the columns, and the verdict is
+used when that evaluation read key and summary fields alone (and did not raise a QueryError: the per-run path then raises
 it where it always did). A run is decided only when its row is plain (its lists are its
 catalogue), it is closed or its catalogue was rebuilt (no live writer can be ahead of it) and
 every entry of it got a verdict; every other run goes through `QueryPlan.matching_sequences`.
@@ -23,9 +25,23 @@ from aim_parquet.errors import QueryError
 from aim_parquet.format.meta import SequenceInfo
 from aim_parquet.query.planner import QueryPlan
 from aim_parquet.query.views import KEY_FIELDS, RecordingSequenceView
+from aim_parquet.storage.index.catalogue_columns import CatalogueColumns
 from aim_parquet.storage.index.index_entries import IndexSnapshot
 
 __all__ = ["SequenceVerdicts", "any_matched", "sequence_verdicts"]
+
+_SUMMARY_FIELDS = KEY_FIELDS | {"count", "first_step", "last_step", "first", "last", "min", "max"}
+_UNKNOWN: Any = object()  # a key whose verdict depends on more than the entry (`metric.run`)
+
+
+def _info(columns: CatalogueColumns, i: int) -> SequenceInfo:
+    """The SequenceInfo of flat entry `i` of the columns."""
+    ids, names, kinds, contexts = columns.key_lists
+    count, first_step, last_step, first, last, lo, hi = (s[i] for s in columns.stat_lists)
+    context = columns.context(contexts[i])
+    return SequenceInfo(
+        ids[i], names[i], context, kinds[i], count, first_step, last_step, first, last, lo, hi
+    )
 
 
 class SequenceVerdicts(NamedTuple):
@@ -52,7 +68,7 @@ def sequence_verdicts(plan: QueryPlan, snapshot: IndexSnapshot) -> SequenceVerdi
         return None
     columns = table.catalogue
     ids, names, kinds, contexts = columns.key_lists
-    verdicts: dict[tuple[str, str, str], bool | None] = {}
+    verdicts: dict[tuple[str, str, str], Any] = {}
     matched = np.zeros(len(names), dtype=bool)
     known = np.ones(len(names), dtype=bool)
     kinds_wanted = plan.kinds
@@ -71,9 +87,19 @@ def sequence_verdicts(plan: QueryPlan, snapshot: IndexSnapshot) -> SequenceVerdi
                 except QueryError:
                     return None  # (the per-run path raises it, at the run it always did)
                 if not seen.read <= KEY_FIELDS:
-                    verdict = None
+                    verdict = None if seen.read <= _SUMMARY_FIELDS else _UNKNOWN
             verdicts[key] = verdict
-        if verdict is None:
+        if verdict is None:  # it reads the summary: evaluated on this entry's (no JSON)
+            seen = RecordingSequenceView(_info(columns, i), None)
+            try:
+                found = seq_filter.matches({var: seen})  # type: ignore[union-attr]
+            except QueryError:
+                return None
+            if seen.read <= _SUMMARY_FIELDS:
+                matched[i] = found
+            else:  # (its own values led it to `metric.run`: the run decides)
+                known[i] = False
+        elif verdict is _UNKNOWN:
             known[i] = False
         else:
             matched[i] = verdict

@@ -108,6 +108,8 @@ SEQ_LEAVES = [
     "metric.name.startswith('l')", "str(metric.context) == \"{'b': 1, 'a': 2}\"",
     "metric.last < 0.5", "metric.count > 2", "metric.max == float('inf')",
     "metric.context.nested.a == 1", "metric.run.hparams.lr == 0.1", "metric.nothing == 1",
+    "metric.last < 0.5 or metric.run.hparams.lr == 0.1", "metric.first_step == 0",
+    "metric.min != metric.min", "metric.last_step >= 2 and metric.name == 'lr'",
     "run.hparams.lr == 0.1", "run.experiment == 'e1'", "run.archived",
 ]  # fmt: skip
 QUERIES = st.recursive(
@@ -202,9 +204,11 @@ def test_the_columns_decide_plain_runs(repo: Path) -> None:
     decided = sequence_verdicts(plan_query("metric.name == 'loss'", "metric"), snapshot)
     assert decided is not None and decided.decided.any()
     by_summary = sequence_verdicts(plan_query("metric.last < 0.5", "metric"), snapshot)
-    if by_summary is not None:  # (only the runs without a sequence: a summary is not a key)
-        lengths = np.diff(np.asarray(by_summary.starts))
-        rows = snapshot.rows[by_summary.decided[: len(snapshot.rows)]]
+    assert by_summary is not None and by_summary.decided.any()
+    by_run = sequence_verdicts(plan_query("metric.run.hparams.lr == 0.1", "metric"), snapshot)
+    if by_run is not None:  # (only the runs without a sequence: the run decides the others)
+        lengths = np.diff(np.asarray(by_run.starts))
+        rows = snapshot.rows[by_run.decided[: len(snapshot.rows)]]
         assert (lengths[rows] == 0).all()
 
 
