@@ -93,14 +93,11 @@ class IndexTable:
         todo = [r for r in rows if cache[r] is None]
         if todo:
             taken = self.table.select(list(_RECORD_COLUMNS)).take(int64_array(todo))
-            cols = {name: taken.column(name).to_pylist() for name in _RECORD_COLUMNS}
-            catalogue, plain = self.catalogue, self.catalogue.plain
-            for i, row in enumerate(todo):
-                cache[row] = _make_record(
-                    {name: col[i] for name, col in cols.items()},
-                    catalogue if plain[row] else None,
-                    row,
-                )
+            cols = [taken.column(name).to_pylist() for name in _RECORD_COLUMNS]
+            catalogue = self.catalogue
+            plain = catalogue.plain[todo].tolist()
+            for row, values, is_plain in zip(todo, zip(*cols, strict=True), plain, strict=True):
+                cache[row] = _make_record(values, catalogue if is_plain else None, row)
         return [cache[r] for r in rows]  # type: ignore[misc]
 
     @cached_property
@@ -140,33 +137,31 @@ _RECORD_COLUMNS = (
 )
 
 
-def _make_record(row: dict[str, Any], catalogue: CatalogueColumns | None, at: int) -> RunRecord:
+def _make_record(values: tuple[Any, ...], catalogue: CatalogueColumns | None, at: int) -> RunRecord:
+    """The record of one row's `_RECORD_COLUMNS` values (`catalogue`: the index's catalogue
+    columns when the row is plain, `at` the row)."""
+    (run_hash, created, updated, end, experiment, name, description, archived, tags, fields,
+     params, catalogue_keys, catalogue_stats, rebuilt) = values  # fmt: skip
     data: dict[str, Any] = {}
-    for name in ("experiment", "name", "description", "tags"):
-        if row[name] is not None:
-            data[name] = row[name]
-    if row["archived"]:
+    if experiment is not None:
+        data["experiment"] = experiment
+    if name is not None:
+        data["name"] = name
+    if description is not None:
+        data["description"] = description
+    if tags is not None:
+        data["tags"] = tags
+    if archived:
         data["archived"] = True
-    if row["fields"] is not None:
-        data.update(json.loads(row["fields"]))  # (checked when the file was decoded)
-    data["creation_time"] = row["creation_time"]
-    data["updated_at"] = row["updated_at"]
-    data["end_time"] = row["end_time"]
-    keys = row["catalogue_keys"].encode("ascii", "surrogatepass")
-    stats = row["catalogue_stats"].encode("ascii", "surrogatepass")
-    raw = keys + b"\n" + stats
+    if fields is not None:
+        data.update(json.loads(fields))  # (checked when the file was decoded)
+    data["creation_time"] = created
+    data["updated_at"] = updated
+    data["end_time"] = end
+    keys = catalogue_keys.encode("ascii", "surrogatepass")
+    raw = keys + b"\n" + catalogue_stats.encode("ascii", "surrogatepass")
     return RunRecord.from_index(
-        row["hash"],
-        data,
-        row["params"],
-        raw,
-        0,
-        len(keys),
-        len(raw),
-        row["rebuilt"],
-        row["creation_time"],
-        catalogue,
-        at,
+        run_hash, data, params, raw, 0, len(keys), len(raw), rebuilt, created, catalogue, at
     )
 
 
