@@ -115,7 +115,9 @@ def catalogue_cells(record: RunRecord) -> Cells | None:
 def catalogue_arrays(rows: list[Cells | None]) -> list[pa.Array]:
     """The `SEQ_FIELDS` arrays of the rows' cells (None: a run that is not plain)."""
     lengths = [0 if cells is None else len(cells[0]) for cells in rows]
-    offsets = pa.array(np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)]), pa.int32())
+    bounds = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)]).astype(np.int32)
+    offsets = pa.Array.from_buffers(pa.int32(), len(bounds), [None, pa.py_buffer(bounds)])
+    # (not `pa.array`: it imports pandas, half a second)
     out: list[pa.Array] = []
     for i, name in enumerate(LIST_COLUMNS):
         flat = [v for cells in rows if cells is not None for v in cells[i]]
