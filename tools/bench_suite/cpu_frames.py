@@ -2,11 +2,15 @@
 in a fresh process (`python cpu_frames.py REPO WORKLOAD`, WORKLOAD one of runs, df, sparse, and the parts
 of them the run index decides: summaries, match, match_last): the
 CPU time is the process's own (`time.process_time`), which another process on a shared machine
-disturbs less than the wall time. Prints one JSON line."""
+disturbs less than the wall time. Prints one JSON line; with `--calls`, the number of Python
+function calls instead (cProfile: the same on any machine)."""
 
 from __future__ import annotations
 
+import cProfile
+import io
 import json
+import pstats
 import sys
 import time
 from pathlib import Path
@@ -22,7 +26,18 @@ from aim_parquet.storage.index.run_index import RunIndex
 
 def main() -> None:
     root, workload = sys.argv[1], sys.argv[2]
+    if sys.argv[3:] == ["--calls"]:  # the Python calls it makes instead (cProfile)
+        profile = cProfile.Profile()
+        profile.runcall(run, root, workload)
+        print(json.dumps({"calls": pstats.Stats(profile, stream=io.StringIO()).total_calls}))  # type: ignore[attr-defined]
+        return
     wall, cpu = time.perf_counter(), time.process_time()
+    run(root, workload)
+    out = {"wall_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu}
+    print(json.dumps({k: round(v, 3) for k, v in out.items()}))
+
+
+def run(root: str, workload: str) -> None:
     repo = aim.Repo(root)
     if workload == "runs":
         repo.query_runs("").dataframe(metrics=["loss"])
@@ -42,8 +57,6 @@ def main() -> None:
     else:
         for metric in repo.query_metrics("metric.name == 'loss'"):
             metric.values.sparse_numpy()
-    out = {"wall_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu}
-    print(json.dumps({k: round(v, 3) for k, v in out.items()}))
 
 
 if __name__ == "__main__":
