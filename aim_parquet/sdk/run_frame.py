@@ -9,8 +9,10 @@ reference of `tests/integration/test_run_frame.py`): one row per matching run in
 metric's `<name>[<context JSON>].<stat>` summary columns (`last`, `last_step`, `min`, `max`;
 NaN for a stat not stored), columns in the order the rows first name them (a summary column
 named like a param takes the param's place and value, as a dict update does). A closed run's
-summaries come from its record's catalogue (no file is opened), a live run's from its own
-catalogue (sidecar and segments, which a live writer may have moved ahead of the index).
+summaries come from the run index's catalogue columns when its row is plain
+(`storage.index.catalogue_columns`: no JSON parsed), else from its record's catalogue (no file
+is opened either way), a live run's from its own catalogue (sidecar and segments, which a live
+writer may have moved ahead of the index).
 """
 
 from __future__ import annotations
