@@ -7,9 +7,10 @@ interpreter then looks only at the runs that may match) and, for a sequence quer
 part on the catalogue of each surviving run (first over the run index's catalogue columns,
 `query.seq_columns`, which decide the closed runs whose catalogue they hold: a run without a
 matching sequence is then never looked at, and the others' matching entries are known). For a
-closed run no sequence file is opened here (its catalogue is complete); for a run without `end_time` (a live writer may be ahead of its
-sidecar) the sequence folders are listed, and the points of a sequence folder the catalogue
-does not list yet are read to summarise it (`uncatalogued_sequences`). The caller reads the
+closed run no sequence file is opened here (its catalogue is complete); for a run without
+`end_time` (a live writer may be ahead of its sidecar) the sequence folders are listed, and the
+points of a sequence folder the catalogue does not list yet are read to summarise it
+(`uncatalogued_sequences`). The caller reads the
 columns of the returned sequences when (and if) they are asked for.
 
 Damaged runs (a sidecar that is not valid JSON, a newer format, ...) are skipped with a
