@@ -10,8 +10,8 @@ matching sequence is then never looked at, and the others' matching entries are 
 closed run no sequence file is opened here (its catalogue is complete); for a run without
 `end_time` (a live writer may be ahead of its sidecar) the sequence folders are listed, and the
 points of a sequence folder the catalogue does not list yet are read to summarise it
-(`uncatalogued_sequences`). The caller reads the
-columns of the returned sequences when (and if) they are asked for.
+(`uncatalogued_sequences`). The caller reads the columns of the returned sequences when (and
+if) they are asked for.
 
 Damaged runs (a sidecar that is not valid JSON, a newer format, ...) are skipped with a
 `RuntimeWarning` naming the file, so one bad run never breaks a repo-wide query.
