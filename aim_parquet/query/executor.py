@@ -171,7 +171,10 @@ def execute_plan(
             continue
         decided = None
         if seq is not None and seq.decided[newest[i]]:
-            decided = seq.positions(int(snapshot.rows[newest[i]]))
+            row = int(snapshot.rows[newest[i]])
+            found = record.catalogue_columns()  # (not a record read again from its sidecar)
+            if found is not None and found[1] == row:
+                decided = seq.positions(row)
         try:
             match = _match(
                 layout, plan, record, memo, summaries, sure is not None and sure[i], decided

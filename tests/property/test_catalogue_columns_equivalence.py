@@ -264,3 +264,44 @@ def test_columns_that_disagree_with_the_json_are_reported(repo: Path, tmp_path: 
     layout.index_file.write_bytes(sink.getvalue().to_pybytes())
     problem = index_file_problem(layout)
     assert problem is not None and "disagree" in problem
+
+
+def test_a_damaged_index_entry_of_a_plain_run(repo: Path, tmp_path: Path) -> None:
+    """A plain run whose params in the index file do not parse is read again from its sidecar
+    (`IndexSnapshot.records_at`): the columns' verdicts are not used for that record, and the
+    answer is the interpreter's."""
+    root = _copy(repo, tmp_path / "d")
+    layout = RepoLayout(root)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        RunIndex(layout).refresh()
+    table = pa.ipc.open_file(pa.BufferReader(layout.index_file.read_bytes())).read_all()
+    plain = table.column("seq_plain").to_pylist()
+    names = table.column("seq_name").to_pylist()
+    archived = table.column("archived").to_pylist()
+    row = next(i for i, p in enumerate(plain) if p and "loss" in names[i] and not archived[i])
+    texts = table.column("params").to_pylist()
+    texts[row] = "{not json"  # (its param columns left as they were)
+    at = table.schema.get_field_index("params")
+    table = table.set_column(at, "params", pa.array(texts, pa.string()))
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    damaged = sink.getvalue().to_pybytes()
+    for text in ["metric.name == 'loss'", "metric.last < 0.5", "metric.name == 'nothing'"]:
+        plan = plan_query(text, "metric")
+        layout.index_file.write_bytes(damaged)  # (damaged again: a query that met it repairs it)
+        index = RunIndex(layout)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            snapshot = index.refresh()
+            assert snapshot.table.catalogue.plain[row]  # the row is read from the damaged file
+            position = int(np.flatnonzero(snapshot.rows == row)[0])
+            assert snapshot.records_at([position])[0].catalogue_columns() is None  # reread
+            got = [
+                (m.record.hash, [_entry(e) for e in m.entries], [_summary(i) for i in m.sequences])
+                for m in iter_matches(layout, index, plan)
+            ]
+        layout.index_file.write_bytes(damaged)
+        expected = list(_interpreted(layout, RunIndex(layout), text))
+        assert got == expected, text
