@@ -40,8 +40,9 @@ def _info(columns: CatalogueColumns, i: int) -> SequenceInfo:
     count, first_step, last_step, first, last, lo, hi = (s[i] for s in columns.stat_lists)
     context = columns.context(contexts[i])
     return SequenceInfo(
-        ids[i], names[i], context, kinds[i], count, first_step, last_step, first, last, lo, hi
-    )
+        seq_id=ids[i], name=names[i], context=context, kind=kinds[i], count=count,
+        first_step=first_step, last_step=last_step, first=first, last=last, min=lo, max=hi,
+    )  # fmt: skip
 
 
 class SequenceVerdicts(NamedTuple):
@@ -80,7 +81,8 @@ def sequence_verdicts(plan: QueryPlan, snapshot: IndexSnapshot) -> SequenceVerdi
             elif seq_filter is None:
                 verdict = True
             else:
-                info = SequenceInfo(ids[i], key[0], columns.context(key[2]), key[1])
+                context = columns.context(key[2])
+                info = SequenceInfo(seq_id=ids[i], name=key[0], context=context, kind=key[1])
                 seen = RecordingSequenceView(info, None)
                 try:
                     verdict = seq_filter.matches({var: seen})

@@ -206,5 +206,6 @@ class CatalogueColumns:
         i = self.starts[row] + position
         count, first_step, last_step, first, last, lo, hi = (s[i] for s in self.stat_lists)
         return SequenceInfo(
-            key[0], key[1], key[3], key[2], count, first_step, last_step, first, last, lo, hi
-        )
+            seq_id=key[0], name=key[1], context=key[3], kind=key[2], count=count,
+            first_step=first_step, last_step=last_step, first=first, last=last, min=lo, max=hi,
+        )  # fmt: skip
