@@ -4,11 +4,14 @@
 orders the runs newest first, skips up to and including `offset`, evaluates the run part of the
 plan on each run's metadata (first column-wise over every run, `query.prefilter`: the
 interpreter then looks only at the runs that may match) and, for a sequence query, the sequence
-part on the catalogue of each surviving run. For a closed run no sequence file is opened here
-(its catalogue is complete); for a run without `end_time` (a live writer may be ahead of its
-sidecar) the sequence folders are listed, and the points of a sequence folder the catalogue
-does not list yet are read to summarise it (`uncatalogued_sequences`). The caller reads the
-columns of the returned sequences when (and if) they are asked for.
+part on the catalogue of each surviving run (first over the run index's catalogue columns,
+`query.seq_columns`, which decide the closed runs whose catalogue they hold: a run without a
+matching sequence is then never looked at, and the others' matching entries are known). For a
+closed run no sequence file is opened here (its catalogue is complete); for a run without
+`end_time` (a live writer may be ahead of its sidecar) the sequence folders are listed, and the
+points of a sequence folder the catalogue does not list yet are read to summarise it
+(`uncatalogued_sequences`). The caller reads the columns of the returned sequences when (and
+if) they are asked for.
 
 Damaged runs (a sidecar that is not valid JSON, a newer format, ...) are skipped with a
 `RuntimeWarning` naming the file, so one bad run never breaks a repo-wide query.
@@ -28,6 +31,7 @@ from aim_parquet.format.meta import RunMeta, SequenceInfo
 from aim_parquet.format.paths import RepoLayout
 from aim_parquet.query.planner import QueryPlan
 from aim_parquet.query.prefilter import run_verdicts
+from aim_parquet.query.seq_columns import any_matched, sequence_verdicts
 from aim_parquet.query.views import RunView
 from aim_parquet.storage.index.run_index import (
     CatalogueEntry,
@@ -147,6 +151,14 @@ def execute_plan(
     ordered = snapshot.newest_first
     total = len(ordered) - start
     mask, sure = run_verdicts(plan.run_filter, snapshot)
+    seq = sequence_verdicts(plan, snapshot)
+    newest = ordered.positions
+    if seq is not None:  # runs the columns find no matching sequence in, where the run part
+        ruled_out = ~any_matched(seq, snapshot)[newest]  # needs no interpreter either
+        if plan.run_filter is not None:
+            ruled_out &= sure if sure is not None else False
+        if ruled_out.any():
+            mask = ~ruled_out if mask is None else mask & ~ruled_out
     positions: Iterable[int] = range(start, len(ordered))
     if mask is not None and not with_misses:
         positions = (start + np.flatnonzero(mask[start:])).tolist()
@@ -157,8 +169,16 @@ def execute_plan(
             if with_misses:
                 yield MatchStep(None, position, total)
             continue
+        decided = None
+        if seq is not None and seq.decided[newest[i]]:
+            row = int(snapshot.rows[newest[i]])
+            found = record.catalogue_columns()  # (not a record read again from its sidecar)
+            if found is not None and found[1] == row:
+                decided = seq.positions(row)
         try:
-            match = _match(layout, plan, record, memo, summaries, sure is not None and sure[i])
+            match = _match(
+                layout, plan, record, memo, summaries, sure is not None and sure[i], decided
+            )
         except (CorruptFileError, FormatVersionError, PermissionError) as exc:
             match = None
             fresh = index.reread(record.hash)  # a damaged index entry: the sidecar decides
@@ -206,19 +226,27 @@ def _match(
     memo: dict[Any, bool] | None = None,
     summaries: bool = True,
     is_sure: Any = False,
+    decided: list[int] | None = None,
 ) -> RunMatch | None:
     """The match of one run, or None (`is_sure`: the columns found that its run part holds,
-    `query.prefilter`, so the interpreter need not say it again)."""
-    view = RunView(record, layout)
-    if not is_sure and not plan.matches_run(view):
+    `query.prefilter`, so the interpreter need not say it again; `decided`: the catalogue
+    positions of its matching sequences, found from the columns, `query.seq_columns`)."""
+    view = None if is_sure else RunView(record, layout)
+    if view is not None and not plan.matches_run(view):
         return None
     if plan.seq_var is None:
         return RunMatch(record)
-    entries: list[CatalogueEntry | SequenceInfo] = [*record.catalogue()]
-    if record.end_time is None and not record.is_rebuilt:  # a live writer may be ahead of it
-        known = {e.seq_id for e in entries}
-        entries.extend(uncatalogued_sequences(layout, record.hash, known))
-    matched = plan.matching_sequences(view, entries, memo)
+    matched: list[CatalogueEntry | SequenceInfo]
+    if decided is not None:
+        keys = record.sequence_keys()
+        matched = [CatalogueEntry(record, p, keys[p]) for p in decided]
+    else:
+        entries: list[CatalogueEntry | SequenceInfo] = [*record.catalogue()]
+        if record.end_time is None and not record.is_rebuilt:  # a live writer may be ahead
+            known = {e.seq_id for e in entries}
+            entries.extend(uncatalogued_sequences(layout, record.hash, known))
+        view = view or RunView(record, layout)
+        matched = plan.matching_sequences(view, entries, memo)
     if not matched:
         return None
     match = RunMatch(record, tuple(matched))

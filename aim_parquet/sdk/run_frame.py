@@ -9,8 +9,10 @@ reference of `tests/integration/test_run_frame.py`): one row per matching run in
 metric's `<name>[<context JSON>].<stat>` summary columns (`last`, `last_step`, `min`, `max`;
 NaN for a stat not stored), columns in the order the rows first name them (a summary column
 named like a param takes the param's place and value, as a dict update does). A closed run's
-summaries come from its record's catalogue (no file is opened), a live run's from its own
-catalogue (sidecar and segments, which a live writer may have moved ahead of the index).
+summaries come from the run index's catalogue columns when its row is plain
+(`storage.index.catalogue_columns`: no JSON parsed), else from its record's catalogue (no file
+is opened either way), a live run's from its own catalogue (sidecar and segments, which a live
+writer may have moved ahead of the index).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from aim_parquet.sdk.frame_tables import table_to_polars
 from aim_parquet.sdk.frames import SUMMARY_STATS
 from aim_parquet.sdk.query_frames import _RecordRun
 from aim_parquet.sdk.run_rows import RunRows, row_columns
+from aim_parquet.storage.index.catalogue_columns import CatalogueColumns
 from aim_parquet.storage.index.run_records import RunRecord
 from aim_parquet.storage.online.catalogue_scan import ScanCache, read_catalogue
 from aim_parquet.storage.online.run_reader import load_run_meta
@@ -66,10 +69,15 @@ class _Summaries:
         self._layout = layout
         self.names = names
         self._labels: dict[Any, str] = {}
+        self._column_labels: dict[tuple[str, str], tuple[str, ...]] = {}
+        self._stats: tuple[CatalogueColumns, tuple[list[Any], ...]] | None = None
 
     def of(self, record: RunRecord) -> dict[str, Any]:
         out: dict[str, Any] = {}
         names = self.names
+        found = record.catalogue_columns()
+        if found is not None and (record.has_end_time or record.is_rebuilt):
+            return self._of_columns(*found)
         if record.has_end_time or record.is_rebuilt:
             infos: Iterable[Any] = (
                 record.sequence_info(i)
@@ -87,6 +95,36 @@ class _Summaries:
                 value = getattr(info, stat)
                 out[f"{label}.{stat}"] = _NAN if value is None else value
         return out
+
+    def _of_columns(self, columns: CatalogueColumns, row: int) -> dict[str, Any]:
+        """`of` a closed run whose catalogue the index holds as columns (no JSON parsed)."""
+        out: dict[str, Any] = {}
+        _, names, kinds, contexts = columns.key_lists
+        starts = columns.starts
+        wanted = self.names
+        for i in range(starts[row], starts[row + 1]):
+            name = names[i]
+            if name not in wanted or kinds[i] not in METRIC_KINDS:
+                continue
+            labels = self._column_labels.get((name, contexts[i]))
+            if labels is None:
+                labels = self._column_labels[(name, contexts[i])] = self._stat_labels(
+                    name, columns.context(contexts[i])
+                )
+            for label, values in zip(labels, self._stat_lists(columns), strict=True):
+                value = values[i]
+                out[label] = _NAN if value is None else value
+        return out
+
+    def _stat_labels(self, name: str, context: dict[str, Any]) -> tuple[str, ...]:
+        label = name if not context else f"{name}{canonical_context(context)}"
+        label = utf8_safe(label)
+        return tuple(f"{label}.{stat}" for stat in SUMMARY_STATS)
+
+    def _stat_lists(self, columns: CatalogueColumns) -> tuple[list[Any], ...]:
+        if self._stats is None or self._stats[0] is not columns:
+            self._stats = (columns, tuple(columns.stat(stat) for stat in SUMMARY_STATS))
+        return self._stats[1]
 
     def is_wanted(self, key: list[Any]) -> bool:
         """Whether a catalogue key row (`[seq_id, name, kind, context, ...]`) is a wanted metric."""

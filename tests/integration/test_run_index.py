@@ -84,7 +84,7 @@ def test_index_file_holds_exactly_the_sidecars(repo_root: Path) -> None:
         every_run(repo)
     table = pa.ipc.open_file(pa.BufferReader(index_path(repo_root).read_bytes())).read_all()
     assert table.schema.names[0] == "hash" and table.num_rows == len(hashes)
-    assert table.schema.metadata[b"format_version"] == b"5"
+    assert table.schema.metadata[b"format_version"] == b"6"
 
 
 def test_sequence_query_decodes_stats_of_matching_sequences_only(repo_root: Path) -> None:

@@ -176,7 +176,7 @@ import aim_parquet as aim
 from aim_parquet.storage.index import index_table
 made = []
 real = index_table._make_record
-index_table._make_record = lambda row: (made.append(row["hash"]), real(row))[1]
+index_table._make_record = lambda row, *a: (made.append(row[0]), real(row, *a))[1]
 names = sorted(c.run.name for c in aim.Repo(sys.argv[1]).query_runs(sys.argv[2]).iter_runs())
 print(len(made), "pandas" in sys.modules, *names, sep="|")
 """

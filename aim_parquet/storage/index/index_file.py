@@ -2,7 +2,7 @@
 in one piece (`index_table.read_table_file`) and decoded column-wise, so that a fresh process
 makes no Python object per run.
 
-Schema metadata: `format` "aim_parquet.run_index", `format_version` "5". Columns:
+Schema metadata: `format` "aim_parquet.run_index", `format_version` "6". Columns:
 
 - `hash` (string); `mtime_ns`, `size` (int64), `ino` (uint64): the stat of `runs/<hash>/run.json`
   when it was read; `parts` (string, null but for a run with several writers: `+` and the key
@@ -20,6 +20,10 @@ Schema metadata: `format` "aim_parquet.run_index", `format_version` "5". Columns
   stats row in the text), both ASCII JSON text, parsed per run only when a query needs them;
 - `rebuilt` (bool: the catalogue was scanned from the segments of a run whose writer died, not
   the sidecar's, which lags them);
+- the catalogue as columns (`storage.index.catalogue_columns`): lists `seq_id`, `seq_name`,
+  `seq_kind`, `seq_context` (ASCII JSON text), `seq_count`, `seq_first_step`, `seq_last_step`
+  (int64), `seq_first`, `seq_last`, `seq_min`, `seq_max` (float64), one entry per catalogue
+  entry, and `seq_plain` (bool: the lists hold the catalogue exactly; else they are empty);
 - then typed columns of the params (`storage.index.param_columns`), `param <path>` and
   `status <path>` for each path that leads to a plain value in some run.
 
@@ -45,10 +49,17 @@ from aim_parquet.storage.base.columns import (
     nullable_strings,
 )
 from aim_parquet.storage.index import param_columns as pc_
+from aim_parquet.storage.index.catalogue_columns import (
+    SEQ_FIELDS,
+    Cells,
+    catalogue_arrays,
+    catalogue_cells,
+    check_columns,
+)
 from aim_parquet.storage.index.run_records import RunRecord, json_text
 
 INDEX_FORMAT = "aim_parquet.run_index"
-INDEX_FORMAT_VERSION = 5
+INDEX_FORMAT_VERSION = 6
 StatKey = str  # "<st_mtime_ns>-<st_size>-<st_ino>" of a sidecar, in hex (+ writers' parts)
 KEPT_KEY_PREFIX = "kept:"  # the stat key of a damaged run's last good copy in the file
 
@@ -95,9 +106,11 @@ SCHEMA = pa.schema(
         ("catalogue_keys", pa.string()),
         ("catalogue_stats", pa.string()),
         ("rebuilt", pa.bool_()),
+        *SEQ_FIELDS,
     ]
 )
 FIXED = tuple(SCHEMA.names)
+_SEQ_AT = FIXED.index(SEQ_FIELDS[0][0])  # where the catalogue columns start
 NOT_NULL: tuple[str, ...] = ("hash", "mtime_ns", "size", "ino", "kept", "creation_time")
 NOT_NULL += ("updated_at", "archived", "params", "catalogue_keys", "catalogue_stats", "rebuilt")
 _NOT_IN_FIELDS = frozenset(
@@ -144,8 +157,9 @@ def _columns_of(record: RunRecord) -> dict[str, Any]:
 
 def _new_rows(rows: Sequence[tuple[StatKey, RunRecord]]) -> tuple[pa.Table, list[Any]]:
     """The fixed columns of `rows` and their stored params (None where they do not decode)."""
-    columns: dict[str, list[Any]] = {name: [] for name in FIXED}
+    columns: dict[str, list[Any]] = {name: [] for name in FIXED[:_SEQ_AT]}
     params: list[Any] = []
+    catalogues: list[Cells | None] = []
     for key, record in rows:
         mtime, size, ino, parts, kept = split_key(key)
         keys, stats = record.stored_catalogue()
@@ -162,10 +176,12 @@ def _new_rows(rows: Sequence[tuple[StatKey, RunRecord]]) -> tuple[pa.Table, list
             catalogue_stats=stats.decode("ascii"),
             rebuilt=record.is_rebuilt,
         )
-        for name in FIXED:
-            columns[name].append(row[name])
+        for name, cells in columns.items():
+            cells.append(row[name])
         params.append(record.stored_params())
-    arrays = [_array(columns[f.name], f.type) for f in SCHEMA]
+        catalogues.append(catalogue_cells(record))
+    arrays = [_array(columns[f.name], f.type) for f in list(SCHEMA)[:_SEQ_AT]]
+    arrays += catalogue_arrays(catalogues)
     return pa.Table.from_arrays(arrays, schema=SCHEMA), params
 
 
@@ -251,6 +267,7 @@ def decode_table(buf: bytes | pa.Buffer) -> pa.Table:
     for name in NOT_NULL:
         if table.column(name).null_count:
             raise ValueError(f"column {name} has nulls")
+    check_columns(table)
     rest = names[len(FIXED) :]
     if len(rest) % 2:
         raise ValueError("unpaired param columns")

@@ -15,12 +15,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from aim_parquet.errors import AimParquetError
+from aim_parquet.format.meta import SequenceInfo
 from aim_parquet.format.paths import RepoLayout, is_valid_run_hash
 from aim_parquet.storage.base.columns import any_numpy, empty_table, int64_array, positions_numpy
 from aim_parquet.storage.base.safe_fs import first_link, read_regular
 from aim_parquet.storage.index import param_columns as pc_
+from aim_parquet.storage.index.catalogue_columns import CatalogueColumns
 from aim_parquet.storage.index.index_file import FIXED, StatKey, decode_table, key_of
-from aim_parquet.storage.index.run_records import RunRecord
+from aim_parquet.storage.index.run_records import RunRecord, json_text
 
 __all__ = ["MAX_INDEX_BYTES", "IndexTable", "index_file_problem", "read_table_file"]
 
@@ -90,11 +92,18 @@ class IndexTable:
         cache = self._records
         todo = [r for r in rows if cache[r] is None]
         if todo:
-            taken = self.table.select(list(FIXED)).take(int64_array(todo))
-            cols = {name: taken.column(name).to_pylist() for name in _RECORD_COLUMNS}
-            for i, row in enumerate(todo):
-                cache[row] = _make_record({name: col[i] for name, col in cols.items()})
+            taken = self.table.select(list(_RECORD_COLUMNS)).take(int64_array(todo))
+            cols = [taken.column(name).to_pylist() for name in _RECORD_COLUMNS]
+            catalogue = self.catalogue
+            plain = catalogue.plain[todo].tolist()
+            for row, values, is_plain in zip(todo, zip(*cols, strict=True), plain, strict=True):
+                cache[row] = _make_record(values, catalogue if is_plain else None, row)
         return [cache[r] for r in rows]  # type: ignore[misc]
+
+    @cached_property
+    def catalogue(self) -> CatalogueColumns:
+        """The catalogue columns (`storage.index.catalogue_columns`)."""
+        return CatalogueColumns(self.table)
 
     # -- columns for the query layer -------------------------------------------------------
     def column(self, name: str) -> pa.ChunkedArray:
@@ -128,31 +137,31 @@ _RECORD_COLUMNS = (
 )
 
 
-def _make_record(row: dict[str, Any]) -> RunRecord:
+def _make_record(values: tuple[Any, ...], catalogue: CatalogueColumns | None, at: int) -> RunRecord:
+    """The record of one row's `_RECORD_COLUMNS` values (`catalogue`: the index's catalogue
+    columns when the row is plain, `at` the row)."""
+    (run_hash, created, updated, end, experiment, name, description, archived, tags, fields,
+     params, catalogue_keys, catalogue_stats, rebuilt) = values  # fmt: skip
     data: dict[str, Any] = {}
-    for name in ("experiment", "name", "description", "tags"):
-        if row[name] is not None:
-            data[name] = row[name]
-    if row["archived"]:
+    if experiment is not None:
+        data["experiment"] = experiment
+    if name is not None:
+        data["name"] = name
+    if description is not None:
+        data["description"] = description
+    if tags is not None:
+        data["tags"] = tags
+    if archived:
         data["archived"] = True
-    if row["fields"] is not None:
-        data.update(json.loads(row["fields"]))  # (checked when the file was decoded)
-    data["creation_time"] = row["creation_time"]
-    data["updated_at"] = row["updated_at"]
-    data["end_time"] = row["end_time"]
-    keys = row["catalogue_keys"].encode("ascii", "surrogatepass")
-    stats = row["catalogue_stats"].encode("ascii", "surrogatepass")
-    raw = keys + b"\n" + stats
+    if fields is not None:
+        data.update(json.loads(fields))  # (checked when the file was decoded)
+    data["creation_time"] = created
+    data["updated_at"] = updated
+    data["end_time"] = end
+    keys = catalogue_keys.encode("ascii", "surrogatepass")
+    raw = keys + b"\n" + catalogue_stats.encode("ascii", "surrogatepass")
     return RunRecord.from_index(
-        row["hash"],
-        data,
-        row["params"],
-        raw,
-        0,
-        len(keys),
-        len(raw),
-        row["rebuilt"],
-        row["creation_time"],
+        run_hash, data, params, raw, 0, len(keys), len(raw), rebuilt, created, catalogue, at
     )
 
 
@@ -171,6 +180,10 @@ def _valid(table: pa.Table, name: str) -> np.ndarray:
     if column.null_count == 0:
         return np.ones(len(column), dtype=bool)
     return np.asarray(any_numpy(column.is_valid()), dtype=bool)
+
+
+def _texts(infos: Sequence[SequenceInfo]) -> list[str]:
+    return [json_text(info.to_json()) for info in infos]
 
 
 def read_table_file(layout: RepoLayout) -> IndexTable:
@@ -203,6 +216,9 @@ def index_file_problem(layout: RepoLayout) -> str | None:
             if not is_valid_run_hash(record.hash):  # (readers just ignore such an entry)
                 raise ValueError(f"invalid run hash {record.hash!r:.40}")
             record.meta  # noqa: B018 (decodes the fields, params and the whole catalogue)
+            from_json = record.without_columns()
+            if from_json is not record and _texts(from_json.sequences) != _texts(record.sequences):
+                raise ValueError(f"catalogue columns of run {record.hash} disagree with its JSON")
         params = [r.raw_params() for r in records]
         for name in table.table.schema.names[len(FIXED) :: 2]:
             path = pc_.parse_column_name(name)

@@ -88,6 +88,8 @@ class RunRecord:
         "_decoded",
         "_created",
         "is_rebuilt",
+        "_columns",
+        "_row",
     )
 
     def __init__(
@@ -117,6 +119,8 @@ class RunRecord:
         self._params: dict[str, Any] | None = None
         self._decoded: dict[str, Any] = {}  # params decoded one by one by `param`
         self._created: float | None = None  # creation_time, parsed once
+        self._columns: Any = None  # the index's CatalogueColumns of a plain row, and its row
+        self._row = -1
         if meta is not None:
             self._params = meta.params
             self._infos = dict(enumerate(meta.sequences))
@@ -133,6 +137,8 @@ class RunRecord:
         stats_end: int,
         is_rebuilt: bool,
         created: float,
+        columns: Any = None,
+        row: int = -1,
     ) -> RunRecord:
         """A record of the index file (`__init__` with `catalogue=`, without its branches: a
         fresh process makes one per run)."""
@@ -149,6 +155,8 @@ class RunRecord:
         self._params = None
         self._decoded = {}
         self._created = created
+        self._columns = columns  # (`storage.index.catalogue_columns`: the catalogue as
+        self._row = row  # columns, when the row is plain; its JSON is then never parsed)
         return self
 
     # -- params ----------------------------------------------------------------------------
@@ -212,7 +220,9 @@ class RunRecord:
         """`[seq_id, name, kind, context, ...]` of every catalogued sequence."""
         if self._keys is None:
             try:
-                if self._source is not None:
+                if self._columns is not None:
+                    keys = self._columns.keys(self._row)
+                elif self._source is not None:
                     raw, start, keys_end, _ = self._source
                     keys = loads_json(raw[start:keys_end], "catalogue keys")
                     if not isinstance(keys, list) or not all(_is_key_row(k) for k in keys):
@@ -241,6 +251,10 @@ class RunRecord:
         if info is None:
             try:
                 key = self.sequence_keys()[position]
+                if self._columns is not None:
+                    found: SequenceInfo = self._columns.info(self._row, position, key)
+                    self._infos[position] = found
+                    return found
                 stats = self._stats_row(position)
                 if not isinstance(stats, list) or len(stats) != 7:
                     raise ValueError("bad catalogue stats row")
@@ -257,6 +271,21 @@ class RunRecord:
     @property
     def sequences(self) -> tuple[SequenceInfo, ...]:
         return tuple(self.sequence_info(i) for i in range(len(self.sequence_keys())))
+
+    def catalogue_columns(self) -> tuple[Any, int] | None:
+        """(the index's `CatalogueColumns`, this run's row) when its catalogue is read from
+        them (`storage.index.catalogue_columns`), else None."""
+        return None if self._columns is None else (self._columns, self._row)
+
+    def without_columns(self) -> RunRecord:
+        """This record reading its JSON catalogue, not the index's columns (for checks)."""
+        if self._columns is None or self._source is None:
+            return self
+        raw, start, keys_end, stats_end = self._source
+        return RunRecord.from_index(
+            self.hash, self._data, self._raw_params, raw, start, keys_end, stats_end,
+            self.is_rebuilt, self.creation_time,
+        )  # fmt: skip
 
     def stored_catalogue(self) -> tuple[bytes, bytes]:
         """The catalogue's keys and stats lines as the index file stores them (ASCII JSON)."""
