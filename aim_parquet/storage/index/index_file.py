@@ -27,14 +27,16 @@ Schema metadata: `format` "aim_parquet.run_index", `format_version` "6". Columns
 - then typed columns of the params (`storage.index.param_columns`), `param <path>` and
   `status <path>` for each path that leads to a plain value in some run.
 
-A file of another format or version, or one that does not parse, is rebuilt by the caller.
+A sound file of format version 5 (the same columns without the catalogue ones) is upgraded as it
+is read, where the caller passes `decode_table` an upgrade (`index_table.upgrade_format5`); a file
+of another format or version, or one that does not parse, is rebuilt by the caller.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -60,6 +62,7 @@ from aim_parquet.storage.index.run_records import RunRecord, json_text
 
 INDEX_FORMAT = "aim_parquet.run_index"
 INDEX_FORMAT_VERSION = 6
+PREVIOUS_FORMAT_VERSION = 5  # without the catalogue columns: upgraded where it is sound
 StatKey = str  # "<st_mtime_ns>-<st_size>-<st_ino>" of a sidecar, in hex (+ writers' parts)
 KEPT_KEY_PREFIX = "kept:"  # the stat key of a damaged run's last good copy in the file
 
@@ -110,7 +113,7 @@ SCHEMA = pa.schema(
     ]
 )
 FIXED = tuple(SCHEMA.names)
-_SEQ_AT = FIXED.index(SEQ_FIELDS[0][0])  # where the catalogue columns start
+SEQ_AT = FIXED.index(SEQ_FIELDS[0][0])  # where the catalogue columns start
 NOT_NULL: tuple[str, ...] = ("hash", "mtime_ns", "size", "ino", "kept", "creation_time")
 NOT_NULL += ("updated_at", "archived", "params", "catalogue_keys", "catalogue_stats", "rebuilt")
 _NOT_IN_FIELDS = frozenset(
@@ -157,7 +160,7 @@ def _columns_of(record: RunRecord) -> dict[str, Any]:
 
 def _new_rows(rows: Sequence[tuple[StatKey, RunRecord]]) -> tuple[pa.Table, list[Any]]:
     """The fixed columns of `rows` and their stored params (None where they do not decode)."""
-    columns: dict[str, list[Any]] = {name: [] for name in FIXED[:_SEQ_AT]}
+    columns: dict[str, list[Any]] = {name: [] for name in FIXED[:SEQ_AT]}
     params: list[Any] = []
     catalogues: list[Cells | None] = []
     for key, record in rows:
@@ -180,7 +183,7 @@ def _new_rows(rows: Sequence[tuple[StatKey, RunRecord]]) -> tuple[pa.Table, list
             cells.append(row[name])
         params.append(record.stored_params())
         catalogues.append(catalogue_cells(record))
-    arrays = [_array(columns[f.name], f.type) for f in list(SCHEMA)[:_SEQ_AT]]
+    arrays = [_array(columns[f.name], f.type) for f in list(SCHEMA)[:SEQ_AT]]
     arrays += catalogue_arrays(catalogues)
     return pa.Table.from_arrays(arrays, schema=SCHEMA), params
 
@@ -248,15 +251,20 @@ def encode_index(rows: Sequence[tuple[StatKey, RunRecord]], base: pa.Table | Non
     return bytes(sink.getvalue())
 
 
-def decode_table(buf: bytes | pa.Buffer) -> pa.Table:
+def decode_table(
+    buf: bytes | pa.Buffer, upgrade: Callable[[pa.Table], pa.Table] | None = None
+) -> pa.Table:
     """The table of an index file's bytes. Raises ValueError (or pa.ArrowException) when it is
-    not an index file of this version."""
+    not an index file of this version, nor of the previous one where `upgrade` is given (it
+    makes this version's table of a previous one's; the result is checked as a file's)."""
     table = pa.ipc.open_file(pa.BufferReader(buf)).read_all()
     meta = table.schema.metadata or {}
-    if (
-        meta.get(b"format") != INDEX_FORMAT.encode()
-        or meta.get(b"format_version") != str(INDEX_FORMAT_VERSION).encode()
-    ):
+    version = meta.get(b"format_version")
+    if meta.get(b"format") != INDEX_FORMAT.encode():
+        raise ValueError("unknown index format")
+    if upgrade is not None and version == str(PREVIOUS_FORMAT_VERSION).encode():
+        table = upgrade(table)
+    elif version != str(INDEX_FORMAT_VERSION).encode():
         raise ValueError("unknown index format")
     names = table.schema.names
     if tuple(names[: len(FIXED)]) != FIXED:
@@ -293,6 +301,21 @@ def decode_table(buf: bytes | pa.Buffer) -> pa.Table:
             if not isinstance(value, dict) or not valid_fields(value):
                 raise ValueError("bad fields")
     return table
+
+
+def check_previous(table: pa.Table) -> None:
+    """ValueError unless a format 5 table's run-level columns (all but the catalogue columns
+    and the params') are there with their types and without nulls where none may be (the rest
+    is checked once it is upgraded, as a file of this version)."""
+    names = table.schema.names
+    if tuple(names[:SEQ_AT]) != FIXED[:SEQ_AT] or any(n in FIXED[SEQ_AT:] for n in names):
+        raise ValueError("unknown index columns")
+    for field in list(SCHEMA)[:SEQ_AT]:
+        if table.schema.field(field.name).type != field.type:
+            raise ValueError(f"column {field.name} has type {table.schema.field(field.name).type}")
+    for name in NOT_NULL:
+        if table.column(name).null_count:
+            raise ValueError(f"column {name} has nulls")
 
 
 _FIELD_TYPES: dict[str, tuple[type, ...]] = {

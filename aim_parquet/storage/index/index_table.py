@@ -1,6 +1,7 @@
 """The index file's runs in memory as columns (`IndexTable`): what a fresh process decodes of
 `.aim/index/runs.arrow` (`storage.index.index_file`) without a Python object per run, and the
-RunRecords of its rows, made on demand, many at a time."""
+RunRecords of its rows, made on demand, many at a time; a sound file of format 5 is upgraded as
+it is read (`upgrade_format5`)."""
 
 from __future__ import annotations
 
@@ -20,11 +21,26 @@ from aim_parquet.format.paths import RepoLayout, is_valid_run_hash
 from aim_parquet.storage.base.columns import any_numpy, empty_table, int64_array, positions_numpy
 from aim_parquet.storage.base.safe_fs import first_link, read_regular
 from aim_parquet.storage.index import param_columns as pc_
-from aim_parquet.storage.index.catalogue_columns import CatalogueColumns
-from aim_parquet.storage.index.index_file import FIXED, StatKey, decode_table, key_of
+from aim_parquet.storage.index.catalogue_columns import (
+    SEQ_FIELDS,
+    CatalogueColumns,
+    catalogue_arrays,
+    catalogue_cells,
+)
+from aim_parquet.storage.index.index_file import (
+    FIXED,
+    INDEX_FORMAT_VERSION,
+    SEQ_AT,
+    StatKey,
+    check_previous,
+    decode_table,
+    key_of,
+)
 from aim_parquet.storage.index.run_records import RunRecord, json_text
 
-__all__ = ["MAX_INDEX_BYTES", "IndexTable", "index_file_problem", "read_table_file"]
+__all__ = [
+    "MAX_INDEX_BYTES", "IndexTable", "index_file_problem", "read_table_file", "upgrade_format5",
+]  # fmt: skip
 
 MAX_INDEX_BYTES = 4 << 30  # far above the index of a million runs
 Positions = npt.NDArray[np.intp]
@@ -32,10 +48,12 @@ Positions = npt.NDArray[np.intp]
 
 class IndexTable:
     """The rows of an index file as columns (numpy arrays of the few a refresh compares), no
-    Python object per run; `record(row)`/`records(rows)` make RunRecords, once each."""
+    Python object per run; `record(row)`/`records(rows)` make RunRecords, once each.
+    `upgraded`: the table was upgraded from a format 5 file (which is then written again)."""
 
-    def __init__(self, table: pa.Table) -> None:
+    def __init__(self, table: pa.Table, upgraded: bool = False) -> None:
         self.table = table
+        self.upgraded = upgraded
         self.size = table.num_rows
         self.mtime_ns = _ints(table, "mtime_ns")
         self.st_size = _ints(table, "size")
@@ -193,7 +211,32 @@ def read_table_file(layout: RepoLayout) -> IndexTable:
     # file another tool truncates in place would kill the process (SIGBUS) on the next read.
     # (20 MB at 100,000 runs: a few milliseconds from the page cache.)
     buf = read_regular(layout.index_file, "run index", MAX_INDEX_BYTES)
-    return IndexTable(decode_table(buf))
+    upgraded = False
+
+    def upgrade(table: pa.Table) -> pa.Table:
+        nonlocal upgraded
+        upgraded = True
+        return upgrade_format5(table)
+
+    table = decode_table(buf, upgrade)
+    return IndexTable(table, upgraded)
+
+
+def upgrade_format5(table: pa.Table) -> pa.Table:
+    """A format 5 index table as one of this version: its catalogue columns made of each row's
+    catalogue JSON by `catalogue_cells`, as the writer makes them of the same JSON read from
+    the sidecar (ValueError, KeyError, TypeError, RecursionError: not a sound format 5 table)."""
+    check_previous(table)
+    columns = [table.column(name).to_pylist() for name in _RECORD_COLUMNS]
+    cells = [
+        catalogue_cells(_make_record(values, None, row))
+        for row, values in enumerate(zip(*columns, strict=True))
+    ]
+    for i, (field, array) in enumerate(zip(SEQ_FIELDS, catalogue_arrays(cells), strict=True)):
+        table = table.add_column(SEQ_AT + i, pa.field(*field), array)
+    meta = dict(table.schema.metadata or {})
+    meta[b"format_version"] = str(INDEX_FORMAT_VERSION).encode()
+    return table.replace_schema_metadata(meta)
 
 
 def index_file_problem(layout: RepoLayout) -> str | None:

@@ -33,8 +33,8 @@ The index is only a cache, never a source of truth, and needs no re-index step:
   every `Repo`): a `Repo(path)` made again starts from it, checked as above, instead of decoding
   the file again; `Repo.close()` forgets it.
 - A missing, unreadable or corrupt index file is rebuilt from the sidecars, or from the format 4
-  `runs.jsonl` where it is still there (`storage.index.legacy_index`: an entry is taken only
-  where its stat key matches the sidecar's), deleted once the new file is written.
+  `runs.jsonl` where it is still there (`storage.index.legacy_index`: an entry is taken only where
+  its stat key matches), deleted once the new file is written; a sound format 5 file is upgraded.
 - A damaged sidecar (invalid JSON, a newer format, a link or FIFO, nested too deeply) is reported
   by `refresh()` (the caller warns); the file keeps the last good copy of it, which
   `aim-parquet verify --repair` can restore. A sidecar (or run folder) this process may not read is
@@ -214,7 +214,7 @@ class RunIndex:
             current = np.ones(table.size, dtype=bool)
             # an index of format 4 and before seeds the entries (checked like its own)
             overlay: dict[str, IndexEntry] = {} if usable else read_legacy_index(self.layout)
-            needs_write = not usable
+            needs_write = not usable or table.upgraded  # (a format 5 file is written again)
         else:
             table, overlay, needs_write = self._table, self._overlay, self._needs_write
             current = np.zeros(table.size, dtype=bool)
