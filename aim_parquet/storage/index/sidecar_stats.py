@@ -1,8 +1,8 @@
 """The per-run part of a full refresh of the run index (`storage.index.run_index`): one
 `stat` of every run's sidecar, and the runs whose stored row still matches its sidecar,
 compared column-wise. On a cold disk (the first stats wait for it) the stats, and the reads of
-the sidecars a refresh will read, are made by threads: the disk serves many at once (one by one while the interpreter shuts
-down, when no thread can start)."""
+the sidecars a refresh will read, are made by threads: the disk serves many at once (one by
+one while the interpreter shuts down, when no thread can start)."""
 
 from __future__ import annotations
 
