@@ -24,6 +24,7 @@ from aim_parquet.storage.base.lock import run_lock_holder
 from aim_parquet.storage.index.index_entries import DamagedRun, IndexEntry
 from aim_parquet.storage.index.index_table import IndexTable, Positions
 from aim_parquet.storage.index.sidecar_entries import missing_sidecar
+from aim_parquet.system.threads import signals_blocked
 
 __all__ = ["prefetched", "stat_sidecars", "unchanged_rows"]
 
@@ -104,7 +105,8 @@ def _stat_all(paths: list[str], dir_fd: int) -> list[os.stat_result | OSError]:
     chunks = [rest[i : i + STAT_CHUNK] for i in range(0, len(rest), STAT_CHUNK)]
     with ThreadPoolExecutor(STAT_THREADS, thread_name_prefix="aim_parquet-stat") as pool:
         try:
-            parts = pool.map(_stat_chunk, chunks, [dir_fd] * len(chunks))
+            with signals_blocked():  # the pool's threads leave Ctrl-C and SIGTERM to this one
+                parts = pool.map(_stat_chunk, chunks, [dir_fd] * len(chunks))
         except RuntimeError:  # no new threads once the interpreter shuts down: one by one
             parts = iter([_stat_chunk(rest, dir_fd)])
         for part in parts:
@@ -151,8 +153,9 @@ def prefetched(layout: RepoLayout, names: list[str]) -> Iterator[None]:
     pool = ThreadPoolExecutor(STAT_THREADS, thread_name_prefix="aim_parquet-prefetch")
     try:
         try:
-            for chunk in chunks:
-                pool.submit(_read_chunk, chunk)
+            with signals_blocked():  # (as the stats' threads)
+                for chunk in chunks:
+                    pool.submit(_read_chunk, chunk)
         except RuntimeError:  # the interpreter shuts down: no read-ahead (only a hint)
             pass
         yield
