@@ -1,7 +1,8 @@
-"""The run index's threaded sidecar stats and read-ahead (a cold disk) in a query made while
-the interpreter shuts down: a thread still working after the main thread returned, or an
-`atexit` hook. concurrent.futures refuses new work then ("cannot schedule new futures after
-interpreter shutdown"); the query falls back to the one-by-one stats and reads (hx18b)."""
+"""The run index's threaded sidecar stats and read-ahead (a cold disk, forced): a query made
+while the interpreter shuts down (a thread still working after the main thread returned, or an
+`atexit` hook), which concurrent.futures refuses new work ("cannot schedule new futures after
+interpreter shutdown"), falls back to the one-by-one stats and reads; and the threads block
+the asynchronous signals, as every thread aim_parquet starts does (hx18b)."""
 
 from __future__ import annotations
 
