@@ -1,7 +1,8 @@
 """The per-run part of a full refresh of the run index (`storage.index.run_index`): one
 `stat` of every run's sidecar, and the runs whose stored row still matches its sidecar,
 compared column-wise. On a cold disk (the first stats wait for it) the stats, and the reads of
-the sidecars a refresh will read, are made by threads: the disk serves many at once."""
+the sidecars a refresh will read, are made by threads: the disk serves many at once (one by
+one while the interpreter shuts down, when no thread can start)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from aim_parquet.storage.base.lock import run_lock_holder
 from aim_parquet.storage.index.index_entries import DamagedRun, IndexEntry
 from aim_parquet.storage.index.index_table import IndexTable, Positions
 from aim_parquet.storage.index.sidecar_entries import missing_sidecar
+from aim_parquet.system.threads import signals_blocked
 
 __all__ = ["prefetched", "stat_sidecars", "unchanged_rows"]
 
@@ -102,7 +104,12 @@ def _stat_all(paths: list[str], dir_fd: int) -> list[os.stat_result | OSError]:
         return out
     chunks = [rest[i : i + STAT_CHUNK] for i in range(0, len(rest), STAT_CHUNK)]
     with ThreadPoolExecutor(STAT_THREADS, thread_name_prefix="aim_parquet-stat") as pool:
-        for part in pool.map(_stat_chunk, chunks, [dir_fd] * len(chunks)):
+        try:
+            with signals_blocked():  # the pool's threads leave Ctrl-C and SIGTERM to this one
+                parts = pool.map(_stat_chunk, chunks, [dir_fd] * len(chunks))
+        except RuntimeError:  # no new threads once the interpreter shuts down: one by one
+            parts = iter([_stat_chunk(rest, dir_fd)])
+        for part in parts:
             out.extend(part)
     return out
 
@@ -145,8 +152,12 @@ def prefetched(layout: RepoLayout, names: list[str]) -> Iterator[None]:
     chunks = [rest[i : i + STAT_CHUNK] for i in range(0, len(rest), STAT_CHUNK)]
     pool = ThreadPoolExecutor(STAT_THREADS, thread_name_prefix="aim_parquet-prefetch")
     try:
-        for chunk in chunks:
-            pool.submit(_read_chunk, chunk)
+        try:
+            with signals_blocked():  # (as the stats' threads)
+                for chunk in chunks:
+                    pool.submit(_read_chunk, chunk)
+        except RuntimeError:  # the interpreter shuts down: no read-ahead (only a hint)
+            pass
         yield
     finally:
         pool.shutdown(wait=True, cancel_futures=True)

@@ -1,0 +1,42 @@
+"""Opening a repository whose run index file is of the previous version (5, written by 4ba8723)
+rebuilds it (FORMAT.md: "a file of version 5 ... is rebuilt once"); that is an upgrade, not damage,
+so the user's first query after upgrading should not log that the index "is damaged" (hx18b)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+import aim_parquet as aim
+from aim_parquet.format.paths import RepoLayout
+from aim_parquet.storage.index.index_file import INDEX_FORMAT_VERSION
+from tests.conftest import PYTHON, python_env
+
+QUERY = "import sys, aim_parquet as aim; print(len(list(aim.Repo(sys.argv[1]).query_runs('run.lr > 0').iter_runs())))"
+
+
+@pytest.mark.xfail(strict=True, reason="hx18b: an older index version is logged as damaged")
+def test_an_index_of_the_previous_version_is_not_called_damaged(tmp_path: Path) -> None:
+    run = aim.Run(repo=str(tmp_path), system_tracking_interval=None, capture_terminal_logs=False)
+    run["lr"] = 0.1
+    run.track(1.0, name="loss", step=0)
+    run.close()
+    assert len(list(aim.Repo(str(tmp_path)).query_runs("").iter_runs())) == 1
+    path = RepoLayout(tmp_path).index_file
+    table = pa.ipc.open_file(pa.BufferReader(path.read_bytes())).read_all()
+    meta = dict(table.schema.metadata)
+    meta[b"format_version"] = str(INDEX_FORMAT_VERSION - 1).encode()
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_file(sink, table.schema.with_metadata(meta)) as writer:
+        writer.write_table(table.replace_schema_metadata(meta))
+    path.write_bytes(sink.getvalue().to_pybytes())
+    # a fresh process, as the user's first query after upgrading
+    done = subprocess.run(
+        [PYTHON, "-c", QUERY, str(tmp_path)], env=python_env(), capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["1"]
+    assert "damaged" not in done.stderr
