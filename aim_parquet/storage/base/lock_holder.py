@@ -46,11 +46,40 @@ class LockHolder:
 
 
 def process_start_time(pid: int) -> float | None:
+    """When process `pid` started (seconds since the epoch, as `psutil.Process.create_time`), or
+    None when there is no such process. On Linux it is read from `/proc` without importing
+    psutil: a query of a repository with a live run asks it, and a lazy import running in one
+    thread while another forks leaves the child (a Pool or DataLoader worker) waiting forever
+    for that import (hx18b)."""
+    if _HAS_PROC:
+        return _proc_start_time(pid)
     import psutil
 
     try:
         return float(psutil.Process(pid).create_time())
     except (psutil.Error, OSError):
+        return None
+
+
+_BOOT_TIME: list[float] = []  # /proc/stat's btime, read once
+_HAS_PROC = os.path.exists("/proc/self/stat") and os.path.exists("/proc/stat")
+
+
+def _proc_start_time(pid: int) -> float | None:
+    """`/proc/PID/stat`'s start time (clock ticks after boot) plus the boot time; None for no
+    such process (or a /proc entry that cannot be read)."""
+    try:
+        with open(f"/proc/{int(pid)}/stat", "rb") as f:
+            raw = f.read()
+        ticks = int(raw[raw.rindex(b")") + 2 :].split()[19])  # field 22 (after pid and comm)
+        if not _BOOT_TIME:
+            with open("/proc/stat", "rb") as f:
+                for line in f:
+                    if line.startswith(b"btime "):
+                        _BOOT_TIME.append(float(line.split()[1]))
+                        break
+        return _BOOT_TIME[0] + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
         return None
 
 
