@@ -60,6 +60,13 @@ from aim_parquet.storage.index.run_records import RunRecord, json_text
 
 INDEX_FORMAT = "aim_parquet.run_index"
 INDEX_FORMAT_VERSION = 6
+
+
+class OlderIndexError(FileNotFoundError):
+    """An index file of an older format (4ba8723 wrote format 5): as good as none, so it is
+    rebuilt as a missing one is, not reported as damage (a FileNotFoundError for that)."""
+
+
 StatKey = str  # "<st_mtime_ns>-<st_size>-<st_ino>" of a sidecar, in hex (+ writers' parts)
 KEPT_KEY_PREFIX = "kept:"  # the stat key of a damaged run's last good copy in the file
 
@@ -250,9 +257,16 @@ def encode_index(rows: Sequence[tuple[StatKey, RunRecord]], base: pa.Table | Non
 
 def decode_table(buf: bytes | pa.Buffer) -> pa.Table:
     """The table of an index file's bytes. Raises ValueError (or pa.ArrowException) when it is
-    not an index file of this version."""
+    not an index file of this version, OlderIndexError when it is one of an older version."""
     table = pa.ipc.open_file(pa.BufferReader(buf)).read_all()
     meta = table.schema.metadata or {}
+    version = meta.get(b"format_version", b"")
+    if (
+        meta.get(b"format") == INDEX_FORMAT.encode()
+        and version.isdigit()
+        and (int(version) < INDEX_FORMAT_VERSION)
+    ):
+        raise OlderIndexError(f"index format {int(version)}, not {INDEX_FORMAT_VERSION}")
     if (
         meta.get(b"format") != INDEX_FORMAT.encode()
         or meta.get(b"format_version") != str(INDEX_FORMAT_VERSION).encode()
