@@ -23,6 +23,7 @@ from aim_parquet.storage.base.lock import run_lock_holder
 from aim_parquet.storage.index.index_entries import DamagedRun, IndexEntry
 from aim_parquet.storage.index.index_table import IndexTable, Positions
 from aim_parquet.storage.index.sidecar_entries import missing_sidecar
+from aim_parquet.system.threads import signals_blocked
 
 __all__ = ["prefetched", "stat_sidecars", "unchanged_rows"]
 
@@ -102,7 +103,9 @@ def _stat_all(paths: list[str], dir_fd: int) -> list[os.stat_result | OSError]:
         return out
     chunks = [rest[i : i + STAT_CHUNK] for i in range(0, len(rest), STAT_CHUNK)]
     with ThreadPoolExecutor(STAT_THREADS, thread_name_prefix="aim_parquet-stat") as pool:
-        for part in pool.map(_stat_chunk, chunks, [dir_fd] * len(chunks)):
+        with signals_blocked():  # (its threads start here: they leave signals to this one)
+            parts = pool.map(_stat_chunk, chunks, [dir_fd] * len(chunks))
+        for part in parts:
             out.extend(part)
     return out
 
@@ -145,8 +148,9 @@ def prefetched(layout: RepoLayout, names: list[str]) -> Iterator[None]:
     chunks = [rest[i : i + STAT_CHUNK] for i in range(0, len(rest), STAT_CHUNK)]
     pool = ThreadPoolExecutor(STAT_THREADS, thread_name_prefix="aim_parquet-prefetch")
     try:
-        for chunk in chunks:
-            pool.submit(_read_chunk, chunk)
+        with signals_blocked():
+            for chunk in chunks:
+                pool.submit(_read_chunk, chunk)
         yield
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
