@@ -12,7 +12,6 @@ then parse its JSON catalogue (`catalogue_keys`, `catalogue_stats`), which stays
 from __future__ import annotations
 
 import json
-from functools import cached_property
 from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
@@ -22,6 +21,7 @@ import pyarrow.compute as pc
 from aim_parquet.errors import CorruptFileError
 from aim_parquet.format.meta import SequenceInfo
 from aim_parquet.format.values import TAG
+from aim_parquet.storage.base.cached import cached_property
 from aim_parquet.storage.base.columns import any_numpy, nullable_scalars, nullable_strings
 
 if TYPE_CHECKING:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from functools import cached_property
 from typing import Any, overload
 
 import numpy as np
@@ -16,6 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from aim_parquet.format.meta import RunMeta
+from aim_parquet.storage.base.cached import cached_property
 from aim_parquet.storage.base.columns import any_numpy, int64_array, string_array
 from aim_parquet.storage.index.index_file import KEPT_KEY_PREFIX, StatKey, decode_table
 from aim_parquet.storage.index.index_table import IndexTable, Positions

@@ -63,6 +63,14 @@ from aim_parquet.storage.index.run_records import RunRecord, json_text
 INDEX_FORMAT = "aim_parquet.run_index"
 INDEX_FORMAT_VERSION = 6
 PREVIOUS_FORMAT_VERSION = 5  # without the catalogue columns: upgraded where it is sound
+
+
+class OlderIndexError(FileNotFoundError):
+    """An index file of an older format that is not upgraded (4ba8723 wrote format 5): as good
+    as none, so it is rebuilt as a missing one is, not reported as damage (a FileNotFoundError
+    for that)."""
+
+
 StatKey = str  # "<st_mtime_ns>-<st_size>-<st_ino>" of a sidecar, in hex (+ writers' parts)
 KEPT_KEY_PREFIX = "kept:"  # the stat key of a damaged run's last good copy in the file
 
@@ -256,14 +264,21 @@ def decode_table(
 ) -> pa.Table:
     """The table of an index file's bytes. Raises ValueError (or pa.ArrowException) when it is
     not an index file of this version, nor of the previous one where `upgrade` is given (it
-    makes this version's table of a previous one's; the result is checked as a file's)."""
+    makes this version's table of a previous one's; the result is checked as a file's), and
+    OlderIndexError when it is one of an older version that is not upgraded (an older file
+    `upgrade` finds unsound is one)."""
     table = pa.ipc.open_file(pa.BufferReader(buf)).read_all()
     meta = table.schema.metadata or {}
-    version = meta.get(b"format_version")
+    version = meta.get(b"format_version", b"")
     if meta.get(b"format") != INDEX_FORMAT.encode():
         raise ValueError("unknown index format")
     if upgrade is not None and version == str(PREVIOUS_FORMAT_VERSION).encode():
-        table = upgrade(table)
+        try:
+            table = upgrade(table)
+        except (ValueError, TypeError, KeyError, pa.ArrowException) as exc:
+            raise OlderIndexError(f"index format {PREVIOUS_FORMAT_VERSION}: {exc}") from exc
+    elif version.isdigit() and int(version) < INDEX_FORMAT_VERSION:
+        raise OlderIndexError(f"index format {int(version)}, not {INDEX_FORMAT_VERSION}")
     elif version != str(INDEX_FORMAT_VERSION).encode():
         raise ValueError("unknown index format")
     names = table.schema.names

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -18,6 +17,7 @@ import pyarrow.compute as pc
 from aim_parquet.errors import AimParquetError
 from aim_parquet.format.meta import SequenceInfo
 from aim_parquet.format.paths import RepoLayout, is_valid_run_hash
+from aim_parquet.storage.base.cached import cached_property
 from aim_parquet.storage.base.columns import any_numpy, empty_table, int64_array, positions_numpy
 from aim_parquet.storage.base.safe_fs import first_link, read_regular
 from aim_parquet.storage.index import param_columns as pc_
