@@ -9,7 +9,6 @@ import subprocess
 from pathlib import Path
 
 import pyarrow as pa
-import pytest
 
 import aim_parquet as aim
 from aim_parquet.format.paths import RepoLayout
