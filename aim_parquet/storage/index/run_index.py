@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 from collections import OrderedDict
 from typing import ClassVar
@@ -65,6 +64,7 @@ from aim_parquet.format.meta import RunMeta
 from aim_parquet.format.paths import RepoLayout
 from aim_parquet.storage.base.atomic import atomic_write
 from aim_parquet.storage.base.columns import int64_array
+from aim_parquet.storage.base.fork_safe import ForkSafeLock
 from aim_parquet.storage.base.lock import held_flock, run_lock_holder
 from aim_parquet.storage.base.repo_changes import MarkerKey, index_link, marker_key
 from aim_parquet.storage.index.index_entries import (
@@ -120,7 +120,7 @@ class RunIndex:
     """In-memory plus on-disk index of the run sidecars of one repository (see module doc)."""
 
     _shared: ClassVar[OrderedDict[tuple[str, int, int], RunIndex]] = OrderedDict()
-    _shared_lock: ClassVar[threading.Lock] = threading.Lock()
+    _shared_lock: ClassVar[ForkSafeLock] = ForkSafeLock()  # (free again in a forked child)
 
     @classmethod
     def shared(cls, layout: RepoLayout) -> RunIndex:

@@ -1,0 +1,84 @@
+"""A process forked while another thread holds the run index's process-wide lock
+(`RunIndex._shared_lock`, taken by every `Repo(path)`) can still query in the child: the lock is
+made anew there (`storage.base.fork_safe`); a plain `threading.Lock` stayed held for ever in the
+child and its first query hung (hx18a)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from pathlib import Path
+
+import pytest
+
+import aim_parquet as aim
+from aim_parquet.storage.base.fork_safe import ForkSafeLock
+from aim_parquet.storage.index.run_index import RunIndex
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="fork")
+
+
+def _child_status(body: object) -> int:
+    pid = os.fork()
+    if pid == 0:  # the child: exit 0 when the body returns, 1 when it raises
+        signal.alarm(20)  # a hang ends as SIGALRM
+        try:
+            body()  # type: ignore[operator]
+        except BaseException:
+            os._exit(1)
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    return status
+
+
+def test_a_lock_held_by_another_thread_at_fork_is_free_in_the_child() -> None:
+    lock = ForkSafeLock()
+    taken, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with lock:
+            taken.set()
+            release.wait(30)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    taken.wait(10)
+    try:
+        assert lock.locked()
+
+        def body() -> None:
+            with lock:
+                pass
+
+        assert _child_status(body) == 0
+    finally:
+        release.set()
+        thread.join()
+
+
+def test_a_query_in_a_child_forked_while_the_shared_lock_is_held(tmp_path: Path) -> None:
+    run = aim.Run(repo=str(tmp_path), system_tracking_interval=None, capture_terminal_logs=False)
+    run["lr"] = 0.5
+    run.track(1.0, name="loss", step=0)
+    run.close()
+    taken, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with RunIndex._shared_lock:
+            taken.set()
+            release.wait(30)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    taken.wait(10)
+    try:
+
+        def body() -> None:
+            runs = list(aim.Repo(str(tmp_path)).query_runs("run.lr > 0").iter_runs())
+            assert len(runs) == 1
+
+        assert _child_status(body) == 0
+    finally:
+        release.set()
+        thread.join()
