@@ -217,6 +217,7 @@ class QueryRunSequenceCollection(_QueryCollection):
                 include_props=include_props,
                 include_params=include_params,
                 metrics=metrics,
+                reread=self._index.reread,
             )
 
     def dataframe(  # type: ignore[override]

@@ -18,15 +18,16 @@ writer may have moved ahead of the index).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from aim_parquet.errors import CorruptFileError, FormatVersionError
 from aim_parquet.format.kinds import METRIC_KINDS, is_metric_kind
 from aim_parquet.format.paths import RepoLayout, canonical_context
 from aim_parquet.format.values import utf8_safe
-from aim_parquet.query.executor import RunMatch
+from aim_parquet.query.executor import RunMatch, warn_unreadable
 from aim_parquet.query.views import sequence_key
 from aim_parquet.sdk.dataframes import PROP_KEYS
 from aim_parquet.sdk.frame_arrays import key_column
@@ -60,6 +61,9 @@ class RunColumns:
         """`to_arrow()`'s table in polars, column for column (`frame_tables.table_to_polars`:
         a column no run has a value in is null text, as in the metric frame)."""
         return table_to_polars(self.to_arrow())
+
+
+_UNREADABLE = (CorruptFileError, FormatVersionError, PermissionError)
 
 
 class _Summaries:
@@ -147,8 +151,12 @@ def run_columns(
     include_props: bool,
     include_params: bool,
     metrics: list[str] | None,
+    reread: Callable[[str], RunRecord | None] | None = None,
 ) -> RunColumns | None:
-    """The run-level frame's columns of `matches` (module doc); None when nothing matched."""
+    """The run-level frame's columns of `matches` (module doc); None when nothing matched.
+    `reread`: a run's record read again from its sidecar, for an index entry found damaged
+    only here (`RunIndex.reread`; a query that matched by the run's fields alone never decoded
+    its catalogue or params)."""
     rows = RunRows(include_props=include_props, include_params=include_params)
     wanted = frozenset(metrics or ())
     summaries = _Summaries(layout, wanted)
@@ -156,13 +164,23 @@ def run_columns(
     extra: list[dict[str, Any]] = []  # params then summaries, one dict per run
     for match in matches:
         record = match.record
-        rows.add(_RecordRun(layout, record))
+        try:
+            found = summaries.of(record) if wanted else {}
+            rows.add(_RecordRun(layout, record))  # (adds nothing when it raises)
+        except _UNREADABLE as exc:  # a damaged index entry: the sidecar decides (as matching)
+            fresh = None if reread is None else reread(record.hash)
+            try:
+                if fresh is None:
+                    raise exc
+                found = summaries.of(fresh) if wanted else {}
+                rows.add(_RecordRun(layout, fresh))
+            except _UNREADABLE as again:  # one bad run never stops a repo-wide frame
+                warn_unreadable(record.hash, again)
+                continue
         hashes.append(record.hash)
         cells = rows.params[-1] if include_params else {}
-        if wanted:
-            found = summaries.of(record)
-            if found:
-                cells = {**cells, **found}
+        if found:
+            cells = {**cells, **found}
         extra.append(cells)
     if not hashes:
         return None
