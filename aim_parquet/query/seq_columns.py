@@ -25,24 +25,12 @@ from aim_parquet.errors import QueryError
 from aim_parquet.format.meta import SequenceInfo
 from aim_parquet.query.planner import QueryPlan
 from aim_parquet.query.views import KEY_FIELDS, RecordingSequenceView
-from aim_parquet.storage.index.catalogue_columns import CatalogueColumns
 from aim_parquet.storage.index.index_entries import IndexSnapshot
 
 __all__ = ["SequenceVerdicts", "any_matched", "sequence_verdicts"]
 
 _SUMMARY_FIELDS = KEY_FIELDS | {"count", "first_step", "last_step", "first", "last", "min", "max"}
 _UNKNOWN: Any = object()  # a key whose verdict depends on more than the entry (`metric.run`)
-
-
-def _info(columns: CatalogueColumns, i: int) -> SequenceInfo:
-    """The SequenceInfo of flat entry `i` of the columns."""
-    ids, names, kinds, contexts = columns.key_lists
-    count, first_step, last_step, first, last, lo, hi = (s[i] for s in columns.stat_lists)
-    context = columns.context(contexts[i])
-    return SequenceInfo(
-        seq_id=ids[i], name=names[i], context=context, kind=kinds[i], count=count,
-        first_step=first_step, last_step=last_step, first=first, last=last, min=lo, max=hi,
-    )  # fmt: skip
 
 
 class SequenceVerdicts(NamedTuple):
@@ -92,7 +80,7 @@ def sequence_verdicts(plan: QueryPlan, snapshot: IndexSnapshot) -> SequenceVerdi
                     verdict = None if seen.read <= _SUMMARY_FIELDS else _UNKNOWN
             verdicts[key] = verdict
         if verdict is None:  # it reads the summary: evaluated on this entry's (no JSON)
-            seen = RecordingSequenceView(_info(columns, i), None)
+            seen = RecordingSequenceView(columns.flat_info(i), None)
             try:
                 found = seq_filter.matches({var: seen})  # type: ignore[union-attr]
             except QueryError:

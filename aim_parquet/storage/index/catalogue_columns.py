@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 
 from aim_parquet.errors import CorruptFileError
 from aim_parquet.format.meta import SequenceInfo
-from aim_parquet.format.values import TAG
+from aim_parquet.format.values import TAG, has_lone_surrogate
 from aim_parquet.storage.base.cached import cached_property
 from aim_parquet.storage.base.columns import any_numpy, nullable_scalars, nullable_strings
 
@@ -46,13 +46,7 @@ Cells = tuple[list[Any], ...]  # one list per LIST_COLUMNS entry
 
 
 def _utf8(text: Any) -> bool:
-    if type(text) is not str:
-        return False
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
+    return type(text) is str and not has_lone_surrogate(text)
 
 
 def _plain_context(context: Any) -> bool:
@@ -158,6 +152,7 @@ class CatalogueColumns:
     def __init__(self, table: pa.Table) -> None:
         self._table = table
         self.plain = np.asarray(any_numpy(table.column("seq_plain")), dtype=bool)
+        self._contexts: dict[str, dict[str, Any]] = {}
 
     @cached_property
     def starts(self) -> list[int]:
@@ -184,10 +179,6 @@ class CatalogueColumns:
         """The flat list of a summary field (`count`, `first_step`, ..., `max`)."""
         return self.stat_lists[_STATS.index(field)]
 
-    @cached_property
-    def _contexts(self) -> dict[str, dict[str, Any]]:
-        return {}
-
     def context(self, text: str) -> dict[str, Any]:
         """A fresh dict of a context's text (each parsed once)."""
         parsed = self._contexts.get(text)
@@ -203,7 +194,14 @@ class CatalogueColumns:
 
     def info(self, row: int, position: int, key: list[Any]) -> SequenceInfo:
         """The SequenceInfo of entry `position` of a plain row (`key` its key row)."""
-        i = self.starts[row] + position
+        return self._info_at(self.starts[row] + position, key)
+
+    def flat_info(self, i: int) -> SequenceInfo:
+        """The SequenceInfo of flat entry `i` of the columns (whatever its row)."""
+        ids, names, kinds, contexts = self.key_lists
+        return self._info_at(i, [ids[i], names[i], kinds[i], self.context(contexts[i])])
+
+    def _info_at(self, i: int, key: list[Any]) -> SequenceInfo:
         count, first_step, last_step, first, last, lo, hi = (s[i] for s in self.stat_lists)
         return SequenceInfo(
             seq_id=key[0], name=key[1], context=key[3], kind=key[2], count=count,
