@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
+import tarfile
 from collections.abc import Iterator
+from io import BytesIO
 from pathlib import Path
 from typing import Any
 
@@ -82,3 +85,17 @@ def python_env() -> dict[str, str]:
 
 
 PYTHON = sys.executable
+
+
+def source_at(rev: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder holding `rev`'s aim_parquet, from this checkout's git history (the test is
+    skipped where there is none): older code that writes older repositories."""
+    done = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", rev, "aim_parquet"], capture_output=True
+    )
+    if done.returncode:
+        pytest.skip(f"no git history with {rev}: {done.stderr.decode()[:200]}")
+    dest = tmp_path_factory.mktemp(f"code_{rev}")
+    with tarfile.open(fileobj=BytesIO(done.stdout)) as tar:
+        tar.extractall(dest, filter="data")
+    return dest

@@ -11,9 +11,7 @@ import json
 import os
 import shutil
 import subprocess
-import tarfile
 from collections.abc import Callable
-from io import BytesIO
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +23,10 @@ from aim_parquet.format.paths import RepoLayout
 from aim_parquet.storage.index.index_file import decode_table
 from aim_parquet.storage.index.index_table import upgrade_format5
 from aim_parquet.storage.index.run_index import RunIndex, index_file_problem
-from tests.conftest import PYTHON, python_env
+from tests.conftest import PYTHON, python_env, source_at
 from tests.integration.test_legacy_index import (
     MAKE_OLD_REPO,
     QUIET,
-    ROOT,
     _counted,
     _replace_sidecar,
     _stored,
@@ -41,15 +38,7 @@ OLD_REV = "4ba8723"  # the last commit whose run index was of format 5
 @pytest.fixture(scope="module")
 def old_code(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """4ba8723's aim_parquet, from this checkout's git history."""
-    done = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", OLD_REV, "aim_parquet"], capture_output=True
-    )
-    if done.returncode:
-        pytest.skip(f"no git history with {OLD_REV}: {done.stderr.decode()[:200]}")
-    dest = tmp_path_factory.mktemp("old_code5")
-    with tarfile.open(fileobj=BytesIO(done.stdout)) as tar:
-        tar.extractall(dest, filter="data")
-    return dest
+    return source_at(OLD_REV, tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

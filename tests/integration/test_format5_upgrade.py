@@ -7,8 +7,6 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
-import tarfile
-from io import BytesIO
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +16,9 @@ import pytest
 import aim_parquet as aim
 from aim_parquet.format.paths import RepoLayout
 from aim_parquet.storage.index.run_index import RunIndex
-from tests.conftest import PYTHON
+from tests.conftest import PYTHON, source_at
 
 REF_REV = "4ba8723"  # the last commit whose run index was runs.arrow of format 5
-ROOT = Path(__file__).resolve().parents[2]
 
 MAKE_REPO = """
 import sys
@@ -39,14 +36,7 @@ print(len(list(aim.Repo(root).query_metrics("metric.name == 'loss'"))))
 @pytest.fixture
 def ref_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A repository written and queried by 4ba8723's code (its index: runs.arrow, format 5)."""
-    done = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", REF_REV, "aim_parquet"], capture_output=True
-    )
-    if done.returncode:
-        pytest.skip(f"no git history with {REF_REV}: {done.stderr.decode()[:200]}")
-    code = tmp_path_factory.mktemp("ref_code")
-    with tarfile.open(fileobj=BytesIO(done.stdout)) as tar:
-        tar.extractall(code, filter="data")
+    code = source_at(REF_REV, tmp_path_factory)
     root = tmp_path_factory.mktemp("ref_repo")
     script = root.parent / "make_ref_repo.py"
     script.write_text(MAKE_REPO)

@@ -10,10 +10,8 @@ import json
 import os
 import shutil
 import subprocess
-import tarfile
 from collections.abc import Callable
 from dataclasses import replace
-from io import BytesIO
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +22,9 @@ from aim_parquet.format.meta import RunMeta
 from aim_parquet.format.paths import RepoLayout
 from aim_parquet.storage.index.legacy_index import decode_legacy_index, read_legacy_index
 from aim_parquet.storage.index.run_index import RunIndex, index_file_problem
-from tests.conftest import PYTHON, python_env
+from tests.conftest import PYTHON, python_env, source_at
 
 OLD_REV = "7db2c30"  # the last commit whose run index was runs.jsonl (format 4)
-ROOT = Path(__file__).resolve().parents[2]
 QUIET: dict[str, Any] = {"system_tracking_interval": None, "capture_terminal_logs": False}
 
 MAKE_OLD_REPO = """
@@ -66,15 +63,7 @@ print(len(list(aim.Repo(root).query_runs("").iter_runs())))
 @pytest.fixture(scope="module")
 def old_code(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """7db2c30's aim_parquet, from this checkout's git history."""
-    done = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", OLD_REV, "aim_parquet"], capture_output=True
-    )
-    if done.returncode:
-        pytest.skip(f"no git history with {OLD_REV}: {done.stderr.decode()[:200]}")
-    dest = tmp_path_factory.mktemp("old_code")
-    with tarfile.open(fileobj=BytesIO(done.stdout)) as tar:
-        tar.extractall(dest, filter="data")
-    return dest
+    return source_at(OLD_REV, tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
