@@ -25,7 +25,7 @@ from aim_parquet.query.executor import execute_plan, warn_unreadable
 from aim_parquet.query.planner import QueryPlan
 from aim_parquet.sdk import frames
 from aim_parquet.sdk.frame_tables import table_to_pandas
-from aim_parquet.sdk.prefetch import BATCH_RUNS, MetricBatch
+from aim_parquet.sdk.prefetch import BATCH_RUNS, MetricBatch, finish_iteration
 from aim_parquet.sdk.query_frames import build_query_frame
 from aim_parquet.sdk.run_base import RunBase
 from aim_parquet.sdk.run_frame import RunColumns, run_columns
@@ -134,6 +134,8 @@ class _QueryCollection(SequenceCollection):
             with gc_paused():  # (never while the caller runs)
                 batch = self._next_batch(steps, cache)
             if not batch:
+                with gc_paused():
+                    finish_iteration(cache)  # (the points cache, written once)
                 return
             yield from batch
 

@@ -5,10 +5,13 @@ object or a read per sequence.
 - The query is matched on the run index's records (`query.executor.execute_plan`); a matching
   run's row (`sdk.run_rows`: the cells of `sdk.dataframes.run_row`) is built once from its
   record, and a sequence's name and context columns once per distinct (name, kind, context).
-- Points come, in this order of preference, from the analyst dataset's shared files
+- Points come, in this order of preference, from the points cache (`storage.index.points_cache`:
+  sequences of closed runs whose sidecar's stat key is the one they were cached under), from the
+  analyst dataset's shared files
   (`storage.compaction.dataset_read.committed_metric_points`: runs it holds as they are now),
   from one bulk pass over the segments of runs that have no compacted files
-  (`storage.online.bulk_read`), and otherwise from each sequence's own files
+  (`storage.online.bulk_read`; what it read of closed runs is written to the points cache when
+  it was enough runs), and otherwise from each sequence's own files
   (`read_metric_columns`), which is also where an unreadable sequence is found: it is left out
   with a warning, as `dataframe()` does for one sequence.
 - Python's cycle collector is paused while the frame is built (`system.gc_pause.gc_paused`): the build makes
@@ -45,6 +48,7 @@ from aim_parquet.sdk.frame_arrays import (
 from aim_parquet.sdk.frame_tables import table_to_pandas, table_to_polars
 from aim_parquet.sdk.frames import _text
 from aim_parquet.sdk.run_rows import RunRows, row_columns
+from aim_parquet.storage.index.points_cache import PointsCache
 from aim_parquet.storage.index.run_records import RunRecord
 from aim_parquet.storage.online.bulk_read import read_metrics_bulk
 from aim_parquet.storage.online.run_reader import read_metric_columns
@@ -170,23 +174,47 @@ def _points(
             out[i] = (steps, values, np.full(len(steps), np.nan), np.full(len(steps), np.nan))
         return out
     found: dict[int, tuple[Array, ...]] = {}
+    cache: PointsCache | None = None
+    keys: dict[str, str] | None = None
+    closed_keys: list[str | None] = [None] * len(entries)
     if len(entries) > 1:
         from aim_parquet.storage.compaction.dataset_read import committed_metric_points
 
-        by_run: dict[str, set[str]] = {}
-        for h, entry in zip(hashes, entries, strict=True):
-            by_run.setdefault(h, set()).add(entry.seq_id)
         keys = None if stat_keys is None else stat_keys()
-        committed = committed_metric_points(layout, by_run, keys=keys)
+        if keys is not None:  # (the points cache: closed runs whose key it holds)
+            closed = [r.has_end_time for r in wanted.records]
+            closed_keys = [
+                keys.get(h) if closed[r] else None
+                for h, r in zip(hashes, wanted.seq_run, strict=True)
+            ]
+            cache = PointsCache(layout)
+            if cache.load(sum(closed)):
+                for i, entry in enumerate(entries):
+                    hit = cache.take(hashes[i], entry.seq_id, closed_keys[i])
+                    if hit is not None:
+                        found[i] = hit
+        by_run: dict[str, set[str]] = {}
         for i, (h, entry) in enumerate(zip(hashes, entries, strict=True)):
-            points = committed.get((h, entry.seq_id))
-            if points is not None:
-                found[i] = points
+            if i not in found:
+                by_run.setdefault(h, set()).add(entry.seq_id)
+        committed = committed_metric_points(layout, by_run, keys=keys) if by_run else {}
+        for i, (h, entry) in enumerate(zip(hashes, entries, strict=True)):
+            held = committed.get((h, entry.seq_id))
+            if held is not None:
+                found[i] = held
     rest = [i for i in range(len(entries)) if i not in found]
     if len(rest) > 1:
         bulk = read_metrics_bulk(layout, [(hashes[i], entries[i]) for i in rest])
-        for j, points in bulk.items():
-            found[rest[j]] = points
+        for j, read in bulk.items():
+            found[rest[j]] = read
+        if cache is not None and keys is not None:
+            cache.add(
+                [
+                    (hashes[rest[j]], entries[rest[j]].seq_id, closed_keys[rest[j]], p)
+                    for j, p in bulk.items()
+                ]
+            )
+            cache.save(keys)
     for i, entry in enumerate(entries):
         points = found.get(i)
         if points is None:
