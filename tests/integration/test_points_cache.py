@@ -361,3 +361,41 @@ def test_iteration_through_the_cache_does_not_import_pandas(tmp_path: Path) -> N
     )
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
     assert (tmp_path / ".aim" / "index" / "points.arrow").exists()
+
+
+def test_a_cache_too_large_for_the_query_is_neither_read_nor_written(
+    tmp_path: Path, small_thresholds: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A query for a few runs of a repository whose cache is large reads their own files and
+    leaves the file alone (rewriting it would be its cost again at every such query)."""
+    _build(tmp_path, 10)
+    aim.Repo(tmp_path).query_metrics("").to_arrow()
+    path = tmp_path / ".aim" / "index" / "points.arrow"
+    before = path.stat()
+    monkeypatch.setattr(points_cache, "READ_BYTES_PER_RUN", 1)
+    hits = _Hits(monkeypatch)
+    _check(tmp_path)
+    assert not hits.runs
+    after = path.stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+
+
+def test_an_iteration_listed_before_its_values_are_read_writes_the_cache_once(
+    tmp_path: Path, small_thresholds: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _build(tmp_path, 11)
+    saves: list[bool] = []
+    save = PointsCache.save
+
+    def counted(cache: PointsCache, keys: dict[str, str], *, min_runs: int | None = None) -> bool:
+        wrote = save(cache, keys, min_runs=min_runs)
+        saves.append(wrote)
+        return wrote
+
+    monkeypatch.setattr(PointsCache, "save", counted)
+    metrics = list(aim.Repo(tmp_path).query_metrics(""))  # (every batch still to be read)
+    assert not saves
+    for metric in metrics:
+        metric.values.sparse_numpy()
+    assert saves == [True]
+    assert _cached_runs(tmp_path) == {m.run.hash for m in metrics}

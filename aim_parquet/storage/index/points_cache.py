@@ -44,9 +44,9 @@ CACHE_FILENAME = "points.arrow"  # in .aim/index/
 CACHE_FORMAT = "aim_parquet.points_cache"
 CACHE_FORMAT_VERSION = "1"
 MIN_READ_RUNS = 64  # a query wanting fewer closed runs reads their own files
-READ_BYTES_PER_RUN = 64 << 10  # ... and one whose cache file is larger than this per wanted run
+READ_BYTES_PER_RUN = 16 << 10  # ... and one whose cache file is larger than this per wanted run
 MIN_WRITE_RUNS = 256  # runs read from segments that make a query write the cache
-MAX_SEQ_POINTS = 4096  # longer sequences are not cached
+MAX_SEQ_POINTS = 256  # longer sequences are not cached (their files cost little more per point)
 MAX_CACHE_BYTES = 64 << 20  # what the entries may take (32 bytes a point, `ROW_BYTES` a sequence)
 ROW_BYTES = 128
 
@@ -123,6 +123,7 @@ class PointsCache:
         self._offsets: list[int] = []
         self._floats: list[bool] = []
         self._loaded = False
+        self._too_large = False
         self._new: list[_Entries] = []
         self._new_runs: set[str] = set()
         self._new_bytes = 0
@@ -139,6 +140,7 @@ class PointsCache:
                 return False
             try:
                 if os.stat(cache_path(self._layout)).st_size > wanted_runs * READ_BYTES_PER_RUN:
+                    self._too_large = True  # (nor written: it would be again at every query)
                     return False
             except OSError:
                 pass
@@ -210,11 +212,11 @@ class PointsCache:
         return len(self._new_runs)
 
     def save(self, keys: dict[str, str], *, min_runs: int | None = None) -> bool:
-        """Write the file when at least `min_runs` (default `MIN_WRITE_RUNS`) runs were `add`ed:
-        the new sequences, then the old file's whose run's key in `keys` (the query's refresh)
-        is unchanged, up to `MAX_CACHE_BYTES`, sorted by run and sequence. Never raises;
-        whether it wrote."""
-        if self.new_runs < (MIN_WRITE_RUNS if min_runs is None else min_runs):
+        """Write the file when at least `min_runs` (default `MIN_WRITE_RUNS`) runs were `add`ed
+        and `load` did not find it too large to read: the new sequences, then the old file's
+        whose run's key in `keys` (the query's refresh) is unchanged, up to `MAX_CACHE_BYTES`,
+        sorted by run and sequence. Never raises; whether it wrote."""
+        if self._too_large or self.new_runs < (MIN_WRITE_RUNS if min_runs is None else min_runs):
             return False
         try:
             if index_link(self._layout) is not None:
