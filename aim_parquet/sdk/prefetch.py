@@ -1,13 +1,12 @@
 """Points read ahead while a query's metrics are iterated (`for m in repo.query_metrics(q)`):
 the sequences of the next `BATCH_RUNS` closed runs share a batch, and the first sequence of a
 batch whose values are asked for reads the points of every sequence of the batch at once, from
-the points cache (`storage.index.points_cache`, read once per iteration), from
-the analyst dataset's shared files (each bucket file read once per iteration:
-`dataset_read.BucketCache`; an iteration whose first batch has fewer than
-`MIN_SHARED_READ_RUNS` runs reads their own files) or in one pass over the segments of runs without compacted files
-(`storage.online.bulk_read`; what the batches read so of closed runs is written to the points
-cache once, when the iteration ends: `finish_iteration`). A sequence the batch could not read
-reads its own files, as
+the points cache (`storage.index.points_cache`, read once per iteration), from the analyst
+dataset's shared files (each bucket file read once per iteration: `dataset_read.BucketCache`; an
+iteration whose first batch has fewer than `MIN_SHARED_READ_RUNS` runs reads their own files) or
+in one pass over the segments of runs without compacted files (`storage.online.bulk_read`; what
+the batches read so is written to the points cache once, when the iteration ends and its last
+batch was read: `finish_iteration`). A sequence the batch could not read reads its own files, as
 without a batch. The arrays are those `Sequence` reads itself: same steps, values, dtypes
 (`epoch` int64 unless a point has none)."""
 
@@ -74,9 +73,8 @@ class MetricBatch:
         buckets = self._cache.get("buckets")
         if buckets is None and len(by_run) >= dataset_read.MIN_SHARED_READ_RUNS:
             buckets = self._cache["buckets"] = dataset_read.BucketCache()
-        if (
-            buckets is not None and by_run
-        ):  # (a few runs alone read their own files, as a frame does)
+        # (a few runs alone read their own files, as a frame does)
+        if buckets is not None and by_run:
             keyed = self._cache.get("stat_keys")
             committed = dataset_read.committed_metric_points(self._layout, by_run, buckets, keyed)
         rest = []

@@ -70,7 +70,10 @@ SCHEMA = pa.schema(
         pa.field("points", pa.list_(pa.field("item", POINT_TYPE, nullable=False)), nullable=False),
     ]
 )
-_IGNORED = (OSError, AimParquetError, ValueError, KeyError, TypeError, pa.ArrowException)
+_IGNORED = (
+    OSError, AimParquetError, ValueError, KeyError, IndexError, TypeError, OverflowError,
+    pa.ArrowException,
+)  # fmt: skip
 
 
 def cache_path(layout: RepoLayout) -> str:
@@ -147,7 +150,7 @@ class PointsCache:
         self._loaded = True
         try:
             self._old = _read(self._layout)
-        except _IGNORED as exc:
+        except Exception as exc:  # noqa: BLE001 (whatever the file holds: a cache is never fatal)
             log.debug("aim_parquet: points cache of %s not used (%s)", self._layout.root, exc)
             self._old = None
         if self._old is not None:
