@@ -23,6 +23,7 @@ import pytest
 
 import aim_parquet as aim
 from aim_parquet.format.paths import RepoLayout
+from aim_parquet.storage.compaction import dataset_read
 from aim_parquet.storage.compaction.compactor import compact_repo
 from aim_parquet.storage.index import points_cache
 from aim_parquet.storage.index.points_cache import PointsCache
@@ -156,8 +157,10 @@ def test_cached_points_equal_the_answer_without_the_cache(
         _check(tmp_path)
         assert set(hits.runs) == shown - {live, crashed}
         compact_repo(RepoLayout(tmp_path))  # cached runs compacted (the live one is not)
+        monkeypatch.setattr(dataset_read, "MIN_SHARED_READ_RUNS", 1)  # (and the dataset read)
         hits.runs.clear()
         _check(tmp_path)
+        assert hits.runs
         resumed = rng.sample(hashes, 3)
         for run_hash in resumed:  # resumed after being cached and compacted
             run = _open(tmp_path, rng, run_hash=run_hash)
