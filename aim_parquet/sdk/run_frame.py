@@ -55,13 +55,19 @@ _NAN = math.nan
 class RunColumns:
     """The columns of a run-level frame: `names` in table order, one list of cells each."""
 
-    def __init__(self, columns: dict[str, list[Any]], n_runs: int) -> None:
+    def __init__(self, columns: dict[str, list[Any] | pa.Array], n_runs: int) -> None:
         self.columns = columns
         self.n_runs = n_runs
 
     def to_arrow(self) -> pa.Table:
-        """Each column typed by `frame_arrays.key_column`, as a run row's column always was."""
-        return pa.table({name: key_column(values) for name, values in self.columns.items()})
+        """Each column typed by `frame_arrays.key_column`, as a run row's column always was
+        (a column given as Arrow is typed so already)."""
+        return pa.table(
+            {
+                name: key_column(values) if isinstance(values, list) else values
+                for name, values in self.columns.items()
+            }
+        )
 
     def to_polars(self) -> polars.DataFrame:
         """`to_arrow()`'s table in polars, column for column (`frame_tables.table_to_polars`:
@@ -313,8 +319,8 @@ def assemble(
     final = np.cumsum(keep) - 1
     fast_at = final[is_fast]
     slow_at = final[slow_places].tolist()
-    members = [np.flatnonzero(fast.groups == g) for g in range(len(fast.keys))]
-    events = [(int(fast_at[m[0]]), keys) for m, keys in zip(members, fast.keys, strict=True)]
+    _, firsts = np.unique(fast.groups, return_index=True)  # (group g first at firsts[g])
+    events = [(int(fast_at[f]), keys) for f, keys in zip(firsts, fast.keys, strict=True)]
     events += [(i, tuple(cells)) for i, (_, _, cells) in zip(slow_at, slow, strict=True)]
     events.sort(key=lambda e: e[0])
     names: dict[str, None] = {}
@@ -327,24 +333,45 @@ def assemble(
             out[fast_at] = _objects(fast_values)
         return out
 
-    columns: dict[str, npt.NDArray[np.object_]] = {"hash": column(fast.hashes)}
-    for i, (_, run_hash, _) in zip(slow_at, slow, strict=True):
-        columns["hash"][i] = run_hash
-    if rows.include_props:
-        for k, key in enumerate(PROP_KEYS):
-            columns[key] = out = column(fast.props.get(key))
-            for i, props in zip(slow_at, rows.props, strict=True):
-                out[i] = props[k]
-    cells = {name: column(None) for name in names}
-    for m, keys, sources in zip(members, fast.keys, fast.sources, strict=True):
-        places = fast_at[m]
-        for name, source in zip(keys, sources, strict=True):
-            cells[name][places] = _objects(fast.cell_values(source))[m]
-    for i, (_, _, found) in zip(slow_at, slow, strict=True):
-        for name, value in found.items():
-            cells[name][i] = value
-    columns.update(cells)
-    return RunColumns({name: values.tolist() for name, values in columns.items()}, n)
+    columns: dict[str, Any] = {}
+    if not slow:  # (then the columns' own Arrow arrays)
+        columns["hash"] = fast.arrow_hashes()
+        if rows.include_props:
+            columns.update(fast.arrow_props())
+    else:
+        columns["hash"] = column(fast.hashes)
+        for i, (_, run_hash, _) in zip(slow_at, slow, strict=True):
+            columns["hash"][i] = run_hash
+        if rows.include_props:
+            for k, key in enumerate(PROP_KEYS):
+                columns[key] = out = column(fast.props[key] if len(fast_at) else None)
+                for i, props in zip(slow_at, rows.props, strict=True):
+                    out[i] = props[k]
+    slow_names = {name for _, _, found in slow for name in found}
+    sources: dict[str, dict[Any, list[int]]] = {}  # each name's sources, and their groups
+    for g, (keys, group_cells) in enumerate(zip(fast.keys, fast.sources, strict=True)):
+        for name, source in zip(keys, group_cells, strict=True):
+            sources.setdefault(name, {}).setdefault(source, []).append(g)
+    for name in names:
+        found = sources.get(name, {})
+        if name not in slow_names and len(found) == 1:  # one source, no row built per run
+            ((source, groups),) = found.items()
+            has = np.isin(fast.groups, groups)
+            index = np.full(n, -1, dtype=np.intp)
+            index[fast_at[has]] = np.flatnonzero(has)
+            columns[name] = fast.arrow_cells(source, index)
+            continue
+        out = columns[name] = column(None)
+        for source, groups in found.items():
+            values = _objects(fast.cell_values(source))
+            where = np.isin(fast.groups, groups)
+            out[fast_at[where]] = values[where]
+        for i, (_, _, cells) in zip(slow_at, slow, strict=True):
+            if name in cells:
+                out[i] = cells[name]
+    return RunColumns(
+        {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in columns.items()}, n
+    )
 
 
 def _objects(values: list[Any]) -> npt.NDArray[np.object_]:

@@ -4,18 +4,21 @@ run's row: the same table, cell for cell, as the per-run builder (`sdk.run_frame
 which still builds the rows of the runs the columns cannot tell).
 
 The runs taken from the columns ("column rows") are those the query's run part surely matches
-column-wise (`query.prefilter`; when it cannot decide a run the whole frame is built per run)
-that are rows of the index file, closed (`end_time` set: not active), without extra fields and,
+column-wise (`query.prefilter`; a run it cannot decide is matched by the interpreter and built
+per run) that are rows of the index file, closed (`end_time` set: not active), without extra fields and,
 when metrics are wanted, with a plain catalogue (`storage.index.catalogue_columns`):
 
 - props from the index columns (`name`, `experiment`, ... as `RunRecord` gives them);
-- params: the runs' params texts are grouped by their shape (`_shapes`: the text with each value
-  replaced by `#`; the same shape is the same keys, in the same order, in valid JSON); a shape
-  whose params are plain dicts down to `PARAM_DEPTH` (`run_rows`' plain case) with a typed
-  column (`storage.index.param_columns`) for every leaf gives its runs' cells from those
-  columns, where their status is a value or null; any other run is built per run;
-- summaries from the catalogue list columns: each wanted metric entry's label and stats, picked
-  per run with numpy.
+- params: the runs' params texts are grouped by their shape (`sdk.param_shapes`: compact JSON
+  objects of plain values down to `PARAM_DEPTH`; the same shape is the same keys in the same
+  order); a shape whose keys all have a typed column (`storage.index.param_columns`) gives its
+  runs' cells from those columns, where their status is a value or null; any other run is
+  built per run;
+- summaries from the catalogue list columns: the wanted metric entry's label and stats of each
+  run that has one (several: built per run), picked with numpy.
+
+A column no run built per run has a value in, with one source, is made as Arrow from the index's
+columns directly (typed as `frame_arrays.key_column` types the same cells).
 
 Rows then columns are assembled as `run_rows.row_columns` does (columns in the order the rows
 first name them, a summary column named like a param in the param's place).
@@ -23,36 +26,33 @@ first name them, a summary column named like a param in the param's place).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, Final
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from aim_parquet.format.json_records import loads_json
 from aim_parquet.format.kinds import METRIC_KINDS
 from aim_parquet.format.paths import canonical_context
 from aim_parquet.format.run_fields import DEFAULT_EXPERIMENT, display_name
-from aim_parquet.format.values import TAG, utf8_safe
-from aim_parquet.sdk.dataframes import PARAM_DEPTH, PROP_KEYS, _tags_text
+from aim_parquet.format.values import utf8_safe
+from aim_parquet.sdk.dataframes import PROP_KEYS, _tags_text
 from aim_parquet.sdk.frames import SUMMARY_STATS
+from aim_parquet.sdk.param_shapes import param_groups
+from aim_parquet.storage.base.cached import cached_property
 from aim_parquet.storage.base.columns import (
     any_numpy,
     int64_array,
+    nan_numpy,
     positions_numpy,
     string_array,
+    validity_bitmap,
 )
 from aim_parquet.storage.index.index_entries import IndexSnapshot
-from aim_parquet.storage.index.param_columns import NONE, VALUE
+from aim_parquet.storage.index.index_table import IndexTable
 
 __all__ = ["ColumnRows", "column_rows"]
 
-_SCALARS: Final = frozenset({str, int, float, bool, type(None)})
-_STR: Final = r'"(?:[^"\\\x00-\x1f]|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})*"'
-_NUM: Final = r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?"
-# a key (kept, then `#`) or a value followed by what ends it (`#`, then the end kept)
-_SHAPE: Final = rf"({_STR}\s*:)|(?:{_STR}|{_NUM}|true|false|null)(\s*[,}}\]])"
 _STAT_COLUMNS: Final = {
     "last": "seq_last", "last_step": "seq_last_step", "min": "seq_min", "max": "seq_max",
 }  # fmt: skip
@@ -63,21 +63,117 @@ Cell = tuple[str, Any]  # ("param", path) or ("stat", (label id, stat))
 class ColumnRows:
     """The rows taken from the columns: `positions` (into the snapshot's stored order, result
     order), `groups` (a group per row) and per group its `keys` (column names in row order)
-    with the `sources` of their cells."""
+    with the `sources` of their cells; the cells as lists (`hashes`, `props`, `cell_values`)
+    or as the Arrow arrays `key_column` would make of them (`arrow_*`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, table: IndexTable) -> None:
+        self.table = table
         self.positions = np.zeros(0, dtype=np.intp)
         self.groups = np.zeros(0, dtype=np.intp)
         self.keys: list[tuple[str, ...]] = []
         self.sources: list[tuple[Cell, ...]] = []
-        self.hashes: list[Any] = []
-        self.props: dict[str, list[Any]] = {}
-        self.params: dict[tuple[str, ...], list[Any]] = {}
-        self.stats: dict[tuple[int, str], list[Any]] = {}
+        self.rows = np.zeros(0, dtype=np.int64)  # the index table's row of each
+        self.entries: dict[int, np.ndarray[Any, Any]] = {}  # per label, each row's entry
+
+    @cached_property
+    def at(self) -> pa.Array:
+        return int64_array(self.rows)
+
+    @cached_property
+    def hashes(self) -> list[Any]:
+        return self.table.column("hash").take(self.at).to_pylist()  # type: ignore[no-any-return]
+
+    @cached_property
+    def props(self) -> dict[str, list[Any]]:
+        return _props(self.table.table, self.at)
 
     def cell_values(self, cell: Cell) -> list[Any]:
         kind, ref = cell
-        return self.params[ref] if kind == "param" else self.stats[ref]
+        if kind == "param":
+            values, _ = self.table.param_column(ref)  # type: ignore[misc]
+            return values.take(self.at).to_pylist()  # type: ignore[no-any-return]
+        return _stat_values(self.table, ref[1], self.entries[ref[0]])
+
+    def arrow_cells(self, cell: Cell, index: np.ndarray[Any, Any]) -> pa.Array:
+        """A column of `cell` with the cells of the rows `index` (-1: none, a null)."""
+        kind, ref = cell
+        has = index >= 0
+        if kind == "param":
+            values, _ = self.table.param_column(ref)  # type: ignore[misc]
+            rows = np.where(has, self.rows[np.maximum(index, 0)], 0)
+            bitmap, nulls = validity_bitmap(has)
+            where = pa.Array.from_buffers(
+                pa.int64(), len(index), [bitmap, pa.py_buffer(rows)], nulls
+            )
+            return _typed(values.take(where).combine_chunks())
+        entries = self.entries[ref[0]][index[has]]
+        flat = pc.list_flatten(self.table.table.column(_STAT_COLUMNS[ref[1]]))
+        picked = flat.take(int64_array(entries))
+        is_int = pa.types.is_integer(picked.type) and not picked.null_count
+        data = np.zeros(len(index), dtype=np.int64 if is_int else np.float64)
+        data[has] = any_numpy(picked) if is_int else nan_numpy(picked)
+        bitmap, nulls = validity_bitmap(has)
+        typ = pa.int64() if is_int else pa.float64()
+        return pa.Array.from_buffers(typ, len(index), [bitmap, pa.py_buffer(data)], nulls)
+
+    def arrow_hashes(self) -> pa.Array:
+        return _typed(self.table.column("hash").take(self.at).combine_chunks())
+
+    def arrow_props(self) -> dict[str, Any]:
+        """The props' columns (a list where `key_column` must decide)."""
+        table = self.table.table
+        taken = table.select(["hash", *_PROP_COLUMNS]).take(self.at)
+        names = taken.column("name").combine_chunks()
+        if names.null_count:
+            hashes = taken.column("hash").combine_chunks()
+            own = pc.utf8_replace_slice(hashes, start=0, stop=0, replacement="Run: ")
+            names = pc.if_else(pc.is_null(names), own, names)
+        experiment = _typed(taken.column("experiment").combine_chunks())
+        if (
+            pa.types.is_null(experiment.type)
+            or any(not text for text in experiment.dictionary.to_pylist())
+            or experiment.null_count
+        ):
+            experiment = self.props["experiment"]  # (some in the default experiment)
+        n = len(self.rows)
+        inactive = pa.Array.from_buffers(
+            pa.bool_(), n, [None, pa.py_buffer(np.zeros((n + 7) // 8, np.uint8))]
+        )
+        return dict(
+            zip(
+                PROP_KEYS,
+                (
+                    _typed(names),
+                    experiment,
+                    _typed(taken.column("description").combine_chunks()),
+                    taken.column("archived").combine_chunks(),
+                    taken.column("creation_time").combine_chunks(),
+                    taken.column("end_time").combine_chunks(),
+                    inactive,
+                    self.props["tags"],
+                ),
+                strict=True,
+            )
+        )
+
+
+_PROP_COLUMNS: Final = (
+    "name",
+    "experiment",
+    "description",
+    "archived",
+    "creation_time",
+    "end_time",
+)
+
+
+def _typed(array: pa.Array) -> pa.Array:
+    """`key_column` of an array's values (str dictionary-encoded, all null the null type)."""
+    if array.null_count == len(array):
+        return pa.nulls(len(array), pa.null())
+    if pa.types.is_string(array.type):
+        return pc.dictionary_encode(array)
+    return array
 
 
 def column_rows(
@@ -100,11 +196,11 @@ def column_rows(
     if metrics:
         good &= table.catalogue.plain[at]
     ok[np.flatnonzero(ok)[~good]] = False
-    out = ColumnRows()
+    out = ColumnRows(table)
     param_keys: dict[int, tuple[tuple[str, tuple[str, ...]], ...]] = {}
     shape_of = np.zeros(len(positions), dtype=np.intp)
     if include_params and ok.any():
-        ok, shape_of = _param_groups(snapshot, rows, ok, include_props, param_keys)
+        ok, shape_of = param_groups(snapshot, rows, ok, include_props, param_keys)
     label_of = np.full(len(positions), -1, dtype=np.intp)
     labels: list[str] = []
     entries: dict[int, np.ndarray[Any, Any]] = {}
@@ -114,7 +210,6 @@ def column_rows(
     out.positions = positions[taken]
     if not len(taken):
         return out, ok
-    at = int64_array(rows[taken])
     combined = shape_of[taken] * (len(labels) + 1) + (label_of[taken] + 1)
     distinct, first, inverse = np.unique(combined, return_index=True, return_inverse=True)
     order = np.argsort(first, kind="stable")  # groups in the order their first row comes
@@ -131,16 +226,9 @@ def column_rows(
                 cells[f"{labels[label - 1]}.{stat}"] = ("stat", (label - 1, stat))
         out.keys.append(tuple(cells))
         out.sources.append(tuple(cells.values()))
-    out.hashes = table.column("hash").take(at).to_pylist()
-    if include_props:
-        out.props = _props(table.table, at)
-    for sources in out.sources:
-        for kind, ref in sources:
-            if kind == "param" and ref not in out.params:
-                values, _ = table.param_column(ref)  # type: ignore[misc]
-                out.params[ref] = values.take(at).to_pylist()
-            elif kind == "stat" and ref not in out.stats:
-                out.stats[ref] = _stat_values(table, ref, entries[ref[0]][taken])
+    out.rows = rows[taken].astype(np.int64)
+    for code, each in entries.items():
+        out.entries[code] = each[taken]
     return out, ok
 
 
@@ -187,85 +275,6 @@ def _props(table: pa.Table, at: pa.Array) -> dict[str, list[Any]]:
             strict=True,
         )
     )
-
-
-def _param_groups(
-    snapshot: IndexSnapshot,
-    rows: np.ndarray[Any, Any],
-    ok: np.ndarray[Any, Any],
-    include_props: bool,
-    param_keys: dict[int, tuple[tuple[str, tuple[str, ...]], ...]],
-) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
-    """(`ok` less the runs whose params the columns cannot tell, the shape of each run);
-    `param_keys` gets each usable shape's (column name, param path) pairs."""
-    table = snapshot.table
-    where = np.flatnonzero(ok)
-    texts = table.column("params").take(int64_array(rows[where])).combine_chunks()
-    shapes = pc.dictionary_encode(pc.replace_substring_regex(texts, _SHAPE, r"\1#\2"))
-    codes = any_numpy(shapes.indices).astype(np.intp)
-    shape_of = np.zeros(len(rows), dtype=np.intp)
-    shape_of[where] = codes
-    taken_names = frozenset(("hash", *PROP_KEYS)) if include_props else frozenset(("hash",))
-    _, first = np.unique(codes, return_index=True)
-    for code, i in enumerate(first.tolist()):
-        members = where[codes == code]
-        found = _shape_keys(texts[i].as_py(), taken_names)
-        if found is not None:
-            statuses = [table.param_column(path) for _, path in found]
-            if all(s is not None for s in statuses):
-                for _, status in statuses:  # type: ignore[misc]
-                    at = status[rows[members]]
-                    bad = members[(at != VALUE) & (at != NONE)]
-                    ok[bad] = False
-                param_keys[code] = found
-                continue
-        ok[members] = False
-    return ok, shape_of
-
-
-def _shape_keys(
-    text: str, taken_names: frozenset[str]
-) -> tuple[tuple[str, tuple[str, ...]], ...] | None:
-    """(column name, path) of each cell of params of this text's shape, as `RunRows._params`
-    names them, or None unless the params are plain (`run_rows._flatten_plain`)."""
-    try:
-        params = loads_json(text.encode("ascii", "surrogatepass"), "params")
-    except Exception:
-        return None
-    if type(params) is not dict:
-        return None
-    leaves: list[tuple[str, tuple[str, ...]]] = []
-    if not _leaves(params, (), "", 1, leaves):
-        return None
-    flat = dict(leaves)  # (a dotted key and the same nested keys: one cell, the last value)
-    out: dict[str, tuple[str, ...]] = {}
-    for key, path in flat.items():
-        safe = key if key.isascii() else utf8_safe(key)
-        if safe not in taken_names:
-            out.setdefault(safe, path)
-    return tuple(out.items())
-
-
-def _leaves(
-    node: dict[str, Any],
-    path: tuple[str, ...],
-    prefix: str,
-    level: int,
-    out: list[tuple[str, tuple[str, ...]]],
-) -> bool:
-    """`run_rows._flatten_plain`'s walk, giving each leaf's (flat key, path)."""
-    if TAG in node:
-        return False
-    for key, value in node.items():
-        flat = f"{prefix}.{key}" if prefix else key
-        if type(value) in _SCALARS:
-            out.append((flat, (*path, key)))
-        elif type(value) is dict and value and level < PARAM_DEPTH:
-            if not _leaves(value, (*path, key), flat, level + 1, out):
-                return False
-        else:
-            return False
-    return True
 
 
 def _summary_labels(
@@ -327,14 +336,13 @@ def _summary_labels(
     return ok, label_of
 
 
-def _stat_values(table: Any, ref: tuple[int, str], entries: np.ndarray[Any, Any]) -> list[Any]:
+def _stat_values(table: IndexTable, stat: str, entries: np.ndarray[Any, Any]) -> list[Any]:
     """A summary column's cells of the rows whose entries are `entries` (NaN for a stat not
     stored, None where a row has no such entry)."""
-    column = pc.list_flatten(table.table.column(_STAT_COLUMNS[ref[1]]))
+    column = pc.list_flatten(table.table.column(_STAT_COLUMNS[stat]))
     has = entries >= 0
     values = column.take(int64_array(entries[has])).to_pylist()
     out: list[Any] = [None] * len(entries)
-    fill: Callable[[Any], Any] = lambda v: _NAN if v is None else v  # noqa: E731
     for i, value in zip(np.flatnonzero(has).tolist(), values, strict=True):
-        out[i] = fill(value)
+        out[i] = _NAN if value is None else value
     return out

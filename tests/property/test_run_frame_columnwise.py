@@ -154,3 +154,35 @@ def test_column_rows_equal_the_per_run_rows(tmp_path: Path, seed: int) -> None:
     _compare(tmp_path)
     _damage(tmp_path, random.Random(seed))
     _compare(tmp_path)
+
+
+def _build_plain(root: Path, seed: int) -> None:
+    """Runs whose rows all come from the columns (then every column is Arrow from them)."""
+    rng = random.Random(seed)
+    for i in range(40):
+        run = aim.Run(repo=root, experiment=rng.choice([None, "", "e1", "é2"]), **QUIET)
+        if rng.random() < 0.5:
+            run.name = rng.choice([f"run {i}", "ü", ""])
+        if rng.random() < 0.3:
+            run.description = rng.choice(["d", "ü"])
+        if rng.random() < 0.3:
+            run.add_tag(rng.choice(["a", "b"]))
+        run["hparams"] = {"lr": rng.choice([0.1, 1e-05, None]), "seed": i, "opt": "adam"}
+        run["flag"] = rng.choice([True, False])
+        if i % 2:
+            run["maybe"] = rng.choice([None, 3])
+        if rng.random() < 0.8:
+            context = rng.choice([{}, {"s": "v"}])
+            for step in range(rng.randrange(1, 4)):
+                value: Any = step if i % 5 == 0 and seed % 2 else rng.choice([rng.random(), float("inf")])
+                run.track(value, name="loss", step=step, context=context)
+        if i % 9 == 4:
+            run.archived = True
+        run.close()
+
+
+@pytest.mark.parametrize("seed", [21, 22])
+def test_rows_all_from_the_columns_equal_the_per_run_rows(tmp_path: Path, seed: int) -> None:
+    _build_plain(tmp_path, seed)
+    RunIndex._shared.clear()
+    _compare(tmp_path)
