@@ -174,7 +174,9 @@ def _build_plain(root: Path, seed: int) -> None:
         if rng.random() < 0.8:
             context = rng.choice([{}, {"s": "v"}])
             for step in range(rng.randrange(1, 4)):
-                value: Any = step if i % 5 == 0 and seed % 2 else rng.choice([rng.random(), float("inf")])
+                value: Any = (
+                    step if i % 5 == 0 and seed % 2 else rng.choice([rng.random(), float("inf")])
+                )
                 run.track(value, name="loss", step=step, context=context)
         if i % 9 == 4:
             run.archived = True
