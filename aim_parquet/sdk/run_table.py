@@ -14,8 +14,9 @@ when metrics are wanted, with a plain catalogue (`storage.index.catalogue_column
   order); a shape whose keys all have a typed column (`storage.index.param_columns`) gives its
   runs' cells from those columns, where their status is a value or null; any other run is
   built per run;
-- summaries from the catalogue list columns: the wanted metric entry's label and stats of each
-  run that has one (several: built per run), picked with numpy.
+- summaries from the catalogue list columns: the labels of each run's wanted metric entries
+  (its signature, found with numpy, in Python only for runs with several) and their stats,
+  picked with numpy.
 
 A column no run built per run has a value in, with one source, is made as Arrow from the index's
 columns directly (typed as `frame_arrays.key_column` types the same cells).
@@ -201,29 +202,30 @@ def column_rows(
     shape_of = np.zeros(len(positions), dtype=np.intp)
     if include_params and ok.any():
         ok, shape_of = param_groups(snapshot, rows, ok, include_props, param_keys)
-    label_of = np.full(len(positions), -1, dtype=np.intp)
+    sig_of = np.full(len(positions), -1, dtype=np.intp)
     labels: list[str] = []
+    signatures: list[tuple[int, ...]] = []
     entries: dict[int, np.ndarray[Any, Any]] = {}
     if metrics and ok.any():
-        ok, label_of = _summary_labels(snapshot, rows, ok, metrics, labels, entries)
+        sig_of = _summary_labels(snapshot, rows, ok, metrics, labels, signatures, entries)
     taken = np.flatnonzero(ok)
     out.positions = positions[taken]
     if not len(taken):
         return out, ok
-    combined = shape_of[taken] * (len(labels) + 1) + (label_of[taken] + 1)
+    combined = shape_of[taken] * (len(signatures) + 1) + (sig_of[taken] + 1)
     distinct, first, inverse = np.unique(combined, return_index=True, return_inverse=True)
     order = np.argsort(first, kind="stable")  # groups in the order their first row comes
     rank = np.empty(len(order), dtype=np.intp)
     rank[order] = np.arange(len(order))
     out.groups = rank[inverse.reshape(-1)]
     for code in distinct[order].tolist():
-        shape, label = divmod(code, len(labels) + 1)
+        shape, sig = divmod(code, len(signatures) + 1)
         cells: dict[str, Cell] = {}
         for key, path in param_keys.get(shape, ()):
             cells[key] = ("param", path)
-        if label:
+        for label in signatures[sig - 1] if sig else ():
             for stat in SUMMARY_STATS:
-                cells[f"{labels[label - 1]}.{stat}"] = ("stat", (label - 1, stat))
+                cells[f"{labels[label]}.{stat}"] = ("stat", (label, stat))
         out.keys.append(tuple(cells))
         out.sources.append(tuple(cells.values()))
     out.rows = rows[taken].astype(np.int64)
@@ -323,10 +325,12 @@ def _summary_labels(
     ok: np.ndarray[Any, Any],
     metrics: frozenset[str],
     labels: list[str],
+    signatures: list[tuple[int, ...]],
     entries: dict[int, np.ndarray[Any, Any]],
-) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
-    """(`ok` less the runs with more than one wanted metric entry, each run's label: -1 for
-    none); `labels` gets the labels, `entries` per label the flat entry of each run."""
+) -> np.ndarray[Any, Any]:
+    """Each run's signature (-1 for none): the labels of its wanted metric entries in catalogue
+    order, each once (`signatures`, as ids into `labels`); `entries` gets per label the flat
+    entry of each run (the last with that label, as a dict keeps the last value)."""
     table = snapshot.table.table
     names = pc.list_flatten(table.column("seq_name"))
     kinds = pc.list_flatten(table.column("seq_kind"))
@@ -335,45 +339,56 @@ def _summary_labels(
         pc.is_in(kinds, value_set=string_array(sorted(METRIC_KINDS))),
     )
     picked = np.flatnonzero(any_numpy(wanted))
-    label_of = np.full(len(rows), -1, dtype=np.intp)
+    sig_of = np.full(len(rows), -1, dtype=np.intp)
     if not len(picked):
-        return ok, label_of
+        return sig_of
+    size = snapshot.table.size
     starts = np.asarray(snapshot.table.catalogue.starts, dtype=np.int64)
     entry_row = np.searchsorted(starts, picked, side="right") - 1
-    per_row = np.bincount(entry_row, minlength=snapshot.table.size)
-    where = np.flatnonzero(ok)
-    at = rows[where]
-    ok[where[per_row[at] > 1]] = False  # several wanted entries: built per run
     index = int64_array(picked)
-    pairs = zip(
-        names.take(index).to_pylist(),
-        pc.list_flatten(table.column("seq_context")).take(index).to_pylist(),
-        strict=True,
-    )
-    found: dict[tuple[str, str], int] = {}
-    label_ids = np.empty(len(picked), dtype=np.intp)
-    columns = snapshot.table.catalogue
-    for i, (name, context) in enumerate(pairs):
-        code = found.get((name, context))
-        if code is None:
-            code = found[(name, context)] = len(labels)
-            parsed = columns.context(context)
-            label = name if not parsed else f"{name}{canonical_context(parsed)}"
-            labels.append(utf8_safe(label))
-        label_ids[i] = code
-    row_label = np.full(snapshot.table.size, -1, dtype=np.intp)
-    row_entry = np.full(snapshot.table.size, -1, dtype=np.int64)
+    name_codes = pc.dictionary_encode(names.take(index).combine_chunks())
+    contexts = pc.list_flatten(table.column("seq_context")).take(index).combine_chunks()
+    context_codes = pc.dictionary_encode(contexts)
+    n_contexts = len(context_codes.dictionary)
+    pair = any_numpy(name_codes.indices).astype(np.int64) * n_contexts + any_numpy(
+        context_codes.indices
+    ).astype(np.int64)
+    distinct, first, label_ids = np.unique(pair, return_index=True, return_inverse=True)
+    label_ids = label_ids.reshape(-1)
+    name_list = name_codes.dictionary.to_pylist()
+    context_list = context_codes.dictionary.to_pylist()
+    catalogue = snapshot.table.catalogue
+    for code in distinct.tolist():
+        name, context = name_list[code // n_contexts], context_list[code % n_contexts]
+        parsed = catalogue.context(context)
+        labels.append(utf8_safe(name if not parsed else f"{name}{canonical_context(parsed)}"))
+    per_row = np.bincount(entry_row, minlength=size)
+    row_sig = np.full(size, -1, dtype=np.intp)
     single = per_row[entry_row] == 1
-    row_label[entry_row[single]] = label_ids[single]
-    row_entry[entry_row[single]] = picked[single]
+    one_label = np.full(len(labels), -1, dtype=np.intp)  # the signature of each label alone
+    for code in np.unique(label_ids[single]).tolist():
+        one_label[code] = len(signatures)
+        signatures.append((code,))
+    row_sig[entry_row[single]] = one_label[label_ids[single]]
+    several = np.flatnonzero(~single)
+    if len(several):
+        known = {sig: i for i, sig in enumerate(signatures)}
+        bounds = np.flatnonzero(np.diff(entry_row[several])) + 1
+        for group in np.split(several, bounds):
+            sig = tuple(dict.fromkeys(label_ids[group].tolist()))
+            found = known.get(sig)
+            if found is None:
+                found = known[sig] = len(signatures)
+                signatures.append(sig)
+            row_sig[entry_row[group[0]]] = found
     where = np.flatnonzero(ok)
-    label_of[where] = row_label[rows[where]]
+    sig_of[where] = row_sig[rows[where]]
     for code in range(len(labels)):
-        each = np.full(len(rows), -1, dtype=np.int64)
-        hit = where[label_of[where] == code]
-        each[hit] = row_entry[rows[hit]]
-        entries[code] = each
-    return ok, label_of
+        each = np.full(size, -1, dtype=np.int64)
+        these = label_ids == code
+        np.maximum.at(each, entry_row[these], picked[these])
+        entries[code] = each[rows]
+    return sig_of
 
 
 def _stat_values(table: IndexTable, stat: str, entries: np.ndarray[Any, Any]) -> list[Any]:

@@ -34,7 +34,7 @@ QUERIES = [
     "run.mixed == 'two'",
     "run.hparams.seed > 2 or run.experiment == 'exp-1'",
 ]
-METRICS: list[list[str] | None] = [None, ["loss"], ["loss", "count", "nothing"]]
+METRICS: list[list[str] | None] = [None, ["loss"], ["loss", "count", "acc", "nothing"]]
 ODD: list[tuple[str, Any]] = [
     ("mixed", [1, 2.5, "two", True, None, [1, "a"], {"x": 1}, 2**70]),
     ("deep", [{"a": {"b": {"c": {"d": 1}}}}, {"a": {"b": 2}}, {"a": {}}]),
@@ -188,3 +188,29 @@ def test_rows_all_from_the_columns_equal_the_per_run_rows(tmp_path: Path, seed: 
     _build_plain(tmp_path, seed)
     RunIndex._shared.clear()
     _compare(tmp_path)
+
+
+def test_metric_contexts_in_another_order_per_run(tmp_path: Path) -> None:
+    """Runs whose catalogues list the wanted metrics' contexts in different orders: each row's
+    summary columns in its own catalogue order (the newest run's first; its order interleaves
+    two names, so it is not the order of any sort by name and context)."""
+    orders: list[list[tuple[str, dict[str, Any]]]] = [
+        [("loss", {}), ("loss", {"s": "v"})],
+        [("loss", {"s": "v"}), ("acc", {}), ("loss", {})],
+        [("loss", {"s": "a"}), ("acc", {"s": "b"}), ("loss", {"s": "b"})],
+    ]
+    for seqs in orders:
+        run = aim.Run(repo=tmp_path, **QUIET)
+        run["hparams"] = {"lr": 0.1}
+        for name, context in seqs:
+            run.track(1.5, name=name, step=0, context=context)
+        run.close()
+    RunIndex._shared.clear()
+    _compare(tmp_path)
+    table = aim.Repo(tmp_path).query_runs("").to_arrow(metrics=["loss", "acc"])
+    assert table is not None
+    assert [n for n in table.column_names if n.endswith(".last")][:3] == [
+        'loss{"s":"a"}.last',
+        'acc{"s":"b"}.last',
+        'loss{"s":"b"}.last',
+    ]
