@@ -13,6 +13,12 @@ summaries come from the run index's catalogue columns when its row is plain
 (`storage.index.catalogue_columns`: no JSON parsed), else from its record's catalogue (no file
 is opened either way), a live run's from its own catalogue (sidecar and segments, which a live
 writer may have moved ahead of the index).
+
+`query_run_columns` (what `repo.query_runs(q)` uses) takes the runs the prefilter surely matches
+(a run it cannot decide goes through the interpreter), reads the rows the index's columns tell
+from them (`sdk.run_table`: no record per run) and builds the others per run (`_run_cells`, as
+`run_columns` does); `assemble` merges both in result order. `run_columns` over any matches
+stays the per-run builder (the reference of `tests/property/test_run_frame_columnwise.py`).
 """
 
 from __future__ import annotations

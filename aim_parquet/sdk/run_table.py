@@ -35,17 +35,16 @@ import pyarrow.compute as pc
 
 from aim_parquet.format.kinds import METRIC_KINDS
 from aim_parquet.format.paths import canonical_context
-from aim_parquet.format.run_fields import DEFAULT_EXPERIMENT, display_name
 from aim_parquet.format.values import utf8_safe
-from aim_parquet.sdk.dataframes import PROP_KEYS, _tags_text
+from aim_parquet.sdk.dataframes import PROP_KEYS
 from aim_parquet.sdk.frames import SUMMARY_STATS
 from aim_parquet.sdk.param_shapes import param_groups
+from aim_parquet.sdk.run_props import prop_lists, tag_column
 from aim_parquet.storage.base.cached import cached_property
 from aim_parquet.storage.base.columns import (
     any_numpy,
     int64_array,
     nan_numpy,
-    positions_numpy,
     string_array,
     validity_bitmap,
 )
@@ -86,7 +85,7 @@ class ColumnRows:
 
     @cached_property
     def props(self) -> dict[str, list[Any]]:
-        return _props(self.table.table, self.at)
+        return prop_lists(self.table.table, self.at)
 
     def cell_values(self, cell: Cell) -> list[Any]:
         kind, ref = cell
@@ -151,7 +150,7 @@ class ColumnRows:
                     taken.column("creation_time").combine_chunks(),
                     taken.column("end_time").combine_chunks(),
                     inactive,
-                    _tag_column(table, self.at),
+                    tag_column(table, self.at),
                 ),
                 strict=True,
             )
@@ -236,87 +235,6 @@ def column_rows(
 
 def _valid(column: pa.ChunkedArray) -> np.ndarray[Any, Any]:
     return np.asarray(any_numpy(column.is_valid()), dtype=bool)
-
-
-def _props(table: pa.Table, at: pa.Array) -> dict[str, list[Any]]:
-    """The props' cells of the rows `at`, as `RunRecord` gives them (closed runs)."""
-    taken = table.select(["hash", "name", "experiment", "description", "archived"]).take(at)
-    names = taken.column("name").to_pylist()
-    unnamed = np.flatnonzero(any_numpy(taken.column("name").is_null())).tolist()
-    if unnamed:
-        hashes = taken.column("hash").to_pylist()
-        for i in unnamed:
-            names[i] = display_name(hashes[i], None)
-    experiment = taken.column("experiment")
-    experiments = experiment.to_pylist()
-    lengths = positions_numpy(pc.utf8_length(experiment).combine_chunks())
-    for i in np.flatnonzero(lengths <= 0).tolist():  # (null or "")
-        experiments[i] = DEFAULT_EXPERIMENT
-    return dict(
-        zip(
-            PROP_KEYS,
-            (
-                names,
-                experiments,
-                taken.column("description").to_pylist(),
-                taken.column("archived").to_pylist(),
-                table.column("creation_time").take(at).to_pylist(),
-                table.column("end_time").take(at).to_pylist(),
-                [False] * len(at),
-                _tag_texts(table, at),
-            ),
-            strict=True,
-        )
-    )
-
-
-def _tag_column(table: pa.Table, at: pa.Array) -> pa.Array:
-    """`key_column` of the `tags` cells of the rows `at`: a code per row made with numpy (no
-    tags: code 0), each distinct list's JSON made once, in the order the texts first come."""
-    tags = table.column("tags").take(at)
-    n = len(at)
-    lengths = positions_numpy(pc.list_value_length(tags).combine_chunks())
-    tagged = np.flatnonzero(lengths > 0)
-    ids = np.zeros(n, dtype=np.int64)
-    texts = [_tags_text(())]
-    made = {texts[0]: 0}
-    by_key: dict[tuple[str, ...], int] = {}
-    found = tags.take(int64_array(tagged)).to_pylist() if len(tagged) else []
-    for i, one in zip(tagged.tolist(), found, strict=True):
-        key = tuple(one)
-        code = by_key.get(key)
-        if code is None:
-            text = _tags_text(key)
-            code = made.get(text)
-            if code is None:
-                code = made[text] = len(texts)
-                texts.append(text)
-            by_key[key] = code
-        ids[i] = code
-    used, first = np.unique(ids, return_index=True)
-    order = used[np.argsort(first)]
-    rank = np.zeros(len(texts), dtype=np.int32)
-    rank[order] = np.arange(len(order), dtype=np.int32)
-    indices = pa.Array.from_buffers(pa.int32(), n, [None, pa.py_buffer(rank[ids])])
-    return pa.DictionaryArray.from_arrays(indices, string_array([texts[c] for c in order]))
-
-
-def _tag_texts(table: pa.Table, at: pa.Array) -> list[str]:
-    """The `tags` cells of the rows `at` (each distinct list's JSON made once)."""
-    tags = table.column("tags").take(at)
-    texts = [_tags_text(())] * len(at)
-    lengths = positions_numpy(pc.list_value_length(tags).combine_chunks())
-    tagged = np.flatnonzero(lengths > 0)
-    if len(tagged):
-        made: dict[tuple[str, ...], str] = {}
-        found = tags.take(int64_array(tagged)).to_pylist()
-        for i, one in zip(tagged.tolist(), found, strict=True):
-            key = tuple(one)
-            text = made.get(key)
-            if text is None:
-                text = made[key] = _tags_text(key)
-            texts[i] = text
-    return texts
 
 
 def _summary_labels(
