@@ -28,7 +28,7 @@ from aim_parquet.sdk.frame_tables import table_to_pandas
 from aim_parquet.sdk.prefetch import BATCH_RUNS, MetricBatch, finish_iteration
 from aim_parquet.sdk.query_frames import build_query_frame
 from aim_parquet.sdk.run_base import RunBase
-from aim_parquet.sdk.run_frame import RunColumns, run_columns
+from aim_parquet.sdk.run_frame import RunColumns, query_run_columns
 from aim_parquet.sdk.run_read import ReadableRun
 from aim_parquet.sdk.run_sequences import SequenceCollection, SingleRunSequenceCollection
 from aim_parquet.sdk.sequence import Sequence, sequence_columns
@@ -203,23 +203,16 @@ class QueryRunSequenceCollection(_QueryCollection):
     def _run_columns(
         self, include_props: bool, include_params: bool, metrics: list[str] | None
     ) -> RunColumns | None:
-        """The run-level frame's columns, built from the matching runs' index records
-        (`sdk.run_frame`)."""
-        matches = (
-            step.match
-            for step in execute_plan(
-                self._layout, self._index, self.plan, offset=self.offset, with_misses=False
-            )
-            if step.match is not None
-        )
+        """The run-level frame's columns (`sdk.run_frame.query_run_columns`)."""
         with gc_paused():
-            return run_columns(
+            return query_run_columns(
                 self._layout,
-                matches,
+                self._index,
+                self.plan,
+                offset=self.offset,
                 include_props=include_props,
                 include_params=include_params,
                 metrics=metrics,
-                reread=self._index.reread,
             )
 
     def dataframe(  # type: ignore[override]

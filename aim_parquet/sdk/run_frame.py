@@ -13,6 +13,12 @@ summaries come from the run index's catalogue columns when its row is plain
 (`storage.index.catalogue_columns`: no JSON parsed), else from its record's catalogue (no file
 is opened either way), a live run's from its own catalogue (sidecar and segments, which a live
 writer may have moved ahead of the index).
+
+`query_run_columns` (what `repo.query_runs(q)` uses) takes the runs the prefilter surely matches
+(a run it cannot decide goes through the interpreter), reads the rows the index's columns tell
+from them (`sdk.run_table`: no record per run) and builds the others per run (`_run_cells`, as
+`run_columns` does); `assemble` merges both in result order. `run_columns` over any matches
+stays the per-run builder (the reference of `tests/property/test_run_frame_columnwise.py`).
 """
 
 from __future__ import annotations
@@ -21,21 +27,27 @@ import math
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 
 from aim_parquet.errors import CorruptFileError, FormatVersionError
 from aim_parquet.format.kinds import METRIC_KINDS, is_metric_kind
 from aim_parquet.format.paths import RepoLayout, canonical_context
 from aim_parquet.format.values import utf8_safe
-from aim_parquet.query.executor import RunMatch, warn_unreadable
-from aim_parquet.query.views import sequence_key
+from aim_parquet.query.executor import RunMatch, _candidates, warn_unreadable
+from aim_parquet.query.planner import QueryPlan
+from aim_parquet.query.prefilter import run_verdicts
+from aim_parquet.query.views import RunView, sequence_key
 from aim_parquet.sdk.dataframes import PROP_KEYS
 from aim_parquet.sdk.frame_arrays import key_column
 from aim_parquet.sdk.frame_tables import table_to_polars
 from aim_parquet.sdk.frames import SUMMARY_STATS
 from aim_parquet.sdk.query_frames import _RecordRun
 from aim_parquet.sdk.run_rows import RunRows, row_columns
+from aim_parquet.sdk.run_table import ColumnRows, column_rows
 from aim_parquet.storage.index.catalogue_columns import CatalogueColumns
+from aim_parquet.storage.index.run_index import RunIndex
 from aim_parquet.storage.index.run_records import RunRecord
 from aim_parquet.storage.online.catalogue_scan import ScanCache, read_catalogue
 from aim_parquet.storage.online.run_reader import load_run_meta
@@ -49,13 +61,19 @@ _NAN = math.nan
 class RunColumns:
     """The columns of a run-level frame: `names` in table order, one list of cells each."""
 
-    def __init__(self, columns: dict[str, list[Any]], n_runs: int) -> None:
+    def __init__(self, columns: dict[str, list[Any] | pa.Array], n_runs: int) -> None:
         self.columns = columns
         self.n_runs = n_runs
 
     def to_arrow(self) -> pa.Table:
-        """Each column typed by `frame_arrays.key_column`, as a run row's column always was."""
-        return pa.table({name: key_column(values) for name, values in self.columns.items()})
+        """Each column typed by `frame_arrays.key_column`, as a run row's column always was
+        (a column given as Arrow is typed so already)."""
+        return pa.table(
+            {
+                name: key_column(values) if isinstance(values, list) else values
+                for name, values in self.columns.items()
+            }
+        )
 
     def to_polars(self) -> polars.DataFrame:
         """`to_arrow()`'s table in polars, column for column (`frame_tables.table_to_polars`:
@@ -163,25 +181,10 @@ def run_columns(
     hashes: list[str] = []
     extra: list[dict[str, Any]] = []  # params then summaries, one dict per run
     for match in matches:
-        record = match.record
-        try:
-            found = summaries.of(record) if wanted else {}
-            rows.add(_RecordRun(layout, record))  # (adds nothing when it raises)
-        except _UNREADABLE as exc:  # a damaged index entry: the sidecar decides (as matching)
-            fresh = None if reread is None else reread(record.hash)
-            try:
-                if fresh is None:
-                    raise exc
-                found = summaries.of(fresh) if wanted else {}
-                rows.add(_RecordRun(layout, fresh))
-            except _UNREADABLE as again:  # one bad run never stops a repo-wide frame
-                warn_unreadable(record.hash, again)
-                continue
-        hashes.append(record.hash)
-        cells = rows.params[-1] if include_params else {}
-        if found:
-            cells = {**cells, **found}
-        extra.append(cells)
+        cells = _run_cells(layout, match.record, rows, summaries, reread)
+        if cells is not None:
+            hashes.append(match.record.hash)
+            extra.append(cells)
     if not hashes:
         return None
     columns: dict[str, list[Any]] = {"hash": hashes}
@@ -190,3 +193,194 @@ def run_columns(
         columns.update(zip(PROP_KEYS, map(list, props), strict=True))
     columns.update(row_columns(extra))
     return RunColumns(columns, len(hashes))
+
+
+def _run_cells(
+    layout: RepoLayout,
+    record: RunRecord,
+    rows: RunRows,
+    summaries: _Summaries,
+    reread: Callable[[str], RunRecord | None] | None,
+) -> dict[str, Any] | None:
+    """One run's params then summaries (its props added to `rows`); None, with a warning,
+    when it cannot be read (one bad run never stops a repo-wide frame)."""
+    wanted = summaries.names
+    try:
+        found = summaries.of(record) if wanted else {}
+        rows.add(_RecordRun(layout, record))  # (adds nothing when it raises)
+    except _UNREADABLE as exc:  # a damaged index entry: the sidecar decides (as matching)
+        fresh = None if reread is None else reread(record.hash)
+        try:
+            if fresh is None:
+                raise exc
+            found = summaries.of(fresh) if wanted else {}
+            rows.add(_RecordRun(layout, fresh))
+        except _UNREADABLE as again:
+            warn_unreadable(record.hash, again)
+            return None
+    cells = rows.params[-1] if rows.include_params else {}
+    return {**cells, **found} if found else cells
+
+
+def query_run_columns(
+    layout: RepoLayout,
+    index: RunIndex,
+    plan: QueryPlan,
+    *,
+    offset: str | None,
+    include_props: bool,
+    include_params: bool,
+    metrics: list[str] | None,
+) -> RunColumns | None:
+    """The run-level frame of a run query: the runs its run part matches (as `execute_plan`:
+    column-wise where `query.prefilter` decides a run, else the interpreter), their rows from
+    the index's columns where those tell them (`sdk.run_table`), else from their records
+    (`run_columns`); None when nothing matched."""
+    snapshot, start = _candidates(index, offset, warn=True, stacklevel=6)
+    newest = snapshot.newest_positions[start:]
+    records: dict[int, RunRecord] = {}  # runs matched by the interpreter, by position
+    if plan.run_filter is None:
+        matched = newest
+    else:
+        mask, sure = run_verdicts(plan.run_filter, snapshot)
+        may = np.ones(len(newest), dtype=bool) if mask is None else mask[start:]
+        is_sure = np.zeros(len(newest), dtype=bool) if sure is None else sure[start:]
+        unsure = np.flatnonzero(may & ~is_sure)
+        keep = is_sure.copy()
+        if len(unsure):
+            positions = newest[unsure].tolist()
+            for k, p, record in zip(
+                unsure.tolist(), positions, snapshot.records_at(positions), strict=True
+            ):
+                found = _interpreted(layout, plan, record, index.reread)
+                if found is not None:
+                    keep[k] = True
+                    records[p] = found
+        matched = newest[keep]
+    wanted = frozenset(metrics or ())
+    fast, taken = column_rows(
+        snapshot,
+        np.asarray([p for p in matched.tolist() if p not in records], dtype=np.intp)
+        if records
+        else matched,
+        include_props=include_props,
+        include_params=include_params,
+        metrics=wanted,
+    )
+    is_fast = np.zeros(len(matched), dtype=bool)
+    if records:
+        is_fast[np.flatnonzero(~np.isin(matched, list(records)))[taken]] = True
+    else:
+        is_fast[taken] = True
+    slow_positions = matched[~is_fast].tolist()
+    todo = [p for p in slow_positions if p not in records]
+    records.update(zip(todo, snapshot.records_at(todo), strict=True))
+    rows = RunRows(include_props=include_props, include_params=include_params)
+    summaries = _Summaries(layout, wanted)
+    slow: list[tuple[int, str, dict[str, Any]]] = []  # (row, hash, cells)
+    slow_at = np.flatnonzero(~is_fast).tolist()
+    for i, p in zip(slow_at, slow_positions, strict=True):
+        cells = _run_cells(layout, records[p], rows, summaries, index.reread)
+        if cells is not None:
+            slow.append((i, records[p].hash, cells))
+    return assemble(fast, is_fast, slow, rows)
+
+
+def _interpreted(
+    layout: RepoLayout,
+    plan: QueryPlan,
+    record: RunRecord,
+    reread: Callable[[str], RunRecord | None],
+) -> RunRecord | None:
+    """`record` (or, when its entry is damaged, the one read again from its sidecar) when the
+    interpreter matches it, as `execute_plan` decides a run the columns do not."""
+    try:
+        return record if plan.matches_run(RunView(record, layout)) else None
+    except _UNREADABLE as exc:
+        fresh = reread(record.hash)
+        try:
+            if fresh is None:
+                raise exc
+            return fresh if plan.matches_run(RunView(fresh, layout)) else None
+        except _UNREADABLE as again:
+            warn_unreadable(record.hash, again)
+            return None
+
+
+def assemble(
+    fast: ColumnRows,
+    is_fast: npt.NDArray[np.bool_],
+    slow: list[tuple[int, str, dict[str, Any]]],
+    rows: RunRows,
+) -> RunColumns | None:
+    """The columns of the matched runs in result order: those taken from the index's columns
+    (`fast`, at the True places of `is_fast`) and those built per run (`slow`: their place,
+    hash and cells, their props in `rows`), named in the order the rows first name them."""
+    keep = is_fast.copy()
+    slow_places = np.array([i for i, _, _ in slow], dtype=np.intp)
+    keep[slow_places] = True
+    n = int(keep.sum())
+    if not n:
+        return None
+    final = np.cumsum(keep) - 1
+    fast_at = final[is_fast]
+    slow_at = final[slow_places].tolist()
+    _, firsts = np.unique(fast.groups, return_index=True)  # (group g first at firsts[g])
+    events = [(int(fast_at[f]), keys) for f, keys in zip(firsts, fast.keys, strict=True)]
+    events += [(i, tuple(cells)) for i, (_, _, cells) in zip(slow_at, slow, strict=True)]
+    events.sort(key=lambda e: e[0])
+    names: dict[str, None] = {}
+    for _, keys in events:
+        names.update(dict.fromkeys(keys))
+
+    def column(fast_values: list[Any] | None) -> npt.NDArray[np.object_]:
+        out = np.full(n, None, dtype=object)
+        if fast_values is not None and len(fast_at):
+            out[fast_at] = _objects(fast_values)
+        return out
+
+    columns: dict[str, Any] = {}
+    if not slow:  # (then the columns' own Arrow arrays)
+        columns["hash"] = fast.arrow_hashes()
+        if rows.include_props:
+            columns.update(fast.arrow_props())
+    else:
+        columns["hash"] = column(fast.hashes)
+        for i, (_, run_hash, _) in zip(slow_at, slow, strict=True):
+            columns["hash"][i] = run_hash
+        if rows.include_props:
+            for k, key in enumerate(PROP_KEYS):
+                columns[key] = out = column(fast.props[key] if len(fast_at) else None)
+                for i, props in zip(slow_at, rows.props, strict=True):
+                    out[i] = props[k]
+    slow_names = {name for _, _, found in slow for name in found}
+    sources: dict[str, dict[Any, list[int]]] = {}  # each name's sources, and their groups
+    for g, (keys, group_cells) in enumerate(zip(fast.keys, fast.sources, strict=True)):
+        for name, source in zip(keys, group_cells, strict=True):
+            sources.setdefault(name, {}).setdefault(source, []).append(g)
+    for name in names:
+        found = sources.get(name, {})
+        if name not in slow_names and len(found) == 1:  # one source, no row built per run
+            ((source, groups),) = found.items()
+            has = np.isin(fast.groups, groups)
+            index = np.full(n, -1, dtype=np.intp)
+            index[fast_at[has]] = np.flatnonzero(has)
+            columns[name] = fast.arrow_cells(source, index)
+            continue
+        out = columns[name] = column(None)
+        for source, groups in found.items():
+            values = _objects(fast.cell_values(source))
+            where = np.isin(fast.groups, groups)
+            out[fast_at[where]] = values[where]
+        for i, (_, _, cells) in zip(slow_at, slow, strict=True):
+            if name in cells:
+                out[i] = cells[name]
+    return RunColumns(
+        {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in columns.items()}, n
+    )
+
+
+def _objects(values: list[Any]) -> npt.NDArray[np.object_]:
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out

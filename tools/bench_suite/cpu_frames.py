@@ -1,5 +1,6 @@
 """Wall and CPU seconds of the run-level frame, the metric frame and `sparse_numpy()` iteration
-in a fresh process (`python cpu_frames.py REPO WORKLOAD`, WORKLOAD one of runs, df, sparse, and the parts
+in a fresh process (`python cpu_frames.py REPO WORKLOAD`, WORKLOAD one of runs (also runs_where: with
+a predicate, runs_arrow: `to_arrow()`), df, sparse, and the parts
 of them the run index decides: summaries, match, match_last): the
 CPU time is the process's own (`time.process_time`), which another process on a shared machine
 disturbs less than the wall time. Prints one JSON line; with `--calls`, the number of Python
@@ -41,6 +42,10 @@ def run(root: str, workload: str) -> None:
     repo = aim.Repo(root)
     if workload == "runs":
         repo.query_runs("").dataframe(metrics=["loss"])
+    elif workload == "runs_where":  # a predicate the run index's typed columns decide
+        repo.query_runs("run.hparams.lr < 0.0005").dataframe(metrics=["loss"])
+    elif workload == "runs_arrow":
+        repo.query_runs("").to_arrow(metrics=["loss"])
     elif workload == "df":
         repo.query_metrics("metric.name == 'loss'").dataframe()
     elif workload == "summaries":  # the run-level frame's summary columns alone
