@@ -28,14 +28,27 @@ def _text(rng: random.Random, n: int, nulls: bool) -> pa.ChunkedArray:
     return pa.chunked_array([encoded.slice(0, cut), encoded.slice(cut)])  # (offsets)
 
 
+def _runs_text(rng: random.Random, n: int, nulls: bool) -> pa.ChunkedArray:
+    """A run-level column: one value per sequence repeated over its points (long runs)."""
+    values: list[str | None] = []
+    while len(values) < n:
+        value = None if nulls and rng.random() < 0.3 else rng.choice(WORDS)
+        values.extend([value] * rng.randrange(1, 40))
+    encoded = pa.array(values[:n], pa.string()).dictionary_encode()
+    cut = rng.randrange(0, n + 1)
+    return pa.chunked_array([encoded.slice(0, cut), encoded.slice(cut)])
+
+
 def _table(seed: int) -> pa.Table:
     rng = random.Random(seed)
-    n = rng.randrange(0, 40)
+    n = rng.randrange(0, 120)
     columns: dict[str, Any] = {
         "step": pa.array(np.arange(n, dtype=np.int64)),
         "value": pa.array([rng.choice([0.5, float("nan"), float("inf")]) for _ in range(n)]),
         "run.hash": _text(rng, n, nulls=False),
         "run.tag": _text(rng, n, nulls=True),
+        "run.name": _runs_text(rng, n, nulls=False),
+        "run.note": _runs_text(rng, n, nulls=True),
         "run.none": pa.nulls(n),
         "run.flag": pa.array([rng.choice([True, False, None]) for _ in range(n)], pa.bool_()),
         "run.count": pa.array([rng.choice([1, 2, None]) for _ in range(n)], pa.int64()),
