@@ -162,6 +162,9 @@ def test_numbers_and_times_are_the_arrays_pa_array_makes(seed: int) -> None:
     local = frame_arrays.local_times(np.where(missing, 0.0, stamps)).view(np.int64)
     want = pa.array(local, pa.int64(), mask=missing if missing.any() else None)
     assert frame_arrays.times(stamps).equals(want.view(pa.timestamp("us")))
+    every = rng.choice([1.7e9, 1.7e9 + 0.123456, -6e10, 2.5e11], size=n)  # (all datetimes)
+    want = pa.array(frame_arrays.local_times(every).view(np.int64), pa.int64())
+    assert frame_arrays.times(every).equals(want.view(pa.timestamp("us")))
 
 
 def test_a_polars_frame_imports_no_pandas(tmp_path: Any) -> None:
