@@ -1,13 +1,24 @@
 """`CloseJob`: a run's close done once, on its own thread, that an interrupt on the waiting thread
 cannot cut short (deferred until the close is done; a third one stops waiting), and the work of
-closing a run (`close_run_parts`). `sdk.lifecycle` decides when runs are closed."""
+closing a run (`close_run_parts`). `sdk.lifecycle` decides when runs are closed.
+
+A Ctrl-C during `close()` (`CloseJob.run_to_end`) is never lost: Python runs the SIGINT handler
+at whatever bytecode the main thread reaches next, and when that is inside a garbage collection
+(a gc callback, a finalizer, a weakref callback) it prints "Exception ignored" and drops the
+KeyboardInterrupt. While the close runs on the main thread, the SIGINT handler (when it is
+Python's default) is one that also counts the interrupts, so one dropped that way is raised when
+the close is done."""
 
 from __future__ import annotations
 
 import _thread
 import logging
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from types import FrameType
 from typing import Any
 
 from aim_parquet.storage.online.run_writer import RunWriter
@@ -68,6 +79,15 @@ class CloseJob:
                 waiter.release()
             JOBS.discard(self)
 
+    def run_to_end(self, *args: Any) -> None:
+        """`start(*args)`, then `wait()`; a Ctrl-C that Python dropped meanwhile (module doc) is
+        raised as KeyboardInterrupt once the work is done."""
+        with _counted_interrupts() as seen:
+            self.start(*args)
+            self.wait()
+        if seen:
+            raise KeyboardInterrupt
+
     def wait(self, timeout_s: float | None = None) -> bool:
         """Block until the work is done (False: `timeout_s` passed first). KeyboardInterrupt and
         SystemExit raised meanwhile are re-raised after it is done; the third one is raised at
@@ -110,6 +130,43 @@ class CloseJob:
         if deferred is not None:
             raise deferred
         return True
+
+
+@contextmanager
+def _counted_interrupts() -> Iterator[list[int]]:
+    """On the main thread, with Python's default SIGINT handler in force: a handler that does
+    the same (KeyboardInterrupt) and counts each SIGINT in the list yielded; elsewhere the list
+    stays empty. The default handler is back afterwards (unless someone replaced ours)."""
+    seen: list[int] = []
+
+    def counting(signum: int, frame: FrameType | None) -> None:
+        seen.append(signum)
+        signal.default_int_handler(signum, frame)
+
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield seen
+        return
+    signal.signal(signal.SIGINT, counting)
+    try:
+        yield seen
+    finally:
+        _restore_default(counting)
+
+
+def _restore_default(ours: Callable[[int, FrameType | None], None]) -> None:
+    """Put Python's default SIGINT handler back in place of `ours`; `signal.signal` first runs
+    a pending handler (ours: KeyboardInterrupt), re-raised once the default is back."""
+    interrupted: KeyboardInterrupt | None = None
+    while signal.getsignal(signal.SIGINT) is ours:
+        try:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        except KeyboardInterrupt as exc:
+            interrupted = interrupted or exc
+    if interrupted is not None:
+        raise interrupted
 
 
 def close_run_parts(writer: RunWriter, services: list[Any], end_time: float | None = None) -> None:

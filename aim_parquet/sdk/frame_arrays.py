@@ -39,11 +39,20 @@ def numbers(array: Array, typ: pa.DataType | None = None) -> pa.Array:
 def times(stamps: Array) -> pa.Array:
     """Naive local-time timestamps (µs) of float epoch seconds, as Aim's `time` column
     (`sdk.dataframes.local_times`); NaN (and a time no datetime holds) is missing."""
+    if len(stamps) and _all_datetimes(stamps):  # (the usual column: no mask, no copy)
+        local = np.ascontiguousarray(local_times(stamps).view(np.int64))
+        return pa.Array.from_buffers(pa.timestamp("us"), len(local), [None, pa.py_buffer(local)], 0)
     missing = ~representable_times(stamps)
     local = np.ascontiguousarray(local_times(np.where(missing, 0.0, stamps)).view(np.int64))
     bitmap, nulls = validity_bitmap(~missing)
     buffers = [bitmap, pa.py_buffer(local)]
     return pa.Array.from_buffers(pa.timestamp("us"), len(local), buffers, nulls)
+
+
+def _all_datetimes(stamps: Array) -> bool:
+    """Every timestamp is a datetime (finite, years 1 to 9999): its least and greatest are."""
+    low, high = float(stamps.min()), float(stamps.max())  # (NaN when one is: False below)
+    return bool(representable_times(np.array([low, high])).all())
 
 
 def _strings(values: list[Any]) -> pa.Array:

@@ -117,6 +117,21 @@ def _views(words: pa.Array) -> tuple[Array, pa.Buffer]:
     return views, data if data is not None else pa.py_buffer(b"")
 
 
+def _spread(views: Array, codes: Array) -> Array:
+    """`views[codes]` (one 16-byte view per row): a run-level column's codes come in long runs
+    (one per sequence), so each run's view is repeated rather than each row's gathered."""
+    flat = views.view(np.complex128).reshape(-1)  # (one 16-byte item per view)
+    if len(codes) < 2:
+        return np.take(flat, codes)
+    starts = np.flatnonzero(codes[1:] != codes[:-1])
+    if len(starts) * 8 > len(codes):  # (short runs: gathering is as fast)
+        return np.take(flat, codes)
+    bounds = np.empty(len(starts) + 2, dtype=np.int64)
+    bounds[0], bounds[-1] = 0, len(codes)
+    np.add(starts, 1, out=bounds[1:-1])
+    return np.repeat(np.take(flat, codes[bounds[:-1]]), np.diff(bounds))
+
+
 def _text_views(column: pa.ChunkedArray) -> pa.ChunkedArray:
     """A dictionary text column as Arrow string views (the text polars holds): each row's
     16-byte view is its dictionary entry's, taken by index, over the dictionary's own bytes,
@@ -138,7 +153,7 @@ def _text_views(column: pa.ChunkedArray) -> pa.ChunkedArray:
             valid = validity_mask(indices)
             validity = pa.py_buffer(np.packbits(valid, bitorder="little"))
             codes = np.where(valid, codes, 0)
-        rows = pa.py_buffer(np.take(views, codes, axis=0))  # (faster than views[codes])
+        rows = pa.py_buffer(_spread(views, codes))
         chunks.append(
             pa.Array.from_buffers(view, len(chunk), [validity, rows, data], chunk.null_count)
         )

@@ -289,9 +289,8 @@ class WritingRun(ReadableRun):
         job = self._close_job
         if job is None:
             return
-        job.start(self._closing_end_time())
         try:
-            job.wait()
+            job.run_to_end(self._closing_end_time())
         except BaseException:  # a deferred Ctrl-C: the bookkeeping first, if the work is done
             if job.is_done:
                 self._retire()

@@ -294,3 +294,57 @@ def test_a_real_sigint_during_the_last_flush_stops_the_conversion(
         convert_runs("fake", "x", [FakeRun("a"), FakeRun("b")], tmp_path)
     monkeypatch.setattr(run_writer.RunWriter, "flush", real_flush)
     assert [r.name for r in _runs(tmp_path)] == ["a"]
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_sigint_that_python_swallows_in_a_gc_callback_still_stops_the_conversion(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real Ctrl-C during the last flush that the main thread handles inside a garbage
+    collection (a gc callback or a finalizer that runs while close() starts its thread): Python
+    prints "Exception ignored" and drops the KeyboardInterrupt, yet the conversion stops."""
+    import gc
+    import threading
+
+    from aim_parquet.sdk import close_job
+
+    in_callback, killed = threading.Event(), threading.Event()
+    armed = {"on": False}
+
+    def collecting(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start" and armed["on"]:
+            armed["on"] = False
+            in_callback.set()
+            killed.wait(CLI_TIMEOUT_S)  # here on the main thread when the SIGINT arrives
+            time.sleep(0.05)  # (the interrupt is raised here, and dropped by Python)
+
+    real_start = close_job.start_new_thread
+
+    def start_then_collect(function: Any, args: tuple[Any, ...]) -> int:
+        ident = real_start(function, args)
+        armed["on"] = True
+        gc.collect()  # a collection on the main thread as the close runs
+        return ident
+
+    real_flush = run_writer.RunWriter.flush
+
+    def flush(self: Any, *, durable: bool = False, end_time: float | None = None) -> None:
+        if durable and not killed.is_set():
+            in_callback.wait(CLI_TIMEOUT_S)
+            os.kill(os.getpid(), signal.SIGINT)
+            killed.set()
+        real_flush(self, durable=durable, end_time=end_time)
+
+    monkeypatch.setattr(run_writer.RunWriter, "flush", flush)
+    monkeypatch.setattr(close_job, "start_new_thread", start_then_collect)
+    gc.callbacks.append(collecting)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            convert_runs("fake", "x", [FakeRun("a"), FakeRun("b")], tmp_path)
+    finally:
+        gc.callbacks.remove(collecting)
+    monkeypatch.setattr(run_writer.RunWriter, "flush", real_flush)
+    assert killed.is_set()
+    (run,) = _runs(tmp_path)  # "a", closed with every point; "b" never started
+    assert run.name == "a" and run[SOURCE_PARAM]["complete"] is True
+    assert run.get_metric("loss").values.sparse_numpy()[0].tolist() == list(range(300))

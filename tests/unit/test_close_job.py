@@ -103,3 +103,20 @@ def test_sigterm_during_a_sigterm_close_still_exits(tmp_path: Path) -> None:
         timeout=TIMEOUT_S,
     )
     assert result.returncode == -signal.SIGTERM, result.stderr
+
+
+def test_run_to_end_puts_the_sigint_handler_back() -> None:
+    """`run_to_end` counts interrupts with its own SIGINT handler only while it runs: Python's
+    default is back afterwards, and a program's own handler is never replaced."""
+    job = CloseJob(lambda: None, "trial")
+    job.run_to_end()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    calls: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: calls.append(signum))
+    try:
+        seen: list[object] = []
+        job = CloseJob(lambda: seen.append(signal.getsignal(signal.SIGINT)), "trial")
+        job.run_to_end()
+        assert seen == [signal.getsignal(signal.SIGINT)] and calls == []
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -28,14 +28,27 @@ def _text(rng: random.Random, n: int, nulls: bool) -> pa.ChunkedArray:
     return pa.chunked_array([encoded.slice(0, cut), encoded.slice(cut)])  # (offsets)
 
 
+def _runs_text(rng: random.Random, n: int, nulls: bool) -> pa.ChunkedArray:
+    """A run-level column: one value per sequence repeated over its points (long runs)."""
+    values: list[str | None] = []
+    while len(values) < n:
+        value = None if nulls and rng.random() < 0.3 else rng.choice(WORDS)
+        values.extend([value] * rng.randrange(1, 40))
+    encoded = pa.array(values[:n], pa.string()).dictionary_encode()
+    cut = rng.randrange(0, n + 1)
+    return pa.chunked_array([encoded.slice(0, cut), encoded.slice(cut)])
+
+
 def _table(seed: int) -> pa.Table:
     rng = random.Random(seed)
-    n = rng.randrange(0, 40)
+    n = rng.randrange(0, 120)
     columns: dict[str, Any] = {
         "step": pa.array(np.arange(n, dtype=np.int64)),
         "value": pa.array([rng.choice([0.5, float("nan"), float("inf")]) for _ in range(n)]),
         "run.hash": _text(rng, n, nulls=False),
         "run.tag": _text(rng, n, nulls=True),
+        "run.name": _runs_text(rng, n, nulls=False),
+        "run.note": _runs_text(rng, n, nulls=True),
         "run.none": pa.nulls(n),
         "run.flag": pa.array([rng.choice([True, False, None]) for _ in range(n)], pa.bool_()),
         "run.count": pa.array([rng.choice([1, 2, None]) for _ in range(n)], pa.int64()),
@@ -149,6 +162,9 @@ def test_numbers_and_times_are_the_arrays_pa_array_makes(seed: int) -> None:
     local = frame_arrays.local_times(np.where(missing, 0.0, stamps)).view(np.int64)
     want = pa.array(local, pa.int64(), mask=missing if missing.any() else None)
     assert frame_arrays.times(stamps).equals(want.view(pa.timestamp("us")))
+    every = rng.choice([1.7e9, 1.7e9 + 0.123456, -6e10, 2.5e11], size=n)  # (all datetimes)
+    want = pa.array(frame_arrays.local_times(every).view(np.int64), pa.int64())
+    assert frame_arrays.times(every).equals(want.view(pa.timestamp("us")))
 
 
 def test_a_polars_frame_imports_no_pandas(tmp_path: Any) -> None:
