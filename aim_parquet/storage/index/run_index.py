@@ -292,10 +292,12 @@ class RunIndex:
         self._table, self._rows, self._overlay = table, rows, entries
         if needs_write and (len(rows) or entries or taken or self.path.exists()):
             written = self._write()
-            if written is not None and not self._adopt(written) and taken:
-                self.invalidate()  # (never expected) the journal's rows are read from sidecars
-                self._no_journal = True
-                return self._full_refresh_unpaused()
+            if written is not None:
+                self._adopt(written)
+        if self._taken and not self._adopt(self._encode()):  # (the file was not written)
+            self.invalidate()  # (never expected) the journal's rows are read from sidecars
+            self._no_journal = True
+            return self._full_refresh_unpaused()
         records = {h: e.record for h, e in self._overlay.items() if e.record is not None}
         self._snapshot = IndexSnapshot(
             records, tuple(damaged), read, table=self._table, rows=self._rows, repair=self.reread
@@ -318,16 +320,19 @@ class RunIndex:
         self._taken = {}
         return True
 
-    def _write(self) -> bytes | None:
-        """Rewrite the index file from the entries; its bytes when it was written (or, with
-        rows taken from the writers' journal, when it was made)."""
+    def _encode(self) -> bytes:
+        """The index file's bytes of the entries (and of the rows taken from the journal)."""
         assert self._table is not None
         base = self._table.table.take(int64_array(self._rows))
-        data = index_bytes(self._overlay, base, self._taken, self._order)
+        return index_bytes(self._overlay, base, self._taken, self._order)
+
+    def _write(self) -> bytes | None:
+        """Rewrite the index file from the entries; its bytes when it was written."""
+        data = self._encode()
         stored = store_index(self.layout, data)
         if stored is False:
             self._needs_write, self._quick = True, None  # retried on the next refresh
-        return data if stored or self._taken else None
+        return data if stored else None
 
     def stat_keys(self) -> dict[str, StatKey]:
         """The stat key of every readable run as of the last `refresh()`: its sidecar's
