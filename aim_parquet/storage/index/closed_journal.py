@@ -24,6 +24,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+from itertools import chain
+from operator import itemgetter
 from typing import Any
 
 from aim_parquet.format.paths import RepoLayout
@@ -96,9 +98,9 @@ def remove_journal(layout: RepoLayout) -> None:
         os.unlink(journal_path(layout))
 
 
-def read_journal(layout: RepoLayout) -> dict[str, list[Entry]]:
-    """The journal's sound rows (with their params) by run hash (every line of a run, in
-    journal order); {} when there is none or it cannot be read."""
+def read_journal(layout: RepoLayout) -> dict[str, list[Row]]:
+    """The journal's rows by run hash (every line of a run, in journal order; not checked but
+    for their tag and length); {} when there is none or it cannot be read."""
     if index_link(layout) is not None:
         return {}
     try:
@@ -115,33 +117,39 @@ def read_journal(layout: RepoLayout) -> dict[str, list[Entry]]:
                 parsed.append(json.loads(line))
             except (ValueError, RecursionError):
                 continue
-    out: dict[str, list[Entry]] = {}
+    out: dict[str, list[Row]] = {}
     for item in parsed:
-        if type(item) is list and len(item) == SEQ_AT + 2 and item[0] == TAG:
-            row = item[1:]
-            params = _checked_params(row)
-            if params is not _BAD:
-                out.setdefault(row[0], []).append((row, params))
+        is_row = type(item) is list and len(item) == SEQ_AT + 2 and item[0] == TAG
+        if is_row and type(item[1]) is str:  # (a hash: a key)
+            out.setdefault(item[1], []).append(item[1:])
     return out
 
 
 def take_rows(
-    journal: dict[str, list[Entry]], listed: list[str], stats: Any, todo: list[int]
+    journal: dict[str, list[Row]], listed: list[str], stats: Any, todo: list[int]
 ) -> dict[str, Entry]:
-    """The journal rows of the runs `listed[i]` (i in `todo`) made of the sidecar whose stat
-    (`stats[0..2][i]`: mtime_ns, size, ino) is the one listed: the last such line of each."""
-    out: dict[str, Entry] = {}
+    """The sound journal rows (with their params) of the runs `listed[i]` (i in `todo`) made
+    of the sidecar whose stat (`stats[0..2][i]`: mtime_ns, size, ino) is the one listed: the
+    last such line of each."""
+    found: dict[str, Row] = {}
     if not journal:
-        return out
+        return {}
     mtimes, sizes, inos = (s.tolist() for s in stats[:3])
     for i in todo:
-        entries = journal.get(listed[i])
-        if entries is not None:
-            for entry in reversed(entries):
-                row = entry[0]
+        rows = journal.get(listed[i])
+        if rows is not None:
+            for row in reversed(rows):
                 if row[1] == mtimes[i] and row[2] == sizes[i] and row[3] == inos[i]:
-                    out[listed[i]] = entry
+                    found[listed[i]] = row
                     break
+    params = _checked_all(list(found.values()))  # (one check of all, the usual case)
+    if params is not None:
+        return {h: (row, p) for (h, row), p in zip(found.items(), params, strict=True)}
+    out: dict[str, Entry] = {}
+    for run_hash, row in found.items():  # (some row is not sound: row by row)
+        checked = _checked_params(row)
+        if checked is not _BAD:
+            out[run_hash] = (row, checked)
     return out
 
 
@@ -215,6 +223,99 @@ def _checked_params(row: Row) -> Any:
         return params
     except (ValueError, RecursionError, TypeError, IndexError):
         return _BAD
+
+
+def _types(values: Any) -> set[type]:
+    return set(map(type, values))
+
+
+def _utf8(values: Any) -> bool:
+    try:
+        "".join(values).encode("utf-8")
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _ints(values: list[Any], low: int, high: int) -> bool:
+    """Plain ints (or None) in [low, high)."""
+    if not _types(values) <= {int, type(None)}:
+        return False
+    ints = [v for v in values if v is not None]
+    return not ints or (min(ints) >= low and max(ints) < high)
+
+
+def _checked_all(rows: list[Row]) -> list[Any] | None:
+    """`_checked_params` of every row, in one pass per column; None when any row is not sound
+    (or the checks do not hold for all at once)."""
+    if not rows:
+        return []
+    try:
+        columns = list(zip(*rows, strict=True))
+        col = {name: columns[i] for name, i in _AT.items()}
+        nothing, text, floats = {type(None)}, {str, type(None)}, {float}
+        tags = [t for t in col["tags"] if t is not None]
+        if not (
+            _types(col["hash"]) <= {str}
+            and _utf8(col["hash"])
+            and _ints([*col["mtime_ns"], *col["size"]], 0, _INT64)
+            and _ints(list(col["ino"]), 0, 2 * _INT64)
+            and None not in col["mtime_ns"] + col["size"] + col["ino"]
+            and _types(col["parts"]) <= nothing
+            and _types(col["kept"] + col["rebuilt"] + col["archived"]) <= {bool}
+            and not any(col["kept"] + col["rebuilt"])
+            and _types(col["creation_time"] + col["updated_at"] + col["end_time"]) <= floats
+            and all(_types(col[n]) <= text and _utf8(filter(None, col[n])) for n in _NULLABLE_TEXT)
+            and _types(tags) <= {list}
+            and _types(chain.from_iterable(tags)) <= {str}
+            and _utf8(chain.from_iterable(tags))
+            and _types(col["fields"]) <= text
+            and all(_types(col[n]) <= {str} for n in ("params", "catalogue_keys"))
+            and _types(col["catalogue_stats"]) <= {str}
+            and all("".join(col[n]).isascii() for n in ("params", "catalogue_keys"))
+            and "".join(col["catalogue_stats"]).isascii()
+            and all(p[:1] == "{" and p[-1:] == "}" for p in col["params"])
+        ):
+            return None
+        for fields in filter(None, col["fields"]):  # (almost never any)
+            value = json.loads(fields) if fields.isascii() else None
+            if type(value) is not dict or not valid_fields(value):
+                return None
+        params: list[Any] = json.loads("[" + ",".join(col["params"]) + "]")
+        if len(params) != len(rows) or not _types(params) <= {dict}:
+            return None
+        return params if _sound_catalogues(columns[SEQ_AT]) else None
+    except (ValueError, RecursionError, TypeError, IndexError):
+        return None
+
+
+def _sound_catalogues(cells: tuple[Any, ...]) -> bool:
+    """`_sound_catalogue` of every row's catalogue lists, a column at a time."""
+    plain = [c for c in cells if c is not None]
+    if not _types(plain) <= {list} or not set(map(len, plain)) <= {len(LIST_COLUMNS)}:
+        return False
+    lengths = None
+    for j in range(len(LIST_COLUMNS)):
+        lists = list(map(itemgetter(j), plain))
+        if not _types(lists) <= {list}:
+            return False
+        these = list(map(len, lists))
+        if lengths is None:
+            lengths = these
+        elif these != lengths:
+            return False
+        flat = list(chain.from_iterable(lists))
+        if j < 4:
+            ok = _types(flat) <= {str} and _utf8(flat)
+        elif j == 4:
+            ok = None not in flat and _ints(flat, -_INT64, _INT64)
+        elif j < 7:
+            ok = _ints(flat, -_INT64, _INT64)
+        else:
+            ok = _types(flat) <= {float, type(None)}
+        if not ok:
+            return False
+    return True
 
 
 def _sound_catalogue(cells: Any) -> bool:

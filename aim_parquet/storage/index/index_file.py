@@ -188,11 +188,9 @@ def row_cells(key: StatKey, record: RunRecord) -> list[Any]:
 
 def _new_rows(rows: Sequence[list[Any]]) -> pa.Table:
     """The fixed and catalogue columns of rows of cells (`row_cells`)."""
-    arrays = [
-        _array([row[i] for row in rows], field.type)
-        for i, field in enumerate(list(SCHEMA)[:SEQ_AT])
-    ]
-    arrays += catalogue_arrays([row[SEQ_AT] for row in rows])
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in range(SEQ_AT + 1)]
+    arrays = [_array(list(columns[i]), f.type) for i, f in enumerate(list(SCHEMA)[:SEQ_AT])]
+    arrays += catalogue_arrays(list(columns[SEQ_AT]))
     return pa.Table.from_arrays(arrays, schema=SCHEMA)
 
 
