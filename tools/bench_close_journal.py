@@ -15,6 +15,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import aim_parquet as aim
 from aim_parquet.format.paths import RepoLayout

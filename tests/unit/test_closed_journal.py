@@ -210,3 +210,33 @@ def test_many_processes_and_threads_append(tmp_path: Path) -> None:
     lines = (_index_dir(repo) / JOURNAL_FILENAME).read_bytes().splitlines()
     assert all(json.loads(line)[0] == closed_journal.TAG for line in lines)
     assert _same_as_sidecars(repo) < 19
+
+
+@pytest.mark.parametrize("warm", [False, True])
+def test_runs_missing_from_the_index_come_from_the_journal(tmp_path: Path, warm: bool) -> None:
+    """An index file written before more runs were closed: the next refresh (of a new process,
+    or of one that kept its index) takes their rows from the journal; the file it writes is the
+    one the sidecars alone give."""
+    repo = str(tmp_path / "repo")
+    _write(repo, random.Random(5), 6)
+    layout = RepoLayout(Path(repo))
+    kept = RunIndex(layout)
+    kept.refresh()  # writes runs.arrow, removes the journal
+    index_dir = _index_dir(repo)
+    assert not (index_dir / JOURNAL_FILENAME).exists()
+    old = (index_dir / "runs.arrow").read_bytes()
+    hashes = _write(repo, random.Random(6), closed_journal.MIN_NEW_RUNS + 2)
+    journal = (index_dir / JOURNAL_FILENAME).read_bytes()
+    index = kept if warm else RunIndex(layout)
+    index._full_at = 0.0  # (a full pass now)
+    read = index.refresh().sidecars_read
+    assert read < len(hashes)
+    with_journal = pa.ipc.open_file(str(index_dir / "runs.arrow")).read_all()
+    (index_dir / "runs.arrow").write_bytes(old)
+    alone = RunIndex(layout)
+    assert alone.refresh().sidecars_read >= len(hashes)
+    table = pa.ipc.open_file(str(index_dir / "runs.arrow")).read_all()
+    assert with_journal.schema == table.schema
+    for name in table.schema.names:
+        assert _cells(with_journal.column(name)) == _cells(table.column(name)), name
+    assert journal

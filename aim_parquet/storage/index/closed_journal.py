@@ -45,13 +45,15 @@ from aim_parquet.storage.index.run_records import RunRecord, json_text
 from aim_parquet.storage.index.sidecar_entries import read_sidecar_entry
 
 __all__ = [
-    "JOURNAL_FILENAME", "MAX_BYTES", "append_closed", "merged_cells", "read_journal",
+    "JOURNAL_FILENAME", "MAX_BYTES", "MIN_NEW_RUNS", "NEVER", "append_closed", "journal_rows", "merged_cells", "read_journal",
     "remove_journal", "take_rows",
 ]  # fmt: skip
 
 JOURNAL_FILENAME = "closed.jsonl"
 TAG = "aim_parquet.closed/1"
 MAX_BYTES = 64 << 20  # no line is appended to a journal this large
+MIN_NEW_RUNS = 16  # a refresh reads the journal when it has at least this many runs to read
+NEVER = 1 << 62  # (`journal_rows`'s `least` of a refresh that does not read the journal)
 _READ_MAX = 2 * MAX_BYTES  # (appends racing past the cap)
 _INT64 = 1 << 63
 Row = list[Any]  # a row's cells (`index_file.row_cells`)
@@ -123,6 +125,16 @@ def read_journal(layout: RepoLayout) -> dict[str, list[Row]]:
         if is_row and type(item[1]) is str:  # (a hash: a key)
             out.setdefault(item[1], []).append(item[1:])
     return out
+
+
+def journal_rows(
+    layout: RepoLayout, listed: list[str], stats: Any, todo: list[int], least: int, new: list[str]
+) -> dict[str, Entry]:
+    """`take_rows` of the journal where a refresh is to read the sidecars of `new` runs, at
+    least `least` of them (a few sidecars cost less than the journal), {} otherwise."""
+    if not new or len(new) < least:
+        return {}
+    return take_rows(read_journal(layout), listed, stats, todo)
 
 
 def take_rows(

@@ -5,7 +5,6 @@ taken without waiting, never through a link; the writers' journal
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import pyarrow as pa
 
@@ -28,16 +27,15 @@ def index_bytes(
     """The index file's bytes: the rows of `base` (kept as they are), then the `entries` (read
     from sidecars; a damaged run's last good copy under a key no sidecar has, so the next
     reader reads the damaged sidecar again instead of taking the copy for it). With rows
-    `taken` from the writers' journal (a first build), those and the entries in `order`."""
-    if taken:
-        records: dict[str, Any] = {h: (e.key, e.record) for h, e in entries.items() if e.record}
-        return encode_cells(*merged_cells(order, records, taken), base)
-    rows = [
-        (e.key if e.record is not None else KEPT_KEY_PREFIX + e.key, r)
-        for e in entries.values()
+    `taken` from the writers' journal, those and the entries in `order` (the runs listed)."""
+    rows = {
+        h: (e.key if e.record is not None else KEPT_KEY_PREFIX + e.key, r)
+        for h, e in entries.items()
         if (r := e.stored_record) is not None
-    ]
-    return encode_index(rows, base)
+    }
+    if taken:
+        return encode_cells(*merged_cells(order, rows, taken), base)
+    return encode_index(list(rows.values()), base)
 
 
 def store_index(layout: RepoLayout, data: bytes) -> bool | None:

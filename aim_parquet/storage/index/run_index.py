@@ -68,8 +68,8 @@ from aim_parquet.storage.base.columns import int64_array
 from aim_parquet.storage.base.fork_safe import ForkSafeLock
 from aim_parquet.storage.base.lock import run_lock_holder
 from aim_parquet.storage.base.repo_changes import MarkerKey, index_link, marker_key
+from aim_parquet.storage.index.closed_journal import MIN_NEW_RUNS, NEVER, journal_rows
 from aim_parquet.storage.index.closed_journal import Entry as JournalEntry
-from aim_parquet.storage.index.closed_journal import read_journal, take_rows
 from aim_parquet.storage.index.index_entries import (
     DamagedRun,
     IndexEntry,
@@ -218,13 +218,12 @@ class RunIndex:
             # an index of format 4 and before seeds the entries (checked like its own)
             overlay: dict[str, IndexEntry] = {} if usable else read_legacy_index(self.layout)
             needs_write = not usable or table.upgraded  # (a format 5 file is written again)
-            fresh = usable or overlay or self._no_journal
-            journal = {} if fresh else read_journal(self.layout)  # (writers' rows)
+            least = NEVER if overlay else MIN_NEW_RUNS if usable else 1  # (the writers' rows)
         else:
             table, overlay, needs_write = self._table, self._overlay, self._needs_write
             current = np.zeros(table.size, dtype=bool)
             current[self._rows] = True
-            journal = {}
+            least = MIN_NEW_RUNS
         previous = int(current.sum()) + len(overlay)
         self._needs_write = False
         runs_dir = os.fspath(self.layout.runs_dir)
@@ -249,11 +248,12 @@ class RunIndex:
         read, kept_previous = 0, int(same.sum())
         settled_ns = time.time_ns() - int(SETTLE_S * 1e9)
         todo = np.flatnonzero(~same).tolist()
-        self._taken = taken = take_rows(journal, listed, stats, todo)  # (runs not read)
-        if taken:
-            todo = [i for i in todo if listed[i] not in taken]
-            self._order = listed
         new = [listed[i] for i in todo if not known[i] and listed[i] not in overlay]
+        least = NEVER if self._no_journal else least
+        self._taken = taken = journal_rows(self.layout, listed, stats, todo, least, new)
+        if taken:  # (rows closing writers left: these runs are not read)
+            todo = [i for i in todo if listed[i] not in taken]
+            new, self._order, needs_write = [h for h in new if h not in taken], listed, True
         with prefetched(self.layout, new):  # (threads read them ahead from a cold disk)
             for i in todo:
                 run_hash = listed[i]
