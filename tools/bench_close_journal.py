@@ -21,7 +21,7 @@ import aim_parquet as aim
 from aim_parquet.format.paths import RepoLayout
 from aim_parquet.storage.index.closed_journal import append_closed
 
-QUIET = {
+QUIET: dict[str, Any] = {
     "system_tracking_interval": None,
     "capture_terminal_logs": False,
     "log_system_params": False,
