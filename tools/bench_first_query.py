@@ -1,8 +1,10 @@
 """Import and first query in a fresh process, timed from interpreter start (issue #17).
 
-usage: python tools/bench_first_query.py REPO [--before SRC] [--repeat N] [--query Q]
+usage: python tools/bench_first_query.py REPO [--before SRC] [--repeat N] [--query Q] [--write N]
 
-REPO is a repo of many runs (`tools/bench_suite/scale_side.py generate`). Each sample is a fresh
+REPO is a repo of many runs (`tools/bench_suite/scale_side.py generate`), or, with --write N and
+no REPO yet, one written here by the SDK's writers as a sweep writes it (N runs of `Run(...)`,
+three params, 5 points of `loss`, `close()`, in two processes). Each sample is a fresh
 interpreter running `import aim_parquet as aim` and one `query_runs(Q).iter_runs()`, its wall time
 measured from outside (interpreter start included). Four figures, median of N:
   import  `python -c "import aim_parquet"`
@@ -22,7 +24,9 @@ for SRC's aim_parquet, the samples of both sides interleaved. Byte code is writt
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
+import random
 import shutil
 import statistics
 import subprocess
@@ -53,13 +57,34 @@ def _time(args: list[str], env: dict[str, str], cwd: str) -> tuple[float, str]:
     return time.perf_counter() - t0, out.stdout.strip()
 
 
+def _write_runs(repo: str, n: int, seed: int) -> None:
+    """Write `n` runs as a sweep does."""
+    import aim_parquet as aim
+
+    rng = random.Random(seed)
+    quiet = {"system_tracking_interval": None, "capture_terminal_logs": False}
+    for i in range(n):
+        run = aim.Run(repo=repo, experiment=f"exp-{i % 10}", **quiet)  # type: ignore[arg-type]
+        lr = rng.choice([2e-5, 1e-4, 3e-4, 1e-3, 3e-3])
+        run["hparams"] = {"lr": lr, "seed": rng.randrange(10000), "batch": 256}
+        for step in range(5):
+            run.track(rng.random(), name="loss", step=step)
+        run.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("repo")
     parser.add_argument("--before", default=None, help="source tree of the 'before' side")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--query", default="run.hparams.lr < 0.0005")
+    parser.add_argument("--write", type=int, default=0, help="write REPO first: N runs")
     args = parser.parse_args()
+    if args.write and not Path(args.repo).exists():
+        ctx = multiprocessing.get_context("spawn")
+        with ctx.Pool(2) as pool:
+            half = args.write // 2
+            pool.starmap(_write_runs, [(args.repo, half, 0), (args.repo, args.write - half, 1)])
     sides: dict[str, str | None] = {"after": None}
     if args.before:
         sides = {"before": str(Path(args.before).resolve()), "after": None}
