@@ -6,7 +6,8 @@ REPO is a repo of many runs (`tools/bench_suite/scale_side.py generate`), or, wi
 no REPO yet, one written here by the SDK's writers as a sweep writes it (N runs of `Run(...)`,
 three params, 5 points of `loss`, `close()`, in two processes). Each sample is a fresh
 interpreter running `import aim_parquet as aim` and one `query_runs(Q).iter_runs()`, its wall time
-measured from outside (interpreter start included). Four figures, median of N:
+measured from outside (interpreter start included), with the CPU time (user + system) the
+process used (less sensitive than the wall time to a loaded machine). Figures, median of N:
   import  `python -c "import aim_parquet"`
   +Repo   `import aim_parquet as aim; aim.Repo`: the SDK loaded (where `import aim_parquet` defers
           it, its cost moves here)
@@ -27,6 +28,7 @@ import argparse
 import multiprocessing
 import os
 import random
+import resource
 import shutil
 import statistics
 import subprocess
@@ -49,11 +51,20 @@ def _env(src: str | None) -> dict[str, str]:
     return env
 
 
+CPU: dict[tuple[str, str], list[float]] = {}  # CPU seconds (user + system) of each sample
+
+
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _time(args: list[str], env: dict[str, str], cwd: str) -> tuple[float, str]:
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), _cpu()
     out = subprocess.run(
         [sys.executable, *args], env=env, cwd=cwd, capture_output=True, text=True, check=True
     )
+    _time.cpu = _cpu() - c0  # type: ignore[attr-defined]
     return time.perf_counter() - t0, out.stdout.strip()
 
 
@@ -101,8 +112,10 @@ def main() -> None:
                 env = _env(src)
                 seconds, _ = _time(["-c", "import aim_parquet"], env, cwd)
                 samples.setdefault((side, "import"), []).append(seconds)
+                CPU.setdefault((side, "import"), []).append(_time.cpu)  # type: ignore[attr-defined]
                 seconds, _ = _time(["-c", "import aim_parquet as aim; aim.Repo"], env, cwd)
                 samples.setdefault((side, "+Repo"), []).append(seconds)
+                CPU.setdefault((side, "+Repo"), []).append(_time.cpu)  # type: ignore[attr-defined]
                 shutil.rmtree(index_dir, ignore_errors=True)
                 for kind in ("first", "later", "firstJ"):
                     if kind == "firstJ":
@@ -112,6 +125,7 @@ def main() -> None:
                         journal_path.write_bytes(journal)
                     seconds, answer = _time(["-c", QUERY, args.repo, args.query], env, cwd)
                     samples.setdefault((side, kind), []).append(seconds)
+                    CPU.setdefault((side, kind), []).append(_time.cpu)  # type: ignore[attr-defined]
                     answers.add(answer)
     if journal is not None:
         journal_path.write_bytes(journal)  # (the repository as it was)
@@ -121,6 +135,7 @@ def main() -> None:
         print(
             f"{side:6} {kind:6} median {statistics.median(values):.3f} s"
             f"  (min {min(values):.3f}, max {max(values):.3f}, n={len(values)})"
+            f"  CPU {statistics.median(CPU[side, kind]):.3f} s"
         )
     print(f"runs matched: {answers.pop()}")
 
