@@ -127,11 +127,14 @@ def test_index_from_the_journal_is_the_index_from_the_sidecars(tmp_path: Path, s
     ]
     lines = journal.splitlines(keepends=True)
     rng = random.Random(seed)
-    for line in rng.sample(lines, min(4, len(lines))):  # damaged cells, stale stats
-        row = json.loads(line)
+    for line in rng.sample(lines, min(6, len(lines))):  # damaged cells, stale stats
+        head, *texts = line.rstrip(b"\n").split(b"\t")
+        row = json.loads(head)
         position = rng.randrange(1, len(row))
         row[position] = rng.choice([None, "x", 1, 1.5, [], {}, True, "\ud800", 2**64])
-        damaged.append(json.dumps(row).encode() + b"\n")
+        texts[rng.randrange(len(texts))] = rng.choice([b"[1]", b"{", b"\xff", b"x\ty", b""])
+        damaged.append(b"\t".join([json.dumps(row).encode(), *texts]) + b"\n")
+        damaged.append(b"\t".join([head, *texts]) + b"\n")
     mixed = list(lines) + damaged
     rng.shuffle(mixed)
     assert _same_as_sidecars(repo, b"".join(mixed)) <= len(hashes)
@@ -208,7 +211,7 @@ def test_many_processes_and_threads_append(tmp_path: Path) -> None:
         proc.join()
         assert proc.exitcode == 0
     lines = (_index_dir(repo) / JOURNAL_FILENAME).read_bytes().splitlines()
-    assert all(json.loads(line)[0] == closed_journal.TAG for line in lines)
+    assert all(json.loads(line.split(b"\t")[0])[0] == closed_journal.TAG for line in lines)
     assert _same_as_sidecars(repo) < 19
 
 

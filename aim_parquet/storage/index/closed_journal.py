@@ -3,7 +3,10 @@ build after many runs were written (`storage.index.run_index`).
 
 A writer that has just closed its run (final sidecar written) appends the run's index row, in
 the index file's cell form (`index_file.row_cells`) with the stat key of that sidecar, as one
-line: `["aim_parquet.closed/1", <cells>]` (ASCII JSON). A refresh that builds the index file
+line: `["aim_parquet.closed/1", <cells>]` (ASCII JSON) with the params and catalogue text cells
+null, each of those three texts then following after a tab (a row's JSON texts are not quoted in
+JSON again: half the bytes to parse), then a tab and the CRC-32 of all that (8 hex digits), so a
+damaged line is never taken. A refresh that builds the index file
 from scratch (none, or a damaged one) takes a run's row from the journal when its stat key
 equals the sidecar's stat, and reads only the other sidecars; the refresh that writes the
 index file removes the journal. The rules:
@@ -24,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import zlib
 from itertools import chain
 from operator import itemgetter
 from typing import Any
@@ -83,13 +87,20 @@ def _append(layout: RepoLayout, run_hash: str) -> None:
         return
     if any(info.has_rewrites for info in record.meta.sequences):
         return  # (its catalogue is recounted from the segments by readers)
-    line = (json_text([TAG, *row_cells(entry.key, record)]) + "\n").encode("ascii")
+    cells = row_cells(entry.key, record)
+    texts = [cells[i] for i in _TEXTS]
+    for i in _TEXTS:
+        cells[i] = None
+    if any("\t" in t or "\n" in t for t in texts):
+        return  # (never: JSON text escapes them)
+    body = "\t".join([json_text([TAG, *cells]), *texts]).encode("ascii")
+    line_bytes = body + b"\t%08x\n" % zlib.crc32(body)
     os.makedirs(os.fspath(layout.index_dir), exist_ok=True)
     flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
     fd = os.open(journal_path(layout), flags, 0o644)
     try:
         if os.fstat(fd).st_size <= MAX_BYTES:
-            os.write(fd, line)
+            os.write(fd, line_bytes)
     finally:
         os.close(fd)
 
@@ -109,21 +120,35 @@ def read_journal(layout: RepoLayout) -> dict[str, list[Row]]:
         data = read_regular(journal_path(layout), "index journal", _READ_MAX)
     except Exception:  # noqa: BLE001 (missing, a link, too large, ...: as good as none)
         return {}
-    lines = data.split(b"\n")[:-1]  # (the last one is torn or empty)
+    heads: list[bytes] = []
+    texts: list[list[bytes]] = []
+    for line in data.split(b"\n")[:-1]:  # (the last one is torn or empty)
+        parts = line.split(b"\t")
+        if len(parts) == 2 + len(_TEXTS) and parts[-1] == b"%08x" % zlib.crc32(line[:-9]):
+            heads.append(parts[0])
+            texts.append(parts[1:-1])
     try:  # one parse for the whole journal, one per line only when some line is damaged
-        parsed: list[Any] = json.loads(b"[" + b",".join(lines) + b"]")
+        parsed: list[Any] = json.loads(b"[" + b",".join(heads) + b"]")
+        if len(parsed) != len(heads):
+            raise ValueError("not one value per line")
     except (ValueError, RecursionError):
         parsed = []
-        for line in lines:
+        for head in heads:
             try:
-                parsed.append(json.loads(line))
+                parsed.append(json.loads(head))
             except (ValueError, RecursionError):
-                continue
+                parsed.append(None)
     out: dict[str, list[Row]] = {}
-    for item in parsed:
+    for item, text in zip(parsed, texts, strict=True):
         is_row = type(item) is list and len(item) == SEQ_AT + 2 and item[0] == TAG
         if is_row and type(item[1]) is str:  # (a hash: a key)
-            out.setdefault(item[1], []).append(item[1:])
+            row = item[1:]
+            try:
+                for i, cell in zip(_TEXTS, text, strict=True):
+                    row[i] = cell.decode("ascii")
+            except ValueError:
+                continue
+            out.setdefault(row[0], []).append(row)
     return out
 
 
@@ -185,6 +210,7 @@ def merged_cells(
 
 # -- checking a row ----------------------------------------------------------------------------
 _AT = {name: i for i, name in enumerate(FIXED[:SEQ_AT])}
+_TEXTS = tuple(_AT[name] for name in ("params", "catalogue_keys", "catalogue_stats"))
 _NULLABLE_TEXT = ("experiment", "name", "description")
 
 
