@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 
+from aim_parquet.storage.index.closed_journal import append_closed
 from aim_parquet.storage.online.run_writer import RunWriter
 from aim_parquet.system.threads import start_new_thread
 
@@ -187,3 +188,5 @@ def close_run_parts(writer: RunWriter, services: list[Any], end_time: float | No
             )
     services.clear()
     writer.close(end_time=time.time() if end_time is None else end_time)
+    if writer.is_closed and writer.error is None and writer.sidecar_path is None:
+        append_closed(writer.layout, writer.run_hash)  # (its index row: never fails the close)

@@ -85,6 +85,7 @@ def test_the_stat_and_read_ahead_threads_leave_signals_to_the_main_thread(
     monkeypatch.setattr(sidecar_stats, "_stat_chunk", stat_spy)
     monkeypatch.setattr(sidecar_stats, "_read_chunk", read_spy)
     RepoLayout(tmp_path).index_file.unlink(missing_ok=True)
+    (RepoLayout(tmp_path).index_dir / "closed.jsonl").unlink(missing_ok=True)  # (all read)
     RunIndex(RepoLayout(tmp_path)).refresh()
     assert masks["stat"] and masks["read"]
     wanted = {int(signal.SIGTERM), int(signal.SIGINT)}

@@ -30,6 +30,7 @@ def test_cold_disk_threads_block_the_asynchronous_signals(
     for i in range(20):
         with aim.Run(repo=tmp_path, **QUIET) as run:
             run.track(float(i), name="loss", step=0)
+    (RepoLayout(tmp_path).index_dir / "closed.jsonl").unlink()  # (the sidecars are read)
     masks: dict[str, list[set[int]]] = {"stat": [], "read": []}
     real_stat, real_read = sidecar_stats._stat_chunk, sidecar_stats._read_chunk
 

@@ -27,6 +27,7 @@ def repo(tmp_path: Path) -> Path:
             run["hparams"] = {"lr": i / 100, "seed": i}
             run.track(float(i), name="loss", step=0)
     layout = RepoLayout(tmp_path)
+    (layout.index_dir / "closed.jsonl").unlink()  # (the writers' rows: the sidecars are read)
     runs = sorted(layout.runs_dir.iterdir())
     (runs[5] / "run.json").write_text("{damaged")
     (runs[9] / "run.json").unlink()  # a run folder without sidecar, long ago: damaged

@@ -60,6 +60,17 @@ def nullable_scalars(values: list[Any], typ: pa.DataType) -> pa.Array:
     """`pa.array(values, typ)` of bools, ints (int64) or floats (float64), None as null; values
     these buffers cannot hold go to `pa.array` itself."""
     n = len(values)
+    if None not in values:  # (no nulls: one conversion, no bitmap)
+        kind = bool if typ == pa.bool_() else np.int64 if typ == pa.int64() else np.float64
+        try:
+            array = np.array(values, dtype=kind)
+        except (TypeError, ValueError, OverflowError):
+            return pa.array(values, typ)
+        if array.shape == (n,):
+            if kind is bool:
+                bits = pa.py_buffer(np.packbits(array, bitorder="little"))
+                return pa.Array.from_buffers(typ, n, [None, bits], 0)
+            return pa.Array.from_buffers(typ, n, [None, pa.py_buffer(array)], 0)
     try:
         if typ == pa.bool_():
             bits = np.fromiter((v is not None and bool(v) for v in values), dtype=bool, count=n)
@@ -152,6 +163,8 @@ def _repeated_string(value: str, n: int) -> pa.Array:
 def nullable_strings(values: list[str | None]) -> pa.Array:
     """`string_array` with None as null."""
     n = len(values)
+    if None not in values:  # (no nulls: no bitmap)
+        return string_array(values)  # type: ignore[arg-type]
     present = np.fromiter((v is not None for v in values), dtype=bool, count=n)
     strings = string_array(["" if v is None else v for v in values])
     bitmap, nulls = validity_bitmap(present)

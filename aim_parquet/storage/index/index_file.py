@@ -53,7 +53,6 @@ from aim_parquet.storage.base.columns import (
 from aim_parquet.storage.index import param_columns as pc_
 from aim_parquet.storage.index.catalogue_columns import (
     SEQ_FIELDS,
-    Cells,
     catalogue_arrays,
     catalogue_cells,
     check_columns,
@@ -166,34 +165,33 @@ def _columns_of(record: RunRecord) -> dict[str, Any]:
     return out
 
 
-def _new_rows(rows: Sequence[tuple[StatKey, RunRecord]]) -> tuple[pa.Table, list[Any]]:
-    """The fixed columns of `rows` and their stored params (None where they do not decode)."""
-    columns: dict[str, list[Any]] = {name: [] for name in FIXED[:SEQ_AT]}
-    params: list[Any] = []
-    catalogues: list[Cells | None] = []
-    for key, record in rows:
-        mtime, size, ino, parts, kept = split_key(key)
-        keys, stats = record.stored_catalogue()
-        row = _columns_of(record)
-        row.update(
-            hash=record.hash,
-            mtime_ns=mtime,
-            size=size,
-            ino=ino,
-            parts=parts,
-            kept=kept,
-            params=record.params_text(),
-            catalogue_keys=keys.decode("ascii"),
-            catalogue_stats=stats.decode("ascii"),
-            rebuilt=record.is_rebuilt,
-        )
-        for name, cells in columns.items():
-            cells.append(row[name])
-        params.append(record.stored_params())
-        catalogues.append(catalogue_cells(record))
-    arrays = [_array(columns[f.name], f.type) for f in list(SCHEMA)[:SEQ_AT]]
-    arrays += catalogue_arrays(catalogues)
-    return pa.Table.from_arrays(arrays, schema=SCHEMA), params
+def row_cells(key: StatKey, record: RunRecord) -> list[Any]:
+    """One row's cells: the fixed columns' values (`FIXED[:SEQ_AT]` order), then its
+    catalogue's lists (`catalogue_cells`, None when it is not plain)."""
+    mtime, size, ino, parts, kept = split_key(key)
+    keys, stats = record.stored_catalogue()
+    row = _columns_of(record)
+    row.update(
+        hash=record.hash,
+        mtime_ns=mtime,
+        size=size,
+        ino=ino,
+        parts=parts,
+        kept=kept,
+        params=record.params_text(),
+        catalogue_keys=keys.decode("ascii"),
+        catalogue_stats=stats.decode("ascii"),
+        rebuilt=record.is_rebuilt,
+    )
+    return [*(row[name] for name in FIXED[:SEQ_AT]), catalogue_cells(record)]
+
+
+def _new_rows(rows: Sequence[list[Any]]) -> pa.Table:
+    """The fixed and catalogue columns of rows of cells (`row_cells`)."""
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in range(SEQ_AT + 1)]
+    arrays = [_array(list(columns[i]), f.type) for i, f in enumerate(list(SCHEMA)[:SEQ_AT])]
+    arrays += catalogue_arrays(list(columns[SEQ_AT]))
+    return pa.Table.from_arrays(arrays, schema=SCHEMA)
 
 
 def _array(values: list[Any], typ: pa.DataType) -> pa.Array:
@@ -221,7 +219,16 @@ def _base_params(base: pa.Table) -> list[Any]:
 def encode_index(rows: Sequence[tuple[StatKey, RunRecord]], base: pa.Table | None = None) -> bytes:
     """The index file's bytes for `base` (rows of an index table, kept as they are) followed
     by `(sidecar stat key, record)` rows."""
-    new, params = _new_rows(rows)
+    cells = [row_cells(key, record) for key, record in rows]
+    return encode_cells(cells, [record.stored_params() for _, record in rows], base)
+
+
+def encode_cells(
+    cells: Sequence[list[Any]], params: list[Any], base: pa.Table | None = None
+) -> bytes:
+    """`encode_index` of rows of cells (`row_cells`) and their stored params (None where they
+    do not decode)."""
+    new = _new_rows(cells)
     known: dict[pc_.Path, pa.DataType] = {}
     if base is not None:
         for field in base.schema:

@@ -35,6 +35,8 @@ The index is only a cache, never a source of truth, and needs no re-index step:
 - A missing, unreadable or corrupt index file is rebuilt from the sidecars, or from the format 4
   `runs.jsonl` where it is still there (`storage.index.legacy_index`: an entry is taken only where
   its stat key matches), deleted once the new file is written; a sound format 5 file is upgraded.
+  Otherwise the rows closing writers left in `.aim/index/closed.jsonl` (`storage.index.
+  closed_journal`) are taken where their stat key matches, and only the other sidecars are read.
 - A damaged sidecar (invalid JSON, a newer format, a link or FIFO, nested too deeply) is reported
   by `refresh()` (the caller warns); the file keeps the last good copy of it, which
   `aim-parquet verify --repair` can restore. A sidecar (or run folder) this process may not read is
@@ -62,13 +64,13 @@ import pyarrow as pa
 from aim_parquet.errors import CorruptFileError
 from aim_parquet.format.meta import RunMeta
 from aim_parquet.format.paths import RepoLayout
-from aim_parquet.storage.base.atomic import atomic_write
 from aim_parquet.storage.base.columns import int64_array
 from aim_parquet.storage.base.fork_safe import ForkSafeLock
-from aim_parquet.storage.base.lock import held_flock, run_lock_holder
+from aim_parquet.storage.base.lock import run_lock_holder
 from aim_parquet.storage.base.repo_changes import MarkerKey, index_link, marker_key
+from aim_parquet.storage.index.closed_journal import MIN_NEW_RUNS, NEVER, journal_rows
+from aim_parquet.storage.index.closed_journal import Entry as JournalEntry
 from aim_parquet.storage.index.index_entries import (
-    KEPT_KEY_PREFIX,
     DamagedRun,
     IndexEntry,
     IndexSnapshot,
@@ -78,10 +80,10 @@ from aim_parquet.storage.index.index_entries import (
 from aim_parquet.storage.index.index_file import (
     StatKey,
     decode_table,
-    encode_index,
     key_of,
     stat_key,
 )
+from aim_parquet.storage.index.index_store import index_bytes, store_index
 from aim_parquet.storage.index.index_table import (
     IndexTable,
     Positions,
@@ -96,9 +98,7 @@ from aim_parquet.storage.index.sidecar_entries import (
     read_sidecar_entry,
 )
 from aim_parquet.storage.index.sidecar_stats import prefetched, stat_sidecars, unchanged_rows
-from aim_parquet.storage.online.writer_parts import (
-    parts_key,
-)
+from aim_parquet.storage.online.writer_parts import parts_key
 from aim_parquet.system.gc_pause import gc_paused
 
 __all__ = [
@@ -157,6 +157,9 @@ class RunIndex:
         self._quick: tuple[MarkerKey, tuple[int, int, int]] | None = None  # at the last full pass
         self._full_at = 0.0  # time.monotonic() of the last full pass
         self._needs_write = False  # an entry was replaced by `reread`
+        self._taken: dict[str, JournalEntry] = {}  # rows of the writers' journal not yet written
+        self._order: list[str] = []  # the runs listed, when `_taken`
+        self._no_journal = False  # (never expected: the journal's rows did not make a table)
 
     # -- reading ---------------------------------------------------------------------------
     def _load_file(self) -> tuple[IndexTable, bool]:
@@ -215,10 +218,12 @@ class RunIndex:
             # an index of format 4 and before seeds the entries (checked like its own)
             overlay: dict[str, IndexEntry] = {} if usable else read_legacy_index(self.layout)
             needs_write = not usable or table.upgraded  # (a format 5 file is written again)
+            least = NEVER if overlay else MIN_NEW_RUNS if usable else 1  # (the writers' rows)
         else:
             table, overlay, needs_write = self._table, self._overlay, self._needs_write
             current = np.zeros(table.size, dtype=bool)
             current[self._rows] = True
+            least = MIN_NEW_RUNS
         previous = int(current.sum()) + len(overlay)
         self._needs_write = False
         runs_dir = os.fspath(self.layout.runs_dir)
@@ -244,6 +249,11 @@ class RunIndex:
         settled_ns = time.time_ns() - int(SETTLE_S * 1e9)
         todo = np.flatnonzero(~same).tolist()
         new = [listed[i] for i in todo if not known[i] and listed[i] not in overlay]
+        least = NEVER if self._no_journal else least
+        self._taken = taken = journal_rows(self.layout, listed, stats, todo, least, new)
+        if taken:  # (rows closing writers left: these runs are not read)
+            todo = [i for i in todo if listed[i] not in taken]
+            new, self._order, needs_write = [h for h in new if h not in taken], listed, True
         with prefetched(self.layout, new):  # (threads read them ahead from a cold disk)
             for i in todo:
                 run_hash = listed[i]
@@ -280,10 +290,14 @@ class RunIndex:
         if unchanged and self._snapshot is not None and not entries.keys() - overlay.keys():
             return self._snapshot  # nothing changed: keep the cached order and RunMetas
         self._table, self._rows, self._overlay = table, rows, entries
-        if needs_write and (len(rows) or entries or self.path.exists()):
+        if needs_write and (len(rows) or entries or taken or self.path.exists()):
             written = self._write()
             if written is not None:
                 self._adopt(written)
+        if self._taken and not self._adopt(self._encode()):  # (the file was not written)
+            self.invalidate()  # (never expected) the journal's rows are read from sidecars
+            self._no_journal = True
+            return self._full_refresh_unpaused()
         records = {h: e.record for h, e in self._overlay.items() if e.record is not None}
         self._snapshot = IndexSnapshot(
             records, tuple(damaged), read, table=self._table, rows=self._rows, repair=self.reread
@@ -291,7 +305,7 @@ class RunIndex:
         return self._snapshot
 
     # -- writing ---------------------------------------------------------------------------
-    def _adopt(self, data: bytes) -> None:
+    def _adopt(self, data: bytes) -> bool:
         """Take the index file just written (`data`) as the entries, as a later process would:
         its columns instead of an object tree per run read from a sidecar (a fresh process's
         exit spent some 0.4 s per 10,000 runs freeing those). Damaged entries stay."""
@@ -299,40 +313,26 @@ class RunIndex:
             table = IndexTable(decode_table(data))
         except (ValueError, KeyError, TypeError, pa.ArrowException) as exc:  # (never expected)
             log.debug("aim_parquet: run index %s not adopted (%s)", self.path, exc)
-            return
+            return False
         self._table = table
         self._rows = np.flatnonzero(~table.kept).astype(np.intp)
         self._overlay = {h: e for h, e in self._overlay.items() if e.record is None}
+        self._taken = {}
+        return True
+
+    def _encode(self) -> bytes:
+        """The index file's bytes of the entries (and of the rows taken from the journal)."""
+        assert self._table is not None
+        base = self._table.table.take(int64_array(self._rows))
+        return index_bytes(self._overlay, base, self._taken, self._order)
 
     def _write(self) -> bytes | None:
         """Rewrite the index file from the entries; its bytes when it was written."""
-        # a damaged run's last good copy is stored under a key no sidecar has, so the next
-        # reader reads the (damaged) sidecar again instead of taking the copy for it
-        rows = [
-            (e.key if e.record is not None else KEPT_KEY_PREFIX + e.key, r)
-            for e in self._overlay.values()
-            if (r := e.stored_record) is not None
-        ]
-        assert self._table is not None
-        base = self._table.table.take(int64_array(self._rows))
-        data = encode_index(rows, base)
-        link = index_link(self.layout)
-        if link is not None:  # `verify` names it; the index is only a cache
-            log.debug("aim_parquet: not writing run index %s: %s is a link", self.path, link)
-            return None
-        try:
-            self.layout.index_dir.mkdir(parents=True, exist_ok=True)
-            with held_flock(self.lock_path, "run index lock") as held:
-                if not held:
-                    log.debug("aim_parquet: run index %s is busy; not rewriting it", self.path)
-                    self._needs_write, self._quick = True, None  # retried on the next refresh
-                    return None
-                atomic_write(self.path, data, durable=False)
-                self.layout.old_index_file.unlink(missing_ok=True)  # (format 4 and before)
-        except OSError as exc:  # read-only repository, disk full, a link: the index is a cache
-            log.debug("aim_parquet: cannot write run index %s (%s)", self.path, exc)
-            return None
-        return data
+        data = self._encode()
+        stored = store_index(self.layout, data)
+        if stored is False:
+            self._needs_write, self._quick = True, None  # retried on the next refresh
+        return data if stored else None
 
     def stat_keys(self) -> dict[str, StatKey]:
         """The stat key of every readable run as of the last `refresh()`: its sidecar's
