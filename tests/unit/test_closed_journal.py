@@ -243,3 +243,20 @@ def test_runs_missing_from_the_index_come_from_the_journal(tmp_path: Path, warm:
     for name in table.schema.names:
         assert _cells(with_journal.column(name)) == _cells(table.column(name)), name
     assert journal
+
+
+def test_a_journal_hard_linked_from_outside_the_repo_is_not_appended_to(tmp_path: Path) -> None:
+    """A journal that shares its inode with another path (a hard link: `cp -al`, `rsync
+    --link-dest` snapshots, or put there on purpose) is never written: that path lies outside
+    the repository. The closes succeed and the index is the sidecars'."""
+    repo = str(tmp_path / "repo")
+    _write(repo, random.Random(3), 1)
+    journal = _index_dir(repo) / JOURNAL_FILENAME
+    journal.unlink()
+    outside = tmp_path / "outside.txt"
+    outside.write_bytes(b"precious\n")
+    os.link(outside, journal)
+    _write(repo, random.Random(4), 2)
+    assert outside.read_bytes() == b"precious\n"
+    assert _same_as_sidecars(repo) == 3  # (every sidecar read: the journal holds no line)
+    assert outside.read_bytes() == b"precious\n"

@@ -16,7 +16,8 @@ index file removes the journal. The rules:
   sidecar is read; it is never an error nor reported as damage.
 - A line is appended with one `write` on an `O_APPEND` descriptor (any number of processes and
   threads at once); appending never blocks, and a failure to append is swallowed (the close
-  has succeeded and lost nothing). Past `MAX_BYTES` nothing more is appended.
+  has succeeded and lost nothing). Past `MAX_BYTES` nothing more is appended, nor to a journal
+  that is not a plain file with one link (a hard link shares it with a path outside the repo).
 - A run closed again (resumed) appends a new line; the line whose stat key is the sidecar's is
   taken. Only a run with one writer, `end_time` set, and a catalogue that is the sidecar's is
   written (any other run's entry depends on more than its sidecar).
@@ -27,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 import zlib
 from itertools import chain
 from operator import itemgetter
@@ -99,7 +101,8 @@ def _append(layout: RepoLayout, run_hash: str) -> None:
     flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
     fd = os.open(journal_path(layout), flags, 0o644)
     try:
-        if os.fstat(fd).st_size <= MAX_BYTES:
+        held = os.fstat(fd)  # (a FIFO, or a hard link that another path shares, is not written)
+        if stat.S_ISREG(held.st_mode) and held.st_nlink == 1 and held.st_size <= MAX_BYTES:
             os.write(fd, line_bytes)
     finally:
         os.close(fd)
