@@ -20,6 +20,7 @@ is repaired.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -34,12 +35,15 @@ from aim_parquet.format.paths import TEMP_PREFIX, RepoLayout
 from aim_parquet.storage.base.atomic import atomic_write_json
 from aim_parquet.storage.base.files import age_s, list_names
 from aim_parquet.storage.base.lock import hold_run_locks, is_folder_in_use
+from aim_parquet.storage.base.repo_changes import index_link
 from aim_parquet.storage.base.safe_fs import (
     MAX_JSON_FILE_BYTES,
     first_link,
     read_regular,
     remove_tree,
 )
+from aim_parquet.storage.index.closed_journal import remove_journal
+from aim_parquet.storage.index.points_cache import cache_path
 from aim_parquet.storage.index.run_index import RunIndex, index_file_problem
 from aim_parquet.storage.maintenance.gc import GcReport, StatsReport, gc_repo, repo_stats
 from aim_parquet.storage.maintenance.problems import PERMISSION_DENIED, TEMP_GRACE_S, Fix, Problem
@@ -231,6 +235,18 @@ def verify_repo(
     if repair and any(p.repaired for p in problems):
         index = RunIndex(layout)
         index.remove_file()
+        _remove_derived(layout)
         index.refresh()
         notes.append("rebuilt the run index")
     return VerifyReport(len(hashes), segments, files, tuple(problems), repair, tuple(notes))
+
+
+def _remove_derived(layout: RepoLayout) -> None:
+    """Delete the writers' journal and the points cache before a repair rebuilds the run index:
+    the rebuild reads the sidecars alone (FORMAT.md), and a repair may have changed a run's points
+    without replacing its sidecar (the cache's key)."""
+    if index_link(layout) is not None:
+        return  # (a linked index folder is never written through)
+    remove_journal(layout)
+    with contextlib.suppress(OSError):
+        os.unlink(cache_path(layout))
