@@ -31,6 +31,7 @@ import numpy as np
 import pyarrow as pa
 
 from aim_parquet.errors import CorruptFileError, FormatVersionError
+from aim_parquet.format.meta import SequenceInfo
 from aim_parquet.format.paths import RepoLayout, canonical_context
 from aim_parquet.format.values import utf8_safe
 from aim_parquet.query.executor import RunMatch, warn_unreadable
@@ -147,6 +148,12 @@ class _Wanted:
         return row
 
 
+def _info(entry: Any) -> SequenceInfo:
+    """A matching sequence's summary: its catalogue entry's, decoded (a live run's sequence
+    not catalogued yet, `query.executor.match_run`, is matched as its `SequenceInfo`)."""
+    return entry if isinstance(entry, SequenceInfo) else entry.info
+
+
 def _points(
     layout: RepoLayout,
     wanted: _Wanted,
@@ -162,7 +169,7 @@ def _points(
     if only_last:
         for i, entry in enumerate(entries):
             try:
-                info = entry.info
+                info = _info(entry)
             except _UNREADABLE as exc:
                 warn_unreadable(hashes[i], exc, stacklevel=6)
                 continue
@@ -219,7 +226,7 @@ def _points(
         points = found.get(i)
         if points is None:
             try:
-                info = entry.info
+                info = _info(entry)
                 steps, arrays = read_metric_columns(
                     layout, hashes[i], info, ["value", "epoch", "timestamp"]
                 )
