@@ -158,17 +158,25 @@ def unregister(run: OpenRun) -> None:
 
 
 def close_all() -> None:
-    """Close every run this process opened and wait for every close under way."""
+    """Close every run this process opened and wait for every close under way. A Ctrl-C deferred
+    until a close was done is raised once the others are done too (unless it abandoned one)."""
     pid = os.getpid()
+    interrupted: BaseException | None = None
     for (owner, _), run in list(_runs.items()):
         if owner != pid:
             continue
         try:
             run.close()
+        except (KeyboardInterrupt, SystemExit) as exc:
+            if any(not job.is_done for job in list(close_job.JOBS)):
+                raise  # a close abandoned (the third interrupt): stop here
+            interrupted = interrupted or exc
         except Exception as exc:  # exiting: report, keep closing the others
             log.error("aim_parquet: closing %r at exit failed: %s", run, exc)
     for job in list(close_job.JOBS):
         job.wait()
+    if interrupted is not None:
+        raise interrupted
 
 
 def is_terminating() -> bool:
