@@ -110,7 +110,7 @@ def query_frame_columns(
     made: list[tuple[int, int]] = []  # each sequence's (stored position, catalogue position)
     run_slow: list[int] = []  # per run of `wanted`: its index in `wanted.rows`, -1 for a column run
     run_position: list[int] = []  # per run of `wanted`: its stored position
-    added = wanted.rows.props if flags["include_props"] else wanted.rows.params
+    n_slow = 0  # (the runs built per run so far: their cells' index in `wanted.rows`)
     memo: dict[Any, bool] = {}
     for i, col in zip(order.tolist(), is_col.tolist(), strict=True):
         p = int(newest[i])
@@ -123,7 +123,8 @@ def query_frame_columns(
                 before = len(wanted.hashes)
                 wanted.add_run(layout, match)
                 if len(wanted.hashes) > before:
-                    run_slow.append(len(added) - 1)
+                    run_slow.append(n_slow)
+                    n_slow += 1
                     run_position.append(p)
                     made.extend([(-1, -1)] * (len(wanted.seq_ids) - len(made)))
             continue
