@@ -20,6 +20,7 @@ the sidecar read again for a damaged index entry) and `sdk.run_rows`, in result 
 from __future__ import annotations
 
 from collections.abc import Callable
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -99,51 +100,84 @@ def query_frame_columns(
         )
         is_col[np.flatnonzero(is_col)[~taken]] = False  # (built per run, with its verdicts)
     decided = dict(zip(col_positions.tolist(), entry_lists, strict=True))
-    col_rows = snapshot.rows[newest[order[is_col]]]
-    hashes = iter(snapshot.table.column("hash").take(int64_array(col_rows)).to_pylist())
+    col_at = newest[order[is_col]]  # (the column runs, result order)
+    col_rows = snapshot.rows[col_at]
+    hashes = snapshot.table.column("hash").take(int64_array(col_rows)).to_pylist()
     slow_at = order[~is_col].tolist()
     records = dict(zip(slow_at, snapshot.records_at(newest[slow_at].tolist()), strict=True))
     columns = snapshot.table.catalogue
     starts = columns.starts
     ids, names, kinds, contexts = columns.key_lists
+    # the column runs' sequences, all at once: flat entry, stored position, catalogue position
+    lists = [decided[p] for p in col_at.tolist()]
+    counts = np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))
+    flat = list(chain.from_iterable(lists))
+    ends = np.concatenate([[0], np.cumsum(counts)]).tolist()
+    seq_position = np.repeat(col_at, counts).tolist()
+    first_entry = np.repeat(np.asarray(starts, dtype=np.int64)[col_rows], counts)
+    seq_in_run = (np.asarray(flat, dtype=np.int64) - first_entry).tolist()
+    triples = list(
+        zip(
+            map(names.__getitem__, flat),
+            map(kinds.__getitem__, flat),
+            map(contexts.__getitem__, flat),
+            strict=True,
+        )
+    )
     key_of: dict[tuple[str, str, str], int] = {}
+    for name, kind, text in dict.fromkeys(triples):  # (once per distinct key)
+        context = columns.context(text)
+        shown = SequenceInfo(seq_id="", name=name, context=context, kind=kind)
+        key_of[(name, kind, text)] = wanted.key_position(sequence_key(shown), name, context)
+    seq_keys = list(map(key_of.__getitem__, triples))
+    seq_ids = list(map(ids.__getitem__, flat))
     made: list[tuple[int, int]] = []  # each sequence's (stored position, catalogue position)
     run_slow: list[int] = []  # per run of `wanted`: its index in `wanted.rows`, -1 for a column run
     run_position: list[int] = []  # per run of `wanted`: its stored position
     n_slow = 0  # (the runs built per run so far: their cells' index in `wanted.rows`)
     memo: dict[Any, bool] = {}
+    done = 0  # (the column runs added so far)
+
+    def add_columns(stop: int) -> None:
+        """Add the column runs `done:stop` and their sequences."""
+        nonlocal done
+        if stop == done:
+            return
+        first_run, n = len(wanted.hashes), stop - done
+        wanted.hashes.extend(hashes[done:stop])
+        wanted.closed.extend([True] * n)
+        wanted.records.extend([None] * n)
+        run_slow.extend([-1] * n)
+        run_position.extend(col_at[done:stop].tolist())
+        lo, hi = ends[done], ends[stop]
+        runs = np.arange(first_run, first_run + n, dtype=np.int64)
+        wanted.seq_run.extend(np.repeat(runs, counts[done:stop]).tolist())
+        wanted.seq_key.extend(seq_keys[lo:hi])
+        wanted.seq_ids.extend(seq_ids[lo:hi])
+        wanted.entries.extend([None] * (hi - lo))
+        made.extend(zip(seq_position[lo:hi], seq_in_run[lo:hi], strict=True))
+        done = stop
+
+    column_run = 0
     for i, col in zip(order.tolist(), is_col.tolist(), strict=True):
-        p = int(newest[i])
-        if not col:
-            row = int(snapshot.rows[p]) if p < len(snapshot.rows) else -1
-            found = decided.get(p)
-            relative = None if found is None else [e - starts[row] for e in found]
-            match = _slow_match(layout, index, plan, records[i], memo, sure, i, row, relative)
-            if match is not None:
-                before = len(wanted.hashes)
-                wanted.add_run(layout, match)
-                if len(wanted.hashes) > before:
-                    run_slow.append(n_slow)
-                    n_slow += 1
-                    run_position.append(p)
-                    made.extend([(-1, -1)] * (len(wanted.seq_ids) - len(made)))
+        if col:
+            column_run += 1
             continue
-        run = wanted.new_run(next(hashes), True, None)
-        run_slow.append(-1)
-        run_position.append(p)
-        first = starts[int(snapshot.rows[p])]
-        for e in decided[p]:
-            key = (names[e], kinds[e], contexts[e])
-            k = key_of.get(key)
-            if k is None:
-                context = columns.context(contexts[e])
-                shown = SequenceInfo(seq_id=ids[e], name=names[e], context=context, kind=kinds[e])
-                k = key_of[key] = wanted.key_position(sequence_key(shown), names[e], context)
-            wanted.seq_run.append(run)
-            wanted.seq_key.append(k)
-            wanted.seq_ids.append(ids[e])
-            wanted.entries.append(None)
-            made.append((p, e - first))
+        add_columns(column_run)
+        p = int(newest[i])
+        row = int(snapshot.rows[p]) if p < len(snapshot.rows) else -1
+        found = decided.get(p)
+        relative = None if found is None else [e - starts[row] for e in found]
+        match = _slow_match(layout, index, plan, records[i], memo, sure, i, row, relative)
+        if match is not None:
+            before = len(wanted.hashes)
+            wanted.add_run(layout, match)
+            if len(wanted.hashes) > before:
+                run_slow.append(n_slow)
+                n_slow += 1
+                run_position.append(p)
+                made.extend([(-1, -1)] * (len(wanted.seq_ids) - len(made)))
+    add_columns(column_run)
 
     def resolve(which: list[int]) -> None:
         at = sorted({made[i][0] for i in which})
