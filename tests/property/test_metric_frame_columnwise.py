@@ -9,6 +9,7 @@ and a run whose points cannot be read, for several queries, offsets and `include
 from __future__ import annotations
 
 import random
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -53,18 +54,26 @@ def _frames(root: Path, query: str, flags: dict[str, bool], offset: str | None) 
     layout = RepoLayout(root)
     index = RunIndex.shared(layout)
     plan = plan_query(query, "metric")
-    steps = execute_plan(layout, index, plan, offset=offset, with_misses=False, summaries=False)
-    want = build_query_frame(
-        layout,
-        (s.match for s in steps if s.match is not None),
-        "metric",
-        only_last=False,
-        flags=flags,
-        stat_keys=index.stat_keys,
-    )
-    got = query_frame_columns(
-        layout, index, plan, "metric", offset=offset, flags=flags, stat_keys=index.stat_keys
-    )
+    with warnings.catch_warnings(record=True) as want_warned:
+        warnings.simplefilter("always")
+        steps = execute_plan(layout, index, plan, offset=offset, with_misses=False, summaries=False)
+        want = build_query_frame(
+            layout,
+            (s.match for s in steps if s.match is not None),
+            "metric",
+            only_last=False,
+            flags=flags,
+            stat_keys=index.stat_keys,
+        )
+    with warnings.catch_warnings(record=True) as got_warned:
+        warnings.simplefilter("always")
+        got = query_frame_columns(
+            layout, index, plan, "metric", offset=offset, flags=flags, stat_keys=index.stat_keys
+        )
+    # the same runs warned about (damaged, unreadable), each as often
+    assert sorted(str(w.message) for w in got_warned) == sorted(
+        str(w.message) for w in want_warned
+    ), (query, flags, offset)
     return got, want
 
 
