@@ -27,7 +27,7 @@ from aim_parquet.query.planner import QueryPlan
 from aim_parquet.query.views import KEY_FIELDS, RecordingSequenceView
 from aim_parquet.storage.index.index_entries import IndexSnapshot
 
-__all__ = ["SequenceVerdicts", "any_matched", "sequence_verdicts"]
+__all__ = ["SequenceVerdicts", "any_matched", "matched_entries", "sequence_verdicts"]
 
 _SUMMARY_FIELDS = KEY_FIELDS | {"count", "first_step", "last_step", "first", "last", "min", "max"}
 _UNKNOWN: Any = object()  # a key whose verdict depends on more than the entry (`metric.run`)
@@ -117,3 +117,27 @@ def _per_row(flags: npt.NDArray[np.bool_], starts: list[int]) -> npt.NDArray[np.
     sums = np.concatenate([[0], np.cumsum(flags, dtype=np.int64)])
     bounds = np.asarray(starts, dtype=np.int64)
     return sums[bounds[1:]] - sums[bounds[:-1]]  # type: ignore[no-any-return]
+
+
+def matched_entries(verdicts: SequenceVerdicts, rows: npt.NDArray[np.intp]) -> list[list[int]]:
+    """The flat catalogue entries (indices into the catalogue columns' lists) that matched, in
+    catalogue order, of each of the table `rows` (decided rows)."""
+    bounds = np.asarray(verdicts.starts, dtype=np.int64)
+    lo, hi = bounds[rows], bounds[np.asarray(rows) + 1]
+    lengths = hi - lo
+    ends = np.cumsum(lengths)
+    flat = np.repeat(lo - (ends - lengths), lengths) + np.arange(int(ends[-1]) if len(ends) else 0)
+    hit = verdicts.matched[flat]
+    counts = (
+        np.cumsum(hit, dtype=np.int64)[ends - 1] if len(flat) else np.zeros(len(rows), np.int64)
+    )
+    counts = np.where(lengths > 0, counts, 0) if len(flat) else counts
+    picked = flat[hit].tolist()
+    # each row's hits end where the running count of hits stands at its last entry
+    stops = np.maximum.accumulate(counts).tolist() if len(counts) else []
+    out: list[list[int]] = []
+    begin = 0
+    for stop in stops:
+        out.append(picked[begin:stop])
+        begin = stop
+    return out

@@ -26,6 +26,7 @@ from aim_parquet.query.planner import QueryPlan
 from aim_parquet.sdk import frames
 from aim_parquet.sdk.frame_tables import table_to_pandas
 from aim_parquet.sdk.prefetch import BATCH_RUNS, MetricBatch, finish_iteration
+from aim_parquet.sdk.query_frame_columns import query_frame_columns
 from aim_parquet.sdk.query_frames import build_query_frame
 from aim_parquet.sdk.run_base import RunBase
 from aim_parquet.sdk.run_frame import RunColumns, query_run_columns
@@ -265,6 +266,17 @@ class QuerySequenceCollection(_QueryCollection):
         collection's."""
         if not self.plan.kinds or not self.plan.kinds <= METRIC_KINDS:
             return super()._frame(only_last, flags)
+        if not only_last:  # (the runs the index's columns decide without a record each)
+            with gc_paused():
+                return query_frame_columns(
+                    self._layout,
+                    self._index,
+                    self.plan,
+                    self.seq_cls.sequence_name(),
+                    offset=self.offset,
+                    flags=flags,
+                    stat_keys=self._index.stat_keys,
+                )
         matches = (
             step.match
             for step in execute_plan(

@@ -100,13 +100,16 @@ class BuiltFrame:
 
 
 class _Wanted:
-    """The sequences of the frame, in result order: run position, sequence-key position and the
-    catalogue entry of each."""
+    """The sequences of the frame, in result order: run position, sequence-key position, seq id
+    and catalogue entry of each (None for a sequence taken from the index's columns until
+    `entries_at` asks `resolve` for it: only a sequence whose points are not cached is read)."""
 
     def __init__(self, var: str, flags: dict[str, bool]) -> None:
         self.var = var
         self.flags = flags
-        self.records: list[RunRecord] = []
+        self.hashes: list[str] = []  # per run
+        self.closed: list[bool] = []
+        self.records: list[RunRecord | None] = []  # (None: a run taken from the columns)
         self.rows = RunRows(
             include_props=flags["include_props"], include_params=flags["include_params"]
         )
@@ -114,7 +117,9 @@ class _Wanted:
         self._keys: dict[Any, int] = {}
         self.seq_run: list[int] = []
         self.seq_key: list[int] = []
+        self.seq_ids: list[str] = []
         self.entries: list[Any] = []
+        self.resolve: Callable[[list[int]], None] | None = None
 
     def add_run(self, layout: RepoLayout, match: RunMatch) -> None:
         record = match.record
@@ -124,17 +129,31 @@ class _Wanted:
             except _UNREADABLE as exc:
                 warn_unreadable(record.hash, exc, stacklevel=6)
                 return
-        run = len(self.records)
-        self.records.append(record)
+        run = self.new_run(record.hash, record.has_end_time, record)
         for entry in match.entries:
-            key = sequence_key(entry)
-            position = self._keys.get(key)
-            if position is None:
-                position = self._keys[key] = len(self.key_rows)
-                self.key_rows.append(self._key_row(entry.name, entry.context))
             self.seq_run.append(run)
-            self.seq_key.append(position)
+            self.seq_key.append(self.key_position(sequence_key(entry), entry.name, entry.context))
+            self.seq_ids.append(entry.seq_id)
             self.entries.append(entry)
+
+    def new_run(self, run_hash: str, closed: bool, record: RunRecord | None) -> int:
+        self.hashes.append(run_hash)
+        self.closed.append(closed)
+        self.records.append(record)
+        return len(self.hashes) - 1
+
+    def key_position(self, key: Any, name: str, context: dict[str, Any]) -> int:
+        position = self._keys.get(key)
+        if position is None:
+            position = self._keys[key] = len(self.key_rows)
+            self.key_rows.append(self._key_row(name, context))
+        return position
+
+    def entries_at(self, which: list[int]) -> list[Any]:
+        missing = [i for i in which if self.entries[i] is None]
+        if missing and self.resolve is not None:
+            self.resolve(missing)
+        return [self.entries[i] for i in which]
 
     def _key_row(self, name: str, context: dict[str, Any]) -> dict[str, Any]:
         """The sequence-level columns of one (name, context), first value of a name winning."""
@@ -164,11 +183,11 @@ def _points(
     """Each sequence's (steps, values, epochs, timestamps); None for one that cannot be read
     (warned about). `stat_keys`: the sidecar stat keys of the run index's refresh the records
     came from (`committed_metric_points`)."""
-    entries = wanted.entries
-    out: list[tuple[Array, ...] | None] = [None] * len(entries)
-    hashes = [wanted.records[r].hash for r in wanted.seq_run]
+    seq_ids = wanted.seq_ids
+    out: list[tuple[Array, ...] | None] = [None] * len(seq_ids)
+    hashes = [wanted.hashes[r] for r in wanted.seq_run]
     if only_last:
-        for i, entry in enumerate(entries):
+        for i, entry in enumerate(wanted.entries_at(list(range(len(seq_ids))))):
             try:
                 info = _info(entry)
             except _UNREADABLE as exc:
@@ -184,50 +203,53 @@ def _points(
     found: dict[int, tuple[Array, ...]] = {}
     cache: PointsCache | None = None
     keys: dict[str, str] | None = None
-    closed_keys: list[str | None] = [None] * len(entries)
-    if len(entries) > 1:
+    closed_keys: list[str | None] = [None] * len(seq_ids)
+    if len(seq_ids) > 1:
         from aim_parquet.storage.compaction.dataset_read import committed_metric_points
 
         keys = None if stat_keys is None else stat_keys()
         if keys is not None:  # (the points cache: closed runs whose key it holds)
-            closed = [r.has_end_time for r in wanted.records]
+            closed = wanted.closed
             closed_keys = [
                 keys.get(h) if closed[r] else None
                 for h, r in zip(hashes, wanted.seq_run, strict=True)
             ]
             cache = PointsCache(layout)
             if cache.load(sum(closed)):
-                for i, entry in enumerate(entries):
-                    hit = cache.take(hashes[i], entry.seq_id, closed_keys[i])
+                for i, seq_id in enumerate(seq_ids):
+                    hit = cache.take(hashes[i], seq_id, closed_keys[i])
                     if hit is not None:
                         found[i] = hit
         by_run: dict[str, set[str]] = {}
-        for i, (h, entry) in enumerate(zip(hashes, entries, strict=True)):
+        for i, (h, seq_id) in enumerate(zip(hashes, seq_ids, strict=True)):
             if i not in found:
-                by_run.setdefault(h, set()).add(entry.seq_id)
+                by_run.setdefault(h, set()).add(seq_id)
         committed = committed_metric_points(layout, by_run, keys=keys) if by_run else {}
-        for i, (h, entry) in enumerate(zip(hashes, entries, strict=True)):
-            held = committed.get((h, entry.seq_id))
+        for i, (h, seq_id) in enumerate(zip(hashes, seq_ids, strict=True)):
+            held = committed.get((h, seq_id))
             if held is not None:
                 found[i] = held
-    rest = [i for i in range(len(entries)) if i not in found]
+    rest = [i for i in range(len(seq_ids)) if i not in found]
     if len(rest) > 1:
-        bulk = read_metrics_bulk(layout, [(hashes[i], entries[i]) for i in rest])
+        rest_entries = wanted.entries_at(rest)
+        bulk = read_metrics_bulk(
+            layout, list(zip([hashes[i] for i in rest], rest_entries, strict=True))
+        )
         for j, read in bulk.items():
             found[rest[j]] = read
         if cache is not None and keys is not None:
             cache.add(
                 [
-                    (hashes[rest[j]], entries[rest[j]].seq_id, closed_keys[rest[j]], p)
+                    (hashes[rest[j]], seq_ids[rest[j]], closed_keys[rest[j]], p)
                     for j, p in bulk.items()
                 ]
             )
             cache.save(keys)
-    for i, entry in enumerate(entries):
+    for i in range(len(seq_ids)):
         points = found.get(i)
         if points is None:
             try:
-                info = _info(entry)
+                info = _info(wanted.entries_at([i])[0])
                 steps, arrays = read_metric_columns(
                     layout, hashes[i], info, ["value", "epoch", "timestamp"]
                 )
@@ -258,6 +280,24 @@ def build_query_frame(
     for match in matches:
         wanted.add_run(layout, match)
     points = _points(layout, wanted, only_last, stat_keys)
+
+    def run_level(runs: list[int]) -> dict[str, list[Any] | pa.Array]:
+        out: dict[str, list[Any] | pa.Array] = {"hash": [wanted.hashes[r] for r in runs]}
+        out.update(wanted.rows.columns(runs))
+        return out
+
+    return frame_table(wanted, points, run_level)
+
+
+def frame_table(
+    wanted: _Wanted,
+    points: list[tuple[Array, ...] | None],
+    run_level: Callable[[list[int]], dict[str, list[Any] | pa.Array]],
+) -> BuiltFrame:
+    """The frame of `wanted`'s sequences whose `points` were read; `run_level` gives the
+    run-level columns (`hash`, props, params; a list of cells or an Arrow array typed as
+    `key_column` types them) of the runs at the positions it is given, in that order."""
+    flags = wanted.flags
     kept = [i for i, p in enumerate(points) if p is not None]
     if not kept:
         return BuiltFrame(None)
@@ -277,13 +317,14 @@ def build_query_frame(
         "time": times(stamps),
         "timestamp": numbers(stamps),
     }
-    level: dict[str, tuple[list[Any], Array]] = {}
-    if flags["include_run"]:
-        level["run.hash"] = ([wanted.records[r].hash for r in runs], seq_run)
+    level: dict[str, tuple[list[Any] | pa.Array, Array]] = {}
+    run_columns = run_level(runs) if flags["include_run"] else {}
+    if "hash" in run_columns:
+        level["run.hash"] = (run_columns.pop("hash"), seq_run)
     for name, values in row_columns([wanted.key_rows[k] for k in keys]).items():
         level.setdefault(name, (values, seq_key))
-    for name, values in wanted.rows.columns(runs).items():
-        level.setdefault(f"run.{name}", (values, seq_run))
+    for name, cells in run_columns.items():
+        level.setdefault(f"run.{name}", (cells, seq_run))
     order = sorted([*per_point, *level], key=column_rank)
     columns: dict[str, pa.Array | pa.ChunkedArray] = {}
     for name in order:
@@ -291,7 +332,8 @@ def build_query_frame(
             columns[name] = per_point[name]
         else:
             values, index = level[name]  # (one entry per kept sequence, spread to its points)
-            columns[name] = repeat(key_column(values), index, lengths)
+            column = key_column(values) if isinstance(values, list) else values
+            columns[name] = repeat(column, index, lengths)
     return BuiltFrame(pa.Table.from_arrays(list(columns.values()), names=list(columns)))
 
 
