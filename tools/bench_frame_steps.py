@@ -66,11 +66,11 @@ def _one_round(repo: str, fmt: str) -> dict[str, float]:
         setattr(module, name, timed)
 
     wrap_generator(co, "execute_plan")
-    for name in ("_points", "cat", "times", "repeat", "key_column", "read_metrics_bulk"):
+    for name in ("_points", "cat", "times", "key_column", "read_metrics_bulk"):
         wrap(qf, name)
     for name in ("_run_messages", "batch_columns"):
         wrap(br, name)
-    for name in ("_polars_views", "_text_views", "_pandas_column"):
+    for name in ("_polars_views", "_text_views", "_spread_views", "repeat", "_pandas_column"):
         wrap(ft, name)
     t0 = time.process_time()
     coll = aim.Repo(repo).query_metrics(QUERY)

@@ -1,6 +1,11 @@
 """A frame's Arrow table (`sdk.frames`) handed to pandas and polars: text columns go over from
 Arrow (pandas 3's Arrow-backed strings, polars' string views) and make the same frames as the
-plain conversions (pandas from columns of `str` objects, polars from plain Arrow text)."""
+plain conversions (pandas from columns of `str` objects, polars from plain Arrow text).
+
+A bulk-built frame's columns (`Spread`) can go to polars before their run-level and
+sequence-level columns are spread to the points: a text column's string views are then repeated
+per sequence straight from its value's view (`_spread_views`), with no per-point dictionary
+codes made first and scanned for runs again."""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from aim_parquet.sdk.dataframes import require_pandas, require_polars
+from aim_parquet.sdk.frame_arrays import repeat
 from aim_parquet.storage.base.columns import to_numpy
 from aim_parquet.storage.base.columns import validity as validity_mask
 
@@ -160,25 +166,93 @@ def _text_views(column: pa.ChunkedArray) -> pa.ChunkedArray:
     return pa.chunked_array(chunks, view)
 
 
-def _polars_views(pl: Any, table: pa.Table) -> polars.DataFrame | None:
-    """The table as polars with its text columns handed over as string views (`_text_views`);
-    None where this pyarrow or polars cannot, or where polars types them otherwise."""
+def _spread_views(values: pa.Array, index: Array, lengths: Array) -> pa.Array | pa.ChunkedArray:
+    """`_text_views` of `repeat(values, index, lengths)` (a dictionary text column with one
+    entry per sequence key or run, `index` its entry per sequence, `lengths` each sequence's
+    points): each sequence's view is taken once and repeated over its points."""
+    words = values.dictionary
+    if values.offset or words.type != pa.string() or words.null_count or not len(words):
+        return _text_views(pa.chunked_array([repeat(values, index, lengths)]))
+    view = pa.string_view()
+    n = int(lengths.sum())
+    views, data = _views(words)
+    indices = values.indices
+    codes = to_numpy(indices)[index]
+    validity, nulls = None, 0
+    if indices.null_count:
+        valid = validity_mask(indices)[index]
+        codes = np.where(valid, codes, 0)
+        rows_valid = np.repeat(valid, lengths)
+        validity = pa.py_buffer(np.packbits(rows_valid, bitorder="little"))
+        nulls = n - int(np.count_nonzero(rows_valid))
+    flat = views.view(np.complex128).reshape(-1)  # (one 16-byte item per view)
+    rows = pa.py_buffer(np.repeat(flat[codes], lengths))
+    return pa.Array.from_buffers(view, n, [validity, rows, data], nulls)
+
+
+class Spread:
+    """A frame's columns in order, each an Arrow array with a value per point or (a run-level or
+    sequence-level column) an array with one entry per run or key and each sequence's place in
+    it, to be repeated over the `lengths` points of each sequence (`frame_arrays.repeat`)."""
+
+    def __init__(
+        self, columns: dict[str, pa.Array | tuple[pa.Array, Array]], lengths: Array
+    ) -> None:
+        self.columns = columns
+        self.lengths = lengths
+
+    def table(self) -> pa.Table:
+        arrays = [
+            c if isinstance(c, pa.Array) else repeat(c[0], c[1], self.lengths)
+            for c in self.columns.values()
+        ]
+        return pa.Table.from_arrays(arrays, names=list(self.columns))
+
+    def to_polars(self) -> polars.DataFrame | None:
+        """The frame `table_to_polars(self.table())` makes, text columns spread as views
+        (`_spread_views`); None where it cannot be made so (`_polars_views`)."""
+        pl = require_polars()
+        n = int(self.lengths.sum())
+        fields, columns = [], []
+        try:
+            for name, column in self.columns.items():
+                values = column if isinstance(column, pa.Array) else column[0]
+                fields.append(pa.field(name, values.type))
+                if pa.types.is_null(values.type):
+                    columns.append(pa.nulls(n if isinstance(column, tuple) else len(values)))
+                elif isinstance(column, pa.Array):
+                    columns.append(column)
+                elif pa.types.is_dictionary(values.type):
+                    columns.append(_spread_views(values, column[1], self.lengths))
+                else:
+                    columns.append(repeat(values, column[1], self.lengths))
+        except (TypeError, ValueError, pa.ArrowException):
+            return None
+        return _polars_views(pl, pa.schema(fields), columns)
+
+
+def _polars_views(pl: Any, schema: pa.Schema, columns: list[Any]) -> polars.DataFrame | None:
+    """The table of `schema` with `columns` as polars, its dictionary text columns handed over
+    as string views (`_text_views`; a column already made views is taken as it is); None where
+    this pyarrow or polars cannot, or where polars types them otherwise."""
     try:
-        columns = []
-        for field, column in zip(table.schema, table.columns, strict=True):
-            if pa.types.is_dictionary(field.type):
+        converted = []
+        for field, column in zip(schema, columns, strict=True):
+            if column.type == pa.string_view():
+                pass
+            elif pa.types.is_dictionary(field.type):
                 column = _text_views(column)
             elif pa.types.is_null(field.type):
                 column = pa.nulls(len(column), pa.string_view())
-            columns.append(column)
+            converted.append(column)
         frame: polars.DataFrame = pl.from_arrow(
-            pa.table(columns, names=table.column_names), rechunk=False
+            pa.table(converted, names=schema.names), rechunk=False
         )
     except (AttributeError, TypeError, ValueError, NotImplementedError, pa.ArrowException):
         return None
     except pl.exceptions.PolarsError:  # (a polars that does not take string views)
         return None
-    for field in table.schema:
+    for field in schema:
         text = pa.types.is_dictionary(field.type) or pa.types.is_null(field.type)
         if text and frame.schema[field.name] != pl.String:
             return None
@@ -189,7 +263,7 @@ def table_to_polars(table: pa.Table) -> polars.DataFrame:
     """The table as polars: text columns as polars strings (`_polars_views`, or decoded to
     plain Arrow text first where that cannot be)."""
     pl = require_polars()
-    frame = _polars_views(pl, table)
+    frame = _polars_views(pl, table.schema, table.columns)
     if frame is None:
         frame = pl.from_arrow(plain_text(table), rechunk=False)
     return frame

@@ -19,7 +19,8 @@ object or a read per sequence.
   every object of the run index again (a quarter of the build's time at 10,000 runs).
 - The run-level and sequence-level columns are typed (`frame_arrays.key_column`) over one
   value per run or per distinct sequence key and repeated by index (`frame_arrays.repeat`),
-  which gives the same types, dictionaries and column order as the per-sequence frame.
+  which gives the same types, dictionaries and column order as the per-sequence frame; for
+  `to_polars()` a text column is spread as string views instead (`frame_tables.Spread`).
 """
 
 from __future__ import annotations
@@ -43,10 +44,9 @@ from aim_parquet.sdk.frame_arrays import (
     cat,
     key_column,
     numbers,
-    repeat,
     times,
 )
-from aim_parquet.sdk.frame_tables import table_to_pandas, table_to_polars
+from aim_parquet.sdk.frame_tables import Spread, table_to_pandas, table_to_polars
 from aim_parquet.sdk.frames import _text
 from aim_parquet.sdk.run_rows import RunRows, row_columns
 from aim_parquet.storage.index.catalogue_entries import CatalogueEntry
@@ -80,23 +80,31 @@ class _RecordRun:
 
 
 class BuiltFrame:
-    """A metric frame built in bulk (module doc): `to_arrow`, `to_pandas`, `to_polars`."""
+    """A metric frame built in bulk (module doc): `to_arrow`, `to_pandas`, `to_polars`; its
+    run-level and sequence-level columns are spread to the points when first asked for
+    (`frame_tables.Spread`: polars takes them spread otherwise)."""
 
-    def __init__(self, table: pa.Table | None) -> None:
+    def __init__(self, table: pa.Table | None, spread: Spread | None = None) -> None:
         self._table = table
+        self._spread = spread
 
     def __len__(self) -> int:
-        return 0 if self._table is None else 1
+        return 0 if self._table is None and self._spread is None else 1
 
     def to_arrow(self) -> pa.Table:
-        assert self._table is not None
+        if self._table is None:
+            assert self._spread is not None
+            self._table = self._spread.table()
         return self._table
 
     def to_pandas(self) -> pandas.DataFrame:
         return table_to_pandas(self.to_arrow())
 
     def to_polars(self) -> polars.DataFrame:
-        return table_to_polars(self.to_arrow())
+        frame = None
+        if self._table is None and self._spread is not None:
+            frame = self._spread.to_polars()
+        return table_to_polars(self.to_arrow()) if frame is None else frame
 
 
 class _Wanted:
@@ -326,15 +334,15 @@ def frame_table(
     for name, cells in run_columns.items():
         level.setdefault(f"run.{name}", (cells, seq_run))
     order = sorted([*per_point, *level], key=column_rank)
-    columns: dict[str, pa.Array | pa.ChunkedArray] = {}
+    columns: dict[str, pa.Array | tuple[pa.Array, Array]] = {}
     for name in order:
         if name in per_point:
             columns[name] = per_point[name]
         else:
             values, index = level[name]  # (one entry per kept sequence, spread to its points)
             column = key_column(values) if isinstance(values, list) else values
-            columns[name] = repeat(column, index, lengths)
-    return BuiltFrame(pa.Table.from_arrays(list(columns.values()), names=list(columns)))
+            columns[name] = (column, index)
+    return BuiltFrame(None, Spread(columns, lengths))
 
 
 def _first_seen(codes: Array) -> tuple[list[int], Array]:

@@ -214,3 +214,33 @@ def _same_taken(got: pa.Array, want: pa.Array) -> None:
         assert x.view(np.int64).tolist() == y.view(np.int64).tolist()
     else:
         assert got.equals(want)
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_spread_to_polars_is_the_frame_of_the_spread_table(seed: int) -> None:
+    """`Spread.to_polars` (run-level columns spread as string views, no per-point codes) makes
+    the frame `table_to_polars` makes of the table spread first: values, missing cells, dtypes,
+    column order; with sequences of no points, missing and empty text, a sliced column."""
+    rng = random.Random(seed)
+    n = rng.randrange(1, 12)
+    seqs = rng.randrange(0, 30)
+    index = np.array([rng.randrange(n) for _ in range(seqs)], dtype=np.int64)
+    lengths = np.array([rng.choice([0, 1, 2, 7, 40]) for _ in range(seqs)], dtype=np.int64)
+    points = int(lengths.sum())
+    columns: dict[str, Any] = {"step": pa.array(np.arange(points, dtype=np.int64))}
+    for k, kind in enumerate(KINDS):
+        values = [None if rng.random() < 0.3 or not kind else rng.choice(kind) for _ in range(n)]
+        columns[f"run.c{k}"] = (frame_arrays.key_column(values), index)
+    words = [None if rng.random() < 0.3 else rng.choice(WORDS) for _ in range(n + 1)]
+    sliced = pa.array(words, pa.string()).dictionary_encode().slice(1)  # (an offset)
+    columns["run.sliced"] = (sliced, index)
+    columns["run.none"] = (pa.nulls(n), index)
+    spread = frame_tables.Spread(columns, lengths)
+    want = frame_tables.table_to_polars(spread.table())
+    got = spread.to_polars()
+    assert got is not None
+    assert got.schema == want.schema
+    assert got.columns == want.columns
+    assert got.equals(want)
+    for name in got.columns:
+        assert got[name].to_list() == want[name].to_list() or name == "run.c2", name  # (NaN)
