@@ -2,7 +2,8 @@
 each step of `sdk/query_frames.py` and `sdk/frame_tables.py`, in a fresh process per round, the
 median of `--repeat` rounds. The steps are wrapped where the frame calls them, so nested steps are
 also counted in their callers (`read_metrics_bulk` within `_points`, `_text_views` within
-`_polars_views`).
+`_polars_views`). A polars frame spreads its run-level columns itself (`frame_tables.Spread`:
+`_spread_views` for text, `repeat` for the others); the other formats `repeat` them all.
 
     env -u PYTHONDONTWRITEBYTECODE .venv/bin/python tools/bench_frame_steps.py \
         --repo /tmp/sm18/sweep --repeat 9 [--fmt polars|pandas|arrow]
