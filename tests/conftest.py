@@ -77,6 +77,36 @@ def sidecar(root: Path, run_hash: str) -> dict[str, Any]:
     return data
 
 
+def read_index_table(root: Path) -> pa.Table:
+    """The run index file (`.aim/index/runs.arrow`) of the repository at `root`, read with plain
+    pyarrow."""
+    from aim_parquet.format.paths import RepoLayout
+
+    return pa.ipc.open_file(pa.BufferReader(RepoLayout(root).index_file.read_bytes())).read_all()
+
+
+def with_index_column(table: pa.Table, column: str, values: list[Any]) -> pa.Table:
+    """`table` with `values` in place of the column `column` (of the same type)."""
+    at = table.schema.get_field_index(column)
+    return table.set_column(
+        at, table.schema.field(at), pa.array(values, table.schema.field(at).type)
+    )
+
+
+def write_index_table(root: Path, table: pa.Table) -> None:
+    """Replaces the run index file of the repository at `root` with `table` (a test's edit,
+    written with plain pyarrow) and makes this process forget the indexes it shares, as a fresh
+    process would have none."""
+    from aim_parquet.format.paths import RepoLayout
+    from aim_parquet.storage.index.run_index import RunIndex
+
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    RepoLayout(root).index_file.write_bytes(sink.getvalue().to_pybytes())
+    RunIndex._shared.clear()
+
+
 def python_env() -> dict[str, str]:
     """Environment for subprocesses that import aim_parquet from this checkout."""
     env = dict(os.environ)
