@@ -129,3 +129,22 @@ def source_at(rev: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     with tarfile.open(fileobj=BytesIO(done.stdout)) as tar:
         tar.extractall(dest, filter="data")
     return dest
+
+
+def repo_by_old_code(
+    rev: str, script: str, tmp_path_factory: pytest.TempPathFactory, name: str, *args: str
+) -> tuple[Path, str]:
+    """A repository made by `script` (Python source; its arguments: the repository's folder,
+    then `args`) run in a fresh process with `rev`'s aim_parquet (`source_at`; skipped where
+    there is no history): (the folder, what the script printed). The script is saved next to
+    the folder, as `make_<name>.py`."""
+    code = source_at(rev, tmp_path_factory)
+    root = tmp_path_factory.mktemp(name)
+    path = root.parent / f"make_{name}.py"
+    path.write_text(script)
+    env = {**os.environ, "PYTHONPATH": str(code)}
+    done = subprocess.run(
+        [PYTHON, str(path), str(root), *args], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    return root, done.stdout

@@ -22,7 +22,7 @@ from aim_parquet.format.meta import RunMeta
 from aim_parquet.format.paths import RepoLayout
 from aim_parquet.storage.index.legacy_index import decode_legacy_index, read_legacy_index
 from aim_parquet.storage.index.run_index import RunIndex, index_file_problem
-from tests.conftest import PYTHON, python_env, source_at
+from tests.conftest import PYTHON, python_env, repo_by_old_code
 
 OLD_REV = "7db2c30"  # the last commit whose run index was runs.jsonl (format 4)
 QUIET: dict[str, Any] = {"system_tracking_interval": None, "capture_terminal_logs": False}
@@ -61,23 +61,10 @@ print(len(list(aim.Repo(root).query_runs("").iter_runs())))
 
 
 @pytest.fixture(scope="module")
-def old_code(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """7db2c30's aim_parquet, from this checkout's git history."""
-    return source_at(OLD_REV, tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def old_repo_template(old_code: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def old_repo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A repository written and queried by 7db2c30 (so its index is runs.jsonl)."""
-    root = tmp_path_factory.mktemp("old_repo")
-    script = root.parent / "make_old_repo.py"
-    script.write_text(MAKE_OLD_REPO)
-    env = {**os.environ, "PYTHONPATH": str(old_code)}
-    done = subprocess.run(
-        [PYTHON, str(script), str(root), "all"], env=env, capture_output=True, text=True
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.split()[-1] == "12"  # (the archived run is not shown)
+    root, printed = repo_by_old_code(OLD_REV, MAKE_OLD_REPO, tmp_path_factory, "old_repo", "all")
+    assert printed.split()[-1] == "12"  # (the archived run is not shown)
     layout = RepoLayout(root)
     assert layout.old_index_file.exists() and not layout.index_file.exists()
     return root
