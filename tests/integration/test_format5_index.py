@@ -18,7 +18,6 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-import aim_parquet as aim
 from aim_parquet.format.paths import RepoLayout
 from aim_parquet.storage.index.index_file import decode_table
 from aim_parquet.storage.index.index_table import upgrade_format5
@@ -26,7 +25,7 @@ from aim_parquet.storage.index.run_index import RunIndex, index_file_problem
 from tests.conftest import PYTHON, python_env, read_index_table, repo_by_old_code, write_index_table
 from tests.integration.test_legacy_index import (
     MAKE_OLD_REPO,
-    QUIET,
+    _change_runs,
     _counted,
     _replace_sidecar,
     _stored,
@@ -100,16 +99,7 @@ def test_a_format5_index_is_upgraded_where_the_sidecars_are_unchanged(old_repo: 
     upgraded = upgrade_format5(read_index_table(old_repo))
     assert upgraded.schema.metadata[b"format_version"] == b"6"
     assert upgraded.column("seq_plain").to_pylist().count(True) == 13
-    # after 4ba8723 wrote its file: one sidecar edited by a foreign tool, one by the SDK,
-    # one damaged, one run deleted, one run added
-    _replace_sidecar(layout, hashes[0], lambda d: {**d, "name": "edited"})
-    with aim.Run(run_hash=hashes[1], repo=old_repo, **QUIET) as run:
-        run["hparams"] = {"lr": 9.0, "extra": "new path"}
-    Path(layout.sidecar_path(hashes[2])).write_text("{not json")
-    shutil.rmtree(layout.run_dir(hashes[3]))
-    with aim.Run(repo=old_repo, **QUIET) as run:
-        run.track(1.0, name="loss", step=0)
-        added = run.hash
+    added = _change_runs(old_repo, hashes, {"lr": 9.0, "extra": "new path"})  # (after 4ba8723)
     want = _reference(old_repo)
     index, reads = _counted(layout)
     assert _answer(index) == want

@@ -134,22 +134,29 @@ def _replace_sidecar(layout: RepoLayout, run_hash: str, change: Callable[[Any], 
     tmp.replace(path)
 
 
+def _change_runs(root: Path, hashes: list[str], hparams: dict[str, Any]) -> str:
+    """What happens to a repository after older code wrote its index: `hashes[0]`'s sidecar
+    edited by a foreign tool, `hashes[1]` resumed by the SDK (its `hparams` set), `hashes[2]`'s
+    sidecar damaged, `hashes[3]` deleted and one run added (its hash returned)."""
+    layout = RepoLayout(root)
+    _replace_sidecar(layout, hashes[0], lambda d: {**d, "name": "edited"})
+    with aim.Run(run_hash=hashes[1], repo=root, **QUIET) as run:
+        run["hparams"] = hparams
+    Path(layout.sidecar_path(hashes[2])).write_text("{not json")
+    shutil.rmtree(layout.run_dir(hashes[3]))
+    with aim.Run(repo=root, **QUIET) as run:
+        run.track(1.0, name="loss", step=0)
+        added: str = run.hash
+    return added
+
+
 def test_old_index_entries_are_taken_where_the_sidecar_is_unchanged(old_repo: Path) -> None:
     layout = RepoLayout(old_repo)
     entries = read_legacy_index(layout)
     assert len(entries) == 13
     hashes = sorted(entries)
     assert any(e.record is not None and e.record.is_rebuilt for e in entries.values())
-    # after 7db2c30 wrote its file: one sidecar edited by a foreign tool, one by the SDK,
-    # one damaged, one run deleted, one run added
-    _replace_sidecar(layout, hashes[0], lambda d: {**d, "name": "edited"})
-    with aim.Run(run_hash=hashes[1], repo=old_repo, **QUIET) as run:
-        run["hparams"] = {"lr": 9.0}
-    Path(layout.sidecar_path(hashes[2])).write_text("{not json")
-    shutil.rmtree(layout.run_dir(hashes[3]))
-    with aim.Run(repo=old_repo, **QUIET) as run:
-        run.track(1.0, name="loss", step=0)
-        added = run.hash
+    added = _change_runs(old_repo, hashes, {"lr": 9.0})  # (after 7db2c30 wrote its file)
     want = _reference(old_repo)
     index, reads = _counted(layout)
     assert _answer(index) == want
