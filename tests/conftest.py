@@ -56,20 +56,29 @@ def raw_points(root: Path, run_hash: str) -> dict[tuple[str, str], list[dict[str
         return out
     for seq_dir in sorted(seqs.iterdir()):
         for seg in sorted(seq_dir.glob("*.arrows")):
-            with pa.OSFile(str(seg)) as f:
-                reader = pa.ipc.open_stream(f)
-                meta = reader.schema.metadata
-                key = (meta[b"aim_parquet.name"].decode(), meta[b"aim_parquet.context"].decode())
-                rows = out.setdefault(key, [])
-                while True:
-                    try:
-                        batch = reader.read_next_batch()
-                    except StopIteration:
-                        break
-                    except (pa.ArrowInvalid, OSError):
-                        break
-                    rows.extend(batch.to_pylist())
+            schema, batches = segment_batches(seg)
+            meta = schema.metadata
+            key = (meta[b"aim_parquet.name"].decode(), meta[b"aim_parquet.context"].decode())
+            rows = out.setdefault(key, [])
+            for batch in batches:
+                rows.extend(batch.to_pylist())
     return out
+
+
+def segment_batches(path: Path) -> tuple[pa.Schema, list[pa.RecordBatch]]:
+    """A segment file (an Arrow IPC stream) read with plain pyarrow: its schema and its whole
+    record batches, a torn last message skipped, as FORMAT.md tells readers to do."""
+    batches: list[pa.RecordBatch] = []
+    with pa.OSFile(str(path)) as f:
+        reader = pa.ipc.open_stream(f)
+        while True:
+            try:
+                batches.append(reader.read_next_batch())
+            except StopIteration:
+                break
+            except (pa.ArrowInvalid, OSError):
+                break  # a torn tail
+        return reader.schema, batches
 
 
 def sidecar(root: Path, run_hash: str) -> dict[str, Any]:
