@@ -44,16 +44,30 @@ from aim_parquet.storage.index.run_index import (
 from aim_parquet.storage.online.catalogue_scan import uncatalogued_sequences
 
 
+class UncataloguedEntry(CatalogueEntry):
+    """A sequence of a live run that the run's sidecar does not list yet (a folder found by
+    `uncatalogued_sequences`), as a catalogue entry: `info` is the summary made from its points
+    and it has no place in the catalogue (`position` -1)."""
+
+    __slots__ = ("_info",)
+
+    def __init__(self, record: RunRecord, info: SequenceInfo) -> None:
+        super().__init__(record, -1, [info.seq_id, info.name, info.kind, info.context])
+        self._info = info
+
+    @property
+    def info(self) -> SequenceInfo:
+        return self._info
+
+
 class RunMatch:
     """A run that satisfies a query and, for a sequence query, its matching catalogue entries
-    (`entries`: the index's `CatalogueEntry`s, whose summaries are decoded on first use, or
-    `SequenceInfo`s of sequences a live writer has not catalogued yet)."""
+    (`entries`, whose summaries are decoded on first use; a sequence a live writer has not
+    catalogued yet is an `UncataloguedEntry`)."""
 
     __slots__ = ("record", "entries", "_sequences")
 
-    def __init__(
-        self, record: RunRecord, entries: tuple[CatalogueEntry | SequenceInfo, ...] = ()
-    ) -> None:
+    def __init__(self, record: RunRecord, entries: tuple[CatalogueEntry, ...] = ()) -> None:
         self.record = record
         self.entries = entries
         self._sequences: tuple[SequenceInfo, ...] | None = None
@@ -62,9 +76,7 @@ class RunMatch:
     def sequences(self) -> tuple[SequenceInfo, ...]:
         """The matching sequences' full catalogue entries (summaries decoded)."""
         if self._sequences is None:
-            self._sequences = tuple(
-                e.info if isinstance(e, CatalogueEntry) else e for e in self.entries
-            )
+            self._sequences = tuple(e.info for e in self.entries)
         return self._sequences
 
     @property
@@ -236,15 +248,16 @@ def _match(
         return None
     if plan.seq_var is None:
         return RunMatch(record)
-    matched: list[CatalogueEntry | SequenceInfo]
+    matched: list[CatalogueEntry]
     if decided is not None:
         keys = record.sequence_keys()
         matched = [CatalogueEntry(record, p, keys[p]) for p in decided]
     else:
-        entries: list[CatalogueEntry | SequenceInfo] = [*record.catalogue()]
+        entries = record.catalogue()
         if record.end_time is None and not record.is_rebuilt:  # a live writer may be ahead
             known = {e.seq_id for e in entries}
-            entries.extend(uncatalogued_sequences(layout, record.hash, known))
+            found = uncatalogued_sequences(layout, record.hash, known)
+            entries.extend(UncataloguedEntry(record, info) for info in found)
         view = view or RunView(record, layout)
         matched = plan.matching_sequences(view, entries, memo)
     if not matched:

@@ -32,7 +32,6 @@ import numpy as np
 import pyarrow as pa
 
 from aim_parquet.errors import CorruptFileError, FormatVersionError
-from aim_parquet.format.meta import SequenceInfo
 from aim_parquet.format.paths import RepoLayout, canonical_context
 from aim_parquet.format.values import utf8_safe
 from aim_parquet.query.executor import RunMatch, warn_unreadable
@@ -49,7 +48,6 @@ from aim_parquet.sdk.frame_arrays import (
 from aim_parquet.sdk.frame_tables import Spread, table_to_pandas, table_to_polars
 from aim_parquet.sdk.frames import _text
 from aim_parquet.sdk.run_rows import RunRows, row_columns
-from aim_parquet.storage.index.catalogue_entries import CatalogueEntry
 from aim_parquet.storage.index.points_cache import PointsCache
 from aim_parquet.storage.index.run_records import RunRecord
 from aim_parquet.storage.online.bulk_read import read_metrics_bulk
@@ -176,12 +174,6 @@ class _Wanted:
         return row
 
 
-def _info(entry: CatalogueEntry | SequenceInfo) -> SequenceInfo:
-    """The full catalogue entry of a matched sequence (`RunMatch.entries` holds the index's
-    `CatalogueEntry`s and the `SequenceInfo`s of a live writer's sequences not catalogued yet)."""
-    return entry.info if isinstance(entry, CatalogueEntry) else entry
-
-
 def _points(
     layout: RepoLayout,
     wanted: _Wanted,
@@ -197,7 +189,7 @@ def _points(
     if only_last:
         for i, entry in enumerate(wanted.entries_at(list(range(len(seq_ids))))):
             try:
-                info = _info(entry)
+                info = entry.info
             except _UNREADABLE as exc:
                 warn_unreadable(hashes[i], exc, stacklevel=6)
                 continue
@@ -257,7 +249,7 @@ def _points(
         points = found.get(i)
         if points is None:
             try:
-                info = _info(wanted.entries_at([i])[0])
+                info = wanted.entries_at([i])[0].info
                 steps, arrays = read_metric_columns(
                     layout, hashes[i], info, ["value", "epoch", "timestamp"]
                 )

@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 import aim_parquet as aim
 from aim_parquet.format.paths import RepoLayout
 from aim_parquet.storage import discover_sequences, list_run_hashes, load_run_meta, read_sequence
+from tests.conftest import segment_batches
 
 QUIET = {"system_tracking_interval": None, "capture_terminal_logs": False}
 
@@ -88,16 +89,8 @@ def raw_row_counts(root: Path, run_hash: str) -> dict[str, int]:
     for seg in sorted(seqs.glob("*/*.arrows")) if seqs.is_dir() else []:
         if f"{seg.parent.name}/{seg.name}" in covered:
             continue
-        with pa.OSFile(str(seg)) as f:
-            reader = pa.ipc.open_stream(f)
-            while True:
-                try:
-                    batch = reader.read_next_batch()
-                except StopIteration:
-                    break
-                except (pa.ArrowInvalid, OSError):
-                    break
-                counts[seg.parent.name] = counts.get(seg.parent.name, 0) + batch.num_rows
+        for batch in segment_batches(seg)[1]:
+            counts[seg.parent.name] = counts.get(seg.parent.name, 0) + batch.num_rows
     return counts
 
 

@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -36,7 +35,7 @@ import aim_parquet as aim
 from aim_parquet.format.paths import RepoLayout
 from aim_parquet.storage import compact_run, finish_run, verify_repo
 from aim_parquet.storage.index import run_index
-from tests.conftest import PYTHON, python_env
+from tests.conftest import PYTHON, python_env, segment_batches
 
 WRITER = str(Path(__file__).with_name("catalogue_writer_proc.py"))
 LINE_TIMEOUT_S = 60.0
@@ -145,21 +144,13 @@ def file_rows(repo: Path, run_hash: str) -> dict[str, list[tuple[int, Any]]]:
             if f"{seq_dir.name}/{seg.name}" in covered or seg.stat().st_size == 0:
                 continue
             rows = out.setdefault(ids[seq_dir.name], [])
-            with pa.OSFile(str(seg)) as source:
-                reader = pa.ipc.open_stream(source)
-                while True:
-                    try:
-                        batch = reader.read_next_batch()
-                    except StopIteration:
-                        break
-                    except (pa.ArrowInvalid, OSError):
-                        break  # a torn tail
-                    steps = batch.column("step").to_pylist()
-                    if "value" in batch.schema.names:
-                        values = batch.column("value").to_pylist()
-                    else:
-                        values = [p.decode() for p in batch.column("payload").to_pylist()]
-                    rows.extend(zip(steps, values, strict=True))
+            for batch in segment_batches(seg)[1]:
+                steps = batch.column("step").to_pylist()
+                if "value" in batch.schema.names:
+                    values = batch.column("value").to_pylist()
+                else:
+                    values = [p.decode() for p in batch.column("payload").to_pylist()]
+                rows.extend(zip(steps, values, strict=True))
     return out
 
 

@@ -5,9 +5,12 @@ child and its first query hung (hx18a)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
@@ -19,12 +22,14 @@ from aim_parquet.storage.index.run_index import RunIndex
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="fork")
 
 
-def _child_status(body: object) -> int:
+def _child_status(body: Callable[[], object]) -> int:
+    """Runs `body` in a forked child: its wait status (exit 0 when the body returns, 1 when it
+    raises; a hang ends as SIGALRM)."""
     pid = os.fork()
-    if pid == 0:  # the child: exit 0 when the body returns, 1 when it raises
-        signal.alarm(20)  # a hang ends as SIGALRM
+    if pid == 0:
+        signal.alarm(20)
         try:
-            body()  # type: ignore[operator]
+            body()
         except BaseException:
             os._exit(1)
         os._exit(0)
@@ -32,8 +37,9 @@ def _child_status(body: object) -> int:
     return status
 
 
-def test_a_lock_held_by_another_thread_at_fork_is_free_in_the_child() -> None:
-    lock = ForkSafeLock()
+@contextlib.contextmanager
+def _held_by_another_thread(lock: AbstractContextManager[object]) -> Iterator[None]:
+    """`lock` held by another thread while the block runs."""
     taken, release = threading.Event(), threading.Event()
 
     def hold() -> None:
@@ -45,6 +51,15 @@ def test_a_lock_held_by_another_thread_at_fork_is_free_in_the_child() -> None:
     thread.start()
     taken.wait(10)
     try:
+        yield
+    finally:
+        release.set()
+        thread.join()
+
+
+def test_a_lock_held_by_another_thread_at_fork_is_free_in_the_child() -> None:
+    lock = ForkSafeLock()
+    with _held_by_another_thread(lock):
         assert lock.locked()
 
         def body() -> None:
@@ -52,9 +67,6 @@ def test_a_lock_held_by_another_thread_at_fork_is_free_in_the_child() -> None:
                 pass
 
         assert _child_status(body) == 0
-    finally:
-        release.set()
-        thread.join()
 
 
 def test_a_query_in_a_child_forked_while_the_shared_lock_is_held(tmp_path: Path) -> None:
@@ -62,23 +74,10 @@ def test_a_query_in_a_child_forked_while_the_shared_lock_is_held(tmp_path: Path)
     run["lr"] = 0.5
     run.track(1.0, name="loss", step=0)
     run.close()
-    taken, release = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        with RunIndex._shared_lock:
-            taken.set()
-            release.wait(30)
-
-    thread = threading.Thread(target=hold)
-    thread.start()
-    taken.wait(10)
-    try:
+    with _held_by_another_thread(RunIndex._shared_lock):
 
         def body() -> None:
             runs = list(aim.Repo(str(tmp_path)).query_runs("run.lr > 0").iter_runs())
             assert len(runs) == 1
 
         assert _child_status(body) == 0
-    finally:
-        release.set()
-        thread.join()

@@ -18,15 +18,14 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-import aim_parquet as aim
 from aim_parquet.format.paths import RepoLayout
 from aim_parquet.storage.index.index_file import decode_table
 from aim_parquet.storage.index.index_table import upgrade_format5
 from aim_parquet.storage.index.run_index import RunIndex, index_file_problem
-from tests.conftest import PYTHON, python_env, source_at
+from tests.conftest import PYTHON, python_env, read_index_table, repo_by_old_code, write_index_table
 from tests.integration.test_legacy_index import (
     MAKE_OLD_REPO,
-    QUIET,
+    _change_runs,
     _counted,
     _replace_sidecar,
     _stored,
@@ -36,37 +35,13 @@ OLD_REV = "4ba8723"  # the last commit whose run index was of format 5
 
 
 @pytest.fixture(scope="module")
-def old_code(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """4ba8723's aim_parquet, from this checkout's git history."""
-    return source_at(OLD_REV, tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def old_repo_template(old_code: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def old_repo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A repository written and queried by 4ba8723 (so its index is runs.arrow, format 5)."""
-    root = tmp_path_factory.mktemp("old_repo5")
-    script = root.parent / "make_old_repo5.py"
-    script.write_text(MAKE_OLD_REPO)
-    env = {**os.environ, "PYTHONPATH": str(old_code)}
-    done = subprocess.run(
-        [PYTHON, str(script), str(root), "all"], env=env, capture_output=True, text=True
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.split()[-1] == "12"  # (the archived run is not shown)
-    table = _read(RepoLayout(root).index_file)
+    root, printed = repo_by_old_code(OLD_REV, MAKE_OLD_REPO, tmp_path_factory, "old_repo5", "all")
+    assert printed.split()[-1] == "12"  # (the archived run is not shown)
+    table = read_index_table(root)
     assert table.schema.metadata[b"format_version"] == b"5" and table.num_rows == 13
     return root
-
-
-def _read(path: Path) -> pa.Table:
-    return pa.ipc.open_file(pa.BufferReader(path.read_bytes())).read_all()
-
-
-def _write(path: Path, table: pa.Table) -> None:
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_file(sink, table.schema) as writer:
-        writer.write_table(table)
-    path.write_bytes(bytes(sink.getvalue()))
 
 
 @pytest.fixture
@@ -76,7 +51,7 @@ def old_repo(old_repo_template: Path, tmp_path: Path) -> Path:
     root = tmp_path / "repo"
     shutil.copytree(old_repo_template, root)
     layout = RepoLayout(root)
-    table = _read(layout.index_file)
+    table = read_index_table(root)
     stats = [os.stat(layout.sidecar_path(h)) for h in table.column("hash").to_pylist()]
     for name, typ, values in (
         ("mtime_ns", pa.int64(), [st.st_mtime_ns for st in stats]),
@@ -85,7 +60,7 @@ def old_repo(old_repo_template: Path, tmp_path: Path) -> Path:
     ):
         at = table.schema.get_field_index(name)
         table = table.set_column(at, pa.field(name, typ), pa.array(values, typ))
-    _write(layout.index_file, table)
+    write_index_table(root, table)
     return root
 
 
@@ -120,20 +95,11 @@ def _rows(table: pa.Table) -> dict[str, str]:
 
 def test_a_format5_index_is_upgraded_where_the_sidecars_are_unchanged(old_repo: Path) -> None:
     layout = RepoLayout(old_repo)
-    hashes = sorted(_read(layout.index_file).column("hash").to_pylist())
-    upgraded = upgrade_format5(_read(layout.index_file))
+    hashes = sorted(read_index_table(old_repo).column("hash").to_pylist())
+    upgraded = upgrade_format5(read_index_table(old_repo))
     assert upgraded.schema.metadata[b"format_version"] == b"6"
     assert upgraded.column("seq_plain").to_pylist().count(True) == 13
-    # after 4ba8723 wrote its file: one sidecar edited by a foreign tool, one by the SDK,
-    # one damaged, one run deleted, one run added
-    _replace_sidecar(layout, hashes[0], lambda d: {**d, "name": "edited"})
-    with aim.Run(run_hash=hashes[1], repo=old_repo, **QUIET) as run:
-        run["hparams"] = {"lr": 9.0, "extra": "new path"}
-    Path(layout.sidecar_path(hashes[2])).write_text("{not json")
-    shutil.rmtree(layout.run_dir(hashes[3]))
-    with aim.Run(repo=old_repo, **QUIET) as run:
-        run.track(1.0, name="loss", step=0)
-        added = run.hash
+    added = _change_runs(old_repo, hashes, {"lr": 9.0, "extra": "new path"})  # (after 4ba8723)
     want = _reference(old_repo)
     index, reads = _counted(layout)
     assert _answer(index) == want
@@ -278,7 +244,7 @@ def test_queries_after_the_upgrade_equal_those_without_index(
     want = _query(tmp_path, _without_index(old_repo, tmp_path))
     assert _query(tmp_path, old_repo) == want
     assert all(json.loads(want)[:4])
-    table = _read(layout.index_file)
+    table = read_index_table(old_repo)
     assert table.schema.metadata[b"format_version"] == b"6"
     assert _query(tmp_path, old_repo) == want
 
@@ -293,4 +259,4 @@ def test_a_format5_row_whose_catalogue_text_is_damaged_is_read_again(
     path.write_bytes(_table_change(_bad_catalogue_text)(path.read_bytes()))
     want = _query(tmp_path, _without_index(old_repo, tmp_path))
     assert _query(tmp_path, old_repo) == want
-    assert _read(path).schema.metadata[b"format_version"] == b"6"
+    assert read_index_table(old_repo).schema.metadata[b"format_version"] == b"6"

@@ -5,8 +5,6 @@ equal a rebuild from the sidecars, and the upgrade is not reported as damage (hx
 from __future__ import annotations
 
 import logging
-import os
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +14,7 @@ import pytest
 import aim_parquet as aim
 from aim_parquet.format.paths import RepoLayout
 from aim_parquet.storage.index.run_index import RunIndex
-from tests.conftest import PYTHON, source_at
+from tests.conftest import repo_by_old_code
 
 REF_REV = "4ba8723"  # the last commit whose run index was runs.arrow of format 5
 
@@ -36,14 +34,8 @@ print(len(list(aim.Repo(root).query_metrics("metric.name == 'loss'"))))
 @pytest.fixture
 def ref_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A repository written and queried by 4ba8723's code (its index: runs.arrow, format 5)."""
-    code = source_at(REF_REV, tmp_path_factory)
-    root = tmp_path_factory.mktemp("ref_repo")
-    script = root.parent / "make_ref_repo.py"
-    script.write_text(MAKE_REPO)
-    env = {**os.environ, "PYTHONPATH": str(code)}
-    made = subprocess.run([PYTHON, str(script), str(root)], env=env, capture_output=True, text=True)
-    assert made.returncode == 0, made.stderr
-    assert made.stdout.split()[-1] == "6"
+    root, printed = repo_by_old_code(REF_REV, MAKE_REPO, tmp_path_factory, "ref_repo")
+    assert printed.split()[-1] == "6"
     with pa.ipc.open_file(RepoLayout(root).index_file) as reader:
         assert (reader.schema.metadata or {})[b"format_version"] == b"5"
     return root

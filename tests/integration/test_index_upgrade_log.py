@@ -8,12 +8,9 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-import pyarrow as pa
-
 import aim_parquet as aim
-from aim_parquet.format.paths import RepoLayout
 from aim_parquet.storage.index.index_file import INDEX_FORMAT_VERSION
-from tests.conftest import PYTHON, python_env
+from tests.conftest import PYTHON, python_env, read_index_table, write_index_table
 
 QUERY = "import sys, aim_parquet as aim; print(len(list(aim.Repo(sys.argv[1]).query_runs('run.lr > 0').iter_runs())))"
 
@@ -24,14 +21,10 @@ def test_an_index_of_the_previous_version_is_not_called_damaged(tmp_path: Path) 
     run.track(1.0, name="loss", step=0)
     run.close()
     assert len(list(aim.Repo(str(tmp_path)).query_runs("").iter_runs())) == 1
-    path = RepoLayout(tmp_path).index_file
-    table = pa.ipc.open_file(pa.BufferReader(path.read_bytes())).read_all()
+    table = read_index_table(tmp_path)
     meta = dict(table.schema.metadata)
     meta[b"format_version"] = str(INDEX_FORMAT_VERSION - 1).encode()
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_file(sink, table.schema.with_metadata(meta)) as writer:
-        writer.write_table(table.replace_schema_metadata(meta))
-    path.write_bytes(sink.getvalue().to_pybytes())
+    write_index_table(tmp_path, table.replace_schema_metadata(meta))
     # a fresh process, as the user's first query after upgrading
     done = subprocess.run(
         [PYTHON, "-c", QUERY, str(tmp_path)], env=python_env(), capture_output=True, text=True

@@ -22,7 +22,7 @@ from aim_parquet.format.meta import RunMeta
 from aim_parquet.format.paths import RepoLayout
 from aim_parquet.storage.index.legacy_index import decode_legacy_index, read_legacy_index
 from aim_parquet.storage.index.run_index import RunIndex, index_file_problem
-from tests.conftest import PYTHON, python_env, source_at
+from tests.conftest import PYTHON, python_env, repo_by_old_code
 
 OLD_REV = "7db2c30"  # the last commit whose run index was runs.jsonl (format 4)
 QUIET: dict[str, Any] = {"system_tracking_interval": None, "capture_terminal_logs": False}
@@ -61,23 +61,10 @@ print(len(list(aim.Repo(root).query_runs("").iter_runs())))
 
 
 @pytest.fixture(scope="module")
-def old_code(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """7db2c30's aim_parquet, from this checkout's git history."""
-    return source_at(OLD_REV, tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def old_repo_template(old_code: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def old_repo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A repository written and queried by 7db2c30 (so its index is runs.jsonl)."""
-    root = tmp_path_factory.mktemp("old_repo")
-    script = root.parent / "make_old_repo.py"
-    script.write_text(MAKE_OLD_REPO)
-    env = {**os.environ, "PYTHONPATH": str(old_code)}
-    done = subprocess.run(
-        [PYTHON, str(script), str(root), "all"], env=env, capture_output=True, text=True
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.split()[-1] == "12"  # (the archived run is not shown)
+    root, printed = repo_by_old_code(OLD_REV, MAKE_OLD_REPO, tmp_path_factory, "old_repo", "all")
+    assert printed.split()[-1] == "12"  # (the archived run is not shown)
     layout = RepoLayout(root)
     assert layout.old_index_file.exists() and not layout.index_file.exists()
     return root
@@ -147,22 +134,29 @@ def _replace_sidecar(layout: RepoLayout, run_hash: str, change: Callable[[Any], 
     tmp.replace(path)
 
 
+def _change_runs(root: Path, hashes: list[str], hparams: dict[str, Any]) -> str:
+    """What happens to a repository after older code wrote its index: `hashes[0]`'s sidecar
+    edited by a foreign tool, `hashes[1]` resumed by the SDK (its `hparams` set), `hashes[2]`'s
+    sidecar damaged, `hashes[3]` deleted and one run added (its hash returned)."""
+    layout = RepoLayout(root)
+    _replace_sidecar(layout, hashes[0], lambda d: {**d, "name": "edited"})
+    with aim.Run(run_hash=hashes[1], repo=root, **QUIET) as run:
+        run["hparams"] = hparams
+    Path(layout.sidecar_path(hashes[2])).write_text("{not json")
+    shutil.rmtree(layout.run_dir(hashes[3]))
+    with aim.Run(repo=root, **QUIET) as run:
+        run.track(1.0, name="loss", step=0)
+        added: str = run.hash
+    return added
+
+
 def test_old_index_entries_are_taken_where_the_sidecar_is_unchanged(old_repo: Path) -> None:
     layout = RepoLayout(old_repo)
     entries = read_legacy_index(layout)
     assert len(entries) == 13
     hashes = sorted(entries)
     assert any(e.record is not None and e.record.is_rebuilt for e in entries.values())
-    # after 7db2c30 wrote its file: one sidecar edited by a foreign tool, one by the SDK,
-    # one damaged, one run deleted, one run added
-    _replace_sidecar(layout, hashes[0], lambda d: {**d, "name": "edited"})
-    with aim.Run(run_hash=hashes[1], repo=old_repo, **QUIET) as run:
-        run["hparams"] = {"lr": 9.0}
-    Path(layout.sidecar_path(hashes[2])).write_text("{not json")
-    shutil.rmtree(layout.run_dir(hashes[3]))
-    with aim.Run(repo=old_repo, **QUIET) as run:
-        run.track(1.0, name="loss", step=0)
-        added = run.hash
+    added = _change_runs(old_repo, hashes, {"lr": 9.0})  # (after 7db2c30 wrote its file)
     want = _reference(old_repo)
     index, reads = _counted(layout)
     assert _answer(index) == want

@@ -12,12 +12,12 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 import pytest
 
 import aim_parquet as aim
 from aim_parquet.format.paths import RepoLayout
 from aim_parquet.storage.index.run_index import RunIndex
+from tests.conftest import read_index_table, with_index_column, write_index_table
 
 
 def _repo(root: Path) -> None:
@@ -33,18 +33,12 @@ def _repo(root: Path) -> None:
 
 def _damage(root: Path, column: str) -> str:
     """Cuts the last character of `column` in the row of the run whose catalogue is not plain."""
-    path = RepoLayout(root).index_file
-    table = pa.ipc.open_file(pa.BufferReader(path.read_bytes())).read_all()
+    table = read_index_table(root)
     row = table.column("seq_plain").to_pylist().index(False)
     values = table.column(column).to_pylist()
     values[row] = values[row][:-1]
-    at = table.schema.get_field_index(column)
-    table = table.set_column(at, column, pa.array(values, table.schema.field(column).type))
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_file(sink, table.schema) as writer:
-        writer.write_table(table)
-    path.write_bytes(sink.getvalue().to_pybytes())
-    RunIndex._shared.clear()  # (as a fresh process)
+    table = with_index_column(table, column, values)
+    write_index_table(root, table)  # (as a fresh process)
     return str(table.column("hash")[row])
 
 

@@ -21,7 +21,13 @@ from aim_parquet.storage import load_run_meta
 from aim_parquet.storage.index import param_columns
 from aim_parquet.storage.index.index_file import INDEX_FORMAT_VERSION
 from aim_parquet.storage.index.run_index import RunIndex, index_file_problem
-from tests.conftest import PYTHON, python_env
+from tests.conftest import (
+    PYTHON,
+    python_env,
+    read_index_table,
+    with_index_column,
+    write_index_table,
+)
 
 QUIET: dict[str, Any] = {"system_tracking_interval": None, "capture_terminal_logs": False}
 QUERY = "run.hparams.lr < 0.05 and run.experiment == 'a'"
@@ -65,10 +71,6 @@ def _query(root: Path, text: str = QUERY) -> list[str]:
         return sorted(c.run.name for c in repo.query_runs(text).iter_runs())
 
 
-def _table(root: Path) -> pa.Table:
-    return pa.ipc.open_file(pa.BufferReader(RepoLayout(root).index_file.read_bytes())).read_all()
-
-
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
     root = tmp_path / "repo"
@@ -97,29 +99,29 @@ def test_a_torn_or_corrupt_index_file_is_rebuilt(repo: Path, damage: Any) -> Non
 
 def test_an_index_file_of_an_older_version_is_rebuilt(repo: Path) -> None:
     layout = RepoLayout(repo)
-    table = _table(repo)
+    table = read_index_table(repo)
     old = table.replace_schema_metadata(
         {**table.schema.metadata, b"format_version": str(INDEX_FORMAT_VERSION - 1).encode()}
     )
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_file(sink, old.schema) as writer:
-        writer.write_table(old)
-    layout.index_file.write_bytes(sink.getvalue().to_pybytes())
+    write_index_table(repo, old)
     layout.old_index_file.write_text('{"format": "aim_parquet.run_index", "format_version": 4}\n')
     reads: list[str] = []
     index = RunIndex(layout)
     real = index._read_sidecar
     index._read_sidecar = lambda h, k: (reads.append(h), real(h, k))[1]  # type: ignore[method-assign]
     index.refresh()
-    assert len(reads) == len(_table(repo))  # every sidecar read again
-    assert _table(repo).schema.metadata[b"format_version"] == str(INDEX_FORMAT_VERSION).encode()
+    assert len(reads) == len(read_index_table(repo))  # every sidecar read again
+    assert (
+        read_index_table(repo).schema.metadata[b"format_version"]
+        == str(INDEX_FORMAT_VERSION).encode()
+    )
     assert not layout.old_index_file.exists()  # the index of format 4 is gone
     assert _query(repo) == ["int lr", "plain"]
 
 
 def test_columns_agree_with_the_sidecars(repo: Path) -> None:
     layout = RepoLayout(repo)
-    table = _table(repo)
+    table = read_index_table(repo)
     rows = table.to_pylist()
     assert {r["hash"] for r in rows} == {p.name for p in layout.runs_dir.iterdir()}
     for row in rows:
@@ -157,15 +159,11 @@ def test_columns_agree_with_the_sidecars(repo: Path) -> None:
 
 
 def test_a_param_column_that_disagrees_is_damage_for_verify(repo: Path) -> None:
-    table = _table(repo)
-    at = table.schema.get_field_index(param_columns.column_names(("hparams", "opt"))[0])
-    values = table.column(at).to_pylist()
-    values = ["x" if v is not None else None for v in values]
-    table = table.set_column(at, table.schema.field(at), pa.array(values, pa.string()))
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_file(sink, table.schema) as writer:
-        writer.write_table(table)
-    RepoLayout(repo).index_file.write_bytes(sink.getvalue().to_pybytes())
+    table = read_index_table(repo)
+    column = param_columns.column_names(("hparams", "opt"))[0]
+    values = ["x" if v is not None else None for v in table.column(column).to_pylist()]
+    assert table.schema.field(column).type == pa.string()
+    write_index_table(repo, with_index_column(table, column, values))
     problem = index_file_problem(RepoLayout(repo))
     assert problem is not None and "disagrees" in problem
 
@@ -214,7 +212,7 @@ def test_fields_utf8_cannot_hold_are_kept_in_fields(tmp_path: Path) -> None:
     data.update(name=odd, tags=[odd, "t"])
     sidecar.write_text(json.dumps(data))  # (ASCII: the surrogate as an escape)
     assert _query(root) == []  # builds the index
-    row = next(r for r in _table(root).to_pylist() if r["hash"] == run.hash)
+    row = next(r for r in read_index_table(root).to_pylist() if r["hash"] == run.hash)
     assert row["name"] is None and row["tags"] is None and row["fields"] is not None
     for text in [f"run.name == {odd!r}", f"run.hparams.opt == {odd!r}", f"{odd!r} in run.tags"]:
         assert _query(root, text) == [odd], text
@@ -235,7 +233,7 @@ def test_a_param_few_runs_have_gets_no_column_and_still_answers(tmp_path: Path) 
             run["only_me"] = {"x": 1.5}
         run.close()
     assert len(_query(tmp_path, "run.hparams.lr >= 0")) == 150  # (builds the index)
-    paths = {param_columns.parse_column_name(n) for n in _table(tmp_path).schema.names}
+    paths = {param_columns.parse_column_name(n) for n in read_index_table(tmp_path).schema.names}
     assert ("hparams", "lr") in paths
     assert ("only_me", "x") not in paths  # 1 run of 150
     late = aim.Run(repo=tmp_path, **QUIET)
@@ -244,10 +242,10 @@ def test_a_param_few_runs_have_gets_no_column_and_still_answers(tmp_path: Path) 
     late.close()
     assert len(_query(tmp_path, "run.only_me.x == 1.5")) == 1
     assert len(_query(tmp_path, "run.late_key == 'rare'")) == 1
-    paths = {param_columns.parse_column_name(n) for n in _table(tmp_path).schema.names}
+    paths = {param_columns.parse_column_name(n) for n in read_index_table(tmp_path).schema.names}
     assert ("late_key",) not in paths  # added to an index of 151 runs by a batch of one
     assert ("hparams", "lr") in paths
     (tmp_path / ".aim" / "index" / "runs.arrow").unlink()
     assert len(_query(tmp_path, "run.late_key == 'rare'")) == 1
-    rebuilt = {param_columns.parse_column_name(n) for n in _table(tmp_path).schema.names}
+    rebuilt = {param_columns.parse_column_name(n) for n in read_index_table(tmp_path).schema.names}
     assert rebuilt == paths

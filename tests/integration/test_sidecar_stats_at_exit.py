@@ -6,19 +6,16 @@ the asynchronous signals, as every thread aim_parquet starts does (hx18b)."""
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
-import threading
 from pathlib import Path
 
 import pytest
 
 import aim_parquet as aim
 from aim_parquet.format.paths import RepoLayout
-from aim_parquet.storage.index import sidecar_stats
 from aim_parquet.storage.index.run_index import RunIndex
 from tests.conftest import PYTHON, python_env
+from tests.integration.test_sidecar_stats_threads import ColdDisk
 
 COLD = """
 import sys, threading, atexit, time
@@ -67,26 +64,8 @@ def test_the_stat_and_read_ahead_threads_leave_signals_to_the_main_thread(
     # README: every thread aim_parquet starts blocks SIGTERM, SIGINT (a signal landing on one
     # is not handled until the main thread wakes)
     _repo(tmp_path)
-    monkeypatch.setattr(sidecar_stats, "PROBE", 2)
-    monkeypatch.setattr(sidecar_stats, "COLD_PROBE_S", -1.0)
-    masks: dict[str, list[set[int]]] = {"stat": [], "read": []}
-    stat, read = sidecar_stats._stat_chunk, sidecar_stats._read_chunk
-
-    def stat_spy(paths: list[str], dir_fd: int) -> list[os.stat_result | OSError]:
-        if threading.current_thread() is not threading.main_thread():
-            masks["stat"].append({int(s) for s in signal.pthread_sigmask(signal.SIG_BLOCK, [])})
-        return stat(paths, dir_fd)
-
-    def read_spy(paths: list[str]) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            masks["read"].append({int(s) for s in signal.pthread_sigmask(signal.SIG_BLOCK, [])})
-        read(paths)
-
-    monkeypatch.setattr(sidecar_stats, "_stat_chunk", stat_spy)
-    monkeypatch.setattr(sidecar_stats, "_read_chunk", read_spy)
+    cold = ColdDisk(monkeypatch, probe=2)
     RepoLayout(tmp_path).index_file.unlink(missing_ok=True)
     (RepoLayout(tmp_path).index_dir / "closed.jsonl").unlink(missing_ok=True)  # (all read)
     RunIndex(RepoLayout(tmp_path)).refresh()
-    assert masks["stat"] and masks["read"]
-    wanted = {int(signal.SIGTERM), int(signal.SIGINT)}
-    assert all(wanted <= m for m in masks["stat"] + masks["read"])
+    cold.assert_signals_left_to_the_main_thread()

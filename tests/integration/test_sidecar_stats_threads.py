@@ -1,11 +1,14 @@
 """The run index's refresh on a cold disk (`storage.index.sidecar_stats`): the stats made by
 threads and the sidecars read ahead by threads give exactly the one-by-one answer: the same
 runs in the same order, the same damaged runs (a run folder without sidecar, a damaged
-sidecar), a file named like a run skipped."""
+sidecar), a file named like a run skipped. `ColdDisk` forces that refresh for the other tests of
+the threads (`test_sidecar_stats_signals`, `test_sidecar_stats_at_exit`)."""
 
 from __future__ import annotations
 
 import os
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +21,50 @@ from aim_parquet.storage.index import sidecar_stats
 from aim_parquet.storage.index.run_index import RunIndex
 
 QUIET: dict[str, Any] = {"system_tracking_interval": None, "capture_terminal_logs": False}
+
+
+class ColdDisk:
+    """Every disk cold for the run index's refresh: after the first `probe` sidecars, stats and
+    reads ahead go to the pools' threads (in chunks of `stat_chunk` when given). `calls` counts
+    the chunks of each kind ("stat", "read"); `masks` holds the blocked signals of each chunk a
+    thread other than the main one ran."""
+
+    def __init__(
+        self, monkeypatch: pytest.MonkeyPatch, *, probe: int, stat_chunk: int | None = None
+    ) -> None:
+        self.calls = {"stat": 0, "read": 0}
+        self.masks: dict[str, list[set[int]]] = {"stat": [], "read": []}
+        real_stat, real_read = sidecar_stats._stat_chunk, sidecar_stats._read_chunk
+
+        def stat_chunk_spy(*args: Any, **kwargs: Any) -> Any:
+            self._seen("stat")
+            return real_stat(*args, **kwargs)
+
+        def read_chunk_spy(*args: Any, **kwargs: Any) -> None:
+            self._seen("read")
+            real_read(*args, **kwargs)
+
+        monkeypatch.setattr(sidecar_stats, "PROBE", probe)
+        if stat_chunk is not None:
+            monkeypatch.setattr(sidecar_stats, "STAT_CHUNK", stat_chunk)
+        monkeypatch.setattr(sidecar_stats, "COLD_PROBE_S", -1.0)  # every disk is cold
+        monkeypatch.setattr(sidecar_stats, "_stat_chunk", stat_chunk_spy)
+        monkeypatch.setattr(sidecar_stats, "_read_chunk", read_chunk_spy)
+
+    def _seen(self, kind: str) -> None:
+        self.calls[kind] += 1
+        on_thread = threading.current_thread() is not threading.main_thread()
+        if on_thread and hasattr(signal, "pthread_sigmask"):  # (no signal masks on Windows)
+            blocked = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+            self.masks[kind].append({int(s) for s in blocked})
+
+    def assert_signals_left_to_the_main_thread(self) -> None:
+        """The pools' threads did run, each blocking SIGTERM and SIGINT (README: every thread
+        aim_parquet starts does)."""
+        assert self.masks["stat"] and self.masks["read"]  # (the pools' threads did run)
+        for kind, seen_masks in self.masks.items():
+            for mask in seen_masks:
+                assert {int(signal.SIGTERM), int(signal.SIGINT)} <= mask, (kind, mask)
 
 
 @pytest.fixture
@@ -50,21 +97,6 @@ def test_threaded_stats_and_reads_give_the_same_answer(
 ) -> None:
     want = _answer(repo)
     assert len(want[0]) == 38 and len(want[1]) == 2
-    calls = {"stat": 0, "read": 0}
-    real_stat, real_read = sidecar_stats._stat_chunk, sidecar_stats._read_chunk
-
-    def stat_chunk(paths: list[str], dir_fd: int) -> Any:
-        calls["stat"] += 1
-        return real_stat(paths, dir_fd)
-
-    def read_chunk(paths: list[str]) -> None:
-        calls["read"] += 1
-        real_read(paths)
-
-    monkeypatch.setattr(sidecar_stats, "PROBE", 4)
-    monkeypatch.setattr(sidecar_stats, "STAT_CHUNK", 3)
-    monkeypatch.setattr(sidecar_stats, "COLD_PROBE_S", -1.0)  # every disk is cold
-    monkeypatch.setattr(sidecar_stats, "_stat_chunk", stat_chunk)
-    monkeypatch.setattr(sidecar_stats, "_read_chunk", read_chunk)
+    cold = ColdDisk(monkeypatch, probe=4, stat_chunk=3)
     assert _answer(repo) == want
-    assert calls["stat"] > 5 and calls["read"] > 5  # (the threads' chunks)
+    assert cold.calls["stat"] > 5 and cold.calls["read"] > 5  # (the threads' chunks)

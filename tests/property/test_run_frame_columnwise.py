@@ -23,6 +23,7 @@ from aim_parquet.query.executor import execute_plan
 from aim_parquet.query.planner import plan_query
 from aim_parquet.sdk.run_frame import query_run_columns, run_columns
 from aim_parquet.storage.index.run_index import RunIndex
+from tests.conftest import read_index_table, with_index_column, write_index_table
 
 QUIET: dict[str, Any] = {"system_tracking_interval": None, "capture_terminal_logs": False}
 RUNS = 130  # a param of one run is under the 1% share of a typed column
@@ -91,8 +92,7 @@ def _damage(root: Path, rng: random.Random) -> None:
     """Damage the params or catalogue text of a few index rows: cut, or a value token changed
     into one that is not JSON while the text keeps its shape (`1.2.3`, `"x"1`)."""
     aim.Repo(root).query_runs("").to_arrow()  # (writes the index)
-    path = RepoLayout(root).index_file
-    table = pa.ipc.open_file(pa.BufferReader(path.read_bytes())).read_all()
+    table = read_index_table(root)
     for column in ("params", "params", "params", "catalogue_stats"):
         values = table.column(column).to_pylist()
         row = rng.randrange(len(values))
@@ -100,13 +100,8 @@ def _damage(root: Path, rng: random.Random) -> None:
         values[row] = rng.choice(
             [text[:-1], text.replace("0.", "0.1.", 1), text.replace('":', '"x":1', 1)]
         )
-        at = table.schema.get_field_index(column)
-        table = table.set_column(at, column, pa.array(values, table.schema.field(column).type))
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_file(sink, table.schema) as writer:
-        writer.write_table(table)
-    path.write_bytes(sink.getvalue().to_pybytes())
-    RunIndex._shared.clear()  # (as a fresh process)
+        table = with_index_column(table, column, values)
+    write_index_table(root, table)  # (as a fresh process)
 
 
 def _same(got: pa.Table | None, want: pa.Table | None, what: str) -> None:
