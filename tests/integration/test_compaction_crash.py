@@ -10,7 +10,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +48,8 @@ class Template:
     expected: dict[tuple[str, str], list[dict[str, Any]]]
     raw: dict[str, dict[str, int]]
     seconds: float  # how long the uninterrupted operation takes
-    raw_compacted: dict[str, dict[str, int]]  # (of the runs compaction rewrites into Parquet)
+    # (the runs compaction rewrites into Parquet; the others are kept as written)
+    raw_compacted: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 def _grow(root: Path, run_hash: str, seed: int) -> None:
