@@ -141,3 +141,34 @@ def test_cli_says_the_rule_and_rewrite_all_rewrites(tmp_path: Path) -> None:
     cli("compact", "--rewrite-all")
     files = run_files(tmp_path, run_hash)
     assert "compacted/manifest.json" in files and not any(f.startswith("seqs/") for f in files)
+
+
+def test_kept_runs_through_archive_copy_move_verify_and_gc(tmp_path: Path) -> None:
+    src, dst = tmp_path / "a", tmp_path / "b"
+    hashes = [_small_run(src) for _ in range(3)]
+    expected = snapshot(src)
+
+    def cli(root: Path, *args: str) -> str:
+        done = subprocess.run(
+            [PYTHON, "-m", "aim_parquet", *args, "--repo", str(root)],
+            capture_output=True,
+            text=True,
+            env=python_env(),
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    assert "3 kept as written" in cli(src, "compact")
+    cli(src, "runs", "archive", hashes[0])  # rewrites run.json: looked at again, kept again
+    assert "1 kept as written, 2 unchanged" in cli(src, "compact")
+    cli(src, "runs", "cp", hashes[0], "--destination", str(dst))
+    cli(src, "runs", "mv", hashes[1], "--destination", str(dst))
+    for root in (src, dst):
+        assert "no damage found" in cli(root, "verify")
+        cli(root, "gc", "--grace", "0")
+        cli(root, "compact")
+        assert "0 kept as written" in cli(root, "compact")
+    got = {**snapshot(src), **snapshot(dst)}
+    assert got == expected
+    assert verify_repo(RepoLayout(dst)).problems == ()
