@@ -26,7 +26,11 @@ def add_parsers(sub: Any) -> None:
         description="Merge the sealed segments of finished runs (and, with --include-active, of "
         "runs still being written, leaving their open segment alone) into Parquet files, then "
         "refresh the analyst dataset .aim/dataset/ (creating it) and .aim/index/runs.parquet. "
-        "Safe to interrupt and to rerun; queries see the same "
+        "A run is rewritten only when its Parquet files and manifest are fewer files AND fewer "
+        "bytes than the segments (and older Parquet files) they replace: a small run (say one "
+        "metric of a few points in one segment) is kept as written, and compaction never grows "
+        "a run; its points are in the analyst dataset all the same. A kept run is passed by "
+        "until it is written again. Safe to interrupt and to rerun; queries see the same "
         "data before, during and after.",
         epilog="examples:\n  aim-parquet compact\n  aim-parquet compact --run 3f2a9c 77d0\n"
         "  aim-parquet compact --include-active",
@@ -35,6 +39,11 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--run", nargs="+", metavar="HASH", help="only these runs (hash prefixes)")
     p.add_argument(
         "--include-active", action="store_true", help="also compact sealed segments of live runs"
+    )
+    p.add_argument(
+        "--rewrite-all",
+        action="store_true",
+        help="rewrite every run's sealed segments into Parquet, even where that makes it bigger",
     )
     p.add_argument(
         "-v", "--verbose", action="store_true", help="also print one line per run (or file)"
@@ -111,7 +120,13 @@ def cmd_compact(args: argparse.Namespace) -> int:
     layout = open_layout(args)
     hashes = resolve_hashes(layout, args.run) if args.run else None
     progress = Progress("compacting")
-    report = compact_repo(layout, hashes, include_active=args.include_active, progress=progress)
+    report = compact_repo(
+        layout,
+        hashes,
+        include_active=args.include_active,
+        progress=progress,
+        rewrite_all=args.rewrite_all,
+    )
     progress.finish()
     if args.json:
         print_json(
@@ -138,7 +153,8 @@ def cmd_compact(args: argparse.Namespace) -> int:
             "note": r.note,
         }
         for r in report.runs
-        if args.verbose or r.status == "failed" or r.note  # a note: something to know
+        # a note: something to know (that a run was kept as written is in the summary)
+        if args.verbose or r.status == "failed" or (r.note and r.status != "kept")
     ]
     if rows:
         print_table(rows, ["hash", "status", "points", "files", "size", "note"], sys.stdout)

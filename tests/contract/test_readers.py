@@ -91,7 +91,7 @@ def compacted_repo(
     shutil.copytree(base[0], root)
     layout = RepoLayout(root)
     for run_hash in list_run_hashes(layout):
-        report = compact_run(layout, run_hash)
+        report = compact_run(layout, run_hash, rewrite_all=True)
         assert report.status == "compacted", report
         assert layout.manifest(run_hash).is_file()
     resume_a(root, base[1]["a"])

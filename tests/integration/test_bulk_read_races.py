@@ -96,7 +96,9 @@ def test_a_compaction_committed_while_a_run_is_read_leaves_it_to_its_own_read(
         data = real(path)
         if f"/{hashes[1]}/" in path and not compacted:
             compacted.append(path)
-            compact_run(layout, hashes[1])  # commits its manifest, removes its segments
+            compact_run(
+                layout, hashes[1], rewrite_all=True
+            )  # commits its manifest, removes its segments
         return data
 
     monkeypatch.setattr(bulk_read, "_read_small", compact_while_read)
@@ -110,7 +112,7 @@ def test_a_compaction_committed_while_a_run_is_read_leaves_it_to_its_own_read(
     compacted.clear()
     for h in hashes:
         if h != hashes[1]:
-            compact_run(layout, h)  # (nothing left to race: each run's own files)
+            compact_run(layout, h, rewrite_all=True)  # (nothing left to race: each run's own files)
     frame = aim.Repo(tmp_path).query_metrics(query).dataframe()
     key = ["run.hash", "step"]
     got = frame.sort_values(key).reset_index(drop=True)

@@ -21,7 +21,7 @@ from tests.integration.repo_snapshots import QUIET, snapshot, write_rich_run
 WRITER = str(Path(__file__).with_name("writer_proc.py"))
 
 SUBCOMMANDS = [
-    ["init"], ["version"], ["query"], ["export"], ["compact"], ["verify"], ["gc"], ["stats"],
+    ["init"], ["version"], ["query"], ["export"], ["compact", "--rewrite-all"], ["verify"], ["gc"], ["stats"],
     ["runs"], ["runs", "ls"], ["runs", "rm"], ["runs", "cp"], ["runs", "mv"],
     ["runs", "archive"], ["runs", "unarchive"], ["runs", "close"],
 ]  # fmt: skip
@@ -169,9 +169,13 @@ def test_compact_query_export(
 ) -> None:
     root, hashes = repo
     before = snapshot(root)
-    code, out, _ = cli(capsys, "compact", "--run", hashes[0][:5], "--verbose", "--repo", str(root))
+    code, out, _ = cli(
+        capsys, "compact", "--rewrite-all", "--run", hashes[0][:5], "--verbose", "--repo", str(root)
+    )
     assert code == 0 and "compacted 1 of 1 run(s)" in out and hashes[0] in out
-    code, out, _ = cli(capsys, "compact", "--include-active", "--json", "--repo", str(root))
+    code, out, _ = cli(
+        capsys, "compact", "--rewrite-all", "--include-active", "--json", "--repo", str(root)
+    )
     report = json.loads(out)
     assert code == 0 and sorted(r["status"] for r in report["runs"]) == ["compacted", "unchanged"]
     assert snapshot(root) == before
@@ -226,7 +230,7 @@ def test_errors_are_one_line_without_traceback(
     code, _out, err = cli(capsys, "runs", "ls", "--repo", str(tmp_path / "nowhere"))
     assert code == 1 and "Cannot find an aim_parquet repository" in err
     assert len(err.splitlines()) == 1
-    code, _out, err = cli(capsys, "compact", "--bogus")
+    code, _out, err = cli(capsys, "compact", "--rewrite-all", "--bogus")
     assert code == 2 and len(err.splitlines()) == 1 and "unrecognized arguments" in err
     code, _out, err = cli(capsys, "runs")
     assert code == 2 and len(err.splitlines()) == 1
@@ -238,7 +242,7 @@ SUBPROCESS_CASES = [
     (["runs", "archive", "{h0}"], 0, "archived"),
     (["runs", "unarchive", "{h0}"], 0, "unarchived"),
     (["runs", "close", "{h0}"], 0, "already finished"),
-    (["compact"], 0, "compacted 2 of 2"),
+    (["compact", "--rewrite-all"], 0, "compacted 2 of 2"),
     (["query", "metric.name == 'loss'"], 0, "rows)"),
     (["export", "--output", "{tmp}/exp"], 0, "exported 2 run(s)"),
     (["verify"], 0, "no damage found"),

@@ -97,7 +97,7 @@ def test_old_data_with_lone_surrogates_is_listed_and_published_as_valid_utf8(
     sidecar.write_text(json.dumps(data))  # (an older release accepted them: JSON escapes)
     code, out, err = cli(capsys, "runs", "ls", "--repo", str(tmp_path))
     assert code == 0 and "caf\\udce9" in out and "exp\\udcff" in out, err
-    assert cli(capsys, "compact", "--repo", str(tmp_path))[0] == 0
+    assert cli(capsys, "compact", "--rewrite-all", "--repo", str(tmp_path))[0] == 0
     table = pq.read_table(tmp_path / ".aim" / "index" / "runs.parquet")  # valid UTF-8 strings
     row = table.to_pylist()[0]
     assert row["name"] == "caf\\udce9" and row["params.path"] == "caf\\udce9"
@@ -257,10 +257,10 @@ def test_compact_reports_a_run_deleted_meanwhile_as_skipped(
         return real(run_dir, run_hash, *args)
 
     monkeypatch.setattr(compactor, "write_kind", delete_while_writing)
-    report = compact_repo(RepoLayout(tmp_path), workers=1)
+    report = compact_repo(RepoLayout(tmp_path), workers=1, rewrite_all=True)
     status = {r.run_hash: (r.status, r.note) for r in report.runs}
     assert status[doomed] == ("skipped", "deleted while it was being compacted")
     assert status[kept][0] == "compacted" and not report.has_failures
     assert not (tmp_path / ".aim" / "runs" / doomed).exists()
-    code, _out, err = cli(capsys, "compact", "--repo", str(tmp_path))
+    code, _out, err = cli(capsys, "compact", "--rewrite-all", "--repo", str(tmp_path))
     assert code == 0 and "ERROR" not in err

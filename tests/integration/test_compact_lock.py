@@ -31,14 +31,14 @@ def test_compaction_leaves_no_lock_file_and_recompaction_adds_none(tmp_path: Pat
     run.close()
     layout = RepoLayout(tmp_path)
     run_dir = layout.run_dir(run.hash)
-    compact_repo(layout)
+    compact_repo(layout, rewrite_all=True)
     after = _files(run_dir)
     assert "compact.lock" not in after
     assert len(after) == 4  # run.json, lock, compacted/metrics-1.parquet, compacted/manifest.json
     resumed = aim.Run(run_hash=run.hash, repo=str(tmp_path), **QUIET)
     resumed.track(9.0, name="loss", step=5)
     resumed.close()
-    compact_repo(layout)
+    compact_repo(layout, rewrite_all=True)
     again = _files(run_dir)
     assert len(again) == len(after) and "compact.lock" not in again
     assert [
@@ -57,10 +57,10 @@ def test_a_leftover_lock_file_is_accepted_and_removed(tmp_path: Path) -> None:
         hashes.append(run.hash)
     layout = RepoLayout(tmp_path)
     layout.compact_lock(hashes[0]).touch()
-    compact_repo(layout)
+    compact_repo(layout, rewrite_all=True)
     assert not layout.compact_lock(hashes[0]).exists()
     layout.compact_lock(hashes[1]).touch()  # a settled run: compact never takes its lock
-    compact_repo(layout)
+    compact_repo(layout, rewrite_all=True)
     assert layout.compact_lock(hashes[1]).exists()
     gc_repo(layout)
     assert not layout.compact_lock(hashes[1]).exists()

@@ -113,7 +113,7 @@ def test_row_groups_split_sequences_and_keep_write_order(
         run.track(float(i), name="z", step=i)
     run.close()
     before = snapshot(tmp_path)
-    compact_run(RepoLayout(tmp_path), run.hash)
+    compact_run(RepoLayout(tmp_path), run.hash, rewrite_all=True)
     assert snapshot(tmp_path) == before
     path = next((tmp_path / ".aim" / "runs" / run.hash / "compacted").glob("metrics-*.parquet"))
     md = pq.ParquetFile(path).metadata
@@ -180,13 +180,13 @@ def test_writer_resumes_during_compaction_and_nothing_is_lost(
         return real(*args)
 
     monkeypatch.setattr(compactor, "write_kind", write_and_resume)
-    assert compact_run(RepoLayout(tmp_path), run_hash).status == "compacted"
+    assert compact_run(RepoLayout(tmp_path), run_hash, rewrite_all=True).status == "compacted"
     assert resumed == [run_hash]
     monkeypatch.setattr(compactor, "write_kind", real)
     before_new = snapshot(tmp_path)
     resumed_rows = before_new[(run_hash, sequence_id("resumed-metric", {}))]
     assert [(r["step"], r["value"]) for r in resumed_rows] == [(7, 123.0)]
-    assert compact_run(RepoLayout(tmp_path), run_hash).status == "compacted"
+    assert compact_run(RepoLayout(tmp_path), run_hash, rewrite_all=True).status == "compacted"
     assert snapshot(tmp_path) == before_new
 
 
@@ -195,7 +195,7 @@ def test_unreadable_segment_is_left_for_verify(tmp_path: Path) -> None:
     seq_dir = next((tmp_path / ".aim" / "runs" / run_hash / "seqs").iterdir())
     garbage = seq_dir / "0000000000000000-1-aaaaaa-000001.arrows"
     garbage.write_bytes(b"not arrow at all")
-    entry = compact_run(RepoLayout(tmp_path), run_hash)
+    entry = compact_run(RepoLayout(tmp_path), run_hash, rewrite_all=True)
     assert entry.status == "compacted" and "unreadable segment" in entry.note
     assert garbage.exists()
 
@@ -274,7 +274,7 @@ def test_include_active_next_to_a_live_writer_process(tmp_path: Path) -> None:
     compacted_runs = 0
     deadline = time.monotonic() + 4.0
     while time.monotonic() < deadline:
-        entry = compact_run(layout, run_hash, include_active=True)
+        entry = compact_run(layout, run_hash, include_active=True, rewrite_all=True)
         assert entry.status in ("compacted", "unchanged"), entry
         compacted_runs += entry.status == "compacted"
     stop.touch()
@@ -286,7 +286,7 @@ def test_include_active_next_to_a_live_writer_process(tmp_path: Path) -> None:
     assert not failures, failures[0]
     assert compacted_runs >= 2
     assert _check_prefix(layout, run_hash) == total
-    assert compact_run(layout, run_hash).status == "compacted"
+    assert compact_run(layout, run_hash, rewrite_all=True).status == "compacted"
     assert _check_prefix(layout, run_hash) == total
     assert sum(raw_row_counts(tmp_path, run_hash).values()) == total
 
@@ -323,13 +323,13 @@ def test_compact_again_passes_settled_runs_by_without_their_lock(tmp_path: Path)
         run.close()
         hashes.append(run.hash)
     layout = RepoLayout(tmp_path)
-    compact_repo(layout)
+    compact_repo(layout, rewrite_all=True)
     resumed = aim.Run(run_hash=hashes[1], repo=str(tmp_path), **QUIET)
     resumed.track(5.0, name="loss", step=1)
     resumed.close()
     # another compactor holds the settled run's lock: it is not waited for, nor even looked at
     with filelock.FileLock(str(layout.run_dir(hashes[0]) / "compact.lock"), timeout=0):
-        report = compact_repo(layout)
+        report = compact_repo(layout, rewrite_all=True)
     by_hash = {r.run_hash: r for r in report.runs}
     assert by_hash[hashes[0]].status == "unchanged"
     assert by_hash[hashes[0]].note == compactor.SETTLED_NOTE

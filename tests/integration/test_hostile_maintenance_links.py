@@ -49,7 +49,7 @@ def test_linked_index_folder_is_never_read_or_written(tmp_path: Path) -> None:
     ls, compact, gc, repair, export, rm, after = run_forked(
         [
             ["runs", "ls", *r],
-            ["compact", *r],
+            ["compact", "--rewrite-all", *r],
             ["gc", "--grace-s", "0", *r],
             ["verify", "--repair", *r],
             ["export", "--output", str(tmp_path / "export"), *r],
@@ -86,7 +86,7 @@ def test_linked_runs_folder_is_never_written_or_deleted_through(tmp_path: Path) 
             ["runs", "mv", other, "--destination", str(tmp_path / "dest"), *r],
             ["runs", "archive", victim, *r],
             ["runs", "close", victim, *r],
-            ["compact", *r],
+            ["compact", "--rewrite-all", *r],
             ["gc", "--grace-s", "0", *r],
             ["verify", "--repair", *r],
             ["runs", "ls", *r],
@@ -115,7 +115,7 @@ def test_repair_never_moves_a_file_out_of_a_linked_compacted_folder(tmp_path: Pa
     before = tree_digest(outside)
     r = ["--repo", str(root)]
     verify, repair, compact = run_forked(
-        [["verify", *r], ["verify", "--repair", *r], ["compact", "--verbose", *r]]
+        [["verify", *r], ["verify", "--repair", *r], ["compact", "--rewrite-all", "--verbose", *r]]
     )
     assert tree_digest(outside) == before
     assert not (root / ".aim" / "quarantine").exists()

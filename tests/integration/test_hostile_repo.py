@@ -73,7 +73,7 @@ def repo_wide(root: Path, tmp: Path) -> list[list[str]]:
         ["export", "--output", str(tmp / "export"), *r],
         ["verify", *r],
         ["gc", "--grace-s", "0", *r],
-        ["compact", *r],
+        ["compact", "--rewrite-all", *r],
     ]
 
 
@@ -120,7 +120,7 @@ def test_linked_lock_files_are_never_truncated(tmp_path: Path) -> None:
             ["runs", "close", victim, *r],
             ["verify", *r],
             ["verify", "--repair", *r],
-            ["compact", "--verbose", *r],
+            ["compact", "--rewrite-all", "--verbose", *r],
         ]
     )
     with pytest.raises(UnsafeFileError, match="symbolic link"):
@@ -148,7 +148,7 @@ def test_segment_linked_to_dev_zero_is_refused_not_read(tmp_path: Path) -> None:
         [
             ["query", "metric.name == 'loss'", "--repo", str(root)],
             ["export", "--output", str(tmp_path / "out"), "--repo", str(root)],
-            ["compact", "--repo", str(root)],
+            ["compact", "--rewrite-all", "--repo", str(root)],
             ["verify", "--repo", str(root)],
         ],
         timeout_s=60,
@@ -236,7 +236,7 @@ def test_deeply_nested_sidecar_is_one_damaged_run(tmp_path: Path) -> None:
 def test_deeply_nested_manifest_and_index_are_rebuilt(tmp_path: Path) -> None:
     root = tmp_path / "repo"
     victim, healthy = small_run(root), small_run(root)
-    compact_run(RepoLayout(root), victim)
+    compact_run(RepoLayout(root), victim, rewrite_all=True)
     RunIndex(RepoLayout(root)).refresh()
     before = snapshot(root)
     nested = "[" * 5000 + "1" + "]" * 5000  # (json.dumps itself cannot write it)
@@ -327,7 +327,7 @@ def test_real_zstd_and_parquet_bombs_beyond_the_ratio(
             [v for s in range(i, i + 1000) for v in (s, 0.0, None, 1.0)]  # (a list: one atomic
         )  # extend, as track() makes; a generator let the flusher take half a point)
     run.close()
-    compact_run(RepoLayout(root), victim)
+    compact_run(RepoLayout(root), victim, rewrite_all=True)
     metrics = next(run_dir(root, victim).glob("compacted/metrics-*.parquet"))
     assert metrics.stat().st_size * file_checks.DECODED_RATIO < 1_000_000 * 32
     report = verify_repo(RepoLayout(root))  # ... beyond the (lowered) ratio: refused
@@ -347,7 +347,7 @@ def test_newer_format_files_are_reported_and_never_rewritten(tmp_path: Path) -> 
     parquet_v2, segment_v2, manifest_v2, healthy = (small_run(root) for _ in range(4))
     layout = RepoLayout(root)
     for run_hash in (parquet_v2, manifest_v2):
-        compact_run(layout, run_hash)
+        compact_run(layout, run_hash, rewrite_all=True)
         small_run_resume(root, run_hash)  # fresh segments the compactor would take next
     metrics = next(run_dir(root, parquet_v2).glob("compacted/metrics-*.parquet"))
     pf = pq.ParquetFile(metrics)
@@ -373,7 +373,7 @@ def test_newer_format_files_are_reported_and_never_rewritten(tmp_path: Path) -> 
         [
             ["query", "metric.name == 'loss'", *r],
             ["verify", *r],
-            ["compact", "--verbose", *r],
+            ["compact", "--rewrite-all", "--verbose", *r],
             ["verify", "--repair", *r],
             ["gc", "--grace-s", "0", *r],
         ]
@@ -416,7 +416,7 @@ def test_columns_of_the_wrong_type_are_damage_of_one_run(tmp_path: Path) -> None
     with pa.ipc.new_stream(sink, schema) as writer:
         writer.write_batch(batch)
     extra.write_bytes(sink.getvalue().to_pybytes())
-    compact_run(RepoLayout(root), bad_parquet)
+    compact_run(RepoLayout(root), bad_parquet, rewrite_all=True)
     metrics = next(run_dir(root, bad_parquet).glob("compacted/metrics-*.parquet"))
     table = pq.read_table(metrics)
     table = table.set_column(7, "value", table.column("value").cast(pa.string()))

@@ -25,7 +25,7 @@ with aim.Run(repo=repo, system_tracking_interval=None, capture_terminal_logs=Fal
     run.track([aim.Image(pixels, "a"), aim.Image(pixels, "b")], name="imgs")
 assert "pandas" not in sys.modules, "tracking imported pandas"
 if sys.argv[2] == "compact":
-    compact_run(RepoLayout(Path(repo)), run.hash)
+    compact_run(RepoLayout(Path(repo)), run.hash, rewrite_all=True)
 repo = aim.Repo(repo)
 for metric in repo.query_metrics("metric.name == 'loss' and run.hash != ''"):
     steps, values = metric.values.sparse_numpy()
@@ -64,7 +64,7 @@ for i in range(70):  # enough runs for reads to go through the analyst dataset
         run["hparams"] = {"lr": i / 100, "tag": f"r{i}"}
         for step in range(5):
             run.track(float(i + step), name="loss", step=step, context={"subset": "train", "k": i})
-report = compact_repo(RepoLayout(Path(repo)))
+report = compact_repo(RepoLayout(Path(repo)), rewrite_all=True)
 assert report.count("compacted") == 70 and not report.notes, report
 assert (Path(repo) / ".aim" / "dataset" / "current.json").exists(), "no dataset was written"
 assert "pandas" not in sys.modules, "compacting imported pandas"

@@ -269,7 +269,7 @@ def test_gc_removes_only_what_nothing_needs(tmp_path: Path) -> None:
 
 def test_stats_counts_runs_points_and_files(tmp_path: Path) -> None:
     hashes = [write_rich_run(tmp_path, seed=s, n=30) for s in range(2)]
-    compact_run(RepoLayout(tmp_path), hashes[0])
+    compact_run(RepoLayout(tmp_path), hashes[0], rewrite_all=True)
     stats = repo_stats(RepoLayout(tmp_path))
     assert (stats.runs, stats.compacted_runs, stats.active_runs, stats.damaged_runs) == (2, 1, 0, 0)
     assert stats.metric_sequences == 4 and stats.object_sequences == 8

@@ -86,7 +86,7 @@ from aim_parquet.storage import compact_repo
 repos, stop = sys.argv[1].split(","), sys.argv[2]
 while not os.path.exists(stop):
     for repo in repos:
-        for r in compact_repo(RepoLayout(Path(repo)), include_active=True, workers=1).runs:
+        for r in compact_repo(RepoLayout(Path(repo)), include_active=True, workers=1, rewrite_all=True).runs:
             print(r.status, r.run_hash, " ".join(r.note.split()), flush=True)
 """
 
@@ -287,7 +287,7 @@ def test_a_resume_between_the_compactors_look_and_its_listing_loses_nothing(
 
     monkeypatch.setattr(compactor, "_refuse_future_files", resume_after_the_look)
     try:
-        entry = compactor.compact_run(RepoLayout(tmp_path), run_hash)
+        entry = compactor.compact_run(RepoLayout(tmp_path), run_hash, rewrite_all=True)
         job.stdin.write("go on\n")
         job.stdin.flush()
         assert job.wait(timeout=60) == 0
@@ -447,7 +447,7 @@ def test_a_writer_resumed_inside_the_check_then_list_window_loses_no_point(
 
     monkeypatch.setattr(compactor, "plan_run", resume_between_the_check_and_the_listing)
     try:
-        entry = compactor.compact_run(RepoLayout(tmp_path), run_hash)
+        entry = compactor.compact_run(RepoLayout(tmp_path), run_hash, rewrite_all=True)
         assert job.wait(timeout=120) == 0
         assert job.stdout.read() == "closed\n"
     finally:
@@ -458,7 +458,10 @@ def test_a_writer_resumed_inside_the_check_then_list_window_loses_no_point(
     assert calls, "the compactor never listed the segments"
     assert loss_steps(tmp_path, run_hash) == list(range(3100))
     assert sum(raw_row_counts(tmp_path, run_hash).values()) == 3100
-    assert compactor.compact_run(RepoLayout(tmp_path), run_hash).status == "compacted"
+    assert (
+        compactor.compact_run(RepoLayout(tmp_path), run_hash, rewrite_all=True).status
+        == "compacted"
+    )
     assert loss_steps(tmp_path, run_hash) == list(range(3100))
 
 
@@ -489,7 +492,7 @@ def test_a_resume_during_compaction_of_a_closed_run_is_never_refused(
         return real(*args)
 
     monkeypatch.setattr(catalogue_scan, "load_sidecar", resume_meanwhile)
-    entry = compactor.compact_run(RepoLayout(tmp_path), run_hash)
+    entry = compactor.compact_run(RepoLayout(tmp_path), run_hash, rewrite_all=True)
     assert entry.status == "compacted", entry
     assert jobs, "the compactor never read the sidecar"
     assert [j.returncode for j in jobs] == [0] * len(jobs), [j.stderr for j in jobs]

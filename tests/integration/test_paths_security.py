@@ -163,7 +163,7 @@ def test_hostile_names_through_compaction_verify_and_cli(
             run.track(float(i), name=s, context={s: s})
             run.track(aim.Text(s), name=s, context={"text": s})
     layout = RepoLayout(repo)
-    assert not compact_repo(layout).has_failures
+    assert not compact_repo(layout, rewrite_all=True).has_failures
     assert verify_repo(layout).is_healthy
     ro = quiet_run(repo, run.hash, read_only=True)
     for i, s in enumerate(strings):
@@ -177,7 +177,7 @@ def test_hostile_names_through_compaction_verify_and_cli(
             ["runs", "rm", "-y", s],
             ["runs", "cp", s, "--destination", str(root / "dest")],
             ["runs", "mv", s, "--destination", str(root / "dest")],
-            ["compact", "--run", s],
+            ["compact", "--rewrite-all", "--run", s],
         ):
             assert main(["--repo", str(repo), *argv]) != 0, argv
     capsys.readouterr()
@@ -196,7 +196,7 @@ def test_manifest_naming_files_outside_the_run_is_refused(arena: tuple[Path, Pat
     with quiet_run(repo) as run:
         run.track(1.0, name="m")
     layout = RepoLayout(repo)
-    assert not compact_repo(layout).has_failures
+    assert not compact_repo(layout, rewrite_all=True).has_failures
     manifest_path = layout.manifest(run.hash)
     manifest = json.loads(manifest_path.read_text())
     victim = root / "bystander.txt"
@@ -218,7 +218,7 @@ def test_manifest_naming_files_outside_the_run_is_refused(arena: tuple[Path, Pat
             again.track(2.0, name="m")
         with pytest.raises(aim.CorruptFileError, match="unsafe"):
             aim.Repo(str(repo)).get_run(run.hash).get_metric("m").values.sparse_numpy()
-        report = compact_repo(layout)
+        report = compact_repo(layout, rewrite_all=True)
         assert [r.status for r in report.runs] == ["failed"]
         assert "unsafe" in report.runs[0].note
         assert victim.read_text() == "must survive"

@@ -74,7 +74,7 @@ def test_an_explicit_retrack_replaces_the_point_in_every_summary(tmp_path: Path)
     assert "rewritten" not in entry  # close() recounted it
     assert (entry["count"], entry["min"], entry["max"]) == (21, 0.0, 19.0)
     check_readers(tmp_path, run.hash, "loss", want)
-    assert compact_run(RepoLayout(tmp_path), run.hash).status == "compacted"
+    assert compact_run(RepoLayout(tmp_path), run.hash, rewrite_all=True).status == "compacted"
     check_readers(tmp_path, run.hash, "loss", want)
 
 
@@ -137,7 +137,7 @@ def test_a_run_resumed_after_sigkill_overwrites_steps(
     visible = {s: (-7.0 if s == 60 else float(s)) for s in range(100)}
     check_readers(tmp_path, run_hash, "loss", reference(visible))  # the dead writer: scanned
     if compact_between:
-        assert compact_run(RepoLayout(tmp_path), run_hash).status == "compacted"
+        assert compact_run(RepoLayout(tmp_path), run_hash, rewrite_all=True).status == "compacted"
     # session 2 resumes from the checkpoint at step 50: steps 50..99 again, value = step / 10
     writer(tmp_path, run_hash, 50, 100, 10, "hang")
     visible.update({s: s / 10 for s in range(50, 100)})
@@ -150,7 +150,7 @@ def test_a_run_resumed_after_sigkill_overwrites_steps(
     assert "rewritten" not in entry
     assert (entry["count"], entry["min"], entry["max"]) == (100, 0.0, 49.0)
     check_readers(tmp_path, run_hash, "loss", want)
-    assert compact_run(RepoLayout(tmp_path), run_hash).status == "compacted"
+    assert compact_run(RepoLayout(tmp_path), run_hash, rewrite_all=True).status == "compacted"
     check_readers(tmp_path, run_hash, "loss", want)
 
 

@@ -42,7 +42,10 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
         run.name = f"net-{seed}"
         run.close()
     proc = subprocess.run(
-        [PYTHON, "-m", "aim_parquet", "compact"], cwd=root, env=python_env(), capture_output=True
+        [PYTHON, "-m", "aim_parquet", "compact", "--rewrite-all"],  # every run in the glob
+        cwd=root,
+        env=python_env(),
+        capture_output=True,
     )
     assert proc.returncode == 0, proc.stderr
     return root

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class RunCompaction:
-    """What compacting one run did. `status`: compacted, unchanged, skipped or failed."""
+    """What compacting one run did. `status`: compacted, kept (its segments left as
+    written: Parquet would not have made it smaller), unchanged, skipped or failed."""
 
     run_hash: str
     status: str
@@ -66,7 +67,8 @@ class CompactionReport:
         rate = self.points / self.seconds if self.seconds > 0 else 0.0
         return (
             f"compacted {self.count('compacted')} of {len(self.runs)} run(s) "
-            f"({self.count('unchanged')} unchanged, {self.count('skipped')} skipped, "
+            f"({self.count('kept')} kept as written, {self.count('unchanged')} unchanged, "
+            f"{self.count('skipped')} skipped, "
             f"{self.count('failed')} failed): {self.points:,} points, "
             f"{self.bytes_before:,} -> {self.bytes_after:,} bytes, "
             f"{self.files_before} -> {self.files_after} files, {self.seconds:.2f} s "

@@ -17,6 +17,11 @@ another compactor holds is skipped):
 3. For each file kind with new sealed segments, stream the previous generation's rows of that kind
    plus the new segments (in write order) into `compacted/<kind>-<generation+1>.parquet`, written
    under a temp name, fsynced and renamed into place. Kinds without new segments keep their file.
+   Unless `rewrite_all`, the rewrite is committed only when it leaves the run fewer files AND
+   fewer bytes than the segments, manifest and Parquet files it replaces (decided by counting
+   files before anything is written, then by the bytes written): otherwise the new files are
+   removed, the segments stay as written and the run is *kept* (`run_folder.mark_kept`), so
+   compacting again passes it by without a look until a writer opens it again.
 4. Commit: write the new `compacted/manifest.json` atomically. Until this instant readers use the
    old manifest (new files are ignored); from it on, the new one.
 5. Remove the now-covered segments and the superseded files (readers that still hold the old
@@ -55,11 +60,15 @@ from aim_parquet.storage.base.safe_fs import first_link
 from aim_parquet.storage.compaction.compaction_report import CompactionReport, RunCompaction
 from aim_parquet.storage.compaction.compaction_steps import (
     SeqPlan,
+    Usage,
     clean_leftovers,
+    least_files_after,
     plan_run,
+    usage_before,
     write_kind,
 )
 from aim_parquet.storage.compaction.run_folder import (
+    mark_kept,
     remove_empty_dirs,
     remove_file,
     settled_runs,
@@ -75,9 +84,10 @@ SETTLED_NOTE = "nothing new to compact (settled: not opened)"
 
 
 def compact_run(
-    layout: RepoLayout, run_hash: str, *, include_active: bool = False
+    layout: RepoLayout, run_hash: str, *, include_active: bool = False, rewrite_all: bool = False
 ) -> RunCompaction:
-    """Compact one run (see module doc).
+    """Compact one run (see module doc): its segments are rewritten into Parquet only when
+    that makes the run smaller in files and bytes, or always with `rewrite_all`.
 
     A run that is locked (a live writer without `include_active`, another compactor) is
     returned as skipped. Raises MissingRunError for an unknown run, and CorruptFileError or
@@ -88,10 +98,10 @@ def compact_run(
     run_dir = layout.run_dir(validate_run_hash(run_hash))
     if not run_dir.is_dir():
         raise MissingRunError(f"No run {run_hash!r} in repository {layout.root}.")
-    files_before, bytes_before = folder_usage(run_dir)
+    files_before, bytes_before = _usage(layout, run_hash)
 
     def result(status: str, note: str = "", **kw: int) -> RunCompaction:
-        files_after, bytes_after = folder_usage(run_dir)
+        files_after, bytes_after = _usage(layout, run_hash)
         return RunCompaction(
             run_hash,
             status,
@@ -125,9 +135,19 @@ def compact_run(
                 "to compact its sealed segments",
             )
         try:
-            return _compact_locked(layout, run_hash, writer, result)
+            return _compact_locked(layout, run_hash, writer, result, rewrite_all)
         except FormatVersionError as exc:
             return result("skipped", f"{exc} (its files are left as they are)")
+
+
+def _usage(layout: RepoLayout, run_hash: str) -> tuple[int, int]:
+    """Files and bytes of the run folder, less `compact.lock` (it exists only while held)."""
+    files, size = folder_usage(layout.run_dir(run_hash))
+    try:
+        lock_size = os.lstat(layout.compact_lock(run_hash)).st_size
+    except OSError:
+        return files, size
+    return files - 1, size - lock_size
 
 
 def _refuse_future_files(layout: RepoLayout, run_hash: str) -> None:
@@ -146,7 +166,11 @@ def _refuse_future_files(layout: RepoLayout, run_hash: str) -> None:
 
 
 def _compact_locked(
-    layout: RepoLayout, run_hash: str, writer: WriterState, result: Callable[..., RunCompaction]
+    layout: RepoLayout,
+    run_hash: str,
+    writer: WriterState,
+    result: Callable[..., RunCompaction],
+    rewrite_all: bool,
 ) -> RunCompaction:
     run_dir = layout.run_dir(run_hash)
     caught: list[str] = []
@@ -175,6 +199,10 @@ def _compact_locked(
     by_kind: dict[str, list[SeqPlan]] = {}
     for plan in plans:
         by_kind.setdefault(compacted_kind(plan.key.kind), []).append(plan)
+    before = usage_before(run_dir, layout.manifest(run_hash), manifest, plans)
+    least = Usage(least_files_after(manifest, set(by_kind)), 0)
+    if not rewrite_all and least.files >= before.files:
+        return _keep(layout, run_hash, result, notes, generation - 1, before, least)
     layout.compacted_dir(run_hash).mkdir(exist_ok=True)
     written: dict[str, CompactedFile] = {}
     points = 0
@@ -200,7 +228,13 @@ def _compact_locked(
         created_at=time.time(),
     )
     data = json.dumps(new_manifest.to_json(), ensure_ascii=False, indent=1)
-    atomic_write(layout.manifest(run_hash), data.encode("utf-8", "surrogatepass"))  # commit
+    encoded = data.encode("utf-8", "surrogatepass")
+    after = Usage(len(files) + 1, len(encoded) + sum(f.bytes for f in files.values()))
+    if not rewrite_all and not after.is_smaller_than(before):
+        for f in written.values():
+            remove_file(run_dir / f.path)
+        return _keep(layout, run_hash, result, notes, generation - 1, before, after)
+    atomic_write(layout.manifest(run_hash), encoded)  # commit
     for plan in plans:
         for seg in plan.segments:
             remove_file(seg)
@@ -221,6 +255,25 @@ def _compact_locked(
     )
 
 
+def _keep(
+    layout: RepoLayout,
+    run_hash: str,
+    result: Callable[..., RunCompaction],
+    notes: list[str],
+    generation: int,
+    before: Usage,
+    after: Usage,
+) -> RunCompaction:
+    """Leave the segments as written: Parquet would not make the run smaller."""
+    then = f"at least {after.files} file(s)" if after.bytes == 0 else str(after)
+    notes.append(
+        f"left as written: {before} now, Parquet would leave {then} "
+        "(rewritten only when smaller in both; `compact --rewrite-all` rewrites it)"
+    )
+    mark_kept(layout, run_hash, lambda: writer_state(layout, run_hash) is WriterState.LIVE)
+    return result("kept", "; ".join(notes), generation=generation)
+
+
 def _catch_up_catalogue(layout: RepoLayout, run_hash: str, notes: list[str]) -> None:
     """Before the segments of a run whose writer died move into Parquet, bring its catalogue up
     to date with them (the sidecar may miss the writer's last flush): afterwards only a full
@@ -239,9 +292,11 @@ def default_workers() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
-def _compact_one(layout: RepoLayout, run_hash: str, include_active: bool) -> RunCompaction:
+def _compact_one(
+    layout: RepoLayout, run_hash: str, include_active: bool, rewrite_all: bool
+) -> RunCompaction:
     try:
-        return compact_run(layout, run_hash, include_active=include_active)
+        return compact_run(layout, run_hash, include_active=include_active, rewrite_all=rewrite_all)
     except Exception as exc:  # one run's failure is reported; the others still compact
         if not os.path.lexists(layout.run_dir(run_hash)):  # `runs rm|mv` while we worked on it
             return RunCompaction(run_hash, "skipped", "deleted while it was being compacted")
@@ -259,11 +314,14 @@ def compact_repo(
     include_active: bool = False,
     progress: Callable[[int, int, str], None] | None = None,
     workers: int | None = None,
+    rewrite_all: bool = False,
 ) -> CompactionReport:
     """Compact every run (or `run_hashes`), `workers` runs at a time (default: up to 4, one
     per CPU), then refresh the published runs table.
 
-    `progress(done, total, run_hash)` is called after each run. A run that fails is reported
+    A run is rewritten into Parquet only when that makes it smaller (`compact_run`); with
+    `rewrite_all` every run with sealed segments is. `progress(done, total, run_hash)` is
+    called after each run. A run that fails is reported
     (status 'failed', with the reason) and the others go on.
     """
     started = time.perf_counter()
@@ -272,7 +330,9 @@ def compact_repo(
     done: dict[str, RunCompaction] = {}
     todo = []
     valid = [h for h in hashes if is_valid_run_hash(h)]
-    settled = settled_runs(layout.runs_dir, valid)  # compacted again: a few lstats a run, no lock
+    settled = settled_runs(
+        layout.runs_dir, valid, kept=not rewrite_all
+    )  # compacted again: a few lstats a run, no lock
     for run_hash in hashes:
         if run_hash not in settled:
             todo.append(run_hash)
@@ -284,7 +344,9 @@ def compact_repo(
         max_workers=n_workers, thread_name_prefix="aim_parquet-compact"
     ) as pool:
         with signals_blocked():  # the pool's threads leave Ctrl-C and SIGTERM to this one
-            futures = {pool.submit(_compact_one, layout, h, include_active): h for h in todo}
+            futures = {
+                pool.submit(_compact_one, layout, h, include_active, rewrite_all): h for h in todo
+            }
         for future in as_completed(futures):
             entry = future.result()
             done[futures[future]] = entry

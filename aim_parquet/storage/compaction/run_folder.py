@@ -6,13 +6,20 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
 
 import pyarrow as pa
 
 from aim_parquet.format.meta import Manifest
-from aim_parquet.format.paths import COMPACTED_DIRNAME, SEQS_DIRNAME
+from aim_parquet.format.paths import (
+    COMPACTED_DIRNAME,
+    SEQS_DIRNAME,
+    SIDECAR_FILENAME,
+    WRITERS_DIRNAME,
+    RepoLayout,
+)
 from aim_parquet.storage.base.files import list_names
 from aim_parquet.storage.online.compacted_read import read_footer
 
@@ -41,28 +48,29 @@ def remove_empty_dirs(seqs_dir: Path) -> list[Path]:
     return removed
 
 
-def settled_runs(runs_dir: Path | str, run_hashes: list[str]) -> set[str]:
-    """Those of `run_hashes` a finished compaction left with nothing to do: no `seqs/` folder
-    (the compactor removes it last, once every segment is in Parquet and the superseded files
-    are gone, so an interrupted compaction always leaves it; a writer that resumes the run
-    creates it again) and a real `compacted/` folder. At most three `lstat`s per run, relative
-    to an open `runs/`, no lock, nothing opened. A run folder or a `compacted/` that is a link
-    is never settled (`compact_run` refuses it by name); a path that cannot be checked is not
-    settled either."""
+def settled_runs(runs_dir: Path | str, run_hashes: list[str], *, kept: bool = True) -> set[str]:
+    """Those of `run_hashes` a finished compaction left with nothing to do: a real `compacted/`
+    folder and either no `seqs/` folder (the compactor removes it last, once every segment is
+    in Parquet and the superseded files are gone, so an interrupted compaction always leaves
+    it; a writer that resumes the run creates it again) or the *kept* mark (`mark_kept`:
+    `compacted/`'s mtime equals `run.json`'s, which every writer that opens or flushes the run
+    rewrites). At most four `lstat`s per run, relative to an open `runs/`, no lock, nothing
+    opened. A run folder or a `compacted/` that is a link is never settled (`compact_run`
+    refuses it by name); a path that cannot be checked is not settled either. With `kept`
+    False, kept runs are not settled (`compact --rewrite-all` rewrites them)."""
     try:
         dir_fd = os.open(os.fspath(runs_dir), os.O_RDONLY | os.O_DIRECTORY)
     except OSError:
         return set()
     lstat, is_dir = os.lstat, stat.S_ISDIR
     seqs, compacted = "/" + SEQS_DIRNAME, "/" + COMPACTED_DIRNAME
+    sidecar = "/" + SIDECAR_FILENAME
     out = set()
     try:
         for run_hash in run_hashes:
             try:
-                if not (
-                    is_dir(lstat(run_hash, dir_fd=dir_fd).st_mode)
-                    and is_dir(lstat(run_hash + compacted, dir_fd=dir_fd).st_mode)
-                ):
+                cstat = lstat(run_hash + compacted, dir_fd=dir_fd)
+                if not (is_dir(lstat(run_hash, dir_fd=dir_fd).st_mode) and is_dir(cstat.st_mode)):
                     continue
             except OSError:
                 continue
@@ -70,11 +78,39 @@ def settled_runs(runs_dir: Path | str, run_hashes: list[str]) -> set[str]:
                 lstat(run_hash + seqs, dir_fd=dir_fd)
             except FileNotFoundError:
                 out.add(run_hash)
+                continue
+            except OSError:
+                continue
+            if not kept:
+                continue
+            try:
+                if lstat(run_hash + sidecar, dir_fd=dir_fd).st_mtime_ns == cstat.st_mtime_ns:
+                    out.add(run_hash)  # kept as written, and not written since
             except OSError:
                 continue
     finally:
         os.close(dir_fd)
     return out
+
+
+def mark_kept(layout: RepoLayout, run_hash: str, is_live: Callable[[], bool]) -> bool:
+    """Record that compaction left the run's segments as written (FORMAT.md, "Compaction"):
+    `compacted/` (created empty if need be) gets `run.json`'s mtime, so `settled_runs` passes
+    the run by until a writer opens or flushes it (it rewrites `run.json`). `run.json` is
+    looked at first and the writer after: a writer that opens the run later rewrites
+    `run.json` after that look. Not marked (False): a live writer, a run with several writers
+    (an extra writer writes `writers/<rank>.json`, not `run.json`), a clock the file system
+    does not keep to the nanosecond (the run is then looked at again by each compaction)."""
+    cdir = layout.compacted_dir(run_hash)
+    cdir.mkdir(exist_ok=True)
+    try:
+        sidecar = os.lstat(layout.sidecar(run_hash))
+    except OSError:
+        return False
+    if is_live() or os.path.lexists(layout.run_dir(run_hash) / WRITERS_DIRNAME):
+        return False
+    os.utime(cdir, ns=(sidecar.st_atime_ns, sidecar.st_mtime_ns), follow_symlinks=False)
+    return os.lstat(cdir).st_mtime_ns == sidecar.st_mtime_ns
 
 
 def is_uncommitted(run_dir: Path, path: Path) -> bool:
