@@ -5,9 +5,7 @@ is the process's peak resident memory (`VmHWM`)."""
 
 from __future__ import annotations
 
-import glob
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -121,20 +119,6 @@ def _duckdb_rows(sql: str) -> int:
     return int(duckdb.sql(sql).to_arrow_table().num_rows)
 
 
-def glob_scan(p: dict[str, Any]) -> dict[str, Any]:
-    """The README's open-file recipe: every `loss` point of the glob with polars or DuckDB."""
-    pattern = os.path.join(p["repo"], ".aim/runs/*/compacted/metrics-*.parquet")
-    _import_engine(p["engine"])
-    t0 = time.perf_counter()
-    if p["engine"] == "polars":
-        import polars as pl
-
-        rows = pl.scan_parquet(pattern).filter(pl.col("name") == "loss").collect().height
-    else:
-        rows = _duckdb_rows(f"select * from read_parquet('{pattern}') where name = 'loss'")
-    return {"s": time.perf_counter() - t0, "rows": rows, "files": len(glob.glob(pattern))}
-
-
 def dataset_scan(p: dict[str, Any]) -> dict[str, Any]:
     """The README's dataset recipe: every `loss` point of `.aim/dataset/`'s committed files
     (`current.json`), with polars or DuckDB."""
@@ -199,7 +183,6 @@ if __name__ == "__main__":
             "sparse": sparse,
             "floor": floor,
             "save_floor": save_floor,
-            "glob_scan": glob_scan,
             "dataset_scan": dataset_scan,
             "compact": compact,
             "repo_again": repo_again,
