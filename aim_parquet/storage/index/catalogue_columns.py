@@ -130,7 +130,7 @@ def entry_cells(entries: Iterable[tuple[Any, ...]]) -> Cells | None:
         ):
             return None
         values = (
-            seq_id, name, kind, json.dumps(context, ensure_ascii=True),
+            seq_id, name, kind, json.dumps(context, ensure_ascii=True) if context else "{}",
             count, first_step, last_step, first, last, low, high,
         )  # fmt: skip
         for cells, value in zip(out, values, strict=True):

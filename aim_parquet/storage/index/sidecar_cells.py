@@ -15,11 +15,12 @@ reports it as damage where it is).
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from aim_parquet.format.json_records import decode_json_values, is_plain_entry, is_plain_sidecar
 from aim_parquet.format.meta import MULTI_WRITER_FORMAT_VERSION, SequenceInfo
-from aim_parquet.format.paths import RepoLayout
+from aim_parquet.format.paths import SIDECAR_FILENAME, RepoLayout, validate_run_hash
 from aim_parquet.storage.index.catalogue_columns import entry_cells
 from aim_parquet.storage.index.closed_journal import Entry
 from aim_parquet.storage.index.index_file import FIXED, SEQ_AT, fields_columns
@@ -43,11 +44,12 @@ def sidecar_rows(
         return {}
     fresh = set(new)
     runs = [(i, listed[i]) for i in todo if listed[i] in fresh]
+    prefix, suffix = os.path.join(os.fspath(layout.runs_dir), ""), "/" + SIDECAR_FILENAME
     mtimes, sizes, inos = (s.tolist() for s in stats[:3])
     out: dict[str, Entry] = {}
     for i, run_hash in runs:
         try:
-            data = read_sidecar_object(layout.sidecar_path(run_hash))
+            data = read_sidecar_object(prefix + validate_run_hash(run_hash) + suffix)
             row = _row(run_hash, data, mtimes[i], sizes[i], inos[i])
         except Exception:  # noqa: BLE001 (read again, and reported, by read_sidecar_entry)
             continue
@@ -73,14 +75,14 @@ def _row(run_hash: str, data: dict[str, Any], mtime: int, size: int, ino: int) -
     # what `RunMeta.from_json` decodes in the plain case (an error: read_sidecar_entry's)
     float(data["creation_time"]), float(end_time), float(data.get("updated_at") or 0.0)
     decode_json_values(raw)
+    stats = [_json_stats(item) for item in items]
+    stats_text = json_text(stats)  # (the texts of the rows, joined by "," in "[...]")
+    lengths = [len(stats_text) - 2] if len(stats) == 1 else [len(json_text(s)) for s in stats]
     keys: list[list[Any]] = []
-    texts: list[str] = []
     offset = 1  # after the stats line's "[" (as `RunRecord.stored_catalogue`)
-    for item in items:
-        text = json_text(_json_stats(item))
-        keys.append([*_json_key(item), offset, offset + len(text)])
-        texts.append(text)
-        offset += len(text) + 1
+    for item, length in zip(items, lengths, strict=True):
+        keys.append([*_json_key(item), offset, offset + length])
+        offset += length + 1
     row = fields_columns(data)
     row.update(
         hash=run_hash,
@@ -91,7 +93,7 @@ def _row(run_hash: str, data: dict[str, Any], mtime: int, size: int, ino: int) -
         kept=False,
         params=json_text(raw),
         catalogue_keys=json_text(keys),
-        catalogue_stats="[" + ",".join(texts) + "]",
+        catalogue_stats=stats_text,
         rebuilt=False,
     )
     get = dict.get
