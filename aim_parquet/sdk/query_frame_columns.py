@@ -14,7 +14,8 @@ only for a sequence whose points are not cached); its run-level cells come from
 `sdk.run_frame.assemble`, as in the run-level frame. Every other run (rejected runs are skipped
 as `execute_plan` skips them) goes through `execute_plan`'s per-run match (`executor._match`,
 the sidecar read again for a damaged index entry) and `sdk.run_rows`, in result order.
-`only_last` keeps the per-run builder.
+With `only_last` the column runs' sequences are their summaries in the catalogue columns (a
+SequenceInfo each, as the run's record would make of them: no record per run).
 """
 
 from __future__ import annotations
@@ -59,8 +60,10 @@ def query_frame_columns(
     offset: str | None,
     flags: dict[str, bool],
     stat_keys: Callable[[], dict[str, str]] | None,
+    only_last: bool = False,
 ) -> BuiltFrame:
-    """The metric frame of a query of metrics (module doc); `flags` as in `build_query_frame`."""
+    """The metric frame of a query of metrics (module doc); `flags` and `only_last` as in
+    `build_query_frame`."""
     flags = dict(flags)
     flags["include_props"] = flags["include_props"] and flags["include_run"]
     flags["include_params"] = flags["include_params"] and flags["include_run"]
@@ -180,6 +183,11 @@ def query_frame_columns(
     add_columns(column_run)
 
     def resolve(which: list[int]) -> None:
+        if only_last:  # (the summaries of the columns, as the run's record reads them)
+            for i in which:
+                p, position = made[i]
+                wanted.entries[i] = columns.flat_info(starts[int(snapshot.rows[p])] + position)
+            return
         at = sorted({made[i][0] for i in which})
         by_position = dict(zip(at, snapshot.records_at(at), strict=True))
         for i in which:
@@ -188,7 +196,7 @@ def query_frame_columns(
             wanted.entries[i] = CatalogueEntry(record, position, record.sequence_keys()[position])
 
     wanted.resolve = resolve
-    points = _points(layout, wanted, False, stat_keys)
+    points = _points(layout, wanted, only_last, stat_keys)
 
     def run_level(runs: list[int]) -> dict[str, list[Any] | pa.Array]:
         if fast is None:  # (no column run: as the per-run builder)
