@@ -154,6 +154,7 @@ class RunIndex:
         self._taken: dict[str, JournalEntry] = {}  # rows of the writers' journal not yet written
         self._order: list[str] = []  # the runs listed, when `_taken`
         self._no_journal = False  # (never expected: the journal's rows did not make a table)
+        self._direct = sidecar_rows  # (new closed runs' rows straight from their sidecars)
 
     # -- reading ---------------------------------------------------------------------------
     def _load_file(self) -> tuple[IndexTable, bool]:
@@ -250,7 +251,7 @@ class RunIndex:
             new, self._order, needs_write = [h for h in new if h not in taken], listed, True
         with prefetched(self.layout, new):  # (threads read them ahead from a cold disk)
             if len(new) + len(taken) >= least:  # (the others' rows straight from sidecars)
-                taken.update(direct := sidecar_rows(self.layout, listed, todo, new, stats))
+                taken.update(direct := self._direct(self.layout, listed, todo, new, stats))
                 todo, read = [i for i in todo if listed[i] not in direct], len(direct)
                 self._order, needs_write = listed, needs_write or bool(direct)
             for i in todo:
