@@ -27,7 +27,6 @@ from aim_parquet.sdk import frames
 from aim_parquet.sdk.frame_tables import table_to_pandas
 from aim_parquet.sdk.prefetch import BATCH_RUNS, MetricBatch, finish_iteration
 from aim_parquet.sdk.query_frame_columns import query_frame_columns
-from aim_parquet.sdk.query_frames import build_query_frame
 from aim_parquet.sdk.run_base import RunBase
 from aim_parquet.sdk.run_frame import RunColumns, query_run_columns
 from aim_parquet.sdk.run_read import ReadableRun
@@ -266,35 +265,14 @@ class QuerySequenceCollection(_QueryCollection):
         collection's."""
         if not self.plan.kinds or not self.plan.kinds <= METRIC_KINDS:
             return super()._frame(only_last, flags)
-        if not only_last:  # (the runs the index's columns decide without a record each)
-            with gc_paused():
-                return query_frame_columns(
-                    self._layout,
-                    self._index,
-                    self.plan,
-                    self.seq_cls.sequence_name(),
-                    offset=self.offset,
-                    flags=flags,
-                    stat_keys=self._index.stat_keys,
-                )
-        matches = (
-            step.match
-            for step in execute_plan(
+        with gc_paused():  # (the runs the index's columns decide without a record each)
+            return query_frame_columns(
                 self._layout,
                 self._index,
                 self.plan,
-                offset=self.offset,
-                with_misses=False,
-                summaries=False,
-            )
-            if step.match is not None
-        )
-        with gc_paused():
-            return build_query_frame(
-                self._layout,
-                matches,
                 self.seq_cls.sequence_name(),
-                only_last=only_last,
+                offset=self.offset,
                 flags=flags,
                 stat_keys=self._index.stat_keys,
+                only_last=only_last,
             )

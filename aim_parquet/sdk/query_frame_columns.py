@@ -14,7 +14,8 @@ only for a sequence whose points are not cached); its run-level cells come from
 `sdk.run_frame.assemble`, as in the run-level frame. Every other run (rejected runs are skipped
 as `execute_plan` skips them) goes through `execute_plan`'s per-run match (`executor._match`,
 the sidecar read again for a damaged index entry) and `sdk.run_rows`, in result order.
-`only_last` keeps the per-run builder.
+With `only_last` the column runs' sequences are their summaries in the catalogue columns (a
+SequenceInfo each, as the run's record would make of them: no record per run).
 """
 
 from __future__ import annotations
@@ -33,9 +34,11 @@ from aim_parquet.query.planner import QueryPlan
 from aim_parquet.query.prefilter import run_verdicts
 from aim_parquet.query.seq_columns import matched_entries, sequence_verdicts
 from aim_parquet.query.views import sequence_key
+from aim_parquet.sdk.frame_arrays import EMPTY_F, EMPTY_I
 from aim_parquet.sdk.query_frames import (
     _UNREADABLE,
     BuiltFrame,
+    _info,
     _points,
     _Wanted,
     frame_table,
@@ -59,8 +62,10 @@ def query_frame_columns(
     offset: str | None,
     flags: dict[str, bool],
     stat_keys: Callable[[], dict[str, str]] | None,
+    only_last: bool = False,
 ) -> BuiltFrame:
-    """The metric frame of a query of metrics (module doc); `flags` as in `build_query_frame`."""
+    """The metric frame of a query of metrics (module doc); `flags` and `only_last` as in
+    `build_query_frame`."""
     flags = dict(flags)
     flags["include_props"] = flags["include_props"] and flags["include_run"]
     flags["include_params"] = flags["include_params"] and flags["include_run"]
@@ -188,7 +193,11 @@ def query_frame_columns(
             wanted.entries[i] = CatalogueEntry(record, position, record.sequence_keys()[position])
 
     wanted.resolve = resolve
-    points = _points(layout, wanted, False, stat_keys)
+    if only_last:
+        flat_at = [-1 if p < 0 else starts[int(snapshot.rows[p])] + k for p, k in made]
+        points = _last_points(wanted, flat_at, columns.stat("last_step"), columns.stat("last"))
+    else:
+        points = _points(layout, wanted, False, stat_keys)
 
     def run_level(runs: list[int]) -> dict[str, list[Any] | pa.Array]:
         if fast is None:  # (no column run: as the per-run builder)
@@ -255,3 +264,43 @@ def _slow_match(
         except _UNREADABLE as again:
             warn_unreadable(record.hash, again, stacklevel=7)
             return None
+
+
+def _last_points(
+    wanted: _Wanted, flat_at: list[int], last_steps: list[Any], lasts: list[Any]
+) -> list[tuple[Any, ...] | None]:
+    """`_points(..., only_last=True)`: each sequence's last step and value, a column run's
+    (`flat_at`: its flat catalogue entry, -1 for a sequence of a run built per run) from the
+    catalogue columns' `last_steps` and `lasts`, as views of one array."""
+    n = len(flat_at)
+    out: list[tuple[Any, ...] | None] = [None] * n
+    slow = [i for i, f in enumerate(flat_at) if f < 0]
+    for i, entry in zip(slow, wanted.entries_at(slow), strict=True):
+        try:
+            info = _info(entry)
+        except _UNREADABLE as exc:
+            warn_unreadable(wanted.hashes[wanted.seq_run[i]], exc, stacklevel=6)
+            continue
+        step, last = info.last_step, info.last
+        out[i] = _last(None if step is None or last is None else (step, float(last)))
+    steps = np.zeros(n, dtype=np.int64)
+    values = np.zeros(n, dtype=np.float64)
+    nans = np.full(n, np.nan)
+    empty = _last(None)
+    for i, f in enumerate(flat_at):
+        if f >= 0:
+            step, last = last_steps[f], lasts[f]
+            if step is None or last is None:
+                out[i] = empty
+            else:
+                steps[i], values[i] = step, last
+                out[i] = (steps[i : i + 1], values[i : i + 1], nans[i : i + 1], nans[i : i + 1])
+    return out
+
+
+def _last(found: tuple[int, float] | None) -> tuple[Any, ...]:
+    """The points of a sequence's summary: its last (step, value), none when it has none."""
+    if found is None:
+        return (EMPTY_I, EMPTY_F, np.full(0, np.nan), np.full(0, np.nan))
+    steps = np.array([found[0]], dtype=np.int64)
+    return (steps, np.array([found[1]], dtype=np.float64), np.full(1, np.nan), np.full(1, np.nan))

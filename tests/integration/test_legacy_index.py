@@ -123,6 +123,8 @@ def _counted(layout: RepoLayout) -> tuple[RunIndex, list[str]]:
     index = RunIndex(layout)
     real = index._read_sidecar
     index._read_sidecar = lambda h, k: (reads.append(h), real(h, k))[1]  # type: ignore[method-assign]
+    direct = index._direct  # (the sidecars decoded straight into cells: read too)
+    index._direct = lambda *a: (rows := direct(*a), reads.extend(rows))[0]
     return index, reads
 
 

@@ -4,7 +4,8 @@ builder (`sdk.query_frames.build_query_frame` over the matches of `execute_plan`
 and type for type, on the random repositories of the run-level frame's test (odd params: deep
 nesting, dotted keys, mixed kinds, lists, non-ASCII text, big ints, NaN/inf, rare params; int
 metrics, several contexts, resumed and archived runs, damaged index entries), with live runs
-and a run whose points cannot be read, for several queries, offsets and `include_*` flags."""
+and a run whose points cannot be read, for several queries, offsets and `include_*` flags, with
+and without `only_last`."""
 
 from __future__ import annotations
 
@@ -50,7 +51,9 @@ FLAGS: list[dict[str, bool]] = [
 ]
 
 
-def _frames(root: Path, query: str, flags: dict[str, bool], offset: str | None) -> Any:
+def _frames(
+    root: Path, query: str, flags: dict[str, bool], offset: str | None, only_last: bool
+) -> Any:
     layout = RepoLayout(root)
     index = RunIndex.shared(layout)
     plan = plan_query(query, "metric")
@@ -61,19 +64,20 @@ def _frames(root: Path, query: str, flags: dict[str, bool], offset: str | None) 
             layout,
             (s.match for s in steps if s.match is not None),
             "metric",
-            only_last=False,
+            only_last=only_last,
             flags=flags,
             stat_keys=index.stat_keys,
         )
     with warnings.catch_warnings(record=True) as got_warned:
         warnings.simplefilter("always")
         got = query_frame_columns(
-            layout, index, plan, "metric", offset=offset, flags=flags, stat_keys=index.stat_keys
-        )
+            layout, index, plan, "metric", offset=offset, flags=flags, stat_keys=index.stat_keys,
+            only_last=only_last,
+        )  # fmt: skip
     # the same runs warned about (damaged, unreadable), each as often
     assert sorted(str(w.message) for w in got_warned) == sorted(
         str(w.message) for w in want_warned
-    ), (query, flags, offset)
+    ), (query, flags, offset, only_last)
     return got, want
 
 
@@ -81,9 +85,9 @@ def _compare(root: Path, rng: random.Random) -> None:
     hashes = [run.hash for run in aim.Repo(root).iter_runs()]
     for query in QUERIES:
         for flags in FLAGS:
-            for offset in (None, rng.choice(hashes)):
-                got, want = _frames(root, query, flags, offset)
-                what = f"{query!r} {flags} {offset}"
+            for offset, only_last in ((None, False), (rng.choice(hashes), False), (None, True)):
+                got, want = _frames(root, query, flags, offset, only_last)
+                what = f"{query!r} {flags} {offset} {only_last}"
                 assert len(got) == len(want), what
                 _same(
                     got.to_arrow() if len(got) else None,

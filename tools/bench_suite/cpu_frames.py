@@ -1,6 +1,7 @@
 """Wall and CPU seconds of the run-level frame, the metric frame and `sparse_numpy()` iteration
 in a fresh process (`python cpu_frames.py REPO WORKLOAD`, WORKLOAD one of runs (also runs_where: with
-a predicate, runs_arrow: `to_arrow()`), df, sparse, and the parts
+a predicate, runs_arrow: `to_arrow()`), df (also only_last: `dataframe(only_last=True)`),
+sparse, and the parts
 of them the run index decides: summaries, match, match_last): the
 CPU time is the process's own (`time.process_time`), which another process on a shared machine
 disturbs less than the wall time. Prints one JSON line; with `--calls`, the number of Python
@@ -48,6 +49,8 @@ def run(root: str, workload: str) -> None:
         repo.query_runs("").to_arrow(metrics=["loss"])
     elif workload == "df":
         repo.query_metrics("metric.name == 'loss'").dataframe()
+    elif workload == "only_last":  # the metric frame's last point of each sequence
+        repo.query_metrics("metric.name == 'loss'").dataframe(only_last=True)
     elif workload == "summaries":  # the run-level frame's summary columns alone
         repo.query_runs("").to_arrow(include_props=False, include_params=False, metrics=["loss"])
     elif workload in ("match", "match_last"):  # the query's matching alone, summaries decoded

@@ -12,6 +12,7 @@ then parse its JSON catalogue (`catalogue_keys`, `catalogue_stats`), which stays
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from itertools import chain
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Final
@@ -29,7 +30,14 @@ from aim_parquet.storage.base.columns import any_numpy, nullable_scalars, nullab
 if TYPE_CHECKING:
     from aim_parquet.storage.index.run_records import RunRecord
 
-__all__ = ["LIST_COLUMNS", "SEQ_FIELDS", "CatalogueColumns", "catalogue_cells", "check_columns"]
+__all__ = [
+    "LIST_COLUMNS",
+    "SEQ_FIELDS",
+    "CatalogueColumns",
+    "catalogue_cells",
+    "check_columns",
+    "entry_cells",
+]
 
 _STRINGS: Final = ("seq_id", "seq_name", "seq_kind", "seq_context")
 _INTS: Final = ("seq_count", "seq_first_step", "seq_last_step")
@@ -81,27 +89,49 @@ def catalogue_cells(record: RunRecord) -> Cells | None:
         infos = [record.sequence_info(i) for i in range(len(keys))]
     except CorruptFileError:
         return None
+    entries = (
+        (i.seq_id, i.name, i.kind, k[3], i.count, i.first_step, i.last_step, i.first, i.last,
+         i.min, i.max)
+        for k, i in zip(keys, infos, strict=True)
+    )  # fmt: skip
+    return entry_cells(entries)
+
+
+def entry_cells(entries: Iterable[tuple[Any, ...]]) -> Cells | None:
+    """`catalogue_cells` of catalogue entries given as `(seq_id, name, kind, context, count,
+    first_step, last_step, first, last, min, max)`."""
     out: Cells = tuple([] for _ in LIST_COLUMNS)
-    for key, info in zip(keys, infos, strict=True):
-        context = key[3]
+    for (
+        seq_id,
+        name,
+        kind,
+        context,
+        count,
+        first_step,
+        last_step,
+        first,
+        last,
+        low,
+        high,
+    ) in entries:
         if not (
-            _utf8(info.seq_id)
-            and _utf8(info.name)
-            and _utf8(info.kind)
+            _utf8(seq_id)
+            and _utf8(name)
+            and _utf8(kind)
             and _plain_context(context)
-            and _int(info.count)
-            and info.count is not None
-            and _int(info.first_step)
-            and _int(info.last_step)
-            and _float(info.first)
-            and _float(info.last)
-            and _float(info.min)
-            and _float(info.max)
+            and _int(count)
+            and count is not None
+            and _int(first_step)
+            and _int(last_step)
+            and _float(first)
+            and _float(last)
+            and _float(low)
+            and _float(high)
         ):
             return None
         values = (
-            info.seq_id, info.name, info.kind, json.dumps(context, ensure_ascii=True),
-            info.count, info.first_step, info.last_step, info.first, info.last, info.min, info.max,
+            seq_id, name, kind, json.dumps(context, ensure_ascii=True) if context else "{}",
+            count, first_step, last_step, first, last, low, high,
         )  # fmt: skip
         for cells, value in zip(out, values, strict=True):
             cells.append(value)

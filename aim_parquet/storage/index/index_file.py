@@ -136,8 +136,14 @@ _STRINGS = ("experiment", "name", "description")
 
 
 def _columns_of(record: RunRecord) -> dict[str, Any]:
-    """The run-level columns of one record (its other fields in `fields`)."""
-    data = record.fields
+    """The run-level columns of one record."""
+    return fields_columns(record.fields)
+
+
+def fields_columns(data: dict[str, Any]) -> dict[str, Any]:
+    """The run-level columns of a sidecar's fields (`RunRecord.fields`, or the sidecar's JSON
+    object itself: its params and catalogue are not among them; its other fields go to
+    `fields`)."""
     fields = {
         k: v
         for k, v in data.items()

@@ -36,7 +36,8 @@ The index is only a cache, never a source of truth, and needs no re-index step:
   `runs.jsonl` where it is still there (`storage.index.legacy_index`: an entry is taken only where
   its stat key matches), deleted once the new file is written; a sound format 5 file is upgraded.
   Otherwise the rows closing writers left in `.aim/index/closed.jsonl` (`storage.index.
-  closed_journal`) are taken where their stat key matches, and only the other sidecars are read.
+  closed_journal`) are taken where their stat key matches, and only the other sidecars are read
+  (a closed run's straight into the file's cells: `storage.index.sidecar_cells`).
 - A damaged sidecar (invalid JSON, a newer format, a link or FIFO, nested too deeply) is reported
   by `refresh()` (the caller warns); the file keeps the last good copy of it, which
   `aim-parquet verify --repair` can restore. A sidecar (or run folder) this process may not read is
@@ -68,6 +69,7 @@ from aim_parquet.storage.base.columns import int64_array
 from aim_parquet.storage.base.fork_safe import ForkSafeLock
 from aim_parquet.storage.base.lock import run_lock_holder
 from aim_parquet.storage.base.repo_changes import MarkerKey, index_link, marker_key
+from aim_parquet.storage.index import sidecar_entries
 from aim_parquet.storage.index.closed_journal import MIN_NEW_RUNS, NEVER, journal_rows
 from aim_parquet.storage.index.closed_journal import Entry as JournalEntry
 from aim_parquet.storage.index.index_entries import (
@@ -77,12 +79,7 @@ from aim_parquet.storage.index.index_entries import (
     RecordSequence,
     read_index_file,
 )
-from aim_parquet.storage.index.index_file import (
-    StatKey,
-    decode_table,
-    key_of,
-    stat_key,
-)
+from aim_parquet.storage.index.index_file import StatKey, decode_table, key_of, stat_key
 from aim_parquet.storage.index.index_store import index_bytes, store_index
 from aim_parquet.storage.index.index_table import (
     IndexTable,
@@ -92,11 +89,8 @@ from aim_parquet.storage.index.index_table import (
 )
 from aim_parquet.storage.index.legacy_index import read_legacy_index
 from aim_parquet.storage.index.run_records import CatalogueEntry, RunRecord
-from aim_parquet.storage.index.sidecar_entries import (
-    YOUNG_RUN_S,
-    missing_sidecar,
-    read_sidecar_entry,
-)
+from aim_parquet.storage.index.sidecar_cells import sidecar_rows
+from aim_parquet.storage.index.sidecar_entries import YOUNG_RUN_S
 from aim_parquet.storage.index.sidecar_stats import prefetched, stat_sidecars, unchanged_rows
 from aim_parquet.storage.online.writer_parts import parts_key
 from aim_parquet.system.gc_pause import gc_paused
@@ -160,6 +154,7 @@ class RunIndex:
         self._taken: dict[str, JournalEntry] = {}  # rows of the writers' journal not yet written
         self._order: list[str] = []  # the runs listed, when `_taken`
         self._no_journal = False  # (never expected: the journal's rows did not make a table)
+        self._direct = sidecar_rows  # (new closed runs' rows straight from their sidecars)
 
     # -- reading ---------------------------------------------------------------------------
     def _load_file(self) -> tuple[IndexTable, bool]:
@@ -177,11 +172,11 @@ class RunIndex:
         return IndexTable.empty(), False
 
     def _read_sidecar(self, run_hash: str, key: StatKey) -> IndexEntry:
-        return read_sidecar_entry(self.layout, run_hash, key)
+        return sidecar_entries.read_sidecar_entry(self.layout, run_hash, key)
 
     def is_damaged(self, run_hash: str) -> bool:
         """Whether a run folder without sidecar is damaged (False: it is being created)."""
-        return missing_sidecar(self.layout, run_hash) is not None
+        return sidecar_entries.missing_sidecar(self.layout, run_hash) is not None
 
     def _quick_key(self) -> tuple[tuple[MarkerKey, tuple[int, int, int]] | None, bool]:
         """(change marker, `runs/` stat) now, and whether `runs/` changed too recently to trust
@@ -255,6 +250,10 @@ class RunIndex:
             todo = [i for i in todo if listed[i] not in taken]
             new, self._order, needs_write = [h for h in new if h not in taken], listed, True
         with prefetched(self.layout, new):  # (threads read them ahead from a cold disk)
+            if len(new) + len(taken) >= least:  # (the others' rows straight from sidecars)
+                taken.update(direct := self._direct(self.layout, listed, todo, new, stats))
+                todo, read = [i for i in todo if listed[i] not in direct], len(direct)
+                self._order, needs_write = listed, needs_write or bool(direct)
             for i in todo:
                 run_hash = listed[i]
                 entry = overlay.get(run_hash)

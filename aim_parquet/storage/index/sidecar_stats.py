@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from functools import partial
 from operator import attrgetter
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -28,6 +30,7 @@ from aim_parquet.system.threads import signals_blocked
 
 __all__ = ["prefetched", "stat_sidecars", "unchanged_rows"]
 
+R = TypeVar("R")
 Stats = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.uint64]]
 
 
@@ -88,29 +91,47 @@ def _stat_chunk(paths: list[str], dir_fd: int) -> list[os.stat_result | OSError]
     return out
 
 
+def _probe_then_threads(
+    run: Callable[[list[str]], R], paths: list[str], name: str
+) -> tuple[R, ThreadPoolExecutor | None, list[Future[R]] | None]:
+    """`run` of the first `PROBE` of `paths`, here; when those took longer than
+    `COLD_PROBE_S` (the inodes are not in memory: each waits for the disk) and more remain, a
+    pool of `STAT_THREADS` threads (`name`) running it on the rest in chunks of `STAT_CHUNK`,
+    and their futures in order (None: no new threads, as while the interpreter shuts down).
+    No pool: the rest, if any, are in memory (one by one here is the fastest). The caller shuts
+    the pool down."""
+    started = time.perf_counter()
+    first = run(paths[:PROBE])
+    rest = paths[PROBE:]
+    if not rest or time.perf_counter() - started < COLD_PROBE_S:
+        return first, None, None
+    pool = ThreadPoolExecutor(STAT_THREADS, thread_name_prefix=name)
+    try:
+        with signals_blocked():  # the pool's threads leave Ctrl-C and SIGTERM to this one
+            chunks = range(0, len(rest), STAT_CHUNK)
+            return first, pool, [pool.submit(run, rest[i : i + STAT_CHUNK]) for i in chunks]
+    except RuntimeError:  # no new threads once the interpreter shuts down
+        return first, pool, None
+
+
 def _stat_all(paths: list[str], dir_fd: int) -> list[os.stat_result | OSError]:
     """`os.stat` of each of `paths` (relative to `dir_fd`, no link followed), or its error.
     Where the first `PROBE` show that the inodes are not in memory (a repository not read since
     the page cache dropped it: each stat waits for the disk), the rest are made by
     `STAT_THREADS` threads at once, which the disk serves several times faster than one by one
     (100,000 sidecars: 35 s one by one, 4-8 s so, on this machine's disk)."""
-    started = time.perf_counter()
-    out = _stat_chunk(paths[:PROBE], dir_fd)
-    rest = paths[PROBE:]
-    if not rest:
+    stat = partial(_stat_chunk, dir_fd=dir_fd)
+    out, pool, futures = _probe_then_threads(stat, paths, "aim_parquet-stat")
+    if pool is None:
+        if len(paths) > PROBE:
+            out.extend(stat(paths[PROBE:]))
         return out
-    if time.perf_counter() - started < COLD_PROBE_S:
-        out.extend(_stat_chunk(rest, dir_fd))
-        return out
-    chunks = [rest[i : i + STAT_CHUNK] for i in range(0, len(rest), STAT_CHUNK)]
-    with ThreadPoolExecutor(STAT_THREADS, thread_name_prefix="aim_parquet-stat") as pool:
-        try:
-            with signals_blocked():  # the pool's threads leave Ctrl-C and SIGTERM to this one
-                parts = pool.map(_stat_chunk, chunks, [dir_fd] * len(chunks))
-        except RuntimeError:  # no new threads once the interpreter shuts down: one by one
-            parts = iter([_stat_chunk(rest, dir_fd)])
-        for part in parts:
-            out.extend(part)
+    with pool:
+        if futures is None:  # one by one
+            out.extend(stat(paths[PROBE:]))
+        else:
+            for future in futures:
+                out.extend(future.result())
     return out
 
 
@@ -137,27 +158,18 @@ def prefetched(layout: RepoLayout, names: list[str]) -> Iterator[None]:
     """While the body reads the sidecars of `names` one by one, threads read them ahead of it
     into the page cache, when there are many and the first ones are not in memory (as
     `_stat_all` decides): the body's reads then wait for the disk less. The bytes read ahead
-    are only a hint to the cache: the body reads (and checks) each file itself."""
+    are only a hint to the cache: the body reads (and checks) each file itself (and without
+    threads, as while the interpreter shuts down, nothing is read ahead)."""
     if len(names) < 2 * PROBE:
         yield
         return
     runs_dir = os.fspath(layout.runs_dir)
     paths = [os.path.join(runs_dir, h, SIDECAR_FILENAME) for h in names]
-    started = time.perf_counter()
-    _read_chunk(paths[:PROBE])
-    if time.perf_counter() - started < COLD_PROBE_S:
+    _, pool, _ = _probe_then_threads(_read_chunk, paths, "aim_parquet-prefetch")
+    if pool is None:
         yield
         return
-    rest = paths[PROBE:]
-    chunks = [rest[i : i + STAT_CHUNK] for i in range(0, len(rest), STAT_CHUNK)]
-    pool = ThreadPoolExecutor(STAT_THREADS, thread_name_prefix="aim_parquet-prefetch")
     try:
-        try:
-            with signals_blocked():  # (as the stats' threads)
-                for chunk in chunks:
-                    pool.submit(_read_chunk, chunk)
-        except RuntimeError:  # the interpreter shuts down: no read-ahead (only a hint)
-            pass
         yield
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
