@@ -238,15 +238,19 @@ def _row_groups(parquet: pq.ParquetFile, hashes: list[str] | None) -> list[int]:
     count = metadata.num_row_groups
     if hashes is None or count == 0:
         return list(range(count))
-    column = parquet.schema_arrow.get_field_index("run_hash")
+    first = metadata.row_group(0)
+    paths = [first.column(i).path_in_schema for i in range(first.num_columns)]
+    if "run_hash" not in paths:
+        return list(range(count))
+    column = paths.index("run_hash")
     ordered = sorted(hashes)
     groups = []
     for group in range(count):
         stats = metadata.row_group(group).column(column).statistics
-        if stats is None or not stats.has_min_max:
+        low, high = (stats.min, stats.max) if stats is not None and stats.has_min_max else (0, 0)
+        if not isinstance(low, str) or not isinstance(high, str):  # (none, or not as text)
             groups.append(group)
             continue
-        low, high = stats.min, stats.max
         at = bisect.bisect_left(ordered, low)
         if at < len(ordered) and ordered[at] <= high:
             groups.append(group)
