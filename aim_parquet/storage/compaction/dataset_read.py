@@ -5,6 +5,7 @@ dataset": reading live and committed data together)."""
 
 from __future__ import annotations
 
+import bisect
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +17,7 @@ import pyarrow.parquet as pq
 from aim_parquet.errors import AimParquetError, CorruptFileError, FormatVersionError
 from aim_parquet.format.dataset import bucket_of, dataset_dir, dataset_schema
 from aim_parquet.format.paths import SIDECAR_FILENAME, RepoLayout
-from aim_parquet.storage.base.columns import empty_table, nan_numpy, string_array
+from aim_parquet.storage.base.columns import empty_table, nan_numpy, string_array, to_numpy
 from aim_parquet.storage.compaction.dataset import (
     context_columns,
     load_dataset_manifest,
@@ -98,6 +99,8 @@ def read_dataset_tables(layout: RepoLayout, *, live: bool = True) -> DatasetTabl
 MIN_SHARED_READ_RUNS = 64  # fewer runs are read from their own files
 MetricPoints = tuple[np.ndarray[Any, Any], ...]  # steps, values, epochs (NaN: none), timestamps
 _POINT_COLUMNS = ["run_hash", "seq_id", "step", "value", "epoch", "timestamp"]
+_CODED_COLUMNS = ["run_hash", "seq_id"]  # read as dictionaries
+_NO_CODES = np.empty(0, np.int64)
 
 
 class BucketCache:
@@ -188,33 +191,89 @@ def _bucket_points(
     path: Any, hashes: list[str], wanted: dict[str, set[str]], cache: BucketCache | None
 ) -> dict[tuple[str, str], MetricPoints] | None:
     """The points of one bucket file by (run hash, seq id): of the `wanted` sequences of
-    `hashes`, or of every sequence it holds when they are kept in a `cache`. (No
-    `pyarrow.compute` call: its first use imports pandas.)"""
+    `hashes`, or of every sequence it holds when they are kept in a `cache`. The row groups
+    whose `run_hash` statistics hold none of `hashes` are not read (kept in a `cache`: all
+    are); `run_hash` and `seq_id` are read as dictionaries, each sequence's row range found
+    from their integer codes (its rows are contiguous: the file is sorted by run and sequence),
+    so no Python object is made per row, and the point columns are sliced for the sequences
+    kept only. (No `pyarrow.compute` call: its first use imports pandas.)"""
     try:
-        table = pq.ParquetFile(path).read(columns=_POINT_COLUMNS)
+        parquet = pq.ParquetFile(path, read_dictionary=_CODED_COLUMNS)
+        groups = _row_groups(parquet, None if cache is not None else hashes)
+        table = parquet.read_row_groups(groups, columns=_POINT_COLUMNS) if groups else None
     except (OSError, pa.ArrowException):
         return None
     out: dict[tuple[str, str], MetricPoints] = {}
-    if table.num_rows == 0:
+    if table is None or table.num_rows == 0:
         return out
-    run_column = np.asarray(table["run_hash"].to_pylist())
-    seq_column = np.asarray(table["seq_id"].to_pylist())
-    changes = (run_column[1:] != run_column[:-1]) | (seq_column[1:] != seq_column[:-1])
+    runs, run_codes = _codes(table["run_hash"])
+    seqs, seq_codes = _codes(table["seq_id"])
+    changes = (run_codes[1:] != run_codes[:-1]) | (seq_codes[1:] != seq_codes[:-1])
     bounds = np.flatnonzero(changes) + 1  # rows of one sequence are contiguous
-    starts = np.concatenate([[0], bounds])
-    ends = np.concatenate([bounds, [table.num_rows]])
+    starts = np.concatenate([[0], bounds]).tolist()
+    ends = np.concatenate([bounds, [table.num_rows]]).tolist()
+    keep = None if cache is not None else {(h, q) for h in hashes for q in wanted[h]}
+    kept = []
+    for r, q, a, b in zip(
+        run_codes[starts].tolist(), seq_codes[starts].tolist(), starts, ends, strict=True
+    ):
+        key = (runs[r], seqs[q])
+        if keep is None or key in keep:
+            kept.append((key, a, b))
+    if not kept:
+        return out
     steps, values, epochs, stamps = (
         nan_numpy(table[c]) for c in ("step", "value", "epoch", "timestamp")
     )
     epochs = epochs.astype(np.float64, copy=False)
-    keep = None if cache is not None else {(h, q) for h in hashes for q in wanted[h]}
-    for run_hash, seq_id, a, b in zip(
-        run_column[starts].tolist(), seq_column[starts].tolist(), starts.tolist(), ends.tolist(),
-        strict=True,
-    ):  # fmt: skip
-        if keep is None or (run_hash, seq_id) in keep:
-            out[run_hash, seq_id] = (steps[a:b], values[a:b], epochs[a:b], stamps[a:b])
+    for key, a, b in kept:
+        out[key] = (steps[a:b], values[a:b], epochs[a:b], stamps[a:b])
     return out
+
+
+def _row_groups(parquet: pq.ParquetFile, hashes: list[str] | None) -> list[int]:
+    """The row groups of `parquet` that may hold rows of `hashes` (None: every row group), told
+    by their `run_hash` min/max statistics; one without them is read."""
+    metadata = parquet.metadata
+    count = metadata.num_row_groups
+    if hashes is None or count == 0:
+        return list(range(count))
+    first = metadata.row_group(0)
+    paths = [first.column(i).path_in_schema for i in range(first.num_columns)]
+    if "run_hash" not in paths:
+        return list(range(count))
+    column = paths.index("run_hash")
+    ordered = sorted(hashes)
+    groups = []
+    for group in range(count):
+        stats = metadata.row_group(group).column(column).statistics
+        low, high = (stats.min, stats.max) if stats is not None and stats.has_min_max else (0, 0)
+        if not isinstance(low, str) or not isinstance(high, str):  # (none, or not as text)
+            groups.append(group)
+            continue
+        at = bisect.bisect_left(ordered, low)
+        if at < len(ordered) and ordered[at] <= high:
+            groups.append(group)
+    return groups
+
+
+def _codes(column: pa.ChunkedArray) -> tuple[list[str], np.ndarray[Any, Any]]:
+    """A dictionary-read string column as (its distinct values, one int code per row into
+    them), codes shared by all its chunks (each chunk has a dictionary of its own)."""
+    index: dict[str, int] = {}
+    parts = []
+    for chunk in column.chunks:
+        if isinstance(chunk, pa.DictionaryArray):
+            mapping = np.array(
+                [index.setdefault(v, len(index)) for v in chunk.dictionary.to_pylist()],
+                dtype=np.int64,
+            )
+            parts.append(mapping[to_numpy(chunk.indices)] if len(chunk) else _NO_CODES)
+        else:  # (not read as a dictionary: one Python string per row)
+            codes = [index.setdefault(v, len(index)) for v in chunk.to_pylist()]
+            parts.append(np.array(codes, dtype=np.int64))
+    values = list(index)
+    return values, np.concatenate(parts) if parts else _NO_CODES
 
 
 _EMPTY_POINTS: MetricPoints = (
