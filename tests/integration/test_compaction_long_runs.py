@@ -1,0 +1,47 @@
+"""Hostile-user checks of "compaction never grows a run" (cg20) on long runs (hx20a).
+
+FORMAT.md ("Which runs are rewritten") says long runs shrink many times and are rewritten. A run
+has one open segment per sequence until 64 MiB, so a long run of one or two metrics is one or two
+segments: the "fewer files" half of the rule (Parquet plus the manifest is at least 2 files)
+keeps it as written whatever its size. Before cg20 `compact` shrank such a run 30-44 times
+(one metric of 20,000 steps: 628.9 KiB -> 20.2 KiB; of 200,000 steps: 6.1 MiB -> 146.6 KiB).
+With the reference rule these tests pass (checked with `compact_repo(..., rewrite_all=True)`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import aim_parquet as aim
+from aim_parquet.format.paths import RepoLayout
+from aim_parquet.storage import compact_repo
+from aim_parquet.storage.base.files import folder_usage
+from tests.integration.repo_snapshots import QUIET, snapshot
+
+
+def _long_run(root: Path, steps: int, metrics: int) -> str:
+    with aim.Run(repo=root, **QUIET) as run:  # type: ignore[arg-type]
+        for m in range(metrics):
+            for i in range(steps):
+                run.track(i / 7.0 + m, name=f"m{m}", step=i)
+        return str(run.hash)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="hx20a finding: a long run of one or two metrics (one segment per sequence) is kept "
+    "as written by the file-count rule, however much Parquet would save",
+)
+@pytest.mark.parametrize("metrics", [1, 2])
+def test_a_long_run_of_few_metrics_shrinks(tmp_path: Path, metrics: int) -> None:
+    run_hash = _long_run(tmp_path, steps=5_000, metrics=metrics)
+    run_dir = tmp_path / ".aim" / "runs" / run_hash
+    files0, bytes0 = folder_usage(run_dir)
+    before = snapshot(tmp_path)
+    report = compact_repo(RepoLayout(tmp_path))
+    assert snapshot(tmp_path) == before
+    files1, bytes1 = folder_usage(run_dir)
+    assert files1 <= files0 + 1  # never much more files
+    assert bytes1 * 10 < bytes0, (report.runs, (files0, bytes0), (files1, bytes1))
