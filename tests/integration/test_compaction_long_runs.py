@@ -5,7 +5,10 @@ has one open segment per sequence until 64 MiB, so a long run of one or two metr
 segments: the "fewer files" half of the rule (Parquet plus the manifest is at least 2 files)
 keeps it as written whatever its size. Before cg20 `compact` shrank such a run 30-44 times
 (one metric of 20,000 steps: 628.9 KiB -> 20.2 KiB; of 200,000 steps: 6.1 MiB -> 146.6 KiB).
-With the reference rule these tests pass (checked with `compact_repo(..., rewrite_all=True)`).
+And the kept mark is a new empty `compacted/` folder: a kept run gains an inode (and a 4 KiB block
+on ext4), while a rewrite removes `seqs/` and its folders (a one-segment run's rewrite leaves as
+many inodes as before). With the reference rule these tests pass (checked with
+`compact_repo(..., rewrite_all=True)`).
 """
 
 from __future__ import annotations
