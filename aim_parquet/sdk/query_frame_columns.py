@@ -38,7 +38,6 @@ from aim_parquet.sdk.frame_arrays import EMPTY_F, EMPTY_I
 from aim_parquet.sdk.query_frames import (
     _UNREADABLE,
     BuiltFrame,
-    _info,
     _points,
     _Wanted,
     frame_table,
@@ -277,7 +276,7 @@ def _last_points(
     slow = [i for i, f in enumerate(flat_at) if f < 0]
     for i, entry in zip(slow, wanted.entries_at(slow), strict=True):
         try:
-            info = _info(entry)
+            info = entry.info
         except _UNREADABLE as exc:
             warn_unreadable(wanted.hashes[wanted.seq_run[i]], exc, stacklevel=6)
             continue
