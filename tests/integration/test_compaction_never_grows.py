@@ -1,10 +1,9 @@
 """Compaction never grows a run (issue #17): a run's segments are rewritten into Parquet only when
-that leaves it fewer files and fewer bytes; otherwise they stay as written, the run is marked
+that leaves it no more files and folders and fewer bytes; otherwise they stay as written, the run is marked
 kept, compacting again passes it by, and every reader (SDK, analyst dataset) answers the same."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
@@ -15,7 +14,8 @@ import aim_parquet as aim
 from aim_parquet.format.paths import RepoLayout
 from aim_parquet.storage import compact_repo, compact_run, verify_repo
 from aim_parquet.storage.base.files import folder_usage
-from aim_parquet.storage.compaction import compaction_steps, compactor
+from aim_parquet.storage.compaction import compactor
+from aim_parquet.storage.compaction import rewrite_rule as compaction_rule
 from tests.conftest import PYTHON, python_env
 from tests.integration.repo_snapshots import QUIET, run_files, snapshot
 from tests.integration.test_analyst_dataset import polars_points, sdk_points
@@ -42,7 +42,8 @@ def test_a_five_point_run_keeps_its_files_and_bytes(tmp_path: Path) -> None:
     assert entry.status == "kept" and "left as written" in entry.note
     assert (entry.files_before, entry.bytes_before) == usage_before
     assert (entry.files_after, entry.bytes_after) == usage_before
-    assert run_files(tmp_path, run_hash) == files_before  # (plus an empty `compacted/`)
+    assert run_files(tmp_path, run_hash) == files_before
+    assert not (tmp_path / ".aim" / "runs" / run_hash / "compacted").exists()
     assert _usage(tmp_path, run_hash) == usage_before
     assert snapshot(tmp_path) == before
     assert verify_repo(RepoLayout(tmp_path)).problems == ()
@@ -92,19 +93,21 @@ def test_a_rewrite_that_is_not_smaller_in_bytes_is_undone(
     run_hash = _small_run(tmp_path)
     usage = _usage(tmp_path, run_hash)
     before = snapshot(tmp_path)
-    monkeypatch.setattr(compactor, "least_files_after", lambda *_: 0)  # (count passes)
+    least = compaction_rule.Usage(0, 0)
+    monkeypatch.setattr(compactor, "least_after", lambda *_: least)  # (the estimate passes)
     entry = compact_run(RepoLayout(tmp_path), run_hash)
     assert entry.status == "kept" and "bytes" in entry.note
     assert _usage(tmp_path, run_hash) == usage
-    assert os.listdir(tmp_path / ".aim" / "runs" / run_hash / "compacted") == []
+    assert not (tmp_path / ".aim" / "runs" / run_hash / "compacted").exists()  # made, removed
     assert snapshot(tmp_path) == before
 
 
-def test_usage_rule_needs_both_fewer_files_and_fewer_bytes() -> None:
-    small = compaction_steps.Usage(2, 100)
-    assert small.is_smaller_than(compaction_steps.Usage(3, 101))
-    assert not small.is_smaller_than(compaction_steps.Usage(2, 1000))
-    assert not small.is_smaller_than(compaction_steps.Usage(9, 100))
+def test_usage_rule_needs_no_more_entries_and_fewer_bytes() -> None:
+    small = compaction_rule.Usage(2, 100)
+    assert small.is_smaller_than(compaction_rule.Usage(3, 101))
+    assert small.is_smaller_than(compaction_rule.Usage(2, 101))  # as many entries: enough
+    assert not small.is_smaller_than(compaction_rule.Usage(1, 1000))
+    assert not small.is_smaller_than(compaction_rule.Usage(9, 100))
 
 
 def test_sdk_and_dataset_answer_the_same_after_compacting_a_mix(tmp_path: Path) -> None:

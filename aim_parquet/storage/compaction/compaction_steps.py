@@ -33,46 +33,6 @@ class SeqPlan:
     segments: list[Path]
 
 
-@dataclass(frozen=True)
-class Usage:
-    """Files and bytes of the part of a run folder a compaction replaces or writes."""
-
-    files: int
-    bytes: int
-
-    def is_smaller_than(self, other: Usage) -> bool:
-        """Fewer files and fewer bytes: the only rewrite compaction commits by default."""
-        return self.files < other.files and self.bytes < other.bytes
-
-    def __str__(self) -> str:
-        return f"{self.files} file(s), {self.bytes:,} bytes"
-
-
-def _size(path: Path) -> int:
-    try:
-        return os.lstat(path).st_size
-    except FileNotFoundError:
-        return 0
-
-
-def usage_before(
-    run_dir: Path, manifest_path: Path, manifest: Manifest | None, plans: list[SeqPlan]
-) -> Usage:
-    """What a rewrite replaces: the planned segments, plus the manifest and its files."""
-    segs = [s for p in plans for s in p.segments]
-    files, size = len(segs), sum(_size(s) for s in segs)
-    if manifest is not None:
-        files += 1 + len(manifest.files)
-        size += _size(manifest_path) + sum(_size(run_dir / f.path) for f in manifest.files)
-    return Usage(files, size)
-
-
-def least_files_after(manifest: Manifest | None, kinds: set[str]) -> int:
-    """The files a rewrite leaves at the least: one per file kind, and the manifest."""
-    old_kinds = {f.kind for f in manifest.files} if manifest is not None else set()
-    return len(old_kinds | kinds) + 1
-
-
 def clean_leftovers(layout: RepoLayout, run_hash: str, manifest: Manifest | None) -> None:
     """Remove what an interrupted compaction left (caller holds the compact lock)."""
     run_dir = layout.run_dir(run_hash)

@@ -17,11 +17,12 @@ another compactor holds is skipped):
 3. For each file kind with new sealed segments, stream the previous generation's rows of that kind
    plus the new segments (in write order) into `compacted/<kind>-<generation+1>.parquet`, written
    under a temp name, fsynced and renamed into place. Kinds without new segments keep their file.
-   Unless `rewrite_all`, the rewrite is committed only when it leaves the run fewer files AND
-   fewer bytes than the segments, manifest and Parquet files it replaces (decided by counting
-   files before anything is written, then by the bytes written): otherwise the new files are
-   removed, the segments stay as written and the run is *kept* (`run_folder.mark_kept`), so
-   compacting again passes it by without a look until a writer opens it again.
+   Unless `rewrite_all`, the rewrite is committed only when it leaves the run no more files
+   and folders AND fewer bytes than the segments (and the folders they leave empty), manifest
+   and Parquet files it replaces (`rewrite_rule`: estimated before anything is written, then
+   decided by the bytes written): otherwise the new files are removed, the segments stay as
+   written and the run is *kept* (`run_folder.mark_kept`), so compacting again passes it by
+   without a look until a writer opens it again.
 4. Commit: write the new `compacted/manifest.json` atomically. Until this instant readers use the
    old manifest (new files are ignored); from it on, the new one.
 5. Remove the now-covered segments and the superseded files (readers that still hold the old
@@ -39,6 +40,7 @@ import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import suppress
 
 import pyarrow as pa
 
@@ -60,13 +62,11 @@ from aim_parquet.storage.base.safe_fs import first_link
 from aim_parquet.storage.compaction.compaction_report import CompactionReport, RunCompaction
 from aim_parquet.storage.compaction.compaction_steps import (
     SeqPlan,
-    Usage,
     clean_leftovers,
-    least_files_after,
     plan_run,
-    usage_before,
     write_kind,
 )
+from aim_parquet.storage.compaction.rewrite_rule import Usage, least_after, usage_before
 from aim_parquet.storage.compaction.run_folder import (
     mark_kept,
     remove_empty_dirs,
@@ -199,10 +199,15 @@ def _compact_locked(
     by_kind: dict[str, list[SeqPlan]] = {}
     for plan in plans:
         by_kind.setdefault(compacted_kind(plan.key.kind), []).append(plan)
-    before = usage_before(run_dir, layout.manifest(run_hash), manifest, plans)
-    least = Usage(least_files_after(manifest, set(by_kind)), 0)
-    if not rewrite_all and least.files >= before.files:
-        return _keep(layout, run_hash, result, notes, generation - 1, before, least)
+    segments = [s for p in plans for s in p.segments]
+    closed = writer is WriterState.CLOSED  # (its emptied folders are removed)
+    before = usage_before(
+        run_dir, layout.manifest(run_hash), manifest, segments, empties_folders=closed
+    )
+    least = least_after(run_dir, manifest, set(by_kind))
+    if not rewrite_all and not least.is_smaller_than(before):
+        return _keep(layout, run_hash, result, notes, generation - 1, (before, least, True), False)
+    made_dir = not layout.compacted_dir(run_hash).is_dir()
     layout.compacted_dir(run_hash).mkdir(exist_ok=True)
     written: dict[str, CompactedFile] = {}
     points = 0
@@ -229,11 +234,13 @@ def _compact_locked(
     )
     data = json.dumps(new_manifest.to_json(), ensure_ascii=False, indent=1)
     encoded = data.encode("utf-8", "surrogatepass")
-    after = Usage(len(files) + 1, len(encoded) + sum(f.bytes for f in files.values()))
+    after = Usage(len(files) + 1 + made_dir, len(encoded) + sum(f.bytes for f in files.values()))
     if not rewrite_all and not after.is_smaller_than(before):
         for f in written.values():
             remove_file(run_dir / f.path)
-        return _keep(layout, run_hash, result, notes, generation - 1, before, after)
+        return _keep(
+            layout, run_hash, result, notes, generation - 1, (before, after, False), made_dir
+        )
     atomic_write(layout.manifest(run_hash), encoded)  # commit
     for plan in plans:
         for seg in plan.segments:
@@ -242,7 +249,7 @@ def _compact_locked(
         old = prev_files.get(kind)
         if old is not None and old.path != written[kind].path:
             remove_file(run_dir / old.path)
-    if writer is WriterState.CLOSED:
+    if closed:
         remove_empty_dirs(layout.seqs_dir(run_hash))
     rows = sum(f.rows for f in written.values())
     return result(
@@ -261,15 +268,21 @@ def _keep(
     result: Callable[..., RunCompaction],
     notes: list[str],
     generation: int,
-    before: Usage,
-    after: Usage,
+    usage: tuple[Usage, Usage, bool],
+    made_dir: bool,
 ) -> RunCompaction:
-    """Leave the segments as written: Parquet would not make the run smaller."""
-    then = f"at least {after.files} file(s)" if after.bytes == 0 else str(after)
+    """Leave the segments as written: Parquet would not make the run smaller. `usage`: what
+    the rewrite would replace, what it would (or at least would, when estimated) leave;
+    `made_dir`: `compacted/` was made for the rewrite (removed again)."""
+    before, after, estimated = usage
     notes.append(
-        f"left as written: {before} now, Parquet would leave {then} "
-        "(rewritten only when smaller in both; `compact --rewrite-all` rewrites it)"
+        f"left as written: {before} now, Parquet would leave {'at least ' if estimated else ''}"
+        f"{after} (rewritten only when no more files and folders and fewer bytes; "
+        "`compact --rewrite-all` rewrites it)"
     )
+    if made_dir:
+        with suppress(OSError):
+            os.rmdir(layout.compacted_dir(run_hash))
     mark_kept(layout, run_hash, lambda: writer_state(layout, run_hash) is WriterState.LIVE)
     return result("kept", "; ".join(notes), generation=generation)
 

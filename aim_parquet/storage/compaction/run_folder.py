@@ -48,16 +48,30 @@ def remove_empty_dirs(seqs_dir: Path) -> list[Path]:
     return removed
 
 
+KEPT_MARK_NS = 1
+"""The kept mark: `seqs/`'s mtime is `run.json`'s plus this many nanoseconds. Not equality:
+the kernel stamps files from a clock that moves in ticks of 1-10 ms, so a run's `seqs/` and its
+`run.json` written within one tick have the same mtime by nature; two stamps of that clock never
+differ by 1 ns, and a file system that keeps coarser times cannot store the mark at all (then no
+run is taken as kept: `mark_kept` checks what was stored)."""
+
+
+def is_kept_mark(seqs: os.stat_result, sidecar: os.stat_result) -> bool:
+    """`seqs/` carries the kept mark (`mark_kept`, `KEPT_MARK_NS`)."""
+    return seqs.st_mtime_ns == sidecar.st_mtime_ns + KEPT_MARK_NS
+
+
 def settled_runs(runs_dir: Path | str, run_hashes: list[str], *, kept: bool = True) -> set[str]:
-    """Those of `run_hashes` a finished compaction left with nothing to do: a real `compacted/`
-    folder and either no `seqs/` folder (the compactor removes it last, once every segment is
-    in Parquet and the superseded files are gone, so an interrupted compaction always leaves
-    it; a writer that resumes the run creates it again) or the *kept* mark (`mark_kept`:
-    `compacted/`'s mtime equals `run.json`'s, which every writer that opens or flushes the run
-    rewrites). At most four `lstat`s per run, relative to an open `runs/`, no lock, nothing
-    opened. A run folder or a `compacted/` that is a link is never settled (`compact_run`
-    refuses it by name); a path that cannot be checked is not settled either. With `kept`
-    False, kept runs are not settled (`compact --rewrite-all` rewrites them)."""
+    """Those of `run_hashes` a finished compaction left with nothing to do: either a real
+    `compacted/` folder and no `seqs/` folder (the compactor removes it last, once every
+    segment is in Parquet and the superseded files are gone, so an interrupted compaction
+    always leaves it; a writer that resumes the run creates it again), or a real `seqs/`
+    folder with the *kept* mark (`is_kept_mark`: every writer that opens or flushes the run
+    rewrites `run.json`, and a new sequence changes `seqs/`'s mtime). At most three `lstat`s
+    per run, relative to an open `runs/`, no lock, nothing opened. A run folder, `compacted/`
+    or `seqs/` that is a link is never settled (`compact_run` refuses it by name); a path that
+    cannot be checked is not settled either. With `kept` False, kept runs are not settled
+    (`compact --rewrite-all` rewrites them)."""
     try:
         dir_fd = os.open(os.fspath(runs_dir), os.O_RDONLY | os.O_DIRECTORY)
     except OSError:
@@ -69,22 +83,22 @@ def settled_runs(runs_dir: Path | str, run_hashes: list[str], *, kept: bool = Tr
     try:
         for run_hash in run_hashes:
             try:
-                cstat = lstat(run_hash + compacted, dir_fd=dir_fd)
-                if not (is_dir(lstat(run_hash, dir_fd=dir_fd).st_mode) and is_dir(cstat.st_mode)):
+                if not is_dir(lstat(run_hash, dir_fd=dir_fd).st_mode):
                     continue
-            except OSError:
-                continue
-            try:
-                lstat(run_hash + seqs, dir_fd=dir_fd)
+                seqs_stat = lstat(run_hash + seqs, dir_fd=dir_fd)
             except FileNotFoundError:
-                out.add(run_hash)
+                try:
+                    if is_dir(lstat(run_hash + compacted, dir_fd=dir_fd).st_mode):
+                        out.add(run_hash)
+                except OSError:
+                    pass
                 continue
             except OSError:
                 continue
-            if not kept:
+            if not kept or not is_dir(seqs_stat.st_mode):
                 continue
             try:
-                if lstat(run_hash + sidecar, dir_fd=dir_fd).st_mtime_ns == cstat.st_mtime_ns:
+                if is_kept_mark(seqs_stat, lstat(run_hash + sidecar, dir_fd=dir_fd)):
                     out.add(run_hash)  # kept as written, and not written since
             except OSError:
                 continue
@@ -95,22 +109,25 @@ def settled_runs(runs_dir: Path | str, run_hashes: list[str], *, kept: bool = Tr
 
 def mark_kept(layout: RepoLayout, run_hash: str, is_live: Callable[[], bool]) -> bool:
     """Record that compaction left the run's segments as written (FORMAT.md, "Compaction"):
-    `compacted/` (created empty if need be) gets `run.json`'s mtime, so `settled_runs` passes
-    the run by until a writer opens or flushes it (it rewrites `run.json`). `run.json` is
-    looked at first and the writer after: a writer that opens the run later rewrites
-    `run.json` after that look. Not marked (False): a live writer, a run with several writers
-    (an extra writer writes `writers/<rank>.json`, not `run.json`), a clock the file system
-    does not keep to the nanosecond (the run is then looked at again by each compaction)."""
-    cdir = layout.compacted_dir(run_hash)
-    cdir.mkdir(exist_ok=True)
+    `seqs/` gets `run.json`'s mtime plus `KEPT_MARK_NS`, so `settled_runs` passes the run by until a writer opens
+    or flushes it (it rewrites `run.json`) or adds a sequence (a new folder in `seqs/`). No
+    entry is added to the run. `run.json` is looked at first and the writer after: a writer
+    that opens the run later rewrites `run.json` after that look. Not marked (False): a live
+    writer, a run with several writers (an extra writer writes `writers/<rank>.json`, not
+    `run.json`), a file system that does not keep times to the nanosecond (the run is then
+    looked at again by each compaction)."""
+    seqs = layout.seqs_dir(run_hash)
     try:
         sidecar = os.lstat(layout.sidecar(run_hash))
+        if not stat.S_ISDIR(os.lstat(seqs).st_mode):
+            return False
     except OSError:
         return False
     if is_live() or os.path.lexists(layout.run_dir(run_hash) / WRITERS_DIRNAME):
         return False
-    os.utime(cdir, ns=(sidecar.st_atime_ns, sidecar.st_mtime_ns), follow_symlinks=False)
-    return os.lstat(cdir).st_mtime_ns == sidecar.st_mtime_ns
+    mark = sidecar.st_mtime_ns + KEPT_MARK_NS
+    os.utime(seqs, ns=(sidecar.st_atime_ns, mark), follow_symlinks=False)
+    return is_kept_mark(os.lstat(seqs), sidecar)
 
 
 def is_uncommitted(run_dir: Path, path: Path) -> bool:
