@@ -288,7 +288,12 @@ def build_query_frame(
 ) -> BuiltFrame:
     """The frame of the metric sequences of `matches` (module doc); `flags` are `dataframe()`'s
     `include_*` arguments; `stat_keys` gives the sidecar stat keys of the run index's refresh
-    `matches` came from, once they are all read (`RunIndex.stat_keys`)."""
+    `matches` came from, once they are all read (`RunIndex.stat_keys`).
+
+    No production code calls it: `repo.query_metrics(q).dataframe()` builds its frame with
+    `sdk.query_frame_columns.query_frame_columns`. It is kept as the row-wise reference, a
+    record and a match per run, that the column-wise builder is tested against cell for cell
+    (`tests/property/test_metric_frame_columnwise.py`)."""
     flags = dict(flags)
     flags["include_props"] = flags["include_props"] and flags["include_run"]
     flags["include_params"] = flags["include_params"] and flags["include_run"]
