@@ -1,7 +1,7 @@
 """Where a repo-wide metric frame's time goes: the CPU seconds (user + system, this process) of
 each step of `sdk/query_frames.py` and `sdk/frame_tables.py`, in a fresh process per round, the
 median of `--repeat` rounds. The steps are wrapped where the frame calls them, so nested steps are
-also counted in their callers (`read_metrics_bulk` within `_points`, `_text_views` within
+also counted in their callers (`read_metrics_bulk` within `sequence_points`, `_text_views` within
 `_polars_views`). A polars frame spreads its run-level columns itself (`frame_tables.Spread`:
 `_spread_views` for text, `repeat` for the others); the other formats `repeat` them all.
 
@@ -67,7 +67,7 @@ def _one_round(repo: str, fmt: str) -> dict[str, float]:
         setattr(module, name, timed)
 
     wrap_generator(co, "execute_plan")
-    for name in ("_points", "cat", "times", "key_column", "read_metrics_bulk"):
+    for name in ("sequence_points", "cat", "times", "key_column", "read_metrics_bulk"):
         wrap(qf, name)
     for name in ("_run_messages", "batch_columns"):
         wrap(br, name)

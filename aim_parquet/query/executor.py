@@ -122,15 +122,21 @@ def candidate_runs(
 ) -> Sequence[RunRecord]:
     """Every readable run newest first, starting after the run `offset` when given (`warn`:
     a RuntimeWarning per damaged run; a server reports them in its answer instead)."""
-    snapshot, start = _candidates(index, offset, warn=warn, stacklevel=5)
+    snapshot, start = candidates(index, offset, warn=warn, stacklevel=5)
     ordered = snapshot.newest_first
     return ordered[start:] if start else ordered
 
 
-def _candidates(
+def candidates(
     index: RunIndex, offset: str | None, *, warn: bool, stacklevel: int = 4
 ) -> tuple[IndexSnapshot, int]:
-    """The snapshot of `candidate_runs` and where its candidates start in `newest_first`."""
+    """The candidate runs of a repo-wide query: the run index refreshed once (`RunIndex.refresh`)
+    and the place in the snapshot's `newest_first` where the candidates start (just after the
+    run `offset` when the snapshot holds it, else 0). With `warn`, a RuntimeWarning per damaged
+    run of the snapshot (`warn_damaged`, given `stacklevel` as is). Callers may rely on exactly
+    this: `candidate_runs` and `execute_plan` start from it, and so do the builders that read the
+    snapshot's columns themselves (`sdk.run_frame`, `sdk.query_frame_columns`), which then see
+    the same runs in the same order as `execute_plan`."""
     snapshot = index.refresh()
     if warn:
         warn_damaged(snapshot, stacklevel=stacklevel)
@@ -159,7 +165,7 @@ def execute_plan(
     matching sequences' summaries are left undecoded until `RunMatch.sequences` is read (a
     frame of points never reads them; a damaged one then raises there). The runs the run part
     surely rejects (`query.prefilter`, over columns of the whole snapshot) are not looked at."""
-    snapshot, start = _candidates(index, offset, warn=warn)
+    snapshot, start = candidates(index, offset, warn=warn)
     ordered = snapshot.newest_first
     total = len(ordered) - start
     mask, sure = run_verdicts(plan.run_filter, snapshot)
@@ -188,7 +194,7 @@ def execute_plan(
             if found is not None and found[1] == row:
                 decided = seq.positions(row)
         try:
-            match = _match(
+            match = match_run(
                 layout, plan, record, memo, summaries, sure is not None and sure[i], decided
             )
         except (CorruptFileError, FormatVersionError, PermissionError) as exc:
@@ -197,7 +203,7 @@ def execute_plan(
             try:
                 if fresh is None:
                     raise exc
-                match = _match(layout, plan, fresh, memo, summaries)
+                match = match_run(layout, plan, fresh, memo, summaries)
             except (CorruptFileError, FormatVersionError, PermissionError) as again:
                 # one bad run never stops a repo-wide query
                 if warn:
@@ -231,7 +237,7 @@ def _block(
         yield i, made.get(i)
 
 
-def _match(
+def match_run(
     layout: RepoLayout,
     plan: QueryPlan,
     record: RunRecord,
@@ -242,7 +248,14 @@ def _match(
 ) -> RunMatch | None:
     """The match of one run, or None (`is_sure`: the columns found that its run part holds,
     `query.prefilter`, so the interpreter need not say it again; `decided`: the catalogue
-    positions of its matching sequences, found from the columns, `query.seq_columns`)."""
+    positions of its matching sequences, found from the columns, `query.seq_columns`).
+
+    `execute_plan`'s per-run step; callers may rely on: `memo` is shared by the runs of one
+    plan (`QueryPlan.matching_sequences`); a sequence query's match holds at least one entry (a
+    live run's sequence its sidecar does not list yet is an `UncataloguedEntry`); with
+    `summaries` the entries' summaries are decoded here. A record whose files cannot be read
+    raises CorruptFileError, FormatVersionError or PermissionError, which the caller handles
+    (`execute_plan` reads the sidecar again, `RunIndex.reread`, and matches once more)."""
     view = None if is_sure else RunView(record, layout)
     if view is not None and not plan.matches_run(view):
         return None

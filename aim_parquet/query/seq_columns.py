@@ -122,22 +122,15 @@ def _per_row(flags: npt.NDArray[np.bool_], starts: list[int]) -> npt.NDArray[np.
 def matched_entries(verdicts: SequenceVerdicts, rows: npt.NDArray[np.intp]) -> list[list[int]]:
     """The flat catalogue entries (indices into the catalogue columns' lists) that matched, in
     catalogue order, of each of the table `rows` (decided rows)."""
+    if not len(rows):
+        return []
     bounds = np.asarray(verdicts.starts, dtype=np.int64)
     lo, hi = bounds[rows], bounds[np.asarray(rows) + 1]
     lengths = hi - lo
     ends = np.cumsum(lengths)
-    flat = np.repeat(lo - (ends - lengths), lengths) + np.arange(int(ends[-1]) if len(ends) else 0)
+    flat = np.repeat(lo - (ends - lengths), lengths) + np.arange(int(ends[-1]))
     hit = verdicts.matched[flat]
-    counts = (
-        np.cumsum(hit, dtype=np.int64)[ends - 1] if len(flat) else np.zeros(len(rows), np.int64)
-    )
-    counts = np.where(lengths > 0, counts, 0) if len(flat) else counts
+    # the hits up to each row's end (a row of no entries ends where the one before it ends)
+    stops = np.concatenate([[0], np.cumsum(hit, dtype=np.int64)])[ends].tolist()
     picked = flat[hit].tolist()
-    # each row's hits end where the running count of hits stands at its last entry
-    stops = np.maximum.accumulate(counts).tolist() if len(counts) else []
-    out: list[list[int]] = []
-    begin = 0
-    for stop in stops:
-        out.append(picked[begin:stop])
-        begin = stop
-    return out
+    return [picked[begin:stop] for begin, stop in zip([0, *stops[:-1]], stops, strict=True)]

@@ -9,10 +9,10 @@ catalogue columns (`query.seq_columns`: a plain, closed row, no `metric.run`) an
 cells are told by the columns (`sdk.run_table.column_rows`: closed, no extra fields, params of a
 plain shape). Its matching sequences are the flat catalogue entries the verdicts matched, their
 name and context columns made once per distinct (name, kind, context text), their points read
-as any sequence's (`query_frames._points`: the entry itself, and so the run's record, is made
-only for a sequence whose points are not cached); its run-level cells come from
+as any sequence's (`query_frames.sequence_points`: the entry itself, and so the run's record, is
+made only for a sequence whose points are not cached); its run-level cells come from
 `sdk.run_frame.assemble`, as in the run-level frame. Every other run (rejected runs are skipped
-as `execute_plan` skips them) goes through `execute_plan`'s per-run match (`executor._match`,
+as `execute_plan` skips them) goes through `execute_plan`'s per-run match (`executor.match_run`,
 the sidecar read again for a damaged index entry) and `sdk.run_rows`, in result order.
 With `only_last` the column runs' sequences are their summaries in the catalogue columns (a
 SequenceInfo each, as the run's record would make of them: no record per run).
@@ -29,18 +29,18 @@ import pyarrow as pa
 
 from aim_parquet.format.meta import SequenceInfo
 from aim_parquet.format.paths import RepoLayout
-from aim_parquet.query.executor import RunMatch, _candidates, _match, warn_unreadable
+from aim_parquet.query.executor import RunMatch, candidates, match_run, warn_unreadable
 from aim_parquet.query.planner import QueryPlan
 from aim_parquet.query.prefilter import run_verdicts
 from aim_parquet.query.seq_columns import matched_entries, sequence_verdicts
 from aim_parquet.query.views import sequence_key
 from aim_parquet.sdk.frame_arrays import EMPTY_F, EMPTY_I
 from aim_parquet.sdk.query_frames import (
-    _UNREADABLE,
+    UNREADABLE,
     BuiltFrame,
-    _points,
-    _Wanted,
+    Wanted,
     frame_table,
+    sequence_points,
 )
 from aim_parquet.sdk.run_frame import assemble
 from aim_parquet.sdk.run_rows import RunRows
@@ -68,7 +68,7 @@ def query_frame_columns(
     flags = dict(flags)
     flags["include_props"] = flags["include_props"] and flags["include_run"]
     flags["include_params"] = flags["include_params"] and flags["include_run"]
-    snapshot, start = _candidates(index, offset, warn=True, stacklevel=6)
+    snapshot, start = candidates(index, offset, warn=True, stacklevel=6)
     newest = snapshot.newest_positions
     mask, sure = run_verdicts(plan.run_filter, snapshot)
     seq = sequence_verdicts(plan, snapshot)
@@ -92,7 +92,7 @@ def query_frame_columns(
         is_col = np.delete(is_col, drop)
         entry_lists = [e for e in entry_lists if e]
     col_positions = newest[order[is_col]]
-    wanted = _Wanted(var, flags)
+    wanted = Wanted(var, flags)
     fast = None
     if len(col_positions):
         fast, taken = column_rows(
@@ -196,7 +196,7 @@ def query_frame_columns(
         flat_at = [-1 if p < 0 else starts[int(snapshot.rows[p])] + k for p, k in made]
         points = _last_points(wanted, flat_at, columns.stat("last_step"), columns.stat("last"))
     else:
-        points = _points(layout, wanted, False, stat_keys)
+        points = sequence_points(layout, wanted, False, stat_keys)
 
     def run_level(runs: list[int]) -> dict[str, list[Any] | pa.Array]:
         if fast is None:  # (no column run: as the per-run builder)
@@ -253,22 +253,22 @@ def _slow_match(
         if found is None or found[1] != row:
             decided = None
     try:
-        return _match(layout, plan, record, memo, False, is_sure, decided)
-    except _UNREADABLE as exc:
+        return match_run(layout, plan, record, memo, False, is_sure, decided)
+    except UNREADABLE as exc:
         fresh = index.reread(record.hash)
         try:
             if fresh is None:
                 raise exc
-            return _match(layout, plan, fresh, memo, False)
-        except _UNREADABLE as again:
+            return match_run(layout, plan, fresh, memo, False)
+        except UNREADABLE as again:
             warn_unreadable(record.hash, again, stacklevel=7)
             return None
 
 
 def _last_points(
-    wanted: _Wanted, flat_at: list[int], last_steps: list[Any], lasts: list[Any]
+    wanted: Wanted, flat_at: list[int], last_steps: list[Any], lasts: list[Any]
 ) -> list[tuple[Any, ...] | None]:
-    """`_points(..., only_last=True)`: each sequence's last step and value, a column run's
+    """`sequence_points(..., only_last=True)`: each sequence's last step and value, a column run's
     (`flat_at`: its flat catalogue entry, -1 for a sequence of a run built per run) from the
     catalogue columns' `last_steps` and `lasts`, as views of one array."""
     n = len(flat_at)
@@ -277,7 +277,7 @@ def _last_points(
     for i, entry in zip(slow, wanted.entries_at(slow), strict=True):
         try:
             info = entry.info
-        except _UNREADABLE as exc:
+        except UNREADABLE as exc:
             warn_unreadable(wanted.hashes[wanted.seq_run[i]], exc, stacklevel=6)
             continue
         step, last = info.last_step, info.last

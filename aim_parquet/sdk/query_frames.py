@@ -59,7 +59,10 @@ if TYPE_CHECKING:
     import polars
 
 Array = np.ndarray[Any, Any]
-_UNREADABLE = (CorruptFileError, FormatVersionError, PermissionError)
+UNREADABLE = (CorruptFileError, FormatVersionError, PermissionError)
+"""The errors that mean a run's or a sequence's files cannot be read (damaged, a newer format,
+permission denied): a bulk frame leaves that run or sequence out with a warning
+(`warn_unreadable`) instead of failing. Callers may rely on it being a tuple for `except`."""
 
 
 class _RecordRun:
@@ -105,10 +108,18 @@ class BuiltFrame:
         return table_to_polars(self.to_arrow()) if frame is None else frame
 
 
-class _Wanted:
+class Wanted:
     """The sequences of the frame, in result order: run position, sequence-key position, seq id
     and catalogue entry of each (None for a sequence taken from the index's columns until
-    `entries_at` asks `resolve` for it: only a sequence whose points are not cached is read)."""
+    `entries_at` asks `resolve` for it: only a sequence whose points are not cached is read).
+
+    Filled by `build_query_frame` (`add_run`) and by the column-wise builder
+    (`sdk.query_frame_columns`: `add_run` for a run matched per run, the lists appended to
+    directly for the runs the columns decide). Callers may rely on: the per-run lists
+    (`hashes`, `closed`, `records`) and the per-sequence lists (`seq_run`, `seq_key`,
+    `seq_ids`, `entries`) stay parallel and in result order; `key_position` gives each distinct
+    sequence key one row of `key_rows`; `entries_at` asks `resolve` only for the entries still
+    None."""
 
     def __init__(self, var: str, flags: dict[str, bool]) -> None:
         self.var = var
@@ -132,7 +143,7 @@ class _Wanted:
         if self.flags["include_props"] or self.flags["include_params"]:
             try:
                 self.rows.add(_RecordRun(layout, record))
-            except _UNREADABLE as exc:
+            except UNREADABLE as exc:
                 warn_unreadable(record.hash, exc, stacklevel=6)
                 return
         run = self.new_run(record.hash, record.has_end_time, record)
@@ -174,15 +185,20 @@ class _Wanted:
         return row
 
 
-def _points(
+def sequence_points(
     layout: RepoLayout,
-    wanted: _Wanted,
+    wanted: Wanted,
     only_last: bool,
     stat_keys: Callable[[], dict[str, str]] | None,
 ) -> list[tuple[Array, ...] | None]:
     """Each sequence's (steps, values, epochs, timestamps); None for one that cannot be read
     (warned about). `stat_keys`: the sidecar stat keys of the run index's refresh the records
-    came from (`committed_metric_points`)."""
+    came from (`committed_metric_points`).
+
+    Callers may rely on: one item per sequence of `wanted`, in its order; an unreadable
+    sequence (`UNREADABLE`) is None with a RuntimeWarning, never raised; entries are asked for
+    (`Wanted.entries_at`) only for the sequences whose points neither the points cache nor the
+    analyst dataset held (for every sequence with `only_last`)."""
     seq_ids = wanted.seq_ids
     out: list[tuple[Array, ...] | None] = [None] * len(seq_ids)
     hashes = [wanted.hashes[r] for r in wanted.seq_run]
@@ -190,7 +206,7 @@ def _points(
         for i, entry in enumerate(wanted.entries_at(list(range(len(seq_ids))))):
             try:
                 info = entry.info
-            except _UNREADABLE as exc:
+            except UNREADABLE as exc:
                 warn_unreadable(hashes[i], exc, stacklevel=6)
                 continue
             if info.last_step is None or info.last is None:
@@ -253,7 +269,7 @@ def _points(
                 steps, arrays = read_metric_columns(
                     layout, hashes[i], info, ["value", "epoch", "timestamp"]
                 )
-            except _UNREADABLE as exc:
+            except UNREADABLE as exc:
                 warn_unreadable(hashes[i], exc, stacklevel=6)
                 continue
             points = (steps, arrays["value"], arrays["epoch"], arrays["timestamp"])
@@ -272,14 +288,19 @@ def build_query_frame(
 ) -> BuiltFrame:
     """The frame of the metric sequences of `matches` (module doc); `flags` are `dataframe()`'s
     `include_*` arguments; `stat_keys` gives the sidecar stat keys of the run index's refresh
-    `matches` came from, once they are all read (`RunIndex.stat_keys`)."""
+    `matches` came from, once they are all read (`RunIndex.stat_keys`).
+
+    No production code calls it: `repo.query_metrics(q).dataframe()` builds its frame with
+    `sdk.query_frame_columns.query_frame_columns`. It is kept as the row-wise reference, a
+    record and a match per run, that the column-wise builder is tested against cell for cell
+    (`tests/property/test_metric_frame_columnwise.py`)."""
     flags = dict(flags)
     flags["include_props"] = flags["include_props"] and flags["include_run"]
     flags["include_params"] = flags["include_params"] and flags["include_run"]
-    wanted = _Wanted(var, flags)
+    wanted = Wanted(var, flags)
     for match in matches:
         wanted.add_run(layout, match)
-    points = _points(layout, wanted, only_last, stat_keys)
+    points = sequence_points(layout, wanted, only_last, stat_keys)
 
     def run_level(runs: list[int]) -> dict[str, list[Any] | pa.Array]:
         out: dict[str, list[Any] | pa.Array] = {"hash": [wanted.hashes[r] for r in runs]}
@@ -290,7 +311,7 @@ def build_query_frame(
 
 
 def frame_table(
-    wanted: _Wanted,
+    wanted: Wanted,
     points: list[tuple[Array, ...] | None],
     run_level: Callable[[list[int]], dict[str, list[Any] | pa.Array]],
 ) -> BuiltFrame:

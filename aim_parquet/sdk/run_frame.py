@@ -35,7 +35,7 @@ from aim_parquet.errors import CorruptFileError, FormatVersionError
 from aim_parquet.format.kinds import METRIC_KINDS, is_metric_kind
 from aim_parquet.format.paths import RepoLayout, canonical_context
 from aim_parquet.format.values import utf8_safe
-from aim_parquet.query.executor import RunMatch, _candidates, warn_unreadable
+from aim_parquet.query.executor import RunMatch, candidates, warn_unreadable
 from aim_parquet.query.planner import QueryPlan
 from aim_parquet.query.prefilter import run_verdicts
 from aim_parquet.query.views import RunView, sequence_key
@@ -236,7 +236,7 @@ def query_run_columns(
     column-wise where `query.prefilter` decides a run, else the interpreter), their rows from
     the index's columns where those tell them (`sdk.run_table`), else from their records
     (`run_columns`); None when nothing matched."""
-    snapshot, start = _candidates(index, offset, warn=True, stacklevel=6)
+    snapshot, start = candidates(index, offset, warn=True, stacklevel=6)
     newest = snapshot.newest_positions[start:]
     records: dict[int, RunRecord] = {}  # runs matched by the interpreter, by position
     if plan.run_filter is None:

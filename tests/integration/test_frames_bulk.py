@@ -165,7 +165,7 @@ def _check_matching(root: Path) -> None:
         got = {(m.run.hash, m.info.seq_id) for m in coll}
         want = set()
         for record in coll._index.refresh().newest_first:
-            match = executor._match(repo.layout, coll.plan, record, memo=None)
+            match = executor.match_run(repo.layout, coll.plan, record, memo=None)
             if match is not None:
                 want.update((record.hash, info.seq_id) for info in match.sequences)
         assert got == want, query
