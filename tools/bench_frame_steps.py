@@ -32,6 +32,7 @@ def _one_round(repo: str, fmt: str) -> dict[str, float]:
     import aim_parquet as aim
     from aim_parquet.sdk import collections as co
     from aim_parquet.sdk import frame_tables as ft
+    from aim_parquet.sdk import query_frame_columns as qfc
     from aim_parquet.sdk import query_frames as qf
     from aim_parquet.storage.online import bulk_read as br
 
@@ -69,6 +70,7 @@ def _one_round(repo: str, fmt: str) -> dict[str, float]:
     wrap_generator(co, "execute_plan")
     for name in ("sequence_points", "cat", "times", "key_column", "read_metrics_bulk"):
         wrap(qf, name)
+    wrap(qfc, "sequence_points")  # the column-wise builder (dataframe()'s path) holds its own name
     for name in ("_run_messages", "batch_columns"):
         wrap(br, name)
     for name in ("_polars_views", "_text_views", "_spread_views", "repeat", "_pandas_column"):
