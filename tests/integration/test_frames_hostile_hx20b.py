@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ import pytest
 import aim_parquet as aim
 from aim_parquet.format.paths import RepoLayout
 from aim_parquet.storage.index.closed_journal import Entry
-from aim_parquet.storage.index.run_index import RunIndex
+from aim_parquet.storage.index.run_index import RACY_S, RunIndex
 
 QUIET: dict[str, Any] = {"system_tracking_interval": None, "capture_terminal_logs": False}
 RUNS = 20
@@ -81,3 +82,48 @@ def test_threads_first_query_built_from_sidecars(tmp_path: Path) -> None:
     found = {"other thread": other[0], "first": first, "later": later}
     assert {k: (len(v[0]), v[1]) for k, v in found.items()} == dict.fromkeys(found, (RUNS, RUNS))
     assert all(v[0] == hashes for v in found.values())
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "hx20b finding (also in the reference adccdf5, not this round's): RunIndex.refresh notes "
+        "the new change marker (_quick) before its full pass, so a thread querying while another "
+        "thread's pass runs gets the previous snapshot: expected the 8 runs on disk when its "
+        "query began, got the 5 of before (/tmp/hx20b_threads_new_runs.py: 1,384 of 1,444 runs "
+        "in 2 of 6 tries with the reference, 2 of 4 with this code)"
+    ),
+)
+def test_thread_query_during_another_threads_refresh_sees_new_runs(tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    before = _runs_of(root, 5)
+    assert _answer(root)[0] == before  # (a warm process: its index and snapshot are current)
+    added = _runs_of(root, 3)
+    time.sleep(RACY_S + 0.1)  # (runs/ no longer changing: its new mtime is noted at once)
+    index = RunIndex.shared(RepoLayout(root))
+    real = index._full_refresh
+    other: list[tuple[set[str], int]] = []
+
+    def overtaken() -> Any:
+        if not other:  # (the first pass: another thread's whole query runs meanwhile)
+            other.append((set(), -1))
+            thread = threading.Thread(target=lambda: other.__setitem__(0, _answer(root)))
+            thread.start()
+            thread.join(60)
+        return real()
+
+    index._full_refresh = overtaken  # type: ignore[method-assign]
+    first = _answer(root)
+    del index._full_refresh
+    assert (len(other[0][0]), len(first[0])) == (8, 8)
+    assert other[0][0] == first[0] == before | added
+
+
+def _runs_of(root: Path, count: int) -> set[str]:
+    hashes = set()
+    for i in range(count):
+        run = aim.Run(repo=root, **QUIET)
+        run.track(float(i), name="loss", step=0)
+        run.close()
+        hashes.add(run.hash)
+    return hashes
