@@ -1,14 +1,21 @@
-"""hx20b (hostile user pass on fj20's run index built from sidecars): threads of one process that
-query a repository at once share its run index (`RunIndex.shared`), and a refresh that decodes
-new closed runs' sidecars straight into cells (`storage.index.sidecar_cells`, `RunIndex._direct`)
-keeps those rows in the index's `_taken`, which another thread's refresh replaces meanwhile.
+"""hx20b (hostile user pass on this round's frames and run index): threads of one process that
+query a repository at once share its run index (`RunIndex.shared`), whose `refresh()` no lock
+serializes.
 
-Seen for real (/tmp/hx20b_threads_first_query.py: 4 threads' first query on a copy of a
-1,500-run repository without `.aim/index/`, or with only the writers' journal): some threads got
-126 of 1,384 runs or none (`query_metrics(q).dataframe()` None), and the process kept the wrong
-answer for later queries; the reference (adccdf5) and this code with `_direct` disabled answer
-every thread with every run. The test below makes that interleaving certain: a second thread's
-whole query runs while the first thread's refresh is decoding the sidecars."""
+- fj20 (regression): a refresh that decodes new closed runs' sidecars straight into cells
+  (`storage.index.sidecar_cells`, `RunIndex._direct`) keeps those rows in the index's `_taken`,
+  which another thread's refresh replaces meanwhile; they are then in neither the rows it reads
+  nor the file it writes. Seen for real (/tmp/hx20b_threads_first_query.py: 4 threads' first
+  query on a copy of a 1,500-run repository without `.aim/index/`, or with only the writers'
+  journal): threads got 126 of 1,384 runs or none, and the process kept a wrong answer for later
+  queries (6 of 6 tries); the reference (adccdf5), and this code with `_direct` disabled, answer
+  every thread with every run. The first test makes that interleaving certain: a second thread's
+  whole query runs while the first thread's refresh is decoding the sidecars.
+- Also in the reference: a thread querying during another thread's full pass gets the previous
+  snapshot (the second test), and threads querying while another process adds runs sometimes die
+  with IndexError / ArrowIndexError in `_full_refresh_unpaused` (`current[self._rows] = True`,
+  `IndexSnapshot.taken`: the table and rows of another thread's pass;
+  /tmp/hx20b_threads_writer_proc.py, 1 of 3 runs of 25 s for the reference, 2 of 2 for this code)."""
 
 from __future__ import annotations
 
