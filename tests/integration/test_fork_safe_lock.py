@@ -81,3 +81,32 @@ def test_a_query_in_a_child_forked_while_the_shared_lock_is_held(tmp_path: Path)
             assert len(runs) == 1
 
         assert _child_status(body) == 0
+
+
+def test_a_reentrant_lock_held_by_another_thread_at_fork_is_free_in_the_child() -> None:
+    lock = ForkSafeLock(reentrant=True)
+    with _held_by_another_thread(lock):
+        assert lock.locked()
+
+        def body() -> None:
+            with lock, lock:  # (reentrant in the child too)
+                pass
+
+        assert _child_status(body) == 0
+    assert not lock.locked()
+
+
+def test_a_query_in_a_child_forked_during_another_threads_index_refresh(tmp_path: Path) -> None:
+    """The index's refreshes take turns under a per-index lock (hx20b): a child forked while a
+    thread of the parent holds it (a refresh under way) still queries."""
+    run = aim.Run(repo=str(tmp_path), system_tracking_interval=None, capture_terminal_logs=False)
+    run["lr"] = 0.5
+    run.close()
+    index = RunIndex.shared(aim.Repo(str(tmp_path)).layout)
+    with _held_by_another_thread(index._state_lock):
+
+        def body() -> None:
+            runs = list(aim.Repo(str(tmp_path)).query_runs("run.lr > 0").iter_runs())
+            assert len(runs) == 1
+
+        assert _child_status(body) == 0

@@ -1,6 +1,7 @@
 """hx20b (hostile user pass on this round's frames and run index): threads of one process that
 query a repository at once share its run index (`RunIndex.shared`), whose `refresh()` no lock
-serializes.
+serialized (fixed: the threads take turns; the tests let another thread query during a pass and
+check both answers).
 
 - fj20 (regression): a refresh that decodes new closed runs' sidecars straight into cells
   (`storage.index.sidecar_cells`, `RunIndex._direct`) keeps those rows in the index's `_taken`,
@@ -24,8 +25,6 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 import aim_parquet as aim
 from aim_parquet.format.paths import RepoLayout
@@ -55,15 +54,6 @@ def _answer(root: Path) -> tuple[set[str], int]:
     return hashes, 0 if frame is None else len(frame)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "hx20b finding: a thread's first query while another thread's refresh of the shared run "
-        "index decodes new closed runs' sidecars straight into cells (fj20, RunIndex._direct) "
-        "misses those runs: expected query_runs('True') to find 20 runs and the loss frame 20 rows "
-        "in both threads, got 0 runs in one of them (no warning); a 1,500-run repository without .aim/index/ and 4 threads: 126 of 1,384 runs"
-    ),
-)
 def test_threads_first_query_built_from_sidecars(tmp_path: Path) -> None:
     root = tmp_path / "repo"
     hashes = _runs(root)
@@ -71,19 +61,21 @@ def test_threads_first_query_built_from_sidecars(tmp_path: Path) -> None:
     index = RunIndex.shared(RepoLayout(root))
     real = index._direct
     other: list[tuple[set[str], int]] = []
+    threads: list[threading.Thread] = []
 
     def overtaken(
         layout: RepoLayout, listed: list[str], todo: list[int], new: list[str], stats: Any
     ) -> dict[str, Entry]:
-        if not other:  # (the first refresh: another thread's whole query runs meanwhile)
+        if not other:  # (the first refresh: another thread's whole query may run meanwhile)
             other.append((set(), -1))
-            thread = threading.Thread(target=lambda: other.__setitem__(0, _answer(root)))
-            thread.start()
-            thread.join(60)
+            threads.append(threading.Thread(target=lambda: other.__setitem__(0, _answer(root))))
+            threads[0].start()
+            threads[0].join(3)  # (it waits for this pass: the refreshes take turns)
         return real(layout, listed, todo, new, stats)
 
     index._direct = overtaken
     first = _answer(root)
+    threads[0].join(60)
     index._direct = real
     later = _answer(root)
     found = {"other thread": other[0], "first": first, "later": later}
@@ -91,16 +83,6 @@ def test_threads_first_query_built_from_sidecars(tmp_path: Path) -> None:
     assert all(v[0] == hashes for v in found.values())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "hx20b finding (also in the reference adccdf5, not this round's): RunIndex.refresh notes "
-        "the new change marker (_quick) before its full pass, so a thread querying while another "
-        "thread's pass runs gets the previous snapshot: expected the 8 runs on disk when its "
-        "query began, got the 5 of before (/tmp/hx20b_threads_new_runs.py: 1,384 of 1,444 runs "
-        "in 2 of 6 tries with the reference, 2 of 4 with this code)"
-    ),
-)
 def test_thread_query_during_another_threads_refresh_sees_new_runs(tmp_path: Path) -> None:
     root = tmp_path / "repo"
     before = _runs_of(root, 5)
@@ -110,17 +92,19 @@ def test_thread_query_during_another_threads_refresh_sees_new_runs(tmp_path: Pat
     index = RunIndex.shared(RepoLayout(root))
     real = index._full_refresh
     other: list[tuple[set[str], int]] = []
+    threads: list[threading.Thread] = []
 
     def overtaken() -> Any:
-        if not other:  # (the first pass: another thread's whole query runs meanwhile)
+        if not other:  # (the first pass: another thread's whole query may run meanwhile)
             other.append((set(), -1))
-            thread = threading.Thread(target=lambda: other.__setitem__(0, _answer(root)))
-            thread.start()
-            thread.join(60)
+            threads.append(threading.Thread(target=lambda: other.__setitem__(0, _answer(root))))
+            threads[0].start()
+            threads[0].join(3)  # (it waits for this pass: the refreshes take turns)
         return real()
 
     index._full_refresh = overtaken  # type: ignore[method-assign]
     first = _answer(root)
+    threads[0].join(60)
     del index._full_refresh
     assert (len(other[0][0]), len(first[0])) == (8, 8)
     assert other[0][0] == first[0] == before | added

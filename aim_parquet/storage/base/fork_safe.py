@@ -16,10 +16,12 @@ _LOCKS: weakref.WeakSet[ForkSafeLock] = weakref.WeakSet()
 
 
 class ForkSafeLock:
-    """A `threading.Lock` for `with` blocks, free again in a forked child (module doc)."""
+    """A `threading.Lock` (a `threading.RLock` with `reentrant`) for `with` blocks, free again
+    in a forked child (module doc)."""
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
+    def __init__(self, *, reentrant: bool = False) -> None:
+        self._reentrant = reentrant
+        self._lock: Any = threading.RLock() if reentrant else threading.Lock()
         _LOCKS.add(self)
 
     def __enter__(self) -> bool:
@@ -29,12 +31,18 @@ class ForkSafeLock:
         self._lock.release()
 
     def locked(self) -> bool:
-        return self._lock.locked()
+        """Whether a thread holds it (for a reentrant lock: whether it could not be taken now)."""
+        if not self._reentrant:
+            return bool(self._lock.locked())
+        if self._lock.acquire(blocking=False):
+            self._lock.release()
+            return False
+        return True
 
 
 def _after_fork_in_child() -> None:
     for lock in list(_LOCKS):
-        lock._lock = threading.Lock()
+        lock._lock = threading.RLock() if lock._reentrant else threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):

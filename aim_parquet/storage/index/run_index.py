@@ -11,44 +11,44 @@ sidecars; a snapshot makes a run's RunRecord only when a query looks at that run
 
 The index is only a cache, never a source of truth, and needs no re-index step:
 
-- `RunIndex.refresh()` lists `runs/` and `stat()`s every sidecar (one `stat` per run, relative to
-  an open `runs/` folder; `storage.index.sidecar_stats`). An entry whose (mtime_ns, size, ino)
-  still matches (compared column-wise, with numpy) is used as is; a new
-  or changed sidecar is read again; an entry whose run folder is gone is dropped. So a run is
-  visible the moment its sidecar exists and a deleted run vanishes at once.
+- `RunIndex.refresh()` lists `runs/` and `stat()`s every sidecar (one `stat` per run, relative to an
+  open `runs/` folder; `storage.index.sidecar_stats`). An entry whose (mtime_ns, size, ino) still
+  matches (compared column-wise, with numpy) is used as is; a new or changed sidecar is read again;
+  an entry whose run folder is gone is dropped. So a run is visible the moment its sidecar exists
+  and a deleted run vanishes at once.
 - A later `refresh()` of the same `RunIndex` skips the per-run `stat`s when neither the change
-  marker `.aim/index/changed` (`storage.base.repo_changes`: every sidecar write, run creation, delete,
-  copy and move sets its mtime to the exact time in ns) nor `runs/` (mtime, link count, inode)
-  changed since the last full pass, `runs/` was last modified more than `RACY_S` before that
+  marker `.aim/index/changed` (`storage.base.repo_changes`: every sidecar write, run creation,
+  delete, copy and move sets its mtime to the exact time in ns) nor `runs/` (mtime, link count,
+  inode) changed since the last full pass, `runs/` was last modified more than `RACY_S` before that
   pass (a coarse filesystem clock could hide a second change in the same tick), and the last full
-  pass is less than `FULL_CHECK_S` old (so a sidecar edited by a tool that does not touch the
-  marker is seen within that time).
+  pass is less than `FULL_CHECK_S` old (so a sidecar edited by a tool that does not touch the marker
+  is seen within that time).
 - The file is rewritten atomically (`storage.base.atomic.atomic_write`) under the `flock` of
-  `.aim/index/runs.lock`, taken without waiting (`storage.base.safe_fs.try_flock`: no link followed);
-  if another process holds it, this process keeps its fresh in-memory copy, skips the write and
-  tries again on its next full pass. Changes of runs still being tracked (no `end_time`
+  `.aim/index/runs.lock`, taken without waiting (`storage.base.safe_fs.try_flock`: no link
+  followed); if another process holds it, this process keeps its fresh in-memory copy, skips the
+  write and tries again on its next full pass. Changes of runs still being tracked (no `end_time`
   and a sidecar younger than `SETTLE_S`) do not trigger a write by themselves, so a live run that
   rewrites its sidecar every second does not make every query rewrite the index.
 - A process keeps the in-memory index of its most recent repositories (`RunIndex.shared`, used by
-  every `Repo`): a `Repo(path)` made again starts from it, checked as above, instead of decoding
-  the file again; `Repo.close()` forgets it.
+  every `Repo`): a `Repo(path)` made again starts from it, checked as above, instead of decoding the
+  file again; `Repo.close()` forgets it. Its threads take turns to refresh it.
 - A missing, unreadable or corrupt index file is rebuilt from the sidecars, or from the format 4
   `runs.jsonl` where it is still there (`storage.index.legacy_index`: an entry is taken only where
   its stat key matches), deleted once the new file is written; a sound format 5 file is upgraded.
   Otherwise the rows closing writers left in `.aim/index/closed.jsonl` (`storage.index.
-  closed_journal`) are taken where their stat key matches, and only the other sidecars are read
-  (a closed run's straight into the file's cells: `storage.index.sidecar_cells`).
-- A damaged sidecar (invalid JSON, a newer format, a link or FIFO, nested too deeply) is reported
-  by `refresh()` (the caller warns); the file keeps the last good copy of it, which
-  `aim-parquet verify --repair` can restore. A sidecar (or run folder) this process may not read is
-  reported as permission denied, never as damage. A run folder that is a symbolic link is not a
-  run (`aim-parquet verify` names it).
-- The catalogue of a run without `end_time` whose writer is gone (its lock is not held) is
-  scanned from its segments (`storage.online.catalogue_scan`: only what was written after the sidecar's
-  last write is read) and stored marked `rebuilt`, so later processes do not scan it again. A
-  run whose writer was alive when its entry was made is re-checked on every full pass (a full
-  pass runs at least every `FULL_CHECK_S`), so a process keeping a `Repo` open sees a writer's
-  death within that time; until then it shows the live writer's catalogue, one flush behind.
+  closed_journal`) are taken where their stat key matches, and only the other sidecars are read (a
+  closed run's straight into the file's cells: `storage.index.sidecar_cells`).
+- A damaged sidecar (invalid JSON, a newer format, a link or FIFO, nested too deeply) is reported by
+  `refresh()` (the caller warns); the file keeps the last good copy of it, which `aim-parquet verify
+  --repair` can restore. A sidecar (or run folder) this process may not read is reported as
+  permission denied, never as damage. A run folder that is a symbolic link is not a run
+  (`aim-parquet verify` names it).
+- The catalogue of a run without `end_time` whose writer is gone (its lock is not held) is scanned
+  from its segments (`storage.online.catalogue_scan`: only what was written after the sidecar's last
+  write is read) and stored marked `rebuilt`, so later processes do not scan it again. A run whose
+  writer was alive when its entry was made is re-checked on every full pass (a full pass runs at
+  least every `FULL_CHECK_S`), so a process keeping a `Repo` open sees a writer's death within that
+  time; until then it shows the live writer's catalogue, one flush behind.
 """
 
 from __future__ import annotations
@@ -118,11 +118,8 @@ class RunIndex:
 
     @classmethod
     def shared(cls, layout: RepoLayout) -> RunIndex:
-        """The process's index of the repository at `layout` (the `SHARED_INDEXES` most recent
-        ones are kept), so that a `Repo(path)` made again in a warm process starts from the
-        in-memory copy: its `refresh()` checks it against the disk as it checks its own,
-        exactly as a `Repo` kept open does. Keyed by the repository's path and the
-        identity of its `.aim` folder (a repository deleted and made again is another one)."""
+        """The process's index of the repository at `layout` (module doc; the `SHARED_INDEXES`
+        most recent kept), keyed by its path and its `.aim` folder's identity."""
         try:
             st = os.stat(layout.aim_dir)
         except OSError:
@@ -155,6 +152,7 @@ class RunIndex:
         self._order: list[str] = []  # the runs listed, when `_taken`
         self._no_journal = False  # (never expected: the journal's rows did not make a table)
         self._direct = sidecar_rows  # (new closed runs' rows straight from their sidecars)
+        self._state_lock = ForkSafeLock(reentrant=True)  # one pass at a time (threads share it)
 
     # -- reading ---------------------------------------------------------------------------
     def _load_file(self) -> tuple[IndexTable, bool]:
@@ -189,18 +187,20 @@ class RunIndex:
         return (marker_key(self.layout), (st.st_mtime_ns, st.st_nlink, st.st_ino)), is_racy
 
     def refresh(self) -> IndexSnapshot:
-        """Bring the index up to date with the sidecars on disk and return every run."""
-        quick, is_racy = self._quick_key()
-        if (
-            self._snapshot is not None
-            and quick is not None
-            and quick == self._quick
-            and time.monotonic() - self._full_at < FULL_CHECK_S
-        ):
-            return self._snapshot  # nothing was noted since the last full pass
-        self._quick = None if is_racy else quick
-        self._full_at = time.monotonic()
-        return self._full_refresh()
+        """Bring the index up to date with the sidecars on disk and return every run (threads
+        take turns: one that waited checks again, and usually gets the pass it waited for)."""
+        with self._state_lock:
+            quick, is_racy = self._quick_key()
+            if (
+                self._snapshot is not None
+                and quick is not None
+                and quick == self._quick
+                and time.monotonic() - self._full_at < FULL_CHECK_S
+            ):
+                return self._snapshot  # nothing was noted since the last full pass
+            self._quick = None if is_racy else quick
+            self._full_at = time.monotonic()
+            return self._full_refresh()
 
     def _full_refresh(self) -> IndexSnapshot:
         with gc_paused():  # (it allocates an object or more per run, and keeps them all)
@@ -334,13 +334,13 @@ class RunIndex:
         return data if stored else None
 
     def stat_keys(self) -> dict[str, StatKey]:
-        """The stat key of every readable run as of the last `refresh()`: its sidecar's
-        (mtime_ns, size, ino), followed by `+` and its writers' parts for a run with several."""
+        """Every readable run's stat key as of the last `refresh()` (`index_file.StatKey`)."""
         out: dict[str, StatKey] = {}
-        if self._table is not None:
-            table = self._table
-            out = {table.hashes[r]: table.key(r) for r in self._rows.tolist()}
-        out.update((h, e.key) for h, e in self._overlay.items() if e.record is not None)
+        with self._state_lock:
+            if self._table is not None:
+                table = self._table
+                out = {table.hashes[r]: table.key(r) for r in self._rows.tolist()}
+            out.update((h, e.key) for h, e in self._overlay.items() if e.record is not None)
         return out
 
     def metas(self) -> tuple[list[RunMeta], list[DamagedRun]]:
@@ -366,31 +366,32 @@ class RunIndex:
         return metas, damaged
 
     def reread(self, run_hash: str) -> RunRecord | None:
-        """Read one run's sidecar again (its index entry was found damaged while a query
-        decoded it: the index is only a cache) and return the fresh record, None when the
-        sidecar cannot be read either. The next refresh rewrites the index file."""
+        """Read one run's sidecar again (its entry was found damaged while a query decoded it)
+        and return the fresh record, None when it cannot be read. The next refresh rewrites."""
         try:
             st = os.stat(self.layout.sidecar(run_hash), follow_symlinks=False)
         except OSError:
             return None
         entry = self._read_sidecar(run_hash, stat_key(st))
-        if self._table is not None:
-            self._overlay[run_hash] = entry
-            row = self._table.where.get(run_hash)
-            if row is not None:
-                self._rows = self._rows[self._rows != row]
-        self._snapshot = None
-        self._quick = None
-        self._needs_write = True
+        with self._state_lock:
+            if self._table is not None:
+                self._overlay[run_hash] = entry
+                row = self._table.where.get(run_hash)
+                if row is not None:
+                    self._rows = self._rows[self._rows != row]
+            self._snapshot = None
+            self._quick = None
+            self._needs_write = True
         return entry.record
 
     def invalidate(self) -> None:
         """Forget the in-memory copy (the next refresh starts from the index file)."""
-        self._table = None
-        self._rows = np.zeros(0, dtype=np.intp)
-        self._overlay = {}
-        self._snapshot = None
-        self._quick = None
+        with self._state_lock:
+            self._table = None
+            self._rows = np.zeros(0, dtype=np.intp)
+            self._overlay = {}
+            self._snapshot = None
+            self._quick = None
 
     def remove_file(self) -> None:
         """Delete the index file (it is rebuilt on the next refresh)."""
