@@ -25,7 +25,7 @@ class ForkSafeLock:
         _LOCKS.add(self)
 
     def __enter__(self) -> bool:
-        return self._lock.acquire()
+        return bool(self._lock.acquire())
 
     def __exit__(self, *exc: Any) -> None:
         self._lock.release()
