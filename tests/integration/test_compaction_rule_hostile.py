@@ -45,7 +45,9 @@ def _statuses(root: Path) -> dict[str, str]:
 
 
 def _entries(run_dir: Path) -> list[str]:
-    return sorted(str(p.relative_to(run_dir)) for p in run_dir.rglob("*") if p.name != "compact.lock")
+    return sorted(
+        str(p.relative_to(run_dir)) for p in run_dir.rglob("*") if p.name != "compact.lock"
+    )
 
 
 def _same_for_sdk_and_analysts(root: Path) -> None:
@@ -144,3 +146,31 @@ def test_an_extra_rank_resuming_a_closed_run_reaches_the_analyst_dataset(tmp_pat
     assert snapshot(tmp_path) == expected
     assert sum(len(v) for v in sdk_points(tmp_path)[0].values()) == 20 + 3000 + 2
     _same_for_sdk_and_analysts(tmp_path)
+
+
+@pytest.mark.parametrize("verb", ["cp", "mv"])
+def test_a_kept_run_copied_or_moved_then_written_is_compacted_when_it_grows(
+    tmp_path: Path, verb: str
+) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    run_hash = _run(src, 5)
+    _run(dst, 5)
+    assert _statuses(src) == {run_hash: "kept"}
+    _statuses(dst)
+    moved = subprocess.run(
+        [PYTHON, "-m", "aim_parquet", "runs", verb, run_hash, "--repo", str(src)]
+        + ["--destination", str(dst)],
+        env=python_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert moved.returncode == 0, moved.stderr
+    assert _statuses(dst)[run_hash] == "unchanged"  # the mark travels with the run
+    _same_for_sdk_and_analysts(dst)
+    _run(dst, 3000, run_hash=run_hash)  # into its existing sequence
+    expected = snapshot(dst)
+    assert _statuses(dst)[run_hash] == "compacted"
+    assert snapshot(dst) == expected
+    assert not (dst / ".aim" / "runs" / run_hash / "seqs").exists()
+    _same_for_sdk_and_analysts(dst)
