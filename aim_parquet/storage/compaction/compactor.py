@@ -191,6 +191,8 @@ def _compact_locked(
     notes = [*caught, *plan_notes]
     generation = manifest.generation if manifest else 0
     if not plans:
+        if writer is WriterState.CLOSED:  # (folders a compaction killed after its commit left)
+            remove_empty_dirs(layout.seqs_dir(run_hash))
         return result(
             "unchanged", "; ".join(notes) or "nothing new to compact", generation=generation
         )
@@ -206,7 +208,9 @@ def _compact_locked(
     )
     least = least_after(run_dir, manifest, set(by_kind))
     if not rewrite_all and not least.is_smaller_than(before):
-        return _keep(layout, run_hash, result, notes, generation - 1, (before, least, True), False)
+        return _keep(
+            layout, run_hash, result, notes, generation - 1, (before, least, True), manifest is None
+        )
     made_dir = not layout.compacted_dir(run_hash).is_dir()
     layout.compacted_dir(run_hash).mkdir(exist_ok=True)
     written: dict[str, CompactedFile] = {}
@@ -239,7 +243,13 @@ def _compact_locked(
         for f in written.values():
             remove_file(run_dir / f.path)
         return _keep(
-            layout, run_hash, result, notes, generation - 1, (before, after, False), made_dir
+            layout,
+            run_hash,
+            result,
+            notes,
+            generation - 1,
+            (before, after, False),
+            manifest is None,
         )
     atomic_write(layout.manifest(run_hash), encoded)  # commit
     for plan in plans:
@@ -269,19 +279,20 @@ def _keep(
     notes: list[str],
     generation: int,
     usage: tuple[Usage, Usage, bool],
-    made_dir: bool,
+    no_manifest: bool,
 ) -> RunCompaction:
     """Leave the segments as written: Parquet would not make the run smaller. `usage`: what
     the rewrite would replace, what it would (or at least would, when estimated) leave;
-    `made_dir`: `compacted/` was made for the rewrite (removed again)."""
+    `no_manifest`: the run has no manifest, so an empty `compacted/` is one this rewrite (or an
+    interrupted one) made: it is removed."""
     before, after, estimated = usage
     notes.append(
         f"left as written: {before} now, Parquet would leave {'at least ' if estimated else ''}"
         f"{after} (rewritten only when no more files and folders and fewer bytes; "
         "`compact --rewrite-all` rewrites it)"
     )
-    if made_dir:
-        with suppress(OSError):
+    if no_manifest:
+        with suppress(OSError):  # (only an empty folder is removed)
             os.rmdir(layout.compacted_dir(run_hash))
     mark_kept(layout, run_hash, lambda: writer_state(layout, run_hash) is WriterState.LIVE)
     return result("kept", "; ".join(notes), generation=generation)

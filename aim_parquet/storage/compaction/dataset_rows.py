@@ -29,6 +29,7 @@ from aim_parquet.storage.base.safe_fs import MAX_JSON_FILE_BYTES, read_regular
 from aim_parquet.storage.index.index_file import stat_key
 from aim_parquet.storage.online.catalogue_scan import discover_sequences
 from aim_parquet.storage.online.run_reader import read_sequence
+from aim_parquet.storage.online.writer_parts import parts_key
 
 
 def load_dataset_manifest(layout: RepoLayout) -> DatasetManifest | None:
@@ -47,6 +48,8 @@ def load_dataset_manifest(layout: RepoLayout) -> DatasetManifest | None:
 def run_fingerprint(layout: RepoLayout, meta: RunMeta) -> str:
     """What changes whenever the points or the run-level fields of the run may have changed."""
     parts = [stat_key(os.stat(layout.sidecar(meta.hash)))]
+    if meta.is_multi_writer:  # an extra rank writes `writers/<rank>.json`, never the sidecar
+        parts.append(parts_key(layout, meta.hash))
     if meta.end_time is None:  # a live or dead writer: its segments may be ahead of the sidecar
         parts.append("live" if writer_state(layout, meta.hash) is WriterState.LIVE else "gone")
         seqs = layout.seqs_dir(meta.hash)

@@ -60,7 +60,7 @@ def _emptied_folders(seqs_dir: Path, planned: dict[str, int]) -> int:
             held = len(os.listdir(seqs_dir / name))
         except OSError:
             continue
-        if held == planned.get(name, -1):
+        if held == planned.get(name, 0):  # (an empty folder too: it is removed as well)
             emptied += 1
     return emptied + (1 if emptied == len(seq_names) else 0)
 
