@@ -1,5 +1,9 @@
 """hx21: a hostile user's pass on compaction's rule by directory entries and the kept mark
-(FORMAT.md, "Which runs are rewritten"). Real runs, real subprocesses, real SIGKILLs."""
+(FORMAT.md, "Which runs are rewritten"). Real runs, real subprocesses, real SIGKILLs. Its four
+findings are fixed: an undone rewrite killed midway left an empty `compacted/` for good (F1); an
+extra rank resuming a closed distributed run never reached the analyst dataset (F2, also in
+adccdf5); an empty sequence folder kept a long run as written (F3); a compaction killed after its
+commit left the emptied folders, so the run was never settled (F4, also in adccdf5)."""
 
 from __future__ import annotations
 
@@ -55,13 +59,6 @@ def _same_for_sdk_and_analysts(root: Path) -> None:
     assert verify_repo(RepoLayout(root)).problems == ()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hx21 F1: a compaction SIGKILLed while trying a rewrite it would undo (a 40-point run: "
-    "the estimate passes, the bytes written do not) leaves an empty compacted/ folder; the next "
-    "compact keeps the run, marks it and passes it by ever after with that extra folder (gc and "
-    "verify --repair leave it too): the run has one more directory entry than as written",
-)
 @pytest.mark.parametrize("when", ["before", "after"])
 def test_a_killed_undone_rewrite_leaves_no_extra_folder(tmp_path: Path, when: str) -> None:
     run_hash = _run(tmp_path, 40)
@@ -125,14 +122,6 @@ def test_a_kept_single_rank_run_is_compacted_once_other_ranks_write(tmp_path: Pa
     _same_for_sdk_and_analysts(tmp_path)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hx21 F2 (also in the reference adccdf5): an extra rank (RANK=1) that resumes a "
-    "distributed run after rank 0 closed it writes writers/1.json and its segments, not run.json; "
-    "compact rewrites its points into Parquet, but the analyst dataset keeps the run's old rows "
-    "(run_fingerprint of a run with end_time is run.json's stat alone): 5 of rank 1's 3,005 "
-    "points, 5 of rank 2's 7",
-)
 def test_an_extra_rank_resuming_a_closed_run_reaches_the_analyst_dataset(tmp_path: Path) -> None:
     run_hash = _rank(tmp_path, 0, 5)
     for rank in (1, 2, 3):
@@ -176,14 +165,6 @@ def test_a_kept_run_copied_or_moved_then_written_is_compacted_when_it_grows(
     _same_for_sdk_and_analysts(dst)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hx21 F3: a long run (3,000 points of m0: one 97 KB segment) whose other sequence's "
-    "only segment was torn and removed by verify --repair (an empty sequence folder is left) is "
-    "kept for ever: the rule counts seqs/ as emptied only when every sequence folder holds just "
-    "planned segments, so 2 entries before vs at least 3 after, although the rewrite removes the "
-    "empty folder and seqs/ too (4 -> 3 entries, 97 KB -> about 8 KB); the reference rewrites it",
-)
 def test_a_long_run_with_an_empty_sequence_folder_is_rewritten(tmp_path: Path) -> None:
     run_hash = _run(tmp_path, 3000)
     _run(tmp_path, 3, name="m1", run_hash=run_hash)
@@ -224,13 +205,6 @@ compactor.compact_run(RepoLayout(Path(sys.argv[1])), sys.argv[2])
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hx21 F4 (also in the reference adccdf5): after a compact SIGKILLed right after its "
-    "manifest commit, the next compact removes the covered segments but leaves the emptied "
-    "sequence folder(s) and seqs/ ('nothing new to compact', each time): the run is never "
-    "settled, so every compact opens and locks it, until gc removes the empty folders",
-)
 def test_a_compaction_killed_after_its_commit_is_finished_by_the_next(tmp_path: Path) -> None:
     run_hash = _run(tmp_path, 3000)
     expected = snapshot(tmp_path)
