@@ -29,6 +29,19 @@ def _small_run(root: Path, points: int = 5, metrics: int = 1) -> str:
         return str(run.hash)
 
 
+def _cli(root: Path, *args: str) -> str:
+    """`python -m aim_parquet ARGS --repo ROOT`'s stdout (it must succeed)."""
+    done = subprocess.run(
+        [PYTHON, "-m", "aim_parquet", *args, "--repo", str(root)],
+        capture_output=True,
+        text=True,
+        env=python_env(),
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 def _usage(root: Path, run_hash: str) -> tuple[int, int]:
     return folder_usage(root / ".aim" / "runs" / run_hash)
 
@@ -126,15 +139,7 @@ def test_cli_says_the_rule_and_rewrite_all_rewrites(tmp_path: Path) -> None:
     run_hash = _small_run(tmp_path)
 
     def cli(*args: str) -> str:
-        done = subprocess.run(
-            [PYTHON, "-m", "aim_parquet", *args, "--repo", str(tmp_path)],
-            capture_output=True,
-            text=True,
-            env=python_env(),
-            timeout=120,
-        )
-        assert done.returncode == 0, done.stderr
-        return done.stdout
+        return _cli(tmp_path, *args)
 
     assert "fewer bytes" in " ".join(cli("compact", "--help").split())
     out = cli("compact")
@@ -151,27 +156,16 @@ def test_kept_runs_through_archive_copy_move_verify_and_gc(tmp_path: Path) -> No
     hashes = [_small_run(src) for _ in range(3)]
     expected = snapshot(src)
 
-    def cli(root: Path, *args: str) -> str:
-        done = subprocess.run(
-            [PYTHON, "-m", "aim_parquet", *args, "--repo", str(root)],
-            capture_output=True,
-            text=True,
-            env=python_env(),
-            timeout=120,
-        )
-        assert done.returncode == 0, done.stderr
-        return done.stdout
-
-    assert "3 kept as written" in cli(src, "compact")
-    cli(src, "runs", "archive", hashes[0])  # rewrites run.json: looked at again, kept again
-    assert "1 kept as written, 2 unchanged" in cli(src, "compact")
-    cli(src, "runs", "cp", hashes[0], "--destination", str(dst))
-    cli(src, "runs", "mv", hashes[1], "--destination", str(dst))
+    assert "3 kept as written" in _cli(src, "compact")
+    _cli(src, "runs", "archive", hashes[0])  # rewrites run.json: looked at again, kept again
+    assert "1 kept as written, 2 unchanged" in _cli(src, "compact")
+    _cli(src, "runs", "cp", hashes[0], "--destination", str(dst))
+    _cli(src, "runs", "mv", hashes[1], "--destination", str(dst))
     for root in (src, dst):
-        assert "no damage found" in cli(root, "verify")
-        cli(root, "gc", "--grace", "0")
-        cli(root, "compact")
-        assert "0 kept as written" in cli(root, "compact")
+        assert "no damage found" in _cli(root, "verify")
+        _cli(root, "gc", "--grace", "0")
+        _cli(root, "compact")
+        assert "0 kept as written" in _cli(root, "compact")
     got = {**snapshot(src), **snapshot(dst)}
     assert got == expected
     assert verify_repo(RepoLayout(dst)).problems == ()
