@@ -276,7 +276,7 @@ def test_conversion_killed_as_its_run_appears_is_redone(tmp_path: Path) -> None:
 
 
 def test_a_real_sigint_during_the_last_flush_stops_the_conversion(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, python_sigint: None
 ) -> None:
     """A real Ctrl-C (SIGINT to the process) while close() writes: the close finishes on its own
     thread, then the interrupt stops the conversion before the next run starts."""
@@ -298,7 +298,7 @@ def test_a_real_sigint_during_the_last_flush_stops_the_conversion(
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_a_sigint_that_python_swallows_in_a_gc_callback_still_stops_the_conversion(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, python_sigint: None
 ) -> None:
     """A real Ctrl-C during the last flush that the main thread handles inside a garbage
     collection (a gc callback or a finalizer that runs while close() starts its thread): Python

@@ -28,6 +28,8 @@ def test_an_interrupt_at_the_very_end_of_the_work_never_hangs_the_waiter() -> No
         import os, signal
         from aim_parquet.sdk.close_job import CloseJob
 
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # (even if inherited ignored)
+
         def work():
             for _ in range(os.getpid() % 7 * 50):  # vary where the signal lands
                 pass
@@ -105,18 +107,27 @@ def test_sigterm_during_a_sigterm_close_still_exits(tmp_path: Path) -> None:
     assert result.returncode == -signal.SIGTERM, result.stderr
 
 
-def test_run_to_end_puts_the_sigint_handler_back() -> None:
+def test_run_to_end_puts_the_sigint_handler_back(python_sigint: None) -> None:
     """`run_to_end` counts interrupts with its own SIGINT handler only while it runs: Python's
-    default is back afterwards, and a program's own handler is never replaced."""
-    job = CloseJob(lambda: None, "trial")
+    default is back afterwards, and a program's own handler (or its choice to ignore SIGINT) is
+    never replaced."""
+    seen: list[object] = []
+    job = CloseJob(lambda: seen.append(signal.getsignal(signal.SIGINT)), "trial")
     job.run_to_end()
+    assert seen[0] is not signal.default_int_handler  # ours counted while it ran
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        job = CloseJob(lambda: seen.append(signal.getsignal(signal.SIGINT)), "trial")
+        job.run_to_end()
+        assert seen[1] is signal.SIG_IGN and signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     calls: list[int] = []
     previous = signal.signal(signal.SIGINT, lambda signum, frame: calls.append(signum))
     try:
-        seen: list[object] = []
         job = CloseJob(lambda: seen.append(signal.getsignal(signal.SIGINT)), "trial")
         job.run_to_end()
-        assert seen == [signal.getsignal(signal.SIGINT)] and calls == []
+        assert seen[2] is signal.getsignal(signal.SIGINT) and calls == []
     finally:
         signal.signal(signal.SIGINT, previous)
