@@ -24,17 +24,8 @@ import aim_parquet as aim
 from aim_parquet.format.paths import RepoLayout
 from aim_parquet.storage.index import run_index
 from aim_parquet.storage.index.run_index import RunIndex
+from tests.random_runs import QUIET, write_random_runs
 
-QUIET: dict[str, Any] = {
-    "system_tracking_interval": None,
-    "capture_terminal_logs": False,
-    "log_system_params": False,
-}
-CONTEXTS: list[dict[str, Any]] = [
-    {}, {"subset": "train"}, {"b": 1, "a": 2}, {"x": True}, {"x": 1.0}, {"x": None},
-    {"nested": {"a": 1}}, {"l": [1, 2]}, {"s": "\u00e9"},
-]  # fmt: skip
-VALUES = [0.5, -0.0, 1e-9, math.nan, math.inf, -math.inf, 3.0]
 PARAMS: list[Any] = [
     1, 2.5, "x", "\u00e9t\u00e9", None, True, [1, 2], {"a": {"b": {"c": {"d": 1}}}},
     (1, 2), 10**30, {"hash": 1}, {"name": "n"}, "\ud800", math.nan, b"bytes",
@@ -51,38 +42,6 @@ ENTRY_FIELDS = [
     "seq_id", "name", "kind", "context", "count", "first_step", "last_step", "first", "last",
     "min", "max", "rewritten", "reach",
 ]  # fmt: skip
-
-
-def _write(repo: str, rng: random.Random, n: int) -> list[str]:
-    hashes = []
-    for i in range(n):
-        run = aim.Run(repo=repo, experiment=rng.choice([None, "e1", "\u00e9"]), **QUIET)
-        run["hparams"] = {"lr": rng.choice([1e-3, 3e-4, 1, "a"]), "seed": i}
-        if rng.random() < 0.5:
-            run[rng.choice(["p", "q", "hparams.x"])] = rng.choice(PARAMS)
-        if rng.random() < 0.3:
-            run.name = rng.choice(["n", "\u00e9", "x" * 200])
-        if rng.random() < 0.2:
-            run.description = "d"
-        if rng.random() < 0.2:
-            run.add_tag(rng.choice(["t", "u"]))
-        for _ in range(rng.randint(0, 3)):
-            name, context = rng.choice(["loss", "acc", "l\u00f4ss"]), rng.choice(CONTEXTS)
-            for step in range(rng.randint(1, 4)):
-                run.track(rng.choice(VALUES), name=name, context=context, step=step)
-            if rng.random() < 0.2:
-                run.track(rng.choice(VALUES), name=name, context=context, step=0)  # a rewrite
-        if rng.random() < 0.1:
-            run.track(rng.randint(-5, 5), name="ints", step=0)
-        if rng.random() < 0.1:
-            run.archived = True
-        run.close()
-        hashes.append(run.hash)
-    for run_hash in rng.sample(hashes, min(2, len(hashes))):  # resumed and closed again
-        run = aim.Run(run_hash=run_hash, repo=repo, **QUIET)
-        run.track(0.125, name="loss", step=10)
-        run.close()
-    return hashes
 
 
 def _mutate(path: Path, rng: random.Random) -> None:
@@ -137,7 +96,7 @@ def _index(repo: str, direct: bool) -> tuple[bytes, list[Any], int]:
 def test_index_from_cells_is_the_index_from_records(tmp_path: Path, seed: int) -> None:
     rng = random.Random(seed)
     repo = str(tmp_path / "repo")
-    hashes = _write(repo, rng, 14)
+    hashes = write_random_runs(repo, rng, 14, PARAMS)
     live = aim.Run(repo=repo, **QUIET)  # (its lock held by this process)
     live["hparams"] = {"lr": 0.5}
     live.track(1.0, name="loss", step=0)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import multiprocessing
 import os
 import random
@@ -24,54 +23,12 @@ from aim_parquet.format.paths import RepoLayout
 from aim_parquet.storage.index import closed_journal
 from aim_parquet.storage.index.closed_journal import JOURNAL_FILENAME
 from aim_parquet.storage.index.run_index import RunIndex
+from tests.random_runs import QUIET, write_random_runs
 
-QUIET: dict[str, Any] = {
-    "system_tracking_interval": None,
-    "capture_terminal_logs": False,
-    "log_system_params": False,
-}
-CONTEXTS: list[dict[str, Any]] = [
-    {}, {"subset": "train"}, {"b": 1, "a": 2}, {"x": True}, {"x": 1.0}, {"x": None},
-    {"nested": {"a": 1}}, {"l": [1, 2]}, {"s": "\u00e9"},
-]  # fmt: skip
-VALUES = [0.5, -0.0, 1e-9, math.nan, math.inf, -math.inf, 3.0]
 PARAMS: list[Any] = [
     1, 2.5, "x", "\u00e9t\u00e9", None, True, [1, 2], {"a": {"b": {"c": {"d": 1}}}},
     (1, 2), 10**30, {"hash": 1}, {"name": "n"}, "\ud800",
 ]  # fmt: skip
-
-
-def _write(repo: str, rng: random.Random, n: int) -> list[str]:
-    hashes = []
-    for i in range(n):
-        run = aim.Run(repo=repo, experiment=rng.choice([None, "e1", "\u00e9"]), **QUIET)
-        run["hparams"] = {"lr": rng.choice([1e-3, 3e-4, 1, "a"]), "seed": i}
-        if rng.random() < 0.5:
-            run[rng.choice(["p", "q", "hparams.x"])] = rng.choice(PARAMS)
-        if rng.random() < 0.3:
-            run.name = rng.choice(["n", "\u00e9", "x" * 200])
-        if rng.random() < 0.2:
-            run.description = "d"
-        if rng.random() < 0.2:
-            run.add_tag(rng.choice(["t", "u"]))
-        for _ in range(rng.randint(0, 3)):
-            name, context = rng.choice(["loss", "acc", "l\u00f4ss"]), rng.choice(CONTEXTS)
-            steps = rng.randint(1, 4)
-            for step in range(steps):
-                run.track(rng.choice(VALUES), name=name, context=context, step=step)
-            if rng.random() < 0.2:
-                run.track(rng.choice(VALUES), name=name, context=context, step=0)  # a rewrite
-        if rng.random() < 0.1:
-            run.track(rng.randint(-5, 5), name="ints", step=0)
-        if rng.random() < 0.1:
-            run.archived = True
-        run.close()
-        hashes.append(run.hash)
-    for run_hash in rng.sample(hashes, min(2, len(hashes))):  # resumed and closed again
-        run = aim.Run(run_hash=run_hash, repo=repo, **QUIET)
-        run.track(0.125, name="loss", step=10)
-        run.close()
-    return hashes
 
 
 def _index_dir(repo: str) -> Path:
@@ -112,7 +69,7 @@ def _same_as_sidecars(repo: str, journal: bytes | None = None) -> int:
 @pytest.mark.parametrize("seed", range(4))
 def test_index_from_the_journal_is_the_index_from_the_sidecars(tmp_path: Path, seed: int) -> None:
     repo = str(tmp_path / "repo")
-    hashes = _write(repo, random.Random(seed), 12)
+    hashes = write_random_runs(repo, random.Random(seed), 12, PARAMS)
     journal = (_index_dir(repo) / JOURNAL_FILENAME).read_bytes()
     assert len(journal.splitlines()) >= len(hashes)
     read = _same_as_sidecars(repo)
@@ -144,7 +101,7 @@ def test_damaged_journal_is_never_reported(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     repo = str(tmp_path / "repo")
-    _write(repo, random.Random(7), 5)
+    write_random_runs(repo, random.Random(7), 5, PARAMS)
     caplog.set_level(logging.DEBUG)
     journal = _index_dir(repo) / JOURNAL_FILENAME
     journal.write_bytes(b"\x00\xff not json\n" + journal.read_bytes()[:-7])
@@ -157,7 +114,7 @@ def test_damaged_journal_is_never_reported(
 
 def test_a_sidecar_changed_after_its_close_is_read(tmp_path: Path) -> None:
     repo = str(tmp_path / "repo")
-    hashes = _write(repo, random.Random(3), 4)
+    hashes = write_random_runs(repo, random.Random(3), 4, PARAMS)
     journal = (_index_dir(repo) / JOURNAL_FILENAME).read_bytes()  # (lines made before the changes)
     run = aim.Run(run_hash=hashes[0], repo=repo, **QUIET)
     run.archived = True
@@ -177,7 +134,7 @@ def test_closing_never_fails_on_the_journal(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     repo = str(tmp_path / "repo")
-    _write(repo, random.Random(1), 1)
+    write_random_runs(repo, random.Random(1), 1, PARAMS)
     journal = _index_dir(repo) / JOURNAL_FILENAME
     journal.unlink()
     journal.mkdir()  # cannot be opened for writing
@@ -186,14 +143,16 @@ def test_closing_never_fails_on_the_journal(
     run.close()
     journal.rmdir()
     monkeypatch.setattr(closed_journal, "MAX_BYTES", 10)
-    _write(repo, random.Random(2), 2)
+    write_random_runs(repo, random.Random(2), 2, PARAMS)
     assert len(journal.read_bytes().splitlines()) == 1  # full: nothing more appended
     assert len(list(aim.Repo(repo).query_runs("True").iter_runs())) == 4
 
 
 def _close_runs(repo: str, seed: int) -> None:
     rng = random.Random(seed)
-    threads = [threading.Thread(target=_write, args=(repo, rng, 3)) for _ in range(2)]
+    threads = [
+        threading.Thread(target=write_random_runs, args=(repo, rng, 3, PARAMS)) for _ in range(2)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -202,7 +161,7 @@ def _close_runs(repo: str, seed: int) -> None:
 
 def test_many_processes_and_threads_append(tmp_path: Path) -> None:
     repo = str(tmp_path / "repo")
-    _write(repo, random.Random(0), 1)
+    write_random_runs(repo, random.Random(0), 1, PARAMS)
     ctx = multiprocessing.get_context("fork")
     procs = [ctx.Process(target=_close_runs, args=(repo, seed)) for seed in range(3)]
     for proc in procs:
@@ -221,14 +180,14 @@ def test_runs_missing_from_the_index_come_from_the_journal(tmp_path: Path, warm:
     or of one that kept its index) takes their rows from the journal; the file it writes is the
     one the sidecars alone give."""
     repo = str(tmp_path / "repo")
-    _write(repo, random.Random(5), 6)
+    write_random_runs(repo, random.Random(5), 6, PARAMS)
     layout = RepoLayout(Path(repo))
     kept = RunIndex(layout)
     kept.refresh()  # writes runs.arrow, removes the journal
     index_dir = _index_dir(repo)
     assert not (index_dir / JOURNAL_FILENAME).exists()
     old = (index_dir / "runs.arrow").read_bytes()
-    hashes = _write(repo, random.Random(6), closed_journal.MIN_NEW_RUNS + 2)
+    hashes = write_random_runs(repo, random.Random(6), closed_journal.MIN_NEW_RUNS + 2, PARAMS)
     journal = (index_dir / JOURNAL_FILENAME).read_bytes()
     index = kept if warm else RunIndex(layout)
     index._full_at = 0.0  # (a full pass now)
@@ -250,13 +209,13 @@ def test_a_journal_hard_linked_from_outside_the_repo_is_not_appended_to(tmp_path
     --link-dest` snapshots, or put there on purpose) is never written: that path lies outside
     the repository. The closes succeed and the index is the sidecars'."""
     repo = str(tmp_path / "repo")
-    _write(repo, random.Random(3), 1)
+    write_random_runs(repo, random.Random(3), 1, PARAMS)
     journal = _index_dir(repo) / JOURNAL_FILENAME
     journal.unlink()
     outside = tmp_path / "outside.txt"
     outside.write_bytes(b"precious\n")
     os.link(outside, journal)
-    _write(repo, random.Random(4), 2)
+    write_random_runs(repo, random.Random(4), 2, PARAMS)
     assert outside.read_bytes() == b"precious\n"
     assert _same_as_sidecars(repo) == 3  # (every sidecar read: the journal holds no line)
     assert outside.read_bytes() == b"precious\n"
