@@ -65,7 +65,7 @@ permission denied): a bulk frame leaves that run or sequence out with a warning
 (`warn_unreadable`) instead of failing. Callers may rely on it being a tuple for `except`."""
 
 
-class _RecordRun:
+class RecordRun:
     """What a run row (`sdk.run_rows`) reads of a run, over its index record."""
 
     __slots__ = ("hash", "props", "_layout")
@@ -142,7 +142,7 @@ class Wanted:
         record = match.record
         if self.flags["include_props"] or self.flags["include_params"]:
             try:
-                self.rows.add(_RecordRun(layout, record))
+                self.rows.add(RecordRun(layout, record))
             except UNREADABLE as exc:
                 warn_unreadable(record.hash, exc, stacklevel=6)
                 return

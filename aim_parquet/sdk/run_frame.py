@@ -31,7 +31,6 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from aim_parquet.errors import CorruptFileError, FormatVersionError
 from aim_parquet.format.kinds import METRIC_KINDS, is_metric_kind
 from aim_parquet.format.paths import RepoLayout, canonical_context
 from aim_parquet.format.values import utf8_safe
@@ -43,7 +42,7 @@ from aim_parquet.sdk.dataframes import PROP_KEYS
 from aim_parquet.sdk.frame_arrays import key_column
 from aim_parquet.sdk.frame_tables import table_to_polars
 from aim_parquet.sdk.frames import SUMMARY_STATS
-from aim_parquet.sdk.query_frames import _RecordRun
+from aim_parquet.sdk.query_frames import UNREADABLE, RecordRun
 from aim_parquet.sdk.run_rows import RunRows, row_columns
 from aim_parquet.sdk.run_table import ColumnRows, column_rows
 from aim_parquet.storage.index.catalogue_columns import CatalogueColumns
@@ -79,9 +78,6 @@ class RunColumns:
         """`to_arrow()`'s table in polars, column for column (`frame_tables.table_to_polars`:
         a column no run has a value in is null text, as in the metric frame)."""
         return table_to_polars(self.to_arrow())
-
-
-_UNREADABLE = (CorruptFileError, FormatVersionError, PermissionError)
 
 
 class _Summaries:
@@ -207,15 +203,15 @@ def _run_cells(
     wanted = summaries.names
     try:
         found = summaries.of(record) if wanted else {}
-        rows.add(_RecordRun(layout, record))  # (adds nothing when it raises)
-    except _UNREADABLE as exc:  # a damaged index entry: the sidecar decides (as matching)
+        rows.add(RecordRun(layout, record))  # (adds nothing when it raises)
+    except UNREADABLE as exc:  # a damaged index entry: the sidecar decides (as matching)
         fresh = None if reread is None else reread(record.hash)
         try:
             if fresh is None:
                 raise exc
             found = summaries.of(fresh) if wanted else {}
-            rows.add(_RecordRun(layout, fresh))
-        except _UNREADABLE as again:
+            rows.add(RecordRun(layout, fresh))
+        except UNREADABLE as again:
             warn_unreadable(record.hash, again)
             return None
     cells = rows.params[-1] if rows.include_params else {}
@@ -296,13 +292,13 @@ def _interpreted(
     interpreter matches it, as `execute_plan` decides a run the columns do not."""
     try:
         return record if plan.matches_run(RunView(record, layout)) else None
-    except _UNREADABLE as exc:
+    except UNREADABLE as exc:
         fresh = reread(record.hash)
         try:
             if fresh is None:
                 raise exc
             return fresh if plan.matches_run(RunView(fresh, layout)) else None
-        except _UNREADABLE as again:
+        except UNREADABLE as again:
             warn_unreadable(record.hash, again)
             return None
 

@@ -15,7 +15,7 @@ import pytest
 from aim_parquet.format.paths import RepoLayout
 from aim_parquet.format.values import TAG, encode_json_value, utf8_safe
 from aim_parquet.sdk.dataframes import PARAM_DEPTH, flatten_params, run_row
-from aim_parquet.sdk.query_frames import _RecordRun
+from aim_parquet.sdk.query_frames import RecordRun
 from aim_parquet.sdk.run_rows import RunRows, row_columns
 from aim_parquet.storage.index.run_records import RunRecord
 
@@ -117,8 +117,8 @@ def test_bulk_run_rows_are_run_rows_transposed(seed: int, tmp_path: Path) -> Non
         rows = RunRows(include_props=include_props, include_params=True)
         want = []
         for record in records:
-            rows.add(_RecordRun(layout, record))
-            want.append(run_row(_RecordRun(layout, record), include_props=include_props))
+            rows.add(RecordRun(layout, record))
+            want.append(run_row(RecordRun(layout, record), include_props=include_props))
         runs = rng.sample(range(len(records)), 20)
         expected = row_columns([want[r] for r in runs])
         del expected["hash"]

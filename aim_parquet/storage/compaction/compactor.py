@@ -209,8 +209,9 @@ def _compact_locked(
     least = least_after(run_dir, manifest, set(by_kind))
     if not rewrite_all and not least.is_smaller_than(before):
         return _keep(
-            layout, run_hash, result, notes, generation - 1, (before, least, True), manifest is None
-        )
+            layout, run_hash, result, notes, generation - 1, before, least,
+            estimated=True, no_manifest=manifest is None,
+        )  # fmt: skip
     made_dir = not layout.compacted_dir(run_hash).is_dir()
     layout.compacted_dir(run_hash).mkdir(exist_ok=True)
     written: dict[str, CompactedFile] = {}
@@ -243,14 +244,9 @@ def _compact_locked(
         for f in written.values():
             remove_file(run_dir / f.path)
         return _keep(
-            layout,
-            run_hash,
-            result,
-            notes,
-            generation - 1,
-            (before, after, False),
-            manifest is None,
-        )
+            layout, run_hash, result, notes, generation - 1, before, after,
+            estimated=False, no_manifest=manifest is None,
+        )  # fmt: skip
     atomic_write(layout.manifest(run_hash), encoded)  # commit
     for plan in plans:
         for seg in plan.segments:
@@ -278,14 +274,16 @@ def _keep(
     result: Callable[..., RunCompaction],
     notes: list[str],
     generation: int,
-    usage: tuple[Usage, Usage, bool],
+    before: Usage,
+    after: Usage,
+    *,
+    estimated: bool,
     no_manifest: bool,
 ) -> RunCompaction:
-    """Leave the segments as written: Parquet would not make the run smaller. `usage`: what
-    the rewrite would replace, what it would (or at least would, when estimated) leave;
+    """Leave the segments as written: Parquet would not make the run smaller. `before`: what
+    the rewrite would replace; `after`: what it would leave (at least, when `estimated`);
     `no_manifest`: the run has no manifest, so an empty `compacted/` is one this rewrite (or an
     interrupted one) made: it is removed."""
-    before, after, estimated = usage
     notes.append(
         f"left as written: {before} now, Parquet would leave {'at least ' if estimated else ''}"
         f"{after} (rewritten only when no more files and folders and fewer bytes; "
