@@ -31,7 +31,7 @@ from aim_parquet.query.views import (
     RecordingSequenceView,
     RunView,
     SequenceView,
-    sequence_key,
+    verdict_key,
 )
 from aim_parquet.storage.index.run_index import CatalogueEntry
 
@@ -64,9 +64,10 @@ class QueryPlan:
         """Step 2: catalogue entries of the queried kinds that satisfy the sequence part.
 
         `memo` (one dict for all the runs of one execution) keeps the verdict of each sequence
-        key (name, kind, context) on which it depends alone: when the sequence part does not
-        read `run` and an evaluation read only key fields of the sequence (`KEY_FIELDS`), every
-        sequence with that key gets the same verdict without evaluating it again."""
+        key (name, kind, context: `verdict_key`, which tells apart contexts in another key
+        order) on which it depends alone: when the sequence part does not read `run` and an
+        evaluation read only key fields of the sequence (`KEY_FIELDS`), every sequence with
+        that key gets the same verdict without evaluating it again."""
         out = []
         seq_filter, var = self.seq_filter, self.seq_var
         if seq_filter is None or var is None:
@@ -81,7 +82,7 @@ class QueryPlan:
         for info in infos:
             if info.kind not in self.kinds:
                 continue
-            key = sequence_key(info)
+            key = verdict_key(info)
             verdict = memo.get(key)
             if verdict is None:
                 seen = RecordingSequenceView(info, view)

@@ -5,7 +5,8 @@ sequence's key fields (`query.views.KEY_FIELDS`: name, context, kind, version).
 
 The interpreter itself gives each verdict: the sequence part is evaluated once per distinct
 (name, kind, context text) of the columns, on a `RecordingSequenceView`, exactly as the planner's
-memo does it (`QueryPlan.matching_sequences`), and the verdict is used only when that
+memo does it (`QueryPlan.matching_sequences`; the text keeps the stored key order and each value's
+text, as `query.views.verdict_key` does), and the verdict is used only when that
 evaluation read key fields alone; when it also read summary fields, the sequence part is
 evaluated on each entry of that key, its SequenceInfo made from the columns, and the verdict is
 used when that evaluation read key and summary fields alone (and did not raise a QueryError: the per-run path then raises

@@ -208,7 +208,8 @@ class RecordingSequenceView(SequenceView):
 
 def sequence_key(info: SequenceInfo | CatalogueEntry) -> Any:
     """(name, kind, context) as a hashable key, equal only for equal contexts whose values have
-    equal types (`1`, `1.0` and `True` are different keys)."""
+    equal types (`1`, `1.0` and `True` are different keys), whatever their key order: the one
+    column of a frame. A query's verdict is kept by `verdict_key`."""
     context = info.context
     if not context:
         return (info.name, info.kind)
@@ -218,3 +219,33 @@ def sequence_key(info: SequenceInfo | CatalogueEntry) -> Any:
     except TypeError:
         return (info.name, info.kind, json.dumps(context, sort_keys=True, default=repr))
     return (info.name, info.kind, items)
+
+
+def verdict_key(info: SequenceInfo | CatalogueEntry) -> Any:
+    """(name, kind, context) as a hashable key, equal only for sequences no query can tell
+    apart by those fields: contexts with the same keys in the same order (`str()` and iteration
+    show a dict's order), values of the same types and the same text (`-0.0` is not `0.0`),
+    nested values alike. The planner keeps a sequence part's verdict by it."""
+    context = info.context
+    if type(context) is not dict:
+        return (info.name, info.kind, _exact(context))
+    if not context:
+        return (info.name, info.kind)
+    return (info.name, info.kind, tuple([(k, _exact(v)) for k, v in context.items()]))
+
+
+def _exact(value: Any) -> Any:
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return (kind, value)
+    if kind is dict:  # (its keys are strings: contexts are JSON objects)
+        return (kind, tuple([(k, _exact(v)) for k, v in value.items()]))
+    if kind is float:
+        return (kind, value.hex())  # (`-0.0` and `0.0` are equal, their texts are not)
+    if kind is list or kind is tuple:
+        return (kind, tuple(map(_exact, value)))
+    try:
+        hash(value)
+    except TypeError:
+        return (kind, repr(value))
+    return (kind, value)  # (bytes, ...: equal values read alike)

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import aim_parquet as aim
@@ -106,6 +106,8 @@ SEQ_LEAVES = [
     "not metric.context", "metric.context.x == 1", "metric.context.x is True",
     "metric.context.get('x') is None", "metric.dtype == 'int'", "metric.version == 2",
     "metric.name.startswith('l')", "str(metric.context) == \"{'b': 1, 'a': 2}\"",
+    "str(metric.context) == \"{'a': 2, 'b': 1}\"", "list(metric.context) == ['b', 'a']",
+    "str(metric.context) == \"{'b': 1, 'a': 2}\" and run.archived in (True, False)",
     "metric.last < 0.5", "metric.count > 2", "metric.max == float('inf')",
     "metric.context.nested.a == 1", "metric.run.hparams.lr == 0.1", "metric.nothing == 1",
     "metric.last < 0.5 or metric.run.hparams.lr == 0.1", "metric.first_step == 0",
@@ -181,9 +183,6 @@ def _check(root: Path, text: str) -> None:
 @SETTINGS
 @given(text=QUERIES)
 def test_columns_match_the_interpreter(repo: Path, text: str) -> None:
-    # a known disagreement (str() of a context in another key order, with a run-level part):
-    # test_context_key_order_known.py holds it as a strict xfail until it is fixed
-    assume(not ("str(metric.context)" in text and "run." in text))
     _check(repo, text)
 
 

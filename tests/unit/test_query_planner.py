@@ -200,3 +200,28 @@ def test_views_answer_safe_none_for_missing() -> None:
     assert param_lookup({"a": {"b": 1}}, ("a", "b")) == 1
     assert isinstance(view.query_attr("created_at"), datetime)
     assert view.query_attr("active") is False  # finished run
+
+
+TWINS = [  # equal dicts (or nearly) that a query can tell apart
+    {"b": 1, "a": 2}, {"a": 2, "b": 1}, {"x": 0.0}, {"x": -0.0}, {"x": 1}, {"x": True},
+    {"x": 1.0}, {"n": {"a": 1, "b": 2}}, {"n": {"b": 2, "a": 1}}, {"l": [{"a": 1, "b": 2}]},
+    {"l": [{"b": 2, "a": 1}]}, {}, {"x": None}, {"x": "1"},
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("first", range(len(TWINS)))
+@pytest.mark.parametrize("text", ["str(metric.context)", "list(metric.context)"])
+def test_the_memo_keeps_a_verdict_per_context_as_stored(first: int, text: str) -> None:
+    """The sequence part's verdicts shared between runs (`memo`) are those without it, whatever
+    context is seen first: a context's key order, `-0.0` and nested orders tell contexts apart."""
+    view = RunView(RUN)
+    order = [*TWINS[first:], *TWINS[:first]]
+    for shown in TWINS:
+        seen = str(shown) if text.startswith("str") else list(shown)
+        plan = plan_query(f"{text} == {seen!r}", "metric")
+        memo: dict[Any, bool] = {}
+        for context in order:  # one run each, the memo shared
+            entry = [seq("loss", context)]
+            assert plan.matching_sequences(view, entry, memo) == plan.matching_sequences(
+                view, entry
+            ), (plan.text, context)
