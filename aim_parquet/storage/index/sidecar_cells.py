@@ -118,16 +118,19 @@ def _read_object(path: str) -> dict[str, Any]:
 def _parsed_encoder() -> Callable[[Any], str]:
     """`json_text` of a value as `json.loads` returns it (no cycle, no subclass), by one C
     encoder made once (`json_text` makes one per call: about half its time for a small value);
-    `json_text` itself where the C encoder is missing."""
+    `json_text` itself where the C encoder is missing or takes other arguments."""
     make = getattr(json_encoder, "c_make_encoder", None)
     if make is None:
         return json_text
     enc = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"))  # (`json_text`'s options)
     # (no markers: a parsed value has no cycle, and markers shared by threads would be wrong)
-    encode = make(
-        None, enc.default, json_encoder.encode_basestring_ascii, None, enc.key_separator,
-        enc.item_separator, enc.sort_keys, enc.skipkeys, enc.allow_nan,
-    )  # fmt: skip
+    try:
+        encode = make(
+            None, enc.default, json_encoder.encode_basestring_ascii, None, enc.key_separator,
+            enc.item_separator, enc.sort_keys, enc.skipkeys, enc.allow_nan,
+        )  # fmt: skip
+    except TypeError:  # (a Python whose private encoder takes other arguments)
+        return json_text
     join = "".join
 
     def parsed_json_text(obj: Any) -> str:
