@@ -324,6 +324,9 @@ def clock_back(repo: str) -> None:
 
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # a training script started from a terminal: Ctrl-C raises KeyboardInterrupt, even when the
+    # suite itself was started with SIGINT ignored (`cmd &`, nohup) and the child inherits that
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     scenario, *args = sys.argv[1:]
     globals()[scenario](*args)
 
