@@ -1,0 +1,73 @@
+"""hx31: a metric frame labels each row with its own sequence's context. Contexts equal to
+`==` but stored differently ({"x": 0.0} and {"x": -0.0}; {"b": 1, "a": 2} and {"a": 2, "b": 1})
+in different runs are told apart by the query (`query.views.verdict_key`) and by iteration, but
+the frames build each (name, context) once by `sequence_key`, which takes them for one: every
+row of either run shows the text (and the `metric.context.x` value) of one of them."""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import aim_parquet as aim
+
+QUIET: dict[str, Any] = {
+    "system_tracking_interval": None,
+    "capture_terminal_logs": False,
+    "log_system_params": False,
+}
+TWINS = [({"x": 0.0}, {"x": -0.0}), ({"b": 1, "a": 2}, {"a": 2, "b": 1})]
+
+
+def _texts(context: dict[str, Any]) -> tuple[str, tuple[float, ...]]:
+    """What tells the twins apart: `str()` (key order, `-0.0`) and the signs of the floats."""
+    return str(context), tuple(math.copysign(1.0, v) for v in context.values() if type(v) is float)
+
+
+def _repo(root: Path, twins: tuple[dict[str, Any], ...], ints: bool) -> dict[str, dict[str, Any]]:
+    own = {}
+    for context in twins:
+        with aim.Run(repo=str(root), **QUIET) as run:
+            run.track(0.5, name="loss", step=0, context=context)
+            if ints:  # (an int metric: the run is matched record by record, not by the columns)
+                run.track(1, name="epoch", step=0)
+            own[run.hash] = context
+    return own
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="hx31: two runs with loss at {'x': 0.0} and {'x': -0.0} (or keys in another order): "
+    "dataframe()/only_last/to_polars() label both runs' rows with one run's context text",
+)
+@pytest.mark.parametrize("ints", [False, True], ids=["columns", "per-run"])
+@pytest.mark.parametrize("twins", TWINS, ids=["minus zero", "key order"])
+def test_each_row_shows_its_own_context(
+    tmp_path: Path, twins: tuple[dict[str, Any], ...], ints: bool
+) -> None:
+    own = _repo(tmp_path, twins, ints)
+    repo = aim.Repo(str(tmp_path))
+    query = "metric.name == 'loss'"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        iterated = {m.run.hash: dict(m.context) for m in repo.query_metrics(query)}
+        frames = {
+            "dataframe": repo.query_metrics(query).dataframe(),
+            "only_last": repo.query_metrics(query).dataframe(only_last=True),
+        }
+        polars = repo.query_metrics(query).to_polars()
+    assert {h: _texts(c) for h, c in iterated.items()} == {h: _texts(c) for h, c in own.items()}
+    shown = {
+        name: {(h, _texts(json.loads(c))) for h, c in df[["run.hash", "metric.context"]].values}
+        for name, df in frames.items()
+    }
+    shown["to_polars"] = {
+        (h, _texts(json.loads(c))) for h, c in polars.select("run.hash", "metric.context").rows()
+    }
+    expected = {(h, _texts(c)) for h, c in own.items()}
+    assert shown == {name: expected for name in shown}
