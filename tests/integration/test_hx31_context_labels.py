@@ -71,3 +71,30 @@ def test_each_row_shows_its_own_context(
     }
     expected = {(h, _texts(c)) for h, c in own.items()}
     assert shown == {name: expected for name in shown}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="hx31: one run tracking loss at {'x': 0.0} and at {'x': -0.0} (two sequences): "
+    "dataframe()/only_last/to_polars() give both sequences' rows one context label",
+)
+@pytest.mark.parametrize("ints", [False, True], ids=["columns", "per-run"])
+def test_two_sequences_of_one_run_keep_their_own_labels(tmp_path: Path, ints: bool) -> None:
+    with aim.Run(repo=str(tmp_path), **QUIET) as run:
+        for context, value in [({"x": 0.0}, 1.0), ({"x": -0.0}, 2.0)]:
+            run.track(value, name="loss", step=0, context=context)
+        if ints:
+            run.track(1, name="epoch", step=0)
+    repo = aim.Repo(str(tmp_path))
+    query = "metric.name == 'loss'"
+    expected = {(1.0, _texts({"x": 0.0})), (2.0, _texts({"x": -0.0}))}
+    iterated = {(m.values.tolist()[-1], _texts(dict(m.context))) for m in repo.query_metrics(query)}
+    assert iterated == expected  # (the writer keeps them apart, and so does iteration)
+    frames = [repo.query_metrics(query).dataframe(), repo.query_metrics(query).dataframe(True)]
+    shown = [
+        {(v, _texts(json.loads(c))) for v, c in df[["value", "metric.context"]].values}
+        for df in frames
+    ]
+    polars = repo.query_metrics(query).to_polars().select("value", "metric.context").rows()
+    shown.append({(v, _texts(json.loads(c))) for v, c in polars})
+    assert shown == [expected] * 3
