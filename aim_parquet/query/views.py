@@ -208,12 +208,17 @@ class RecordingSequenceView(SequenceView):
 
 def sequence_key(info: SequenceInfo | CatalogueEntry) -> Any:
     """(name, kind, context) as a hashable key, equal only for equal contexts whose values have
-    equal types (`1`, `1.0` and `True` are different keys), whatever their key order: the one
-    column of a frame. A query's verdict is kept by `verdict_key`."""
+    equal types and texts (`1`, `1.0` and `True` are different keys, and so are `0.0` and
+    `-0.0`: the writer keeps them as two sequences), whatever their key order: the one column
+    of a frame, labelled by the sorted context (`canonical_context`). A query's verdict is kept
+    by `verdict_key`."""
     context = info.context
     if not context:
         return (info.name, info.kind)
-    items = tuple((k, type(v), v) for k, v in sorted(context.items()))
+    items = tuple(
+        (k, float, v.hex()) if type(v) is float else (k, type(v), v)
+        for k, v in sorted(context.items())
+    )
     try:
         hash(items)
     except TypeError:

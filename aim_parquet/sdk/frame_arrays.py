@@ -7,6 +7,7 @@ expect goes to `pa.array`."""
 
 from __future__ import annotations
 
+from contextlib import suppress
 from typing import Any
 
 import numpy as np
@@ -144,7 +145,9 @@ def key_column(values: list[Any]) -> pa.Array:
         if min(present) >= -(2**63) and max(present) < 2**63:
             return nullable_scalars(values, pa.int64())
     elif kinds == {float} or kinds == {int, float}:
-        return nullable_scalars([None if v is None else float(v) for v in values], pa.float64())
+        with suppress(OverflowError):  # (an int beyond float64 among them: JSON texts below)
+            floats = [None if v is None else float(v) for v in values]
+            return nullable_scalars(floats, pa.float64())
     present = [v for v in values if v is not None]
     if not present:
         return pa.nulls(len(values), pa.null())
@@ -156,7 +159,9 @@ def key_column(values: list[Any]) -> pa.Array:
         is_int = all(isinstance(v, (int, np.integer)) for v in present)
         if is_int and all(-(2**63) <= int(v) < 2**63 for v in present):
             return nullable_scalars(values, pa.int64())
-        return nullable_scalars([None if v is None else float(v) for v in values], pa.float64())
+        with suppress(OverflowError):
+            floats = [None if v is None else float(v) for v in values]
+            return nullable_scalars(floats, pa.float64())
     texts = [None if v is None else jsonable(v) for v in values]
     return _encoded(texts)
 

@@ -16,7 +16,8 @@ of the dictionary's bytes: `sdk.frame_tables`). The arrays are built over their 
 
 Types: `step` int64, `value` float64, `epoch` float64 (NaN where none was tracked), `timestamp`
 float64, `time` a naive local-time timestamp (µs, as Aim's; `timestamp` is the instant). A run-level column whose values are all numbers
-(bools, ints, floats) stays a number column (ints and floats: float64, ints alone: int64); all
+(bools, ints, floats) stays a number column (ints and floats: float64, ints alone: int64;
+an int beyond int64, or beyond float64 among floats, makes it a column of JSON texts); all
 text stays text; a column that mixes kinds across runs (a param that is a number in one run and
 text in another, a bool among ints, bytes) holds the JSON text of each value (`"two"`, `2`,
 `true`; bytes as the JSON string of their Python repr), as `aim-parquet query --output` writes

@@ -1,8 +1,9 @@
 """hx31: a metric frame labels each row with its own sequence's context. Contexts equal to
-`==` but stored differently ({"x": 0.0} and {"x": -0.0}; {"b": 1, "a": 2} and {"a": 2, "b": 1})
-in different runs are told apart by the query (`query.views.verdict_key`) and by iteration, but
-the frames build each (name, context) once by `sequence_key`, which takes them for one: every
-row of either run shows the text (and the `metric.context.x` value) of one of them."""
+`==` but stored as two sequences by the writer ({"x": 0.0} and {"x": -0.0}) were taken for one
+by the frames' `sequence_key`: every row of either run (or both sequences of one run) showed
+the text and the `metric.context.x` value of one of them, and the run-level frame lost one
+summary. Contexts in another key order ({"b": 1, "a": 2} and {"a": 2, "b": 1}) are one sequence
+and one frame column, labelled by the sorted context (`canonical_context`) in every run."""
 
 from __future__ import annotations
 
@@ -40,11 +41,6 @@ def _repo(root: Path, twins: tuple[dict[str, Any], ...], ints: bool) -> dict[str
     return own
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hx31: two runs with loss at {'x': 0.0} and {'x': -0.0} (or keys in another order): "
-    "dataframe()/only_last/to_polars() label both runs' rows with one run's context text",
-)
 @pytest.mark.parametrize("ints", [False, True], ids=["columns", "per-run"])
 @pytest.mark.parametrize("twins", TWINS, ids=["minus zero", "key order"])
 def test_each_row_shows_its_own_context(
@@ -69,15 +65,12 @@ def test_each_row_shows_its_own_context(
     shown["to_polars"] = {
         (h, _texts(json.loads(c))) for h, c in polars.select("run.hash", "metric.context").rows()
     }
+    if twins is TWINS[1]:  # (one column, labelled by the sorted context)
+        own = {h: dict(sorted(c.items())) for h, c in own.items()}
     expected = {(h, _texts(c)) for h, c in own.items()}
     assert shown == {name: expected for name in shown}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hx31: one run tracking loss at {'x': 0.0} and at {'x': -0.0} (two sequences): "
-    "dataframe()/only_last/to_polars() give both sequences' rows one context label",
-)
 @pytest.mark.parametrize("ints", [False, True], ids=["columns", "per-run"])
 def test_two_sequences_of_one_run_keep_their_own_labels(tmp_path: Path, ints: bool) -> None:
     with aim.Run(repo=str(tmp_path), **QUIET) as run:
@@ -100,12 +93,6 @@ def test_two_sequences_of_one_run_keep_their_own_labels(tmp_path: Path, ints: bo
     assert shown == [expected] * 3
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hx31: query_runs().dataframe(metrics=['loss']) of a run with an int metric and loss "
-    "at {'x': 0.0} and {'x': -0.0}: run_frame._label memoizes by sequence_key, so the -0.0 "
-    "sequence's summary overwrites the 0.0 one's column and its own column is NaN",
-)
 def test_run_frame_keeps_both_summaries(tmp_path: Path) -> None:
     for ints in (False, True):  # (the index's columns, then the per-run catalogue)
         with aim.Run(repo=str(tmp_path), **QUIET) as run:
