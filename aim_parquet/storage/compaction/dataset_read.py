@@ -103,6 +103,7 @@ def read_dataset_tables(layout: RepoLayout, *, live: bool = True) -> DatasetTabl
 
 
 MIN_SHARED_READ_RUNS = 64  # fewer runs are read from their own files
+COPY_BELOW = 0.75  # a bucket read for less of its rows than this copies them out (`_copied`)
 MetricPoints = tuple[np.ndarray[Any, Any], ...]  # steps, values, epochs (NaN: none), timestamps
 _POINT_COLUMNS = ["run_hash", "seq_id", "step", "value", "epoch", "timestamp"]
 _CODED_COLUMNS = ["run_hash", "seq_id"]  # read as dictionaries
@@ -202,8 +203,9 @@ def _bucket_points(
     are); `run_hash` and `seq_id` are read as dictionaries, each sequence's row range found
     from their integer codes (its rows are contiguous: the file is sorted by run and sequence),
     so no Python object is made per row; the point columns of the sequences kept are copied
-    out of the file's table (`_copied`), or, kept in a `cache`, sliced. (No `pyarrow.compute`
-    call: its first use imports pandas.)"""
+    out of the file's table when they are less than `COPY_BELOW` of its rows (`_copied`),
+    otherwise (and in a `cache`) sliced. (No `pyarrow.compute` call: its first use imports
+    pandas.)"""
     try:
         parquet = pq.ParquetFile(path, read_dictionary=_CODED_COLUMNS)
         groups = _row_groups(parquet, None if cache is not None else hashes)
@@ -229,15 +231,16 @@ def _bucket_points(
             kept.append((key, a, b))
     if not kept:
         return out
-    if keep is None:  # (every sequence, kept in a cache: views of the whole file's columns)
-        steps, values, epochs, stamps = (
-            nan_numpy(table[c]) for c in ("step", "value", "epoch", "timestamp")
-        )
-        epochs = epochs.astype(np.float64, copy=False)
-        for key, a, b in kept:
-            out[key] = (steps[a:b], values[a:b], epochs[a:b], stamps[a:b])
-        return out
-    return _copied(table, kept)
+    if keep is not None and sum(b - a for _key, a, b in kept) < table.num_rows * COPY_BELOW:
+        return _copied(table, kept)
+    # most of the file, or all of it kept in a cache: views of its columns
+    steps, values, epochs, stamps = (
+        nan_numpy(table[c]) for c in ("step", "value", "epoch", "timestamp")
+    )
+    epochs = epochs.astype(np.float64, copy=False)
+    for key, a, b in kept:
+        out[key] = (steps[a:b], values[a:b], epochs[a:b], stamps[a:b])
+    return out
 
 
 def _copied(
@@ -267,9 +270,12 @@ def _copied(
         ("epoch", np.float64),
         ("timestamp", np.float64),
     ):
-        view = to_numpy(table[name])  # (no copy: nulls read as 0, set to NaN below)
+        if name == "epoch" and epoch.null_count == len(epoch):  # (no point has an epoch)
+            columns.append(np.full(at, np.nan))
+            continue
+        view = to_numpy(table[name])  # (nulls read as 0, set to NaN below)
         columns.append(np.concatenate([view[a:b] for a, b in spans], dtype=dtype))
-    if epoch.null_count:  # a point without an epoch: NaN
+    if 0 < epoch.null_count < len(epoch):  # a point without an epoch: NaN
         valid = np.concatenate([validity(chunk) for chunk in epoch.chunks])
         columns[2][~np.concatenate([valid[a:b] for a, b in spans])] = np.nan
     steps, values, epochs, stamps = columns
