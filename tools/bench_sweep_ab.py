@@ -1,12 +1,15 @@
-"""Before/after of the analyst sweep's frames: `loss` as `dataframe()` and `to_polars()`, and the
-whole repo's `dataframe()`, by two checkouts in turn (a fresh process each, `repeat` times), on one
-sweep repository (`bench_suite/scale_side.py sweep` builds it; frames only read it), next to the
-floor: the same `loss` rows saved to one Parquet file and read back by pandas or polars.
+"""Before/after of the analyst sweep's frames: `loss` and the whole repo as `dataframe()` and
+`to_polars()`, by two checkouts in turn (a fresh process each, `repeat` times), on one sweep
+repository (`bench_suite/scale_side.py sweep` builds it; frames only read it), next to the
+floor: the same rows saved to one Parquet file and read back by pandas or polars.
 
     git archive <base-rev> aim_parquet tools | tar -x -C /tmp/base
     .venv/bin/python tools/bench_suite/scale_side.py sweep \
         '{"repo": "/tmp/sweep", "runs": 300, "steps": 2000}'
     .venv/bin/python tools/bench_sweep_ab.py --base /tmp/base --repo /tmp/sweep
+
+After a change to what compaction writes, give the sides their own repositories: `--base-repo`
+compacted by the base checkout, `--repo` by this one (two copies of one as-written sweep).
 
 Prints one line per measurement: the median seconds of each side and its ratio to the floor, which
 is read in the same rounds as the sides (floor, before and after in turn, `repeat` times), and the
@@ -45,46 +48,56 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--base", type=Path, required=True, help="the checkout to compare with")
     parser.add_argument("--repo", type=Path, required=True, help="the sweep repository")
+    parser.add_argument(
+        "--base-repo", type=Path, help="the repository the base reads (default: --repo)"
+    )
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     sides = {"before": args.base.resolve(), "after": HERE.parent}
-    repo = str(args.repo.resolve())
+    repos = {
+        "before": str((args.base_repo or args.repo).resolve()),
+        "after": str(args.repo.resolve()),
+    }
     print(f"1-minute load average at start: {os.getloadavg()[0]:.2f}", flush=True)
-    floor_path = str(args.repo.resolve().parent / "floor-loss.parquet")
-    run(HERE.parent, "save_floor", {"repo": repo, "query": LOSS, "path": floor_path})
+    floors = {}
+    for name, query in (("loss", LOSS), ("all", "")):
+        floors[name] = str(args.repo.resolve().parent / f"floor-{name}.parquet")
+        run(
+            HERE.parent,
+            "save_floor",
+            {"repo": repos["after"], "query": query, "path": floors[name]},
+        )
     cases = [
-        ("loss dataframe()", {"query": LOSS}, "pandas"),
-        ("loss to_polars()", {"query": LOSS, "fmt": "polars"}, "polars"),
-        ("whole repo dataframe()", {"query": ""}, None),
+        ("loss dataframe()", {"query": LOSS}, "pandas", "loss"),
+        ("loss to_polars()", {"query": LOSS, "fmt": "polars"}, "polars", "loss"),
+        ("whole repo dataframe()", {"query": ""}, "pandas", "all"),
+        ("whole repo to_polars()", {"query": "", "fmt": "polars"}, "polars", "all"),
     ]
-    for label, params, floor in cases:
+    for label, params, floor, floor_name in cases:
+        floor_path = floors[floor_name]
         # the floor is read in the same rounds as the two sides (a shared machine's load moves)
         times: dict[str, list[float]] = {s: [] for s in [*sides, "floor"]}
         cpu: dict[str, list[float]] = {s: [] for s in [*sides, "floor"]}
         rss: dict[str, float] = {}
         for _ in range(args.repeat):
-            if floor:
-                out = run(HERE.parent, "floor", {"path": floor_path, "engine": floor})
-                times["floor"].append(out["s"])
-                cpu["floor"].append(out["cpu_s"])
+            out = run(HERE.parent, "floor", {"path": floor_path, "engine": floor})
+            times["floor"].append(out["s"])
+            cpu["floor"].append(out["cpu_s"])
             for side, root in sides.items():
-                out = run(root, "frame", dict(params, repo=repo))
+                out = run(root, "frame", dict(params, repo=repos[side]))
                 times[side].append(out["s"])
                 cpu[side].append(out["cpu_s"])
                 rss[side] = max(rss.get(side, 0.0), out.get("peak_rss_mib", 0.0))
-        floor_s = statistics.median(times["floor"]) if floor else 0.0
+        floor_s = statistics.median(times["floor"])
         cells = []
         for side in sides:
             median = statistics.median(times[side])
-            ratio = f" ({median / floor_s:.2f}x floor)" if floor else ""
+            ratio = f" ({median / floor_s:.2f}x floor)"
             cells.append(
                 f"{side}: {median:.3f}{ratio}, CPU {statistics.median(cpu[side]):.3f}, "
                 f"{rss[side]:,.0f} MiB"
             )
-        if floor:
-            cells.append(
-                f"floor ({floor}): {floor_s:.3f}, CPU {statistics.median(cpu['floor']):.3f}"
-            )
+        cells.append(f"floor ({floor}): {floor_s:.3f}, CPU {statistics.median(cpu['floor']):.3f}")
         print(f"{label:26s} " + "  ".join(cells), flush=True)
     print(f"1-minute load average at the end: {os.getloadavg()[0]:.2f}", flush=True)
 

@@ -20,6 +20,15 @@ METRICS_KIND = "metrics"
 # step. Statistics of the dictionary and float columns would cost a third of the write time.
 STATISTICS_COLUMNS = ("run_hash", "seq_id", "name", "step")
 METRIC_DATA_COLUMNS = ("step", "epoch", "timestamp", "value")
+# The encodings of a point's columns in every Parquet file compaction writes (the per-run files
+# and the analyst dataset's): split floats decode in about a third of the time that
+# dictionary-then-plain floats take under zstd, and take less room.
+METRIC_ENCODINGS = {
+    "step": "DELTA_BINARY_PACKED",
+    "epoch": "DELTA_BINARY_PACKED",
+    "timestamp": "BYTE_STREAM_SPLIT",
+    "value": "BYTE_STREAM_SPLIT",
+}
 OBJECT_DATA_COLUMNS = ("step", "index", "epoch", "timestamp", "payload", "meta")
 
 # Footer key-value metadata: makes every file self-describing and lets `verify --repair` rebuild

@@ -124,6 +124,46 @@ def test_metrics_files_have_the_documented_columns(repo: Path) -> None:
     assert {s["name"] for s in sequences.values()} == {"loss", "acc"}
 
 
+def test_dataset_files_have_the_documented_encodings(repo: Path) -> None:
+    """The analyst dataset's metrics files encode a point's columns as the per-run files do
+    (FORMAT.md), and polars and DuckDB read them back as pyarrow does."""
+    import duckdb
+    import polars as pl
+
+    folder = repo / ".aim" / "dataset"
+    files = [folder / f for f in json.loads((folder / "current.json").read_text())["metrics"]]
+    want = {
+        "step": "DELTA_BINARY_PACKED",
+        "epoch": "DELTA_BINARY_PACKED",
+        "timestamp": "BYTE_STREAM_SPLIT",
+        "value": "BYTE_STREAM_SPLIT",
+        "run_hash": "RLE_DICTIONARY",
+        "name": "RLE_DICTIONARY",
+    }
+    rows = 0
+    for path in files:
+        md = pq.read_metadata(path)
+        for g in range(md.num_row_groups):
+            group = md.row_group(g)
+            if not group.num_rows:  # (a bucket without a run)
+                continue
+            chunks = {c.path_in_schema: c for c in map(group.column, range(group.num_columns))}
+            for name, encoding in want.items():
+                assert encoding in chunks[name].encodings, (path.name, name)
+                assert chunks[name].compression == "ZSTD"
+        rows += md.num_rows
+    assert rows > 0
+    plain = pa.concat_tables([pq.read_table(f) for f in files])
+    columns = ["run_hash", "seq_id", "step", "epoch", "timestamp", "value"]
+    by_polars = pl.read_parquet([str(f) for f in files], columns=columns).rows()
+    with duckdb.connect() as con:
+        listed = ", ".join(f"'{f}'" for f in files)
+        by_duckdb = con.sql(f"select {', '.join(columns)} from read_parquet([{listed}])").fetchall()
+    want = sorted(map(repr, zip(*(plain[c].to_pylist() for c in columns), strict=True)))
+    assert sorted(map(repr, by_polars)) == want  # (repr: NaN equals NaN)
+    assert sorted(map(repr, by_duckdb)) == want
+
+
 def test_runs_table_joins_in_one_line(repo: Path) -> None:
     import duckdb
 

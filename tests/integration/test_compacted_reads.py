@@ -128,3 +128,35 @@ def test_compacted_frames_and_iteration_equal_the_repository_as_written(
                 assert a.dtype == b.dtype, (query, key)
                 assert np.array_equal(a, b, equal_nan=True), (query, key)
     assert sum(taken) > 0  # (the frames and batches did read the dataset's files)
+
+
+def test_a_frame_of_some_of_a_bucket_equals_the_repository_as_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A frame wanting part of each bucket file copies those rows out of the file's table
+    (`dataset_read._copied`): points with no epoch at all in a file, some without one, and
+    a sequence across row groups give what the repository as written gives."""
+    written, compacted = tmp_path / "written", tmp_path / "compacted"
+    for i in range(3):
+        run = aim.Run(repo=written, **QUIET)
+        for step in range(30):
+            run.track(float(step) * (i + 1), name="loss", step=step)  # (no epoch)
+            epoch = step // 5 if i == 2 and step % 3 else None
+            run.track(1.0 / (step + 1), name="acc", step=step, epoch=epoch)
+        run.close()
+    shutil.copytree(written, compacted, symlinks=True)
+    monkeypatch.setattr(dataset, "ROW_GROUP_ROWS", 25)
+    compact_repo(RepoLayout(compacted))
+    monkeypatch.setattr(dataset_read, "MIN_SHARED_READ_RUNS", 1)
+    copies: list[int] = []
+    copied = dataset_read._copied
+
+    def counted(table: pa.Table, kept: list[Any]) -> Any:
+        copies.append(len(kept))
+        return copied(table, kept)
+
+    monkeypatch.setattr(dataset_read, "_copied", counted)
+    for query in ("metric.name == 'loss'", "metric.name == 'acc'"):
+        want = aim.Repo(written).query_metrics(query).to_arrow()
+        _same_tables(aim.Repo(compacted).query_metrics(query).to_arrow(), want, query)
+    assert len(copies) >= 2  # (each query copied rows out of its buckets)

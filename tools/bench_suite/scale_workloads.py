@@ -10,8 +10,8 @@ through RocksDB, so a larger repo only scales its figure linearly, and making 10
 (and indexing them) would take longer than the whole suite.
 
 Analyst: a `sweep_runs` x `sweep_steps` sweep (train/val `loss` and `acc`, resumed and archived
-runs), whose `loss` frame and whole-repo frame are held to the floor: the same rows read from one
-Parquet file by pandas or polars.
+runs), whose `loss` frame and whole-repo frame, as written and after compaction, are held to the
+floor: the same rows read from one Parquet file by pandas or polars.
 """
 
 from __future__ import annotations
@@ -156,6 +156,16 @@ def analyst(s: Suite) -> None:
     whole_pl = _times(
         s, "frame", {"repo": repo, "query": "", "fmt": "polars"}, "sweep whole polars"
     )
+    s.scale("compact", {"repo": repo}, "sweep compact")
+    after = {
+        label: _times(s, "frame", dict(params, repo=repo), f"sweep {label} after compaction")
+        for label, params in (
+            ("loss pandas", {"query": LOSS}),
+            ("loss polars", {"query": LOSS, "fmt": "polars"}),
+            ("whole pandas", {"query": ""}),
+            ("whole polars", {"query": "", "fmt": "polars"}),
+        )
+    }
     s.drop("sweep")
 
     def ratio(ours: list[Any], floor: list[Any]) -> str:
@@ -194,6 +204,22 @@ def analyst(s: Suite) -> None:
             ),
             Row("  floor: one Parquet file, pandas", _best(floors["loss", "pandas"])),
             Row("  floor: one Parquet file, polars", _best(floors["loss", "polars"])),
+            s.add(
+                "sweep_loss_pd_c",
+                Row(
+                    "`loss` `dataframe()` after compaction",
+                    _best(after["loss pandas"]),
+                    note=ratio(after["loss pandas"], floors["loss", "pandas"]),
+                ),
+            ),
+            s.add(
+                "sweep_loss_pl_c",
+                Row(
+                    "`loss` `to_polars()` after compaction",
+                    _best(after["loss polars"]),
+                    note=ratio(after["loss polars"], floors["loss", "polars"]),
+                ),
+            ),
             Row(
                 "`loss` `dataframe(only_last=True)`",
                 _best(last),
@@ -214,5 +240,18 @@ def analyst(s: Suite) -> None:
             ),
             Row("  floor: one Parquet file, pandas", _best(floors["all", "pandas"])),
             Row("  floor: one Parquet file, polars", _best(floors["all", "polars"])),
+            s.add(
+                "sweep_whole_c",
+                Row(
+                    "whole repo `dataframe()` after compaction",
+                    _best(after["whole pandas"]),
+                    note=ratio(after["whole pandas"], floors["all", "pandas"]),
+                ),
+            ),
+            Row(
+                "whole repo `to_polars()` after compaction",
+                _best(after["whole polars"]),
+                note=ratio(after["whole polars"], floors["all", "polars"]),
+            ),
         ],
     )

@@ -34,6 +34,7 @@ from aim_parquet.format.compacted import (
     META_SEGMENTS,
     META_SEQUENCES,
     METRIC_DATA_COLUMNS,
+    METRIC_ENCODINGS,
     METRICS_KIND,
     OBJECT_DATA_COLUMNS,
     STATISTICS_COLUMNS,
@@ -127,11 +128,10 @@ class CompactedFileWriter:
         self._schema = pa.schema(
             [pa.field(c, _DICT, nullable=False) for c in KEY_COLUMNS] + list(self._data_schema)
         )
-        encodings = {"step": "DELTA_BINARY_PACKED", "epoch": "DELTA_BINARY_PACKED"}
-        if self.is_metric:
-            encodings |= {"timestamp": "BYTE_STREAM_SPLIT", "value": "BYTE_STREAM_SPLIT"}
-        else:
-            encodings |= {"timestamp": "BYTE_STREAM_SPLIT", "index": "DELTA_BINARY_PACKED"}
+        encodings = dict(METRIC_ENCODINGS)
+        if not self.is_metric:
+            encodings |= {"index": "DELTA_BINARY_PACKED"}
+            del encodings["value"]
         self._writer = pq.ParquetWriter(
             self.tmp_path,
             self._schema,

@@ -43,6 +43,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from aim_parquet.errors import AimParquetError, CorruptFileError, FormatVersionError
+from aim_parquet.format.compacted import METRIC_ENCODINGS
 from aim_parquet.format.dataset import (
     CURRENT_FILENAME,
     DEFAULT_BUCKETS,
@@ -111,10 +112,20 @@ class DatasetReport:
     notes: list[str] = field(default_factory=list)
 
 
-def _write_parquet(path: Path, table: pa.Table) -> int:
+def _write_parquet(path: Path, table: pa.Table, encodings: dict[str, str] | None = None) -> int:
+    """`table` written to `path` (temp file, fsync, rename); `encodings`: the encodings of these
+    columns (the others dictionary-encoded)."""
+    encodings = encodings or {}
     tmp = temp_path_for(path)
     try:
-        pq.write_table(table, tmp, compression="zstd", row_group_size=ROW_GROUP_ROWS)
+        pq.write_table(
+            table,
+            tmp,
+            compression="zstd",
+            row_group_size=ROW_GROUP_ROWS,
+            use_dictionary=[c for c in table.column_names if c not in encodings],
+            column_encoding=encodings or None,
+        )
         fsync_file(tmp)
         os.replace(tmp, path)
     except BaseException:
@@ -254,7 +265,7 @@ def _refresh_locked(
             ]
         )
         name = metrics_file_name(bucket, generation)
-        report.rows += _write_parquet(folder / name, table)
+        report.rows += _write_parquet(folder / name, table, METRIC_ENCODINGS)
         if files[bucket]:
             retired.append((files[bucket], now))
         files[bucket] = name
