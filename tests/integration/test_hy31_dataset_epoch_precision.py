@@ -3,7 +3,10 @@
 Aim epochs are ints; the run's own files (written and compacted) keep them exactly, and
 `query_metrics(...)` iteration gives them as int64. After `compact`, a query over enough runs
 takes its points from `.aim/dataset/` (`dataset_read._bucket_points`/`_copied`), which turn the
-epoch column into float64 (NaN for a missing epoch) and back: 2**53 + 1 comes back as 2**53."""
+epoch column into float64 (NaN for a missing epoch) and back: 2**53 + 1 came back as 2**53.
+They now give each sequence's epochs as the run's own files do (int64, or float64 with NaN when
+one of its points has none), on the sliced path and on the copied one (`other` points of another
+metric make `loss` less than COPY_BELOW of a bucket)."""
 
 from __future__ import annotations
 
@@ -29,17 +32,15 @@ def _epochs(root: Path) -> dict[str, list[Any]]:
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hy31: the analyst dataset's point reads go through float64 epochs: an epoch of "
-    "2**53 + 1 comes back as 2**53 after compact (the run's own files keep it)",
-)
-def test_an_epoch_past_2_53_survives_the_shared_dataset_read(tmp_path: Path) -> None:
+@pytest.mark.parametrize("other", [0, 6], ids=["sliced", "copied"])
+def test_an_epoch_past_2_53_survives_the_shared_dataset_read(tmp_path: Path, other: int) -> None:
     written, compacted = tmp_path / "written", tmp_path / "compacted"
     for i in range(70):  # (past MIN_SHARED_READ_RUNS)
         run = aim.Run(repo=written, **QUIET)
         run.track(0.5, name="loss", step=0, epoch=BIG if i % 2 else None)
         run.track(1.5, name="loss", step=1, epoch=i)
+        for step in range(other):
+            run.track(2.5, name="acc", step=step, epoch=BIG)
         run.close()
     shutil.copytree(written, compacted, symlinks=True)
     compact_repo(RepoLayout(compacted))

@@ -19,7 +19,6 @@ from aim_parquet.format.dataset import bucket_of, dataset_dir, dataset_schema
 from aim_parquet.format.paths import SIDECAR_FILENAME, RepoLayout
 from aim_parquet.storage.base.columns import (
     empty_table,
-    nan_numpy,
     string_array,
     to_numpy,
     validity,
@@ -104,7 +103,7 @@ def read_dataset_tables(layout: RepoLayout, *, live: bool = True) -> DatasetTabl
 
 MIN_SHARED_READ_RUNS = 64  # fewer runs are read from their own files
 COPY_BELOW = 0.75  # a bucket read for less of its rows than this copies them out (`_copied`)
-MetricPoints = tuple[np.ndarray[Any, Any], ...]  # steps, values, epochs (NaN: none), timestamps
+MetricPoints = tuple[np.ndarray[Any, Any], ...]  # steps, values, epochs (as bulk_read), timestamps
 _POINT_COLUMNS = ["run_hash", "seq_id", "step", "value", "epoch", "timestamp"]
 _CODED_COLUMNS = ["run_hash", "seq_id"]  # read as dictionaries
 _NO_CODES = np.empty(0, np.int64)
@@ -234,12 +233,45 @@ def _bucket_points(
     if keep is not None and sum(b - a for _key, a, b in kept) < table.num_rows * COPY_BELOW:
         return _copied(table, kept)
     # most of the file, or all of it kept in a cache: views of its columns
-    steps, values, epochs, stamps = (
-        nan_numpy(table[c]) for c in ("step", "value", "epoch", "timestamp")
-    )
-    epochs = epochs.astype(np.float64, copy=False)
-    for key, a, b in kept:
-        out[key] = (steps[a:b], values[a:b], epochs[a:b], stamps[a:b])
+    steps, values, stamps = (to_numpy(table[c]) for c in ("step", "value", "timestamp"))
+    ints, missing = _epoch_columns(table["epoch"], None)
+    ranges = [(a, b) for _key, a, b in kept]
+    for (key, a, b), epochs in zip(kept, _epoch_slices(ints, missing, ranges), strict=True):
+        out[key] = (steps[a:b], values[a:b], epochs, stamps[a:b])
+    return out
+
+
+def _epoch_columns(
+    epoch: pa.ChunkedArray, spans: list[list[int]] | None
+) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any] | None]:
+    """The epoch column as int64 (a missing epoch read as 0) and the mask of its missing ones
+    (None when none is), of the file's rows or of its `spans` put end to end."""
+    ints = to_numpy(epoch) if epoch.null_count < len(epoch) else np.zeros(len(epoch), np.int64)
+    missing = None
+    if epoch.null_count:
+        missing = ~np.concatenate([validity(chunk) for chunk in epoch.chunks])
+    if spans is not None:
+        ints = np.concatenate([ints[a:b] for a, b in spans], dtype=np.int64)
+        if missing is not None:
+            missing = np.concatenate([missing[a:b] for a, b in spans])
+    return ints, missing
+
+
+def _epoch_slices(
+    ints: np.ndarray[Any, Any], missing: np.ndarray[Any, Any] | None, ranges: list[tuple[int, int]]
+) -> list[np.ndarray[Any, Any]]:
+    """Each row range's epochs as the run's own files give them (`storage.online.bulk_read`):
+    int64, or float64 with NaN where a point has none (an int64 epoch past 2**53 stays exact
+    in a sequence whose points all have one)."""
+    if missing is None:
+        return [ints[a:b] for a, b in ranges]
+    before = np.concatenate([[0], np.cumsum(missing)])  # missing epochs before each row
+    out = []
+    for a, b in ranges:
+        if before[b] == before[a]:
+            out.append(ints[a:b])
+        else:
+            out.append(np.where(missing[a:b], np.nan, ints[a:b]))
     return out
 
 
@@ -262,24 +294,20 @@ def _copied(
             spans.append([a, b])
         places.append((key, at, at + b - a))
         at += b - a
-    epoch = table["epoch"]
-    columns = []
-    for name, dtype in (
-        ("step", np.int64),
-        ("value", np.float64),
-        ("epoch", np.float64),
-        ("timestamp", np.float64),
-    ):
-        if name == "epoch" and epoch.null_count == len(epoch):  # (no point has an epoch)
-            columns.append(np.full(at, np.nan))
-            continue
-        view = to_numpy(table[name])  # (nulls read as 0, set to NaN below)
-        columns.append(np.concatenate([view[a:b] for a, b in spans], dtype=dtype))
-    if 0 < epoch.null_count < len(epoch):  # a point without an epoch: NaN
-        valid = np.concatenate([validity(chunk) for chunk in epoch.chunks])
-        columns[2][~np.concatenate([valid[a:b] for a, b in spans])] = np.nan
-    steps, values, epochs, stamps = columns
-    return {key: (steps[a:b], values[a:b], epochs[a:b], stamps[a:b]) for key, a, b in places}
+    steps, values, stamps = (
+        np.concatenate([view[a:b] for a, b in spans], dtype=dtype)
+        for view, dtype in (
+            (to_numpy(table["step"]), np.int64),
+            (to_numpy(table["value"]), np.float64),
+            (to_numpy(table["timestamp"]), np.float64),
+        )
+    )
+    ints, missing = _epoch_columns(table["epoch"], spans)
+    ranges = [(a, b) for _key, a, b in places]
+    return {
+        key: (steps[a:b], values[a:b], epochs, stamps[a:b])
+        for (key, a, b), epochs in zip(places, _epoch_slices(ints, missing, ranges), strict=True)
+    }
 
 
 def _row_groups(parquet: pq.ParquetFile, hashes: list[str] | None) -> list[int]:
